@@ -1,0 +1,1 @@
+//! The typed etcd API, grouped by service. Every method is on [`crate::Client`].

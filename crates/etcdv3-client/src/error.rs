@@ -1,0 +1,98 @@
+//! The client's error type.
+
+use etcdv3_core::codec::FrameError;
+use etcdv3_core::endpoint::EndpointError;
+use etcdv3_core::error::EtcdErrorKind;
+use etcdv3_core::machine::CallError;
+use etcdv3_core::status::{Code, Status};
+
+/// Everything that can go wrong in a client call. Every variant says what
+/// failed; server errors name the endpoint and the method.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The call failed; see [`CallError`] for the cases (server error,
+    /// outcome unknown, deadline, no endpoints, auth).
+    #[error(transparent)]
+    Call(#[from] CallError),
+    /// An endpoint could not be parsed.
+    #[error(transparent)]
+    InvalidEndpoint(#[from] EndpointError),
+    /// The request is invalid and was not sent (e.g. an empty key).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// A message could not be framed or decoded.
+    #[error("{method}: {source}")]
+    Frame {
+        /// The gRPC method path.
+        method: &'static str,
+        /// What was wrong.
+        #[source]
+        source: FrameError,
+    },
+    /// The configuration is unusable (e.g. an `https` endpoint without TLS
+    /// settings, an unreadable CA file).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The client was shut down.
+    #[error("the client is closed")]
+    Closed,
+    /// A watch was cancelled by the server (e.g. because its start revision
+    /// was compacted; see the watch events for the compacted revision).
+    #[error("watch cancelled: {reason}")]
+    WatchCancelled {
+        /// The reason the server gave.
+        reason: String,
+    },
+    /// A lease expired or was revoked while it was being kept alive.
+    #[error("lease {id} expired")]
+    LeaseExpired {
+        /// The lease id.
+        id: i64,
+    },
+}
+
+impl Error {
+    /// The gRPC status the server answered with, if this is a server error.
+    pub fn status(&self) -> Option<&Status> {
+        match self {
+            Error::Call(CallError::Status { status, .. }) => Some(status),
+            _ => None,
+        }
+    }
+
+    /// The gRPC code of a server error.
+    pub fn code(&self) -> Option<Code> {
+        self.status().map(|s| s.code)
+    }
+
+    /// The etcd classification of a server error.
+    pub fn etcd_kind(&self) -> Option<&EtcdErrorKind> {
+        match self {
+            Error::Call(CallError::Status { kind, .. }) => Some(kind),
+            _ => None,
+        }
+    }
+
+    /// Whether a mutation may have been applied although the call failed.
+    /// `false` means it certainly was not.
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Error::Call(e) => e.may_have_applied(),
+            _ => false,
+        }
+    }
+
+    /// Whether the call ran out of time.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        matches!(self, Error::Call(CallError::DeadlineExceeded { .. }))
+    }
+
+    /// Whether the outcome of a mutation is unknown.
+    pub fn is_outcome_unknown(&self) -> bool {
+        matches!(self, Error::Call(CallError::OutcomeUnknown { .. }))
+    }
+}
+
+/// Result with the client's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

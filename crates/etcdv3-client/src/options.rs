@@ -1,0 +1,136 @@
+//! Client configuration.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use etcdv3_core::balancer::Policy;
+pub use etcdv3_core::machine::Config as CoreConfig;
+
+/// How a [`crate::Client`] behaves. `Default` gives the recommended settings.
+///
+/// ```
+/// use std::time::Duration;
+/// use etcdv3_client::ClientOptions;
+/// let opts = ClientOptions::default()
+///     .with_timeout(Duration::from_secs(3))
+///     .with_user("root", "secret");
+/// assert_eq!(opts.request_timeout, Duration::from_secs(3));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Failover tunables of the core (policy, timeouts, probes, backoff).
+    pub core: CoreConfig,
+    /// Deadline of a unary call unless the call sets its own.
+    pub request_timeout: Duration,
+    /// User name and password: the client authenticates and refreshes the
+    /// token when it expires.
+    pub user: Option<(String, String)>,
+    /// TLS settings, required for `https://` endpoints.
+    pub tls: Option<TlsOptions>,
+    /// Largest request message, in bytes (etcd's server accepts about 1.5 MiB
+    /// by default).
+    pub max_send_message_size: usize,
+    /// Largest response message, in bytes.
+    pub max_recv_message_size: usize,
+    /// Send `hasleader: true` so that a member without a leader refuses at
+    /// once instead of hanging (and cancels watches when it loses its leader).
+    pub require_leader: bool,
+    /// Seed of the core's randomness (backoff jitter, balancer choices);
+    /// `None` draws one from the clock at start.
+    pub seed: Option<u64>,
+    /// Keep the endpoint set in sync with the cluster's member list at this
+    /// interval; `None` disables.
+    pub auto_sync_interval: Option<Duration>,
+    /// HTTP/2 stream window, in bytes.
+    pub stream_window: u32,
+    /// HTTP/2 connection window, in bytes.
+    pub connection_window: u32,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            core: CoreConfig::default(),
+            request_timeout: Duration::from_secs(10),
+            user: None,
+            tls: None,
+            max_send_message_size: etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
+            max_recv_message_size: etcdv3_core::codec::DEFAULT_MAX_DECODE_SIZE,
+            require_leader: true,
+            seed: None,
+            auto_sync_interval: None,
+            stream_window: 2 * 1024 * 1024,
+            connection_window: 5 * 1024 * 1024,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Set the default deadline of unary calls.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+
+    /// Authenticate as `user` with `password`.
+    pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
+        self.user = Some((user.into(), password.into()));
+        self
+    }
+
+    /// Use TLS settings.
+    pub fn with_tls(mut self, tls: TlsOptions) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Choose the balancing policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.core.policy = policy;
+        self
+    }
+
+    /// Fix the seed of the core's randomness (for reproducible runs).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// Sync endpoints from the member list at `interval`.
+    pub fn with_auto_sync(mut self, interval: Duration) -> Self {
+        self.auto_sync_interval = Some(interval);
+        self
+    }
+}
+
+/// TLS settings (rustls).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// PEM file with the CA certificates to trust. Without one, the
+    /// platform's roots are not loaded: a CA must be given.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain and key (PEM files) for mutual TLS.
+    pub identity: Option<(PathBuf, PathBuf)>,
+    /// Server name to verify instead of the endpoint's host.
+    pub domain_name: Option<String>,
+}
+
+impl TlsOptions {
+    /// Trust the CA certificates in `path`.
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// Present a client certificate.
+    pub fn with_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.identity = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Verify this server name.
+    pub fn with_domain_name(mut self, name: impl Into<String>) -> Self {
+        self.domain_name = Some(name.into());
+        self
+    }
+}

@@ -1,0 +1,248 @@
+//! Unary calls, run by the caller's own task, plus the core's internal
+//! calls (status probes, authentication).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcdv3_core::machine::{CallId, ConnId, MemberStatus, Outcome};
+use etcdv3_core::status::{Code, Status};
+use etcdv3_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse, StatusResponse};
+use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
+use http::HeaderValue;
+
+use super::attempt::{self, AttemptOutput};
+use super::{Shared, Step, Target};
+use crate::error::{Error, Result};
+
+/// Cancels the call in the core if the caller drops the future early.
+struct CallGuard<'a> {
+    shared: &'a Arc<Shared>,
+    call: CallId,
+    done: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.shared.cancel(self.call);
+        }
+    }
+}
+
+/// How an attempt ended, from the attempt runner's point of view.
+pub(crate) enum Attempted<T> {
+    /// Report this to the core (which then completes or retries the call).
+    Report(AttemptOutput),
+    /// A stream was established: the call now belongs to its owner.
+    Established(T),
+}
+
+/// What [`run_call`] ends with.
+pub(crate) enum Finished<T> {
+    /// A unary call succeeded with this response message.
+    Message(Bytes),
+    /// A stream call was established.
+    Stream(T),
+}
+
+/// Drive one call through the core: start it, run each attempt the core asks
+/// for with `make(attempt, target)`, report outcomes, and return when the core
+/// completes it (or, for a stream, when it is established). Dropping the
+/// returned future cancels the call.
+pub(crate) async fn run_call<T, F, Fut>(
+    shared: &Arc<Shared>,
+    method: Method,
+    timeout: Option<Duration>,
+    mut make: F,
+) -> Result<(CallId, u32, Finished<T>)>
+where
+    F: FnMut(u32, Target, Option<Duration>) -> Fut,
+    Fut: Future<Output = Attempted<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let (call, deadline) = shared.with_state(|st, now| {
+        if st.is_closed() {
+            return Err(Error::Closed);
+        }
+        let deadline = timeout.map(|t| now + t);
+        let id = st.core.start_call(now, method, deadline);
+        Shared::new_slot(st, id);
+        Ok((id, deadline))
+    })?;
+    let mut guard = CallGuard {
+        shared,
+        call,
+        done: false,
+    };
+    let mut current: Option<(u32, ConnId, Pin<Box<Fut>>)> = None;
+    let mut answer: Option<Bytes> = None;
+    let result = std::future::poll_fn(|cx| loop {
+        let step = {
+            let mut st = shared.lock();
+            if st.is_closed() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            Shared::poll_step(&mut st, call, cx.waker())
+        };
+        match step {
+            Some(Step::Done(Ok(()))) => {
+                return Poll::Ready(match answer.take() {
+                    Some(m) => Ok((0, Finished::Message(m))),
+                    None => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+                        method: method.path,
+                        endpoint: String::new(),
+                        cause: "completed without a response".into(),
+                    })),
+                })
+            }
+            Some(Step::Done(Err(e))) => return Poll::Ready(Err(Error::Call(e))),
+            Some(Step::Send {
+                attempt,
+                conn,
+                target,
+            }) => {
+                let left = deadline.map(|d| d.saturating_duration_since(shared.runtime.now()));
+                current = Some((attempt, conn, Box::pin(make(attempt, target, left))));
+                continue;
+            }
+            None => {}
+        }
+        let Some((attempt, conn, fut)) = current.as_mut() else {
+            return Poll::Pending;
+        };
+        let Poll::Ready(out) = fut.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        let (attempt, conn) = (*attempt, *conn);
+        current = None;
+        match out {
+            Attempted::Established(value) => {
+                shared.with_state(|st, now| st.core.handle_stream_established(now, call));
+                return Poll::Ready(Ok((attempt, Finished::Stream(value))));
+            }
+            Attempted::Report(out) => {
+                if out.message.is_some() {
+                    answer = out.message;
+                }
+                shared.with_state(|st, now| {
+                    if out.goaway {
+                        st.core.handle_goaway(now, conn);
+                    }
+                    st.core.handle_outcome(now, call, attempt, out.outcome);
+                });
+            }
+        }
+    })
+    .await;
+    match result {
+        Ok((attempt, finished)) => {
+            // A finished unary call is gone from the core; an established
+            // stream stays registered until its owner reports its end.
+            guard.done = true;
+            Ok((call, attempt, finished))
+        }
+        Err(e) => {
+            guard.done = true;
+            shared.cancel(call);
+            Err(e)
+        }
+    }
+}
+
+/// Run a unary call: the core picks endpoints and decides retries; the
+/// caller's future runs each attempt's h2 stream itself.
+pub(crate) async fn unary(shared: &Arc<Shared>, method: Method, body: Bytes, timeout: Duration) -> Result<Bytes> {
+    let max_recv = shared.options.max_recv_message_size;
+    let require_leader = shared.options.require_leader;
+    let make = |_attempt: u32, target: Target, left: Option<Duration>| {
+        let req = attempt::request(&target, method, left, require_leader);
+        let body = body.clone();
+        async move {
+            match req {
+                Ok(req) => Attempted::<()>::Report(attempt::unary(target, req, body, max_recv).await),
+                Err(e) => Attempted::Report(AttemptOutput::not_sent(e)),
+            }
+        }
+    };
+    match run_call(shared, method, Some(timeout), make).await? {
+        (_, _, Finished::Message(m)) => Ok(m),
+        (_, _, Finished::Stream(())) => Err(Error::Closed),
+    }
+}
+
+/// A `Maintenance/Status` probe on one connection for partition detection.
+pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
+    let timeout = shared.options.core.probe_timeout;
+    let req = attempt::request(
+        &target,
+        etcdv3_proto::method::MAINTENANCE_STATUS,
+        Some(timeout),
+        false,
+    );
+    let result = match req {
+        Ok(req) => {
+            let out = attempt::unary(
+                target,
+                req,
+                shared.status_probe.clone(),
+                shared.options.max_recv_message_size,
+            )
+            .await;
+            match (out.outcome, out.message) {
+                (Outcome::Success(_), Some(m)) => {
+                    match etcdv3_core::codec::decode_message::<StatusResponse>(m) {
+                        Ok(r) => {
+                            let h = r.header.unwrap_or_default();
+                            Ok(MemberStatus {
+                                member_id: h.member_id,
+                                leader: r.leader,
+                                raft_term: r.raft_term,
+                                revision: h.revision,
+                            })
+                        }
+                        Err(e) => Err(Status::new(Code::Internal, e.to_string())),
+                    }
+                }
+                (Outcome::Status(s), _) => Err(s),
+                (other, _) => Err(Status::new(Code::Unavailable, format!("{other:?}"))),
+            }
+        }
+        Err(e) => Err(Status::new(Code::Internal, e)),
+    };
+    shared.with_state(|st, now| st.core.handle_probe_result(now, conn, result));
+}
+
+/// Fetch a fresh token with the configured user and password.
+pub(crate) async fn authenticate(shared: Arc<Shared>) {
+    let result = match shared.options.user.clone() {
+        None => Err("the server wants authentication but no user is configured".to_string()),
+        Some((name, password)) => {
+            shared.set_token(None);
+            let req = AuthenticateRequest { name, password };
+            match etcdv3_core::codec::encode(&req, shared.options.max_send_message_size) {
+                Err(e) => Err(e.to_string()),
+                Ok(body) => {
+                    let timeout = shared.options.request_timeout;
+                    match unary(&shared, AUTH_AUTHENTICATE, body, timeout).await {
+                        Err(e) => Err(e.to_string()),
+                        Ok(msg) => match etcdv3_core::codec::decode_message::<AuthenticateResponse>(msg) {
+                            Err(e) => Err(e.to_string()),
+                            Ok(r) => match HeaderValue::from_str(&r.token) {
+                                Ok(v) => {
+                                    shared.set_token(Some(v));
+                                    Ok(())
+                                }
+                                Err(e) => Err(format!("unusable token: {e}")),
+                            },
+                        },
+                    }
+                }
+            }
+        }
+    };
+    shared.with_state(|st, now| st.core.handle_auth_result(now, result));
+}

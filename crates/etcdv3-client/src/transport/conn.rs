@@ -1,0 +1,201 @@
+//! One task per connection: connect, handshake, verify with a PING, then
+//! drive the h2 connection and its pings until it ends or the core closes it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::machine::ConnId;
+
+use super::Shared;
+use crate::runtime::BoxIo;
+
+/// Signals from the core (via [`Shared::drive`]) to a connection task.
+#[derive(Default)]
+pub(crate) struct ConnCtl {
+    inner: Mutex<CtlInner>,
+}
+
+#[derive(Default)]
+struct CtlInner {
+    close: bool,
+    ping: bool,
+    waker: Option<Waker>,
+}
+
+impl ConnCtl {
+    fn lock(&self) -> std::sync::MutexGuard<'_, CtlInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Ask the task to drop the connection.
+    pub(crate) fn close(&self) {
+        let w = {
+            let mut g = self.lock();
+            g.close = true;
+            g.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// Ask the task to send a PING.
+    pub(crate) fn ping(&self) {
+        let w = {
+            let mut g = self.lock();
+            g.ping = true;
+            g.waker.take()
+        };
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+
+    /// (close requested, ping requested); registers the waker.
+    fn poll(&self, cx: &mut Context<'_>) -> (bool, bool) {
+        let mut g = self.lock();
+        let r = (g.close, std::mem::take(&mut g.ping));
+        if !g.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+            g.waker = Some(cx.waker().clone());
+        }
+        r
+    }
+}
+
+type H2Conn = h2::client::Connection<BoxIo, Bytes>;
+
+async fn establish(
+    shared: &Arc<Shared>,
+    target: &Endpoint,
+) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), String> {
+    let io = shared
+        .runtime
+        .connect(target.host(), target.port())
+        .await
+        .map_err(|e| format!("connect to {target}: {e}"))?;
+    let io: BoxIo = if target.is_tls() {
+        #[cfg(feature = "tls")]
+        {
+            match &shared.tls {
+                Some(tls) => tls.connect(target.host(), io).await?,
+                None => return Err(format!("{target}: https endpoint without TLS options")),
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        {
+            return Err(format!("{target}: https needs the `tls` feature"));
+        }
+    } else {
+        io
+    };
+    let opts = &shared.options;
+    let (send, mut conn) = h2::client::Builder::new()
+        .initial_window_size(opts.stream_window)
+        .initial_connection_window_size(opts.connection_window)
+        .enable_push(false)
+        .max_concurrent_reset_streams(1024)
+        .handshake::<BoxIo, Bytes>(io)
+        .await
+        .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))?;
+    let mut pp = conn
+        .ping_pong()
+        .ok_or_else(|| format!("{target}: ping unavailable"))?;
+    // A first PING proves the peer speaks HTTP/2 before any call is sent
+    // (a non-HTTP/2 server never answers it). etcd tolerates it: it is the
+    // connection's first.
+    pp.send_ping(h2::Ping::opaque())
+        .map_err(|e| format!("{target}: {e}"))?;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
+            return Poll::Ready(Err(match r {
+                Ok(()) => format!("{target}: connection closed during handshake"),
+                Err(e) => format!("{target}: not an HTTP/2 server or handshake failed: {e}"),
+            }));
+        }
+        match pp.poll_pong(cx) {
+            Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(format!("{target}: {e}"))),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await?;
+    Ok((send, conn, pp))
+}
+
+/// The connection task.
+pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl: Arc<ConnCtl>) {
+    // Connect, unless the core gives up first (its connect timeout).
+    let mut connecting = Box::pin(establish(&shared, &target));
+    let established = std::future::poll_fn(|cx| {
+        let (close, _) = ctl.poll(cx);
+        if close {
+            return Poll::Ready(None);
+        }
+        connecting.as_mut().poll(cx).map(Some)
+    })
+    .await;
+    drop(connecting);
+    let (send, mut h2conn, mut pp) = match established {
+        None => return,
+        Some(Err(e)) => {
+            shared.with_state(|st, now| {
+                st.conn_gone(conn);
+                st.core.handle_connect_failed(now, conn, &e);
+            });
+            return;
+        }
+        Some(Ok(parts)) => parts,
+    };
+    let registered = shared.with_state(|st, now| {
+        if st.conn_ready(conn, send) {
+            st.core.handle_connected(now, conn);
+            true
+        } else {
+            false
+        }
+    });
+    if !registered {
+        return;
+    }
+    tracing::debug!(endpoint = %target, conn = conn.0, "connected");
+    let mut pinging = false;
+    let ended = std::future::poll_fn(|cx| {
+        let (close, ping) = ctl.poll(cx);
+        if close {
+            return Poll::Ready(None);
+        }
+        if ping && !pinging {
+            match pp.send_ping(h2::Ping::opaque()) {
+                Ok(()) => pinging = true,
+                Err(e) => return Poll::Ready(Some(format!("ping failed: {e}"))),
+            }
+        }
+        if pinging {
+            match pp.poll_pong(cx) {
+                Poll::Ready(Ok(_)) => {
+                    pinging = false;
+                    shared.with_state(|st, now| st.core.handle_pong(now, conn));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Some(format!("ping failed: {e}"))),
+                Poll::Pending => {}
+            }
+        }
+        match Pin::new(&mut h2conn).poll(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Some("closed by the server".to_string())),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(e.to_string())),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    if let Some(reason) = ended {
+        tracing::debug!(endpoint = %target, conn = conn.0, %reason, "connection ended");
+        shared.with_state(|st, now| {
+            st.conn_gone(conn);
+            st.core.handle_connection_closed(now, conn, &reason);
+        });
+    }
+}

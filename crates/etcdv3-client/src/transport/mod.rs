@@ -1,0 +1,478 @@
+//! The IO side: drives [`etcdv3_core::machine::Core`] over h2 connections.
+//!
+//! One mutex guards the core and the tables of connections and calls; it is
+//! never held across an await. Whoever feeds the core an input (a call
+//! future, a connection task, the timer task) drains its actions right
+//! there ([`Shared::with_state`]): connections are spawned as tasks, sends
+//! are handed to the waiting call future, which runs the h2 stream itself
+//! (no task per call).
+
+pub(crate) mod attempt;
+pub(crate) mod call;
+mod conn;
+pub(crate) mod stream;
+#[cfg(feature = "tls")]
+mod tls;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use etcdv3_core::endpoint::{Endpoint, Scheme};
+use etcdv3_core::machine::{Action, CallError, CallId, ConnId, Core, Event};
+use http::HeaderValue;
+
+use crate::error::{Error, Result};
+use crate::options::ClientOptions;
+use crate::runtime::Runtime;
+
+use conn::ConnCtl;
+
+/// What a waiting call is told to do next.
+pub(crate) enum Step {
+    /// Run attempt `attempt` on this connection.
+    Send {
+        attempt: u32,
+        conn: ConnId,
+        target: Target,
+    },
+    /// The call is over.
+    Done(std::result::Result<(), CallError>),
+}
+
+/// Everything needed to put a request on a connection.
+#[derive(Clone)]
+pub(crate) struct Target {
+    pub(crate) sender: h2::client::SendRequest<Bytes>,
+    pub(crate) scheme: http::uri::Scheme,
+    pub(crate) authority: http::uri::Authority,
+    pub(crate) token: Option<HeaderValue>,
+}
+
+#[derive(Default)]
+pub(crate) struct Slot {
+    waker: Option<Waker>,
+    next: Option<Step>,
+}
+
+struct ConnEntry {
+    sender: Option<h2::client::SendRequest<Bytes>>,
+    ctl: Arc<ConnCtl>,
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+}
+
+#[derive(Default)]
+struct TimerCtl {
+    deadline: Option<Instant>,
+    waker: Option<Waker>,
+    notified: bool,
+}
+
+pub(crate) struct State {
+    pub(crate) core: Core,
+    conns: HashMap<ConnId, ConnEntry>,
+    calls: HashMap<CallId, Slot>,
+    timer: TimerCtl,
+    token: Option<HeaderValue>,
+    closed: bool,
+    wake: Vec<Waker>,
+}
+
+/// State shared by the client handles and its background tasks.
+pub(crate) struct Shared {
+    pub(crate) runtime: Arc<dyn Runtime>,
+    pub(crate) options: ClientOptions,
+    state: Mutex<State>,
+    #[cfg(feature = "tls")]
+    tls: Option<tls::Connector>,
+    status_probe: Bytes,
+}
+
+impl Shared {
+    pub(crate) fn new(runtime: Arc<dyn Runtime>, endpoints: Vec<Endpoint>, options: ClientOptions) -> Result<Arc<Shared>> {
+        let needs_tls = endpoints.iter().any(|e| e.is_tls());
+        #[cfg(feature = "tls")]
+        let tls = match (&options.tls, needs_tls) {
+            (Some(t), _) => Some(tls::Connector::new(t)?),
+            (None, true) => {
+                return Err(Error::Config(
+                    "an https:// endpoint needs TLS options (ClientOptions::with_tls)".into(),
+                ))
+            }
+            (None, false) => None,
+        };
+        #[cfg(not(feature = "tls"))]
+        if needs_tls {
+            return Err(Error::Config(
+                "an https:// endpoint needs the `tls` feature of etcdv3-client".into(),
+            ));
+        }
+        let seed = options.seed.unwrap_or_else(clock_seed);
+        let core = Core::new(options.core.clone(), endpoints, seed);
+        let status_probe = etcdv3_core::codec::encode(
+            &etcdv3_proto::etcdserverpb::StatusRequest {},
+            etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
+        )
+        .map_err(|source| Error::Frame {
+            method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
+            source,
+        })?;
+        let shared = Arc::new(Shared {
+            runtime,
+            options,
+            state: Mutex::new(State {
+                core,
+                conns: HashMap::new(),
+                calls: HashMap::new(),
+                timer: TimerCtl::default(),
+                token: None,
+                closed: false,
+                wake: Vec::new(),
+            }),
+            #[cfg(feature = "tls")]
+            tls,
+            status_probe,
+        });
+        let timer = shared.clone();
+        shared.runtime.spawn(Box::pin(async move { timer_task(timer).await }));
+        Ok(shared)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug in this crate; the
+        // state is still consistent enough to shut down, so recover it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` on the state, then carry out the core's actions, then wake
+    /// whoever they concern (outside the lock).
+    pub(crate) fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
+        let now = self.runtime.now();
+        let (r, wake) = {
+            let mut st = self.lock();
+            let r = f(&mut st, now);
+            self.drive(&mut st);
+            (r, std::mem::take(&mut st.wake))
+        };
+        for w in wake {
+            w.wake();
+        }
+        r
+    }
+
+    /// Carry out the core's actions. Called with the lock held.
+    fn drive(self: &Arc<Self>, st: &mut State) {
+        while let Some(action) = st.core.poll_action() {
+            match action {
+                Action::Connect { conn, target, .. } => self.start_conn(st, conn, target),
+                Action::Close { conn } => {
+                    if let Some(entry) = st.conns.remove(&conn) {
+                        entry.ctl.close();
+                    }
+                }
+                Action::Send { call, attempt, conn } => {
+                    let target = st.conns.get(&conn).and_then(|c| {
+                        c.sender.clone().map(|sender| Target {
+                            sender,
+                            scheme: c.scheme.clone(),
+                            authority: c.authority.clone(),
+                            token: st.token.clone(),
+                        })
+                    });
+                    match (target, st.calls.get_mut(&call)) {
+                        (Some(target), Some(slot)) => {
+                            slot.next = Some(Step::Send {
+                                attempt,
+                                conn,
+                                target,
+                            });
+                            if let Some(w) = slot.waker.take() {
+                                st.wake.push(w);
+                            }
+                        }
+                        (None, Some(_)) => {
+                            let now = self.runtime.now();
+                            st.core.handle_outcome(
+                                now,
+                                call,
+                                attempt,
+                                etcdv3_core::machine::Outcome::NotSent("connection not ready".into()),
+                            );
+                        }
+                        (_, None) => {
+                            let now = self.runtime.now();
+                            st.core.cancel_call(now, call);
+                        }
+                    }
+                }
+                Action::Ping { conn } => {
+                    if let Some(c) = st.conns.get(&conn) {
+                        c.ctl.ping();
+                    }
+                }
+                Action::Probe { conn, .. } => {
+                    let target = st.conns.get(&conn).and_then(|c| {
+                        c.sender.clone().map(|sender| Target {
+                            sender,
+                            scheme: c.scheme.clone(),
+                            authority: c.authority.clone(),
+                            token: st.token.clone(),
+                        })
+                    });
+                    if let Some(target) = target {
+                        let shared = self.clone();
+                        self.runtime
+                            .spawn(Box::pin(async move { call::probe(shared, conn, target).await }));
+                    }
+                }
+                Action::Authenticate => {
+                    let shared = self.clone();
+                    self.runtime
+                        .spawn(Box::pin(async move { call::authenticate(shared).await }));
+                }
+                Action::Complete { call, result } => {
+                    if let Some(slot) = st.calls.get_mut(&call) {
+                        slot.next = Some(Step::Done(result));
+                        if let Some(w) = slot.waker.take() {
+                            st.wake.push(w);
+                        }
+                    }
+                }
+            }
+        }
+        while let Some(event) = st.core.poll_event() {
+            log_event(&st.core, &event);
+        }
+        let next = st.core.poll_timeout();
+        if let Some(n) = next {
+            if st.timer.deadline.is_none_or(|d| n < d) {
+                st.timer.deadline = Some(n);
+                st.timer.notified = true;
+                if let Some(w) = st.timer.waker.take() {
+                    st.wake.push(w);
+                }
+            }
+        }
+    }
+
+    fn start_conn(self: &Arc<Self>, st: &mut State, conn: ConnId, target: Endpoint) {
+        let scheme = match target.scheme() {
+            Scheme::Http => http::uri::Scheme::HTTP,
+            Scheme::Https => http::uri::Scheme::HTTPS,
+        };
+        let authority = match http::uri::Authority::try_from(target.authority().as_str()) {
+            Ok(a) => a,
+            Err(e) => {
+                let now = self.runtime.now();
+                st.core
+                    .handle_connect_failed(now, conn, &format!("bad authority {}: {e}", target.authority()));
+                return;
+            }
+        };
+        let ctl = Arc::new(ConnCtl::default());
+        st.conns.insert(
+            conn,
+            ConnEntry {
+                sender: None,
+                ctl: ctl.clone(),
+                scheme,
+                authority,
+            },
+        );
+        let shared = self.clone();
+        self.runtime
+            .spawn(Box::pin(async move { conn::run(shared, conn, target, ctl).await }));
+    }
+
+    /// Register a new call slot.
+    pub(crate) fn new_slot(st: &mut State, call: CallId) {
+        st.calls.insert(call, Slot::default());
+    }
+
+    /// Take the call's next step, or register `waker` to hear of it.
+    pub(crate) fn poll_step(st: &mut State, call: CallId, waker: &Waker) -> Option<Step> {
+        let slot = st.calls.get_mut(&call)?;
+        match slot.next.take() {
+            Some(step) => {
+                if matches!(step, Step::Done(_)) {
+                    st.calls.remove(&call);
+                }
+                Some(step)
+            }
+            None => {
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    slot.waker = Some(waker.clone());
+                }
+                None
+            }
+        }
+    }
+
+    /// Forget a call the user dropped.
+    pub(crate) fn cancel(self: &Arc<Self>, call: CallId) {
+        self.with_state(|st, now| {
+            if st.calls.remove(&call).is_some() {
+                st.core.cancel_call(now, call);
+            }
+        });
+    }
+
+    pub(crate) fn endpoint_states(&self) -> Vec<etcdv3_core::machine::EndpointState> {
+        self.lock().core.endpoint_states()
+    }
+
+    pub(crate) fn set_endpoints(self: &Arc<Self>, endpoints: Vec<Endpoint>) -> Result<()> {
+        #[cfg(feature = "tls")]
+        if endpoints.iter().any(|e| e.is_tls()) && self.tls.is_none() {
+            return Err(Error::Config(
+                "an https:// endpoint needs TLS options (ClientOptions::with_tls)".into(),
+            ));
+        }
+        self.with_state(|st, now| st.core.set_endpoints(now, endpoints));
+        Ok(())
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Close everything: connections, timer, pending calls.
+    pub(crate) fn close(&self) {
+        let wake = {
+            let mut st = self.lock();
+            if st.closed {
+                return;
+            }
+            st.closed = true;
+            for (_, c) in st.conns.drain() {
+                c.ctl.close();
+            }
+            let mut wake: Vec<Waker> = st.calls.values_mut().filter_map(|s| s.waker.take()).collect();
+            if let Some(w) = st.timer.waker.take() {
+                wake.push(w);
+            }
+            st.timer.notified = true;
+            wake
+        };
+        for w in wake {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn set_token(&self, token: Option<HeaderValue>) {
+        self.lock().token = token;
+    }
+}
+
+impl State {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Record that a connection is ready to carry requests.
+    fn conn_ready(&mut self, conn: ConnId, sender: h2::client::SendRequest<Bytes>) -> bool {
+        match self.conns.get_mut(&conn) {
+            Some(c) => {
+                c.sender = Some(sender);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn conn_gone(&mut self, conn: ConnId) {
+        self.conns.remove(&conn);
+    }
+}
+
+/// Wakes the core's timers: sleeps until the core's next deadline, or until
+/// an input moved that deadline earlier.
+async fn timer_task(shared: Arc<Shared>) {
+    loop {
+        let deadline = shared.with_state(|st, now| {
+            if st.closed {
+                return None;
+            }
+            st.core.handle_timeout(now);
+            st.timer.deadline = None;
+            st.timer.notified = false;
+            Some(now)
+        });
+        let Some(now) = deadline else {
+            return;
+        };
+        // with_state drove the core and may have recorded the next deadline.
+        let next = {
+            let mut st = shared.lock();
+            let next = st.core.poll_timeout().unwrap_or(now + Duration::from_secs(3600));
+            st.timer.deadline = Some(next);
+            next
+        };
+        let mut sleep = shared.runtime.sleep_until(next);
+        std::future::poll_fn(|cx| {
+            {
+                let mut st = shared.lock();
+                if st.timer.notified || st.closed {
+                    return Poll::Ready(());
+                }
+                st.timer.waker = Some(cx.waker().clone());
+            }
+            sleep.as_mut().poll(cx)
+        })
+        .await;
+    }
+}
+
+fn log_event(core: &Core, event: &Event) {
+    match event {
+        Event::HealthChanged {
+            endpoint,
+            state,
+            reason,
+        } => {
+            let ep = core.endpoint(*endpoint).map(|e| e.to_string()).unwrap_or_default();
+            tracing::info!(endpoint = %ep, ?state, ?reason, "endpoint health changed");
+        }
+        Event::Retry {
+            call,
+            method,
+            from,
+            reason,
+            delay,
+        } => {
+            let ep = from
+                .and_then(|f| core.endpoint(f))
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::debug!(call = call.0, method, from = %ep, %reason, ?delay, "retrying call");
+        }
+        Event::OutcomeUnknown {
+            call,
+            method,
+            endpoint,
+        } => {
+            let ep = core.endpoint(*endpoint).map(|e| e.to_string()).unwrap_or_default();
+            tracing::warn!(call = call.0, method, endpoint = %ep, "mutation outcome unknown");
+        }
+    }
+}
+
+/// A seed for the core's randomness when the user gave none. The client
+/// (unlike the core) may read clocks.
+fn clock_seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0x5eed);
+    nanos ^ (std::process::id() as u64).rotate_left(32)
+}
+
+/// Poll a future and a "stop" condition together.
+pub(crate) fn poll_pinned<F: Future + ?Sized>(f: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    f.poll(cx)
+}

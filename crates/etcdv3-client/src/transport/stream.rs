@@ -1,0 +1,310 @@
+//! Streaming calls: bidirectional (watch, lease keepalive) and
+//! server-streaming (snapshot, election observe).
+
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use etcdv3_core::codec::{self, Decoder};
+use etcdv3_core::machine::{CallId, Outcome};
+use etcdv3_core::status::{response_status, Code, Status};
+use etcdv3_proto::method::Method;
+
+use super::attempt::{self, classify_h2, AttemptOutput};
+use super::call::{run_call, Attempted, Finished};
+use super::{Shared, Target};
+use crate::error::{Error, Result};
+
+struct Parts {
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    headers: http::HeaderMap,
+    status: http::StatusCode,
+}
+
+async fn open_attempt(target: Target, req: http::Request<()>, first: Option<Bytes>) -> Attempted<Parts> {
+    let mut sender = match target.sender.ready().await {
+        Ok(s) => s,
+        Err(e) => return Attempted::Report(AttemptOutput::failed_h2(&e, false)),
+    };
+    let (response, mut send) = match sender.send_request(req, false) {
+        Ok(x) => x,
+        Err(e) => return Attempted::Report(AttemptOutput::failed_h2(&e, false)),
+    };
+    if let Some(body) = first {
+        if let Err(e) = send.send_data(body, true) {
+            return Attempted::Report(AttemptOutput::failed_h2(&e, true));
+        }
+    }
+    let response = match response.await {
+        Ok(r) => r,
+        Err(e) => return Attempted::Report(AttemptOutput::failed_h2(&e, true)),
+    };
+    let (parts, recv) = response.into_parts();
+    if let Some(st) = Status::from_headers(&parts.headers) {
+        // Trailers-only: the stream ended before it started.
+        let outcome = if st.code == Code::Ok {
+            Outcome::Success(None)
+        } else {
+            Outcome::Status(st)
+        };
+        return Attempted::Report(AttemptOutput::failed(outcome, false));
+    }
+    if parts.status != http::StatusCode::OK {
+        let st = response_status(parts.status, &parts.headers, None);
+        return Attempted::Report(AttemptOutput::failed(Outcome::Status(st), false));
+    }
+    Attempted::Established(Parts {
+        send,
+        recv,
+        headers: parts.headers,
+        status: parts.status,
+    })
+}
+
+/// Open a stream call; `first` is the single request of a server-streaming
+/// call (sent with END_STREAM).
+pub(crate) async fn open<Q, A>(
+    shared: &Arc<Shared>,
+    method: Method,
+    first: Option<Bytes>,
+    timeout: Option<Duration>,
+) -> Result<BidiCall<Q, A>>
+where
+    Q: prost::Message,
+    A: prost::Message + Default,
+{
+    let require_leader = shared.options.require_leader;
+    let make = |_attempt: u32, target: Target, left: Option<Duration>| {
+        let req = attempt::request(&target, method, left, require_leader);
+        let first = first.clone();
+        async move {
+            match req {
+                Ok(req) => open_attempt(target, req, first).await,
+                Err(e) => Attempted::Report(AttemptOutput::not_sent(e)),
+            }
+        }
+    };
+    match run_call(shared, method, timeout, make).await? {
+        (call, attempt, Finished::Stream(parts)) => Ok(BidiCall {
+            shared: shared.clone(),
+            call,
+            attempt,
+            method,
+            send: parts.send,
+            recv: parts.recv,
+            headers: parts.headers,
+            status: parts.status,
+            decoder: Decoder::new(shared.options.max_recv_message_size),
+            max_send: shared.options.max_send_message_size,
+            state: RecvState::Data,
+            reported: false,
+            _types: PhantomData,
+        }),
+        (_, _, Finished::Message(_)) => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+            method: method.path,
+            endpoint: String::new(),
+            cause: "the server ended the stream at once".into(),
+        })),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RecvState {
+    Data,
+    Trailers,
+    Ended,
+}
+
+/// An established stream call: send requests of type `Q`, receive responses
+/// of type `A`. Dropping it resets the stream (RST_STREAM CANCEL) and tells
+/// the core.
+pub(crate) struct BidiCall<Q, A> {
+    shared: Arc<Shared>,
+    call: CallId,
+    attempt: u32,
+    method: Method,
+    send: h2::SendStream<Bytes>,
+    recv: h2::RecvStream,
+    headers: http::HeaderMap,
+    status: http::StatusCode,
+    decoder: Decoder,
+    max_send: usize,
+    state: RecvState,
+    reported: bool,
+    _types: PhantomData<fn(Q) -> A>,
+}
+
+impl<Q, A> BidiCall<Q, A>
+where
+    Q: prost::Message,
+    A: prost::Message + Default,
+{
+    /// Queue one request on the stream.
+    pub(crate) fn send(&mut self, msg: &Q) -> Result<()> {
+        let body = codec::encode(msg, self.max_send).map_err(|source| Error::Frame {
+            method: self.method.path,
+            source,
+        })?;
+        self.send.send_data(body, false).map_err(|e| {
+            Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+                method: self.method.path,
+                endpoint: String::new(),
+                cause: e.to_string(),
+            })
+        })
+    }
+
+    /// Half-close: no more requests.
+    pub(crate) fn close_send(&mut self) {
+        let _ = self.send.send_data(Bytes::new(), true);
+    }
+
+    /// The next response; `Ok(None)` when the server ended the stream with
+    /// OK status.
+    pub(crate) async fn message(&mut self) -> Result<Option<A>> {
+        std::future::poll_fn(|cx| self.poll_message(cx)).await
+    }
+
+    fn report(&mut self, outcome: Outcome) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        let (call, attempt) = (self.call, self.attempt);
+        self.shared.with_state(|st, now| {
+            st.core.handle_outcome(now, call, attempt, outcome);
+        });
+    }
+
+    fn ended(&mut self, outcome: Outcome) -> Poll<Result<Option<A>>> {
+        self.state = RecvState::Ended;
+        let err = match &outcome {
+            Outcome::Success(_) => None,
+            Outcome::Status(s) => Some(s.to_string()),
+            Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => Some(e.clone()),
+        };
+        let status = match &outcome {
+            Outcome::Status(s) => Some(s.clone()),
+            _ => None,
+        };
+        self.report(outcome);
+        Poll::Ready(match (err, status) {
+            (None, _) => Ok(None),
+            (Some(_), Some(status)) => Err(Error::Call(etcdv3_core::machine::CallError::Status {
+                method: self.method.path,
+                endpoint: String::new(),
+                kind: etcdv3_core::error::classify(&status),
+                status,
+            })),
+            (Some(cause), None) => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+                method: self.method.path,
+                endpoint: String::new(),
+                cause,
+            })),
+        })
+    }
+
+    /// Poll for the next response.
+    pub(crate) fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<A>>> {
+        loop {
+            match self.decoder.next_message() {
+                Ok(Some(m)) => {
+                    let call = self.call;
+                    self.shared
+                        .with_state(|st, now| st.core.handle_stream_progress(now, call));
+                    return Poll::Ready(codec::decode_message::<A>(m).map(Some).map_err(|source| {
+                        Error::Frame {
+                            method: self.method.path,
+                            source,
+                        }
+                    }));
+                }
+                Ok(None) => {}
+                Err(e) => return self.ended(Outcome::Lost(format!("malformed response: {e}"))),
+            }
+            match self.state {
+                RecvState::Ended => return Poll::Ready(Ok(None)),
+                RecvState::Data => match self.recv.poll_data(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some(Ok(chunk))) => {
+                        let _ = self.recv.flow_control().release_capacity(chunk.len());
+                        self.decoder.push(chunk);
+                    }
+                    Poll::Ready(Some(Err(e))) => {
+                        let (o, _) = classify_h2(&e, true);
+                        return self.ended(o);
+                    }
+                    Poll::Ready(None) => self.state = RecvState::Trailers,
+                },
+                RecvState::Trailers => {
+                    let trailers = match self.recv.poll_trailers(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Ok(t)) => t,
+                        Poll::Ready(Err(e)) => {
+                            let (o, _) = classify_h2(&e, true);
+                            return self.ended(o);
+                        }
+                    };
+                    if let Err(e) = self.decoder.finish() {
+                        return self.ended(Outcome::Lost(format!("malformed response: {e}")));
+                    }
+                    let st = response_status(self.status, &self.headers, trailers.as_ref());
+                    let outcome = if st.code == Code::Ok {
+                        Outcome::Success(None)
+                    } else {
+                        Outcome::Status(st)
+                    };
+                    return self.ended(outcome);
+                }
+            }
+        }
+    }
+}
+
+impl<Q, A> Drop for BidiCall<Q, A> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.send.send_reset(h2::Reason::CANCEL);
+            self.shared.cancel(self.call);
+        }
+    }
+}
+
+/// The responses of a server-streaming call, as a `Stream`.
+pub(crate) struct ServerStream<A> {
+    call: BidiCall<(), A>,
+    done: bool,
+}
+
+impl<A: prost::Message + Default> ServerStream<A> {
+    pub(crate) fn new(call: BidiCall<(), A>) -> Self {
+        ServerStream { call, done: false }
+    }
+}
+
+impl<A: prost::Message + Default> futures_core::Stream for ServerStream<A> {
+    type Item = Result<A>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.call.poll_message(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Some(m))) => Poll::Ready(Some(Ok(m))),
+            Poll::Ready(Ok(None)) => {
+                this.done = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(e)) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+        }
+    }
+}

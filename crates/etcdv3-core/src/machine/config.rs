@@ -1,0 +1,69 @@
+//! Tunables of the composed state machine.
+
+use std::time::Duration;
+
+use crate::backoff::BackoffConfig;
+use crate::balancer::Policy;
+
+/// Configuration of [`crate::machine::Core`]. `Default` gives the settings
+/// the project measures and recommends.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Balancing policy.
+    pub policy: Policy,
+    /// Longest time a connection attempt (TCP + HTTP/2 handshake + first
+    /// PING answered) may take before the endpoint counts as failed.
+    pub connect_timeout: Duration,
+    /// Interval of HTTP/2 keepalive pings while a long-lived stream (watch,
+    /// lease keepalive) is open. Never below 5 s: etcd's server sends GOAWAY
+    /// "too_many_pings" to clients that ping more often.
+    pub keepalive_interval: Duration,
+    /// How long a ping may go unanswered before the connection is declared
+    /// dead and everything on it fails over.
+    pub ping_timeout: Duration,
+    /// A connection with calls outstanding that made no progress for this
+    /// long is suspected: new calls avoid it, reads on it are re-sent
+    /// elsewhere and a ping is sent to confirm.
+    pub stall_timeout: Duration,
+    /// How often connected endpoints are probed with `Maintenance/Status` to
+    /// compare leader and raft term (partition detection). `None` disables.
+    pub probe_interval: Option<Duration>,
+    /// How long a probe may take.
+    pub probe_timeout: Duration,
+    /// Connections idle this long are closed.
+    pub idle_timeout: Duration,
+    /// Backoff between retries of a call.
+    pub retry_backoff: BackoffConfig,
+    /// Backoff of an endpoint after consecutive failures.
+    pub endpoint_backoff: BackoffConfig,
+}
+
+/// The minimum interval between keepalive pings etcd's server tolerates.
+pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            policy: Policy::Adaptive,
+            connect_timeout: Duration::from_secs(2),
+            keepalive_interval: Duration::from_secs(10),
+            ping_timeout: Duration::from_secs(1),
+            stall_timeout: Duration::from_millis(700),
+            probe_interval: Some(Duration::from_secs(2)),
+            probe_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
+            retry_backoff: BackoffConfig {
+                initial: Duration::from_millis(25),
+                max: Duration::from_millis(500),
+                multiplier: 2,
+                jitter: 0.5,
+            },
+            endpoint_backoff: BackoffConfig {
+                initial: Duration::from_millis(200),
+                max: Duration::from_secs(5),
+                multiplier: 2,
+                jitter: 0.5,
+            },
+        }
+    }
+}

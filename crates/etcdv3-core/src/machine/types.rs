@@ -1,0 +1,264 @@
+//! Identifiers, inputs and outputs of the composed state machine.
+
+use std::time::Duration;
+
+use crate::endpoint::Endpoint;
+use crate::error::EtcdErrorKind;
+use crate::health::{HealthReason, HealthState};
+use crate::status::Status;
+
+/// Identifies one user call (unary or stream) for its whole life, across
+/// retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+/// Identifies one connection the adapter opened on the core's request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Index of an endpoint in the core's endpoint table. Stable for the life of
+/// the core, also after the endpoint is removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub usize);
+
+/// What the caller (the IO adapter) must do next; drained with
+/// [`crate::machine::Core::poll_action`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a connection to `target` (TCP, TLS if `https`, HTTP/2 handshake,
+    /// then one PING answered) and report [`crate::machine::Core::handle_connected`]
+    /// or [`crate::machine::Core::handle_connect_failed`].
+    Connect {
+        /// The new connection's id.
+        conn: ConnId,
+        /// Which endpoint.
+        endpoint: EndpointId,
+        /// Where to connect.
+        target: Endpoint,
+    },
+    /// Close the connection; everything still on it is abandoned.
+    Close {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Send attempt `attempt` of `call` on `conn`. A previous attempt of the
+    /// same call, if the adapter still holds one, must be dropped (reset).
+    /// Report how it ended with [`crate::machine::Core::handle_outcome`].
+    Send {
+        /// Which call.
+        call: CallId,
+        /// Attempt number, starting at 1.
+        attempt: u32,
+        /// Connection to send it on.
+        conn: ConnId,
+    },
+    /// Send an HTTP/2 PING on the connection and report the answer with
+    /// [`crate::machine::Core::handle_pong`]. The core times it.
+    Ping {
+        /// Which connection.
+        conn: ConnId,
+    },
+    /// Send `Maintenance/Status` on the connection and report the answer
+    /// with [`crate::machine::Core::handle_probe_result`].
+    Probe {
+        /// The endpoint probed.
+        endpoint: EndpointId,
+        /// Connection to use.
+        conn: ConnId,
+    },
+    /// Obtain a fresh auth token (`Auth/Authenticate`) and report it with
+    /// [`crate::machine::Core::handle_auth_result`].
+    Authenticate,
+    /// The call is over: deliver the result to the user. On `Ok`, the
+    /// response the adapter received for the last attempt is the answer.
+    Complete {
+        /// Which call.
+        call: CallId,
+        /// Success, or why the call failed.
+        result: Result<(), CallError>,
+    },
+}
+
+/// How one attempt ended, as the adapter observed it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// `grpc-status: 0`; with what the response header said, if decoded.
+    Success(Option<ResponseMeta>),
+    /// The server answered with a non-OK gRPC status.
+    Status(Status),
+    /// The request never reached the wire (the connection was gone before
+    /// the HEADERS frame was written). Safe to retry, even a mutation.
+    NotSent(String),
+    /// The server provably did not process it: HTTP/2 `REFUSED_STREAM`, or
+    /// the stream was above a GOAWAY's last-stream-id. Safe to retry.
+    Refused(String),
+    /// The request was sent and the stream or connection broke before an
+    /// answer: the server may have processed it.
+    Lost(String),
+}
+
+/// What an etcd `ResponseHeader` says about the member that answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ResponseMeta {
+    /// `member_id` of the answering member.
+    pub member_id: u64,
+    /// `raft_term`.
+    pub raft_term: u64,
+    /// `revision`.
+    pub revision: i64,
+}
+
+/// What a `Maintenance/Status` probe returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemberStatus {
+    /// The member's id.
+    pub member_id: u64,
+    /// Leader id as this member sees it; 0 means no leader.
+    pub leader: u64,
+    /// Raft term.
+    pub raft_term: u64,
+    /// Current revision.
+    pub revision: i64,
+}
+
+/// Why a call failed. Every variant names the method; the ones tied to a
+/// server name the endpoint.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum CallError {
+    /// The server answered with an error that is final for this call.
+    #[error("{method} on {endpoint}: {status}")]
+    Status {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint that answered.
+        endpoint: String,
+        /// The status the server sent.
+        status: Status,
+        /// Its etcd classification.
+        kind: EtcdErrorKind,
+    },
+    /// A mutation was sent and its fate is unknown: it may or may not have
+    /// been applied. It was not retried, so it was applied at most once.
+    #[error("{method} on {endpoint}: outcome unknown, the request may have been applied: {cause}")]
+    OutcomeUnknown {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint it was sent to.
+        endpoint: String,
+        /// What broke.
+        cause: String,
+    },
+    /// The deadline passed before the call succeeded.
+    #[error("{method}: deadline exceeded after {attempts} attempt(s); last error: {last_error}")]
+    DeadlineExceeded {
+        /// The gRPC method path.
+        method: &'static str,
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure seen, or "none".
+        last_error: String,
+        /// Whether a mutation attempt was in flight when time ran out, so it
+        /// may have been applied.
+        may_have_applied: bool,
+    },
+    /// The client has no endpoint to send to.
+    #[error("{method}: no endpoints configured")]
+    NoEndpoints {
+        /// The gRPC method path.
+        method: &'static str,
+    },
+    /// Refreshing the auth token failed.
+    #[error("{method}: authentication failed: {cause}")]
+    Auth {
+        /// The gRPC method path.
+        method: &'static str,
+        /// Why.
+        cause: String,
+    },
+    /// An established stream ended.
+    #[error("{method} stream on {endpoint} ended: {cause}")]
+    StreamEnded {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint the stream was on.
+        endpoint: String,
+        /// How it ended.
+        cause: String,
+    },
+}
+
+impl CallError {
+    /// Whether the request may have been applied (only ever true for
+    /// mutations).
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            CallError::OutcomeUnknown { .. } => true,
+            CallError::DeadlineExceeded {
+                may_have_applied, ..
+            } => *may_have_applied,
+            _ => false,
+        }
+    }
+}
+
+/// Something an operator may want to know; drained with
+/// [`crate::machine::Core::poll_event`] and typically turned into `tracing`
+/// events by the adapter.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// An endpoint's health changed.
+    HealthChanged {
+        /// Which endpoint.
+        endpoint: EndpointId,
+        /// New state.
+        state: HealthState,
+        /// Why.
+        reason: HealthReason,
+    },
+    /// A call is retried.
+    Retry {
+        /// Which call.
+        call: CallId,
+        /// The gRPC method path.
+        method: &'static str,
+        /// Endpoint of the failed attempt, if it reached one.
+        from: Option<EndpointId>,
+        /// Why.
+        reason: String,
+        /// Wait before the next attempt.
+        delay: Duration,
+    },
+    /// A mutation's outcome is unknown and was reported to the caller.
+    OutcomeUnknown {
+        /// Which call.
+        call: CallId,
+        /// The gRPC method path.
+        method: &'static str,
+        /// Where it was sent.
+        endpoint: EndpointId,
+    },
+}
+
+/// Per-endpoint state for observability
+/// ([`crate::machine::Core::endpoint_states`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EndpointState {
+    /// Which endpoint.
+    pub id: EndpointId,
+    /// Its address.
+    pub endpoint: Endpoint,
+    /// Health.
+    pub health: HealthState,
+    /// Selection tier (0 best).
+    pub tier: u8,
+    /// Calls in flight.
+    pub in_flight: u32,
+    /// Smoothed latency.
+    pub latency: Option<Duration>,
+    /// Leader as last reported (0: none).
+    pub leader: Option<u64>,
+    /// Raft term as last reported.
+    pub raft_term: u64,
+    /// Whether a connection is open or opening.
+    pub connected: bool,
+}

@@ -1,0 +1,404 @@
+//! Fault-injecting TCP proxies, on std threads.
+//!
+//! Each proxy has one listener thread and, per accepted connection, two pump threads (one per
+//! direction). Pumps block in `read` with a timeout, so they notice state changes; killing a
+//! connection shuts its sockets down, which wakes them at once.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crate::procnet;
+
+/// How long a pump blocks in `read`/`write` before rechecking its state.
+const TICK: Duration = Duration::from_millis(250);
+/// Poll interval while a client proxy is blackholed.
+const HOLD: Duration = Duration::from_millis(20);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Cluster-wide peer isolation state shared by all peer proxies.
+#[derive(Debug)]
+pub(crate) struct PeerNet {
+    isolated: Mutex<Vec<bool>>,
+    pids: Mutex<Vec<Option<u32>>>,
+}
+
+impl PeerNet {
+    pub(crate) fn new(size: usize) -> Self {
+        PeerNet {
+            isolated: Mutex::new(vec![false; size]),
+            pids: Mutex::new(vec![None; size]),
+        }
+    }
+
+    pub(crate) fn set_pid(&self, member: usize, pid: Option<u32>) {
+        if let Some(slot) = lock(&self.pids).get_mut(member) {
+            *slot = pid;
+        }
+    }
+
+    pub(crate) fn set_isolated(&self, member: usize, isolated: bool) {
+        if let Some(slot) = lock(&self.isolated).get_mut(member) {
+            *slot = isolated;
+        }
+    }
+
+    /// Whether a peer connection from `from` (unknown: `None`) to `to` must be dropped. An
+    /// unidentified dialer is dropped while any member is isolated (it might be that member;
+    /// etcd just redials).
+    fn blocked(&self, from: Option<usize>, to: usize) -> bool {
+        let iso = lock(&self.isolated);
+        if iso.get(to).copied().unwrap_or(false) {
+            return true;
+        }
+        match from {
+            Some(f) => iso.get(f).copied().unwrap_or(false),
+            None => iso.iter().any(|&b| b),
+        }
+    }
+}
+
+/// What a proxy stands in front of.
+#[derive(Debug)]
+pub(crate) enum Role {
+    /// A member's client URL: supports blackhole and reset.
+    Client,
+    /// A member's peer URL: connections are tagged (from, to) and subject to isolation.
+    Peer { to: usize, net: Arc<PeerNet> },
+}
+
+struct Conn {
+    /// The dialing member (peer role; `None` if unknown or client role).
+    from: Option<usize>,
+    /// The accepted socket (towards the dialer).
+    down: TcpStream,
+    /// The socket to the etcd process.
+    up: TcpStream,
+    dead: AtomicBool,
+    finished: AtomicU8,
+}
+
+impl Conn {
+    /// Drops the connection: FIN to both ends.
+    fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        let _ = self.down.shutdown(Shutdown::Both);
+        let _ = self.up.shutdown(Shutdown::Both);
+    }
+}
+
+struct Shared {
+    role: Role,
+    upstream: Mutex<SocketAddr>,
+    blackholed: AtomicBool,
+    closing: AtomicBool,
+    next_id: AtomicU64,
+    conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn held(&self) -> bool {
+        matches!(self.role, Role::Client) && self.blackholed.load(Ordering::SeqCst)
+    }
+
+    fn blocked(&self, from: Option<usize>) -> bool {
+        match &self.role {
+            Role::Client => false,
+            Role::Peer { to, net } => net.blocked(from, *to),
+        }
+    }
+
+    fn spawn(self: &Arc<Self>, f: impl FnOnce() + Send + 'static) {
+        let handle = thread::Builder::new()
+            .name("etcd-testkit-proxy".into())
+            .spawn(f);
+        if let Ok(handle) = handle {
+            let mut threads = lock(&self.threads);
+            threads.retain(|t| !t.is_finished());
+            threads.push(handle);
+        }
+    }
+}
+
+/// A TCP proxy from a listener on 127.0.0.1 to an upstream address that can change.
+pub(crate) struct Proxy {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Binds 127.0.0.1:0 and starts forwarding to `upstream`.
+    pub(crate) fn start(role: Role, upstream: SocketAddr) -> io::Result<Proxy> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            role,
+            upstream: Mutex::new(upstream),
+            blackholed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            next_id: AtomicU64::new(0),
+            conns: Mutex::new(HashMap::new()),
+            threads: Mutex::new(Vec::new()),
+        });
+        let sh = Arc::clone(&shared);
+        let handle = thread::Builder::new()
+            .name("etcd-testkit-accept".into())
+            .spawn(move || accept_loop(sh, listener))?;
+        Ok(Proxy {
+            shared,
+            addr,
+            listener: Some(handle),
+        })
+    }
+
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub(crate) fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub(crate) fn set_upstream(&self, upstream: SocketAddr) {
+        *lock(&self.shared.upstream) = upstream;
+    }
+
+    pub(crate) fn set_blackholed(&self, on: bool) {
+        self.shared.blackholed.store(on, Ordering::SeqCst);
+    }
+
+    /// Drops (FIN both ends) every connection for which `pred(from)` holds; returns how many.
+    pub(crate) fn kill_where(&self, pred: impl Fn(Option<usize>) -> bool) -> usize {
+        let victims: Vec<Arc<Conn>> = {
+            let mut conns = lock(&self.shared.conns);
+            let ids: Vec<u64> = conns
+                .iter()
+                .filter(|(_, c)| pred(c.from))
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| conns.remove(id)).collect()
+        };
+        for c in &victims {
+            c.kill();
+        }
+        victims.len()
+    }
+
+    /// Closes every current connection, with a TCP RST towards the dialer (SO_LINGER 0) and a
+    /// FIN towards etcd; waits (up to 2 s) until the sockets are really closed.
+    pub(crate) fn reset_all(&self) -> usize {
+        let victims: Vec<Arc<Conn>> = lock(&self.shared.conns).drain().map(|(_, c)| c).collect();
+        for c in &victims {
+            let _ = nix::sys::socket::setsockopt(
+                &c.down,
+                nix::sys::socket::sockopt::Linger,
+                &nix::libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                },
+            );
+            c.dead.store(true, Ordering::SeqCst);
+            // SHUT_RD sends nothing but wakes the pumps; the RST goes out when the last
+            // handle to the socket is dropped.
+            let _ = c.down.shutdown(Shutdown::Read);
+            let _ = c.up.shutdown(Shutdown::Both);
+        }
+        let n = victims.len();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for c in victims {
+            while Arc::strong_count(&c) > 1 && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(5));
+            }
+        }
+        n
+    }
+
+    /// Number of connections currently open through the proxy.
+    pub(crate) fn connection_count(&self) -> usize {
+        lock(&self.shared.conns).len()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::SeqCst);
+        // Wake the blocking accept with a throwaway connection.
+        let woke = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1)).is_ok();
+        for (_, c) in lock(&self.shared.conns).drain() {
+            c.kill();
+        }
+        if let Some(h) = self.listener.take() {
+            if woke || h.is_finished() {
+                let _ = h.join();
+            }
+        }
+        let threads: Vec<JoinHandle<()>> = lock(&self.shared.threads).drain(..).collect();
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = listener.accept();
+        if shared.closing() {
+            return;
+        }
+        match accepted {
+            Ok((down, from_addr)) => {
+                let sh = Arc::clone(&shared);
+                shared.spawn(move || handle(sh, down, from_addr));
+            }
+            Err(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn handle(shared: Arc<Shared>, down: TcpStream, from_addr: SocketAddr) {
+    let _ = down.set_nonblocking(false);
+    let _ = down.set_nodelay(true);
+    let from = match &shared.role {
+        Role::Client => None,
+        Role::Peer { net, .. } => {
+            let proxy_port = down.local_addr().map(|a| a.port()).unwrap_or(0);
+            let mut owner = None;
+            for _ in 0..3 {
+                let pids = lock(&net.pids).clone();
+                owner = procnet::owner_of(from_addr.port(), proxy_port, &pids);
+                if owner.is_some() {
+                    break;
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+            owner
+        }
+    };
+    if shared.blocked(from) {
+        return; // dropping `down` closes it
+    }
+    // A blackholed client proxy accepts, then hangs: do not even dial etcd until released.
+    while shared.held() {
+        if shared.closing() {
+            return;
+        }
+        thread::sleep(HOLD);
+    }
+    let upstream = *lock(&shared.upstream);
+    let Ok(up) = TcpStream::connect_timeout(&upstream, CONNECT_TIMEOUT) else {
+        return;
+    };
+    let _ = up.set_nodelay(true);
+    for s in [&down, &up] {
+        let _ = s.set_read_timeout(Some(TICK));
+        let _ = s.set_write_timeout(Some(TICK));
+    }
+    let conn = Arc::new(Conn {
+        from,
+        down,
+        up,
+        dead: AtomicBool::new(false),
+        finished: AtomicU8::new(0),
+    });
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    lock(&shared.conns).insert(id, Arc::clone(&conn));
+    // Re-check after registering: a concurrent isolate()/Drop either saw the entry or is
+    // visible here.
+    if shared.closing() || shared.blocked(from) {
+        lock(&shared.conns).remove(&id);
+        conn.kill();
+        return;
+    }
+    let (sh, c) = (Arc::clone(&shared), Arc::clone(&conn));
+    shared.spawn(move || pump(sh, c, id, true));
+    pump(shared, conn, id, false);
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+    )
+}
+
+/// Copies bytes one way; `upward` is dialer → etcd.
+fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
+    let (mut src, mut dst) = if upward {
+        (&conn.down, &conn.up)
+    } else {
+        (&conn.up, &conn.down)
+    };
+    let stop = |c: &Conn| c.dead.load(Ordering::SeqCst) || shared.closing();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut failed = false;
+    'outer: loop {
+        if stop(&conn) {
+            break;
+        }
+        if shared.blocked(conn.from) {
+            failed = true;
+            break;
+        }
+        if shared.held() {
+            thread::sleep(HOLD);
+            continue;
+        }
+        let n = match src.read(&mut buf) {
+            Ok(0) => {
+                let _ = dst.shutdown(Shutdown::Write);
+                break;
+            }
+            Ok(n) => n,
+            Err(e) if is_timeout(&e) => continue,
+            Err(_) => {
+                failed = true;
+                break;
+            }
+        };
+        let mut off = 0;
+        while off < n {
+            if stop(&conn) {
+                break 'outer;
+            }
+            if shared.held() {
+                thread::sleep(HOLD);
+                continue;
+            }
+            match dst.write(&buf[off..n]) {
+                Ok(0) => {
+                    failed = true;
+                    break 'outer;
+                }
+                Ok(k) => off += k,
+                Err(e) if is_timeout(&e) => {}
+                Err(_) => {
+                    failed = true;
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let both_done = conn.finished.fetch_add(1, Ordering::SeqCst) == 1;
+    if failed || both_done || stop(&conn) {
+        if failed {
+            conn.kill();
+        }
+        if both_done || failed {
+            lock(&shared.conns).remove(&id);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Shared bodies of the integration suite.
