@@ -1,1 +1,76 @@
-//! async-std runtime (in progress).
+//! The async-std and smol runtimes for the etcdv3 client.
+//!
+//! Both are built on the pieces async-std and smol share (`async-io`'s
+//! reactor and timers, `async-net`'s sockets), bridged to the tokio IO
+//! traits h2 speaks by `tokio-util`'s compat layer. No tokio runtime is ever
+//! started. TLS (the client's default `tls` feature) works unchanged.
+//!
+//! Features: `async-std` (default) gives [`AsyncStdRuntime`] and [`connect`];
+//! `smol` gives [`smol::SmolRuntime`] and [`smol::connect`].
+//!
+//! ```no_run
+//! # #[cfg(feature = "async-std")]
+//! # async fn demo() -> Result<(), etcdv3_client::Error> {
+//! let client = etcdv3_async_std::connect(["http://127.0.0.1:2379"], Default::default()).await?;
+//! client.put("greeting", "hello", Default::default()).await?;
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::io;
+use std::time::Instant;
+
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+
+pub use etcdv3_client::*;
+
+#[cfg(feature = "smol")]
+pub mod smol;
+
+/// Open a TCP connection with `TCP_NODELAY`, as tokio-IO for h2.
+async fn connect_tcp(host: String, port: u16) -> io::Result<BoxIo> {
+    let stream = async_net::TcpStream::connect((host.as_str(), port)).await?;
+    stream.set_nodelay(true)?;
+    Ok(Box::new(stream.compat()))
+}
+
+/// A future that completes at `deadline`, on async-io's timer.
+fn sleep_until(deadline: Instant) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        async_io::Timer::at(deadline).await;
+    })
+}
+
+/// Runs the client's tasks on async-std's global executor.
+#[cfg(feature = "async-std")]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncStdRuntime;
+
+#[cfg(feature = "async-std")]
+impl Runtime for AsyncStdRuntime {
+    fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxIo>> {
+        Box::pin(connect_tcp(host.to_string(), port))
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        sleep_until(deadline)
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        // Dropping the handle detaches the task.
+        drop(async_std::task::spawn(task));
+    }
+}
+
+/// Create a client for `endpoints` on async-std. Connections open lazily;
+/// when a user is configured, the first call authenticates.
+#[cfg(feature = "async-std")]
+pub async fn connect<I, S>(endpoints: I, options: ClientOptions) -> Result<Client, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    Client::new(std::sync::Arc::new(AsyncStdRuntime), endpoints, options)
+}

@@ -203,3 +203,53 @@ fn _assert_send_sync() {
     is::<Client>();
     let _ = Bytes::new();
 }
+
+#[cfg(test)]
+mod smoke {
+    use super::*;
+    use etcdv3_proto::etcdserverpb::{PutRequest, PutResponse, RangeRequest, RangeResponse};
+
+    struct Rt;
+    impl Runtime for Rt {
+        fn connect(&self, host: &str, port: u16) -> crate::BoxFuture<'static, std::io::Result<crate::BoxIo>> {
+            let host = host.to_string();
+            Box::pin(async move {
+                let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+                s.set_nodelay(true)?;
+                Ok(Box::new(s) as crate::BoxIo)
+            })
+        }
+        fn sleep_until(&self, d: Instant) -> crate::BoxFuture<'static, ()> {
+            Box::pin(tokio::time::sleep_until(d.into()))
+        }
+        fn spawn(&self, t: crate::BoxFuture<'static, ()>) {
+            tokio::spawn(t);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    #[ignore]
+    async fn smoke_put_get() {
+        let c = Client::new(Arc::new(Rt), ["127.0.0.1:23790"], ClientOptions::default()).unwrap();
+        let p: PutResponse = c
+            .unary(etcdv3_proto::method::KV_PUT, &PutRequest { key: b"a".to_vec(), value: b"1".to_vec(), ..Default::default() }, CallOptions::default())
+            .await
+            .unwrap();
+        println!("put {p:?}");
+        let r: RangeResponse = c
+            .unary(etcdv3_proto::method::KV_RANGE, &RangeRequest { key: b"a".to_vec(), ..Default::default() }, CallOptions::default())
+            .await
+            .unwrap();
+        println!("get {r:?}");
+        assert_eq!(r.kvs[0].value, b"1");
+        let t = Instant::now();
+        for _ in 0..2000 {
+            let _: RangeResponse = c
+                .unary(etcdv3_proto::method::KV_RANGE, &RangeRequest { key: b"a".to_vec(), ..Default::default() }, CallOptions::default())
+                .await
+                .unwrap();
+        }
+        println!("2000 gets in {:?}", t.elapsed());
+        println!("{:?}", c.endpoint_states());
+    }
+}

@@ -117,7 +117,8 @@ fn accepted_forms() {
 #[test]
 fn rejected_forms() {
     use EndpointErrorReason as R;
-    let cases: &[(&str, fn(&R) -> bool)] = &[
+    type Check = fn(&R) -> bool;
+    let cases: &[(&str, Check)] = &[
         ("", |r| *r == R::Empty),
         ("   ", |r| *r == R::Whitespace),
         ("local host:2379", |r| *r == R::Whitespace),

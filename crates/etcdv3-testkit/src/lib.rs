@@ -821,20 +821,22 @@ impl Cluster {
             .collect()
     }
 
-    /// The current leader's index: asks every running, unpaused member for its status and
-    /// believes the one with the highest raft term that knows a leader (so an isolated
-    /// ex-leader with a stale term is outvoted). `None` if no member knows a leader.
+    /// The current leader's index: asks every running, unpaused member for its status; the
+    /// leader is a member that reports itself as leader, the one with the highest raft term
+    /// if several do (an isolated ex-leader may still claim it with a stale term). `None`
+    /// if no live member is leader (e.g. during an election, or when followers still
+    /// believe in a leader that was just killed).
     pub fn leader(&self) -> Option<usize> {
-        let mut best: Option<(u64, u64)> = None;
+        let mut best: Option<(u64, usize)> = None;
         for i in self.live_members() {
             if let Ok(st) = self.member_status(i) {
-                if st.leader != 0 && best.is_none_or(|(term, _)| st.raft_term > term) {
-                    best = Some((st.raft_term, st.leader));
+                let claims = st.leader != 0 && st.leader == st.member_id;
+                if claims && best.is_none_or(|(term, _)| st.raft_term > term) {
+                    best = Some((st.raft_term, i));
                 }
             }
         }
-        let (_, leader) = best?;
-        self.ids.iter().position(|&id| id == leader)
+        best.map(|(_, i)| i)
     }
 
     /// Polls [`Cluster::leader`] until there is one, for up to `timeout`.
@@ -855,7 +857,8 @@ impl Cluster {
     }
 
     /// Removes member `i` from the cluster (`POST /v3/cluster/member/remove` sent to another
-    /// running member), then kills its process. The index stays valid for the accessors;
+    /// running member), then kills its process. etcd refuses removals until the members
+    /// have been connected for about 5 s; this retries (up to the health timeout) meanwhile. The index stays valid for the accessors;
     /// process operations on it fail with [`TestkitError::Removed`].
     pub fn remove_member(&self, i: usize) -> Result<(), TestkitError> {
         self.check(i)?;
@@ -863,22 +866,28 @@ impl Cluster {
             return Err(TestkitError::Removed(i));
         }
         let body = format!("{{\"ID\":\"{}\"}}", self.ids[i]);
-        let mut last_err = TestkitError::Timeout {
-            what: format!("another running member to remove member {i} through"),
-            waited: Duration::ZERO,
-        };
-        let mut done = false;
-        for j in self.live_members().into_iter().filter(|&j| j != i) {
-            match self.gateway(j, "/v3/cluster/member/remove", &body) {
-                Ok(_) => {
-                    done = true;
-                    break;
+        let start = Instant::now();
+        'retry: loop {
+            let mut last_err = None;
+            for j in self.live_members().into_iter().filter(|&j| j != i) {
+                match self.gateway(j, "/v3/cluster/member/remove", &body) {
+                    Ok(_) => break 'retry,
+                    Err(e) => last_err = Some(e),
                 }
-                Err(e) => last_err = e,
             }
-        }
-        if !done {
-            return Err(last_err);
+            // etcd refuses ("unhealthy cluster") until the remaining members have been
+            // connected to each other for 5 s, e.g. right after startup: retry.
+            let retryable = match &last_err {
+                Some(TestkitError::Http { detail, .. }) => detail.contains("unhealthy cluster"),
+                _ => false,
+            };
+            if !retryable || start.elapsed() >= self.health_timeout {
+                return Err(last_err.unwrap_or_else(|| TestkitError::Timeout {
+                    what: format!("another running member to remove member {i} through"),
+                    waited: start.elapsed(),
+                }));
+            }
+            thread::sleep(Duration::from_millis(200));
         }
         self.stop_process(i);
         lock(&self.procs)[i].removed = true;

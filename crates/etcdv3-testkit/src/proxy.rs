@@ -359,7 +359,11 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
         }
         let n = match src.read(&mut buf) {
             Ok(0) => {
-                let _ = dst.shutdown(Shutdown::Write);
+                // Pass a half-close on, unless the connection is being torn down (a reset
+                // must reach the dialer as RST, not FIN).
+                if !stop(&conn) {
+                    let _ = dst.shutdown(Shutdown::Write);
+                }
                 break;
             }
             Ok(n) => n,
@@ -393,12 +397,10 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
         }
     }
     let both_done = conn.finished.fetch_add(1, Ordering::SeqCst) == 1;
-    if failed || both_done || stop(&conn) {
-        if failed {
-            conn.kill();
-        }
-        if both_done || failed {
-            lock(&shared.conns).remove(&id);
-        }
+    if failed {
+        conn.kill();
+    }
+    if failed || both_done {
+        lock(&shared.conns).remove(&id);
     }
 }

@@ -289,6 +289,7 @@ impl Core {
         if let Some(c) = self.calls.remove(&call) {
             self.detach(now, &c);
         }
+        self.prune_timers();
     }
 
     /// The connection is up (handshake done and one PING answered).
@@ -852,6 +853,22 @@ impl Core {
             }
             self.actions
                 .push_back(Action::Complete { call: id, result });
+        }
+        self.prune_timers();
+    }
+
+    /// Drop timers of finished calls from the top of the heap, so that
+    /// `poll_timeout` does not wake the adapter for nothing (calls mostly
+    /// finish in the order they started, so this keeps the heap small).
+    fn prune_timers(&mut self) {
+        while let Some(Reverse((_, timer))) = self.timers.peek() {
+            let live = match timer {
+                Timer::Deadline(id) | Timer::Retry(id) => self.calls.contains_key(id),
+            };
+            if live {
+                break;
+            }
+            self.timers.pop();
         }
     }
 

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The project's test command (the README names it; .ci/run runs it).
+#
+# Checks formatting and lints, then runs the whole workspace's tests against
+# etcd 3.5, and the real-cluster suites again against etcd 3.4. The etcd
+# servers are installed by scripts/install-etcd.sh when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+eval "$(bash scripts/install-etcd.sh)"
+echo "etcd 3.4: $ETCD34"
+echo "etcd 3.5: $ETCD35"
+
+echo "== the core depends on no runtime or HTTP/2 library"
+if cargo tree -p etcdv3-core -e normal --prefix none | grep -E '^(tokio|async-std|smol|async-io|h2|hyper|tonic|mio) '; then
+    echo "etcdv3-core must not depend on the crates above" >&2
+    exit 1
+fi
+
+echo "== rustfmt"
+cargo fmt --all -- --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== tests (etcd 3.5)"
+ETCD_BIN="$ETCD35" cargo test --workspace
+
+echo "== real-cluster suites (etcd 3.4)"
+ETCD_BIN="$ETCD34" cargo test -p etcdv3-integration -p etcdv3-testkit
