@@ -80,11 +80,16 @@ impl Client {
         if parsed.is_empty() {
             return Err(Error::Config("no endpoints given".into()));
         }
+        let sync = options.auto_sync_interval;
         let shared = Shared::new(runtime, parsed, options)?;
-        Ok(Client {
+        let client = Client {
             guard: Some(Arc::new(CloseGuard(shared.clone()))),
             shared,
-        })
+        };
+        if let Some(interval) = sync {
+            client.spawn(crate::sync::run(client.background(), interval));
+        }
+        Ok(client)
     }
 
     /// A handle for background tasks that does not keep the client open.

@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod options;
 mod runtime;
+mod sync;
 mod transport;
 
 pub mod api;

@@ -14,6 +14,8 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;
+pub mod lease;
 pub mod machine;
 pub mod rng;
 pub mod status;
+pub mod watch;

@@ -41,7 +41,10 @@ pub(crate) fn request(
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::TimedOut, "response timed out"));
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "response timed out",
+            ));
         }
         stream.set_read_timeout(Some(left))?;
         match stream.read(&mut buf) {
@@ -110,9 +113,7 @@ fn dechunk(mut rest: &[u8]) -> io::Result<Vec<u8>> {
         if size == 0 {
             return Ok(out);
         }
-        let chunk = rest
-            .get(..size)
-            .ok_or_else(|| invalid("truncated chunk"))?;
+        let chunk = rest.get(..size).ok_or_else(|| invalid("truncated chunk"))?;
         out.extend_from_slice(chunk);
         rest = rest.get(size + 2..).unwrap_or(&[]);
     }
@@ -174,17 +175,22 @@ mod tests {
         assert_eq!(json_field(s, "version").as_deref(), Some("3.4.23"));
         assert_eq!(json_field(s, "nope"), None);
         assert_eq!(json_u64(r#"{"a" : 12, "b":true}"#, "a"), Some(12));
-        assert_eq!(json_field(r#"{"k":"x\"y"}"#, "k").as_deref(), Some("x\\\"y"));
+        assert_eq!(
+            json_field(r#"{"k":"x\"y"}"#, "k").as_deref(),
+            Some("x\\\"y")
+        );
         // A key-looking string value is not a key.
-        assert_eq!(json_u64(r#"{"x":"leader","leader":"5"}"#, "leader"), Some(5));
+        assert_eq!(
+            json_u64(r#"{"x":"leader","leader":"5"}"#, "leader"),
+            Some(5)
+        );
     }
 
     #[test]
     fn parses_plain_and_chunked() {
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"health\":\"true\"}",
-        )
-        .unwrap();
+        let r =
+            parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 17\r\n\r\n{\"health\":\"true\"}")
+                .unwrap();
         assert_eq!(r.status, 200);
         assert_eq!(r.body, "{\"health\":\"true\"}");
         let r = parse_response(

@@ -455,10 +455,7 @@ impl Cluster {
     }
 
     fn direct_client_addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(
-            Ipv4Addr::LOCALHOST,
-            self.proc_ports(i).0,
-        ))
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.proc_ports(i).0))
     }
 
     // ----- process control --------------------------------------------------------------
@@ -510,7 +507,9 @@ impl Cluster {
         let mut cmd = Command::new(&self.bin);
         cmd.arg(format!("--name={}", slot.name))
             .arg(format!("--data-dir={}", slot.data_dir.display()))
-            .arg(format!("--listen-client-urls=http://127.0.0.1:{client_port}"))
+            .arg(format!(
+                "--listen-client-urls=http://127.0.0.1:{client_port}"
+            ))
             .arg(format!(
                 "--advertise-client-urls={}",
                 slot.client_proxy.url()
@@ -612,7 +611,7 @@ impl Cluster {
             members.iter().map(|&i| (i, String::from("-"))).collect();
         loop {
             let mut still = Vec::new();
-            for (i, last) in pending {
+            for (i, _) in pending {
                 if let Some(status) = self.exited(i) {
                     return Err(TestkitError::Exited {
                         member: i,
@@ -625,7 +624,6 @@ impl Cluster {
                     Ok(body) => still.push((i, body)),
                     Err(e) => still.push((i, e.to_string())),
                 }
-                let _ = last;
             }
             pending = still;
             let Some((member, last)) = pending.first() else {
@@ -1061,9 +1059,11 @@ mod tests {
         assert_eq!(v.to_string(), "3.4.23");
         assert!(v.at_least(3, 4) && !v.at_least(3, 5));
         assert!(EtcdVersion::parse_version_output("etcdctl version: 3.5.1").is_none());
-        assert!(EtcdVersion::parse_version_output("etcd Version: 3.6.0-rc.1")
-            .unwrap()
-            .at_least(3, 6));
+        assert!(
+            EtcdVersion::parse_version_output("etcd Version: 3.6.0-rc.1")
+                .unwrap()
+                .at_least(3, 6)
+        );
     }
 
     #[test]
@@ -1084,6 +1084,8 @@ mod tests {
     fn health_bodies() {
         assert!(body_healthy("200 {\"health\":\"true\"}"));
         assert!(body_healthy("200 {\"health\":\"true\",\"reason\":\"\"}"));
-        assert!(!body_healthy("503 {\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}"));
+        assert!(!body_healthy(
+            "503 {\"health\":\"false\",\"reason\":\"RAFT NO LEADER\"}"
+        ));
     }
 }

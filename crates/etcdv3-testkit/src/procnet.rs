@@ -70,9 +70,15 @@ mod tests {
         let (_s, from) = l.accept().unwrap();
         assert_eq!(from.port(), c.local_addr().unwrap().port());
         let me = std::process::id();
-        assert_eq!(owner_of(from.port(), port, &[None, Some(1), Some(me)]), Some(2));
+        assert_eq!(
+            owner_of(from.port(), port, &[None, Some(1), Some(me)]),
+            Some(2)
+        );
         assert_eq!(owner_of(from.port(), port, &[Some(1)]), None);
         // Wrong remote port: no such socket.
-        assert_eq!(owner_of(from.port(), port.wrapping_add(1), &[Some(me)]), None);
+        assert_eq!(
+            owner_of(from.port(), port.wrapping_add(1), &[Some(me)]),
+            None
+        );
     }
 }

@@ -404,3 +404,118 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
         lock(&shared.conns).remove(&id);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An echo server on 127.0.0.1:0; returns its address.
+    fn echo_server() -> SocketAddr {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let addr = l.local_addr().unwrap();
+        thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut s) = s else { return };
+                thread::spawn(move || {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n) = s.read(&mut buf) {
+                        if n == 0 || s.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn roundtrip(s: &mut TcpStream, msg: &[u8], timeout: Duration) -> io::Result<Vec<u8>> {
+        s.set_read_timeout(Some(timeout))?;
+        s.write_all(msg)?;
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got)?;
+        Ok(got)
+    }
+
+    #[test]
+    fn client_proxy_forwards_blackholes_and_resets() {
+        let p = Proxy::start(Role::Client, echo_server()).unwrap();
+        let mut a = TcpStream::connect(p.addr()).unwrap();
+        assert_eq!(roundtrip(&mut a, b"hi", TICK * 8).unwrap(), b"hi");
+
+        p.set_blackholed(true);
+        let e = roundtrip(&mut a, b"held", Duration::from_millis(300)).unwrap_err();
+        assert!(is_timeout(&e), "{e:?}");
+        let mut b = TcpStream::connect(p.addr()).unwrap();
+        let e = roundtrip(&mut b, b"new", Duration::from_millis(300)).unwrap_err();
+        assert!(is_timeout(&e), "{e:?}");
+        p.set_blackholed(false);
+        // Held bytes arrive after the release.
+        let mut got = [0u8; 4];
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        a.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"held");
+        b.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = [0u8; 3];
+        b.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"new");
+
+        assert_eq!(p.connection_count(), 2);
+        assert_eq!(p.reset_all(), 2);
+        assert_eq!(p.connection_count(), 0);
+        let mut buf = [0u8; 1];
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let e = a.read(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+
+        // Upstream gone: the proxy accepts and then closes.
+        p.set_upstream(SocketAddr::from((Ipv4Addr::LOCALHOST, 1)));
+        let mut c = TcpStream::connect(p.addr()).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
+        drop(p); // joins its threads; would hang the test if a pump leaked
+    }
+
+    #[test]
+    fn peer_proxy_tags_dialers_and_isolates() {
+        let net = Arc::new(PeerNet::new(2));
+        // This test process plays member 0, dialing member 1's peer proxy.
+        net.set_pid(0, Some(std::process::id()));
+        let p = Proxy::start(
+            Role::Peer {
+                to: 1,
+                net: Arc::clone(&net),
+            },
+            echo_server(),
+        )
+        .unwrap();
+        let mut a = TcpStream::connect(p.addr()).unwrap();
+        assert_eq!(
+            roundtrip(&mut a, b"x", Duration::from_secs(5)).unwrap(),
+            b"x"
+        );
+        // The connection is known to come from member 0.
+        assert_eq!(p.kill_where(|from| from == Some(1)), 0);
+
+        net.set_isolated(0, true);
+        assert_eq!(p.kill_where(|from| from == Some(0)), 1);
+        let mut buf = [0u8; 1];
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert!(matches!(a.read(&mut buf), Ok(0) | Err(_)));
+        // New connections from the isolated member are dropped at once.
+        let mut b = TcpStream::connect(p.addr()).unwrap();
+        assert!(roundtrip(&mut b, b"y", Duration::from_secs(5)).is_err());
+
+        net.set_isolated(0, false);
+        let mut c = TcpStream::connect(p.addr()).unwrap();
+        assert_eq!(
+            roundtrip(&mut c, b"z", Duration::from_secs(5)).unwrap(),
+            b"z"
+        );
+
+        // Isolating the target member blocks everyone, known or not.
+        net.set_isolated(1, true);
+        let mut d = TcpStream::connect(p.addr()).unwrap();
+        assert!(roundtrip(&mut d, b"w", Duration::from_secs(5)).is_err());
+    }
+}

@@ -25,7 +25,10 @@ fn read_response(stream: &mut TcpStream, timeout: Duration) -> io::Result<String
     let mut out = Vec::new();
     stream.read_to_end(&mut out)?;
     if out.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "empty response"));
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "empty response",
+        ));
     }
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
@@ -48,7 +51,10 @@ fn post(url: &str, path: &str, body: &str) -> String {
 }
 
 fn is_timeout(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 fn healthy_via_proxy(url: &str) -> bool {
@@ -71,7 +77,10 @@ fn process_exists(pid: u32) -> bool {
 
 fn assert_cleaned_up(pids: &[u32], dir: &Path) {
     for &pid in pids {
-        assert!(!process_exists(pid), "etcd pid {pid} still exists after drop");
+        assert!(
+            !process_exists(pid),
+            "etcd pid {pid} still exists after drop"
+        );
     }
     assert!(!dir.exists(), "{} still exists after drop", dir.display());
 }
@@ -147,9 +156,11 @@ fn three_members_kill_restart_pause_resume() {
     assert!(is_timeout(&e), "{e:?}");
     c.resume(2).unwrap();
     assert!(!c.member(2).is_paused());
-    eventually("member 2 healthy after resume", Duration::from_secs(10), || {
-        healthy_via_proxy(&c.member(2).client_url())
-    });
+    eventually(
+        "member 2 healthy after resume",
+        Duration::from_secs(10),
+        || healthy_via_proxy(&c.member(2).client_url()),
+    );
 
     // Drop kills a paused process too.
     c.pause(0).unwrap();
@@ -229,7 +240,9 @@ fn isolating_the_leader_elects_a_new_one_and_heal_rejoins() {
     // Both remaining members follow the new leader.
     for i in (0..3).filter(|&i| i != old) {
         eventually("followers agree", Duration::from_secs(5), || {
-            c.member_status(i).map(|s| s.leader == ids[new]).unwrap_or(false)
+            c.member_status(i)
+                .map(|s| s.leader == ids[new])
+                .unwrap_or(false)
         });
     }
     // The isolated member still answers its clients, but knows it is cut off.
@@ -249,7 +262,9 @@ fn isolating_the_leader_elects_a_new_one_and_heal_rejoins() {
     eventually("isolated member rejoins", Duration::from_secs(15), || {
         let Some(l) = c.leader() else { return false };
         healthy_via_proxy(&iso_url)
-            && c.member_status(old).map(|s| s.leader == ids[l]).unwrap_or(false)
+            && c.member_status(old)
+                .map(|s| s.leader == ids[l])
+                .unwrap_or(false)
     });
 }
 
@@ -264,12 +279,22 @@ fn remove_member_shrinks_the_cluster() {
     assert_eq!(c.member(victim).pid(), None);
     assert!(!process_exists(pid));
     assert!(matches!(c.kill(victim), Err(TestkitError::Removed(v)) if v == victim));
-    assert!(matches!(c.remove_member(victim), Err(TestkitError::Removed(_))));
+    assert!(matches!(
+        c.remove_member(victim),
+        Err(TestkitError::Removed(_))
+    ));
     let rest: Vec<usize> = (0..3).filter(|&i| i != victim).collect();
-    let list = post(&c.member(rest[0]).client_url(), "/v3/cluster/member/list", "{}");
+    let list = post(
+        &c.member(rest[0]).client_url(),
+        "/v3/cluster/member/list",
+        "{}",
+    );
     assert!(!list.contains(&format!("\"{removed_id}\"")), "{list}");
     for &i in &rest {
-        assert!(list.contains(&format!("\"{}\"", c.member_ids()[i])), "{list}");
+        assert!(
+            list.contains(&format!("\"{}\"", c.member_ids()[i])),
+            "{list}"
+        );
     }
     let l = c.wait_for_leader(Duration::from_secs(10)).unwrap();
     assert_ne!(l, victim);

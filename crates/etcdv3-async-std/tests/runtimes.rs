@@ -1,0 +1,123 @@
+//! The same put/get against a real etcd on async-std, on smol's global
+//! executor and on a smol executor of our own, with no tokio runtime
+//! anywhere; plus a deadline that only our timer can fire.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcdv3_async_std::api::{GetOptions, PutOptions};
+use etcdv3_async_std::{Client, ClientOptions, Error};
+use etcdv3_testkit::Cluster;
+
+fn assert_no_tokio() {
+    assert!(
+        tokio::runtime::Handle::try_current().is_err(),
+        "a tokio runtime is present"
+    );
+}
+
+/// Put then get `key` and check the value round-trips and revisions move.
+async fn put_get(client: &Client, key: &str) {
+    assert_no_tokio();
+    let put = client
+        .put(key, "v1", PutOptions::new())
+        .await
+        .expect("put");
+    let rev = put.header.as_ref().map(|h| h.revision).unwrap_or_default();
+    assert!(rev > 0, "put revision {rev}");
+    client
+        .put(key, "v2", PutOptions::new())
+        .await
+        .expect("second put");
+    let got = client.get(key, GetOptions::new()).await.expect("get");
+    assert_eq!(got.kvs.len(), 1);
+    assert_eq!(got.kvs[0].key, key.as_bytes());
+    assert_eq!(got.kvs[0].value, b"v2");
+    assert!(got.kvs[0].mod_revision > rev);
+    let missing = client
+        .get(format!("{key}/missing"), GetOptions::new())
+        .await
+        .expect("get missing");
+    assert!(missing.kvs.is_empty());
+    assert_no_tokio();
+}
+
+#[test]
+fn async_std_put_get() {
+    let cluster = Cluster::start(1).unwrap();
+    async_std::task::block_on(async {
+        let client = etcdv3_async_std::connect(cluster.client_urls(), ClientOptions::default())
+            .await
+            .unwrap();
+        put_get(&client, "rt/async-std").await;
+        // The client's own tasks run on async-std's executor threads: no
+        // tokio there either.
+        async_std::task::spawn(async { assert_no_tokio() }).await;
+    });
+}
+
+#[test]
+fn smol_global_put_get() {
+    let cluster = Cluster::start(1).unwrap();
+    smol::block_on(async {
+        let client = etcdv3_async_std::smol::connect(cluster.client_urls(), ClientOptions::default())
+            .await
+            .unwrap();
+        put_get(&client, "rt/smol-global").await;
+    });
+}
+
+#[test]
+fn smol_own_executor_put_get() {
+    let cluster = Cluster::start(1).unwrap();
+    let executor = Arc::new(smol::Executor::new());
+    let ex = executor.clone();
+    // Everything, the client's background tasks included, runs on this one
+    // thread's executor.
+    smol::block_on(executor.run(async move {
+        let client = etcdv3_async_std::smol::connect_on(ex, cluster.client_urls(), ClientOptions::default())
+            .await
+            .unwrap();
+        put_get(&client, "rt/smol-own").await;
+    }));
+}
+
+/// A member that accepts TCP but never speaks HTTP/2: only the runtime's
+/// timer can end the call, at its deadline.
+fn silent_member() -> (TcpListener, String) {
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    (silent, url)
+}
+
+async fn deadline_fires(client: Client) {
+    assert_no_tokio();
+    let started = Instant::now();
+    let res = client
+        .get("k", GetOptions::new().with_timeout(Duration::from_millis(400)))
+        .await;
+    let took = started.elapsed();
+    assert!(res.is_err(), "a silent member answered: {res:?}");
+    assert!(!matches!(res, Err(Error::Closed)), "{res:?}");
+    assert!(took >= Duration::from_millis(350), "gave up early: {took:?}");
+    assert!(took < Duration::from_secs(5), "deadline missed: {took:?}");
+}
+
+#[test]
+fn deadline_fires_on_async_std() {
+    let (_silent, url) = silent_member();
+    async_std::task::block_on(async {
+        let client = etcdv3_async_std::connect([url], ClientOptions::default()).await.unwrap();
+        deadline_fires(client).await;
+    });
+}
+
+#[test]
+fn deadline_fires_on_smol() {
+    let (_silent, url) = silent_member();
+    smol::block_on(async {
+        let client = etcdv3_async_std::smol::connect([url], ClientOptions::default()).await.unwrap();
+        deadline_fires(client).await;
+    });
+}

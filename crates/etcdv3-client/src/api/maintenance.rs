@@ -1,0 +1,193 @@
+//! The Maintenance service: status, alarms, defragmentation, hashes,
+//! snapshots and leadership transfer.
+//!
+//! etcd answers most of these per member: the member that answers is the one
+//! the client's balancer picks for the call, i.e. "some member" of the
+//! endpoint set. To address one member in particular, use a client whose
+//! endpoint set is that member alone.
+//!
+//! ```no_run
+//! async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+//!     let st = client.status().await?;
+//!     println!("member {:x}: version {}, leader {:x}, db {} bytes",
+//!         st.header.map_or(0, |h| h.member_id), st.version, st.leader, st.db_size);
+//!     Ok(())
+//! }
+//! ```
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use etcdv3_proto::etcdserverpb::{self as pb, alarm_request::AlarmAction};
+use etcdv3_proto::method;
+
+use crate::client::{CallOptions, Client, ServerStream};
+use crate::error::Result;
+
+pub use etcdv3_proto::etcdserverpb::{
+    AlarmMember, AlarmResponse, AlarmType, DefragmentResponse, HashKvResponse, HashResponse,
+    MoveLeaderResponse, StatusResponse,
+};
+
+/// The chunks of a database snapshot, from [`Client::snapshot`]: a
+/// `Stream` of `Result<Bytes>`. Concatenated in order, the chunks are the
+/// member's backend database file (with a trailing SHA-256 checksum, as
+/// written by etcd). The stream ends after the last chunk; an error ends it
+/// early, and the partial snapshot must then be discarded. Dropping it
+/// cancels the transfer.
+pub struct Snapshot {
+    inner: ServerStream<pb::SnapshotResponse>,
+    remaining: Option<u64>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// The number of bytes the server said were left after the last chunk
+    /// received (`None` before the first one).
+    pub fn remaining_bytes(&self) -> Option<u64> {
+        self.remaining
+    }
+}
+
+impl futures_core::Stream for Snapshot {
+    type Item = Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Ok(resp))) => {
+                    this.remaining = Some(resp.remaining_bytes);
+                    if resp.blob.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(Bytes::from(resp.blob))));
+                }
+            }
+        }
+    }
+}
+
+impl Client {
+    /// The status of some member (the one the balancer picks): version,
+    /// database size, leader, raft index and term, errors.
+    pub async fn status(&self) -> Result<StatusResponse> {
+        self.unary(method::MAINTENANCE_STATUS, &pb::StatusRequest {}, CallOptions::default())
+            .await
+    }
+
+    /// The alarms raised in the cluster (e.g. `NOSPACE` when the quota is
+    /// exceeded).
+    pub async fn alarm_list(&self) -> Result<AlarmResponse> {
+        let req = pb::AlarmRequest {
+            action: AlarmAction::Get as i32,
+            member_id: 0,
+            alarm: AlarmType::None as i32,
+        };
+        self.unary(method::MAINTENANCE_ALARM, &req, CallOptions::default())
+            .await
+    }
+
+    /// Clear the alarm `alarm` raised by member `member_id`. The response
+    /// lists the alarms that were cleared.
+    pub async fn alarm_disarm(&self, member_id: u64, alarm: AlarmType) -> Result<AlarmResponse> {
+        let req = pb::AlarmRequest {
+            action: AlarmAction::Deactivate as i32,
+            member_id,
+            alarm: alarm as i32,
+        };
+        self.unary(method::MAINTENANCE_ALARM, &req, CallOptions::default())
+            .await
+    }
+
+    /// Clear every raised alarm (list, then disarm each). The response lists
+    /// the alarms that were cleared.
+    pub async fn alarm_disarm_all(&self) -> Result<AlarmResponse> {
+        let list = self.alarm_list().await?;
+        let mut out = AlarmResponse {
+            header: list.header,
+            alarms: Vec::new(),
+        };
+        for a in list.alarms {
+            let resp = self.alarm_disarm(a.member_id, a.alarm()).await?;
+            out.header = resp.header;
+            out.alarms.extend(resp.alarms);
+        }
+        Ok(out)
+    }
+
+    /// Defragment the backend database of some member (the one the balancer
+    /// picks), releasing the space freed by compaction. This blocks that
+    /// member for the duration; on a large database it can take longer than
+    /// the request timeout: see [`Client::defragment_with`].
+    pub async fn defragment(&self) -> Result<DefragmentResponse> {
+        self.defragment_with(CallOptions::default()).await
+    }
+
+    /// [`Client::defragment`] with per-call options (e.g. a longer timeout).
+    pub async fn defragment_with(&self, options: CallOptions) -> Result<DefragmentResponse> {
+        self.unary(method::MAINTENANCE_DEFRAGMENT, &pb::DefragmentRequest {}, options)
+            .await
+    }
+
+    /// The hash of some member's whole backend database (for corruption
+    /// checks; prefer [`Client::hash_kv`]).
+    pub async fn hash(&self) -> Result<HashResponse> {
+        self.unary(method::MAINTENANCE_HASH, &pb::HashRequest {}, CallOptions::default())
+            .await
+    }
+
+    /// The hash of some member's key-value history up to `revision` (0: the
+    /// latest). Members that agree on the history return the same hash for
+    /// the same revision and compact revision.
+    pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
+        let req = pb::HashKvRequest { revision };
+        self.unary(method::MAINTENANCE_HASH_KV, &req, CallOptions::default())
+            .await
+    }
+
+    /// Stream a snapshot of some member's backend database.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let mut snap = client.snapshot().await?;
+    ///     let mut size = 0;
+    ///     while let Some(chunk) = snap.next().await {
+    ///         size += chunk?.len();
+    ///     }
+    ///     println!("{size} bytes");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        let inner = self
+            .server_stream(method::MAINTENANCE_SNAPSHOT, &pb::SnapshotRequest {}, CallOptions::default())
+            .await?;
+        Ok(Snapshot {
+            inner,
+            remaining: None,
+        })
+    }
+
+    /// Transfer leadership to the member `target_id`. Only the leader can
+    /// do this; a member that is not the leader refuses with
+    /// [`EtcdErrorKind::NotLeader`](etcdv3_core::error::EtcdErrorKind::NotLeader),
+    /// and the call is then tried on another endpoint.
+    pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse> {
+        let req = pb::MoveLeaderRequest { target_id };
+        self.unary(method::MAINTENANCE_MOVE_LEADER, &req, CallOptions::default())
+            .await
+    }
+}

@@ -1,0 +1,197 @@
+//! Lease keep-alive scheduling over one `LeaseKeepAlive` stream.
+//!
+//! [`LeaseKeeper`] is sans-IO and reads no clock: every input takes the
+//! current [`Instant`]. Each kept lease is renewed at a third of its TTL;
+//! a lease whose deadline passes without a renewal (stream down, server
+//! unreachable) is reported expired, as is a lease the server answers with
+//! TTL 0 (revoked or already expired).
+//!
+//! The local deadline of a lease is computed from the time the oldest
+//! unanswered keep-alive request was sent (the server restarts the TTL when
+//! it processes the request, which is no earlier than that), so the keeper
+//! never believes a lease alive longer than the server does.
+//!
+//! ```
+//! use std::time::{Duration, Instant};
+//! use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
+//! use etcdv3_proto::etcdserverpb::LeaseKeepAliveResponse;
+//!
+//! let t0 = Instant::now();
+//! let mut k = LeaseKeeper::new();
+//! k.keep(t0, 7, 9);
+//! assert_eq!(k.poll_transmit(t0).map(|r| r.id), Some(7)); // renew at once
+//! k.handle_response(t0, LeaseKeepAliveResponse { id: 7, ttl: 9, ..Default::default() });
+//! assert_eq!(k.poll_event(), Some(LeaseEvent::Renewed { id: 7, ttl: 9 }));
+//! assert_eq!(k.poll_timeout(), Some(t0 + Duration::from_secs(3))); // next renewal
+//! ```
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use etcdv3_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
+
+/// What happened to a kept lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseEvent {
+    /// The server renewed the lease for `ttl` seconds.
+    Renewed {
+        /// Lease id.
+        id: i64,
+        /// TTL in seconds granted by this renewal.
+        ttl: i64,
+    },
+    /// The lease expired (the server answered TTL 0, or its deadline passed
+    /// without a renewal). It is no longer kept.
+    Expired {
+        /// Lease id.
+        id: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Kept {
+    ttl: i64,
+    next_renewal: Instant,
+    deadline: Instant,
+    /// When the oldest unanswered request was sent.
+    sent_at: Option<Instant>,
+}
+
+/// Renew after a third of the TTL, but not more often than every 100 ms.
+fn renew_interval(ttl: i64) -> Duration {
+    let ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000) / 3;
+    Duration::from_millis(ms.max(100))
+}
+
+fn ttl_duration(ttl: i64) -> Duration {
+    Duration::from_secs(u64::try_from(ttl).unwrap_or(0))
+}
+
+/// Keeps leases alive; see the [module docs](self).
+#[derive(Debug, Default)]
+pub struct LeaseKeeper {
+    leases: BTreeMap<i64, Kept>,
+    events: VecDeque<LeaseEvent>,
+}
+
+impl LeaseKeeper {
+    /// A keeper with no lease.
+    pub fn new() -> Self {
+        LeaseKeeper::default()
+    }
+
+    /// Keep lease `id`, granted (or last renewed) for `ttl` seconds, alive.
+    /// The first renewal is due at once. Keeping a lease that is already
+    /// kept changes nothing.
+    pub fn keep(&mut self, now: Instant, id: i64, ttl: i64) {
+        self.leases.entry(id).or_insert(Kept {
+            ttl,
+            next_renewal: now,
+            deadline: now + ttl_duration(ttl),
+            sent_at: None,
+        });
+    }
+
+    /// Stop keeping lease `id` (it then expires on the server by itself).
+    pub fn remove(&mut self, id: i64) {
+        self.leases.remove(&id);
+    }
+
+    /// Whether lease `id` is kept.
+    pub fn contains(&self, id: i64) -> bool {
+        self.leases.contains_key(&id)
+    }
+
+    /// Whether no lease is kept: the stream may be closed.
+    pub fn is_empty(&self) -> bool {
+        self.leases.is_empty()
+    }
+
+    /// Number of kept leases.
+    pub fn len(&self) -> usize {
+        self.leases.len()
+    }
+
+    /// The last TTL known for lease `id`.
+    pub fn ttl(&self, id: i64) -> Option<i64> {
+        self.leases.get(&id).map(|k| k.ttl)
+    }
+
+    /// The local expiry deadline of lease `id`.
+    pub fn deadline(&self, id: i64) -> Option<Instant> {
+        self.leases.get(&id).map(|k| k.deadline)
+    }
+
+    /// The next keep-alive request due at `now`, if any. Call repeatedly
+    /// until `None` while a stream is up. A request that goes unanswered is
+    /// sent again after another renewal interval.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<LeaseKeepAliveRequest> {
+        let (id, k) = self.leases.iter_mut().find(|(_, k)| k.next_renewal <= now)?;
+        k.next_renewal = now + renew_interval(k.ttl);
+        if k.sent_at.is_none() {
+            k.sent_at = Some(now);
+        }
+        Some(LeaseKeepAliveRequest { id: *id })
+    }
+
+    /// Feed one keep-alive response. Responses for leases not kept are
+    /// ignored.
+    pub fn handle_response(&mut self, now: Instant, resp: LeaseKeepAliveResponse) {
+        let Some(k) = self.leases.get_mut(&resp.id) else {
+            return;
+        };
+        if resp.ttl <= 0 {
+            self.leases.remove(&resp.id);
+            self.events.push_back(LeaseEvent::Expired { id: resp.id });
+            return;
+        }
+        let since = k.sent_at.take().unwrap_or(now).min(now);
+        k.ttl = resp.ttl;
+        k.deadline = since + ttl_duration(resp.ttl);
+        k.next_renewal = now + renew_interval(resp.ttl);
+        self.events.push_back(LeaseEvent::Renewed {
+            id: resp.id,
+            ttl: resp.ttl,
+        });
+    }
+
+    /// The stream failed: requests in flight are lost; every lease is
+    /// renewed as soon as a new stream is up (the next
+    /// [`poll_transmit`](Self::poll_transmit)).
+    pub fn handle_stream_lost(&mut self, now: Instant) {
+        for k in self.leases.values_mut() {
+            k.next_renewal = now;
+        }
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) (and
+    /// [`poll_transmit`](Self::poll_transmit)) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.leases.values().map(|k| k.next_renewal.min(k.deadline)).min()
+    }
+
+    /// The earliest local expiry deadline: what a driver without a stream
+    /// waits for (renewals cannot be sent then).
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.leases.values().map(|k| k.deadline).min()
+    }
+
+    /// Report the leases whose deadline passed without renewal as expired.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<i64> = self
+            .leases
+            .iter()
+            .filter(|(_, k)| k.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            self.leases.remove(&id);
+            self.events.push_back(LeaseEvent::Expired { id });
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<LeaseEvent> {
+        self.events.pop_front()
+    }
+}

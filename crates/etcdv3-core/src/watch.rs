@@ -1,0 +1,504 @@
+//! Many watchers multiplexed on one gRPC `Watch` stream, resumed across
+//! stream failures with no event lost or duplicated.
+//!
+//! [`WatchHub`] is sans-IO: the caller owns the stream. It feeds the hub the
+//! user's requests ([`WatchHub::add`], [`WatchHub::cancel`],
+//! [`WatchHub::request_progress`]), the server's responses
+//! ([`WatchHub::handle_response`]) and stream failures
+//! ([`WatchHub::handle_stream_lost`]); it sends what
+//! [`WatchHub::poll_transmit`] yields and hands what
+//! [`WatchHub::poll_event`] yields to the watchers.
+//!
+//! # Resumption
+//!
+//! For each watcher the hub remembers the last revision it delivered: the
+//! `mod_revision` of the last event, or the header revision of a progress
+//! notification addressed to that watcher. When the stream is lost, every
+//! live watcher is created again on the next stream from that revision + 1
+//! (or from its own start revision, or from the revision the server reported
+//! when it was first created if it watched "from now"), and events at or
+//! below the last delivered revision are dropped, so each revision reaches a
+//! watcher exactly once and in order.
+//!
+//! Broadcast progress responses (the answer to
+//! [`WatchHub::request_progress`], `watch_id == -1`) are delivered to every
+//! watcher as [`WatchEvent::Progress`] but do not move the resume point: etcd
+//! 3.4 answers them without checking that every watcher caught up.
+//!
+//! # Leader loss
+//!
+//! With `hasleader` metadata a member that loses its leader cancels watches
+//! with the reason "etcdserver: no leader". Such a cancel does not end the
+//! watcher: it waits to be created again, and [`WatchHub::needs_new_stream`]
+//! turns true so the driver drops the stream, calls
+//! [`WatchHub::handle_stream_lost`] and opens a new one (on another member).
+//!
+//! ```
+//! use etcdv3_core::watch::{WatchEvent, WatchHub};
+//! use etcdv3_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
+//!
+//! let mut hub = WatchHub::new();
+//! let id = hub.add(WatchCreateRequest { key: b"k".to_vec(), ..Default::default() });
+//! let create = hub.poll_transmit().unwrap(); // send it on the stream
+//! # let _ = create;
+//! hub.handle_response(WatchResponse {
+//!     header: Some(ResponseHeader { revision: 7, ..Default::default() }),
+//!     watch_id: id.get(),
+//!     created: true,
+//!     ..Default::default()
+//! });
+//! assert_eq!(hub.poll_event(), Some((id, WatchEvent::Created { revision: 7 })));
+//! ```
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+
+use etcdv3_proto::etcdserverpb::{
+    watch_request, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+};
+use etcdv3_proto::mvccpb::Event;
+
+/// The client-side identity of a watcher, assigned by [`WatchHub::add`]
+/// (always `>= 1`). It is also sent as the `watch_id` of the create request
+/// (etcd 3.4+ honours client-chosen ids), but the hub does not rely on the
+/// server echoing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WatcherId(i64);
+
+impl WatcherId {
+    /// The numeric id.
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+impl fmt::Display for WatcherId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// What happened to a watcher.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WatchEvent {
+    /// The server created the watcher (delivered once, not again when the
+    /// watcher is re-created after a stream failure). `revision` is the
+    /// store revision at creation.
+    Created {
+        /// Header revision of the creation response.
+        revision: i64,
+    },
+    /// Events, in revision order (fragments already reassembled).
+    Events {
+        /// The events; never empty.
+        events: Vec<Event>,
+        /// Header revision of the response that carried them.
+        revision: i64,
+    },
+    /// The watcher has seen everything up to `revision`.
+    Progress {
+        /// Header revision of the progress notification.
+        revision: i64,
+    },
+    /// The watcher's start revision was compacted: events were lost. The
+    /// watcher ended.
+    Compacted {
+        /// The revision the store was compacted at.
+        compact_revision: i64,
+    },
+    /// The watcher ended: cancelled by the client, or by the server (then
+    /// `reason` says why).
+    Cancelled {
+        /// The server's reason; empty for a client cancel.
+        reason: String,
+    },
+}
+
+impl WatchEvent {
+    /// Whether this is the watcher's last event.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, WatchEvent::Compacted { .. } | WatchEvent::Cancelled { .. })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Needs a create request; `queued` when one is in the transmit queue.
+    Pending { queued: bool },
+    /// Create request sent, no `created` response yet.
+    Creating { cancel: bool },
+    /// Created on the current stream under `server_id`.
+    Active { server_id: i64 },
+    /// Cancel request queued or sent for `server_id`.
+    Cancelling { server_id: i64 },
+}
+
+#[derive(Debug)]
+struct Watcher {
+    request: WatchCreateRequest,
+    state: State,
+    /// Last revision delivered (0: none).
+    delivered: i64,
+    /// Header revision of the first creation when watching from "now".
+    created_rev: Option<i64>,
+    announced: bool,
+    /// Fragments received so far.
+    fragments: Vec<Event>,
+}
+
+impl Watcher {
+    /// The revision to (re)start from.
+    fn resume_revision(&self) -> i64 {
+        let mut rev = self.request.start_revision.max(0);
+        if self.delivered > 0 {
+            rev = rev.max(self.delivered + 1);
+        }
+        if self.request.start_revision <= 0 {
+            if let Some(c) = self.created_rev {
+                rev = rev.max(c + 1);
+            }
+        }
+        rev
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Create(WatcherId),
+    Cancel(WatcherId),
+    Progress,
+}
+
+/// Watchers multiplexed on one `Watch` stream; see the [module
+/// docs](self).
+#[derive(Debug, Default)]
+pub struct WatchHub {
+    next_id: i64,
+    watchers: BTreeMap<WatcherId, Watcher>,
+    /// Server watch id -> watcher, for the current stream.
+    by_server: HashMap<i64, WatcherId>,
+    /// Creates sent and not answered yet, in order.
+    creating: VecDeque<WatcherId>,
+    ops: VecDeque<Op>,
+    events: VecDeque<(WatcherId, WatchEvent)>,
+    new_stream: bool,
+}
+
+fn header_revision(resp: &WatchResponse) -> i64 {
+    resp.header.as_ref().map(|h| h.revision).unwrap_or(0)
+}
+
+fn is_leader_loss(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("no leader") || r.contains("leader changed")
+}
+
+impl WatchHub {
+    /// An empty hub.
+    pub fn new() -> Self {
+        WatchHub::default()
+    }
+
+    /// Add a watcher. Its create request is queued for
+    /// [`poll_transmit`](Self::poll_transmit); `request.watch_id` is replaced
+    /// by the hub's id.
+    pub fn add(&mut self, request: WatchCreateRequest) -> WatcherId {
+        self.next_id += 1;
+        let id = WatcherId(self.next_id);
+        self.watchers.insert(
+            id,
+            Watcher {
+                request,
+                state: State::Pending { queued: true },
+                delivered: 0,
+                created_rev: None,
+                announced: false,
+                fragments: Vec::new(),
+            },
+        );
+        self.ops.push_back(Op::Create(id));
+        id
+    }
+
+    /// Cancel a watcher. No event is delivered for it any more except a
+    /// final [`WatchEvent::Cancelled`] with an empty reason, once the server
+    /// confirmed (or at once when the server never knew it). Unknown ids are
+    /// ignored.
+    pub fn cancel(&mut self, id: WatcherId) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        match w.state {
+            State::Pending { .. } => self.finish(id, WatchEvent::Cancelled { reason: String::new() }),
+            State::Creating { .. } => w.state = State::Creating { cancel: true },
+            State::Active { server_id } => {
+                w.state = State::Cancelling { server_id };
+                w.fragments.clear();
+                self.ops.push_back(Op::Cancel(id));
+            }
+            State::Cancelling { .. } => {}
+        }
+    }
+
+    /// Ask the server for a progress notification (answered to every
+    /// watcher as [`WatchEvent::Progress`]).
+    pub fn request_progress(&mut self) {
+        if !self.ops.contains(&Op::Progress) {
+            self.ops.push_back(Op::Progress);
+        }
+    }
+
+    /// Number of watchers the hub still tracks (including those being
+    /// cancelled).
+    pub fn len(&self) -> usize {
+        self.watchers.len()
+    }
+
+    /// Whether the hub tracks no watcher: the stream may be closed.
+    pub fn is_empty(&self) -> bool {
+        self.watchers.is_empty()
+    }
+
+    /// Whether `id` is still tracked.
+    pub fn contains(&self, id: WatcherId) -> bool {
+        self.watchers.contains_key(&id)
+    }
+
+    /// The last revision delivered to `id` (0 if none), the resume point.
+    pub fn last_delivered(&self, id: WatcherId) -> Option<i64> {
+        self.watchers.get(&id).map(|w| w.delivered)
+    }
+
+    /// Whether the server cancelled watchers because its member lost the
+    /// leader: the driver should drop the stream, call
+    /// [`handle_stream_lost`](Self::handle_stream_lost) and open a new stream,
+    /// preferably on another member.
+    pub fn needs_new_stream(&self) -> bool {
+        self.new_stream
+    }
+
+    /// The next request to send on the current stream.
+    pub fn poll_transmit(&mut self) -> Option<WatchRequest> {
+        while let Some(op) = self.ops.pop_front() {
+            let union = match op {
+                Op::Progress => watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {}),
+                Op::Create(id) => {
+                    let Some(w) = self.watchers.get_mut(&id) else {
+                        continue;
+                    };
+                    if w.state != (State::Pending { queued: true }) {
+                        continue;
+                    }
+                    w.state = State::Creating { cancel: false };
+                    w.fragments.clear();
+                    let mut req = w.request.clone();
+                    req.watch_id = id.0;
+                    req.start_revision = w.resume_revision();
+                    self.creating.push_back(id);
+                    watch_request::RequestUnion::CreateRequest(req)
+                }
+                Op::Cancel(id) => {
+                    let Some(w) = self.watchers.get(&id) else {
+                        continue;
+                    };
+                    let State::Cancelling { server_id } = w.state else {
+                        continue;
+                    };
+                    watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: server_id })
+                }
+            };
+            return Some(WatchRequest {
+                request_union: Some(union),
+            });
+        }
+        None
+    }
+
+    /// The next event for a watcher.
+    pub fn poll_event(&mut self) -> Option<(WatcherId, WatchEvent)> {
+        self.events.pop_front()
+    }
+
+    fn finish(&mut self, id: WatcherId, event: WatchEvent) {
+        if let Some(w) = self.watchers.remove(&id) {
+            if let State::Active { server_id } | State::Cancelling { server_id } = w.state {
+                if self.by_server.get(&server_id) == Some(&id) {
+                    self.by_server.remove(&server_id);
+                }
+            }
+            self.creating.retain(|c| *c != id);
+            self.events.push_back((id, event));
+        }
+    }
+
+    /// Put a watcher back to "needs a create on a new stream" after the
+    /// server dropped it because of leader loss.
+    fn park(&mut self, id: WatcherId) {
+        if let Some(w) = self.watchers.get_mut(&id) {
+            if let State::Active { server_id } | State::Cancelling { server_id } = w.state {
+                if self.by_server.get(&server_id) == Some(&id) {
+                    self.by_server.remove(&server_id);
+                }
+            }
+            w.fragments.clear();
+            match w.state {
+                State::Cancelling { .. } | State::Creating { cancel: true } => {
+                    self.finish(id, WatchEvent::Cancelled { reason: String::new() });
+                }
+                _ => {
+                    w.state = State::Pending { queued: false };
+                    self.new_stream = true;
+                }
+            }
+        }
+    }
+
+    /// Feed one response from the stream.
+    ///
+    /// Responses that match no watcher (late events of a cancelled watcher,
+    /// an unexpected `created`) are ignored.
+    pub fn handle_response(&mut self, resp: WatchResponse) {
+        let rev = header_revision(&resp);
+        if resp.created {
+            self.handle_created(resp, rev);
+            return;
+        }
+        if resp.watch_id == -1 && resp.events.is_empty() && !resp.canceled {
+            // Broadcast progress answer.
+            for (id, w) in &self.watchers {
+                if matches!(w.state, State::Active { .. }) {
+                    self.events.push_back((*id, WatchEvent::Progress { revision: rev }));
+                }
+            }
+            return;
+        }
+        let Some(&id) = self.by_server.get(&resp.watch_id) else {
+            return;
+        };
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        if resp.canceled || resp.compact_revision > 0 {
+            self.handle_cancel(id, resp);
+            return;
+        }
+        if !matches!(w.state, State::Active { .. }) {
+            // Being cancelled: nothing more is delivered.
+            return;
+        }
+        if resp.fragment {
+            w.fragments.extend(resp.events);
+            return;
+        }
+        let mut events = std::mem::take(&mut w.fragments);
+        events.extend(resp.events);
+        if events.is_empty() {
+            // Progress notification addressed to this watcher.
+            if rev > w.delivered {
+                w.delivered = rev;
+            }
+            self.events.push_back((id, WatchEvent::Progress { revision: rev }));
+            return;
+        }
+        let floor = w.delivered.max(w.request.start_revision.max(1) - 1);
+        events.retain(|e| e.kv.as_ref().map(|kv| kv.mod_revision).unwrap_or(0) > floor);
+        let Some(last) = events.iter().filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)).max() else {
+            return;
+        };
+        w.delivered = last;
+        self.events.push_back((id, WatchEvent::Events { events, revision: rev }));
+    }
+
+    fn handle_created(&mut self, resp: WatchResponse, rev: i64) {
+        let Some(id) = self.creating.pop_front() else {
+            return;
+        };
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        let cancel_requested = matches!(w.state, State::Creating { cancel: true });
+        if resp.canceled || resp.compact_revision > 0 {
+            // Creation refused (or immediately compacted).
+            w.state = State::Active {
+                server_id: resp.watch_id,
+            };
+            self.handle_cancel(id, resp);
+            return;
+        }
+        self.by_server.insert(resp.watch_id, id);
+        if cancel_requested {
+            w.state = State::Cancelling {
+                server_id: resp.watch_id,
+            };
+            self.ops.push_back(Op::Cancel(id));
+            return;
+        }
+        w.state = State::Active {
+            server_id: resp.watch_id,
+        };
+        if w.request.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
+            w.created_rev = Some(rev);
+        }
+        if !w.announced {
+            w.announced = true;
+            self.events.push_back((id, WatchEvent::Created { revision: rev }));
+        }
+    }
+
+    fn handle_cancel(&mut self, id: WatcherId, resp: WatchResponse) {
+        let Some(w) = self.watchers.get(&id) else {
+            return;
+        };
+        let user_cancel = matches!(w.state, State::Cancelling { .. } | State::Creating { cancel: true });
+        if resp.compact_revision > 0 && !user_cancel {
+            self.finish(
+                id,
+                WatchEvent::Compacted {
+                    compact_revision: resp.compact_revision,
+                },
+            );
+        } else if user_cancel {
+            self.finish(id, WatchEvent::Cancelled { reason: String::new() });
+        } else if is_leader_loss(&resp.cancel_reason) {
+            self.park(id);
+        } else {
+            self.finish(
+                id,
+                WatchEvent::Cancelled {
+                    reason: resp.cancel_reason,
+                },
+            );
+        }
+    }
+
+    /// The stream failed or was closed: every live watcher is created again
+    /// on the next stream from its resume point (see the [module
+    /// docs](self)); watchers being cancelled end. Call before sending on the
+    /// new stream.
+    pub fn handle_stream_lost(&mut self) {
+        self.by_server.clear();
+        self.creating.clear();
+        self.new_stream = false;
+        let progress = self.ops.contains(&Op::Progress);
+        self.ops.clear();
+        let ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
+        for id in ids {
+            let Some(w) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            w.fragments.clear();
+            match w.state {
+                State::Cancelling { .. } | State::Creating { cancel: true } => {
+                    self.finish(id, WatchEvent::Cancelled { reason: String::new() });
+                }
+                _ => {
+                    w.state = State::Pending { queued: true };
+                    self.ops.push_back(Op::Create(id));
+                }
+            }
+        }
+        if progress {
+            self.ops.push_back(Op::Progress);
+        }
+    }
+}
