@@ -52,7 +52,8 @@ impl Drop for CloseGuard {
 #[derive(Clone)]
 pub struct Client {
     pub(crate) shared: Arc<Shared>,
-    guard: Option<Arc<CloseGuard>>,
+    /// Held only for its Drop: the last user handle closes the client.
+    _guard: Option<Arc<CloseGuard>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -83,7 +84,7 @@ impl Client {
         let sync = options.auto_sync_interval;
         let shared = Shared::new(runtime, parsed, options)?;
         let client = Client {
-            guard: Some(Arc::new(CloseGuard(shared.clone()))),
+            _guard: Some(Arc::new(CloseGuard(shared.clone()))),
             shared,
         };
         if let Some(interval) = sync {
@@ -96,7 +97,7 @@ impl Client {
     pub(crate) fn background(&self) -> Client {
         Client {
             shared: self.shared.clone(),
-            guard: None,
+            _guard: None,
         }
     }
 

@@ -400,7 +400,7 @@ impl WatchHub {
             self.events.push_back((id, WatchEvent::Progress { revision: rev }));
             return;
         }
-        let floor = w.delivered.max(w.request.start_revision.max(1) - 1);
+        let floor = w.resume_revision() - 1;
         events.retain(|e| e.kv.as_ref().map(|kv| kv.mod_revision).unwrap_or(0) > floor);
         let Some(last) = events.iter().filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)).max() else {
             return;

@@ -60,7 +60,9 @@ where
 {
     let urls: Vec<String> = urls.into_iter().map(Into::into).collect();
     if urls.is_empty() {
-        return Err(Error::InvalidArgument("at least one peer URL is required".into()));
+        return Err(Error::InvalidArgument(
+            "at least one peer URL is required".into(),
+        ));
     }
     if urls.iter().any(|u| u.trim().is_empty()) {
         return Err(Error::InvalidArgument("peer URLs must not be empty".into()));
@@ -75,14 +77,22 @@ impl Client {
         let req = pb::MemberListRequest {
             linearizable: options.linearizable,
         };
-        self.unary(method::CLUSTER_MEMBER_LIST, &req, call_options(options.timeout))
-            .await
+        self.unary(
+            method::CLUSTER_MEMBER_LIST,
+            &req,
+            call_options(options.timeout),
+        )
+        .await
     }
 
     /// Add a member reachable at `peer_urls`, as a learner (a non-voting
     /// member that can later be promoted; etcd 3.4+) or as a voting member.
     /// The new member must then be started with the returned membership.
-    pub async fn member_add<I, S>(&self, peer_urls: I, is_learner: bool) -> Result<MemberAddResponse>
+    pub async fn member_add<I, S>(
+        &self,
+        peer_urls: I,
+        is_learner: bool,
+    ) -> Result<MemberAddResponse>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -135,8 +145,14 @@ mod tests {
             peer_urls(["http://a:2380", "http://b:2380"]).unwrap(),
             vec!["http://a:2380".to_string(), "http://b:2380".to_string()]
         );
-        assert!(matches!(peer_urls(Vec::<String>::new()), Err(Error::InvalidArgument(_))));
-        assert!(matches!(peer_urls(["http://a:2380", " "]), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            peer_urls(Vec::<String>::new()),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            peer_urls(["http://a:2380", " "]),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]

@@ -533,7 +533,11 @@ impl Client {
     ///     Ok(())
     /// }
     /// ```
-    pub async fn compact(&self, revision: i64, options: CompactOptions) -> Result<CompactionResponse> {
+    pub async fn compact(
+        &self,
+        revision: i64,
+        options: CompactOptions,
+    ) -> Result<CompactionResponse> {
         let req = pb::CompactionRequest {
             revision,
             physical: options.physical,
@@ -571,17 +575,44 @@ mod tests {
 
     #[test]
     fn get_ranges() {
-        let req = GetOptions::new().with_prefix().build(b"a/".to_vec()).unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice()), (&b"a/"[..], &b"a0"[..]));
+        let req = GetOptions::new()
+            .with_prefix()
+            .build(b"a/".to_vec())
+            .unwrap();
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice()),
+            (&b"a/"[..], &b"a0"[..])
+        );
         let req = GetOptions::new().with_prefix().build(Vec::new()).unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice()), (&b"\0"[..], &b"\0"[..]));
-        let req = GetOptions::new().with_from_key().build(b"m".to_vec()).unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice()), (&b"m"[..], &b"\0"[..]));
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice()),
+            (&b"\0"[..], &b"\0"[..])
+        );
+        let req = GetOptions::new()
+            .with_from_key()
+            .build(b"m".to_vec())
+            .unwrap();
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice()),
+            (&b"m"[..], &b"\0"[..])
+        );
         let req = GetOptions::new().with_from_key().build(Vec::new()).unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice()), (&b"\0"[..], &b"\0"[..]));
-        let req = GetOptions::new().with_range_end("z").build(b"a".to_vec()).unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice()), (&b"a"[..], &b"z"[..]));
-        assert!(GetOptions::new().with_range_end("z").build(Vec::new()).is_err());
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice()),
+            (&b"\0"[..], &b"\0"[..])
+        );
+        let req = GetOptions::new()
+            .with_range_end("z")
+            .build(b"a".to_vec())
+            .unwrap();
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice()),
+            (&b"a"[..], &b"z"[..])
+        );
+        assert!(GetOptions::new()
+            .with_range_end("z")
+            .build(Vec::new())
+            .is_err());
     }
 
     #[test]
@@ -605,7 +636,12 @@ mod tests {
         assert_eq!(req.sort_order(), range_request::SortOrder::Descend);
         assert!(req.serializable && req.keys_only && req.count_only);
         assert_eq!(
-            (req.min_mod_revision, req.max_mod_revision, req.min_create_revision, req.max_create_revision),
+            (
+                req.min_mod_revision,
+                req.max_mod_revision,
+                req.min_create_revision,
+                req.max_create_revision
+            ),
             (1, 2, 3, 4)
         );
         let d = GetOptions::new().build(b"k".to_vec()).unwrap();
@@ -620,7 +656,10 @@ mod tests {
             .with_prev_kv()
             .build(b"k".to_vec(), b"v".to_vec())
             .unwrap();
-        assert_eq!((req.lease, req.prev_kv, req.value.as_slice()), (9, true, &b"v"[..]));
+        assert_eq!(
+            (req.lease, req.prev_kv, req.value.as_slice()),
+            (9, true, &b"v"[..])
+        );
         assert!(matches!(
             PutOptions::new().build(Vec::new(), b"v".to_vec()),
             Err(Error::InvalidArgument(_))
@@ -653,9 +692,18 @@ mod tests {
             .with_prev_kv()
             .build(b"p".to_vec())
             .unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice(), req.prev_kv), (&b"p"[..], &b"q"[..], true));
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice(), req.prev_kv),
+            (&b"p"[..], &b"q"[..], true)
+        );
         assert!(DeleteOptions::new().build(Vec::new()).is_err());
-        let req = DeleteOptions::new().with_from_key().build(Vec::new()).unwrap();
-        assert_eq!((req.key.as_slice(), req.range_end.as_slice()), (&b"\0"[..], &b"\0"[..]));
+        let req = DeleteOptions::new()
+            .with_from_key()
+            .build(Vec::new())
+            .unwrap();
+        assert_eq!(
+            (req.key.as_slice(), req.range_end.as_slice()),
+            (&b"\0"[..], &b"\0"[..])
+        );
     }
 }

@@ -83,8 +83,12 @@ impl Client {
     /// The status of some member (the one the balancer picks): version,
     /// database size, leader, raft index and term, errors.
     pub async fn status(&self) -> Result<StatusResponse> {
-        self.unary(method::MAINTENANCE_STATUS, &pb::StatusRequest {}, CallOptions::default())
-            .await
+        self.unary(
+            method::MAINTENANCE_STATUS,
+            &pb::StatusRequest {},
+            CallOptions::default(),
+        )
+        .await
     }
 
     /// The alarms raised in the cluster (e.g. `NOSPACE` when the quota is
@@ -137,15 +141,23 @@ impl Client {
 
     /// [`Client::defragment`] with per-call options (e.g. a longer timeout).
     pub async fn defragment_with(&self, options: CallOptions) -> Result<DefragmentResponse> {
-        self.unary(method::MAINTENANCE_DEFRAGMENT, &pb::DefragmentRequest {}, options)
-            .await
+        self.unary(
+            method::MAINTENANCE_DEFRAGMENT,
+            &pb::DefragmentRequest {},
+            options,
+        )
+        .await
     }
 
     /// The hash of some member's whole backend database (for corruption
     /// checks; prefer [`Client::hash_kv`]).
     pub async fn hash(&self) -> Result<HashResponse> {
-        self.unary(method::MAINTENANCE_HASH, &pb::HashRequest {}, CallOptions::default())
-            .await
+        self.unary(
+            method::MAINTENANCE_HASH,
+            &pb::HashRequest {},
+            CallOptions::default(),
+        )
+        .await
     }
 
     /// The hash of some member's key-value history up to `revision` (0: the
@@ -173,7 +185,11 @@ impl Client {
     /// ```
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let inner = self
-            .server_stream(method::MAINTENANCE_SNAPSHOT, &pb::SnapshotRequest {}, CallOptions::default())
+            .server_stream(
+                method::MAINTENANCE_SNAPSHOT,
+                &pb::SnapshotRequest {},
+                CallOptions::default(),
+            )
             .await?;
         Ok(Snapshot {
             inner,
@@ -187,7 +203,11 @@ impl Client {
     /// and the call is then tried on another endpoint.
     pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse> {
         let req = pb::MoveLeaderRequest { target_id };
-        self.unary(method::MAINTENANCE_MOVE_LEADER, &req, CallOptions::default())
-            .await
+        self.unary(
+            method::MAINTENANCE_MOVE_LEADER,
+            &req,
+            CallOptions::default(),
+        )
+        .await
     }
 }

@@ -241,14 +241,32 @@ mod tests {
     #[test]
     fn interval_rules() {
         let p = b"ns/";
-        assert_eq!(prefix_interval(p, b"k", b""), (b"ns/k".to_vec(), Vec::new()));
-        assert_eq!(prefix_interval(p, b"a", b"c"), (b"ns/a".to_vec(), b"ns/c".to_vec()));
-        assert_eq!(prefix_interval(p, b"a", b"\0"), (b"ns/a".to_vec(), b"ns0".to_vec()));
+        assert_eq!(
+            prefix_interval(p, b"k", b""),
+            (b"ns/k".to_vec(), Vec::new())
+        );
+        assert_eq!(
+            prefix_interval(p, b"a", b"c"),
+            (b"ns/a".to_vec(), b"ns/c".to_vec())
+        );
+        assert_eq!(
+            prefix_interval(p, b"a", b"\0"),
+            (b"ns/a".to_vec(), b"ns0".to_vec())
+        );
         // A prefix of only 0xff bytes has no end of its own: the keyspace's.
-        assert_eq!(prefix_interval(b"\xff", b"a", b"\0"), (b"\xffa".to_vec(), b"\0".to_vec()));
+        assert_eq!(
+            prefix_interval(b"\xff", b"a", b"\0"),
+            (b"\xffa".to_vec(), b"\0".to_vec())
+        );
         // An empty prefix changes nothing.
-        assert_eq!(prefix_interval(b"", b"a", b"\0"), (b"a".to_vec(), b"\0".to_vec()));
-        assert_eq!(prefix_interval(b"", b"a", b"b"), (b"a".to_vec(), b"b".to_vec()));
+        assert_eq!(
+            prefix_interval(b"", b"a", b"\0"),
+            (b"a".to_vec(), b"\0".to_vec())
+        );
+        assert_eq!(
+            prefix_interval(b"", b"a", b"b"),
+            (b"a".to_vec(), b"b".to_vec())
+        );
     }
 
     #[test]
@@ -256,30 +274,59 @@ mod tests {
         let p = b"ns/";
         let mut r = GetOptions::new().build(b"k".to_vec()).unwrap();
         prefix_range(p, &mut r);
-        assert_eq!((r.key.as_slice(), r.range_end.as_slice()), (&b"ns/k"[..], &b""[..]));
+        assert_eq!(
+            (r.key.as_slice(), r.range_end.as_slice()),
+            (&b"ns/k"[..], &b""[..])
+        );
 
-        let mut r = GetOptions::new().with_prefix().build(b"a".to_vec()).unwrap();
+        let mut r = GetOptions::new()
+            .with_prefix()
+            .build(b"a".to_vec())
+            .unwrap();
         prefix_range(p, &mut r);
-        assert_eq!((r.key.as_slice(), r.range_end.as_slice()), (&b"ns/a"[..], &b"ns/b"[..]));
+        assert_eq!(
+            (r.key.as_slice(), r.range_end.as_slice()),
+            (&b"ns/a"[..], &b"ns/b"[..])
+        );
 
         // All keys of the namespace.
         let mut r = GetOptions::new().with_prefix().build(Vec::new()).unwrap();
         prefix_range(p, &mut r);
-        assert_eq!((r.key.as_slice(), r.range_end.as_slice()), (&b"ns/\0"[..], &b"ns0"[..]));
+        assert_eq!(
+            (r.key.as_slice(), r.range_end.as_slice()),
+            (&b"ns/\0"[..], &b"ns0"[..])
+        );
 
-        let mut r = GetOptions::new().with_from_key().build(b"m".to_vec()).unwrap();
+        let mut r = GetOptions::new()
+            .with_from_key()
+            .build(b"m".to_vec())
+            .unwrap();
         prefix_range(p, &mut r);
-        assert_eq!((r.key.as_slice(), r.range_end.as_slice()), (&b"ns/m"[..], &b"ns0"[..]));
+        assert_eq!(
+            (r.key.as_slice(), r.range_end.as_slice()),
+            (&b"ns/m"[..], &b"ns0"[..])
+        );
     }
 
     #[test]
     fn delete_and_put_are_prefixed() {
-        let mut d = DeleteOptions::new().with_range_end("z").build(b"a".to_vec()).unwrap();
+        let mut d = DeleteOptions::new()
+            .with_range_end("z")
+            .build(b"a".to_vec())
+            .unwrap();
         prefix_delete(b"p", &mut d);
-        assert_eq!((d.key.as_slice(), d.range_end.as_slice()), (&b"pa"[..], &b"pz"[..]));
-        let mut p = PutOptions::new().build(b"k".to_vec(), b"v".to_vec()).unwrap();
+        assert_eq!(
+            (d.key.as_slice(), d.range_end.as_slice()),
+            (&b"pa"[..], &b"pz"[..])
+        );
+        let mut p = PutOptions::new()
+            .build(b"k".to_vec(), b"v".to_vec())
+            .unwrap();
         prefix_put(b"p/", &mut p);
-        assert_eq!((p.key.as_slice(), p.value.as_slice()), (&b"p/k"[..], &b"v"[..]));
+        assert_eq!(
+            (p.key.as_slice(), p.value.as_slice()),
+            (&b"p/k"[..], &b"v"[..])
+        );
     }
 
     #[test]
@@ -361,10 +408,12 @@ mod tests {
         let p = b"t/";
         let inner = TxnResponse {
             responses: vec![pb::ResponseOp {
-                response: Some(response_op::Response::ResponseDeleteRange(DeleteRangeResponse {
-                    prev_kvs: vec![kv(b"t/deep")],
-                    ..Default::default()
-                })),
+                response: Some(response_op::Response::ResponseDeleteRange(
+                    DeleteRangeResponse {
+                        prev_kvs: vec![kv(b"t/deep")],
+                        ..Default::default()
+                    },
+                )),
             }],
             ..Default::default()
         };

@@ -240,8 +240,16 @@ impl Txn {
             .collect::<Result<Vec<_>>>()?;
         Ok(pb::TxnRequest {
             compare,
-            success: self.success.iter().map(TxnOp::build).collect::<Result<_>>()?,
-            failure: self.failure.iter().map(TxnOp::build).collect::<Result<_>>()?,
+            success: self
+                .success
+                .iter()
+                .map(TxnOp::build)
+                .collect::<Result<_>>()?,
+            failure: self
+                .failure
+                .iter()
+                .map(TxnOp::build)
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -286,19 +294,28 @@ mod tests {
         let c = Compare::value("k", CompareOp::Equal, "v").build().unwrap();
         assert_eq!(c.target(), compare::CompareTarget::Value);
         assert_eq!(c.result(), compare::CompareResult::Equal);
-        assert_eq!(c.target_union, Some(compare::TargetUnion::Value(b"v".to_vec())));
+        assert_eq!(
+            c.target_union,
+            Some(compare::TargetUnion::Value(b"v".to_vec()))
+        );
         assert!(c.range_end.is_empty());
 
-        let c = Compare::version("k", CompareOp::Greater, 2).build().unwrap();
+        let c = Compare::version("k", CompareOp::Greater, 2)
+            .build()
+            .unwrap();
         assert_eq!(c.target(), compare::CompareTarget::Version);
         assert_eq!(c.result(), compare::CompareResult::Greater);
         assert_eq!(c.target_union, Some(compare::TargetUnion::Version(2)));
 
-        let c = Compare::create_revision("k", CompareOp::Less, 3).build().unwrap();
+        let c = Compare::create_revision("k", CompareOp::Less, 3)
+            .build()
+            .unwrap();
         assert_eq!(c.target(), compare::CompareTarget::Create);
         assert_eq!(c.result(), compare::CompareResult::Less);
 
-        let c = Compare::mod_revision("k", CompareOp::NotEqual, 4).build().unwrap();
+        let c = Compare::mod_revision("k", CompareOp::NotEqual, 4)
+            .build()
+            .unwrap();
         assert_eq!(c.target(), compare::CompareTarget::Mod);
         assert_eq!(c.result(), compare::CompareResult::NotEqual);
         assert_eq!(c.target_union, Some(compare::TargetUnion::ModRevision(4)));
@@ -310,13 +327,31 @@ mod tests {
 
     #[test]
     fn compare_ranges() {
-        let c = Compare::value("a/", CompareOp::Equal, "v").with_prefix().build().unwrap();
-        assert_eq!((c.key.as_slice(), c.range_end.as_slice()), (&b"a/"[..], &b"a0"[..]));
-        let c = Compare::version("", CompareOp::Equal, 0).with_prefix().build().unwrap();
-        assert_eq!((c.key.as_slice(), c.range_end.as_slice()), (&b"\0"[..], &b"\0"[..]));
-        let c = Compare::version("m", CompareOp::Equal, 0).with_from_key().build().unwrap();
+        let c = Compare::value("a/", CompareOp::Equal, "v")
+            .with_prefix()
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.key.as_slice(), c.range_end.as_slice()),
+            (&b"a/"[..], &b"a0"[..])
+        );
+        let c = Compare::version("", CompareOp::Equal, 0)
+            .with_prefix()
+            .build()
+            .unwrap();
+        assert_eq!(
+            (c.key.as_slice(), c.range_end.as_slice()),
+            (&b"\0"[..], &b"\0"[..])
+        );
+        let c = Compare::version("m", CompareOp::Equal, 0)
+            .with_from_key()
+            .build()
+            .unwrap();
         assert_eq!(c.range_end, b"\0");
-        let c = Compare::version("a", CompareOp::Equal, 0).with_range_end("c").build().unwrap();
+        let c = Compare::version("a", CompareOp::Equal, 0)
+            .with_range_end("c")
+            .build()
+            .unwrap();
         assert_eq!(c.range_end, b"c");
         assert!(matches!(
             Compare::version("", CompareOp::Equal, 0).build(),
@@ -345,7 +380,10 @@ mod tests {
         assert_eq!(req.success.len(), 3);
         match &req.success[0].request {
             Some(request_op::Request::RequestPut(p)) => {
-                assert_eq!((p.key.as_slice(), p.value.as_slice(), p.prev_kv), (&b"a"[..], &b"1"[..], true))
+                assert_eq!(
+                    (p.key.as_slice(), p.value.as_slice(), p.prev_kv),
+                    (&b"a"[..], &b"1"[..], true)
+                )
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -16,9 +16,8 @@ mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -470,9 +469,4 @@ fn clock_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0x5eed);
     nanos ^ (std::process::id() as u64).rotate_left(32)
-}
-
-/// Poll a future and a "stop" condition together.
-pub(crate) fn poll_pinned<F: Future + ?Sized>(f: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
-    f.poll(cx)
 }

@@ -488,6 +488,9 @@ impl Core {
         if c.probe_deadline.take().is_none() {
             return;
         }
+        if !c.busy() && c.idle_since.is_none() {
+            c.idle_since = Some(now);
+        }
         let ep = c.endpoint;
         match result {
             Ok(st) => {
@@ -1247,7 +1250,6 @@ impl Core {
                 k.last_progress = now;
             }
             k.probe_deadline = Some(now + timeout);
-            k.idle_since = None;
             let endpoint = k.endpoint;
             self.actions.push_back(Action::Probe { endpoint, conn });
         }

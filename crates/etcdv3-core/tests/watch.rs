@@ -1,0 +1,814 @@
+//! WatchHub: unit tests of each rule, and a property test against a
+//! simulated server with a revision log, stream losses, fragmentation,
+//! duplicate delivery after resume, leader-loss cancels and compaction.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+use etcdv3_proto::etcdserverpb::{watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse};
+use etcdv3_proto::mvccpb::{Event, KeyValue};
+use proptest::prelude::*;
+
+fn ev(key: &str, rev: i64) -> Event {
+    Event {
+        r#type: 0,
+        kv: Some(KeyValue {
+            key: key.as_bytes().to_vec(),
+            mod_revision: rev,
+            create_revision: rev,
+            version: 1,
+            value: b"v".to_vec(),
+            lease: 0,
+        }),
+        prev_kv: None,
+    }
+}
+
+fn header(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
+}
+
+fn created(id: i64, rev: i64) -> WatchResponse {
+    WatchResponse {
+        header: header(rev),
+        watch_id: id,
+        created: true,
+        ..Default::default()
+    }
+}
+
+fn events(id: i64, rev: i64, evs: Vec<Event>) -> WatchResponse {
+    WatchResponse {
+        header: header(rev),
+        watch_id: id,
+        events: evs,
+        ..Default::default()
+    }
+}
+
+fn create_of(req: Option<etcdv3_proto::etcdserverpb::WatchRequest>) -> WatchCreateRequest {
+    match req.and_then(|r| r.request_union) {
+        Some(RequestUnion::CreateRequest(c)) => c,
+        other => panic!("expected a create, got {other:?}"),
+    }
+}
+
+fn drain(hub: &mut WatchHub) -> Vec<(WatcherId, WatchEvent)> {
+    std::iter::from_fn(|| hub.poll_event()).collect()
+}
+
+fn watch_key(hub: &mut WatchHub, key: &str, start: i64) -> WatcherId {
+    hub.add(WatchCreateRequest {
+        key: key.as_bytes().to_vec(),
+        start_revision: start,
+        ..Default::default()
+    })
+}
+
+#[test]
+fn ids_start_at_one_and_are_sent_as_watch_id() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    let b = watch_key(&mut hub, "b", 0);
+    assert_eq!(a.get(), 1);
+    assert_eq!(b.get(), 2);
+    assert_eq!(create_of(hub.poll_transmit()).watch_id, 1);
+    let c = create_of(hub.poll_transmit());
+    assert_eq!((c.watch_id, c.key.as_slice()), (2, &b"b"[..]));
+    assert!(hub.poll_transmit().is_none());
+}
+
+#[test]
+fn created_then_events_then_resume_from_last_plus_one() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 0);
+    hub.handle_response(created(a.get(), 10));
+    hub.handle_response(events(a.get(), 12, vec![ev("a", 11), ev("a", 12)]));
+    let got = drain(&mut hub);
+    assert_eq!(got[0], (a, WatchEvent::Created { revision: 10 }));
+    match &got[1].1 {
+        WatchEvent::Events { events, revision } => {
+            assert_eq!(events.len(), 2);
+            assert_eq!(*revision, 12);
+        }
+        e => panic!("{e:?}"),
+    }
+    assert_eq!(hub.last_delivered(a), Some(12));
+    hub.handle_stream_lost();
+    let re = create_of(hub.poll_transmit());
+    assert_eq!(re.start_revision, 13);
+    assert_eq!(re.watch_id, a.get());
+    // Created is not announced twice; replayed events are dropped.
+    hub.handle_response(created(a.get(), 15));
+    hub.handle_response(events(a.get(), 15, vec![ev("a", 12), ev("a", 14)]));
+    let got = drain(&mut hub);
+    assert_eq!(got.len(), 1);
+    match &got[0].1 {
+        WatchEvent::Events { events, .. } => {
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].kv.as_ref().unwrap().mod_revision, 14);
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn watch_from_now_resumes_after_creation_revision() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 41));
+    hub.handle_stream_lost();
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 42);
+}
+
+#[test]
+fn explicit_start_revision_is_kept_until_something_is_delivered() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 5);
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 5);
+    hub.handle_response(created(a.get(), 41));
+    hub.handle_stream_lost();
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 5);
+    // A progress notification below a future start revision does not
+    // move the resume point below it.
+    let mut hub = WatchHub::new();
+    let b = watch_key(&mut hub, "b", 100);
+    hub.poll_transmit();
+    hub.handle_response(created(b.get(), 41));
+    hub.handle_response(events(b.get(), 50, vec![]));
+    assert!(matches!(drain(&mut hub).last(), Some((_, WatchEvent::Progress { revision: 50 }))));
+    hub.handle_stream_lost();
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 100);
+}
+
+#[test]
+fn own_progress_moves_resume_point_broadcast_does_not() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 3));
+    hub.request_progress();
+    assert!(matches!(
+        hub.poll_transmit().and_then(|r| r.request_union),
+        Some(RequestUnion::ProgressRequest(_))
+    ));
+    hub.handle_response(events(-1, 9, vec![]));
+    assert_eq!(drain(&mut hub).last(), Some(&(a, WatchEvent::Progress { revision: 9 })));
+    assert_eq!(hub.last_delivered(a), Some(0));
+    hub.handle_response(events(a.get(), 7, vec![]));
+    assert_eq!(hub.last_delivered(a), Some(7));
+    hub.handle_stream_lost();
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 8);
+}
+
+#[test]
+fn fragments_are_reassembled() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 1));
+    drain(&mut hub);
+    let mut f1 = events(a.get(), 4, vec![ev("a", 2), ev("a", 3)]);
+    f1.fragment = true;
+    hub.handle_response(f1);
+    assert!(hub.poll_event().is_none(), "nothing before the last fragment");
+    hub.handle_response(events(a.get(), 4, vec![ev("a", 4)]));
+    match hub.poll_event() {
+        Some((id, WatchEvent::Events { events, .. })) => {
+            assert_eq!(id, a);
+            let revs: Vec<i64> = events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+            assert_eq!(revs, vec![2, 3, 4]);
+        }
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn partial_fragments_are_discarded_on_stream_loss() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 1));
+    drain(&mut hub);
+    let mut f1 = events(a.get(), 4, vec![ev("a", 2)]);
+    f1.fragment = true;
+    hub.handle_response(f1);
+    hub.handle_stream_lost();
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, 2);
+    hub.handle_response(created(a.get(), 4));
+    hub.handle_response(events(a.get(), 4, vec![ev("a", 2), ev("a", 3)]));
+    match hub.poll_event() {
+        Some((_, WatchEvent::Events { events, .. })) => assert_eq!(events.len(), 2),
+        e => panic!("{e:?}"),
+    }
+}
+
+#[test]
+fn compaction_ends_the_watcher() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 2);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 10));
+    hub.handle_response(WatchResponse {
+        header: header(10),
+        watch_id: a.get(),
+        canceled: true,
+        compact_revision: 6,
+        ..Default::default()
+    });
+    let got = drain(&mut hub);
+    assert_eq!(got.last(), Some(&(a, WatchEvent::Compacted { compact_revision: 6 })));
+    assert!(!hub.contains(a));
+    assert!(hub.is_empty());
+    hub.handle_stream_lost();
+    assert!(hub.poll_transmit().is_none());
+}
+
+#[test]
+fn server_cancel_ends_the_watcher_with_reason() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(WatchResponse {
+        header: header(3),
+        watch_id: -1,
+        created: true,
+        canceled: true,
+        cancel_reason: "etcdserver: permission denied".into(),
+        ..Default::default()
+    });
+    assert_eq!(
+        drain(&mut hub),
+        vec![(
+            a,
+            WatchEvent::Cancelled {
+                reason: "etcdserver: permission denied".into()
+            }
+        )]
+    );
+    assert!(hub.is_empty());
+}
+
+#[test]
+fn leader_loss_cancel_parks_the_watcher_and_asks_for_a_new_stream() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    let b = watch_key(&mut hub, "b", 0);
+    hub.poll_transmit();
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 5));
+    hub.handle_response(created(b.get(), 5));
+    hub.handle_response(events(a.get(), 6, vec![ev("a", 6)]));
+    drain(&mut hub);
+    assert!(!hub.needs_new_stream());
+    hub.handle_response(WatchResponse {
+        header: header(6),
+        watch_id: a.get(),
+        canceled: true,
+        cancel_reason: "etcdserver: no leader".into(),
+        ..Default::default()
+    });
+    assert!(hub.needs_new_stream());
+    assert!(hub.poll_event().is_none(), "the watcher does not end");
+    assert!(hub.contains(a));
+    assert!(hub.poll_transmit().is_none(), "not re-created on the same stream");
+    hub.handle_stream_lost();
+    assert!(!hub.needs_new_stream());
+    let r1 = create_of(hub.poll_transmit());
+    let r2 = create_of(hub.poll_transmit());
+    assert_eq!((r1.watch_id, r1.start_revision), (a.get(), 7));
+    assert_eq!((r2.watch_id, r2.start_revision), (b.get(), 6));
+}
+
+#[test]
+fn cancel_before_send_ends_at_once_and_sends_nothing() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.cancel(a);
+    assert_eq!(
+        drain(&mut hub),
+        vec![(a, WatchEvent::Cancelled { reason: String::new() })]
+    );
+    assert!(hub.poll_transmit().is_none());
+}
+
+#[test]
+fn cancel_while_creating_sends_cancel_after_created() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.cancel(a);
+    assert!(hub.poll_transmit().is_none());
+    hub.handle_response(created(a.get(), 2));
+    assert!(hub.poll_event().is_none(), "no Created for a cancelled watcher");
+    match hub.poll_transmit().and_then(|r| r.request_union) {
+        Some(RequestUnion::CancelRequest(c)) => assert_eq!(c.watch_id, a.get()),
+        other => panic!("{other:?}"),
+    }
+    hub.handle_response(events(a.get(), 3, vec![ev("a", 3)]));
+    assert!(hub.poll_event().is_none(), "events after cancel are dropped");
+    hub.handle_response(WatchResponse {
+        header: header(3),
+        watch_id: a.get(),
+        canceled: true,
+        ..Default::default()
+    });
+    assert_eq!(
+        drain(&mut hub),
+        vec![(a, WatchEvent::Cancelled { reason: String::new() })]
+    );
+    assert!(hub.is_empty());
+}
+
+#[test]
+fn cancelling_watchers_end_on_stream_loss() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 2));
+    drain(&mut hub);
+    hub.cancel(a);
+    hub.poll_transmit();
+    hub.handle_stream_lost();
+    assert_eq!(
+        drain(&mut hub),
+        vec![(a, WatchEvent::Cancelled { reason: String::new() })]
+    );
+    assert!(hub.poll_transmit().is_none());
+}
+
+#[test]
+fn server_assigned_ids_are_matched_in_order() {
+    // etcd before 3.4 ignores the client's watch_id and numbers from 0.
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    let b = watch_key(&mut hub, "b", 0);
+    hub.poll_transmit();
+    hub.poll_transmit();
+    hub.handle_response(created(0, 1));
+    hub.handle_response(created(1, 1));
+    hub.handle_response(events(1, 2, vec![ev("b", 2)]));
+    hub.handle_response(events(0, 3, vec![ev("a", 3)]));
+    let got: Vec<(WatcherId, bool)> = drain(&mut hub)
+        .into_iter()
+        .map(|(id, e)| (id, matches!(e, WatchEvent::Events { .. })))
+        .collect();
+    assert_eq!(got, vec![(a, false), (b, false), (b, true), (a, true)]);
+}
+
+#[test]
+fn pending_progress_request_survives_stream_loss() {
+    let mut hub = WatchHub::new();
+    hub.request_progress();
+    hub.request_progress();
+    hub.handle_stream_lost();
+    assert!(matches!(
+        hub.poll_transmit().and_then(|r| r.request_union),
+        Some(RequestUnion::ProgressRequest(_))
+    ));
+    assert!(hub.poll_transmit().is_none(), "requests are coalesced");
+}
+
+// ---------------------------------------------------------------------
+// Simulation
+// ---------------------------------------------------------------------
+
+const KEYS: [&str; 3] = ["a", "b", "c"];
+
+/// (key, range_end) of the watcher kinds the simulation uses.
+fn range_of(kind: u8) -> (Vec<u8>, Vec<u8>) {
+    match kind % 3 {
+        0 => (b"a".to_vec(), Vec::new()),
+        1 => (b"a".to_vec(), b"c".to_vec()),
+        _ => (vec![0], vec![0]),
+    }
+}
+
+fn matches_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
+    if end.is_empty() {
+        key == start
+    } else if end == [0] {
+        key >= start
+    } else {
+        key >= start && key < end
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Act {
+    Write { key: u8, second: Option<u8> },
+    Add { kind: u8, back: Option<u8> },
+    Cancel(u8),
+    Deliver { w: u8, span: u8, fragment: bool },
+    Flush(u8),
+    Notify(u8),
+    RequestProgress,
+    Lose,
+    LeaderLoss(u8),
+    Compact(u8),
+}
+
+fn act() -> impl Strategy<Value = Act> {
+    prop_oneof![
+        4 => (0u8..3, proptest::option::of(0u8..3)).prop_map(|(key, second)| Act::Write { key, second }),
+        2 => (0u8..3, proptest::option::of(0u8..6)).prop_map(|(kind, back)| Act::Add { kind, back }),
+        1 => any::<u8>().prop_map(Act::Cancel),
+        5 => (any::<u8>(), 1u8..5, any::<bool>()).prop_map(|(w, span, fragment)| Act::Deliver { w, span, fragment }),
+        5 => (1u8..5).prop_map(Act::Flush),
+        1 => any::<u8>().prop_map(Act::Notify),
+        1 => Just(Act::RequestProgress),
+        1 => Just(Act::Lose),
+        1 => any::<u8>().prop_map(Act::LeaderLoss),
+        1 => (0u8..4).prop_map(Act::Compact),
+    ]
+}
+
+struct ServerWatcher {
+    id: i64,
+    key: Vec<u8>,
+    end: Vec<u8>,
+    next: i64,
+}
+
+struct Stream {
+    /// The server numbers watchers itself (etcd < 3.4).
+    auto_ids: bool,
+    next_auto: i64,
+    /// Resumed creates start this many revisions early (a server replaying
+    /// history it should not).
+    replay: i64,
+    watchers: Vec<ServerWatcher>,
+    outbox: VecDeque<WatchResponse>,
+}
+
+struct Sim {
+    /// log[r - 1]: the events of revision r.
+    log: Vec<Vec<Event>>,
+    compacted: i64,
+    stream: Stream,
+    streams_made: u64,
+    hub: WatchHub,
+    /// Client-side record per watcher.
+    clients: BTreeMap<WatcherId, Client>,
+}
+
+#[derive(Default)]
+struct Client {
+    key: Vec<u8>,
+    end: Vec<u8>,
+    start: i64,
+    created_rev: Option<i64>,
+    got: Vec<(i64, Vec<u8>)>,
+    created_count: usize,
+    terminal: Option<WatchEvent>,
+    cancelled_by_user: bool,
+}
+
+impl Sim {
+    fn new() -> Self {
+        Sim {
+            log: Vec::new(),
+            compacted: 0,
+            stream: Sim::make_stream(0),
+            streams_made: 1,
+            hub: WatchHub::new(),
+            clients: BTreeMap::new(),
+        }
+    }
+
+    fn make_stream(n: u64) -> Stream {
+        Stream {
+            auto_ids: n % 2 == 1,
+            next_auto: 0,
+            replay: (n % 3) as i64,
+            watchers: Vec::new(),
+            outbox: VecDeque::new(),
+        }
+    }
+
+    fn rev(&self) -> i64 {
+        self.log.len() as i64
+    }
+
+    fn pump_requests(&mut self) {
+        while let Some(req) = self.hub.poll_transmit() {
+            let rev = self.rev();
+            match req.request_union {
+                Some(RequestUnion::CreateRequest(c)) => {
+                    let id = if self.stream.auto_ids {
+                        self.stream.next_auto += 1;
+                        self.stream.next_auto - 1
+                    } else {
+                        c.watch_id
+                    };
+                    assert!(self.stream.watchers.iter().all(|w| w.id != id), "duplicate watch id {id}");
+                    self.stream.outbox.push_back(created(id, rev));
+                    if c.start_revision > 0 && c.start_revision <= self.compacted {
+                        self.stream.outbox.push_back(WatchResponse {
+                            header: header(rev),
+                            watch_id: id,
+                            canceled: true,
+                            compact_revision: self.compacted,
+                            ..Default::default()
+                        });
+                        continue;
+                    }
+                    let next = if c.start_revision > 0 {
+                        (c.start_revision - self.stream.replay).max(self.compacted + 1).max(1)
+                    } else {
+                        rev + 1
+                    };
+                    self.stream.watchers.push(ServerWatcher {
+                        id,
+                        key: c.key,
+                        end: c.range_end,
+                        next,
+                    });
+                }
+                Some(RequestUnion::CancelRequest(c)) => {
+                    self.stream.watchers.retain(|w| w.id != c.watch_id);
+                    self.stream.outbox.push_back(WatchResponse {
+                        header: header(rev),
+                        watch_id: c.watch_id,
+                        canceled: true,
+                        ..Default::default()
+                    });
+                }
+                Some(RequestUnion::ProgressRequest(_)) => {
+                    self.stream.outbox.push_back(events(-1, rev, vec![]));
+                }
+                None => panic!("empty request"),
+            }
+        }
+    }
+
+    fn pump_events(&mut self) {
+        while let Some((id, e)) = self.hub.poll_event() {
+            let c = self.clients.get_mut(&id).expect("event for an unknown watcher");
+            assert!(c.terminal.is_none(), "event after the end: {e:?}");
+            match e {
+                WatchEvent::Created { revision } => {
+                    assert!(c.got.is_empty());
+                    c.created_count += 1;
+                    c.created_rev = Some(revision);
+                }
+                WatchEvent::Events { events, .. } => {
+                    assert!(!events.is_empty());
+                    assert_eq!(c.created_count, 1);
+                    for e in events {
+                        let kv = e.kv.unwrap();
+                        c.got.push((kv.mod_revision, kv.key));
+                    }
+                }
+                WatchEvent::Progress { .. } => {}
+                e @ (WatchEvent::Compacted { .. } | WatchEvent::Cancelled { .. }) => {
+                    assert!(!self.hub.contains(id));
+                    c.terminal = Some(e);
+                }
+            }
+        }
+    }
+
+    fn lose(&mut self) {
+        self.streams_made += 1;
+        self.stream = Sim::make_stream(self.streams_made);
+        self.hub.handle_stream_lost();
+    }
+
+    fn pick_server(&self, n: u8) -> Option<usize> {
+        if self.stream.watchers.is_empty() {
+            None
+        } else {
+            Some(n as usize % self.stream.watchers.len())
+        }
+    }
+
+    fn deliver(&mut self, i: usize, span: i64, fragment: bool) {
+        let rev = self.rev();
+        let compacted = self.compacted;
+        let w = &mut self.stream.watchers[i];
+        if w.next <= compacted {
+            let id = w.id;
+            self.stream.watchers.remove(i);
+            self.stream.outbox.push_back(WatchResponse {
+                header: header(rev),
+                watch_id: id,
+                canceled: true,
+                compact_revision: compacted,
+                ..Default::default()
+            });
+            return;
+        }
+        let upto = rev.min(w.next + span - 1);
+        let mut evs = Vec::new();
+        for r in w.next..=upto {
+            for e in &self.log[(r - 1) as usize] {
+                if matches_range(&e.kv.as_ref().unwrap().key, &w.key, &w.end) {
+                    evs.push(e.clone());
+                }
+            }
+        }
+        w.next = upto.max(w.next - 1) + 1;
+        if evs.is_empty() {
+            return;
+        }
+        let id = w.id;
+        if fragment && evs.len() > 1 {
+            let n = evs.len();
+            for (k, e) in evs.into_iter().enumerate() {
+                let mut r = events(id, rev, vec![e]);
+                r.fragment = k + 1 < n;
+                self.stream.outbox.push_back(r);
+            }
+        } else {
+            self.stream.outbox.push_back(events(id, rev, evs));
+        }
+    }
+
+    fn step(&mut self, a: &Act) {
+        match a {
+            Act::Write { key, second } => {
+                let r = self.rev() + 1;
+                let mut v = vec![ev(KEYS[*key as usize], r)];
+                if let Some(k2) = second {
+                    v.push(ev(KEYS[*k2 as usize], r));
+                }
+                self.log.push(v);
+            }
+            Act::Add { kind, back } => {
+                let (key, end) = range_of(*kind);
+                let start = back.map(|b| (self.rev() - b as i64 + 1).max(1)).unwrap_or(0);
+                let id = self.hub.add(WatchCreateRequest {
+                    key: key.clone(),
+                    range_end: end.clone(),
+                    start_revision: start,
+                    ..Default::default()
+                });
+                self.clients.insert(
+                    id,
+                    Client {
+                        key,
+                        end,
+                        start,
+                        ..Default::default()
+                    },
+                );
+            }
+            Act::Cancel(n) => {
+                let live: Vec<WatcherId> = self
+                    .clients
+                    .iter()
+                    .filter(|(_, c)| c.terminal.is_none() && !c.cancelled_by_user)
+                    .map(|(id, _)| *id)
+                    .collect();
+                if !live.is_empty() {
+                    let id = live[*n as usize % live.len()];
+                    self.clients.get_mut(&id).unwrap().cancelled_by_user = true;
+                    self.hub.cancel(id);
+                }
+            }
+            Act::Deliver { w, span, fragment } => {
+                if let Some(i) = self.pick_server(*w) {
+                    self.deliver(i, *span as i64, *fragment);
+                }
+            }
+            Act::Flush(n) => {
+                for _ in 0..*n {
+                    if let Some(r) = self.stream.outbox.pop_front() {
+                        self.hub.handle_response(r);
+                    }
+                }
+            }
+            Act::Notify(n) => {
+                let rev = self.rev();
+                if let Some(i) = self.pick_server(*n) {
+                    let w = &self.stream.watchers[i];
+                    if w.next > rev {
+                        self.stream.outbox.push_back(events(w.id, rev, vec![]));
+                    }
+                }
+            }
+            Act::RequestProgress => self.hub.request_progress(),
+            Act::Lose => self.lose(),
+            Act::LeaderLoss(n) => {
+                let rev = self.rev();
+                if let Some(i) = self.pick_server(*n) {
+                    let w = self.stream.watchers.remove(i);
+                    self.stream.outbox.push_back(WatchResponse {
+                        header: header(rev),
+                        watch_id: w.id,
+                        canceled: true,
+                        cancel_reason: "etcdserver: no leader".into(),
+                        ..Default::default()
+                    });
+                }
+            }
+            Act::Compact(back) => {
+                let c = (self.rev() - *back as i64).max(self.compacted);
+                self.compacted = c;
+            }
+        }
+        if self.hub.needs_new_stream() {
+            self.lose();
+        }
+        self.pump_requests();
+        self.pump_events();
+    }
+
+    /// No more faults: deliver everything.
+    fn settle(&mut self) {
+        for _ in 0..1000 {
+            if self.hub.needs_new_stream() {
+                self.lose();
+            }
+            self.pump_requests();
+            let rev = self.rev();
+            for i in 0..self.stream.watchers.len() {
+                if i < self.stream.watchers.len() {
+                    self.deliver(i, rev + 1, false);
+                }
+            }
+            while let Some(r) = self.stream.outbox.pop_front() {
+                self.hub.handle_response(r);
+            }
+            self.pump_requests();
+            self.pump_events();
+            let rev = self.rev();
+            let quiet = self.stream.outbox.is_empty()
+                && self.stream.watchers.iter().all(|w| w.next > rev)
+                && !self.hub.needs_new_stream()
+                && self.hub.len() == self.stream.watchers.len();
+            if quiet {
+                return;
+            }
+        }
+        panic!("the simulation did not settle");
+    }
+
+    fn expected(&self, c: &Client) -> Vec<(i64, Vec<u8>)> {
+        let from = if c.start > 0 {
+            c.start
+        } else {
+            match c.created_rev {
+                Some(r) => r + 1,
+                None => return Vec::new(),
+            }
+        };
+        let mut out = Vec::new();
+        for r in from..=self.rev() {
+            for e in &self.log[(r - 1) as usize] {
+                let kv = e.kv.as_ref().unwrap();
+                if matches_range(&kv.key, &c.key, &c.end) {
+                    out.push((kv.mod_revision, kv.key.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn check(&self) {
+        for (id, c) in &self.clients {
+            let want = self.expected(c);
+            assert!(c.created_count <= 1, "{id}: Created twice");
+            match &c.terminal {
+                None => {
+                    assert!(!c.cancelled_by_user, "{id}: cancel never confirmed");
+                    assert!(self.hub.contains(*id));
+                    assert_eq!(c.got, want, "{id}: live watcher must have every event exactly once");
+                }
+                Some(WatchEvent::Compacted { compact_revision }) => {
+                    assert!(!c.cancelled_by_user);
+                    assert!(want.starts_with(&c.got), "{id}: delivered events are a prefix");
+                    let first = if c.start > 0 { c.start } else { c.created_rev.map(|r| r + 1).unwrap_or(0) };
+                    let resume = c.got.last().map(|(r, _)| r + 1).unwrap_or(first);
+                    assert!(resume <= *compact_revision, "{id}: compacted although resume {resume} > {compact_revision}");
+                }
+                Some(WatchEvent::Cancelled { reason }) => {
+                    assert!(c.cancelled_by_user, "{id}: unexpected server cancel {reason}");
+                    assert!(reason.is_empty());
+                    assert!(want.starts_with(&c.got), "{id}: delivered events are a prefix");
+                }
+                Some(e) => panic!("non-terminal recorded as terminal: {e:?}"),
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn every_watcher_gets_every_revision_exactly_once_in_order(acts in proptest::collection::vec(act(), 1..120)) {
+        let mut sim = Sim::new();
+        for a in &acts {
+            sim.step(a);
+        }
+        sim.settle();
+        sim.check();
+    }
+}
