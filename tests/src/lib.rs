@@ -1,1 +1,3 @@
 //! Shared bodies of the integration suite.
+
+pub mod failover_support;

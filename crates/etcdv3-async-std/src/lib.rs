@@ -19,25 +19,23 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-use std::io;
-use std::time::Instant;
-
-use tokio_util::compat::FuturesAsyncReadCompatExt;
-
 pub use etcdv3_client::*;
 
 #[cfg(feature = "smol")]
 pub mod smol;
 
 /// Open a TCP connection with `TCP_NODELAY`, as tokio-IO for h2.
-async fn connect_tcp(host: String, port: u16) -> io::Result<BoxIo> {
+#[cfg(any(feature = "async-std", feature = "smol"))]
+async fn connect_tcp(host: String, port: u16) -> std::io::Result<BoxIo> {
+    use tokio_util::compat::FuturesAsyncReadCompatExt;
     let stream = async_net::TcpStream::connect((host.as_str(), port)).await?;
     stream.set_nodelay(true)?;
     Ok(Box::new(stream.compat()))
 }
 
 /// A future that completes at `deadline`, on async-io's timer.
-fn sleep_until(deadline: Instant) -> BoxFuture<'static, ()> {
+#[cfg(any(feature = "async-std", feature = "smol"))]
+fn sleep_until(deadline: std::time::Instant) -> BoxFuture<'static, ()> {
     Box::pin(async move {
         async_io::Timer::at(deadline).await;
     })
@@ -50,11 +48,11 @@ pub struct AsyncStdRuntime;
 
 #[cfg(feature = "async-std")]
 impl Runtime for AsyncStdRuntime {
-    fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxIo>> {
+    fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxIo>> {
         Box::pin(connect_tcp(host.to_string(), port))
     }
 
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+    fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture<'static, ()> {
         sleep_until(deadline)
     }
 

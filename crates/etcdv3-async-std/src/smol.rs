@@ -77,5 +77,9 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    Client::new(Arc::new(SmolRuntime::with_executor(executor)), endpoints, options)
+    Client::new(
+        Arc::new(SmolRuntime::with_executor(executor)),
+        endpoints,
+        options,
+    )
 }

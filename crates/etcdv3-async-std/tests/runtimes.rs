@@ -1,13 +1,15 @@
 //! The same put/get against a real etcd on async-std, on smol's global
 //! executor and on a smol executor of our own, with no tokio runtime
 //! anywhere; plus a deadline that only our timer can fire.
+#![cfg(all(feature = "async-std", feature = "smol"))]
 
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcdv3_async_std::api::{GetOptions, PutOptions};
-use etcdv3_async_std::{Client, ClientOptions, Error};
+use etcdv3_async_std::{BoxFuture, BoxIo, Client, ClientOptions, Error, Runtime};
 use etcdv3_testkit::Cluster;
 
 fn assert_no_tokio() {
@@ -20,10 +22,7 @@ fn assert_no_tokio() {
 /// Put then get `key` and check the value round-trips and revisions move.
 async fn put_get(client: &Client, key: &str) {
     assert_no_tokio();
-    let put = client
-        .put(key, "v1", PutOptions::new())
-        .await
-        .expect("put");
+    let put = client.put(key, "v1", PutOptions::new()).await.expect("put");
     let rev = put.header.as_ref().map(|h| h.revision).unwrap_or_default();
     assert!(rev > 0, "put revision {rev}");
     client
@@ -61,9 +60,10 @@ fn async_std_put_get() {
 fn smol_global_put_get() {
     let cluster = Cluster::start(1).unwrap();
     smol::block_on(async {
-        let client = etcdv3_async_std::smol::connect(cluster.client_urls(), ClientOptions::default())
-            .await
-            .unwrap();
+        let client =
+            etcdv3_async_std::smol::connect(cluster.client_urls(), ClientOptions::default())
+                .await
+                .unwrap();
         put_get(&client, "rt/smol-global").await;
     });
 }
@@ -76,9 +76,10 @@ fn smol_own_executor_put_get() {
     // Everything, the client's background tasks included, runs on this one
     // thread's executor.
     smol::block_on(executor.run(async move {
-        let client = etcdv3_async_std::smol::connect_on(ex, cluster.client_urls(), ClientOptions::default())
-            .await
-            .unwrap();
+        let client =
+            etcdv3_async_std::smol::connect_on(ex, cluster.client_urls(), ClientOptions::default())
+                .await
+                .unwrap();
         put_get(&client, "rt/smol-own").await;
     }));
 }
@@ -95,12 +96,18 @@ async fn deadline_fires(client: Client) {
     assert_no_tokio();
     let started = Instant::now();
     let res = client
-        .get("k", GetOptions::new().with_timeout(Duration::from_millis(400)))
+        .get(
+            "k",
+            GetOptions::new().with_timeout(Duration::from_millis(400)),
+        )
         .await;
     let took = started.elapsed();
     assert!(res.is_err(), "a silent member answered: {res:?}");
     assert!(!matches!(res, Err(Error::Closed)), "{res:?}");
-    assert!(took >= Duration::from_millis(350), "gave up early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(350),
+        "gave up early: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "deadline missed: {took:?}");
 }
 
@@ -108,7 +115,9 @@ async fn deadline_fires(client: Client) {
 fn deadline_fires_on_async_std() {
     let (_silent, url) = silent_member();
     async_std::task::block_on(async {
-        let client = etcdv3_async_std::connect([url], ClientOptions::default()).await.unwrap();
+        let client = etcdv3_async_std::connect([url], ClientOptions::default())
+            .await
+            .unwrap();
         deadline_fires(client).await;
     });
 }
@@ -117,7 +126,56 @@ fn deadline_fires_on_async_std() {
 fn deadline_fires_on_smol() {
     let (_silent, url) = silent_member();
     smol::block_on(async {
-        let client = etcdv3_async_std::smol::connect([url], ClientOptions::default()).await.unwrap();
+        let client = etcdv3_async_std::smol::connect([url], ClientOptions::default())
+            .await
+            .unwrap();
         deadline_fires(client).await;
+    });
+}
+
+/// Counts the timers the client asks for.
+struct CountingRuntime {
+    inner: etcdv3_async_std::AsyncStdRuntime,
+    sleeps: Arc<AtomicU64>,
+}
+
+impl Runtime for CountingRuntime {
+    fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxIo>> {
+        self.inner.connect(host, port)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
+        self.sleeps.fetch_add(1, Ordering::Relaxed);
+        self.inner.sleep_until(deadline)
+    }
+
+    fn spawn(&self, task: BoxFuture<'static, ()>) {
+        self.inner.spawn(task)
+    }
+}
+
+/// A client with nothing to do sleeps: its timer task does not spin (a spin
+/// that never yields hangs single-threaded executors such as smol's).
+#[test]
+fn idle_client_does_not_spin() {
+    let cluster = Cluster::start(1).unwrap();
+    let sleeps = Arc::new(AtomicU64::new(0));
+    let runtime = CountingRuntime {
+        inner: etcdv3_async_std::AsyncStdRuntime,
+        sleeps: sleeps.clone(),
+    };
+    async_std::task::block_on(async {
+        let client = Client::new(
+            Arc::new(runtime),
+            cluster.client_urls(),
+            ClientOptions::default(),
+        )
+        .unwrap();
+        client.put("rt/idle", "x", PutOptions::new()).await.unwrap();
+        let before = sleeps.load(Ordering::Relaxed);
+        async_io::Timer::after(Duration::from_secs(1)).await;
+        let during_idle = sleeps.load(Ordering::Relaxed) - before;
+        // Probes and keepalives may wake it a few times a second, not more.
+        assert!(during_idle < 50, "{during_idle} timers in one idle second");
     });
 }

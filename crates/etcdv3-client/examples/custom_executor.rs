@@ -56,7 +56,10 @@ impl MiniRuntime {
     fn new() -> Self {
         let (timers, rx) = mpsc::channel();
         std::thread::spawn(move || timer_thread(rx));
-        MiniRuntime { queue: Arc::default(), timers }
+        MiniRuntime {
+            queue: Arc::default(),
+            timers,
+        }
     }
 
     /// Run tasks on this thread until `future` is done.
@@ -81,7 +84,11 @@ impl MiniRuntime {
             let waker = Waker::from(task.clone());
             let mut slot = task.future.lock().unwrap();
             if let Some(mut future) = slot.take() {
-                if future.as_mut().poll(&mut Context::from_waker(&waker)).is_pending() {
+                if future
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&waker))
+                    .is_pending()
+                {
                     *slot = Some(future);
                 }
             }
@@ -170,7 +177,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let got = client
             .get("custom-executor/greeting", GetOptions::new())
             .await?;
-        let value = got.kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
+        let value = got
+            .kvs
+            .first()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned());
         println!("put at revision {revision}; get returned {value:?}");
         if value.as_deref() != Some("hello") {
             return Err("the value read back differs from the one written".into());

@@ -433,6 +433,8 @@ struct ServerWatcher {
     key: Vec<u8>,
     end: Vec<u8>,
     next: i64,
+    /// The revision the client asked for (before any replay).
+    requested: i64,
 }
 
 struct Stream {
@@ -528,6 +530,7 @@ impl Sim {
                         key: c.key,
                         end: c.range_end,
                         next,
+                        requested: if c.start_revision > 0 { c.start_revision } else { rev + 1 },
                     });
                 }
                 Some(RequestUnion::CancelRequest(c)) => {
@@ -592,6 +595,10 @@ impl Sim {
         let rev = self.rev();
         let compacted = self.compacted;
         let w = &mut self.stream.watchers[i];
+        if w.next <= compacted && w.requested > compacted {
+            // Only replayed (already delivered) history was compacted.
+            w.next = compacted + 1;
+        }
         if w.next <= compacted {
             let id = w.id;
             self.stream.watchers.remove(i);

@@ -55,6 +55,12 @@ impl Snapshot {
     pub fn remaining_bytes(&self) -> Option<u64> {
         self.remaining
     }
+
+    /// The next chunk, or `None` at the end: the same as the `Stream`
+    /// implementation, for callers that do not use `futures`.
+    pub async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx)).await
+    }
 }
 
 impl futures_core::Stream for Snapshot {
@@ -184,11 +190,19 @@ impl Client {
     /// }
     /// ```
     pub async fn snapshot(&self) -> Result<Snapshot> {
+        self.snapshot_with(CallOptions::default()).await
+    }
+
+    /// [`Client::snapshot`] with per-call options. Without a timeout (the
+    /// default for snapshots) the transfer has no deadline, as a large
+    /// database takes long to send: drop the [`Snapshot`] to cancel it. A
+    /// timeout bounds the whole transfer, not only its start.
+    pub async fn snapshot_with(&self, options: CallOptions) -> Result<Snapshot> {
         let inner = self
             .server_stream(
                 method::MAINTENANCE_SNAPSHOT,
                 &pb::SnapshotRequest {},
-                CallOptions::default(),
+                options,
             )
             .await?;
         Ok(Snapshot {

@@ -2,10 +2,14 @@
 
 pub mod auth;
 pub mod cluster;
+pub mod election;
 pub mod kv;
+pub mod lease;
+pub mod lock;
 pub mod maintenance;
 pub mod namespace;
 pub mod txn;
+pub mod watch;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
 pub use cluster::{Member, MemberListOptions};
@@ -20,3 +24,10 @@ pub use kv::{
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
 pub use namespace::KvNamespace;
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
+pub use election::{CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse};
+pub use lease::{
+    LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper, LeaseLeasesResponse,
+    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
+};
+pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
+pub use watch::{Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId};

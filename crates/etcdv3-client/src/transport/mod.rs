@@ -399,7 +399,6 @@ async fn timer_task(shared: Arc<Shared>) {
             }
             st.core.handle_timeout(now);
             st.timer.deadline = None;
-            st.timer.notified = false;
             Some(now)
         });
         let Some(now) = deadline else {
@@ -410,6 +409,10 @@ async fn timer_task(shared: Arc<Shared>) {
             let mut st = shared.lock();
             let next = st.core.poll_timeout().unwrap_or(now + Duration::from_secs(3600));
             st.timer.deadline = Some(next);
+            // `drive` saw no deadline recorded and flagged a notification for
+            // this very `next`; clear it here, or the loop never sleeps (and
+            // never yields to other tasks on a single-threaded executor).
+            st.timer.notified = false;
             next
         };
         let mut sleep = shared.runtime.sleep_until(next);

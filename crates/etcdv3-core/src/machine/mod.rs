@@ -352,6 +352,18 @@ impl Core {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
+        // Fix (found by tests/machine.rs): a GOAWAY before the connection
+        // is up used to leave the calls waiting for it stranded until their
+        // deadline; it is a failed connect, so they fail over now.
+        if matches!(c.state, ConnState::Connecting { .. }) {
+            self.connection_failed(
+                now,
+                conn,
+                HealthReason::ConnectFailed("GOAWAY during connection setup".into()),
+                true,
+            );
+            return;
+        }
         c.state = ConnState::Draining;
         let ep = c.endpoint;
         if self.slots[ep.0].conn == Some(conn) {
@@ -926,6 +938,14 @@ impl Core {
             }
             return;
         }
+        // Fix (found by tests/machine.rs): the token is refreshed and the
+        // call retried once; a second rejection is final instead of being
+        // retried with backoff until the deadline.
+        if is_auth_refresh(&kind, &status) {
+            let err = self.status_error(method, ep, status);
+            self.complete(id, Err(err));
+            return;
+        }
         if matches!(kind, EtcdErrorKind::NoLeader) {
             self.slots[ep.0].health.on_no_leader();
             self.health_suspect(ep, HealthReason::NoLeader);
@@ -1045,7 +1065,7 @@ impl Core {
             HealthReason::ConnectionLost(e) => {
                 format!("connection to {} lost: {e}", self.slots[ep.0].endpoint)
             }
-            other => format!("{} : {other:?}", self.slots[ep.0].endpoint),
+            other => format!("{}: {other:?}", self.slots[ep.0].endpoint),
         };
         // Calls that were waiting for this connection never went out.
         for id in self.calls_where(|s| s == CallState::Connecting { conn }) {
@@ -1259,10 +1279,15 @@ impl Core {
     /// follow a different leader than the member at that term, are stale
     /// (cut off from the majority).
     fn recompute_staleness(&mut self) {
+        // Fix (found by tests/machine.rs): only members that follow a leader
+        // set the reference term. A member cut off from its peers without
+        // pre-vote keeps campaigning, so its term grows while it has no
+        // leader; taking it as the reference made every healthy member look
+        // stale.
         let best = self
             .slots
             .iter()
-            .filter(|s| !s.removed)
+            .filter(|s| !s.removed && s.health.leader().is_some_and(|l| l != 0))
             .max_by_key(|s| s.health.raft_term())
             .map(|s| (s.health.raft_term(), s.health.leader()));
         let Some((term, leader)) = best else {

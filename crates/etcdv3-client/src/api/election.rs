@@ -1,0 +1,123 @@
+//! Election: the etcd `v3election` service.
+//!
+//! Candidates [`campaign`](Client::campaign) for an election `name` with a
+//! lease; the oldest candidate is the leader. The leader announces values
+//! with [`proclaim`](Client::proclaim) and steps down with
+//! [`resign`](Client::resign) (or when its lease expires). Anyone can read
+//! the current [`leader`](Client::leader) or [`observe`](Client::observe)
+//! every change.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use etcdv3_proto::method::{ELECTION_CAMPAIGN, ELECTION_LEADER, ELECTION_OBSERVE, ELECTION_PROCLAIM, ELECTION_RESIGN};
+use etcdv3_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
+use futures_core::Stream;
+
+use crate::api::lock::WAIT_UNBOUNDED;
+use crate::client::{CallOptions, ServerStream};
+use crate::error::{Error, Result};
+use crate::Client;
+
+pub use etcdv3_proto::v3electionpb::{CampaignResponse, LeaderKey, LeaderResponse, ProclaimResponse, ResignResponse};
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::InvalidArgument("election name must not be empty".into()));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Campaign in election `name` with `value`, under `lease` (the
+    /// candidacy ends with the lease). Waits until this candidate is the
+    /// leader; the response's `leader` key is what
+    /// [`proclaim`](Client::proclaim) and [`resign`](Client::resign) take.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseGrantOptions;
+    ///
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let lease = client.lease_grant(10, LeaseGrantOptions::new()).await?;
+    ///     let _keeper = client.lease_keep_alive(lease.id).await?;
+    ///     let won = client.campaign("scheduler", "node-1", lease.id).await?;
+    ///     let me = won.leader.unwrap_or_default();
+    ///     client.proclaim(me.clone(), "node-1 (busy)").await?;
+    ///     client.resign(me).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn campaign(
+        &self,
+        name: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        lease: i64,
+    ) -> Result<CampaignResponse> {
+        let name = name.into();
+        check_name(&name)?;
+        let req = CampaignRequest {
+            name,
+            lease,
+            value: value.into(),
+        };
+        let opts = CallOptions {
+            timeout: Some(WAIT_UNBOUNDED),
+        };
+        self.unary(ELECTION_CAMPAIGN, &req, opts).await
+    }
+
+    /// As the leader identified by `leader`, announce a new `value`.
+    pub async fn proclaim(&self, leader: LeaderKey, value: impl Into<Vec<u8>>) -> Result<ProclaimResponse> {
+        let req = ProclaimRequest {
+            leader: Some(leader),
+            value: value.into(),
+        };
+        self.unary(ELECTION_PROCLAIM, &req, CallOptions::default()).await
+    }
+
+    /// The current leader of election `name` (its key-value: the key
+    /// identifies the leader, the value is its last proclamation).
+    pub async fn leader(&self, name: impl Into<Vec<u8>>) -> Result<LeaderResponse> {
+        let name = name.into();
+        check_name(&name)?;
+        self.unary(ELECTION_LEADER, &LeaderRequest { name }, CallOptions::default())
+            .await
+    }
+
+    /// Every leader of election `name` from now on (the current one first,
+    /// then each change and proclamation), as a stream.
+    pub async fn observe(&self, name: impl Into<Vec<u8>>) -> Result<LeaderStream> {
+        let name = name.into();
+        check_name(&name)?;
+        let inner = self
+            .server_stream(ELECTION_OBSERVE, &LeaderRequest { name }, CallOptions::default())
+            .await?;
+        Ok(LeaderStream { inner })
+    }
+
+    /// Step down as the leader identified by `leader`.
+    pub async fn resign(&self, leader: LeaderKey) -> Result<ResignResponse> {
+        let req = ResignRequest { leader: Some(leader) };
+        self.unary(ELECTION_RESIGN, &req, CallOptions::default()).await
+    }
+}
+
+/// The leaders of an election; from [`Client::observe`]. Ends when the
+/// server ends the stream; dropping it cancels the observation.
+pub struct LeaderStream {
+    inner: ServerStream<LeaderResponse>,
+}
+
+impl std::fmt::Debug for LeaderStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeaderStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for LeaderStream {
+    type Item = Result<LeaderResponse>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().inner).poll_next(cx)
+    }
+}

@@ -1,0 +1,506 @@
+//! Lease: grant, revoke, time-to-live, list, and automatic keep-alive.
+//!
+//! [`Client::lease_keep_alive`] returns a [`LeaseKeeper`] handle; while it
+//! lives, the lease is renewed at a third of its TTL through ONE
+//! `LeaseKeepAlive` stream per client, owned by a background task that runs
+//! the sans-IO [`etcdv3_core::lease::LeaseKeeper`]. If the stream fails, a
+//! new one is opened (on another endpoint if need be) and every lease is
+//! renewed at once. Dropping the handle stops the renewals: the lease then
+//! expires by itself after its TTL (call [`Client::lease_revoke`] to end it
+//! at once).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use etcdv3_core::lease::{LeaseEvent, LeaseKeeper as CoreKeeper};
+use etcdv3_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
+};
+use etcdv3_proto::method::{LEASE_GRANT, LEASE_KEEP_ALIVE, LEASE_LEASES, LEASE_REVOKE, LEASE_TIME_TO_LIVE};
+use futures_channel::mpsc;
+use futures_core::Stream;
+
+use crate::api::watch::{reopen_backoff, task_inbox, TaskTable};
+use crate::client::{BidiCall, CallOptions};
+use crate::error::{Error, Result};
+use crate::runtime::BoxFuture;
+use crate::Client;
+
+pub use etcdv3_proto::etcdserverpb::{
+    LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
+    LeaseTimeToLiveResponse,
+};
+
+/// Options of [`Client::lease_grant`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseGrantOptions {
+    id: i64,
+    timeout: Option<Duration>,
+}
+
+impl LeaseGrantOptions {
+    /// Default options: the server picks the id.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Ask for this lease id (must be unused).
+    pub fn with_id(mut self, id: i64) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Deadline of the call.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+fn call_opts(timeout: Option<Duration>) -> CallOptions {
+    CallOptions { timeout }
+}
+
+impl Client {
+    /// Grant a lease of `ttl` seconds.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{LeaseGrantOptions, PutOptions};
+    ///
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let lease = client.lease_grant(10, LeaseGrantOptions::new()).await?;
+    ///     client.put("session", "alive", PutOptions::new().with_lease(lease.id)).await?;
+    ///     let keeper = client.lease_keep_alive(lease.id).await?; // renewed while `keeper` lives
+    ///     # drop(keeper);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn lease_grant(&self, ttl: i64, options: LeaseGrantOptions) -> Result<LeaseGrantResponse> {
+        if ttl <= 0 {
+            return Err(Error::InvalidArgument("lease TTL must be positive".into()));
+        }
+        let req = LeaseGrantRequest { ttl, id: options.id };
+        let resp: LeaseGrantResponse = self.unary(LEASE_GRANT, &req, call_opts(options.timeout)).await?;
+        if !resp.error.is_empty() {
+            return Err(Error::InvalidArgument(format!("lease grant refused: {}", resp.error)));
+        }
+        Ok(resp)
+    }
+
+    /// Revoke lease `id`: every key attached to it is deleted.
+    pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
+        self.unary(LEASE_REVOKE, &LeaseRevokeRequest { id }, CallOptions::default())
+            .await
+    }
+
+    /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
+    /// expired or does not exist), and its keys if `keys`.
+    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+        self.unary(
+            LEASE_TIME_TO_LIVE,
+            &LeaseTimeToLiveRequest { id, keys },
+            CallOptions::default(),
+        )
+        .await
+    }
+
+    /// Every lease of the cluster.
+    pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
+        self.unary(LEASE_LEASES, &LeaseLeasesRequest {}, CallOptions::default())
+            .await
+    }
+
+    /// Renew lease `id` once, on a short-lived keep-alive stream. Fails with
+    /// [`Error::LeaseExpired`] when the lease no longer exists.
+    pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        let deadline = self.now() + self.shared.options.request_timeout;
+        let mut sleep = self.runtime().sleep_until(deadline);
+        let call = async {
+            let mut stream = self
+                .open_bidi::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(LEASE_KEEP_ALIVE)
+                .await?;
+            stream.send(&LeaseKeepAliveRequest { id })?;
+            let resp = stream.message().await?;
+            stream.close_send();
+            resp.ok_or_else(|| {
+                Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+                    method: LEASE_KEEP_ALIVE.path,
+                    endpoint: String::new(),
+                    cause: "the server ended the stream without an answer".into(),
+                })
+            })
+        };
+        let mut call = std::pin::pin!(call);
+        let resp = std::future::poll_fn(|cx| {
+            if let Poll::Ready(r) = call.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            sleep.as_mut().poll(cx).map(|()| None)
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(Error::Call(etcdv3_core::machine::CallError::DeadlineExceeded {
+                method: LEASE_KEEP_ALIVE.path,
+                attempts: 1,
+                last_error: "no keep-alive answer in time".into(),
+                may_have_applied: true,
+            }))
+        })?;
+        if resp.ttl <= 0 {
+            return Err(Error::LeaseExpired { id });
+        }
+        Ok(resp)
+    }
+
+    /// Keep lease `id` alive until the returned handle is dropped (renewed
+    /// at a third of its TTL by the client's keep-alive task). Renews once
+    /// before returning; fails with [`Error::LeaseExpired`] when the lease
+    /// no longer exists.
+    ///
+    /// Dropping the handle only stops the renewals: the lease expires on
+    /// the server after its TTL, or revoke it with [`Client::lease_revoke`].
+    pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeeper> {
+        let first = self.keep_alive_once(id).await?;
+        let ttl = Arc::new(AtomicI64::new(first.ttl));
+        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        let (sink, events) = mpsc::unbounded();
+        let cmd = || Cmd::Keep {
+            id,
+            ttl: first.ttl,
+            token,
+            shared_ttl: ttl.clone(),
+            sink: sink.clone(),
+        };
+        let mut cmds;
+        loop {
+            if self.is_closed() {
+                return Err(Error::Closed);
+            }
+            cmds = task_inbox(&LEASE_TASKS, self, |rx| {
+                let bg = self.background();
+                self.spawn(lease_task(bg, rx));
+            });
+            if cmds.unbounded_send(cmd()).is_ok() {
+                break;
+            }
+        }
+        drop(sink);
+        Ok(LeaseKeeper {
+            id,
+            token,
+            ttl,
+            events,
+            cmds,
+            done: false,
+        })
+    }
+}
+
+static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
+
+enum Cmd {
+    Keep {
+        id: i64,
+        ttl: i64,
+        token: u64,
+        shared_ttl: Arc<AtomicI64>,
+        sink: mpsc::UnboundedSender<Result<i64>>,
+    },
+    Remove {
+        id: i64,
+        token: u64,
+    },
+}
+
+static LEASE_TASKS: TaskTable<Cmd> = Mutex::new(Vec::new());
+
+/// Keeps a lease alive while it lives; from [`Client::lease_keep_alive`].
+///
+/// It is a [`Stream`] of renewals: `Ok(ttl)` for each renewal, then
+/// `Err(Error::LeaseExpired)` if the lease expires or is revoked (the
+/// server answered TTL 0, or no renewal succeeded before the TTL ran out),
+/// or `Err(Error::Closed)` when the client closes; then it ends. Polling it
+/// is optional: renewals happen in the background either way.
+///
+/// Dropping it stops the renewals; the lease then expires after its TTL.
+#[derive(Debug)]
+pub struct LeaseKeeper {
+    id: i64,
+    token: u64,
+    ttl: Arc<AtomicI64>,
+    events: mpsc::UnboundedReceiver<Result<i64>>,
+    cmds: mpsc::UnboundedSender<Cmd>,
+    done: bool,
+}
+
+impl std::fmt::Debug for Cmd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Cmd::Keep { id, .. } => write!(f, "Keep({id})"),
+            Cmd::Remove { id, .. } => write!(f, "Remove({id})"),
+        }
+    }
+}
+
+impl LeaseKeeper {
+    /// The lease id.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+
+    /// The TTL (seconds) the server granted at the last renewal.
+    pub fn ttl(&self) -> i64 {
+        self.ttl.load(Ordering::Relaxed)
+    }
+
+    /// Wait until the lease expires (or is revoked): `Ok(())`. Fails with
+    /// [`Error::Closed`] when the client closes first (the renewals stop
+    /// then, so the lease will expire soon after).
+    pub async fn expired(&mut self) -> Result<()> {
+        loop {
+            match std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await {
+                Some(Ok(_)) => {}
+                Some(Err(Error::LeaseExpired { .. })) | None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Stream for LeaseKeeper {
+    type Item = Result<i64>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match Pin::new(&mut this.events).poll_next(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(ttl))) => Poll::Ready(Some(Ok(ttl))),
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                Poll::Ready(Some(Err(Error::Closed)))
+            }
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        let _ = self.cmds.unbounded_send(Cmd::Remove {
+            id: self.id,
+            token: self.token,
+        });
+    }
+}
+
+struct Holder {
+    token: u64,
+    ttl: Arc<AtomicI64>,
+    sink: mpsc::UnboundedSender<Result<i64>>,
+}
+
+enum Input {
+    Cmd(Option<Cmd>),
+    Msg(Result<Option<LeaseKeepAliveResponse>>),
+    Opened(Result<BidiCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>>),
+    Timer,
+    Backoff,
+}
+
+type Opening = BoxFuture<'static, Result<BidiCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>>>;
+
+/// The per-client keep-alive task: owns the stream and the core keeper.
+async fn lease_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
+    let mut keeper = CoreKeeper::new();
+    let mut holders: HashMap<i64, Vec<Holder>> = HashMap::new();
+    let mut stream: Option<BidiCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>> = None;
+    let mut opening: Option<Opening> = None;
+    let mut backoff: Option<BoxFuture<'static, ()>> = None;
+    let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
+    let mut failures: u32 = 0;
+    let mut cmds_open = true;
+    loop {
+        let input = std::future::poll_fn(|cx| {
+            if cmds_open {
+                if let Poll::Ready(c) = Pin::new(&mut cmds).poll_next(cx) {
+                    return Poll::Ready(Input::Cmd(c));
+                }
+            }
+            if let Some(s) = stream.as_mut() {
+                if let Poll::Ready(m) = s.poll_message(cx) {
+                    return Poll::Ready(Input::Msg(m));
+                }
+            }
+            if let Some(o) = opening.as_mut() {
+                if let Poll::Ready(r) = o.as_mut().poll(cx) {
+                    opening = None;
+                    return Poll::Ready(Input::Opened(r));
+                }
+            }
+            if let Some((_, t)) = timer.as_mut() {
+                if t.as_mut().poll(cx).is_ready() {
+                    timer = None;
+                    return Poll::Ready(Input::Timer);
+                }
+            }
+            if let Some(b) = backoff.as_mut() {
+                if b.as_mut().poll(cx).is_ready() {
+                    backoff = None;
+                    return Poll::Ready(Input::Backoff);
+                }
+            }
+            Poll::Pending
+        })
+        .await;
+        let now = client.now();
+        let mut lost = false;
+        match input {
+            Input::Cmd(None) => cmds_open = false,
+            Input::Cmd(Some(cmd)) => handle_cmd(&mut keeper, &mut holders, now, cmd),
+            Input::Msg(Ok(Some(resp))) => {
+                failures = 0;
+                keeper.handle_response(now, resp);
+            }
+            Input::Msg(Ok(None)) => lost = true,
+            Input::Msg(Err(e)) => {
+                tracing::debug!(error = %e, "lease keep-alive stream failed");
+                lost = true;
+            }
+            Input::Opened(Ok(s)) => {
+                stream = Some(s);
+                keeper.handle_stream_lost(now);
+            }
+            Input::Opened(Err(e)) => {
+                tracing::debug!(error = %e, "opening the lease keep-alive stream failed");
+                failures += 1;
+                backoff = Some(client.runtime().sleep_until(now + reopen_backoff(failures)));
+            }
+            Input::Timer | Input::Backoff => {}
+        }
+        while cmds_open {
+            match cmds.try_recv() {
+                Ok(cmd) => handle_cmd(&mut keeper, &mut holders, now, cmd),
+                Err(mpsc::TryRecvError::Closed) => cmds_open = false,
+                Err(mpsc::TryRecvError::Empty) => break,
+            }
+        }
+        if client.is_closed() {
+            for (_, hs) in holders.drain() {
+                for h in hs {
+                    let _ = h.sink.unbounded_send(Err(Error::Closed));
+                }
+            }
+            cmds.close();
+            return;
+        }
+        keeper.handle_timeout(now);
+        if let Some(s) = stream.as_mut() {
+            if !lost {
+                while let Some(req) = keeper.poll_transmit(now) {
+                    if let Err(e) = s.send(&req) {
+                        tracing::debug!(error = %e, "sending a lease keep-alive failed");
+                        lost = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if lost {
+            stream = None;
+            keeper.handle_stream_lost(now);
+            failures += 1;
+            backoff = Some(client.runtime().sleep_until(now + reopen_backoff(failures)));
+        }
+        while let Some(ev) = keeper.poll_event() {
+            match ev {
+                LeaseEvent::Renewed { id, ttl } => {
+                    if let Some(hs) = holders.get_mut(&id) {
+                        for h in hs.iter() {
+                            h.ttl.store(ttl, Ordering::Relaxed);
+                            let _ = h.sink.unbounded_send(Ok(ttl));
+                        }
+                    }
+                }
+                LeaseEvent::Expired { id } => {
+                    for h in holders.remove(&id).unwrap_or_default() {
+                        let _ = h.sink.unbounded_send(Err(Error::LeaseExpired { id }));
+                    }
+                }
+            }
+        }
+        if keeper.is_empty() {
+            cmds.close();
+            return;
+        }
+        if stream.is_none() && opening.is_none() && backoff.is_none() {
+            let c = client.clone();
+            opening = Some(Box::pin(async move {
+                c.open_bidi::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(LEASE_KEEP_ALIVE)
+                    .await
+            }));
+        }
+        // Renewals are due only while a stream is up; deadlines always.
+        let next = if stream.is_some() {
+            keeper.poll_timeout()
+        } else {
+            keeper.next_deadline()
+        };
+        match (next, &timer) {
+            (Some(at), Some((cur, _))) if *cur == at => {}
+            (Some(at), _) => timer = Some((at, client.runtime().sleep_until(at))),
+            (None, _) => timer = None,
+        }
+    }
+}
+
+fn handle_cmd(keeper: &mut CoreKeeper, holders: &mut HashMap<i64, Vec<Holder>>, now: Instant, cmd: Cmd) {
+    match cmd {
+        Cmd::Keep {
+            id,
+            ttl,
+            token,
+            shared_ttl,
+            sink,
+        } => {
+            keeper.keep(now, id, ttl);
+            holders.entry(id).or_default().push(Holder {
+                token,
+                ttl: shared_ttl,
+                sink,
+            });
+        }
+        Cmd::Remove { id, token } => {
+            if let Some(hs) = holders.get_mut(&id) {
+                hs.retain(|h| h.token != token);
+                if hs.is_empty() {
+                    holders.remove(&id);
+                    keeper.remove(id);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_options() {
+        let o = LeaseGrantOptions::new().with_id(7).with_timeout(Duration::from_secs(1));
+        assert_eq!(o.id, 7);
+        assert_eq!(o.timeout, Some(Duration::from_secs(1)));
+        assert_eq!(LeaseGrantOptions::default().id, 0);
+    }
+}

@@ -1,0 +1,208 @@
+//! Lock: the etcd `v3lock` service, and a leased lock guard.
+//!
+//! A lock is a key under `name/` owned by whoever created it first; the
+//! server answers [`Client::lock`] once every earlier owner is gone. The
+//! lock key is attached to a lease if one is given: when the lease expires
+//! (its holder crashed or stopped renewing), the lock is released. **Without
+//! a lease the lock is held until [`Client::unlock`]**, even if the holder
+//! dies. [`Client::lock_with_lease`] grants a lease, keeps it alive and
+//! returns a [`LockGuard`]: the safe default.
+
+use std::time::Duration;
+
+use etcdv3_proto::method::{LOCK_LOCK, LOCK_UNLOCK};
+use etcdv3_proto::v3lockpb::{LockRequest, UnlockRequest};
+
+use crate::api::lease::{LeaseGrantOptions, LeaseKeeper};
+use crate::client::CallOptions;
+use crate::error::{Error, Result};
+use crate::Client;
+
+pub use etcdv3_proto::v3lockpb::{LockResponse, UnlockResponse};
+
+/// How long a call that waits for its turn (lock, campaign) may wait when
+/// no timeout is given: in practice, until it succeeds.
+pub(crate) const WAIT_UNBOUNDED: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Options of [`Client::lock`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockOptions {
+    lease: i64,
+    timeout: Option<Duration>,
+}
+
+impl LockOptions {
+    /// Default options: no lease, wait as long as it takes.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attach the lock key to this lease: the lock is released when the
+    /// lease ends.
+    pub fn with_lease(mut self, lease: i64) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// Give up waiting after `timeout`. Note that the server may still
+    /// grant the lock after the client gave up; with a lease it is then
+    /// released when the lease expires.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl Client {
+    /// Acquire the lock `name`, waiting until every earlier holder released
+    /// it. The response's `key` identifies this ownership: pass it to
+    /// [`Client::unlock`].
+    ///
+    /// Without [`LockOptions::with_lease`] the lock is held until unlocked.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{LeaseGrantOptions, LockOptions};
+    ///
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let lease = client.lease_grant(10, LeaseGrantOptions::new()).await?;
+    ///     let _keeper = client.lease_keep_alive(lease.id).await?;
+    ///     let lock = client.lock("jobs/nightly", LockOptions::new().with_lease(lease.id)).await?;
+    ///     // ... critical section ...
+    ///     client.unlock(lock.key).await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn lock(&self, name: impl Into<Vec<u8>>, options: LockOptions) -> Result<LockResponse> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("lock name must not be empty".into()));
+        }
+        let req = LockRequest {
+            name,
+            lease: options.lease,
+        };
+        let opts = CallOptions {
+            timeout: Some(options.timeout.unwrap_or(WAIT_UNBOUNDED)),
+        };
+        self.unary(LOCK_LOCK, &req, opts).await
+    }
+
+    /// Release the lock owned through `key` (from [`LockResponse::key`]).
+    pub async fn unlock(&self, key: impl Into<Vec<u8>>) -> Result<UnlockResponse> {
+        let key = key.into();
+        if key.is_empty() {
+            return Err(Error::InvalidArgument("key must not be empty".into()));
+        }
+        self.unary(LOCK_UNLOCK, &UnlockRequest { key }, CallOptions::default())
+            .await
+    }
+
+    /// Acquire the lock `name` under a new lease of `ttl` seconds that is
+    /// kept alive while the returned guard lives. Release it with
+    /// [`LockGuard::unlock`]; dropping the guard revokes the lease in the
+    /// background (releasing the lock), and if that fails the lock is
+    /// released when the lease expires, `ttl` seconds later at most.
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    ///     // ... critical section ...
+    ///     guard.unlock().await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn lock_with_lease(&self, name: impl Into<Vec<u8>>, ttl: i64) -> Result<LockGuard> {
+        let name = name.into();
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("lock name must not be empty".into()));
+        }
+        let lease = self.lease_grant(ttl, LeaseGrantOptions::new()).await?;
+        let keeper = match self.lease_keep_alive(lease.id).await {
+            Ok(k) => k,
+            Err(e) => {
+                let _ = self.lease_revoke(lease.id).await;
+                return Err(e);
+            }
+        };
+        match self.lock(name, LockOptions::new().with_lease(lease.id)).await {
+            Ok(resp) => Ok(LockGuard {
+                client: self.background(),
+                key: resp.key,
+                keeper: Some(keeper),
+                released: false,
+            }),
+            Err(e) => {
+                drop(keeper);
+                let _ = self.lease_revoke(lease.id).await;
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A lock held under a kept-alive lease; from [`Client::lock_with_lease`].
+#[derive(Debug)]
+pub struct LockGuard {
+    client: Client,
+    key: Vec<u8>,
+    keeper: Option<LeaseKeeper>,
+    released: bool,
+}
+
+impl LockGuard {
+    /// The lock key (unique to this ownership).
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The lease the lock is attached to.
+    pub fn lease_id(&self) -> i64 {
+        self.keeper.as_ref().map(LeaseKeeper::id).unwrap_or(0)
+    }
+
+    /// The keep-alive handle of the lease: await
+    /// [`LeaseKeeper::expired`] to learn that the lock was lost.
+    pub fn keeper(&mut self) -> Option<&mut LeaseKeeper> {
+        self.keeper.as_mut()
+    }
+
+    /// Release the lock and revoke its lease.
+    pub async fn unlock(mut self) -> Result<()> {
+        self.released = true;
+        let lease = self.lease_id();
+        self.keeper = None;
+        let unlocked = self.client.unlock(std::mem::take(&mut self.key)).await;
+        let revoked = self.client.lease_revoke(lease).await;
+        unlocked?;
+        revoked.map(|_| ())
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if self.released || self.client.is_closed() {
+            return;
+        }
+        let lease = self.lease_id();
+        self.keeper = None;
+        let client = self.client.clone();
+        self.client.spawn(async move {
+            if let Err(e) = client.lease_revoke(lease).await {
+                tracing::debug!(lease, error = %e, "revoking a dropped lock's lease failed; it will expire");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lock_options() {
+        let o = LockOptions::new().with_lease(3).with_timeout(Duration::from_secs(2));
+        assert_eq!(o.lease, 3);
+        assert_eq!(o.timeout, Some(Duration::from_secs(2)));
+        assert_eq!(LockOptions::default().lease, 0);
+    }
+}

@@ -1,0 +1,150 @@
+//! LeaseKeeper with explicit time.
+
+use std::time::{Duration, Instant};
+
+use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
+use etcdv3_proto::etcdserverpb::LeaseKeepAliveResponse;
+
+fn resp(id: i64, ttl: i64) -> LeaseKeepAliveResponse {
+    LeaseKeepAliveResponse {
+        id,
+        ttl,
+        ..Default::default()
+    }
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn transmits(k: &mut LeaseKeeper, now: Instant) -> Vec<i64> {
+    std::iter::from_fn(|| k.poll_transmit(now)).map(|r| r.id).collect()
+}
+
+#[test]
+fn first_renewal_is_immediate_then_every_third_of_ttl() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 30);
+    assert_eq!(k.poll_timeout(), Some(t0));
+    assert_eq!(transmits(&mut k, t0), vec![1]);
+    k.handle_response(t0, resp(1, 30));
+    assert_eq!(k.poll_event(), Some(LeaseEvent::Renewed { id: 1, ttl: 30 }));
+    assert_eq!(k.poll_timeout(), Some(t0 + secs(10)));
+    assert!(transmits(&mut k, t0 + secs(9)).is_empty());
+    assert_eq!(transmits(&mut k, t0 + secs(10)), vec![1]);
+    assert_eq!(k.deadline(1), Some(t0 + secs(30)));
+}
+
+#[test]
+fn ttl_from_the_server_replaces_the_granted_one() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 30);
+    transmits(&mut k, t0);
+    k.handle_response(t0, resp(1, 6));
+    assert_eq!(k.ttl(1), Some(6));
+    assert_eq!(k.poll_timeout(), Some(t0 + secs(2)));
+}
+
+#[test]
+fn zero_ttl_means_expired_and_stops_keeping() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 5, 10);
+    transmits(&mut k, t0);
+    k.handle_response(t0, resp(5, 0));
+    assert_eq!(k.poll_event(), Some(LeaseEvent::Expired { id: 5 }));
+    assert!(!k.contains(5));
+    assert!(k.is_empty());
+    assert_eq!(k.poll_timeout(), None);
+    assert!(transmits(&mut k, t0 + secs(100)).is_empty());
+}
+
+#[test]
+fn deadline_passing_without_renewal_expires() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 5, 9);
+    transmits(&mut k, t0);
+    k.handle_response(t0, resp(5, 9));
+    k.poll_event();
+    // Renewals are sent but never answered.
+    for s in [3, 6] {
+        k.handle_timeout(t0 + secs(s));
+        assert_eq!(transmits(&mut k, t0 + secs(s)), vec![5]);
+        assert_eq!(k.poll_event(), None);
+    }
+    k.handle_timeout(t0 + secs(8));
+    assert_eq!(k.poll_event(), None, "not before the deadline");
+    k.handle_timeout(t0 + secs(9));
+    assert_eq!(k.poll_event(), Some(LeaseEvent::Expired { id: 5 }));
+    assert!(k.is_empty());
+}
+
+#[test]
+fn deadline_counts_from_the_oldest_unanswered_request() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 9);
+    transmits(&mut k, t0);
+    k.handle_response(t0 + secs(2), resp(1, 9));
+    // The server may have restarted the TTL as early as t0.
+    assert_eq!(k.deadline(1), Some(t0 + secs(9)));
+    assert_eq!(k.poll_timeout(), Some(t0 + secs(5)));
+}
+
+#[test]
+fn stream_loss_renews_everything_at_once() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 30);
+    k.keep(t0, 2, 60);
+    assert_eq!(transmits(&mut k, t0), vec![1, 2]);
+    k.handle_response(t0, resp(1, 30));
+    k.handle_response(t0, resp(2, 60));
+    let t1 = t0 + secs(1);
+    assert!(transmits(&mut k, t1).is_empty());
+    k.handle_stream_lost(t1);
+    assert_eq!(k.poll_timeout(), Some(t1));
+    assert_eq!(transmits(&mut k, t1), vec![1, 2]);
+    // Deadlines are unchanged by the loss itself.
+    assert_eq!(k.deadline(1), Some(t0 + secs(30)));
+    assert_eq!(k.next_deadline(), Some(t0 + secs(30)));
+}
+
+#[test]
+fn removed_lease_is_not_renewed_and_late_responses_are_ignored() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 30);
+    transmits(&mut k, t0);
+    k.remove(1);
+    k.handle_response(t0, resp(1, 30));
+    assert_eq!(k.poll_event(), None);
+    k.handle_timeout(t0 + secs(100));
+    assert_eq!(k.poll_event(), None);
+    assert!(transmits(&mut k, t0 + secs(100)).is_empty());
+}
+
+#[test]
+fn keep_twice_does_not_reset_the_schedule() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 30);
+    transmits(&mut k, t0);
+    k.handle_response(t0, resp(1, 30));
+    k.keep(t0 + secs(1), 1, 30);
+    assert_eq!(k.len(), 1);
+    assert_eq!(k.poll_timeout(), Some(t0 + secs(10)));
+}
+
+#[test]
+fn unanswered_request_is_resent_after_an_interval() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 3);
+    assert_eq!(transmits(&mut k, t0), vec![1]);
+    assert!(transmits(&mut k, t0 + Duration::from_millis(999)).is_empty());
+    assert_eq!(transmits(&mut k, t0 + secs(1)), vec![1]);
+}

@@ -1,0 +1,426 @@
+//! Failover against real 3-member etcd clusters with real faults.
+//!
+//! One test runs every fault in turn (sequentially: parallel clusters on a
+//! 2-core machine would starve each other and distort the gaps). For each
+//! fault a fresh cluster is started and a client runs a sequential workload —
+//! one put of a fresh key and one get of it every ~10 ms, each with a 5 s
+//! deadline — while the fault is injected, held and undone. Measured per
+//! fault: the longest time without a successful operation (from the
+//! injection on) and every error the caller saw, printed with `--nocapture`:
+//!
+//! ```text
+//! cargo test -p etcdv3-integration --test failover -- --nocapture
+//! RUST_LOG=etcdv3_client=debug cargo test ...   # client tracing on stderr
+//! ```
+//!
+//! Asserted (loose bounds, the point is "no hang, no wrong answer"):
+//! * no call returns later than its deadline plus 1 s of grace;
+//! * reads fail with nothing but `DeadlineExceeded` (they are retried
+//!   elsewhere until their deadline), puts with nothing but `OutcomeUnknown`
+//!   or `DeadlineExceeded`;
+//! * the longest gap stays under 8 s, and operations succeed again after
+//!   the fault is undone;
+//! * read-your-writes on every key: an acknowledged put is seen by the get
+//!   that follows it, a put that certainly failed is not.
+//!
+//! TODO(watch): the watch API (`crates/etcdv3-client/src/api/watch.rs`) does
+//! not exist yet. Once it does, run a prefix watch on `fo/` through every
+//! fault and assert that the revision of every acknowledged put is delivered
+//! exactly once and in order (and that unknown-outcome puts appear at most
+//! once).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use etcdv3_client::api::{GetOptions, PutOptions};
+use etcdv3_client::{Client, ClientOptions};
+use etcdv3_integration::failover_support::{
+    busiest_member, classify, fault_stats, ErrorClass, FaultStats, OpKind, OpRecord,
+};
+use etcdv3_testkit::Cluster;
+
+/// Deadline of every workload call.
+const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// A call returning later than its deadline plus this is a hang.
+const HANG_GRACE: Duration = Duration::from_secs(1);
+/// Pause between two workload iterations.
+const TICK: Duration = Duration::from_millis(10);
+/// Loose bound on the longest gap between successful operations.
+const MAX_GAP: Duration = Duration::from_secs(8);
+/// Workload time before the fault.
+const WARMUP: Duration = Duration::from_millis(1500);
+/// How long a fault is held before it is undone.
+const HOLD: Duration = Duration::from_secs(4);
+/// Workload time after the fault is undone.
+const TAIL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// SIGKILL the member the client uses; restart it after HOLD.
+    KillUsed,
+    /// SIGSTOP the member the client uses (its TCP connections stay open).
+    PauseUsed,
+    /// Cut the member the client uses off from its peers; the client still
+    /// reaches it.
+    IsolateUsed,
+    /// Blackhole the client link of the member the client uses.
+    BlackholeUsed,
+    /// SIGKILL the leader; restart it after HOLD.
+    KillLeader,
+    /// Restart every member in turn.
+    RollingRestart,
+    /// Remove the member the client uses from the cluster (auto-sync on).
+    RemoveUsed,
+}
+
+const FAULTS: [Fault; 7] = [
+    Fault::KillUsed,
+    Fault::PauseUsed,
+    Fault::IsolateUsed,
+    Fault::BlackholeUsed,
+    Fault::KillLeader,
+    Fault::RollingRestart,
+    Fault::RemoveUsed,
+];
+
+impl Fault {
+    fn name(self) -> &'static str {
+        match self {
+            Fault::KillUsed => "SIGKILL member in use",
+            Fault::PauseUsed => "SIGSTOP member in use",
+            Fault::IsolateUsed => "isolate member in use",
+            Fault::BlackholeUsed => "blackhole client link",
+            Fault::KillLeader => "SIGKILL leader",
+            Fault::RollingRestart => "rolling restart",
+            Fault::RemoveUsed => "remove member in use",
+        }
+    }
+}
+
+/// What one workload iteration found about read-your-writes.
+#[derive(Debug, Default)]
+struct Workload {
+    records: Vec<OpRecord>,
+    violations: Vec<String>,
+}
+
+fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
+}
+
+/// One timed call: records it and returns its result, or `Hang` if it did
+/// not return within its deadline plus grace.
+async fn timed<T>(
+    kind: OpKind,
+    fut: impl std::future::Future<Output = etcdv3_client::Result<T>>,
+    member: impl Fn(&T) -> u64,
+) -> (OpRecord, Option<T>, Option<ErrorClass>) {
+    let start = Instant::now();
+    let r = tokio::time::timeout(CALL_TIMEOUT + HANG_GRACE, fut).await;
+    let end = Instant::now();
+    let (result, value, class) = match r {
+        Ok(Ok(v)) => (Ok(member(&v)), Some(v), None),
+        Ok(Err(e)) => {
+            let c = classify(&e);
+            (Err((c.clone(), e.to_string())), None, Some(c))
+        }
+        Err(_) => (
+            Err((ErrorClass::Hang, "no answer within deadline + grace".into())),
+            None,
+            Some(ErrorClass::Hang),
+        ),
+    };
+    (
+        OpRecord {
+            kind,
+            start,
+            end,
+            result,
+        },
+        value,
+        class,
+    )
+}
+
+/// Sequential put+get workload until `stop`; every record is pushed to `out`.
+async fn run_workload(
+    client: Client,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<Workload>>,
+) {
+    let mut n: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let key = format!("{prefix}{n:08}");
+        let value = n.to_string();
+        let (rec, _, put_err) = timed(
+            OpKind::Put,
+            client.put(
+                key.clone(),
+                value.clone(),
+                PutOptions::new().with_timeout(CALL_TIMEOUT),
+            ),
+            |r| r.header.as_ref().map_or(0, |h| h.member_id),
+        )
+        .await;
+        out.lock().unwrap().records.push(rec);
+        let (rec, got, _) = timed(
+            OpKind::Get,
+            client.get(key.clone(), GetOptions::new().with_timeout(CALL_TIMEOUT)),
+            |r| r.header.as_ref().map_or(0, |h| h.member_id),
+        )
+        .await;
+        {
+            let mut w = out.lock().unwrap();
+            w.records.push(rec);
+            if let Some(resp) = got {
+                let seen = resp.kvs.first().map(|kv| kv.value.clone());
+                let put_certainly_failed = matches!(
+                    put_err,
+                    Some(ErrorClass::Status(_)) | Some(ErrorClass::NoEndpoints)
+                );
+                let put_acked = put_err.is_none();
+                if put_acked && seen.as_deref() != Some(value.as_bytes()) {
+                    w.violations.push(format!(
+                        "{key}: acknowledged put not seen by the next get ({seen:?})"
+                    ));
+                }
+                if put_certainly_failed && seen.is_some() {
+                    w.violations
+                        .push(format!("{key}: put reported as failed but the get saw it"));
+                }
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Runs a blocking testkit operation off the async workers.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f).await.unwrap()
+}
+
+/// The cluster index of the member the client used most recently.
+fn used_member(cluster: &Cluster, w: &Mutex<Workload>) -> usize {
+    let id = busiest_member(&w.lock().unwrap().records, 100)
+        .expect("no successful operation before the fault");
+    cluster
+        .member_ids()
+        .iter()
+        .position(|m| *m == id)
+        .expect("answering member is not in the cluster")
+}
+
+struct Outcome {
+    fault: Fault,
+    target: String,
+    stats: FaultStats,
+    failures: Vec<String>,
+}
+
+async fn run_fault(fault: Fault) -> Outcome {
+    let cluster = Arc::new(blocking(|| Cluster::start(3)).await.expect("start cluster"));
+    let mut options = ClientOptions::default().with_timeout(CALL_TIMEOUT);
+    if fault == Fault::RemoveUsed {
+        options = options.with_auto_sync(Duration::from_secs(1));
+    }
+    let client = etcdv3_tokio::connect(cluster.client_urls(), options)
+        .await
+        .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let work = Arc::new(Mutex::new(Workload::default()));
+    let task = tokio::spawn(run_workload(
+        client.clone(),
+        "fo/".to_string(),
+        stop.clone(),
+        work.clone(),
+    ));
+    tokio::time::sleep(WARMUP).await;
+
+    let leader = {
+        let c = cluster.clone();
+        blocking(move || c.wait_for_leader(Duration::from_secs(10)))
+            .await
+            .expect("leader")
+    };
+    let used = used_member(&cluster, &work);
+    let target = match fault {
+        Fault::KillLeader => leader,
+        _ => used,
+    };
+    let role = if target == leader {
+        "leader"
+    } else {
+        "follower"
+    };
+    let target_desc = match fault {
+        Fault::RollingRestart => format!("all (leader m{leader}, in use m{used})"),
+        _ => format!(
+            "m{target} ({role}{})",
+            if target == used { ", in use" } else { "" }
+        ),
+    };
+    let target_url = cluster.member(target).client_url();
+
+    let fault_at = Instant::now();
+    let c = cluster.clone();
+    let hold_result: Result<(), String> = blocking(move || {
+        let e = |e: etcdv3_testkit::TestkitError| e.to_string();
+        match fault {
+            Fault::KillUsed | Fault::KillLeader => {
+                c.kill(target).map_err(e)?;
+                std::thread::sleep(HOLD);
+                c.restart(target).map_err(e)?;
+            }
+            Fault::PauseUsed => {
+                c.pause(target).map_err(e)?;
+                std::thread::sleep(HOLD);
+                c.resume(target).map_err(e)?;
+            }
+            Fault::IsolateUsed => {
+                c.isolate(target).map_err(e)?;
+                std::thread::sleep(HOLD);
+                c.heal(target).map_err(e)?;
+            }
+            Fault::BlackholeUsed => {
+                c.blackhole_client(target).map_err(e)?;
+                std::thread::sleep(HOLD);
+                c.unblackhole_client(target).map_err(e)?;
+            }
+            Fault::RollingRestart => {
+                for i in 0..c.size() {
+                    c.restart(i).map_err(e)?;
+                    std::thread::sleep(Duration::from_millis(1000));
+                }
+            }
+            Fault::RemoveUsed => {
+                c.remove_member(target).map_err(e)?;
+                std::thread::sleep(HOLD);
+            }
+        }
+        Ok(())
+    })
+    .await;
+    tokio::time::sleep(TAIL).await;
+    let until = Instant::now();
+    stop.store(true, Ordering::Relaxed);
+    task.await.unwrap();
+
+    let w = std::mem::take(&mut *work.lock().unwrap());
+    let stats = fault_stats(&w.records, fault_at, until);
+    let mut failures = Vec::new();
+    if let Err(e) = hold_result {
+        failures.push(format!("injecting the fault failed: {e}"));
+    }
+    failures.extend(w.violations.iter().cloned());
+    let hangs = stats.count_errors(OpKind::Put, |c| *c == ErrorClass::Hang)
+        + stats.count_errors(OpKind::Get, |c| *c == ErrorClass::Hang);
+    if hangs > 0 || stats.slowest_call > CALL_TIMEOUT + HANG_GRACE {
+        failures.push(format!(
+            "{hangs} call(s) hung past their deadline; slowest call {:?}",
+            stats.slowest_call
+        ));
+    }
+    let bad_reads = stats.count_errors(OpKind::Get, |c| *c != ErrorClass::DeadlineExceeded);
+    if bad_reads > 0 {
+        failures.push(format!(
+            "reads failed with errors other than DeadlineExceeded: {}",
+            stats.error_summary()
+        ));
+    }
+    let bad_puts = stats.count_errors(OpKind::Put, |c| {
+        !matches!(c, ErrorClass::OutcomeUnknown | ErrorClass::DeadlineExceeded)
+    });
+    if bad_puts > 0 {
+        failures.push(format!(
+            "puts failed with errors other than OutcomeUnknown/DeadlineExceeded: {}",
+            stats.error_summary()
+        ));
+    }
+    if stats.longest_gap >= MAX_GAP {
+        failures.push(format!(
+            "longest gap {:?} >= {MAX_GAP:?}",
+            stats.longest_gap
+        ));
+    }
+    // Liveness after the fault is undone: the tail must see successes.
+    let tail_ok = w
+        .records
+        .iter()
+        .filter(|r| r.result.is_ok() && r.end + TAIL / 2 >= until)
+        .count();
+    if tail_ok == 0 {
+        failures.push("no successful operation in the last second".into());
+    }
+    if fault == Fault::RemoveUsed {
+        // Auto-sync must have dropped the removed member's endpoint.
+        let listed = client
+            .endpoint_states()
+            .iter()
+            .any(|s| target_url.ends_with(&s.endpoint.authority()));
+        if listed {
+            failures.push(format!(
+                "removed endpoint {target_url} still in the client's endpoint set"
+            ));
+        }
+    }
+    client.close();
+    blocking(move || drop(cluster)).await;
+    Outcome {
+        fault,
+        target: target_desc,
+        stats,
+        failures,
+    }
+}
+
+#[test]
+fn failover_under_real_faults() {
+    init_tracing();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let only = std::env::var("FAILOVER_ONLY").ok();
+    let mut outcomes = Vec::new();
+    for fault in FAULTS {
+        if only.as_deref().is_some_and(|o| !fault.name().contains(o)) {
+            continue;
+        }
+        let o = rt.block_on(run_fault(fault));
+        eprintln!(
+            "[failover] {:<24} target {:<34} gap {:>6} ms (put {:>6} ms, get {:>6} ms) slowest call {:>5} ms ok {:>5} errors: {}",
+            o.fault.name(),
+            o.target,
+            o.stats.longest_gap.as_millis(),
+            o.stats.longest_put_gap.as_millis(),
+            o.stats.longest_get_gap.as_millis(),
+            o.stats.slowest_call.as_millis(),
+            o.stats.ok,
+            o.stats.error_summary()
+        );
+        for ((k, c), msg) in &o.stats.examples {
+            eprintln!("[failover]     e.g. {k}:{c}: {msg}");
+        }
+        outcomes.push(o);
+    }
+    let failed: BTreeMap<&str, &Vec<String>> = outcomes
+        .iter()
+        .filter(|o| !o.failures.is_empty())
+        .map(|o| (o.fault.name(), &o.failures))
+        .collect();
+    assert!(!outcomes.is_empty(), "FAILOVER_ONLY matched no fault");
+    assert!(
+        failed.is_empty(),
+        "failover properties violated: {failed:#?}"
+    );
+}

@@ -1,0 +1,161 @@
+//! Lock and Election against real etcd (etcd from `ETCD_BIN` or `PATH`).
+//!
+//! `cargo test -p etcdv3-integration --test lock`
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use etcdv3_client::api::{GetOptions, LeaseGrantOptions, LockOptions};
+use etcdv3_client::{Client, ClientOptions};
+use etcdv3_testkit::Cluster;
+use futures_util::StreamExt;
+
+async fn start(size: usize) -> Cluster {
+    tokio::task::spawn_blocking(move || Cluster::start(size))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
+}
+
+async fn connect(cluster: &Cluster) -> Client {
+    etcdv3_tokio::connect(
+        cluster.client_urls(),
+        ClientOptions::default().with_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_is_mutually_exclusive_between_clients() {
+    let cluster = start(1).await;
+    let a = connect(&cluster).await;
+    let b = connect(&cluster).await;
+    let inside = Arc::new(AtomicBool::new(false));
+    let entries = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for c in [a.clone(), b.clone(), a, b] {
+        let inside = inside.clone();
+        let entries = entries.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..3 {
+                let guard = c.lock_with_lease("mutex", 10).await.unwrap();
+                assert!(guard.key().starts_with(b"mutex/"));
+                assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                entries.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                inside.store(false, Ordering::SeqCst);
+                guard.unlock().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t).await.unwrap().unwrap();
+    }
+    assert_eq!(entries.load(Ordering::SeqCst), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry() {
+    let cluster = start(1).await;
+    let a = connect(&cluster).await;
+    let b = connect(&cluster).await;
+    let held = a.lock("plain", LockOptions::new()).await.unwrap();
+    assert!(held.key.starts_with(b"plain/"));
+    // b cannot get it while held.
+    let e = b
+        .lock("plain", LockOptions::new().with_timeout(Duration::from_millis(500)))
+        .await
+        .unwrap_err();
+    assert!(e.is_deadline_exceeded(), "{e:?}");
+    let waiter = tokio::spawn(async move { b.lock("plain", LockOptions::new()).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+    a.unlock(held.key.clone()).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_ne!(got.key, held.key);
+
+    // A lock on a lease that is not kept alive is released on expiry.
+    let lease = a.lease_grant(2, LeaseGrantOptions::new()).await.unwrap();
+    let l1 = a.lock("leased", LockOptions::new().with_lease(lease.id)).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let l2 = a.lock("leased", LockOptions::new()).await.unwrap();
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_ne!(l1.key, l2.key);
+    assert_eq!(a.get(l1.key, GetOptions::new()).await.unwrap().count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_lock_guard_releases_the_lock() {
+    let cluster = start(1).await;
+    let c = connect(&cluster).await;
+    let g = c.lock_with_lease("dropped", 30).await.unwrap();
+    drop(g);
+    // Released by the background revoke, long before the 30 s TTL.
+    let again = tokio::time::timeout(Duration::from_secs(5), c.lock_with_lease("dropped", 30))
+        .await
+        .expect("lock released promptly")
+        .unwrap();
+    again.unlock().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn election_campaign_leader_observe_proclaim_resign() {
+    let cluster = start(1).await;
+    let a = connect(&cluster).await;
+    let b = connect(&cluster).await;
+    let la = a.lease_grant(10, LeaseGrantOptions::new()).await.unwrap();
+    let lb = b.lease_grant(10, LeaseGrantOptions::new()).await.unwrap();
+    let _ka = a.lease_keep_alive(la.id).await.unwrap();
+    let _kb = b.lease_keep_alive(lb.id).await.unwrap();
+
+    let won = a.campaign("elect", "a", la.id).await.unwrap();
+    let leader_a = won.leader.clone().unwrap();
+    assert_eq!(leader_a.name, b"elect");
+    assert_eq!(leader_a.lease, la.id);
+
+    let cur = b.leader("elect").await.unwrap();
+    assert_eq!(cur.kv.as_ref().unwrap().value, b"a");
+
+    let mut observe = b.observe("elect").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(5), observe.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.kv.unwrap().value, b"a");
+
+    // b campaigns and waits behind a.
+    let b2 = b.clone();
+    let campaign_b = tokio::spawn(async move { b2.campaign("elect", "b", lb.id).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!campaign_b.is_finished(), "b must wait while a leads");
+
+    a.proclaim(leader_a.clone(), "a2").await.unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), observe.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.kv.unwrap().value, b"a2");
+
+    a.resign(leader_a).await.unwrap();
+    let won_b = tokio::time::timeout(Duration::from_secs(10), campaign_b)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(won_b.leader.unwrap().lease, lb.id);
+    let next = tokio::time::timeout(Duration::from_secs(5), observe.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.kv.unwrap().value, b"b");
+    assert_eq!(a.leader("elect").await.unwrap().kv.unwrap().value, b"b");
+}

@@ -1,0 +1,238 @@
+//! Watch against real etcd (etcd from `ETCD_BIN` or `PATH`).
+//!
+//! `cargo test -p etcdv3-integration --test watch`
+
+use std::time::Duration;
+
+use etcdv3_client::api::{
+    CompactOptions, DeleteOptions, EventType, PutOptions, WatchEvent, WatchOptions, Watcher,
+};
+use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_testkit::Cluster;
+use futures_util::StreamExt;
+
+async fn start(size: usize) -> Cluster {
+    tokio::task::spawn_blocking(move || Cluster::start(size))
+        .await
+        .unwrap()
+        .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
+}
+
+async fn connect(cluster: &Cluster) -> Client {
+    etcdv3_tokio::connect(
+        cluster.client_urls(),
+        ClientOptions::default().with_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap()
+}
+
+/// The next event that is not a progress notification.
+async fn next(w: &mut Watcher) -> WatchEvent {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+            Ok(Some(Ok(WatchEvent::Progress { .. }))) => continue,
+            Ok(Some(Ok(e))) => return e,
+            Ok(Some(Err(e))) => panic!("watch error: {e}"),
+            Ok(None) => panic!("watcher ended"),
+            Err(_) => panic!("no watch event within 10 s"),
+        }
+    }
+}
+
+/// (type, key, value, mod_revision) of the next `n` events.
+async fn collect(w: &mut Watcher, n: usize) -> Vec<(EventType, String, String, i64)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        match next(w).await {
+            WatchEvent::Events { events, .. } => {
+                for e in events {
+                    let kv = e.kv.clone().unwrap_or_default();
+                    out.push((
+                        e.r#type(),
+                        String::from_utf8_lossy(&kv.key).into_owned(),
+                        String::from_utf8_lossy(&kv.value).into_owned(),
+                        kv.mod_revision,
+                    ));
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    out
+}
+
+async fn put(c: &Client, k: &str, v: &str) -> i64 {
+    c.put(k, v, PutOptions::new())
+        .await
+        .unwrap()
+        .header
+        .unwrap()
+        .revision
+}
+
+async fn assert_quiet(w: &mut Watcher) {
+    match tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+        Err(_) => {}
+        Ok(Some(Ok(WatchEvent::Progress { .. }))) => {}
+        Ok(other) => panic!("expected nothing, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_and_delete_events_prefix_and_range() {
+    let cluster = start(1).await;
+    let c = connect(&cluster).await;
+    let mut key = c.watch("k", WatchOptions::new()).await.unwrap();
+    let mut prefix = c.watch("p/", WatchOptions::new().with_prefix()).await.unwrap();
+    assert!(key.created_revision() > 0);
+    assert_ne!(key.id(), prefix.id());
+
+    let r1 = put(&c, "k", "v1").await;
+    put(&c, "q", "x").await;
+    let r2 = put(&c, "p/a", "1").await;
+    let r3 = c.delete("k", DeleteOptions::new()).await.unwrap().header.unwrap().revision;
+    let r4 = put(&c, "p/b", "2").await;
+
+    assert_eq!(
+        collect(&mut key, 2).await,
+        vec![
+            (EventType::Put, "k".into(), "v1".into(), r1),
+            (EventType::Delete, "k".into(), "".into(), r3),
+        ]
+    );
+    assert_eq!(
+        collect(&mut prefix, 2).await,
+        vec![
+            (EventType::Put, "p/a".into(), "1".into(), r2),
+            (EventType::Put, "p/b".into(), "2".into(), r4),
+        ]
+    );
+    assert_quiet(&mut key).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_replay_prev_kv_and_filters() {
+    let cluster = start(1).await;
+    let c = connect(&cluster).await;
+    let r1 = put(&c, "h", "1").await;
+    let r2 = put(&c, "h", "2").await;
+    let r3 = c.delete("h", DeleteOptions::new()).await.unwrap().header.unwrap().revision;
+
+    let mut replay = c
+        .watch("h", WatchOptions::new().with_start_revision(r1).with_prev_kv())
+        .await
+        .unwrap();
+    let mut events = Vec::new();
+    while events.len() < 3 {
+        if let WatchEvent::Events { events: evs, .. } = next(&mut replay).await {
+            events.extend(evs);
+        }
+    }
+    let revs: Vec<i64> = events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+    assert_eq!(revs, vec![r1, r2, r3]);
+    assert!(events[0].prev_kv.is_none());
+    assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"1");
+    assert_eq!(events[2].r#type(), EventType::Delete);
+    assert_eq!(events[2].prev_kv.as_ref().unwrap().value, b"2");
+
+    let mut no_put = c
+        .watch("h", WatchOptions::new().with_start_revision(r1).with_no_put())
+        .await
+        .unwrap();
+    assert_eq!(collect(&mut no_put, 1).await[0].3, r3);
+    let mut no_delete = c
+        .watch("h", WatchOptions::new().with_start_revision(r1).with_no_delete())
+        .await
+        .unwrap();
+    let got: Vec<i64> = collect(&mut no_delete, 2).await.iter().map(|e| e.3).collect();
+    assert_eq!(got, vec![r1, r2]);
+    assert_quiet(&mut no_delete).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_request_and_cancel() {
+    let cluster = start(1).await;
+    let c = connect(&cluster).await;
+    let rev = put(&c, "other", "x").await;
+    let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
+    w.request_progress().unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+        Ok(Some(Ok(WatchEvent::Progress { revision }))) => assert!(revision >= rev),
+        other => panic!("expected progress, got {other:?}"),
+    }
+
+    let w2 = c.watch("k", WatchOptions::new()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), w2.cancel())
+        .await
+        .expect("cancel confirmed in time")
+        .unwrap();
+    // The remaining watcher is unaffected.
+    let r = put(&c, "k", "v").await;
+    assert_eq!(collect(&mut w, 1).await[0].3, r);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_start_revision_reports_compacted() {
+    let cluster = start(1).await;
+    let c = connect(&cluster).await;
+    let r1 = put(&c, "c", "1").await;
+    put(&c, "c", "2").await;
+    let r3 = put(&c, "c", "3").await;
+    c.compact(r3, CompactOptions::new()).await.unwrap();
+    let mut w = c
+        .watch("c", WatchOptions::new().with_start_revision(r1))
+        .await
+        .unwrap();
+    match next(&mut w).await {
+        WatchEvent::Compacted { compact_revision } => assert_eq!(compact_revision, r3),
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    assert!(w.next().await.is_none(), "the watcher ends after Compacted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_the_client_ends_watchers_with_closed() {
+    let cluster = start(1).await;
+    let c = connect(&cluster).await;
+    let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
+    c.close();
+    match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+        Ok(Some(Err(Error::Closed))) => {}
+        other => panic!("expected Err(Closed), got {other:?}"),
+    }
+    assert!(w.next().await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_watchers_share_one_stream_and_survive_member_restarts() {
+    let cluster = start(3).await;
+    let watcher_client = connect(&cluster).await;
+    let writer = connect(&cluster).await;
+    let mut watchers = Vec::new();
+    for _ in 0..3 {
+        watchers.push(
+            watcher_client
+                .watch("f/", WatchOptions::new().with_prefix())
+                .await
+                .unwrap(),
+        );
+    }
+    let mut want = Vec::new();
+    for round in 0..3 {
+        for i in 0..5 {
+            want.push(put(&writer, &format!("f/{round}/{i}"), "v").await);
+        }
+        // Take down one member at a time; the watch stream must move.
+        let c = &cluster;
+        tokio::task::block_in_place(|| c.restart(round)).unwrap();
+    }
+    for i in 0..5 {
+        want.push(put(&writer, &format!("f/end/{i}"), "v").await);
+    }
+    for w in &mut watchers {
+        let got: Vec<i64> = collect(w, want.len()).await.iter().map(|e| e.3).collect();
+        assert_eq!(got, want, "every revision exactly once, in order");
+        assert_quiet(w).await;
+    }
+}
