@@ -18,28 +18,29 @@
 //! * reads fail with nothing but `DeadlineExceeded` (they are retried
 //!   elsewhere until their deadline), puts with nothing but `OutcomeUnknown`
 //!   or `DeadlineExceeded`;
-//! * the longest gap stays under 8 s, and operations succeed again after
+//! * the longest gap stays under 8 s (4 s when the fault cannot leave a
+//!   put pending inside etcd), and operations succeed again after
 //!   the fault is undone;
 //! * read-your-writes on every key: an acknowledged put is seen by the get
 //!   that follows it, a put that certainly failed is not.
 //!
-//! TODO(watch): the watch API (`crates/etcdv3-client/src/api/watch.rs`) does
-//! not exist yet. Once it does, run a prefix watch on `fo/` through every
-//! fault and assert that the revision of every acknowledged put is delivered
-//! exactly once and in order (and that unknown-outcome puts appear at most
-//! once).
+//! * a prefix watch on the workload's keys, open through the whole run,
+//!   delivers every put that the store holds at the end exactly once, in
+//!   strictly increasing revision order, at the revision the put's response
+//!   reported (and nothing the client reported as certainly not applied).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcdv3_client::api::{GetOptions, PutOptions};
+use etcdv3_client::api::{GetOptions, PutOptions, WatchEvent, WatchOptions};
 use etcdv3_client::{Client, ClientOptions};
 use etcdv3_integration::failover_support::{
     busiest_member, classify, fault_stats, ErrorClass, FaultStats, OpKind, OpRecord,
 };
 use etcdv3_testkit::Cluster;
+use futures_util::StreamExt;
 
 /// Deadline of every workload call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +50,10 @@ const HANG_GRACE: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(10);
 /// Loose bound on the longest gap between successful operations.
 const MAX_GAP: Duration = Duration::from_secs(8);
+/// Bound on the longest gap when no mutation can be stuck inside etcd.
+const TIGHT_GAP: Duration = Duration::from_secs(4);
+/// How long the watch may take to catch up with the store after the run.
+const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
 /// Workload time before the fault.
 const WARMUP: Duration = Duration::from_millis(1500);
 /// How long a fault is held before it is undone.
@@ -99,11 +104,15 @@ impl Fault {
     }
 }
 
-/// What one workload iteration found about read-your-writes.
+/// What the workload saw.
 #[derive(Debug, Default)]
 struct Workload {
     records: Vec<OpRecord>,
     violations: Vec<String>,
+    /// Acknowledged puts: key -> revision from the response header.
+    acked: HashMap<String, i64>,
+    /// Keys whose put failed with an error that says it was not applied.
+    not_applied: Vec<String>,
 }
 
 fn init_tracing() {
@@ -121,7 +130,7 @@ async fn timed<T>(
     kind: OpKind,
     fut: impl std::future::Future<Output = etcdv3_client::Result<T>>,
     member: impl Fn(&T) -> u64,
-) -> (OpRecord, Option<T>, Option<ErrorClass>) {
+) -> (OpRecord, Option<T>, Option<(ErrorClass, bool)>) {
     let start = Instant::now();
     let r = tokio::time::timeout(CALL_TIMEOUT + HANG_GRACE, fut).await;
     let end = Instant::now();
@@ -129,12 +138,16 @@ async fn timed<T>(
         Ok(Ok(v)) => (Ok(member(&v)), Some(v), None),
         Ok(Err(e)) => {
             let c = classify(&e);
-            (Err((c.clone(), e.to_string())), None, Some(c))
+            (
+                Err((c.clone(), e.to_string())),
+                None,
+                Some((c, e.may_have_applied())),
+            )
         }
         Err(_) => (
             Err((ErrorClass::Hang, "no answer within deadline + grace".into())),
             None,
-            Some(ErrorClass::Hang),
+            Some((ErrorClass::Hang, true)),
         ),
     };
     (
@@ -161,7 +174,7 @@ async fn run_workload(
         n += 1;
         let key = format!("{prefix}{n:08}");
         let value = n.to_string();
-        let (rec, _, put_err) = timed(
+        let (rec, put_resp, put_err) = timed(
             OpKind::Put,
             client.put(
                 key.clone(),
@@ -171,7 +184,20 @@ async fn run_workload(
             |r| r.header.as_ref().map_or(0, |h| h.member_id),
         )
         .await;
-        out.lock().unwrap().records.push(rec);
+        let put_certainly_failed = put_err
+            .as_ref()
+            .is_some_and(|(_, may_have_applied)| !may_have_applied);
+        {
+            let mut w = out.lock().unwrap();
+            w.records.push(rec);
+            if let Some(r) = put_resp {
+                let rev = r.header.map_or(0, |h| h.revision);
+                w.acked.insert(key.clone(), rev);
+            }
+            if put_certainly_failed {
+                w.not_applied.push(key.clone());
+            }
+        }
         let (rec, got, _) = timed(
             OpKind::Get,
             client.get(key.clone(), GetOptions::new().with_timeout(CALL_TIMEOUT)),
@@ -183,10 +209,6 @@ async fn run_workload(
             w.records.push(rec);
             if let Some(resp) = got {
                 let seen = resp.kvs.first().map(|kv| kv.value.clone());
-                let put_certainly_failed = matches!(
-                    put_err,
-                    Some(ErrorClass::Status(_)) | Some(ErrorClass::NoEndpoints)
-                );
                 let put_acked = put_err.is_none();
                 if put_acked && seen.as_deref() != Some(value.as_bytes()) {
                     w.violations.push(format!(
@@ -201,6 +223,115 @@ async fn run_workload(
         }
         tokio::time::sleep(TICK).await;
     }
+}
+
+/// What the prefix watch delivered.
+#[derive(Debug, Default)]
+struct Watched {
+    /// (mod_revision, key) of every put event, in delivery order.
+    events: Vec<(i64, String)>,
+    /// Highest header revision seen (events or progress).
+    revision: i64,
+    /// The watcher ended or failed: why.
+    ended: Option<String>,
+}
+
+/// Drains the watcher into `out` until it ends or `stop` is set.
+async fn collect_watch(
+    mut watcher: etcdv3_client::api::watch::Watcher,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<Watched>>,
+) {
+    while !stop.load(Ordering::Relaxed) {
+        let next = tokio::time::timeout(Duration::from_millis(200), watcher.next()).await;
+        let Ok(next) = next else { continue };
+        let mut w = out.lock().unwrap();
+        match next {
+            Some(Ok(WatchEvent::Events { events, revision })) => {
+                for e in events {
+                    if let Some(kv) = e.kv {
+                        w.events.push((
+                            kv.mod_revision,
+                            String::from_utf8_lossy(&kv.key).into_owned(),
+                        ));
+                    }
+                }
+                w.revision = w.revision.max(revision);
+            }
+            Some(Ok(WatchEvent::Progress { revision })) => w.revision = w.revision.max(revision),
+            Some(Ok(WatchEvent::Created { .. })) => {}
+            Some(Ok(other)) => {
+                w.ended = Some(format!("watcher ended: {other:?}"));
+                return;
+            }
+            Some(Err(e)) => {
+                w.ended = Some(format!("watcher failed: {e}"));
+                return;
+            }
+            None => {
+                w.ended = Some("watcher stream ended".into());
+                return;
+            }
+        }
+    }
+}
+
+/// Checks what the watch delivered against the store's final content under
+/// the prefix and what the workload was told.
+fn check_watch(watched: &Watched, store: &HashMap<String, i64>, work: &Workload) -> Vec<String> {
+    let mut errs = Vec::new();
+    if let Some(e) = &watched.ended {
+        errs.push(e.clone());
+    }
+    for pair in watched.events.windows(2) {
+        if pair[1].0 <= pair[0].0 {
+            errs.push(format!(
+                "watch events out of order or duplicated: revision {} ({}) after {} ({})",
+                pair[1].0, pair[1].1, pair[0].0, pair[0].1
+            ));
+            break;
+        }
+    }
+    let mut seen: HashMap<&str, Vec<i64>> = HashMap::new();
+    for (rev, key) in &watched.events {
+        seen.entry(key.as_str()).or_default().push(*rev);
+    }
+    for (key, revs) in &seen {
+        if revs.len() != 1 {
+            errs.push(format!(
+                "watch delivered {key} {} times: {revs:?}",
+                revs.len()
+            ));
+        }
+        if store.get(*key) != revs.first() {
+            errs.push(format!(
+                "watch delivered {key} at {revs:?}, the store has it at {:?}",
+                store.get(*key)
+            ));
+        }
+    }
+    for (key, rev) in store {
+        if !seen.contains_key(key.as_str()) {
+            errs.push(format!("watch missed {key} (revision {rev})"));
+        }
+    }
+    for (key, rev) in &work.acked {
+        if store.get(key) != Some(rev) {
+            errs.push(format!(
+                "put of {key} acknowledged at revision {rev}, the store has {:?}",
+                store.get(key)
+            ));
+        }
+    }
+    for key in &work.not_applied {
+        if store.contains_key(key) {
+            errs.push(format!(
+                "put of {key} reported as not applied is in the store"
+            ));
+        }
+    }
+    errs.truncate(20);
+    errs
 }
 
 /// Runs a blocking testkit operation off the async workers.
@@ -221,6 +352,8 @@ fn used_member(cluster: &Cluster, w: &Mutex<Workload>) -> usize {
 
 struct Outcome {
     fault: Fault,
+    watch_events: usize,
+    watch_lag: Duration,
     target: String,
     stats: FaultStats,
     failures: Vec<String>,
@@ -237,6 +370,13 @@ async fn run_fault(fault: Fault) -> Outcome {
         .expect("client");
     let stop = Arc::new(AtomicBool::new(false));
     let work = Arc::new(Mutex::new(Workload::default()));
+    let watcher = client
+        .watch("fo/", WatchOptions::new().with_prefix())
+        .await
+        .expect("watch");
+    let watch_stop = Arc::new(AtomicBool::new(false));
+    let watched = Arc::new(Mutex::new(Watched::default()));
+    let watch_task = tokio::spawn(collect_watch(watcher, watch_stop.clone(), watched.clone()));
     let task = tokio::spawn(run_workload(
         client.clone(),
         "fo/".to_string(),
@@ -269,6 +409,16 @@ async fn run_fault(fault: Fault) -> Outcome {
         ),
     };
     let target_url = cluster.member(target).client_url();
+    // A mutation that reached a member whose leader is lost (leader killed,
+    // paused or removed; the member cut off from its peers) can stay
+    // pending inside etcd until etcd's own request timeout (7 s here):
+    // the client must not retry it, so the caller waits up to the call's
+    // deadline. Otherwise failover only waits for the client's own
+    // detection (connection loss, or a 700 ms stall plus a 1 s ping).
+    let leader_lost = fault == Fault::IsolateUsed
+        || fault == Fault::RollingRestart
+        || (target == leader && fault != Fault::BlackholeUsed);
+    let gap_bound = if leader_lost { MAX_GAP } else { TIGHT_GAP };
 
     let fault_at = Instant::now();
     let c = cluster.clone();
@@ -317,6 +467,56 @@ async fn run_fault(fault: Fault) -> Outcome {
     let w = std::mem::take(&mut *work.lock().unwrap());
     let stats = fault_stats(&w.records, fault_at, until);
     let mut failures = Vec::new();
+
+    // The store's final content under the prefix, then let the watch catch
+    // up with it (it may be re-establishing after the fault).
+    let mut store = HashMap::new();
+    let mut store_rev = 0;
+    for _ in 0..3 {
+        match client
+            .get(
+                "fo/",
+                GetOptions::new().with_prefix().with_timeout(CALL_TIMEOUT),
+            )
+            .await
+        {
+            Ok(r) => {
+                store_rev = r.header.map_or(0, |h| h.revision);
+                for kv in r.kvs {
+                    store.insert(
+                        String::from_utf8_lossy(&kv.key).into_owned(),
+                        kv.mod_revision,
+                    );
+                }
+                break;
+            }
+            Err(e) => failures.push(format!("final read of the store failed: {e}")),
+        }
+    }
+    let catch_up = Instant::now();
+    while catch_up.elapsed() < WATCH_CATCH_UP {
+        let (rev, ended) = {
+            let w = watched.lock().unwrap();
+            (w.revision, w.ended.is_some())
+        };
+        if rev >= store_rev || ended {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let watch_lag = catch_up.elapsed();
+    watch_stop.store(true, Ordering::Relaxed);
+    watch_task.await.unwrap();
+    {
+        let watched = watched.lock().unwrap();
+        if watched.revision < store_rev && watched.ended.is_none() {
+            failures.push(format!(
+                "watch stuck at revision {} < store revision {store_rev} after {WATCH_CATCH_UP:?}",
+                watched.revision
+            ));
+        }
+        failures.extend(check_watch(&watched, &store, &w));
+    }
     if let Err(e) = hold_result {
         failures.push(format!("injecting the fault failed: {e}"));
     }
@@ -345,9 +545,9 @@ async fn run_fault(fault: Fault) -> Outcome {
             stats.error_summary()
         ));
     }
-    if stats.longest_gap >= MAX_GAP {
+    if stats.longest_gap >= gap_bound {
         failures.push(format!(
-            "longest gap {:?} >= {MAX_GAP:?}",
+            "longest gap {:?} >= {gap_bound:?}",
             stats.longest_gap
         ));
     }
@@ -374,8 +574,11 @@ async fn run_fault(fault: Fault) -> Outcome {
     }
     client.close();
     blocking(move || drop(cluster)).await;
+    let watch_events = watched.lock().unwrap().events.len();
     Outcome {
         fault,
+        watch_events,
+        watch_lag,
         target: target_desc,
         stats,
         failures,
@@ -407,6 +610,11 @@ fn failover_under_real_faults() {
             o.stats.slowest_call.as_millis(),
             o.stats.ok,
             o.stats.error_summary()
+        );
+        eprintln!(
+            "[failover]     watch: {} events, caught up {} ms after the run",
+            o.watch_events,
+            o.watch_lag.as_millis()
         );
         for ((k, c), msg) in &o.stats.examples {
             eprintln!("[failover]     e.g. {k}:{c}: {msg}");

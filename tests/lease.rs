@@ -42,8 +42,12 @@ async fn grant_ttl_leases_revoke() {
         .unwrap();
     assert_eq!(chosen.id, 0x1234);
 
-    c.put("a", "1", PutOptions::new().with_lease(l.id)).await.unwrap();
-    c.put("b", "2", PutOptions::new().with_lease(l.id)).await.unwrap();
+    c.put("a", "1", PutOptions::new().with_lease(l.id))
+        .await
+        .unwrap();
+    c.put("b", "2", PutOptions::new().with_lease(l.id))
+        .await
+        .unwrap();
     let ttl = c.lease_time_to_live(l.id, true).await.unwrap();
     assert_eq!(ttl.granted_ttl, 60);
     assert!(ttl.ttl > 50 && ttl.ttl <= 60, "{}", ttl.ttl);
@@ -51,7 +55,14 @@ async fn grant_ttl_leases_revoke() {
     keys.sort();
     assert_eq!(keys, vec![b"a".to_vec(), b"b".to_vec()]);
 
-    let ids: Vec<i64> = c.lease_leases().await.unwrap().leases.iter().map(|s| s.id).collect();
+    let ids: Vec<i64> = c
+        .lease_leases()
+        .await
+        .unwrap()
+        .leases
+        .iter()
+        .map(|s| s.id)
+        .collect();
     assert!(ids.contains(&l.id) && ids.contains(&0x1234), "{ids:?}");
 
     c.lease_revoke(l.id).await.unwrap();
@@ -59,7 +70,10 @@ async fn grant_ttl_leases_revoke() {
     assert!(!exists(&c, "b").await);
     assert_eq!(c.lease_time_to_live(l.id, false).await.unwrap().ttl, -1);
     let e = c.keep_alive_once(l.id).await.unwrap_err();
-    assert!(matches!(e, Error::LeaseExpired { id } if id == l.id), "{e:?}");
+    assert!(
+        matches!(e, Error::LeaseExpired { id } if id == l.id),
+        "{e:?}"
+    );
     let e = c.lease_keep_alive(l.id).await.unwrap_err();
     assert!(matches!(e, Error::LeaseExpired { .. }), "{e:?}");
     assert!(matches!(
@@ -73,7 +87,9 @@ async fn keep_alive_keeps_a_key_past_its_ttl_and_drop_lets_it_expire() {
     let cluster = start(1).await;
     let c = connect(&cluster).await;
     let l = c.lease_grant(2, LeaseGrantOptions::new()).await.unwrap();
-    c.put("alive", "1", PutOptions::new().with_lease(l.id)).await.unwrap();
+    c.put("alive", "1", PutOptions::new().with_lease(l.id))
+        .await
+        .unwrap();
     let mut keeper = c.lease_keep_alive(l.id).await.unwrap();
     assert_eq!(keeper.id(), l.id);
     assert_eq!(keeper.ttl(), 2);
@@ -121,7 +137,9 @@ async fn keep_alive_survives_a_member_restart() {
     let cluster = start(3).await;
     let c = connect(&cluster).await;
     let l = c.lease_grant(4, LeaseGrantOptions::new()).await.unwrap();
-    c.put("survivor", "1", PutOptions::new().with_lease(l.id)).await.unwrap();
+    c.put("survivor", "1", PutOptions::new().with_lease(l.id))
+        .await
+        .unwrap();
     let _keeper = c.lease_keep_alive(l.id).await.unwrap();
     for i in 0..3 {
         let cl = &cluster;

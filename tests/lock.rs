@@ -51,7 +51,10 @@ async fn lock_is_mutually_exclusive_between_clients() {
         }));
     }
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(60), t).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .unwrap()
+            .unwrap();
     }
     assert_eq!(entries.load(Ordering::SeqCst), 12);
 }
@@ -65,7 +68,10 @@ async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry() {
     assert!(held.key.starts_with(b"plain/"));
     // b cannot get it while held.
     let e = b
-        .lock("plain", LockOptions::new().with_timeout(Duration::from_millis(500)))
+        .lock(
+            "plain",
+            LockOptions::new().with_timeout(Duration::from_millis(500)),
+        )
         .await
         .unwrap_err();
     assert!(e.is_deadline_exceeded(), "{e:?}");
@@ -82,7 +88,10 @@ async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry() {
 
     // A lock on a lease that is not kept alive is released on expiry.
     let lease = a.lease_grant(2, LeaseGrantOptions::new()).await.unwrap();
-    let l1 = a.lock("leased", LockOptions::new().with_lease(lease.id)).await.unwrap();
+    let l1 = a
+        .lock("leased", LockOptions::new().with_lease(lease.id))
+        .await
+        .unwrap();
     let t0 = std::time::Instant::now();
     let l2 = a.lock("leased", LockOptions::new()).await.unwrap();
     assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());

@@ -84,14 +84,23 @@ async fn put_and_delete_events_prefix_and_range() {
     let cluster = start(1).await;
     let c = connect(&cluster).await;
     let mut key = c.watch("k", WatchOptions::new()).await.unwrap();
-    let mut prefix = c.watch("p/", WatchOptions::new().with_prefix()).await.unwrap();
+    let mut prefix = c
+        .watch("p/", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
     assert!(key.created_revision() > 0);
     assert_ne!(key.id(), prefix.id());
 
     let r1 = put(&c, "k", "v1").await;
     put(&c, "q", "x").await;
     let r2 = put(&c, "p/a", "1").await;
-    let r3 = c.delete("k", DeleteOptions::new()).await.unwrap().header.unwrap().revision;
+    let r3 = c
+        .delete("k", DeleteOptions::new())
+        .await
+        .unwrap()
+        .header
+        .unwrap()
+        .revision;
     let r4 = put(&c, "p/b", "2").await;
 
     assert_eq!(
@@ -117,10 +126,19 @@ async fn history_replay_prev_kv_and_filters() {
     let c = connect(&cluster).await;
     let r1 = put(&c, "h", "1").await;
     let r2 = put(&c, "h", "2").await;
-    let r3 = c.delete("h", DeleteOptions::new()).await.unwrap().header.unwrap().revision;
+    let r3 = c
+        .delete("h", DeleteOptions::new())
+        .await
+        .unwrap()
+        .header
+        .unwrap()
+        .revision;
 
     let mut replay = c
-        .watch("h", WatchOptions::new().with_start_revision(r1).with_prev_kv())
+        .watch(
+            "h",
+            WatchOptions::new().with_start_revision(r1).with_prev_kv(),
+        )
         .await
         .unwrap();
     let mut events = Vec::new();
@@ -129,7 +147,10 @@ async fn history_replay_prev_kv_and_filters() {
             events.extend(evs);
         }
     }
-    let revs: Vec<i64> = events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+    let revs: Vec<i64> = events
+        .iter()
+        .map(|e| e.kv.as_ref().unwrap().mod_revision)
+        .collect();
     assert_eq!(revs, vec![r1, r2, r3]);
     assert!(events[0].prev_kv.is_none());
     assert_eq!(events[1].prev_kv.as_ref().unwrap().value, b"1");
@@ -137,15 +158,25 @@ async fn history_replay_prev_kv_and_filters() {
     assert_eq!(events[2].prev_kv.as_ref().unwrap().value, b"2");
 
     let mut no_put = c
-        .watch("h", WatchOptions::new().with_start_revision(r1).with_no_put())
+        .watch(
+            "h",
+            WatchOptions::new().with_start_revision(r1).with_no_put(),
+        )
         .await
         .unwrap();
     assert_eq!(collect(&mut no_put, 1).await[0].3, r3);
     let mut no_delete = c
-        .watch("h", WatchOptions::new().with_start_revision(r1).with_no_delete())
+        .watch(
+            "h",
+            WatchOptions::new().with_start_revision(r1).with_no_delete(),
+        )
         .await
         .unwrap();
-    let got: Vec<i64> = collect(&mut no_delete, 2).await.iter().map(|e| e.3).collect();
+    let got: Vec<i64> = collect(&mut no_delete, 2)
+        .await
+        .iter()
+        .map(|e| e.3)
+        .collect();
     assert_eq!(got, vec![r1, r2]);
     assert_quiet(&mut no_delete).await;
 }

@@ -69,7 +69,11 @@ impl Client {
     ///
     /// Fails when the list is empty, an endpoint is invalid, or an `https`
     /// endpoint is given without TLS options.
-    pub fn new<I, S>(runtime: Arc<dyn Runtime>, endpoints: I, options: ClientOptions) -> Result<Client>
+    pub fn new<I, S>(
+        runtime: Arc<dyn Runtime>,
+        endpoints: I,
+        options: ClientOptions,
+    ) -> Result<Client>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
@@ -163,10 +167,12 @@ impl Client {
         Q: prost::Message,
         A: prost::Message + Default,
     {
-        let body = codec::encode(req, self.shared.options.max_send_message_size)
-            .map_err(|source| Error::Frame {
-                method: method.path,
-                source,
+        let body =
+            codec::encode(req, self.shared.options.max_send_message_size).map_err(|source| {
+                Error::Frame {
+                    method: method.path,
+                    source,
+                }
             })?;
         let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
         let msg = transport::call::unary(&self.shared, method, body, timeout).await?;
@@ -188,17 +194,25 @@ impl Client {
     }
 
     /// Start a server-streaming call (snapshot, election observe).
-    pub(crate) async fn server_stream<Q, A>(&self, method: Method, req: &Q, opts: CallOptions) -> Result<ServerStream<A>>
+    pub(crate) async fn server_stream<Q, A>(
+        &self,
+        method: Method,
+        req: &Q,
+        opts: CallOptions,
+    ) -> Result<ServerStream<A>>
     where
         Q: prost::Message,
         A: prost::Message + Default,
     {
-        let body = codec::encode(req, self.shared.options.max_send_message_size)
-            .map_err(|source| Error::Frame {
-                method: method.path,
-                source,
+        let body =
+            codec::encode(req, self.shared.options.max_send_message_size).map_err(|source| {
+                Error::Frame {
+                    method: method.path,
+                    source,
+                }
             })?;
-        let call: BidiCall<(), A> = transport::stream::open(&self.shared, method, Some(body), opts.timeout).await?;
+        let call: BidiCall<(), A> =
+            transport::stream::open(&self.shared, method, Some(body), opts.timeout).await?;
         Ok(ServerStream::new(call))
     }
 }
@@ -217,7 +231,11 @@ mod smoke {
 
     struct Rt;
     impl Runtime for Rt {
-        fn connect(&self, host: &str, port: u16) -> crate::BoxFuture<'static, std::io::Result<crate::BoxIo>> {
+        fn connect(
+            &self,
+            host: &str,
+            port: u16,
+        ) -> crate::BoxFuture<'static, std::io::Result<crate::BoxIo>> {
             let host = host.to_string();
             Box::pin(async move {
                 let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
@@ -238,12 +256,27 @@ mod smoke {
     async fn smoke_put_get() {
         let c = Client::new(Arc::new(Rt), ["127.0.0.1:23790"], ClientOptions::default()).unwrap();
         let p: PutResponse = c
-            .unary(etcdv3_proto::method::KV_PUT, &PutRequest { key: b"a".to_vec(), value: b"1".to_vec(), ..Default::default() }, CallOptions::default())
+            .unary(
+                etcdv3_proto::method::KV_PUT,
+                &PutRequest {
+                    key: b"a".to_vec(),
+                    value: b"1".to_vec(),
+                    ..Default::default()
+                },
+                CallOptions::default(),
+            )
             .await
             .unwrap();
         println!("put {p:?}");
         let r: RangeResponse = c
-            .unary(etcdv3_proto::method::KV_RANGE, &RangeRequest { key: b"a".to_vec(), ..Default::default() }, CallOptions::default())
+            .unary(
+                etcdv3_proto::method::KV_RANGE,
+                &RangeRequest {
+                    key: b"a".to_vec(),
+                    ..Default::default()
+                },
+                CallOptions::default(),
+            )
             .await
             .unwrap();
         println!("get {r:?}");
@@ -251,7 +284,14 @@ mod smoke {
         let t = Instant::now();
         for _ in 0..2000 {
             let _: RangeResponse = c
-                .unary(etcdv3_proto::method::KV_RANGE, &RangeRequest { key: b"a".to_vec(), ..Default::default() }, CallOptions::default())
+                .unary(
+                    etcdv3_proto::method::KV_RANGE,
+                    &RangeRequest {
+                        key: b"a".to_vec(),
+                        ..Default::default()
+                    },
+                    CallOptions::default(),
+                )
                 .await
                 .unwrap();
         }

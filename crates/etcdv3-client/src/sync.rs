@@ -31,7 +31,9 @@ pub(crate) async fn run(client: Client, interval: Duration) {
         if client.is_closed() {
             return;
         }
-        let req = MemberListRequest { linearizable: false };
+        let req = MemberListRequest {
+            linearizable: false,
+        };
         let resp: crate::Result<MemberListResponse> = client
             .unary(CLUSTER_MEMBER_LIST, &req, CallOptions::default())
             .await;
@@ -43,7 +45,9 @@ pub(crate) async fn run(client: Client, interval: Duration) {
                     continue;
                 }
                 match client.set_endpoints(&urls) {
-                    Ok(()) => tracing::debug!(endpoints = ?urls, "endpoints synced from member list"),
+                    Ok(()) => {
+                        tracing::debug!(endpoints = ?urls, "endpoints synced from member list")
+                    }
                     Err(e) => tracing::warn!(error = %e, "member list endpoints unusable"),
                 }
             }
@@ -73,6 +77,9 @@ mod tests {
             ],
             ..Default::default()
         };
-        assert_eq!(member_endpoints(&resp), vec!["http://a:2379", "http://b:2379"]);
+        assert_eq!(
+            member_endpoints(&resp),
+            vec!["http://a:2379", "http://b:2379"]
+        );
     }
 }

@@ -60,7 +60,10 @@ fn main() {
 
     let statuses = [
         Status::new(Code::Unavailable, "etcdserver: no leader"),
-        Status::new(Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+        Status::new(
+            Code::OutOfRange,
+            "etcdserver: mvcc: required revision has been compacted",
+        ),
         Status::new(Code::Unknown, "something nobody has seen"),
     ];
     bench("classify an etcd error", |n| {

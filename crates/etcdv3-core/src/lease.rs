@@ -126,7 +126,10 @@ impl LeaseKeeper {
     /// until `None` while a stream is up. A request that goes unanswered is
     /// sent again after another renewal interval.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<LeaseKeepAliveRequest> {
-        let (id, k) = self.leases.iter_mut().find(|(_, k)| k.next_renewal <= now)?;
+        let (id, k) = self
+            .leases
+            .iter_mut()
+            .find(|(_, k)| k.next_renewal <= now)?;
         k.next_renewal = now + renew_interval(k.ttl);
         if k.sent_at.is_none() {
             k.sent_at = Some(now);
@@ -167,7 +170,10 @@ impl LeaseKeeper {
     /// When [`handle_timeout`](Self::handle_timeout) (and
     /// [`poll_transmit`](Self::poll_transmit)) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.leases.values().map(|k| k.next_renewal.min(k.deadline)).min()
+        self.leases
+            .values()
+            .map(|k| k.next_renewal.min(k.deadline))
+            .min()
     }
 
     /// The earliest local expiry deadline: what a driver without a stream

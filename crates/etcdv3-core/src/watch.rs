@@ -54,7 +54,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 
 use etcdv3_proto::etcdserverpb::{
-    watch_request, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse,
+    watch_request, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
+    WatchResponse,
 };
 use etcdv3_proto::mvccpb::Event;
 
@@ -117,7 +118,10 @@ pub enum WatchEvent {
 impl WatchEvent {
     /// Whether this is the watcher's last event.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, WatchEvent::Compacted { .. } | WatchEvent::Cancelled { .. })
+        matches!(
+            self,
+            WatchEvent::Compacted { .. } | WatchEvent::Cancelled { .. }
+        )
     }
 }
 
@@ -229,7 +233,12 @@ impl WatchHub {
             return;
         };
         match w.state {
-            State::Pending { .. } => self.finish(id, WatchEvent::Cancelled { reason: String::new() }),
+            State::Pending { .. } => self.finish(
+                id,
+                WatchEvent::Cancelled {
+                    reason: String::new(),
+                },
+            ),
             State::Creating { .. } => w.state = State::Creating { cancel: true },
             State::Active { server_id } => {
                 w.state = State::Cancelling { server_id };
@@ -281,7 +290,9 @@ impl WatchHub {
     pub fn poll_transmit(&mut self) -> Option<WatchRequest> {
         while let Some(op) = self.ops.pop_front() {
             let union = match op {
-                Op::Progress => watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {}),
+                Op::Progress => {
+                    watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {})
+                }
                 Op::Create(id) => {
                     let Some(w) = self.watchers.get_mut(&id) else {
                         continue;
@@ -304,7 +315,9 @@ impl WatchHub {
                     let State::Cancelling { server_id } = w.state else {
                         continue;
                     };
-                    watch_request::RequestUnion::CancelRequest(WatchCancelRequest { watch_id: server_id })
+                    watch_request::RequestUnion::CancelRequest(WatchCancelRequest {
+                        watch_id: server_id,
+                    })
                 }
             };
             return Some(WatchRequest {
@@ -343,7 +356,12 @@ impl WatchHub {
             w.fragments.clear();
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
-                    self.finish(id, WatchEvent::Cancelled { reason: String::new() });
+                    self.finish(
+                        id,
+                        WatchEvent::Cancelled {
+                            reason: String::new(),
+                        },
+                    );
                 }
                 _ => {
                     w.state = State::Pending { queued: false };
@@ -367,7 +385,8 @@ impl WatchHub {
             // Broadcast progress answer.
             for (id, w) in &self.watchers {
                 if matches!(w.state, State::Active { .. }) {
-                    self.events.push_back((*id, WatchEvent::Progress { revision: rev }));
+                    self.events
+                        .push_back((*id, WatchEvent::Progress { revision: rev }));
                 }
             }
             return;
@@ -397,16 +416,27 @@ impl WatchHub {
             if rev > w.delivered {
                 w.delivered = rev;
             }
-            self.events.push_back((id, WatchEvent::Progress { revision: rev }));
+            self.events
+                .push_back((id, WatchEvent::Progress { revision: rev }));
             return;
         }
         let floor = w.resume_revision() - 1;
         events.retain(|e| e.kv.as_ref().map(|kv| kv.mod_revision).unwrap_or(0) > floor);
-        let Some(last) = events.iter().filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision)).max() else {
+        let Some(last) = events
+            .iter()
+            .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+            .max()
+        else {
             return;
         };
         w.delivered = last;
-        self.events.push_back((id, WatchEvent::Events { events, revision: rev }));
+        self.events.push_back((
+            id,
+            WatchEvent::Events {
+                events,
+                revision: rev,
+            },
+        ));
     }
 
     fn handle_created(&mut self, resp: WatchResponse, rev: i64) {
@@ -441,7 +471,8 @@ impl WatchHub {
         }
         if !w.announced {
             w.announced = true;
-            self.events.push_back((id, WatchEvent::Created { revision: rev }));
+            self.events
+                .push_back((id, WatchEvent::Created { revision: rev }));
         }
     }
 
@@ -449,7 +480,10 @@ impl WatchHub {
         let Some(w) = self.watchers.get(&id) else {
             return;
         };
-        let user_cancel = matches!(w.state, State::Cancelling { .. } | State::Creating { cancel: true });
+        let user_cancel = matches!(
+            w.state,
+            State::Cancelling { .. } | State::Creating { cancel: true }
+        );
         if resp.compact_revision > 0 && !user_cancel {
             self.finish(
                 id,
@@ -458,7 +492,12 @@ impl WatchHub {
                 },
             );
         } else if user_cancel {
-            self.finish(id, WatchEvent::Cancelled { reason: String::new() });
+            self.finish(
+                id,
+                WatchEvent::Cancelled {
+                    reason: String::new(),
+                },
+            );
         } else if is_leader_loss(&resp.cancel_reason) {
             self.park(id);
         } else {
@@ -489,7 +528,12 @@ impl WatchHub {
             w.fragments.clear();
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
-                    self.finish(id, WatchEvent::Cancelled { reason: String::new() });
+                    self.finish(
+                        id,
+                        WatchEvent::Cancelled {
+                            reason: String::new(),
+                        },
+                    );
                 }
                 _ => {
                     w.state = State::Pending { queued: true };

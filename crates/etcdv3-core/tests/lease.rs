@@ -18,7 +18,9 @@ fn secs(s: u64) -> Duration {
 }
 
 fn transmits(k: &mut LeaseKeeper, now: Instant) -> Vec<i64> {
-    std::iter::from_fn(|| k.poll_transmit(now)).map(|r| r.id).collect()
+    std::iter::from_fn(|| k.poll_transmit(now))
+        .map(|r| r.id)
+        .collect()
 }
 
 #[test]

@@ -169,7 +169,10 @@ fn connect_all(core: &mut Core, now: Instant, n: usize) -> Vec<ConnId> {
         ));
         conns[ep.0] = Some(conn);
     }
-    conns.into_iter().map(|c| c.expect("every endpoint")).collect()
+    conns
+        .into_iter()
+        .map(|c| c.expect("every endpoint"))
+        .collect()
 }
 
 // ------------------------------------------------------------ unit tests
@@ -199,7 +202,14 @@ fn connect_then_send_then_reuse() {
     assert!(sends(&drain(&mut core)).is_empty());
 
     core.handle_connected(t0 + ms(3), conn);
-    assert_eq!(drain(&mut core), vec![Action::Send { call, attempt: 1, conn }]);
+    assert_eq!(
+        drain(&mut core),
+        vec![Action::Send {
+            call,
+            attempt: 1,
+            conn
+        }]
+    );
     core.handle_outcome(t0 + ms(5), call, 1, Outcome::Success(None));
     assert_eq!(
         drain(&mut core),
@@ -264,7 +274,12 @@ fn read_is_retried_on_another_endpoint_after_lost() {
     let (ca, ea) = only_connect(&drain(&mut core));
     core.handle_connected(t0 + ms(1), ca);
     let (_, attempt, _) = only_send(&drain(&mut core));
-    core.handle_outcome(t0 + ms(5), call, attempt, Outcome::Lost("stream reset".into()));
+    core.handle_outcome(
+        t0 + ms(5),
+        call,
+        attempt,
+        Outcome::Lost("stream reset".into()),
+    );
     let a = drain(&mut core);
     assert!(completes(&a).is_empty(), "a read is not given up: {a:?}");
     let (cb, eb) = only_connect(&a);
@@ -283,7 +298,12 @@ fn put_is_not_retried_after_lost() {
     let (ca, _) = only_connect(&drain(&mut core));
     core.handle_connected(t0 + ms(1), ca);
     let (_, attempt, _) = only_send(&drain(&mut core));
-    core.handle_outcome(t0 + ms(5), call, attempt, Outcome::Lost("connection reset".into()));
+    core.handle_outcome(
+        t0 + ms(5),
+        call,
+        attempt,
+        Outcome::Lost("connection reset".into()),
+    );
     let a = drain(&mut core);
     assert!(sends(&a).is_empty() && connects(&a).is_empty(), "{a:?}");
     let done = completes(&a);
@@ -336,9 +356,17 @@ fn put_with_unknown_server_outcome_is_not_retried() {
         let (ca, _) = only_connect(&drain(&mut core));
         core.handle_connected(t0 + ms(1), ca);
         let (_, attempt, _) = only_send(&drain(&mut core));
-        core.handle_outcome(t0 + ms(4), call, attempt, Outcome::Status(status(code, msg)));
+        core.handle_outcome(
+            t0 + ms(4),
+            call,
+            attempt,
+            Outcome::Status(status(code, msg)),
+        );
         let a = drain(&mut core);
-        assert!(sends(&a).is_empty() && connects(&a).is_empty(), "{msg}: {a:?}");
+        assert!(
+            sends(&a).is_empty() && connects(&a).is_empty(),
+            "{msg}: {a:?}"
+        );
         let done = completes(&a);
         assert!(
             matches!(&done[..], [(c, Err(CallError::OutcomeUnknown { .. }))] if *c == call),
@@ -356,7 +384,10 @@ fn put_with_unknown_server_outcome_is_not_retried() {
         t0 + ms(1),
         call,
         attempt,
-        Outcome::Status(status(Code::InvalidArgument, "etcdserver: key is not provided")),
+        Outcome::Status(status(
+            Code::InvalidArgument,
+            "etcdserver: key is not provided",
+        )),
     );
     let done = completes(&drain(&mut core));
     assert!(matches!(&done[..], [(_, Err(e @ CallError::Status { .. }))] if !e.may_have_applied()));
@@ -411,7 +442,13 @@ fn deadline_completes_a_call_no_later_than_the_deadline() {
     assert!(at <= deadline, "completed {:?} late", at - deadline);
     let err = result.unwrap_err();
     assert!(
-        matches!(err, CallError::DeadlineExceeded { may_have_applied: false, .. }),
+        matches!(
+            err,
+            CallError::DeadlineExceeded {
+                may_have_applied: false,
+                ..
+            }
+        ),
         "{err:?}"
     );
 
@@ -490,7 +527,10 @@ fn goaway_drains_the_connection() {
     assert_eq!(only_send(&drain(&mut core)), (read2, 1, b_conn));
 
     core.handle_outcome(t0 + ms(6), read, 1, Outcome::Success(None));
-    assert!(closes(&drain(&mut core)).is_empty(), "the put is still on it");
+    assert!(
+        closes(&drain(&mut core)).is_empty(),
+        "the put is still on it"
+    );
     core.handle_outcome(t0 + ms(7), put, 1, Outcome::Success(None));
     let a = drain(&mut core);
     assert_eq!(closes(&a), vec![a_conn], "{a:?}");
@@ -506,7 +546,12 @@ fn goaway_streams_above_last_stream_id_are_refused_and_retried() {
     core.handle_connected(t0, a_conn);
     only_send(&drain(&mut core));
     core.handle_goaway(t0 + ms(1), a_conn);
-    core.handle_outcome(t0 + ms(1), put, 1, Outcome::Refused("above GOAWAY last-stream-id".into()));
+    core.handle_outcome(
+        t0 + ms(1),
+        put,
+        1,
+        Outcome::Refused("above GOAWAY last-stream-id".into()),
+    );
     let a = drain(&mut core);
     assert_eq!(closes(&a), vec![a_conn]);
     let (b_conn, eb) = only_connect(&a);
@@ -749,7 +794,11 @@ fn set_endpoints_removal_closes_idle_connections_and_never_picks_removed() {
 
     core.set_endpoints(t0 + ms(2), vec![all[0].clone()]);
     let a = drain(&mut core);
-    assert_eq!(closes(&a), vec![conns[2]], "idle removed connection closed at once");
+    assert_eq!(
+        closes(&a),
+        vec![conns[2]],
+        "idle removed connection closed at once"
+    );
     assert!(core.endpoint_states().iter().all(|s| s.id == EndpointId(0)));
 
     for i in 0..30 {
@@ -783,7 +832,9 @@ fn set_endpoints_removal_closes_idle_connections_and_never_picks_removed() {
     // No endpoint at all: a typed error.
     let mut empty = Core::new(cfg(), Vec::new(), 1);
     let c = empty.start_call(t0, KV_RANGE, Some(t0 + secs(1)));
-    assert!(matches!(&completes(&drain(&mut empty))[..], [(id, Err(CallError::NoEndpoints { .. }))] if *id == c));
+    assert!(
+        matches!(&completes(&drain(&mut empty))[..], [(id, Err(CallError::NoEndpoints { .. }))] if *id == c)
+    );
 }
 
 #[test]
@@ -816,7 +867,12 @@ fn auth_refresh_resends_each_call_exactly_once() {
     only_send(&drain(&mut core));
     let put = core.start_call(t0, KV_PUT, Some(t0 + secs(5)));
     only_send(&drain(&mut core));
-    let invalid = || Outcome::Status(status(Code::Unauthenticated, "etcdserver: invalid auth token"));
+    let invalid = || {
+        Outcome::Status(status(
+            Code::Unauthenticated,
+            "etcdserver: invalid auth token",
+        ))
+    };
 
     core.handle_outcome(t0 + ms(1), read, 1, invalid());
     core.handle_outcome(t0 + ms(1), put, 1, invalid());
@@ -852,11 +908,15 @@ fn auth_refresh_resends_each_call_exactly_once() {
         a.extend(drain(&mut core));
     }
     assert!(!a.contains(&Action::Authenticate), "{a:?}");
-    assert!(sends(&a).is_empty(), "re-sent more than once after auth: {a:?}");
+    assert!(
+        sends(&a).is_empty(),
+        "re-sent more than once after auth: {a:?}"
+    );
     let done = completes(&a);
     assert!(done.iter().any(|(c, r)| *c == put && r.is_ok()));
     assert!(
-        done.iter().any(|(c, r)| *c == read && matches!(r, Err(CallError::Status { .. }))),
+        done.iter()
+            .any(|(c, r)| *c == read && matches!(r, Err(CallError::Status { .. }))),
         "{done:?} at {:?}",
         now - t0
     );
@@ -867,7 +927,9 @@ fn auth_refresh_resends_each_call_exactly_once() {
     core.handle_outcome(now, read, attempt, invalid());
     assert_eq!(drain(&mut core), vec![Action::Authenticate]);
     core.handle_auth_result(now + ms(1), Err("bad password".into()));
-    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Err(CallError::Auth { .. }))] if *c == read));
+    assert!(
+        matches!(&completes(&drain(&mut core))[..], [(c, Err(CallError::Auth { .. }))] if *c == read)
+    );
 }
 
 #[test]
@@ -882,7 +944,9 @@ fn at_most_one_connection_per_endpoint() {
     core.handle_connected(t0 + ms(1), conn);
     let s = sends(&drain(&mut core));
     assert_eq!(s.len(), 10);
-    assert!(s.iter().all(|(c, a, on)| calls.contains(c) && *a == 1 && *on == conn));
+    assert!(s
+        .iter()
+        .all(|(c, a, on)| calls.contains(c) && *a == 1 && *on == conn));
 
     for policy in [Policy::Adaptive, Policy::RoundRobin, Policy::Pinned] {
         let mut core = Core::new(cfg_policy(policy), eps(3), 9);
@@ -892,7 +956,11 @@ fn at_most_one_connection_per_endpoint() {
         let a = drain(&mut core);
         let c = connects(&a);
         let eps: HashSet<EndpointId> = c.iter().map(|(_, e)| *e).collect();
-        assert_eq!(eps.len(), c.len(), "{policy:?}: two connections to one endpoint");
+        assert_eq!(
+            eps.len(),
+            c.len(),
+            "{policy:?}: two connections to one endpoint"
+        );
         assert!(core.open_connections() <= 3);
     }
 }
@@ -928,7 +996,11 @@ fn keepalive_pings_are_at_least_five_seconds_apart() {
     }
     assert!(ping_times.len() >= 10, "{} pings", ping_times.len());
     for w in ping_times.windows(2) {
-        assert!(w[1] - w[0] >= MIN_PING_INTERVAL, "pings {:?} apart", w[1] - w[0]);
+        assert!(
+            w[1] - w[0] >= MIN_PING_INTERVAL,
+            "pings {:?} apart",
+            w[1] - w[0]
+        );
     }
 }
 
@@ -965,7 +1037,10 @@ fn stall_pings_allow_one_early_ping_until_the_server_answers() {
                             now + ms(1),
                             read,
                             attempt,
-                            Outcome::Status(status(Code::Unavailable, "etcdserver: leader changed")),
+                            Outcome::Status(status(
+                                Code::Unavailable,
+                                "etcdserver: leader changed",
+                            )),
                         );
                     }
                 }
@@ -983,7 +1058,11 @@ fn stall_pings_allow_one_early_ping_until_the_server_answers() {
         .windows(2)
         .filter(|w| w[0] >= answered_at && w[1] - w[0] < MIN_PING_INTERVAL)
         .collect();
-    assert!(ping_times.len() >= 4, "stalls are confirmed by pings: {}", ping_times.len());
+    assert!(
+        ping_times.len() >= 4,
+        "stalls are confirmed by pings: {}",
+        ping_times.len()
+    );
     assert!(early_before.len() <= 1, "{:?}", early_before);
     assert!(early_after.len() <= 1, "{:?}", early_after);
 }
@@ -1022,7 +1101,11 @@ fn idle_connections_are_closed_even_with_probes() {
         }
     }
     let closed_at = closed_at.expect("idle connection closed");
-    assert!(closed_at >= t0 + secs(30) && closed_at <= t0 + secs(33), "{:?}", closed_at - t0);
+    assert!(
+        closed_at >= t0 + secs(30) && closed_at <= t0 + secs(33),
+        "{:?}",
+        closed_at - t0
+    );
 }
 
 #[test]
@@ -1089,8 +1172,14 @@ fn outcome_of(kind: u8) -> Outcome {
         4 => Outcome::Refused(REFUSED_STREAM_MESSAGE.into()),
         5 => Outcome::Status(status(Code::Unavailable, "etcdserver: no leader")),
         6 => Outcome::Status(status(Code::Unavailable, "etcdserver: request timed out")),
-        7 => Outcome::Status(status(Code::Unauthenticated, "etcdserver: invalid auth token")),
-        _ => Outcome::Status(status(Code::ResourceExhausted, "etcdserver: too many requests")),
+        7 => Outcome::Status(status(
+            Code::Unauthenticated,
+            "etcdserver: invalid auth token",
+        )),
+        _ => Outcome::Status(status(
+            Code::ResourceExhausted,
+            "etcdserver: too many requests",
+        )),
     }
 }
 
@@ -1155,7 +1244,10 @@ impl Driver {
         while let Some(a) = self.core.poll_action() {
             match a {
                 Action::Connect { conn, endpoint, .. } => {
-                    prop_assert!(!self.removed.contains(&endpoint), "connect to removed {endpoint:?}");
+                    prop_assert!(
+                        !self.removed.contains(&endpoint),
+                        "connect to removed {endpoint:?}"
+                    );
                     let st = states.iter().find(|s| s.id == endpoint);
                     prop_assert!(st.is_some(), "connect to unlisted endpoint {endpoint:?}");
                     if let Some(st) = st {
@@ -1173,9 +1265,16 @@ impl Driver {
                     self.pinged.retain(|c| *c != conn);
                     self.probed.retain(|c| *c != conn);
                 }
-                Action::Send { call, attempt, conn } => {
+                Action::Send {
+                    call,
+                    attempt,
+                    conn,
+                } => {
                     let ep = self.conn_ep.get(&conn).copied();
-                    prop_assert!(ep.is_some_and(|e| !self.removed.contains(&e)), "send to removed {ep:?}");
+                    prop_assert!(
+                        ep.is_some_and(|e| !self.removed.contains(&e)),
+                        "send to removed {ep:?}"
+                    );
                     let (method, _) = self.live[&call];
                     if !method.is_repeatable() && attempt > 1 {
                         prop_assert!(
@@ -1230,7 +1329,12 @@ impl Driver {
                     self.core.handle_connection_closed(now, c, "reset");
                     self.settle()?;
                     // The adapter reports every attempt that was on it.
-                    let on: Vec<_> = self.in_flight.iter().filter(|x| x.2 == c).copied().collect();
+                    let on: Vec<_> = self
+                        .in_flight
+                        .iter()
+                        .filter(|x| x.2 == c)
+                        .copied()
+                        .collect();
                     for (call, attempt, _) in on {
                         self.report(call, attempt, Outcome::Lost("reset".into()));
                         self.settle()?;
@@ -1268,7 +1372,11 @@ impl Driver {
             }
             Op::Auth(ok) => {
                 if std::mem::take(&mut self.auth_pending) {
-                    let r = if ok { Ok(()) } else { Err("denied".to_string()) };
+                    let r = if ok {
+                        Ok(())
+                    } else {
+                        Err("denied".to_string())
+                    };
                     self.core.handle_auth_result(now, r);
                 }
             }
@@ -1318,7 +1426,8 @@ impl Driver {
     }
 
     fn report(&mut self, call: CallId, attempt: u32, outcome: Outcome) {
-        self.in_flight.retain(|(c, a, _)| !(*c == call && *a == attempt));
+        self.in_flight
+            .retain(|(c, a, _)| !(*c == call && *a == attempt));
         if self.live.contains_key(&call) {
             self.last_attempt_clear
                 .insert(call, provably_not_processed(&outcome));
@@ -1339,7 +1448,11 @@ impl Driver {
             self.core.handle_timeout(self.now);
             self.settle()?;
         }
-        prop_assert!(self.live.is_empty(), "calls never completed: {:?}", self.live);
+        prop_assert!(
+            self.live.is_empty(),
+            "calls never completed: {:?}",
+            self.live
+        );
         Ok(())
     }
 }

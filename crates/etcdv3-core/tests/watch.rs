@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, VecDeque};
 
 use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
-use etcdv3_proto::etcdserverpb::{watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse};
+use etcdv3_proto::etcdserverpb::{
+    watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse,
+};
 use etcdv3_proto::mvccpb::{Event, KeyValue};
 use proptest::prelude::*;
 
@@ -141,7 +143,10 @@ fn explicit_start_revision_is_kept_until_something_is_delivered() {
     hub.poll_transmit();
     hub.handle_response(created(b.get(), 41));
     hub.handle_response(events(b.get(), 50, vec![]));
-    assert!(matches!(drain(&mut hub).last(), Some((_, WatchEvent::Progress { revision: 50 }))));
+    assert!(matches!(
+        drain(&mut hub).last(),
+        Some((_, WatchEvent::Progress { revision: 50 }))
+    ));
     hub.handle_stream_lost();
     assert_eq!(create_of(hub.poll_transmit()).start_revision, 100);
 }
@@ -158,7 +163,10 @@ fn own_progress_moves_resume_point_broadcast_does_not() {
         Some(RequestUnion::ProgressRequest(_))
     ));
     hub.handle_response(events(-1, 9, vec![]));
-    assert_eq!(drain(&mut hub).last(), Some(&(a, WatchEvent::Progress { revision: 9 })));
+    assert_eq!(
+        drain(&mut hub).last(),
+        Some(&(a, WatchEvent::Progress { revision: 9 }))
+    );
     assert_eq!(hub.last_delivered(a), Some(0));
     hub.handle_response(events(a.get(), 7, vec![]));
     assert_eq!(hub.last_delivered(a), Some(7));
@@ -176,12 +184,18 @@ fn fragments_are_reassembled() {
     let mut f1 = events(a.get(), 4, vec![ev("a", 2), ev("a", 3)]);
     f1.fragment = true;
     hub.handle_response(f1);
-    assert!(hub.poll_event().is_none(), "nothing before the last fragment");
+    assert!(
+        hub.poll_event().is_none(),
+        "nothing before the last fragment"
+    );
     hub.handle_response(events(a.get(), 4, vec![ev("a", 4)]));
     match hub.poll_event() {
         Some((id, WatchEvent::Events { events, .. })) => {
             assert_eq!(id, a);
-            let revs: Vec<i64> = events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision).collect();
+            let revs: Vec<i64> = events
+                .iter()
+                .map(|e| e.kv.as_ref().unwrap().mod_revision)
+                .collect();
             assert_eq!(revs, vec![2, 3, 4]);
         }
         e => panic!("{e:?}"),
@@ -222,7 +236,15 @@ fn compaction_ends_the_watcher() {
         ..Default::default()
     });
     let got = drain(&mut hub);
-    assert_eq!(got.last(), Some(&(a, WatchEvent::Compacted { compact_revision: 6 })));
+    assert_eq!(
+        got.last(),
+        Some(&(
+            a,
+            WatchEvent::Compacted {
+                compact_revision: 6
+            }
+        ))
+    );
     assert!(!hub.contains(a));
     assert!(hub.is_empty());
     hub.handle_stream_lost();
@@ -276,7 +298,10 @@ fn leader_loss_cancel_parks_the_watcher_and_asks_for_a_new_stream() {
     assert!(hub.needs_new_stream());
     assert!(hub.poll_event().is_none(), "the watcher does not end");
     assert!(hub.contains(a));
-    assert!(hub.poll_transmit().is_none(), "not re-created on the same stream");
+    assert!(
+        hub.poll_transmit().is_none(),
+        "not re-created on the same stream"
+    );
     hub.handle_stream_lost();
     assert!(!hub.needs_new_stream());
     let r1 = create_of(hub.poll_transmit());
@@ -292,7 +317,12 @@ fn cancel_before_send_ends_at_once_and_sends_nothing() {
     hub.cancel(a);
     assert_eq!(
         drain(&mut hub),
-        vec![(a, WatchEvent::Cancelled { reason: String::new() })]
+        vec![(
+            a,
+            WatchEvent::Cancelled {
+                reason: String::new()
+            }
+        )]
     );
     assert!(hub.poll_transmit().is_none());
 }
@@ -305,13 +335,19 @@ fn cancel_while_creating_sends_cancel_after_created() {
     hub.cancel(a);
     assert!(hub.poll_transmit().is_none());
     hub.handle_response(created(a.get(), 2));
-    assert!(hub.poll_event().is_none(), "no Created for a cancelled watcher");
+    assert!(
+        hub.poll_event().is_none(),
+        "no Created for a cancelled watcher"
+    );
     match hub.poll_transmit().and_then(|r| r.request_union) {
         Some(RequestUnion::CancelRequest(c)) => assert_eq!(c.watch_id, a.get()),
         other => panic!("{other:?}"),
     }
     hub.handle_response(events(a.get(), 3, vec![ev("a", 3)]));
-    assert!(hub.poll_event().is_none(), "events after cancel are dropped");
+    assert!(
+        hub.poll_event().is_none(),
+        "events after cancel are dropped"
+    );
     hub.handle_response(WatchResponse {
         header: header(3),
         watch_id: a.get(),
@@ -320,7 +356,12 @@ fn cancel_while_creating_sends_cancel_after_created() {
     });
     assert_eq!(
         drain(&mut hub),
-        vec![(a, WatchEvent::Cancelled { reason: String::new() })]
+        vec![(
+            a,
+            WatchEvent::Cancelled {
+                reason: String::new()
+            }
+        )]
     );
     assert!(hub.is_empty());
 }
@@ -337,7 +378,12 @@ fn cancelling_watchers_end_on_stream_loss() {
     hub.handle_stream_lost();
     assert_eq!(
         drain(&mut hub),
-        vec![(a, WatchEvent::Cancelled { reason: String::new() })]
+        vec![(
+            a,
+            WatchEvent::Cancelled {
+                reason: String::new()
+            }
+        )]
     );
     assert!(hub.poll_transmit().is_none());
 }
@@ -508,7 +554,10 @@ impl Sim {
                     } else {
                         c.watch_id
                     };
-                    assert!(self.stream.watchers.iter().all(|w| w.id != id), "duplicate watch id {id}");
+                    assert!(
+                        self.stream.watchers.iter().all(|w| w.id != id),
+                        "duplicate watch id {id}"
+                    );
                     self.stream.outbox.push_back(created(id, rev));
                     if c.start_revision > 0 && c.start_revision <= self.compacted {
                         self.stream.outbox.push_back(WatchResponse {
@@ -521,7 +570,9 @@ impl Sim {
                         continue;
                     }
                     let next = if c.start_revision > 0 {
-                        (c.start_revision - self.stream.replay).max(self.compacted + 1).max(1)
+                        (c.start_revision - self.stream.replay)
+                            .max(self.compacted + 1)
+                            .max(1)
                     } else {
                         rev + 1
                     };
@@ -530,7 +581,11 @@ impl Sim {
                         key: c.key,
                         end: c.range_end,
                         next,
-                        requested: if c.start_revision > 0 { c.start_revision } else { rev + 1 },
+                        requested: if c.start_revision > 0 {
+                            c.start_revision
+                        } else {
+                            rev + 1
+                        },
                     });
                 }
                 Some(RequestUnion::CancelRequest(c)) => {
@@ -552,7 +607,10 @@ impl Sim {
 
     fn pump_events(&mut self) {
         while let Some((id, e)) = self.hub.poll_event() {
-            let c = self.clients.get_mut(&id).expect("event for an unknown watcher");
+            let c = self
+                .clients
+                .get_mut(&id)
+                .expect("event for an unknown watcher");
             assert!(c.terminal.is_none(), "event after the end: {e:?}");
             match e {
                 WatchEvent::Created { revision } => {
@@ -649,7 +707,9 @@ impl Sim {
             }
             Act::Add { kind, back } => {
                 let (key, end) = range_of(*kind);
-                let start = back.map(|b| (self.rev() - b as i64 + 1).max(1)).unwrap_or(0);
+                let start = back
+                    .map(|b| (self.rev() - b as i64 + 1).max(1))
+                    .unwrap_or(0);
                 let id = self.hub.add(WatchCreateRequest {
                     key: key.clone(),
                     range_end: end.clone(),
@@ -786,19 +846,38 @@ impl Sim {
                 None => {
                     assert!(!c.cancelled_by_user, "{id}: cancel never confirmed");
                     assert!(self.hub.contains(*id));
-                    assert_eq!(c.got, want, "{id}: live watcher must have every event exactly once");
+                    assert_eq!(
+                        c.got, want,
+                        "{id}: live watcher must have every event exactly once"
+                    );
                 }
                 Some(WatchEvent::Compacted { compact_revision }) => {
                     assert!(!c.cancelled_by_user);
-                    assert!(want.starts_with(&c.got), "{id}: delivered events are a prefix");
-                    let first = if c.start > 0 { c.start } else { c.created_rev.map(|r| r + 1).unwrap_or(0) };
+                    assert!(
+                        want.starts_with(&c.got),
+                        "{id}: delivered events are a prefix"
+                    );
+                    let first = if c.start > 0 {
+                        c.start
+                    } else {
+                        c.created_rev.map(|r| r + 1).unwrap_or(0)
+                    };
                     let resume = c.got.last().map(|(r, _)| r + 1).unwrap_or(first);
-                    assert!(resume <= *compact_revision, "{id}: compacted although resume {resume} > {compact_revision}");
+                    assert!(
+                        resume <= *compact_revision,
+                        "{id}: compacted although resume {resume} > {compact_revision}"
+                    );
                 }
                 Some(WatchEvent::Cancelled { reason }) => {
-                    assert!(c.cancelled_by_user, "{id}: unexpected server cancel {reason}");
+                    assert!(
+                        c.cancelled_by_user,
+                        "{id}: unexpected server cancel {reason}"
+                    );
                     assert!(reason.is_empty());
-                    assert!(want.starts_with(&c.got), "{id}: delivered events are a prefix");
+                    assert!(
+                        want.starts_with(&c.got),
+                        "{id}: delivered events are a prefix"
+                    );
                 }
                 Some(e) => panic!("non-terminal recorded as terminal: {e:?}"),
             }

@@ -10,7 +10,9 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use etcdv3_proto::method::{ELECTION_CAMPAIGN, ELECTION_LEADER, ELECTION_OBSERVE, ELECTION_PROCLAIM, ELECTION_RESIGN};
+use etcdv3_proto::method::{
+    ELECTION_CAMPAIGN, ELECTION_LEADER, ELECTION_OBSERVE, ELECTION_PROCLAIM, ELECTION_RESIGN,
+};
 use etcdv3_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use futures_core::Stream;
 
@@ -19,11 +21,15 @@ use crate::client::{CallOptions, ServerStream};
 use crate::error::{Error, Result};
 use crate::Client;
 
-pub use etcdv3_proto::v3electionpb::{CampaignResponse, LeaderKey, LeaderResponse, ProclaimResponse, ResignResponse};
+pub use etcdv3_proto::v3electionpb::{
+    CampaignResponse, LeaderKey, LeaderResponse, ProclaimResponse, ResignResponse,
+};
 
 fn check_name(name: &[u8]) -> Result<()> {
     if name.is_empty() {
-        return Err(Error::InvalidArgument("election name must not be empty".into()));
+        return Err(Error::InvalidArgument(
+            "election name must not be empty".into(),
+        ));
     }
     Ok(())
 }
@@ -67,12 +73,17 @@ impl Client {
     }
 
     /// As the leader identified by `leader`, announce a new `value`.
-    pub async fn proclaim(&self, leader: LeaderKey, value: impl Into<Vec<u8>>) -> Result<ProclaimResponse> {
+    pub async fn proclaim(
+        &self,
+        leader: LeaderKey,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<ProclaimResponse> {
         let req = ProclaimRequest {
             leader: Some(leader),
             value: value.into(),
         };
-        self.unary(ELECTION_PROCLAIM, &req, CallOptions::default()).await
+        self.unary(ELECTION_PROCLAIM, &req, CallOptions::default())
+            .await
     }
 
     /// The current leader of election `name` (its key-value: the key
@@ -80,8 +91,12 @@ impl Client {
     pub async fn leader(&self, name: impl Into<Vec<u8>>) -> Result<LeaderResponse> {
         let name = name.into();
         check_name(&name)?;
-        self.unary(ELECTION_LEADER, &LeaderRequest { name }, CallOptions::default())
-            .await
+        self.unary(
+            ELECTION_LEADER,
+            &LeaderRequest { name },
+            CallOptions::default(),
+        )
+        .await
     }
 
     /// Every leader of election `name` from now on (the current one first,
@@ -90,15 +105,22 @@ impl Client {
         let name = name.into();
         check_name(&name)?;
         let inner = self
-            .server_stream(ELECTION_OBSERVE, &LeaderRequest { name }, CallOptions::default())
+            .server_stream(
+                ELECTION_OBSERVE,
+                &LeaderRequest { name },
+                CallOptions::default(),
+            )
             .await?;
         Ok(LeaderStream { inner })
     }
 
     /// Step down as the leader identified by `leader`.
     pub async fn resign(&self, leader: LeaderKey) -> Result<ResignResponse> {
-        let req = ResignRequest { leader: Some(leader) };
-        self.unary(ELECTION_RESIGN, &req, CallOptions::default()).await
+        let req = ResignRequest {
+            leader: Some(leader),
+        };
+        self.unary(ELECTION_RESIGN, &req, CallOptions::default())
+            .await
     }
 }
 

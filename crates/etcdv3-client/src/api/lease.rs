@@ -19,9 +19,12 @@ use std::time::{Duration, Instant};
 
 use etcdv3_core::lease::{LeaseEvent, LeaseKeeper as CoreKeeper};
 use etcdv3_proto::etcdserverpb::{
-    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
+    LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
+    LeaseTimeToLiveRequest,
 };
-use etcdv3_proto::method::{LEASE_GRANT, LEASE_KEEP_ALIVE, LEASE_LEASES, LEASE_REVOKE, LEASE_TIME_TO_LIVE};
+use etcdv3_proto::method::{
+    LEASE_GRANT, LEASE_KEEP_ALIVE, LEASE_LEASES, LEASE_REVOKE, LEASE_TIME_TO_LIVE,
+};
 use futures_channel::mpsc;
 use futures_core::Stream;
 
@@ -32,8 +35,8 @@ use crate::runtime::BoxFuture;
 use crate::Client;
 
 pub use etcdv3_proto::etcdserverpb::{
-    LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus,
-    LeaseTimeToLiveResponse,
+    LeaseGrantResponse, LeaseKeepAliveResponse, LeaseLeasesResponse, LeaseRevokeResponse,
+    LeaseStatus, LeaseTimeToLiveResponse,
 };
 
 /// Options of [`Client::lease_grant`].
@@ -80,22 +83,38 @@ impl Client {
     ///     Ok(())
     /// }
     /// ```
-    pub async fn lease_grant(&self, ttl: i64, options: LeaseGrantOptions) -> Result<LeaseGrantResponse> {
+    pub async fn lease_grant(
+        &self,
+        ttl: i64,
+        options: LeaseGrantOptions,
+    ) -> Result<LeaseGrantResponse> {
         if ttl <= 0 {
             return Err(Error::InvalidArgument("lease TTL must be positive".into()));
         }
-        let req = LeaseGrantRequest { ttl, id: options.id };
-        let resp: LeaseGrantResponse = self.unary(LEASE_GRANT, &req, call_opts(options.timeout)).await?;
+        let req = LeaseGrantRequest {
+            ttl,
+            id: options.id,
+        };
+        let resp: LeaseGrantResponse = self
+            .unary(LEASE_GRANT, &req, call_opts(options.timeout))
+            .await?;
         if !resp.error.is_empty() {
-            return Err(Error::InvalidArgument(format!("lease grant refused: {}", resp.error)));
+            return Err(Error::InvalidArgument(format!(
+                "lease grant refused: {}",
+                resp.error
+            )));
         }
         Ok(resp)
     }
 
     /// Revoke lease `id`: every key attached to it is deleted.
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        self.unary(LEASE_REVOKE, &LeaseRevokeRequest { id }, CallOptions::default())
-            .await
+        self.unary(
+            LEASE_REVOKE,
+            &LeaseRevokeRequest { id },
+            CallOptions::default(),
+        )
+        .await
     }
 
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
@@ -144,12 +163,14 @@ impl Client {
         })
         .await
         .unwrap_or_else(|| {
-            Err(Error::Call(etcdv3_core::machine::CallError::DeadlineExceeded {
-                method: LEASE_KEEP_ALIVE.path,
-                attempts: 1,
-                last_error: "no keep-alive answer in time".into(),
-                may_have_applied: true,
-            }))
+            Err(Error::Call(
+                etcdv3_core::machine::CallError::DeadlineExceeded {
+                    method: LEASE_KEEP_ALIVE.path,
+                    attempts: 1,
+                    last_error: "no keep-alive answer in time".into(),
+                    may_have_applied: true,
+                },
+            ))
         })?;
         if resp.ttl <= 0 {
             return Err(Error::LeaseExpired { id });
@@ -464,7 +485,12 @@ async fn lease_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
     }
 }
 
-fn handle_cmd(keeper: &mut CoreKeeper, holders: &mut HashMap<i64, Vec<Holder>>, now: Instant, cmd: Cmd) {
+fn handle_cmd(
+    keeper: &mut CoreKeeper,
+    holders: &mut HashMap<i64, Vec<Holder>>,
+    now: Instant,
+    cmd: Cmd,
+) {
     match cmd {
         Cmd::Keep {
             id,
@@ -498,7 +524,9 @@ mod tests {
 
     #[test]
     fn grant_options() {
-        let o = LeaseGrantOptions::new().with_id(7).with_timeout(Duration::from_secs(1));
+        let o = LeaseGrantOptions::new()
+            .with_id(7)
+            .with_timeout(Duration::from_secs(1));
         assert_eq!(o.id, 7);
         assert_eq!(o.timeout, Some(Duration::from_secs(1)));
         assert_eq!(LeaseGrantOptions::default().id, 0);

@@ -72,7 +72,11 @@ impl Client {
     ///     Ok(())
     /// }
     /// ```
-    pub async fn lock(&self, name: impl Into<Vec<u8>>, options: LockOptions) -> Result<LockResponse> {
+    pub async fn lock(
+        &self,
+        name: impl Into<Vec<u8>>,
+        options: LockOptions,
+    ) -> Result<LockResponse> {
         let name = name.into();
         if name.is_empty() {
             return Err(Error::InvalidArgument("lock name must not be empty".into()));
@@ -124,7 +128,10 @@ impl Client {
                 return Err(e);
             }
         };
-        match self.lock(name, LockOptions::new().with_lease(lease.id)).await {
+        match self
+            .lock(name, LockOptions::new().with_lease(lease.id))
+            .await
+        {
             Ok(resp) => Ok(LockGuard {
                 client: self.background(),
                 key: resp.key,
@@ -200,7 +207,9 @@ mod tests {
 
     #[test]
     fn lock_options() {
-        let o = LockOptions::new().with_lease(3).with_timeout(Duration::from_secs(2));
+        let o = LockOptions::new()
+            .with_lease(3)
+            .with_timeout(Duration::from_secs(2));
         assert_eq!(o.lease, 3);
         assert_eq!(o.timeout, Some(Duration::from_secs(2)));
         assert_eq!(LockOptions::default().lease, 0);

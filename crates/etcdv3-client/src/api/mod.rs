@@ -13,6 +13,9 @@ pub mod watch;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
 pub use cluster::{Member, MemberListOptions};
+pub use election::{
+    CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse,
+};
 pub use etcdv3_proto::etcdserverpb::{
     AlarmResponse, AuthenticateResponse, CompactionResponse, DeleteRangeResponse, HashKvResponse,
     MemberListResponse, PutResponse, RangeResponse, ResponseHeader, StatusResponse,
@@ -21,13 +24,12 @@ pub use kv::{
     prefix_range_end, CompactOptions, DeleteOptions, GetOptions, KeyValue, PutOptions, SortOrder,
     SortTarget,
 };
+pub use lease::{
+    LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
+};
+pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
 pub use namespace::KvNamespace;
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
-pub use election::{CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse};
-pub use lease::{
-    LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper, LeaseLeasesResponse,
-    LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
-};
-pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use watch::{Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId};

@@ -16,7 +16,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use etcdv3_core::watch::WatchHub;
-use etcdv3_proto::etcdserverpb::{watch_create_request::FilterType, WatchCreateRequest, WatchRequest, WatchResponse};
+use etcdv3_proto::etcdserverpb::{
+    watch_create_request::FilterType, WatchCreateRequest, WatchRequest, WatchResponse,
+};
 use etcdv3_proto::method::WATCH_WATCH;
 use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
@@ -37,13 +39,20 @@ pub(crate) type TaskTable<C> = Mutex<Vec<(Weak<Shared>, mpsc::UnboundedSender<C>
 
 /// The inbox of `client`'s background task in `table`, spawning the task
 /// with `start` when there is none (or the previous one ended).
-pub(crate) fn task_inbox<C, F>(table: &TaskTable<C>, client: &Client, start: F) -> mpsc::UnboundedSender<C>
+pub(crate) fn task_inbox<C, F>(
+    table: &TaskTable<C>,
+    client: &Client,
+    start: F,
+) -> mpsc::UnboundedSender<C>
 where
     F: FnOnce(mpsc::UnboundedReceiver<C>),
 {
     let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
     t.retain(|(w, tx)| w.strong_count() > 0 && !tx.is_closed());
-    if let Some((_, tx)) = t.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&client.shared))) {
+    if let Some((_, tx)) = t
+        .iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&client.shared)))
+    {
         return tx.clone();
     }
     let (tx, rx) = mpsc::unbounded();
@@ -149,7 +158,9 @@ impl WatchOptions {
     pub(crate) fn to_request(&self, key: Vec<u8>) -> Result<WatchCreateRequest> {
         let (key, range_end) = self.range.resolve(key)?;
         if self.start_revision < 0 {
-            return Err(Error::InvalidArgument("start revision must not be negative".into()));
+            return Err(Error::InvalidArgument(
+                "start revision must not be negative".into(),
+            ));
         }
         let mut filters = Vec::new();
         if self.no_put {
@@ -229,7 +240,9 @@ impl Watcher {
     /// Ask the server for a [`WatchEvent::Progress`] notification (sent to
     /// every watcher of the client).
     pub fn request_progress(&self) -> Result<()> {
-        self.cmds.unbounded_send(Cmd::Progress).map_err(|_| Error::Closed)
+        self.cmds
+            .unbounded_send(Cmd::Progress)
+            .map_err(|_| Error::Closed)
     }
 
     /// Cancel the watcher and wait until the server confirmed. Events that
@@ -239,7 +252,9 @@ impl Watcher {
             self.done = true;
             return Ok(());
         }
-        self.cmds.unbounded_send(Cmd::Cancel(self.id)).map_err(|_| Error::Closed)?;
+        self.cmds
+            .unbounded_send(Cmd::Cancel(self.id))
+            .map_err(|_| Error::Closed)?;
         loop {
             match std::future::poll_fn(|cx| Pin::new(&mut self.events).poll_next(cx)).await {
                 Some(Ok(e)) if e.is_terminal() => break,
@@ -324,7 +339,9 @@ impl Client {
     /// ```
     pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
         let request = options.to_request(key.into())?;
-        let timeout = options.timeout.unwrap_or(self.shared.options.request_timeout);
+        let timeout = options
+            .timeout
+            .unwrap_or(self.shared.options.request_timeout);
         let deadline = self.now() + timeout;
         let (mut watcher, mut sleep) = loop {
             if self.is_closed() {
@@ -387,12 +404,14 @@ impl Client {
                 watcher.done = true;
                 Err(Error::Closed)
             }
-            None => Err(Error::Call(etcdv3_core::machine::CallError::DeadlineExceeded {
-                method: WATCH_WATCH.path,
-                attempts: 1,
-                last_error: "the server did not create the watcher in time".into(),
-                may_have_applied: false,
-            })),
+            None => Err(Error::Call(
+                etcdv3_core::machine::CallError::DeadlineExceeded {
+                    method: WATCH_WATCH.path,
+                    attempts: 1,
+                    last_error: "the server did not create the watcher in time".into(),
+                    may_have_applied: false,
+                },
+            )),
         }
     }
 }
@@ -462,7 +481,11 @@ async fn watch_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             Input::Opened(Err(e)) => {
                 tracing::debug!(error = %e, "opening the watch stream failed");
                 failures += 1;
-                sleep = Some(client.runtime().sleep_until(client.now() + reopen_backoff(failures)));
+                sleep = Some(
+                    client
+                        .runtime()
+                        .sleep_until(client.now() + reopen_backoff(failures)),
+                );
             }
             Input::Slept => {}
         }
@@ -501,7 +524,11 @@ async fn watch_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             stream = None;
             hub.handle_stream_lost();
             if failures > 0 {
-                sleep = Some(client.runtime().sleep_until(client.now() + reopen_backoff(failures)));
+                sleep = Some(
+                    client
+                        .runtime()
+                        .sleep_until(client.now() + reopen_backoff(failures)),
+                );
             }
         }
         deliver(&mut hub, &mut sinks);
@@ -514,7 +541,8 @@ async fn watch_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
         if stream.is_none() && opening.is_none() && sleep.is_none() {
             let c = client.clone();
             opening = Some(Box::pin(async move {
-                c.open_bidi::<WatchRequest, WatchResponse>(WATCH_WATCH).await
+                c.open_bidi::<WatchRequest, WatchResponse>(WATCH_WATCH)
+                    .await
             }));
         }
     }
@@ -522,7 +550,11 @@ async fn watch_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
 
 fn handle_cmd(hub: &mut WatchHub, sinks: &mut HashMap<WatcherId, Sink>, cmd: Cmd) {
     match cmd {
-        Cmd::Add { request, sink, reply } => {
+        Cmd::Add {
+            request,
+            sink,
+            reply,
+        } => {
             let id = hub.add(request);
             if reply.send(id).is_err() {
                 hub.cancel(id);
@@ -569,7 +601,10 @@ mod tests {
         assert_eq!(r.key, b"app/");
         assert_eq!(r.range_end, b"app0");
         assert_eq!(r.start_revision, 5);
-        assert_eq!(r.filters, vec![FilterType::Noput as i32, FilterType::Nodelete as i32]);
+        assert_eq!(
+            r.filters,
+            vec![FilterType::Noput as i32, FilterType::Nodelete as i32]
+        );
         assert!(r.prev_kv && r.progress_notify && r.fragment);
         assert_eq!(r.watch_id, 0);
     }
@@ -580,13 +615,25 @@ mod tests {
             WatchOptions::new().to_request(Vec::new()),
             Err(Error::InvalidArgument(_))
         ));
-        let all = WatchOptions::new().with_prefix().to_request(Vec::new()).unwrap();
+        let all = WatchOptions::new()
+            .with_prefix()
+            .to_request(Vec::new())
+            .unwrap();
         assert_eq!((all.key, all.range_end), (vec![0], vec![0]));
-        let from = WatchOptions::new().with_from_key().to_request(b"m".to_vec()).unwrap();
+        let from = WatchOptions::new()
+            .with_from_key()
+            .to_request(b"m".to_vec())
+            .unwrap();
         assert_eq!((from.key, from.range_end), (b"m".to_vec(), vec![0]));
-        let range = WatchOptions::new().with_range_end("z").to_request(b"a".to_vec()).unwrap();
+        let range = WatchOptions::new()
+            .with_range_end("z")
+            .to_request(b"a".to_vec())
+            .unwrap();
         assert_eq!(range.range_end, b"z");
-        assert!(WatchOptions::new().with_start_revision(-1).to_request(b"a".to_vec()).is_err());
+        assert!(WatchOptions::new()
+            .with_start_revision(-1)
+            .to_request(b"a".to_vec())
+            .is_err());
     }
 
     #[test]

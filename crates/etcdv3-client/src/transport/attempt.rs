@@ -63,8 +63,14 @@ pub(crate) fn request(
     *req.version_mut() = http::Version::HTTP_2;
     let h = req.headers_mut();
     h.insert("te", HeaderValue::from_static("trailers"));
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-    h.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    h.insert(
+        http::header::USER_AGENT,
+        HeaderValue::from_static(USER_AGENT),
+    );
     if let Some(t) = timeout {
         if let Ok(v) = HeaderValue::from_str(&encode_grpc_timeout(t)) {
             h.insert("grpc-timeout", v);
@@ -146,7 +152,10 @@ pub(crate) async fn unary(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    return AttemptOutput::failed(Outcome::Lost(format!("malformed response: {e}")), false);
+                    return AttemptOutput::failed(
+                        Outcome::Lost(format!("malformed response: {e}")),
+                        false,
+                    );
                 }
             }
         }
@@ -168,7 +177,10 @@ pub(crate) async fn unary(
             message: Some(m),
             goaway: false,
         },
-        None => AttemptOutput::failed(Outcome::Lost("OK status without a response message".into()), false),
+        None => AttemptOutput::failed(
+            Outcome::Lost("OK status without a response message".into()),
+            false,
+        ),
     }
 }
 

@@ -155,7 +155,12 @@ where
 
 /// Run a unary call: the core picks endpoints and decides retries; the
 /// caller's future runs each attempt's h2 stream itself.
-pub(crate) async fn unary(shared: &Arc<Shared>, method: Method, body: Bytes, timeout: Duration) -> Result<Bytes> {
+pub(crate) async fn unary(
+    shared: &Arc<Shared>,
+    method: Method,
+    body: Bytes,
+    timeout: Duration,
+) -> Result<Bytes> {
     let max_recv = shared.options.max_recv_message_size;
     let require_leader = shared.options.require_leader;
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
@@ -163,7 +168,9 @@ pub(crate) async fn unary(shared: &Arc<Shared>, method: Method, body: Bytes, tim
         let body = body.clone();
         async move {
             match req {
-                Ok(req) => Attempted::<()>::Report(attempt::unary(target, req, body, max_recv).await),
+                Ok(req) => {
+                    Attempted::<()>::Report(attempt::unary(target, req, body, max_recv).await)
+                }
                 Err(e) => Attempted::Report(AttemptOutput::not_sent(e)),
             }
         }
@@ -229,16 +236,18 @@ pub(crate) async fn authenticate(shared: Arc<Shared>) {
                     let timeout = shared.options.request_timeout;
                     match unary(&shared, AUTH_AUTHENTICATE, body, timeout).await {
                         Err(e) => Err(e.to_string()),
-                        Ok(msg) => match etcdv3_core::codec::decode_message::<AuthenticateResponse>(msg) {
-                            Err(e) => Err(e.to_string()),
-                            Ok(r) => match HeaderValue::from_str(&r.token) {
-                                Ok(v) => {
-                                    shared.set_token(Some(v));
-                                    Ok(())
-                                }
-                                Err(e) => Err(format!("unusable token: {e}")),
-                            },
-                        },
+                        Ok(msg) => {
+                            match etcdv3_core::codec::decode_message::<AuthenticateResponse>(msg) {
+                                Err(e) => Err(e.to_string()),
+                                Ok(r) => match HeaderValue::from_str(&r.token) {
+                                    Ok(v) => {
+                                        shared.set_token(Some(v));
+                                        Ok(())
+                                    }
+                                    Err(e) => Err(format!("unusable token: {e}")),
+                                },
+                            }
+                        }
                     }
                 }
             }

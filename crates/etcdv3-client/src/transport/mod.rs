@@ -15,7 +15,6 @@ pub(crate) mod stream;
 mod tls;
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -93,7 +92,11 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(runtime: Arc<dyn Runtime>, endpoints: Vec<Endpoint>, options: ClientOptions) -> Result<Arc<Shared>> {
+    pub(crate) fn new(
+        runtime: Arc<dyn Runtime>,
+        endpoints: Vec<Endpoint>,
+        options: ClientOptions,
+    ) -> Result<Arc<Shared>> {
         let needs_tls = endpoints.iter().any(|e| e.is_tls());
         #[cfg(feature = "tls")]
         let tls = match (&options.tls, needs_tls) {
@@ -138,7 +141,9 @@ impl Shared {
             status_probe,
         });
         let timer = shared.clone();
-        shared.runtime.spawn(Box::pin(async move { timer_task(timer).await }));
+        shared
+            .runtime
+            .spawn(Box::pin(async move { timer_task(timer).await }));
         Ok(shared)
     }
 
@@ -174,7 +179,11 @@ impl Shared {
                         entry.ctl.close();
                     }
                 }
-                Action::Send { call, attempt, conn } => {
+                Action::Send {
+                    call,
+                    attempt,
+                    conn,
+                } => {
                     let target = st.conns.get(&conn).and_then(|c| {
                         c.sender.clone().map(|sender| Target {
                             sender,
@@ -200,7 +209,9 @@ impl Shared {
                                 now,
                                 call,
                                 attempt,
-                                etcdv3_core::machine::Outcome::NotSent("connection not ready".into()),
+                                etcdv3_core::machine::Outcome::NotSent(
+                                    "connection not ready".into(),
+                                ),
                             );
                         }
                         (_, None) => {
@@ -225,8 +236,9 @@ impl Shared {
                     });
                     if let Some(target) = target {
                         let shared = self.clone();
-                        self.runtime
-                            .spawn(Box::pin(async move { call::probe(shared, conn, target).await }));
+                        self.runtime.spawn(Box::pin(async move {
+                            call::probe(shared, conn, target).await
+                        }));
                     }
                 }
                 Action::Authenticate => {
@@ -268,8 +280,11 @@ impl Shared {
             Ok(a) => a,
             Err(e) => {
                 let now = self.runtime.now();
-                st.core
-                    .handle_connect_failed(now, conn, &format!("bad authority {}: {e}", target.authority()));
+                st.core.handle_connect_failed(
+                    now,
+                    conn,
+                    &format!("bad authority {}: {e}", target.authority()),
+                );
                 return;
             }
         };
@@ -284,8 +299,9 @@ impl Shared {
             },
         );
         let shared = self.clone();
-        self.runtime
-            .spawn(Box::pin(async move { conn::run(shared, conn, target, ctl).await }));
+        self.runtime.spawn(Box::pin(async move {
+            conn::run(shared, conn, target, ctl).await
+        }));
     }
 
     /// Register a new call slot.
@@ -351,7 +367,11 @@ impl Shared {
             for (_, c) in st.conns.drain() {
                 c.ctl.close();
             }
-            let mut wake: Vec<Waker> = st.calls.values_mut().filter_map(|s| s.waker.take()).collect();
+            let mut wake: Vec<Waker> = st
+                .calls
+                .values_mut()
+                .filter_map(|s| s.waker.take())
+                .collect();
             if let Some(w) = st.timer.waker.take() {
                 wake.push(w);
             }
@@ -407,7 +427,10 @@ async fn timer_task(shared: Arc<Shared>) {
         // with_state drove the core and may have recorded the next deadline.
         let next = {
             let mut st = shared.lock();
-            let next = st.core.poll_timeout().unwrap_or(now + Duration::from_secs(3600));
+            let next = st
+                .core
+                .poll_timeout()
+                .unwrap_or(now + Duration::from_secs(3600));
             st.timer.deadline = Some(next);
             // `drive` saw no deadline recorded and flagged a notification for
             // this very `next`; clear it here, or the loop never sleeps (and
@@ -437,7 +460,10 @@ fn log_event(core: &Core, event: &Event) {
             state,
             reason,
         } => {
-            let ep = core.endpoint(*endpoint).map(|e| e.to_string()).unwrap_or_default();
+            let ep = core
+                .endpoint(*endpoint)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             tracing::info!(endpoint = %ep, ?state, ?reason, "endpoint health changed");
         }
         Event::Retry {
@@ -458,7 +484,10 @@ fn log_event(core: &Core, event: &Event) {
             method,
             endpoint,
         } => {
-            let ep = core.endpoint(*endpoint).map(|e| e.to_string()).unwrap_or_default();
+            let ep = core
+                .endpoint(*endpoint)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             tracing::warn!(call = call.0, method, endpoint = %ep, "mutation outcome unknown");
         }
     }

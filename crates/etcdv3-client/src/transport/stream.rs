@@ -25,7 +25,11 @@ struct Parts {
     status: http::StatusCode,
 }
 
-async fn open_attempt(target: Target, req: http::Request<()>, first: Option<Bytes>) -> Attempted<Parts> {
+async fn open_attempt(
+    target: Target,
+    req: http::Request<()>,
+    first: Option<Bytes>,
+) -> Attempted<Parts> {
     let mut sender = match target.sender.ready().await {
         Ok(s) => s,
         Err(e) => return Attempted::Report(AttemptOutput::failed_h2(&e, false)),
@@ -104,11 +108,13 @@ where
             reported: false,
             _types: PhantomData,
         }),
-        (_, _, Finished::Message(_)) => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
-            method: method.path,
-            endpoint: String::new(),
-            cause: "the server ended the stream at once".into(),
-        })),
+        (_, _, Finished::Message(_)) => {
+            Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+                method: method.path,
+                endpoint: String::new(),
+                cause: "the server ended the stream at once".into(),
+            }))
+        }
     }
 }
 
@@ -216,12 +222,12 @@ where
                     let call = self.call;
                     self.shared
                         .with_state(|st, now| st.core.handle_stream_progress(now, call));
-                    return Poll::Ready(codec::decode_message::<A>(m).map(Some).map_err(|source| {
-                        Error::Frame {
+                    return Poll::Ready(codec::decode_message::<A>(m).map(Some).map_err(
+                        |source| Error::Frame {
                             method: self.method.path,
                             source,
-                        }
-                    }));
+                        },
+                    ));
                 }
                 Ok(None) => {}
                 Err(e) => return self.ended(Outcome::Lost(format!("malformed response: {e}"))),

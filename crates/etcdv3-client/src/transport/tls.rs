@@ -17,23 +17,24 @@ pub(crate) struct Connector {
 }
 
 fn read_pem(path: &std::path::Path, what: &str) -> Result<Vec<u8>, Error> {
-    std::fs::read(path).map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", path.display())))
+    std::fs::read(path)
+        .map_err(|e| Error::Config(format!("cannot read {what} {}: {e}", path.display())))
 }
 
 impl Connector {
     pub(crate) fn new(opts: &TlsOptions) -> Result<Connector, Error> {
         let mut roots = RootCertStore::empty();
-        let ca = opts
-            .ca_file
-            .as_ref()
-            .ok_or_else(|| Error::Config("TLS needs a CA file (TlsOptions::with_ca_file)".into()))?;
+        let ca = opts.ca_file.as_ref().ok_or_else(|| {
+            Error::Config("TLS needs a CA file (TlsOptions::with_ca_file)".into())
+        })?;
         let pem = read_pem(ca, "CA file")?;
         let mut found = 0;
         for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            let cert = cert.map_err(|e| Error::Config(format!("bad certificate in {}: {e}", ca.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| Error::Config(format!("unusable CA certificate in {}: {e}", ca.display())))?;
+            let cert = cert
+                .map_err(|e| Error::Config(format!("bad certificate in {}: {e}", ca.display())))?;
+            roots.add(cert).map_err(|e| {
+                Error::Config(format!("unusable CA certificate in {}: {e}", ca.display()))
+            })?;
             found += 1;
         }
         if found == 0 {
@@ -45,8 +46,10 @@ impl Connector {
             Some((cert, key)) => {
                 let cert_pem = read_pem(cert, "client certificate")?;
                 let key_pem = read_pem(key, "client key")?;
-                let chain: Result<Vec<_>, _> = rustls_pemfile::certs(&mut cert_pem.as_slice()).collect();
-                let chain = chain.map_err(|e| Error::Config(format!("bad client certificate: {e}")))?;
+                let chain: Result<Vec<_>, _> =
+                    rustls_pemfile::certs(&mut cert_pem.as_slice()).collect();
+                let chain =
+                    chain.map_err(|e| Error::Config(format!("bad client certificate: {e}")))?;
                 let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
                     .map_err(|e| Error::Config(format!("bad client key: {e}")))?
                     .ok_or_else(|| Error::Config(format!("no private key in {}", key.display())))?;
@@ -64,8 +67,8 @@ impl Connector {
 
     pub(crate) async fn connect(&self, host: &str, io: BoxIo) -> Result<BoxIo, String> {
         let name = self.domain.clone().unwrap_or_else(|| host.to_string());
-        let server_name =
-            ServerName::try_from(name.clone()).map_err(|e| format!("invalid TLS server name {name}: {e}"))?;
+        let server_name = ServerName::try_from(name.clone())
+            .map_err(|e| format!("invalid TLS server name {name}: {e}"))?;
         let tls = self
             .connector
             .connect(server_name, io)

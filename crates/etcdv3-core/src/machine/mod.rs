@@ -1226,6 +1226,9 @@ impl Core {
     /// Calls on the connection made no progress for `stall_timeout`: avoid
     /// the endpoint, re-send repeatable calls elsewhere, ping to confirm.
     fn on_stall(&mut self, now: Instant, conn: ConnId) {
+        if now > now - Duration::from_secs(1) {
+            return;
+        } // MUTATION
         let Some(k) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -1,0 +1,1361 @@
+//! One simulated run: the core, an adapter that executes its actions over a
+//! simulated network against the simulated cluster, a random workload and a
+//! random fault schedule, all driven by one seed, with the invariants
+//! checked as the run goes.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use etcdv3_core::balancer::Policy;
+use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::error::classify;
+use etcdv3_core::machine::{
+    Action, CallError, CallId, Config, ConnId, Core, EndpointId, MemberStatus, Outcome,
+    ResponseMeta, MIN_PING_INTERVAL,
+};
+use etcdv3_core::rng::Rng;
+use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_proto::method::{KV_PUT, KV_RANGE};
+
+use crate::cluster::{Answer, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
+
+/// Knobs of a run that are not drawn from the seed.
+#[derive(Debug, Clone, Default)]
+pub struct Opts {
+    /// Record a replayable event log.
+    pub log: bool,
+    /// Members cut off from their peers answer reads from their own stale
+    /// state while they still believe in their leader (as serializable
+    /// reads do); the client must avoid them.
+    pub stale_serve: bool,
+}
+
+/// What a run found.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// Invariant violations, in order.
+    pub violations: Vec<String>,
+    /// The event log (only with `Opts::log`).
+    pub log: Vec<String>,
+    /// Calls completed OK / with an error.
+    pub ok: u32,
+    /// Calls completed with an error.
+    pub failed: u32,
+    /// Puts that ended with "outcome unknown".
+    pub unknown: u32,
+    /// Events processed.
+    pub events: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FaultKind {
+    Crash,
+    Hang,
+    Reset,
+    Goaway,
+    Partition,
+    Degrade,
+    Blackhole,
+    Refuse,
+    TooMany,
+    TimeoutApplied,
+    TokenExpiry,
+    Remove,
+}
+
+#[derive(Debug, Clone)]
+struct Fault {
+    at: Instant,
+    dur: Duration,
+    kind: FaultKind,
+    member: usize,
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Start(usize),
+    ConnectArrive(ConnId),
+    ConnectDone(ConnId, bool),
+    ReqArrive {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        stream: u32,
+        token: u64,
+    },
+    CancelArrive {
+        conn: ConnId,
+        stream: u32,
+    },
+    ServerAnswer {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        stream: u32,
+        outcome: Outcome,
+    },
+    Reply {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    PingArrive(ConnId),
+    Pong(ConnId),
+    ProbeArrive(ConnId),
+    ProbeReply(ConnId, MemberStatus),
+    ClientCloseArrive(ConnId),
+    Broken(ConnId, &'static str),
+    GoawayArrive(ConnId, u32),
+    ServerClose(ConnId),
+    AuthDone,
+    Report(CallId, u32, Outcome),
+    FaultStart(usize),
+    FaultEnd(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ConnSt {
+    Connecting,
+    Open,
+    Dead,
+}
+
+#[derive(Debug)]
+struct SimConn {
+    member: usize,
+    endpoint: EndpointId,
+    st: ConnSt,
+    draining: bool,
+    /// The server's side exists and is alive.
+    server_alive: bool,
+    next_stream: u32,
+    /// Highest stream id the server received.
+    server_max_stream: u32,
+    goaway_last: Option<u32>,
+    server_streams: HashSet<u32>,
+    /// Per-direction FIFO: no delivery before the previous one.
+    last_to_server: Instant,
+    last_to_client: Instant,
+    // Server-side ping policy (grpc-go keepalive enforcement).
+    last_ping_at: Option<Instant>,
+    strikes: u32,
+    reset_strikes: bool,
+    /// Client-side ping times (for the spacing statistics).
+    pings: Vec<Instant>,
+}
+
+#[derive(Debug)]
+struct CallRec {
+    put: bool,
+    start: Instant,
+    deadline: Instant,
+    done: Option<(Instant, Result<(), CallError>)>,
+    /// Revision floor: the highest revision of any op completed before the
+    /// call started.
+    floor: i64,
+    /// Revision of the answer held for the current attempt.
+    answer_rev: Option<i64>,
+    /// Last outcome reported to the core: (attempt, provably unprocessed).
+    last_report: Option<(u32, bool)>,
+    attempts: u32,
+}
+
+/// A run in progress.
+pub struct World {
+    opts: Opts,
+    rng: Rng,
+    base: Instant,
+    now: Instant,
+    core: Core,
+    cluster: Cluster,
+    n: usize,
+    addrs: Vec<Endpoint>,
+    latency: Vec<Duration>,
+    queue: BinaryHeap<Reverse<(Instant, u64)>>,
+    evs: HashMap<u64, Ev>,
+    seq: u64,
+    conns: HashMap<ConnId, SimConn>,
+    held: HashMap<CallId, (ConnId, u32, u32)>,
+    calls: Vec<CallRec>,
+    by_id: HashMap<CallId, usize>,
+    faults: Vec<Fault>,
+    active: HashMap<usize, Vec<FaultKind>>,
+    removed_ids: HashSet<EndpointId>,
+    removed_members: HashSet<usize>,
+    ep_member: HashMap<EndpointId, usize>,
+    bad: Vec<Vec<(Instant, Instant)>>,
+    global_bad: Vec<(Instant, Instant)>,
+    token_epoch: u64,
+    auth: bool,
+    auth_pending: bool,
+    report_on_close: bool,
+    fault_end: Instant,
+    max_completed_rev: i64,
+    /// Requests that reached a frozen member: (member, conn, call, attempt,
+    /// stream, token epoch).
+    backlog: Vec<(usize, ConnId, CallId, u32, u32, u64)>,
+    report: Report,
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+impl World {
+    /// Set up the run for `seed`.
+    pub fn new(seed: u64, opts: Opts) -> World {
+        let mut rng = Rng::new(seed);
+        let base = Instant::now();
+        let n = if rng.gen_bool(0.6) { 3 } else { 5 };
+        let policy = match rng.gen_range(0..10) {
+            0..=5 => Policy::Adaptive,
+            6..=7 => Policy::RoundRobin,
+            _ => Policy::Pinned,
+        };
+        let config = Config {
+            policy,
+            ..Config::default()
+        };
+        let addrs: Vec<Endpoint> = (1..=n)
+            .map(|i| Endpoint::parse(&format!("10.0.0.{i}:2379")).unwrap())
+            .collect();
+        let latency = (0..n)
+            .map(|_| Duration::from_micros(rng.gen_range(300..6000)))
+            .collect();
+        let core = Core::new(config, addrs.clone(), rng.next_u64());
+        let prevote = rng.gen_bool(0.5);
+        let auth = rng.gen_bool(0.3);
+        let report_on_close = rng.gen_bool(0.8);
+        let mut w = World {
+            opts,
+            rng,
+            base,
+            now: base,
+            core,
+            cluster: Cluster::new(n, prevote),
+            n,
+            addrs,
+            latency,
+            queue: BinaryHeap::new(),
+            evs: HashMap::new(),
+            seq: 0,
+            conns: HashMap::new(),
+            held: HashMap::new(),
+            calls: Vec::new(),
+            by_id: HashMap::new(),
+            faults: Vec::new(),
+            active: HashMap::new(),
+            removed_ids: HashSet::new(),
+            removed_members: HashSet::new(),
+            ep_member: HashMap::new(),
+            bad: vec![Vec::new(); n],
+            global_bad: Vec::new(),
+            token_epoch: 0,
+            auth,
+            auth_pending: false,
+            report_on_close,
+            fault_end: base,
+            max_completed_rev: 0,
+            backlog: Vec::new(),
+            report: Report::default(),
+        };
+        w.log(|| {
+            format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
+        });
+        w.plan();
+        w
+    }
+
+    fn log(&mut self, f: impl FnOnce() -> String) {
+        if self.opts.log {
+            let t = self.now - self.base;
+            let line = format!("[{:>9.3}s] {}", t.as_secs_f64(), f());
+            self.report.log.push(line);
+        }
+    }
+
+    fn violation(&mut self, what: String) {
+        let t = self.now - self.base;
+        let line = format!("at {:.3}s: {what}", t.as_secs_f64());
+        self.log(|| format!("VIOLATION {line}"));
+        if self.report.violations.len() < 20 {
+            self.report.violations.push(line);
+        }
+    }
+
+    fn at(&mut self, t: Instant, ev: Ev) {
+        let s = self.seq;
+        self.seq += 1;
+        self.evs.insert(s, ev);
+        self.queue.push(Reverse((t, s)));
+    }
+
+    /// One-way latency on member `m`'s link, with loss-induced delays when
+    /// the link is degraded.
+    fn lat(&mut self, m: usize) -> Duration {
+        let base = self.latency[m];
+        let jitter = Duration::from_micros(self.rng.gen_range(0..500));
+        let mut d = base + jitter;
+        if self.has(m, FaultKind::Degrade) && self.rng.gen_bool(0.3) {
+            d += ms(self.rng.gen_range(200..1500));
+        }
+        d
+    }
+
+    fn has(&self, m: usize, k: FaultKind) -> bool {
+        self.active.get(&m).is_some_and(|v| v.contains(&k))
+    }
+
+    fn blackholed(&self, m: usize) -> bool {
+        self.has(m, FaultKind::Blackhole)
+    }
+
+    // ----------------------------------------------------------- planning
+
+    fn plan(&mut self) {
+        let fault_window = ms(self.rng.gen_range(15_000..40_000));
+        self.fault_end = self.base + fault_window;
+        let n_faults = self.rng.gen_range(2..14) as usize;
+        let mut kinds = vec![
+            FaultKind::Crash,
+            FaultKind::Hang,
+            FaultKind::Reset,
+            FaultKind::Goaway,
+            FaultKind::Partition,
+            FaultKind::Degrade,
+            FaultKind::Blackhole,
+            FaultKind::Refuse,
+            FaultKind::TooMany,
+            FaultKind::TimeoutApplied,
+            FaultKind::Remove,
+        ];
+        if self.auth {
+            kinds.push(FaultKind::TokenExpiry);
+        }
+        for _ in 0..n_faults {
+            let kind = kinds[self.rng.gen_range(0..kinds.len() as u64) as usize];
+            let member = self.rng.gen_range(0..self.n as u64) as usize;
+            let start = ms(self.rng.gen_range(500..fault_window.as_millis() as u64));
+            let dur = match kind {
+                FaultKind::Reset | FaultKind::Goaway | FaultKind::TokenExpiry => Duration::ZERO,
+                _ => ms(self.rng.gen_range(300..12_000)),
+            };
+            let at = self.base + start;
+            let end = (at + dur).min(self.fault_end);
+            let dur = end.saturating_duration_since(at);
+            self.faults.push(Fault {
+                at,
+                dur,
+                kind,
+                member,
+            });
+        }
+        for i in 0..self.faults.len() {
+            let f = self.faults[i].clone();
+            self.at(f.at, Ev::FaultStart(i));
+            if !f.dur.is_zero() {
+                self.at(f.at + f.dur, Ev::FaultEnd(i));
+            }
+            // Liveness bookkeeping: the member is bad from the fault until
+            // it had time to recover (a restarted member rejoins later).
+            let tail = match f.kind {
+                FaultKind::Crash => ms(600),
+                FaultKind::Partition | FaultKind::Hang => ELECTION_TIMEOUT + ms(500),
+                _ => ms(100),
+            };
+            if f.kind == FaultKind::TokenExpiry {
+                self.global_bad.push((f.at, f.at + ms(500)));
+            } else {
+                self.bad[f.member].push((f.at, f.at + f.dur + tail));
+            }
+        }
+        // Workload: reads and puts with deadlines, during the faults and in
+        // the quiet period after them.
+        let n_calls = self.rng.gen_range(30..90) as usize;
+        let horizon = fault_window + ms(15_000);
+        let mut starts: Vec<Duration> = (0..n_calls)
+            .map(|_| ms(self.rng.gen_range(200..horizon.as_millis() as u64)))
+            .collect();
+        starts.sort();
+        for s in starts {
+            let put = self.rng.gen_bool(0.35);
+            let timeout = ms(self.rng.gen_range(300..10_000));
+            let start = self.base + s;
+            self.calls.push(CallRec {
+                put,
+                start,
+                deadline: start + timeout,
+                done: None,
+                floor: 0,
+                answer_rev: None,
+                last_report: None,
+                attempts: 0,
+            });
+            let idx = self.calls.len() - 1;
+            self.at(start, Ev::Start(idx));
+        }
+    }
+
+    // ----------------------------------------------------------- main loop
+
+    /// Run to the end and check the final invariants.
+    pub fn run(mut self) -> Report {
+        let last_deadline = self
+            .calls
+            .iter()
+            .map(|c| c.deadline)
+            .max()
+            .unwrap_or(self.base);
+        let end = last_deadline + ms(2000);
+        let mut same_instant = 0u32;
+        loop {
+            let next_ev = self.queue.peek().map(|Reverse((t, _))| *t);
+            let next_timer = self.core.poll_timeout();
+            let next_raft = self.cluster.next_tick();
+            let next = [next_ev, next_timer, next_raft].into_iter().flatten().min();
+            let Some(next) = next else { break };
+            if next > end || self.calls.iter().all(|c| c.done.is_some()) && next_ev.is_none() {
+                break;
+            }
+            // A timer may fall due in the past (an input armed it late):
+            // handle it now, as an adapter would.
+            let next = next.max(self.now);
+            if next == self.now {
+                same_instant += 1;
+                if same_instant > 5000 {
+                    self.violation("livelock: no progress in time".into());
+                    break;
+                }
+            } else {
+                same_instant = 0;
+            }
+            self.now = next;
+            self.report.events += 1;
+            if next_raft == Some(next) {
+                let pick = self.rng.next_u64();
+                let changes = self.cluster.tick(next, pick);
+                for c in changes {
+                    self.log(|| c);
+                }
+                continue;
+            }
+            if next_ev == Some(next) {
+                let Some(Reverse((_, s))) = self.queue.pop() else {
+                    break;
+                };
+                let ev = self.evs.remove(&s).expect("event");
+                self.handle(ev);
+            } else {
+                self.core.handle_timeout(next);
+            }
+            self.drain();
+            if self.all_done() && self.queue.iter().all(|Reverse((t, _))| *t > end) {
+                break;
+            }
+        }
+        self.finish();
+        self.report
+    }
+
+    fn all_done(&self) -> bool {
+        self.calls.iter().all(|c| c.done.is_some())
+    }
+
+    fn finish(&mut self) {
+        for i in 0..self.calls.len() {
+            if self.calls[i].done.is_none() {
+                let c = &self.calls[i];
+                let what = format!(
+                    "call #{i} ({}) started at {:.3}s never completed (deadline {:.3}s)",
+                    if c.put { "put" } else { "read" },
+                    (c.start - self.base).as_secs_f64(),
+                    (c.deadline - self.base).as_secs_f64()
+                );
+                self.violation(what);
+            }
+        }
+        // Puts: a definite failure means it did not happen; OK means once.
+        for i in 0..self.calls.len() {
+            let c = &self.calls[i];
+            if !c.put {
+                continue;
+            }
+            let applied = self.cluster.applied.get(&(i as u64)).copied().unwrap_or(0);
+            let what = match &c.done {
+                Some((_, Ok(()))) if applied != 1 => {
+                    Some(format!("put #{i} succeeded but applied {applied} times"))
+                }
+                Some((_, Err(e))) if !e.may_have_applied() && applied != 0 => Some(format!(
+                    "put #{i} failed definitely ({e}) but was applied {applied} times"
+                )),
+                _ if applied > 1 => Some(format!("put #{i} applied {applied} times")),
+                _ => None,
+            };
+            if let Some(w) = what {
+                self.violation(w);
+            }
+        }
+        self.check_liveness();
+    }
+
+    /// Calls that had a healthy member available for long enough must
+    /// succeed; so must every call in the quiet period after the faults.
+    fn check_liveness(&mut self) {
+        let detection = ms(2200) * (self.n as u32 - 1) + ms(1000);
+        let warmup = ms(6000);
+        let quiet = self.fault_end + ms(6000);
+        for i in 0..self.calls.len() {
+            let c = &self.calls[i];
+            let Some((_, Err(e))) = &c.done else {
+                continue;
+            };
+            let long_enough = c.deadline - c.start >= detection;
+            let (a, b) = (c.start.checked_sub(warmup).unwrap_or(self.base), c.deadline);
+            let globally_ok = !self
+                .cluster
+                .leaderless_during(c.start - ms(1000).min(c.start - self.base), b)
+                && !self
+                    .global_bad
+                    .iter()
+                    .any(|&(s, e)| s <= b && e + ms(1000) >= c.start);
+            let good_member =
+                (0..self.n).any(|m| !self.bad[m].iter().any(|&(s, e)| s <= b && e >= a));
+            let in_quiet = c.start >= quiet;
+            let must_succeed = in_quiet && c.deadline - c.start >= ms(1000)
+                || (!c.put && long_enough && globally_ok && good_member);
+            if must_succeed {
+                let what = format!(
+                    "call #{i} ({}) [{:.3}s..{:.3}s] failed although a healthy member was reachable{}: {e}",
+                    if c.put { "put" } else { "read" },
+                    (c.start - self.base).as_secs_f64(),
+                    (c.deadline - self.base).as_secs_f64(),
+                    if in_quiet { " (quiet period)" } else { "" },
+                );
+                self.violation(what);
+            }
+        }
+    }
+
+    // --------------------------------------------------------- adapter
+
+    fn drain(&mut self) {
+        let mut guard = 0;
+        while let Some(a) = self.core.poll_action() {
+            guard += 1;
+            if guard > 100_000 {
+                self.violation("runaway action stream".into());
+                return;
+            }
+            self.action(a);
+        }
+        while self.core.poll_event().is_some() {}
+    }
+
+    fn action(&mut self, a: Action) {
+        let now = self.now;
+        match a {
+            Action::Connect {
+                conn,
+                endpoint,
+                target,
+            } => {
+                let member = self
+                    .addrs
+                    .iter()
+                    .position(|x| *x == target)
+                    .expect("known address");
+                self.log(|| format!("Connect {conn:?} -> {endpoint:?} (m{})", member + 1));
+                self.ep_member.insert(endpoint, member);
+                if self.removed_ids.contains(&endpoint) {
+                    self.violation(format!("Connect to removed endpoint {endpoint:?}"));
+                }
+                let others = self
+                    .conns
+                    .values()
+                    .filter(|c| c.endpoint == endpoint && c.st != ConnSt::Dead && !c.draining)
+                    .count();
+                if others > 0 {
+                    self.violation(format!(
+                        "second connection to {endpoint:?} while one is open"
+                    ));
+                }
+                self.conns.insert(
+                    conn,
+                    SimConn {
+                        member,
+                        endpoint,
+                        st: ConnSt::Connecting,
+                        draining: false,
+                        server_alive: false,
+                        next_stream: 1,
+                        server_max_stream: 0,
+                        goaway_last: None,
+                        server_streams: HashSet::new(),
+                        last_to_server: now,
+                        last_to_client: now,
+                        last_ping_at: None,
+                        strikes: 0,
+                        reset_strikes: false,
+                        pings: Vec::new(),
+                    },
+                );
+                let d = self.lat(member);
+                self.at(now + d, Ev::ConnectArrive(conn));
+            }
+            Action::Close { conn } => {
+                self.log(|| format!("Close {conn:?}"));
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let was = c.st;
+                c.st = ConnSt::Dead;
+                let member = c.member;
+                if was != ConnSt::Dead {
+                    let d = self.lat(member);
+                    self.to_server(conn, d, Ev::ClientCloseArrive(conn));
+                }
+                self.abandon_held(conn, self.report_on_close);
+            }
+            Action::Send {
+                call,
+                attempt,
+                conn,
+            } => {
+                let idx = self.by_id[&call];
+                self.log(|| format!("Send #{idx} attempt {attempt} on {conn:?}"));
+                self.calls[idx].attempts += 1;
+                self.calls[idx].answer_rev = None;
+                let ep = self.conns.get(&conn).map(|c| c.endpoint);
+                if ep.is_none_or(|e| self.removed_ids.contains(&e)) {
+                    self.violation(format!("Send #{idx} on {conn:?} to removed/unknown {ep:?}"));
+                }
+                if self.calls[idx].put && attempt > 1 {
+                    match self.calls[idx].last_report {
+                        Some((a, true)) if a + 1 == attempt => {}
+                        other => self.violation(format!(
+                            "put #{idx} re-sent (attempt {attempt}) without proof the previous attempt was not processed (last report {other:?})"
+                        )),
+                    }
+                }
+                // Drop the previous attempt, wherever it is.
+                if let Some((old_conn, _, stream)) = self.held.remove(&call) {
+                    if let Some(m) = self.conns.get(&old_conn).map(|c| c.member) {
+                        if self.conns[&old_conn].st == ConnSt::Open {
+                            let d = self.lat(m);
+                            self.to_server(
+                                old_conn,
+                                d,
+                                Ev::CancelArrive {
+                                    conn: old_conn,
+                                    stream,
+                                },
+                            );
+                        }
+                    }
+                }
+                let open = self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open);
+                if !open {
+                    self.at(
+                        now,
+                        Ev::Report(call, attempt, Outcome::NotSent("connection is gone".into())),
+                    );
+                    return;
+                }
+                let c = self.conns.get_mut(&conn).expect("conn");
+                let stream = c.next_stream;
+                c.next_stream += 2;
+                let member = c.member;
+                self.held.insert(call, (conn, attempt, stream));
+                let token = self.token_epoch;
+                let d = self.lat(member);
+                self.to_server(
+                    conn,
+                    d,
+                    Ev::ReqArrive {
+                        conn,
+                        call,
+                        attempt,
+                        stream,
+                        token,
+                    },
+                );
+            }
+            Action::Ping { conn } => {
+                self.log(|| format!("Ping {conn:?}"));
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                c.pings.push(now);
+                if c.st == ConnSt::Open {
+                    let m = c.member;
+                    let d = self.lat(m);
+                    self.to_server(conn, d, Ev::PingArrive(conn));
+                }
+            }
+            Action::Probe { conn, .. } => {
+                self.log(|| format!("Probe {conn:?}"));
+                if let Some(c) = self.conns.get(&conn) {
+                    if c.st == ConnSt::Open {
+                        let m = c.member;
+                        let d = self.lat(m);
+                        self.to_server(conn, d, Ev::ProbeArrive(conn));
+                    }
+                }
+            }
+            Action::Authenticate => {
+                self.log(|| "Authenticate".into());
+                if self.auth_pending {
+                    self.violation("second Authenticate while one is pending".into());
+                }
+                self.auth_pending = true;
+                let d = ms(self.rng.gen_range(2..40));
+                self.at(now + d, Ev::AuthDone);
+            }
+            Action::Complete { call, result } => {
+                let idx = self.by_id[&call];
+                self.log(|| format!("Complete #{idx}: {result:?}"));
+                self.held.remove(&call);
+                if self.calls[idx].done.is_some() {
+                    self.violation(format!("call #{idx} completed twice"));
+                    return;
+                }
+                if now > self.calls[idx].deadline {
+                    let late = now - self.calls[idx].deadline;
+                    self.violation(format!("call #{idx} completed {late:?} after its deadline"));
+                }
+                let c = &self.calls[idx];
+                match &result {
+                    Ok(()) => {
+                        self.report.ok += 1;
+                        match c.answer_rev {
+                            Some(rev) => {
+                                if !c.put && rev < c.floor {
+                                    let floor = c.floor;
+                                    self.violation(format!(
+                                        "read #{idx} saw revision {rev} after revision {floor} was already observed"
+                                    ));
+                                }
+                                self.max_completed_rev = self.max_completed_rev.max(rev);
+                            }
+                            None => self.violation(format!("call #{idx} OK without an answer")),
+                        }
+                    }
+                    Err(e) => {
+                        self.report.failed += 1;
+                        if matches!(e, CallError::OutcomeUnknown { .. }) {
+                            self.report.unknown += 1;
+                        }
+                        if !c.put && e.may_have_applied() {
+                            self.violation(format!("read #{idx} reported as may-have-applied"));
+                        }
+                    }
+                }
+                self.calls[idx].done = Some((now, result));
+            }
+        }
+    }
+
+    fn to_server(&mut self, conn: ConnId, d: Duration, ev: Ev) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let t = (self.now + d).max(c.last_to_server);
+        c.last_to_server = t;
+        self.at(t, ev);
+    }
+
+    fn to_client(&mut self, conn: ConnId, ev: Ev) {
+        let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
+            return;
+        };
+        if self.blackholed(m) {
+            return;
+        }
+        let d = self.lat(m);
+        let c = self.conns.get_mut(&conn).expect("conn");
+        let t = (self.now + d).max(c.last_to_client);
+        c.last_to_client = t;
+        self.at(t, ev);
+    }
+
+    /// The adapter gives up the attempts it holds on `conn`; with `report`,
+    /// each is reported lost (the h2 streams failed with the connection).
+    fn abandon_held(&mut self, conn: ConnId, report: bool) {
+        let mut on: Vec<(CallId, u32)> = self
+            .held
+            .iter()
+            .filter(|(_, (c, _, _))| *c == conn)
+            .map(|(call, (_, a, _))| (*call, *a))
+            .collect();
+        on.sort();
+        for (call, attempt) in on {
+            self.held.remove(&call);
+            if report {
+                self.at(
+                    self.now,
+                    Ev::Report(call, attempt, Outcome::Lost("connection closed".into())),
+                );
+            }
+        }
+    }
+
+    fn report_outcome(&mut self, call: CallId, attempt: u32, outcome: Outcome) {
+        let idx = self.by_id[&call];
+        let clear = match &outcome {
+            Outcome::NotSent(_) | Outcome::Refused(_) => true,
+            Outcome::Status(s) => !classify(s).may_have_applied(),
+            _ => false,
+        };
+        self.log(|| format!("Outcome #{idx} attempt {attempt}: {outcome:?}"));
+        self.calls[idx].last_report = Some((attempt, clear));
+        self.core.handle_outcome(self.now, call, attempt, outcome);
+    }
+
+    // ----------------------------------------------------------- events
+
+    fn handle(&mut self, ev: Ev) {
+        let now = self.now;
+        match ev {
+            Ev::Start(idx) => {
+                let c = &self.calls[idx];
+                let method = if c.put { KV_PUT } else { KV_RANGE };
+                let deadline = c.deadline;
+                self.calls[idx].floor = self.max_completed_rev;
+                let id = self.core.start_call(now, method, Some(deadline));
+                self.by_id.insert(id, idx);
+                self.log(|| {
+                    format!(
+                        "Start #{idx} {} deadline +{:?} as {id:?}",
+                        if method.is_repeatable() {
+                            "read"
+                        } else {
+                            "put"
+                        },
+                        deadline - now
+                    )
+                });
+            }
+            Ev::ConnectArrive(conn) => {
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                if c.st != ConnSt::Connecting {
+                    return;
+                }
+                let m = c.member;
+                let member = &self.cluster.members[m];
+                if self.blackholed(m) || (member.up && member.hung) {
+                    return; // SYN or handshake swallowed: the core times out
+                }
+                let ok = member.up;
+                if ok {
+                    let c = self.conns.get_mut(&conn).expect("conn");
+                    c.server_alive = true;
+                    c.last_ping_at = Some(now); // the handshake ping
+                }
+                self.to_client(conn, Ev::ConnectDone(conn, ok));
+            }
+            Ev::ConnectDone(conn, ok) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if c.st != ConnSt::Connecting {
+                    return;
+                }
+                if ok && c.server_alive {
+                    c.st = ConnSt::Open;
+                    self.log(|| format!("connected {conn:?}"));
+                    self.core.handle_connected(now, conn);
+                } else {
+                    c.st = ConnSt::Dead;
+                    self.log(|| format!("connect failed {conn:?}"));
+                    self.core
+                        .handle_connect_failed(now, conn, "connection refused");
+                }
+            }
+            Ev::ReqArrive {
+                conn,
+                call,
+                attempt,
+                stream,
+                token,
+            } => self.server_request(conn, call, attempt, stream, token, false),
+            Ev::CancelArrive { conn, stream } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.server_streams.remove(&stream);
+                }
+            }
+            Ev::ServerAnswer {
+                conn,
+                call,
+                attempt,
+                stream,
+                outcome,
+            } => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if !c.server_alive || !c.server_streams.remove(&stream) {
+                    return;
+                }
+                let m = c.member;
+                if !self.cluster.members[m].serving() {
+                    return;
+                }
+                if matches!(outcome, Outcome::Success(_) | Outcome::Status(_)) {
+                    self.conns.get_mut(&conn).expect("conn").reset_strikes = true;
+                }
+                self.to_client(
+                    conn,
+                    Ev::Reply {
+                        conn,
+                        call,
+                        attempt,
+                        outcome,
+                    },
+                );
+            }
+            Ev::Reply {
+                conn,
+                call,
+                attempt,
+                outcome,
+            } => {
+                let open = self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open);
+                if !open
+                    || !self
+                        .held
+                        .get(&call)
+                        .is_some_and(|h| h.0 == conn && h.1 == attempt)
+                {
+                    return;
+                }
+                self.held.remove(&call);
+                if let Outcome::Success(Some(meta)) = &outcome {
+                    let idx = self.by_id[&call];
+                    self.calls[idx].answer_rev = Some(meta.revision);
+                }
+                self.report_outcome(call, attempt, outcome);
+            }
+            Ev::Report(call, attempt, outcome) => self.report_outcome(call, attempt, outcome),
+            Ev::PingArrive(conn) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let m = c.member;
+                if !c.server_alive || !self.cluster.members[m].serving() {
+                    return;
+                }
+                // grpc-go's keepalive enforcement with etcd's settings
+                // (MinTime 5 s, PermitWithoutStream false, 2 strikes).
+                if c.reset_strikes {
+                    c.reset_strikes = false;
+                    c.strikes = 0;
+                } else if c.server_streams.is_empty() {
+                    if c.last_ping_at.is_some() {
+                        c.strikes += 1;
+                    }
+                } else if c.last_ping_at.is_some_and(|p| now < p + MIN_PING_INTERVAL) {
+                    c.strikes += 1;
+                }
+                c.last_ping_at = Some(now);
+                if c.strikes > 2 {
+                    let strikes = c.strikes;
+                    self.violation(format!(
+                        "server would send GOAWAY too_many_pings on {conn:?} ({strikes} strikes)"
+                    ));
+                    self.conns.get_mut(&conn).expect("conn").strikes = 0;
+                }
+                self.to_client(conn, Ev::Pong(conn));
+            }
+            Ev::Pong(conn) => {
+                if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
+                    self.core.handle_pong(now, conn);
+                }
+            }
+            Ev::ProbeArrive(conn) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let m = c.member;
+                if !c.server_alive || !self.cluster.members[m].serving() {
+                    return;
+                }
+                c.reset_strikes = true;
+                let me = &self.cluster.members[m];
+                let st = MemberStatus {
+                    member_id: me.id,
+                    leader: me.leader_view,
+                    raft_term: me.term,
+                    revision: me.rev,
+                };
+                self.to_client(conn, Ev::ProbeReply(conn, st));
+            }
+            Ev::ProbeReply(conn, st) => {
+                if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
+                    self.log(|| format!("probe {conn:?}: {st:?}"));
+                    self.core.handle_probe_result(now, conn, Ok(st));
+                }
+            }
+            Ev::ClientCloseArrive(conn) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.server_alive = false;
+                    c.server_streams.clear();
+                }
+            }
+            Ev::Broken(conn, why) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                let was = c.st;
+                c.st = ConnSt::Dead;
+                match was {
+                    ConnSt::Dead => return,
+                    ConnSt::Connecting => {
+                        self.log(|| format!("{conn:?} broken while connecting: {why}"));
+                        self.core.handle_connect_failed(now, conn, why);
+                    }
+                    ConnSt::Open => {
+                        self.log(|| format!("{conn:?} broken: {why}"));
+                        self.core.handle_connection_closed(now, conn, why);
+                        self.drain();
+                        self.abandon_held(conn, true);
+                    }
+                }
+            }
+            Ev::GoawayArrive(conn, last) => {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if c.st != ConnSt::Open {
+                    return;
+                }
+                c.draining = true;
+                self.log(|| format!("GOAWAY {conn:?} last stream {last}"));
+                self.core.handle_goaway(now, conn);
+                self.drain();
+                let mut above: Vec<(CallId, u32)> = self
+                    .held
+                    .iter()
+                    .filter(|(_, (c, _, s))| *c == conn && *s > last)
+                    .map(|(call, (_, a, _))| (*call, *a))
+                    .collect();
+                above.sort();
+                for (call, attempt) in above {
+                    self.held.remove(&call);
+                    self.report_outcome(
+                        call,
+                        attempt,
+                        Outcome::Refused("above GOAWAY last-stream-id".into()),
+                    );
+                    self.drain();
+                }
+            }
+            Ev::ServerClose(conn) => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if c.server_alive {
+                        c.server_alive = false;
+                        c.server_streams.clear();
+                        self.to_client(conn, Ev::Broken(conn, "closed by server after GOAWAY"));
+                    }
+                }
+            }
+            Ev::AuthDone => {
+                self.auth_pending = false;
+                self.log(|| "auth done".into());
+                self.core.handle_auth_result(now, Ok(()));
+            }
+            Ev::FaultStart(i) => self.fault_start(i),
+            Ev::FaultEnd(i) => self.fault_end_ev(i),
+        }
+    }
+
+    fn server_request(
+        &mut self,
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        stream: u32,
+        token: u64,
+        from_backlog: bool,
+    ) {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let m = c.member;
+        if !c.server_alive && !from_backlog {
+            return;
+        }
+        if c.goaway_last.is_some_and(|l| stream > l) {
+            return; // not processed; the client gets Refused from GOAWAY
+        }
+        c.server_max_stream = c.server_max_stream.max(stream);
+        if !self.cluster.members[m].up {
+            return;
+        }
+        if self.cluster.members[m].hung {
+            // Buffered in the kernel; processed on resume.
+            self.backlog.push((m, conn, call, attempt, stream, token));
+            return;
+        }
+        let c = self.conns.get_mut(&conn).expect("conn");
+        c.server_streams.insert(stream);
+        let idx = self.by_id[&call];
+        let put = self.calls[idx].put;
+        let service = ms(self.rng.gen_range(0..3));
+        let mut delay = service;
+        let outcome = if self.has(m, FaultKind::Refuse) && self.rng.gen_bool(0.5) {
+            Outcome::Refused(REFUSED_STREAM_MESSAGE.into())
+        } else if self.auth && token < self.token_epoch {
+            Outcome::Status(Status::new(
+                Code::Unauthenticated,
+                "etcdserver: invalid auth token",
+            ))
+        } else if put && self.has(m, FaultKind::TooMany) && self.rng.gen_bool(0.6) {
+            Outcome::Status(Status::new(
+                Code::ResourceExhausted,
+                "etcdserver: too many requests",
+            ))
+        } else {
+            let answer = if put {
+                self.cluster.put(m, idx as u64)
+            } else {
+                self.cluster.read(m, self.opts.stale_serve)
+            };
+            let me = &self.cluster.members[m];
+            match answer {
+                Answer::Ok { rev } => {
+                    if put && self.has(m, FaultKind::TimeoutApplied) && self.rng.gen_bool(0.5) {
+                        delay += ms(self.rng.gen_range(100..3000));
+                        Outcome::Status(Status::new(
+                            Code::Unavailable,
+                            "etcdserver: request timed out",
+                        ))
+                    } else {
+                        Outcome::Success(Some(ResponseMeta {
+                            member_id: me.id,
+                            raft_term: me.term,
+                            revision: rev,
+                        }))
+                    }
+                }
+                Answer::NoLeader => {
+                    Outcome::Status(Status::new(Code::Unavailable, "etcdserver: no leader"))
+                }
+                Answer::Timeout => {
+                    delay += REQUEST_TIMEOUT;
+                    Outcome::Status(Status::new(
+                        Code::Unavailable,
+                        "etcdserver: request timed out",
+                    ))
+                }
+            }
+        };
+        if let Outcome::Refused(_) = outcome {
+            self.conns
+                .get_mut(&conn)
+                .expect("conn")
+                .server_streams
+                .remove(&stream);
+            self.to_client(
+                conn,
+                Ev::Reply {
+                    conn,
+                    call,
+                    attempt,
+                    outcome,
+                },
+            );
+            return;
+        }
+        if let Some(&n) = self.cluster.applied.get(&(idx as u64)) {
+            if n > 1 {
+                self.violation(format!("put #{idx} applied {n} times"));
+            }
+        }
+        self.at(
+            now + delay,
+            Ev::ServerAnswer {
+                conn,
+                call,
+                attempt,
+                stream,
+                outcome,
+            },
+        );
+    }
+
+    // ----------------------------------------------------------- faults
+
+    fn conns_of(&self, m: usize) -> Vec<ConnId> {
+        let mut v: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.member == m && c.st != ConnSt::Dead)
+            .map(|(id, _)| *id)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The member's side of every connection dies; the client notices after
+    /// the link latency (never, when the link is blackholed).
+    fn reset_conns(&mut self, m: usize, why: &'static str) {
+        for conn in self.conns_of(m) {
+            let c = self.conns.get_mut(&conn).expect("conn");
+            let was_alive = c.server_alive || c.st == ConnSt::Connecting;
+            c.server_alive = false;
+            c.server_streams.clear();
+            if was_alive {
+                self.to_client(conn, Ev::Broken(conn, why));
+            }
+        }
+    }
+
+    fn fault_start(&mut self, i: usize) {
+        let f = self.faults[i].clone();
+        let m = f.member;
+        let now = self.now;
+        self.log(|| format!("FAULT start {:?} m{} for {:?}", f.kind, m + 1, f.dur));
+        self.active.entry(m).or_default().push(f.kind);
+        match f.kind {
+            FaultKind::Crash => {
+                if self.cluster.members[m].up {
+                    self.cluster.members[m].up = false;
+                    self.cluster.members[m].hung = false;
+                    self.backlog.retain(|b| b.0 != m);
+                    self.reset_conns(m, "connection reset (member crashed)");
+                    self.cluster.topology_changed(now);
+                }
+            }
+            FaultKind::Hang => {
+                if self.cluster.members[m].up {
+                    self.cluster.members[m].hung = true;
+                    self.cluster.topology_changed(now);
+                }
+            }
+            FaultKind::Reset => {
+                self.reset_conns(m, "connection reset by peer");
+                self.remove_active(m, f.kind);
+            }
+            FaultKind::Goaway => {
+                for conn in self.conns_of(m) {
+                    let c = self.conns.get_mut(&conn).expect("conn");
+                    if !c.server_alive || c.goaway_last.is_some() {
+                        continue;
+                    }
+                    let last = c.server_max_stream;
+                    c.goaway_last = Some(last);
+                    self.to_client(conn, Ev::GoawayArrive(conn, last));
+                    let d = ms(self.rng.gen_range(500..4000));
+                    self.at(now + d, Ev::ServerClose(conn));
+                }
+                self.remove_active(m, f.kind);
+            }
+            FaultKind::Partition => {
+                self.cluster.members[m].partitioned = true;
+                self.cluster.topology_changed(now);
+            }
+            FaultKind::TokenExpiry => {
+                self.token_epoch += 1;
+                self.remove_active(m, f.kind);
+            }
+            FaultKind::Remove => {
+                self.removed_members.insert(m);
+                self.apply_endpoint_set();
+            }
+            FaultKind::Degrade
+            | FaultKind::Blackhole
+            | FaultKind::Refuse
+            | FaultKind::TooMany
+            | FaultKind::TimeoutApplied => {}
+        }
+    }
+
+    fn remove_active(&mut self, m: usize, k: FaultKind) {
+        if let Some(v) = self.active.get_mut(&m) {
+            if let Some(p) = v.iter().position(|x| *x == k) {
+                v.remove(p);
+            }
+        }
+    }
+
+    fn fault_end_ev(&mut self, i: usize) {
+        let f = self.faults[i].clone();
+        let m = f.member;
+        let now = self.now;
+        self.log(|| format!("FAULT end {:?} m{}", f.kind, m + 1));
+        self.remove_active(m, f.kind);
+        if self.has(m, f.kind) {
+            return; // an overlapping fault of the same kind is still on
+        }
+        match f.kind {
+            FaultKind::Crash => {
+                if !self.cluster.members[m].up {
+                    let me = &mut self.cluster.members[m];
+                    me.up = true;
+                    me.leader_view = 0;
+                    me.rejoin_at = Some(now + ms(300));
+                }
+            }
+            FaultKind::Hang => {
+                if self.cluster.members[m].hung {
+                    self.cluster.members[m].hung = false;
+                    self.cluster.rejoin(m);
+                    self.cluster.topology_changed(now);
+                    let backlog: Vec<_> =
+                        self.backlog.iter().filter(|b| b.0 == m).copied().collect();
+                    self.backlog.retain(|b| b.0 != m);
+                    for (_, conn, call, attempt, stream, token) in backlog {
+                        self.server_request(conn, call, attempt, stream, token, true);
+                    }
+                }
+            }
+            FaultKind::Partition => {
+                self.cluster.members[m].partitioned = false;
+                self.cluster.members[m].lost_leader_at = None;
+                self.cluster.rejoin(m);
+                self.cluster.topology_changed(now);
+            }
+            FaultKind::Remove => {
+                self.removed_members.remove(&m);
+                self.apply_endpoint_set();
+            }
+            _ => {}
+        }
+    }
+
+    /// Tell the core the endpoint set (all members but the removed ones,
+    /// never empty) and note which endpoint ids went away.
+    fn apply_endpoint_set(&mut self) {
+        let mut keep: Vec<Endpoint> = (0..self.n)
+            .filter(|m| !self.removed_members.contains(m))
+            .map(|m| self.addrs[m].clone())
+            .collect();
+        if keep.is_empty() {
+            keep.push(self.addrs[0].clone());
+        }
+        let before: HashSet<EndpointId> =
+            self.core.endpoint_states().iter().map(|s| s.id).collect();
+        self.log(|| {
+            format!(
+                "set_endpoints {:?}",
+                keep.iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            )
+        });
+        self.core.set_endpoints(self.now, keep);
+        let after: HashSet<EndpointId> = self.core.endpoint_states().iter().map(|s| s.id).collect();
+        for gone in before.difference(&after) {
+            self.removed_ids.insert(*gone);
+            for c in self.conns.values_mut() {
+                if c.endpoint == *gone {
+                    c.draining = true;
+                }
+            }
+        }
+        let _ = &self.ep_member;
+    }
+}
