@@ -109,8 +109,10 @@ fn main() {
         .filter_map(|e| Endpoint::parse(e).ok())
         .collect();
     let now = Instant::now();
-    let mut config = Config::default();
-    config.probe_interval = None;
+    let config = Config {
+        probe_interval: None,
+        ..Config::default()
+    };
     let mut core = Core::new(config, eps, 7);
     // Open all three connections first.
     let mut warm = Vec::new();

@@ -14,7 +14,9 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     let lease = client.lease_grant(10, LeaseGrantOptions::new()).await?;
     let _keeper = client.lease_keep_alive(lease.id).await?;
 
-    let won = client.campaign("example/election", "node-1", lease.id).await?;
+    let won = client
+        .campaign("example/election", "node-1", lease.id)
+        .await?;
     let me = won.leader.unwrap_or_default();
     println!("elected as {}", String::from_utf8_lossy(&me.key));
 

@@ -17,7 +17,11 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     let lease = client.lease_grant(3, LeaseGrantOptions::new()).await?;
     println!("lease {:x}, TTL {} s", lease.id, lease.ttl);
     client
-        .put("example/lease/session", "alive", PutOptions::new().with_lease(lease.id))
+        .put(
+            "example/lease/session",
+            "alive",
+            PutOptions::new().with_lease(lease.id),
+        )
         .await?;
 
     // Renewed every TTL/3 in the background while `keeper` lives.
@@ -33,7 +37,10 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     // Stop renewing: the lease (and its key) expire after the TTL.
     drop(keeper);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let left = client.get("example/lease/session", GetOptions::new()).await?.count;
+    let left = client
+        .get("example/lease/session", GetOptions::new())
+        .await?
+        .count;
     println!("after expiry the key exists: {}", left == 1);
     Ok(())
 }

@@ -13,13 +13,22 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     let client = etcdv3_tokio::connect(endpoints.split(','), Default::default()).await?;
 
     let mut watcher = client
-        .watch("example/watch/", WatchOptions::new().with_prefix().with_prev_kv())
+        .watch(
+            "example/watch/",
+            WatchOptions::new().with_prefix().with_prev_kv(),
+        )
         .await?;
     println!("watching from revision {}", watcher.created_revision() + 1);
 
-    let first = client.put("example/watch/a", "1", PutOptions::new()).await?;
-    client.put("example/watch/a", "2", PutOptions::new()).await?;
-    client.delete("example/watch/a", DeleteOptions::new()).await?;
+    let first = client
+        .put("example/watch/a", "1", PutOptions::new())
+        .await?;
+    client
+        .put("example/watch/a", "2", PutOptions::new())
+        .await?;
+    client
+        .delete("example/watch/a", DeleteOptions::new())
+        .await?;
 
     let mut seen = 0;
     while seen < 3 {
@@ -33,7 +42,8 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
                         e.r#type(),
                         String::from_utf8_lossy(&kv.key),
                         String::from_utf8_lossy(&kv.value),
-                        e.prev_kv.map(|p| String::from_utf8_lossy(&p.value).into_owned()),
+                        e.prev_kv
+                            .map(|p| String::from_utf8_lossy(&p.value).into_owned()),
                         kv.mod_revision,
                     );
                 }

@@ -20,7 +20,8 @@ use crate::error::{Error, Result};
 
 struct Parts {
     send: h2::SendStream<Bytes>,
-    recv: h2::RecvStream,
+    /// `Err` while the response headers are still to come (bidi streams).
+    recv: std::result::Result<h2::RecvStream, h2::client::ResponseFuture>,
     headers: http::HeaderMap,
     status: http::StatusCode,
 }
@@ -38,9 +39,26 @@ async fn open_attempt(
         Ok(x) => x,
         Err(e) => return Attempted::Report(AttemptOutput::failed_h2(&e, false)),
     };
-    if let Some(body) = first {
-        if let Err(e) = send.send_data(body, true) {
-            return Attempted::Report(AttemptOutput::failed_h2(&e, true));
+    match first {
+        Some(body) => {
+            if let Err(e) = send.send_data(body, true) {
+                return Attempted::Report(AttemptOutput::failed_h2(&e, true));
+            }
+        }
+        // failover-helper fix: a bidirectional stream (watch, lease
+        // keepalive) is established once its request HEADERS are out. etcd
+        // (grpc-go) sends the response HEADERS only with the first response
+        // message, which it sends only after the client's first request;
+        // awaiting the response headers here deadlocked every watch and
+        // keepalive stream (the owner sends its first request only after
+        // `open` returns). The headers are awaited in `poll_message`.
+        None => {
+            return Attempted::Established(Parts {
+                send,
+                recv: Err(response),
+                headers: http::HeaderMap::new(),
+                status: http::StatusCode::OK,
+            })
         }
     }
     let response = match response.await {
@@ -63,7 +81,7 @@ async fn open_attempt(
     }
     Attempted::Established(Parts {
         send,
-        recv,
+        recv: Ok(recv),
         headers: parts.headers,
         status: parts.status,
     })
@@ -134,7 +152,8 @@ pub(crate) struct BidiCall<Q, A> {
     attempt: u32,
     method: Method,
     send: h2::SendStream<Bytes>,
-    recv: h2::RecvStream,
+    /// `Err` until the response headers arrived (see `open_attempt`).
+    recv: std::result::Result<h2::RecvStream, h2::client::ResponseFuture>,
     headers: http::HeaderMap,
     status: http::StatusCode,
     decoder: Decoder,
@@ -216,6 +235,37 @@ where
 
     /// Poll for the next response.
     pub(crate) fn poll_message(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<A>>> {
+        // failover-helper fix: first wait for the response headers of a
+        // bidi stream (see `open_attempt`), checking them like a unary call.
+        if let (Err(response), RecvState::Data) = (&mut self.recv, self.state) {
+            let response = match std::future::Future::poll(Pin::new(response), cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(r)) => r,
+                Poll::Ready(Err(e)) => {
+                    let (o, _) = classify_h2(&e, true);
+                    return self.ended(o);
+                }
+            };
+            let (parts, recv) = response.into_parts();
+            if let Some(st) = Status::from_headers(&parts.headers) {
+                let outcome = if st.code == Code::Ok {
+                    Outcome::Success(None)
+                } else {
+                    Outcome::Status(st)
+                };
+                return self.ended(outcome);
+            }
+            if parts.status != http::StatusCode::OK {
+                let st = response_status(parts.status, &parts.headers, None);
+                return self.ended(Outcome::Status(st));
+            }
+            self.recv = Ok(recv);
+            self.headers = parts.headers;
+            self.status = parts.status;
+        }
+        let Ok(recv) = &mut self.recv else {
+            return Poll::Ready(Ok(None));
+        };
         loop {
             match self.decoder.next_message() {
                 Ok(Some(m)) => {
@@ -234,10 +284,10 @@ where
             }
             match self.state {
                 RecvState::Ended => return Poll::Ready(Ok(None)),
-                RecvState::Data => match self.recv.poll_data(cx) {
+                RecvState::Data => match recv.poll_data(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Ok(chunk))) => {
-                        let _ = self.recv.flow_control().release_capacity(chunk.len());
+                        let _ = recv.flow_control().release_capacity(chunk.len());
                         self.decoder.push(chunk);
                     }
                     Poll::Ready(Some(Err(e))) => {
@@ -247,7 +297,7 @@ where
                     Poll::Ready(None) => self.state = RecvState::Trailers,
                 },
                 RecvState::Trailers => {
-                    let trailers = match self.recv.poll_trailers(cx) {
+                    let trailers = match recv.poll_trailers(cx) {
                         Poll::Pending => return Poll::Pending,
                         Poll::Ready(Ok(t)) => t,
                         Poll::Ready(Err(e)) => {

@@ -133,6 +133,9 @@ struct Call {
     backoff: Backoff,
     auth_retried: bool,
     last_error: Option<String>,
+    /// The server error that caused the pending retry, if that is why the
+    /// call is waiting: reported instead of a bare deadline error.
+    last_status: Option<(EndpointId, Status)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -269,6 +272,7 @@ impl Core {
                 backoff: Backoff::new(self.config.retry_backoff.clone()),
                 auth_retried: false,
                 last_error: None,
+                last_status: None,
             },
         );
         if let Some(d) = deadline {
@@ -474,9 +478,15 @@ impl Core {
             }
             Outcome::Status(status) => self.on_status(now, call, endpoint, status),
             Outcome::NotSent(e) | Outcome::Refused(e) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.last_status = None;
+                }
                 self.retry(now, call, Some(endpoint), e);
             }
             Outcome::Lost(e) => {
+                if let Some(c) = self.calls.get_mut(&call) {
+                    c.last_status = None;
+                }
                 if method.is_repeatable() {
                     self.retry(now, call, Some(endpoint), e);
                 } else {
@@ -896,6 +906,17 @@ impl Core {
                 c.state,
                 CallState::InFlight { .. } | CallState::Streaming { .. }
             );
+        let waiting = !matches!(
+            c.state,
+            CallState::InFlight { .. } | CallState::Streaming { .. }
+        );
+        if let (true, Some((ep, status))) = (waiting, c.last_status.clone()) {
+            // The call ran out of time retrying a server error (e.g. "not
+            // leader" with a single endpoint): report that error, typed.
+            let err = self.status_error(c.method, ep, status);
+            self.complete(id, Err(err));
+            return;
+        }
         let err = CallError::DeadlineExceeded {
             method: c.method.path,
             attempts: c.attempt,
@@ -954,6 +975,9 @@ impl Core {
         let retryable =
             scope != RetryScope::Never && (method.is_repeatable() || !kind.may_have_applied());
         if retryable {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.last_status = Some((ep, status.clone()));
+            }
             self.retry(now, id, Some(ep), status.to_string());
         } else if scope != RetryScope::Never && kind.may_have_applied() {
             self.outcome_unknown(id, ep, status.to_string());
@@ -1226,9 +1250,6 @@ impl Core {
     /// Calls on the connection made no progress for `stall_timeout`: avoid
     /// the endpoint, re-send repeatable calls elsewhere, ping to confirm.
     fn on_stall(&mut self, now: Instant, conn: ConnId) {
-        if now > now - Duration::from_secs(1) {
-            return;
-        } // MUTATION
         let Some(k) = self.conns.get_mut(&conn) else {
             return;
         };

@@ -46,6 +46,8 @@ pub struct Report {
     pub unknown: u32,
     /// Events processed.
     pub events: u64,
+    /// Calls the liveness rule required to succeed.
+    pub must_succeed: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -508,7 +510,7 @@ impl World {
         let quiet = self.fault_end + ms(6000);
         for i in 0..self.calls.len() {
             let c = &self.calls[i];
-            let Some((_, Err(e))) = &c.done else {
+            let Some((_, result)) = &c.done else {
                 continue;
             };
             let long_enough = c.deadline - c.start >= detection;
@@ -526,6 +528,9 @@ impl World {
             let must_succeed = in_quiet && c.deadline - c.start >= ms(1000)
                 || (!c.put && long_enough && globally_ok && good_member);
             if must_succeed {
+                self.report.must_succeed += 1;
+            }
+            if let (true, Err(e)) = (must_succeed, result) {
                 let what = format!(
                     "call #{i} ({}) [{:.3}s..{:.3}s] failed although a healthy member was reachable{}: {e}",
                     if c.put { "put" } else { "read" },
@@ -614,7 +619,7 @@ impl World {
                 let member = c.member;
                 if was != ConnSt::Dead {
                     let d = self.lat(member);
-                    self.to_server(conn, d, Ev::ClientCloseArrive(conn));
+                    self.send_to_server(conn, d, Ev::ClientCloseArrive(conn));
                 }
                 self.abandon_held(conn, self.report_on_close);
             }
@@ -644,7 +649,7 @@ impl World {
                     if let Some(m) = self.conns.get(&old_conn).map(|c| c.member) {
                         if self.conns[&old_conn].st == ConnSt::Open {
                             let d = self.lat(m);
-                            self.to_server(
+                            self.send_to_server(
                                 old_conn,
                                 d,
                                 Ev::CancelArrive {
@@ -670,7 +675,7 @@ impl World {
                 self.held.insert(call, (conn, attempt, stream));
                 let token = self.token_epoch;
                 let d = self.lat(member);
-                self.to_server(
+                self.send_to_server(
                     conn,
                     d,
                     Ev::ReqArrive {
@@ -691,7 +696,7 @@ impl World {
                 if c.st == ConnSt::Open {
                     let m = c.member;
                     let d = self.lat(m);
-                    self.to_server(conn, d, Ev::PingArrive(conn));
+                    self.send_to_server(conn, d, Ev::PingArrive(conn));
                 }
             }
             Action::Probe { conn, .. } => {
@@ -700,7 +705,7 @@ impl World {
                     if c.st == ConnSt::Open {
                         let m = c.member;
                         let d = self.lat(m);
-                        self.to_server(conn, d, Ev::ProbeArrive(conn));
+                        self.send_to_server(conn, d, Ev::ProbeArrive(conn));
                     }
                 }
             }
@@ -757,7 +762,7 @@ impl World {
         }
     }
 
-    fn to_server(&mut self, conn: ConnId, d: Duration, ev: Ev) {
+    fn send_to_server(&mut self, conn: ConnId, d: Duration, ev: Ev) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -766,7 +771,7 @@ impl World {
         self.at(t, ev);
     }
 
-    fn to_client(&mut self, conn: ConnId, ev: Ev) {
+    fn send_to_client(&mut self, conn: ConnId, ev: Ev) {
         let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
             return;
         };
@@ -855,7 +860,7 @@ impl World {
                     c.server_alive = true;
                     c.last_ping_at = Some(now); // the handshake ping
                 }
-                self.to_client(conn, Ev::ConnectDone(conn, ok));
+                self.send_to_client(conn, Ev::ConnectDone(conn, ok));
             }
             Ev::ConnectDone(conn, ok) => {
                 let Some(c) = self.conns.get_mut(&conn) else {
@@ -907,7 +912,7 @@ impl World {
                 if matches!(outcome, Outcome::Success(_) | Outcome::Status(_)) {
                     self.conns.get_mut(&conn).expect("conn").reset_strikes = true;
                 }
-                self.to_client(
+                self.send_to_client(
                     conn,
                     Ev::Reply {
                         conn,
@@ -968,7 +973,7 @@ impl World {
                     ));
                     self.conns.get_mut(&conn).expect("conn").strikes = 0;
                 }
-                self.to_client(conn, Ev::Pong(conn));
+                self.send_to_client(conn, Ev::Pong(conn));
             }
             Ev::Pong(conn) => {
                 if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
@@ -991,7 +996,7 @@ impl World {
                     raft_term: me.term,
                     revision: me.rev,
                 };
-                self.to_client(conn, Ev::ProbeReply(conn, st));
+                self.send_to_client(conn, Ev::ProbeReply(conn, st));
             }
             Ev::ProbeReply(conn, st) => {
                 if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
@@ -1012,7 +1017,7 @@ impl World {
                 let was = c.st;
                 c.st = ConnSt::Dead;
                 match was {
-                    ConnSt::Dead => return,
+                    ConnSt::Dead => {}
                     ConnSt::Connecting => {
                         self.log(|| format!("{conn:?} broken while connecting: {why}"));
                         self.core.handle_connect_failed(now, conn, why);
@@ -1058,7 +1063,10 @@ impl World {
                     if c.server_alive {
                         c.server_alive = false;
                         c.server_streams.clear();
-                        self.to_client(conn, Ev::Broken(conn, "closed by server after GOAWAY"));
+                        self.send_to_client(
+                            conn,
+                            Ev::Broken(conn, "closed by server after GOAWAY"),
+                        );
                     }
                 }
             }
@@ -1160,7 +1168,7 @@ impl World {
                 .expect("conn")
                 .server_streams
                 .remove(&stream);
-            self.to_client(
+            self.send_to_client(
                 conn,
                 Ev::Reply {
                     conn,
@@ -1210,7 +1218,7 @@ impl World {
             c.server_alive = false;
             c.server_streams.clear();
             if was_alive {
-                self.to_client(conn, Ev::Broken(conn, why));
+                self.send_to_client(conn, Ev::Broken(conn, why));
             }
         }
     }
@@ -1249,7 +1257,7 @@ impl World {
                     }
                     let last = c.server_max_stream;
                     c.goaway_last = Some(last);
-                    self.to_client(conn, Ev::GoawayArrive(conn, last));
+                    self.send_to_client(conn, Ev::GoawayArrive(conn, last));
                     let d = ms(self.rng.gen_range(500..4000));
                     self.at(now + d, Ev::ServerClose(conn));
                 }
@@ -1293,25 +1301,20 @@ impl World {
             return; // an overlapping fault of the same kind is still on
         }
         match f.kind {
-            FaultKind::Crash => {
-                if !self.cluster.members[m].up {
-                    let me = &mut self.cluster.members[m];
-                    me.up = true;
-                    me.leader_view = 0;
-                    me.rejoin_at = Some(now + ms(300));
-                }
+            FaultKind::Crash if !self.cluster.members[m].up => {
+                let me = &mut self.cluster.members[m];
+                me.up = true;
+                me.leader_view = 0;
+                me.rejoin_at = Some(now + ms(300));
             }
-            FaultKind::Hang => {
-                if self.cluster.members[m].hung {
-                    self.cluster.members[m].hung = false;
-                    self.cluster.rejoin(m);
-                    self.cluster.topology_changed(now);
-                    let backlog: Vec<_> =
-                        self.backlog.iter().filter(|b| b.0 == m).copied().collect();
-                    self.backlog.retain(|b| b.0 != m);
-                    for (_, conn, call, attempt, stream, token) in backlog {
-                        self.server_request(conn, call, attempt, stream, token, true);
-                    }
+            FaultKind::Hang if self.cluster.members[m].hung => {
+                self.cluster.members[m].hung = false;
+                self.cluster.rejoin(m);
+                self.cluster.topology_changed(now);
+                let backlog: Vec<_> = self.backlog.iter().filter(|b| b.0 == m).copied().collect();
+                self.backlog.retain(|b| b.0 != m);
+                for (_, conn, call, attempt, stream, token) in backlog {
+                    self.server_request(conn, call, attempt, stream, token, true);
                 }
             }
             FaultKind::Partition => {
