@@ -119,10 +119,17 @@ pub async fn measure(client: &Client, args: &BenchArgs) -> Report {
                 let t = Instant::now();
                 let r = match args.op {
                     Op::Put => client
-                        .put(key(i % args.key_space, args.key_size), value.clone(), PutOptions::new())
+                        .put(
+                            key(i % args.key_space, args.key_size),
+                            value.clone(),
+                            PutOptions::new(),
+                        )
                         .await
                         .map(|_| ()),
-                    Op::Range => client.get(key(0, args.key_size), GetOptions::new()).await.map(|_| ()),
+                    Op::Range => client
+                        .get(key(0, args.key_size), GetOptions::new())
+                        .await
+                        .map(|_| ()),
                     Op::RangeSerializable => client
                         .get(key(0, args.key_size), GetOptions::new().with_serializable())
                         .await

@@ -24,7 +24,13 @@ use etcdv3_tokio::{ClientOptions, Error, Policy};
 #[command(name = "etcdv3ctl", version, about)]
 struct Cli {
     /// Comma-separated endpoints (http://host:port, https://host:port or host:port).
-    #[arg(long, env = "ETCDCTL_ENDPOINTS", default_value = "http://127.0.0.1:2379", value_delimiter = ',', global = true)]
+    #[arg(
+        long,
+        env = "ETCDCTL_ENDPOINTS",
+        default_value = "http://127.0.0.1:2379",
+        value_delimiter = ',',
+        global = true
+    )]
     endpoints: Vec<String>,
     /// User as NAME:PASSWORD.
     #[arg(long, global = true)]
@@ -153,7 +159,9 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
         "adaptive" => Ok(Policy::Adaptive),
         "round-robin" | "roundrobin" => Ok(Policy::RoundRobin),
         "pinned" => Ok(Policy::Pinned),
-        _ => Err(format!("unknown policy {s}: use adaptive, round-robin or pinned")),
+        _ => Err(format!(
+            "unknown policy {s}: use adaptive, round-robin or pinned"
+        )),
     }
 }
 
@@ -307,7 +315,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     },
                     EndpointCommand::Health => {
                         let start = std::time::Instant::now();
-                        match one.get("health", GetOptions::new().with_serializable()).await {
+                        match one
+                            .get("health", GetOptions::new().with_serializable())
+                            .await
+                        {
                             Ok(_) => println!("{ep} is healthy: took {:?}", start.elapsed()),
                             Err(e) => println!("{ep} is unhealthy: {e}"),
                         }
@@ -365,7 +376,15 @@ mod tests {
 
     #[test]
     fn cli_parses_subcommands() {
-        let cli = Cli::try_parse_from(["etcdv3ctl", "--endpoints", "a:1,b:2", "get", "k", "--prefix"]).unwrap();
+        let cli = Cli::try_parse_from([
+            "etcdv3ctl",
+            "--endpoints",
+            "a:1,b:2",
+            "get",
+            "k",
+            "--prefix",
+        ])
+        .unwrap();
         assert_eq!(cli.endpoints, vec!["a:1", "b:2"]);
         assert!(matches!(cli.command, Command::Get { prefix: true, .. }));
         assert!(Cli::try_parse_from(["etcdv3ctl", "--policy", "nope", "get", "k"]).is_err());

@@ -331,6 +331,8 @@ struct Holder {
     sink: mpsc::UnboundedSender<Result<i64>>,
 }
 
+// One transient value per loop turn, never stored: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Input {
     Cmd(Option<Cmd>),
     Msg(Result<Option<LeaseKeepAliveResponse>>),

@@ -221,7 +221,7 @@ impl World {
             ..Config::default()
         };
         let addrs: Vec<Endpoint> = (1..=n)
-            .map(|i| Endpoint::parse(&format!("10.0.0.{i}:2379")).unwrap())
+            .map(|i| Endpoint::parse(&format!("127.0.0.{i}:2379")).unwrap())
             .collect();
         let latency = (0..n)
             .map(|_| Duration::from_micros(rng.gen_range(300..6000)))
