@@ -37,7 +37,8 @@ use std::time::{Duration, Instant};
 use etcdv3_client::api::{GetOptions, PutOptions, WatchEvent, WatchOptions};
 use etcdv3_client::{Client, ClientOptions};
 use etcdv3_integration::failover_support::{
-    busiest_member, classify, fault_stats, ErrorClass, FaultStats, OpKind, OpRecord,
+    busiest_member, classify, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
+    FAULTS,
 };
 use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
@@ -56,53 +57,11 @@ const TIGHT_GAP: Duration = Duration::from_secs(4);
 const WATCH_CATCH_UP: Duration = Duration::from_secs(15);
 /// Workload time before the fault.
 const WARMUP: Duration = Duration::from_millis(1500);
-/// How long a fault is held before it is undone.
+/// How long a fault is held before it is undone (or, for a removal, how
+/// long the workload runs on before the tail).
 const HOLD: Duration = Duration::from_secs(4);
 /// Workload time after the fault is undone.
 const TAIL: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// SIGKILL the member the client uses; restart it after HOLD.
-    KillUsed,
-    /// SIGSTOP the member the client uses (its TCP connections stay open).
-    PauseUsed,
-    /// Cut the member the client uses off from its peers; the client still
-    /// reaches it.
-    IsolateUsed,
-    /// Blackhole the client link of the member the client uses.
-    BlackholeUsed,
-    /// SIGKILL the leader; restart it after HOLD.
-    KillLeader,
-    /// Restart every member in turn.
-    RollingRestart,
-    /// Remove the member the client uses from the cluster (auto-sync on).
-    RemoveUsed,
-}
-
-const FAULTS: [Fault; 7] = [
-    Fault::KillUsed,
-    Fault::PauseUsed,
-    Fault::IsolateUsed,
-    Fault::BlackholeUsed,
-    Fault::KillLeader,
-    Fault::RollingRestart,
-    Fault::RemoveUsed,
-];
-
-impl Fault {
-    fn name(self) -> &'static str {
-        match self {
-            Fault::KillUsed => "SIGKILL member in use",
-            Fault::PauseUsed => "SIGSTOP member in use",
-            Fault::IsolateUsed => "isolate member in use",
-            Fault::BlackholeUsed => "blackhole client link",
-            Fault::KillLeader => "SIGKILL leader",
-            Fault::RollingRestart => "rolling restart",
-            Fault::RemoveUsed => "remove member in use",
-        }
-    }
-}
 
 /// What the workload saw.
 #[derive(Debug, Default)]
@@ -422,43 +381,7 @@ async fn run_fault(fault: Fault) -> Outcome {
 
     let fault_at = Instant::now();
     let c = cluster.clone();
-    let hold_result: Result<(), String> = blocking(move || {
-        let e = |e: etcdv3_testkit::TestkitError| e.to_string();
-        match fault {
-            Fault::KillUsed | Fault::KillLeader => {
-                c.kill(target).map_err(e)?;
-                std::thread::sleep(HOLD);
-                c.restart(target).map_err(e)?;
-            }
-            Fault::PauseUsed => {
-                c.pause(target).map_err(e)?;
-                std::thread::sleep(HOLD);
-                c.resume(target).map_err(e)?;
-            }
-            Fault::IsolateUsed => {
-                c.isolate(target).map_err(e)?;
-                std::thread::sleep(HOLD);
-                c.heal(target).map_err(e)?;
-            }
-            Fault::BlackholeUsed => {
-                c.blackhole_client(target).map_err(e)?;
-                std::thread::sleep(HOLD);
-                c.unblackhole_client(target).map_err(e)?;
-            }
-            Fault::RollingRestart => {
-                for i in 0..c.size() {
-                    c.restart(i).map_err(e)?;
-                    std::thread::sleep(Duration::from_millis(1000));
-                }
-            }
-            Fault::RemoveUsed => {
-                c.remove_member(target).map_err(e)?;
-                std::thread::sleep(HOLD);
-            }
-        }
-        Ok(())
-    })
-    .await;
+    let hold_result = blocking(move || inject(&c, fault, target, HOLD)).await;
     tokio::time::sleep(TAIL).await;
     let until = Instant::now();
     stop.store(true, Ordering::Relaxed);

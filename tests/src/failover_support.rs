@@ -12,6 +12,100 @@ use std::time::{Duration, Instant};
 
 use etcdv3_client::core::machine::CallError;
 use etcdv3_client::Error;
+use etcdv3_testkit::{Cluster, TestkitError};
+
+/// A fault the failover suite and benchmark inject into a 3-member cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// SIGKILL the member the client uses; restart it after the hold time.
+    KillUsed,
+    /// SIGSTOP the member the client uses (its TCP connections stay open);
+    /// SIGCONT after the hold time.
+    PauseUsed,
+    /// Cut the member the client uses off from its peers (the client still
+    /// reaches it); heal after the hold time.
+    IsolateUsed,
+    /// Blackhole the client link of the member the client uses; release
+    /// after the hold time.
+    BlackholeUsed,
+    /// SIGKILL the leader; restart it after the hold time.
+    KillLeader,
+    /// Restart every member in turn, one second apart.
+    RollingRestart,
+    /// Remove the member the client uses from the cluster (for good).
+    RemoveUsed,
+}
+
+/// Every fault, in the order the suite runs them.
+pub const FAULTS: [Fault; 7] = [
+    Fault::KillUsed,
+    Fault::PauseUsed,
+    Fault::IsolateUsed,
+    Fault::BlackholeUsed,
+    Fault::KillLeader,
+    Fault::RollingRestart,
+    Fault::RemoveUsed,
+];
+
+impl Fault {
+    /// A short human name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::KillUsed => "SIGKILL member in use",
+            Fault::PauseUsed => "SIGSTOP member in use",
+            Fault::IsolateUsed => "isolate member in use",
+            Fault::BlackholeUsed => "blackhole client link",
+            Fault::KillLeader => "SIGKILL leader",
+            Fault::RollingRestart => "rolling restart",
+            Fault::RemoveUsed => "remove member in use",
+        }
+    }
+}
+
+/// Injects `fault` on member `target` (ignored by a rolling restart), holds
+/// it for `hold`, then undoes it. Blocks; returns when the cluster is whole
+/// again (restarted members healthy), except after a removal.
+pub fn inject(
+    cluster: &Cluster,
+    fault: Fault,
+    target: usize,
+    hold: Duration,
+) -> Result<(), String> {
+    let e = |e: TestkitError| e.to_string();
+    match fault {
+        Fault::KillUsed | Fault::KillLeader => {
+            cluster.kill(target).map_err(e)?;
+            std::thread::sleep(hold);
+            cluster.restart(target).map_err(e)?;
+        }
+        Fault::PauseUsed => {
+            cluster.pause(target).map_err(e)?;
+            std::thread::sleep(hold);
+            cluster.resume(target).map_err(e)?;
+        }
+        Fault::IsolateUsed => {
+            cluster.isolate(target).map_err(e)?;
+            std::thread::sleep(hold);
+            cluster.heal(target).map_err(e)?;
+        }
+        Fault::BlackholeUsed => {
+            cluster.blackhole_client(target).map_err(e)?;
+            std::thread::sleep(hold);
+            cluster.unblackhole_client(target).map_err(e)?;
+        }
+        Fault::RollingRestart => {
+            for i in 0..cluster.size() {
+                cluster.restart(i).map_err(e)?;
+                std::thread::sleep(Duration::from_millis(1000));
+            }
+        }
+        Fault::RemoveUsed => {
+            cluster.remove_member(target).map_err(e)?;
+            std::thread::sleep(hold);
+        }
+    }
+    Ok(())
+}
 
 /// Which kind of operation a record is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

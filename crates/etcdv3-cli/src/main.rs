@@ -16,7 +16,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use etcdv3_tokio::api::{CompactOptions, DeleteOptions, GetOptions, MemberListOptions, PutOptions};
+use etcdv3_tokio::api::{
+    CompactOptions, DeleteOptions, EventType, GetOptions, LeaseGrantOptions, MemberListOptions,
+    PutOptions, WatchEvent, WatchOptions,
+};
+use futures_core::Stream;
 use etcdv3_tokio::{ClientOptions, Error, Policy};
 
 /// An etcd v3 command line built on the etcdv3 client.
@@ -113,6 +117,23 @@ enum Command {
         #[command(subcommand)]
         command: EndpointCommand,
     },
+    /// Watch a key or prefix and print events until interrupted.
+    Watch {
+        key: String,
+        #[arg(long)]
+        prefix: bool,
+        /// Start from this revision (history replay).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+        /// Print the previous value with each event.
+        #[arg(long)]
+        prev_kv: bool,
+    },
+    /// Leases.
+    Lease {
+        #[command(subcommand)]
+        command: LeaseCommand,
+    },
     /// Save a snapshot of the backend to a file.
     Snapshot {
         /// Destination file.
@@ -120,6 +141,32 @@ enum Command {
     },
     /// Measure throughput and latency against the cluster.
     Bench(bench::BenchArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum LeaseCommand {
+    /// Grant a lease with a TTL in seconds.
+    Grant { ttl: i64 },
+    /// Revoke a lease (its keys are deleted).
+    Revoke {
+        #[arg(value_parser = parse_id)]
+        id: i64,
+    },
+    /// Remaining TTL of a lease.
+    Timetolive {
+        #[arg(value_parser = parse_id)]
+        id: i64,
+        /// Also list the attached keys.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// List leases.
+    List,
+    /// Keep a lease alive until interrupted.
+    KeepAlive {
+        #[arg(value_parser = parse_id)]
+        id: i64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -326,6 +373,92 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 }
             }
         }
+        Command::Watch {
+            key,
+            prefix,
+            rev,
+            prev_kv,
+        } => {
+            let mut o = WatchOptions::new();
+            if prefix {
+                o = o.with_prefix();
+            }
+            if rev > 0 {
+                o = o.with_start_revision(rev);
+            }
+            if prev_kv {
+                o = o.with_prev_kv();
+            }
+            let mut watcher = client.watch(key, o).await?;
+            loop {
+                let next = tokio::select! {
+                    next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)) => next,
+                    _ = tokio::signal::ctrl_c() => None,
+                };
+                match next {
+                    None => break,
+                    Some(Err(e)) => return Err(e),
+                    Some(Ok(WatchEvent::Events { events, .. })) => {
+                        for ev in events {
+                            let kind = if ev.r#type() == EventType::Delete { "DELETE" } else { "PUT" };
+                            let kv = ev.kv.unwrap_or_default();
+                            println!("{kind}\n{}\n{}", show(&kv.key), show(&kv.value));
+                        }
+                    }
+                    Some(Ok(WatchEvent::Compacted { compact_revision })) => {
+                        return Err(Error::WatchCancelled {
+                            reason: format!("revision compacted at {compact_revision}"),
+                        });
+                    }
+                    Some(Ok(WatchEvent::Cancelled { reason })) => {
+                        return Err(Error::WatchCancelled { reason });
+                    }
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+        Command::Lease { command } => match command {
+            LeaseCommand::Grant { ttl } => {
+                let r = client.lease_grant(ttl, LeaseGrantOptions::default()).await?;
+                println!("lease {:x} granted with TTL({}s)", r.id, r.ttl);
+            }
+            LeaseCommand::Revoke { id } => {
+                client.lease_revoke(id).await?;
+                println!("lease {id:x} revoked");
+            }
+            LeaseCommand::Timetolive { id, keys } => {
+                let r = client.lease_time_to_live(id, keys).await?;
+                if r.ttl < 0 {
+                    println!("lease {id:x} already expired");
+                } else {
+                    println!("lease {id:x} granted with TTL({}s), remaining({}s)", r.granted_ttl, r.ttl);
+                }
+                for k in r.keys {
+                    println!("{}", show(&k));
+                }
+            }
+            LeaseCommand::List => {
+                let r = client.lease_leases().await?;
+                println!("found {} leases", r.leases.len());
+                for l in r.leases {
+                    println!("{:x}", l.id);
+                }
+            }
+            LeaseCommand::KeepAlive { id } => {
+                let mut keeper = client.lease_keep_alive(id).await?;
+                loop {
+                    let next = tokio::select! {
+                        next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut keeper), cx)) => next,
+                        _ = tokio::signal::ctrl_c() => None,
+                    };
+                    match next {
+                        None => break,
+                        Some(Ok(ttl)) => println!("lease {id:x} keepalived with TTL({ttl})"),
+                        Some(Err(e)) => return Err(e),
+                    }
+                }
+            }
+        },
         Command::Snapshot { file } => {
             let mut snap = client.snapshot().await?;
             let mut out = Vec::new();
