@@ -20,8 +20,8 @@ use etcdv3_tokio::api::{
     CompactOptions, DeleteOptions, EventType, GetOptions, LeaseGrantOptions, MemberListOptions,
     PutOptions, WatchEvent, WatchOptions,
 };
-use futures_core::Stream;
 use etcdv3_tokio::{ClientOptions, Error, Policy};
+use futures_core::Stream;
 
 /// An etcd v3 command line built on the etcdv3 client.
 #[derive(Parser, Debug)]
@@ -400,7 +400,11 @@ async fn run(cli: Cli) -> Result<(), Error> {
                     Some(Err(e)) => return Err(e),
                     Some(Ok(WatchEvent::Events { events, .. })) => {
                         for ev in events {
-                            let kind = if ev.r#type() == EventType::Delete { "DELETE" } else { "PUT" };
+                            let kind = if ev.r#type() == EventType::Delete {
+                                "DELETE"
+                            } else {
+                                "PUT"
+                            };
                             let kv = ev.kv.unwrap_or_default();
                             println!("{kind}\n{}\n{}", show(&kv.key), show(&kv.value));
                         }
@@ -419,7 +423,9 @@ async fn run(cli: Cli) -> Result<(), Error> {
         }
         Command::Lease { command } => match command {
             LeaseCommand::Grant { ttl } => {
-                let r = client.lease_grant(ttl, LeaseGrantOptions::default()).await?;
+                let r = client
+                    .lease_grant(ttl, LeaseGrantOptions::default())
+                    .await?;
                 println!("lease {:x} granted with TTL({}s)", r.id, r.ttl);
             }
             LeaseCommand::Revoke { id } => {
@@ -431,7 +437,10 @@ async fn run(cli: Cli) -> Result<(), Error> {
                 if r.ttl < 0 {
                     println!("lease {id:x} already expired");
                 } else {
-                    println!("lease {id:x} granted with TTL({}s), remaining({}s)", r.granted_ttl, r.ttl);
+                    println!(
+                        "lease {id:x} granted with TTL({}s), remaining({}s)",
+                        r.granted_ttl, r.ttl
+                    );
                 }
                 for k in r.keys {
                     println!("{}", show(&k));
