@@ -243,3 +243,311 @@ pub fn fuzz_status(data: &[u8]) {
         }
     }
 }
+
+/// Drive [`crate::machine::Core`] with an arbitrary sequence of inputs
+/// decoded from `data` and check its invariants after every step:
+///
+/// * every call gets exactly one `Complete`, never after its deadline;
+/// * a mutation is sent again only after its previous attempt was reported
+///   not processed (`NotSent`/`Refused`) or rejected before proposal;
+/// * at most one non-draining connection per endpoint, and no `Connect` to a
+///   removed endpoint;
+/// * time never needs to go backwards and nothing panics.
+pub fn fuzz_machine(data: &[u8]) {
+    use std::collections::{HashMap, HashSet};
+    use std::time::{Duration, Instant};
+
+    use crate::machine::{
+        Action, CallId, Config, ConnId, Core, MemberStatus, Outcome, ResponseMeta,
+    };
+    use crate::status::Code;
+    use etcdv3_proto::method::{KV_PUT, KV_RANGE, WATCH_WATCH};
+
+    let mut input = Input { data };
+    let all: Vec<Endpoint> = ["127.0.0.1:2379", "127.0.0.2:2379", "127.0.0.3:2379"]
+        .iter()
+        .filter_map(|e| Endpoint::parse(e).ok())
+        .collect();
+    let start = Instant::now();
+    let mut now = start;
+    let mut core = Core::new(Config::default(), all.clone(), u64::from(input.byte()));
+    let mut live: HashMap<CallId, (Option<Instant>, bool)> = HashMap::new();
+    let mut done: HashSet<CallId> = HashSet::new();
+    // (call, attempt, conn) of attempts in flight, as the adapter sees them.
+    let mut inflight: Vec<(CallId, u32, ConnId)> = Vec::new();
+    // Mutations whose last attempt may have been processed.
+    let mut maybe_processed: HashSet<CallId> = HashSet::new();
+    let mut connecting: Vec<ConnId> = Vec::new();
+    let mut ready: Vec<ConnId> = Vec::new();
+    let mut conn_ep: HashMap<ConnId, usize> = HashMap::new();
+    let mut removed: HashSet<usize> = HashSet::new();
+
+    let drain = |core: &mut Core,
+                 now: Instant,
+                 live: &mut HashMap<CallId, (Option<Instant>, bool)>,
+                 done: &mut HashSet<CallId>,
+                 inflight: &mut Vec<(CallId, u32, ConnId)>,
+                 maybe_processed: &mut HashSet<CallId>,
+                 connecting: &mut Vec<ConnId>,
+                 ready: &mut Vec<ConnId>,
+                 conn_ep: &mut HashMap<ConnId, usize>,
+                 removed: &HashSet<usize>| {
+        while let Some(action) = core.poll_action() {
+            match action {
+                Action::Connect { conn, endpoint, .. } => {
+                    assert!(
+                        !removed.contains(&endpoint.0),
+                        "connect to a removed endpoint"
+                    );
+                    conn_ep.insert(conn, endpoint.0);
+                    connecting.push(conn);
+                }
+                Action::Close { conn } => {
+                    connecting.retain(|c| *c != conn);
+                    ready.retain(|c| *c != conn);
+                }
+                Action::Send {
+                    call,
+                    attempt,
+                    conn,
+                } => {
+                    assert!(
+                        !maybe_processed.contains(&call),
+                        "mutation {call:?} re-sent after an attempt that may have been processed"
+                    );
+                    inflight.retain(|(c, _, _)| *c != call);
+                    inflight.push((call, attempt, conn));
+                }
+                Action::Complete { call, result } => {
+                    assert!(done.insert(call), "{call:?} completed twice");
+                    if let Some((Some(d), _)) = live.remove(&call) {
+                        assert!(now <= d, "{call:?} completed after its deadline");
+                    }
+                    // Success or a typed error: both are fine here.
+                    let _ = result;
+                    inflight.retain(|(c, _, _)| *c != call);
+                }
+                Action::Ping { .. } | Action::Probe { .. } | Action::Authenticate => {}
+            }
+        }
+        // Deadlines are honoured: a live call never outlives its deadline by
+        // more than the step that reveals it (checked when time advances).
+        let _ = now;
+    };
+
+    for _ in 0..200 {
+        if input.data.is_empty() {
+            break;
+        }
+        let op = input.byte() % 16;
+        match op {
+            0..=2 => {
+                let (method, mutation) = match input.byte() % 3 {
+                    0 => (KV_RANGE, false),
+                    1 => (KV_PUT, true),
+                    _ => (WATCH_WATCH, false),
+                };
+                let deadline = if method.is_streaming() {
+                    None
+                } else {
+                    Some(now + Duration::from_millis(50 + 20 * u64::from(input.byte())))
+                };
+                let id = core.start_call(now, method, deadline);
+                live.insert(id, (deadline, mutation));
+            }
+            3 => {
+                if let Some(&c) = connecting.get(input.byte() as usize % connecting.len().max(1)) {
+                    connecting.retain(|x| *x != c);
+                    ready.push(c);
+                    core.handle_connected(now, c);
+                }
+            }
+            4 => {
+                if let Some(&c) = connecting.get(input.byte() as usize % connecting.len().max(1)) {
+                    connecting.retain(|x| *x != c);
+                    core.handle_connect_failed(now, c, "refused");
+                }
+            }
+            5..=8 => {
+                if inflight.is_empty() {
+                    continue;
+                }
+                let i = input.byte() as usize % inflight.len();
+                let (call, attempt, _) = inflight.remove(i);
+                let mutation = live.get(&call).is_some_and(|(_, m)| *m);
+                let outcome = match input.byte() % 6 {
+                    0 | 1 => Outcome::Success(Some(ResponseMeta {
+                        member_id: 1,
+                        raft_term: 2,
+                        revision: 3,
+                    })),
+                    2 => Outcome::NotSent("gone".into()),
+                    3 => Outcome::Refused("refused".into()),
+                    4 => Outcome::Lost("reset".into()),
+                    _ => Outcome::Status(match input.byte() % 4 {
+                        0 => Status::new(Code::Unavailable, "etcdserver: no leader"),
+                        1 => Status::new(Code::Unavailable, "etcdserver: request timed out"),
+                        2 => Status::new(Code::Unauthenticated, "etcdserver: invalid auth token"),
+                        _ => Status::new(
+                            Code::OutOfRange,
+                            "etcdserver: mvcc: required revision has been compacted",
+                        ),
+                    }),
+                };
+                let processed = match &outcome {
+                    Outcome::Lost(_) => true,
+                    Outcome::Status(s) => crate::error::classify(s).may_have_applied(),
+                    _ => false,
+                };
+                if mutation && processed {
+                    maybe_processed.insert(call);
+                }
+                core.handle_outcome(now, call, attempt, outcome);
+            }
+            9 => {
+                if let Some(&c) = ready.get(input.byte() as usize % ready.len().max(1)) {
+                    ready.retain(|x| *x != c);
+                    core.handle_connection_closed(now, c, "eof");
+                }
+            }
+            10 => {
+                if let Some(&c) = ready.get(input.byte() as usize % ready.len().max(1)) {
+                    core.handle_goaway(now, c);
+                }
+            }
+            11 => {
+                if let Some(&c) = ready.get(input.byte() as usize % ready.len().max(1)) {
+                    core.handle_pong(now, c);
+                    let leader = u64::from(input.byte() % 3);
+                    core.handle_probe_result(
+                        now,
+                        c,
+                        Ok(MemberStatus {
+                            member_id: 1,
+                            leader,
+                            raft_term: u64::from(input.byte() % 4),
+                            revision: 3,
+                        }),
+                    );
+                }
+            }
+            12 => {
+                let ok = input.byte() % 2 == 0;
+                core.handle_auth_result(
+                    now,
+                    if ok {
+                        Ok(())
+                    } else {
+                        Err("bad password".into())
+                    },
+                );
+            }
+            13 => {
+                if let Some((&call, _)) = live.iter().next() {
+                    live.remove(&call);
+                    done.insert(call);
+                    inflight.retain(|(c, _, _)| *c != call);
+                    core.cancel_call(now, call);
+                }
+            }
+            14 => {
+                // Remove or restore an endpoint.
+                let i = input.byte() as usize % all.len();
+                if removed.contains(&i) {
+                    removed.remove(&i);
+                } else if removed.len() + 1 < all.len() {
+                    removed.insert(i);
+                }
+                let keep: Vec<Endpoint> = all
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| !removed.contains(j))
+                    .map(|(_, e)| e.clone())
+                    .collect();
+                core.set_endpoints(now, keep);
+            }
+            _ => {
+                // Advance time: to the next timeout, or by a chosen step.
+                let step = Duration::from_millis(u64::from(input.byte()) * 10);
+                let target = match core.poll_timeout() {
+                    Some(t) if input.byte() % 2 == 0 => t.max(now),
+                    _ => now + step,
+                };
+                // Fire every timer due before `target` at its own instant,
+                // as an adapter would.
+                let mut guard = 0;
+                while let Some(t) = core.poll_timeout() {
+                    guard += 1;
+                    if t > target || guard > 1000 {
+                        break;
+                    }
+                    now = t.max(now);
+                    core.handle_timeout(now);
+                    drain(
+                        &mut core,
+                        now,
+                        &mut live,
+                        &mut done,
+                        &mut inflight,
+                        &mut maybe_processed,
+                        &mut connecting,
+                        &mut ready,
+                        &mut conn_ep,
+                        &removed,
+                    );
+                }
+                now = target.max(now);
+                core.handle_timeout(now);
+            }
+        }
+        drain(
+            &mut core,
+            now,
+            &mut live,
+            &mut done,
+            &mut inflight,
+            &mut maybe_processed,
+            &mut connecting,
+            &mut ready,
+            &mut conn_ep,
+            &removed,
+        );
+        // No unary call may stay alive past its deadline once the core has
+        // seen that time.
+        if let Some(t) = core.poll_timeout() {
+            if t <= now {
+                core.handle_timeout(now);
+                drain(
+                    &mut core,
+                    now,
+                    &mut live,
+                    &mut done,
+                    &mut inflight,
+                    &mut maybe_processed,
+                    &mut connecting,
+                    &mut ready,
+                    &mut conn_ep,
+                    &removed,
+                );
+            }
+        }
+        for (call, (deadline, _)) in &live {
+            if let Some(d) = deadline {
+                assert!(*d > now, "{call:?} still alive after its deadline");
+            }
+        }
+        // At most one connection per endpoint is opening or ready (draining
+        // ones excluded: the core no longer counts them as the endpoint's).
+        let mut per_ep: HashMap<usize, usize> = HashMap::new();
+        for c in connecting.iter() {
+            if let Some(e) = conn_ep.get(c) {
+                *per_ep.entry(*e).or_default() += 1;
+            }
+        }
+        for (e, n) in per_ep {
+            assert!(n <= 1, "{n} connections opening to endpoint {e}");
+        }
+    }
+    // The rest of the input is ignored.
+    let _ = start;
+}

@@ -1,0 +1,125 @@
+//! Bad endpoints: a server that does not speak HTTP/2, a port that refuses
+//! connections, an invalid address. The client must fail over to the good
+//! endpoints (mutations included, since nothing was sent) and never hang.
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+use etcdv3_client::api::{GetOptions, PutOptions};
+use etcdv3_client::{ClientOptions, Error, Policy};
+use etcdv3_testkit::Cluster;
+
+/// A server that answers everything with an HTTP/1.1 error and keeps the
+/// connection open, like a misconfigured proxy.
+fn not_http2_server() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n");
+                // Hold the connection open and silent.
+                std::thread::sleep(Duration::from_secs(30));
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A port nobody listens on.
+fn refused_endpoint() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_endpoints_fail_over_without_hanging() {
+    let cluster = Cluster::start(1).expect("cluster");
+    let good = cluster.client_urls();
+    for policy in [Policy::Pinned, Policy::RoundRobin, Policy::Adaptive] {
+        let mut endpoints = vec![not_http2_server(), refused_endpoint()];
+        endpoints.extend(good.iter().cloned());
+        let client = etcdv3_tokio::connect(
+            &endpoints,
+            ClientOptions::default()
+                .with_policy(policy)
+                .with_timeout(Duration::from_secs(8)),
+        )
+        .await
+        .expect("client");
+        let start = Instant::now();
+        for i in 0..20 {
+            let key = format!("bad-endpoints/{policy:?}/{i}");
+            client
+                .put(key.clone(), "v", PutOptions::new())
+                .await
+                .unwrap_or_else(|e| panic!("{policy:?}: put {i} failed: {e}"));
+            let got = client
+                .get(key, GetOptions::new())
+                .await
+                .unwrap_or_else(|e| panic!("{policy:?}: get {i} failed: {e}"));
+            assert_eq!(got.kvs.len(), 1);
+        }
+        // Loose bound: failing over from both bad endpoints costs at most a
+        // connect timeout (2 s), not a call deadline per operation.
+        assert!(
+            start.elapsed() < Duration::from_secs(6),
+            "{policy:?}: 40 calls took {:?}",
+            start.elapsed()
+        );
+        let states = client.endpoint_states();
+        assert_eq!(states.len(), 3);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_bad_endpoints_end_in_a_typed_error_by_the_deadline() {
+    let endpoints = vec![not_http2_server(), refused_endpoint()];
+    let client = etcdv3_tokio::connect(
+        &endpoints,
+        ClientOptions::default().with_timeout(Duration::from_millis(1500)),
+    )
+    .await
+    .expect("client");
+    let start = Instant::now();
+    let err = client
+        .put("k", "v", PutOptions::new())
+        .await
+        .expect_err("no server can answer");
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    // Nothing reached an etcd server: the put certainly did not apply.
+    assert!(!err.may_have_applied(), "{err}");
+    assert!(matches!(err, Error::Call(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_endpoints_are_rejected_with_the_input_named() {
+    for bad in [
+        "",
+        "http://",
+        "unix:///tmp/etcd.sock",
+        "127.0.0.1:99999",
+        "http://[::1:2379",
+    ] {
+        let err = etcdv3_tokio::connect([bad], ClientOptions::default())
+            .await
+            .expect_err(bad);
+        let msg = err.to_string();
+        assert!(matches!(err, Error::InvalidEndpoint(_)), "{bad}: {msg}");
+        assert!(
+            msg.contains(bad),
+            "error for {bad:?} does not name it: {msg}"
+        );
+    }
+    let err = etcdv3_tokio::connect(["https://127.0.0.1:2379"], ClientOptions::default())
+        .await
+        .expect_err("https without TLS options");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
