@@ -1,9 +1,16 @@
-//! Failover benchmark: for every fault of the failover suite, start a fresh
-//! 3-member etcd cluster (testkit, real processes behind fault proxies),
-//! run one put every 10 ms (sequential, 5 s timeout per put), inject the
-//! fault on the member the client uses (or the leader), hold it 4 s, undo
+//! Failover benchmark: for every fault of the failover suite, aimed once at
+//! the leader and once at a follower, start a fresh 3-member etcd cluster
+//! (testkit, real processes behind fault proxies), run one put every 10 ms
+//! (sequential, 5 s timeout per put), inject the fault, hold it 4 s, undo
 //! it, run 2 s more, and report the longest time without a successful put
 //! and the errors the caller saw.
+//!
+//! Targets are chosen by role, not by "the member the client uses": both
+//! clients spread calls over all members (etcdv3's adaptive balancer sends
+//! most puts to the leader, which answers them fastest; tonic's balancer
+//! picks at random), so the role decides the cost: a put that reached a
+//! follower whose leader is gone waits inside etcd, and no client may retry
+//! it. The follower target is the follower that answered most puts.
 //!
 //! Each client runs alone on its own cluster (sequentially, so the two do not
 //! compete for the CPU): etcdv3, and — with `--features etcd-client` — the
@@ -60,7 +67,7 @@ impl Lib {
 enum Driver {
     Etcdv3(etcdv3_client::Client),
     #[cfg(feature = "etcd-client")]
-    EtcdClient(etcd_client::Client),
+    EtcdClient(Box<etcd_client::Client>),
 }
 
 type PutResult = Result<u64, (ErrorClass, String)>;
@@ -82,7 +89,7 @@ impl Driver {
                     .with_timeout(CALL_TIMEOUT);
                 etcd_client::Client::connect(urls, Some(opts))
                     .await
-                    .map(Driver::EtcdClient)
+                    .map(|c| Driver::EtcdClient(Box::new(c)))
                     .map_err(|e| e.to_string())
             }
         }
@@ -159,7 +166,49 @@ struct Run {
     stats: FaultStats,
 }
 
-async fn run_once(lib: Lib, fault: Fault) -> Result<Run, String> {
+/// Which member a fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Role {
+    Leader,
+    Follower,
+    /// Every member (rolling restart).
+    All,
+}
+
+/// The benchmark's scenarios: every fault on the leader and on a follower.
+fn scenarios() -> Vec<(Fault, Role)> {
+    let mut v = Vec::new();
+    for f in FAULTS {
+        match f {
+            // KillLeader is KillUsed aimed at the leader: covered below.
+            Fault::KillLeader => {}
+            Fault::RollingRestart => v.push((f, Role::All)),
+            _ => {
+                v.push((f, Role::Leader));
+                v.push((f, Role::Follower));
+            }
+        }
+    }
+    v
+}
+
+fn scenario_name(fault: Fault, role: Role) -> String {
+    let base = match fault {
+        Fault::KillUsed | Fault::KillLeader => "SIGKILL",
+        Fault::PauseUsed => "SIGSTOP",
+        Fault::IsolateUsed => "isolate from peers",
+        Fault::BlackholeUsed => "blackhole client link",
+        Fault::RollingRestart => "rolling restart",
+        Fault::RemoveUsed => "remove member",
+    };
+    match role {
+        Role::Leader => format!("{base} (leader)"),
+        Role::Follower => format!("{base} (follower)"),
+        Role::All => base.to_string(),
+    }
+}
+
+async fn run_once(lib: Lib, fault: Fault, role: Role) -> Result<Run, String> {
     let cluster = Arc::new(
         tokio::task::spawn_blocking(|| Cluster::start(3))
             .await
@@ -176,17 +225,21 @@ async fn run_once(lib: Lib, fault: Fault) -> Result<Run, String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let used_id = busiest_member(&records.lock().unwrap_or_else(|p| p.into_inner()), 100)
-        .ok_or("no successful put before the fault")?;
-    let used = cluster
-        .member_ids()
+    let ids = cluster.member_ids();
+    // The follower that answered most puts (the leader's answers left out).
+    let follower_records: Vec<OpRecord> = records
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
         .iter()
-        .position(|m| *m == used_id)
-        .ok_or("answering member not in the cluster")?;
-    let target = if fault == Fault::KillLeader {
-        leader
-    } else {
-        used
+        .filter(|r| r.result.as_ref().is_ok_and(|m| *m != ids[leader]))
+        .cloned()
+        .collect();
+    let follower = busiest_member(&follower_records, usize::MAX)
+        .and_then(|id| ids.iter().position(|m| *m == id))
+        .unwrap_or((leader + 1) % ids.len());
+    let target = match role {
+        Role::Leader => leader,
+        Role::Follower | Role::All => follower,
     };
     let desc = match fault {
         Fault::RollingRestart => "all".to_string(),
@@ -221,7 +274,10 @@ async fn run_once(lib: Lib, fault: Fault) -> Result<Run, String> {
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
+    // The lower middle for an even count.
+    v.get(v.len().saturating_sub(1) / 2)
+        .copied()
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -258,19 +314,21 @@ fn main() {
             std::process::exit(1);
         }
     };
-    // (fault, lib) -> runs
+    let scenarios = scenarios();
+    // (scenario, lib) -> runs
     let mut results: BTreeMap<(usize, Lib), Vec<Run>> = BTreeMap::new();
-    for (fi, fault) in FAULTS.iter().copied().enumerate() {
-        if only.as_deref().is_some_and(|o| !fault.name().contains(o)) {
+    for (fi, (fault, role)) in scenarios.iter().copied().enumerate() {
+        let name = scenario_name(fault, role);
+        if only.as_deref().is_some_and(|o| !name.contains(o)) {
             continue;
         }
         for round in 0..rounds {
             for lib in libs {
-                match rt.block_on(run_once(lib, fault)) {
+                match rt.block_on(run_once(lib, fault, role)) {
                     Ok(run) => {
                         eprintln!(
-                            "{:<24} {:<12} round {round}: target {:<12} gap {:>5} ms, errors: {}",
-                            fault.name(),
+                            "{:<30} {:<12} round {round}: target {:<12} gap {:>5} ms, errors: {}",
+                            name,
                             lib.name(),
                             run.target,
                             run.stats.longest_gap.as_millis(),
@@ -314,7 +372,7 @@ fn main() {
         let ok: usize = runs.iter().map(|r| r.stats.ok).sum::<usize>() / runs.len().max(1);
         println!(
             "| {} | {} | {} | {} | {} | {} | {} |",
-            FAULTS[*fi].name(),
+            scenario_name(scenarios[*fi].0, scenarios[*fi].1),
             lib.name(),
             targets.join(", "),
             med.as_millis(),
@@ -338,7 +396,10 @@ fn main() {
             let theirs = median(runs.iter().map(|r| r.stats.longest_gap).collect());
             if let Some(o) = ours.get(fi) {
                 let ratio = theirs.as_secs_f64() / o.as_secs_f64().max(0.001);
-                println!("| {} | {ratio:.2}× |", FAULTS[*fi].name());
+                println!(
+                    "| {} | {ratio:.2}× |",
+                    scenario_name(scenarios[*fi].0, scenarios[*fi].1)
+                );
             }
         }
     }
