@@ -50,6 +50,13 @@ pub enum HealthReason {
     StaleTerm,
     /// A status probe failed.
     ProbeFailed(String),
+    /// A read was answered from an older revision than the client had seen.
+    BehindRevision {
+        /// Revision of the answer.
+        answered: i64,
+        /// Revision the client had already seen.
+        seen: i64,
+    },
 }
 
 /// Health record of one endpoint.

@@ -136,6 +136,9 @@ struct Call {
     /// The server error that caused the pending retry, if that is why the
     /// call is waiting: reported instead of a bare deadline error.
     last_status: Option<(EndpointId, Status)>,
+    /// The client's highest seen revision when the call started: a read
+    /// answered from an older revision came from a member that is behind.
+    min_revision: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -161,6 +164,8 @@ pub struct Core {
     authenticating: bool,
     next_probe: Option<Instant>,
     last_now: Option<Instant>,
+    /// Highest store revision any response showed this client.
+    max_revision: i64,
 }
 
 impl Core {
@@ -182,6 +187,7 @@ impl Core {
             authenticating: false,
             next_probe: None,
             last_now: None,
+            max_revision: 0,
         };
         for ep in endpoints {
             core.add_endpoint(ep);
@@ -273,6 +279,7 @@ impl Core {
                 auth_retried: false,
                 last_error: None,
                 last_status: None,
+                min_revision: self.max_revision,
             },
         );
         if let Some(d) = deadline {
@@ -465,6 +472,29 @@ impl Core {
         match outcome {
             Outcome::Success(meta) => {
                 let latency = sent_at.map(|s| now.saturating_duration_since(s));
+                if let Some(m) = meta {
+                    if self.is_stale_read(now, call, method, m.revision) {
+                        let seen = self.calls.get(&call).map_or(0, |c| c.min_revision);
+                        self.health_suspect(
+                            endpoint,
+                            HealthReason::BehindRevision {
+                                answered: m.revision,
+                                seen,
+                            },
+                        );
+                        self.retry(
+                            now,
+                            call,
+                            Some(endpoint),
+                            format!(
+                                "{} answered at revision {} but revision {seen} was already seen",
+                                self.slots[endpoint.0].endpoint, m.revision
+                            ),
+                        );
+                        return;
+                    }
+                    self.max_revision = self.max_revision.max(m.revision);
+                }
                 self.health_success(endpoint, latency);
                 if let Some(m) = meta {
                     self.slots[endpoint.0].health.on_member_view(
@@ -675,6 +705,36 @@ impl Core {
     }
 
     // --------------------------------------------------------------- internals
+
+    /// A `Range` answered from a revision older than one this client had
+    /// already seen when the read started came from a member that is behind
+    /// (cut off, or lagging): retry it on a member not tried yet, if any.
+    fn is_stale_read(&self, now: Instant, call: CallId, method: Method, revision: i64) -> bool {
+        if method.path != etcdv3_proto::method::KV_RANGE.path || revision <= 0 {
+            return false;
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        if revision >= c.min_revision {
+            return false;
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .any(|(i, s)| !s.removed && !c.tried.contains(&EndpointId(i)) && s.health.tier(now) < 4)
+    }
+
+    /// Record a revision the client observed elsewhere (e.g. in a watch
+    /// event), so later reads are fenced by it too.
+    pub fn handle_revision_seen(&mut self, revision: i64) {
+        self.max_revision = self.max_revision.max(revision);
+    }
+
+    /// The highest store revision this client has seen in a response.
+    pub fn max_revision(&self) -> i64 {
+        self.max_revision
+    }
 
     fn observe(&mut self, now: Instant) {
         self.last_now = Some(match self.last_now {

@@ -154,13 +154,12 @@ fn simulation_seeds() {
 /// while they still believe in their leader (as serializable reads do).
 /// Reads must never observe a revision lower than one already observed.
 ///
-/// KNOWN GAP, kept failing on purpose: in the election-timeout window after
-/// a partition the member still reports the old leader and term, so probes
-/// cannot tell it apart, and the core does not compare the revision in a
-/// response header with the highest revision it has already seen. Run with
-/// `cargo test -p etcdv3-core --test sim -- --ignored`.
+/// In the election-timeout window after a partition the member still
+/// reports the old leader and term, so probes cannot tell it apart; the
+/// core's revision fence (a `Range` answered below the revision the client
+/// had seen when the read started is retried on another member) keeps reads
+/// monotonic.
 #[test]
-#[ignore = "core lacks a revision fence; see the doc comment"]
 fn simulation_stale_serving_members() {
     let opts = Opts {
         stale_serve: true,
@@ -219,7 +218,6 @@ fn regression_seed_5_timer_due_in_the_past() {
 /// Seed 1000210 (stale-serving mode): a read 0.3 s after a member was cut
 /// off from its peers got revision 5 after revision 6 had been observed.
 #[test]
-#[ignore = "core lacks a revision fence; see simulation_stale_serving_members"]
 fn regression_seed_1000210_stale_read_after_partition() {
     check_seed(
         1_000_210,
