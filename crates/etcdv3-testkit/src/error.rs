@@ -98,6 +98,9 @@ pub enum TestkitError {
         /// The OS error.
         source: nix::errno::Errno,
     },
+    /// Generating the certificates of a TLS cluster failed.
+    #[error("TLS certificate generation: {0}")]
+    Certificate(String),
     /// Any other I/O error (temp dir, sockets, log files).
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

@@ -54,6 +54,7 @@ mod http;
 mod ports;
 mod procnet;
 mod proxy;
+mod tls;
 
 use std::fmt;
 use std::fs::{self, OpenOptions};
@@ -69,6 +70,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 pub use error::TestkitError;
+pub use tls::TlsFiles;
 use proxy::{lock, PeerNet, Proxy, Role};
 
 /// Default time [`ClusterBuilder::start`] and [`Cluster::restart`] wait for health.
@@ -139,6 +141,8 @@ pub struct ClusterBuilder {
     etcd_bin: Option<PathBuf>,
     args: Vec<String>,
     health_timeout: Duration,
+    client_tls: bool,
+    client_cert_auth: bool,
 }
 
 impl ClusterBuilder {
@@ -149,7 +153,36 @@ impl ClusterBuilder {
             etcd_bin: None,
             args: Vec::new(),
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
+            client_tls: false,
+            client_cert_auth: false,
         }
+    }
+
+    /// Serves the client URLs over TLS (`https://`): the testkit generates a CA, a server
+    /// certificate for `127.0.0.1` and `localhost` and a client certificate into the
+    /// cluster directory (see [`Cluster::tls_files`]) and starts etcd with `--cert-file`
+    /// and `--key-file`. [`Cluster::client_urls`] and [`Member::client_url`] then name
+    /// `https://` proxy URLs. Peer URLs stay plain HTTP.
+    ///
+    /// Each member also listens on a second, plain-HTTP client URL on 127.0.0.1 that only
+    /// the testkit uses (for `/health` and the JSON gateway behind [`Cluster::leader`] and
+    /// friends); it is not advertised and has no proxy.
+    pub fn client_tls(mut self, on: bool) -> Self {
+        self.client_tls = on;
+        if !on {
+            self.client_cert_auth = false;
+        }
+        self
+    }
+
+    /// Requires clients to present a certificate signed by the cluster's CA
+    /// (`--client-cert-auth --trusted-ca-file`); implies [`ClusterBuilder::client_tls`].
+    pub fn client_cert_auth(mut self, on: bool) -> Self {
+        self.client_cert_auth = on;
+        if on {
+            self.client_tls = true;
+        }
+        self
     }
 
     /// Uses this etcd binary instead of `ETCD_BIN` / `etcd` on `PATH`.
@@ -187,6 +220,20 @@ impl ClusterBuilder {
         let bin = resolve_bin(self.etcd_bin.as_deref())?;
         let version = detect_version(&bin)?;
         let dir = make_temp_dir()?;
+        let tls = if self.client_tls {
+            match tls::generate(&dir.join("tls")) {
+                Ok(files) => Some(TlsSetup {
+                    files,
+                    client_cert_auth: self.client_cert_auth,
+                }),
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&dir);
+                    return Err(e);
+                }
+            }
+        } else {
+            None
+        };
         let net = Arc::new(PeerNet::new(self.size));
         let placeholder = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1));
         let mut slots = Vec::with_capacity(self.size);
@@ -200,6 +247,7 @@ impl ClusterBuilder {
             initial_cluster: String::new(),
             extra_args: self.args,
             health_timeout: self.health_timeout,
+            tls,
             slots: Vec::new(),
             procs: Mutex::new(Vec::new()),
             ids: Vec::new(),
@@ -253,6 +301,15 @@ struct Proc {
     removed: bool,
     client_port: u16,
     peer_port: u16,
+    /// The plain-HTTP client listener of a TLS member (0 without TLS).
+    control_port: u16,
+}
+
+/// A TLS cluster's certificates and settings.
+#[derive(Debug)]
+struct TlsSetup {
+    files: TlsFiles,
+    client_cert_auth: bool,
 }
 
 /// A running etcd cluster on 127.0.0.1; see the [crate docs](crate).
@@ -268,6 +325,7 @@ pub struct Cluster {
     initial_cluster: String,
     extra_args: Vec<String>,
     health_timeout: Duration,
+    tls: Option<TlsSetup>,
     slots: Vec<Slot>,
     procs: Mutex<Vec<Proc>>,
     ids: Vec<u64>,
@@ -280,6 +338,7 @@ impl fmt::Debug for Cluster {
             .field("version", &self.version)
             .field("dir", &self.dir)
             .field("client_urls", &self.client_urls())
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }
@@ -323,9 +382,10 @@ impl<'a> Member<'a> {
         self.cluster.ids[self.index]
     }
 
-    /// `http://127.0.0.1:PORT` of the member's client proxy (its advertised client URL).
+    /// `http://127.0.0.1:PORT` of the member's client proxy (its advertised client URL);
+    /// `https://` in a TLS cluster.
     pub fn client_url(&self) -> String {
-        self.slot().client_proxy.url()
+        self.cluster.proxy_client_url(self.slot())
     }
 
     /// `http://127.0.0.1:PORT` of the member's peer proxy (its advertised peer URL).
@@ -333,9 +393,14 @@ impl<'a> Member<'a> {
         self.slot().peer_proxy.url()
     }
 
-    /// The etcd process's own client listener, bypassing the proxy (changes on restart).
+    /// The etcd process's own client listener, bypassing the proxy (changes on restart);
+    /// `https://` in a TLS cluster.
     pub fn direct_client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.cluster.proc_ports(self.index).0)
+        format!(
+            "{}://127.0.0.1:{}",
+            self.cluster.client_scheme(),
+            self.cluster.proc_ports(self.index).0
+        )
     }
 
     /// The pid of the member's etcd process, `None` while killed or after removal.
@@ -404,9 +469,37 @@ impl Cluster {
         &self.dir
     }
 
-    /// The client proxy URLs of all members, `http://127.0.0.1:PORT`, in member order.
+    /// The client proxy URLs of all members, `http://127.0.0.1:PORT` (`https://` in a TLS
+    /// cluster), in member order.
     pub fn client_urls(&self) -> Vec<String> {
-        self.slots.iter().map(|s| s.client_proxy.url()).collect()
+        self.slots
+            .iter()
+            .map(|s| self.proxy_client_url(s))
+            .collect()
+    }
+
+    /// The certificate files of a TLS cluster ([`ClusterBuilder::client_tls`]), `None` for a
+    /// plain one.
+    pub fn tls_files(&self) -> Option<TlsFiles> {
+        self.tls.as_ref().map(|t| t.files.clone())
+    }
+
+    /// Whether the members require client certificates
+    /// ([`ClusterBuilder::client_cert_auth`]).
+    pub fn client_cert_auth(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.client_cert_auth)
+    }
+
+    fn client_scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    fn proxy_client_url(&self, slot: &Slot) -> String {
+        format!("{}://{}", self.client_scheme(), slot.client_proxy.addr())
     }
 
     /// The client proxy endpoints of all members as `127.0.0.1:PORT` (no scheme).
@@ -454,8 +547,18 @@ impl Cluster {
         (procs[i].client_port, procs[i].peer_port)
     }
 
-    fn direct_client_addr(&self, i: usize) -> SocketAddr {
-        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, self.proc_ports(i).0))
+    /// Where the testkit itself talks plain HTTP to member `i` (`/health`, JSON gateway):
+    /// its client listener, or the extra plain listener of a TLS member.
+    fn control_addr(&self, i: usize) -> SocketAddr {
+        let port = {
+            let procs = lock(&self.procs);
+            if self.tls.is_some() {
+                procs[i].control_port
+            } else {
+                procs[i].client_port
+            }
+        };
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, port))
     }
 
     // ----- process control --------------------------------------------------------------
@@ -493,6 +596,11 @@ impl Cluster {
     fn spawn(&self, i: usize, state: &str) -> Result<(), TestkitError> {
         let client_port = ports::reserve_port()?;
         let peer_port = ports::reserve_port()?;
+        let control_port = if self.tls.is_some() {
+            ports::reserve_port()?
+        } else {
+            0
+        };
         let slot = &self.slots[i];
         let mut log = OpenOptions::new()
             .create(true)
@@ -501,18 +609,26 @@ impl Cluster {
         writeln!(
             log,
             "=== etcdv3-testkit: starting {} ({state}) client 127.0.0.1:{client_port} \
-             peer 127.0.0.1:{peer_port}",
-            slot.name
+             peer 127.0.0.1:{peer_port}{}",
+            slot.name,
+            if control_port != 0 {
+                format!(" control 127.0.0.1:{control_port}")
+            } else {
+                String::new()
+            }
         )?;
+        let listen_client = if self.tls.is_some() {
+            format!("https://127.0.0.1:{client_port},http://127.0.0.1:{control_port}")
+        } else {
+            format!("http://127.0.0.1:{client_port}")
+        };
         let mut cmd = Command::new(&self.bin);
         cmd.arg(format!("--name={}", slot.name))
             .arg(format!("--data-dir={}", slot.data_dir.display()))
-            .arg(format!(
-                "--listen-client-urls=http://127.0.0.1:{client_port}"
-            ))
+            .arg(format!("--listen-client-urls={listen_client}"))
             .arg(format!(
                 "--advertise-client-urls={}",
-                slot.client_proxy.url()
+                self.proxy_client_url(slot)
             ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
             .arg(format!(
@@ -528,6 +644,16 @@ impl Cluster {
         if self.version.at_least(3, 5) {
             // Tests only SIGKILL processes, which keeps the page cache: fsync buys nothing.
             cmd.arg("--unsafe-no-fsync");
+        }
+        if let Some(tls) = &self.tls {
+            cmd.arg(format!("--cert-file={}", tls.files.server_cert.display()))
+                .arg(format!("--key-file={}", tls.files.server_key.display()));
+            // etcd requires client certificates as soon as it has a trusted CA (even
+            // without --client-cert-auth), so the CA is only passed when they are wanted.
+            if tls.client_cert_auth {
+                cmd.arg("--client-cert-auth")
+                    .arg(format!("--trusted-ca-file={}", tls.files.ca.display()));
+            }
         }
         cmd.args(&self.extra_args);
         // etcd reads ETCD_* variables as flags (ETCD_BIN would be warned about, others could
@@ -557,6 +683,7 @@ impl Cluster {
         p.paused = false;
         p.client_port = client_port;
         p.peer_port = peer_port;
+        p.control_port = control_port;
         Ok(())
     }
 
@@ -643,7 +770,7 @@ impl Cluster {
 
     fn health_body(&self, i: usize) -> std::io::Result<String> {
         let r = http::request(
-            self.direct_client_addr(i),
+            self.control_addr(i),
             "GET",
             "/health",
             None,
@@ -778,7 +905,7 @@ impl Cluster {
             detail,
         };
         let r = http::request(
-            self.direct_client_addr(i),
+            self.control_addr(i),
             "POST",
             path,
             Some(body),

@@ -145,6 +145,9 @@ struct Call {
 enum Timer {
     Deadline(CallId),
     Retry(CallId),
+    /// A mutation has been in flight for `stall_timeout`: look for a
+    /// leader change that would leave it stuck.
+    SlowCheck(CallId),
 }
 
 /// The composed sans-IO state machine. See the [module docs](self).
@@ -166,6 +169,11 @@ pub struct Core {
     last_now: Option<Instant>,
     /// Highest store revision any response showed this client.
     max_revision: i64,
+    /// The leader with the highest raft term any probe reported: (id, term).
+    cluster_leader: Option<(u64, u64)>,
+    /// A probe round is wanted before `next_probe` (slow mutation, leader lost).
+    urgent_probe: bool,
+    last_probe_round: Option<Instant>,
 }
 
 impl Core {
@@ -188,6 +196,9 @@ impl Core {
             next_probe: None,
             last_now: None,
             max_revision: 0,
+            cluster_leader: None,
+            urgent_probe: false,
+            last_probe_round: None,
         };
         for ep in endpoints {
             core.add_endpoint(ep);
@@ -547,6 +558,8 @@ impl Core {
         match result {
             Ok(st) => {
                 self.conn_progress(now, conn);
+                let before = self.slots[ep.0].health.leader();
+                self.on_leader_view(now, ep, before, st);
                 self.slots[ep.0].health.on_member_view(
                     st.member_id,
                     Some(st.leader),
@@ -652,6 +665,19 @@ impl Core {
                         }
                     }
                 }
+                Timer::SlowCheck(id) => {
+                    let slow = self.calls.get(&id).is_some_and(|c| {
+                        matches!(c.state, CallState::InFlight { sent_at, .. }
+                            if sent_at + self.config.stall_timeout <= now)
+                    });
+                    if slow {
+                        // Judge a slow mutation by the cluster's state: probe
+                        // now, and again while it stays stuck.
+                        self.urgent_probe = true;
+                        let at = now + self.config.stall_timeout;
+                        self.timers.push(Reverse((at, Timer::SlowCheck(id))));
+                    }
+                }
             }
         }
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -659,9 +685,15 @@ impl Core {
             self.conn_timers(now, conn);
         }
         if let Some(interval) = self.config.probe_interval {
+            let urgent = self.urgent_probe
+                && self
+                    .last_probe_round
+                    .is_none_or(|t| now >= t + self.config.stall_timeout / 2);
             match self.next_probe {
-                Some(at) if at > now => {}
+                Some(at) if at > now && !urgent => {}
                 _ => {
+                    self.urgent_probe = false;
+                    self.last_probe_round = Some(now);
                     self.next_probe = Some(now + interval);
                     self.probe_all(now);
                 }
@@ -696,10 +728,16 @@ impl Core {
         if self.config.probe_interval.is_some()
             && self.conns.values().any(|c| c.state == ConnState::Ready)
         {
-            consider(Some(
-                self.next_probe
-                    .unwrap_or_else(|| self.last_now.unwrap_or_else(Instant::now)),
-            ));
+            consider(self.next_probe.or(self.last_now));
+            if self.urgent_probe {
+                let earliest = self
+                    .last_probe_round
+                    .map(|t| t + self.config.stall_timeout / 2);
+                consider(match (earliest, self.last_now) {
+                    (Some(e), Some(n)) => Some(e.max(n)),
+                    (e, n) => e.or(n),
+                });
+            }
         }
         next
     }
@@ -723,6 +761,58 @@ impl Core {
             .iter()
             .enumerate()
             .any(|(i, s)| !s.removed && !c.tried.contains(&EndpointId(i)) && s.health.tier(now) < 4)
+    }
+
+    /// A probe of `ep` answered `st`; `before` is the leader it reported
+    /// last time. A member that lost or changed its leader, or a new leader
+    /// with a higher term anywhere, leaves mutations proposed through the old
+    /// leader stuck until etcd's own request timeout: end them now with
+    /// "outcome unknown" instead of holding the caller until its deadline.
+    fn on_leader_view(&mut self, now: Instant, ep: EndpointId, before: Option<u64>, st: MemberStatus) {
+        match before {
+            Some(prev) if prev != 0 && st.leader == 0 => {
+                self.fail_stuck_mutations(now, Some(ep), "the member lost its leader");
+            }
+            Some(prev) if prev != 0 && prev != st.leader => {
+                self.fail_stuck_mutations(now, Some(ep), "the member's leader changed");
+            }
+            _ => {}
+        }
+        if st.leader != 0 {
+            match self.cluster_leader {
+                Some((leader, term)) if st.raft_term > term && leader != st.leader => {
+                    self.cluster_leader = Some((st.leader, st.raft_term));
+                    self.fail_stuck_mutations(now, None, "a new leader was elected");
+                }
+                Some((_, term)) if st.raft_term < term => {}
+                _ => self.cluster_leader = Some((st.leader, st.raft_term)),
+            }
+        }
+    }
+
+    /// End mutations in flight (on `only`, or anywhere) that were sent
+    /// before `now` with "outcome unknown".
+    fn fail_stuck_mutations(&mut self, now: Instant, only: Option<EndpointId>, why: &str) {
+        let stuck: Vec<(CallId, EndpointId)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| match c.state {
+                CallState::InFlight {
+                    endpoint, sent_at, ..
+                } if may_get_stuck(c.method)
+                    && sent_at < now
+                    && only.is_none_or(|o| o == endpoint) =>
+                {
+                    Some((*id, endpoint))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut stuck = stuck;
+        stuck.sort();
+        for (id, ep) in stuck {
+            self.outcome_unknown(id, ep, format!("{why} while the request was in flight"));
+        }
     }
 
     /// Record a revision the client observed elsewhere (e.g. in a watch
@@ -868,6 +958,10 @@ impl Core {
             endpoint: ep,
             sent_at: now,
         };
+        if may_get_stuck(c.method) {
+            let at = now + self.config.stall_timeout;
+            self.timers.push(Reverse((at, Timer::SlowCheck(id))));
+        }
         self.actions.push_back(Action::Send {
             call: id,
             attempt: c.attempt,
@@ -948,7 +1042,9 @@ impl Core {
     fn prune_timers(&mut self) {
         while let Some(Reverse((_, timer))) = self.timers.peek() {
             let live = match timer {
-                Timer::Deadline(id) | Timer::Retry(id) => self.calls.contains_key(id),
+                Timer::Deadline(id) | Timer::Retry(id) | Timer::SlowCheck(id) => {
+                    self.calls.contains_key(id)
+                }
             };
             if live {
                 break;
@@ -1141,6 +1237,17 @@ impl Core {
                 state: self.slots[ep.0].health.state(),
                 reason: reason.clone(),
             });
+        }
+        let was_leader = self.slots[ep.0]
+            .health
+            .member_id()
+            .is_some_and(|m| self.cluster_leader.is_some_and(|(l, _)| l == m));
+        if was_leader {
+            // Mutations in flight elsewhere were forwarded to this leader:
+            // they are stuck until etcd times them out (~7 s). Their fate is
+            // unknown now; say so, and look for the new leader at once.
+            self.fail_stuck_mutations(now, None, "the connection to the leader was lost");
+            self.urgent_probe = true;
         }
         let why = match &reason {
             HealthReason::ConnectFailed(e) => {
@@ -1404,6 +1511,15 @@ impl Core {
             });
         }
     }
+}
+
+/// Mutations that can be left stuck behind a lost leader. Lock and
+/// Campaign are excluded: they wait by design, for as long as it takes.
+fn may_get_stuck(method: Method) -> bool {
+    !method.is_repeatable()
+        && !method.is_streaming()
+        && method.path != etcdv3_proto::method::LOCK_LOCK.path
+        && method.path != etcdv3_proto::method::ELECTION_CAMPAIGN.path
 }
 
 /// Whether the error means the auth token must be refreshed.
