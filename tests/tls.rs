@@ -35,9 +35,7 @@ async fn connect(cluster: &Cluster, tls: TlsOptions, timeout: Duration) -> Clien
     assert!(urls.iter().all(|u| u.starts_with("https://")), "{urls:?}");
     etcdv3_tokio::connect(
         urls,
-        ClientOptions::default()
-            .with_tls(tls)
-            .with_timeout(timeout),
+        ClientOptions::default().with_tls(tls).with_timeout(timeout),
     )
     .await
     .unwrap()

@@ -18,6 +18,10 @@
 //! * membership: [`Cluster::leader`], [`Cluster::member_status`], [`Cluster::member_ids`],
 //!   [`Cluster::remove_member`], via etcd's JSON gateway.
 //!
+//! [`ClusterBuilder::client_tls`] serves the client URLs over `https://` with a generated CA
+//! and certificates ([`Cluster::tls_files`]); [`ClusterBuilder::client_cert_auth`] also
+//! requires client certificates.
+//!
 //! Dropping the [`Cluster`] (also during a panic's unwinding) SIGKILLs every process it started,
 //! by pid, stops the proxies and deletes the temp directory (set `ETCD_TESTKIT_KEEP=1` to keep
 //! it for post-mortem reading of the member logs).
@@ -70,8 +74,8 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 pub use error::TestkitError;
-pub use tls::TlsFiles;
 use proxy::{lock, PeerNet, Proxy, Role};
+pub use tls::TlsFiles;
 
 /// Default time [`ClusterBuilder::start`] and [`Cluster::restart`] wait for health.
 pub const DEFAULT_HEALTH_TIMEOUT: Duration = Duration::from_secs(20);
@@ -769,13 +773,7 @@ impl Cluster {
     }
 
     fn health_body(&self, i: usize) -> std::io::Result<String> {
-        let r = http::request(
-            self.control_addr(i),
-            "GET",
-            "/health",
-            None,
-            HTTP_TIMEOUT,
-        )?;
+        let r = http::request(self.control_addr(i), "GET", "/health", None, HTTP_TIMEOUT)?;
         Ok(format!("{} {}", r.status, r.body.trim()))
     }
 
@@ -904,14 +902,8 @@ impl Cluster {
             path: path.into(),
             detail,
         };
-        let r = http::request(
-            self.control_addr(i),
-            "POST",
-            path,
-            Some(body),
-            HTTP_TIMEOUT,
-        )
-        .map_err(|e| err(e.to_string()))?;
+        let r = http::request(self.control_addr(i), "POST", path, Some(body), HTTP_TIMEOUT)
+            .map_err(|e| err(e.to_string()))?;
         if r.status != 200 {
             return Err(err(format!("status {}: {}", r.status, r.body.trim())));
         }

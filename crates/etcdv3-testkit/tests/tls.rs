@@ -47,7 +47,11 @@ fn tls_cluster_serves_https_and_stays_manageable() {
         &files.foreign_client_cert,
         &files.foreign_client_key,
     ] {
-        assert!(p.starts_with(c.dir()), "{} outside the cluster dir", p.display());
+        assert!(
+            p.starts_with(c.dir()),
+            "{} outside the cluster dir",
+            p.display()
+        );
         assert!(p.is_file(), "{} missing", p.display());
     }
     for (i, url) in c.client_urls().iter().enumerate() {

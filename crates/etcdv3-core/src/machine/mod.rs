@@ -768,7 +768,13 @@ impl Core {
     /// with a higher term anywhere, leaves mutations proposed through the old
     /// leader stuck until etcd's own request timeout: end them now with
     /// "outcome unknown" instead of holding the caller until its deadline.
-    fn on_leader_view(&mut self, now: Instant, ep: EndpointId, before: Option<u64>, st: MemberStatus) {
+    fn on_leader_view(
+        &mut self,
+        now: Instant,
+        ep: EndpointId,
+        before: Option<u64>,
+        st: MemberStatus,
+    ) {
         match before {
             Some(prev) if prev != 0 && st.leader == 0 => {
                 self.fail_stuck_mutations(now, Some(ep), "the member lost its leader");
