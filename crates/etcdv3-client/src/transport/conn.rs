@@ -113,7 +113,7 @@ async fn establish(
         if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
             return Poll::Ready(Err(match r {
                 Ok(()) => format!("{target}: connection closed during handshake"),
-                Err(e) => format!("{target}: not an HTTP/2 server or handshake failed: {e}"),
+                Err(e) => format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"),
             }));
         }
         match pp.poll_pong(cx) {
