@@ -144,6 +144,13 @@ impl Client {
         self.shared.is_closed()
     }
 
+    /// Tell the core a revision this client observed outside a unary
+    /// response (watch events), for its read fence.
+    pub(crate) fn note_revision(&self, revision: i64) {
+        self.shared
+            .with_state(|st, _| st.core.handle_revision_seen(revision));
+    }
+
     pub(crate) fn runtime(&self) -> &Arc<dyn Runtime> {
         &self.shared.runtime
     }

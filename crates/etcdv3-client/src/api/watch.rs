@@ -467,6 +467,10 @@ async fn watch_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
             Input::Cmd(Some(cmd)) => handle_cmd(&mut hub, &mut sinks, cmd),
             Input::Msg(Ok(Some(resp))) => {
                 failures = 0;
+                if let Some(h) = &resp.header {
+                    // Reads after this must not see an older revision.
+                    client.note_revision(h.revision);
+                }
                 hub.handle_response(resp);
             }
             Input::Msg(Ok(None)) => {
