@@ -114,23 +114,7 @@ impl Permission {
         Self::new(PermissionType::ReadWrite, key)
     }
 
-    /// Cover every key starting with the key (all keys for an empty key).
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Cover every key greater than or equal to the key.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Cover the keys in `[key, end)`.
-    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_setters!("Cover");
 
     /// What the permission allows.
     pub fn kind(&self) -> PermissionType {

@@ -177,25 +177,7 @@ impl GetOptions {
         Self::default()
     }
 
-    /// Read every key starting with the key. With an empty key: all keys.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Read every key greater than or equal to the key. With an empty key:
-    /// all keys.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Read the keys in `[key, end)`. `"\0"` as end means "every key from
-    /// the key on"; an empty end means the key alone.
-    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_setters!("Read");
 
     /// Return at most `limit` keys (0: no limit). `more` in the response
     /// tells whether more keys matched.
@@ -381,24 +363,7 @@ impl DeleteOptions {
         Self::default()
     }
 
-    /// Delete every key starting with the key. With an empty key: all keys.
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Delete every key greater than or equal to the key. With an empty
-    /// key: all keys.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Delete the keys in `[key, end)` (`"\0"`: every key from the key on).
-    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_setters!("Delete");
 
     /// Return the deleted key-values.
     pub fn with_prev_kv(mut self) -> Self {

@@ -97,24 +97,7 @@ impl Compare {
         Self::new(key, op, compare::TargetUnion::Lease(lease))
     }
 
-    /// Apply the comparison to every key starting with the key (it holds
-    /// when it holds for each of them).
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Apply the comparison to every key greater than or equal to the key.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Apply the comparison to every key in `[key, end)`.
-    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_setters!("Apply the comparison to");
 
     pub(crate) fn build(&self) -> Result<pb::Compare> {
         let (key, range_end) = self.range.resolve(self.key.clone())?;

@@ -92,23 +92,7 @@ impl WatchOptions {
         Self::default()
     }
 
-    /// Watch every key starting with the key (all keys for an empty key).
-    pub fn with_prefix(mut self) -> Self {
-        self.range = KeyRange::Prefix;
-        self
-    }
-
-    /// Watch every key greater than or equal to the key.
-    pub fn with_from_key(mut self) -> Self {
-        self.range = KeyRange::FromKey;
-        self
-    }
-
-    /// Watch `[key, end)`.
-    pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
-        self.range = KeyRange::End(end.into());
-        self
-    }
+    key_range_setters!("Watch");
 
     /// Start at `revision` (history replay), instead of the next one.
     pub fn with_start_revision(mut self, revision: i64) -> Self {
