@@ -173,6 +173,8 @@ pub struct Core {
     cluster_leader: Option<(u64, u64)>,
     /// A probe round is wanted before `next_probe` (slow mutation, leader lost).
     urgent_probe: bool,
+    /// Set while connection timers run: retries wait for the timer loop.
+    defer_dispatch: bool,
     last_probe_round: Option<Instant>,
 }
 
@@ -198,6 +200,7 @@ impl Core {
             max_revision: 0,
             cluster_leader: None,
             urgent_probe: false,
+            defer_dispatch: false,
             last_probe_round: None,
         };
         for ep in endpoints {
@@ -643,6 +646,17 @@ impl Core {
     /// timeouts, stall detection, keepalive pings, probes and idle closes.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
+        // Connection timers first (connect/ping timeouts, stalls), so that
+        // retries dispatched below see up-to-date endpoint health.
+        // Retries they cause are queued, not dispatched, until every
+        // connection timer ran: a pick must not see half-updated health.
+        self.defer_dispatch = true;
+        let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        ids.sort();
+        for conn in ids {
+            self.conn_timers(now, conn);
+        }
+        self.defer_dispatch = false;
         while let Some(Reverse((at, timer))) = self.timers.peek().copied() {
             if at > now {
                 break;
@@ -679,10 +693,6 @@ impl Core {
                     }
                 }
             }
-        }
-        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in ids {
-            self.conn_timers(now, conn);
         }
         if let Some(interval) = self.config.probe_interval {
             let urgent = self.urgent_probe
@@ -821,6 +831,15 @@ impl Core {
         }
     }
 
+    /// The endpoint of the member the probes last reported as leader.
+    fn leader_endpoint(&self) -> Option<EndpointId> {
+        let (leader, _) = self.cluster_leader?;
+        self.slots
+            .iter()
+            .position(|s| !s.removed && s.health.member_id() == Some(leader))
+            .map(EndpointId)
+    }
+
     /// Record a revision the client observed elsewhere (e.g. in a watch
     /// event), so later reads are fenced by it too.
     pub fn handle_revision_seen(&mut self, revision: i64) {
@@ -885,7 +904,26 @@ impl Core {
                 tried: call.tried.contains(&EndpointId(i)),
             })
             .collect();
-        let Some(pick) = self.balancer.pick(&candidates, &mut self.rng) else {
+        // Adaptive: a mutation goes straight to the leader when it is among
+        // the best candidates, saving the follower's forwarding hop.
+        let to_leader = if self.balancer.policy() == crate::balancer::Policy::Adaptive
+            && !call.method.is_repeatable()
+        {
+            self.leader_endpoint().filter(|l| {
+                let rank = |c: &Candidate| (c.tier >= 4, c.tried, c.tier);
+                let best = candidates.iter().map(rank).min();
+                candidates
+                    .iter()
+                    .any(|c| c.id == l.0 && Some(rank(c)) == best && c.tier == 0)
+            })
+        } else {
+            None
+        };
+        let pick = match to_leader {
+            Some(l) => Some(l.0),
+            None => self.balancer.pick(&candidates, &mut self.rng),
+        };
+        let Some(pick) = pick else {
             let method = call.method.path;
             self.complete(id, Err(CallError::NoEndpoints { method }));
             return;
@@ -1205,7 +1243,7 @@ impl Core {
             delay,
         });
         c.state = CallState::Queued { at };
-        if delay.is_zero() {
+        if delay.is_zero() && !self.defer_dispatch {
             self.dispatch(now, id);
         } else {
             self.timers.push(Reverse((at, Timer::Retry(id))));
