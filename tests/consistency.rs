@@ -20,6 +20,7 @@
 //!   their etcd revision (the store's total order);
 //! * no call outlives its deadline.
 //!
+//! Runs once per runtime (tokio and async-std), one after the other:
 //! `cargo test -p etcdv3-integration --test consistency -- --nocapture`
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +32,7 @@ use etcdv3_client::{Client, ClientOptions};
 use etcdv3_integration::failover_support::{
     check_counters, AppliedIncrement, IncrementOp, IncrementResult, ReadOp,
 };
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 
 /// Concurrent incrementing tasks.
@@ -63,7 +65,12 @@ fn init_tracing() {
     }
 }
 
-async fn incrementer(client: Client, task: usize, stop: Arc<AtomicBool>, out: Arc<Mutex<History>>) {
+async fn incrementer<R: TestRuntime>(
+    client: Client,
+    task: usize,
+    stop: Arc<AtomicBool>,
+    out: Arc<Mutex<History>>,
+) {
     let mut seq = 0u64;
     while !stop.load(Ordering::Relaxed) {
         seq += 1;
@@ -71,7 +78,7 @@ async fn incrementer(client: Client, task: usize, stop: Arc<AtomicBool>, out: Ar
         let key = counter_key(counter);
         // Read half.
         let start = Instant::now();
-        let got = tokio::time::timeout(
+        let got = R::timeout(
             CALL_TIMEOUT + HANG_GRACE,
             client.get(key.clone(), GetOptions::new().with_timeout(CALL_TIMEOUT)),
         )
@@ -125,7 +132,7 @@ async fn incrementer(client: Client, task: usize, stop: Arc<AtomicBool>, out: Ar
             ])
             .with_timeout(CALL_TIMEOUT);
         let start = Instant::now();
-        let r = tokio::time::timeout(CALL_TIMEOUT + HANG_GRACE, client.txn(txn)).await;
+        let r = R::timeout(CALL_TIMEOUT + HANG_GRACE, client.txn(txn)).await;
         let end = Instant::now();
         let result = match r {
             Err(_) => {
@@ -251,79 +258,85 @@ async fn server_state(client: &Client) -> (Vec<u64>, Vec<AppliedIncrement>) {
     (finals, applied)
 }
 
-#[test]
-fn cas_counters_stay_consistent_under_faults() {
+/// The whole run on runtime `R`; the runtime variants run one at a time
+/// (`exclusive`).
+async fn cas_counters_stay_consistent_under_faults<R: TestRuntime>() {
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let cluster = Arc::new(
-            tokio::task::spawn_blocking(|| Cluster::start(3))
-                .await
-                .unwrap()
-                .expect("start cluster"),
-        );
-        let client = etcdv3_tokio::connect(
-            cluster.client_urls(),
-            ClientOptions::default().with_timeout(CALL_TIMEOUT),
-        )
-        .await
-        .expect("client");
-        let stop = Arc::new(AtomicBool::new(false));
-        let history = Arc::new(Mutex::new(History::default()));
-        let tasks: Vec<_> = (0..TASKS)
-            .map(|t| tokio::spawn(incrementer(client.clone(), t, stop.clone(), history.clone())))
-            .collect();
-        let started = Instant::now();
-        let c = cluster.clone();
-        let faults = tokio::task::spawn_blocking(move || inject_faults(&c))
+    let cluster = Arc::new(
+        R::spawn_blocking(|| Cluster::start(3))
             .await
-            .unwrap();
-        stop.store(true, Ordering::Relaxed);
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let ran = started.elapsed();
-        let (finals, applied) = server_state(&client).await;
-        let h = std::mem::take(&mut *history.lock().unwrap());
+            .expect("start cluster"),
+    );
+    let client = R::connect(
+        cluster.client_urls(),
+        ClientOptions::default().with_timeout(CALL_TIMEOUT),
+    )
+    .await
+    .expect("client");
+    let stop = Arc::new(AtomicBool::new(false));
+    let history = Arc::new(Mutex::new(History::default()));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            R::spawn(incrementer::<R>(
+                client.clone(),
+                t,
+                stop.clone(),
+                history.clone(),
+            ))
+        })
+        .collect();
+    let started = Instant::now();
+    let c = cluster.clone();
+    let faults = R::spawn_blocking(move || inject_faults(&c)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await;
+    }
+    let ran = started.elapsed();
+    let (finals, applied) = server_state(&client).await;
+    let h = std::mem::take(&mut *history.lock().unwrap());
 
-        let count = |f: fn(&IncrementResult) -> bool| h.incs.iter().filter(|o| f(&o.result)).count();
-        let acked = count(|r| matches!(r, IncrementResult::Acked { .. }));
-        let failed = count(|r| *r == IncrementResult::Failed);
-        let unknown = count(|r| *r == IncrementResult::Unknown);
-        let unknown_applied = h
-            .incs
-            .iter()
-            .filter(|o| o.result == IncrementResult::Unknown)
-            .filter(|o| applied.iter().any(|a| a.token == o.token))
-            .count();
-        eprintln!(
-            "[consistency] {:.1} s, faults: {:?}",
-            ran.as_secs_f64(),
-            faults
-        );
-        eprintln!(
-            "[consistency] {} reads, {} txns: {acked} acked, {failed} not applied (CAS lost or refused), {unknown} outcome unknown ({unknown_applied} of them applied); finals {finals:?}",
+    let count = |f: fn(&IncrementResult) -> bool| h.incs.iter().filter(|o| f(&o.result)).count();
+    let acked = count(|r| matches!(r, IncrementResult::Acked { .. }));
+    let failed = count(|r| *r == IncrementResult::Failed);
+    let unknown = count(|r| *r == IncrementResult::Unknown);
+    let unknown_applied = h
+        .incs
+        .iter()
+        .filter(|o| o.result == IncrementResult::Unknown)
+        .filter(|o| applied.iter().any(|a| a.token == o.token))
+        .count();
+    eprintln!(
+        "[consistency] {}: {:.1} s, faults: {:?}",
+        R::NAME,
+        ran.as_secs_f64(),
+        faults
+    );
+    eprintln!(
+            "[consistency] {}: {} reads, {} txns: {acked} acked, {failed} not applied (CAS lost or refused), {unknown} outcome unknown ({unknown_applied} of them applied); finals {finals:?}",
+            R::NAME,
             h.reads.len(),
             h.incs.len()
         );
 
-        let faults = faults.expect("fault injection");
-        assert_eq!(faults.len(), 6);
-        assert!(h.hangs.is_empty(), "calls hung past their deadline: {:?}", h.hangs);
-        assert!(
-            h.read_errors.is_empty(),
-            "reads failed with errors other than DeadlineExceeded: {:?}",
-            h.read_errors
-        );
-        // The workload must have made progress through the faults.
-        assert!(acked >= 50, "only {acked} increments acknowledged");
-        let errs = check_counters(COUNTERS, &finals, &h.incs, &h.reads, &applied);
-        assert!(errs.is_empty(), "consistency violations: {errs:#?}");
-        client.close();
-        tokio::task::spawn_blocking(move || drop(cluster)).await.unwrap();
-    });
+    let faults = faults.expect("fault injection");
+    assert_eq!(faults.len(), 6);
+    assert!(
+        h.hangs.is_empty(),
+        "calls hung past their deadline: {:?}",
+        h.hangs
+    );
+    assert!(
+        h.read_errors.is_empty(),
+        "reads failed with errors other than DeadlineExceeded: {:?}",
+        h.read_errors
+    );
+    // The workload must have made progress through the faults.
+    assert!(acked >= 50, "only {acked} increments acknowledged");
+    let errs = check_counters(COUNTERS, &finals, &h.incs, &h.reads, &applied);
+    assert!(errs.is_empty(), "consistency violations: {errs:#?}");
+    client.close();
+    R::spawn_blocking(move || drop(cluster)).await;
 }
+
+etcdv3_integration::runtime_tests!(exclusive: cas_counters_stay_consistent_under_faults);

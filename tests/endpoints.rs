@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, PutOptions};
 use etcdv3_client::{ClientOptions, Error, Policy};
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 
 /// A server that answers everything with an HTTP/1.1 error and keeps the
@@ -38,14 +39,13 @@ fn refused_endpoint() -> String {
     format!("http://{addr}")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_endpoints_fail_over_without_hanging() {
+async fn bad_endpoints_fail_over_without_hanging<R: TestRuntime>() {
     let cluster = Cluster::start(1).expect("cluster");
     let good = cluster.client_urls();
     for policy in [Policy::Pinned, Policy::RoundRobin, Policy::Adaptive] {
         let mut endpoints = vec![not_http2_server(), refused_endpoint()];
         endpoints.extend(good.iter().cloned());
-        let client = etcdv3_tokio::connect(
+        let client = R::connect(
             &endpoints,
             ClientOptions::default()
                 .with_policy(policy)
@@ -78,10 +78,9 @@ async fn bad_endpoints_fail_over_without_hanging() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_bad_endpoints_end_in_a_typed_error_by_the_deadline() {
+async fn only_bad_endpoints_end_in_a_typed_error_by_the_deadline<R: TestRuntime>() {
     let endpoints = vec![not_http2_server(), refused_endpoint()];
-    let client = etcdv3_tokio::connect(
+    let client = R::connect(
         &endpoints,
         ClientOptions::default().with_timeout(Duration::from_millis(1500)),
     )
@@ -99,8 +98,7 @@ async fn only_bad_endpoints_end_in_a_typed_error_by_the_deadline() {
     assert!(matches!(err, Error::Call(_)), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_endpoints_are_rejected_with_the_input_named() {
+async fn invalid_endpoints_are_rejected_with_the_input_named<R: TestRuntime>() {
     for bad in [
         "",
         "http://",
@@ -108,7 +106,7 @@ async fn invalid_endpoints_are_rejected_with_the_input_named() {
         "127.0.0.1:99999",
         "http://[::1:2379",
     ] {
-        let err = etcdv3_tokio::connect([bad], ClientOptions::default())
+        let err = R::connect([bad], ClientOptions::default())
             .await
             .expect_err(bad);
         let msg = err.to_string();
@@ -118,8 +116,14 @@ async fn invalid_endpoints_are_rejected_with_the_input_named() {
             "error for {bad:?} does not name it: {msg}"
         );
     }
-    let err = etcdv3_tokio::connect(["https://127.0.0.1:2379"], ClientOptions::default())
+    let err = R::connect(["https://127.0.0.1:2379"], ClientOptions::default())
         .await
         .expect_err("https without TLS options");
     assert!(matches!(err, Error::Config(_)), "{err}");
 }
+
+etcdv3_integration::runtime_tests!(
+    bad_endpoints_fail_over_without_hanging,
+    only_bad_endpoints_end_in_a_typed_error_by_the_deadline,
+    invalid_endpoints_are_rejected_with_the_input_named,
+);

@@ -6,10 +6,13 @@
 //! one put of a fresh key and one get of it every ~10 ms, each with a 5 s
 //! deadline — while the fault is injected, held and undone. Measured per
 //! fault: the longest time without a successful operation (from the
-//! injection on) and every error the caller saw, printed with `--nocapture`:
+//! injection on) and every error the caller saw, printed with `--nocapture`.
+//! The whole run happens once per runtime (tokio and async-std, one after
+//! the other, never both at once):
 //!
 //! ```text
 //! cargo test -p etcdv3-integration --test failover -- --nocapture
+//! cargo test -p etcdv3-integration --test failover async_std    # one runtime
 //! RUST_LOG=etcdv3_client=debug cargo test ...   # client tracing on stderr
 //! ```
 //!
@@ -40,6 +43,7 @@ use etcdv3_integration::failover_support::{
     busiest_member, classify, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
     FAULTS,
 };
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
 
@@ -85,13 +89,13 @@ fn init_tracing() {
 
 /// One timed call: records it and returns its result, or `Hang` if it did
 /// not return within its deadline plus grace.
-async fn timed<T>(
+async fn timed<R: TestRuntime, T>(
     kind: OpKind,
     fut: impl std::future::Future<Output = etcdv3_client::Result<T>>,
     member: impl Fn(&T) -> u64,
 ) -> (OpRecord, Option<T>, Option<(ErrorClass, bool)>) {
     let start = Instant::now();
-    let r = tokio::time::timeout(CALL_TIMEOUT + HANG_GRACE, fut).await;
+    let r = R::timeout(CALL_TIMEOUT + HANG_GRACE, fut).await;
     let end = Instant::now();
     let (result, value, class) = match r {
         Ok(Ok(v)) => (Ok(member(&v)), Some(v), None),
@@ -122,7 +126,7 @@ async fn timed<T>(
 }
 
 /// Sequential put+get workload until `stop`; every record is pushed to `out`.
-async fn run_workload(
+async fn run_workload<R: TestRuntime>(
     client: Client,
     prefix: String,
     stop: Arc<AtomicBool>,
@@ -133,7 +137,7 @@ async fn run_workload(
         n += 1;
         let key = format!("{prefix}{n:08}");
         let value = n.to_string();
-        let (rec, put_resp, put_err) = timed(
+        let (rec, put_resp, put_err) = timed::<R, _>(
             OpKind::Put,
             client.put(
                 key.clone(),
@@ -157,7 +161,7 @@ async fn run_workload(
                 w.not_applied.push(key.clone());
             }
         }
-        let (rec, got, _) = timed(
+        let (rec, got, _) = timed::<R, _>(
             OpKind::Get,
             client.get(key.clone(), GetOptions::new().with_timeout(CALL_TIMEOUT)),
             |r| r.header.as_ref().map_or(0, |h| h.member_id),
@@ -180,7 +184,7 @@ async fn run_workload(
                 }
             }
         }
-        tokio::time::sleep(TICK).await;
+        R::sleep(TICK).await;
     }
 }
 
@@ -196,13 +200,13 @@ struct Watched {
 }
 
 /// Drains the watcher into `out` until it ends or `stop` is set.
-async fn collect_watch(
+async fn collect_watch<R: TestRuntime>(
     mut watcher: etcdv3_client::api::watch::Watcher,
     stop: Arc<AtomicBool>,
     out: Arc<Mutex<Watched>>,
 ) {
     while !stop.load(Ordering::Relaxed) {
-        let next = tokio::time::timeout(Duration::from_millis(200), watcher.next()).await;
+        let next = R::timeout(Duration::from_millis(200), watcher.next()).await;
         let Ok(next) = next else { continue };
         let mut w = out.lock().unwrap();
         match next {
@@ -294,8 +298,8 @@ fn check_watch(watched: &Watched, store: &HashMap<String, i64>, work: &Workload)
 }
 
 /// Runs a blocking testkit operation off the async workers.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.unwrap()
+async fn blocking<R: TestRuntime, T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    R::spawn_blocking(f).await
 }
 
 /// The cluster index of the member the client used most recently.
@@ -318,13 +322,17 @@ struct Outcome {
     failures: Vec<String>,
 }
 
-async fn run_fault(fault: Fault) -> Outcome {
-    let cluster = Arc::new(blocking(|| Cluster::start(3)).await.expect("start cluster"));
+async fn run_fault<R: TestRuntime>(fault: Fault) -> Outcome {
+    let cluster = Arc::new(
+        blocking::<R, _>(|| Cluster::start(3))
+            .await
+            .expect("start cluster"),
+    );
     let mut options = ClientOptions::default().with_timeout(CALL_TIMEOUT);
     if fault == Fault::RemoveUsed {
         options = options.with_auto_sync(Duration::from_secs(1));
     }
-    let client = etcdv3_tokio::connect(cluster.client_urls(), options)
+    let client = R::connect(cluster.client_urls(), options)
         .await
         .expect("client");
     let stop = Arc::new(AtomicBool::new(false));
@@ -335,18 +343,22 @@ async fn run_fault(fault: Fault) -> Outcome {
         .expect("watch");
     let watch_stop = Arc::new(AtomicBool::new(false));
     let watched = Arc::new(Mutex::new(Watched::default()));
-    let watch_task = tokio::spawn(collect_watch(watcher, watch_stop.clone(), watched.clone()));
-    let task = tokio::spawn(run_workload(
+    let watch_task = R::spawn(collect_watch::<R>(
+        watcher,
+        watch_stop.clone(),
+        watched.clone(),
+    ));
+    let task = R::spawn(run_workload::<R>(
         client.clone(),
         "fo/".to_string(),
         stop.clone(),
         work.clone(),
     ));
-    tokio::time::sleep(WARMUP).await;
+    R::sleep(WARMUP).await;
 
     let leader = {
         let c = cluster.clone();
-        blocking(move || c.wait_for_leader(Duration::from_secs(10)))
+        blocking::<R, _>(move || c.wait_for_leader(Duration::from_secs(10)))
             .await
             .expect("leader")
     };
@@ -381,11 +393,11 @@ async fn run_fault(fault: Fault) -> Outcome {
 
     let fault_at = Instant::now();
     let c = cluster.clone();
-    let hold_result = blocking(move || inject(&c, fault, target, HOLD)).await;
-    tokio::time::sleep(TAIL).await;
+    let hold_result = blocking::<R, _>(move || inject(&c, fault, target, HOLD)).await;
+    R::sleep(TAIL).await;
     let until = Instant::now();
     stop.store(true, Ordering::Relaxed);
-    task.await.unwrap();
+    task.await;
 
     let w = std::mem::take(&mut *work.lock().unwrap());
     let stats = fault_stats(&w.records, fault_at, until);
@@ -425,11 +437,11 @@ async fn run_fault(fault: Fault) -> Outcome {
         if rev >= store_rev || ended {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        R::sleep(Duration::from_millis(50)).await;
     }
     let watch_lag = catch_up.elapsed();
     watch_stop.store(true, Ordering::Relaxed);
-    watch_task.await.unwrap();
+    watch_task.await;
     {
         let watched = watched.lock().unwrap();
         if watched.revision < store_rev && watched.ended.is_none() {
@@ -496,7 +508,7 @@ async fn run_fault(fault: Fault) -> Outcome {
         }
     }
     client.close();
-    blocking(move || drop(cluster)).await;
+    blocking::<R, _>(move || drop(cluster)).await;
     let watch_events = watched.lock().unwrap().events.len();
     Outcome {
         fault,
@@ -508,23 +520,20 @@ async fn run_fault(fault: Fault) -> Outcome {
     }
 }
 
-#[test]
-fn failover_under_real_faults() {
+/// Every fault in turn, on runtime `R`; the runtime variants run one at a
+/// time (`exclusive`), like the faults.
+async fn failover_under_real_faults<R: TestRuntime>() {
     init_tracing();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let only = std::env::var("FAILOVER_ONLY").ok();
     let mut outcomes = Vec::new();
     for fault in FAULTS {
         if only.as_deref().is_some_and(|o| !fault.name().contains(o)) {
             continue;
         }
-        let o = rt.block_on(run_fault(fault));
+        let o = run_fault::<R>(fault).await;
         eprintln!(
-            "[failover] {:<24} target {:<34} gap {:>6} ms (put {:>6} ms, get {:>6} ms) slowest call {:>5} ms ok {:>5} errors: {}",
+            "[failover] {:<9} {:<24} target {:<34} gap {:>6} ms (put {:>6} ms, get {:>6} ms) slowest call {:>5} ms ok {:>5} errors: {}",
+            R::NAME,
             o.fault.name(),
             o.target,
             o.stats.longest_gap.as_millis(),
@@ -535,12 +544,13 @@ fn failover_under_real_faults() {
             o.stats.error_summary()
         );
         eprintln!(
-            "[failover]     watch: {} events, caught up {} ms after the run",
+            "[failover] {:<9}     watch: {} events, caught up {} ms after the run",
+            R::NAME,
             o.watch_events,
             o.watch_lag.as_millis()
         );
         for ((k, c), msg) in &o.stats.examples {
-            eprintln!("[failover]     e.g. {k}:{c}: {msg}");
+            eprintln!("[failover] {:<9}     e.g. {k}:{c}: {msg}", R::NAME);
         }
         outcomes.push(o);
     }
@@ -552,6 +562,9 @@ fn failover_under_real_faults() {
     assert!(!outcomes.is_empty(), "FAILOVER_ONLY matched no fault");
     assert!(
         failed.is_empty(),
-        "failover properties violated: {failed:#?}"
+        "failover properties violated on {}: {failed:#?}",
+        R::NAME
     );
 }
+
+etcdv3_integration::runtime_tests!(exclusive: failover_under_real_faults);

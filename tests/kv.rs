@@ -12,24 +12,24 @@ use etcdv3_client::api::{
 use etcdv3_client::core::codec::FrameError;
 use etcdv3_client::core::error::EtcdErrorKind;
 use etcdv3_client::{CallOptions, Client, ClientOptions, Error};
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 
-async fn start(size: usize) -> Cluster {
-    tokio::task::spawn_blocking(move || Cluster::start(size))
+async fn start<R: TestRuntime>(size: usize) -> Cluster {
+    R::spawn_blocking(move || Cluster::start(size))
         .await
-        .unwrap()
         .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
 }
 
-async fn connect<S: AsRef<str>>(urls: impl IntoIterator<Item = S>) -> Client {
-    connect_with(urls, ClientOptions::default()).await
+async fn connect<R: TestRuntime>(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Client {
+    connect_with::<R>(urls, ClientOptions::default()).await
 }
 
-async fn connect_with<S: AsRef<str>>(
-    urls: impl IntoIterator<Item = S>,
+async fn connect_with<R: TestRuntime>(
+    urls: impl IntoIterator<Item = impl AsRef<str>>,
     opts: ClientOptions,
 ) -> Client {
-    etcdv3_tokio::connect(urls, opts.with_timeout(Duration::from_secs(10)))
+    R::connect(urls, opts.with_timeout(Duration::from_secs(10)))
         .await
         .unwrap()
 }
@@ -59,9 +59,8 @@ fn rev(h: &Option<etcdv3_client::api::ResponseHeader>) -> i64 {
 /// Input errors are reported without a round trip: the client points at a
 /// port where nothing listens, so any attempt to send would fail with a
 /// connection error (or time out), not with these errors.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalid_input_fails_without_a_round_trip() {
-    let client = connect(["http://127.0.0.1:9"]).await;
+async fn invalid_input_fails_without_a_round_trip<R: TestRuntime>() {
+    let client = connect::<R>(["http://127.0.0.1:9"]).await;
     let t0 = Instant::now();
 
     let e = client.get("", GetOptions::new()).await.unwrap_err();
@@ -122,10 +121,9 @@ async fn invalid_input_fails_without_a_round_trip() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kv_txn_compact_and_namespaces() {
-    let cluster = start(3).await;
-    let client = connect(cluster.client_urls()).await;
+async fn kv_txn_compact_and_namespaces<R: TestRuntime>() {
+    let cluster = start::<R>(3).await;
+    let client = connect::<R>(cluster.client_urls()).await;
 
     // --- put / get
     let r1 = rev(&client
@@ -434,10 +432,9 @@ async fn kv_txn_compact_and_namespaces() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_and_maintenance() {
-    let cluster = start(3).await;
-    let client = connect(cluster.client_urls()).await;
+async fn cluster_and_maintenance<R: TestRuntime>() {
+    let cluster = start::<R>(3).await;
+    let client = connect::<R>(cluster.client_urls()).await;
     let mut ids = cluster.member_ids();
     ids.sort_unstable();
 
@@ -492,7 +489,7 @@ async fn cluster_and_maintenance() {
         .header);
     let mut hashes = Vec::new();
     for url in cluster.client_urls() {
-        let one = connect([url.as_str()]).await;
+        let one = connect::<R>([url.as_str()]).await;
         let deadline = Instant::now() + Duration::from_secs(10);
         let h = loop {
             match one.hash_kv(at).await {
@@ -501,7 +498,7 @@ async fn cluster_and_maintenance() {
                 Err(e)
                     if kind(&e) == Some(EtcdErrorKind::FutureRev) && Instant::now() < deadline =>
                 {
-                    tokio::time::sleep(Duration::from_millis(50)).await
+                    R::sleep(Duration::from_millis(50)).await
                 }
                 Err(e) => panic!("hash_kv on {url}: {e}"),
             }
@@ -545,7 +542,7 @@ async fn cluster_and_maintenance() {
         match client.member_add(["http://127.0.0.1:1"], true).await {
             Ok(r) => break r,
             Err(e) if kind(&e) == Some(EtcdErrorKind::Unhealthy) && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(250)).await
+                R::sleep(Duration::from_millis(250)).await
             }
             Err(e) => panic!("member_add: {e}"),
         }
@@ -578,7 +575,7 @@ async fn cluster_and_maintenance() {
         .position(|&id| id == leader_id)
         .unwrap();
     let target = *ids.iter().find(|&&id| id != leader_id).unwrap();
-    let to_leader = connect([cluster.member(leader_idx).client_url()]).await;
+    let to_leader = connect::<R>([cluster.member(leader_idx).client_url()]).await;
     to_leader.move_leader(target).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -590,7 +587,7 @@ async fn cluster_and_maintenance() {
             Instant::now() < deadline,
             "leader is {now:x}, expected {target:x}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        R::sleep(Duration::from_millis(100)).await;
     }
     // Back to the old leader through the client of all members: members
     // that are not the leader refuse (not leader) and the call moves on to
@@ -606,21 +603,18 @@ async fn cluster_and_maintenance() {
             Instant::now() < deadline,
             "leader is {now:x}, expected {leader_id:x}"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        R::sleep(Duration::from_millis(100)).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn auth_management_and_enable() {
-    let cluster = start(1).await;
+async fn auth_management_and_enable<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
     let urls = cluster.client_urls();
-    let client = connect(&urls).await;
+    let client = connect::<R>(&urls).await;
     // AuthStatus exists from etcd 3.5 on; 3.4 answers UNIMPLEMENTED.
     let has_auth_status = cluster.server_version().at_least(3, 5);
     if has_auth_status {
-        if has_auth_status {
-            assert!(!client.auth_status().await.unwrap().enabled);
-        }
+        assert!(!client.auth_status().await.unwrap().enabled);
     } else {
         let err = client.auth_status().await.unwrap_err();
         assert_eq!(
@@ -700,8 +694,8 @@ async fn auth_management_and_enable() {
     client.user_grant_role("root", "root").await.unwrap();
     client.auth_enable().await.unwrap();
 
-    let root = connect_with(&urls, ClientOptions::default().with_user("root", "rootpw")).await;
-    let alice = connect_with(&urls, ClientOptions::default().with_user("alice", "pw2")).await;
+    let root = connect_with::<R>(&urls, ClientOptions::default().with_user("root", "rootpw")).await;
+    let alice = connect_with::<R>(&urls, ClientOptions::default().with_user("alice", "pw2")).await;
     if has_auth_status {
         assert!(root.auth_status().await.unwrap().enabled);
     }
@@ -734,3 +728,10 @@ async fn auth_management_and_enable() {
     let users = client.user_list().await.unwrap().users;
     assert_eq!(users, ["root"]);
 }
+
+etcdv3_integration::runtime_tests!(
+    invalid_input_fails_without_a_round_trip,
+    kv_txn_compact_and_namespaces,
+    cluster_and_maintenance,
+    auth_management_and_enable,
+);

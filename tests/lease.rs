@@ -2,22 +2,23 @@
 //!
 //! `cargo test -p etcdv3-integration --test lease`
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, LeaseGrantOptions, PutOptions};
 use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
 
-async fn start(size: usize) -> Cluster {
-    tokio::task::spawn_blocking(move || Cluster::start(size))
+async fn start<R: TestRuntime>(size: usize) -> Cluster {
+    R::spawn_blocking(move || Cluster::start(size))
         .await
-        .unwrap()
         .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
 }
 
-async fn connect(cluster: &Cluster) -> Client {
-    etcdv3_tokio::connect(
+async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
+    R::connect(
         cluster.client_urls(),
         ClientOptions::default().with_timeout(Duration::from_secs(10)),
     )
@@ -29,10 +30,9 @@ async fn exists(c: &Client, key: &str) -> bool {
     c.get(key, GetOptions::new()).await.unwrap().count == 1
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn grant_ttl_leases_revoke() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn grant_ttl_leases_revoke<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let l = c.lease_grant(60, LeaseGrantOptions::new()).await.unwrap();
     assert!(l.id > 0);
     assert_eq!(l.ttl, 60);
@@ -82,10 +82,9 @@ async fn grant_ttl_leases_revoke() {
     ));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_keeps_a_key_past_its_ttl_and_drop_lets_it_expire() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn keep_alive_keeps_a_key_past_its_ttl_and_drop_lets_it_expire<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let l = c.lease_grant(2, LeaseGrantOptions::new()).await.unwrap();
     c.put("alive", "1", PutOptions::new().with_lease(l.id))
         .await
@@ -96,7 +95,7 @@ async fn keep_alive_keeps_a_key_past_its_ttl_and_drop_lets_it_expire() {
     let t0 = Instant::now();
     let mut renewals = 0;
     while t0.elapsed() < Duration::from_secs(5) {
-        match tokio::time::timeout(Duration::from_secs(2), keeper.next()).await {
+        match R::timeout(Duration::from_secs(2), keeper.next()).await {
             Ok(Some(Ok(ttl))) => {
                 assert_eq!(ttl, 2);
                 renewals += 1;
@@ -108,43 +107,48 @@ async fn keep_alive_keeps_a_key_past_its_ttl_and_drop_lets_it_expire() {
     assert!(exists(&c, "alive").await, "kept past its 2 s TTL");
 
     drop(keeper);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    R::sleep(Duration::from_secs(4)).await;
     assert!(!exists(&c, "alive").await, "expired once no longer kept");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keeper_reports_revocation() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn keeper_reports_revocation<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let l = c.lease_grant(3, LeaseGrantOptions::new()).await.unwrap();
     let mut keeper = c.lease_keep_alive(l.id).await.unwrap();
     // A second handle on the same lease shares the renewals.
     let mut second = c.lease_keep_alive(l.id).await.unwrap();
     c.lease_revoke(l.id).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), keeper.expired())
+    R::timeout(Duration::from_secs(5), keeper.expired())
         .await
         .expect("expiry noticed within a renewal interval")
         .unwrap();
-    tokio::time::timeout(Duration::from_secs(5), second.expired())
+    R::timeout(Duration::from_secs(5), second.expired())
         .await
         .unwrap()
         .unwrap();
     assert!(keeper.next().await.is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn keep_alive_survives_a_member_restart() {
-    let cluster = start(3).await;
-    let c = connect(&cluster).await;
+async fn keep_alive_survives_a_member_restart<R: TestRuntime>() {
+    let cluster = Arc::new(start::<R>(3).await);
+    let c = connect::<R>(&cluster).await;
     let l = c.lease_grant(4, LeaseGrantOptions::new()).await.unwrap();
     c.put("survivor", "1", PutOptions::new().with_lease(l.id))
         .await
         .unwrap();
     let _keeper = c.lease_keep_alive(l.id).await.unwrap();
     for i in 0..3 {
-        let cl = &cluster;
-        tokio::task::block_in_place(|| cl.restart(i)).unwrap();
+        let cl = cluster.clone();
+        R::spawn_blocking(move || cl.restart(i)).await.unwrap();
     }
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    R::sleep(Duration::from_secs(5)).await;
     assert!(exists(&c, "survivor").await);
 }
+
+etcdv3_integration::runtime_tests!(
+    grant_ttl_leases_revoke,
+    keep_alive_keeps_a_key_past_its_ttl_and_drop_lets_it_expire,
+    keeper_reports_revocation,
+    keep_alive_survives_a_member_restart,
+);

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, PutOptions, UserAddOptions, WatchOptions};
 use etcdv3_client::ClientOptions;
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder};
 
 /// etcd's count of live watchers on one member, from its /metrics page.
@@ -30,19 +31,18 @@ fn watchers_on(url: &str) -> usize {
         .unwrap_or_else(|| panic!("no watcher metric at {url}"))
 }
 
-async fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+async fn wait_until<R: TestRuntime>(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
         assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        R::sleep(Duration::from_millis(50)).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropping_the_client_closes_its_connections_and_watchers() {
+async fn dropping_the_client_closes_its_connections_and_watchers<R: TestRuntime>() {
     let cluster = Cluster::start(1).expect("cluster");
     let direct = cluster.member(0).direct_client_url();
-    let client = etcdv3_tokio::connect(cluster.client_urls(), ClientOptions::default())
+    let client = R::connect(cluster.client_urls(), ClientOptions::default())
         .await
         .expect("client");
     client
@@ -61,7 +61,7 @@ async fn dropping_the_client_closes_its_connections_and_watchers() {
     assert_eq!(watchers_on(&direct), base + 5);
     // A dropped watcher is cancelled on the server.
     watchers.truncate(2);
-    wait_until("3 watchers cancelled", Duration::from_secs(5), || {
+    wait_until::<R>("3 watchers cancelled", Duration::from_secs(5), || {
         watchers_on(&direct) == base + 2
     })
     .await;
@@ -70,27 +70,26 @@ async fn dropping_the_client_closes_its_connections_and_watchers() {
     // and ends the server's watchers.
     drop(watchers);
     drop(client);
-    wait_until("connections closed", Duration::from_secs(5), || {
+    wait_until::<R>("connections closed", Duration::from_secs(5), || {
         cluster.member(0).client_connections() == 0
     })
     .await;
-    wait_until("watchers gone", Duration::from_secs(5), || {
+    wait_until::<R>("watchers gone", Duration::from_secs(5), || {
         watchers_on(&direct) == base
     })
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dropped_call_is_cancelled_and_the_client_stays_usable() {
+async fn a_dropped_call_is_cancelled_and_the_client_stays_usable<R: TestRuntime>() {
     let cluster = Cluster::start(1).expect("cluster");
-    let client = etcdv3_tokio::connect(cluster.client_urls(), ClientOptions::default())
+    let client = R::connect(cluster.client_urls(), ClientOptions::default())
         .await
         .expect("client");
     // A watch creation abandoned half-way, and many reads dropped before
     // their answer: the client must keep working with no leftovers.
     for i in 0..200 {
         let fut = client.get(format!("life/r{i}"), GetOptions::new());
-        let _ = tokio::time::timeout(Duration::from_micros(50), fut).await;
+        let _ = R::timeout(Duration::from_micros(50), fut).await;
     }
     let got = client
         .put("life/after", "ok", PutOptions::new())
@@ -101,15 +100,14 @@ async fn a_dropped_call_is_cancelled_and_the_client_stays_usable() {
     assert_eq!(states[0].in_flight, 0, "{states:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn expired_tokens_are_refreshed_without_an_error() {
+async fn expired_tokens_are_refreshed_without_an_error<R: TestRuntime>() {
     // Simple tokens that expire after 2 s of disuse.
     let cluster = ClusterBuilder::new(1)
         .auth_token_ttl(2)
         .start()
         .expect("cluster");
     let urls = cluster.client_urls();
-    let admin = etcdv3_tokio::connect(&urls, ClientOptions::default())
+    let admin = R::connect(&urls, ClientOptions::default())
         .await
         .expect("client");
     admin
@@ -119,7 +117,7 @@ async fn expired_tokens_are_refreshed_without_an_error() {
     admin.user_grant_role("root", "root").await.expect("grant");
     admin.auth_enable().await.expect("enable");
 
-    let client = etcdv3_tokio::connect(&urls, ClientOptions::default().with_user("root", "rootpw"))
+    let client = R::connect(&urls, ClientOptions::default().with_user("root", "rootpw"))
         .await
         .expect("client");
     client
@@ -128,7 +126,7 @@ async fn expired_tokens_are_refreshed_without_an_error() {
         .expect("first put authenticates");
     for round in 0..2 {
         // Let the token expire.
-        tokio::time::sleep(Duration::from_millis(3500)).await;
+        R::sleep(Duration::from_millis(3500)).await;
         client
             .put("tok/a", format!("{round}"), PutOptions::new())
             .await
@@ -137,7 +135,7 @@ async fn expired_tokens_are_refreshed_without_an_error() {
         assert_eq!(got.kvs[0].value, format!("{round}").into_bytes());
     }
     // An unauthenticated client gets a typed error, not a hang.
-    let anon = etcdv3_tokio::connect(&urls, ClientOptions::default())
+    let anon = R::connect(&urls, ClientOptions::default())
         .await
         .expect("client");
     let err = anon
@@ -147,3 +145,9 @@ async fn expired_tokens_are_refreshed_without_an_error() {
     assert!(!err.may_have_applied(), "{err}");
     client.auth_disable().await.expect("disable");
 }
+
+etcdv3_integration::runtime_tests!(
+    dropping_the_client_closes_its_connections_and_watchers,
+    a_dropped_call_is_cancelled_and_the_client_stays_usable,
+    expired_tokens_are_refreshed_without_an_error,
+);

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use etcdv3_client::api::{GetOptions, LeaseGrantOptions, LockOptions};
 use etcdv3_client::{Client, ClientOptions};
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
 
-async fn start(size: usize) -> Cluster {
-    tokio::task::spawn_blocking(move || Cluster::start(size))
+async fn start<R: TestRuntime>(size: usize) -> Cluster {
+    R::spawn_blocking(move || Cluster::start(size))
         .await
-        .unwrap()
         .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
 }
 
-async fn connect(cluster: &Cluster) -> Client {
-    etcdv3_tokio::connect(
+async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
+    R::connect(
         cluster.client_urls(),
         ClientOptions::default().with_timeout(Duration::from_secs(10)),
     )
@@ -27,43 +27,38 @@ async fn connect(cluster: &Cluster) -> Client {
     .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_is_mutually_exclusive_between_clients() {
-    let cluster = start(1).await;
-    let a = connect(&cluster).await;
-    let b = connect(&cluster).await;
+async fn lock_is_mutually_exclusive_between_clients<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let a = connect::<R>(&cluster).await;
+    let b = connect::<R>(&cluster).await;
     let inside = Arc::new(AtomicBool::new(false));
     let entries = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
     for c in [a.clone(), b.clone(), a, b] {
         let inside = inside.clone();
         let entries = entries.clone();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(R::spawn(async move {
             for _ in 0..3 {
                 let guard = c.lock_with_lease("mutex", 10).await.unwrap();
                 assert!(guard.key().starts_with(b"mutex/"));
                 assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
                 entries.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(30)).await;
+                R::sleep(Duration::from_millis(30)).await;
                 inside.store(false, Ordering::SeqCst);
                 guard.unlock().await.unwrap();
             }
         }));
     }
     for t in tasks {
-        tokio::time::timeout(Duration::from_secs(60), t)
-            .await
-            .unwrap()
-            .unwrap();
+        R::timeout(Duration::from_secs(60), t).await.unwrap();
     }
     assert_eq!(entries.load(Ordering::SeqCst), 12);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry() {
-    let cluster = start(1).await;
-    let a = connect(&cluster).await;
-    let b = connect(&cluster).await;
+async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let a = connect::<R>(&cluster).await;
+    let b = connect::<R>(&cluster).await;
     let held = a.lock("plain", LockOptions::new()).await.unwrap();
     assert!(held.key.starts_with(b"plain/"));
     // b cannot get it while held.
@@ -75,13 +70,12 @@ async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry() {
         .await
         .unwrap_err();
     assert!(e.is_deadline_exceeded(), "{e:?}");
-    let waiter = tokio::spawn(async move { b.lock("plain", LockOptions::new()).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiter = R::spawn(async move { b.lock("plain", LockOptions::new()).await });
+    R::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished());
     a.unlock(held.key.clone()).await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+    let got = R::timeout(Duration::from_secs(10), waiter)
         .await
-        .unwrap()
         .unwrap()
         .unwrap();
     assert_ne!(got.key, held.key);
@@ -99,25 +93,23 @@ async fn plain_lock_waits_for_unlock_and_leased_lock_for_expiry() {
     assert_eq!(a.get(l1.key, GetOptions::new()).await.unwrap().count, 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dropped_lock_guard_releases_the_lock() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn dropped_lock_guard_releases_the_lock<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let g = c.lock_with_lease("dropped", 30).await.unwrap();
     drop(g);
     // Released by the background revoke, long before the 30 s TTL.
-    let again = tokio::time::timeout(Duration::from_secs(5), c.lock_with_lease("dropped", 30))
+    let again = R::timeout(Duration::from_secs(5), c.lock_with_lease("dropped", 30))
         .await
         .expect("lock released promptly")
         .unwrap();
     again.unlock().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn election_campaign_leader_observe_proclaim_resign() {
-    let cluster = start(1).await;
-    let a = connect(&cluster).await;
-    let b = connect(&cluster).await;
+async fn election_campaign_leader_observe_proclaim_resign<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let a = connect::<R>(&cluster).await;
+    let b = connect::<R>(&cluster).await;
     let la = a.lease_grant(10, LeaseGrantOptions::new()).await.unwrap();
     let lb = b.lease_grant(10, LeaseGrantOptions::new()).await.unwrap();
     let _ka = a.lease_keep_alive(la.id).await.unwrap();
@@ -132,7 +124,7 @@ async fn election_campaign_leader_observe_proclaim_resign() {
     assert_eq!(cur.kv.as_ref().unwrap().value, b"a");
 
     let mut observe = b.observe("elect").await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(5), observe.next())
+    let first = R::timeout(Duration::from_secs(5), observe.next())
         .await
         .unwrap()
         .unwrap()
@@ -141,12 +133,12 @@ async fn election_campaign_leader_observe_proclaim_resign() {
 
     // b campaigns and waits behind a.
     let b2 = b.clone();
-    let campaign_b = tokio::spawn(async move { b2.campaign("elect", "b", lb.id).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let campaign_b = R::spawn(async move { b2.campaign("elect", "b", lb.id).await });
+    R::sleep(Duration::from_millis(300)).await;
     assert!(!campaign_b.is_finished(), "b must wait while a leads");
 
     a.proclaim(leader_a.clone(), "a2").await.unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), observe.next())
+    let next = R::timeout(Duration::from_secs(5), observe.next())
         .await
         .unwrap()
         .unwrap()
@@ -154,13 +146,12 @@ async fn election_campaign_leader_observe_proclaim_resign() {
     assert_eq!(next.kv.unwrap().value, b"a2");
 
     a.resign(leader_a).await.unwrap();
-    let won_b = tokio::time::timeout(Duration::from_secs(10), campaign_b)
+    let won_b = R::timeout(Duration::from_secs(10), campaign_b)
         .await
-        .unwrap()
         .unwrap()
         .unwrap();
     assert_eq!(won_b.leader.unwrap().lease, lb.id);
-    let next = tokio::time::timeout(Duration::from_secs(5), observe.next())
+    let next = R::timeout(Duration::from_secs(5), observe.next())
         .await
         .unwrap()
         .unwrap()
@@ -168,3 +159,10 @@ async fn election_campaign_leader_observe_proclaim_resign() {
     assert_eq!(next.kv.unwrap().value, b"b");
     assert_eq!(a.leader("elect").await.unwrap().kv.unwrap().value, b"b");
 }
+
+etcdv3_integration::runtime_tests!(
+    lock_is_mutually_exclusive_between_clients,
+    plain_lock_waits_for_unlock_and_leased_lock_for_expiry,
+    dropped_lock_guard_releases_the_lock,
+    election_campaign_leader_observe_proclaim_resign,
+);

@@ -8,21 +8,21 @@ use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{EventType, GetOptions, PutOptions, WatchEvent, WatchOptions};
 use etcdv3_client::{Client, ClientOptions, Error, TlsOptions};
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder, TlsFiles};
 use futures_util::StreamExt;
 
 /// Deadline of the calls that are expected to fail.
 const FAIL_DEADLINE: Duration = Duration::from_secs(3);
 
-async fn start(cert_auth: bool) -> Cluster {
-    tokio::task::spawn_blocking(move || {
+async fn start<R: TestRuntime>(cert_auth: bool) -> Cluster {
+    R::spawn_blocking(move || {
         ClusterBuilder::new(1)
             .client_tls(true)
             .client_cert_auth(cert_auth)
             .start()
     })
     .await
-    .unwrap()
     .unwrap_or_else(|e| panic!("starting a TLS etcd cluster: {e}"))
 }
 
@@ -30,10 +30,10 @@ fn files(cluster: &Cluster) -> TlsFiles {
     cluster.tls_files().expect("a TLS cluster has TLS files")
 }
 
-async fn connect(cluster: &Cluster, tls: TlsOptions, timeout: Duration) -> Client {
+async fn connect<R: TestRuntime>(cluster: &Cluster, tls: TlsOptions, timeout: Duration) -> Client {
     let urls = cluster.client_urls();
     assert!(urls.iter().all(|u| u.starts_with("https://")), "{urls:?}");
-    etcdv3_tokio::connect(
+    R::connect(
         urls,
         ClientOptions::default().with_tls(tls).with_timeout(timeout),
     )
@@ -50,9 +50,9 @@ async fn round_trip(client: &Client, key: &str, value: &str) {
 }
 
 /// Runs a put that must fail, and checks that it fails before its deadline is much past.
-async fn failing_put(client: &Client) -> Error {
+async fn failing_put<R: TestRuntime>(client: &Client) -> Error {
     let started = Instant::now();
-    let res = tokio::time::timeout(
+    let res = R::timeout(
         FAIL_DEADLINE + Duration::from_secs(5),
         client.put("tls/never", "x", PutOptions::new()),
     )
@@ -74,11 +74,10 @@ fn mentions(err: &Error, needles: &[&str]) -> bool {
     needles.iter().any(|n| text.contains(&n.to_lowercase()))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn put_get_over_https() {
-    let cluster = start(false).await;
+async fn put_get_over_https<R: TestRuntime>() {
+    let cluster = start::<R>(false).await;
     let f = files(&cluster);
-    let client = connect(
+    let client = connect::<R>(
         &cluster,
         TlsOptions::default().with_ca_file(&f.ca),
         Duration::from_secs(10),
@@ -86,7 +85,7 @@ async fn put_get_over_https() {
     .await;
     round_trip(&client, "tls/k", "over https").await;
     // The server certificate also names localhost: verifying that name works too.
-    let by_name = connect(
+    let by_name = connect::<R>(
         &cluster,
         TlsOptions::default()
             .with_ca_file(&f.ca)
@@ -99,11 +98,10 @@ async fn put_get_over_https() {
     assert_eq!(got.kvs[0].value, b"over https");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn watch_over_tls() {
-    let cluster = start(false).await;
+async fn watch_over_tls<R: TestRuntime>() {
+    let cluster = start::<R>(false).await;
     let f = files(&cluster);
-    let client = connect(
+    let client = connect::<R>(
         &cluster,
         TlsOptions::default().with_ca_file(&f.ca),
         Duration::from_secs(10),
@@ -121,7 +119,7 @@ async fn watch_over_tls() {
         .unwrap()
         .revision;
     let event = loop {
-        match tokio::time::timeout(Duration::from_secs(10), watcher.next()).await {
+        match R::timeout(Duration::from_secs(10), watcher.next()).await {
             Ok(Some(Ok(WatchEvent::Created { .. } | WatchEvent::Progress { .. }))) => {}
             Ok(Some(Ok(WatchEvent::Events { mut events, .. }))) => break events.remove(0),
             other => panic!("expected an event, got {other:?}"),
@@ -134,13 +132,12 @@ async fn watch_over_tls() {
     assert_eq!(kv.mod_revision, rev);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mutual_tls() {
-    let cluster = start(true).await;
+async fn mutual_tls<R: TestRuntime>() {
+    let cluster = start::<R>(true).await;
     assert!(cluster.client_cert_auth());
     let f = files(&cluster);
 
-    let with_identity = connect(
+    let with_identity = connect::<R>(
         &cluster,
         TlsOptions::default()
             .with_ca_file(&f.ca)
@@ -151,19 +148,19 @@ async fn mutual_tls() {
     round_trip(&with_identity, "tls/mtls", "with a client certificate").await;
 
     // No client certificate: the server refuses the handshake.
-    let without = connect(
+    let without = connect::<R>(
         &cluster,
         TlsOptions::default().with_ca_file(&f.ca),
         FAIL_DEADLINE,
     )
     .await;
-    let err = failing_put(&without).await;
+    let err = failing_put::<R>(&without).await;
     assert!(matches!(err, Error::Call(_)), "{err:?}");
     assert!(!err.may_have_applied(), "{err}");
     assert!(mentions(&err, &["certificate"]), "{err}");
 
     // A client certificate from a CA the server does not trust.
-    let foreign = connect(
+    let foreign = connect::<R>(
         &cluster,
         TlsOptions::default()
             .with_ca_file(&f.ca)
@@ -171,7 +168,7 @@ async fn mutual_tls() {
         FAIL_DEADLINE,
     )
     .await;
-    let err = failing_put(&foreign).await;
+    let err = failing_put::<R>(&foreign).await;
     assert!(matches!(err, Error::Call(_)), "{err:?}");
     assert!(mentions(&err, &["certificate"]), "{err}");
 
@@ -183,24 +180,23 @@ async fn mutual_tls() {
     assert!(got.kvs.is_empty());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_ca_or_name_fails_naming_the_tls_problem() {
-    let cluster = start(false).await;
+async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
+    let cluster = start::<R>(false).await;
     let f = files(&cluster);
 
-    let wrong_ca = connect(
+    let wrong_ca = connect::<R>(
         &cluster,
         TlsOptions::default().with_ca_file(&f.foreign_ca),
         FAIL_DEADLINE,
     )
     .await;
-    let err = failing_put(&wrong_ca).await;
+    let err = failing_put::<R>(&wrong_ca).await;
     assert!(matches!(err, Error::Call(_)), "{err:?}");
     assert!(!err.may_have_applied(), "{err}");
     assert!(mentions(&err, &["tls"]), "{err}");
     assert!(mentions(&err, &["UnknownIssuer"]), "{err}");
 
-    let wrong_name = connect(
+    let wrong_name = connect::<R>(
         &cluster,
         TlsOptions::default()
             .with_ca_file(&f.ca)
@@ -208,13 +204,13 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem() {
         FAIL_DEADLINE,
     )
     .await;
-    let err = failing_put(&wrong_name).await;
+    let err = failing_put::<R>(&wrong_name).await;
     assert!(matches!(err, Error::Call(_)), "{err:?}");
     assert!(mentions(&err, &["tls"]), "{err}");
     assert!(mentions(&err, &["not valid for name"]), "{err}");
 
     // The right CA on the same cluster works, so the failures above were the TLS setup's.
-    let good = connect(
+    let good = connect::<R>(
         &cluster,
         TlsOptions::default().with_ca_file(&f.ca),
         Duration::from_secs(10),
@@ -223,10 +219,9 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem() {
     round_trip(&good, "tls/ok", "yes").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn https_without_tls_options_is_a_config_error() {
-    let cluster = start(false).await;
-    let res = etcdv3_tokio::connect(cluster.client_urls(), ClientOptions::default()).await;
+async fn https_without_tls_options_is_a_config_error<R: TestRuntime>() {
+    let cluster = start::<R>(false).await;
+    let res = R::connect(cluster.client_urls(), ClientOptions::default()).await;
     match res {
         Err(Error::Config(msg)) => assert!(msg.contains("TLS"), "{msg}"),
         Err(other) => panic!("expected Error::Config, got {other:?}"),
@@ -234,7 +229,7 @@ async fn https_without_tls_options_is_a_config_error() {
     }
     // An unreadable CA file is a configuration error at connect too.
     let missing = cluster.dir().join("tls").join("no-such-ca.pem");
-    let res = etcdv3_tokio::connect(
+    let res = R::connect(
         cluster.client_urls(),
         ClientOptions::default().with_tls(TlsOptions::default().with_ca_file(&missing)),
     )
@@ -245,3 +240,11 @@ async fn https_without_tls_options_is_a_config_error() {
         Ok(_) => panic!("connecting with a missing CA file succeeded"),
     }
 }
+
+etcdv3_integration::runtime_tests!(
+    put_get_over_https,
+    watch_over_tls,
+    mutual_tls,
+    wrong_ca_or_name_fails_naming_the_tls_problem,
+    https_without_tls_options_is_a_config_error,
+);

@@ -2,24 +2,25 @@
 //!
 //! `cargo test -p etcdv3-integration --test watch`
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcdv3_client::api::{
     CompactOptions, DeleteOptions, EventType, PutOptions, WatchEvent, WatchOptions, Watcher,
 };
 use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
 
-async fn start(size: usize) -> Cluster {
-    tokio::task::spawn_blocking(move || Cluster::start(size))
+async fn start<R: TestRuntime>(size: usize) -> Cluster {
+    R::spawn_blocking(move || Cluster::start(size))
         .await
-        .unwrap()
         .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
 }
 
-async fn connect(cluster: &Cluster) -> Client {
-    etcdv3_tokio::connect(
+async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
+    R::connect(
         cluster.client_urls(),
         ClientOptions::default().with_timeout(Duration::from_secs(10)),
     )
@@ -28,9 +29,9 @@ async fn connect(cluster: &Cluster) -> Client {
 }
 
 /// The next event that is not a progress notification.
-async fn next(w: &mut Watcher) -> WatchEvent {
+async fn next<R: TestRuntime>(w: &mut Watcher) -> WatchEvent {
     loop {
-        match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+        match R::timeout(Duration::from_secs(10), w.next()).await {
             Ok(Some(Ok(WatchEvent::Progress { .. }))) => continue,
             Ok(Some(Ok(e))) => return e,
             Ok(Some(Err(e))) => panic!("watch error: {e}"),
@@ -41,10 +42,13 @@ async fn next(w: &mut Watcher) -> WatchEvent {
 }
 
 /// (type, key, value, mod_revision) of the next `n` events.
-async fn collect(w: &mut Watcher, n: usize) -> Vec<(EventType, String, String, i64)> {
+async fn collect<R: TestRuntime>(
+    w: &mut Watcher,
+    n: usize,
+) -> Vec<(EventType, String, String, i64)> {
     let mut out = Vec::new();
     while out.len() < n {
-        match next(w).await {
+        match next::<R>(w).await {
             WatchEvent::Events { events, .. } => {
                 for e in events {
                     let kv = e.kv.clone().unwrap_or_default();
@@ -71,18 +75,17 @@ async fn put(c: &Client, k: &str, v: &str) -> i64 {
         .revision
 }
 
-async fn assert_quiet(w: &mut Watcher) {
-    match tokio::time::timeout(Duration::from_millis(500), w.next()).await {
+async fn assert_quiet<R: TestRuntime>(w: &mut Watcher) {
+    match R::timeout(Duration::from_millis(500), w.next()).await {
         Err(_) => {}
         Ok(Some(Ok(WatchEvent::Progress { .. }))) => {}
         Ok(other) => panic!("expected nothing, got {other:?}"),
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn put_and_delete_events_prefix_and_range() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn put_and_delete_events_prefix_and_range<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let mut key = c.watch("k", WatchOptions::new()).await.unwrap();
     let mut prefix = c
         .watch("p/", WatchOptions::new().with_prefix())
@@ -104,26 +107,25 @@ async fn put_and_delete_events_prefix_and_range() {
     let r4 = put(&c, "p/b", "2").await;
 
     assert_eq!(
-        collect(&mut key, 2).await,
+        collect::<R>(&mut key, 2).await,
         vec![
             (EventType::Put, "k".into(), "v1".into(), r1),
             (EventType::Delete, "k".into(), "".into(), r3),
         ]
     );
     assert_eq!(
-        collect(&mut prefix, 2).await,
+        collect::<R>(&mut prefix, 2).await,
         vec![
             (EventType::Put, "p/a".into(), "1".into(), r2),
             (EventType::Put, "p/b".into(), "2".into(), r4),
         ]
     );
-    assert_quiet(&mut key).await;
+    assert_quiet::<R>(&mut key).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_replay_prev_kv_and_filters() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn history_replay_prev_kv_and_filters<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let r1 = put(&c, "h", "1").await;
     let r2 = put(&c, "h", "2").await;
     let r3 = c
@@ -143,7 +145,7 @@ async fn history_replay_prev_kv_and_filters() {
         .unwrap();
     let mut events = Vec::new();
     while events.len() < 3 {
-        if let WatchEvent::Events { events: evs, .. } = next(&mut replay).await {
+        if let WatchEvent::Events { events: evs, .. } = next::<R>(&mut replay).await {
             events.extend(evs);
         }
     }
@@ -164,7 +166,7 @@ async fn history_replay_prev_kv_and_filters() {
         )
         .await
         .unwrap();
-    assert_eq!(collect(&mut no_put, 1).await[0].3, r3);
+    assert_eq!(collect::<R>(&mut no_put, 1).await[0].3, r3);
     let mut no_delete = c
         .watch(
             "h",
@@ -172,41 +174,39 @@ async fn history_replay_prev_kv_and_filters() {
         )
         .await
         .unwrap();
-    let got: Vec<i64> = collect(&mut no_delete, 2)
+    let got: Vec<i64> = collect::<R>(&mut no_delete, 2)
         .await
         .iter()
         .map(|e| e.3)
         .collect();
     assert_eq!(got, vec![r1, r2]);
-    assert_quiet(&mut no_delete).await;
+    assert_quiet::<R>(&mut no_delete).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn progress_request_and_cancel() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn progress_request_and_cancel<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let rev = put(&c, "other", "x").await;
     let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
     w.request_progress().unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+    match R::timeout(Duration::from_secs(10), w.next()).await {
         Ok(Some(Ok(WatchEvent::Progress { revision }))) => assert!(revision >= rev),
         other => panic!("expected progress, got {other:?}"),
     }
 
     let w2 = c.watch("k", WatchOptions::new()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), w2.cancel())
+    R::timeout(Duration::from_secs(10), w2.cancel())
         .await
         .expect("cancel confirmed in time")
         .unwrap();
     // The remaining watcher is unaffected.
     let r = put(&c, "k", "v").await;
-    assert_eq!(collect(&mut w, 1).await[0].3, r);
+    assert_eq!(collect::<R>(&mut w, 1).await[0].3, r);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn compacted_start_revision_reports_compacted() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn compacted_start_revision_reports_compacted<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let r1 = put(&c, "c", "1").await;
     put(&c, "c", "2").await;
     let r3 = put(&c, "c", "3").await;
@@ -215,31 +215,29 @@ async fn compacted_start_revision_reports_compacted() {
         .watch("c", WatchOptions::new().with_start_revision(r1))
         .await
         .unwrap();
-    match next(&mut w).await {
+    match next::<R>(&mut w).await {
         WatchEvent::Compacted { compact_revision } => assert_eq!(compact_revision, r3),
         other => panic!("expected Compacted, got {other:?}"),
     }
     assert!(w.next().await.is_none(), "the watcher ends after Compacted");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_the_client_ends_watchers_with_closed() {
-    let cluster = start(1).await;
-    let c = connect(&cluster).await;
+async fn closing_the_client_ends_watchers_with_closed<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
     let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
     c.close();
-    match tokio::time::timeout(Duration::from_secs(10), w.next()).await {
+    match R::timeout(Duration::from_secs(10), w.next()).await {
         Ok(Some(Err(Error::Closed))) => {}
         other => panic!("expected Err(Closed), got {other:?}"),
     }
     assert!(w.next().await.is_none());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn many_watchers_share_one_stream_and_survive_member_restarts() {
-    let cluster = start(3).await;
-    let watcher_client = connect(&cluster).await;
-    let writer = connect(&cluster).await;
+async fn many_watchers_share_one_stream_and_survive_member_restarts<R: TestRuntime>() {
+    let cluster = Arc::new(start::<R>(3).await);
+    let watcher_client = connect::<R>(&cluster).await;
+    let writer = connect::<R>(&cluster).await;
     let mut watchers = Vec::new();
     for _ in 0..3 {
         watchers.push(
@@ -255,15 +253,28 @@ async fn many_watchers_share_one_stream_and_survive_member_restarts() {
             want.push(put(&writer, &format!("f/{round}/{i}"), "v").await);
         }
         // Take down one member at a time; the watch stream must move.
-        let c = &cluster;
-        tokio::task::block_in_place(|| c.restart(round)).unwrap();
+        let c = cluster.clone();
+        R::spawn_blocking(move || c.restart(round)).await.unwrap();
     }
     for i in 0..5 {
         want.push(put(&writer, &format!("f/end/{i}"), "v").await);
     }
     for w in &mut watchers {
-        let got: Vec<i64> = collect(w, want.len()).await.iter().map(|e| e.3).collect();
+        let got: Vec<i64> = collect::<R>(w, want.len())
+            .await
+            .iter()
+            .map(|e| e.3)
+            .collect();
         assert_eq!(got, want, "every revision exactly once, in order");
-        assert_quiet(w).await;
+        assert_quiet::<R>(w).await;
     }
 }
+
+etcdv3_integration::runtime_tests!(
+    put_and_delete_events_prefix_and_range,
+    history_replay_prev_kv_and_filters,
+    progress_request_and_cancel,
+    compacted_start_revision_reports_compacted,
+    closing_the_client_ends_watchers_with_closed,
+    many_watchers_share_one_stream_and_survive_member_restarts,
+);

@@ -1,3 +1,4 @@
 //! Shared bodies of the integration suite.
 
 pub mod failover_support;
+pub mod runtime;
