@@ -17,6 +17,9 @@ use std::time::{Duration, Instant};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::rng::Rng;
 
+/// How long a latency sample informs the balancer.
+pub const LATENCY_MAX_AGE: Duration = Duration::from_secs(5);
+
 /// Coarse health of one endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthState {
@@ -65,6 +68,7 @@ pub struct EndpointHealth {
     state: HealthState,
     backoff: Backoff,
     latency: Option<Duration>,
+    latency_at: Option<Instant>,
     leader: Option<u64>,
     raft_term: u64,
     revision: i64,
@@ -81,6 +85,7 @@ impl EndpointHealth {
             state: HealthState::Up,
             backoff: Backoff::new(backoff),
             latency: None,
+            latency_at: None,
             leader: None,
             raft_term: 0,
             revision: 0,
@@ -149,15 +154,27 @@ impl EndpointHealth {
         }
     }
 
-    /// A call or connection succeeded: the endpoint is up at once, its
-    /// backoff forgotten. `latency` feeds the EWMA when given.
+    /// Smoothed latency, if a sample is younger than [`LATENCY_MAX_AGE`] at
+    /// `now`: an endpoint that got no calls for a while is judged afresh
+    /// rather than by an old, possibly load-inflated, estimate.
+    pub fn fresh_latency(&self, now: Instant) -> Option<Duration> {
+        match self.latency_at {
+            Some(at) if now.saturating_duration_since(at) <= LATENCY_MAX_AGE => self.latency,
+            _ => None,
+        }
+    }
+
+    /// A call or connection succeeded at `now`: the endpoint is up at once,
+    /// its backoff forgotten. `latency` feeds the EWMA when given (and
+    /// replaces an estimate older than [`LATENCY_MAX_AGE`]).
     /// Returns true when the state changed.
-    pub fn on_success(&mut self, latency: Option<Duration>) -> bool {
+    pub fn on_success(&mut self, now: Instant, latency: Option<Duration>) -> bool {
         if let Some(sample) = latency {
-            self.latency = Some(match self.latency {
+            self.latency = Some(match self.fresh_latency(now) {
                 None => sample,
                 Some(old) => (old * 7 + sample) / 8,
             });
+            self.latency_at = Some(now);
         }
         self.consecutive_failures = 0;
         self.backoff.reset();
@@ -246,7 +263,7 @@ mod tests {
         assert!(h.on_failure(now, &mut rng));
         assert_eq!(h.tier(now), 4);
         assert_eq!(h.tier(now + Duration::from_secs(5)), 3);
-        assert!(h.on_success(Some(Duration::from_millis(2))));
+        assert!(h.on_success(now, Some(Duration::from_millis(2))));
         assert_eq!(h.tier(now), 0);
         assert_eq!(h.consecutive_failures(), 0);
     }
@@ -283,9 +300,15 @@ mod tests {
 
     #[test]
     fn latency_is_smoothed() {
+        let now = Instant::now();
         let mut h = EndpointHealth::new(cfg());
-        h.on_success(Some(Duration::from_millis(8)));
-        h.on_success(Some(Duration::from_millis(16)));
+        h.on_success(now, Some(Duration::from_millis(8)));
+        h.on_success(now, Some(Duration::from_millis(16)));
         assert_eq!(h.latency(), Some(Duration::from_millis(9)));
+        // An old estimate is not used, and is replaced by the next sample.
+        let later = now + LATENCY_MAX_AGE + Duration::from_secs(1);
+        assert_eq!(h.fresh_latency(later), None);
+        h.on_success(later, Some(Duration::from_millis(1)));
+        assert_eq!(h.fresh_latency(later), Some(Duration::from_millis(1)));
     }
 }

@@ -8,11 +8,15 @@ use etcdv3_core::codec::Decoder;
 use etcdv3_core::machine::{Outcome, ResponseMeta};
 use etcdv3_core::status::{encode_grpc_timeout, response_status, Code, Status};
 use etcdv3_proto::method::Method;
+use http::header::{HeaderName, CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderValue, Request};
 
 use super::Target;
 
-static USER_AGENT: &str = concat!("etcdv3-rust/", env!("CARGO_PKG_VERSION"));
+static USER_AGENT_VALUE: &str = concat!("etcdv3-rust/", env!("CARGO_PKG_VERSION"));
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
+const HASLEADER: HeaderName = HeaderName::from_static("hasleader");
+const TOKEN: HeaderName = HeaderName::from_static("token");
 
 /// What one attempt produced.
 pub(crate) struct AttemptOutput {
@@ -62,25 +66,22 @@ pub(crate) fn request(
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_2;
     let h = req.headers_mut();
-    h.insert("te", HeaderValue::from_static("trailers"));
-    h.insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/grpc"),
-    );
-    h.insert(
-        http::header::USER_AGENT,
-        HeaderValue::from_static(USER_AGENT),
-    );
+    h.insert(TE, HeaderValue::from_static("trailers"));
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+    h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     if let Some(t) = timeout {
-        if let Ok(v) = HeaderValue::from_str(&encode_grpc_timeout(t)) {
-            h.insert("grpc-timeout", v);
+        if let Ok(mut v) = HeaderValue::from_str(&encode_grpc_timeout(t)) {
+            // A new value on (almost) every call: never worth a slot in the
+            // HPACK dynamic table ("never indexed" literal).
+            v.set_sensitive(true);
+            h.insert(GRPC_TIMEOUT, v);
         }
     }
     if require_leader {
-        h.insert("hasleader", HeaderValue::from_static("true"));
+        h.insert(HASLEADER, HeaderValue::from_static("true"));
     }
     if let Some(token) = &target.token {
-        h.insert("token", token.clone());
+        h.insert(TOKEN, token.clone());
     }
     Ok(req)
 }

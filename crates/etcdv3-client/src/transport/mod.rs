@@ -14,14 +14,13 @@ pub(crate) mod stream;
 #[cfg(feature = "tls")]
 mod tls;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcdv3_core::endpoint::{Endpoint, Scheme};
-use etcdv3_core::machine::{Action, CallError, CallId, ConnId, Core, Event};
+use etcdv3_core::machine::{Action, CallError, CallId, ConnId, Core, Event, IdMap};
 use http::HeaderValue;
 
 use crate::error::{Error, Result};
@@ -73,8 +72,8 @@ struct TimerCtl {
 
 pub(crate) struct State {
     pub(crate) core: Core,
-    conns: HashMap<ConnId, ConnEntry>,
-    calls: HashMap<CallId, Slot>,
+    conns: IdMap<ConnId, ConnEntry>,
+    calls: IdMap<CallId, Slot>,
     timer: TimerCtl,
     token: Option<HeaderValue>,
     closed: bool,
@@ -129,8 +128,8 @@ impl Shared {
             options,
             state: Mutex::new(State {
                 core,
-                conns: HashMap::new(),
-                calls: HashMap::new(),
+                conns: IdMap::default(),
+                calls: IdMap::default(),
                 timer: TimerCtl::default(),
                 token: None,
                 closed: false,

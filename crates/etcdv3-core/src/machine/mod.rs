@@ -38,12 +38,12 @@ mod types;
 
 pub use config::{Config, MIN_PING_INTERVAL};
 pub use types::{
-    Action, CallError, CallId, ConnId, EndpointId, EndpointState, Event, MemberStatus, Outcome,
-    ResponseMeta,
+    Action, CallError, CallId, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
+    MemberStatus, Outcome, ResponseMeta,
 };
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use etcdv3_proto::method::Method;
@@ -157,8 +157,8 @@ pub struct Core {
     rng: Rng,
     balancer: Balancer,
     slots: Vec<Slot>,
-    conns: HashMap<ConnId, Conn>,
-    calls: HashMap<CallId, Call>,
+    conns: IdMap<ConnId, Conn>,
+    calls: IdMap<CallId, Call>,
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
@@ -187,8 +187,8 @@ impl Core {
             config,
             rng: Rng::new(seed),
             slots: Vec::new(),
-            conns: HashMap::new(),
-            calls: HashMap::new(),
+            conns: IdMap::default(),
+            calls: IdMap::default(),
             timers: BinaryHeap::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
@@ -900,7 +900,7 @@ impl Core {
                 id: i,
                 tier: s.health.tier(now),
                 in_flight: s.in_flight,
-                latency: s.health.latency(),
+                latency: s.health.fresh_latency(now),
                 tried: call.tried.contains(&EndpointId(i)),
             })
             .collect();
@@ -1537,7 +1537,8 @@ impl Core {
     }
 
     fn health_success(&mut self, ep: EndpointId, latency: Option<Duration>) {
-        if self.slots[ep.0].health.on_success(latency) {
+        let now = self.last_now;
+        if now.is_some_and(|now| self.slots[ep.0].health.on_success(now, latency)) {
             self.events.push_back(Event::HealthChanged {
                 endpoint: ep,
                 state: HealthState::Up,

@@ -262,3 +262,30 @@ pub struct EndpointState {
     /// Whether a connection is open or opening.
     pub connected: bool,
 }
+
+/// A hasher for the core's sequential ids ([`CallId`], [`ConnId`]): one
+/// multiply (Fibonacci hashing) instead of SipHash. The ids are minted by the
+/// core, never taken from the network, so flooding resistance buys nothing;
+/// and unlike `RandomState` it makes iteration order, and so every run,
+/// reproducible.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A `HashMap` keyed by core ids, hashed with [`IdHasher`].
+pub type IdMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;

@@ -1,0 +1,1094 @@
+//! Throughput benchmark: etcdv3 side by side with the `etcd-client` crate
+//! (tonic) against the same etcd cluster, in the same run.
+//!
+//! One testkit cluster (3 members by default) is started; both clients talk
+//! to the members' own client listeners (`Member::direct_client_url`), not
+//! to the testkit's fault proxies, so no proxy sits in the measured path.
+//! Each client library gets ONE client shared by all workers (the way an
+//! application uses it), created and warmed up before the first cell.
+//!
+//! Measured, per library:
+//! - put and linearizable range: throughput and p50/p99 latency at several
+//!   concurrencies (workers sharing one client), a fixed number of
+//!   operations per cell, 256-byte values. Every cell is repeated
+//!   (`--repeat`, default 3) and the libraries alternate which one goes
+//!   first; the tables show the median of the repetitions.
+//! - client CPU per operation: the CPU time of the benchmark's tokio runtime
+//!   threads only (named `tb-rt`, summed from
+//!   `/proc/self/task/<tid>/schedstat`, nanoseconds), read before and after
+//!   each cell. The testkit's proxy threads live in the same process and are
+//!   left out. Server CPU per operation (utime+stime of the etcd processes
+//!   from `/proc/<pid>/stat`) is shown too: a client that sends its reads to
+//!   a follower makes the cluster work more.
+//! - memory per connection and per watcher: each measurement runs in a fresh
+//!   child process (the allocator keeps freed pages, so a second measurement
+//!   in the same process would look cheaper). The child creates one warm-up
+//!   client, reads `VmRSS` from `/proc/self/status`, then creates N clients
+//!   (one endpoint each, so one connection each; each makes one call so its
+//!   connection is open) or N watchers on one client, reads `VmRSS` again and
+//!   reports the delta per unit.
+//!
+//! Every metric is printed as a markdown table with both libraries side by
+//! side and their ratio (etcd-client / etcdv3 for latency, CPU and memory;
+//! etcdv3 / etcd-client for throughput): the machine is shared and noisy, so
+//! the ratios matter more than the absolute numbers.
+//!
+//! ```text
+//! cargo run --release -p etcdv3-bench --features etcd-client --bin throughput-bench
+//! cargo run --release -p etcdv3-bench --bin throughput-bench -- --ops 5000 --conc 1,16
+//! ```
+//!
+//! Options: `--members N` (1 or 3, default 3), `--ops N` (per cell, default
+//! 10000), `--conc LIST` (default `1,16,64,256`), `--repeat N` (default 3),
+//! `--value-size BYTES` (default 256), `--clients N` (memory per connection,
+//! default 200), `--watchers N` (memory per watcher, default 1000),
+//! `--only put|range|mem` (one part only), `--only-lib etcdv3|etcd-client`.
+#![forbid(unsafe_code)]
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use etcdv3_testkit::Cluster;
+
+/// Name of the benchmark's runtime threads, whose CPU time is "client CPU".
+const RT_THREAD: &str = "tb-rt";
+/// Keys the range cells read (written once before the first cell).
+const READ_KEYS: usize = 1000;
+/// Keys the put cells overwrite (bounded, so the database stays small).
+const WRITE_KEYS: usize = 1000;
+/// Operations run before each cell, not measured.
+const WARMUP_OPS: usize = 200;
+
+/// Which client library drives the workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Lib {
+    Etcdv3,
+    #[cfg(feature = "etcd-client")]
+    EtcdClient,
+}
+
+impl Lib {
+    fn name(self) -> &'static str {
+        match self {
+            Lib::Etcdv3 => "etcdv3",
+            #[cfg(feature = "etcd-client")]
+            Lib::EtcdClient => "etcd-client",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Lib> {
+        match s {
+            "etcdv3" => Some(Lib::Etcdv3),
+            #[cfg(feature = "etcd-client")]
+            "etcd-client" => Some(Lib::EtcdClient),
+            _ => None,
+        }
+    }
+
+    fn all() -> Vec<Lib> {
+        vec![
+            Lib::Etcdv3,
+            #[cfg(feature = "etcd-client")]
+            Lib::EtcdClient,
+        ]
+    }
+}
+
+/// A connected client of either library.
+#[derive(Clone)]
+enum Driver {
+    Etcdv3(etcdv3_client::Client),
+    #[cfg(feature = "etcd-client")]
+    EtcdClient(Box<etcd_client::Client>),
+}
+
+impl Driver {
+    async fn connect(lib: Lib, urls: &[String]) -> Result<Driver, String> {
+        match lib {
+            Lib::Etcdv3 => etcdv3_tokio::connect(urls, etcdv3_client::ClientOptions::default())
+                .await
+                .map(Driver::Etcdv3)
+                .map_err(|e| e.to_string()),
+            #[cfg(feature = "etcd-client")]
+            Lib::EtcdClient => etcd_client::Client::connect(urls, None)
+                .await
+                .map(|c| Driver::EtcdClient(Box::new(c)))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A put; `Ok(member id)` of the member that answered.
+    async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<u64, String> {
+        match self {
+            Driver::Etcdv3(c) => c
+                .put(key, value, etcdv3_client::api::PutOptions::new())
+                .await
+                .map(|r| r.header.map_or(0, |h| h.member_id))
+                .map_err(|e| e.to_string()),
+            #[cfg(feature = "etcd-client")]
+            Driver::EtcdClient(c) => c
+                .put(key, value, None)
+                .await
+                .map(|r| r.header().map_or(0, |h| h.member_id()))
+                .map_err(|e| e.to_string()),
+        }
+    }
+
+    /// A linearizable single-key range (the key must exist); `Ok(member id)`
+    /// of the member that answered.
+    async fn get(&mut self, key: Vec<u8>) -> Result<u64, String> {
+        let (found, member) = match self {
+            Driver::Etcdv3(c) => c
+                .get(key, etcdv3_client::api::GetOptions::new())
+                .await
+                .map(|r| (r.kvs.len(), r.header.map_or(0, |h| h.member_id)))
+                .map_err(|e| e.to_string())?,
+            #[cfg(feature = "etcd-client")]
+            Driver::EtcdClient(c) => c
+                .get(key, None)
+                .await
+                .map(|r| (r.kvs().len(), r.header().map_or(0, |h| h.member_id())))
+                .map_err(|e| e.to_string())?,
+        };
+        if found == 1 {
+            Ok(member)
+        } else {
+            Err(format!("expected 1 key, got {found}"))
+        }
+    }
+
+    fn close(&self) {
+        match self {
+            Driver::Etcdv3(c) => c.close(),
+            #[cfg(feature = "etcd-client")]
+            Driver::EtcdClient(_) => {}
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    Put,
+    Range,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Put => "put",
+            Op::Range => "range (linearizable)",
+        }
+    }
+}
+
+fn read_key(i: usize) -> Vec<u8> {
+    format!("tb/r/{:06}", i % READ_KEYS).into_bytes()
+}
+
+fn write_key(i: usize) -> Vec<u8> {
+    format!("tb/w/{:06}", i % WRITE_KEYS).into_bytes()
+}
+
+/// The result of one cell run.
+#[derive(Debug, Clone, Default)]
+struct CellRun {
+    ops_per_sec: f64,
+    p50: Duration,
+    p99: Duration,
+    /// Client CPU per op, microseconds.
+    cpu_us: f64,
+    /// Server CPU per op (all members), microseconds.
+    server_cpu_us: f64,
+    /// Share of the successful operations answered by the leader.
+    leader_share: f64,
+    errors: usize,
+    first_error: Option<String>,
+}
+
+/// What [`run_ops`] saw.
+struct OpsResult {
+    latencies: Vec<Duration>,
+    on_leader: usize,
+    ok: usize,
+    errors: usize,
+    first_error: Option<String>,
+    wall: Duration,
+}
+
+/// Run `ops` operations with `conc` workers sharing `driver`.
+async fn run_ops(
+    driver: &Driver,
+    op: Op,
+    conc: usize,
+    ops: usize,
+    value: &Arc<Vec<u8>>,
+    leader: u64,
+) -> OpsResult {
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(conc);
+    for _ in 0..conc {
+        let mut d = driver.clone();
+        let next = next.clone();
+        let value = value.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(ops / conc + 1);
+            let (mut on_leader, mut ok) = (0usize, 0usize);
+            let mut errors = 0usize;
+            let mut first_error = None;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ops {
+                    break;
+                }
+                let t0 = Instant::now();
+                let r = match op {
+                    Op::Put => d.put(write_key(i), value.as_ref().clone()).await,
+                    Op::Range => d.get(read_key(i)).await,
+                };
+                lat.push(t0.elapsed());
+                match r {
+                    Ok(member) => {
+                        ok += 1;
+                        on_leader += usize::from(member == leader);
+                    }
+                    Err(e) => {
+                        errors += 1;
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            (lat, on_leader, ok, errors, first_error)
+        }));
+    }
+    let mut res = OpsResult {
+        latencies: Vec::with_capacity(ops),
+        on_leader: 0,
+        ok: 0,
+        errors: 0,
+        first_error: None,
+        wall: Duration::ZERO,
+    };
+    for t in tasks {
+        match t.await {
+            Ok((lat, l, ok, e, fe)) => {
+                res.latencies.extend(lat);
+                res.on_leader += l;
+                res.ok += ok;
+                res.errors += e;
+                if res.first_error.is_none() {
+                    res.first_error = fe;
+                }
+            }
+            Err(e) => {
+                res.errors += 1;
+                res.first_error
+                    .get_or_insert(format!("worker panicked: {e}"));
+            }
+        }
+    }
+    res.wall = start.elapsed();
+    res
+}
+
+async fn run_cell(
+    driver: &Driver,
+    op: Op,
+    conc: usize,
+    ops: usize,
+    value: &Arc<Vec<u8>>,
+    cluster: &ClusterInfo,
+) -> CellRun {
+    // Warm-up at the cell's concurrency (not measured).
+    let _ = run_ops(
+        driver,
+        op,
+        conc,
+        WARMUP_OPS.max(conc),
+        value,
+        cluster.leader,
+    )
+    .await;
+    let cpu0 = runtime_cpu();
+    let srv0 = server_cpu(&cluster.pids);
+    let mut r = run_ops(driver, op, conc, ops, value, cluster.leader).await;
+    let cpu1 = runtime_cpu();
+    let srv1 = server_cpu(&cluster.pids);
+    r.latencies.sort_unstable();
+    CellRun {
+        ops_per_sec: ops as f64 / r.wall.as_secs_f64().max(1e-9),
+        p50: percentile(&r.latencies, 0.50),
+        p99: percentile(&r.latencies, 0.99),
+        cpu_us: cpu1.saturating_sub(cpu0).as_secs_f64() * 1e6 / ops as f64,
+        server_cpu_us: srv1.saturating_sub(srv0).as_secs_f64() * 1e6 / ops as f64,
+        leader_share: r.on_leader as f64 / r.ok.max(1) as f64,
+        errors: r.errors,
+        first_error: r.first_error,
+    }
+}
+
+/// What the benchmark knows about the cluster.
+struct ClusterInfo {
+    urls: Vec<String>,
+    /// Pids of the etcd processes.
+    pids: Vec<u32>,
+    /// Member id of the leader at start.
+    leader: u64,
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let rank = (q * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median_f64(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// CPU time of this process's threads named [`RT_THREAD`] (the tokio
+/// runtime's workers and blocking threads).
+fn runtime_cpu() -> Duration {
+    let mut total = Duration::ZERO;
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return total;
+    };
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != RT_THREAD {
+            continue;
+        }
+        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            total += Duration::from_nanos(ns);
+        } else if let Some(t) = stat_cpu(&path.join("stat")) {
+            total += t;
+        }
+    }
+    total
+}
+
+/// utime+stime from a `/proc/.../stat` file.
+fn stat_cpu(path: &std::path::Path) -> Option<Duration> {
+    let s = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = &s[s.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    let tick = clock_tick();
+    Some(Duration::from_secs_f64((utime + stime) as f64 / tick))
+}
+
+fn clock_tick() -> f64 {
+    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    *TICK.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|t| *t > 0.0)
+            .unwrap_or(100.0)
+    })
+}
+
+fn server_cpu(pids: &[u32]) -> Duration {
+    pids.iter()
+        .filter_map(|p| stat_cpu(std::path::Path::new(&format!("/proc/{p}/stat"))))
+        .sum()
+}
+
+/// `VmRSS` of this process, in KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// ---------------------------------------------------------------------------
+// Memory measurements (in a child process).
+
+/// What a memory child measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum MemKind {
+    /// N clients with one endpoint each (one connection each).
+    Clients,
+    /// N watchers on one client, each created with the library's `watch` call.
+    Watchers,
+    /// etcd-client only: N watchers created on ONE `WatchStream`
+    /// (`WatchStream::watch`), the caller demultiplexes by watch id.
+    WatchersOneStream,
+}
+
+impl MemKind {
+    fn arg(self) -> &'static str {
+        match self {
+            MemKind::Clients => "clients",
+            MemKind::Watchers => "watchers",
+            MemKind::WatchersOneStream => "watchers-one-stream",
+        }
+    }
+
+    fn parse(s: &str) -> Option<MemKind> {
+        match s {
+            "clients" => Some(MemKind::Clients),
+            "watchers" => Some(MemKind::Watchers),
+            "watchers-one-stream" => Some(MemKind::WatchersOneStream),
+            _ => None,
+        }
+    }
+}
+
+/// The child's work: returns (RSS before, RSS after) in KiB.
+async fn mem_child(lib: Lib, kind: MemKind, n: usize, url: String) -> Result<(u64, u64), String> {
+    let urls = vec![url];
+    let mut base = Driver::connect(lib, &urls).await?;
+    base.put(b"tb/mem".to_vec(), b"x".to_vec()).await?;
+    base.get(b"tb/mem".to_vec()).await?;
+    match kind {
+        MemKind::Clients => {
+            // A warm-up client of the same kind as the measured ones.
+            let mut warm = Driver::connect(lib, &urls).await?;
+            warm.get(b"tb/mem".to_vec()).await?;
+            settle().await;
+            let before = rss_kib();
+            let mut clients = Vec::with_capacity(n);
+            for _ in 0..n {
+                let mut c = Driver::connect(lib, &urls).await?;
+                c.get(b"tb/mem".to_vec()).await?;
+                clients.push(c);
+            }
+            settle().await;
+            let after = rss_kib();
+            for c in &clients {
+                c.close();
+            }
+            Ok((before, after))
+        }
+        MemKind::Watchers | MemKind::WatchersOneStream => watchers_child(&base, kind, n).await,
+    }
+}
+
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+fn watch_key(i: usize) -> Vec<u8> {
+    format!("tb/watch/{i:06}").into_bytes()
+}
+
+async fn watchers_child(base: &Driver, kind: MemKind, n: usize) -> Result<(u64, u64), String> {
+    match base {
+        Driver::Etcdv3(c) => {
+            let _ = kind;
+            let opts = etcdv3_client::api::WatchOptions::new;
+            // Warm-up watcher: starts the client's watch stream and task.
+            let warm = c
+                .watch(watch_key(n), opts())
+                .await
+                .map_err(|e| e.to_string())?;
+            settle().await;
+            let before = rss_kib();
+            let mut ws = Vec::with_capacity(n);
+            for i in 0..n {
+                ws.push(
+                    c.watch(watch_key(i), opts())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            settle().await;
+            let after = rss_kib();
+            drop(ws);
+            drop(warm);
+            Ok((before, after))
+        }
+        #[cfg(feature = "etcd-client")]
+        Driver::EtcdClient(c) => {
+            let mut c = (**c).clone();
+            // Warm-up watcher (its own stream), created and confirmed.
+            let mut warm = c
+                .watch(watch_key(n), None)
+                .await
+                .map_err(|e| e.to_string())?;
+            expect_created(&mut warm, 1).await?;
+            settle().await;
+            let before = rss_kib();
+            let mut streams = Vec::new();
+            match kind {
+                MemKind::WatchersOneStream => {
+                    let mut s = c
+                        .watch(watch_key(0), None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    for i in 1..n {
+                        s.watch(watch_key(i), None)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                    }
+                    expect_created(&mut s, n).await?;
+                    streams.push(s);
+                }
+                _ => {
+                    for i in 0..n {
+                        let mut s = c
+                            .watch(watch_key(i), None)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        expect_created(&mut s, 1).await?;
+                        streams.push(s);
+                    }
+                }
+            }
+            settle().await;
+            let after = rss_kib();
+            drop(streams);
+            drop(warm);
+            Ok((before, after))
+        }
+    }
+}
+
+/// Wait until `n` "created" responses arrived on an etcd-client watch stream.
+#[cfg(feature = "etcd-client")]
+async fn expect_created(s: &mut etcd_client::WatchStream, n: usize) -> Result<(), String> {
+    let mut seen = 0;
+    while seen < n {
+        match s.message().await {
+            Ok(Some(r)) if r.created() => seen += 1,
+            Ok(Some(r)) if r.canceled() => {
+                return Err(format!("watch cancelled: {}", r.cancel_reason()))
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("watch stream ended".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    Ok(())
+}
+
+/// Run one memory measurement in a fresh child process; KiB per unit.
+fn mem_measure(lib: Lib, kind: MemKind, n: usize, url: &str) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(exe)
+        .args(["--mem-child", lib.name(), kind.arg(), &n.to_string(), url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RSS "))
+        .ok_or_else(|| {
+            format!(
+                "child failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })?;
+    let mut it = line.split_whitespace().map(|v| v.parse::<u64>());
+    match (it.next(), it.next()) {
+        (Some(Ok(before)), Some(Ok(after))) => Ok((after as f64 - before as f64) / n.max(1) as f64),
+        _ => Err(format!("bad child output: {line}")),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Arguments, main, report.
+
+struct Args {
+    members: usize,
+    ops: usize,
+    conc: Vec<usize>,
+    repeat: usize,
+    value_size: usize,
+    clients: usize,
+    watchers: usize,
+    only: Option<String>,
+    libs: Vec<Lib>,
+}
+
+const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,256] [--repeat N] \
+[--value-size BYTES] [--clients N] [--watchers N] [--only put|range|mem] [--only-lib LIB]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        members: 3,
+        ops: 10_000,
+        conc: vec![1, 16, 64, 256],
+        repeat: 3,
+        value_size: 256,
+        clients: 200,
+        watchers: 1000,
+        only: None,
+        libs: Lib::all(),
+    };
+    let mut args = std::env::args().skip(1);
+    fn num(v: Option<String>, name: &str) -> Result<usize, String> {
+        v.as_deref()
+            .and_then(|s| s.parse().ok())
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("{name} needs a positive number"))
+    }
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--members" => a.members = num(args.next(), "--members")?,
+            "--ops" => a.ops = num(args.next(), "--ops")?,
+            "--repeat" => a.repeat = num(args.next(), "--repeat")?,
+            "--value-size" => a.value_size = num(args.next(), "--value-size")?,
+            "--clients" => a.clients = num(args.next(), "--clients")?,
+            "--watchers" => a.watchers = num(args.next(), "--watchers")?,
+            "--conc" => {
+                let v = args.next().unwrap_or_default();
+                a.conc = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().ok().filter(|n| *n > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --conc {v}"))?;
+            }
+            "--only" => a.only = args.next(),
+            "--only-lib" => {
+                let v = args.next().unwrap_or_default();
+                a.libs = vec![Lib::parse(&v).ok_or_else(|| format!("unknown library {v}"))?];
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(a)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name(RT_THREAD)
+        // Blocking threads must not exit mid-cell: their CPU time would vanish.
+        .thread_keep_alive(Duration::from_secs(3600))
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tokio runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn main() {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some("--mem-child") {
+        child_main(&argv[2..]);
+        return;
+    }
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+    };
+    eprintln!("starting a {}-member cluster", args.members);
+    let cluster = match Cluster::start(args.members) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cluster: {e}");
+            std::process::exit(1);
+        }
+    };
+    let leader = match cluster.wait_for_leader(Duration::from_secs(10)) {
+        Ok(i) => cluster.member(i).id(),
+        Err(e) => {
+            eprintln!("no leader: {e}");
+            std::process::exit(1);
+        }
+    };
+    let info = ClusterInfo {
+        urls: (0..cluster.size())
+            .map(|i| cluster.member(i).direct_client_url())
+            .collect(),
+        pids: (0..cluster.size())
+            .filter_map(|i| cluster.member(i).pid())
+            .collect(),
+        leader,
+    };
+    eprintln!(
+        "etcd {:?}, endpoints {:?}, leader {leader:x}",
+        cluster.server_version(),
+        info.urls
+    );
+    let rt = runtime();
+    let report = rt.block_on(async {
+        let task = tokio::spawn(bench(args, info));
+        task.await
+            .unwrap_or_else(|e| Err(format!("bench task: {e}")))
+    });
+    drop(rt);
+    drop(cluster);
+    match report {
+        Ok(text) => println!("{text}"),
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn child_main(argv: &[String]) {
+    let parsed = (
+        argv.first().and_then(|s| Lib::parse(s)),
+        argv.get(1).and_then(|s| MemKind::parse(s)),
+        argv.get(2).and_then(|s| s.parse::<usize>().ok()),
+        argv.get(3).cloned(),
+    );
+    let (Some(lib), Some(kind), Some(n), Some(url)) = parsed else {
+        eprintln!("usage: --mem-child LIB clients|watchers|watchers-one-stream N URL");
+        std::process::exit(2);
+    };
+    let rt = runtime();
+    match rt.block_on(async move {
+        tokio::spawn(mem_child(lib, kind, n, url))
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()))
+    }) {
+        Ok((before, after)) => println!("RSS {before} {after}"),
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
+    let urls = &cluster.urls;
+    let wants = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
+    let value = Arc::new(vec![b'v'; args.value_size]);
+    let mut drivers = Vec::new();
+    for lib in &args.libs {
+        let d = Driver::connect(*lib, urls).await?;
+        drivers.push((*lib, d));
+    }
+    // The keys the range cells read, written once.
+    if let Some((_, d)) = drivers.first() {
+        let mut d = d.clone();
+        for i in 0..READ_KEYS {
+            d.put(read_key(i), value.as_ref().clone()).await?;
+        }
+    }
+    let mut ops_list = Vec::new();
+    if wants("put") {
+        ops_list.push(Op::Put);
+    }
+    if wants("range") {
+        ops_list.push(Op::Range);
+    }
+    let mut cells: BTreeMap<(Op, usize, Lib), Vec<CellRun>> = BTreeMap::new();
+    for &op in &ops_list {
+        for &conc in &args.conc {
+            for rep in 0..args.repeat {
+                let mut order: Vec<&(Lib, Driver)> = drivers.iter().collect();
+                if rep % 2 == 1 {
+                    order.reverse();
+                }
+                for (lib, d) in order {
+                    let run = run_cell(d, op, conc, args.ops, &value, &cluster).await;
+                    eprintln!(
+                        "{:<22} conc {conc:>3} {:<12} rep {rep}: {:>8.0} ops/s p50 {:>7.0} us p99 {:>7.0} us cpu {:>6.1} us/op server {:>6.1} us/op leader {:>3.0}% errors {}{}",
+                        op.name(),
+                        lib.name(),
+                        run.ops_per_sec,
+                        run.p50.as_secs_f64() * 1e6,
+                        run.p99.as_secs_f64() * 1e6,
+                        run.cpu_us,
+                        run.server_cpu_us,
+                        run.leader_share * 100.0,
+                        run.errors,
+                        run.first_error
+                            .as_deref()
+                            .map(|e| format!(" (first: {e})"))
+                            .unwrap_or_default()
+                    );
+                    cells.entry((op, conc, *lib)).or_default().push(run);
+                }
+            }
+        }
+    }
+    for (_, d) in &drivers {
+        d.close();
+    }
+    drop(drivers);
+
+    // Memory, each measurement in a fresh child process.
+    let mut mem: BTreeMap<(MemKind, Lib), Vec<f64>> = BTreeMap::new();
+    if wants("mem") {
+        let url = urls.first().cloned().unwrap_or_default();
+        let mut jobs = Vec::new();
+        for lib in &args.libs {
+            jobs.push((MemKind::Clients, *lib, args.clients));
+            jobs.push((MemKind::Watchers, *lib, args.watchers));
+            #[cfg(feature = "etcd-client")]
+            if *lib == Lib::EtcdClient {
+                jobs.push((MemKind::WatchersOneStream, *lib, args.watchers));
+            }
+        }
+        for rep in 0..args.repeat {
+            for &(kind, lib, n) in &jobs {
+                let url = url.clone();
+                let r = tokio::task::spawn_blocking(move || mem_measure(lib, kind, n, &url))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match r {
+                    Ok(kib) => {
+                        eprintln!(
+                            "memory {:<20} {:<12} rep {rep}: {kib:.1} KiB per unit (n = {n})",
+                            kind.arg(),
+                            lib.name()
+                        );
+                        mem.entry((kind, lib)).or_default().push(kib);
+                    }
+                    Err(e) => eprintln!("memory {} {}: FAILED: {e}", kind.arg(), lib.name()),
+                }
+            }
+        }
+    }
+    Ok(render(&args, &cells, &mem))
+}
+
+fn fmt_ratio(num: f64, den: f64) -> String {
+    if den > 0.0 && num.is_finite() {
+        format!("{:.2}×", num / den)
+    } else {
+        "–".into()
+    }
+}
+
+fn render(
+    args: &Args,
+    cells: &BTreeMap<(Op, usize, Lib), Vec<CellRun>>,
+    mem: &BTreeMap<(MemKind, Lib), Vec<f64>>,
+) -> String {
+    let libs = &args.libs;
+    let mut keys: Vec<(Op, usize)> = cells.keys().map(|(o, c, _)| (*o, *c)).collect();
+    keys.dedup();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nmembers: {}, {} ops per cell, {}-byte values, {} repetitions per cell: each value is \
+         the median over the repetitions; each ratio is the median of the per-repetition ratios \
+         (both clients ran back to back in every repetition)\n",
+        args.members, args.ops, args.value_size, args.repeat
+    );
+    let ours = libs.first().copied().unwrap_or(Lib::Etcdv3);
+    let theirs = libs.get(1).copied();
+    // (title, value of a run, ratio is ours/theirs (true) or theirs/ours, decimals)
+    type Metric = (&'static str, fn(&CellRun) -> f64, bool, usize);
+    let metrics: [Metric; 5] = [
+        (
+            "Throughput (ops/s, higher is better)",
+            |r| r.ops_per_sec,
+            true,
+            0,
+        ),
+        (
+            "p50 latency (µs, lower is better)",
+            |r| r.p50.as_secs_f64() * 1e6,
+            false,
+            0,
+        ),
+        (
+            "p99 latency (µs, lower is better)",
+            |r| r.p99.as_secs_f64() * 1e6,
+            false,
+            0,
+        ),
+        (
+            "Client CPU per op (µs, lower is better)",
+            |r| r.cpu_us,
+            false,
+            1,
+        ),
+        (
+            "Server CPU per op, all members (µs, lower is better)",
+            |r| r.server_cpu_us,
+            false,
+            1,
+        ),
+    ];
+    let header = |with_ratio: Option<bool>| {
+        let mut header = String::from("| op | concurrency |");
+        let mut sep = String::from("|---|---:|");
+        for l in libs {
+            let _ = write!(header, " {} |", l.name());
+            sep.push_str("---:|");
+        }
+        if let (Some(t), Some(ours_over_theirs)) = (theirs, with_ratio) {
+            if ours_over_theirs {
+                let _ = write!(header, " {} / {} |", ours.name(), t.name());
+            } else {
+                let _ = write!(header, " {} / {} |", t.name(), ours.name());
+            }
+            sep.push_str("---:|");
+        }
+        format!("{header}\n{sep}")
+    };
+    if !keys.is_empty() {
+        for (title, get, ours_over_theirs, prec) in metrics {
+            let _ = writeln!(out, "### {title}\n\n{}", header(Some(ours_over_theirs)));
+            for (op, conc) in &keys {
+                let mut row = format!("| {} | {conc} |", op.name());
+                for l in libs {
+                    match cells.get(&(*op, *conc, *l)) {
+                        Some(runs) => {
+                            let errors: usize = runs.iter().map(|r| r.errors).sum();
+                            let err = if errors > 0 {
+                                format!(" ({errors} errors)")
+                            } else {
+                                String::new()
+                            };
+                            let v = median_f64(runs.iter().map(get).collect());
+                            let _ = write!(row, " {v:.prec$}{err} |");
+                        }
+                        None => row.push_str(" – |"),
+                    }
+                }
+                if let Some(t) = theirs {
+                    let a = cells.get(&(*op, *conc, ours));
+                    let b = cells.get(&(*op, *conc, t));
+                    let r = match (a, b) {
+                        (Some(a), Some(b)) => {
+                            let ratios: Vec<f64> = a
+                                .iter()
+                                .zip(b)
+                                .filter_map(|(x, y)| {
+                                    let (n, d) = if ours_over_theirs {
+                                        (get(x), get(y))
+                                    } else {
+                                        (get(y), get(x))
+                                    };
+                                    (d > 0.0).then(|| n / d)
+                                })
+                                .collect();
+                            if ratios.is_empty() {
+                                "–".to_string()
+                            } else {
+                                format!("{:.2}×", median_f64(ratios))
+                            }
+                        }
+                        _ => "–".into(),
+                    };
+                    let _ = write!(row, " {r} |");
+                }
+                let _ = writeln!(out, "{row}");
+            }
+            let _ = writeln!(out);
+        }
+        if args.members > 1 {
+            let _ = writeln!(
+                out,
+                "### Share of answers that came from the leader (%)\n\n{}",
+                header(None)
+            );
+            for (op, conc) in &keys {
+                let mut row = format!("| {} | {conc} |", op.name());
+                for l in libs {
+                    match cells.get(&(*op, *conc, *l)) {
+                        Some(runs) => {
+                            let v = median_f64(runs.iter().map(|r| r.leader_share).collect());
+                            let _ = write!(row, " {:.0} |", v * 100.0);
+                        }
+                        None => row.push_str(" – |"),
+                    }
+                }
+                let _ = writeln!(out, "{row}");
+            }
+            let _ = writeln!(out);
+        }
+    }
+    if !mem.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Memory (KiB of RSS per unit, lower is better; median of {})\n",
+            args.repeat
+        );
+        let mut header = String::from("| unit | n |");
+        let mut sep = String::from("|---|---:|");
+        for l in libs {
+            let _ = write!(header, " {} |", l.name());
+            sep.push_str("---:|");
+        }
+        if let Some(t) = theirs {
+            let _ = write!(header, " {} / {} |", t.name(), ours.name());
+            sep.push_str("---:|");
+        }
+        let _ = writeln!(out, "{header}\n{sep}");
+        let rows = [
+            (
+                MemKind::Clients,
+                "connection (one client, one endpoint, after one call)",
+                args.clients,
+            ),
+            (
+                MemKind::Watchers,
+                "watcher (one `watch` call each, one client)",
+                args.watchers,
+            ),
+        ];
+        for (kind, label, n) in rows {
+            let mut row = format!("| {label} | {n} |");
+            let val = |l: Lib| mem.get(&(kind, l)).map(|v| median_f64(v.clone()));
+            for l in libs {
+                match val(*l) {
+                    Some(v) => {
+                        let _ = write!(row, " {v:.1} |");
+                    }
+                    None => row.push_str(" – |"),
+                }
+            }
+            if let Some(t) = theirs {
+                let r = match (val(ours), val(t)) {
+                    (Some(a), Some(b)) => fmt_ratio(b, a),
+                    _ => "–".into(),
+                };
+                let _ = write!(row, " {r} |");
+            }
+            let _ = writeln!(out, "{row}");
+        }
+        #[cfg(feature = "etcd-client")]
+        if let Some(v) = mem.get(&(MemKind::WatchersOneStream, Lib::EtcdClient)) {
+            let v = median_f64(v.clone());
+            let ourw = mem
+                .get(&(MemKind::Watchers, ours))
+                .map(|w| median_f64(w.clone()));
+            let _ = writeln!(
+                out,
+                "\netcd-client with all {} watchers multiplexed on ONE `WatchStream` \
+                 (`WatchStream::watch`, the caller demultiplexes by watch id): {v:.1} KiB per \
+                 watcher{}.",
+                args.watchers,
+                ourw.map(|o| format!(" ({} etcdv3)", fmt_ratio(v, o)))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    out
+}
