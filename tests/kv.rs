@@ -12,14 +12,8 @@ use etcdv3_client::api::{
 use etcdv3_client::core::codec::FrameError;
 use etcdv3_client::core::error::EtcdErrorKind;
 use etcdv3_client::{CallOptions, Client, ClientOptions, Error};
+use etcdv3_integration::cluster::start;
 use etcdv3_integration::runtime::TestRuntime;
-use etcdv3_testkit::Cluster;
-
-async fn start<R: TestRuntime>(size: usize) -> Cluster {
-    R::spawn_blocking(move || Cluster::start(size))
-        .await
-        .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
-}
 
 async fn connect<R: TestRuntime>(urls: impl IntoIterator<Item = impl AsRef<str>>) -> Client {
     connect_with::<R>(urls, ClientOptions::default()).await

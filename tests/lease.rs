@@ -6,25 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, LeaseGrantOptions, PutOptions};
-use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_client::{Client, Error};
+use etcdv3_integration::cluster::{connect, start};
 use etcdv3_integration::runtime::TestRuntime;
-use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
-
-async fn start<R: TestRuntime>(size: usize) -> Cluster {
-    R::spawn_blocking(move || Cluster::start(size))
-        .await
-        .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
-}
-
-async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
-    R::connect(
-        cluster.client_urls(),
-        ClientOptions::default().with_timeout(Duration::from_secs(10)),
-    )
-    .await
-    .unwrap()
-}
 
 async fn exists(c: &Client, key: &str) -> bool {
     c.get(key, GetOptions::new()).await.unwrap().count == 1

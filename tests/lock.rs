@@ -7,25 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcdv3_client::api::{GetOptions, LeaseGrantOptions, LockOptions};
-use etcdv3_client::{Client, ClientOptions};
+use etcdv3_integration::cluster::{connect, start};
 use etcdv3_integration::runtime::TestRuntime;
-use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
-
-async fn start<R: TestRuntime>(size: usize) -> Cluster {
-    R::spawn_blocking(move || Cluster::start(size))
-        .await
-        .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
-}
-
-async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
-    R::connect(
-        cluster.client_urls(),
-        ClientOptions::default().with_timeout(Duration::from_secs(10)),
-    )
-    .await
-    .unwrap()
-}
 
 async fn lock_is_mutually_exclusive_between_clients<R: TestRuntime>() {
     let cluster = start::<R>(1).await;

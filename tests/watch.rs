@@ -8,25 +8,10 @@ use std::time::Duration;
 use etcdv3_client::api::{
     CompactOptions, DeleteOptions, EventType, PutOptions, WatchEvent, WatchOptions, Watcher,
 };
-use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_client::{Client, Error};
+use etcdv3_integration::cluster::{connect, start};
 use etcdv3_integration::runtime::TestRuntime;
-use etcdv3_testkit::Cluster;
 use futures_util::StreamExt;
-
-async fn start<R: TestRuntime>(size: usize) -> Cluster {
-    R::spawn_blocking(move || Cluster::start(size))
-        .await
-        .unwrap_or_else(|e| panic!("starting a {size}-member etcd cluster: {e}"))
-}
-
-async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
-    R::connect(
-        cluster.client_urls(),
-        ClientOptions::default().with_timeout(Duration::from_secs(10)),
-    )
-    .await
-    .unwrap()
-}
 
 /// The next event that is not a progress notification.
 async fn next<R: TestRuntime>(w: &mut Watcher) -> WatchEvent {
