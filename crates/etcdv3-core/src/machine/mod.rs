@@ -774,8 +774,8 @@ impl Core {
     }
 
     /// A probe of `ep` answered `st`; `before` is the leader it reported
-    /// last time. A member that lost or changed its leader, or a new leader
-    /// with a higher term anywhere, leaves mutations proposed through the old
+    /// last time. A member that lost or changed its leader, or an election
+    /// (a higher term) anywhere, leaves mutations proposed through the old
     /// leader stuck until etcd's own request timeout: end them now with
     /// "outcome unknown" instead of holding the caller until its deadline.
     fn on_leader_view(
@@ -796,7 +796,10 @@ impl Core {
         }
         if st.leader != 0 {
             match self.cluster_leader {
-                Some((leader, term)) if st.raft_term > term && leader != st.leader => {
+                // Any election (a higher term), even one the same member
+                // won again after a restart, may have lost the proposals
+                // forwarded to the previous term's leader.
+                Some((_, term)) if st.raft_term > term => {
                     self.cluster_leader = Some((st.leader, st.raft_term));
                     self.fail_stuck_mutations(now, None, "a new leader was elected");
                 }
