@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    etcdv3_core::fuzzing::fuzz_machine(data);
+    etcdv3_core::fuzzing::fuzz_machine(std::time::Instant::now(), data);
 });

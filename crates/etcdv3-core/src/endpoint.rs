@@ -15,8 +15,8 @@
 //! assert!(err.to_string().contains("unix"));
 //! ```
 
+use core::net::{Ipv4Addr, Ipv6Addr};
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
 /// The URI scheme of an endpoint.

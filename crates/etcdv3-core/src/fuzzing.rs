@@ -253,7 +253,10 @@ pub fn fuzz_status(data: &[u8]) {
 /// * at most one non-draining connection per endpoint, and no `Connect` to a
 ///   removed endpoint;
 /// * time never needs to go backwards and nothing panics.
-pub fn fuzz_machine(data: &[u8]) {
+///
+/// `start` is the virtual time the run begins at (the core reads no clock;
+/// the caller picks any instant).
+pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
     use std::collections::{HashMap, HashSet};
     use std::time::{Duration, Instant};
 
@@ -268,7 +271,6 @@ pub fn fuzz_machine(data: &[u8]) {
         .iter()
         .filter_map(|e| Endpoint::parse(e).ok())
         .collect();
-    let start = Instant::now();
     let mut now = start;
     let mut core = Core::new(Config::default(), all.clone(), u64::from(input.byte()));
     let mut live: HashMap<CallId, (Option<Instant>, bool)> = HashMap::new();
