@@ -257,12 +257,10 @@ pub fn fuzz_status(data: &[u8]) {
 /// `start` is the virtual time the run begins at (the core reads no clock;
 /// the caller picks any instant).
 pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
-    use std::collections::{HashMap, HashSet};
-    use std::time::{Duration, Instant};
+    use std::collections::HashMap;
+    use std::time::Duration;
 
-    use crate::machine::{
-        Action, CallId, Config, ConnId, Core, MemberStatus, Outcome, ResponseMeta,
-    };
+    use crate::machine::{Config, Core, MemberStatus, Outcome, ResponseMeta};
     use crate::status::Code;
     use etcdv3_proto::method::{KV_PUT, KV_RANGE, WATCH_WATCH};
 
@@ -273,70 +271,7 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
         .collect();
     let mut now = start;
     let mut core = Core::new(Config::default(), all.clone(), u64::from(input.byte()));
-    let mut live: HashMap<CallId, (Option<Instant>, bool)> = HashMap::new();
-    let mut done: HashSet<CallId> = HashSet::new();
-    // (call, attempt, conn) of attempts in flight, as the adapter sees them.
-    let mut inflight: Vec<(CallId, u32, ConnId)> = Vec::new();
-    // Mutations whose last attempt may have been processed.
-    let mut maybe_processed: HashSet<CallId> = HashSet::new();
-    let mut connecting: Vec<ConnId> = Vec::new();
-    let mut ready: Vec<ConnId> = Vec::new();
-    let mut conn_ep: HashMap<ConnId, usize> = HashMap::new();
-    let mut removed: HashSet<usize> = HashSet::new();
-
-    let drain = |core: &mut Core,
-                 now: Instant,
-                 live: &mut HashMap<CallId, (Option<Instant>, bool)>,
-                 done: &mut HashSet<CallId>,
-                 inflight: &mut Vec<(CallId, u32, ConnId)>,
-                 maybe_processed: &mut HashSet<CallId>,
-                 connecting: &mut Vec<ConnId>,
-                 ready: &mut Vec<ConnId>,
-                 conn_ep: &mut HashMap<ConnId, usize>,
-                 removed: &HashSet<usize>| {
-        while let Some(action) = core.poll_action() {
-            match action {
-                Action::Connect { conn, endpoint, .. } => {
-                    assert!(
-                        !removed.contains(&endpoint.0),
-                        "connect to a removed endpoint"
-                    );
-                    conn_ep.insert(conn, endpoint.0);
-                    connecting.push(conn);
-                }
-                Action::Close { conn } => {
-                    connecting.retain(|c| *c != conn);
-                    ready.retain(|c| *c != conn);
-                }
-                Action::Send {
-                    call,
-                    attempt,
-                    conn,
-                } => {
-                    assert!(
-                        !maybe_processed.contains(&call),
-                        "mutation {call:?} re-sent after an attempt that may have been processed"
-                    );
-                    inflight.retain(|(c, _, _)| *c != call);
-                    inflight.push((call, attempt, conn));
-                }
-                Action::Complete { call, result } => {
-                    assert!(done.insert(call), "{call:?} completed twice");
-                    if let Some((Some(d), _)) = live.remove(&call) {
-                        assert!(now <= d, "{call:?} completed after its deadline");
-                    }
-                    // Success or a typed error: both are fine here.
-                    let _ = result;
-                    inflight.retain(|(c, _, _)| *c != call);
-                }
-                Action::Ping { .. } | Action::Probe { .. } | Action::Authenticate => {}
-            }
-        }
-        // Deadlines are honoured: a live call never outlives its deadline by
-        // more than the step that reveals it (checked when time advances).
-        let _ = now;
-    };
-
+    let mut seen = Seen::default();
     for _ in 0..200 {
         if input.data.is_empty() {
             break;
@@ -355,28 +290,34 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                     Some(now + Duration::from_millis(50 + 20 * u64::from(input.byte())))
                 };
                 let id = core.start_call(now, method, deadline);
-                live.insert(id, (deadline, mutation));
+                seen.live.insert(id, (deadline, mutation));
             }
             3 => {
-                if let Some(&c) = connecting.get(input.byte() as usize % connecting.len().max(1)) {
-                    connecting.retain(|x| *x != c);
-                    ready.push(c);
+                if let Some(&c) = seen
+                    .connecting
+                    .get(input.byte() as usize % seen.connecting.len().max(1))
+                {
+                    seen.connecting.retain(|x| *x != c);
+                    seen.ready.push(c);
                     core.handle_connected(now, c);
                 }
             }
             4 => {
-                if let Some(&c) = connecting.get(input.byte() as usize % connecting.len().max(1)) {
-                    connecting.retain(|x| *x != c);
+                if let Some(&c) = seen
+                    .connecting
+                    .get(input.byte() as usize % seen.connecting.len().max(1))
+                {
+                    seen.connecting.retain(|x| *x != c);
                     core.handle_connect_failed(now, c, "refused");
                 }
             }
             5..=8 => {
-                if inflight.is_empty() {
+                if seen.inflight.is_empty() {
                     continue;
                 }
-                let i = input.byte() as usize % inflight.len();
-                let (call, attempt, _) = inflight.remove(i);
-                let mutation = live.get(&call).is_some_and(|(_, m)| *m);
+                let i = input.byte() as usize % seen.inflight.len();
+                let (call, attempt, _) = seen.inflight.remove(i);
+                let mutation = seen.live.get(&call).is_some_and(|(_, m)| *m);
                 let outcome = match input.byte() % 6 {
                     0 | 1 => Outcome::Success(Some(ResponseMeta {
                         member_id: 1,
@@ -402,23 +343,32 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                     _ => false,
                 };
                 if mutation && processed {
-                    maybe_processed.insert(call);
+                    seen.maybe_processed.insert(call);
                 }
                 core.handle_outcome(now, call, attempt, outcome);
             }
             9 => {
-                if let Some(&c) = ready.get(input.byte() as usize % ready.len().max(1)) {
-                    ready.retain(|x| *x != c);
+                if let Some(&c) = seen
+                    .ready
+                    .get(input.byte() as usize % seen.ready.len().max(1))
+                {
+                    seen.ready.retain(|x| *x != c);
                     core.handle_connection_closed(now, c, "eof");
                 }
             }
             10 => {
-                if let Some(&c) = ready.get(input.byte() as usize % ready.len().max(1)) {
+                if let Some(&c) = seen
+                    .ready
+                    .get(input.byte() as usize % seen.ready.len().max(1))
+                {
                     core.handle_goaway(now, c);
                 }
             }
             11 => {
-                if let Some(&c) = ready.get(input.byte() as usize % ready.len().max(1)) {
+                if let Some(&c) = seen
+                    .ready
+                    .get(input.byte() as usize % seen.ready.len().max(1))
+                {
                     core.handle_pong(now, c);
                     let leader = u64::from(input.byte() % 3);
                     core.handle_probe_result(
@@ -445,25 +395,25 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                 );
             }
             13 => {
-                if let Some((&call, _)) = live.iter().next() {
-                    live.remove(&call);
-                    done.insert(call);
-                    inflight.retain(|(c, _, _)| *c != call);
+                if let Some((&call, _)) = seen.live.iter().next() {
+                    seen.live.remove(&call);
+                    seen.done.insert(call);
+                    seen.inflight.retain(|(c, _, _)| *c != call);
                     core.cancel_call(now, call);
                 }
             }
             14 => {
                 // Remove or restore an endpoint.
                 let i = input.byte() as usize % all.len();
-                if removed.contains(&i) {
-                    removed.remove(&i);
-                } else if removed.len() + 1 < all.len() {
-                    removed.insert(i);
+                if seen.removed.contains(&i) {
+                    seen.removed.remove(&i);
+                } else if seen.removed.len() + 1 < all.len() {
+                    seen.removed.insert(i);
                 }
                 let keep: Vec<Endpoint> = all
                     .iter()
                     .enumerate()
-                    .filter(|(j, _)| !removed.contains(j))
+                    .filter(|(j, _)| !seen.removed.contains(j))
                     .map(|(_, e)| e.clone())
                     .collect();
                 core.set_endpoints(now, keep);
@@ -485,64 +435,31 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                     }
                     now = t.max(now);
                     core.handle_timeout(now);
-                    drain(
-                        &mut core,
-                        now,
-                        &mut live,
-                        &mut done,
-                        &mut inflight,
-                        &mut maybe_processed,
-                        &mut connecting,
-                        &mut ready,
-                        &mut conn_ep,
-                        &removed,
-                    );
+                    seen.drain(&mut core, now);
                 }
                 now = target.max(now);
                 core.handle_timeout(now);
             }
         }
-        drain(
-            &mut core,
-            now,
-            &mut live,
-            &mut done,
-            &mut inflight,
-            &mut maybe_processed,
-            &mut connecting,
-            &mut ready,
-            &mut conn_ep,
-            &removed,
-        );
+        seen.drain(&mut core, now);
         // No unary call may stay alive past its deadline once the core has
         // seen that time.
         if let Some(t) = core.poll_timeout() {
             if t <= now {
                 core.handle_timeout(now);
-                drain(
-                    &mut core,
-                    now,
-                    &mut live,
-                    &mut done,
-                    &mut inflight,
-                    &mut maybe_processed,
-                    &mut connecting,
-                    &mut ready,
-                    &mut conn_ep,
-                    &removed,
-                );
+                seen.drain(&mut core, now);
             }
         }
-        for (call, (deadline, _)) in &live {
+        for (call, (deadline, _)) in &seen.live {
             if let Some(d) = deadline {
                 assert!(*d > now, "{call:?} still alive after its deadline");
             }
         }
-        // At most one connection per endpoint is opening or ready (draining
+        // At most one connection per endpoint is opening or seen.ready (draining
         // ones excluded: the core no longer counts them as the endpoint's).
         let mut per_ep: HashMap<usize, usize> = HashMap::new();
-        for c in connecting.iter() {
-            if let Some(e) = conn_ep.get(c) {
+        for c in seen.connecting.iter() {
+            if let Some(e) = seen.conn_ep.get(c) {
                 *per_ep.entry(*e).or_default() += 1;
             }
         }
@@ -552,4 +469,66 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
     }
     // The rest of the input is ignored.
     let _ = start;
+}
+
+/// What the simulated adapter of [`fuzz_machine`] knows, and the checks it
+/// makes on every action the core emits.
+#[derive(Default)]
+struct Seen {
+    /// Live calls: deadline, and whether the call is a mutation.
+    live: std::collections::HashMap<crate::machine::CallId, (Option<std::time::Instant>, bool)>,
+    done: std::collections::HashSet<crate::machine::CallId>,
+    /// (call, attempt, conn) of attempts in flight.
+    inflight: Vec<(crate::machine::CallId, u32, crate::machine::ConnId)>,
+    /// Mutations whose last attempt may have been processed.
+    maybe_processed: std::collections::HashSet<crate::machine::CallId>,
+    connecting: Vec<crate::machine::ConnId>,
+    ready: Vec<crate::machine::ConnId>,
+    conn_ep: std::collections::HashMap<crate::machine::ConnId, usize>,
+    removed: std::collections::HashSet<usize>,
+}
+
+impl Seen {
+    /// Carry out the core's actions, checking each.
+    fn drain(&mut self, core: &mut crate::machine::Core, now: std::time::Instant) {
+        use crate::machine::Action;
+        while let Some(action) = core.poll_action() {
+            match action {
+                Action::Connect { conn, endpoint, .. } => {
+                    assert!(
+                        !self.removed.contains(&endpoint.0),
+                        "connect to a self.removed endpoint"
+                    );
+                    self.conn_ep.insert(conn, endpoint.0);
+                    self.connecting.push(conn);
+                }
+                Action::Close { conn } => {
+                    self.connecting.retain(|c| *c != conn);
+                    self.ready.retain(|c| *c != conn);
+                }
+                Action::Send {
+                    call,
+                    attempt,
+                    conn,
+                } => {
+                    assert!(
+                        !self.maybe_processed.contains(&call),
+                        "mutation {call:?} re-sent after an attempt that may have been processed"
+                    );
+                    self.inflight.retain(|(c, _, _)| *c != call);
+                    self.inflight.push((call, attempt, conn));
+                }
+                Action::Complete { call, result } => {
+                    assert!(self.done.insert(call), "{call:?} completed twice");
+                    if let Some((Some(d), _)) = self.live.remove(&call) {
+                        assert!(now <= d, "{call:?} completed after its deadline");
+                    }
+                    // Success or a typed error: both are fine here.
+                    let _ = result;
+                    self.inflight.retain(|(c, _, _)| *c != call);
+                }
+                Action::Ping { .. } | Action::Probe { .. } | Action::Authenticate => {}
+            }
+        }
+    }
 }
