@@ -112,6 +112,7 @@ fn run_many_totals(opts: &Opts, first: u64, count: u64) -> (Vec<(u64, Vec<String
 fn simulation_seeds() {
     let opts = Opts {
         stale_serve: std::env::var_os("ETCDV3_SIM_STALE").is_some(),
+        allow_slow_abort: std::env::var_os("ETCDV3_SIM_ALLOW_SLOW_ABORT").is_some(),
         ..Opts::default()
     };
     if let Some(seed) = env_u64("ETCDV3_SIM_SEED") {
@@ -146,6 +147,9 @@ fn simulation_seeds() {
             failures.len(),
             failures.iter().map(|f| f.0).collect::<Vec<_>>()
         );
+        for (seed, v) in &failures {
+            eprintln!("seed {seed}: {}", v[0]);
+        }
         check_seed(*seed, &opts);
     }
 }
