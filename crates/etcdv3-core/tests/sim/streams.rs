@@ -65,6 +65,10 @@ pub struct SrvStream {
     pending: VecDeque<StreamReq>,
     /// A request that cannot complete will end the stream.
     timeout_armed: bool,
+    /// The server accepted the stream (a frozen member accepts it when it
+    /// resumes: the request waits in the kernel's buffer).
+    opened: bool,
+    token: Option<u64>,
 }
 
 /// What every stream owner keeps.
@@ -79,18 +83,13 @@ struct Owner {
 }
 
 impl Owner {
-    fn new() -> Owner {
+    fn new(config: BackoffConfig) -> Owner {
         Owner {
             call: None,
             established: false,
-            // The reopen policy the client's stream tasks use: the core's
-            // jittered backoff, reset by a useful message.
-            backoff: Backoff::new(BackoffConfig {
-                initial: Duration::from_millis(50),
-                max: Duration::from_secs(2),
-                multiplier: 2,
-                jitter: 0.5,
-            }),
+            // The reopen policy of the client's stream tasks: the core's
+            // jittered stream backoff, reset by a useful message.
+            backoff: Backoff::new(config),
             opens: Vec::new(),
             active: false,
             storm_reported: false,
@@ -195,7 +194,7 @@ impl World {
                 }
                 self.log(|| format!("watch owner starts: {checks:?}"));
                 self.watch = Some(WatchSide {
-                    owner: Owner::new(),
+                    owner: Owner::new(self.core.config().stream_backoff.clone()),
                     hub,
                     checks,
                 });
@@ -213,7 +212,7 @@ impl World {
                 let leases = format!("{:?}", self.srv_leases);
                 self.log(|| format!("lease owner starts: {leases}"));
                 self.lease = Some(LeaseSide {
-                    owner: Owner::new(),
+                    owner: Owner::new(self.core.config().stream_backoff.clone()),
                     keeper,
                 });
             }
@@ -317,38 +316,13 @@ impl World {
             return;
         }
         c.server_max_stream = c.server_max_stream.max(stream);
-        if !self.cluster.members[m].serving() {
-            return; // frozen: the connection's pings go unanswered too
+        if !self.cluster.members[m].up {
+            return;
         }
         let kind = match self.owners.get(&call) {
             Some(k) => *k,
             None => return,
         };
-        let token_ok = !self.auth || token.is_some_and(|t| t >= self.token_epoch);
-        let refused = self.has(m, FaultKind::Refuse) && self.rng.gen_bool(0.5);
-        let outcome = if refused {
-            Some(Outcome::Refused(REFUSED_STREAM_MESSAGE.into()))
-        } else if !token_ok {
-            self.hit(call, FaultKind::TokenExpiry);
-            Some(Outcome::Status(Status::new(
-                Code::Unauthenticated,
-                "etcdserver: invalid auth token",
-            )))
-        } else {
-            None
-        };
-        if let Some(outcome) = outcome {
-            self.send_to_client(
-                conn,
-                Ev::StreamEnd {
-                    conn,
-                    call,
-                    attempt,
-                    outcome,
-                },
-            );
-            return;
-        }
         self.conns
             .get_mut(&conn)
             .expect("conn")
@@ -365,10 +339,54 @@ impl World {
                 next_id: 1000,
                 pending: VecDeque::new(),
                 timeout_armed: false,
+                opened: false,
+                token,
             },
         );
-        self.send_to_client(
+        if self.cluster.members[m].serving() {
+            self.srv_stream_accept((conn, stream));
+        }
+    }
+
+    /// The server takes up a stream: refuses it, rejects its token, or
+    /// answers its headers.
+    fn srv_stream_accept(&mut self, key: (ConnId, u32)) {
+        let Some(s) = self.srv_streams.get_mut(&key) else {
+            return;
+        };
+        s.opened = true;
+        let (m, call, attempt, token) = (s.member, s.call, s.attempt, s.token);
+        let conn = key.0;
+        let token_ok = !self.auth || token.is_some_and(|t| t >= self.token_epoch);
+        let refused = self.has(m, FaultKind::Refuse) && self.rng.gen_bool(0.5);
+        if refused {
+            self.srv_streams.remove(&key);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.server_streams.remove(&key.1);
+            }
+            self.send_to_client_after(
+                conn,
+                Duration::ZERO,
+                Ev::StreamEnd {
+                    conn,
+                    call,
+                    attempt,
+                    outcome: Outcome::Refused(REFUSED_STREAM_MESSAGE.into()),
+                },
+            );
+            return;
+        }
+        if !token_ok {
+            self.hit(call, FaultKind::TokenExpiry);
+            self.end_srv_stream(
+                key,
+                Status::new(Code::Unauthenticated, "etcdserver: invalid auth token"),
+            );
+            return;
+        }
+        self.send_to_client_after(
             conn,
+            Duration::ZERO,
             Ev::StreamHeaders {
                 conn,
                 call,
@@ -399,8 +417,9 @@ impl World {
         if let Some(c) = self.conns.get_mut(&key.0) {
             c.server_streams.remove(&key.1);
         }
-        self.send_to_client(
+        self.send_to_client_after(
             key.0,
+            Duration::ZERO,
             Ev::StreamEnd {
                 conn: key.0,
                 call: s.call,
@@ -450,8 +469,17 @@ impl World {
                 self.srv_streams.remove(&key);
                 continue;
             }
+            if !self.cluster.members[m].serving() {
+                continue;
+            }
+            if !s.opened {
+                self.srv_stream_accept(key);
+                if !self.srv_streams.contains_key(&key) {
+                    continue;
+                }
+            }
             let me = &self.cluster.members[m];
-            if !me.serving() || self.has(m, FaultKind::Mute) {
+            if self.has(m, FaultKind::Mute) {
                 continue;
             }
             if kind == OwnerKind::Watch && me.leader_view == 0 {
@@ -500,6 +528,15 @@ impl World {
                     c.start_revision
                 };
                 s.watchers.push((id, start));
+                let m = s.member;
+                self.log(|| {
+                    format!(
+                        "m{} creates watch {id} from {} (asked {}), at revision {rev}",
+                        m + 1,
+                        start,
+                        c.start_revision
+                    )
+                });
                 WatchResponse {
                     header: header(rev),
                     watch_id: id,
@@ -698,6 +735,10 @@ impl World {
         };
         if let Some(call) = call {
             if let Some(&(conn, _, stream)) = self.held.get(&call) {
+                if !out.is_empty() {
+                    // Each of these requests owes an answer.
+                    self.core.handle_stream_sent(now, call);
+                }
                 for req in out {
                     if let Some(m) = self.conns.get(&conn).map(|c| c.member) {
                         let d = self.lat(m);
@@ -924,15 +965,23 @@ impl World {
         }
     }
 
-    /// Like `send_to_client`, `extra` later (FIFO kept).
+    /// Like `send_to_client`, `extra` later (FIFO kept). Data on a stream
+    /// is never lost while its connection lives (TCP retransmits): across a
+    /// blackhole it arrives when the link heals.
     fn send_to_client_after(&mut self, conn: ConnId, extra: Duration, ev: Ev) {
         let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
             return;
         };
-        if self.blackholed(m) {
-            return;
-        }
-        let d = self.lat(m) + extra;
+        let now = self.now;
+        let healed = self
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::Blackhole && f.member == m)
+            .filter(|f| f.at <= now && now < f.at + f.dur)
+            .map(|f| f.at + f.dur)
+            .max();
+        let held_back = healed.map_or(Duration::ZERO, |t| t - now);
+        let d = self.lat(m) + extra + held_back;
         let c = self.conns.get_mut(&conn).expect("conn");
         let t = (self.now + d).max(c.last_to_client);
         c.last_to_client = t;

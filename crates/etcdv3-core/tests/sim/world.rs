@@ -62,8 +62,8 @@ pub struct Report {
     pub fault_hits: [u32; FaultKind::ALL.len()],
     /// Unary calls the user cancelled.
     pub cancelled: u32,
-    /// Calls that ran slowly on a healthy member (long service time, lock
-    /// or campaign waits).
+    /// Attempts that ran slowly on a healthy member (long service time,
+    /// lock or campaign waits).
     pub slow_calls: u32,
     /// Watch events delivered to watchers (each checked exactly-once and in
     /// order).
@@ -385,6 +385,7 @@ impl World {
         let auth = rng.gen_bool(0.3);
         let config = Config {
             policy,
+            authenticate: auth,
             ..Config::default()
         };
         let addrs: Vec<Endpoint> = (1..=n)
@@ -430,7 +431,9 @@ impl World {
             bad: vec![Vec::new(); n],
             global_bad: Vec::new(),
             token_epoch: 0,
-            client_token: Some(0),
+            // With credentials, the client has no token until the core asks
+            // for one (before the first call).
+            client_token: if auth { None } else { Some(0) },
             auth,
             auth_pending: false,
             report_on_close,
@@ -1343,6 +1346,15 @@ impl World {
             } => {
                 if self.current(call, conn, attempt) {
                     self.held.remove(&call);
+                    if let Outcome::Status(s) = &outcome {
+                        if s.code == Code::Unauthenticated
+                            && !self.core.handle_auth_rejected(now, call)
+                        {
+                            self.violation(format!(
+                                "stream {call:?} refused for its token, but the core says the refusal is final"
+                            ));
+                        }
+                    }
                     self.report_outcome(call, attempt, outcome);
                 }
             }
