@@ -278,13 +278,18 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
         .filter_map(|e| Endpoint::parse(e).ok())
         .collect();
     let mut now = start;
-    let mut core = Core::new(Config::default(), all.clone(), u64::from(input.byte()));
+    let seed = input.byte();
+    let config = Config {
+        authenticate: seed & 1 == 1,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, all.clone(), u64::from(seed));
     let mut seen = Seen::default();
     for _ in 0..200 {
         if input.data.is_empty() {
             break;
         }
-        let op = input.byte() % 19;
+        let op = input.byte() % 21;
         match op {
             0..=2 => {
                 let (method, mutation) = match input.byte() % 5 {
@@ -443,6 +448,23 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                         core.handle_stream_established(now, call);
                     } else {
                         core.handle_stream_progress(now, call);
+                    }
+                }
+            }
+            19 | 20 => {
+                // The owner of a stream sent a request that owes an answer,
+                // or the server refused the stream's token.
+                let streams: Vec<_> = seen
+                    .inflight
+                    .iter()
+                    .filter(|(c, _, _)| seen.live.get(c).is_some_and(|(d, _)| d.is_none()))
+                    .map(|(c, _, _)| *c)
+                    .collect();
+                if let Some(&call) = pick(&mut input, &streams) {
+                    if op == 19 {
+                        core.handle_stream_sent(now, call);
+                    } else {
+                        let _ = core.handle_auth_rejected(now, call);
                     }
                 }
             }
