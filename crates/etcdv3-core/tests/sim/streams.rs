@@ -436,6 +436,10 @@ impl World {
             return;
         };
         let (call, attempt, m) = (s.call, s.attempt, s.member);
+        if let Some(c) = self.conns.get_mut(&key.0) {
+            // The server sends data: grpc-go resets its ping strikes.
+            c.reset_strikes = true;
+        }
         let lag = if self.cluster.leader == Some(m) {
             Duration::ZERO
         } else {

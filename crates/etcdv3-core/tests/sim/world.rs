@@ -347,8 +347,8 @@ pub struct World {
     /// lag), per member.
     lag: Vec<Duration>,
     /// Attempts running slowly on a healthy member: call -> (conn, attempt,
-    /// stream, member, cluster term when it started).
-    slow_runs: HashMap<CallId, (ConnId, u32, u32, usize, u64)>,
+    /// stream, member, cluster term when it started, when it started).
+    slow_runs: HashMap<CallId, (ConnId, u32, u32, usize, u64, Instant)>,
     /// Fault kinds (bitmask over `FaultKind::ALL`) that touched each call.
     hits: HashMap<CallId, u32>,
     /// Stream calls -> their owner.
@@ -825,9 +825,14 @@ impl World {
             // A call that waited on a member answering pings but no
             // requests, or that was served slowly with too little time
             // left to go elsewhere, may fail.
+            // A slow call on a member that stops answering is found by a
+            // ping, and pings are spaced by etcd's 5 s minimum: up to about
+            // 6 s per member.
+            let slow_detection = ms(7000) * (self.n as u32 - 1);
             if c.excused
                 || c.service > ms(500)
-                    && (self.opts.allow_slow_abort || c.deadline - c.start < c.service + detection)
+                    && (self.opts.allow_slow_abort
+                        || c.deadline - c.start < c.service + slow_detection)
             {
                 continue;
             }
@@ -1654,7 +1659,7 @@ impl World {
                 self.report.slow_calls += 1;
                 let term = self.cluster.term;
                 self.slow_runs
-                    .insert(call, (conn, attempt, stream, m, term));
+                    .insert(call, (conn, attempt, stream, m, term, now));
             }
         }
         self.at(
@@ -1711,10 +1716,19 @@ impl World {
             return false;
         };
         let m = c.member;
+        // A lossy link holds up what follows (TCP retransmits) for up to
+        // 1.5 s after the fault ends.
+        let now = self.now;
+        let lossy = self.faults.iter().any(|f| {
+            f.member == m
+                && f.kind == FaultKind::Degrade
+                && f.at <= now
+                && now <= f.at + f.dur + ms(1600)
+        });
         c.server_alive
             && self.cluster.members[m].available()
             && !self.blackholed(m)
-            && !self.has(m, FaultKind::Degrade)
+            && !lossy
             && !self.has(m, FaultKind::Hang)
     }
 
@@ -1723,9 +1737,17 @@ impl World {
     /// member that answers pings, under the same leader, before the
     /// deadline.
     fn check_slow_abort(&mut self, call: CallId, what: &str) {
-        let Some(&(conn, attempt, stream, m, term)) = self.slow_runs.get(&call) else {
+        let Some(&(conn, attempt, stream, m, term, started)) = self.slow_runs.get(&call) else {
             return;
         };
+        // The client learns of an election from probes, up to a probe
+        // interval and a half later: a mutation sent in that window may be
+        // ended as "stuck behind the previous leader" on stale knowledge.
+        let recent_election = self
+            .cluster
+            .leaderless
+            .iter()
+            .any(|&(_, e)| e + ms(3000) > started);
         let running = self
             .conns
             .get(&conn)
@@ -1733,6 +1755,7 @@ impl World {
         let same_leader = self.cluster.term == term && self.cluster.leader.is_some();
         if running
             && same_leader
+            && !recent_election
             && !self.opts.allow_slow_abort
             && self.answers_pings(conn)
             && self.now < self.call_deadline(call)
