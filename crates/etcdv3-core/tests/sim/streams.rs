@@ -209,7 +209,14 @@ impl World {
                         .insert(id, (now + Duration::from_secs(ttl as u64), ttl));
                     keeper.keep(now, id, ttl);
                 }
-                let leases = format!("{:?}", self.srv_leases);
+                let leases: Vec<String> = self
+                    .srv_leases
+                    .iter()
+                    .map(|(id, (exp, ttl))| {
+                        format!("{id}: ttl {ttl} until +{:?}", *exp - self.base)
+                    })
+                    .collect();
+                let leases = leases.join(", ");
                 self.log(|| format!("lease owner starts: {leases}"));
                 self.lease = Some(LeaseSide {
                     owner: Owner::new(self.core.config().stream_backoff.clone()),
@@ -449,7 +456,7 @@ impl World {
             conn: key.0,
             call,
             attempt,
-            resp,
+            resp: Box::new(resp),
         };
         self.send_to_client_after(key.0, lag, ev);
     }
@@ -746,6 +753,7 @@ impl World {
                 for req in out {
                     if let Some(m) = self.conns.get(&conn).map(|c| c.member) {
                         let d = self.lat(m);
+                        let req = Box::new(req);
                         self.send_to_server(conn, d, Ev::StreamReqArrive { conn, stream, req });
                     }
                 }

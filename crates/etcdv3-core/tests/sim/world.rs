@@ -193,14 +193,14 @@ enum Ev {
     StreamReqArrive {
         conn: ConnId,
         stream: u32,
-        req: StreamReq,
+        req: Box<StreamReq>,
     },
     /// A message of the server on a stream reaches the client.
     StreamResp {
         conn: ConnId,
         call: CallId,
         attempt: u32,
-        resp: StreamResp,
+        resp: Box<StreamResp>,
     },
     /// The server ended a stream with a status (reaches the client).
     StreamEnd {
@@ -582,7 +582,7 @@ impl World {
         // deadlines, some cancelled by the user, during the faults and in
         // the quiet period after them; in some runs a second batch after a
         // gap longer than the idle timeout.
-        let n_calls = self.rng.gen_range(30..90) as usize;
+        let n_calls = self.rng.gen_range(25..75) as usize;
         let horizon = fault_window + ms(15_000);
         let mut starts: Vec<Duration> = (0..n_calls)
             .map(|_| ms(self.rng.gen_range(200..horizon.as_millis() as u64)))
@@ -1351,13 +1351,13 @@ impl World {
                 call,
                 attempt,
             } => self.stream_headers(conn, call, attempt),
-            Ev::StreamReqArrive { conn, stream, req } => self.srv_stream_req(conn, stream, req),
+            Ev::StreamReqArrive { conn, stream, req } => self.srv_stream_req(conn, stream, *req),
             Ev::StreamResp {
                 conn,
                 call,
                 attempt,
                 resp,
-            } => self.stream_resp(conn, call, attempt, resp),
+            } => self.stream_resp(conn, call, attempt, *resp),
             Ev::StreamEnd {
                 conn,
                 call,
