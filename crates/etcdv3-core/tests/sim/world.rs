@@ -364,6 +364,10 @@ pub struct World {
     /// Run on past the idle timeout at the end and check that nothing is
     /// left behind (one seed in eight: it costs two minutes of probes).
     idle_check: bool,
+    /// When elections happened.
+    elections: Vec<Instant>,
+    /// Pings that reached a frozen member: (member, conn).
+    ping_backlog: Vec<(usize, ConnId)>,
 }
 
 fn ms(n: u64) -> Duration {
@@ -450,6 +454,8 @@ impl World {
             srv_leases: std::collections::BTreeMap::new(),
             workload_end: base,
             idle_check: seed % 8 == 0,
+            elections: Vec::new(),
+            ping_backlog: Vec::new(),
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -732,7 +738,11 @@ impl World {
             self.report.events += 1;
             if next_raft == Some(next) {
                 let pick = self.rng.next_u64();
+                let term = self.cluster.term;
                 let changes = self.cluster.tick(next, pick);
+                if self.cluster.term != term {
+                    self.elections.push(next);
+                }
                 for c in changes {
                     self.log(|| c);
                 }
@@ -1387,6 +1397,12 @@ impl World {
                     return;
                 };
                 let m = c.member;
+                if c.server_alive && self.cluster.members[m].up && self.cluster.members[m].hung {
+                    // Buffered by the kernel: answered when the process
+                    // resumes (if the connection still exists then).
+                    self.ping_backlog.push((m, conn));
+                    return;
+                }
                 if !c.server_alive || !self.cluster.members[m].serving() {
                     return;
                 }
@@ -1742,16 +1758,16 @@ impl World {
         // The client learns of an election from probes, up to a probe
         // interval and a half later: a mutation sent in that window may be
         // ended as "stuck behind the previous leader" on stale knowledge.
-        let recent_election = self
-            .cluster
-            .leaderless
-            .iter()
-            .any(|&(_, e)| e + ms(3000) > started);
+        let recent_election = self.elections.iter().any(|&e| e + ms(3000) > started);
         let running = self
             .conns
             .get(&conn)
             .is_some_and(|c| c.server_streams.contains(&stream));
-        let same_leader = self.cluster.term == term && self.cluster.leader.is_some();
+        // Rejoining members may disrupt the leader without a term change of
+        // the cluster yet.
+        let same_leader = self.cluster.term == term
+            && self.cluster.leader.is_some()
+            && self.cluster.leaderless_since.is_none();
         if running
             && same_leader
             && !recent_election
@@ -1846,6 +1862,7 @@ impl World {
                     self.cluster.members[m].up = false;
                     self.cluster.members[m].hung = false;
                     self.backlog.retain(|b| b.0 != m);
+                    self.ping_backlog.retain(|b| b.0 != m);
                     self.reset_conns(m, "connection reset (member crashed)");
                     self.cluster.topology_changed(now);
                 }
@@ -1930,6 +1947,16 @@ impl World {
                 }
                 if self.cluster.members[m].hung || self.has(m, FaultKind::Mute) {
                     return;
+                }
+                let pings: Vec<ConnId> = self
+                    .ping_backlog
+                    .iter()
+                    .filter(|b| b.0 == m)
+                    .map(|b| b.1)
+                    .collect();
+                self.ping_backlog.retain(|b| b.0 != m);
+                for conn in pings {
+                    self.handle(Ev::PingArrive(conn));
                 }
                 let backlog: Vec<_> = self.backlog.iter().filter(|b| b.0 == m).copied().collect();
                 self.backlog.retain(|b| b.0 != m);
