@@ -92,8 +92,11 @@ pub(super) struct Call {
     pub(super) slow_at: Option<Instant>,
 }
 
-/// Calls that concern one member (its status, its database, its
-/// leadership): they run where they were sent, never elsewhere.
+/// Calls that concern one member (its status, its database, its hash, its
+/// snapshot): they run on the member they were sent to, never elsewhere.
+/// `MoveLeader` is not among them: it must reach the leader, and a member
+/// that is not answers "not leader" before doing anything, so it moves on
+/// safely; [`Core::start_call_on`] still pins any call to a named member.
 pub fn is_member_targeted(m: Method) -> bool {
     [
         method::MAINTENANCE_STATUS.path,
@@ -101,7 +104,6 @@ pub fn is_member_targeted(m: Method) -> bool {
         method::MAINTENANCE_HASH.path,
         method::MAINTENANCE_HASH_KV.path,
         method::MAINTENANCE_SNAPSHOT.path,
-        method::MAINTENANCE_MOVE_LEADER.path,
     ]
     .contains(&m.path)
 }
