@@ -23,7 +23,8 @@ pub(crate) struct AttemptOutput {
     pub(crate) outcome: Outcome,
     /// The response message (unary), when the attempt succeeded.
     pub(crate) message: Option<Bytes>,
-    /// The server sent GOAWAY.
+    /// The connection takes no new streams: the server sent GOAWAY, or its
+    /// stream ids are used up. The core drains it and opens another.
     pub(crate) goaway: bool,
 }
 
@@ -97,7 +98,16 @@ pub(crate) fn request(
 /// the last-stream-id goes on; if the connection then breaks, h2 reports an
 /// I/O error (broken pipe) or a library-initiated GOAWAY for it, which stays
 /// `Lost`.
+///
+/// The second value says the connection takes no new streams (a remote
+/// GOAWAY, or its stream ids are used up), so the core must replace it.
 pub(crate) fn classify_h2(e: &h2::Error, sent: bool) -> (Outcome, bool) {
+    if stream_ids_exhausted(e) {
+        return (
+            Outcome::NotSent(format!("connection out of stream ids: {e}")),
+            true,
+        );
+    }
     let goaway = e.is_go_away() && e.is_remote();
     if e.reason() == Some(h2::Reason::REFUSED_STREAM) && e.is_remote() {
         return (Outcome::Refused(format!("stream refused: {e}")), goaway);
@@ -112,6 +122,18 @@ pub(crate) fn classify_h2(e: &h2::Error, sent: bool) -> (Outcome, bool) {
         );
     }
     (Outcome::Lost(e.to_string()), goaway)
+}
+
+/// Whether `send_request` failed because the connection used its last
+/// stream id (h2's `UserError::OverflowedStreamId`, after 2^30 client
+/// streams). h2 exposes no kind for user errors, only their message, so this
+/// matches the message; the other accessors rule out every other kind.
+fn stream_ids_exhausted(e: &h2::Error) -> bool {
+    !e.is_io()
+        && !e.is_go_away()
+        && !e.is_reset()
+        && e.reason().is_none()
+        && e.to_string().contains("stream ID overflowed")
 }
 
 /// Run a unary attempt to completion.
