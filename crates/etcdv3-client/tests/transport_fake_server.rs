@@ -233,6 +233,22 @@ impl AuthServer {
             .headers()
             .get("token")
             .map(|v| v.to_str().unwrap().to_string());
+        if path.ends_with("Cluster/MemberList") {
+            // Recorded with its `hasleader` header in place of a token.
+            let hasleader = req
+                .headers()
+                .get("hasleader")
+                .map(|v| v.to_str().unwrap().to_string());
+            self.seen.lock().unwrap().push((path, hasleader));
+            let resp = http::Response::builder()
+                .header("content-type", "application/grpc")
+                .header("grpc-status", "14")
+                .header("grpc-message", "etcdserver: no leader")
+                .body(())
+                .unwrap();
+            let _ = respond.send_response(resp, true);
+            return;
+        }
         let t1_puts = {
             let mut seen = self.seen.lock().unwrap();
             seen.push((path.clone(), token.clone()));
@@ -335,4 +351,40 @@ async fn calls_during_a_token_refresh_keep_the_old_token() {
         "Authenticate must carry no token: {seen:?}"
     );
     assert!(server.authenticates.load(Ordering::SeqCst) >= 2, "{seen:?}");
+}
+
+#[tokio::test]
+async fn auto_sync_asks_only_a_member_with_a_leader() {
+    let (url, server) = auth_server().await;
+    let mut options = opts().with_auto_sync(Duration::from_millis(20));
+    // Even when the user's calls do not require a leader.
+    options.require_leader = false;
+    let c = client(&url, options);
+    let t0 = Instant::now();
+    let lists = loop {
+        let lists: Vec<_> = server
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _)| p.ends_with("Cluster/MemberList"))
+            .cloned()
+            .collect();
+        if !lists.is_empty() {
+            break lists;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "no member list asked"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(
+        lists.iter().all(|(_, l)| l.as_deref() == Some("true")),
+        "{lists:?}"
+    );
+    // The refused sync left the endpoints alone.
+    let states = c.endpoint_states();
+    assert_eq!(states.len(), 1);
+    assert_eq!(states[0].endpoint.to_string(), url);
 }

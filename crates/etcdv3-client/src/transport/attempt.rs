@@ -339,11 +339,51 @@ mod tests {
         assert!(matches!(outcome, Outcome::Lost(_)), "{e}: {outcome:?}");
     }
 
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn stream_ids_used_up_is_not_sent_and_replaces_the_connection() {
+        // Ids are never reused: the GOAWAY the server may send plays no part.
+        let addr = goaway_server(|id| id, false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, conn) = h2::client::Builder::new()
+                .initial_stream_id(i32::MAX as u32)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let req = || {
+                Request::post(format!("http://{addr}/etcdserverpb.KV/Put"))
+                    .body(())
+                    .unwrap()
+            };
+            // The last stream id there is.
+            let _last = client.send_request(req(), false).unwrap();
+            // h2 reports it from `ready()` or from `send_request`.
+            match client.ready().await {
+                Err(e) => e,
+                Ok(mut client) => client.send_request(req(), false).err().unwrap(),
+            }
+        });
+        assert!(stream_ids_exhausted(&e), "{e}");
+        let (outcome, replace) = classify_h2(&e, false);
+        assert!(replace, "{e}");
+        assert!(matches!(outcome, Outcome::NotSent(_)), "{outcome:?}");
+    }
+
     #[test]
     fn refused_stream_is_refused_and_unsent_is_not_sent() {
         let e = h2::Error::from(h2::Reason::REFUSED_STREAM);
         // A locally built reason is not the peer's refusal.
         assert!(matches!(classify_h2(&e, true).0, Outcome::Lost(_)));
         assert!(matches!(classify_h2(&e, false).0, Outcome::NotSent(_)));
+        assert!(!stream_ids_exhausted(&e));
+        assert!(!classify_h2(&e, false).1);
     }
 }
