@@ -1,7 +1,6 @@
 //! The same put/get against a real etcd on async-std, on smol's global
 //! executor and on a smol executor of our own, with no tokio runtime
 //! anywhere; plus a deadline that only our timer can fire.
-#![cfg(all(feature = "async-std", feature = "smol"))]
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, Ordering};
