@@ -147,6 +147,7 @@ pub struct ClusterBuilder {
     health_timeout: Duration,
     client_tls: bool,
     client_cert_auth: bool,
+    extra_advertised_client_urls: Vec<String>,
 }
 
 impl ClusterBuilder {
@@ -159,6 +160,7 @@ impl ClusterBuilder {
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             client_tls: false,
             client_cert_auth: false,
+            extra_advertised_client_urls: Vec::new(),
         }
     }
 
@@ -206,6 +208,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Every member also advertises `url` as a client URL, after its proxy URL (e.g. an
+    /// unreachable or unparsable URL, to test endpoint auto-sync). etcd must accept it as a
+    /// URL (`http`, `https`, `unix` or `unixs` with a host).
+    pub fn also_advertise_client_url(mut self, url: impl Into<String>) -> Self {
+        self.extra_advertised_client_urls.push(url.into());
+        self
+    }
+
     /// How long to wait for the members to become healthy (default
     /// [`DEFAULT_HEALTH_TIMEOUT`]); also used by [`Cluster::restart`].
     pub fn health_timeout(mut self, timeout: Duration) -> Self {
@@ -250,6 +260,7 @@ impl ClusterBuilder {
             token: String::new(),
             initial_cluster: String::new(),
             extra_args: self.args,
+            extra_advertised_client_urls: self.extra_advertised_client_urls,
             health_timeout: self.health_timeout,
             tls,
             slots: Vec::new(),
@@ -328,6 +339,7 @@ pub struct Cluster {
     token: String,
     initial_cluster: String,
     extra_args: Vec<String>,
+    extra_advertised_client_urls: Vec<String>,
     health_timeout: Duration,
     tls: Option<TlsSetup>,
     slots: Vec<Slot>,
@@ -632,7 +644,10 @@ impl Cluster {
             .arg(format!("--listen-client-urls={listen_client}"))
             .arg(format!(
                 "--advertise-client-urls={}",
-                self.proxy_client_url(slot)
+                std::iter::once(self.proxy_client_url(slot))
+                    .chain(self.extra_advertised_client_urls.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
             .arg(format!(
