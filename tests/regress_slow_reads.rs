@@ -122,7 +122,10 @@ async fn slow_reads_on_healthy_members_are_not_retried<R: TestRuntime>() {
     for (i, (t, r)) in results.iter().enumerate() {
         match r {
             Ok(n) => eprintln!("[slow-reads] reader {i}: {n} keys in {} ms", t.as_millis()),
-            Err(e) => eprintln!("[slow-reads] reader {i}: failed after {} ms: {e}", t.as_millis()),
+            Err(e) => eprintln!(
+                "[slow-reads] reader {i}: failed after {} ms: {e}",
+                t.as_millis()
+            ),
         }
     }
     eprintln!(
