@@ -806,6 +806,23 @@ impl Cluster {
             })
     }
 
+    /// Member `i`'s Prometheus metrics (`GET /metrics`, asked directly, not through its
+    /// client proxy), as text. [`metric_sum`] adds up one counter from it.
+    pub fn metrics(&self, i: usize) -> Result<String, TestkitError> {
+        self.running_pid(i)?;
+        let err = |detail: String| TestkitError::Http {
+            member: i,
+            path: "/metrics".into(),
+            detail,
+        };
+        let r = http::request(self.control_addr(i), "GET", "/metrics", None, HTTP_TIMEOUT)
+            .map_err(|e| err(e.to_string()))?;
+        if r.status != 200 {
+            return Err(err(format!("status {}", r.status)));
+        }
+        Ok(r.body)
+    }
+
     /// Waits up to `timeout` until member `i` is healthy.
     pub fn wait_member_healthy(&self, i: usize, timeout: Duration) -> Result<(), TestkitError> {
         self.running_pid(i)?;
@@ -1073,6 +1090,48 @@ fn wait_proc_state(pid: u32, ok: impl Fn(char) -> bool) {
             _ => return,
         }
     }
+}
+
+/// The sum of every sample of counter `name` in a Prometheus text exposition (from
+/// [`Cluster::metrics`]) whose labels include all of `labels` (`("grpc_method", "Range")`).
+///
+/// ```
+/// let text = "# TYPE c counter\nc{a=\"x\",b=\"y\"} 3\nc{a=\"x\",b=\"z\"} 4\nc{a=\"w\"} 9\nc_other 1\n";
+/// assert_eq!(etcdv3_testkit::metric_sum(text, "c", &[("a", "x")]), 7.0);
+/// assert_eq!(etcdv3_testkit::metric_sum(text, "c", &[]), 16.0);
+/// ```
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = if let Some(inner) = rest.strip_prefix('{') {
+            match inner.split_once('}') {
+                Some((l, v)) => (l, v),
+                None => continue,
+            }
+        } else if rest.starts_with(' ') {
+            ("", rest)
+        } else {
+            // Another metric whose name starts with `name`.
+            continue;
+        };
+        let wanted = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if !wanted {
+            continue;
+        }
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
+        }
+    }
+    sum
 }
 
 fn body_healthy(body: &str) -> bool {
