@@ -119,6 +119,16 @@ fn is_targeted_read(m: Method) -> bool {
     .contains(&m.path)
 }
 
+/// Calls judged by the cluster's state once they are slow: a slow one
+/// makes the core probe the members soon (a member that lost its leader or
+/// fell behind cannot finish it). Lock and Campaign wait by design; streams
+/// are judged by their owner.
+pub(super) fn watched_when_slow(m: Method) -> bool {
+    !m.is_streaming()
+        && m.path != method::LOCK_LOCK.path
+        && m.path != method::ELECTION_CAMPAIGN.path
+}
+
 /// Mutations that can be left stuck behind a lost leader. Lock and
 /// Campaign are excluded: they wait by design, for as long as it takes.
 pub(super) fn may_get_stuck(m: Method) -> bool {
