@@ -373,7 +373,7 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
     let t0 = Instant::now();
     let config = Config {
         probe_interval: Some(Duration::from_secs(2)),
-        probe_timeout: Duration::from_secs(1),
+        probe_timeout: Duration::from_millis(1500),
         idle_timeout: Duration::from_secs(3),
         ..Config::default()
     };
@@ -385,14 +385,27 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
     drain(&mut core);
     let mut now = t0;
     let mut wakeups = 0;
+    let mut probe_sent = None;
+    let mut checked = false;
     while now < t0 + Duration::from_secs(20) {
         let Some(t) = core.poll_timeout() else { break };
         assert!(t >= now, "timer in the past");
         now = t;
         core.handle_timeout(now);
         wakeups += 1;
-        // Probes are never answered: they time out.
-        drain(&mut core);
+        // Probes are never answered (they time out), pings are.
+        for a in drain(&mut core) {
+            match a {
+                Action::Probe { .. } => probe_sent = Some(now),
+                Action::Ping { conn } => {
+                    // A silent probe-only connection is checked before the
+                    // probe times out.
+                    checked |= probe_sent.is_some_and(|p| now - p < ms(1500));
+                    core.handle_pong(now, conn);
+                }
+                _ => {}
+            }
+        }
         if let Some(next) = core.poll_timeout() {
             assert!(
                 next > now,
@@ -402,6 +415,7 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
         }
     }
     assert!(wakeups < 100, "{wakeups} wake-ups in 20 s");
+    assert!(checked, "a probe-only connection gets liveness checks");
 }
 
 /// Bug 14: after a full outage, a member that answers again is used within
