@@ -262,3 +262,141 @@ fn the_reopen_rate_is_bounded_by_the_backoff() {
         }
     }
 }
+
+// The watch hub's part of the stream's authentication: a watcher refused
+// for its (expired) token is created again once on a new stream.
+mod watch_auth {
+    use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+    use etcdv3_proto::etcdserverpb::{
+        watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse,
+    };
+
+    const DENIED: &str = "etcdserver: permission denied";
+
+    fn created(id: WatcherId, rev: i64) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                revision: rev,
+                ..Default::default()
+            }),
+            watch_id: id.get(),
+            created: true,
+            ..Default::default()
+        }
+    }
+
+    /// etcd's answer to a create it does not permit.
+    fn refused(reason: &str) -> WatchResponse {
+        WatchResponse {
+            header: Some(ResponseHeader {
+                revision: 5,
+                ..Default::default()
+            }),
+            watch_id: -1,
+            created: true,
+            canceled: true,
+            cancel_reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    fn creates(hub: &mut WatchHub) -> usize {
+        let mut n = 0;
+        while let Some(r) = hub.poll_transmit() {
+            if matches!(r.request_union, Some(RequestUnion::CreateRequest(_))) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    fn new_hub() -> (WatchHub, WatcherId) {
+        let mut hub = WatchHub::new();
+        let id = hub.add(WatchCreateRequest {
+            key: b"k".to_vec(),
+            ..Default::default()
+        });
+        assert_eq!(creates(&mut hub), 1);
+        (hub, id)
+    }
+
+    #[test]
+    fn first_refusal_waits_for_a_new_token_and_stream() {
+        let (mut hub, id) = new_hub();
+        hub.handle_response(refused(DENIED));
+        assert!(hub.needs_auth_refresh());
+        assert_eq!(hub.poll_event(), None, "the watcher must not end yet");
+        assert!(hub.contains(id));
+        assert_eq!(creates(&mut hub), 0, "not re-created on the old stream");
+        hub.handle_stream_lost();
+        assert!(!hub.needs_auth_refresh());
+        assert_eq!(creates(&mut hub), 1, "re-created on the new stream");
+        hub.handle_response(created(id, 6));
+        assert_eq!(hub.poll_event(), Some((id, WatchEvent::Created { revision: 6 })));
+    }
+
+    #[test]
+    fn refused_again_after_a_refresh_is_final() {
+        let (mut hub, id) = new_hub();
+        hub.handle_response(refused(DENIED));
+        hub.handle_stream_lost();
+        assert_eq!(creates(&mut hub), 1);
+        hub.handle_response(refused(DENIED));
+        assert!(!hub.needs_auth_refresh());
+        assert_eq!(
+            hub.poll_event(),
+            Some((
+                id,
+                WatchEvent::Cancelled {
+                    reason: DENIED.into()
+                }
+            ))
+        );
+        assert!(hub.is_empty());
+    }
+
+    #[test]
+    fn without_credentials_the_refusal_is_final_at_once() {
+        let (mut hub, id) = new_hub();
+        hub.handle_response(refused("etcdserver: invalid auth token"));
+        assert!(hub.needs_auth_refresh());
+        hub.handle_auth_final();
+        assert!(!hub.needs_auth_refresh());
+        assert_eq!(
+            hub.poll_event(),
+            Some((
+                id,
+                WatchEvent::Cancelled {
+                    reason: "etcdserver: invalid auth token".into()
+                }
+            ))
+        );
+    }
+
+    #[test]
+    fn a_watcher_created_again_may_be_retried_at_the_next_expiry() {
+        let (mut hub, id) = new_hub();
+        hub.handle_response(refused(DENIED));
+        hub.handle_stream_lost();
+        creates(&mut hub);
+        hub.handle_response(created(id, 6));
+        // Much later the token expires again and the stream is replaced
+        // (e.g. the member went away): refused once more, still retried.
+        hub.handle_stream_lost();
+        creates(&mut hub);
+        hub.handle_response(refused(DENIED));
+        assert!(hub.needs_auth_refresh());
+        assert!(hub.contains(id));
+    }
+
+    #[test]
+    fn other_refusals_end_the_watcher_at_once() {
+        let (mut hub, id) = new_hub();
+        hub.handle_response(refused("etcdserver: mvcc: required revision is a future revision"));
+        assert!(!hub.needs_auth_refresh());
+        assert!(matches!(
+            hub.poll_event(),
+            Some((i, WatchEvent::Cancelled { .. })) if i == id
+        ));
+    }
+}

@@ -327,6 +327,24 @@ impl Shared {
         }
     }
 
+    /// An established stream call ended and its owner reported the outcome:
+    /// forget the call's slot and return the result the core completed it
+    /// with, if it did.
+    pub(crate) fn finish_stream(
+        &self,
+        call: CallId,
+    ) -> Option<std::result::Result<(), CallError>> {
+        match self.lock().calls.remove(&call)?.next {
+            Some(Step::Done(result)) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Calls with a slot in the table (for leak tests).
+    pub(crate) fn call_slots(&self) -> usize {
+        self.lock().calls.len()
+    }
+
     /// Forget a call the user dropped.
     pub(crate) fn cancel(self: &Arc<Self>, call: CallId) {
         self.with_state(|st, now| {
