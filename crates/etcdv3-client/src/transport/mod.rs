@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) options: ClientOptions,
     state: Mutex<State>,
+    /// The client's long-lived stream tasks (watch, lease keepalive).
+    pub(crate) tasks: crate::api::stream_task::Tasks,
     #[cfg(feature = "tls")]
     tls: Option<tls::Connector>,
     status_probe: Bytes,
@@ -123,8 +125,13 @@ impl Shared {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
             source,
         })?;
+        let tasks = crate::api::stream_task::Tasks::new(
+            seed.rotate_left(17) ^ 0x5354_5245_414d,
+            options.streams.clone(),
+        );
         let shared = Arc::new(Shared {
             runtime,
+            tasks,
             options,
             state: Mutex::new(State {
                 core,
