@@ -604,10 +604,12 @@ fn ping_timeout_closes_the_connection_and_fails_over() {
     only_send(&drain(&mut core));
     core.handle_stream_established(t0 + ms(2), watch);
     let ka = core.config().keepalive_interval.max(MIN_PING_INTERVAL);
-    assert_eq!(core.poll_timeout(), Some(t0 + ka));
-    core.handle_timeout(t0 + ka);
+    // Nothing heard since the stream was established: ping then.
+    let due = t0 + ms(2) + ka;
+    assert_eq!(core.poll_timeout(), Some(due));
+    core.handle_timeout(due);
     assert_eq!(pings(&drain(&mut core)), vec![a_conn]);
-    let dead_at = t0 + ka + core.config().ping_timeout;
+    let dead_at = due + core.config().ping_timeout;
     assert_eq!(core.poll_timeout(), Some(dead_at));
     core.handle_timeout(dead_at - ms(1));
     assert!(drain(&mut core).is_empty());

@@ -116,7 +116,10 @@ impl Shared {
             ));
         }
         let seed = options.seed.unwrap_or_else(clock_seed);
-        let core = Core::new(options.core.clone(), endpoints, seed);
+        let mut config = options.core.clone();
+        // With credentials, every call (streams included) waits for a token.
+        config.authenticate |= options.user.is_some();
+        let core = Core::new(config, endpoints, seed);
         let status_probe = etcdv3_core::codec::encode(
             &etcdv3_proto::etcdserverpb::StatusRequest {},
             etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,

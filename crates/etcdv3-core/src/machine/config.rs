@@ -36,6 +36,13 @@ pub struct Config {
     pub retry_backoff: BackoffConfig,
     /// Backoff of an endpoint after consecutive failures.
     pub endpoint_backoff: BackoffConfig,
+    /// Backoff between reopens of a long-lived stream (watch, lease
+    /// keepalive, observe) that keeps failing (the stream supervisor's).
+    pub stream_backoff: BackoffConfig,
+    /// Credentials are configured: every call waits for an auth token
+    /// before it is sent (the core asks for one with `Action::Authenticate`
+    /// before the first call), streams included.
+    pub authenticate: bool,
 }
 
 /// The minimum interval between keepalive pings etcd's server tolerates.
@@ -64,6 +71,13 @@ impl Default for Config {
                 multiplier: 2,
                 jitter: 0.5,
             },
+            stream_backoff: BackoffConfig {
+                initial: Duration::from_millis(100),
+                max: Duration::from_secs(3),
+                multiplier: 2,
+                jitter: 0.5,
+            },
+            authenticate: false,
         }
     }
 }

@@ -84,6 +84,9 @@ struct Conn {
     attempts: u32,
     /// Established long-lived streams.
     streams: u32,
+    /// Established streams that owe a reply (a request was sent on them
+    /// and nothing arrived since).
+    owed: u32,
     /// Last time anything arrived on the connection (or work started on an
     /// idle one).
     last_progress: Instant,
@@ -139,6 +142,11 @@ struct Call {
     /// The client's highest seen revision when the call started: a read
     /// answered from an older revision came from a member that is behind.
     min_revision: i64,
+    /// The auth token generation the current attempt went out with.
+    token_gen: u64,
+    /// An established stream owes a reply to a request sent at this
+    /// instant (see [`Core::handle_stream_sent`]).
+    owed_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -165,6 +173,8 @@ pub struct Core {
     next_call: u64,
     next_conn: u64,
     authenticating: bool,
+    /// Bumped on every new auth token (0: none yet).
+    token_gen: u64,
     next_probe: Option<Instant>,
     last_now: Option<Instant>,
     /// Highest store revision any response showed this client.
@@ -195,6 +205,7 @@ impl Core {
             next_call: 1,
             next_conn: 1,
             authenticating: false,
+            token_gen: 0,
             next_probe: None,
             last_now: None,
             max_revision: 0,
@@ -294,6 +305,8 @@ impl Core {
                 last_error: None,
                 last_status: None,
                 min_revision: self.max_revision,
+                token_gen: 0,
+                owed_since: None,
             },
         );
         if let Some(d) = deadline {
@@ -305,6 +318,54 @@ impl Core {
             self.dispatch(now, id);
         }
         id
+    }
+
+    /// Whether a call of `method` must wait for an auth token first: with
+    /// credentials configured, before the first token and while a refresh
+    /// runs (the token being replaced is likely the one being refused).
+    fn needs_token(&self, method: Method) -> bool {
+        self.config.authenticate
+            && method.path != etcdv3_proto::method::AUTH_AUTHENTICATE.path
+            && (self.token_gen == 0 || self.authenticating)
+    }
+
+    /// Park the call until the next auth result; ask for a token if no
+    /// refresh runs yet.
+    fn await_token(&mut self, id: CallId) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.state = CallState::AwaitingAuth;
+        }
+        if !self.authenticating {
+            self.authenticating = true;
+            self.actions.push_back(Action::Authenticate);
+        }
+    }
+
+    /// The current auth token generation: bumped by every successful
+    /// [`Core::handle_auth_result`]; 0 before the first token.
+    pub fn token_generation(&self) -> u64 {
+        self.token_gen
+    }
+
+    /// A request on `call` (typically a stream: a watch create refused
+    /// with "permission denied", a keepalive stream ended with an invalid
+    /// token) was refused for want of a valid token. Returns `false` when
+    /// no credentials are configured: the refusal is final. Otherwise
+    /// starts a token refresh, unless one runs or the token was already
+    /// replaced since the call's attempt went out, and returns `true`: the
+    /// owner ends the stream and reopens it, and the new stream call waits
+    /// for the token. The owner bounds how often it retries.
+    pub fn handle_auth_rejected(&mut self, now: Instant, call: CallId) -> bool {
+        self.observe(now);
+        if !self.config.authenticate {
+            return false;
+        }
+        let sent_gen = self.calls.get(&call).map_or(0, |c| c.token_gen);
+        if sent_gen >= self.token_gen && !self.authenticating {
+            self.authenticating = true;
+            self.actions.push_back(Action::Authenticate);
+        }
+        true
     }
 
     /// The user gave up on the call (its future or stream was dropped). No
@@ -432,9 +493,44 @@ impl Core {
         self.health_success(endpoint, None);
     }
 
+    /// The owner of an established stream sent a request the server must
+    /// answer (a watch create, cancel or progress request, a lease
+    /// keepalive). Until a message arrives on the stream, its connection
+    /// is watched like one carrying a unary call: nothing heard for
+    /// `stall_timeout` sends a PING, and a PING left unanswered for
+    /// `ping_timeout` closes the connection, which ends the stream.
+    pub fn handle_stream_sent(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let CallState::Streaming { conn, .. } = c.state else {
+            return;
+        };
+        if c.owed_since.is_some() {
+            return;
+        }
+        c.owed_since = Some(now);
+        if let Some(k) = self.conns.get_mut(&conn) {
+            if k.attempts == 0 && k.owed == 0 && k.probe_deadline.is_none() {
+                // Silence counts from now, not from the last message.
+                k.last_progress = k.last_progress.max(now);
+            }
+            k.owed += 1;
+        }
+    }
+
     /// A message arrived on a stream call (liveness of its connection).
     pub fn handle_stream_progress(&mut self, now: Instant, call: CallId) {
         self.observe(now);
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let (Some(_), CallState::Streaming { conn, .. }) = (c.owed_since, c.state) {
+                c.owed_since = None;
+                if let Some(k) = self.conns.get_mut(&conn) {
+                    k.owed = k.owed.saturating_sub(1);
+                }
+            }
+        }
         let conn = match self.calls.get(&call).map(|c| c.state) {
             Some(CallState::Streaming { conn, .. }) | Some(CallState::InFlight { conn, .. }) => {
                 conn
@@ -471,7 +567,16 @@ impl Core {
         if streaming {
             let result = match outcome {
                 Outcome::Success(_) => Ok(()),
-                Outcome::Status(status) => Err(self.status_error(method, endpoint, status)),
+                Outcome::Status(status) => {
+                    if matches!(classify(&status), EtcdErrorKind::NoLeader) {
+                        // A member that refuses a stream for want of a
+                        // leader is demoted like one refusing a unary call,
+                        // so the reopened stream goes elsewhere.
+                        self.slots[endpoint.0].health.on_no_leader();
+                        self.health_suspect(endpoint, HealthReason::NoLeader);
+                    }
+                    Err(self.status_error(method, endpoint, status))
+                }
                 Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => {
                     Err(CallError::StreamEnded {
                         method: method.path,
@@ -591,6 +696,9 @@ impl Core {
     pub fn handle_auth_result(&mut self, now: Instant, result: Result<(), String>) {
         self.observe(now);
         self.authenticating = false;
+        if result.is_ok() {
+            self.token_gen += 1;
+        }
         let waiting = self.calls_where(|s| s == CallState::AwaitingAuth);
         for id in waiting {
             match &result {
@@ -894,6 +1002,10 @@ impl Core {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
+        if self.needs_token(call.method) {
+            self.await_token(id);
+            return;
+        }
         let candidates: Vec<Candidate> = self
             .slots
             .iter()
@@ -963,6 +1075,7 @@ impl Core {
                 },
                 attempts: 0,
                 streams: 0,
+                owed: 0,
                 last_progress: now,
                 idle_since: None,
                 last_ping: None,
@@ -997,6 +1110,7 @@ impl Core {
             return;
         };
         c.attempt += 1;
+        c.token_gen = self.token_gen;
         if !c.tried.contains(&ep) {
             c.tried.push(ep);
         }
@@ -1025,7 +1139,15 @@ impl Core {
         ep: EndpointId,
         streaming: bool,
     ) {
+        let owed = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.owed_since.take())
+            .is_some();
         if let Some(k) = self.conns.get_mut(&conn) {
+            if owed {
+                k.owed = k.owed.saturating_sub(1);
+            }
             if streaming {
                 k.streams = k.streams.saturating_sub(1);
             } else {
@@ -1059,6 +1181,9 @@ impl Core {
             }
             CallState::Streaming { conn, endpoint } => {
                 if let Some(k) = self.conns.get_mut(&conn) {
+                    if call.owed_since.is_some() {
+                        k.owed = k.owed.saturating_sub(1);
+                    }
                     k.streams = k.streams.saturating_sub(1);
                     if !k.busy() {
                         k.idle_since = Some(now);
@@ -1152,14 +1277,18 @@ impl Core {
             return;
         };
         let method = c.method;
+        if is_auth_refresh(&kind, &status) && c.token_gen < self.token_gen {
+            // Refused with a token that has been replaced since: a late
+            // rejection of the old token. Retry with the new one; no new
+            // refresh.
+            c.last_error = Some(status.to_string());
+            self.queue_now(now, id);
+            return;
+        }
         if is_auth_refresh(&kind, &status) && !c.auth_retried {
             c.auth_retried = true;
-            c.state = CallState::AwaitingAuth;
             c.last_error = Some(status.to_string());
-            if !self.authenticating {
-                self.authenticating = true;
-                self.actions.push_back(Action::Authenticate);
-            }
+            self.await_token(id);
             return;
         }
         // Fix (found by tests/machine.rs): the token is refreshed and the
@@ -1354,7 +1483,7 @@ impl Core {
                 if let Some(d) = c.probe_deadline {
                     consider(d);
                 }
-                if c.attempts > 0 && !c.stalled {
+                if (c.attempts > 0 || c.owed > 0) && !c.stalled {
                     consider(c.last_progress + self.config.stall_timeout);
                 }
                 if c.stalled && c.ping_deadline.is_none() {
@@ -1363,8 +1492,7 @@ impl Core {
                     }
                 }
                 if c.streams > 0 && c.ping_deadline.is_none() {
-                    let interval = self.config.keepalive_interval.max(MIN_PING_INTERVAL);
-                    consider(c.last_ping.map_or(c.last_progress, |p| p + interval));
+                    consider(self.keepalive_due(c));
                 }
                 if let Some(idle) = c.idle_since {
                     consider(idle + self.config.idle_timeout);
@@ -1372,6 +1500,17 @@ impl Core {
             }
         }
         next
+    }
+
+    /// When a connection carrying streams is pinged to prove it alive:
+    /// after `keepalive_interval` in which neither a ping nor anything
+    /// else was heard (a stream that gets messages needs no ping).
+    fn keepalive_due(&self, c: &Conn) -> Instant {
+        let interval = self.config.keepalive_interval.max(MIN_PING_INTERVAL);
+        let heard = c
+            .last_ping
+            .map_or(c.last_progress, |p| p.max(c.last_progress));
+        heard + interval
     }
 
     /// When a ping may be sent without upsetting etcd's ping policy.
@@ -1430,7 +1569,7 @@ impl Core {
         let Some(k) = self.conns.get(&conn) else {
             return;
         };
-        if (k.attempts > 0 || k.probe_deadline.is_some())
+        if (k.attempts > 0 || k.owed > 0 || k.probe_deadline.is_some())
             && !k.stalled
             && now >= k.last_progress + self.config.stall_timeout
         {
@@ -1440,11 +1579,7 @@ impl Core {
             return;
         };
         if k.ping_deadline.is_none() {
-            let keepalive_due = k.streams > 0
-                && now
-                    >= k.last_ping.map_or(k.last_progress, |p| {
-                        p + self.config.keepalive_interval.max(MIN_PING_INTERVAL)
-                    });
+            let keepalive_due = k.streams > 0 && now >= self.keepalive_due(k);
             let stall_ping_due = k.stalled && self.ping_allowed_at(k).is_some_and(|at| at <= now);
             if keepalive_due || stall_ping_due {
                 self.send_ping(now, conn);
