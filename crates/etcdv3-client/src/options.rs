@@ -20,9 +20,6 @@ pub use etcdv3_core::machine::Config as CoreConfig;
 pub struct ClientOptions {
     /// Failover tunables of the core (policy, timeouts, probes, backoff).
     pub core: CoreConfig,
-    /// When long-lived streams (watch, lease keepalive) are reopened after
-    /// they fail (the core's stream supervisor).
-    pub streams: etcdv3_core::stream::StreamConfig,
     /// Deadline of a unary call unless the call sets its own.
     pub request_timeout: Duration,
     /// User name and password: the client authenticates and refreshes the
@@ -54,7 +51,6 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             core: CoreConfig::default(),
-            streams: etcdv3_core::stream::StreamConfig::default(),
             request_timeout: Duration::from_secs(10),
             user: None,
             tls: None,

@@ -57,15 +57,11 @@ pub struct StreamConfig {
 }
 
 impl Default for StreamConfig {
-    /// 50 ms doubling to 2 s, jitter 0.5; stable after 1 s.
+    /// The backoff of [`crate::machine::Config::stream_backoff`]; stable
+    /// after 1 s.
     fn default() -> Self {
         StreamConfig {
-            backoff: BackoffConfig {
-                initial: Duration::from_millis(50),
-                max: Duration::from_secs(2),
-                multiplier: 2,
-                jitter: 0.5,
-            },
+            backoff: crate::machine::Config::default().stream_backoff,
             stable_after: Duration::from_secs(1),
         }
     }

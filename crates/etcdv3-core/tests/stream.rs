@@ -332,7 +332,10 @@ mod watch_auth {
         assert!(!hub.needs_auth_refresh());
         assert_eq!(creates(&mut hub), 1, "re-created on the new stream");
         hub.handle_response(created(id, 6));
-        assert_eq!(hub.poll_event(), Some((id, WatchEvent::Created { revision: 6 })));
+        assert_eq!(
+            hub.poll_event(),
+            Some((id, WatchEvent::Created { revision: 6 }))
+        );
     }
 
     #[test]
@@ -392,7 +395,9 @@ mod watch_auth {
     #[test]
     fn other_refusals_end_the_watcher_at_once() {
         let (mut hub, id) = new_hub();
-        hub.handle_response(refused("etcdserver: mvcc: required revision is a future revision"));
+        hub.handle_response(refused(
+            "etcdserver: mvcc: required revision is a future revision",
+        ));
         assert!(!hub.needs_auth_refresh());
         assert!(matches!(
             hub.poll_event(),

@@ -420,11 +420,7 @@ impl StreamOwner for LeaseOwner {
     }
 }
 
-fn handle_cmd(
-    keeper: &mut CoreKeeper,
-    holders: &mut HashMap<i64, Vec<Holder>>,
-    cmd: Cmd,
-) {
+fn handle_cmd(keeper: &mut CoreKeeper, holders: &mut HashMap<i64, Vec<Holder>>, cmd: Cmd) {
     match cmd {
         Cmd::Keep {
             id,
@@ -456,6 +452,27 @@ fn handle_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_lease_expires_from_its_renewal_not_from_when_the_task_took_it() {
+        // The renewal went out at t0; the task takes the command 3 s later
+        // (a busy executor): the lease still expires at t0 + TTL.
+        let t0 = Instant::now();
+        let mut owner = LeaseOwner::default();
+        let (sink, _events) = mpsc::unbounded();
+        owner.handle_cmd(
+            t0 + Duration::from_secs(3),
+            Cmd::Keep {
+                id: 7,
+                ttl: 5,
+                renewed_at: t0,
+                token: 1,
+                shared_ttl: Arc::new(AtomicI64::new(5)),
+                sink,
+            },
+        );
+        assert_eq!(owner.keeper.deadline(7), Some(t0 + Duration::from_secs(5)));
+    }
 
     #[test]
     fn grant_options() {

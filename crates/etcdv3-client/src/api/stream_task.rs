@@ -19,8 +19,7 @@ use std::sync::Mutex;
 use std::task::Poll;
 use std::time::Instant;
 
-use etcdv3_core::error::EtcdErrorKind;
-use etcdv3_core::machine::{CallError, Outcome};
+use etcdv3_core::machine::Outcome;
 use etcdv3_core::status::{Code, Status};
 use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
 use etcdv3_proto::method::Method;
@@ -140,21 +139,15 @@ pub(crate) fn inbox<O: StreamOwner>(
     tx
 }
 
+type OwnedStream<O> = BidiCall<<O as StreamOwner>::Req, <O as StreamOwner>::Resp>;
+
+// One transient value per loop turn, never stored: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Input<O: StreamOwner> {
     Cmd(Option<O::Cmd>),
     Msg(Result<Option<O::Resp>>),
-    Opened(Result<BidiCall<O::Req, O::Resp>>),
+    Opened(Result<OwnedStream<O>>),
     Timer,
-}
-
-/// Whether a stream's end is a refusal a fresh token may cure.
-fn is_auth_refusal(err: &Error) -> bool {
-    match err {
-        Error::Call(CallError::Status { kind, .. }) => {
-            kind.suggests_reauthentication() || *kind == EtcdErrorKind::PermissionDenied
-        }
-        _ => false,
-    }
 }
 
 /// The stream task: one stream of kind `O` at a time, reopened when the
@@ -166,8 +159,8 @@ async fn run<O: StreamOwner>(
     mut sup: StreamSupervisor,
 ) {
     let shared = client.shared.clone();
-    let mut stream: Option<BidiCall<O::Req, O::Resp>> = None;
-    let mut opening: Option<BoxFuture<'static, Result<BidiCall<O::Req, O::Resp>>>> = None;
+    let mut stream: Option<OwnedStream<O>> = None;
+    let mut opening: Option<BoxFuture<'static, Result<OwnedStream<O>>>> = None;
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut cmds_open = true;
     // A stream ended by an authentication refusal was replaced; refused
@@ -213,12 +206,9 @@ async fn run<O: StreamOwner>(
                 let ended = stream.take();
                 owner.handle_lost(now);
                 match end {
-                    Err(e) if is_auth_refusal(&e) => {
+                    Err(e) if ended.as_ref().and_then(|s| s.auth_retry()).is_some() => {
                         let retry = !auth_retried
-                            && ended.as_ref().is_some_and(|s| {
-                                let call = s.call_id();
-                                shared.with_state(|st, now| st.core.handle_auth_rejected(now, call))
-                            });
+                            && ended.as_ref().and_then(|s| s.auth_retry()) == Some(true);
                         if retry {
                             tracing::debug!(error = %e, "stream refused for its token, reopening");
                             auth_retried = true;
@@ -268,7 +258,10 @@ async fn run<O: StreamOwner>(
             match owner.verdict() {
                 Verdict::Keep => stream = Some(s),
                 Verdict::NoLeader => {
-                    tracing::debug!(endpoint = s.endpoint(), "stream: member has no leader, reopening");
+                    tracing::debug!(
+                        endpoint = s.endpoint(),
+                        "stream: member has no leader, reopening"
+                    );
                     // The core demotes the member as after a unary "no
                     // leader", so the next stream goes elsewhere.
                     s.end(Outcome::Status(Status::new(

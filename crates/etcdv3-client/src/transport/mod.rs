@@ -130,7 +130,10 @@ impl Shared {
         })?;
         let tasks = crate::api::stream_task::Tasks::new(
             seed.rotate_left(17) ^ 0x5354_5245_414d,
-            options.streams.clone(),
+            etcdv3_core::stream::StreamConfig {
+                backoff: options.core.stream_backoff.clone(),
+                ..Default::default()
+            },
         );
         let shared = Arc::new(Shared {
             runtime,
@@ -340,10 +343,7 @@ impl Shared {
     /// An established stream call ended and its owner reported the outcome:
     /// forget the call's slot and return the result the core completed it
     /// with, if it did.
-    pub(crate) fn finish_stream(
-        &self,
-        call: CallId,
-    ) -> Option<std::result::Result<(), CallError>> {
+    pub(crate) fn finish_stream(&self, call: CallId) -> Option<std::result::Result<(), CallError>> {
         match self.lock().calls.remove(&call)?.next {
             Some(Step::Done(result)) => Some(result),
             _ => None,

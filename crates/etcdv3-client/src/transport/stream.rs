@@ -129,6 +129,7 @@ where
             max_send: shared.options.max_send_message_size,
             state: RecvState::Data,
             reported: false,
+            auth_retry: None,
             _types: PhantomData,
         }),
         // `open_attempt` never reports a success: a unary answer here is
@@ -141,6 +142,14 @@ where
             })
         }
     }
+}
+
+/// Whether a stream's end status is a refusal a fresh token may cure (etcd
+/// refuses requests of an expired token with "permission denied" on some
+/// streams).
+pub(crate) fn is_auth_refusal(status: &Status) -> bool {
+    let kind = etcdv3_core::error::classify(status);
+    kind.suggests_reauthentication() || kind == etcdv3_core::error::EtcdErrorKind::PermissionDenied
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +177,7 @@ pub(crate) struct BidiCall<Q, A> {
     max_send: usize,
     state: RecvState,
     reported: bool,
+    auth_retry: Option<bool>,
     _types: PhantomData<fn(Q) -> A>,
 }
 
@@ -176,6 +186,14 @@ where
     Q: prost::Message,
     A: prost::Message + Default,
 {
+    /// Whether the stream ended refused for its token: `Some(true)` when a
+    /// new stream will carry a fresh token (see
+    /// `Core::handle_auth_rejected`), `Some(false)` when the refusal is
+    /// final (no credentials); `None` for other ends.
+    pub(crate) fn auth_retry(&self) -> Option<bool> {
+        self.auth_retry
+    }
+
     /// The core's id of the call.
     pub(crate) fn call_id(&self) -> CallId {
         self.call
@@ -243,9 +261,15 @@ where
         }
         self.reported = true;
         let (call, attempt) = (self.call, self.attempt);
-        self.shared.with_state(|st, now| {
+        let auth = matches!(&outcome, Outcome::Status(s) if is_auth_refusal(s));
+        let retry = self.shared.with_state(|st, now| {
+            // Told while the call still exists: the core compares the token
+            // the stream was opened with to the current one.
+            let retry = auth && st.core.handle_auth_rejected(now, call);
             st.core.handle_outcome(now, call, attempt, outcome);
+            retry
         });
+        self.auth_retry = auth.then_some(retry);
         Some(self.shared.finish_stream(call))
     }
 
@@ -253,14 +277,12 @@ where
         self.state = RecvState::Ended;
         let fallback = match &outcome {
             Outcome::Success(_) => None,
-            Outcome::Status(status) => {
-                Some(Error::Call(etcdv3_core::machine::CallError::Status {
-                    method: self.method.path,
-                    endpoint: self.endpoint.clone(),
-                    kind: etcdv3_core::error::classify(status),
-                    status: status.clone(),
-                }))
-            }
+            Outcome::Status(status) => Some(Error::Call(etcdv3_core::machine::CallError::Status {
+                method: self.method.path,
+                endpoint: self.endpoint.clone(),
+                kind: etcdv3_core::error::classify(status),
+                status: status.clone(),
+            })),
             Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => {
                 Some(self.stream_ended(e.clone()))
             }
