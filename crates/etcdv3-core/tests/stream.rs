@@ -271,7 +271,8 @@ mod watch_auth {
         watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse,
     };
 
-    const DENIED: &str = "etcdserver: permission denied";
+    /// What etcd 3.5 puts in `cancel_reason`.
+    const DENIED: &str = "rpc error: code = PermissionDenied desc = etcdserver: permission denied";
 
     fn created(id: WatcherId, rev: i64) -> WatchResponse {
         WatchResponse {
@@ -336,6 +337,13 @@ mod watch_auth {
             hub.poll_event(),
             Some((id, WatchEvent::Created { revision: 6 }))
         );
+    }
+
+    #[test]
+    fn the_bare_message_counts_too() {
+        let (mut hub, _) = new_hub();
+        hub.handle_response(refused("etcdserver: permission denied"));
+        assert!(hub.needs_auth_refresh());
     }
 
     #[test]

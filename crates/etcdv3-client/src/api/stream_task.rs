@@ -273,7 +273,14 @@ async fn run<O: StreamOwner>(
                 }
                 Verdict::AuthRejected => {
                     let call = s.call_id();
-                    if shared.with_state(|st, now| st.core.handle_auth_rejected(now, call)) {
+                    let retry =
+                        shared.with_state(|st, now| st.core.handle_auth_rejected(now, call));
+                    tracing::debug!(
+                        endpoint = s.endpoint(),
+                        retry,
+                        "stream: a request was refused for its token"
+                    );
+                    if retry {
                         // The new stream waits for the fresh token.
                         drop(s);
                         sup.handle_lost(now);
