@@ -102,9 +102,6 @@ async fn a_watch_as_the_first_call_with_credentials_receives_events<R: TestRunti
 }
 
 async fn a_watch_outlives_its_expired_token<R: TestRuntime>() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter("etcdv3_client=debug")
-        .try_init();
     let cluster = auth_cluster::<R>().await;
     let client = user::<R>(&cluster, "root", "rootpw").await;
     let writer = user::<R>(&cluster, "root", "rootpw").await;
