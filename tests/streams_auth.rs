@@ -24,7 +24,7 @@ async fn auth_cluster<R: TestRuntime>() -> Arc<Cluster> {
         .await
         .expect("auth cluster");
     let cluster = Arc::new(cluster);
-    let admin = R::connect(&cluster.client_urls(), ClientOptions::default())
+    let admin = R::connect(cluster.client_urls(), ClientOptions::default())
         .await
         .expect("admin client");
     admin
@@ -51,7 +51,7 @@ async fn auth_cluster<R: TestRuntime>() -> Arc<Cluster> {
 
 async fn user<R: TestRuntime>(cluster: &Cluster, name: &str, password: &str) -> Client {
     R::connect(
-        &cluster.client_urls(),
+        cluster.client_urls(),
         ClientOptions::default()
             .with_timeout(Duration::from_secs(10))
             .with_user(name, password),
