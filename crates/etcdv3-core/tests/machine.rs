@@ -661,7 +661,10 @@ fn ping_timeout_closes_the_connection_and_fails_over() {
 }
 
 #[test]
-fn stall_resends_reads_elsewhere_and_pings_but_not_puts() {
+fn a_silent_connection_is_pinged_and_slow_calls_on_a_live_member_stay() {
+    // Issue 10, bug 1: a read that takes longer than `stall_timeout` on a
+    // member that answers pings is a slow call, not a failure: nothing is
+    // re-sent, and both calls complete where they are.
     let t0 = Instant::now();
     let config = cfg_policy(Policy::Pinned);
     let stall = config.stall_timeout;
@@ -679,24 +682,74 @@ fn stall_resends_reads_elsewhere_and_pings_but_not_puts() {
     assert!(drain(&mut core).is_empty());
     core.handle_timeout(t1 + stall);
     let a = drain(&mut core);
-    assert_eq!(pings(&a), vec![a_conn], "a ping confirms the stall: {a:?}");
-    let (b_conn, eb) = only_connect(&a);
-    assert_ne!(eb, ea, "the read goes elsewhere");
-    assert!(sends(&a).iter().all(|(c, _, _)| *c != put), "the put stays");
-    assert!(completes(&a).is_empty());
+    assert_eq!(
+        pings(&a),
+        vec![a_conn],
+        "a ping checks the silent peer: {a:?}"
+    );
+    assert!(connects(&a).is_empty(), "nothing moves yet: {a:?}");
+    assert!(sends(&a).is_empty(), "nothing is re-sent: {a:?}");
     assert_eq!(health(&core, ea), HealthState::Suspect);
-    core.handle_connected(t1 + stall + ms(1), b_conn);
-    assert_eq!(only_send(&drain(&mut core)), (read, 2, b_conn));
-    // A late answer to the first attempt is ignored.
-    core.handle_outcome(t1 + stall + ms(2), read, 1, Outcome::Success(None));
-    assert!(drain(&mut core).is_empty());
-    // The pong clears the suspicion; the put still completes normally.
+    // The pong proves the member alive: suspicion cleared, calls stay.
     core.handle_pong(t1 + stall + ms(20), a_conn);
     assert_eq!(health(&core, ea), HealthState::Up);
-    core.handle_outcome(t1 + stall + ms(30), put, 1, Outcome::Success(None));
+    // Still silent for seconds: at most one more ping before 5 s, and
+    // never a re-send.
+    let mut now = t1 + stall + ms(20);
+    let mut extra_pings = 0;
+    while now < t1 + secs(4) {
+        now += ms(50);
+        core.handle_timeout(now);
+        for a in drain(&mut core) {
+            match a {
+                Action::Ping { conn } => {
+                    extra_pings += 1;
+                    core.handle_pong(now + ms(5), conn);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(extra_pings <= 1, "{extra_pings}");
+    core.handle_outcome(now, put, 1, Outcome::Success(None));
     assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == put));
-    core.handle_outcome(t1 + stall + ms(31), read, 2, Outcome::Success(None));
+    core.handle_outcome(now, read, 1, Outcome::Success(None));
     assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+}
+
+#[test]
+fn an_unanswered_ping_moves_reads_and_ends_mutations_as_unknown() {
+    let t0 = Instant::now();
+    let config = cfg_policy(Policy::Pinned);
+    let (stall, ping) = (config.stall_timeout, config.ping_timeout);
+    let mut core = Core::new(config, eps(2), 1);
+    let read = core.start_call(t0, KV_RANGE, Some(t0 + secs(10)));
+    let (a_conn, ea) = only_connect(&drain(&mut core));
+    core.handle_connected(t0, a_conn);
+    only_send(&drain(&mut core));
+    let put = core.start_call(t0, KV_PUT, Some(t0 + secs(10)));
+    only_send(&drain(&mut core));
+    core.handle_timeout(t0 + stall);
+    assert_eq!(pings(&drain(&mut core)), vec![a_conn]);
+    core.handle_timeout(t0 + stall + ping);
+    let a = drain(&mut core);
+    assert!(closes(&a).contains(&a_conn), "{a:?}");
+    let (b_conn, eb) = only_connect(&a);
+    assert_ne!(eb, ea, "the read goes elsewhere");
+    core.handle_connected(t0 + stall + ping + ms(1), b_conn);
+    assert_eq!(only_send(&drain(&mut core)), (read, 2, b_conn));
+    // The adapter reports the put lost with its connection.
+    core.handle_outcome(
+        t0 + stall + ping + ms(2),
+        put,
+        1,
+        Outcome::Lost("closed".into()),
+    );
+    let a = drain(&mut core);
+    assert!(
+        matches!(&completes(&a)[..], [(c, Err(e))] if *c == put && e.may_have_applied()),
+        "{a:?}"
+    );
 }
 
 fn probe_round(core: &mut Core, now: Instant, answers: &[(u64, u64, u64)]) {
@@ -1024,8 +1077,9 @@ fn keepalive_pings_are_at_least_five_seconds_apart() {
 
 #[test]
 fn stall_pings_allow_one_early_ping_until_the_server_answers() {
-    // A read that never gets an answer on the only endpoint: it stalls over
-    // and over; pings may come early once, then only 5 s apart.
+    // A read that never gets an answer on the only endpoint, which answers
+    // pings: it is checked over and over; pings may come early once, then
+    // only 5 s apart.
     let t0 = Instant::now();
     let mut core = Core::new(cfg(), eps(1), 1);
     let read = core.start_call(t0, KV_RANGE, Some(t0 + secs(40)));
@@ -1035,9 +1089,21 @@ fn stall_pings_allow_one_early_ping_until_the_server_answers() {
     let mut ping_times = vec![t0];
     let mut now = t0;
     let mut answered_at = None;
+    let mut attempt = 1;
     while now < t0 + secs(30) {
         now = core.poll_timeout().expect("timer");
         core.handle_timeout(now);
+        // At 20 s the server answers something (resetting its strike
+        // count): one more early ping is fine after that.
+        if now >= t0 + secs(20) && answered_at.is_none() {
+            answered_at = Some(now);
+            core.handle_outcome(
+                now,
+                read,
+                attempt,
+                Outcome::Status(status(Code::Unavailable, "etcdserver: leader changed")),
+            );
+        }
         for a in drain(&mut core) {
             match a {
                 Action::Ping { conn: c } => {
@@ -1045,22 +1111,11 @@ fn stall_pings_allow_one_early_ping_until_the_server_answers() {
                     ping_times.push(now);
                     core.handle_pong(now + ms(5), conn);
                 }
-                Action::Send { call, attempt, .. } => {
+                Action::Send {
+                    call, attempt: a, ..
+                } => {
                     assert_eq!(call, read);
-                    // At 20 s the server answers something (resetting its
-                    // strike count): one more early ping is fine after that.
-                    if now >= t0 + secs(20) && answered_at.is_none() {
-                        answered_at = Some(now);
-                        core.handle_outcome(
-                            now + ms(1),
-                            read,
-                            attempt,
-                            Outcome::Status(status(
-                                Code::Unavailable,
-                                "etcdserver: leader changed",
-                            )),
-                        );
-                    }
+                    attempt = a;
                 }
                 Action::Complete { .. } => panic!("gave up early"),
                 _ => {}

@@ -247,3 +247,193 @@ fn stream_refused_with_no_leader_demotes_the_member() {
     assert_ne!(core.conn_endpoint(conn2), Some(ep));
     let _ = KV_PUT;
 }
+
+/// Bug 2: maintenance of one member never moves to another member.
+#[test]
+fn defragment_is_never_moved_to_another_member() {
+    use etcdv3_proto::method::MAINTENANCE_DEFRAGMENT;
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg(), eps(3), 1);
+    let d = core.start_call(t0, MAINTENANCE_DEFRAGMENT, Some(t0 + ms(60_000)));
+    let actions = connect_pending(&mut core, t0);
+    let (attempt, conn) = send_of(&actions, d).unwrap();
+    let ep = core.conn_endpoint(conn).unwrap();
+    // Silent for long (defragmenting) on a member that answers pings:
+    // nothing moves.
+    let mut now = t0;
+    while now < t0 + ms(3000) {
+        now += ms(10);
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+        for a in drain(&mut core) {
+            match a {
+                Action::Ping { conn } => core.handle_pong(now + ms(1), conn),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    // The connection breaks: the defragment may have run; it is not re-sent.
+    core.handle_connection_closed(t0 + ms(3000), conn, "reset");
+    core.handle_outcome(t0 + ms(3000), d, attempt, Outcome::Lost("reset".into()));
+    let acts = drain(&mut core);
+    assert!(
+        acts.iter().all(|a| !matches!(a, Action::Send { .. })),
+        "never re-sent: {acts:?}"
+    );
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Complete { call, result: Err(e) } if *call == d && e.may_have_applied())),
+        "{acts:?}"
+    );
+    // A call named to a member waits for that member only.
+    let s = core.start_call_on(
+        t0 + ms(3000),
+        etcdv3_proto::method::MAINTENANCE_STATUS,
+        Some(t0 + ms(8000)),
+        ep,
+    );
+    let acts = drain(&mut core);
+    for a in &acts {
+        if let Action::Connect { endpoint, .. } = a {
+            assert_eq!(*endpoint, ep, "{acts:?}");
+        }
+    }
+    let _ = s;
+}
+
+/// Bug 5: any error on a mutation after it may have reached the server says
+/// so.
+#[test]
+fn mutation_errors_after_send_may_have_applied() {
+    let t0 = Instant::now();
+    for status in [
+        Status::new(Code::Unknown, "stream ended without grpc-status"),
+        Status::new(Code::Cancelled, "context canceled"),
+        Status::new(
+            Code::Unknown,
+            "etcdserver: request timed out, leader transfer took too long",
+        ),
+    ] {
+        let mut core = Core::new(cfg(), eps(1), 1);
+        let p = core.start_call(t0, KV_PUT, Some(t0 + ms(5000)));
+        let actions = connect_pending(&mut core, t0);
+        let (attempt, _) = send_of(&actions, p).unwrap();
+        core.handle_outcome(t0, p, attempt, Outcome::Status(status.clone()));
+        let acts = drain(&mut core);
+        assert!(
+            acts.iter().any(|a| matches!(a, Action::Complete { call, result: Err(e) } if *call == p && e.may_have_applied())),
+            "{status:?}: {acts:?}"
+        );
+    }
+    // A definite refusal stays definite.
+    let mut core = Core::new(cfg(), eps(1), 1);
+    let p = core.start_call(t0, KV_PUT, Some(t0 + ms(5000)));
+    let actions = connect_pending(&mut core, t0);
+    let (attempt, _) = send_of(&actions, p).unwrap();
+    core.handle_outcome(
+        t0,
+        p,
+        attempt,
+        Outcome::Status(Status::new(
+            Code::NotFound,
+            "etcdserver: requested lease not found",
+        )),
+    );
+    let acts = drain(&mut core);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Complete { call, result: Err(e) } if *call == p && !e.may_have_applied())),
+        "{acts:?}"
+    );
+}
+
+/// Bug 12 (timers part): a finished call leaves no timer behind.
+#[test]
+fn finished_calls_leave_no_timers() {
+    use etcdv3_proto::method::LOCK_LOCK;
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg(), eps(1), 1);
+    let year = Duration::from_secs(365 * 24 * 3600);
+    let lock = core.start_call(t0, LOCK_LOCK, Some(t0 + year));
+    let read = core.start_call(t0, KV_RANGE, Some(t0 + ms(5000)));
+    let actions = connect_pending(&mut core, t0);
+    let (ra, _) = send_of(&actions, read).unwrap();
+    assert!(core.pending_timers() >= 2);
+    core.handle_outcome(t0 + ms(5), read, ra, Outcome::Success(None));
+    core.cancel_call(t0 + ms(6), lock);
+    drain(&mut core);
+    assert_eq!(core.calls_in_progress(), 0);
+    assert_eq!(core.pending_timers(), 0, "timers of finished calls pruned");
+}
+
+/// Bug 9: the instant `poll_timeout` gives is one `handle_timeout` acts
+/// on: handling it never leaves the same instant due again (no spinning),
+/// e.g. an idle close while a probe is in flight.
+#[test]
+fn handle_timeout_at_poll_timeout_always_moves_on() {
+    let t0 = Instant::now();
+    let config = Config {
+        probe_interval: Some(Duration::from_secs(2)),
+        probe_timeout: Duration::from_secs(1),
+        idle_timeout: Duration::from_secs(3),
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(2), 1);
+    let r = core.start_call(t0, KV_RANGE, Some(t0 + ms(5000)));
+    let actions = connect_pending(&mut core, t0);
+    let (a, _) = send_of(&actions, r).unwrap();
+    core.handle_outcome(t0, r, a, Outcome::Success(None));
+    drain(&mut core);
+    let mut now = t0;
+    let mut wakeups = 0;
+    while now < t0 + Duration::from_secs(20) {
+        let Some(t) = core.poll_timeout() else { break };
+        assert!(t >= now, "timer in the past");
+        now = t;
+        core.handle_timeout(now);
+        wakeups += 1;
+        // Probes are never answered: they time out.
+        drain(&mut core);
+        if let Some(next) = core.poll_timeout() {
+            assert!(
+                next > now,
+                "timer due again at once: spin at {:?}",
+                now - t0
+            );
+        }
+    }
+    assert!(wakeups < 100, "{wakeups} wake-ups in 20 s");
+}
+
+/// Bug 14: after a full outage, a member that answers again is used within
+/// about 0.2 s by calls that were waiting.
+#[test]
+fn after_a_full_outage_a_returning_member_is_used_at_once() {
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg(), eps(3), 1);
+    let p = core.start_call(t0, KV_PUT, Some(t0 + Duration::from_secs(60)));
+    let mut now = t0;
+    let back_at = t0 + Duration::from_secs(5);
+    let mut sent_at = None;
+    while now < t0 + Duration::from_secs(10) && sent_at.is_none() {
+        for a in drain(&mut core) {
+            match a {
+                Action::Connect { conn, .. } if now < back_at => {
+                    core.handle_connect_failed(now, conn, "connection refused")
+                }
+                Action::Connect { conn, .. } => core.handle_connected(now + ms(2), conn),
+                Action::Send { call, .. } if call == p => sent_at = Some(now),
+                _ => {}
+            }
+        }
+        now += ms(5);
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+    }
+    let sent_at = sent_at.expect("the put goes out once members are back");
+    assert!(
+        sent_at - back_at <= ms(200),
+        "sent {:?} after the members came back",
+        sent_at - back_at
+    );
+}

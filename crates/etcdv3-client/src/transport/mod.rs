@@ -196,12 +196,19 @@ impl Shared {
                     attempt,
                     conn,
                 } => {
+                    // The token request itself goes without one: etcd
+                    // rejects a stale token before looking at the request.
+                    let is_auth = st
+                        .core
+                        .call_method(call)
+                        .is_some_and(|m| m.path == etcdv3_proto::method::AUTH_AUTHENTICATE.path);
+                    let token = if is_auth { None } else { st.token.clone() };
                     let target = st.conns.get(&conn).and_then(|c| {
                         c.sender.clone().map(|sender| Target {
                             sender,
                             scheme: c.scheme.clone(),
                             authority: c.authority.clone(),
-                            token: st.token.clone(),
+                            token,
                         })
                     });
                     match (target, st.calls.get_mut(&call)) {

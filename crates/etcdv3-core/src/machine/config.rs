@@ -21,9 +21,10 @@ pub struct Config {
     /// How long a ping may go unanswered before the connection is declared
     /// dead and everything on it fails over.
     pub ping_timeout: Duration,
-    /// A connection with calls outstanding that made no progress for this
-    /// long is suspected: new calls avoid it, reads on it are re-sent
-    /// elsewhere and a ping is sent to confirm.
+    /// A connection that owes the client a reply (a call, a stream request,
+    /// a probe) and from which nothing was heard for this long gets a
+    /// liveness ping, and new calls avoid it until the pong. A slow call on
+    /// a member that answers pings is never aborted or re-sent.
     pub stall_timeout: Duration,
     /// How often connected endpoints are probed with `Maintenance/Status` to
     /// compare leader and raft term (partition detection). `None` disables.
@@ -39,6 +40,10 @@ pub struct Config {
     /// Backoff between reopens of a long-lived stream (watch, lease
     /// keepalive, observe) that keeps failing (the stream supervisor's).
     pub stream_backoff: BackoffConfig,
+    /// While no endpoint is usable (every member down), calls waiting to be
+    /// retried try again at least this often, so a member that comes back
+    /// is used at once rather than after a grown backoff.
+    pub outage_retry: Duration,
     /// Credentials are configured: every call waits for an auth token
     /// before it is sent (the core asks for one with `Action::Authenticate`
     /// before the first call), streams included.
@@ -77,6 +82,7 @@ impl Default for Config {
                 multiplier: 2,
                 jitter: 0.5,
             },
+            outage_retry: Duration::from_millis(100),
             authenticate: false,
         }
     }

@@ -314,6 +314,19 @@ impl World {
         self.has(m, FaultKind::Blackhole)
     }
 
+    /// When the blackhole on member `m`'s link ends, if one is active.
+    fn blackhole_end(&self, m: usize) -> Option<Instant> {
+        if !self.blackholed(m) {
+            return None;
+        }
+        self.faults
+            .iter()
+            .filter(|f| f.member == m && f.kind == FaultKind::Blackhole)
+            .filter(|f| f.at <= self.now)
+            .map(|f| f.at + f.dur)
+            .max()
+    }
+
     // ----------------------------------------------------------- planning
 
     fn plan(&mut self) {
@@ -775,12 +788,15 @@ impl World {
         let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
             return;
         };
-        if self.blackholed(m) {
-            return;
-        }
+        // A blackholed link delays, it does not lose: TCP retransmits what
+        // was sent once the link is back (if the connection still exists).
+        let from = match self.blackhole_end(m) {
+            Some(end) => end.max(self.now),
+            None => self.now,
+        };
         let d = self.lat(m);
         let c = self.conns.get_mut(&conn).expect("conn");
-        let t = (self.now + d).max(c.last_to_client);
+        let t = (from + d).max(c.last_to_client);
         c.last_to_client = t;
         self.at(t, ev);
     }

@@ -1,0 +1,644 @@
+//! The call table and the retry matrix: what the end of an attempt means for
+//! its call. Every retry decision of the core is made in this file
+//! (`on_attempt_end`, `on_status`, `retry`); docs/failure-semantics.md
+//! describes the same matrix.
+//!
+//! | attempt ended with | repeatable call | mutation | member-targeted call |
+//! |---|---|---|---|
+//! | `NotSent`, `Refused` | retry | retry | retry, same member |
+//! | `Status`, rejected before proposal | retry | retry | retry, same member |
+//! | `Status`, final and changed nothing | error | error | error |
+//! | `Status`, may have applied | retry | outcome unknown | outcome unknown (reads: retry, same member) |
+//! | `Lost` (after it may have reached the server) | retry | outcome unknown | outcome unknown (reads: retry, same member) |
+//! | refused token | refresh, retry once | refresh, retry once | refresh, retry once |
+//!
+//! An established stream's end is final for its call: the owner (the
+//! stream supervisor) opens a new one. A retry goes at once to an endpoint
+//! the call has not tried yet; when all were tried it waits the call's
+//! jittered backoff; no retry is scheduled past the deadline.
+
+use std::time::{Duration, Instant};
+
+use etcdv3_proto::method::{self, Method};
+
+use super::auth::is_auth_refresh;
+use super::timers::CallTimer;
+use super::{CallError, CallId, ConnId, Core, EndpointId, Event, Outcome};
+use crate::backoff::Backoff;
+use crate::error::{classify, EtcdErrorKind, RetryScope};
+use crate::health::HealthReason;
+use crate::status::Status;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CallState {
+    /// Waiting to be dispatched at `at` (backoff) — or right away.
+    Queued { at: Instant },
+    /// Waiting for a connection to come up.
+    Connecting { conn: ConnId },
+    /// Attempt in flight.
+    InFlight {
+        conn: ConnId,
+        endpoint: EndpointId,
+        sent_at: Instant,
+    },
+    /// An established stream.
+    Streaming { conn: ConnId, endpoint: EndpointId },
+    /// Waiting for a fresh auth token.
+    AwaitingAuth,
+}
+
+impl CallState {
+    pub(super) fn endpoint(self) -> Option<EndpointId> {
+        match self {
+            CallState::InFlight { endpoint, .. } | CallState::Streaming { endpoint, .. } => {
+                Some(endpoint)
+            }
+            _ => None,
+        }
+    }
+
+    fn on_conn(self, conn: ConnId) -> bool {
+        matches!(self, CallState::InFlight { conn: c, .. } | CallState::Streaming { conn: c, .. } if c == conn)
+    }
+}
+
+#[derive(Debug)]
+pub(super) struct Call {
+    pub(super) method: Method,
+    pub(super) deadline: Option<Instant>,
+    pub(super) state: CallState,
+    pub(super) attempt: u32,
+    pub(super) tried: Vec<EndpointId>,
+    pub(super) backoff: Backoff,
+    pub(super) auth_retried: bool,
+    pub(super) last_error: Option<String>,
+    /// The server error that caused the pending retry, if that is why the
+    /// call is waiting: reported instead of a bare deadline error.
+    pub(super) last_status: Option<(EndpointId, Status)>,
+    /// The client's highest seen revision when the call started: a read
+    /// answered from an older revision came from a member that is behind.
+    pub(super) min_revision: i64,
+    /// The auth token generation the current attempt went out with.
+    pub(super) token_gen: u64,
+    /// An established stream owes a reply to a request sent at this
+    /// instant (see [`Core::handle_stream_sent`]).
+    pub(super) owed_since: Option<Instant>,
+    /// The member the call must run on: named by the caller, or, for a
+    /// member-targeted method, the one its first attempt went to. Such a
+    /// call never moves to another member.
+    pub(super) bound: Option<EndpointId>,
+    /// Armed timers, to disarm them when the call ends.
+    pub(super) retry_at: Option<Instant>,
+    pub(super) slow_at: Option<Instant>,
+}
+
+/// Calls that concern one member (its status, its database, its hash, its
+/// snapshot): they run on the member they were sent to, never elsewhere.
+/// `MoveLeader` is not among them: it must reach the leader, and a member
+/// that is not answers "not leader" before doing anything, so it moves on
+/// safely; [`Core::start_call_on`] still pins any call to a named member.
+pub fn is_member_targeted(m: Method) -> bool {
+    [
+        method::MAINTENANCE_STATUS.path,
+        method::MAINTENANCE_DEFRAGMENT.path,
+        method::MAINTENANCE_HASH.path,
+        method::MAINTENANCE_HASH_KV.path,
+        method::MAINTENANCE_SNAPSHOT.path,
+    ]
+    .contains(&m.path)
+}
+
+/// Member-targeted calls that only read: re-sending one to the same member
+/// after a lost connection is harmless.
+fn is_targeted_read(m: Method) -> bool {
+    [
+        method::MAINTENANCE_STATUS.path,
+        method::MAINTENANCE_HASH.path,
+        method::MAINTENANCE_HASH_KV.path,
+    ]
+    .contains(&m.path)
+}
+
+/// Mutations that can be left stuck behind a lost leader. Lock and
+/// Campaign are excluded: they wait by design, for as long as it takes.
+pub(super) fn may_get_stuck(m: Method) -> bool {
+    !m.is_repeatable()
+        && !m.is_streaming()
+        && m.path != method::LOCK_LOCK.path
+        && m.path != method::ELECTION_CAMPAIGN.path
+}
+
+impl Core {
+    // ------------------------------------------------------------------ inputs
+
+    /// Start a call of `method`, to end by `deadline` (`None`: no deadline,
+    /// for long-lived streams). The core answers with `Connect`/`Send` and,
+    /// eventually, exactly one `Complete` for it (unless cancelled).
+    pub fn start_call(
+        &mut self,
+        now: Instant,
+        method: Method,
+        deadline: Option<Instant>,
+    ) -> CallId {
+        self.new_call(now, method, deadline, None)
+    }
+
+    /// Like [`Core::start_call`], for a call that must run on `endpoint`
+    /// and nowhere else (maintenance of one member: status, defragment,
+    /// hash, snapshot, move-leader). It waits for that member until its
+    /// deadline; it is never moved to another.
+    pub fn start_call_on(
+        &mut self,
+        now: Instant,
+        method: Method,
+        deadline: Option<Instant>,
+        endpoint: EndpointId,
+    ) -> CallId {
+        self.new_call(now, method, deadline, Some(endpoint))
+    }
+
+    fn new_call(
+        &mut self,
+        now: Instant,
+        method: Method,
+        deadline: Option<Instant>,
+        bound: Option<EndpointId>,
+    ) -> CallId {
+        self.observe(now);
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        self.calls.insert(
+            id,
+            Call {
+                method,
+                deadline,
+                state: CallState::Queued { at: now },
+                attempt: 0,
+                tried: Vec::new(),
+                backoff: Backoff::new(self.config.retry_backoff.clone()),
+                auth_retried: false,
+                last_error: None,
+                last_status: None,
+                min_revision: self.fence.max_revision,
+                token_gen: 0,
+                owed_since: None,
+                bound,
+                retry_at: None,
+                slow_at: None,
+            },
+        );
+        if let Some(d) = deadline {
+            self.timers.set(d, CallTimer::Deadline(id));
+        }
+        if deadline.is_some_and(|d| d <= now) {
+            self.expire(id);
+        } else {
+            self.dispatch(now, id);
+        }
+        id
+    }
+
+    /// The user gave up on the call (its future or stream was dropped). No
+    /// `Complete` follows; the adapter drops what it holds for the call.
+    pub fn cancel_call(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        if let Some(c) = self.calls.remove(&call) {
+            self.forget(now, &c, call);
+        }
+    }
+
+    /// A stream call's response headers arrived: the stream is established.
+    /// From now on its end is final for the call (no retry here: the owner,
+    /// e.g. the watch hub, resumes it with a new call).
+    pub fn handle_stream_established(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let CallState::InFlight { conn, endpoint, .. } = c.state else {
+            return;
+        };
+        c.state = CallState::Streaming { conn, endpoint };
+        if let Some(k) = self.conns.get_mut(&conn) {
+            k.attempts = k.attempts.saturating_sub(1);
+            k.streams += 1;
+        }
+        self.heard_from(now, conn);
+        self.health_success(endpoint, None);
+    }
+
+    /// The owner of an established stream sent a request the server must
+    /// answer (a watch create, cancel or progress request, a lease
+    /// keepalive). Until a message arrives on the stream, its connection
+    /// is watched like one carrying a unary call: nothing heard for
+    /// `stall_timeout` sends a PING, and a PING left unanswered for
+    /// `ping_timeout` closes the connection, which ends the stream.
+    pub fn handle_stream_sent(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let CallState::Streaming { conn, .. } = c.state else {
+            return;
+        };
+        if c.owed_since.is_some() {
+            return;
+        }
+        c.owed_since = Some(now);
+        self.owe(now, conn);
+    }
+
+    /// A message arrived on a stream call (liveness of its connection).
+    pub fn handle_stream_progress(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let conn = match c.state {
+            CallState::Streaming { conn, .. } | CallState::InFlight { conn, .. } => conn,
+            _ => return,
+        };
+        if c.owed_since.take().is_some() {
+            self.repaid(conn);
+        }
+        self.heard_from(now, conn);
+    }
+
+    /// Attempt `attempt` of `call` ended with `outcome`. Reports for an
+    /// attempt that is no longer current are ignored.
+    pub fn handle_outcome(&mut self, now: Instant, call: CallId, attempt: u32, outcome: Outcome) {
+        self.observe(now);
+        if self.calls.get(&call).is_some_and(|c| c.attempt == attempt) {
+            self.on_attempt_end(now, call, outcome);
+        }
+    }
+
+    // ------------------------------------------------------ the retry matrix
+
+    /// The current attempt (or stream) of `id` ended with `outcome`.
+    pub(super) fn on_attempt_end(&mut self, now: Instant, id: CallId, outcome: Outcome) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let (conn, endpoint, sent_at, streaming) = match c.state {
+            CallState::InFlight {
+                conn,
+                endpoint,
+                sent_at,
+            } => (conn, endpoint, Some(sent_at), false),
+            CallState::Streaming { conn, endpoint } => (conn, endpoint, None, true),
+            _ => return,
+        };
+        let method = c.method;
+        let bound = c.bound.is_some();
+        self.release_attempt(now, id, conn, endpoint, streaming);
+        if !matches!(outcome, Outcome::NotSent(_) | Outcome::Lost(_)) {
+            self.heard_from(now, conn);
+        }
+        if streaming {
+            let result = match outcome {
+                Outcome::Success(_) => Ok(()),
+                Outcome::Status(status) => {
+                    if classify(&status) == EtcdErrorKind::NoLeader {
+                        // A member that refuses a stream for want of a
+                        // leader is demoted like one refusing a unary call,
+                        // so the reopened stream goes elsewhere.
+                        self.slots[endpoint.0].health.on_no_leader();
+                        self.health_suspect(endpoint, HealthReason::NoLeader);
+                    }
+                    Err(self.status_error(method, endpoint, status))
+                }
+                Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => {
+                    Err(CallError::StreamEnded {
+                        method: method.path,
+                        endpoint: self.slots[endpoint.0].endpoint.to_string(),
+                        cause: e,
+                    })
+                }
+            };
+            self.complete(id, result);
+            return;
+        }
+        match outcome {
+            Outcome::Success(meta) => {
+                let latency = sent_at.map(|s| now.saturating_duration_since(s));
+                if let Some(m) = meta {
+                    if self.is_stale_read(now, id, method, m.revision) {
+                        let seen = self.calls.get(&id).map_or(0, |c| c.min_revision);
+                        self.health_suspect(
+                            endpoint,
+                            HealthReason::BehindRevision {
+                                answered: m.revision,
+                                seen,
+                            },
+                        );
+                        let why = format!(
+                            "{} answered at revision {} but revision {seen} was already seen",
+                            self.slots[endpoint.0].endpoint, m.revision
+                        );
+                        self.retry(now, id, Some(endpoint), why);
+                        return;
+                    }
+                    self.fence.max_revision = self.fence.max_revision.max(m.revision);
+                }
+                self.health_success(endpoint, latency);
+                if let Some(m) = meta {
+                    self.slots[endpoint.0].health.on_member_view(
+                        m.member_id,
+                        None,
+                        m.raft_term,
+                        m.revision,
+                    );
+                }
+                self.complete(id, Ok(()));
+            }
+            Outcome::Status(status) => self.on_status(now, id, endpoint, status),
+            Outcome::NotSent(e) | Outcome::Refused(e) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.last_status = None;
+                }
+                self.retry(now, id, Some(endpoint), e);
+            }
+            Outcome::Lost(e) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.last_status = None;
+                }
+                let repeat = if bound {
+                    is_targeted_read(method)
+                } else {
+                    method.is_repeatable()
+                };
+                if repeat {
+                    self.retry(now, id, Some(endpoint), e);
+                } else {
+                    self.outcome_unknown(id, endpoint, e);
+                }
+            }
+        }
+    }
+
+    fn on_status(&mut self, now: Instant, id: CallId, ep: EndpointId, status: Status) {
+        let kind = classify(&status);
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let method = c.method;
+        let repeatable = if c.bound.is_some() {
+            is_targeted_read(method)
+        } else {
+            method.is_repeatable()
+        };
+        if is_auth_refresh(&kind, &status) {
+            if !self.on_token_refused(now, id, &status) {
+                // Refused again with a fresh token: final.
+                let err = self.status_error(method, ep, status);
+                self.complete(id, Err(err));
+            }
+            return;
+        }
+        if kind == EtcdErrorKind::NoLeader {
+            self.slots[ep.0].health.on_no_leader();
+            self.health_suspect(ep, HealthReason::NoLeader);
+        }
+        let scope = kind.retry();
+        let may_have_applied = kind.may_have_applied();
+        if scope != RetryScope::Never && (repeatable || !may_have_applied) {
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.last_status = Some((ep, status.clone()));
+            }
+            self.retry(now, id, Some(ep), status.to_string());
+        } else if !repeatable && may_have_applied {
+            // Whatever the code, a mutation answered with an error that does
+            // not prove it changed nothing (Unknown, Cancelled, a leader
+            // transfer timeout, ...) has an unknown outcome.
+            self.outcome_unknown(id, ep, status.to_string());
+        } else {
+            let err = self.status_error(method, ep, status);
+            self.complete(id, Err(err));
+        }
+    }
+
+    pub(super) fn outcome_unknown(&mut self, id: CallId, ep: EndpointId, cause: String) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let method = c.method.path;
+        self.events.push_back(Event::OutcomeUnknown {
+            call: id,
+            method,
+            endpoint: ep,
+        });
+        let endpoint = self.slots[ep.0].endpoint.to_string();
+        self.complete(
+            id,
+            Err(CallError::OutcomeUnknown {
+                method,
+                endpoint,
+                cause,
+            }),
+        );
+    }
+
+    /// Schedule another attempt: at once when an untried usable endpoint
+    /// exists, else after the call's backoff; never past the deadline.
+    /// While no endpoint at all is usable (a full outage), the wait is
+    /// capped at `outage_retry`, so a member that comes back is used at
+    /// once.
+    pub(super) fn retry(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        from: Option<EndpointId>,
+        reason: String,
+    ) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let fresh = c.bound.is_none() && self.has_fresh_endpoint(now, &c.tried);
+        let outage = !self.has_fresh_endpoint(now, &[]);
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.last_error = Some(reason.clone());
+        let delay = if fresh {
+            Duration::ZERO
+        } else {
+            c.tried.clear();
+            let d = c.backoff.next_delay(&mut self.rng);
+            if outage {
+                d.min(self.config.outage_retry)
+            } else {
+                d
+            }
+        };
+        let at = now + delay;
+        let method = c.method.path;
+        if c.deadline.is_some_and(|d| at >= d) {
+            self.expire(id);
+            return;
+        }
+        self.events.push_back(Event::Retry {
+            call: id,
+            method,
+            from,
+            reason,
+            delay,
+        });
+        c.state = CallState::Queued { at };
+        if delay.is_zero() {
+            self.dispatch(now, id);
+        } else {
+            let old = c.retry_at.replace(at);
+            self.timers.stop(old, CallTimer::Retry(id));
+            self.timers.set(at, CallTimer::Retry(id));
+        }
+    }
+
+    /// An attempt was lost with its connection (closed, or its ping went
+    /// unanswered): the same as the adapter reporting `Lost` for it.
+    pub(super) fn attempt_lost(&mut self, now: Instant, id: CallId, why: String) {
+        self.on_attempt_end(now, id, Outcome::Lost(why));
+    }
+
+    pub(super) fn fire_call_timer(&mut self, now: Instant, timer: CallTimer) {
+        match timer {
+            CallTimer::Deadline(id) => {
+                if self
+                    .calls
+                    .get(&id)
+                    .is_some_and(|c| c.deadline.is_some_and(|d| d <= now))
+                {
+                    self.expire(id);
+                }
+            }
+            CallTimer::Retry(id) => {
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                c.retry_at = None;
+                if let CallState::Queued { at } = c.state {
+                    if at <= now {
+                        self.dispatch(now, id);
+                    }
+                }
+            }
+            CallTimer::SlowCheck(id) => {
+                let stall = self.config.stall_timeout;
+                let Some(c) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                c.slow_at = None;
+                let slow = matches!(c.state, CallState::InFlight { sent_at, .. }
+                    if sent_at + stall <= now);
+                if slow {
+                    // Judge a slow mutation by the cluster's state: probe
+                    // now, and again while it stays stuck.
+                    let at = now + stall;
+                    c.slow_at = Some(at);
+                    self.timers.set(at, CallTimer::SlowCheck(id));
+                    self.cluster.urgent_probe = true;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------- bookkeeping
+
+    pub(super) fn calls_where(&self, pred: impl Fn(CallState) -> bool) -> Vec<CallId> {
+        let mut ids: Vec<CallId> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| pred(c.state))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Calls with an attempt or stream on `conn`.
+    pub(super) fn calls_on(&self, conn: ConnId) -> Vec<CallId> {
+        self.calls_where(|s| s.on_conn(conn))
+    }
+
+    /// Undo the bookkeeping of the call's current attempt or stream; the
+    /// call goes back to `Queued`.
+    fn release_attempt(
+        &mut self,
+        now: Instant,
+        id: CallId,
+        conn: ConnId,
+        ep: EndpointId,
+        streaming: bool,
+    ) {
+        let mut owed = false;
+        if let Some(c) = self.calls.get_mut(&id) {
+            owed = c.owed_since.take().is_some();
+            c.state = CallState::Queued { at: now };
+            let old = c.slow_at.take();
+            self.timers.stop(old, CallTimer::SlowCheck(id));
+        }
+        self.detach_attempt(now, conn, ep, streaming, owed);
+    }
+
+    /// Drop the call's timers and its attempt's bookkeeping.
+    fn forget(&mut self, now: Instant, c: &Call, id: CallId) {
+        self.timers.stop(c.deadline, CallTimer::Deadline(id));
+        self.timers.stop(c.retry_at, CallTimer::Retry(id));
+        self.timers.stop(c.slow_at, CallTimer::SlowCheck(id));
+        match c.state {
+            CallState::InFlight { conn, endpoint, .. } => {
+                self.detach_attempt(now, conn, endpoint, false, false)
+            }
+            CallState::Streaming { conn, endpoint } => {
+                self.detach_attempt(now, conn, endpoint, true, c.owed_since.is_some())
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn complete(&mut self, id: CallId, result: Result<(), CallError>) {
+        if let Some(c) = self.calls.remove(&id) {
+            if let Some(now) = self.last_now {
+                self.forget(now, &c, id);
+            }
+            self.actions
+                .push_back(super::Action::Complete { call: id, result });
+        }
+    }
+
+    pub(super) fn expire(&mut self, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let in_flight_mutation = !c.method.is_repeatable()
+            && matches!(
+                c.state,
+                CallState::InFlight { .. } | CallState::Streaming { .. }
+            );
+        let waiting = !matches!(
+            c.state,
+            CallState::InFlight { .. } | CallState::Streaming { .. }
+        );
+        if let (true, Some((ep, status))) = (waiting, c.last_status.clone()) {
+            // The call ran out of time retrying a server error (e.g. "not
+            // leader" with a single endpoint): report that error, typed.
+            let err = self.status_error(c.method, ep, status);
+            self.complete(id, Err(err));
+            return;
+        }
+        let err = CallError::DeadlineExceeded {
+            method: c.method.path,
+            attempts: c.attempt,
+            last_error: c.last_error.clone().unwrap_or_else(|| "none".to_string()),
+            may_have_applied: in_flight_mutation,
+        };
+        self.complete(id, Err(err));
+    }
+
+    pub(super) fn queue_now(&mut self, now: Instant, id: CallId) {
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.state = CallState::Queued { at: now };
+            self.dispatch(now, id);
+        }
+    }
+}

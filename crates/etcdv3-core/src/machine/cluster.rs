@@ -1,0 +1,263 @@
+//! The cluster view: periodic `Maintenance/Status` probes of connected
+//! members, who leads at which raft term, which members are cut off (no
+//! leader, or a stale term), and what a leader change means for the calls
+//! in flight.
+
+use std::time::Instant;
+
+use super::calls::{may_get_stuck, CallState};
+use super::conns::ConnState;
+use super::{Action, CallId, ConnId, Core, EndpointId, MemberStatus};
+use crate::health::HealthReason;
+use crate::status::{Code, Status};
+
+/// What the probes found.
+#[derive(Debug, Default)]
+pub(super) struct ClusterView {
+    pub(super) next_probe: Option<Instant>,
+    /// The leader with the highest raft term any probe reported: (id, term).
+    pub(super) leader: Option<(u64, u64)>,
+    /// A probe round is wanted before `next_probe` (slow mutation, leader
+    /// lost).
+    pub(super) urgent_probe: bool,
+    pub(super) last_round: Option<Instant>,
+}
+
+impl Core {
+    /// A status probe answered (or failed).
+    pub fn handle_probe_result(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        result: Result<MemberStatus, Status>,
+    ) {
+        self.observe(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if !std::mem::replace(&mut c.probing, false) {
+            return;
+        }
+        c.timers.probe = None;
+        if !c.busy() && c.idle_since.is_none() {
+            c.idle_since = Some(now);
+        }
+        let ep = c.endpoint;
+        match result {
+            Ok(st) => {
+                self.heard_from(now, conn);
+                let before = self.slots[ep.0].health.leader();
+                self.on_leader_view(now, ep, before, st);
+                self.slots[ep.0].health.on_member_view(
+                    st.member_id,
+                    Some(st.leader),
+                    st.raft_term,
+                    st.revision,
+                );
+                self.recompute_staleness();
+                if st.leader != 0 {
+                    self.health_success(ep, None);
+                } else {
+                    self.health_suspect(ep, HealthReason::NoLeader);
+                }
+            }
+            Err(status) => {
+                self.rearm(now, conn);
+                if status.code == Code::Unavailable {
+                    self.slots[ep.0].health.on_no_leader();
+                }
+                self.health_suspect(ep, HealthReason::ProbeFailed(status.to_string()));
+            }
+        }
+        self.maybe_close_draining(conn);
+    }
+
+    /// When the next probe round is due, if probes are on and a connection
+    /// is up.
+    pub(super) fn next_probe_at(&self) -> Option<Instant> {
+        self.config.probe_interval?;
+        if !self.conns.values().any(|c| c.state == ConnState::Ready) {
+            return None;
+        }
+        let regular = self.cluster.next_probe.or(self.last_now);
+        let urgent = if self.cluster.urgent_probe {
+            let earliest = self
+                .cluster
+                .last_round
+                .map(|t| t + self.config.stall_timeout / 2);
+            match (earliest, self.last_now) {
+                (Some(e), Some(n)) => Some(e.max(n)),
+                (e, n) => e.or(n),
+            }
+        } else {
+            None
+        };
+        regular.into_iter().chain(urgent).min()
+    }
+
+    /// Start a probe round if one is due.
+    pub(super) fn run_probes(&mut self, now: Instant) {
+        let Some(interval) = self.config.probe_interval else {
+            return;
+        };
+        let urgent = self.cluster.urgent_probe
+            && self
+                .cluster
+                .last_round
+                .is_none_or(|t| now >= t + self.config.stall_timeout / 2);
+        if matches!(self.cluster.next_probe, Some(at) if at > now) && !urgent {
+            return;
+        }
+        self.cluster.urgent_probe = false;
+        self.cluster.last_round = Some(now);
+        self.cluster.next_probe = Some(now + interval);
+        let timeout = self.config.probe_timeout;
+        let mut ready: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, k)| k.state == ConnState::Ready && !k.probing)
+            .map(|(id, _)| *id)
+            .collect();
+        ready.sort();
+        for conn in ready {
+            let Some(k) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if !k.owes() {
+                k.last_heard = k.last_heard.max(now);
+            }
+            k.probing = true;
+            k.timers.probe = Some(now + timeout);
+            let endpoint = k.endpoint;
+            self.rearm(now, conn);
+            self.actions.push_back(Action::Probe { endpoint, conn });
+        }
+    }
+
+    /// A probe of `ep` answered `st`; `before` is the leader it reported
+    /// last time. A member that lost or changed its leader, or an election
+    /// (a higher term) anywhere, leaves mutations proposed through the old
+    /// leader stuck until etcd's own request timeout: end them now with
+    /// "outcome unknown" instead of holding the caller until its deadline.
+    fn on_leader_view(
+        &mut self,
+        now: Instant,
+        ep: EndpointId,
+        before: Option<u64>,
+        st: MemberStatus,
+    ) {
+        match before {
+            Some(prev) if prev != 0 && st.leader == 0 => {
+                self.fail_stuck_mutations(now, Some(ep), "the member lost its leader");
+            }
+            Some(prev) if prev != 0 && prev != st.leader => {
+                self.fail_stuck_mutations(now, Some(ep), "the member's leader changed");
+            }
+            _ => {}
+        }
+        if st.leader == 0 {
+            // A member without a leader cannot finish a linearizable read:
+            // its copy waits, doing no work, until a leader is back. Reads
+            // in flight there go elsewhere now.
+            self.resend_reads(now, ep, "the member has no leader");
+        }
+        if st.leader != 0 {
+            match self.cluster.leader {
+                // Any election (a higher term), even one the same member
+                // won again after a restart, may have lost the proposals
+                // forwarded to the previous term's leader.
+                Some((_, term)) if st.raft_term > term => {
+                    self.cluster.leader = Some((st.leader, st.raft_term));
+                    self.fail_stuck_mutations(now, None, "a new leader was elected");
+                }
+                Some((_, term)) if st.raft_term < term => {}
+                _ => self.cluster.leader = Some((st.leader, st.raft_term)),
+            }
+        }
+    }
+
+    /// Re-send the repeatable unary calls in flight on `ep` elsewhere.
+    fn resend_reads(&mut self, now: Instant, ep: EndpointId, why: &str) {
+        let reads: Vec<CallId> = self
+            .calls_where(|s| matches!(s, CallState::InFlight { endpoint, .. } if endpoint == ep));
+        for id in reads {
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            if c.method.is_repeatable() && !c.method.is_streaming() && c.bound.is_none() {
+                let cause = format!("{}: {why}", self.slots[ep.0].endpoint);
+                self.attempt_lost(now, id, cause);
+            }
+        }
+    }
+
+    /// End mutations in flight (on `only`, or anywhere) that were sent
+    /// before `now` with "outcome unknown".
+    pub(super) fn fail_stuck_mutations(
+        &mut self,
+        now: Instant,
+        only: Option<EndpointId>,
+        why: &str,
+    ) {
+        let mut stuck: Vec<(CallId, EndpointId)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, c)| match c.state {
+                CallState::InFlight {
+                    endpoint, sent_at, ..
+                } if may_get_stuck(c.method)
+                    && sent_at < now
+                    && only.is_none_or(|o| o == endpoint) =>
+                {
+                    Some((*id, endpoint))
+                }
+                _ => None,
+            })
+            .collect();
+        stuck.sort();
+        for (id, ep) in stuck {
+            self.outcome_unknown(id, ep, format!("{why} while the request was in flight"));
+        }
+    }
+
+    /// The endpoint of the member the probes last reported as leader.
+    pub(super) fn leader_endpoint(&self) -> Option<EndpointId> {
+        let (leader, _) = self.cluster.leader?;
+        self.slots
+            .iter()
+            .position(|s| !s.removed && s.health.member_id() == Some(leader))
+            .map(EndpointId)
+    }
+
+    pub(super) fn is_leader_endpoint(&self, ep: EndpointId) -> bool {
+        self.slots[ep.0]
+            .health
+            .member_id()
+            .is_some_and(|m| self.cluster.leader.is_some_and(|(l, _)| l == m))
+    }
+
+    /// Members whose raft term is behind the highest term seen, and who
+    /// follow a different leader than the member at that term, are stale
+    /// (cut off from the majority).
+    fn recompute_staleness(&mut self) {
+        // Only members that follow a leader set the reference term. A member
+        // cut off from its peers without pre-vote keeps campaigning, so its
+        // term grows while it has no leader; taking it as the reference made
+        // every healthy member look stale.
+        let best = self
+            .slots
+            .iter()
+            .filter(|s| !s.removed && s.health.leader().is_some_and(|l| l != 0))
+            .max_by_key(|s| s.health.raft_term())
+            .map(|s| (s.health.raft_term(), s.health.leader()));
+        let Some((term, leader)) = best else {
+            return;
+        };
+        for s in self.slots.iter_mut().filter(|s| !s.removed) {
+            let stale = s.health.raft_term() > 0
+                && s.health.raft_term() < term
+                && s.health.leader() != leader;
+            s.health.set_stale(stale);
+        }
+    }
+}

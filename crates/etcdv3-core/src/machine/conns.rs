@@ -1,0 +1,383 @@
+//! Connections: opening, closing, draining on GOAWAY or endpoint removal,
+//! and failing everything on a connection over when it breaks.
+
+use std::time::Instant;
+
+use super::calls::CallState;
+use super::liveness::ConnTimers;
+use super::{Action, CallId, ConnId, Core, EndpointId, Event};
+use crate::endpoint::Endpoint;
+use crate::health::HealthReason;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ConnState {
+    Connecting,
+    Ready,
+    /// GOAWAY received or endpoint removed: no new calls; closed when empty.
+    Draining,
+}
+
+#[derive(Debug)]
+pub(super) struct Conn {
+    pub(super) endpoint: EndpointId,
+    pub(super) state: ConnState,
+    /// Unary attempts (and streams not yet established) outstanding.
+    pub(super) attempts: u32,
+    /// Established long-lived streams.
+    pub(super) streams: u32,
+    /// Established streams that owe a reply (a request was sent on them
+    /// and nothing arrived since).
+    pub(super) owed: u32,
+    /// A status probe is out on the connection.
+    pub(super) probing: bool,
+    /// Last time anything arrived on the connection (or, when it had
+    /// nothing owed, the time something became owed).
+    pub(super) last_heard: Instant,
+    /// Since when the connection has had no work, if it has none now.
+    pub(super) idle_since: Option<Instant>,
+    pub(super) last_ping: Option<Instant>,
+    /// One ping sooner than [`super::MIN_PING_INTERVAL`] is tolerated by
+    /// etcd's server (it allows two strikes); spent on a liveness check,
+    /// restored when the server sends something.
+    pub(super) early_ping: bool,
+    /// A liveness ping is out: nothing was heard while something was owed.
+    pub(super) checking: bool,
+    /// Every deadline of the connection, in one table.
+    pub(super) timers: ConnTimers,
+}
+
+impl Conn {
+    pub(super) fn busy(&self) -> bool {
+        self.attempts > 0 || self.streams > 0 || self.probing
+    }
+
+    /// Whether the connection owes the client bytes: a unary attempt, a
+    /// stream request or a probe is unanswered.
+    pub(super) fn owes(&self) -> bool {
+        self.attempts > 0 || self.owed > 0 || self.probing
+    }
+}
+
+/// What a broken connection leaves to do, once every connection's state is
+/// up to date.
+pub(super) enum Orphan {
+    /// The call waited for the connection; it never went out.
+    Waiting(CallId, EndpointId, String),
+    /// The call's attempt or stream was on the connection.
+    OnConn(CallId, String),
+}
+
+impl Core {
+    // ------------------------------------------------------------------ inputs
+
+    /// The connection is up (handshake done and one PING answered).
+    pub fn handle_connected(&mut self, now: Instant, conn: ConnId) {
+        self.observe(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.state != ConnState::Connecting {
+            return;
+        }
+        c.state = ConnState::Ready;
+        c.last_heard = now;
+        c.last_ping = Some(now);
+        c.idle_since = Some(now);
+        let ep = c.endpoint;
+        self.rearm(now, conn);
+        let outage = !self.has_fresh_endpoint(now, &[]);
+        self.health_success(ep, None);
+        if self.slots[ep.0].removed {
+            self.close_conn(conn);
+        }
+        let waiting: Vec<CallId> = self.calls_where(|s| s == CallState::Connecting { conn });
+        for id in waiting {
+            if self.slots[ep.0].removed {
+                self.queue_now(now, id);
+            } else {
+                self.send(now, id, conn);
+            }
+        }
+        if outage {
+            // Calls waiting out an outage go to the member that came back,
+            // now.
+            let queued = self.calls_where(|s| matches!(s, CallState::Queued { .. }));
+            for id in queued {
+                if self.calls.get(&id).is_some_and(|c| c.retry_at.is_some()) {
+                    self.queue_now(now, id);
+                }
+            }
+        }
+    }
+
+    /// Connecting failed.
+    pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        self.observe(now);
+        let orphans =
+            self.connection_failed(now, conn, HealthReason::ConnectFailed(reason.into()), false);
+        self.adopt(now, orphans);
+    }
+
+    /// An established connection closed or broke. Attempts on it are also
+    /// reported one by one through [`Core::handle_outcome`] by the adapter;
+    /// repeatable ones are re-sent at once regardless.
+    pub fn handle_connection_closed(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        self.observe(now);
+        let orphans = self.connection_failed(
+            now,
+            conn,
+            HealthReason::ConnectionLost(reason.into()),
+            false,
+        );
+        self.adopt(now, orphans);
+    }
+
+    /// The server sent GOAWAY (or the connection can take no new streams,
+    /// e.g. its stream ids are used up): no new calls go on it; it is
+    /// closed once the calls on it end, and the next call opens a new one.
+    /// Streams above the last-stream-id are reported as
+    /// [`super::Outcome::Refused`] by the adapter.
+    pub fn handle_goaway(&mut self, now: Instant, conn: ConnId) {
+        self.observe(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        // A GOAWAY before the connection is up is a failed connect: the
+        // calls waiting for it fail over now.
+        if c.state == ConnState::Connecting {
+            let orphans = self.connection_failed(
+                now,
+                conn,
+                HealthReason::ConnectFailed("GOAWAY during connection setup".into()),
+                true,
+            );
+            self.adopt(now, orphans);
+            return;
+        }
+        c.state = ConnState::Draining;
+        let ep = c.endpoint;
+        if self.slots[ep.0].conn == Some(conn) {
+            self.slots[ep.0].conn = None;
+        }
+        self.maybe_close_draining(conn);
+    }
+
+    /// Replace the endpoint set (e.g. after a member-list sync). Endpoints
+    /// not in `endpoints` are removed: their idle connections closed at once,
+    /// busy ones drained; they are never picked again.
+    pub fn set_endpoints(&mut self, now: Instant, endpoints: Vec<Endpoint>) {
+        self.observe(now);
+        for i in 0..self.slots.len() {
+            if self.slots[i].removed || endpoints.contains(&self.slots[i].endpoint) {
+                continue;
+            }
+            self.slots[i].removed = true;
+            self.balancer.unpin(i);
+            let Some(conn) = self.slots[i].conn.take() else {
+                continue;
+            };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if c.state == ConnState::Connecting {
+                self.close_conn(conn);
+                let waiting = self.calls_where(|s| s == CallState::Connecting { conn });
+                for id in waiting {
+                    self.queue_now(now, id);
+                }
+            } else {
+                c.state = ConnState::Draining;
+                self.maybe_close_draining(conn);
+            }
+        }
+        for ep in endpoints {
+            if !self.slots.iter().any(|s| !s.removed && s.endpoint == ep) {
+                self.add_endpoint(ep);
+            }
+        }
+    }
+
+    // --------------------------------------------------------------- internals
+
+    pub(super) fn open_conn(&mut self, now: Instant, ep: EndpointId) -> ConnId {
+        let conn = ConnId(self.next_conn);
+        self.next_conn += 1;
+        let timers = ConnTimers {
+            connect: Some(now + self.config.connect_timeout),
+            ..ConnTimers::default()
+        };
+        self.conns.insert(
+            conn,
+            Conn {
+                endpoint: ep,
+                state: ConnState::Connecting,
+                attempts: 0,
+                streams: 0,
+                owed: 0,
+                probing: false,
+                last_heard: now,
+                idle_since: None,
+                last_ping: None,
+                early_ping: true,
+                checking: false,
+                timers,
+            },
+        );
+        self.slots[ep.0].conn = Some(conn);
+        self.actions.push_back(Action::Connect {
+            conn,
+            endpoint: ep,
+            target: self.slots[ep.0].endpoint.clone(),
+        });
+        conn
+    }
+
+    /// An attempt went out on `conn`.
+    pub(super) fn attempt_started(&mut self, now: Instant, conn: ConnId) {
+        if let Some(k) = self.conns.get_mut(&conn) {
+            if !k.owes() {
+                // Silence counts from now, not from the last answer.
+                k.last_heard = k.last_heard.max(now);
+            }
+            k.attempts += 1;
+            k.idle_since = None;
+        }
+        self.rearm(now, conn);
+    }
+
+    /// A stream on `conn` now owes a reply.
+    pub(super) fn owe(&mut self, now: Instant, conn: ConnId) {
+        if let Some(k) = self.conns.get_mut(&conn) {
+            if !k.owes() {
+                k.last_heard = k.last_heard.max(now);
+            }
+            k.owed += 1;
+        }
+        self.rearm(now, conn);
+    }
+
+    /// A stream on `conn` got the reply it was owed.
+    pub(super) fn repaid(&mut self, conn: ConnId) {
+        if let Some(k) = self.conns.get_mut(&conn) {
+            k.owed = k.owed.saturating_sub(1);
+        }
+    }
+
+    /// The bookkeeping of an attempt or stream that left `conn`.
+    pub(super) fn detach_attempt(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        ep: EndpointId,
+        streaming: bool,
+        owed: bool,
+    ) {
+        if let Some(k) = self.conns.get_mut(&conn) {
+            if owed {
+                k.owed = k.owed.saturating_sub(1);
+            }
+            if streaming {
+                k.streams = k.streams.saturating_sub(1);
+            } else {
+                k.attempts = k.attempts.saturating_sub(1);
+            }
+            if !k.busy() {
+                k.idle_since = Some(now);
+            }
+        }
+        if let Some(s) = self.slots.get_mut(ep.0) {
+            s.in_flight = s.in_flight.saturating_sub(1);
+        }
+        self.rearm(now, conn);
+        self.maybe_close_draining(conn);
+    }
+
+    /// The connection is gone (or must go, when `close` is set): mark the
+    /// endpoint down and hand back the calls it leaves behind. The caller
+    /// retries them with [`Core::adopt`] once every connection's state is
+    /// up to date (a pick must not see half-updated health).
+    pub(super) fn connection_failed(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        reason: HealthReason,
+        close: bool,
+    ) -> Vec<Orphan> {
+        let Some(k) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
+        if close {
+            self.actions.push_back(Action::Close { conn });
+        }
+        let ep = k.endpoint;
+        if self.slots[ep.0].conn == Some(conn) {
+            self.slots[ep.0].conn = None;
+        }
+        if self.slots[ep.0].health.on_failure(now, &mut self.rng) {
+            self.events.push_back(Event::HealthChanged {
+                endpoint: ep,
+                state: self.slots[ep.0].health.state(),
+                reason: reason.clone(),
+            });
+        }
+        if self.is_leader_endpoint(ep) {
+            // Mutations in flight elsewhere were forwarded to this leader:
+            // they are stuck until etcd times them out (~7 s). Their fate is
+            // unknown now; say so, and look for the new leader at once.
+            self.fail_stuck_mutations(now, None, "the connection to the leader was lost");
+            self.cluster.urgent_probe = true;
+        }
+        let why = match &reason {
+            HealthReason::ConnectFailed(e) => {
+                format!("connect to {} failed: {e}", self.slots[ep.0].endpoint)
+            }
+            HealthReason::ConnectionLost(e) => {
+                format!("connection to {} lost: {e}", self.slots[ep.0].endpoint)
+            }
+            other => format!("{}: {other:?}", self.slots[ep.0].endpoint),
+        };
+        let mut orphans: Vec<Orphan> = self
+            .calls_where(|s| s == CallState::Connecting { conn })
+            .into_iter()
+            .map(|id| Orphan::Waiting(id, ep, why.clone()))
+            .collect();
+        // Repeatable attempts and streams on it end now; mutations wait for
+        // the adapter's per-attempt report (or their deadline).
+        for id in self.calls_on(conn) {
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            if c.method.is_repeatable() || matches!(c.state, CallState::Streaming { .. }) {
+                orphans.push(Orphan::OnConn(id, why.clone()));
+            }
+        }
+        orphans
+    }
+
+    /// Retry what a broken connection left behind.
+    pub(super) fn adopt(&mut self, now: Instant, orphans: Vec<Orphan>) {
+        for o in orphans {
+            match o {
+                Orphan::Waiting(id, ep, why) => self.retry(now, id, Some(ep), why),
+                Orphan::OnConn(id, why) => self.attempt_lost(now, id, why),
+            }
+        }
+    }
+
+    pub(super) fn close_conn(&mut self, conn: ConnId) {
+        if let Some(k) = self.conns.remove(&conn) {
+            if self.slots[k.endpoint.0].conn == Some(conn) {
+                self.slots[k.endpoint.0].conn = None;
+            }
+            self.actions.push_back(Action::Close { conn });
+        }
+    }
+
+    pub(super) fn maybe_close_draining(&mut self, conn: ConnId) {
+        if let Some(k) = self.conns.get(&conn) {
+            if k.state == ConnState::Draining && !k.busy() {
+                self.close_conn(conn);
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Where a call goes: the endpoint pick and the send.
+
+use std::time::Instant;
+
+use super::calls::{is_member_targeted, may_get_stuck, CallState};
+use super::conns::ConnState;
+use super::timers::CallTimer;
+use super::{Action, CallError, CallId, ConnId, Core, EndpointId};
+use crate::balancer::{Candidate, Policy};
+
+impl Core {
+    /// Pick an endpoint for the call and send it, or connect first.
+    pub(super) fn dispatch(&mut self, now: Instant, id: CallId) {
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
+        if self.needs_token(call.method) {
+            self.await_token(id);
+            return;
+        }
+        let candidates: Vec<Candidate> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| !s.removed && call.bound.is_none_or(|b| b.0 == *i))
+            .map(|(i, s)| Candidate {
+                id: i,
+                tier: s.health.tier(now),
+                in_flight: s.in_flight,
+                latency: s.health.fresh_latency(now),
+                tried: call.tried.contains(&EndpointId(i)),
+            })
+            .collect();
+        // Adaptive: a mutation goes straight to the leader when it is among
+        // the best candidates, saving the follower's forwarding hop.
+        let to_leader = if self.balancer.policy() == Policy::Adaptive
+            && !call.method.is_repeatable()
+            && call.bound.is_none()
+        {
+            self.leader_endpoint().filter(|l| {
+                let rank = |c: &Candidate| (c.tier >= 4, c.tried, c.tier);
+                let best = candidates.iter().map(rank).min();
+                candidates
+                    .iter()
+                    .any(|c| c.id == l.0 && Some(rank(c)) == best && c.tier == 0)
+            })
+        } else {
+            None
+        };
+        let outage = !candidates.is_empty() && candidates.iter().all(|c| c.tier >= 4);
+        let pick = match to_leader {
+            Some(l) => Some(l.0),
+            None => self.balancer.pick(&candidates, &mut self.rng),
+        };
+        let Some(pick) = pick else {
+            let method = call.method.path;
+            let err = match call.bound {
+                Some(ep) => CallError::StreamEnded {
+                    method,
+                    endpoint: self.slots[ep.0].endpoint.to_string(),
+                    cause: "the member the call targets was removed".into(),
+                },
+                None => CallError::NoEndpoints { method },
+            };
+            self.complete(id, Err(err));
+            return;
+        };
+        if outage && call.bound.is_none() {
+            // Every endpoint is down: try them all at once, so whichever
+            // member answers first is used.
+            for i in 0..self.slots.len() {
+                if i != pick && !self.slots[i].removed && self.slots[i].conn.is_none() {
+                    self.open_conn(now, EndpointId(i));
+                }
+            }
+        }
+        let ep = EndpointId(pick);
+        match self.slots[pick]
+            .conn
+            .and_then(|c| self.conns.get(&c).map(|k| (c, k.state)))
+        {
+            Some((conn, ConnState::Ready)) => self.send(now, id, conn),
+            Some((conn, ConnState::Connecting)) => {
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Connecting { conn };
+                }
+            }
+            _ => {
+                let conn = self.open_conn(now, ep);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Connecting { conn };
+                }
+            }
+        }
+    }
+
+    /// Put the call's next attempt on `conn`.
+    pub(super) fn send(&mut self, now: Instant, id: CallId, conn: ConnId) {
+        let Some(k) = self.conns.get(&conn) else {
+            self.queue_now(now, id);
+            return;
+        };
+        let ep = k.endpoint;
+        let token_gen = self.auth.token_gen;
+        let stall = self.config.stall_timeout;
+        let Some(c) = self.calls.get_mut(&id) else {
+            return;
+        };
+        c.attempt += 1;
+        c.token_gen = token_gen;
+        if !c.tried.contains(&ep) {
+            c.tried.push(ep);
+        }
+        if c.bound.is_none() && is_member_targeted(c.method) {
+            // Maintenance of one member stays on the member it reached.
+            c.bound = Some(ep);
+        }
+        c.state = CallState::InFlight {
+            conn,
+            endpoint: ep,
+            sent_at: now,
+        };
+        let attempt = c.attempt;
+        if may_get_stuck(c.method) {
+            let at = now + stall;
+            let old = c.slow_at.replace(at);
+            self.timers.stop(old, CallTimer::SlowCheck(id));
+            self.timers.set(at, CallTimer::SlowCheck(id));
+        }
+        self.slots[ep.0].in_flight += 1;
+        self.attempt_started(now, conn);
+        self.actions.push_back(Action::Send {
+            call: id,
+            attempt,
+            conn,
+        });
+    }
+}

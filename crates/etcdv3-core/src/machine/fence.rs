@@ -1,0 +1,49 @@
+//! The revision fence: a client's reads never go back in revision.
+//!
+//! The core remembers the highest store revision any response (or watch
+//! event) showed this client. A `Range` answered below the revision the
+//! client had already seen when the read started came from a member that is
+//! behind (cut off, or lagging): it is retried on a member not tried yet.
+
+use std::time::Instant;
+
+use etcdv3_proto::method::{Method, KV_RANGE};
+
+use super::{CallId, Core};
+
+/// The highest revision seen.
+#[derive(Debug, Default)]
+pub(super) struct Fence {
+    pub(super) max_revision: i64,
+}
+
+impl Core {
+    /// Record a revision the client observed elsewhere (e.g. in a watch
+    /// event), so later reads are fenced by it too.
+    pub fn handle_revision_seen(&mut self, revision: i64) {
+        self.fence.max_revision = self.fence.max_revision.max(revision);
+    }
+
+    /// The highest store revision this client has seen in a response.
+    pub fn max_revision(&self) -> i64 {
+        self.fence.max_revision
+    }
+
+    /// Whether a `Range` answered at `revision` came from a member behind
+    /// the client, with a member not tried yet to ask instead.
+    pub(super) fn is_stale_read(
+        &self,
+        now: Instant,
+        call: CallId,
+        method: Method,
+        revision: i64,
+    ) -> bool {
+        if method.path != KV_RANGE.path || revision <= 0 {
+            return false;
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return false;
+        };
+        revision < c.min_revision && self.has_fresh_endpoint(now, &c.tried)
+    }
+}

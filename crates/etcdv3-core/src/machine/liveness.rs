@@ -1,0 +1,190 @@
+//! Each connection's timer table, in one place (quinn-proto's shape): the
+//! deadlines are set here from the connection's state by [`Core::rearm`],
+//! [`Conn::next_timer`] reads the table for `poll_timeout`, and
+//! [`Core::fire_conn_timers`] acts on the entries that are due. Nothing
+//! computes a deadline twice.
+//!
+//! What a stall means: the peer stopped answering, not that a call is
+//! slow. A connection that owes the client bytes (a unary attempt, a stream
+//! request, a probe) and from which nothing was heard for `stall_timeout`
+//! gets a liveness PING (new calls avoid the endpoint meanwhile). A PONG
+//! proves the member alive: the slow call keeps running there, nothing is
+//! re-sent, and the next check waits until etcd's ping policy allows
+//! another ping. A PING unanswered for `ping_timeout` closes the
+//! connection: everything on it fails over.
+
+use std::time::Instant;
+
+use super::conns::{Conn, ConnState, Orphan};
+use super::{Action, ConnId, Core, MIN_PING_INTERVAL};
+use crate::health::HealthReason;
+use crate::status::{Code, Status};
+
+/// The deadlines of one connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ConnTimers {
+    /// The connection attempt times out.
+    pub(super) connect: Option<Instant>,
+    /// The PING that is out goes unanswered.
+    pub(super) ping: Option<Instant>,
+    /// The status probe that is out goes unanswered.
+    pub(super) probe: Option<Instant>,
+    /// Check whether the peer still answers (it owes bytes).
+    pub(super) check: Option<Instant>,
+    /// Keepalive PING of a connection carrying streams.
+    pub(super) keepalive: Option<Instant>,
+    /// Close the connection, idle since long enough.
+    pub(super) idle: Option<Instant>,
+}
+
+impl ConnTimers {
+    fn all(&self) -> [Option<Instant>; 6] {
+        [
+            self.connect,
+            self.ping,
+            self.probe,
+            self.check,
+            self.keepalive,
+            self.idle,
+        ]
+    }
+}
+
+impl Conn {
+    /// The connection's earliest deadline.
+    pub(super) fn next_timer(&self) -> Option<Instant> {
+        self.timers.all().into_iter().flatten().min()
+    }
+
+    /// When a ping may be sent without upsetting etcd's ping policy.
+    fn ping_allowed_at(&self) -> Instant {
+        match self.last_ping {
+            Some(p) if !self.early_ping => p + MIN_PING_INTERVAL,
+            _ => self.last_heard,
+        }
+    }
+}
+
+impl Core {
+    /// The answer to an `Action::Ping` arrived.
+    pub fn handle_pong(&mut self, now: Instant, conn: ConnId) {
+        self.observe(now);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.timers.ping = None;
+        c.last_heard = c.last_heard.max(now);
+        let was_checking = std::mem::replace(&mut c.checking, false);
+        let ep = c.endpoint;
+        self.rearm(now, conn);
+        if was_checking {
+            self.health_success(ep, None);
+        }
+    }
+
+    /// Something arrived on `conn` from the server (a response, a stream
+    /// message, a probe answer): it is alive, and etcd's ping strikes are
+    /// reset, so one early ping is allowed again.
+    pub(super) fn heard_from(&mut self, now: Instant, conn: ConnId) {
+        let Some(k) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        k.last_heard = k.last_heard.max(now);
+        k.early_ping = true;
+        let was_checking = std::mem::replace(&mut k.checking, false);
+        let ep = k.endpoint;
+        self.rearm(now, conn);
+        if was_checking {
+            self.health_success(ep, None);
+        }
+    }
+
+    /// Set the connection's derived deadlines from its state: the single
+    /// place they are computed.
+    pub(super) fn rearm(&mut self, _now: Instant, conn: ConnId) {
+        let stall = self.config.stall_timeout;
+        let keepalive = self.config.keepalive_interval.max(MIN_PING_INTERVAL);
+        let idle_timeout = self.config.idle_timeout;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.state == ConnState::Connecting {
+            return;
+        }
+        c.timers.connect = None;
+        let no_ping = c.timers.ping.is_none();
+        c.timers.check = (c.owes() && no_ping && !c.checking)
+            .then(|| (c.last_heard + stall).max(c.ping_allowed_at()));
+        c.timers.keepalive = (c.streams > 0 && no_ping).then(|| {
+            let heard = c.last_ping.map_or(c.last_heard, |p| p.max(c.last_heard));
+            heard + keepalive
+        });
+        c.timers.idle = if c.busy() {
+            None
+        } else {
+            c.idle_since.map(|i| i + idle_timeout)
+        };
+    }
+
+    /// Act on the connection's due deadlines. Returns the calls a broken
+    /// connection left behind, for the caller to retry once every
+    /// connection's timers ran.
+    pub(super) fn fire_conn_timers(&mut self, now: Instant, conn: ConnId) -> Vec<Orphan> {
+        let Some(k) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let due = |t: Option<Instant>| t.is_some_and(|t| t <= now);
+        let t = k.timers;
+        if due(t.connect) {
+            let why = HealthReason::ConnectFailed("connect timeout".into());
+            return self.connection_failed(now, conn, why, true);
+        }
+        if due(t.ping) {
+            return self.connection_failed(now, conn, HealthReason::PingTimeout, true);
+        }
+        if due(t.probe) {
+            let timed_out = Status::new(Code::DeadlineExceeded, "status probe timed out");
+            self.handle_probe_result(now, conn, Err(timed_out));
+        }
+        if due(t.check) {
+            let stall = self.config.stall_timeout;
+            if let Some(k) = self.conns.get(&conn) {
+                if k.owes() && now >= k.last_heard + stall && now >= k.ping_allowed_at() {
+                    let ep = k.endpoint;
+                    self.send_ping(now, conn, true);
+                    self.health_suspect(ep, HealthReason::Stalled);
+                }
+            }
+        }
+        if due(t.keepalive)
+            && self
+                .conns
+                .get(&conn)
+                .is_some_and(|k| k.timers.ping.is_none())
+        {
+            self.send_ping(now, conn, false);
+        }
+        if due(t.idle) && self.conns.get(&conn).is_some_and(|k| !k.busy()) {
+            self.close_conn(conn);
+            return Vec::new();
+        }
+        self.rearm(now, conn);
+        Vec::new()
+    }
+
+    /// Send a PING; `liveness`: because the peer owes bytes and is silent.
+    fn send_ping(&mut self, now: Instant, conn: ConnId, liveness: bool) {
+        let timeout = self.config.ping_timeout;
+        let Some(k) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if k.last_ping.is_some_and(|p| now < p + MIN_PING_INTERVAL) {
+            k.early_ping = false;
+        }
+        k.last_ping = Some(now);
+        k.timers.ping = Some(now + timeout);
+        k.checking |= liveness;
+        self.rearm(now, conn);
+        self.actions.push_back(Action::Ping { conn });
+    }
+}
