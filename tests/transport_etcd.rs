@@ -1,6 +1,7 @@
-//! Transport behaviour against a real etcd: a connection whose HTTP/2 stream
-//! ids run out is replaced, and endpoint auto-sync never strands the client
-//! on advertised URLs it cannot reach or parse.
+//! Transport behaviour against a real etcd: endpoint auto-sync never strands
+//! the client on advertised URLs it cannot reach or parse. (A connection
+//! whose HTTP/2 stream ids run out: `crates/etcdv3-client/tests/stream_ids.rs`,
+//! which needs h2's `unstable` feature, kept out of this crate's build.)
 
 use std::time::{Duration, Instant};
 
@@ -35,26 +36,6 @@ fn endpoint_set(client: &Client) -> Vec<String> {
         .collect();
     v.sort();
     v
-}
-
-/// Each connection starts 6 stream ids before the end of the id space, so
-/// 40 calls need at least 7 connections.
-async fn stream_ids_used_up_replace_the_connection<R: TestRuntime>() {
-    let cluster = start::<R>(ClusterBuilder::new(1)).await;
-    let mut options = ClientOptions::default().with_timeout(Duration::from_secs(5));
-    options.first_stream_id = Some(i32::MAX as u32 - 2 * 5);
-    let client = R::connect(cluster.client_urls(), options)
-        .await
-        .expect("client");
-    let start = Instant::now();
-    for i in 0..20 {
-        put_get(&client, &format!("stream-ids/{i}")).await;
-    }
-    assert!(
-        start.elapsed() < Duration::from_secs(5),
-        "40 calls took {:?}",
-        start.elapsed()
-    );
 }
 
 /// Every member advertises only an unreachable client URL: the seeds stay.
@@ -128,7 +109,6 @@ async fn advertised_urls_replace_the_seeds_once_one_answers<R: TestRuntime>() {
 }
 
 etcdv3_integration::runtime_tests!(
-    stream_ids_used_up_replace_the_connection,
     unreachable_advertised_urls_keep_the_seeds,
     advertised_urls_replace_the_seeds_once_one_answers,
 );
