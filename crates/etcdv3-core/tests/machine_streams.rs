@@ -451,3 +451,41 @@ fn after_a_full_outage_a_returning_member_is_used_at_once() {
         sent_at - back_at
     );
 }
+
+/// A keep-alive stream held by a member that answers pings but not the
+/// keep-alives (a follower forwarding them to a leader that hangs) counts
+/// as stuck after one renewal interval; the core then suspects the member
+/// and ends the stream, and the reopened one goes elsewhere.
+#[test]
+fn unanswered_keepalives_move_the_stream_to_another_member() {
+    use etcdv3_core::lease::LeaseKeeper;
+    let t0 = Instant::now();
+    let mut keeper = LeaseKeeper::new();
+    keeper.keep(t0, 7, 6);
+    assert!(keeper.poll_transmit(t0).is_some());
+    assert!(!keeper.is_stuck(t0 + ms(1900)));
+    assert_eq!(keeper.stuck_at(), Some(t0 + ms(2000)));
+    assert!(keeper.is_stuck(t0 + ms(2000)));
+    keeper.handle_stream_lost(t0 + ms(2000));
+    assert!(
+        !keeper.is_stuck(t0 + ms(5000)),
+        "a new stream starts afresh"
+    );
+
+    let mut core = Core::new(cfg(), eps(2), 1);
+    let k = core.start_call(t0, LEASE_KEEP_ALIVE, None);
+    let actions = connect_pending(&mut core, t0);
+    let (_, conn) = send_of(&actions, k).unwrap();
+    let ep = core.conn_endpoint(conn).unwrap();
+    core.handle_stream_established(t0, k);
+    core.handle_stream_unanswered(t0 + ms(2000), k);
+    let acts = drain(&mut core);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Complete { call, result: Err(CallError::StreamEnded { .. }) } if *call == k)),
+        "{acts:?}"
+    );
+    let k2 = core.start_call(t0 + ms(2000), LEASE_KEEP_ALIVE, None);
+    let actions = connect_pending(&mut core, t0 + ms(2000));
+    let (_, conn2) = send_of(&actions, k2).unwrap();
+    assert_ne!(core.conn_endpoint(conn2), Some(ep));
+}

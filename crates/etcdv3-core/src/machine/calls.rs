@@ -274,6 +274,26 @@ impl Core {
         self.heard_from(now, conn);
     }
 
+    /// The owner of an established stream gave up waiting for answers to
+    /// its requests although the member answers pings (a lease keep-alive
+    /// held by a follower whose leader hangs): the member cannot serve the
+    /// stream's work now. It is suspected, so the next stream goes
+    /// elsewhere, and the stream call ends (`Complete` with
+    /// [`CallError::StreamEnded`]); the owner drops its stream.
+    pub fn handle_stream_unanswered(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(CallState::Streaming { endpoint, .. }) = self.calls.get(&call).map(|c| c.state)
+        else {
+            return;
+        };
+        self.health_suspect(endpoint, HealthReason::Stalled);
+        let why = format!(
+            "{}: requests on the stream went unanswered",
+            self.slots[endpoint.0].endpoint
+        );
+        self.on_attempt_end(now, call, Outcome::Lost(why));
+    }
+
     /// Attempt `attempt` of `call` ended with `outcome`. Reports for an
     /// attempt that is no longer current are ignored.
     pub fn handle_outcome(&mut self, now: Instant, call: CallId, attempt: u32, outcome: Outcome) {
