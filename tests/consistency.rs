@@ -18,7 +18,10 @@
 //!   of these;
 //! * per counter, reads and writes are linearizable, with writes ordered by
 //!   their etcd revision (the store's total order);
-//! * no call outlives its deadline.
+//! * no call outlives its deadline;
+//! * after each fault is undone, an increment sent after the undo is
+//!   acknowledged before the next fault (the workload recovers from every
+//!   fault, not only by the end of the run).
 //!
 //! Runs once per runtime (tokio and async-std), one after the other:
 //! `cargo test -p etcdv3-integration --test consistency -- --nocapture`
@@ -157,61 +160,93 @@ async fn incrementer<R: TestRuntime>(
     }
 }
 
-/// Injects the faults one after another; returns what it did.
-fn inject_faults(cluster: &Cluster) -> Result<Vec<String>, String> {
+/// One injected fault: what it was, when it was undone, and when the next
+/// fault was injected (or the run ended).
+#[derive(Debug, Clone)]
+struct Injected {
+    what: String,
+    undone: Instant,
+    next: Instant,
+}
+
+/// Injects the faults one after another; returns what it did, with the
+/// instants each one was undone.
+fn inject_faults(cluster: &Cluster) -> Result<Vec<Injected>, String> {
     let e = |e: etcdv3_testkit::TestkitError| e.to_string();
     let hold = Duration::from_secs(2);
     let settle = Duration::from_millis(1000);
-    let mut log = Vec::new();
+    let mut log: Vec<Injected> = Vec::new();
+    // Records a fault as undone now; the previous one ended when this one
+    // was injected.
+    let undone = |log: &mut Vec<Injected>, what: String, injected: Instant| {
+        if let Some(prev) = log.last_mut() {
+            prev.next = injected;
+        }
+        let now = Instant::now();
+        log.push(Injected {
+            what,
+            undone: now,
+            next: now,
+        });
+    };
     let leader = cluster
         .wait_for_leader(Duration::from_secs(10))
         .map_err(e)?;
     std::thread::sleep(settle);
 
-    log.push(format!("kill leader m{leader}"));
+    let at = Instant::now();
     cluster.kill(leader).map_err(e)?;
     std::thread::sleep(hold);
     cluster.restart(leader).map_err(e)?;
+    undone(&mut log, format!("kill leader m{leader}"), at);
     std::thread::sleep(settle);
 
     let follower = (leader + 1) % cluster.size();
-    log.push(format!("pause m{follower}"));
+    let at = Instant::now();
     cluster.pause(follower).map_err(e)?;
     std::thread::sleep(hold);
     cluster.resume(follower).map_err(e)?;
+    undone(&mut log, format!("pause m{follower}"), at);
     std::thread::sleep(settle);
 
     let leader = cluster
         .wait_for_leader(Duration::from_secs(10))
         .map_err(e)?;
-    log.push(format!("isolate leader m{leader}"));
+    let at = Instant::now();
     cluster.isolate(leader).map_err(e)?;
     std::thread::sleep(hold + hold);
     cluster.heal(leader).map_err(e)?;
+    undone(&mut log, format!("isolate leader m{leader}"), at);
     std::thread::sleep(settle);
 
     let leader = cluster
         .wait_for_leader(Duration::from_secs(10))
         .map_err(e)?;
-    log.push(format!("pause leader m{leader}"));
+    let at = Instant::now();
     cluster.pause(leader).map_err(e)?;
     std::thread::sleep(hold);
     cluster.resume(leader).map_err(e)?;
+    undone(&mut log, format!("pause leader m{leader}"), at);
     std::thread::sleep(settle);
 
     let some = (leader + 2) % cluster.size();
-    log.push(format!("blackhole client link of m{some}"));
+    let at = Instant::now();
     cluster.blackhole_client(some).map_err(e)?;
     std::thread::sleep(hold);
     cluster.unblackhole_client(some).map_err(e)?;
+    undone(&mut log, format!("blackhole client link of m{some}"), at);
     std::thread::sleep(settle);
 
     let some = (some + 1) % cluster.size();
-    log.push(format!("kill m{some}, restart"));
+    let at = Instant::now();
     cluster.kill(some).map_err(e)?;
     std::thread::sleep(hold);
     cluster.restart(some).map_err(e)?;
+    undone(&mut log, format!("kill m{some}, restart"), at);
     std::thread::sleep(settle + settle);
+    if let Some(last) = log.last_mut() {
+        last.next = Instant::now();
+    }
     Ok(log)
 }
 
@@ -311,6 +346,8 @@ async fn cas_counters_stay_consistent_under_faults<R: TestRuntime>() {
         R::NAME,
         ran.as_secs_f64(),
         faults
+            .as_ref()
+            .map(|f| f.iter().map(|i| i.what.as_str()).collect::<Vec<_>>())
     );
     eprintln!(
             "[consistency] {}: {} reads, {} txns: {acked} acked, {failed} not applied (CAS lost or refused), {unknown} outcome unknown ({unknown_applied} of them applied); finals {finals:?}",
@@ -321,6 +358,35 @@ async fn cas_counters_stay_consistent_under_faults<R: TestRuntime>() {
 
     let faults = faults.expect("fault injection");
     assert_eq!(faults.len(), 6);
+    // Progress after each fault is undone: an increment sent after the undo
+    // is acknowledged before the next fault.
+    let mut no_progress = Vec::new();
+    for f in &faults {
+        let first_ack = h
+            .incs
+            .iter()
+            .filter(|o| matches!(o.result, IncrementResult::Acked { .. }))
+            .filter(|o| o.start >= f.undone && o.end <= f.next)
+            .map(|o| o.end)
+            .min();
+        match first_ack {
+            Some(t) => eprintln!(
+                "[consistency] {}: after \"{}\" was undone, first acknowledged increment after {} ms",
+                R::NAME,
+                f.what,
+                t.duration_since(f.undone).as_millis()
+            ),
+            None => no_progress.push(format!(
+                "{} (no increment sent in the {} ms before the next fault was acknowledged)",
+                f.what,
+                f.next.duration_since(f.undone).as_millis()
+            )),
+        }
+    }
+    assert!(
+        no_progress.is_empty(),
+        "no acknowledged increment after these faults were undone: {no_progress:#?}"
+    );
     assert!(
         h.hangs.is_empty(),
         "calls hung past their deadline: {:?}",

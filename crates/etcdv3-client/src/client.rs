@@ -139,6 +139,14 @@ impl Client {
         self.shared.close();
     }
 
+    /// Calls the transport tracks right now (started and not finished:
+    /// unary calls in progress, open streams). For tests that check nothing
+    /// leaks; not a stable API.
+    #[doc(hidden)]
+    pub fn calls_tracked(&self) -> usize {
+        self.shared.call_slots()
+    }
+
     /// Whether the client was closed.
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()

@@ -34,9 +34,17 @@ pub enum Error {
     /// settings, an unreadable CA file).
     #[error("configuration: {0}")]
     Config(String),
-    /// The client was shut down.
+    /// The client was shut down before the call was sent (or the call
+    /// cannot have changed anything).
     #[error("the client is closed")]
     Closed,
+    /// The client was shut down while a mutation was in flight: it may have
+    /// been applied ([`Error::may_have_applied`] is `true`).
+    #[error("the client was closed while {method} was in flight; it may have been applied")]
+    ClosedInFlight {
+        /// The gRPC method path.
+        method: &'static str,
+    },
     /// A watch was cancelled by the server (e.g. because its start revision
     /// was compacted; see the watch events for the compacted revision).
     #[error("watch cancelled: {reason}")]
@@ -79,8 +87,15 @@ impl Error {
     pub fn may_have_applied(&self) -> bool {
         match self {
             Error::Call(e) => e.may_have_applied(),
+            Error::ClosedInFlight { .. } => true,
             _ => false,
         }
+    }
+
+    /// Whether the client was closed ([`Error::Closed`] or
+    /// [`Error::ClosedInFlight`]).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, Error::Closed | Error::ClosedInFlight { .. })
     }
 
     /// Whether the call ran out of time.
@@ -96,3 +111,20 @@ impl Error {
 
 /// Result with the client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_in_flight_may_have_applied_and_closed_not() {
+        let e = Error::ClosedInFlight {
+            method: "/etcdserverpb.KV/Put",
+        };
+        assert!(e.may_have_applied());
+        assert!(e.is_closed());
+        assert!(e.to_string().contains("KV/Put"), "{e}");
+        assert!(!Error::Closed.may_have_applied());
+        assert!(Error::Closed.is_closed());
+    }
+}

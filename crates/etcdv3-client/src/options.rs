@@ -45,6 +45,12 @@ pub struct ClientOptions {
     pub stream_window: u32,
     /// HTTP/2 connection window, in bytes.
     pub connection_window: u32,
+    /// Test hook (feature `test-util`): the first HTTP/2 stream id of every
+    /// connection (odd; ignored otherwise), to reach stream-id exhaustion
+    /// without 2^30 requests.
+    #[cfg(feature = "test-util")]
+    #[doc(hidden)]
+    pub first_stream_id: Option<u32>,
 }
 
 impl Default for ClientOptions {
@@ -61,6 +67,8 @@ impl Default for ClientOptions {
             auto_sync_interval: None,
             stream_window: 2 * 1024 * 1024,
             connection_window: 5 * 1024 * 1024,
+            #[cfg(feature = "test-util")]
+            first_stream_id: None,
         }
     }
 }

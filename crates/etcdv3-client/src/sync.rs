@@ -1,11 +1,24 @@
-//! Endpoint auto-sync: keep the endpoint set equal to the cluster's members.
+//! Endpoint auto-sync: keep the endpoint set equal to the cluster's members,
+//! without ever losing the endpoints that are known to work.
+//!
+//! Members advertise the client URLs they were configured with, which need
+//! not be reachable from here (containers, NAT, `localhost`). So the seed
+//! endpoints stay in the set, next to the advertised ones, until one of the
+//! advertised endpoints has answered a call; they come back whenever none of
+//! the advertised endpoints is answering. A URL that does not parse is
+//! skipped with a warning instead of failing the whole update, and the
+//! member list is only taken from a member that has a leader.
 
 use std::time::Duration;
 
+use etcdv3_core::endpoint::{Endpoint, EndpointError};
+use etcdv3_core::health::HealthState;
+use etcdv3_core::machine::EndpointState;
 use etcdv3_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
 use etcdv3_proto::method::CLUSTER_MEMBER_LIST;
 
-use crate::client::{CallOptions, Client};
+use crate::client::Client;
+use crate::error::{Error, Result};
 
 /// The client URLs of the voting members in a member list (learners cannot
 /// serve most requests, so they are left out).
@@ -21,38 +34,108 @@ pub(crate) fn member_endpoints(resp: &MemberListResponse) -> Vec<String> {
     urls
 }
 
-/// Every `interval`, fetch the member list and replace the endpoint set with
-/// the members' client URLs. Members added are used, members removed are
+/// Parse advertised URLs: the usable endpoints (deduplicated, in order) and
+/// the errors of those that do not parse.
+pub(crate) fn parse_advertised(urls: &[String]) -> (Vec<Endpoint>, Vec<EndpointError>) {
+    let mut ok: Vec<Endpoint> = Vec::new();
+    let mut bad = Vec::new();
+    for url in urls {
+        match Endpoint::parse(url) {
+            Ok(ep) if !ok.contains(&ep) => ok.push(ep),
+            Ok(_) => {}
+            Err(e) => bad.push(e),
+        }
+    }
+    (ok, bad)
+}
+
+/// Whether an endpoint has answered a call or probe and is not down now.
+pub(crate) fn is_answering(state: &EndpointState) -> bool {
+    let answered = state.raft_term > 0 || state.latency.is_some();
+    answered && !matches!(state.health, HealthState::Down { .. })
+}
+
+/// The endpoint set after a member list: the advertised endpoints, plus the
+/// seeds (those not advertised) while no advertised endpoint `answering`.
+/// `None` when nothing usable was advertised: keep the set as it is.
+pub(crate) fn next_endpoints(
+    seeds: &[Endpoint],
+    advertised: &[Endpoint],
+    answering: impl Fn(&Endpoint) -> bool,
+) -> Option<Vec<Endpoint>> {
+    if advertised.is_empty() {
+        return None;
+    }
+    let mut next = advertised.to_vec();
+    if !advertised.iter().any(answering) {
+        next.extend(seeds.iter().filter(|s| !advertised.contains(s)).cloned());
+    }
+    Some(next)
+}
+
+/// Fetch the member list from a member that has a leader (`hasleader`: a
+/// member without one refuses, and the core tries another).
+async fn member_list(client: &Client) -> Result<MemberListResponse> {
+    let shared = &client.shared;
+    let req = MemberListRequest {
+        linearizable: false,
+    };
+    let method = CLUSTER_MEMBER_LIST;
+    let frame = |source| Error::Frame {
+        method: method.path,
+        source,
+    };
+    let body =
+        etcdv3_core::codec::encode(&req, shared.options.max_send_message_size).map_err(frame)?;
+    let timeout = shared.options.request_timeout;
+    let msg =
+        crate::transport::call::unary_with_leader(shared, method, body, timeout, true).await?;
+    etcdv3_core::codec::decode_message(msg).map_err(frame)
+}
+
+/// Every `interval`, fetch the member list and update the endpoint set
+/// ([`next_endpoints`]). Members added are used, members removed are
 /// dropped and their connections closed. Ends when the client closes.
 pub(crate) async fn run(client: Client, interval: Duration) {
+    let seeds: Vec<Endpoint> = client
+        .endpoint_states()
+        .into_iter()
+        .map(|s| s.endpoint)
+        .collect();
     loop {
         let at = client.now() + interval;
         client.runtime().sleep_until(at).await;
         if client.is_closed() {
             return;
         }
-        let req = MemberListRequest {
-            linearizable: false,
-        };
-        let resp: crate::Result<MemberListResponse> = client
-            .unary(CLUSTER_MEMBER_LIST, &req, CallOptions::default())
-            .await;
-        match resp {
-            Ok(resp) => {
-                let urls = member_endpoints(&resp);
-                if urls.is_empty() {
-                    tracing::warn!("member list has no client URLs; endpoints unchanged");
-                    continue;
-                }
-                match client.set_endpoints(&urls) {
-                    Ok(()) => {
-                        tracing::debug!(endpoints = ?urls, "endpoints synced from member list")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "member list endpoints unusable"),
-                }
+        let resp = match member_list(&client).await {
+            Ok(resp) => resp,
+            Err(e) if e.is_closed() => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "member list sync failed");
+                continue;
             }
-            Err(crate::Error::Closed) => return,
-            Err(e) => tracing::debug!(error = %e, "member list sync failed"),
+        };
+        let (advertised, bad) = parse_advertised(&member_endpoints(&resp));
+        for e in &bad {
+            tracing::warn!(error = %e, "member list: skipping an unusable client URL");
+        }
+        let states = client.endpoint_states();
+        let answering = |ep: &Endpoint| states.iter().any(|s| &s.endpoint == ep && is_answering(s));
+        let Some(next) = next_endpoints(&seeds, &advertised, answering) else {
+            tracing::warn!("member list has no usable client URLs; endpoints unchanged");
+            continue;
+        };
+        let unchanged = next.len() == states.len()
+            && next
+                .iter()
+                .all(|ep| states.iter().any(|s| &s.endpoint == ep));
+        if unchanged {
+            continue;
+        }
+        match client.shared.set_endpoints(next.clone()) {
+            Ok(()) => tracing::debug!(endpoints = ?next, "endpoints synced from member list"),
+            Err(e) => tracing::warn!(error = %e, "member list endpoints unusable"),
         }
     }
 }
@@ -61,6 +144,10 @@ pub(crate) async fn run(client: Client, interval: Duration) {
 mod tests {
     use super::*;
     use etcdv3_proto::etcdserverpb::Member;
+
+    fn eps(urls: &[&str]) -> Vec<Endpoint> {
+        urls.iter().map(|u| Endpoint::parse(u).unwrap()).collect()
+    }
 
     #[test]
     fn learners_are_left_out_and_urls_deduplicated() {
@@ -81,5 +168,69 @@ mod tests {
             member_endpoints(&resp),
             vec!["http://a:2379", "http://b:2379"]
         );
+    }
+
+    #[test]
+    fn unparsable_urls_are_skipped_not_fatal() {
+        let urls: Vec<String> = [
+            "unix://localhost:1",
+            "http://a:2379",
+            "a:2379",
+            "http://b/x",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (ok, bad) = parse_advertised(&urls);
+        assert_eq!(ok, eps(&["http://a:2379"]));
+        assert_eq!(bad.len(), 2, "{bad:?}");
+    }
+
+    #[test]
+    fn seeds_stay_until_an_advertised_endpoint_answers() {
+        let seeds = eps(&["http://lb:2379", "http://a:2379"]);
+        let advertised = eps(&["http://a:2379", "http://10.0.0.9:2379"]);
+        // Nothing advertised answered yet: the seeds stay, without duplicates.
+        let next = next_endpoints(&seeds, &advertised, |_| false).unwrap();
+        assert_eq!(
+            next,
+            eps(&["http://a:2379", "http://10.0.0.9:2379", "http://lb:2379"])
+        );
+        // An advertised endpoint answered: the set is the advertised one.
+        let answered = Endpoint::parse("http://a:2379").unwrap();
+        let next = next_endpoints(&seeds, &advertised, |e| *e == answered).unwrap();
+        assert_eq!(next, advertised);
+        // Only a seed answered (not advertised): the seeds stay.
+        let lb = Endpoint::parse("http://lb:2379").unwrap();
+        let advertised = eps(&["http://10.0.0.9:2379"]);
+        let next = next_endpoints(&seeds, &advertised, |e| *e == lb).unwrap();
+        assert_eq!(
+            next,
+            eps(&["http://10.0.0.9:2379", "http://lb:2379", "http://a:2379"])
+        );
+        // Nothing usable advertised: unchanged.
+        assert_eq!(next_endpoints(&seeds, &[], |_| true), None);
+    }
+
+    #[test]
+    fn answering_needs_an_answer_and_no_current_failure() {
+        let mut s = EndpointState {
+            id: etcdv3_core::machine::EndpointId(0),
+            endpoint: Endpoint::parse("http://a:2379").unwrap(),
+            health: HealthState::Up,
+            tier: 0,
+            in_flight: 0,
+            latency: None,
+            leader: None,
+            raft_term: 0,
+            connected: true,
+        };
+        assert!(!is_answering(&s), "never answered");
+        s.raft_term = 2;
+        assert!(is_answering(&s));
+        s.health = HealthState::Down {
+            retry_at: std::time::Instant::now(),
+        };
+        assert!(!is_answering(&s), "down now");
     }
 }

@@ -107,7 +107,14 @@ fn later(at: Instant, d: Duration) -> Instant {
 pub struct LeaseKeeper {
     leases: BTreeMap<i64, Kept>,
     events: VecDeque<LeaseEvent>,
+    /// When the oldest keep-alive still unanswered on the current stream
+    /// was sent (cleared by any answer and by a new stream).
+    unanswered_since: Option<Instant>,
 }
+
+/// The shortest wait for a keep-alive answer before the stream counts as
+/// stuck, whatever the TTL.
+pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(500);
 
 impl LeaseKeeper {
     /// A keeper with no lease.
@@ -170,6 +177,7 @@ impl LeaseKeeper {
         if k.sent.len() < MAX_UNANSWERED {
             k.sent.push_back(now);
         }
+        self.unanswered_since.get_or_insert(now);
         Some(LeaseKeepAliveRequest { id: *id })
     }
 
@@ -178,6 +186,7 @@ impl LeaseKeeper {
     /// instant that request was sent. Responses for leases not kept, and
     /// renewals that answer no request sent on this stream, are ignored.
     pub fn handle_response(&mut self, now: Instant, resp: LeaseKeepAliveResponse) {
+        self.unanswered_since = None;
         let Some(k) = self.leases.get_mut(&resp.id) else {
             return;
         };
@@ -206,10 +215,30 @@ impl LeaseKeeper {
     /// renewed as soon as a new stream is up (the next
     /// [`poll_transmit`](Self::poll_transmit)).
     pub fn handle_stream_lost(&mut self, now: Instant) {
+        self.unanswered_since = None;
         for k in self.leases.values_mut() {
             k.next_renewal = now;
             k.sent.clear();
         }
+    }
+
+    /// When the current stream counts as stuck: a keep-alive has gone
+    /// unanswered for a whole renewal interval (at least
+    /// [`MIN_STUCK_AFTER`]), so the next renewal is due and the last one
+    /// never came back. A member that answers pings can still hold
+    /// keep-alives that long (a follower forwarding them to a leader that
+    /// hangs): the owner then replaces the stream, on another member if it
+    /// can, before the leases run out.
+    pub fn stuck_at(&self) -> Option<Instant> {
+        let since = self.unanswered_since?;
+        let interval = self.leases.values().map(|k| renew_interval(k.ttl)).min()?;
+        Some(since + interval.max(MIN_STUCK_AFTER))
+    }
+
+    /// Whether the current stream is stuck at `now` (see
+    /// [`stuck_at`](Self::stuck_at)).
+    pub fn is_stuck(&self, now: Instant) -> bool {
+        self.stuck_at().is_some_and(|t| t <= now)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) (and
@@ -218,6 +247,7 @@ impl LeaseKeeper {
         self.leases
             .values()
             .map(|k| k.next_renewal.min(k.deadline))
+            .chain(self.stuck_at())
             .min()
     }
 

@@ -19,4 +19,5 @@ pub mod lease;
 pub mod machine;
 pub mod rng;
 pub mod status;
+pub mod stream;
 pub mod watch;

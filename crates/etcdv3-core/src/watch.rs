@@ -44,6 +44,18 @@
 //! turns true so the driver drops the stream, calls
 //! [`WatchHub::handle_stream_lost`] and opens a new one (on another member).
 //!
+//! # Authentication
+//!
+//! A stream carries the token it was opened with; etcd refuses a watch
+//! create whose token expired with "permission denied". The first such
+//! refusal of a watcher does not end it: it waits to be created again and
+//! [`WatchHub::needs_auth_refresh`] turns true, so the driver gets a fresh
+//! token and a new stream. Refused again after that (a real permission
+//! error), the watcher ends with [`WatchEvent::Cancelled`]; so it does at
+//! once when the driver has no credentials
+//! ([`WatchHub::handle_auth_final`]). A watcher created again may be retried
+//! once more later (the next token expiry).
+//!
 //! ```
 //! use etcdv3_core::watch::{WatchEvent, WatchHub};
 //! use etcdv3_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
@@ -166,6 +178,11 @@ struct Watcher {
     fragments: Vec<Event>,
     /// Encoded size of `fragments`.
     fragment_bytes: usize,
+    /// Refused for authentication since its last creation; waiting for a
+    /// fresh token: the refusal's reason.
+    auth_refused: Option<String>,
+    /// Already re-created once after an authentication refusal.
+    auth_retried: bool,
 }
 
 impl Watcher {
@@ -219,6 +236,8 @@ pub struct WatchHub {
     events: VecDeque<(WatcherId, WatchEvent)>,
     new_stream: bool,
     max_fragment_bytes: usize,
+    /// A watcher was refused for authentication and waits for a new token.
+    auth_refresh: bool,
 }
 
 impl Default for WatchHub {
@@ -232,6 +251,7 @@ impl Default for WatchHub {
             events: VecDeque::new(),
             new_stream: false,
             max_fragment_bytes: crate::codec::DEFAULT_MAX_DECODE_SIZE,
+            auth_refresh: false,
         }
     }
 }
@@ -243,6 +263,20 @@ fn header_revision(resp: &WatchResponse) -> i64 {
 fn is_leader_loss(reason: &str) -> bool {
     let r = reason.to_ascii_lowercase();
     r.contains("no leader") || r.contains("leader changed")
+}
+
+/// A cancel reason that a fresh token may cure: etcd refuses a watch whose
+/// stream token expired with "permission denied" (wrapped as a gRPC error
+/// string: "rpc error: code = PermissionDenied desc = etcdserver: ...").
+fn is_auth_refusal(reason: &str) -> bool {
+    let bare = reason
+        .split_once("desc = ")
+        .map_or(reason, |(_, desc)| desc);
+    let kind = crate::error::classify(&crate::status::Status::new(
+        crate::status::Code::Unknown,
+        bare,
+    ));
+    kind.suggests_reauthentication() || kind == crate::error::EtcdErrorKind::PermissionDenied
 }
 
 impl WatchHub {
@@ -282,6 +316,8 @@ impl WatchHub {
                 announced: false,
                 fragments: Vec::new(),
                 fragment_bytes: 0,
+                auth_refused: None,
+                auth_retried: false,
             },
         );
         self.ops.push_back(Op::Create(id));
@@ -348,6 +384,48 @@ impl WatchHub {
     /// preferably on another member.
     pub fn needs_new_stream(&self) -> bool {
         self.new_stream
+    }
+
+    /// Whether a watcher was refused for authentication for the first time
+    /// since it was last created (see the [module docs](self)): the driver
+    /// should get a fresh token and then drop the stream, call
+    /// [`handle_stream_lost`](Self::handle_stream_lost) and open a new one —
+    /// or, without credentials, call
+    /// [`handle_auth_final`](Self::handle_auth_final).
+    pub fn needs_auth_refresh(&self) -> bool {
+        self.auth_refresh
+    }
+
+    /// No fresh token will come: every watcher waiting for one ends with
+    /// [`WatchEvent::Cancelled`] and the server's reason.
+    pub fn handle_auth_final(&mut self) {
+        self.auth_refresh = false;
+        let refused: Vec<(WatcherId, String)> = self
+            .watchers
+            .iter()
+            .filter_map(|(id, w)| w.auth_refused.clone().map(|r| (*id, r)))
+            .collect();
+        for (id, reason) in refused {
+            self.finish(id, WatchEvent::Cancelled { reason });
+        }
+    }
+
+    /// Put a watcher refused for authentication back to "needs a create on
+    /// a new stream", once.
+    fn park_for_auth(&mut self, id: WatcherId, reason: String) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        if let State::Active { server_id } = w.state {
+            if self.by_server.get(&server_id) == Some(&id) {
+                self.by_server.remove(&server_id);
+            }
+        }
+        w.clear_fragments();
+        w.state = State::Pending { queued: false };
+        w.auth_retried = true;
+        w.auth_refused = Some(reason);
+        self.auth_refresh = true;
     }
 
     /// The next request to send on the current stream.
@@ -561,6 +639,7 @@ impl WatchHub {
         w.state = State::Active {
             server_id: resp.watch_id,
         };
+        w.auth_retried = false;
         if w.request.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
             w.created_rev = Some(rev);
         }
@@ -595,6 +674,8 @@ impl WatchHub {
             );
         } else if is_leader_loss(&resp.cancel_reason) {
             self.park(id);
+        } else if !w.auth_retried && is_auth_refusal(&resp.cancel_reason) {
+            self.park_for_auth(id, resp.cancel_reason);
         } else {
             self.finish(
                 id,
@@ -613,6 +694,7 @@ impl WatchHub {
         self.by_server.clear();
         self.creating.clear();
         self.new_stream = false;
+        self.auth_refresh = false;
         let progress = self.ops.contains(&Op::Progress);
         self.ops.clear();
         let ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
@@ -621,6 +703,7 @@ impl WatchHub {
                 continue;
             };
             w.clear_fragments();
+            w.auth_refused = None;
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(

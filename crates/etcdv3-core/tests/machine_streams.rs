@@ -373,7 +373,7 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
     let t0 = Instant::now();
     let config = Config {
         probe_interval: Some(Duration::from_secs(2)),
-        probe_timeout: Duration::from_secs(1),
+        probe_timeout: Duration::from_millis(1500),
         idle_timeout: Duration::from_secs(3),
         ..Config::default()
     };
@@ -385,14 +385,27 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
     drain(&mut core);
     let mut now = t0;
     let mut wakeups = 0;
+    let mut probe_sent = None;
+    let mut checked = false;
     while now < t0 + Duration::from_secs(20) {
         let Some(t) = core.poll_timeout() else { break };
         assert!(t >= now, "timer in the past");
         now = t;
         core.handle_timeout(now);
         wakeups += 1;
-        // Probes are never answered: they time out.
-        drain(&mut core);
+        // Probes are never answered (they time out), pings are.
+        for a in drain(&mut core) {
+            match a {
+                Action::Probe { .. } => probe_sent = Some(now),
+                Action::Ping { conn } => {
+                    // A silent probe-only connection is checked before the
+                    // probe times out.
+                    checked |= probe_sent.is_some_and(|p| now - p < ms(1500));
+                    core.handle_pong(now, conn);
+                }
+                _ => {}
+            }
+        }
         if let Some(next) = core.poll_timeout() {
             assert!(
                 next > now,
@@ -402,6 +415,7 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
         }
     }
     assert!(wakeups < 100, "{wakeups} wake-ups in 20 s");
+    assert!(checked, "a probe-only connection gets liveness checks");
 }
 
 /// Bug 14: after a full outage, a member that answers again is used within
@@ -436,4 +450,42 @@ fn after_a_full_outage_a_returning_member_is_used_at_once() {
         "sent {:?} after the members came back",
         sent_at - back_at
     );
+}
+
+/// A keep-alive stream held by a member that answers pings but not the
+/// keep-alives (a follower forwarding them to a leader that hangs) counts
+/// as stuck after one renewal interval; the core then suspects the member
+/// and ends the stream, and the reopened one goes elsewhere.
+#[test]
+fn unanswered_keepalives_move_the_stream_to_another_member() {
+    use etcdv3_core::lease::LeaseKeeper;
+    let t0 = Instant::now();
+    let mut keeper = LeaseKeeper::new();
+    keeper.keep(t0, 7, 6);
+    assert!(keeper.poll_transmit(t0).is_some());
+    assert!(!keeper.is_stuck(t0 + ms(1900)));
+    assert_eq!(keeper.stuck_at(), Some(t0 + ms(2000)));
+    assert!(keeper.is_stuck(t0 + ms(2000)));
+    keeper.handle_stream_lost(t0 + ms(2000));
+    assert!(
+        !keeper.is_stuck(t0 + ms(5000)),
+        "a new stream starts afresh"
+    );
+
+    let mut core = Core::new(cfg(), eps(2), 1);
+    let k = core.start_call(t0, LEASE_KEEP_ALIVE, None);
+    let actions = connect_pending(&mut core, t0);
+    let (_, conn) = send_of(&actions, k).unwrap();
+    let ep = core.conn_endpoint(conn).unwrap();
+    core.handle_stream_established(t0, k);
+    core.handle_stream_unanswered(t0 + ms(2000), k);
+    let acts = drain(&mut core);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Complete { call, result: Err(CallError::StreamEnded { .. }) } if *call == k)),
+        "{acts:?}"
+    );
+    let k2 = core.start_call(t0 + ms(2000), LEASE_KEEP_ALIVE, None);
+    let actions = connect_pending(&mut core, t0 + ms(2000));
+    let (_, conn2) = send_of(&actions, k2).unwrap();
+    assert_ne!(core.conn_endpoint(conn2), Some(ep));
 }

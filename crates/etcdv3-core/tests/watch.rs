@@ -264,6 +264,10 @@ fn server_cancel_ends_the_watcher_with_reason() {
         cancel_reason: "etcdserver: permission denied".into(),
         ..Default::default()
     });
+    // A refusal a fresh token may cure waits for the driver's verdict
+    // (tests/stream.rs covers the retry); without credentials it is final.
+    assert!(hub.needs_auth_refresh());
+    hub.handle_auth_final();
     assert_eq!(
         drain(&mut hub),
         vec![(

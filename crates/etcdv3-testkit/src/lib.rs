@@ -147,6 +147,7 @@ pub struct ClusterBuilder {
     health_timeout: Duration,
     client_tls: bool,
     client_cert_auth: bool,
+    extra_advertised_client_urls: Vec<String>,
 }
 
 impl ClusterBuilder {
@@ -159,6 +160,7 @@ impl ClusterBuilder {
             health_timeout: DEFAULT_HEALTH_TIMEOUT,
             client_tls: false,
             client_cert_auth: false,
+            extra_advertised_client_urls: Vec::new(),
         }
     }
 
@@ -206,6 +208,14 @@ impl ClusterBuilder {
         self
     }
 
+    /// Every member also advertises `url` as a client URL, after its proxy URL (e.g. an
+    /// unreachable or unparsable URL, to test endpoint auto-sync). etcd must accept it as a
+    /// URL (`http`, `https`, `unix` or `unixs` with a host).
+    pub fn also_advertise_client_url(mut self, url: impl Into<String>) -> Self {
+        self.extra_advertised_client_urls.push(url.into());
+        self
+    }
+
     /// How long to wait for the members to become healthy (default
     /// [`DEFAULT_HEALTH_TIMEOUT`]); also used by [`Cluster::restart`].
     pub fn health_timeout(mut self, timeout: Duration) -> Self {
@@ -250,6 +260,7 @@ impl ClusterBuilder {
             token: String::new(),
             initial_cluster: String::new(),
             extra_args: self.args,
+            extra_advertised_client_urls: self.extra_advertised_client_urls,
             health_timeout: self.health_timeout,
             tls,
             slots: Vec::new(),
@@ -328,6 +339,7 @@ pub struct Cluster {
     token: String,
     initial_cluster: String,
     extra_args: Vec<String>,
+    extra_advertised_client_urls: Vec<String>,
     health_timeout: Duration,
     tls: Option<TlsSetup>,
     slots: Vec<Slot>,
@@ -632,7 +644,10 @@ impl Cluster {
             .arg(format!("--listen-client-urls={listen_client}"))
             .arg(format!(
                 "--advertise-client-urls={}",
-                self.proxy_client_url(slot)
+                std::iter::once(self.proxy_client_url(slot))
+                    .chain(self.extra_advertised_client_urls.iter().cloned())
+                    .collect::<Vec<_>>()
+                    .join(",")
             ))
             .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer_port}"))
             .arg(format!(
@@ -789,6 +804,23 @@ impl Cluster {
                 path: "/health".into(),
                 detail: e.to_string(),
             })
+    }
+
+    /// Member `i`'s Prometheus metrics (`GET /metrics`, asked directly, not through its
+    /// client proxy), as text. [`metric_sum`] adds up one counter from it.
+    pub fn metrics(&self, i: usize) -> Result<String, TestkitError> {
+        self.running_pid(i)?;
+        let err = |detail: String| TestkitError::Http {
+            member: i,
+            path: "/metrics".into(),
+            detail,
+        };
+        let r = http::request(self.control_addr(i), "GET", "/metrics", None, HTTP_TIMEOUT)
+            .map_err(|e| err(e.to_string()))?;
+        if r.status != 200 {
+            return Err(err(format!("status {}", r.status)));
+        }
+        Ok(r.body)
     }
 
     /// Waits up to `timeout` until member `i` is healthy.
@@ -1058,6 +1090,48 @@ fn wait_proc_state(pid: u32, ok: impl Fn(char) -> bool) {
             _ => return,
         }
     }
+}
+
+/// The sum of every sample of counter `name` in a Prometheus text exposition (from
+/// [`Cluster::metrics`]) whose labels include all of `labels` (`("grpc_method", "Range")`).
+///
+/// ```
+/// let text = "# TYPE c counter\nc{a=\"x\",b=\"y\"} 3\nc{a=\"x\",b=\"z\"} 4\nc{a=\"w\"} 9\nc_other 1\n";
+/// assert_eq!(etcdv3_testkit::metric_sum(text, "c", &[("a", "x")]), 7.0);
+/// assert_eq!(etcdv3_testkit::metric_sum(text, "c", &[]), 16.0);
+/// ```
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let (label_text, value) = if let Some(inner) = rest.strip_prefix('{') {
+            match inner.split_once('}') {
+                Some((l, v)) => (l, v),
+                None => continue,
+            }
+        } else if rest.starts_with(' ') {
+            ("", rest)
+        } else {
+            // Another metric whose name starts with `name`.
+            continue;
+        };
+        let wanted = labels
+            .iter()
+            .all(|(k, v)| label_text.split(',').any(|kv| kv == format!("{k}=\"{v}\"")));
+        if !wanted {
+            continue;
+        }
+        if let Some(v) = value
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+        {
+            sum += v;
+        }
+    }
+    sum
 }
 
 fn body_healthy(body: &str) -> bool {

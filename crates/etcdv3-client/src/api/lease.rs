@@ -2,10 +2,11 @@
 //!
 //! [`Client::lease_keep_alive`] returns a [`LeaseKeeper`] handle; while it
 //! lives, the lease is renewed at a third of its TTL through ONE
-//! `LeaseKeepAlive` stream per client, owned by a background task that runs
-//! the sans-IO [`etcdv3_core::lease::LeaseKeeper`]. If the stream fails, a
-//! new one is opened (on another endpoint if need be) and every lease is
-//! renewed at once. Dropping the handle stops the renewals: the lease then
+//! `LeaseKeepAlive` stream per client, owned by the client's stream task
+//! for keepalives (see `stream_task`), which runs the sans-IO
+//! [`etcdv3_core::lease::LeaseKeeper`]. If the stream fails, a new one is
+//! opened when the core's stream supervisor says (on another endpoint if
+//! need be) and every lease is renewed at once. Dropping the handle stops the renewals: the lease then
 //! expires by itself after its TTL (call [`Client::lease_revoke`] to end it
 //! at once).
 
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -28,10 +29,9 @@ use etcdv3_proto::method::{
 use futures_channel::mpsc;
 use futures_core::Stream;
 
-use crate::api::watch::{reopen_backoff, task_inbox, TaskTable};
-use crate::client::{BidiCall, CallOptions};
+use crate::api::stream_task::{self, StreamOwner, Verdict};
+use crate::client::CallOptions;
 use crate::error::{Error, Result};
-use crate::runtime::BoxFuture;
 use crate::Client;
 
 pub use etcdv3_proto::etcdserverpb::{
@@ -137,22 +137,30 @@ impl Client {
     /// Renew lease `id` once, on a short-lived keep-alive stream. Fails with
     /// [`Error::LeaseExpired`] when the lease no longer exists.
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        self.keep_alive_once_at(id).await.map(|(resp, _)| resp)
+    }
+
+    /// [`Client::keep_alive_once`], and the instant the renewal was sent:
+    /// the server restarted the lease's TTL no earlier than that.
+    async fn keep_alive_once_at(&self, id: i64) -> Result<(LeaseKeepAliveResponse, Instant)> {
         let deadline = self.now() + self.shared.options.request_timeout;
         let mut sleep = self.runtime().sleep_until(deadline);
         let call = async {
             let mut stream = self
                 .open_bidi::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(LEASE_KEEP_ALIVE)
                 .await?;
+            let sent_at = self.now();
             stream.send(&LeaseKeepAliveRequest { id })?;
             let resp = stream.message().await?;
             stream.close_send();
-            resp.ok_or_else(|| {
-                Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+            match resp {
+                Some(resp) => Ok((resp, sent_at)),
+                None => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
                     method: LEASE_KEEP_ALIVE.path,
-                    endpoint: String::new(),
+                    endpoint: stream.endpoint().to_string(),
                     cause: "the server ended the stream without an answer".into(),
-                })
-            })
+                })),
+            }
         };
         let mut call = std::pin::pin!(call);
         let resp = std::future::poll_fn(|cx| {
@@ -172,7 +180,7 @@ impl Client {
                 },
             ))
         })?;
-        if resp.ttl <= 0 {
+        if resp.0.ttl <= 0 {
             return Err(Error::LeaseExpired { id });
         }
         Ok(resp)
@@ -186,13 +194,14 @@ impl Client {
     /// Dropping the handle only stops the renewals: the lease expires on
     /// the server after its TTL, or revoke it with [`Client::lease_revoke`].
     pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeeper> {
-        let first = self.keep_alive_once(id).await?;
+        let (first, renewed_at) = self.keep_alive_once_at(id).await?;
         let ttl = Arc::new(AtomicI64::new(first.ttl));
         let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
         let (sink, events) = mpsc::unbounded();
         let cmd = || Cmd::Keep {
             id,
             ttl: first.ttl,
+            renewed_at,
             token,
             shared_ttl: ttl.clone(),
             sink: sink.clone(),
@@ -202,10 +211,7 @@ impl Client {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            cmds = task_inbox(&LEASE_TASKS, self, |rx| {
-                let bg = self.background();
-                self.spawn(lease_task(bg, rx));
-            });
+            cmds = stream_task::inbox(self, LeaseOwner::default);
             if cmds.unbounded_send(cmd()).is_ok() {
                 break;
             }
@@ -228,6 +234,9 @@ enum Cmd {
     Keep {
         id: i64,
         ttl: i64,
+        /// When the renewal that granted `ttl` was sent: the lease's clock
+        /// starts there, not when the task takes the command.
+        renewed_at: Instant,
         token: u64,
         shared_ttl: Arc<AtomicI64>,
         sink: mpsc::UnboundedSender<Result<i64>>,
@@ -237,8 +246,6 @@ enum Cmd {
         token: u64,
     },
 }
-
-static LEASE_TASKS: TaskTable<Cmd> = Mutex::new(Vec::new());
 
 /// Keeps a lease alive while it lives; from [`Client::lease_keep_alive`].
 ///
@@ -331,124 +338,73 @@ struct Holder {
     sink: mpsc::UnboundedSender<Result<i64>>,
 }
 
-// One transient value per loop turn, never stored: its size does not matter.
-#[allow(clippy::large_enum_variant)]
-enum Input {
-    Cmd(Option<Cmd>),
-    Msg(Result<Option<LeaseKeepAliveResponse>>),
-    Opened(Result<BidiCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>>),
-    Timer,
-    Backoff,
+/// The per-kind part of the client's keepalive stream task: the core's
+/// keeper and the handles of each kept lease.
+#[derive(Default)]
+struct LeaseOwner {
+    keeper: CoreKeeper,
+    holders: HashMap<i64, Vec<Holder>>,
 }
 
-type Opening = BoxFuture<'static, Result<BidiCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>>>;
+impl StreamOwner for LeaseOwner {
+    type Cmd = Cmd;
+    type Req = LeaseKeepAliveRequest;
+    type Resp = LeaseKeepAliveResponse;
+    const METHOD: etcdv3_proto::method::Method = LEASE_KEEP_ALIVE;
 
-/// The per-client keep-alive task: owns the stream and the core keeper.
-async fn lease_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
-    let mut keeper = CoreKeeper::new();
-    let mut holders: HashMap<i64, Vec<Holder>> = HashMap::new();
-    let mut stream: Option<BidiCall<LeaseKeepAliveRequest, LeaseKeepAliveResponse>> = None;
-    let mut opening: Option<Opening> = None;
-    let mut backoff: Option<BoxFuture<'static, ()>> = None;
-    let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
-    let mut failures: u32 = 0;
-    let mut cmds_open = true;
-    loop {
-        let input = std::future::poll_fn(|cx| {
-            if cmds_open {
-                if let Poll::Ready(c) = Pin::new(&mut cmds).poll_next(cx) {
-                    return Poll::Ready(Input::Cmd(c));
-                }
-            }
-            if let Some(s) = stream.as_mut() {
-                if let Poll::Ready(m) = s.poll_message(cx) {
-                    return Poll::Ready(Input::Msg(m));
-                }
-            }
-            if let Some(o) = opening.as_mut() {
-                if let Poll::Ready(r) = o.as_mut().poll(cx) {
-                    opening = None;
-                    return Poll::Ready(Input::Opened(r));
-                }
-            }
-            if let Some((_, t)) = timer.as_mut() {
-                if t.as_mut().poll(cx).is_ready() {
-                    timer = None;
-                    return Poll::Ready(Input::Timer);
-                }
-            }
-            if let Some(b) = backoff.as_mut() {
-                if b.as_mut().poll(cx).is_ready() {
-                    backoff = None;
-                    return Poll::Ready(Input::Backoff);
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        let now = client.now();
-        let mut lost = false;
-        match input {
-            Input::Cmd(None) => cmds_open = false,
-            Input::Cmd(Some(cmd)) => handle_cmd(&mut keeper, &mut holders, now, cmd),
-            Input::Msg(Ok(Some(resp))) => {
-                failures = 0;
-                keeper.handle_response(now, resp);
-            }
-            Input::Msg(Ok(None)) => lost = true,
-            Input::Msg(Err(e)) => {
-                tracing::debug!(error = %e, "lease keep-alive stream failed");
-                lost = true;
-            }
-            Input::Opened(Ok(s)) => {
-                stream = Some(s);
-                keeper.handle_stream_lost(now);
-            }
-            Input::Opened(Err(e)) => {
-                tracing::debug!(error = %e, "opening the lease keep-alive stream failed");
-                failures += 1;
-                backoff = Some(client.runtime().sleep_until(now + reopen_backoff(failures)));
-            }
-            Input::Timer | Input::Backoff => {}
+    fn handle_cmd(&mut self, _now: Instant, cmd: Cmd) {
+        handle_cmd(&mut self.keeper, &mut self.holders, cmd);
+    }
+
+    fn is_done(&self) -> bool {
+        self.keeper.is_empty()
+    }
+
+    fn handle_opened(&mut self, now: Instant) {
+        // Renew every lease at once on the new stream.
+        self.keeper.handle_stream_lost(now);
+    }
+
+    fn handle_lost(&mut self, now: Instant) {
+        self.keeper.handle_stream_lost(now);
+    }
+
+    fn handle_message(&mut self, now: Instant, resp: LeaseKeepAliveResponse) {
+        self.keeper.handle_response(now, resp);
+    }
+
+    fn poll_transmit(&mut self, now: Instant) -> Option<LeaseKeepAliveRequest> {
+        self.keeper.poll_transmit(now)
+    }
+
+    fn verdict(&self, now: Instant) -> Verdict {
+        // The core's keeper decides when unanswered keep-alives put the
+        // leases at risk.
+        if self.keeper.is_stuck(now) {
+            Verdict::Unanswered
+        } else {
+            Verdict::Keep
         }
-        while cmds_open {
-            match cmds.try_recv() {
-                Ok(cmd) => handle_cmd(&mut keeper, &mut holders, now, cmd),
-                Err(mpsc::TryRecvError::Closed) => cmds_open = false,
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.keeper.handle_timeout(now);
+    }
+
+    fn poll_timeout(&self, open: bool) -> Option<Instant> {
+        // Renewals are due only while a stream is up; deadlines always.
+        if open {
+            self.keeper.poll_timeout()
+        } else {
+            self.keeper.next_deadline()
         }
-        if client.is_closed() {
-            for (_, hs) in holders.drain() {
-                for h in hs {
-                    let _ = h.sink.unbounded_send(Err(Error::Closed));
-                }
-            }
-            cmds.close();
-            return;
-        }
-        keeper.handle_timeout(now);
-        if let Some(s) = stream.as_mut() {
-            if !lost {
-                while let Some(req) = keeper.poll_transmit(now) {
-                    if let Err(e) = s.send(&req) {
-                        tracing::debug!(error = %e, "sending a lease keep-alive failed");
-                        lost = true;
-                        break;
-                    }
-                }
-            }
-        }
-        if lost {
-            stream = None;
-            keeper.handle_stream_lost(now);
-            failures += 1;
-            backoff = Some(client.runtime().sleep_until(now + reopen_backoff(failures)));
-        }
-        while let Some(ev) = keeper.poll_event() {
+    }
+
+    fn deliver(&mut self) {
+        while let Some(ev) = self.keeper.poll_event() {
             match ev {
                 LeaseEvent::Renewed { id, ttl } => {
-                    if let Some(hs) = holders.get_mut(&id) {
+                    if let Some(hs) = self.holders.get_mut(&id) {
                         for h in hs.iter() {
                             h.ttl.store(ttl, Ordering::Relaxed);
                             let _ = h.sink.unbounded_send(Ok(ttl));
@@ -456,52 +412,35 @@ async fn lease_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
                     }
                 }
                 LeaseEvent::Expired { id } => {
-                    for h in holders.remove(&id).unwrap_or_default() {
+                    for h in self.holders.remove(&id).unwrap_or_default() {
                         let _ = h.sink.unbounded_send(Err(Error::LeaseExpired { id }));
                     }
                 }
             }
         }
-        if keeper.is_empty() {
-            cmds.close();
-            return;
-        }
-        if stream.is_none() && opening.is_none() && backoff.is_none() {
-            let c = client.clone();
-            opening = Some(Box::pin(async move {
-                c.open_bidi::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(LEASE_KEEP_ALIVE)
-                    .await
-            }));
-        }
-        // Renewals are due only while a stream is up; deadlines always.
-        let next = if stream.is_some() {
-            keeper.poll_timeout()
-        } else {
-            keeper.next_deadline()
-        };
-        match (next, &timer) {
-            (Some(at), Some((cur, _))) if *cur == at => {}
-            (Some(at), _) => timer = Some((at, client.runtime().sleep_until(at))),
-            (None, _) => timer = None,
+    }
+
+    fn fail(&mut self, err: &Error) {
+        for (id, hs) in self.holders.drain() {
+            self.keeper.remove(id);
+            for h in hs {
+                let _ = h.sink.unbounded_send(Err(err.clone()));
+            }
         }
     }
 }
 
-fn handle_cmd(
-    keeper: &mut CoreKeeper,
-    holders: &mut HashMap<i64, Vec<Holder>>,
-    now: Instant,
-    cmd: Cmd,
-) {
+fn handle_cmd(keeper: &mut CoreKeeper, holders: &mut HashMap<i64, Vec<Holder>>, cmd: Cmd) {
     match cmd {
         Cmd::Keep {
             id,
             ttl,
+            renewed_at,
             token,
             shared_ttl,
             sink,
         } => {
-            keeper.keep(now, id, ttl);
+            keeper.keep(renewed_at, id, ttl);
             holders.entry(id).or_default().push(Holder {
                 token,
                 ttl: shared_ttl,
@@ -523,6 +462,27 @@ fn handle_cmd(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kept_lease_expires_from_its_renewal_not_from_when_the_task_took_it() {
+        // The renewal went out at t0; the task takes the command 3 s later
+        // (a busy executor): the lease still expires at t0 + TTL.
+        let t0 = Instant::now();
+        let mut owner = LeaseOwner::default();
+        let (sink, _events) = mpsc::unbounded();
+        owner.handle_cmd(
+            t0 + Duration::from_secs(3),
+            Cmd::Keep {
+                id: 7,
+                ttl: 5,
+                renewed_at: t0,
+                token: 1,
+                shared_ttl: Arc::new(AtomicI64::new(5)),
+                sink,
+            },
+        );
+        assert_eq!(owner.keeper.deadline(7), Some(t0 + Duration::from_secs(5)));
+    }
 
     #[test]
     fn grant_options() {

@@ -32,6 +32,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod namespace;
+pub(crate) mod stream_task;
 pub mod txn;
 pub mod watch;
 

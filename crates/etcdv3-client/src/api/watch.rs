@@ -1,19 +1,20 @@
 //! Watch: [`Client::watch`] and the [`Watcher`] stream.
 //!
-//! All watchers of a client share ONE gRPC `Watch` stream, owned by one
-//! background task (started with the first watcher, ended when the last one
-//! is gone). The task runs the sans-IO [`WatchHub`]: when the stream fails
-//! (member down, partition, "no leader"), it opens a new one (the core picks
-//! a healthy endpoint) and re-creates every watcher from the revision after
-//! the last one it delivered, so no event is lost or duplicated and events
-//! stay in revision order. If that revision was compacted meanwhile, the
-//! watcher ends with [`WatchEvent::Compacted`].
+//! All watchers of a client share ONE gRPC `Watch` stream, owned by the
+//! client's stream task for watches (started with the first watcher, ended
+//! when the last one is gone; see `stream_task`). The task runs the sans-IO
+//! [`WatchHub`]: when the stream fails (member down, partition, "no
+//! leader", an expired token), a new one is opened when the core's stream
+//! supervisor says (the core picks a healthy endpoint) and every watcher is
+//! re-created from the revision after the last one it delivered, so no
+//! event is lost or duplicated and events stay in revision order. If that
+//! revision was compacted meanwhile, the watcher ends with
+//! [`WatchEvent::Compacted`].
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use etcdv3_core::watch::WatchHub;
 use etcdv3_proto::etcdserverpb::{
@@ -24,48 +25,12 @@ use futures_channel::{mpsc, oneshot};
 use futures_core::Stream;
 
 use crate::api::kv::KeyRange;
-use crate::client::BidiCall;
+use crate::api::stream_task::{self, StreamOwner, Verdict};
 use crate::error::{Error, Result};
-use crate::runtime::BoxFuture;
-use crate::transport::Shared;
 use crate::Client;
 
 pub use etcdv3_core::watch::{WatchEvent, WatcherId};
 pub use etcdv3_proto::mvccpb::{event::EventType, Event};
-
-/// A table of per-client background task inboxes, keyed by the client's
-/// shared state (a client has no slot of its own for them).
-pub(crate) type TaskTable<C> = Mutex<Vec<(Weak<Shared>, mpsc::UnboundedSender<C>)>>;
-
-/// The inbox of `client`'s background task in `table`, spawning the task
-/// with `start` when there is none (or the previous one ended).
-pub(crate) fn task_inbox<C, F>(
-    table: &TaskTable<C>,
-    client: &Client,
-    start: F,
-) -> mpsc::UnboundedSender<C>
-where
-    F: FnOnce(mpsc::UnboundedReceiver<C>),
-{
-    let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
-    t.retain(|(w, tx)| w.strong_count() > 0 && !tx.is_closed());
-    if let Some((_, tx)) = t
-        .iter()
-        .find(|(w, _)| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&client.shared)))
-    {
-        return tx.clone();
-    }
-    let (tx, rx) = mpsc::unbounded();
-    t.push((Arc::downgrade(&client.shared), tx.clone()));
-    start(rx);
-    tx
-}
-
-/// Delay before reopening a stream after `failures` failures in a row.
-pub(crate) fn reopen_backoff(failures: u32) -> Duration {
-    let ms = 50u64 << failures.min(6);
-    Duration::from_millis(ms.min(2000))
-}
 
 /// Options of [`Client::watch`].
 ///
@@ -177,8 +142,6 @@ pub(crate) enum Cmd {
     Cancel(WatcherId),
     Progress,
 }
-
-static WATCH_TASKS: TaskTable<Cmd> = Mutex::new(Vec::new());
 
 /// One watcher: a [`Stream`] of its events.
 ///
@@ -331,10 +294,7 @@ impl Client {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            let cmds = task_inbox(&WATCH_TASKS, self, |rx| {
-                let bg = self.background();
-                self.spawn(watch_task(bg, rx));
-            });
+            let cmds = stream_task::inbox(self, || WatchOwner::new(self.background()));
             let (sink, events) = mpsc::unbounded();
             let (reply, id) = oneshot::channel();
             let add = Cmd::Add {
@@ -400,139 +360,79 @@ impl Client {
     }
 }
 
-enum Input {
-    Cmd(Option<Cmd>),
-    Msg(Result<Option<WatchResponse>>),
-    Opened(Result<BidiCall<WatchRequest, WatchResponse>>),
-    Slept,
+/// The per-kind part of the client's watch stream task: the hub and the
+/// watchers' event sinks.
+struct WatchOwner {
+    client: Client,
+    hub: WatchHub,
+    sinks: HashMap<WatcherId, Sink>,
 }
 
-type Opening = BoxFuture<'static, Result<BidiCall<WatchRequest, WatchResponse>>>;
+impl WatchOwner {
+    fn new(client: Client) -> Self {
+        WatchOwner {
+            client,
+            hub: WatchHub::new(),
+            sinks: HashMap::new(),
+        }
+    }
+}
 
-/// The per-client watch task: owns the stream and the hub.
-async fn watch_task(client: Client, mut cmds: mpsc::UnboundedReceiver<Cmd>) {
-    let mut hub = WatchHub::new();
-    let mut sinks: HashMap<WatcherId, Sink> = HashMap::new();
-    let mut stream: Option<BidiCall<WatchRequest, WatchResponse>> = None;
-    let mut opening: Option<Opening> = None;
-    let mut sleep: Option<BoxFuture<'static, ()>> = None;
-    let mut failures: u32 = 0;
-    let mut cmds_open = true;
-    loop {
-        let input = std::future::poll_fn(|cx| {
-            if cmds_open {
-                if let Poll::Ready(c) = Pin::new(&mut cmds).poll_next(cx) {
-                    return Poll::Ready(Input::Cmd(c));
-                }
-            }
-            if let Some(s) = stream.as_mut() {
-                if let Poll::Ready(m) = s.poll_message(cx) {
-                    return Poll::Ready(Input::Msg(m));
-                }
-            }
-            if let Some(o) = opening.as_mut() {
-                if let Poll::Ready(r) = o.as_mut().poll(cx) {
-                    opening = None;
-                    return Poll::Ready(Input::Opened(r));
-                }
-            }
-            if let Some(z) = sleep.as_mut() {
-                if z.as_mut().poll(cx).is_ready() {
-                    sleep = None;
-                    return Poll::Ready(Input::Slept);
-                }
-            }
-            Poll::Pending
-        })
-        .await;
-        let mut lost = false;
-        match input {
-            Input::Cmd(None) => cmds_open = false,
-            Input::Cmd(Some(cmd)) => handle_cmd(&mut hub, &mut sinks, cmd),
-            Input::Msg(Ok(Some(resp))) => {
-                failures = 0;
-                if let Some(h) = &resp.header {
-                    // Reads after this must not see an older revision.
-                    client.note_revision(h.revision);
-                }
-                hub.handle_response(resp);
-            }
-            Input::Msg(Ok(None)) => {
-                tracing::debug!("watch stream ended by the server");
-                lost = true;
-            }
-            Input::Msg(Err(e)) => {
-                tracing::debug!(error = %e, "watch stream failed");
-                lost = true;
-            }
-            Input::Opened(Ok(s)) => stream = Some(s),
-            Input::Opened(Err(e)) => {
-                tracing::debug!(error = %e, "opening the watch stream failed");
-                failures += 1;
-                sleep = Some(
-                    client
-                        .runtime()
-                        .sleep_until(client.now() + reopen_backoff(failures)),
-                );
-            }
-            Input::Slept => {}
+impl StreamOwner for WatchOwner {
+    type Cmd = Cmd;
+    type Req = WatchRequest;
+    type Resp = WatchResponse;
+    const METHOD: etcdv3_proto::method::Method = WATCH_WATCH;
+
+    fn handle_cmd(&mut self, _now: Instant, cmd: Cmd) {
+        handle_cmd(&mut self.hub, &mut self.sinks, cmd);
+    }
+
+    fn is_done(&self) -> bool {
+        self.hub.is_empty()
+    }
+
+    fn handle_opened(&mut self, _now: Instant) {}
+
+    fn handle_lost(&mut self, _now: Instant) {
+        self.hub.handle_stream_lost();
+    }
+
+    fn handle_message(&mut self, _now: Instant, resp: WatchResponse) {
+        if let Some(h) = &resp.header {
+            // Reads after this must not see an older revision.
+            self.client.note_revision(h.revision);
         }
-        // Take every command that is ready before deciding anything.
-        while cmds_open {
-            match cmds.try_recv() {
-                Ok(cmd) => handle_cmd(&mut hub, &mut sinks, cmd),
-                Err(mpsc::TryRecvError::Closed) => cmds_open = false,
-                Err(mpsc::TryRecvError::Empty) => break,
-            }
+        self.hub.handle_response(resp);
+    }
+
+    fn verdict(&self, _now: Instant) -> Verdict {
+        if self.hub.needs_new_stream() {
+            Verdict::NoLeader
+        } else if self.hub.needs_auth_refresh() {
+            Verdict::AuthRejected
+        } else {
+            Verdict::Keep
         }
-        if client.is_closed() {
-            for (_, s) in sinks.drain() {
-                let _ = s.unbounded_send(Err(Error::Closed));
-            }
-            cmds.close();
-            return;
+    }
+
+    fn handle_auth_final(&mut self, _now: Instant) {
+        self.hub.handle_auth_final();
+    }
+
+    fn poll_transmit(&mut self, _now: Instant) -> Option<WatchRequest> {
+        self.hub.poll_transmit()
+    }
+
+    fn deliver(&mut self) {
+        deliver(&mut self.hub, &mut self.sinks);
+    }
+
+    fn fail(&mut self, err: &Error) {
+        for (_, s) in self.sinks.drain() {
+            let _ = s.unbounded_send(Err(err.clone()));
         }
-        if hub.needs_new_stream() && stream.is_some() {
-            tracing::debug!("watch stream: member lost its leader, reopening");
-            lost = true;
-            failures += 1;
-        }
-        if let Some(s) = stream.as_mut() {
-            if !lost {
-                while let Some(req) = hub.poll_transmit() {
-                    if let Err(e) = s.send(&req) {
-                        tracing::debug!(error = %e, "sending on the watch stream failed");
-                        lost = true;
-                        break;
-                    }
-                }
-            }
-        }
-        if lost {
-            stream = None;
-            hub.handle_stream_lost();
-            if failures > 0 {
-                sleep = Some(
-                    client
-                        .runtime()
-                        .sleep_until(client.now() + reopen_backoff(failures)),
-                );
-            }
-        }
-        deliver(&mut hub, &mut sinks);
-        if hub.is_empty() {
-            // Last watcher gone: end. Commands that raced in are dropped
-            // (their senders retry with a new task).
-            cmds.close();
-            return;
-        }
-        if stream.is_none() && opening.is_none() && sleep.is_none() {
-            let c = client.clone();
-            opening = Some(Box::pin(async move {
-                c.open_bidi::<WatchRequest, WatchResponse>(WATCH_WATCH)
-                    .await
-            }));
-        }
+        self.hub = WatchHub::new();
     }
 }
 
@@ -622,12 +522,5 @@ mod tests {
             .with_start_revision(-1)
             .to_request(b"a".to_vec())
             .is_err());
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert_eq!(reopen_backoff(0), Duration::from_millis(50));
-        assert_eq!(reopen_backoff(1), Duration::from_millis(100));
-        assert_eq!(reopen_backoff(30), Duration::from_millis(2000));
     }
 }

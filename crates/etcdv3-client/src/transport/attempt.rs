@@ -23,7 +23,8 @@ pub(crate) struct AttemptOutput {
     pub(crate) outcome: Outcome,
     /// The response message (unary), when the attempt succeeded.
     pub(crate) message: Option<Bytes>,
-    /// The server sent GOAWAY.
+    /// The connection takes no new streams: the server sent GOAWAY, or its
+    /// stream ids are used up. The core drains it and opens another.
     pub(crate) goaway: bool,
 }
 
@@ -87,7 +88,26 @@ pub(crate) fn request(
 }
 
 /// Map an h2 error to what it says about whether the request was processed.
+///
+/// h2 hands a stream a *remote* GOAWAY error (`is_go_away() && is_remote()`)
+/// only when the peer's GOAWAY named a last-stream-id below that stream
+/// (`Streams::recv_go_away` fails exactly the locally opened streams above
+/// it), or when the GOAWAY had already arrived before the stream was opened
+/// (the connection error is then returned by `send_request`). Either way
+/// the server never processed the request: `Refused`. A stream at or below
+/// the last-stream-id goes on; if the connection then breaks, h2 reports an
+/// I/O error (broken pipe) or a library-initiated GOAWAY for it, which stays
+/// `Lost`.
+///
+/// The second value says the connection takes no new streams (a remote
+/// GOAWAY, or its stream ids are used up), so the core must replace it.
 pub(crate) fn classify_h2(e: &h2::Error, sent: bool) -> (Outcome, bool) {
+    if stream_ids_exhausted(e) {
+        return (
+            Outcome::NotSent(format!("connection out of stream ids: {e}")),
+            true,
+        );
+    }
     let goaway = e.is_go_away() && e.is_remote();
     if e.reason() == Some(h2::Reason::REFUSED_STREAM) && e.is_remote() {
         return (Outcome::Refused(format!("stream refused: {e}")), goaway);
@@ -95,7 +115,25 @@ pub(crate) fn classify_h2(e: &h2::Error, sent: bool) -> (Outcome, bool) {
     if !sent {
         return (Outcome::NotSent(e.to_string()), goaway);
     }
+    if goaway {
+        return (
+            Outcome::Refused(format!("stream above the GOAWAY's last-stream-id: {e}")),
+            goaway,
+        );
+    }
     (Outcome::Lost(e.to_string()), goaway)
+}
+
+/// Whether `send_request` failed because the connection used its last
+/// stream id (h2's `UserError::OverflowedStreamId`, after 2^30 client
+/// streams). h2 exposes no kind for user errors, only their message, so this
+/// matches the message; the other accessors rule out every other kind.
+fn stream_ids_exhausted(e: &h2::Error) -> bool {
+    !e.is_io()
+        && !e.is_go_away()
+        && !e.is_reset()
+        && e.reason().is_none()
+        && e.to_string().contains("stream ID overflowed")
 }
 
 /// Run a unary attempt to completion.
@@ -200,4 +238,152 @@ pub(crate) fn response_meta(msg: &Bytes) -> Option<ResponseMeta> {
         raft_term: h.raft_term,
         revision: h.revision,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! `classify_h2` on errors produced by a real h2 client talking to a
+    //! scripted server (h2 offers no public constructor for a remote GOAWAY
+    //! error, and the point is what h2 really reports).
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+
+    const GOAWAY: u8 = 7;
+
+    fn read_frame(s: &mut TcpStream) -> std::io::Result<(u8, u8, u32, Vec<u8>)> {
+        let mut h = [0u8; 9];
+        s.read_exact(&mut h)?;
+        let len = u32::from_be_bytes([0, h[0], h[1], h[2]]) as usize;
+        let id = u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        s.read_exact(&mut payload)?;
+        Ok((h[3], h[4], id, payload))
+    }
+
+    fn write_frame(s: &mut TcpStream, ty: u8, flags: u8, id: u32, payload: &[u8]) {
+        let len = (payload.len() as u32).to_be_bytes();
+        let mut f = vec![len[1], len[2], len[3], ty, flags];
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(payload);
+        s.write_all(&f).unwrap();
+    }
+
+    /// A server that answers the connection preface, SETTINGS and PINGs and,
+    /// at the first request's HEADERS on stream `n`, sends GOAWAY with
+    /// last-stream-id `last(n)`; then closes the socket if `close`.
+    fn goaway_server(last: fn(u32) -> u32, close: bool) -> std::net::SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut preface = [0u8; 24];
+            s.read_exact(&mut preface).unwrap();
+            write_frame(&mut s, 4, 0, 0, &[]);
+            while let Ok((ty, flags, id, payload)) = read_frame(&mut s) {
+                match ty {
+                    4 if flags & 1 == 0 => write_frame(&mut s, 4, 1, 0, &[]),
+                    6 if flags & 1 == 0 => write_frame(&mut s, 6, 1, 0, &payload),
+                    1 => {
+                        let mut p = last(id).to_be_bytes().to_vec();
+                        p.extend_from_slice(&0u32.to_be_bytes()); // NO_ERROR
+                        write_frame(&mut s, GOAWAY, 0, 0, &p);
+                        if close {
+                            let _ = s.shutdown(Shutdown::Both);
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        addr
+    }
+
+    /// Send one request to `addr` and return the error its response ends with.
+    fn request_error(addr: std::net::SocketAddr) -> h2::Error {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let req = Request::post(format!("http://{addr}/etcdserverpb.KV/Put"))
+                .body(())
+                .unwrap();
+            let (response, mut send) = client.send_request(req, false).unwrap();
+            let _ = send.send_data(Bytes::from_static(b"\0\0\0\0\0"), true);
+            match tokio::time::timeout(Duration::from_secs(5), response).await {
+                Ok(Err(e)) => e,
+                other => panic!("expected the stream to fail, got {other:?}"),
+            }
+        })
+    }
+
+    #[test]
+    fn stream_above_goaway_last_stream_id_is_refused() {
+        let e = request_error(goaway_server(|_| 0, false));
+        let (outcome, goaway) = classify_h2(&e, true);
+        assert!(goaway, "{e}");
+        assert!(matches!(outcome, Outcome::Refused(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn stream_below_goaway_last_stream_id_broken_by_close_is_lost() {
+        let e = request_error(goaway_server(|id| id, true));
+        let (outcome, _) = classify_h2(&e, true);
+        assert!(matches!(outcome, Outcome::Lost(_)), "{e}: {outcome:?}");
+    }
+
+    #[cfg(feature = "test-util")]
+    #[test]
+    fn stream_ids_used_up_is_not_sent_and_replaces_the_connection() {
+        // Ids are never reused: the GOAWAY the server may send plays no part.
+        let addr = goaway_server(|id| id, false);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let e = rt.block_on(async move {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let (mut client, conn) = h2::client::Builder::new()
+                .initial_stream_id(i32::MAX as u32)
+                .handshake::<_, Bytes>(tcp)
+                .await
+                .unwrap();
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            let req = || {
+                Request::post(format!("http://{addr}/etcdserverpb.KV/Put"))
+                    .body(())
+                    .unwrap()
+            };
+            // The last stream id there is.
+            let _last = client.send_request(req(), false).unwrap();
+            // h2 reports it from `ready()` or from `send_request`.
+            match client.ready().await {
+                Err(e) => e,
+                Ok(mut client) => client.send_request(req(), false).err().unwrap(),
+            }
+        });
+        assert!(stream_ids_exhausted(&e), "{e}");
+        let (outcome, replace) = classify_h2(&e, false);
+        assert!(replace, "{e}");
+        assert!(matches!(outcome, Outcome::NotSent(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn refused_stream_is_refused_and_unsent_is_not_sent() {
+        let e = h2::Error::from(h2::Reason::REFUSED_STREAM);
+        // A locally built reason is not the peer's refusal.
+        assert!(matches!(classify_h2(&e, true).0, Outcome::Lost(_)));
+        assert!(matches!(classify_h2(&e, false).0, Outcome::NotSent(_)));
+        assert!(!stream_ids_exhausted(&e));
+        assert!(!classify_h2(&e, false).1);
+    }
 }

@@ -84,7 +84,14 @@ where
         let step = {
             let mut st = shared.lock();
             if st.is_closed() {
-                return Poll::Ready(Err(Error::Closed));
+                // A mutation whose attempt is out may have reached the server.
+                return Poll::Ready(Err(if current.is_some() && !method.is_repeatable() {
+                    Error::ClosedInFlight {
+                        method: method.path,
+                    }
+                } else {
+                    Error::Closed
+                }));
             }
             Shared::poll_step(&mut st, call, cx.waker())
         };
@@ -161,8 +168,20 @@ pub(crate) async fn unary(
     body: Bytes,
     timeout: Duration,
 ) -> Result<Bytes> {
+    unary_with_leader(shared, method, body, timeout, shared.options.require_leader).await
+}
+
+/// [`unary`], with `require_leader` chosen by the caller instead of the
+/// options (auto-sync must never learn the members from a member without a
+/// leader).
+pub(crate) async fn unary_with_leader(
+    shared: &Arc<Shared>,
+    method: Method,
+    body: Bytes,
+    timeout: Duration,
+    require_leader: bool,
+) -> Result<Bytes> {
     let max_recv = shared.options.max_recv_message_size;
-    let require_leader = shared.options.require_leader;
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
         let req = attempt::request(&target, method, left, require_leader);
         let body = body.clone();
@@ -228,7 +247,9 @@ pub(crate) async fn authenticate(shared: Arc<Shared>) {
     let result = match shared.options.user.clone() {
         None => Err("the server wants authentication but no user is configured".to_string()),
         Some((name, password)) => {
-            shared.set_token(None);
+            // The old token stays in use until the new one arrives: calls sent
+            // meanwhile carry it (the Authenticate request itself carries
+            // none, see `Shared::drive`).
             let req = AuthenticateRequest { name, password };
             match etcdv3_core::codec::encode(&req, shared.options.max_send_message_size) {
                 Err(e) => Err(e.to_string()),

@@ -93,11 +93,17 @@ async fn establish(
         io
     };
     let opts = &shared.options;
-    let (send, mut conn) = h2::client::Builder::new()
+    let mut builder = h2::client::Builder::new();
+    builder
         .initial_window_size(opts.stream_window)
         .initial_connection_window_size(opts.connection_window)
         .enable_push(false)
-        .max_concurrent_reset_streams(1024)
+        .max_concurrent_reset_streams(1024);
+    #[cfg(feature = "test-util")]
+    if let Some(id) = opts.first_stream_id.filter(|id| id % 2 == 1) {
+        builder.initial_stream_id(id);
+    }
+    let (send, mut conn) = builder
         .handshake::<BoxIo, Bytes>(io)
         .await
         .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))?;

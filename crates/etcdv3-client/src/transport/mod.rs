@@ -85,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) options: ClientOptions,
     state: Mutex<State>,
+    /// The client's long-lived stream tasks (watch, lease keepalive).
+    pub(crate) tasks: crate::api::stream_task::Tasks,
     #[cfg(feature = "tls")]
     tls: Option<tls::Connector>,
     status_probe: Bytes,
@@ -126,8 +128,16 @@ impl Shared {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
             source,
         })?;
+        let tasks = crate::api::stream_task::Tasks::new(
+            seed.rotate_left(17) ^ 0x5354_5245_414d,
+            etcdv3_core::stream::StreamConfig {
+                backoff: options.core.stream_backoff.clone(),
+                ..Default::default()
+            },
+        );
         let shared = Arc::new(Shared {
             runtime,
+            tasks,
             options,
             state: Mutex::new(State {
                 core,
@@ -186,12 +196,19 @@ impl Shared {
                     attempt,
                     conn,
                 } => {
+                    // The token request itself goes without one: etcd
+                    // rejects a stale token before looking at the request.
+                    let is_auth = st
+                        .core
+                        .call_method(call)
+                        .is_some_and(|m| m.path == etcdv3_proto::method::AUTH_AUTHENTICATE.path);
+                    let token = if is_auth { None } else { st.token.clone() };
                     let target = st.conns.get(&conn).and_then(|c| {
                         c.sender.clone().map(|sender| Target {
                             sender,
                             scheme: c.scheme.clone(),
                             authority: c.authority.clone(),
-                            token: st.token.clone(),
+                            token,
                         })
                     });
                     match (target, st.calls.get_mut(&call)) {
@@ -328,6 +345,21 @@ impl Shared {
                 None
             }
         }
+    }
+
+    /// An established stream call ended and its owner reported the outcome:
+    /// forget the call's slot and return the result the core completed it
+    /// with, if it did.
+    pub(crate) fn finish_stream(&self, call: CallId) -> Option<std::result::Result<(), CallError>> {
+        match self.lock().calls.remove(&call)?.next {
+            Some(Step::Done(result)) => Some(result),
+            _ => None,
+        }
+    }
+
+    /// Calls with a slot in the table (for leak tests).
+    pub(crate) fn call_slots(&self) -> usize {
+        self.lock().calls.len()
     }
 
     /// Forget a call the user dropped.

@@ -19,6 +19,8 @@ use super::{Shared, Target};
 use crate::error::{Error, Result};
 
 struct Parts {
+    /// The endpoint the stream runs on, for errors the core does not make.
+    endpoint: String,
     send: h2::SendStream<Bytes>,
     /// `Err` while the response headers are still to come (bidi streams).
     recv: std::result::Result<h2::RecvStream, h2::client::ResponseFuture>,
@@ -31,6 +33,7 @@ async fn open_attempt(
     req: http::Request<()>,
     first: Option<Bytes>,
 ) -> Attempted<Parts> {
+    let endpoint = format!("{}://{}", target.scheme, target.authority);
     let mut sender = match target.sender.ready().await {
         Ok(s) => s,
         Err(e) => return Attempted::Report(AttemptOutput::failed_h2(&e, false)),
@@ -54,6 +57,7 @@ async fn open_attempt(
         // `open` returns). The headers are awaited in `poll_message`.
         None => {
             return Attempted::Established(Parts {
+                endpoint,
                 send,
                 recv: Err(response),
                 headers: http::HeaderMap::new(),
@@ -67,19 +71,19 @@ async fn open_attempt(
     };
     let (parts, recv) = response.into_parts();
     if let Some(st) = Status::from_headers(&parts.headers) {
-        // Trailers-only: the stream ended before it started.
-        let outcome = if st.code == Code::Ok {
-            Outcome::Success(None)
-        } else {
-            Outcome::Status(st)
-        };
-        return Attempted::Report(AttemptOutput::failed(outcome, false));
+        // Trailers-only: the stream ended before it started. With OK it is
+        // a stream of no messages: established, and ending at the first
+        // read (reported to the core then, with its endpoint).
+        if st.code != Code::Ok {
+            return Attempted::Report(AttemptOutput::failed(Outcome::Status(st), false));
+        }
     }
     if parts.status != http::StatusCode::OK {
         let st = response_status(parts.status, &parts.headers, None);
         return Attempted::Report(AttemptOutput::failed(Outcome::Status(st), false));
     }
     Attempted::Established(Parts {
+        endpoint,
         send,
         recv: Ok(recv),
         headers: parts.headers,
@@ -116,6 +120,7 @@ where
             call,
             attempt,
             method,
+            endpoint: parts.endpoint,
             send: parts.send,
             recv: parts.recv,
             headers: parts.headers,
@@ -124,16 +129,27 @@ where
             max_send: shared.options.max_send_message_size,
             state: RecvState::Data,
             reported: false,
+            auth_retry: None,
             _types: PhantomData,
         }),
-        (_, _, Finished::Message(_)) => {
-            Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
-                method: method.path,
-                endpoint: String::new(),
-                cause: "the server ended the stream at once".into(),
-            }))
+        // `open_attempt` never reports a success: a unary answer here is
+        // impossible, and the call is over.
+        (call, _, Finished::Message(_)) => {
+            let err = shared.finish_stream(call);
+            Err(match err {
+                Some(Err(e)) => Error::Call(e),
+                _ => Error::Closed,
+            })
         }
     }
+}
+
+/// Whether a stream's end status is a refusal a fresh token may cure (etcd
+/// refuses requests of an expired token with "permission denied" on some
+/// streams).
+pub(crate) fn is_auth_refusal(status: &Status) -> bool {
+    let kind = etcdv3_core::error::classify(status);
+    kind.suggests_reauthentication() || kind == etcdv3_core::error::EtcdErrorKind::PermissionDenied
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,6 +167,7 @@ pub(crate) struct BidiCall<Q, A> {
     call: CallId,
     attempt: u32,
     method: Method,
+    endpoint: String,
     send: h2::SendStream<Bytes>,
     /// `Err` until the response headers arrived (see `open_attempt`).
     recv: std::result::Result<h2::RecvStream, h2::client::ResponseFuture>,
@@ -160,6 +177,7 @@ pub(crate) struct BidiCall<Q, A> {
     max_send: usize,
     state: RecvState,
     reported: bool,
+    auth_retry: Option<bool>,
     _types: PhantomData<fn(Q) -> A>,
 }
 
@@ -168,18 +186,56 @@ where
     Q: prost::Message,
     A: prost::Message + Default,
 {
-    /// Queue one request on the stream.
+    /// Whether the stream ended refused for its token: `Some(true)` when a
+    /// new stream will carry a fresh token (see
+    /// `Core::handle_auth_rejected`), `Some(false)` when the refusal is
+    /// final (no credentials); `None` for other ends.
+    pub(crate) fn auth_retry(&self) -> Option<bool> {
+        self.auth_retry
+    }
+
+    /// The core's id of the call.
+    pub(crate) fn call_id(&self) -> CallId {
+        self.call
+    }
+
+    /// The endpoint the stream runs on.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Queue one request on the stream. A failure ends the stream (and is
+    /// reported to the core).
     pub(crate) fn send(&mut self, msg: &Q) -> Result<()> {
         let body = codec::encode(msg, self.max_send).map_err(|source| Error::Frame {
             method: self.method.path,
             source,
         })?;
-        self.send.send_data(body, false).map_err(|e| {
-            Error::Call(etcdv3_core::machine::CallError::StreamEnded {
-                method: self.method.path,
-                endpoint: String::new(),
-                cause: e.to_string(),
-            })
+        if let Err(e) = self.send.send_data(body, false) {
+            let (outcome, _) = classify_h2(&e, true);
+            return match self.ended(outcome) {
+                Poll::Ready(Err(e)) => Err(e),
+                _ => Err(self.stream_ended(e.to_string())),
+            };
+        }
+        Ok(())
+    }
+
+    /// End the stream with `outcome` as seen by its owner (e.g. the server
+    /// refused its work with "no leader"): the core hears of it, the h2
+    /// stream is reset when dropped.
+    pub(crate) fn end(&mut self, outcome: Outcome) {
+        if self.state != RecvState::Ended {
+            self.send.send_reset(h2::Reason::CANCEL);
+        }
+        let _ = self.ended(outcome);
+    }
+
+    fn stream_ended(&self, cause: String) -> Error {
+        Error::Call(etcdv3_core::machine::CallError::StreamEnded {
+            method: self.method.path,
+            endpoint: self.endpoint.clone(),
+            cause,
         })
     }
 
@@ -194,42 +250,50 @@ where
         std::future::poll_fn(|cx| self.poll_message(cx)).await
     }
 
-    fn report(&mut self, outcome: Outcome) {
+    /// Tell the core how the stream ended and take the call's result (and
+    /// its slot) back: `None` if it was reported already.
+    fn report(
+        &mut self,
+        outcome: Outcome,
+    ) -> Option<Option<std::result::Result<(), etcdv3_core::machine::CallError>>> {
         if self.reported {
-            return;
+            return None;
         }
         self.reported = true;
         let (call, attempt) = (self.call, self.attempt);
-        self.shared.with_state(|st, now| {
+        let auth = matches!(&outcome, Outcome::Status(s) if is_auth_refusal(s));
+        let retry = self.shared.with_state(|st, now| {
+            // Told while the call still exists: the core compares the token
+            // the stream was opened with to the current one.
+            let retry = auth && st.core.handle_auth_rejected(now, call);
             st.core.handle_outcome(now, call, attempt, outcome);
+            retry
         });
+        self.auth_retry = auth.then_some(retry);
+        Some(self.shared.finish_stream(call))
     }
 
     fn ended(&mut self, outcome: Outcome) -> Poll<Result<Option<A>>> {
         self.state = RecvState::Ended;
-        let err = match &outcome {
+        let fallback = match &outcome {
             Outcome::Success(_) => None,
-            Outcome::Status(s) => Some(s.to_string()),
-            Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => Some(e.clone()),
-        };
-        let status = match &outcome {
-            Outcome::Status(s) => Some(s.clone()),
-            _ => None,
-        };
-        self.report(outcome);
-        Poll::Ready(match (err, status) {
-            (None, _) => Ok(None),
-            (Some(_), Some(status)) => Err(Error::Call(etcdv3_core::machine::CallError::Status {
+            Outcome::Status(status) => Some(Error::Call(etcdv3_core::machine::CallError::Status {
                 method: self.method.path,
-                endpoint: String::new(),
-                kind: etcdv3_core::error::classify(&status),
-                status,
+                endpoint: self.endpoint.clone(),
+                kind: etcdv3_core::error::classify(status),
+                status: status.clone(),
             })),
-            (Some(cause), None) => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
-                method: self.method.path,
-                endpoint: String::new(),
-                cause,
-            })),
+            Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => {
+                Some(self.stream_ended(e.clone()))
+            }
+        };
+        // The core's verdict names the endpoint and is what every other
+        // call reports; it may have ended the call earlier (its connection
+        // closed), in which case that earlier result is the one returned.
+        Poll::Ready(match self.report(outcome) {
+            Some(Some(Ok(()))) => Ok(None),
+            Some(Some(Err(e))) => Err(Error::Call(e)),
+            _ => fallback.map_or(Ok(None), Err),
         })
     }
 
@@ -325,6 +389,7 @@ impl<Q, A> Drop for BidiCall<Q, A> {
     fn drop(&mut self) {
         if !self.reported {
             self.send.send_reset(h2::Reason::CANCEL);
+            // Forgets the call's slot too.
             self.shared.cancel(self.call);
         }
     }

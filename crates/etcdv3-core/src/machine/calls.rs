@@ -92,8 +92,11 @@ pub(super) struct Call {
     pub(super) slow_at: Option<Instant>,
 }
 
-/// Calls that concern one member (its status, its database, its
-/// leadership): they run where they were sent, never elsewhere.
+/// Calls that concern one member (its status, its database, its hash, its
+/// snapshot): they run on the member they were sent to, never elsewhere.
+/// `MoveLeader` is not among them: it must reach the leader, and a member
+/// that is not answers "not leader" before doing anything, so it moves on
+/// safely; [`Core::start_call_on`] still pins any call to a named member.
 pub fn is_member_targeted(m: Method) -> bool {
     [
         method::MAINTENANCE_STATUS.path,
@@ -101,7 +104,6 @@ pub fn is_member_targeted(m: Method) -> bool {
         method::MAINTENANCE_HASH.path,
         method::MAINTENANCE_HASH_KV.path,
         method::MAINTENANCE_SNAPSHOT.path,
-        method::MAINTENANCE_MOVE_LEADER.path,
     ]
     .contains(&m.path)
 }
@@ -115,6 +117,16 @@ fn is_targeted_read(m: Method) -> bool {
         method::MAINTENANCE_HASH_KV.path,
     ]
     .contains(&m.path)
+}
+
+/// Calls judged by the cluster's state once they are slow: a slow one
+/// makes the core probe the members soon (a member that lost its leader or
+/// fell behind cannot finish it). Lock and Campaign wait by design; streams
+/// are judged by their owner.
+pub(super) fn watched_when_slow(m: Method) -> bool {
+    !m.is_streaming()
+        && m.path != method::LOCK_LOCK.path
+        && m.path != method::ELECTION_CAMPAIGN.path
 }
 
 /// Mutations that can be left stuck behind a lost leader. Lock and
@@ -260,6 +272,26 @@ impl Core {
             self.repaid(conn);
         }
         self.heard_from(now, conn);
+    }
+
+    /// The owner of an established stream gave up waiting for answers to
+    /// its requests although the member answers pings (a lease keep-alive
+    /// held by a follower whose leader hangs): the member cannot serve the
+    /// stream's work now. It is suspected, so the next stream goes
+    /// elsewhere, and the stream call ends (`Complete` with
+    /// [`CallError::StreamEnded`]); the owner drops its stream.
+    pub fn handle_stream_unanswered(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(CallState::Streaming { endpoint, .. }) = self.calls.get(&call).map(|c| c.state)
+        else {
+            return;
+        };
+        self.health_suspect(endpoint, HealthReason::Stalled);
+        let why = format!(
+            "{}: requests on the stream went unanswered",
+            self.slots[endpoint.0].endpoint
+        );
+        self.on_attempt_end(now, call, Outcome::Lost(why));
     }
 
     /// Attempt `attempt` of `call` ended with `outcome`. Reports for an

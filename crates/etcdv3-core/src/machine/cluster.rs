@@ -55,6 +55,15 @@ impl Core {
                     st.revision,
                 );
                 self.recompute_staleness();
+                // Reads in flight on members cut off from the majority (a
+                // stale term, e.g. an isolated old leader) cannot finish.
+                let stale: Vec<EndpointId> = (0..self.slots.len())
+                    .filter(|i| !self.slots[*i].removed && self.slots[*i].health.is_stale())
+                    .map(EndpointId)
+                    .collect();
+                for s in stale {
+                    self.resend_reads(now, s, "the member is behind the cluster's raft term");
+                }
                 if st.leader != 0 {
                     self.health_success(ep, None);
                 } else {

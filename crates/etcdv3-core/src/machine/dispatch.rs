@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::calls::{is_member_targeted, may_get_stuck, CallState};
+use super::calls::{is_member_targeted, watched_when_slow, CallState};
 use super::conns::ConnState;
 use super::timers::CallTimer;
 use super::{Action, CallError, CallId, ConnId, Core, EndpointId};
@@ -121,7 +121,7 @@ impl Core {
             sent_at: now,
         };
         let attempt = c.attempt;
-        if may_get_stuck(c.method) {
+        if watched_when_slow(c.method) {
             let at = now + stall;
             let old = c.slow_at.replace(at);
             self.timers.stop(old, CallTimer::SlowCheck(id));

@@ -242,7 +242,17 @@ impl Core {
         ids.sort();
         let mut lost = Vec::new();
         for conn in ids {
-            lost.extend(self.fire_conn_timers(now, conn));
+            // Acting on one deadline may make another due (a probe that
+            // timed out leaves an idle connection to close): run until the
+            // connection has nothing due, so `poll_timeout` never returns
+            // an instant already handled.
+            for _ in 0..4 {
+                lost.extend(self.fire_conn_timers(now, conn));
+                let due = self.conns.get(&conn).and_then(Conn::next_timer);
+                if due.is_none_or(|t| t > now) {
+                    break;
+                }
+            }
         }
         self.adopt(now, lost);
         while let Some(timer) = self.timers.pop_due(now) {

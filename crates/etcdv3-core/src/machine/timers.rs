@@ -15,8 +15,9 @@ pub(super) enum CallTimer {
     Deadline(CallId),
     /// The end of the call's retry backoff.
     Retry(CallId),
-    /// A mutation has been in flight for `stall_timeout`: look for a leader
-    /// change that would leave it stuck.
+    /// A call has been in flight for `stall_timeout`: probe the members
+    /// soon, to find a leader change or a partition that would leave it
+    /// stuck.
     SlowCheck(CallId),
 }
 
