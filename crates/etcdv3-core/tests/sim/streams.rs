@@ -14,10 +14,10 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::backoff::{Backoff, BackoffConfig};
 use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
 use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
@@ -76,20 +76,20 @@ pub struct SrvStream {
 struct Owner {
     call: Option<CallId>,
     established: bool,
-    backoff: Backoff,
+    /// When to (re)open: the core's stream supervisor, as the client's
+    /// stream task uses it.
+    sup: StreamSupervisor,
     opens: Vec<Instant>,
     active: bool,
     storm_reported: bool,
 }
 
 impl Owner {
-    fn new(config: BackoffConfig) -> Owner {
+    fn new(config: StreamConfig, seed: u64) -> Owner {
         Owner {
             call: None,
             established: false,
-            // The reopen policy of the client's stream tasks: the core's
-            // jittered stream backoff, reset by a useful message.
-            backoff: Backoff::new(config),
+            sup: StreamSupervisor::new(config, seed),
             opens: Vec::new(),
             active: false,
             storm_reported: false,
@@ -194,7 +194,7 @@ impl World {
                 }
                 self.log(|| format!("watch owner starts: {checks:?}"));
                 self.watch = Some(WatchSide {
-                    owner: Owner::new(self.core.config().stream_backoff.clone()),
+                    owner: Owner::new(self.stream_config(), self.rng.next_u64()),
                     hub,
                     checks,
                 });
@@ -219,15 +219,31 @@ impl World {
                 let leases = leases.join(", ");
                 self.log(|| format!("lease owner starts: {leases}"));
                 self.lease = Some(LeaseSide {
-                    owner: Owner::new(self.core.config().stream_backoff.clone()),
+                    owner: Owner::new(self.stream_config(), self.rng.next_u64()),
                     keeper,
                 });
             }
         }
         if let Some(o) = self.owner_mut(kind) {
             o.active = true;
+            o.sup.handle_wanted(now, true);
         }
-        self.open_stream(kind);
+        self.owner_poll_open(kind);
+    }
+
+    fn stream_config(&self) -> StreamConfig {
+        StreamConfig {
+            backoff: self.core.config().stream_backoff.clone(),
+            ..StreamConfig::default()
+        }
+    }
+
+    /// Open a stream if the supervisor says so.
+    fn owner_poll_open(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        if self.owner_mut(kind).is_some_and(|o| o.sup.poll_open(now)) {
+            self.open_stream(kind);
+        }
     }
 
     fn open_stream(&mut self, kind: OwnerKind) {
@@ -269,7 +285,7 @@ impl World {
     }
 
     pub(super) fn owner_reopen(&mut self, kind: OwnerKind) {
-        self.open_stream(kind);
+        self.owner_poll_open(kind);
     }
 
     /// The core sends (attempt `attempt` of) stream call `call` on `conn`.
@@ -677,6 +693,7 @@ impl World {
         self.core.handle_stream_established(now, call);
         if let Some(o) = self.owner_mut(kind) {
             o.established = true;
+            o.sup.handle_opened(now);
         }
         if let Some(l) = self.lease.as_mut().filter(|_| kind == OwnerKind::Lease) {
             // A new stream: every lease is renewed at once.
@@ -697,6 +714,13 @@ impl World {
         }
         let now = self.now;
         self.core.handle_stream_progress(now, call);
+        let kind = match resp {
+            StreamResp::Watch(_) => OwnerKind::Watch,
+            StreamResp::Lease(_) => OwnerKind::Lease,
+        };
+        if let Some(o) = self.owner_mut(kind) {
+            o.sup.handle_message(now);
+        }
         match resp {
             StreamResp::Watch(r) => {
                 if let Some(w) = self.watch.as_mut() {
@@ -736,6 +760,16 @@ impl World {
             OwnerKind::Lease => {
                 let Some(l) = self.lease.as_mut() else { return };
                 l.keeper.handle_timeout(now);
+                if l.owner.established && l.keeper.is_stuck(now) {
+                    // Keep-alives unanswered for a renewal interval on a
+                    // member that answers pings: the core suspects it and
+                    // ends the stream; it is replaced at once.
+                    if let Some(call) = l.owner.call {
+                        self.log(|| format!("lease stream {call:?} stuck"));
+                        self.core.handle_stream_unanswered(now, call);
+                    }
+                    return;
+                }
                 if l.owner.established {
                     while let Some(r) = l.keeper.poll_transmit(now) {
                         out.push(StreamReq::Lease(r.id));
@@ -764,6 +798,10 @@ impl World {
             OwnerKind::Lease => self.check_lease_events(),
         }
         if renew_stream {
+            // The server refused the stream's work ("no leader").
+            if let Some(o) = self.owner_mut(kind) {
+                o.sup.handle_refused(now);
+            }
             self.drop_stream(kind, true);
         }
     }
@@ -810,9 +848,7 @@ impl World {
                 }
             }
         }
-        if useful {
-            w.owner.backoff.reset();
-        }
+        let _ = useful;
         self.report.watch_events += delivered;
         for b in bad {
             self.violation(b);
@@ -829,9 +865,6 @@ impl World {
                 LeaseEvent::Renewed { .. } => renewed += 1,
                 LeaseEvent::Expired { id } => log.push(format!("lease {id} expired")),
             }
-        }
-        if renewed > 0 {
-            l.owner.backoff.reset();
         }
         // Never believed alive past the server's expiry.
         let mut bad = Vec::new();
@@ -885,10 +918,17 @@ impl World {
         call: CallId,
         result: Result<(), CallError>,
     ) {
+        let now = self.now;
         self.log(|| format!("{kind:?} stream {call:?} ended: {result:?}"));
+        self.drop_held(call);
         if let Some(o) = self.owner_mut(kind) {
             if o.call == Some(call) {
                 o.call = None;
+                if o.established {
+                    o.sup.handle_lost(now);
+                } else {
+                    o.sup.handle_open_failed(now);
+                }
             }
         }
         self.stream_lost(kind, true);
@@ -912,31 +952,55 @@ impl World {
             return;
         };
         o.established = false;
-        if reopen && o.active {
-            let mut backoff = o.backoff.clone();
-            let d = backoff.next_delay(&mut self.rng);
-            if let Some(o) = self.owner_mut(kind) {
-                o.backoff = backoff;
-            }
-            self.at(now + d, Ev::Reopen(kind));
+        if !reopen || !o.active {
+            o.sup.handle_wanted(now, false);
+            o.sup.handle_closed(now);
+            return;
         }
+        // Reopened when the supervisor says (at once or after its backoff).
+        self.at(now, Ev::Reopen(kind));
     }
 
     /// When the lease owner must run (renewals while its stream is up,
     /// local expiry always).
     pub(super) fn owner_timeout(&self) -> Option<Instant> {
-        let l = self.lease.as_ref()?;
-        if !l.owner.active {
-            return None;
-        }
-        if l.owner.established {
-            l.keeper.poll_timeout()
-        } else {
-            l.keeper.next_deadline()
-        }
+        let sups = [
+            self.watch.as_ref().map(|w| &w.owner),
+            self.lease.as_ref().map(|l| &l.owner),
+        ];
+        let sup = sups
+            .into_iter()
+            .flatten()
+            .filter(|o| o.active)
+            .filter_map(|o| o.sup.poll_timeout())
+            .min();
+        let keeper = self
+            .lease
+            .as_ref()
+            .filter(|l| l.owner.active)
+            .and_then(|l| {
+                if l.owner.established {
+                    l.keeper.poll_timeout()
+                } else {
+                    l.keeper.next_deadline()
+                }
+            });
+        [sup, keeper].into_iter().flatten().min()
     }
 
     pub(super) fn owner_tick(&mut self) {
+        let now = self.now;
+        for kind in [OwnerKind::Watch, OwnerKind::Lease] {
+            let due = self
+                .owner_mut(kind)
+                .is_some_and(|o| o.sup.poll_timeout().is_some_and(|t| t <= now));
+            if due {
+                if let Some(o) = self.owner_mut(kind) {
+                    o.sup.handle_timeout(now);
+                }
+                self.owner_poll_open(kind);
+            }
+        }
         self.owner_flush(OwnerKind::Lease);
     }
 

@@ -1078,7 +1078,6 @@ impl World {
                 }
                 self.slow_runs.remove(&call);
                 if let Some(kind) = self.owners.remove(&call) {
-                    self.held.remove(&call);
                     self.stream_completed(kind, call, result);
                     return;
                 }
