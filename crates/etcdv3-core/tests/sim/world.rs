@@ -671,15 +671,16 @@ impl World {
         let idle = self.core.config().idle_timeout + ms(10_000);
         let stop = self.now + idle;
         self.run_until(stop, false);
-        let (calls, conns, timer) = (
+        let (calls, conns, timers, timer) = (
             self.core.calls_in_progress(),
             self.core.open_connections(),
+            self.core.pending_timers(),
             self.core.poll_timeout(),
         );
-        if calls != 0 || conns != 0 || timer.is_some() {
+        if calls != 0 || conns != 0 || timers != 0 || timer.is_some() {
             let timer = timer.map(|t| t.saturating_duration_since(self.now));
             self.violation(format!(
-                "state left behind after every call ended and {idle:?} idle: {calls} call(s), {conns} connection(s), timer in {timer:?}"
+                "state left behind after every call ended and {idle:?} idle: {calls} call(s), {conns} connection(s), {timers} timer(s), next in {timer:?}"
             ));
         }
         self.report
