@@ -545,7 +545,9 @@ fn an_idle_watch_costs_the_cluster_no_rpc() {
         let Some(t) = core.poll_timeout() else { break };
         now = t;
         core.handle_timeout(now);
-        seen = drain(&mut core).iter().any(|a| matches!(a, Action::Probe { .. }));
+        seen = drain(&mut core)
+            .iter()
+            .any(|a| matches!(a, Action::Probe { .. }));
     }
     assert!(seen, "probes run while a call is in flight");
     let _ = r;
