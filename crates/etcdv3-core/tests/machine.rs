@@ -795,6 +795,7 @@ fn probes_mark_no_leader_and_stale_members_until_they_recover() {
     let config = Config {
         policy: Policy::RoundRobin,
         probe_interval: Some(secs(2)),
+        probe_when_idle: true,
         ..Config::default()
     };
     let mut core = Core::new(config, eps(3), 1);
@@ -837,6 +838,7 @@ fn partitioned_member_with_higher_term_does_not_make_healthy_members_stale() {
     let config = Config {
         policy: Policy::RoundRobin,
         probe_interval: Some(secs(2)),
+        probe_when_idle: true,
         ..Config::default()
     };
     let mut core = Core::new(config, eps(3), 1);

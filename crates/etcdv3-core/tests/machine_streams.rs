@@ -374,6 +374,7 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
     let config = Config {
         probe_interval: Some(Duration::from_secs(2)),
         probe_timeout: Duration::from_millis(1500),
+        probe_when_idle: true,
         idle_timeout: Duration::from_secs(3),
         ..Config::default()
     };
@@ -488,4 +489,66 @@ fn unanswered_keepalives_move_the_stream_to_another_member() {
     let actions = connect_pending(&mut core, t0 + ms(2000));
     let (_, conn2) = send_of(&actions, k2).unwrap();
     assert_ne!(core.conn_endpoint(conn2), Some(ep));
+}
+
+/// Issue 13, item 5: an idle client (a watch open, nothing else) starts no
+/// periodic RPC: no status probe in a minute; keepalive pings only, at
+/// etcd's allowed spacing or wider.
+#[test]
+fn an_idle_watch_costs_the_cluster_no_rpc() {
+    let t0 = Instant::now();
+    let mut core = Core::new(Config::default(), eps(3), 1);
+    let w = core.start_call(t0, WATCH_WATCH, None);
+    let actions = connect_pending(&mut core, t0);
+    send_of(&actions, w).unwrap();
+    core.handle_stream_established(t0, w);
+    core.handle_stream_sent(t0, w);
+    core.handle_stream_progress(t0 + ms(5), w);
+    // Whatever the first instants brought, count the next minute.
+    let mut now = t0 + ms(5);
+    let (mut probes, mut pings) = (0, 0);
+    while now < t0 + Duration::from_secs(61) {
+        let Some(t) = core.poll_timeout() else { break };
+        now = t.max(now);
+        core.handle_timeout(now);
+        for a in drain(&mut core) {
+            match a {
+                Action::Probe { conn, .. } => {
+                    probes += 1;
+                    core.handle_probe_result(
+                        now,
+                        conn,
+                        Ok(etcdv3_core::machine::MemberStatus {
+                            member_id: 1,
+                            leader: 1,
+                            raft_term: 2,
+                            revision: 3,
+                        }),
+                    );
+                }
+                Action::Ping { conn } => {
+                    pings += 1;
+                    core.handle_pong(now, conn);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(probes <= 1, "{probes} status probes in a minute while idle");
+    assert!(pings <= 7, "{pings} pings in a minute");
+    // A call in flight brings probes back.
+    let r = core.start_call(now, KV_RANGE, Some(now + ms(10_000)));
+    drain(&mut core);
+    let mut seen = false;
+    let end = now + ms(2500);
+    while now < end && !seen {
+        let Some(t) = core.poll_timeout() else { break };
+        now = t;
+        core.handle_timeout(now);
+        seen = drain(&mut core)
+            .iter()
+            .any(|a| matches!(a, Action::Probe { .. }));
+    }
+    assert!(seen, "probes run while a call is in flight");
+    let _ = r;
 }

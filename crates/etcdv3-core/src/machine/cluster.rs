@@ -21,7 +21,13 @@ pub(super) struct ClusterView {
     /// lost).
     pub(super) urgent_probe: bool,
     pub(super) last_round: Option<Instant>,
+    /// Probes keep running until this instant after a failure was seen
+    /// (a connection lost, an endpoint suspected).
+    pub(super) watchful_until: Option<Instant>,
 }
+
+/// How long probes keep running after a failure while no call is in flight.
+const WATCHFUL_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Core {
     /// A status probe answered (or failed).
@@ -81,14 +87,41 @@ impl Core {
         self.maybe_close_draining(conn);
     }
 
-    /// When the next probe round is due, if probes are on and a connection
-    /// is up.
+    /// A failure was seen: keep probing for a while even without calls.
+    pub(super) fn stay_watchful(&mut self, now: Instant) {
+        self.cluster.watchful_until = Some(now + WATCHFUL_AFTER_FAILURE);
+    }
+
+    /// Whether probes are worth their cost now. An idle client costs the
+    /// cluster nothing: probes run only while unary calls are in flight,
+    /// while a slow call wants the cluster's state, and for a while after a
+    /// failure. An idle watch needs none: a member that loses its leader
+    /// cancels the watch ("no leader", thanks to `hasleader`), and keepalive
+    /// pings prove the connection.
+    fn probes_wanted(&self) -> bool {
+        self.config.probe_when_idle
+            || self.cluster.urgent_probe
+            || self.conns.values().any(|c| c.attempts > 0)
+            || self
+                .cluster
+                .watchful_until
+                .zip(self.last_now)
+                .is_some_and(|(until, now)| now < until)
+    }
+
+    /// When the next probe round is due, if probes are on, wanted and a
+    /// connection is up.
     pub(super) fn next_probe_at(&self) -> Option<Instant> {
         self.config.probe_interval?;
-        if !self.conns.values().any(|c| c.state == ConnState::Ready) {
+        if !self.probes_wanted() || !self.conns.values().any(|c| c.state == ConnState::Ready) {
             return None;
         }
-        let regular = self.cluster.next_probe.or(self.last_now);
+        // A round skipped while probes were not wanted is due now, not in
+        // the past.
+        let regular = match (self.cluster.next_probe, self.last_now) {
+            (Some(p), Some(n)) => Some(p.max(n)),
+            (p, n) => p.or(n),
+        };
         let urgent = if self.cluster.urgent_probe {
             let earliest = self
                 .cluster
@@ -109,6 +142,9 @@ impl Core {
         let Some(interval) = self.config.probe_interval else {
             return;
         };
+        if !self.probes_wanted() {
+            return;
+        }
         let urgent = self.cluster.urgent_probe
             && self
                 .cluster

@@ -306,6 +306,7 @@ impl Core {
         let Some(k) = self.conns.remove(&conn) else {
             return Vec::new();
         };
+        self.stay_watchful(now);
         if close {
             self.actions.push_back(Action::Close { conn });
         }
