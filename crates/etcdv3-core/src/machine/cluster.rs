@@ -61,14 +61,12 @@ impl Core {
                     st.revision,
                 );
                 self.recompute_staleness();
-                // Reads in flight on members cut off from the majority (a
-                // stale term, e.g. an isolated old leader) cannot finish.
-                let stale: Vec<EndpointId> = (0..self.slots.len())
-                    .filter(|i| !self.slots[*i].removed && self.slots[*i].health.is_stale())
-                    .map(EndpointId)
-                    .collect();
-                for s in stale {
-                    self.resend_reads(now, s, "the member is behind the cluster's raft term");
+                // Reads in flight on a member this probe just found cut off
+                // from the majority (a stale term, e.g. an isolated old
+                // leader) cannot finish. Only fresh news counts: an old view
+                // of another member may predate its recovery.
+                if self.slots[ep.0].health.is_stale() {
+                    self.resend_reads(now, ep, "the member is behind the cluster's raft term");
                 }
                 if st.leader != 0 {
                     self.health_success(ep, None);
@@ -193,10 +191,18 @@ impl Core {
     ) {
         match before {
             Some(prev) if prev != 0 && st.leader == 0 => {
-                self.fail_stuck_mutations(now, Some(ep), "the member lost its leader");
+                self.fail_stuck_mutations(now, Some(ep), None, "the member lost its leader");
             }
+            // Only a change at a term newer than the one known when a
+            // mutation went out can have lost it (an old view of this member
+            // from before a reconnect says nothing about it).
             Some(prev) if prev != 0 && prev != st.leader => {
-                self.fail_stuck_mutations(now, Some(ep), "the member's leader changed");
+                self.fail_stuck_mutations(
+                    now,
+                    Some(ep),
+                    Some(st.raft_term),
+                    "the member's leader changed",
+                );
             }
             _ => {}
         }
@@ -213,7 +219,12 @@ impl Core {
                 // forwarded to the previous term's leader.
                 Some((_, term)) if st.raft_term > term => {
                     self.cluster.leader = Some((st.leader, st.raft_term));
-                    self.fail_stuck_mutations(now, None, "a new leader was elected");
+                    self.fail_stuck_mutations(
+                        now,
+                        None,
+                        Some(st.raft_term),
+                        "a new leader was elected",
+                    );
                 }
                 Some((_, term)) if st.raft_term < term => {}
                 _ => self.cluster.leader = Some((st.leader, st.raft_term)),
@@ -237,11 +248,13 @@ impl Core {
     }
 
     /// End mutations in flight (on `only`, or anywhere) that were sent
-    /// before `now` with "outcome unknown".
+    /// before `now` (and, with `term`, while the client knew only older
+    /// terms) with "outcome unknown".
     pub(super) fn fail_stuck_mutations(
         &mut self,
         now: Instant,
         only: Option<EndpointId>,
+        term: Option<u64>,
         why: &str,
     ) {
         let mut stuck: Vec<(CallId, EndpointId)> = self
@@ -252,6 +265,7 @@ impl Core {
                     endpoint, sent_at, ..
                 } if may_get_stuck(c.method)
                     && sent_at < now
+                    && term.is_none_or(|t| c.sent_term < t)
                     && only.is_none_or(|o| o == endpoint) =>
                 {
                     Some((*id, endpoint))

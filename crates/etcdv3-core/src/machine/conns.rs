@@ -322,10 +322,11 @@ impl Core {
             });
         }
         if self.is_leader_endpoint(ep) {
-            // Mutations in flight elsewhere were forwarded to this leader:
-            // they are stuck until etcd times them out (~7 s). Their fate is
-            // unknown now; say so, and look for the new leader at once.
-            self.fail_stuck_mutations(now, None, "the connection to the leader was lost");
+            // Mutations in flight elsewhere were forwarded to this leader.
+            // Losing the client's own connection to it does not prove the
+            // leader gone (a link can break alone): look at the cluster at
+            // once; an election (a higher term) ends them as outcome
+            // unknown, a leader still in place lets them finish.
             self.cluster.urgent_probe = true;
         }
         let why = match &reason {

@@ -278,6 +278,9 @@ struct SimConn {
     last_ping_at: Option<Instant>,
     strikes: u32,
     reset_strikes: bool,
+    /// Requests a muted member holds open (grpc-go counts them as active
+    /// streams for its ping policy).
+    held_open: u32,
     /// Client-side ping times (for the spacing statistics).
     pings: Vec<Instant>,
 }
@@ -936,6 +939,7 @@ impl World {
                         last_ping_at: None,
                         strikes: 0,
                         reset_strikes: false,
+                        held_open: 0,
                         pings: Vec::new(),
                     },
                 );
@@ -1411,7 +1415,7 @@ impl World {
                 if c.reset_strikes {
                     c.reset_strikes = false;
                     c.strikes = 0;
-                } else if c.server_streams.is_empty() {
+                } else if c.server_streams.is_empty() && c.held_open == 0 {
                     if c.last_ping_at.is_some() {
                         c.strikes += 1;
                     }
@@ -1442,7 +1446,10 @@ impl World {
                     return;
                 }
                 if self.has(m, FaultKind::Mute) {
-                    return; // a request like any other: not answered
+                    // A request like any other: not answered, but its
+                    // stream is open on the server.
+                    self.conns.get_mut(&conn).expect("conn").held_open += 1;
+                    return;
                 }
                 let c = self.conns.get_mut(&conn).expect("conn");
                 c.reset_strikes = true;
@@ -1565,8 +1572,11 @@ impl World {
             return;
         }
         if self.cluster.members[m].hung || self.has(m, FaultKind::Mute) {
-            // Buffered in the kernel (or stuck behind the apply loop);
-            // processed on resume.
+            // Buffered in the kernel (or stuck behind the apply loop, its
+            // stream open on the server); processed on resume.
+            if !self.cluster.members[m].hung {
+                self.conns.get_mut(&conn).expect("conn").held_open += 1;
+            }
             self.backlog.push((m, conn, call, attempt, stream, token));
             return;
         }
