@@ -135,8 +135,11 @@ impl Core {
     /// The server sent GOAWAY (or the connection can take no new streams,
     /// e.g. its stream ids are used up): no new calls go on it; it is
     /// closed once the calls on it end, and the next call opens a new one.
-    /// Streams above the last-stream-id are reported as
-    /// [`super::Outcome::Refused`] by the adapter.
+    /// Streams the adapter knows were never processed (refused before they
+    /// were sent) are reported as [`super::Outcome::Refused`] or
+    /// [`super::Outcome::NotSent`]; a sent stream failed by the GOAWAY is
+    /// reported [`super::Outcome::Lost`] unless the adapter can prove it was
+    /// above the last-stream-id.
     pub fn handle_goaway(&mut self, now: Instant, conn: ConnId) {
         self.observe(now);
         let Some(c) = self.conns.get_mut(&conn) else {
