@@ -26,6 +26,15 @@ fn cfg() -> Config {
     }
 }
 
+/// One endpoint, credentials configured.
+fn auth_core() -> Core {
+    let config = Config {
+        authenticate: true,
+        ..cfg()
+    };
+    Core::new(config, eps(1), 1)
+}
+
 fn drain(core: &mut Core) -> Vec<Action> {
     std::iter::from_fn(|| core.poll_action()).collect()
 }
@@ -77,14 +86,7 @@ fn run_until(core: &mut Core, from: Instant, to: Instant, step: Duration) -> Vec
 #[test]
 fn first_call_of_any_kind_waits_for_a_token_when_credentials_are_set() {
     let now = Instant::now();
-    let mut core = Core::new(
-        Config {
-            authenticate: true,
-            ..cfg()
-        },
-        eps(1),
-        1,
-    );
+    let mut core = auth_core();
     let watch = core.start_call(now, WATCH_WATCH, None);
     let actions = drain(&mut core);
     assert!(
@@ -109,14 +111,7 @@ fn first_call_of_any_kind_waits_for_a_token_when_credentials_are_set() {
 #[test]
 fn late_rejection_of_a_replaced_token_starts_no_new_refresh() {
     let now = Instant::now();
-    let mut core = Core::new(
-        Config {
-            authenticate: true,
-            ..cfg()
-        },
-        eps(1),
-        1,
-    );
+    let mut core = auth_core();
     core.handle_auth_result(now, Ok(()));
     let a = core.start_call(now, KV_RANGE, Some(now + ms(5000)));
     let b = core.start_call(now, KV_RANGE, Some(now + ms(5000)));
@@ -152,14 +147,7 @@ fn late_rejection_of_a_replaced_token_starts_no_new_refresh() {
 #[test]
 fn stream_auth_rejection_refreshes_once_per_generation() {
     let now = Instant::now();
-    let mut core = Core::new(
-        Config {
-            authenticate: true,
-            ..cfg()
-        },
-        eps(1),
-        1,
-    );
+    let mut core = auth_core();
     core.handle_auth_result(now, Ok(()));
     let w = core.start_call(now, WATCH_WATCH, None);
     let actions = connect_pending(&mut core, now);
