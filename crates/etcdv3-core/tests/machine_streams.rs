@@ -540,3 +540,58 @@ fn an_idle_watch_costs_the_cluster_no_rpc() {
     assert!(seen, "probes run while a call is in flight");
     let _ = r;
 }
+
+/// A member that restarted is at a new term; a mutation sent to it on the
+/// new connection (which only came up once it served again) is not stuck
+/// behind the old leader: the election news does not end it.
+#[test]
+fn a_put_to_a_restarted_member_is_not_ended_by_its_new_term() {
+    use etcdv3_core::machine::MemberStatus;
+    let t0 = Instant::now();
+    let config = Config {
+        probe_when_idle: true,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(1), 1);
+    let r = core.start_call(t0, KV_RANGE, Some(t0 + ms(5000)));
+    let actions = connect_pending(&mut core, t0);
+    let (a, conn) = send_of(&actions, r).unwrap();
+    core.handle_outcome(t0, r, a, Outcome::Success(None));
+    core.handle_timeout(t0);
+    let view = |term| MemberStatus {
+        member_id: 1,
+        leader: 1,
+        raft_term: term,
+        revision: 5,
+    };
+    for act in drain(&mut core) {
+        if let Action::Probe { conn, .. } = act {
+            core.handle_probe_result(t0, conn, Ok(view(2)));
+        }
+    }
+    // The member restarts: the connection breaks, a new one comes up.
+    core.handle_connection_closed(t0 + ms(100), conn, "reset");
+    let t1 = t0 + ms(1500);
+    let p = core.start_call(t1, KV_PUT, Some(t1 + ms(5000)));
+    let mut now = t1;
+    let mut sent = None;
+    for _ in 0..50 {
+        for act in drain(&mut core) {
+            match act {
+                Action::Connect { conn, .. } => core.handle_connected(now, conn),
+                Action::Send { call, .. } if call == p => sent = Some(now),
+                Action::Probe { conn, .. } => core.handle_probe_result(now, conn, Ok(view(3))),
+                Action::Complete { call, result } if call == p => {
+                    panic!("the put ended: {result:?}")
+                }
+                _ => {}
+            }
+        }
+        now += ms(20);
+        if core.poll_timeout().is_some_and(|t| t <= now) {
+            core.handle_timeout(now);
+        }
+    }
+    assert!(sent.is_some(), "the put went out");
+    assert_eq!(core.calls_in_progress(), 1, "the put still runs");
+}

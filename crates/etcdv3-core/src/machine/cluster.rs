@@ -53,7 +53,8 @@ impl Core {
             Ok(st) => {
                 self.heard_from(now, conn);
                 let before = self.slots[ep.0].health.leader();
-                self.on_leader_view(now, ep, before, st);
+                let viewed_before = self.slots[ep.0].viewed_at.replace(now);
+                self.on_leader_view(now, ep, before, viewed_before, st);
                 self.slots[ep.0].health.on_member_view(
                     st.member_id,
                     Some(st.leader),
@@ -187,6 +188,7 @@ impl Core {
         now: Instant,
         ep: EndpointId,
         before: Option<u64>,
+        viewed_before: Option<Instant>,
         st: MemberStatus,
     ) {
         match before {
@@ -219,10 +221,24 @@ impl Core {
                 // forwarded to the previous term's leader.
                 Some((_, term)) if st.raft_term > term => {
                     self.cluster.leader = Some((st.leader, st.raft_term));
-                    self.fail_stuck_mutations(
+                    // Mutations on a connection to the reporting member
+                    // opened since it was last seen at an older term (it
+                    // restarted: the connection only came up once it was
+                    // serving again, in its new term) were sent in the new
+                    // term: they are not stuck behind the old leader.
+                    let fresh_conns: Vec<ConnId> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, k)| {
+                            k.endpoint == ep && viewed_before.is_none_or(|v| k.opened_at > v)
+                        })
+                        .map(|(id, _)| *id)
+                        .collect();
+                    self.fail_stuck_mutations_but(
                         now,
                         None,
                         Some(st.raft_term),
+                        &fresh_conns,
                         "a new leader was elected",
                     );
                 }
@@ -257,15 +273,31 @@ impl Core {
         term: Option<u64>,
         why: &str,
     ) {
+        self.fail_stuck_mutations_but(now, only, term, &[], why);
+    }
+
+    /// [`Core::fail_stuck_mutations`], sparing those on the connections
+    /// `spared`.
+    fn fail_stuck_mutations_but(
+        &mut self,
+        now: Instant,
+        only: Option<EndpointId>,
+        term: Option<u64>,
+        spared: &[ConnId],
+        why: &str,
+    ) {
         let mut stuck: Vec<(CallId, EndpointId)> = self
             .calls
             .iter()
             .filter_map(|(id, c)| match c.state {
                 CallState::InFlight {
-                    endpoint, sent_at, ..
+                    endpoint,
+                    sent_at,
+                    conn,
                 } if may_get_stuck(c.method)
                     && sent_at < now
                     && term.is_none_or(|t| c.sent_term < t)
+                    && !spared.contains(&conn)
                     && only.is_none_or(|o| o == endpoint) =>
                 {
                     Some((*id, endpoint))

@@ -44,6 +44,8 @@ pub(super) struct Conn {
     pub(super) checking: bool,
     /// Every deadline of the connection, in one table.
     pub(super) timers: ConnTimers,
+    /// When the connection was opened.
+    pub(super) opened_at: Instant,
 }
 
 impl Conn {
@@ -224,6 +226,7 @@ impl Core {
                 early_ping: true,
                 checking: false,
                 timers,
+                opened_at: now,
             },
         );
         self.slots[ep.0].conn = Some(conn);

@@ -87,6 +87,8 @@ struct Slot {
     conn: Option<ConnId>,
     removed: bool,
     in_flight: u32,
+    /// When a probe last reported this member's view (leader, term).
+    viewed_at: Option<Instant>,
 }
 
 /// The composed sans-IO state machine. See the [module docs](self).
@@ -284,6 +286,7 @@ impl Core {
             conn: None,
             removed: false,
             in_flight: 0,
+            viewed_at: None,
         });
     }
 
