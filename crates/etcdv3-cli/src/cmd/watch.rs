@@ -1,0 +1,194 @@
+//! `watch`.
+
+use std::io::Write;
+
+use clap::Args;
+use etcdv3_tokio::api::{Event, EventType, WatchEvent, WatchOptions};
+use etcdv3_tokio::Error;
+use futures_core::Stream;
+use serde::Serialize;
+
+use super::key_and_end;
+use crate::flags::WriteOut;
+use crate::output::{is_zero, print_json, HeaderJson, KvJson, Printer};
+use crate::{CliError, Ctx};
+
+/// `watch [options] <key or prefix> [range_end]`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// The key or prefix, and optionally the end of the range.
+    #[arg(num_args = 0..=2)]
+    pub keys: Vec<String>,
+    /// Watch on a prefix if prefix is set.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Revision to start watching.
+    #[arg(long, default_value_t = 0)]
+    pub rev: i64,
+    /// Get the previous key-value pair before the event happens.
+    #[arg(long)]
+    pub prev_kv: bool,
+    /// Get periodic watch progress notification from server.
+    #[arg(long)]
+    pub progress_notify: bool,
+}
+
+#[derive(Serialize)]
+struct EventJson {
+    #[serde(rename = "type", skip_serializing_if = "is_zero")]
+    kind: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv: Option<KvJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_kv: Option<KvJson>,
+}
+
+/// clientv3's `WatchResponse` as etcdctl's JSON printer shows it (Go field
+/// names, no omitempty on its own fields).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct WatchJson {
+    header: HeaderJson,
+    events: Vec<EventJson>,
+    compact_revision: i64,
+    canceled: bool,
+    created: bool,
+}
+
+/// etcdctl's simple watch output for one event: the type, the previous
+/// key-value (with `--prev-kv`), then the key-value.
+fn event_text(p: &Printer, ev: &Event) -> String {
+    let mut out = String::new();
+    out.push_str(if ev.r#type() == EventType::Delete {
+        "DELETE\n"
+    } else {
+        "PUT\n"
+    });
+    if let Some(prev) = &ev.prev_kv {
+        p.kv(&mut out, prev, false);
+    }
+    p.kv(&mut out, &ev.kv.clone().unwrap_or_default(), false);
+    out
+}
+
+/// `watch`.
+pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    let (key, end) = key_and_end(&a.keys, "watch")?;
+    if a.prefix && end.is_some() {
+        return Err(CliError::BadArgs(
+            "unexpected range_end with --prefix".into(),
+        ));
+    }
+    let mut o = WatchOptions::new();
+    if a.prefix {
+        o = o.with_prefix();
+    }
+    if let Some(end) = end {
+        o = o.with_range_end(end);
+    }
+    if a.rev > 0 {
+        o = o.with_start_revision(a.rev);
+    }
+    if a.prev_kv {
+        o = o.with_prev_kv();
+    }
+    if a.progress_notify {
+        o = o.with_progress_notify();
+    }
+    let client = ctx.connect().await?;
+    // The watch stream hands out events with their revision only: the rest
+    // of the JSON header (cluster, member, term) comes from one status call.
+    let base_header = if p.json() {
+        client.status().await?.header.unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let mut watcher = client.watch(key, o).await?;
+    loop {
+        let next = tokio::select! {
+            next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)) => next,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match next {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(WatchEvent::Events { events, revision })) => {
+                if p.json() {
+                    let mut header = base_header.clone();
+                    header.revision = revision;
+                    print_json(&WatchJson {
+                        header: HeaderJson::of(Some(&header)),
+                        events: events
+                            .iter()
+                            .map(|ev| EventJson {
+                                kind: ev.r#type,
+                                kv: ev.kv.as_ref().map(KvJson::of),
+                                prev_kv: ev.prev_kv.as_ref().map(KvJson::of),
+                            })
+                            .collect(),
+                        compact_revision: 0,
+                        canceled: false,
+                        created: false,
+                    })?;
+                } else {
+                    let text: String = events.iter().map(|ev| event_text(&p, ev)).collect();
+                    print!("{text}");
+                }
+                let _ = std::io::stdout().flush();
+            }
+            Some(Ok(WatchEvent::Progress { revision })) if a.progress_notify => {
+                if !p.json() {
+                    println!("progress notify: {revision}");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+            Some(Ok(WatchEvent::Compacted { compact_revision })) => {
+                return Err(CliError::Client(Error::WatchCancelled {
+                    reason: format!(
+                        "mvcc: required revision has been compacted (compact revision {compact_revision})"
+                    ),
+                }));
+            }
+            Some(Ok(WatchEvent::Cancelled { reason })) => {
+                return Err(CliError::Client(Error::WatchCancelled { reason }));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcdv3_tokio::api::KeyValue;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn prev_kv_is_printed_before_the_event_kv() {
+        let p = Printer {
+            format: WriteOut::Simple,
+            hex: false,
+        };
+        let ev = Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(kv("w", "")),
+            prev_kv: Some(kv("w", "2")),
+        };
+        assert_eq!(event_text(&p, &ev), "DELETE\nw\n2\nw\n\n");
+        let ev = Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv("w", "1")),
+            prev_kv: None,
+        };
+        assert_eq!(event_text(&p, &ev), "PUT\nw\n1\n");
+    }
+}
