@@ -50,19 +50,19 @@ pub struct GlobalArgs {
     #[arg(long, env = "ETCDCTL_KEEPALIVE_TIMEOUT", default_value = "6s", value_parser = parse_duration, global = true)]
     pub keepalive_timeout: Duration,
     /// username[:password] for authentication.
-    #[arg(long, env = "ETCDCTL_USER", global = true)]
+    #[arg(long = "user", id = "global_user", env = "ETCDCTL_USER", global = true)]
     pub user: Option<String>,
     /// Password for authentication (then --user holds the name only).
-    #[arg(long, env = "ETCDCTL_PASSWORD", global = true)]
+    #[arg(long = "password", id = "global_password", env = "ETCDCTL_PASSWORD", global = true)]
     pub password: Option<String>,
     /// Verify certificates of TLS-enabled secure servers using this CA bundle.
-    #[arg(long, env = "ETCDCTL_CACERT", global = true)]
+    #[arg(long = "cacert", id = "global_cacert", env = "ETCDCTL_CACERT", global = true)]
     pub cacert: Option<PathBuf>,
     /// Identify secure client using this TLS certificate file.
-    #[arg(long, env = "ETCDCTL_CERT", global = true)]
+    #[arg(long = "cert", id = "global_cert", env = "ETCDCTL_CERT", global = true)]
     pub cert: Option<PathBuf>,
     /// Identify secure client using this TLS key file.
-    #[arg(long, env = "ETCDCTL_KEY", global = true)]
+    #[arg(long = "key", id = "global_key", env = "ETCDCTL_KEY", global = true)]
     pub key: Option<PathBuf>,
     /// Skip server certificate verification (not supported: refused).
     #[arg(long, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", global = true,
