@@ -53,10 +53,20 @@ pub struct GlobalArgs {
     #[arg(long = "user", id = "global_user", env = "ETCDCTL_USER", global = true)]
     pub user: Option<String>,
     /// Password for authentication (then --user holds the name only).
-    #[arg(long = "password", id = "global_password", env = "ETCDCTL_PASSWORD", global = true)]
+    #[arg(
+        long = "password",
+        id = "global_password",
+        env = "ETCDCTL_PASSWORD",
+        global = true
+    )]
     pub password: Option<String>,
     /// Verify certificates of TLS-enabled secure servers using this CA bundle.
-    #[arg(long = "cacert", id = "global_cacert", env = "ETCDCTL_CACERT", global = true)]
+    #[arg(
+        long = "cacert",
+        id = "global_cacert",
+        env = "ETCDCTL_CACERT",
+        global = true
+    )]
     pub cacert: Option<PathBuf>,
     /// Identify secure client using this TLS certificate file.
     #[arg(long = "cert", id = "global_cert", env = "ETCDCTL_CERT", global = true)]
@@ -86,7 +96,14 @@ pub struct GlobalArgs {
           default_missing_value = "true", require_equals = true)]
     pub debug: bool,
     /// Output format.
-    #[arg(short = 'w', long, env = "ETCDCTL_WRITE_OUT", value_enum, default_value = "simple", global = true)]
+    #[arg(
+        short = 'w',
+        long,
+        env = "ETCDCTL_WRITE_OUT",
+        value_enum,
+        default_value = "simple",
+        global = true
+    )]
     pub write_out: WriteOut,
     /// Balancer policy (etcdv3 only): adaptive, round-robin or pinned.
     #[arg(long, default_value = "adaptive", value_parser = parse_policy, global = true)]
@@ -208,9 +225,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !c.is_ascii_digit() && c != '.')
             .ok_or_else(|| format!("missing unit in duration {s:?}"))?;
         let (num, tail) = rest.split_at(num_end);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration {s:?}"))?;
+        let n: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
         let unit_end = tail
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(tail.len());

@@ -161,8 +161,7 @@ async fn reachable(endpoints: &[String], dial_timeout: Duration) -> Result<(), C
     let attempts = endpoints.iter().map(|ep| {
         let addr = host_port(ep);
         async move {
-            match tokio::time::timeout(dial_timeout, tokio::net::TcpStream::connect(&addr)).await
-            {
+            match tokio::time::timeout(dial_timeout, tokio::net::TcpStream::connect(&addr)).await {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => Err(format!("{ep}: {e}")),
                 Err(_) => Err(format!("{ep}: no connection within {dial_timeout:?}")),

@@ -227,7 +227,13 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     for (w, h) in widths.iter().zip(headers) {
         let gap = w - h.chars().count();
         let left = gap / 2;
-        let _ = write!(out, " {}{}{} |", " ".repeat(left), h, " ".repeat(gap - left));
+        let _ = write!(
+            out,
+            " {}{}{} |",
+            " ".repeat(left),
+            h,
+            " ".repeat(gap - left)
+        );
     }
     out.push('\n');
     out.push_str(&line);

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use etcdv3_tokio::api::{Permission, PermissionType, UserAddOptions};
 use etcdv3_tokio::proto::authpb;
+use etcdv3_tokio::proto::etcdserverpb::AuthRoleGetResponse;
 use serde::Serialize;
 
 use crate::flags::WriteOut;
@@ -157,6 +158,21 @@ struct RoleGetJson {
     perm: Vec<PermJson>,
 }
 
+fn role_get_json(r: &AuthRoleGetResponse) -> RoleGetJson {
+    RoleGetJson {
+        header: HeaderJson::of(r.header.as_ref()),
+        perm: r
+            .perm
+            .iter()
+            .map(|perm| PermJson {
+                perm_type: perm.perm_type,
+                key: B64(perm.key.clone()),
+                range_end: B64(perm.range_end.clone()),
+            })
+            .collect(),
+    }
+}
+
 /// Run an auth subcommand.
 pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
     ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
@@ -232,6 +248,16 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
         }
         UserCommand::Get { name, detail } => {
             let r = client.user_get(&name).await?;
+            if p.json() && detail {
+                // etcdctl: the user line as text, then each role's JSON.
+                println!("User: {name}");
+                for role in &r.roles {
+                    let rg = client.role_get(role).await?;
+                    println!();
+                    print_json(&role_get_json(&rg))?;
+                }
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&NamesJson {
                     header: HeaderJson::of(r.header.as_ref()),
@@ -318,8 +344,7 @@ fn role_text(p: &crate::output::Printer, role: &str, perms: &[authpb::Permission
         } else {
             format!("\t[{key}, {end})")
         };
-        if !perm.key.is_empty()
-            && etcdv3_tokio::api::prefix_range_end(&perm.key) == perm.range_end
+        if !perm.key.is_empty() && etcdv3_tokio::api::prefix_range_end(&perm.key) == perm.range_end
         {
             s.push_str(&format!(" (prefix {key})"));
         }
@@ -389,18 +414,7 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
         RoleCommand::Get { name } => {
             let r = client.role_get(&name).await?;
             if p.json() {
-                return print_json(&RoleGetJson {
-                    header: HeaderJson::of(r.header.as_ref()),
-                    perm: r
-                        .perm
-                        .iter()
-                        .map(|perm| PermJson {
-                            perm_type: perm.perm_type,
-                            key: B64(perm.key.clone()),
-                            range_end: B64(perm.range_end.clone()),
-                        })
-                        .collect(),
-                });
+                return print_json(&role_get_json(&r));
             }
             print!("{}", role_text(&p, &name, &r.perm));
         }
@@ -429,11 +443,7 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
                 "read" => PermissionType::Read,
                 "write" => PermissionType::Write,
                 "readwrite" => PermissionType::ReadWrite,
-                t => {
-                    return Err(CliError::BadArgs(format!(
-                        "invalid permission type {t}"
-                    )))
-                }
+                t => return Err(CliError::BadArgs(format!("invalid permission type {t}"))),
             };
             let perm = permission(kind, &key, range_end, prefix, from_key)?;
             let r = client.role_grant_permission(&name, perm).await?;
@@ -449,7 +459,13 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             prefix,
             from_key,
         } => {
-            let perm = permission(PermissionType::Read, &key, range_end.clone(), prefix, from_key)?;
+            let perm = permission(
+                PermissionType::Read,
+                &key,
+                range_end.clone(),
+                prefix,
+                from_key,
+            )?;
             let end: Vec<u8> = if prefix {
                 etcdv3_tokio::api::prefix_range_end(key.as_bytes())
             } else if from_key {

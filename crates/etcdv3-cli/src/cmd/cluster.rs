@@ -60,7 +60,12 @@ struct MemberListJson {
 fn member_row(m: &Member) -> Vec<String> {
     vec![
         format!("{:x}", m.id),
-        if m.name.is_empty() { "unstarted" } else { "started" }.to_string(),
+        if m.name.is_empty() {
+            "unstarted"
+        } else {
+            "started"
+        }
+        .to_string(),
         m.name.clone(),
         m.peer_ur_ls.join(","),
         m.client_ur_ls.join(","),
@@ -98,7 +103,14 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
                     print!(
                         "{}",
                         table(
-                            &["ID", "STATUS", "NAME", "PEER ADDRS", "CLIENT ADDRS", "IS LEARNER"],
+                            &[
+                                "ID",
+                                "STATUS",
+                                "NAME",
+                                "PEER ADDRS",
+                                "CLIENT ADDRS",
+                                "IS LEARNER"
+                            ],
                             &rows
                         )
                     );
@@ -216,7 +228,11 @@ pub fn go_duration(d: Duration) -> String {
 /// Run an endpoint subcommand.
 pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    let plain = !ctx.global.endpoint_urls().iter().any(|u| u.starts_with("https://"));
+    let plain = !ctx
+        .global
+        .endpoint_urls()
+        .iter()
+        .any(|u| u.starts_with("https://"));
     match a.command {
         EndpointCommand::Status => {
             p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;

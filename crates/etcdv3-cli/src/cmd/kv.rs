@@ -212,7 +212,7 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
 
 /// etcdctl's `-w fields` for a range response.
 fn range_fields(p: &Printer, resp: &RangeResponse) -> String {
-    let h = resp.header.clone().unwrap_or_default();
+    let h = resp.header.unwrap_or_default();
     let mut out = format!(
         "\"ClusterID\" : {}\n\"MemberID\" : {}\n\"Revision\" : {}\n\"RaftTerm\" : {}\n\"More\" : {}\n\"Count\" : {}\n",
         h.cluster_id, h.member_id, h.revision, h.raft_term, resp.more, resp.count

@@ -8,7 +8,7 @@ use futures_core::Stream;
 use serde::Serialize;
 
 use crate::flags::{parse_lease_id, WriteOut};
-use crate::output::{print_json, B64, HeaderJson, HeaderOnly};
+use crate::output::{print_json, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
 /// Lease subcommands.
@@ -166,12 +166,8 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
             if p.json() {
                 return print_json(&LeasesJson {
                     header: HeaderJson::of(r.header.as_ref()),
-                    leases: (!r.leases.is_empty()).then(|| {
-                        r.leases
-                            .iter()
-                            .map(|l| LeaseIdJson { id: l.id })
-                            .collect()
-                    }),
+                    leases: (!r.leases.is_empty())
+                        .then(|| r.leases.iter().map(|l| LeaseIdJson { id: l.id }).collect()),
                 });
             }
             let mut out = format!("found {} leases\n", r.leases.len());

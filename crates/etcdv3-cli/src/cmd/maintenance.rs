@@ -93,7 +93,8 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<(), CliErro
     let SnapshotCommand::Save { file } = command;
     let client = ctx.connect().await?;
     let part = file.with_extension("part");
-    let io_err = |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", part.display()));
+    let io_err =
+        |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", part.display()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(&part).map_err(io_err)?);
     let result = async {
         let mut snap = client.snapshot().await?;

@@ -33,10 +33,7 @@ pub fn version(ctx: &Ctx) -> Result<(), CliError> {
 
 /// Split `[key] [range_end]` positionals as etcdctl does, with its
 /// `ExitBadArgs` message when the count is wrong.
-pub fn key_and_end(
-    args: &[String],
-    what: &str,
-) -> Result<(String, Option<String>), CliError> {
+pub fn key_and_end(args: &[String], what: &str) -> Result<(String, Option<String>), CliError> {
     match args {
         [key] => Ok((key.clone(), None)),
         [key, end] => Ok((key.clone(), Some(end.clone()))),

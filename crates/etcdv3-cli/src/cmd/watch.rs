@@ -116,7 +116,7 @@ pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(WatchEvent::Events { events, revision })) => {
                 if p.json() {
-                    let mut header = base_header.clone();
+                    let mut header = base_header;
                     header.revision = revision;
                     print_json(&WatchJson {
                         header: HeaderJson::of(Some(&header)),
