@@ -158,21 +158,30 @@ impl Ctx {
 /// Fail with every endpoint and why when none accepts a TCP connection
 /// within `dial_timeout`.
 async fn reachable(endpoints: &[String], dial_timeout: Duration) -> Result<(), CliError> {
-    let attempts = endpoints.iter().map(|ep| {
-        let addr = host_port(ep);
-        async move {
-            match tokio::time::timeout(dial_timeout, tokio::net::TcpStream::connect(&addr)).await {
-                Ok(Ok(_)) => Ok(()),
-                Ok(Err(e)) => Err(format!("{ep}: {e}")),
-                Err(_) => Err(format!("{ep}: no connection within {dial_timeout:?}")),
-            }
-        }
-    });
+    // Every endpoint is tried at once: the check takes one dial timeout at
+    // most, however many endpoints are down.
+    let attempts: Vec<_> = endpoints
+        .iter()
+        .map(|ep| {
+            let ep = ep.clone();
+            tokio::spawn(async move {
+                let addr = host_port(&ep);
+                match tokio::time::timeout(dial_timeout, tokio::net::TcpStream::connect(&addr))
+                    .await
+                {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(format!("{ep}: {e}")),
+                    Err(_) => Err(format!("{ep}: no connection within {dial_timeout:?}")),
+                }
+            })
+        })
+        .collect();
     let mut why = Vec::new();
-    for attempt in attempts.collect::<Vec<_>>() {
+    for attempt in attempts {
         match attempt.await {
-            Ok(()) => return Ok(()),
-            Err(e) => why.push(e),
+            Ok(Ok(())) => return Ok(()),
+            Ok(Err(e)) => why.push(e),
+            Err(e) => why.push(e.to_string()),
         }
     }
     Err(CliError::Unreachable(format!(

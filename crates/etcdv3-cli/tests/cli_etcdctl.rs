@@ -607,6 +607,17 @@ fn unreachable_endpoints_are_named_with_why() {
         assert!(out.stderr.contains(ep), "{ep} not named: {}", out.stderr);
     }
     assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    // The same through etcdctl's environment variables.
+    let out = Command::new(OURS)
+        .args(["get", "k"])
+        .env("ETCDCTL_ENDPOINTS", "127.0.0.1:3")
+        .env("ETCDCTL_DIAL_TIMEOUT", "1s")
+        .env("ETCDCTL_WRITE_OUT", "json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("http://127.0.0.1:3"), "{stderr}");
     let bad = Tool {
         bin: OURS.into(),
         endpoint: "http://[::1".into(),
