@@ -62,6 +62,17 @@ enum Command {
     },
     /// Endpoint related commands.
     Endpoint(cmd::cluster::EndpointArgs),
+    /// Defragments the storage of the etcd members.
+    Defrag {
+        /// Defragment every member of the cluster (from the member list).
+        #[arg(long)]
+        cluster: bool,
+    },
+    /// Transfers leadership to another etcd cluster member.
+    MoveLeader {
+        /// The transferee's member ID (hex).
+        transferee: String,
+    },
     /// Alarm related commands.
     Alarm {
         #[command(subcommand)]
@@ -215,6 +226,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Lease { command } => cmd::lease::run(&ctx, command).await,
         Command::Member { command } => cmd::cluster::member(&ctx, command).await,
         Command::Endpoint(a) => cmd::cluster::endpoint(&ctx, a).await,
+        Command::Defrag { cluster } => cmd::cluster::defrag(&ctx, cluster).await,
+        Command::MoveLeader { transferee } => cmd::cluster::move_leader(&ctx, &transferee).await,
         Command::Alarm { command } => cmd::maintenance::alarm(&ctx, command).await,
         Command::Snapshot { command } => cmd::maintenance::snapshot(&ctx, command).await,
         Command::Auth { command } => cmd::auth::auth(&ctx, command).await,

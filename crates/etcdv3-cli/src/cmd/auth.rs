@@ -34,6 +34,10 @@ pub enum UserCommand {
         /// Supply password from the command line flag.
         #[arg(long)]
         new_user_password: Option<String>,
+        /// Read the password from stdin without a prompt when false.
+        #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = true,
+              default_missing_value = "true", require_equals = true)]
+        interactive: bool,
     },
     /// Deletes a user.
     Delete {
@@ -50,6 +54,15 @@ pub enum UserCommand {
     },
     /// Lists all users.
     List,
+    /// Changes password of user (read from stdin).
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from stdin without a prompt when false.
+        #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = true,
+              default_missing_value = "true", require_equals = true)]
+        interactive: bool,
+    },
     /// Grants a role to a user.
     GrantRole {
         /// User name.
@@ -219,13 +232,14 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
             user,
             no_password,
             new_user_password,
+            interactive,
         } => {
             let (name, password) = match (user.split_once(':'), new_user_password) {
                 (Some((n, pw)), _) => (n.to_string(), pw.to_string()),
                 (None, Some(pw)) => (user.clone(), pw),
                 (None, None) if no_password => (user.clone(), String::new()),
                 (None, None) => {
-                    let pw = read_password(&user)?;
+                    let pw = read_password(&user, interactive)?;
                     (user.clone(), pw)
                 }
             };
@@ -293,6 +307,14 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
                 println!("{u}");
             }
         }
+        UserCommand::Passwd { name, interactive } => {
+            let pw = read_password(&name, interactive)?;
+            let r = client.user_change_password(&name, pw).await?;
+            if p.json() {
+                return HeaderOnly::print(r.header.as_ref());
+            }
+            println!("Password updated");
+        }
         UserCommand::GrantRole { user, role } => {
             let r = client.user_grant_role(&user, &role).await?;
             if p.json() {
@@ -311,10 +333,12 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-fn read_password(user: &str) -> Result<String, CliError> {
+fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
     use std::io::{BufRead, Write};
-    eprint!("Password of {user}: ");
-    let _ = std::io::stderr().flush();
+    if prompt {
+        eprint!("Password of {user}: ");
+        let _ = std::io::stderr().flush();
+    }
     let mut line = String::new();
     std::io::stdin()
         .lock()

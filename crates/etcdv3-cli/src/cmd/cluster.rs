@@ -15,6 +15,44 @@ use crate::{CliError, Ctx};
 pub enum MemberCommand {
     /// Lists all members in the cluster.
     List,
+    /// Adds a member into the cluster.
+    Add {
+        /// Name of the new member.
+        name: String,
+        /// Comma separated peer URLs for the new member.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+        /// Indicates if the new member is raft learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Removes a member from the cluster.
+    Remove {
+        /// Member ID (hex).
+        #[arg(value_parser = parse_member_id)]
+        id: u64,
+    },
+    /// Updates a member in the cluster.
+    Update {
+        /// Member ID (hex).
+        #[arg(value_parser = parse_member_id)]
+        id: u64,
+        /// Comma separated peer URLs for the updated member.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+    },
+    /// Promotes a non-voting member in the cluster.
+    Promote {
+        /// Member ID (hex).
+        #[arg(value_parser = parse_member_id)]
+        id: u64,
+    },
+}
+
+/// Parse a member id as etcdctl does: hexadecimal.
+fn parse_member_id(s: &str) -> Result<u64, String> {
+    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16)
+        .map_err(|e| format!("bad member ID arg ({e}), expecting ID in Hex"))
 }
 
 /// `endpoint [--cluster] <status|health>`.
@@ -34,6 +72,12 @@ pub enum EndpointCommand {
     Status,
     /// Checks the healthiness of endpoints specified in `--endpoints` flag.
     Health,
+    /// Prints the KV history hash for each endpoint in `--endpoints`.
+    Hashkv {
+        /// Maximum revision to hash (default: latest revision).
+        #[arg(long, default_value_t = 0)]
+        rev: i64,
+    },
 }
 
 #[derive(Serialize)]
@@ -50,10 +94,45 @@ struct MemberJson {
     is_learner: bool,
 }
 
+impl MemberJson {
+    fn of(m: &Member) -> MemberJson {
+        MemberJson {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_ur_ls.clone(),
+            client_urls: m.client_ur_ls.clone(),
+            is_learner: m.is_learner,
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct MemberListJson {
     header: HeaderJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<MemberJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     members: Vec<MemberJson>,
+}
+
+impl MemberListJson {
+    fn of(
+        header: Option<&etcdv3_tokio::api::ResponseHeader>,
+        member: Option<&Member>,
+        members: &[Member],
+    ) -> MemberListJson {
+        MemberListJson {
+            header: HeaderJson::of(header),
+            member: member.map(MemberJson::of),
+            members: members.iter().map(MemberJson::of).collect(),
+        }
+    }
+}
+
+/// etcdctl's `Member %16x <verb> cluster %16x`.
+fn member_changed(id: u64, verb: &str, header: Option<&etcdv3_tokio::api::ResponseHeader>) {
+    let cluster = header.map(|h| h.cluster_id).unwrap_or_default();
+    println!("Member {id:16x} {verb} cluster {cluster:16x}");
 }
 
 /// etcdctl's member row: ID, status, name, peer URLs, client URLs, learner.
@@ -84,20 +163,9 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
                 .member_list(MemberListOptions::new().with_linearizable())
                 .await?;
             match p.format {
-                WriteOut::Json => print_json(&MemberListJson {
-                    header: HeaderJson::of(r.header.as_ref()),
-                    members: r
-                        .members
-                        .iter()
-                        .map(|m| MemberJson {
-                            id: m.id,
-                            name: m.name.clone(),
-                            peer_urls: m.peer_ur_ls.clone(),
-                            client_urls: m.client_ur_ls.clone(),
-                            is_learner: m.is_learner,
-                        })
-                        .collect(),
-                }),
+                WriteOut::Json => {
+                    print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members))
+                }
                 WriteOut::Table => {
                     let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
                     print!(
@@ -124,7 +192,120 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
                 }
             }
         }
+        MemberCommand::Add {
+            name,
+            peer_urls,
+            learner,
+        } => {
+            let r = client.member_add(peer_urls.clone(), learner).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(
+                    r.header.as_ref(),
+                    r.member.as_ref(),
+                    &r.members,
+                ));
+            }
+            let id = r.member.as_ref().map(|m| m.id).unwrap_or_default();
+            member_changed(id, "added to", r.header.as_ref());
+            let mut conf = Vec::new();
+            for m in &r.members {
+                let n = if m.id == id { &name } else { &m.name };
+                for u in &m.peer_ur_ls {
+                    conf.push(format!("{n}={u}"));
+                }
+            }
+            println!(
+                "\nETCD_NAME=\"{name}\"\nETCD_INITIAL_CLUSTER=\"{}\"\nETCD_INITIAL_ADVERTISE_PEER_URLS=\"{}\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"",
+                conf.join(","),
+                peer_urls.join(",")
+            );
+            Ok(())
+        }
+        MemberCommand::Remove { id } => {
+            let r = client.member_remove(id).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members));
+            }
+            member_changed(id, "removed from", r.header.as_ref());
+            Ok(())
+        }
+        MemberCommand::Update { id, peer_urls } => {
+            let r = client.member_update(id, peer_urls).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members));
+            }
+            member_changed(id, "updated in", r.header.as_ref());
+            Ok(())
+        }
+        MemberCommand::Promote { id } => {
+            let r = client.member_promote(id).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members));
+            }
+            member_changed(id, "promoted in", r.header.as_ref());
+            Ok(())
+        }
     }
+}
+
+#[derive(Serialize)]
+struct HashKvJson {
+    header: HeaderJson,
+    #[serde(skip_serializing_if = "is_zero")]
+    hash: u32,
+    #[serde(skip_serializing_if = "is_zero")]
+    compact_revision: i64,
+    #[serde(skip_serializing_if = "is_zero")]
+    hash_revision: i64,
+}
+
+#[derive(Serialize)]
+struct EpHashKvJson {
+    #[serde(rename = "Endpoint")]
+    endpoint: String,
+    #[serde(rename = "HashKV")]
+    hash_kv: HashKvJson,
+}
+
+/// `defrag [--cluster]`: defragment each endpoint's backend.
+pub async fn defrag(ctx: &Ctx, cluster: bool) -> Result<(), CliError> {
+    let plain = !ctx
+        .global
+        .endpoint_urls()
+        .iter()
+        .any(|u| u.starts_with("https://"));
+    let mut failed = false;
+    for ep in endpoints(ctx, cluster).await? {
+        let res = async {
+            let client = ctx.connect_to(&[with_scheme(&ep, plain)]).await?;
+            Ok::<_, CliError>(client.defragment().await?)
+        }
+        .await;
+        match res {
+            Ok(_) => println!("Finished defragmenting etcd member[{ep}]"),
+            Err(e) => {
+                failed = true;
+                eprintln!("Failed to defragment etcd member[{ep}] ({e})");
+            }
+        }
+    }
+    if failed {
+        return Err(CliError::Other("failed to defragment some members".into()));
+    }
+    Ok(())
+}
+
+/// `move-leader <transferee-member-id>`.
+pub async fn move_leader(ctx: &Ctx, target: &str) -> Result<(), CliError> {
+    let target = parse_member_id(target).map_err(CliError::BadArgs)?;
+    let client = ctx.connect().await?;
+    let leader = client.status().await?.leader;
+    let r = client.move_leader(target).await?;
+    if ctx.printer.json() {
+        return crate::output::HeaderOnly::print(r.header.as_ref());
+    }
+    println!("Leadership transferred from {leader:x} to {target:x}");
+    Ok(())
 }
 
 /// The endpoints an endpoint command looks at: the flags', or with
@@ -306,6 +487,60 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             if failed {
                 return Err(CliError::Other(
                     "failed to get the status of some endpoints".into(),
+                ));
+            }
+            Ok(())
+        }
+        EndpointCommand::Hashkv { rev } => {
+            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+            let mut ok = Vec::new();
+            let mut failed = false;
+            for ep in endpoints(ctx, a.cluster).await? {
+                let res = async {
+                    let client = ctx.connect_to(&[with_scheme(&ep, plain)]).await?;
+                    Ok::<_, CliError>(client.hash_kv(rev).await?)
+                }
+                .await;
+                match res {
+                    Ok(h) => ok.push((ep, h)),
+                    Err(e) => {
+                        failed = true;
+                        eprintln!("Failed to get the hash of endpoint {ep} ({e})");
+                    }
+                }
+            }
+            match p.format {
+                WriteOut::Json => {
+                    let list: Vec<EpHashKvJson> = ok
+                        .iter()
+                        .map(|(ep, h)| EpHashKvJson {
+                            endpoint: ep.clone(),
+                            hash_kv: HashKvJson {
+                                header: HeaderJson::of(h.header.as_ref()),
+                                hash: h.hash,
+                                compact_revision: h.compact_revision,
+                                hash_revision: h.hash_revision,
+                            },
+                        })
+                        .collect();
+                    print_json(&list)?;
+                }
+                WriteOut::Table => {
+                    let rows: Vec<Vec<String>> = ok
+                        .iter()
+                        .map(|(ep, h)| vec![ep.clone(), h.hash.to_string()])
+                        .collect();
+                    print!("{}", table(&["ENDPOINT", "HASH"], &rows));
+                }
+                _ => {
+                    for (ep, h) in &ok {
+                        println!("{ep}, {}", h.hash);
+                    }
+                }
+            }
+            if failed {
+                return Err(CliError::Other(
+                    "failed to get the hash of some endpoints".into(),
                 ));
             }
             Ok(())
