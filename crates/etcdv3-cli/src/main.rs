@@ -45,6 +45,8 @@ enum Command {
     Put(cmd::kv::PutArgs),
     /// Removes the specified key or range of keys [key, range_end).
     Del(cmd::kv::DelArgs),
+    /// Txn processes all the requests in one transaction (read from stdin).
+    Txn(cmd::txn::TxnArgs),
     /// Compacts the event history in etcd.
     #[command(alias = "compact")]
     Compaction(cmd::kv::CompactionArgs),
@@ -113,6 +115,9 @@ pub enum CliError {
     /// Wrong positional arguments (exit 128, etcdctl's `ExitBadArgs`).
     #[error("{0}")]
     BadArgs(String),
+    /// Input that cannot be parsed, e.g. a txn (exit 3, `ExitInvalidInput`).
+    #[error("{0}")]
+    InvalidInput(String),
     /// An output format the command cannot print (exit 4, `ExitBadFeature`).
     #[error("{0}")]
     Unsupported(String),
@@ -133,6 +138,7 @@ impl CliError {
         match self {
             CliError::BadArgs(_) => 128,
             CliError::Unsupported(_) => 4,
+            CliError::InvalidInput(_) => 3,
             _ => 1,
         }
     }
@@ -221,6 +227,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Get(a) => cmd::kv::get(&ctx, a).await,
         Command::Put(a) => cmd::kv::put(&ctx, a).await,
         Command::Del(a) => cmd::kv::del(&ctx, a).await,
+        Command::Txn(a) => cmd::txn::txn(&ctx, a).await,
         Command::Compaction(a) => cmd::kv::compaction(&ctx, a).await,
         Command::Watch(a) => cmd::watch::watch(&ctx, a).await,
         Command::Lease { command } => cmd::lease::run(&ctx, command).await,

@@ -51,6 +51,32 @@ impl Tool {
         }
     }
 
+    /// Run with `input` on stdin.
+    fn with_stdin(&self, args: &[&str], input: &str) -> Out {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--endpoints")
+            .arg(&self.endpoint)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code().unwrap_or(-1),
+        }
+    }
+
     /// Run and require success.
     fn ok(&self, args: &[&str]) -> String {
         let o = self.run(args);
@@ -349,6 +375,45 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         &ours.ok(&["del", "nothing"]),
     );
 
+    // txn: the same transaction on the same starting state.
+    let txn = "mod(\"t/a\") > \"0\"\nvalue(\"t/a\") = \"1\"\n\nput t/a \"over wrote\" --prev-kv\nget t/ --prefix\ndel t/b\n\nput t/b 'some extra'\n\n";
+    let failing = "version(\"t/a\") = \"0\"\n\nput t/a x\n\nget t/a\nput t/c \"c\"\n\n";
+    for (name, text) in [("txn success", txn), ("txn failure", failing)] {
+        let run = |t: &Tool, json: bool| -> String {
+            t.ok(&["put", "t/a", "1"]);
+            t.ok(&["del", "t/c"]);
+            let args: &[&str] = if json {
+                &["-w", "json", "txn"]
+            } else {
+                &["txn"]
+            };
+            let out = t.with_stdin(args, text);
+            assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+            out.stdout
+        };
+        same_lines(name, &run(&theirs, false), &run(&ours, false));
+        let parse = |s: String| -> Value { serde_json::from_str(s.trim()).unwrap() };
+        same_json(
+            name,
+            &parse(run(&theirs, true)),
+            &parse(run(&ours, true)),
+            &["revision", "mod_revision", "version", "create_revision"],
+        );
+    }
+    let bad = "bogus(\n\n";
+    let (t, o) = (
+        theirs.with_stdin(&["txn"], bad),
+        ours.with_stdin(&["txn"], bad),
+    );
+    assert_eq!(
+        (t.code, o.code),
+        (3, 3),
+        "malformed txn: {} / {}",
+        t.stderr,
+        o.stderr
+    );
+    assert!(o.stderr.contains("line 1"), "{}", o.stderr);
+
     // lease: ids differ by nature; the text around them must not.
     let lease = |t: &Tool| -> (String, String) {
         let grant = t.ok(&["lease", "grant", "300"]);
@@ -477,6 +542,19 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         );
         text.push_str(&t.ok(&["member", "update", &id, "--peer-urls=http://127.0.0.1:1"]));
         text.push_str(&t.ok(&["member", "remove", &id]));
+        // The members come in id order, and the new member's id differs by
+        // nature: sort the initial-cluster list.
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("ETCD_INITIAL_CLUSTER=") {
+                Some(list) => {
+                    let mut parts: Vec<&str> = list.trim_matches('"').split(',').collect();
+                    parts.sort();
+                    format!("ETCD_INITIAL_CLUSTER=\"{}\"\n", parts.join(","))
+                }
+                None => format!("{l}\n"),
+            })
+            .collect();
         replace_all(
             &text,
             // `%16x` pads a shorter id with spaces: the padding is the id's.

@@ -4,7 +4,8 @@ use std::io::Read;
 
 use clap::Args;
 use etcdv3_tokio::api::{
-    CompactOptions, DeleteOptions, GetOptions, PutOptions, RangeResponse, SortOrder, SortTarget,
+    CompactOptions, DeleteOptions, DeleteRangeResponse, GetOptions, PutOptions, PutResponse,
+    RangeResponse, SortOrder, SortTarget,
 };
 use serde::Serialize;
 
@@ -98,8 +99,9 @@ pub struct CompactionArgs {
     pub physical: bool,
 }
 
+/// etcdctl's JSON of the response.
 #[derive(Serialize)]
-struct RangeJson {
+pub struct RangeJson {
     header: HeaderJson,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     kvs: Vec<KvJson>,
@@ -170,10 +172,8 @@ fn get_options(a: &GetArgs, range_end: Option<String>) -> Result<GetOptions, Cli
     Ok(o)
 }
 
-/// `get`.
-pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
-    let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+/// Check a get's flags against the output format and build the request.
+pub fn get_request(p: &Printer, a: &GetArgs) -> Result<(String, GetOptions), CliError> {
     let (key, end) = key_and_end(&a.keys, "get")?;
     if a.count_only && p.format != WriteOut::Fields {
         return Err(CliError::BadArgs(
@@ -185,26 +185,43 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
             "--print-value-only is only for `--write-out=simple`".into(),
         ));
     }
-    let opts = get_options(&a, end)?;
+    Ok((key, get_options(a, end)?))
+}
+
+/// etcdctl's JSON of a range response.
+pub fn range_json(resp: &RangeResponse) -> RangeJson {
+    RangeJson {
+        header: HeaderJson::of(resp.header.as_ref()),
+        kvs: resp.kvs.iter().map(KvJson::of).collect(),
+        more: resp.more,
+        count: resp.count,
+    }
+}
+
+/// etcdctl's simple text of a range response.
+pub fn range_text(p: &Printer, resp: &RangeResponse, value_only: bool) -> String {
+    let mut out = String::new();
+    for kv in &resp.kvs {
+        p.kv(&mut out, kv, value_only);
+    }
+    out
+}
+
+/// `get`.
+pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    let (key, opts) = get_request(&p, &a)?;
     let client = ctx.connect().await?;
     let resp = client.get(key, opts).await?;
     match p.format {
-        WriteOut::Json => print_json(&RangeJson {
-            header: HeaderJson::of(resp.header.as_ref()),
-            kvs: resp.kvs.iter().map(KvJson::of).collect(),
-            more: resp.more,
-            count: resp.count,
-        }),
+        WriteOut::Json => print_json(&range_json(&resp)),
         WriteOut::Fields => {
             print!("{}", range_fields(&p, &resp));
             Ok(())
         }
         _ => {
-            let mut out = String::new();
-            for kv in &resp.kvs {
-                p.kv(&mut out, kv, a.print_value_only);
-            }
-            print!("{out}");
+            print!("{}", range_text(&p, &resp, a.print_value_only));
             Ok(())
         }
     }
@@ -231,20 +248,20 @@ fn range_fields(p: &Printer, resp: &RangeResponse) -> String {
     out
 }
 
+/// etcdctl's JSON of the response.
 #[derive(Serialize)]
-struct PutJson {
+pub struct PutJson {
     header: HeaderJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     prev_kv: Option<KvJson>,
 }
 
-/// `put`.
-pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CliError> {
-    let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+/// Build a put from its arguments (the value from stdin when omitted and
+/// `stdin` is true).
+pub fn put_request(a: &PutArgs, stdin: bool) -> Result<(String, String, PutOptions), CliError> {
     let (key, value) = match a.args.as_slice() {
         [key] if a.ignore_value => (key.clone(), String::new()),
-        [key] => {
+        [key] if stdin => {
             let mut v = String::new();
             std::io::stdin()
                 .read_to_string(&mut v)
@@ -277,24 +294,43 @@ pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CliError> {
     if a.ignore_lease {
         o = o.with_ignore_lease();
     }
-    let client = ctx.connect().await?;
-    let resp = client.put(key, value, o).await?;
-    if p.json() {
-        return print_json(&PutJson {
-            header: HeaderJson::of(resp.header.as_ref()),
-            prev_kv: resp.prev_kv.as_ref().map(KvJson::of),
-        });
+    Ok((key, value, o))
+}
+
+/// etcdctl's JSON of a put response.
+pub fn put_json(resp: &PutResponse) -> PutJson {
+    PutJson {
+        header: HeaderJson::of(resp.header.as_ref()),
+        prev_kv: resp.prev_kv.as_ref().map(KvJson::of),
     }
+}
+
+/// etcdctl's simple text of a put response.
+pub fn put_text(p: &Printer, resp: &PutResponse) -> String {
     let mut out = String::from("OK\n");
     if let Some(prev) = &resp.prev_kv {
         p.kv(&mut out, prev, false);
     }
-    print!("{out}");
+    out
+}
+
+/// `put`.
+pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    let (key, value, o) = put_request(&a, true)?;
+    let client = ctx.connect().await?;
+    let resp = client.put(key, value, o).await?;
+    if p.json() {
+        return print_json(&put_json(&resp));
+    }
+    print!("{}", put_text(&p, &resp));
     Ok(())
 }
 
+/// etcdctl's JSON of the response.
 #[derive(Serialize)]
-struct DelJson {
+pub struct DelJson {
     header: HeaderJson,
     #[serde(skip_serializing_if = "is_zero")]
     deleted: i64,
@@ -302,10 +338,8 @@ struct DelJson {
     prev_kvs: Vec<KvJson>,
 }
 
-/// `del`.
-pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CliError> {
-    let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+/// Build a delete from its arguments.
+pub fn del_request(a: &DelArgs) -> Result<(String, DeleteOptions), CliError> {
     let (key, end) = key_and_end(&a.keys, "del")?;
     if a.prefix && a.from_key {
         return Err(CliError::BadArgs(
@@ -331,20 +365,38 @@ pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CliError> {
     if a.prev_kv {
         o = o.with_prev_kv();
     }
-    let client = ctx.connect().await?;
-    let resp = client.delete(key, o).await?;
-    if p.json() {
-        return print_json(&DelJson {
-            header: HeaderJson::of(resp.header.as_ref()),
-            deleted: resp.deleted,
-            prev_kvs: resp.prev_kvs.iter().map(KvJson::of).collect(),
-        });
+    Ok((key, o))
+}
+
+/// etcdctl's JSON of a delete response.
+pub fn del_json(resp: &DeleteRangeResponse) -> DelJson {
+    DelJson {
+        header: HeaderJson::of(resp.header.as_ref()),
+        deleted: resp.deleted,
+        prev_kvs: resp.prev_kvs.iter().map(KvJson::of).collect(),
     }
+}
+
+/// etcdctl's simple text of a delete response.
+pub fn del_text(p: &Printer, resp: &DeleteRangeResponse) -> String {
     let mut out = format!("{}\n", resp.deleted);
     for kv in &resp.prev_kvs {
         p.kv(&mut out, kv, false);
     }
-    print!("{out}");
+    out
+}
+
+/// `del`.
+pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    let (key, o) = del_request(&a)?;
+    let client = ctx.connect().await?;
+    let resp = client.delete(key, o).await?;
+    if p.json() {
+        return print_json(&del_json(&resp));
+    }
+    print!("{}", del_text(&p, &resp));
     Ok(())
 }
 

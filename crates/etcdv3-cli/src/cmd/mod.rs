@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod txn;
 pub mod watch;
 
 use crate::flags::WriteOut;
