@@ -75,6 +75,10 @@ enum Command {
         /// The transferee's member ID (hex).
         transferee: String,
     },
+    /// Acquires a named lock (runs a command while holding it).
+    Lock(cmd::concurrency::LockArgs),
+    /// Observes and participates in leader election.
+    Elect(cmd::concurrency::ElectArgs),
     /// Alarm related commands.
     Alarm {
         #[command(subcommand)]
@@ -127,6 +131,9 @@ pub enum CliError {
     /// The client or the server reported an error (exit 1).
     #[error(transparent)]
     Client(#[from] Error),
+    /// A command run under `lock` failed: its exit code is ours.
+    #[error("exit status {0}")]
+    ChildExit(i32),
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
@@ -139,6 +146,7 @@ impl CliError {
             CliError::BadArgs(_) => 128,
             CliError::Unsupported(_) => 4,
             CliError::InvalidInput(_) => 3,
+            CliError::ChildExit(code) => u8::try_from(*code).unwrap_or(1),
             _ => 1,
         }
     }
@@ -235,6 +243,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Endpoint(a) => cmd::cluster::endpoint(&ctx, a).await,
         Command::Defrag { cluster } => cmd::cluster::defrag(&ctx, cluster).await,
         Command::MoveLeader { transferee } => cmd::cluster::move_leader(&ctx, &transferee).await,
+        Command::Lock(a) => cmd::concurrency::lock(&ctx, a).await,
+        Command::Elect(a) => cmd::concurrency::elect(&ctx, a).await,
         Command::Alarm { command } => cmd::maintenance::alarm(&ctx, command).await,
         Command::Snapshot { command } => cmd::maintenance::snapshot(&ctx, command).await,
         Command::Auth { command } => cmd::auth::auth(&ctx, command).await,

@@ -414,6 +414,34 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
     );
     assert!(o.stderr.contains("line 1"), "{}", o.stderr);
 
+    // lock with a command: its environment and its exit code.
+    let lock = |t: &Tool| {
+        t.run(&[
+            "lock",
+            "l1",
+            "--",
+            "sh",
+            "-c",
+            "echo ${ETCD_LOCK_KEY%/*}; exit 3",
+        ])
+    };
+    let (a, b) = (lock(&theirs), lock(&ours));
+    assert_eq!(
+        (a.code, b.code),
+        (3, 3),
+        "lock: {} / {}",
+        a.stderr,
+        b.stderr
+    );
+    same_lines("lock -- cmd", &a.stdout, &b.stdout);
+    assert_eq!(b.stdout, "l1\n");
+    // elect: the leader's key (its lease id differs by nature) and value.
+    for (t, name) in [(&theirs, "e-etcdctl"), (&ours, "e-ours")] {
+        let lines = t.lines_of(&["elect", name, "p1"], 2);
+        assert!(lines[0].starts_with(&format!("{name}/")), "{lines:?}");
+        assert_eq!(lines[1], "p1");
+    }
+
     // lease: ids differ by nature; the text around them must not.
     let lease = |t: &Tool| -> (String, String) {
         let grant = t.ok(&["lease", "grant", "300"]);
