@@ -131,6 +131,9 @@ pub enum CliError {
     /// The client or the server reported an error (exit 1).
     #[error(transparent)]
     Client(#[from] Error),
+    /// A snapshot could not be saved (exit 5, as etcdctl's snapshot save).
+    #[error("{0}")]
+    Snapshot(String),
     /// A command run under `lock` failed: its exit code is ours.
     #[error("exit status {0}")]
     ChildExit(i32),
@@ -146,6 +149,7 @@ impl CliError {
             CliError::BadArgs(_) => 128,
             CliError::Unsupported(_) => 4,
             CliError::InvalidInput(_) => 3,
+            CliError::Snapshot(_) => 5,
             CliError::ChildExit(code) => u8::try_from(*code).unwrap_or(1),
             _ => 1,
         }

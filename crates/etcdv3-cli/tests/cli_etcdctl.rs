@@ -647,6 +647,37 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         &ours.ok(&["move-leader", &leader]),
     );
 
+    // snapshot save: etcdctl restores what etcdv3ctl saved (it checks the
+    // trailing SHA-256), and an unwritable path fails as etcdctl's.
+    let dir = cluster.dir().join("cli-snapshot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ours.db");
+    let file_s = file.to_str().unwrap();
+    assert_eq!(
+        ours.ok(&["snapshot", "save", file_s]),
+        format!("Snapshot saved at {file_s}\n")
+    );
+    assert!(!dir.join("ours.db.part").exists());
+    let restored = dir.join("restored");
+    let restore = Command::new(&theirs.bin)
+        .args(["snapshot", "restore", file_s, "--data-dir"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let bad = ["snapshot", "save", "/nonexistent-dir/x.db"];
+    let (t, o) = (theirs.run(&bad), ours.run(&bad));
+    assert_eq!((t.code, o.code), (5, 5), "{} / {}", t.stderr, o.stderr);
+    assert!(
+        o.stderr.contains("/nonexistent-dir/x.db.part"),
+        "{}",
+        o.stderr
+    );
+
     // alarm.
     same_json(
         "alarm list",

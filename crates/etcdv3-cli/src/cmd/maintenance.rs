@@ -87,37 +87,138 @@ pub async fn alarm(ctx: &Ctx, command: AlarmCommand) -> Result<(), CliError> {
     }
 }
 
+/// Checks etcd's trailing SHA-256 over a snapshot stream without holding
+/// the snapshot: every byte but the last 32 goes through the hash, the last
+/// 32 must equal it.
+pub struct SnapshotHash {
+    hasher: ring::digest::Context,
+    tail: Vec<u8>,
+}
+
+impl Default for SnapshotHash {
+    fn default() -> Self {
+        SnapshotHash {
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            tail: Vec::with_capacity(64),
+        }
+    }
+}
+
+impl SnapshotHash {
+    const LEN: usize = 32;
+
+    /// Feed the next chunk.
+    pub fn update(&mut self, chunk: &[u8]) {
+        if chunk.len() >= Self::LEN {
+            self.hasher.update(&self.tail);
+            let (body, tail) = chunk.split_at(chunk.len() - Self::LEN);
+            self.hasher.update(body);
+            self.tail.clear();
+            self.tail.extend_from_slice(tail);
+        } else {
+            self.tail.extend_from_slice(chunk);
+            if self.tail.len() > Self::LEN {
+                let extra = self.tail.len() - Self::LEN;
+                self.hasher.update(&self.tail[..extra]);
+                self.tail.drain(..extra);
+            }
+        }
+    }
+
+    /// Whether the last 32 bytes are the SHA-256 of everything before them.
+    pub fn verify(self) -> bool {
+        self.tail.len() == Self::LEN && self.hasher.finish().as_ref() == self.tail.as_slice()
+    }
+}
+
 /// Run a snapshot subcommand.
 pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<(), CliError> {
-    ctx.printer.require(&[WriteOut::Simple])?;
+    use std::io::IsTerminal;
+    ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
     let SnapshotCommand::Save { file } = command;
     let client = ctx.connect().await?;
-    let part = file.with_extension("part");
-    let io_err =
-        |e: std::io::Error| CliError::Other(format!("cannot write {}: {e}", part.display()));
-    let mut out = std::io::BufWriter::new(std::fs::File::create(&part).map_err(io_err)?);
+    let mut part = file.clone().into_os_string();
+    part.push(".part");
+    let part = PathBuf::from(part);
+    let fail = |e: String| CliError::Snapshot(e);
+    let mut open = std::fs::OpenOptions::new();
+    open.write(true).create(true).truncate(true);
+    // A snapshot holds every key: readable by its owner only, as etcdctl's.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+    let out = open
+        .open(&part)
+        .map_err(|e| fail(format!("could not open {} ({e})", part.display())))?;
+    let mut out = std::io::BufWriter::new(out);
+    let progress = std::io::stderr().is_terminal();
     let result = async {
         let mut snap = client.snapshot().await?;
-        let mut total = 0usize;
+        let mut hash = SnapshotHash::default();
+        let mut total = 0u64;
         while let Some(chunk) = snap.next_chunk().await {
             let chunk = chunk?;
-            total += chunk.len();
-            out.write_all(&chunk).map_err(io_err)?;
+            total += chunk.len() as u64;
+            hash.update(&chunk);
+            out.write_all(&chunk)
+                .map_err(|e| fail(format!("could not write {} ({e})", part.display())))?;
+            if progress {
+                let all = total + snap.remaining_bytes().unwrap_or(0);
+                eprint!("\rfetching snapshot: {total} / {all} bytes");
+            }
         }
-        out.flush().map_err(io_err)?;
-        Ok::<_, CliError>(total)
+        if progress {
+            eprintln!();
+        }
+        out.flush()
+            .and_then(|()| out.get_ref().sync_all())
+            .map_err(|e| fail(format!("could not write {} ({e})", part.display())))?;
+        if !hash.verify() {
+            return Err(fail(format!(
+                "the snapshot's SHA-256 does not match its content ({total} bytes received)"
+            )));
+        }
+        Ok::<_, CliError>(())
     }
     .await;
-    match result {
-        Ok(total) => {
-            std::fs::rename(&part, &file)
-                .map_err(|e| CliError::Other(format!("cannot write {}: {e}", file.display())))?;
-            println!("Snapshot saved at {} ({total} bytes)", file.display());
-            Ok(())
+    if let Err(e) = result {
+        drop(out);
+        let _ = std::fs::remove_file(&part);
+        return Err(e);
+    }
+    drop(out);
+    std::fs::rename(&part, &file)
+        .map_err(|e| fail(format!("could not rename {} ({e})", part.display())))?;
+    println!("Snapshot saved at {}", file.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot_of(body: &[u8]) -> Vec<u8> {
+        let mut data = body.to_vec();
+        data.extend_from_slice(ring::digest::digest(&ring::digest::SHA256, body).as_ref());
+        data
+    }
+
+    #[test]
+    fn hash_is_checked_across_any_chunking() {
+        let data = snapshot_of(&(0..1000u32).map(|i| i as u8).collect::<Vec<_>>());
+        for size in [1, 7, 31, 32, 33, 100, 2000] {
+            let mut h = SnapshotHash::default();
+            for chunk in data.chunks(size) {
+                h.update(chunk);
+            }
+            assert!(h.verify(), "chunks of {size}");
         }
-        Err(e) => {
-            let _ = std::fs::remove_file(&part);
-            Err(e)
-        }
+        let mut bad = data.clone();
+        bad[10] ^= 1;
+        let mut h = SnapshotHash::default();
+        h.update(&bad);
+        assert!(!h.verify(), "a flipped byte is caught");
+        let mut h = SnapshotHash::default();
+        h.update(&data[..data.len() - 1]);
+        assert!(!h.verify(), "a truncated snapshot is caught");
     }
 }
