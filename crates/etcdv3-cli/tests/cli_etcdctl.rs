@@ -349,6 +349,22 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         &[],
     );
 
+    // watch -- cmd: the command runs per event with etcdctl's variables.
+    let args = &[
+        "watch",
+        "w",
+        "--rev",
+        rev.as_str(),
+        "--",
+        "sh",
+        "-c",
+        "echo \"$ETCD_WATCH_REVISION $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE\"",
+    ];
+    // 3 + 3 + 3 event lines, then one line per event from the command.
+    let (t, o) = (theirs.lines_of(args, 12), ours.lines_of(args, 12));
+    same_lines("watch -- cmd", &t.join("\n"), &o.join("\n"));
+    assert!(o[9].ends_with(" \"PUT\" \"w\" \"1\""), "{o:?}");
+
     // del: each tool deletes the same freshly written range.
     let del_setup = |t: &Tool| {
         t.ok(&["put", "d/1", "x"]);

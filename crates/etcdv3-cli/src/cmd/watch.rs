@@ -31,6 +31,66 @@ pub struct WatchArgs {
     /// Get periodic watch progress notification from server.
     #[arg(long)]
     pub progress_notify: bool,
+    /// A command run for every event (after `--`), with `ETCD_WATCH_REVISION`,
+    /// `ETCD_WATCH_EVENT_TYPE`, `ETCD_WATCH_KEY` and `ETCD_WATCH_VALUE` set.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Go's `%q` of a byte string (how etcdctl fills the `ETCD_WATCH_*`
+/// variables).
+pub fn go_quote(b: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Run the `--` command for one event, as etcdctl does.
+async fn run_for_event(command: &[String], revision: i64, ev: &Event) -> Result<(), CliError> {
+    let kv = ev.kv.clone().unwrap_or_default();
+    let kind = if ev.r#type() == EventType::Delete {
+        "DELETE"
+    } else {
+        "PUT"
+    };
+    let program = command[0].clone();
+    let args = command[1..].to_vec();
+    let all = command.to_vec();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .args(&args)
+            .env("ETCD_WATCH_REVISION", revision.to_string())
+            .env("ETCD_WATCH_EVENT_TYPE", format!("\"{kind}\""))
+            .env("ETCD_WATCH_KEY", go_quote(&kv.key))
+            .env("ETCD_WATCH_VALUE", go_quote(&kv.value))
+            .status()
+    })
+    .await
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(CliError::Other(format!(
+            "command {all:?} error (exit status {})",
+            s.code().unwrap_or(-1)
+        ))),
+        Err(e) => Err(CliError::Other(format!("command {all:?} error ({e})"))),
+    }
 }
 
 #[derive(Serialize)]
@@ -137,6 +197,11 @@ pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
                     print!("{text}");
                 }
                 let _ = std::io::stdout().flush();
+                if !a.command.is_empty() {
+                    for ev in &events {
+                        run_for_event(&a.command, revision, ev).await?;
+                    }
+                }
             }
             Some(Ok(WatchEvent::Progress { revision })) if a.progress_notify => {
                 if !p.json() {
@@ -170,6 +235,13 @@ mod tests {
             value: v.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn values_are_quoted_like_go() {
+        assert_eq!(go_quote(b"w"), "\"w\"");
+        assert_eq!(go_quote(b"a \"b\"\n"), "\"a \\\"b\\\"\\n\"");
+        assert_eq!(go_quote(&[0xff]), "\"\\xff\"");
     }
 
     #[test]
