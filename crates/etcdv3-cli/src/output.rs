@@ -191,6 +191,29 @@ impl HeaderOnly {
     }
 }
 
+/// etcdctl's `-w fields` lines of a response header.
+pub fn fields_header(h: Option<&ResponseHeader>) -> String {
+    let h = h.copied().unwrap_or_default();
+    format!(
+        "\"ClusterID\" : {}\n\"MemberID\" : {}\n\"Revision\" : {}\n\"RaftTerm\" : {}\n",
+        h.cluster_id, h.member_id, h.revision, h.raft_term
+    )
+}
+
+/// etcdctl's `-w fields` lines of a key-value, field names prefixed with
+/// `pfx` (`Prev` for previous values).
+pub fn fields_kv(p: &Printer, pfx: &str, kv: &KeyValue) -> String {
+    format!(
+        "\"{pfx}Key\" : {:?}\n\"{pfx}CreateRevision\" : {}\n\"{pfx}ModRevision\" : {}\n\"{pfx}Version\" : {}\n\"{pfx}Value\" : {:?}\n\"{pfx}Lease\" : {}\n",
+        p.bytes(&kv.key),
+        kv.create_revision,
+        kv.mod_revision,
+        kv.version,
+        p.bytes(&kv.value),
+        kv.lease
+    )
+}
+
 /// Go's `humanize.Bytes` (SI units), as etcdctl prints db sizes.
 pub fn humanize_bytes(n: u64) -> String {
     const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];

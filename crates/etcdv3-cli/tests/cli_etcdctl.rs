@@ -208,6 +208,21 @@ fn replace_all(text: &str, pairs: &[(&str, &str)]) -> String {
     s
 }
 
+/// `-w fields` text with the values of `keys` (differing by nature) masked.
+fn mask_fields(text: &str, keys: &[&str]) -> String {
+    text.lines()
+        .map(|l| {
+            let masked = keys.iter().any(|k| l.starts_with(&format!("\"{k}\" : ")));
+            if masked {
+                format!("{} <n>", l.split(" : ").next().unwrap_or(l))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn comparisons_catch_differences() {
     let a: Value =
@@ -692,6 +707,38 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         o.stderr.contains("/nonexistent-dir/x.db.part"),
         "{}",
         o.stderr
+    );
+
+    // -w fields of put, del, member list and endpoint status.
+    let fields = |t: &Tool| -> String {
+        t.ok(&["put", "f/a", "1"]);
+        let mut out = t.ok(&["-w", "fields", "put", "f/a", "2", "--prev-kv"]);
+        out.push_str(&t.ok(&["-w", "fields", "del", "f/a", "--prev-kv"]));
+        out.push_str(&t.ok(&["-w", "fields", "member", "list"]));
+        out.push_str(&t.ok(&["-w", "fields", "endpoint", "status"]));
+        let by_nature = [
+            "Revision",
+            "PrevCreateRevision",
+            "PrevModRevision",
+            "RaftIndex",
+            "RaftAppliedIndex",
+            "DBSize",
+        ];
+        mask_fields(&out, &by_nature)
+    };
+    same_lines("-w fields", &fields(&theirs), &fields(&ours));
+    let health = ours.ok(&["-w", "table", "endpoint", "health"]);
+    let theirs_health = theirs.ok(&["-w", "table", "endpoint", "health"]);
+    assert_eq!(
+        health.lines().nth(1).map(|l| l
+            .split_whitespace()
+            .filter(|w| *w != "|")
+            .collect::<Vec<_>>()),
+        theirs_health.lines().nth(1).map(|l| l
+            .split_whitespace()
+            .filter(|w| *w != "|")
+            .collect::<Vec<_>>()),
+        "{health}\n{theirs_health}"
     );
 
     // alarm.

@@ -7,7 +7,7 @@ use etcdv3_tokio::api::{GetOptions, Member, MemberListOptions, StatusResponse};
 use serde::Serialize;
 
 use crate::flags::{with_scheme, WriteOut};
-use crate::output::{humanize_bytes, is_zero, print_json, table, HeaderJson};
+use crate::output::{fields_header, humanize_bytes, is_zero, print_json, table, HeaderJson};
 use crate::{CliError, Ctx};
 
 /// Member subcommands.
@@ -155,7 +155,17 @@ fn member_row(m: &Member) -> Vec<String> {
 /// Run a member subcommand.
 pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+    let list = matches!(command, MemberCommand::List);
+    if list {
+        p.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Table,
+            WriteOut::Fields,
+        ])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         MemberCommand::List => {
@@ -165,6 +175,21 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
             match p.format {
                 WriteOut::Json => {
                     print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members))
+                }
+                WriteOut::Fields => {
+                    let mut out = fields_header(r.header.as_ref());
+                    for m in &r.members {
+                        out.push_str(&format!("\"ID\" : {}\n\"Name\" : {:?}\n", m.id, m.name));
+                        for u in &m.peer_ur_ls {
+                            out.push_str(&format!("\"PeerURL\" : {u:?}\n"));
+                        }
+                        for u in &m.client_ur_ls {
+                            out.push_str(&format!("\"ClientURL\" : {u:?}\n"));
+                        }
+                        out.push_str(&format!("\"IsLearner\" : {}\n\n", m.is_learner));
+                    }
+                    print!("{out}");
+                    Ok(())
                 }
                 WriteOut::Table => {
                     let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
@@ -416,7 +441,12 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
         .any(|u| u.starts_with("https://"));
     match a.command {
         EndpointCommand::Status => {
-            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+            p.require(&[
+                WriteOut::Simple,
+                WriteOut::Json,
+                WriteOut::Table,
+                WriteOut::Fields,
+            ])?;
             let eps = endpoints(ctx, a.cluster).await?;
             let mut ok = Vec::new();
             let mut failed = false;
@@ -455,6 +485,25 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
                         })
                         .collect();
                     print_json(&list)?;
+                }
+                WriteOut::Fields => {
+                    let mut out = String::new();
+                    for (ep, s) in &ok {
+                        out.push_str(&fields_header(s.header.as_ref()));
+                        out.push_str(&format!(
+                            "\"Version\" : {:?}\n\"DBSize\" : {}\n\"Leader\" : {}\n\"IsLearner\" : {}\n\"RaftIndex\" : {}\n\"RaftTerm\" : {}\n\"RaftAppliedIndex\" : {}\n\"Errors\" : [{}]\n\"Endpoint\" : {:?}\n\n",
+                            s.version,
+                            s.db_size,
+                            s.leader,
+                            s.is_learner,
+                            s.raft_index,
+                            s.raft_term,
+                            s.raft_applied_index,
+                            s.errors.join(" "),
+                            ep
+                        ));
+                    }
+                    print!("{out}");
                 }
                 WriteOut::Table => {
                     let rows: Vec<Vec<String>> =
@@ -546,7 +595,7 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             Ok(())
         }
         EndpointCommand::Health => {
-            p.require(&[WriteOut::Simple, WriteOut::Json])?;
+            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
             let eps = endpoints(ctx, a.cluster).await?;
             let mut results = Vec::new();
             for ep in eps {
@@ -584,6 +633,19 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             if p.json() {
                 print_json(&results)?;
+            } else if p.format == WriteOut::Table {
+                let rows: Vec<Vec<String>> = results
+                    .iter()
+                    .map(|h| {
+                        vec![
+                            h.endpoint.clone(),
+                            h.health.to_string(),
+                            h.took.clone(),
+                            h.error.clone(),
+                        ]
+                    })
+                    .collect();
+                print!("{}", table(&["ENDPOINT", "HEALTH", "TOOK", "ERROR"], &rows));
             } else {
                 for h in &results {
                     if h.health {

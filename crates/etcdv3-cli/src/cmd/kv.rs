@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::key_and_end;
 use crate::flags::{parse_lease_id, WriteOut};
-use crate::output::{is_zero, print_json, HeaderJson, KvJson, Printer};
+use crate::output::{fields_header, fields_kv, is_zero, print_json, HeaderJson, KvJson, Printer};
 use crate::{CliError, Ctx};
 
 /// `get [options] <key> [range_end]`.
@@ -229,21 +229,13 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
 
 /// etcdctl's `-w fields` for a range response.
 fn range_fields(p: &Printer, resp: &RangeResponse) -> String {
-    let h = resp.header.unwrap_or_default();
-    let mut out = format!(
-        "\"ClusterID\" : {}\n\"MemberID\" : {}\n\"Revision\" : {}\n\"RaftTerm\" : {}\n\"More\" : {}\n\"Count\" : {}\n",
-        h.cluster_id, h.member_id, h.revision, h.raft_term, resp.more, resp.count
-    );
+    let mut out = fields_header(resp.header.as_ref());
+    out.push_str(&format!(
+        "\"More\" : {}\n\"Count\" : {}\n",
+        resp.more, resp.count
+    ));
     for kv in &resp.kvs {
-        out.push_str(&format!(
-            "\"Key\" : {:?}\n\"CreateRevision\" : {}\n\"ModRevision\" : {}\n\"Version\" : {}\n\"Value\" : {:?}\n\"Lease\" : {}\n",
-            p.bytes(&kv.key),
-            kv.create_revision,
-            kv.mod_revision,
-            kv.version,
-            p.bytes(&kv.value),
-            kv.lease
-        ));
+        out.push_str(&fields_kv(p, "", kv));
     }
     out
 }
@@ -317,12 +309,20 @@ pub fn put_text(p: &Printer, resp: &PutResponse) -> String {
 /// `put`.
 pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
     let (key, value, o) = put_request(&a, true)?;
     let client = ctx.connect().await?;
     let resp = client.put(key, value, o).await?;
     if p.json() {
         return print_json(&put_json(&resp));
+    }
+    if p.format == WriteOut::Fields {
+        let mut out = fields_header(resp.header.as_ref());
+        if let Some(prev) = &resp.prev_kv {
+            out.push_str(&fields_kv(&p, "Prev", prev));
+        }
+        print!("{out}");
+        return Ok(());
     }
     print!("{}", put_text(&p, &resp));
     Ok(())
@@ -389,12 +389,21 @@ pub fn del_text(p: &Printer, resp: &DeleteRangeResponse) -> String {
 /// `del`.
 pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
     let (key, o) = del_request(&a)?;
     let client = ctx.connect().await?;
     let resp = client.delete(key, o).await?;
     if p.json() {
         return print_json(&del_json(&resp));
+    }
+    if p.format == WriteOut::Fields {
+        let mut out = fields_header(resp.header.as_ref());
+        out.push_str(&format!("\"Deleted\" : {}\n", resp.deleted));
+        for kv in &resp.prev_kvs {
+            out.push_str(&fields_kv(&p, "Prev", kv));
+        }
+        print!("{out}");
+        return Ok(());
     }
     print!("{}", del_text(&p, &resp));
     Ok(())
