@@ -50,6 +50,18 @@ pub struct GetArgs {
     /// Linearizable(l) or Serializable(s).
     #[arg(long, default_value = "l")]
     pub consistency: String,
+    /// Only keys modified at or after this revision (not in etcdctl 3.5).
+    #[arg(long, default_value_t = 0)]
+    pub min_mod_rev: i64,
+    /// Only keys modified at or before this revision.
+    #[arg(long, default_value_t = 0)]
+    pub max_mod_rev: i64,
+    /// Only keys created at or after this revision.
+    #[arg(long, default_value_t = 0)]
+    pub min_create_rev: i64,
+    /// Only keys created at or before this revision.
+    #[arg(long, default_value_t = 0)]
+    pub max_create_rev: i64,
 }
 
 /// `put [options] <key> <value>` (value from stdin when omitted).
@@ -165,6 +177,18 @@ fn get_options(a: &GetArgs, range_end: Option<String>) -> Result<GetOptions, Cli
     }
     if a.count_only {
         o = o.with_count_only();
+    }
+    if a.min_mod_rev > 0 {
+        o = o.with_min_mod_revision(a.min_mod_rev);
+    }
+    if a.max_mod_rev > 0 {
+        o = o.with_max_mod_revision(a.max_mod_rev);
+    }
+    if a.min_create_rev > 0 {
+        o = o.with_min_create_revision(a.min_create_rev);
+    }
+    if a.max_create_rev > 0 {
+        o = o.with_max_create_revision(a.max_create_rev);
     }
     if let Some((target, order)) = sort_options(&a.sort_by, &a.order)? {
         o = o.with_sort(target, order);
