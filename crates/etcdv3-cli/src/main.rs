@@ -104,6 +104,11 @@ enum Command {
         #[command(subcommand)]
         command: cmd::auth::RoleCommand,
     },
+    /// Commands for checking properties of the etcd cluster.
+    Check {
+        #[command(subcommand)]
+        command: cmd::check::CheckCommand,
+    },
     /// Prints the version of etcdv3ctl.
     Version,
     /// Measure throughput and latency against the cluster (etcdv3 only).
@@ -254,6 +259,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Auth { command } => cmd::auth::auth(&ctx, command).await,
         Command::User { command } => cmd::auth::user(&ctx, command).await,
         Command::Role { command } => cmd::auth::role(&ctx, command).await,
+        Command::Check { command } => cmd::check::run(&ctx, command).await,
         Command::Version => cmd::version(&ctx),
         Command::Bench(args) => {
             let client = ctx.connect().await?;

@@ -875,6 +875,30 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
     let want = mods.iter().filter(|m| **m <= mods[1]).count();
     assert_eq!(older["kvs"].as_array().map(Vec::len), Some(want), "{older}");
 
+    // check perf: a short run of etcdctl's "s" profile, then etcdctl's
+    // refusals (keys under the prefix, an unknown load) compared.
+    let perf = ours.run(&["check", "perf", "--duration", "3"]);
+    let lines: Vec<&str> = perf.stdout.lines().collect();
+    assert!(lines.len() >= 4, "{}{}", perf.stdout, perf.stderr);
+    assert!(
+        lines[0].starts_with("PASS: Throughput is ") || lines[0].starts_with("FAIL:"),
+        "{lines:?}"
+    );
+    let passed = lines.last() == Some(&"PASS");
+    assert_eq!(perf.code == 0, passed, "{lines:?}");
+    let left = ours.ok(&["get", "/etcdctl-check-perf/", "--prefix", "--keys-only"]);
+    assert_eq!(left, "", "check perf removes its keys");
+    ours.ok(&["put", "/etcdctl-check-perf/x", "1"]);
+    for args in [
+        &["check", "perf"][..],
+        &["check", "perf", "--load", "q"][..],
+    ] {
+        let (t, o) = (theirs.run(args), ours.run(args));
+        assert_eq!(t.code, o.code, "{args:?}: {} / {}", t.stderr, o.stderr);
+        assert_eq!(t.stderr, o.stderr, "{args:?}");
+    }
+    ours.ok(&["del", "/etcdctl-check-perf/x"]);
+
     // compaction, last: it drops the history the watches above replayed.
     let now = theirs.json(&["get", "k/a"])["header"]["revision"]
         .as_i64()

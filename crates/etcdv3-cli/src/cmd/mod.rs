@@ -1,6 +1,7 @@
 //! One module per etcdctl command group.
 
 pub mod auth;
+pub mod check;
 pub mod cluster;
 pub mod concurrency;
 pub mod kv;
