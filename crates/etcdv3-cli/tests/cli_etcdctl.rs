@@ -101,15 +101,30 @@ impl Tool {
     /// Start a long-running command (watch) and collect `lines` lines of
     /// its output, then kill it.
     fn lines_of(&self, args: &[&str], lines: usize) -> Vec<String> {
+        self.lines_with_stdin(args, None, lines)
+    }
+
+    /// [`Tool::lines_of`] with `input` written to stdin, which stays open.
+    fn lines_with_stdin(&self, args: &[&str], input: Option<&str>, lines: usize) -> Vec<String> {
+        use std::io::Write;
         let mut child = Command::new(&self.bin)
             .arg("--endpoints")
             .arg(&self.endpoint)
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        let _stdin = input.map(|text| {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(text.as_bytes()).unwrap();
+            stdin
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -363,6 +378,14 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         &serde_json::from_str(&o[0]).unwrap(),
         &[],
     );
+
+    // watch -i: the same watch typed on stdin (after a line it refuses).
+    let line = format!("bogus x\nwatch w --rev {rev} --prev-kv\n");
+    let (t, o) = (
+        theirs.lines_with_stdin(&["watch", "-i"], Some(&line), 13),
+        ours.lines_with_stdin(&["watch", "-i"], Some(&line), 13),
+    );
+    same_lines("watch -i", &t.join("\n"), &o.join("\n"));
 
     // watch -- cmd: the command runs per event with etcdctl's variables.
     let args = &[

@@ -31,6 +31,10 @@ pub struct WatchArgs {
     /// Get periodic watch progress notification from server.
     #[arg(long)]
     pub progress_notify: bool,
+    /// Interactive mode: read `watch <key> [options]` lines from stdin and
+    /// run each watch.
+    #[arg(short, long)]
+    pub interactive: bool,
     /// A command run for every event (after `--`), with `ETCD_WATCH_REVISION`,
     /// `ETCD_WATCH_EVENT_TYPE`, `ETCD_WATCH_KEY` and `ETCD_WATCH_VALUE` set.
     #[arg(last = true)]
@@ -131,10 +135,20 @@ fn event_text(p: &Printer, ev: &Event) -> String {
     out
 }
 
-/// `watch`.
-pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
-    let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+/// One interactive line: `watch [options] <key> [range_end]`.
+#[derive(clap::Parser, Debug)]
+#[command(no_binary_name = true)]
+struct WatchLine {
+    #[command(subcommand)]
+    command: WatchLineCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum WatchLineCommand {
+    Watch(WatchArgs),
+}
+
+fn watch_request(a: &WatchArgs) -> Result<(String, WatchOptions), CliError> {
     let (key, end) = key_and_end(&a.keys, "watch")?;
     if a.prefix && end.is_some() {
         return Err(CliError::BadArgs(
@@ -157,7 +171,93 @@ pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
     if a.progress_notify {
         o = o.with_progress_notify();
     }
+    Ok((key, o))
+}
+
+/// `watch`.
+pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if a.interactive {
+        if !a.keys.is_empty() {
+            return Err(CliError::BadArgs(
+                "watch in interactive mode takes no key argument".into(),
+            ));
+        }
+        return interactive(ctx).await;
+    }
+    let req = watch_request(&a)?;
     let client = ctx.connect().await?;
+    run_watch(p, client, req, a).await
+}
+
+/// `watch -i`: one watch per stdin line, all printing as they go. Unlike
+/// etcdctl, the end of stdin does not end the watches (Ctrl-C does).
+async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
+    use clap::Parser;
+    let p = ctx.printer;
+    let client = ctx.connect().await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut watches = tokio::task::JoinSet::new();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = rx.recv(), if stdin_open => {
+                let Some(line) = line else {
+                    stdin_open = false;
+                    continue;
+                };
+                let args = match super::txn::argify(&line) {
+                    Ok(args) if args.is_empty() => continue,
+                    Ok(args) => args,
+                    Err(e) => {
+                        eprintln!("Invalid command {line} ({e})");
+                        continue;
+                    }
+                };
+                if args[0] != "watch" {
+                    eprintln!("Invalid command {line} (only support watch)");
+                    continue;
+                }
+                let parsed = WatchLine::try_parse_from(args)
+                    .map_err(|e| e.to_string())
+                    .and_then(|w| {
+                        let WatchLineCommand::Watch(a) = w.command;
+                        watch_request(&a).map(|req| (req, a)).map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok((req, a)) => {
+                        let client = client.clone();
+                        watches.spawn(async move {
+                            if let Err(e) = run_watch(p, client, req, a).await {
+                                eprintln!("Error: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => eprintln!("Invalid command {line} ({})", e.lines().next().unwrap_or_default()),
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// Print a watch's events until it ends or Ctrl-C.
+async fn run_watch(
+    p: Printer,
+    client: etcdv3_tokio::Client,
+    (key, o): (String, WatchOptions),
+    a: WatchArgs,
+) -> Result<(), CliError> {
     // The watch stream hands out events with their revision only: the rest
     // of the JSON header (cluster, member, term) comes from one status call.
     let base_header = if p.json() {
