@@ -63,7 +63,7 @@ enum Command {
         command: cmd::cluster::MemberCommand,
     },
     /// Endpoint related commands.
-    Endpoint(cmd::cluster::EndpointArgs),
+    Endpoint(cmd::endpoint::EndpointArgs),
     /// Defragments the storage of the etcd members.
     Defrag {
         /// Defragment every member of the cluster (from the member list).
@@ -249,8 +249,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Watch(a) => cmd::watch::watch(&ctx, a).await,
         Command::Lease { command } => cmd::lease::run(&ctx, command).await,
         Command::Member { command } => cmd::cluster::member(&ctx, command).await,
-        Command::Endpoint(a) => cmd::cluster::endpoint(&ctx, a).await,
-        Command::Defrag { cluster } => cmd::cluster::defrag(&ctx, cluster).await,
+        Command::Endpoint(a) => cmd::endpoint::endpoint(&ctx, a).await,
+        Command::Defrag { cluster } => cmd::endpoint::defrag(&ctx, cluster).await,
         Command::MoveLeader { transferee } => cmd::cluster::move_leader(&ctx, &transferee).await,
         Command::Lock(a) => cmd::concurrency::lock(&ctx, a).await,
         Command::Elect(a) => cmd::concurrency::elect(&ctx, a).await,
