@@ -20,7 +20,20 @@ const OURS: &str = env!("CARGO_BIN_EXE_etcdv3ctl");
 fn etcdctl() -> Option<PathBuf> {
     let bin = std::env::var_os("ETCD_BIN")?;
     let ctl = Path::new(&bin).with_file_name("etcdctl");
-    ctl.exists().then_some(ctl)
+    if !ctl.exists() {
+        return None;
+    }
+    // The wheel may install it without the executable bit (its etcd gets
+    // one from scripts/install-etcd.sh).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ctl).ok()?.permissions().mode();
+        if mode & 0o111 == 0 {
+            std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(mode | 0o755)).ok()?;
+        }
+    }
+    Some(ctl)
 }
 
 /// One tool pointed at one endpoint.
