@@ -177,24 +177,39 @@ impl GlobalArgs {
             (Some((name, pw)), None) => Ok(Some((name.to_string(), pw.to_string()))),
             (None, Some(pw)) => Ok(Some((user.clone(), pw.clone()))),
             (None, None) => {
-                let pw = prompt_password(user)?;
+                let pw = read_password(Some("Password: "))?;
                 Ok(Some((user.clone(), pw)))
             }
         }
     }
 }
 
-/// Read a password from stdin after a prompt on stderr (the input is echoed:
-/// no terminal control without extra dependencies).
-fn prompt_password(user: &str) -> Result<String, CliError> {
-    use std::io::{BufRead, Write};
-    eprint!("Password for {user}: ");
-    let _ = std::io::stderr().flush();
+/// Read a password line from stdin. With `prompt`, the prompt goes to
+/// stderr and, when stdin is a terminal, echo is turned off (`stty -echo`)
+/// while the password is typed.
+pub fn read_password(prompt: Option<&str>) -> Result<String, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let terminal = prompt.is_some() && std::io::stdin().is_terminal();
+    if let Some(prompt) = prompt {
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+    }
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    if terminal {
+        stty("-echo");
+    }
     let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?;
+    let read = std::io::stdin().lock().read_line(&mut line);
+    if terminal {
+        stty("echo");
+        eprintln!();
+    }
+    read.map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 

@@ -178,9 +178,21 @@ impl Ctx {
         if self.global.debug {
             eprintln!("etcdv3ctl: endpoints {endpoints:?}, options {opts:?}");
         }
-        let client = etcdv3_tokio::connect(endpoints, opts).await?;
+        let client = etcdv3_tokio::connect(endpoints, opts.clone()).await?;
         reachable(endpoints, self.global.dial_timeout).await?;
-        Ok(client)
+        if opts.user.is_none() {
+            return Ok(client);
+        }
+        // etcdctl goes on without a token when the cluster has auth disabled;
+        // the client fails every call then, so ask first (AuthStatus needs
+        // no token) and drop the credentials when auth is off.
+        let mut anonymous = opts.clone();
+        anonymous.user = None;
+        let probe = etcdv3_tokio::connect(endpoints, anonymous).await?;
+        match probe.auth_status().await {
+            Ok(status) if !status.enabled => Ok(probe),
+            _ => Ok(client),
+        }
     }
 
     /// A client for the flags' endpoints.

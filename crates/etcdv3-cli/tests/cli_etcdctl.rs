@@ -965,6 +965,10 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
             .replace(&r2, "<rev>"),
     );
 
+    // Credentials on a cluster without auth: etcdctl goes on without them.
+    let args = &["--user", "root:x", "auth", "status"];
+    same_lines("--user without auth", &theirs.ok(args), &ours.ok(args));
+
     // Errors: etcdctl's exit codes.
     let bad = ours.run(&["get", "k", "--bogus"]);
     assert_eq!(bad.code, 1, "unknown flag: {}", bad.stderr);

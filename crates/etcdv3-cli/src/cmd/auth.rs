@@ -333,22 +333,29 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
     Ok(())
 }
 
+/// A new user's password: prompted twice on a terminal (as etcdctl), read
+/// from stdin otherwise.
 fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
-    use std::io::{BufRead, Write};
-    if prompt {
-        eprint!("Password of {user}: ");
-        let _ = std::io::stderr().flush();
-    }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| CliError::BadArgs(format!("cannot read the password: {e}")))?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    use std::io::IsTerminal;
+    let to_bad = |e: CliError| CliError::BadArgs(e.to_string());
+    let pw = if prompt {
+        crate::flags::read_password(Some(&format!("Password of {user}: "))).map_err(to_bad)?
+    } else {
+        crate::flags::read_password(None).map_err(to_bad)?
+    };
     if pw.is_empty() {
         return Err(CliError::BadArgs(
             "empty password (use --no-password for a user without one)".into(),
         ));
+    }
+    if prompt && std::io::stdin().is_terminal() {
+        let again = crate::flags::read_password(Some(&format!(
+            "Type password of {user} again for confirmation: "
+        )))
+        .map_err(to_bad)?;
+        if again != pw {
+            return Err(CliError::BadArgs("given passwords are different".into()));
+        }
     }
     Ok(pw)
 }
