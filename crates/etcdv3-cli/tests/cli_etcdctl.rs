@@ -527,6 +527,13 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         assert_eq!(lines[1], "p1");
     }
 
+    // elect -l: both observe the leader the killed campaign left (its
+    // lease lives on for a minute).
+    let args = &["elect", "-l", "e-ours"];
+    let (t, o) = (theirs.lines_of(args, 2), ours.lines_of(args, 2));
+    same_lines("elect -l", &t.join("\n"), &o.join("\n"));
+    assert_eq!(o[1], "p1");
+
     // lease: ids differ by nature; the text around them must not.
     let lease = |t: &Tool| -> (String, String) {
         let grant = t.ok(&["lease", "grant", "300"]);
@@ -963,6 +970,21 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         &ours
             .ok(&["compaction", r2.as_str(), "--physical"])
             .replace(&r2, "<rev>"),
+    );
+
+    // A dead endpoint among live ones: named on stderr, the others printed.
+    let mixed = Tool {
+        bin: OURS.into(),
+        endpoint: format!("{},127.0.0.1:1", theirs.endpoint),
+    };
+    let out = mixed.run(&["endpoint", "status", "--dial-timeout", "1s"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("Failed to get the status of endpoint 127.0.0.1:1"),
+        "{}",
+        out.stderr
     );
 
     // Credentials on a cluster without auth: etcdctl goes on without them.
