@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod bolt;
 mod cmd;
 mod flags;
 mod output;

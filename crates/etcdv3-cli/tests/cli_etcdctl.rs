@@ -758,6 +758,14 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
         "{}",
         String::from_utf8_lossy(&restore.stderr)
     );
+    for format in ["simple", "json", "table"] {
+        let args = ["-w", format, "snapshot", "status", file_s];
+        same_lines(
+            &format!("snapshot status -w {format}"),
+            &theirs.ok(&args),
+            &ours.ok(&args),
+        );
+    }
     let bad = ["snapshot", "save", "/nonexistent-dir/x.db"];
     let (t, o) = (theirs.run(&bad), ours.run(&bad));
     assert_eq!((t.code, o.code), (5, 5), "{} / {}", t.stderr, o.stderr);
