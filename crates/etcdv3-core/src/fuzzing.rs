@@ -250,19 +250,27 @@ pub fn fuzz_status(data: &[u8]) {
 /// * every call gets exactly one `Complete`, never after its deadline;
 /// * a mutation is sent again only after its previous attempt was reported
 ///   not processed (`NotSent`/`Refused`) or rejected before proposal;
+/// * `may_have_applied` of every error: false for reads; true for a
+///   mutation whose last attempt was sent and not proven unprocessed (in
+///   flight, `Lost`, or a status that may have applied);
 /// * at most one non-draining connection per endpoint, and no `Connect` to a
-///   removed endpoint;
+///   removed endpoint (by the core's own [`EndpointId`]s, which a restored
+///   endpoint gets anew);
 /// * time never needs to go backwards and nothing panics.
+///
+/// Every map is ordered, so an input replays the same run.
 ///
 /// `start` is the virtual time the run begins at (the core reads no clock;
 /// the caller picks any instant).
+///
+/// [`EndpointId`]: crate::machine::EndpointId
 pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
     use std::time::Duration;
 
     use crate::machine::{Config, Core, MemberStatus, Outcome, ResponseMeta};
     use crate::status::Code;
-    use etcdv3_proto::method::{KV_PUT, KV_RANGE, WATCH_WATCH};
+    use etcdv3_proto::method::{KV_PUT, KV_RANGE, KV_TXN, LEASE_KEEP_ALIVE, WATCH_WATCH};
 
     let mut input = Input { data };
     let all: Vec<Endpoint> = ["127.0.0.1:2379", "127.0.0.2:2379", "127.0.0.3:2379"]
@@ -270,18 +278,25 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
         .filter_map(|e| Endpoint::parse(e).ok())
         .collect();
     let mut now = start;
-    let mut core = Core::new(Config::default(), all.clone(), u64::from(input.byte()));
+    let seed = input.byte();
+    let config = Config {
+        authenticate: seed & 1 == 1,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, all.clone(), u64::from(seed));
     let mut seen = Seen::default();
     for _ in 0..200 {
         if input.data.is_empty() {
             break;
         }
-        let op = input.byte() % 16;
+        let op = input.byte() % 21;
         match op {
             0..=2 => {
-                let (method, mutation) = match input.byte() % 3 {
+                let (method, mutation) = match input.byte() % 5 {
                     0 => (KV_RANGE, false),
                     1 => (KV_PUT, true),
+                    2 => (KV_TXN, true),
+                    3 => (LEASE_KEEP_ALIVE, false),
                     _ => (WATCH_WATCH, false),
                 };
                 let deadline = if method.is_streaming() {
@@ -293,20 +308,14 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                 seen.live.insert(id, (deadline, mutation));
             }
             3 => {
-                if let Some(&c) = seen
-                    .connecting
-                    .get(input.byte() as usize % seen.connecting.len().max(1))
-                {
+                if let Some(&c) = pick(&mut input, &seen.connecting) {
                     seen.connecting.retain(|x| *x != c);
                     seen.ready.push(c);
                     core.handle_connected(now, c);
                 }
             }
             4 => {
-                if let Some(&c) = seen
-                    .connecting
-                    .get(input.byte() as usize % seen.connecting.len().max(1))
-                {
+                if let Some(&c) = pick(&mut input, &seen.connecting) {
                     seen.connecting.retain(|x| *x != c);
                     core.handle_connect_failed(now, c, "refused");
                 }
@@ -327,10 +336,14 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                     2 => Outcome::NotSent("gone".into()),
                     3 => Outcome::Refused("refused".into()),
                     4 => Outcome::Lost("reset".into()),
-                    _ => Outcome::Status(match input.byte() % 4 {
+                    _ => Outcome::Status(match input.byte() % 8 {
                         0 => Status::new(Code::Unavailable, "etcdserver: no leader"),
                         1 => Status::new(Code::Unavailable, "etcdserver: request timed out"),
                         2 => Status::new(Code::Unauthenticated, "etcdserver: invalid auth token"),
+                        3 => Status::new(Code::Unknown, "response ended without grpc-status"),
+                        4 => Status::new(Code::Cancelled, "context canceled"),
+                        5 => Status::new(Code::Unavailable, "etcdserver: leader changed"),
+                        6 => Status::new(Code::ResourceExhausted, "etcdserver: too many requests"),
                         _ => Status::new(
                             Code::OutOfRange,
                             "etcdserver: mvcc: required revision has been compacted",
@@ -342,33 +355,27 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                     Outcome::Status(s) => crate::error::classify(s).may_have_applied(),
                     _ => false,
                 };
-                if mutation && processed {
-                    seen.maybe_processed.insert(call);
+                if mutation {
+                    if processed {
+                        seen.maybe_processed.insert(call);
+                    }
+                    seen.in_doubt.insert(call, processed);
                 }
                 core.handle_outcome(now, call, attempt, outcome);
             }
             9 => {
-                if let Some(&c) = seen
-                    .ready
-                    .get(input.byte() as usize % seen.ready.len().max(1))
-                {
+                if let Some(&c) = pick(&mut input, &seen.ready) {
                     seen.ready.retain(|x| *x != c);
                     core.handle_connection_closed(now, c, "eof");
                 }
             }
             10 => {
-                if let Some(&c) = seen
-                    .ready
-                    .get(input.byte() as usize % seen.ready.len().max(1))
-                {
+                if let Some(&c) = pick(&mut input, &seen.ready) {
                     core.handle_goaway(now, c);
                 }
             }
             11 => {
-                if let Some(&c) = seen
-                    .ready
-                    .get(input.byte() as usize % seen.ready.len().max(1))
-                {
+                if let Some(&c) = pick(&mut input, &seen.ready) {
                     core.handle_pong(now, c);
                     let leader = u64::from(input.byte() % 3);
                     core.handle_probe_result(
@@ -395,7 +402,9 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                 );
             }
             13 => {
-                if let Some((&call, _)) = seen.live.iter().next() {
+                let n = seen.live.len().max(1);
+                let k = input.byte() as usize % n;
+                if let Some(&call) = seen.live.keys().nth(k) {
                     seen.live.remove(&call);
                     seen.done.insert(call);
                     seen.inflight.retain(|(c, _, _)| *c != call);
@@ -403,20 +412,71 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                 }
             }
             14 => {
-                // Remove or restore an endpoint.
+                // Remove or restore an endpoint (by address; the core gives
+                // a restored endpoint a new id).
                 let i = input.byte() as usize % all.len();
-                if seen.removed.contains(&i) {
-                    seen.removed.remove(&i);
-                } else if seen.removed.len() + 1 < all.len() {
-                    seen.removed.insert(i);
+                if seen.removed_addrs.contains(&i) {
+                    seen.removed_addrs.retain(|x| *x != i);
+                } else if seen.removed_addrs.len() + 1 < all.len() {
+                    seen.removed_addrs.push(i);
                 }
                 let keep: Vec<Endpoint> = all
                     .iter()
                     .enumerate()
-                    .filter(|(j, _)| !seen.removed.contains(j))
+                    .filter(|(j, _)| !seen.removed_addrs.contains(j))
                     .map(|(_, e)| e.clone())
                     .collect();
+                let before: Vec<_> = core.endpoint_states().iter().map(|s| s.id).collect();
                 core.set_endpoints(now, keep);
+                let after: Vec<_> = core.endpoint_states().iter().map(|s| s.id).collect();
+                for id in before {
+                    if !after.contains(&id) {
+                        seen.removed.insert(id, ());
+                    }
+                }
+            }
+            15 | 16 => {
+                // A stream call's headers arrive, or a message on it.
+                let streams: Vec<_> = seen
+                    .inflight
+                    .iter()
+                    .filter(|(c, _, _)| seen.live.get(c).is_some_and(|(d, _)| d.is_none()))
+                    .map(|(c, _, _)| *c)
+                    .collect();
+                if let Some(&call) = pick(&mut input, &streams) {
+                    if op == 15 {
+                        core.handle_stream_established(now, call);
+                    } else {
+                        core.handle_stream_progress(now, call);
+                    }
+                }
+            }
+            19 | 20 => {
+                // The owner of a stream sent a request that owes an answer,
+                // or the server refused the stream's token.
+                let streams: Vec<_> = seen
+                    .inflight
+                    .iter()
+                    .filter(|(c, _, _)| seen.live.get(c).is_some_and(|(d, _)| d.is_none()))
+                    .map(|(c, _, _)| *c)
+                    .collect();
+                if let Some(&call) = pick(&mut input, &streams) {
+                    if op == 19 {
+                        core.handle_stream_sent(now, call);
+                    } else {
+                        let _ = core.handle_auth_rejected(now, call);
+                    }
+                }
+            }
+            17 => {
+                // A revision seen elsewhere (e.g. on a watch stream),
+                // hostile values included.
+                let rev = match input.byte() % 4 {
+                    0 => i64::MAX,
+                    1 => -1,
+                    _ => i64::from(input.byte()),
+                };
+                core.handle_revision_seen(rev);
             }
             _ => {
                 // Advance time: to the next timeout, or by a chosen step.
@@ -455,37 +515,51 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                 assert!(*d > now, "{call:?} still alive after its deadline");
             }
         }
-        // At most one connection per endpoint is opening or seen.ready (draining
-        // ones excluded: the core no longer counts them as the endpoint's).
-        let mut per_ep: HashMap<usize, usize> = HashMap::new();
+        // At most one connection per endpoint is opening (draining ones
+        // excluded: the core no longer counts them as the endpoint's).
+        let mut per_ep: BTreeMap<crate::machine::EndpointId, usize> = BTreeMap::new();
         for c in seen.connecting.iter() {
             if let Some(e) = seen.conn_ep.get(c) {
                 *per_ep.entry(*e).or_default() += 1;
             }
         }
         for (e, n) in per_ep {
-            assert!(n <= 1, "{n} connections opening to endpoint {e}");
+            assert!(n <= 1, "{n} connections opening to endpoint {e:?}");
         }
     }
     // The rest of the input is ignored.
-    let _ = start;
+}
+
+/// One element of `items`, chosen by the next input byte.
+fn pick<'a, T>(input: &mut Input<'_>, items: &'a [T]) -> Option<&'a T> {
+    let b = input.byte() as usize;
+    items.get(b % items.len().max(1))
 }
 
 /// What the simulated adapter of [`fuzz_machine`] knows, and the checks it
-/// makes on every action the core emits.
+/// makes on every action the core emits. Ordered collections only: an
+/// input must replay the same run.
 #[derive(Default)]
 struct Seen {
     /// Live calls: deadline, and whether the call is a mutation.
-    live: std::collections::HashMap<crate::machine::CallId, (Option<std::time::Instant>, bool)>,
-    done: std::collections::HashSet<crate::machine::CallId>,
+    live: std::collections::BTreeMap<crate::machine::CallId, (Option<std::time::Instant>, bool)>,
+    done: std::collections::BTreeSet<crate::machine::CallId>,
     /// (call, attempt, conn) of attempts in flight.
     inflight: Vec<(crate::machine::CallId, u32, crate::machine::ConnId)>,
     /// Mutations whose last attempt may have been processed.
-    maybe_processed: std::collections::HashSet<crate::machine::CallId>,
+    maybe_processed: std::collections::BTreeSet<crate::machine::CallId>,
+    /// Mutations sent at least once: whether the last attempt may have been
+    /// processed (sent and not reported, `Lost`, or a status that may have
+    /// applied).
+    in_doubt: std::collections::BTreeMap<crate::machine::CallId, bool>,
     connecting: Vec<crate::machine::ConnId>,
     ready: Vec<crate::machine::ConnId>,
-    conn_ep: std::collections::HashMap<crate::machine::ConnId, usize>,
-    removed: std::collections::HashSet<usize>,
+    /// The core's endpoint id of each connection.
+    conn_ep: std::collections::BTreeMap<crate::machine::ConnId, crate::machine::EndpointId>,
+    /// Endpoint ids the core removed (never to be connected again).
+    removed: std::collections::BTreeMap<crate::machine::EndpointId, ()>,
+    /// Indices into the address list currently left out of the set.
+    removed_addrs: Vec<usize>,
 }
 
 impl Seen {
@@ -496,10 +570,10 @@ impl Seen {
             match action {
                 Action::Connect { conn, endpoint, .. } => {
                     assert!(
-                        !self.removed.contains(&endpoint.0),
-                        "connect to a self.removed endpoint"
+                        !self.removed.contains_key(&endpoint),
+                        "connect to removed endpoint {endpoint:?}"
                     );
-                    self.conn_ep.insert(conn, endpoint.0);
+                    self.conn_ep.insert(conn, endpoint);
                     self.connecting.push(conn);
                 }
                 Action::Close { conn } => {
@@ -515,16 +589,32 @@ impl Seen {
                         !self.maybe_processed.contains(&call),
                         "mutation {call:?} re-sent after an attempt that may have been processed"
                     );
+                    if self.live.get(&call).is_some_and(|(_, m)| *m) {
+                        self.in_doubt.insert(call, true);
+                    }
                     self.inflight.retain(|(c, _, _)| *c != call);
                     self.inflight.push((call, attempt, conn));
                 }
                 Action::Complete { call, result } => {
                     assert!(self.done.insert(call), "{call:?} completed twice");
-                    if let Some((Some(d), _)) = self.live.remove(&call) {
+                    let live = self.live.remove(&call);
+                    if let Some((Some(d), _)) = live {
                         assert!(now <= d, "{call:?} completed after its deadline");
                     }
-                    // Success or a typed error: both are fine here.
-                    let _ = result;
+                    let mutation = live.is_some_and(|(_, m)| m);
+                    if let Err(e) = &result {
+                        if !mutation {
+                            assert!(
+                                !e.may_have_applied(),
+                                "{call:?} is not a mutation but may have applied: {e}"
+                            );
+                        } else if self.in_doubt.get(&call).copied().unwrap_or(false) {
+                            assert!(
+                                e.may_have_applied(),
+                                "mutation {call:?} may have been processed but its error says it was not: {e}"
+                            );
+                        }
+                    }
                     self.inflight.retain(|(c, _, _)| *c != call);
                 }
                 Action::Ping { .. } | Action::Probe { .. } | Action::Authenticate => {}

@@ -6,10 +6,17 @@
 //! unreachable) is reported expired, as is a lease the server answers with
 //! TTL 0 (revoked or already expired).
 //!
-//! The local deadline of a lease is computed from the time the oldest
-//! unanswered keep-alive request was sent (the server restarts the TTL when
-//! it processes the request, which is no earlier than that), so the keeper
-//! never believes a lease alive longer than the server does.
+//! The local deadline of a lease is computed from the time the keep-alive
+//! request a response answers was sent (the server restarts the TTL when it
+//! processes the request, which is no earlier than that), so the keeper never
+//! believes a lease alive longer than the server does. Responses on one
+//! stream come in request order, so each response answers the oldest request
+//! still unanswered.
+//!
+//! TTLs from the server are not trusted to be sane: a TTL beyond
+//! [`MAX_TTL`] (etcd's own limit is about 285 years; a hostile server may say
+//! `i64::MAX`) is scheduled as [`MAX_TTL`], so no instant arithmetic can
+//! overflow.
 //!
 //! ```
 //! use std::time::{Duration, Instant};
@@ -48,23 +55,51 @@ pub enum LeaseEvent {
     },
 }
 
+/// The longest TTL the keeper schedules with (one year): a longer TTL from
+/// the server is kept alive as if it were this long (renewed every four
+/// months, believed alive for a year after a renewal), which is never longer
+/// than the server believes.
+pub const MAX_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Most send times remembered per lease while its requests go unanswered
+/// (one is added per renewal interval, so a lease expires long before this
+/// fills up). Past it, new sends are not remembered: the responses are then
+/// matched with older send times, which only makes the deadline earlier.
+const MAX_UNANSWERED: usize = 16;
+
 #[derive(Debug, Clone)]
 struct Kept {
     ttl: i64,
     next_renewal: Instant,
     deadline: Instant,
-    /// When the oldest unanswered request was sent.
-    sent_at: Option<Instant>,
+    /// When each unanswered request was sent, oldest first.
+    sent: VecDeque<Instant>,
 }
 
 /// Renew after a third of the TTL, but not more often than every 100 ms.
 fn renew_interval(ttl: i64) -> Duration {
-    let ms = u64::try_from(ttl).unwrap_or(0).saturating_mul(1000) / 3;
-    Duration::from_millis(ms.max(100))
+    (ttl_duration(ttl) / 3).max(Duration::from_millis(100))
 }
 
+/// The TTL as a duration, clamped to `0..=MAX_TTL`.
 fn ttl_duration(ttl: i64) -> Duration {
-    Duration::from_secs(u64::try_from(ttl).unwrap_or(0))
+    Duration::from_secs(u64::try_from(ttl).unwrap_or(0)).min(MAX_TTL)
+}
+
+/// `at + d` without overflow: an instant that cannot be represented is
+/// replaced by the latest one that can, searched by halving `d` (`d` is at
+/// most [`MAX_TTL`], so this is only ever reached on exotic clocks).
+fn later(at: Instant, d: Duration) -> Instant {
+    let mut d = d;
+    loop {
+        if let Some(t) = at.checked_add(d) {
+            return t;
+        }
+        if d.is_zero() {
+            return at;
+        }
+        d /= 2;
+    }
 }
 
 /// Keeps leases alive; see the [module docs](self).
@@ -72,7 +107,14 @@ fn ttl_duration(ttl: i64) -> Duration {
 pub struct LeaseKeeper {
     leases: BTreeMap<i64, Kept>,
     events: VecDeque<LeaseEvent>,
+    /// When the oldest keep-alive still unanswered on the current stream
+    /// was sent (cleared by any answer and by a new stream).
+    unanswered_since: Option<Instant>,
 }
+
+/// The shortest wait for a keep-alive answer before the stream counts as
+/// stuck, whatever the TTL.
+pub const MIN_STUCK_AFTER: Duration = Duration::from_millis(500);
 
 impl LeaseKeeper {
     /// A keeper with no lease.
@@ -81,14 +123,15 @@ impl LeaseKeeper {
     }
 
     /// Keep lease `id`, granted (or last renewed) for `ttl` seconds, alive.
-    /// The first renewal is due at once. Keeping a lease that is already
-    /// kept changes nothing.
+    /// `now` should be the instant the grant (or last renewal) request was
+    /// sent: the local deadline is `now + ttl`. The first renewal is due at
+    /// once. Keeping a lease that is already kept changes nothing.
     pub fn keep(&mut self, now: Instant, id: i64, ttl: i64) {
         self.leases.entry(id).or_insert(Kept {
             ttl,
             next_renewal: now,
-            deadline: now + ttl_duration(ttl),
-            sent_at: None,
+            deadline: later(now, ttl_duration(ttl)),
+            sent: VecDeque::new(),
         });
     }
 
@@ -130,16 +173,20 @@ impl LeaseKeeper {
             .leases
             .iter_mut()
             .find(|(_, k)| k.next_renewal <= now)?;
-        k.next_renewal = now + renew_interval(k.ttl);
-        if k.sent_at.is_none() {
-            k.sent_at = Some(now);
+        k.next_renewal = later(now, renew_interval(k.ttl));
+        if k.sent.len() < MAX_UNANSWERED {
+            k.sent.push_back(now);
         }
+        self.unanswered_since.get_or_insert(now);
         Some(LeaseKeepAliveRequest { id: *id })
     }
 
-    /// Feed one keep-alive response. Responses for leases not kept are
-    /// ignored.
+    /// Feed one keep-alive response. It answers the oldest request of that
+    /// lease still unanswered on this stream: the renewal counts from the
+    /// instant that request was sent. Responses for leases not kept, and
+    /// renewals that answer no request sent on this stream, are ignored.
     pub fn handle_response(&mut self, now: Instant, resp: LeaseKeepAliveResponse) {
+        self.unanswered_since = None;
         let Some(k) = self.leases.get_mut(&resp.id) else {
             return;
         };
@@ -148,10 +195,16 @@ impl LeaseKeeper {
             self.events.push_back(LeaseEvent::Expired { id: resp.id });
             return;
         }
-        let since = k.sent_at.take().unwrap_or(now).min(now);
+        // Fix (issue 10, bug 11): the renewal starts when the request it
+        // answers was sent, for every response, not only the first one after
+        // a quiet period.
+        let Some(sent) = k.sent.pop_front() else {
+            return;
+        };
+        let since = sent.min(now);
         k.ttl = resp.ttl;
-        k.deadline = since + ttl_duration(resp.ttl);
-        k.next_renewal = now + renew_interval(resp.ttl);
+        k.deadline = later(since, ttl_duration(resp.ttl));
+        k.next_renewal = later(now, renew_interval(resp.ttl));
         self.events.push_back(LeaseEvent::Renewed {
             id: resp.id,
             ttl: resp.ttl,
@@ -162,9 +215,30 @@ impl LeaseKeeper {
     /// renewed as soon as a new stream is up (the next
     /// [`poll_transmit`](Self::poll_transmit)).
     pub fn handle_stream_lost(&mut self, now: Instant) {
+        self.unanswered_since = None;
         for k in self.leases.values_mut() {
             k.next_renewal = now;
+            k.sent.clear();
         }
+    }
+
+    /// When the current stream counts as stuck: a keep-alive has gone
+    /// unanswered for a whole renewal interval (at least
+    /// [`MIN_STUCK_AFTER`]), so the next renewal is due and the last one
+    /// never came back. A member that answers pings can still hold
+    /// keep-alives that long (a follower forwarding them to a leader that
+    /// hangs): the owner then replaces the stream, on another member if it
+    /// can, before the leases run out.
+    pub fn stuck_at(&self) -> Option<Instant> {
+        let since = self.unanswered_since?;
+        let interval = self.leases.values().map(|k| renew_interval(k.ttl)).min()?;
+        Some(since + interval.max(MIN_STUCK_AFTER))
+    }
+
+    /// Whether the current stream is stuck at `now` (see
+    /// [`stuck_at`](Self::stuck_at)).
+    pub fn is_stuck(&self, now: Instant) -> bool {
+        self.stuck_at().is_some_and(|t| t <= now)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) (and
@@ -173,6 +247,7 @@ impl LeaseKeeper {
         self.leases
             .values()
             .map(|k| k.next_renewal.min(k.deadline))
+            .chain(self.stuck_at())
             .min()
     }
 

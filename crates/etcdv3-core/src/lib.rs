@@ -11,6 +11,7 @@ pub mod balancer;
 pub mod codec;
 pub mod endpoint;
 pub mod error;
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod health;

@@ -25,6 +25,17 @@
 //! watcher as [`WatchEvent::Progress`] but do not move the resume point: etcd
 //! 3.4 answers them without checking that every watcher caught up.
 //!
+//! # Hostile input
+//!
+//! Revisions near `i64::MAX` saturate instead of wrapping (a watcher that
+//! delivered revision `i64::MAX` resumes from `i64::MAX`, never from a
+//! negative revision), and the events of a fragmented response are
+//! reassembled up to [`WatchHub::max_fragment_bytes`] (by default
+//! [`DEFAULT_MAX_DECODE_SIZE`](crate::codec::DEFAULT_MAX_DECODE_SIZE), the
+//! client's default max receive message size): a watcher whose fragments
+//! grow past it ends with [`WatchEvent::Cancelled`] whose reason starts with
+//! [`FRAGMENTS_TOO_LARGE`], and the hub asks the server to cancel it.
+//!
 //! # Leader loss
 //!
 //! With `hasleader` metadata a member that loses its leader cancels watches
@@ -70,6 +81,11 @@ use etcdv3_proto::etcdserverpb::{
     WatchResponse,
 };
 use etcdv3_proto::mvccpb::Event;
+use prost::Message;
+
+/// Start of the [`WatchEvent::Cancelled`] reason of a watcher whose
+/// fragmented response grew past [`WatchHub::max_fragment_bytes`].
+pub const FRAGMENTS_TOO_LARGE: &str = "watch response too large";
 
 /// The client-side identity of a watcher, assigned by [`WatchHub::add`]
 /// (always `>= 1`). It is also sent as the `watch_id` of the create request
@@ -160,6 +176,8 @@ struct Watcher {
     announced: bool,
     /// Fragments received so far.
     fragments: Vec<Event>,
+    /// Encoded size of `fragments`.
+    fragment_bytes: usize,
     /// Refused for authentication since its last creation; waiting for a
     /// fresh token: the refusal's reason.
     auth_refused: Option<String>,
@@ -168,18 +186,30 @@ struct Watcher {
 }
 
 impl Watcher {
-    /// The revision to (re)start from.
-    fn resume_revision(&self) -> i64 {
-        let mut rev = self.request.start_revision.max(0);
+    fn clear_fragments(&mut self) {
+        self.fragments.clear();
+        self.fragment_bytes = 0;
+    }
+    /// The highest revision this watcher already covers: events at or below
+    /// it are not delivered (again).
+    fn covered(&self) -> i64 {
+        let mut rev = self.request.start_revision.max(0) - 1;
         if self.delivered > 0 {
-            rev = rev.max(self.delivered + 1);
+            rev = rev.max(self.delivered);
         }
         if self.request.start_revision <= 0 {
             if let Some(c) = self.created_rev {
-                rev = rev.max(c + 1);
+                rev = rev.max(c);
             }
         }
         rev
+    }
+
+    /// The revision to (re)start from. Saturating: a hostile revision of
+    /// `i64::MAX` must not wrap to a negative start revision (issue 10,
+    /// bug 12).
+    fn resume_revision(&self) -> i64 {
+        self.covered().saturating_add(1)
     }
 }
 
@@ -187,12 +217,14 @@ impl Watcher {
 enum Op {
     Create(WatcherId),
     Cancel(WatcherId),
+    /// Cancel a server watch whose watcher already ended locally.
+    CancelServer(i64),
     Progress,
 }
 
 /// Watchers multiplexed on one `Watch` stream; see the [module
 /// docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct WatchHub {
     next_id: i64,
     watchers: BTreeMap<WatcherId, Watcher>,
@@ -203,8 +235,25 @@ pub struct WatchHub {
     ops: VecDeque<Op>,
     events: VecDeque<(WatcherId, WatchEvent)>,
     new_stream: bool,
+    max_fragment_bytes: usize,
     /// A watcher was refused for authentication and waits for a new token.
     auth_refresh: bool,
+}
+
+impl Default for WatchHub {
+    fn default() -> Self {
+        WatchHub {
+            next_id: 0,
+            watchers: BTreeMap::new(),
+            by_server: HashMap::new(),
+            creating: VecDeque::new(),
+            ops: VecDeque::new(),
+            events: VecDeque::new(),
+            new_stream: false,
+            max_fragment_bytes: crate::codec::DEFAULT_MAX_DECODE_SIZE,
+            auth_refresh: false,
+        }
+    }
 }
 
 fn header_revision(resp: &WatchResponse) -> i64 {
@@ -236,6 +285,21 @@ impl WatchHub {
         WatchHub::default()
     }
 
+    /// An empty hub that reassembles fragmented responses up to
+    /// `max_fragment_bytes` (pass the client's max receive message size).
+    pub fn with_max_fragment_bytes(max_fragment_bytes: usize) -> Self {
+        WatchHub {
+            max_fragment_bytes,
+            ..WatchHub::default()
+        }
+    }
+
+    /// The most bytes (protobuf-encoded events) one fragmented response
+    /// may reassemble to; see the [module docs](self#hostile-input).
+    pub fn max_fragment_bytes(&self) -> usize {
+        self.max_fragment_bytes
+    }
+
     /// Add a watcher. Its create request is queued for
     /// [`poll_transmit`](Self::poll_transmit); `request.watch_id` is replaced
     /// by the hub's id.
@@ -251,6 +315,7 @@ impl WatchHub {
                 created_rev: None,
                 announced: false,
                 fragments: Vec::new(),
+                fragment_bytes: 0,
                 auth_refused: None,
                 auth_retried: false,
             },
@@ -277,7 +342,7 @@ impl WatchHub {
             State::Creating { .. } => w.state = State::Creating { cancel: true },
             State::Active { server_id } => {
                 w.state = State::Cancelling { server_id };
-                w.fragments.clear();
+                w.clear_fragments();
                 self.ops.push_back(Op::Cancel(id));
             }
             State::Cancelling { .. } => {}
@@ -356,7 +421,7 @@ impl WatchHub {
                 self.by_server.remove(&server_id);
             }
         }
-        w.fragments.clear();
+        w.clear_fragments();
         w.state = State::Pending { queued: false };
         w.auth_retried = true;
         w.auth_refused = Some(reason);
@@ -378,7 +443,7 @@ impl WatchHub {
                         continue;
                     }
                     w.state = State::Creating { cancel: false };
-                    w.fragments.clear();
+                    w.clear_fragments();
                     let mut req = w.request.clone();
                     req.watch_id = id.0;
                     req.start_revision = w.resume_revision();
@@ -392,6 +457,11 @@ impl WatchHub {
                     let State::Cancelling { server_id } = w.state else {
                         continue;
                     };
+                    watch_request::RequestUnion::CancelRequest(WatchCancelRequest {
+                        watch_id: server_id,
+                    })
+                }
+                Op::CancelServer(server_id) => {
                     watch_request::RequestUnion::CancelRequest(WatchCancelRequest {
                         watch_id: server_id,
                     })
@@ -430,7 +500,7 @@ impl WatchHub {
                     self.by_server.remove(&server_id);
                 }
             }
-            w.fragments.clear();
+            w.clear_fragments();
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(
@@ -482,11 +552,28 @@ impl WatchHub {
             // Being cancelled: nothing more is delivered.
             return;
         }
+        // Fix (issue 10, bug 12): reassembly is bounded; a watcher whose
+        // fragments outgrow the limit ends instead of growing without bound.
+        let size: usize = resp
+            .events
+            .iter()
+            .map(Message::encoded_len)
+            .fold(w.fragment_bytes, usize::saturating_add);
+        if size > self.max_fragment_bytes {
+            let reason = format!(
+                "{FRAGMENTS_TOO_LARGE}: fragments of {size} bytes exceed the limit of {} bytes",
+                self.max_fragment_bytes
+            );
+            self.drop_too_large(id, reason);
+            return;
+        }
         if resp.fragment {
             w.fragments.extend(resp.events);
+            w.fragment_bytes = size;
             return;
         }
         let mut events = std::mem::take(&mut w.fragments);
+        w.fragment_bytes = 0;
         events.extend(resp.events);
         if events.is_empty() {
             // Progress notification addressed to this watcher.
@@ -497,7 +584,7 @@ impl WatchHub {
                 .push_back((id, WatchEvent::Progress { revision: rev }));
             return;
         }
-        let floor = w.resume_revision() - 1;
+        let floor = w.covered();
         events.retain(|e| e.kv.as_ref().map(|kv| kv.mod_revision).unwrap_or(0) > floor);
         let Some(last) = events
             .iter()
@@ -514,6 +601,15 @@ impl WatchHub {
                 revision: rev,
             },
         ));
+    }
+
+    /// End watcher `id` (active on the server) whose fragmented response
+    /// grew too large, and ask the server to cancel it.
+    fn drop_too_large(&mut self, id: WatcherId, reason: String) {
+        if let Some(State::Active { server_id }) = self.watchers.get(&id).map(|w| w.state) {
+            self.ops.push_back(Op::CancelServer(server_id));
+        }
+        self.finish(id, WatchEvent::Cancelled { reason });
     }
 
     fn handle_created(&mut self, resp: WatchResponse, rev: i64) {
@@ -606,7 +702,7 @@ impl WatchHub {
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            w.fragments.clear();
+            w.clear_fragments();
             w.auth_refused = None;
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {

@@ -1,6 +1,7 @@
 //! Runs the fuzz target bodies (`etcdv3_core::fuzzing`, shared with `fuzz/`)
 //! over a few thousand generated inputs, so that `cargo test` exercises them
-//! without cargo-fuzz.
+//! without cargo-fuzz. The module is behind the `fuzzing` feature, which the
+//! crate's dev-dependency on itself turns on for its tests.
 
 use etcdv3_core::fuzzing::{fuzz_decoder, fuzz_status};
 use etcdv3_core::rng::Rng;

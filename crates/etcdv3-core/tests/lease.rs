@@ -150,3 +150,80 @@ fn unanswered_request_is_resent_after_an_interval() {
     assert!(transmits(&mut k, t0 + Duration::from_millis(999)).is_empty());
     assert_eq!(transmits(&mut k, t0 + secs(1)), vec![1]);
 }
+
+/// Bug 11 (issue 10): with two requests unanswered (the first one late, the
+/// second sent after a renewal interval), each answer renews from the
+/// instant its own request was sent. The second answer used to count from
+/// its arrival, so the keeper believed the lease alive after the server
+/// let it expire.
+#[test]
+fn every_answer_renews_from_its_own_send_time() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 9);
+    assert_eq!(transmits(&mut k, t0), vec![1]);
+    // Unanswered for a renewal interval: sent again at t0 + 3 s.
+    assert_eq!(transmits(&mut k, t0 + secs(3)), vec![1]);
+    k.handle_response(t0 + secs(4), resp(1, 9));
+    assert_eq!(k.poll_event(), Some(LeaseEvent::Renewed { id: 1, ttl: 9 }));
+    assert_eq!(k.deadline(1), Some(t0 + secs(9)));
+    // The answer to the second request arrives 5 s after it was sent: the
+    // server restarted the TTL no earlier than t0 + 3 s.
+    k.handle_response(t0 + secs(8), resp(1, 9));
+    assert_eq!(k.poll_event(), Some(LeaseEvent::Renewed { id: 1, ttl: 9 }));
+    assert_eq!(k.deadline(1), Some(t0 + secs(12)));
+    // The next request, answered at once, renews from its send time.
+    let t = t0 + secs(11);
+    assert_eq!(transmits(&mut k, t), vec![1]);
+    k.handle_response(t + Duration::from_millis(500), resp(1, 9));
+    assert_eq!(k.deadline(1), Some(t + secs(9)));
+}
+
+/// An answer that matches no request sent on the current stream (the
+/// stream was replaced in between) does not extend the deadline.
+#[test]
+fn answers_to_requests_of_a_lost_stream_do_not_renew() {
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, 9);
+    transmits(&mut k, t0);
+    k.handle_response(t0, resp(1, 9));
+    k.poll_event();
+    assert_eq!(transmits(&mut k, t0 + secs(3)), vec![1]);
+    k.handle_stream_lost(t0 + secs(4));
+    k.handle_response(t0 + secs(5), resp(1, 9));
+    assert_eq!(k.poll_event(), None);
+    assert_eq!(k.deadline(1), Some(t0 + secs(9)));
+}
+
+/// Bug 12 (issue 10): a TTL near `i64::MAX` from a hostile server used to
+/// overflow `Instant + Duration` and panic; it is scheduled as `MAX_TTL`.
+#[test]
+fn huge_ttl_is_clamped_not_a_panic() {
+    use etcdv3_core::lease::MAX_TTL;
+    let t0 = Instant::now();
+    let mut k = LeaseKeeper::new();
+    k.keep(t0, 1, i64::MAX);
+    assert_eq!(k.deadline(1), Some(t0 + MAX_TTL));
+    assert_eq!(transmits(&mut k, t0), vec![1]);
+    k.handle_response(t0, resp(1, i64::MAX));
+    assert_eq!(
+        k.poll_event(),
+        Some(LeaseEvent::Renewed {
+            id: 1,
+            ttl: i64::MAX
+        })
+    );
+    assert_eq!(k.ttl(1), Some(i64::MAX));
+    assert_eq!(k.deadline(1), Some(t0 + MAX_TTL));
+    assert_eq!(k.poll_timeout(), Some(t0 + MAX_TTL / 3));
+    // Negative and huge values in between never panic either.
+    for ttl in [i64::MAX - 1, 1 << 62, u32::MAX as i64 * 1000, -1, i64::MIN] {
+        let mut k = LeaseKeeper::new();
+        k.keep(t0, 2, ttl);
+        transmits(&mut k, t0);
+        k.handle_response(t0, resp(2, ttl));
+        k.handle_timeout(t0 + secs(1));
+        let _ = k.poll_timeout();
+    }
+}

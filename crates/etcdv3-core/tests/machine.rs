@@ -604,8 +604,9 @@ fn ping_timeout_closes_the_connection_and_fails_over() {
     only_send(&drain(&mut core));
     core.handle_stream_established(t0 + ms(2), watch);
     let ka = core.config().keepalive_interval.max(MIN_PING_INTERVAL);
-    // Nothing heard since the stream was established: ping then.
-    let due = t0 + ms(2) + ka;
+    // Nothing heard since the connection came up (a stream's request
+    // headers going out prove nothing): ping then.
+    let due = t0 + ka;
     assert_eq!(core.poll_timeout(), Some(due));
     core.handle_timeout(due);
     assert_eq!(pings(&drain(&mut core)), vec![a_conn]);
@@ -795,6 +796,7 @@ fn probes_mark_no_leader_and_stale_members_until_they_recover() {
     let config = Config {
         policy: Policy::RoundRobin,
         probe_interval: Some(secs(2)),
+        probe_when_idle: true,
         ..Config::default()
     };
     let mut core = Core::new(config, eps(3), 1);
@@ -837,6 +839,7 @@ fn partitioned_member_with_higher_term_does_not_make_healthy_members_stale() {
     let config = Config {
         policy: Policy::RoundRobin,
         probe_interval: Some(secs(2)),
+        probe_when_idle: true,
         ..Config::default()
     };
     let mut core = Core::new(config, eps(3), 1);

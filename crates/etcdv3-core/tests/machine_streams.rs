@@ -26,6 +26,15 @@ fn cfg() -> Config {
     }
 }
 
+/// One endpoint, credentials configured.
+fn auth_core() -> Core {
+    let config = Config {
+        authenticate: true,
+        ..cfg()
+    };
+    Core::new(config, eps(1), 1)
+}
+
 fn drain(core: &mut Core) -> Vec<Action> {
     std::iter::from_fn(|| core.poll_action()).collect()
 }
@@ -77,14 +86,7 @@ fn run_until(core: &mut Core, from: Instant, to: Instant, step: Duration) -> Vec
 #[test]
 fn first_call_of_any_kind_waits_for_a_token_when_credentials_are_set() {
     let now = Instant::now();
-    let mut core = Core::new(
-        Config {
-            authenticate: true,
-            ..cfg()
-        },
-        eps(1),
-        1,
-    );
+    let mut core = auth_core();
     let watch = core.start_call(now, WATCH_WATCH, None);
     let actions = drain(&mut core);
     assert!(
@@ -109,14 +111,7 @@ fn first_call_of_any_kind_waits_for_a_token_when_credentials_are_set() {
 #[test]
 fn late_rejection_of_a_replaced_token_starts_no_new_refresh() {
     let now = Instant::now();
-    let mut core = Core::new(
-        Config {
-            authenticate: true,
-            ..cfg()
-        },
-        eps(1),
-        1,
-    );
+    let mut core = auth_core();
     core.handle_auth_result(now, Ok(()));
     let a = core.start_call(now, KV_RANGE, Some(now + ms(5000)));
     let b = core.start_call(now, KV_RANGE, Some(now + ms(5000)));
@@ -152,14 +147,7 @@ fn late_rejection_of_a_replaced_token_starts_no_new_refresh() {
 #[test]
 fn stream_auth_rejection_refreshes_once_per_generation() {
     let now = Instant::now();
-    let mut core = Core::new(
-        Config {
-            authenticate: true,
-            ..cfg()
-        },
-        eps(1),
-        1,
-    );
+    let mut core = auth_core();
     core.handle_auth_result(now, Ok(()));
     let w = core.start_call(now, WATCH_WATCH, None);
     let actions = connect_pending(&mut core, now);
@@ -374,6 +362,7 @@ fn handle_timeout_at_poll_timeout_always_moves_on() {
     let config = Config {
         probe_interval: Some(Duration::from_secs(2)),
         probe_timeout: Duration::from_millis(1500),
+        probe_when_idle: true,
         idle_timeout: Duration::from_secs(3),
         ..Config::default()
     };
@@ -450,4 +439,104 @@ fn after_a_full_outage_a_returning_member_is_used_at_once() {
         "sent {:?} after the members came back",
         sent_at - back_at
     );
+}
+
+/// A keep-alive stream held by a member that answers pings but not the
+/// keep-alives (a follower forwarding them to a leader that hangs) counts
+/// as stuck after one renewal interval; the core then suspects the member
+/// and ends the stream, and the reopened one goes elsewhere.
+#[test]
+fn unanswered_keepalives_move_the_stream_to_another_member() {
+    use etcdv3_core::lease::LeaseKeeper;
+    let t0 = Instant::now();
+    let mut keeper = LeaseKeeper::new();
+    keeper.keep(t0, 7, 6);
+    assert!(keeper.poll_transmit(t0).is_some());
+    assert!(!keeper.is_stuck(t0 + ms(1900)));
+    assert_eq!(keeper.stuck_at(), Some(t0 + ms(2000)));
+    assert!(keeper.is_stuck(t0 + ms(2000)));
+    keeper.handle_stream_lost(t0 + ms(2000));
+    assert!(
+        !keeper.is_stuck(t0 + ms(5000)),
+        "a new stream starts afresh"
+    );
+
+    let mut core = Core::new(cfg(), eps(2), 1);
+    let k = core.start_call(t0, LEASE_KEEP_ALIVE, None);
+    let actions = connect_pending(&mut core, t0);
+    let (_, conn) = send_of(&actions, k).unwrap();
+    let ep = core.conn_endpoint(conn).unwrap();
+    core.handle_stream_established(t0, k);
+    core.handle_stream_unanswered(t0 + ms(2000), k);
+    let acts = drain(&mut core);
+    assert!(
+        acts.iter().any(|a| matches!(a, Action::Complete { call, result: Err(CallError::StreamEnded { .. }) } if *call == k)),
+        "{acts:?}"
+    );
+    let k2 = core.start_call(t0 + ms(2000), LEASE_KEEP_ALIVE, None);
+    let actions = connect_pending(&mut core, t0 + ms(2000));
+    let (_, conn2) = send_of(&actions, k2).unwrap();
+    assert_ne!(core.conn_endpoint(conn2), Some(ep));
+}
+
+/// Issue 13, item 5: an idle client (a watch open, nothing else) starts no
+/// periodic RPC: no status probe in a minute; keepalive pings only, at
+/// etcd's allowed spacing or wider.
+#[test]
+fn an_idle_watch_costs_the_cluster_no_rpc() {
+    let t0 = Instant::now();
+    let mut core = Core::new(Config::default(), eps(3), 1);
+    let w = core.start_call(t0, WATCH_WATCH, None);
+    let actions = connect_pending(&mut core, t0);
+    send_of(&actions, w).unwrap();
+    core.handle_stream_established(t0, w);
+    core.handle_stream_sent(t0, w);
+    core.handle_stream_progress(t0 + ms(5), w);
+    // Whatever the first instants brought, count the next minute.
+    let mut now = t0 + ms(5);
+    let (mut probes, mut pings) = (0, 0);
+    while now < t0 + Duration::from_secs(61) {
+        let Some(t) = core.poll_timeout() else { break };
+        now = t.max(now);
+        core.handle_timeout(now);
+        for a in drain(&mut core) {
+            match a {
+                Action::Probe { conn, .. } => {
+                    probes += 1;
+                    core.handle_probe_result(
+                        now,
+                        conn,
+                        Ok(etcdv3_core::machine::MemberStatus {
+                            member_id: 1,
+                            leader: 1,
+                            raft_term: 2,
+                            revision: 3,
+                        }),
+                    );
+                }
+                Action::Ping { conn } => {
+                    pings += 1;
+                    core.handle_pong(now, conn);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+    assert!(probes <= 1, "{probes} status probes in a minute while idle");
+    assert!(pings <= 7, "{pings} pings in a minute");
+    // A call in flight brings probes back.
+    let r = core.start_call(now, KV_RANGE, Some(now + ms(10_000)));
+    drain(&mut core);
+    let mut seen = false;
+    let end = now + ms(2500);
+    while now < end && !seen {
+        let Some(t) = core.poll_timeout() else { break };
+        now = t;
+        core.handle_timeout(now);
+        seen = drain(&mut core)
+            .iter()
+            .any(|a| matches!(a, Action::Probe { .. }));
+    }
+    assert!(seen, "probes run while a call is in flight");
+    let _ = r;
 }

@@ -902,3 +902,102 @@ proptest! {
         sim.check();
     }
 }
+
+// ------------------------------------------------ hostile input (bug 12)
+
+fn frag(id: i64, rev: i64, evs: Vec<Event>) -> WatchResponse {
+    WatchResponse {
+        fragment: true,
+        ..events(id, rev, evs)
+    }
+}
+
+/// Bug 12 (issue 10): a revision of `i64::MAX` used to overflow
+/// `delivered + 1` (a panic in debug builds, a re-create from
+/// `i64::MIN` in release builds). The hub resumes from `i64::MAX`.
+#[test]
+fn revision_at_i64_max_does_not_wrap_the_resume_point() {
+    let mut hub = WatchHub::new();
+    let a = watch_key(&mut hub, "a", 0);
+    create_of(hub.poll_transmit());
+    hub.handle_response(created(a.get(), 5));
+    hub.handle_response(events(a.get(), i64::MAX, vec![ev("a", i64::MAX)]));
+    assert_eq!(hub.last_delivered(a), Some(i64::MAX));
+    // More events at the same (hostile) revision are not delivered twice.
+    hub.handle_response(events(a.get(), i64::MAX, vec![ev("a", i64::MAX)]));
+    let got = drain(&mut hub);
+    assert_eq!(got.len(), 2, "{got:?}");
+    hub.handle_stream_lost();
+    let re = create_of(hub.poll_transmit());
+    assert_eq!(re.start_revision, i64::MAX);
+
+    // Watching "from now", created at i64::MAX: same.
+    let mut hub = WatchHub::new();
+    let b = watch_key(&mut hub, "b", 0);
+    create_of(hub.poll_transmit());
+    hub.handle_response(created(b.get(), i64::MAX));
+    hub.handle_stream_lost();
+    assert_eq!(create_of(hub.poll_transmit()).start_revision, i64::MAX);
+}
+
+/// Bug 12 (issue 10): fragments are reassembled up to the configured limit;
+/// past it the watcher ends with a `Cancelled` naming the cause, the server
+/// is asked to cancel it, and nothing more is buffered or delivered for it.
+#[test]
+fn fragment_reassembly_is_capped_and_ends_the_watcher() {
+    use etcdv3_core::watch::FRAGMENTS_TOO_LARGE;
+    use prost::Message;
+    let one = ev("a", 11).encoded_len();
+    let mut hub = WatchHub::with_max_fragment_bytes(one * 3);
+    assert_eq!(hub.max_fragment_bytes(), one * 3);
+    let a = watch_key(&mut hub, "a", 0);
+    let b = watch_key(&mut hub, "b", 0);
+    create_of(hub.poll_transmit());
+    create_of(hub.poll_transmit());
+    hub.handle_response(created(a.get(), 10));
+    hub.handle_response(created(b.get(), 10));
+    drain(&mut hub);
+    // Exactly at the limit: reassembled and delivered.
+    hub.handle_response(frag(a.get(), 13, vec![ev("a", 11), ev("a", 12)]));
+    hub.handle_response(events(a.get(), 13, vec![ev("a", 13)]));
+    match drain(&mut hub).as_slice() {
+        [(id, WatchEvent::Events { events, .. })] => {
+            assert_eq!((*id, events.len()), (a, 3));
+        }
+        other => panic!("{other:?}"),
+    }
+    // One event more: the watcher ends.
+    for r in 14..17 {
+        hub.handle_response(frag(a.get(), 20, vec![ev("a", r)]));
+    }
+    assert!(hub.poll_event().is_none(), "still within the limit");
+    hub.handle_response(frag(a.get(), 20, vec![ev("a", 17)]));
+    match drain(&mut hub).as_slice() {
+        [(id, WatchEvent::Cancelled { reason })] => {
+            assert_eq!(*id, a);
+            assert!(reason.starts_with(FRAGMENTS_TOO_LARGE), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(!hub.contains(a));
+    match hub.poll_transmit().and_then(|r| r.request_union) {
+        Some(RequestUnion::CancelRequest(c)) => assert_eq!(c.watch_id, a.get()),
+        other => panic!("expected a cancel, got {other:?}"),
+    }
+    // Later fragments for it are ignored; the other watcher is unaffected.
+    hub.handle_response(frag(a.get(), 20, vec![ev("a", 18)]));
+    hub.handle_response(events(b.get(), 21, vec![ev("b", 21)]));
+    match drain(&mut hub).as_slice() {
+        [(id, WatchEvent::Events { .. })] => assert_eq!(*id, b),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(hub.len(), 1);
+}
+
+#[test]
+fn default_fragment_limit_is_the_default_max_receive_size() {
+    assert_eq!(
+        WatchHub::new().max_fragment_bytes(),
+        etcdv3_core::codec::DEFAULT_MAX_DECODE_SIZE
+    );
+}

@@ -29,7 +29,7 @@ use etcdv3_proto::method::{
 use futures_channel::mpsc;
 use futures_core::Stream;
 
-use crate::api::stream_task::{self, StreamOwner};
+use crate::api::stream_task::{self, StreamOwner, Verdict};
 use crate::client::CallOptions;
 use crate::error::{Error, Result};
 use crate::Client;
@@ -375,6 +375,16 @@ impl StreamOwner for LeaseOwner {
 
     fn poll_transmit(&mut self, now: Instant) -> Option<LeaseKeepAliveRequest> {
         self.keeper.poll_transmit(now)
+    }
+
+    fn verdict(&self, now: Instant) -> Verdict {
+        // The core's keeper decides when unanswered keep-alives put the
+        // leases at risk.
+        if self.keeper.is_stuck(now) {
+            Verdict::Unanswered
+        } else {
+            Verdict::Keep
+        }
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -44,6 +44,10 @@ pub(crate) enum Verdict {
     /// stream (see [`StreamOwner::handle_auth_final`] for when that is not
     /// possible).
     AuthRejected,
+    /// Requests went unanswered too long on a member that answers pings
+    /// (the owner's core part decided it): the core suspects the member and
+    /// the stream is replaced at once.
+    Unanswered,
 }
 
 /// The per-kind part of a stream task.
@@ -68,7 +72,7 @@ pub(crate) trait StreamOwner: Send + 'static {
     /// A response arrived.
     fn handle_message(&mut self, now: Instant, resp: Self::Resp);
     /// What to do with the stream after the last input.
-    fn verdict(&self) -> Verdict {
+    fn verdict(&self, _now: Instant) -> Verdict {
         Verdict::Keep
     }
     /// After [`Verdict::AuthRejected`]: no fresh token will come (no
@@ -255,7 +259,7 @@ async fn run<O: StreamOwner>(
             return;
         }
         if let Some(mut s) = stream.take() {
-            match owner.verdict() {
+            match owner.verdict(now) {
                 Verdict::Keep => stream = Some(s),
                 Verdict::NoLeader => {
                     tracing::debug!(
@@ -269,6 +273,19 @@ async fn run<O: StreamOwner>(
                         "etcdserver: no leader",
                     )));
                     sup.handle_refused(now);
+                    owner.handle_lost(now);
+                }
+                Verdict::Unanswered => {
+                    let call = s.call_id();
+                    tracing::debug!(
+                        endpoint = s.endpoint(),
+                        "stream: requests unanswered, reopening elsewhere"
+                    );
+                    shared.with_state(|st, now| st.core.handle_stream_unanswered(now, call));
+                    s.end(Outcome::Lost(
+                        "requests on the stream went unanswered".into(),
+                    ));
+                    sup.handle_lost(now);
                     owner.handle_lost(now);
                 }
                 Verdict::AuthRejected => {

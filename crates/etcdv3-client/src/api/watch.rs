@@ -406,7 +406,7 @@ impl StreamOwner for WatchOwner {
         self.hub.handle_response(resp);
     }
 
-    fn verdict(&self) -> Verdict {
+    fn verdict(&self, _now: Instant) -> Verdict {
         if self.hub.needs_new_stream() {
             Verdict::NoLeader
         } else if self.hub.needs_auth_refresh() {

@@ -80,6 +80,9 @@ pub(super) struct Call {
     pub(super) min_revision: i64,
     /// The auth token generation the current attempt went out with.
     pub(super) token_gen: u64,
+    /// The highest raft term the client knew when the current attempt went
+    /// out: an election at a higher term may have lost it.
+    pub(super) sent_term: u64,
     /// An established stream owes a reply to a request sent at this
     /// instant (see [`Core::handle_stream_sent`]).
     pub(super) owed_since: Option<Instant>,
@@ -191,6 +194,7 @@ impl Core {
                 last_status: None,
                 min_revision: self.fence.max_revision,
                 token_gen: 0,
+                sent_term: 0,
                 owed_since: None,
                 bound,
                 retry_at: None,
@@ -233,7 +237,10 @@ impl Core {
             k.attempts = k.attempts.saturating_sub(1);
             k.streams += 1;
         }
-        self.heard_from(now, conn);
+        // Not proof that the server sent anything: a bidirectional stream
+        // counts as established once its request headers are out. Its first
+        // message is (handle_stream_progress).
+        self.rearm(now, conn);
         self.health_success(endpoint, None);
     }
 
@@ -274,6 +281,26 @@ impl Core {
         self.heard_from(now, conn);
     }
 
+    /// The owner of an established stream gave up waiting for answers to
+    /// its requests although the member answers pings (a lease keep-alive
+    /// held by a follower whose leader hangs): the member cannot serve the
+    /// stream's work now. It is suspected, so the next stream goes
+    /// elsewhere, and the stream call ends (`Complete` with
+    /// [`CallError::StreamEnded`]); the owner drops its stream.
+    pub fn handle_stream_unanswered(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        let Some(CallState::Streaming { endpoint, .. }) = self.calls.get(&call).map(|c| c.state)
+        else {
+            return;
+        };
+        self.health_suspect(endpoint, HealthReason::Stalled);
+        let why = format!(
+            "{}: requests on the stream went unanswered",
+            self.slots[endpoint.0].endpoint
+        );
+        self.on_attempt_end(now, call, Outcome::Lost(why));
+    }
+
     /// Attempt `attempt` of `call` ended with `outcome`. Reports for an
     /// attempt that is no longer current are ignored.
     pub fn handle_outcome(&mut self, now: Instant, call: CallId, attempt: u32, outcome: Outcome) {
@@ -302,7 +329,10 @@ impl Core {
         let method = c.method;
         let bound = c.bound.is_some();
         self.release_attempt(now, id, conn, endpoint, streaming);
-        if !matches!(outcome, Outcome::NotSent(_) | Outcome::Lost(_)) {
+        // Headers or data from the server (an answer, a status) prove it
+        // alive and reset etcd's ping strikes; a refusal (RST_STREAM,
+        // GOAWAY) does neither.
+        if matches!(outcome, Outcome::Success(_) | Outcome::Status(_)) {
             self.heard_from(now, conn);
         }
         if streaming {

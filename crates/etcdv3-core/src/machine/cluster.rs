@@ -21,7 +21,13 @@ pub(super) struct ClusterView {
     /// lost).
     pub(super) urgent_probe: bool,
     pub(super) last_round: Option<Instant>,
+    /// Probes keep running until this instant after a failure was seen
+    /// (a connection lost, an endpoint suspected).
+    pub(super) watchful_until: Option<Instant>,
 }
+
+/// How long probes keep running after a failure while no call is in flight.
+const WATCHFUL_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Core {
     /// A status probe answered (or failed).
@@ -55,14 +61,12 @@ impl Core {
                     st.revision,
                 );
                 self.recompute_staleness();
-                // Reads in flight on members cut off from the majority (a
-                // stale term, e.g. an isolated old leader) cannot finish.
-                let stale: Vec<EndpointId> = (0..self.slots.len())
-                    .filter(|i| !self.slots[*i].removed && self.slots[*i].health.is_stale())
-                    .map(EndpointId)
-                    .collect();
-                for s in stale {
-                    self.resend_reads(now, s, "the member is behind the cluster's raft term");
+                // Reads in flight on a member this probe just found cut off
+                // from the majority (a stale term, e.g. an isolated old
+                // leader) cannot finish. Only fresh news counts: an old view
+                // of another member may predate its recovery.
+                if self.slots[ep.0].health.is_stale() {
+                    self.resend_reads(now, ep, "the member is behind the cluster's raft term");
                 }
                 if st.leader != 0 {
                     self.health_success(ep, None);
@@ -81,14 +85,41 @@ impl Core {
         self.maybe_close_draining(conn);
     }
 
-    /// When the next probe round is due, if probes are on and a connection
-    /// is up.
+    /// A failure was seen: keep probing for a while even without calls.
+    pub(super) fn stay_watchful(&mut self, now: Instant) {
+        self.cluster.watchful_until = Some(now + WATCHFUL_AFTER_FAILURE);
+    }
+
+    /// Whether probes are worth their cost now. An idle client costs the
+    /// cluster nothing: probes run only while unary calls are in flight,
+    /// while a slow call wants the cluster's state, and for a while after a
+    /// failure. An idle watch needs none: a member that loses its leader
+    /// cancels the watch ("no leader", thanks to `hasleader`), and keepalive
+    /// pings prove the connection.
+    fn probes_wanted(&self) -> bool {
+        self.config.probe_when_idle
+            || self.cluster.urgent_probe
+            || self.conns.values().any(|c| c.attempts > 0)
+            || self
+                .cluster
+                .watchful_until
+                .zip(self.last_now)
+                .is_some_and(|(until, now)| now < until)
+    }
+
+    /// When the next probe round is due, if probes are on, wanted and a
+    /// connection is up.
     pub(super) fn next_probe_at(&self) -> Option<Instant> {
         self.config.probe_interval?;
-        if !self.conns.values().any(|c| c.state == ConnState::Ready) {
+        if !self.probes_wanted() || !self.conns.values().any(|c| c.state == ConnState::Ready) {
             return None;
         }
-        let regular = self.cluster.next_probe.or(self.last_now);
+        // A round skipped while probes were not wanted is due now, not in
+        // the past.
+        let regular = match (self.cluster.next_probe, self.last_now) {
+            (Some(p), Some(n)) => Some(p.max(n)),
+            (p, n) => p.or(n),
+        };
         let urgent = if self.cluster.urgent_probe {
             let earliest = self
                 .cluster
@@ -109,6 +140,9 @@ impl Core {
         let Some(interval) = self.config.probe_interval else {
             return;
         };
+        if !self.probes_wanted() {
+            return;
+        }
         let urgent = self.cluster.urgent_probe
             && self
                 .cluster
@@ -157,10 +191,18 @@ impl Core {
     ) {
         match before {
             Some(prev) if prev != 0 && st.leader == 0 => {
-                self.fail_stuck_mutations(now, Some(ep), "the member lost its leader");
+                self.fail_stuck_mutations(now, Some(ep), None, "the member lost its leader");
             }
+            // Only a change at a term newer than the one known when a
+            // mutation went out can have lost it (an old view of this member
+            // from before a reconnect says nothing about it).
             Some(prev) if prev != 0 && prev != st.leader => {
-                self.fail_stuck_mutations(now, Some(ep), "the member's leader changed");
+                self.fail_stuck_mutations(
+                    now,
+                    Some(ep),
+                    Some(st.raft_term),
+                    "the member's leader changed",
+                );
             }
             _ => {}
         }
@@ -177,7 +219,12 @@ impl Core {
                 // forwarded to the previous term's leader.
                 Some((_, term)) if st.raft_term > term => {
                     self.cluster.leader = Some((st.leader, st.raft_term));
-                    self.fail_stuck_mutations(now, None, "a new leader was elected");
+                    self.fail_stuck_mutations(
+                        now,
+                        None,
+                        Some(st.raft_term),
+                        "a new leader was elected",
+                    );
                 }
                 Some((_, term)) if st.raft_term < term => {}
                 _ => self.cluster.leader = Some((st.leader, st.raft_term)),
@@ -201,11 +248,13 @@ impl Core {
     }
 
     /// End mutations in flight (on `only`, or anywhere) that were sent
-    /// before `now` with "outcome unknown".
+    /// before `now` (and, with `term`, while the client knew only older
+    /// terms) with "outcome unknown".
     pub(super) fn fail_stuck_mutations(
         &mut self,
         now: Instant,
         only: Option<EndpointId>,
+        term: Option<u64>,
         why: &str,
     ) {
         let mut stuck: Vec<(CallId, EndpointId)> = self
@@ -216,6 +265,7 @@ impl Core {
                     endpoint, sent_at, ..
                 } if may_get_stuck(c.method)
                     && sent_at < now
+                    && term.is_none_or(|t| c.sent_term < t)
                     && only.is_none_or(|o| o == endpoint) =>
                 {
                     Some((*id, endpoint))

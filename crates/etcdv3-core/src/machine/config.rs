@@ -27,8 +27,15 @@ pub struct Config {
     /// a member that answers pings is never aborted or re-sent.
     pub stall_timeout: Duration,
     /// How often connected endpoints are probed with `Maintenance/Status` to
-    /// compare leader and raft term (partition detection). `None` disables.
+    /// compare leader and raft term (partition detection) while calls are in
+    /// flight or after a failure (see `probe_when_idle`). `None` disables.
     pub probe_interval: Option<Duration>,
+    /// Probe also while the client is idle (no call in flight, no recent
+    /// failure). Off by default: an idle client costs the cluster nothing
+    /// (thousands of idle clients would otherwise send thousands of Status
+    /// RPCs per second); on, the first call after a quiet period already
+    /// knows which members are cut off.
+    pub probe_when_idle: bool,
     /// How long a probe may take.
     pub probe_timeout: Duration,
     /// Connections idle this long are closed.
@@ -62,6 +69,7 @@ impl Default for Config {
             ping_timeout: Duration::from_millis(800),
             stall_timeout: Duration::from_millis(500),
             probe_interval: Some(Duration::from_secs(2)),
+            probe_when_idle: false,
             probe_timeout: Duration::from_secs(1),
             idle_timeout: Duration::from_secs(120),
             retry_backoff: BackoffConfig {

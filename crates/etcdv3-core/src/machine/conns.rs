@@ -135,8 +135,11 @@ impl Core {
     /// The server sent GOAWAY (or the connection can take no new streams,
     /// e.g. its stream ids are used up): no new calls go on it; it is
     /// closed once the calls on it end, and the next call opens a new one.
-    /// Streams above the last-stream-id are reported as
-    /// [`super::Outcome::Refused`] by the adapter.
+    /// Streams the adapter knows were never processed (refused before they
+    /// were sent) are reported as [`super::Outcome::Refused`] or
+    /// [`super::Outcome::NotSent`]; a sent stream failed by the GOAWAY is
+    /// reported [`super::Outcome::Lost`] unless the adapter can prove it was
+    /// above the last-stream-id.
     pub fn handle_goaway(&mut self, now: Instant, conn: ConnId) {
         self.observe(now);
         let Some(c) = self.conns.get_mut(&conn) else {
@@ -306,6 +309,7 @@ impl Core {
         let Some(k) = self.conns.remove(&conn) else {
             return Vec::new();
         };
+        self.stay_watchful(now);
         if close {
             self.actions.push_back(Action::Close { conn });
         }
@@ -321,10 +325,11 @@ impl Core {
             });
         }
         if self.is_leader_endpoint(ep) {
-            // Mutations in flight elsewhere were forwarded to this leader:
-            // they are stuck until etcd times them out (~7 s). Their fate is
-            // unknown now; say so, and look for the new leader at once.
-            self.fail_stuck_mutations(now, None, "the connection to the leader was lost");
+            // Mutations in flight elsewhere were forwarded to this leader.
+            // Losing the client's own connection to it does not prove the
+            // leader gone (a link can break alone): look at the cluster at
+            // once; an election (a higher term) ends them as outcome
+            // unknown, a leader still in place lets them finish.
             self.cluster.urgent_probe = true;
         }
         let why = match &reason {

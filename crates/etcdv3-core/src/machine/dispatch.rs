@@ -102,12 +102,14 @@ impl Core {
         };
         let ep = k.endpoint;
         let token_gen = self.auth.token_gen;
+        let term = self.cluster.leader.map_or(0, |(_, t)| t);
         let stall = self.config.stall_timeout;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         c.attempt += 1;
         c.token_gen = token_gen;
+        c.sent_term = term;
         if !c.tried.contains(&ep) {
             c.tried.push(ep);
         }

@@ -307,6 +307,9 @@ impl Core {
     }
 
     fn health_suspect(&mut self, ep: EndpointId, reason: HealthReason) {
+        if let Some(now) = self.last_now {
+            self.stay_watchful(now);
+        }
         if self.slots[ep.0].health.on_suspect() {
             self.events.push_back(Event::HealthChanged {
                 endpoint: ep,

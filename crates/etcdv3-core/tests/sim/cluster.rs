@@ -118,7 +118,7 @@ impl Cluster {
     }
 
     /// Whether member `m` can get a read index / commit a proposal now.
-    fn can_commit_via(&self, m: usize) -> bool {
+    pub fn can_commit_via(&self, m: usize) -> bool {
         let me = &self.members[m];
         match self.leader {
             Some(l) => {

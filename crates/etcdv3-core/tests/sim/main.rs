@@ -2,22 +2,39 @@
 //! cluster with a faulty network.
 //!
 //! One `u64` seed drives everything (cluster size, balancer policy, link
-//! latencies, fault schedule, workload). Every run checks liveness
-//! (completion by the deadline, success while a healthy member is
-//! reachable), safety (mutations applied at most once and re-sent only
-//! after proof of non-processing, definite failures really did nothing),
-//! connection hygiene (no removed endpoint, one connection per endpoint),
-//! etcd's ping policy, and that reads never go back in revision.
+//! latencies and follower lag, fault schedule, workload). The workload:
+//! Range, Put, Txn, slow Ranges (seconds of service), Lock and Campaign
+//! waits, calls the user cancels, a `WatchHub` and a `LeaseKeeper` driven
+//! over the core's stream calls, auth with expiring tokens, and in some runs
+//! a quiet gap longer than the idle timeout. Faults: crash, SIGSTOP, reset,
+//! GOAWAY, partition, lossy link, blackhole, refused streams, too many
+//! requests, applied-but-timed-out, token expiry, member removal, slow but
+//! healthy members, members that answer pings but no request.
+//!
+//! Every run checks liveness (completion by the deadline, success while a
+//! healthy member is reachable), safety (mutations applied at most once and
+//! re-sent only after proof of non-processing, definite failures really did
+//! nothing), connection hygiene (no removed endpoint, one connection per
+//! endpoint), etcd's ping policy, reads never going back in revision, watch
+//! events exactly once and in order, leases never believed alive past the
+//! server's expiry, no slow healthy call aborted or re-sent, stream reopen
+//! rate, no timer that stays due, and (one seed in eight) no call,
+//! connection or timer left once everything ended and the idle timeout
+//! passed. The totals over all seeds are asserted too (each fault kind hit
+//! calls, outcomes were unknown, watches delivered...), so a harness change
+//! that stops exercising something fails.
 //!
 //! * `ETCDV3_SIM_SEEDS=<n>`: number of seeds (default 2000).
 //! * `ETCDV3_SIM_SEED=<n>`: run just that seed, printing its event log.
+//! * `ETCDV3_SIM_ALLOW_SLOW_ABORT=1`: skip "no slow healthy call aborted"
+//!   (to look at the other invariants on a core that still aborts).
 
 mod cluster;
 mod world;
 
 use std::time::Instant;
 
-use world::{Opts, Report, World};
+use world::{FaultKind, Opts, Report, World};
 
 fn run_seed(seed: u64, opts: &Opts) -> Report {
     World::new(seed, opts.clone()).run()
@@ -59,6 +76,80 @@ struct Totals {
     unknown: u64,
     events: u64,
     must_succeed: u64,
+    fault_hits: [u64; FaultKind::ALL.len()],
+    cancelled: u64,
+    slow_calls: u64,
+    watch_events: u64,
+    lease_renewals: u64,
+    stream_opens: u64,
+    long_runs: u64,
+}
+
+impl Totals {
+    fn add_report(&mut self, r: &Report) {
+        self.ok += u64::from(r.ok);
+        self.failed += u64::from(r.failed);
+        self.unknown += u64::from(r.unknown);
+        self.events += r.events;
+        self.must_succeed += u64::from(r.must_succeed);
+        for (t, n) in self.fault_hits.iter_mut().zip(r.fault_hits) {
+            *t += u64::from(n);
+        }
+        self.cancelled += u64::from(r.cancelled);
+        self.slow_calls += u64::from(r.slow_calls);
+        self.watch_events += r.watch_events;
+        self.lease_renewals += u64::from(r.lease_renewals);
+        self.stream_opens += u64::from(r.stream_opens);
+        self.long_runs += u64::from(r.long_runs);
+    }
+
+    fn add(&mut self, o: &Totals) {
+        self.ok += o.ok;
+        self.failed += o.failed;
+        self.unknown += o.unknown;
+        self.events += o.events;
+        self.must_succeed += o.must_succeed;
+        for (t, n) in self.fault_hits.iter_mut().zip(o.fault_hits) {
+            *t += n;
+        }
+        self.cancelled += o.cancelled;
+        self.slow_calls += o.slow_calls;
+        self.watch_events += o.watch_events;
+        self.lease_renewals += o.lease_renewals;
+        self.stream_opens += o.stream_opens;
+        self.long_runs += o.long_runs;
+    }
+
+    /// The workload and the faults really reached the core: each fault
+    /// kind touched calls, outcomes were unknown, calls had to succeed,
+    /// watches delivered, leases renewed, slow and cancelled calls ran,
+    /// runs crossed the idle timeout. A harness change that stops any of
+    /// that fails here instead of passing vacuously. Thresholds are about
+    /// a third of what the seeds produce.
+    fn check_coverage(&self, seeds: u64) -> Vec<String> {
+        let mut bad = Vec::new();
+        let mut need = |what: &str, got: u64, per_100_seeds: u64| {
+            let min = seeds * per_100_seeds / 100;
+            if got < min {
+                bad.push(format!("{what}: {got} < {min} expected for {seeds} seeds"));
+            }
+        };
+        for (k, n) in FaultKind::ALL.iter().zip(self.fault_hits) {
+            // Token expiry only exists in auth runs (30 %).
+            let per = if *k == FaultKind::TokenExpiry { 5 } else { 10 };
+            need(&format!("calls hit by {k:?}"), n, per);
+        }
+        need("outcome-unknown mutations", self.unknown, 30);
+        need("must-succeed calls", self.must_succeed, 500);
+        need("calls completed OK", self.ok, 1500);
+        need("cancelled calls", self.cancelled, 20);
+        need("slow healthy attempts", self.slow_calls, 150);
+        need("watch events delivered", self.watch_events, 1000);
+        need("lease renewals", self.lease_renewals, 700);
+        need("stream opens", self.stream_opens, 150);
+        need("runs past the idle timeout", self.long_runs, 2);
+        bad
+    }
 }
 
 fn run_many(opts: &Opts, first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
@@ -80,11 +171,7 @@ fn run_many_totals(opts: &Opts, first: u64, count: u64) -> (Vec<(u64, Vec<String
                     let mut seed = first + t;
                     while seed < first + count {
                         let r = run_seed(seed, opts);
-                        tot.ok += u64::from(r.ok);
-                        tot.failed += u64::from(r.failed);
-                        tot.unknown += u64::from(r.unknown);
-                        tot.events += r.events;
-                        tot.must_succeed += u64::from(r.must_succeed);
+                        tot.add_report(&r);
                         if !r.violations.is_empty() {
                             bad.push((seed, r.violations));
                         }
@@ -97,11 +184,7 @@ fn run_many_totals(opts: &Opts, first: u64, count: u64) -> (Vec<(u64, Vec<String
         for h in handles {
             let (bad, tot) = h.join().expect("simulation thread");
             failures.extend(bad);
-            totals.ok += tot.ok;
-            totals.failed += tot.failed;
-            totals.unknown += tot.unknown;
-            totals.events += tot.events;
-            totals.must_succeed += tot.must_succeed;
+            totals.add(&tot);
         }
     });
     failures.sort_by_key(|(s, _)| *s);
@@ -112,6 +195,7 @@ fn run_many_totals(opts: &Opts, first: u64, count: u64) -> (Vec<(u64, Vec<String
 fn simulation_seeds() {
     let opts = Opts {
         stale_serve: std::env::var_os("ETCDV3_SIM_STALE").is_some(),
+        allow_slow_abort: std::env::var_os("ETCDV3_SIM_ALLOW_SLOW_ABORT").is_some(),
         ..Opts::default()
     };
     if let Some(seed) = env_u64("ETCDV3_SIM_SEED") {
@@ -146,7 +230,18 @@ fn simulation_seeds() {
             failures.len(),
             failures.iter().map(|f| f.0).collect::<Vec<_>>()
         );
+        for (seed, v) in &failures {
+            eprintln!("seed {seed}: {}", v[0]);
+        }
         check_seed(*seed, &opts);
+    }
+    if count >= 200 {
+        let missing = totals.check_coverage(count);
+        assert!(
+            missing.is_empty(),
+            "the simulation no longer exercises what it claims:\n{}",
+            missing.join("\n")
+        );
     }
 }
 

@@ -16,9 +16,14 @@ use etcdv3_core::machine::{
 };
 use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
-use etcdv3_proto::method::{KV_PUT, KV_RANGE};
+use etcdv3_proto::method::{ELECTION_CAMPAIGN, KV_PUT, KV_RANGE, KV_TXN, LOCK_LOCK};
 
 use crate::cluster::{Answer, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
+
+#[path = "streams.rs"]
+mod streams;
+
+use streams::{LeaseSide, SrvStream, StreamReq, StreamResp, WatchSide};
 
 /// Knobs of a run that are not drawn from the seed.
 #[derive(Debug, Clone, Default)]
@@ -29,6 +34,9 @@ pub struct Opts {
     /// state while they still believe in their leader (as serializable
     /// reads do); the client must avoid them.
     pub stale_serve: bool,
+    /// Do not check "no slow healthy call aborted" (to look at the other
+    /// invariants on a core that still aborts slow calls).
+    pub allow_slow_abort: bool,
 }
 
 /// What a run found.
@@ -48,22 +56,101 @@ pub struct Report {
     pub events: u64,
     /// Calls the liveness rule required to succeed.
     pub must_succeed: u32,
+    /// Per fault kind (index of [`FaultKind::ALL`]): calls (unary and
+    /// stream) it touched: sent to the member while the fault was on, in
+    /// flight there when it started, or refused because of it.
+    pub fault_hits: [u32; FaultKind::ALL.len()],
+    /// Unary calls the user cancelled.
+    pub cancelled: u32,
+    /// Attempts that ran slowly on a healthy member (long service time,
+    /// lock or campaign waits).
+    pub slow_calls: u32,
+    /// Watch events delivered to watchers (each checked exactly-once and in
+    /// order).
+    pub watch_events: u64,
+    /// Lease renewals received (each checked against the server's expiry).
+    pub lease_renewals: u32,
+    /// Stream calls opened (watch and keepalive, first opens and reopens).
+    pub stream_opens: u32,
+    /// Runs with a quiet gap longer than the idle timeout.
+    pub long_runs: u32,
 }
 
+/// The faults a run draws from.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum FaultKind {
+pub enum FaultKind {
+    /// The member's process dies (restarted at the fault's end).
     Crash,
+    /// SIGSTOP: TCP open, nothing answered (not even pings).
     Hang,
+    /// Every connection to the member is reset.
     Reset,
+    /// The member sends GOAWAY on every connection.
     Goaway,
+    /// Cut off from its peers (the client still reaches it).
     Partition,
+    /// Lossy link: some messages delayed by up to 1.5 s.
     Degrade,
+    /// Nothing from the member reaches the client.
     Blackhole,
+    /// Some streams refused (REFUSED_STREAM).
     Refuse,
+    /// "too many requests" for some puts.
     TooMany,
+    /// Puts applied but answered "request timed out".
     TimeoutApplied,
+    /// The auth token expires (cluster-wide).
     TokenExpiry,
+    /// The member is removed from the endpoint set.
     Remove,
+    /// Slow but healthy: every request takes 0.6-3 s (pings, probes and
+    /// replication as usual).
+    Slow,
+    /// Answers pings (the HTTP/2 layer is fine) but no request: stuck apply
+    /// loop.
+    Mute,
+}
+
+impl FaultKind {
+    /// Every kind, in counter order.
+    pub const ALL: [FaultKind; 14] = [
+        FaultKind::Crash,
+        FaultKind::Hang,
+        FaultKind::Reset,
+        FaultKind::Goaway,
+        FaultKind::Partition,
+        FaultKind::Degrade,
+        FaultKind::Blackhole,
+        FaultKind::Refuse,
+        FaultKind::TooMany,
+        FaultKind::TimeoutApplied,
+        FaultKind::TokenExpiry,
+        FaultKind::Remove,
+        FaultKind::Slow,
+        FaultKind::Mute,
+    ];
+
+    fn idx(self) -> usize {
+        FaultKind::ALL
+            .iter()
+            .position(|k| *k == self)
+            .expect("listed")
+    }
+}
+
+/// What a unary call of the workload does.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum CallKind {
+    Read,
+    /// A read the server takes seconds to serve (a big range).
+    SlowRead,
+    Put,
+    Txn,
+    /// Lock/Lock or Election/Campaign: applied on arrival, answered after a
+    /// server-side wait of seconds.
+    Wait {
+        campaign: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -84,8 +171,55 @@ enum Ev {
         call: CallId,
         attempt: u32,
         stream: u32,
-        token: u64,
+        token: Option<u64>,
     },
+    /// The user gives up on unary call #idx.
+    UserCancel(usize),
+    /// A stream call's request (HEADERS) reaches the server.
+    StreamOpenArrive {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        stream: u32,
+        token: Option<u64>,
+    },
+    /// The server's response headers of a stream call reach the client.
+    StreamHeaders {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+    },
+    /// A message of the client on an open stream reaches the server.
+    StreamReqArrive {
+        conn: ConnId,
+        stream: u32,
+        req: Box<StreamReq>,
+    },
+    /// A message of the server on a stream reaches the client.
+    StreamResp {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        resp: Box<StreamResp>,
+    },
+    /// The server ended a stream with a status (reaches the client).
+    StreamEnd {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        outcome: Outcome,
+    },
+    /// A server-side stream request that cannot complete times out.
+    SrvStreamTimeout {
+        conn: ConnId,
+        stream: u32,
+    },
+    /// A stream owner's reopen backoff ended.
+    Reopen(streams::OwnerKind),
+    /// A stream owner starts (adds its watchers / leases).
+    OwnerStart(streams::OwnerKind),
+    /// The workload is over: the owners check, then end their streams.
+    OwnersStop,
     CancelArrive {
         conn: ConnId,
         stream: u32,
@@ -144,13 +278,24 @@ struct SimConn {
     last_ping_at: Option<Instant>,
     strikes: u32,
     reset_strikes: bool,
+    /// Requests a muted member holds open (grpc-go counts them as active
+    /// streams for its ping policy).
+    held_open: u32,
     /// Client-side ping times (for the spacing statistics).
     pings: Vec<Instant>,
 }
 
 #[derive(Debug)]
 struct CallRec {
+    kind: CallKind,
     put: bool,
+    cancelled: bool,
+    /// Longest service time an attempt of it got on the server.
+    service: Duration,
+    /// An attempt went to a member that answered pings but no requests:
+    /// waiting for it until the deadline is correct, so liveness does not
+    /// apply.
+    excused: bool,
     start: Instant,
     deadline: Instant,
     done: Option<(Instant, Result<(), CallError>)>,
@@ -190,6 +335,8 @@ pub struct World {
     bad: Vec<Vec<(Instant, Instant)>>,
     global_bad: Vec<(Instant, Instant)>,
     token_epoch: u64,
+    /// The token the client holds (the epoch it was issued in).
+    client_token: Option<u64>,
     auth: bool,
     auth_pending: bool,
     report_on_close: bool,
@@ -197,8 +344,33 @@ pub struct World {
     max_completed_rev: i64,
     /// Requests that reached a frozen member: (member, conn, call, attempt,
     /// stream, token epoch).
-    backlog: Vec<(usize, ConnId, CallId, u32, u32, u64)>,
+    backlog: Vec<(usize, ConnId, CallId, u32, u32, Option<u64>)>,
     report: Report,
+    /// Extra delay of a follower's answers and watch events (replication
+    /// lag), per member.
+    lag: Vec<Duration>,
+    /// Attempts running slowly on a healthy member: call -> (conn, attempt,
+    /// stream, member, cluster term when it started, when it started).
+    slow_runs: HashMap<CallId, (ConnId, u32, u32, usize, u64, Instant)>,
+    /// Fault kinds (bitmask over `FaultKind::ALL`) that touched each call.
+    hits: HashMap<CallId, u32>,
+    /// Stream calls -> their owner.
+    owners: HashMap<CallId, streams::OwnerKind>,
+    watch: Option<WatchSide>,
+    lease: Option<LeaseSide>,
+    /// Server side of the stream calls, by (connection, stream id).
+    srv_streams: std::collections::BTreeMap<(ConnId, u32), SrvStream>,
+    /// Server-side leases: id -> (expiry, ttl in seconds).
+    srv_leases: std::collections::BTreeMap<i64, (Instant, i64)>,
+    /// End of the workload (the stream owners stop then).
+    workload_end: Instant,
+    /// Run on past the idle timeout at the end and check that nothing is
+    /// left behind (one seed in eight: it costs two minutes of probes).
+    idle_check: bool,
+    /// When elections happened.
+    elections: Vec<Instant>,
+    /// Pings that reached a frozen member: (member, conn).
+    ping_backlog: Vec<(usize, ConnId)>,
 }
 
 fn ms(n: u64) -> Duration {
@@ -216,8 +388,10 @@ impl World {
             6..=7 => Policy::RoundRobin,
             _ => Policy::Pinned,
         };
+        let auth = rng.gen_bool(0.3);
         let config = Config {
             policy,
+            authenticate: auth,
             ..Config::default()
         };
         let addrs: Vec<Endpoint> = (1..=n)
@@ -228,8 +402,16 @@ impl World {
             .collect();
         let core = Core::new(config, addrs.clone(), rng.next_u64());
         let prevote = rng.gen_bool(0.5);
-        let auth = rng.gen_bool(0.3);
         let report_on_close = rng.gen_bool(0.8);
+        let lag = (0..n)
+            .map(|_| {
+                if rng.gen_bool(0.2) {
+                    ms(rng.gen_range(50..400))
+                } else {
+                    Duration::from_micros(rng.gen_range(0..20_000))
+                }
+            })
+            .collect();
         let mut w = World {
             opts,
             rng,
@@ -255,6 +437,9 @@ impl World {
             bad: vec![Vec::new(); n],
             global_bad: Vec::new(),
             token_epoch: 0,
+            // With credentials, the client has no token until the core asks
+            // for one (before the first call).
+            client_token: if auth { None } else { Some(0) },
             auth,
             auth_pending: false,
             report_on_close,
@@ -262,6 +447,18 @@ impl World {
             max_completed_rev: 0,
             backlog: Vec::new(),
             report: Report::default(),
+            lag,
+            slow_runs: HashMap::new(),
+            hits: HashMap::new(),
+            owners: HashMap::new(),
+            watch: None,
+            lease: None,
+            srv_streams: std::collections::BTreeMap::new(),
+            srv_leases: std::collections::BTreeMap::new(),
+            workload_end: base,
+            idle_check: seed % 8 == 0,
+            elections: Vec::new(),
+            ping_backlog: Vec::new(),
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -345,6 +542,8 @@ impl World {
             FaultKind::TooMany,
             FaultKind::TimeoutApplied,
             FaultKind::Remove,
+            FaultKind::Slow,
+            FaultKind::Mute,
         ];
         if self.auth {
             kinds.push(FaultKind::TokenExpiry);
@@ -377,7 +576,9 @@ impl World {
             // it had time to recover (a restarted member rejoins later).
             let tail = match f.kind {
                 FaultKind::Crash => ms(600),
-                FaultKind::Partition | FaultKind::Hang => ELECTION_TIMEOUT + ms(500),
+                FaultKind::Partition | FaultKind::Hang | FaultKind::Mute => {
+                    ELECTION_TIMEOUT + ms(500)
+                }
                 _ => ms(100),
             };
             if f.kind == FaultKind::TokenExpiry {
@@ -386,20 +587,50 @@ impl World {
                 self.bad[f.member].push((f.at, f.at + f.dur + tail));
             }
         }
-        // Workload: reads and puts with deadlines, during the faults and in
-        // the quiet period after them.
-        let n_calls = self.rng.gen_range(30..90) as usize;
+        // Workload: reads, puts, txns, slow reads, lock/campaign waits, with
+        // deadlines, some cancelled by the user, during the faults and in
+        // the quiet period after them; in some runs a second batch after a
+        // gap longer than the idle timeout.
+        let n_calls = self.rng.gen_range(25..75) as usize;
         let horizon = fault_window + ms(15_000);
         let mut starts: Vec<Duration> = (0..n_calls)
             .map(|_| ms(self.rng.gen_range(200..horizon.as_millis() as u64)))
             .collect();
+        if self.rng.gen_bool(0.05) {
+            self.report.long_runs += 1;
+            let gap = horizon + ms(self.rng.gen_range(125_000..200_000));
+            for _ in 0..self.rng.gen_range(4..12) {
+                starts.push(gap + ms(self.rng.gen_range(0..10_000)));
+            }
+        }
         starts.sort();
         for s in starts {
-            let put = self.rng.gen_bool(0.35);
-            let timeout = ms(self.rng.gen_range(300..10_000));
+            let kind = match self.rng.gen_range(0..100) {
+                0..=49 => CallKind::Read,
+                50..=74 => CallKind::Put,
+                75..=84 => CallKind::Txn,
+                85..=91 => CallKind::SlowRead,
+                _ => CallKind::Wait {
+                    campaign: self.rng.gen_bool(0.5),
+                },
+            };
+            let put = !matches!(kind, CallKind::Read | CallKind::SlowRead);
+            // Slow calls get room for their service time.
+            let timeout = match kind {
+                CallKind::SlowRead | CallKind::Wait { .. } => ms(self.rng.gen_range(7_000..14_000)),
+                _ => ms(self.rng.gen_range(300..10_000)),
+            };
             let start = self.base + s;
+            let cancel_at = self
+                .rng
+                .gen_bool(0.08)
+                .then(|| start + ms(self.rng.gen_range(1..timeout.as_millis() as u64)));
             self.calls.push(CallRec {
+                kind,
                 put,
+                cancelled: false,
+                service: Duration::ZERO,
+                excused: false,
                 start,
                 deadline: start + timeout,
                 done: None,
@@ -410,28 +641,72 @@ impl World {
             });
             let idx = self.calls.len() - 1;
             self.at(start, Ev::Start(idx));
+            if let Some(t) = cancel_at {
+                self.at(t, Ev::UserCancel(idx));
+            }
         }
+        self.workload_end = self
+            .calls
+            .iter()
+            .map(|c| c.deadline)
+            .max()
+            .unwrap_or(self.base);
+        self.plan_streams();
     }
 
     // ----------------------------------------------------------- main loop
 
     /// Run to the end and check the final invariants.
     pub fn run(mut self) -> Report {
-        let last_deadline = self
-            .calls
-            .iter()
-            .map(|c| c.deadline)
-            .max()
-            .unwrap_or(self.base);
-        let end = last_deadline + ms(2000);
+        // The stream owners stop a few seconds after the last deadline;
+        // the run ends a little later.
+        let owners_stop = self.workload_end + ms(3000);
+        self.at(owners_stop, Ev::OwnersStop);
+        let end = owners_stop + ms(2000);
+        self.run_until(end, true);
+        self.finish();
+        if !self.idle_check {
+            return self.report;
+        }
+        // Bounded state: once every call has ended and the connections had
+        // time to go idle, the core holds no call, no connection and no
+        // timer.
+        let idle = self.core.config().idle_timeout + ms(10_000);
+        let stop = self.now + idle;
+        self.run_until(stop, false);
+        let (calls, conns, timers, timer) = (
+            self.core.calls_in_progress(),
+            self.core.open_connections(),
+            self.core.pending_timers(),
+            self.core.poll_timeout(),
+        );
+        if calls != 0 || conns != 0 || timers != 0 || timer.is_some() {
+            let timer = timer.map(|t| t.saturating_duration_since(self.now));
+            self.violation(format!(
+                "state left behind after every call ended and {idle:?} idle: {calls} call(s), {conns} connection(s), {timers} timer(s), next in {timer:?}"
+            ));
+        }
+        self.report
+    }
+
+    /// Process events and timers up to `end` (with `early`, stop as soon as
+    /// every call is done and nothing is pending before `end`).
+    fn run_until(&mut self, end: Instant, early: bool) {
         let mut same_instant = 0u32;
+        // A core timer that stays due after `handle_timeout` (an adapter
+        // would spin on it): reported once, then ignored until it changes.
+        let mut stuck: Option<Instant> = None;
         loop {
             let next_ev = self.queue.peek().map(|Reverse((t, _))| *t);
-            let next_timer = self.core.poll_timeout();
+            let next_timer = self.core.poll_timeout().filter(|t| Some(*t) != stuck);
             let next_raft = self.cluster.next_tick();
-            let next = [next_ev, next_timer, next_raft].into_iter().flatten().min();
+            let next_owner = self.owner_timeout();
+            let next = [next_ev, next_timer, next_raft, next_owner]
+                .into_iter()
+                .flatten()
+                .min();
             let Some(next) = next else { break };
-            if next > end || self.calls.iter().all(|c| c.done.is_some()) && next_ev.is_none() {
+            if next > end {
                 break;
             }
             // A timer may fall due in the past (an input armed it late):
@@ -440,7 +715,24 @@ impl World {
             if next == self.now {
                 same_instant += 1;
                 if same_instant > 5000 {
-                    self.violation("livelock: no progress in time".into());
+                    if next_timer == Some(next) || next_timer.is_some_and(|t| t < self.now) {
+                        stuck = next_timer;
+                        same_instant = 0;
+                        if !self.report.violations.iter().any(|v| v.contains("spins")) {
+                            self.violation(format!(
+                                "core timer at +{:?} stays due after handle_timeout: the adapter spins",
+                                next_timer.map(|t| t - self.base)
+                            ));
+                        }
+                        continue;
+                    }
+                    self.violation(format!(
+                        "livelock: no progress in time (event {:?}, core timer {:?}, raft {:?}, owner {:?})",
+                        next_ev.map(|t| t - self.base),
+                        next_timer.map(|t| t - self.base),
+                        next_raft.map(|t| t - self.base),
+                        next_owner.map(|t| t - self.base)
+                    ));
                     break;
                 }
             } else {
@@ -450,10 +742,15 @@ impl World {
             self.report.events += 1;
             if next_raft == Some(next) {
                 let pick = self.rng.next_u64();
+                let term = self.cluster.term;
                 let changes = self.cluster.tick(next, pick);
+                if self.cluster.term != term {
+                    self.elections.push(next);
+                }
                 for c in changes {
                     self.log(|| c);
                 }
+                self.sync_streams();
                 continue;
             }
             if next_ev == Some(next) {
@@ -462,25 +759,30 @@ impl World {
                 };
                 let ev = self.evs.remove(&s).expect("event");
                 self.handle(ev);
+            } else if next_owner == Some(next) {
+                self.owner_tick();
             } else {
                 self.core.handle_timeout(next);
             }
             self.drain();
-            if self.all_done() && self.queue.iter().all(|Reverse((t, _))| *t > end) {
+            self.sync_streams();
+            if early
+                && self.all_done()
+                && self.owners.is_empty()
+                && self.queue.iter().all(|Reverse((t, _))| *t > end)
+            {
                 break;
             }
         }
-        self.finish();
-        self.report
     }
 
     fn all_done(&self) -> bool {
-        self.calls.iter().all(|c| c.done.is_some())
+        self.calls.iter().all(|c| c.done.is_some() || c.cancelled)
     }
 
     fn finish(&mut self) {
         for i in 0..self.calls.len() {
-            if self.calls[i].done.is_none() {
+            if self.calls[i].done.is_none() && !self.calls[i].cancelled {
                 let c = &self.calls[i];
                 let what = format!(
                     "call #{i} ({}) started at {:.3}s never completed (deadline {:.3}s)",
@@ -513,6 +815,13 @@ impl World {
             }
         }
         self.check_liveness();
+        for bits in self.hits.values() {
+            for (i, n) in self.report.fault_hits.iter_mut().enumerate() {
+                if bits & (1 << i) != 0 {
+                    *n += 1;
+                }
+            }
+        }
     }
 
     /// Calls that had a healthy member available for long enough must
@@ -526,6 +835,20 @@ impl World {
             let Some((_, result)) = &c.done else {
                 continue;
             };
+            // A call that waited on a member answering pings but no
+            // requests, or that was served slowly with too little time
+            // left to go elsewhere, may fail.
+            // A slow call on a member that stops answering is found by a
+            // ping, and pings are spaced by etcd's 5 s minimum: up to about
+            // 6 s per member.
+            let slow_detection = ms(7000) * (self.n as u32 - 1);
+            if c.excused
+                || c.service > ms(500)
+                    && (self.opts.allow_slow_abort
+                        || c.deadline - c.start < c.service + slow_detection)
+            {
+                continue;
+            }
             let long_enough = c.deadline - c.start >= detection;
             let (a, b) = (c.start.checked_sub(warmup).unwrap_or(self.base), c.deadline);
             let globally_ok = !self
@@ -616,6 +939,7 @@ impl World {
                         last_ping_at: None,
                         strikes: 0,
                         reset_strikes: false,
+                        held_open: 0,
                         pings: Vec::new(),
                     },
                 );
@@ -624,6 +948,16 @@ impl World {
             }
             Action::Close { conn } => {
                 self.log(|| format!("Close {conn:?}"));
+                let mut on: Vec<CallId> = self
+                    .slow_runs
+                    .iter()
+                    .filter(|(_, r)| r.0 == conn)
+                    .map(|(c, _)| *c)
+                    .collect();
+                on.sort();
+                for call in on {
+                    self.check_slow_abort(call, "its connection was closed");
+                }
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
@@ -641,6 +975,14 @@ impl World {
                 attempt,
                 conn,
             } => {
+                if attempt > 1 {
+                    self.check_slow_abort(call, "it was sent again");
+                }
+                self.mark_hits_at_send(call, conn);
+                if self.owners.contains_key(&call) {
+                    self.stream_send(call, attempt, conn);
+                    return;
+                }
                 let idx = self.by_id[&call];
                 self.log(|| format!("Send #{idx} attempt {attempt} on {conn:?}"));
                 self.calls[idx].attempts += 1;
@@ -686,7 +1028,7 @@ impl World {
                 c.next_stream += 2;
                 let member = c.member;
                 self.held.insert(call, (conn, attempt, stream));
-                let token = self.token_epoch;
+                let token = self.client_token;
                 let d = self.lat(member);
                 self.send_to_server(
                     conn,
@@ -729,10 +1071,26 @@ impl World {
                 }
                 self.auth_pending = true;
                 let d = ms(self.rng.gen_range(2..40));
+                // The token issued is of the epoch current when the
+                // request reaches the server (about now).
                 self.at(now + d, Ev::AuthDone);
             }
             Action::Complete { call, result } => {
+                if let Err(e) = &result {
+                    if now < self.call_deadline(call) {
+                        self.check_slow_abort(call, &format!("it failed: {e}"));
+                    }
+                }
+                self.slow_runs.remove(&call);
+                if let Some(kind) = self.owners.remove(&call) {
+                    self.stream_completed(kind, call, result);
+                    return;
+                }
                 let idx = self.by_id[&call];
+                if self.calls[idx].cancelled {
+                    self.violation(format!("call #{idx} completed after the user cancelled it"));
+                    return;
+                }
                 self.log(|| format!("Complete #{idx}: {result:?}"));
                 self.held.remove(&call);
                 if self.calls[idx].done.is_some() {
@@ -823,7 +1181,14 @@ impl World {
     }
 
     fn report_outcome(&mut self, call: CallId, attempt: u32, outcome: Outcome) {
-        let idx = self.by_id[&call];
+        if self.owners.contains_key(&call) {
+            self.log(|| format!("Outcome stream {call:?} attempt {attempt}: {outcome:?}"));
+            self.core.handle_outcome(self.now, call, attempt, outcome);
+            return;
+        }
+        let Some(&idx) = self.by_id.get(&call) else {
+            return;
+        };
         let clear = match &outcome {
             Outcome::NotSent(_) | Outcome::Refused(_) => true,
             Outcome::Status(s) => !classify(s).may_have_applied(),
@@ -841,7 +1206,13 @@ impl World {
         match ev {
             Ev::Start(idx) => {
                 let c = &self.calls[idx];
-                let method = if c.put { KV_PUT } else { KV_RANGE };
+                let method = match c.kind {
+                    CallKind::Read | CallKind::SlowRead => KV_RANGE,
+                    CallKind::Put => KV_PUT,
+                    CallKind::Txn => KV_TXN,
+                    CallKind::Wait { campaign: false } => LOCK_LOCK,
+                    CallKind::Wait { campaign: true } => ELECTION_CAMPAIGN,
+                };
                 let deadline = c.deadline;
                 self.calls[idx].floor = self.max_completed_rev;
                 let id = self.core.start_call(now, method, Some(deadline));
@@ -904,6 +1275,7 @@ impl World {
                 token,
             } => self.server_request(conn, call, attempt, stream, token, false),
             Ev::CancelArrive { conn, stream } => {
+                self.srv_streams.remove(&(conn, stream));
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.server_streams.remove(&stream);
                 }
@@ -922,6 +1294,9 @@ impl World {
                     return;
                 }
                 let m = c.member;
+                if self.slow_runs.get(&call).is_some_and(|r| r.1 == attempt) {
+                    self.slow_runs.remove(&call);
+                }
                 if !self.cluster.members[m].serving() {
                     return;
                 }
@@ -955,17 +1330,83 @@ impl World {
                 }
                 self.held.remove(&call);
                 if let Outcome::Success(Some(meta)) = &outcome {
-                    let idx = self.by_id[&call];
-                    self.calls[idx].answer_rev = Some(meta.revision);
+                    if let Some(&idx) = self.by_id.get(&call) {
+                        self.calls[idx].answer_rev = Some(meta.revision);
+                    }
                 }
                 self.report_outcome(call, attempt, outcome);
             }
             Ev::Report(call, attempt, outcome) => self.report_outcome(call, attempt, outcome),
+            Ev::UserCancel(idx) => {
+                let c = &self.calls[idx];
+                if c.done.is_some() || c.cancelled {
+                    return;
+                }
+                let Some(call) = self.by_id.iter().find(|(_, i)| **i == idx).map(|(c, _)| *c)
+                else {
+                    return;
+                };
+                self.log(|| format!("user cancels #{idx}"));
+                self.calls[idx].cancelled = true;
+                self.report.cancelled += 1;
+                self.slow_runs.remove(&call);
+                self.core.cancel_call(now, call);
+                self.drop_held(call);
+            }
+            Ev::StreamOpenArrive {
+                conn,
+                call,
+                attempt,
+                stream,
+                token,
+            } => self.srv_stream_open(conn, call, attempt, stream, token),
+            Ev::StreamHeaders {
+                conn,
+                call,
+                attempt,
+            } => self.stream_headers(conn, call, attempt),
+            Ev::StreamReqArrive { conn, stream, req } => self.srv_stream_req(conn, stream, *req),
+            Ev::StreamResp {
+                conn,
+                call,
+                attempt,
+                resp,
+            } => self.stream_resp(conn, call, attempt, *resp),
+            Ev::StreamEnd {
+                conn,
+                call,
+                attempt,
+                outcome,
+            } => {
+                if self.current(call, conn, attempt) {
+                    self.held.remove(&call);
+                    if let Outcome::Status(s) = &outcome {
+                        if s.code == Code::Unauthenticated
+                            && !self.core.handle_auth_rejected(now, call)
+                        {
+                            self.violation(format!(
+                                "stream {call:?} refused for its token, but the core says the refusal is final"
+                            ));
+                        }
+                    }
+                    self.report_outcome(call, attempt, outcome);
+                }
+            }
+            Ev::SrvStreamTimeout { conn, stream } => self.srv_stream_timeout(conn, stream),
+            Ev::Reopen(kind) => self.owner_reopen(kind),
+            Ev::OwnerStart(kind) => self.owner_start(kind),
+            Ev::OwnersStop => self.owners_stop(),
             Ev::PingArrive(conn) => {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
                 let m = c.member;
+                if c.server_alive && self.cluster.members[m].up && self.cluster.members[m].hung {
+                    // Buffered by the kernel: answered when the process
+                    // resumes (if the connection still exists then).
+                    self.ping_backlog.push((m, conn));
+                    return;
+                }
                 if !c.server_alive || !self.cluster.members[m].serving() {
                     return;
                 }
@@ -974,7 +1415,7 @@ impl World {
                 if c.reset_strikes {
                     c.reset_strikes = false;
                     c.strikes = 0;
-                } else if c.server_streams.is_empty() {
+                } else if c.server_streams.is_empty() && c.held_open == 0 {
                     if c.last_ping_at.is_some() {
                         c.strikes += 1;
                     }
@@ -1004,6 +1445,13 @@ impl World {
                 if !c.server_alive || !self.cluster.members[m].serving() {
                     return;
                 }
+                if self.has(m, FaultKind::Mute) {
+                    // A request like any other: not answered, but its
+                    // stream is open on the server.
+                    self.conns.get_mut(&conn).expect("conn").held_open += 1;
+                    return;
+                }
+                let c = self.conns.get_mut(&conn).expect("conn");
                 c.reset_strikes = true;
                 let me = &self.cluster.members[m];
                 let st = MemberStatus {
@@ -1021,6 +1469,7 @@ impl World {
                 }
             }
             Ev::ClientCloseArrive(conn) => {
+                self.srv_streams.retain(|(c, _), _| *c != conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.server_alive = false;
                     c.server_streams.clear();
@@ -1075,6 +1524,7 @@ impl World {
                 }
             }
             Ev::ServerClose(conn) => {
+                self.srv_streams.retain(|(c, _), _| *c != conn);
                 if let Some(c) = self.conns.get_mut(&conn) {
                     if c.server_alive {
                         c.server_alive = false;
@@ -1088,6 +1538,7 @@ impl World {
             }
             Ev::AuthDone => {
                 self.auth_pending = false;
+                self.client_token = Some(self.token_epoch);
                 self.log(|| "auth done".into());
                 self.core.handle_auth_result(now, Ok(()));
             }
@@ -1102,7 +1553,7 @@ impl World {
         call: CallId,
         attempt: u32,
         stream: u32,
-        token: u64,
+        token: Option<u64>,
         from_backlog: bool,
     ) {
         let now = self.now;
@@ -1120,20 +1571,46 @@ impl World {
         if !self.cluster.members[m].up {
             return;
         }
-        if self.cluster.members[m].hung {
-            // Buffered in the kernel; processed on resume.
+        if self.cluster.members[m].hung || self.has(m, FaultKind::Mute) {
+            // Buffered in the kernel (or stuck behind the apply loop, its
+            // stream open on the server); processed on resume.
+            if !self.cluster.members[m].hung {
+                self.conns.get_mut(&conn).expect("conn").held_open += 1;
+            }
             self.backlog.push((m, conn, call, attempt, stream, token));
             return;
         }
         let c = self.conns.get_mut(&conn).expect("conn");
         c.server_streams.insert(stream);
-        let idx = self.by_id[&call];
+        let Some(&idx) = self.by_id.get(&call) else {
+            return;
+        };
+        if self.calls[idx].cancelled {
+            return;
+        }
         let put = self.calls[idx].put;
-        let service = ms(self.rng.gen_range(0..3));
+        let kind = self.calls[idx].kind;
+        // Service time: slow reads and lock/campaign waits take seconds on
+        // a healthy member, as does everything on a slow member.
+        let mut service = match kind {
+            CallKind::SlowRead => ms(self.rng.gen_range(800..4000)),
+            CallKind::Wait { .. } => ms(self.rng.gen_range(1000..6000)),
+            _ => ms(self.rng.gen_range(0..3)),
+        };
+        if self.has(m, FaultKind::Slow) {
+            service += ms(self.rng.gen_range(600..3000));
+        }
+        if self.cluster.leader != Some(m) && !put {
+            // A follower serves a linearizable read once it applied the
+            // read index: its replication lag.
+            service += self.lag[m];
+        }
         let mut delay = service;
+        let token_ok = !self.auth || token.is_some_and(|t| t >= self.token_epoch);
         let outcome = if self.has(m, FaultKind::Refuse) && self.rng.gen_bool(0.5) {
             Outcome::Refused(REFUSED_STREAM_MESSAGE.into())
-        } else if self.auth && token < self.token_epoch {
+        } else if !token_ok {
+            self.hit(call, FaultKind::TokenExpiry);
             Outcome::Status(Status::new(
                 Code::Unauthenticated,
                 "etcdserver: invalid auth token",
@@ -1200,6 +1677,16 @@ impl World {
                 self.violation(format!("put #{idx} applied {n} times"));
             }
         }
+        if matches!(outcome, Outcome::Success(_)) && delay >= ms(500) {
+            self.calls[idx].service = self.calls[idx].service.max(delay);
+            if self.cluster.leader.is_some() && self.cluster.members[m].available() {
+                // Slow on a healthy member: the core must let it run.
+                self.report.slow_calls += 1;
+                let term = self.cluster.term;
+                self.slow_runs
+                    .insert(call, (conn, attempt, stream, m, term, now));
+            }
+        }
         self.at(
             now + delay,
             Ev::ServerAnswer {
@@ -1210,6 +1697,126 @@ impl World {
                 outcome,
             },
         );
+    }
+
+    // ------------------------------------------------- invariant helpers
+
+    /// Record that fault `kind` touched `call`.
+    fn hit(&mut self, call: CallId, kind: FaultKind) {
+        *self.hits.entry(call).or_default() |= 1 << kind.idx();
+    }
+
+    /// At a Send on `conn`: the faults on at its member touch the call; a
+    /// call sent to a member that answers no request is excused from
+    /// liveness.
+    fn mark_hits_at_send(&mut self, call: CallId, conn: ConnId) {
+        let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
+            return;
+        };
+        let kinds: Vec<FaultKind> = self.active.get(&m).cloned().unwrap_or_default();
+        for k in kinds {
+            self.hit(call, k);
+        }
+        if self.has(m, FaultKind::Mute) || self.has(m, FaultKind::Slow) {
+            if let Some(&idx) = self.by_id.get(&call) {
+                self.calls[idx].excused = true;
+            }
+        }
+    }
+
+    /// The deadline of unary call `call` (streams have none).
+    fn call_deadline(&self, call: CallId) -> Instant {
+        self.by_id
+            .get(&call)
+            .map_or(self.now + Duration::from_secs(365 * 86_400), |&i| {
+                self.calls[i].deadline
+            })
+    }
+
+    /// Whether the member of `conn` is healthy and answers pings: up, not
+    /// frozen, not muted, its link neither blackholed nor lossy, in the
+    /// majority.
+    fn answers_pings(&self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        let m = c.member;
+        // A lossy link holds up what follows (TCP retransmits) for up to
+        // 1.5 s after the fault ends.
+        let now = self.now;
+        let lossy = self.faults.iter().any(|f| {
+            f.member == m
+                && f.kind == FaultKind::Degrade
+                && f.at <= now
+                && now <= f.at + f.dur + ms(1600)
+        });
+        c.server_alive
+            && self.cluster.members[m].available()
+            && !self.blackholed(m)
+            && !lossy
+            && !self.has(m, FaultKind::Hang)
+    }
+
+    /// No slow healthy call aborted: `call` is being re-sent or failed
+    /// (`what`); that is a violation while its first copy still runs on a
+    /// member that answers pings, under the same leader, before the
+    /// deadline.
+    fn check_slow_abort(&mut self, call: CallId, what: &str) {
+        let Some(&(conn, attempt, stream, m, term, started)) = self.slow_runs.get(&call) else {
+            return;
+        };
+        // The client learns of an election from probes, up to a probe
+        // interval and a half later: a mutation sent in that window may be
+        // ended as "stuck behind the previous leader" on stale knowledge.
+        let recent_election = self.elections.iter().any(|&e| e + ms(3000) > started);
+        let running = self
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.server_streams.contains(&stream));
+        // Rejoining members may disrupt the leader without a term change of
+        // the cluster yet.
+        let same_leader = self.cluster.term == term
+            && self.cluster.leader.is_some()
+            && self.cluster.leaderless_since.is_none();
+        if running
+            && same_leader
+            && !recent_election
+            && !self.opts.allow_slow_abort
+            && self.answers_pings(conn)
+            && self.now < self.call_deadline(call)
+        {
+            let name = self
+                .by_id
+                .get(&call)
+                .map_or(format!("{call:?}"), |i| format!("#{i}"));
+            self.violation(format!(
+                "slow healthy call {name} aborted: {what} while attempt {attempt} still runs on m{} which answers pings",
+                m + 1
+            ));
+        }
+        self.slow_runs.remove(&call);
+    }
+
+    /// The adapter drops what it holds for `call` (user cancel).
+    fn drop_held(&mut self, call: CallId) {
+        if let Some((conn, _, stream)) = self.held.remove(&call) {
+            if let Some(m) = self.conns.get(&conn).map(|c| c.member) {
+                if self.conns[&conn].st == ConnSt::Open {
+                    let d = self.lat(m);
+                    self.send_to_server(conn, d, Ev::CancelArrive { conn, stream });
+                }
+            }
+        }
+    }
+
+    /// Whether attempt `attempt` of `call` on `conn` is what the adapter
+    /// holds for it.
+    fn current(&self, call: CallId, conn: ConnId, attempt: u32) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open)
+            && self
+                .held
+                .get(&call)
+                .is_some_and(|h| h.0 == conn && h.1 == attempt)
     }
 
     // ----------------------------------------------------------- faults
@@ -1229,6 +1836,7 @@ impl World {
     /// the link latency (never, when the link is blackholed).
     fn reset_conns(&mut self, m: usize, why: &'static str) {
         for conn in self.conns_of(m) {
+            self.srv_streams.retain(|(c, _), _| *c != conn);
             let c = self.conns.get_mut(&conn).expect("conn");
             let was_alive = c.server_alive || c.st == ConnSt::Connecting;
             c.server_alive = false;
@@ -1245,12 +1853,26 @@ impl World {
         let now = self.now;
         self.log(|| format!("FAULT start {:?} m{} for {:?}", f.kind, m + 1, f.dur));
         self.active.entry(m).or_default().push(f.kind);
+        // Every call in flight on the member is touched by the fault.
+        let mut on: Vec<CallId> = self
+            .held
+            .iter()
+            .filter(|(_, (c, _, _))| self.conns.get(c).is_some_and(|c| c.member == m))
+            .map(|(call, _)| *call)
+            .collect();
+        on.sort();
+        if f.kind != FaultKind::TokenExpiry {
+            for call in on {
+                self.hit(call, f.kind);
+            }
+        }
         match f.kind {
             FaultKind::Crash => {
                 if self.cluster.members[m].up {
                     self.cluster.members[m].up = false;
                     self.cluster.members[m].hung = false;
                     self.backlog.retain(|b| b.0 != m);
+                    self.ping_backlog.retain(|b| b.0 != m);
                     self.reset_conns(m, "connection reset (member crashed)");
                     self.cluster.topology_changed(now);
                 }
@@ -1295,7 +1917,9 @@ impl World {
             | FaultKind::Blackhole
             | FaultKind::Refuse
             | FaultKind::TooMany
-            | FaultKind::TimeoutApplied => {}
+            | FaultKind::TimeoutApplied
+            | FaultKind::Slow
+            | FaultKind::Mute => {}
         }
     }
 
@@ -1323,10 +1947,27 @@ impl World {
                 me.leader_view = 0;
                 me.rejoin_at = Some(now + ms(300));
             }
-            FaultKind::Hang if self.cluster.members[m].hung => {
-                self.cluster.members[m].hung = false;
-                self.cluster.rejoin(m);
-                self.cluster.topology_changed(now);
+            FaultKind::Hang | FaultKind::Mute
+                if f.kind == FaultKind::Mute || self.cluster.members[m].hung =>
+            {
+                if f.kind == FaultKind::Hang {
+                    self.cluster.members[m].hung = false;
+                    self.cluster.rejoin(m);
+                    self.cluster.topology_changed(now);
+                }
+                if self.cluster.members[m].hung || self.has(m, FaultKind::Mute) {
+                    return;
+                }
+                let pings: Vec<ConnId> = self
+                    .ping_backlog
+                    .iter()
+                    .filter(|b| b.0 == m)
+                    .map(|b| b.1)
+                    .collect();
+                self.ping_backlog.retain(|b| b.0 != m);
+                for conn in pings {
+                    self.handle(Ev::PingArrive(conn));
+                }
                 let backlog: Vec<_> = self.backlog.iter().filter(|b| b.0 == m).copied().collect();
                 self.backlog.retain(|b| b.0 != m);
                 for (_, conn, call, attempt, stream, token) in backlog {

@@ -1,0 +1,1066 @@
+//! Stream workloads of the simulation: a [`WatchHub`] and a [`LeaseKeeper`]
+//! driven over the core's stream calls (as the client's stream tasks drive
+//! them), and the server side of both streams.
+//!
+//! Invariants checked here:
+//! * every watcher gets every revision exactly once and in order, across
+//!   every fault (each commit is one event on a watched key, so the
+//!   revisions a watcher sees must be consecutive), and has caught up when
+//!   the workload ends;
+//! * a lease is never believed alive past the server's expiry (the keeper's
+//!   deadline is checked against the server's after every renewal);
+//! * streams are not reopened faster than the backoff allows.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
+use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
+use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
+use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+use etcdv3_proto::etcdserverpb::{
+    watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
+    WatchRequest, WatchResponse,
+};
+use etcdv3_proto::method::{LEASE_KEEP_ALIVE, WATCH_WATCH};
+use etcdv3_proto::mvccpb::{Event, KeyValue};
+
+use super::{ms, ConnSt, Ev, FaultKind, World};
+use crate::cluster::REQUEST_TIMEOUT;
+
+/// Which stream owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OwnerKind {
+    Watch,
+    Lease,
+}
+
+/// A client message on a stream.
+#[derive(Debug, Clone)]
+pub enum StreamReq {
+    Watch(WatchRequest),
+    /// A keep-alive for this lease id.
+    Lease(i64),
+}
+
+/// A server message on a stream.
+#[derive(Debug, Clone)]
+pub enum StreamResp {
+    Watch(WatchResponse),
+    Lease(LeaseKeepAliveResponse),
+}
+
+/// The server side of one stream call.
+#[derive(Debug)]
+pub struct SrvStream {
+    kind: OwnerKind,
+    call: CallId,
+    attempt: u32,
+    member: usize,
+    /// Watchers: server id, next revision to send.
+    watchers: Vec<(i64, i64)>,
+    next_id: i64,
+    /// Requests not processed yet (member frozen or muted).
+    pending: VecDeque<StreamReq>,
+    /// A request that cannot complete will end the stream.
+    timeout_armed: bool,
+    /// The server accepted the stream (a frozen member accepts it when it
+    /// resumes: the request waits in the kernel's buffer).
+    opened: bool,
+    token: Option<u64>,
+}
+
+/// What every stream owner keeps.
+#[derive(Debug)]
+struct Owner {
+    call: Option<CallId>,
+    established: bool,
+    /// When to (re)open: the core's stream supervisor, as the client's
+    /// stream task uses it.
+    sup: StreamSupervisor,
+    opens: Vec<Instant>,
+    active: bool,
+    storm_reported: bool,
+}
+
+impl Owner {
+    fn new(config: StreamConfig, seed: u64) -> Owner {
+        Owner {
+            call: None,
+            established: false,
+            sup: StreamSupervisor::new(config, seed),
+            opens: Vec::new(),
+            active: false,
+            storm_reported: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct WatchCheck {
+    /// Start revision asked for (0: from now).
+    start: i64,
+    /// The next revision the watcher must see.
+    expect: Option<i64>,
+}
+
+/// The watch owner: a hub, its stream and what each watcher must see.
+#[derive(Debug)]
+pub struct WatchSide {
+    owner: Owner,
+    hub: WatchHub,
+    checks: BTreeMap<WatcherId, WatchCheck>,
+}
+
+/// The lease owner: a keeper and its stream.
+#[derive(Debug)]
+pub struct LeaseSide {
+    owner: Owner,
+    keeper: LeaseKeeper,
+}
+
+fn event(rev: i64) -> Event {
+    Event {
+        r#type: 0,
+        kv: Some(KeyValue {
+            key: format!("k{rev}").into_bytes(),
+            create_revision: rev,
+            mod_revision: rev,
+            version: 1,
+            value: b"v".to_vec(),
+            lease: 0,
+        }),
+        prev_kv: None,
+    }
+}
+
+fn header(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision: rev,
+        ..Default::default()
+    })
+}
+
+impl World {
+    // ------------------------------------------------------------ plan
+
+    /// Most runs watch and keep leases alive.
+    pub(super) fn plan_streams(&mut self) {
+        if self.rng.gen_bool(0.7) {
+            let t = self.base + ms(self.rng.gen_range(100..5000));
+            self.at(t, Ev::OwnerStart(OwnerKind::Watch));
+        }
+        if self.rng.gen_bool(0.6) {
+            let t = self.base + ms(self.rng.gen_range(100..5000));
+            self.at(t, Ev::OwnerStart(OwnerKind::Lease));
+        }
+    }
+
+    fn owner_mut(&mut self, kind: OwnerKind) -> Option<&mut Owner> {
+        match kind {
+            OwnerKind::Watch => self.watch.as_mut().map(|w| &mut w.owner),
+            OwnerKind::Lease => self.lease.as_mut().map(|l| &mut l.owner),
+        }
+    }
+
+    pub(super) fn owner_start(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        match kind {
+            OwnerKind::Watch => {
+                let mut hub = WatchHub::new();
+                let mut checks = BTreeMap::new();
+                for _ in 0..self.rng.gen_range(1..4) {
+                    // From now, or from a past revision (history first).
+                    let start = if self.rng.gen_bool(0.5) {
+                        0
+                    } else {
+                        let back = self.rng.gen_range(0..4) as i64;
+                        (self.cluster.rev - back).max(2)
+                    };
+                    let id = hub.add(WatchCreateRequest {
+                        key: b"k".to_vec(),
+                        range_end: b"l".to_vec(),
+                        start_revision: start,
+                        ..Default::default()
+                    });
+                    checks.insert(
+                        id,
+                        WatchCheck {
+                            start,
+                            expect: None,
+                        },
+                    );
+                }
+                self.log(|| format!("watch owner starts: {checks:?}"));
+                self.watch = Some(WatchSide {
+                    owner: Owner::new(self.stream_config(), self.rng.next_u64()),
+                    hub,
+                    checks,
+                });
+            }
+            OwnerKind::Lease => {
+                let mut keeper = LeaseKeeper::new();
+                for i in 0..self.rng.gen_range(1..3) {
+                    let ttl = [2, 5, 10, 30][self.rng.gen_range(0..4) as usize];
+                    let id = 100 + i as i64;
+                    // Granted now: the server's TTL starts no earlier.
+                    self.srv_leases
+                        .insert(id, (now + Duration::from_secs(ttl as u64), ttl));
+                    keeper.keep(now, id, ttl);
+                }
+                let leases: Vec<String> = self
+                    .srv_leases
+                    .iter()
+                    .map(|(id, (exp, ttl))| {
+                        format!("{id}: ttl {ttl} until +{:?}", *exp - self.base)
+                    })
+                    .collect();
+                let leases = leases.join(", ");
+                self.log(|| format!("lease owner starts: {leases}"));
+                self.lease = Some(LeaseSide {
+                    owner: Owner::new(self.stream_config(), self.rng.next_u64()),
+                    keeper,
+                });
+            }
+        }
+        if let Some(o) = self.owner_mut(kind) {
+            o.active = true;
+            o.sup.handle_wanted(now, true);
+        }
+        self.owner_poll_open(kind);
+    }
+
+    fn stream_config(&self) -> StreamConfig {
+        StreamConfig {
+            backoff: self.core.config().stream_backoff.clone(),
+            ..StreamConfig::default()
+        }
+    }
+
+    /// Open a stream if the supervisor says so.
+    fn owner_poll_open(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        if self.owner_mut(kind).is_some_and(|o| o.sup.poll_open(now)) {
+            self.open_stream(kind);
+        }
+    }
+
+    fn open_stream(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        let method = match kind {
+            OwnerKind::Watch => WATCH_WATCH,
+            OwnerKind::Lease => LEASE_KEEP_ALIVE,
+        };
+        let Some(o) = self.owner_mut(kind) else {
+            return;
+        };
+        if !o.active || o.call.is_some() {
+            return;
+        }
+        o.opens.push(now);
+        // Reopen rate bounded by the backoff: never a storm.
+        let recent = o
+            .opens
+            .iter()
+            .filter(|t| **t + Duration::from_secs(1) > now)
+            .count();
+        let storm = recent > 8 && !o.storm_reported;
+        if storm {
+            o.storm_reported = true;
+        }
+        let call = self.core.start_call(now, method, None);
+        if let Some(o) = self.owner_mut(kind) {
+            o.call = Some(call);
+            o.established = false;
+        }
+        self.owners.insert(call, kind);
+        self.report.stream_opens += 1;
+        self.log(|| format!("open {kind:?} stream as {call:?}"));
+        if storm {
+            self.violation(format!(
+                "{kind:?} stream reopened {recent} times within 1 s"
+            ));
+        }
+    }
+
+    pub(super) fn owner_reopen(&mut self, kind: OwnerKind) {
+        self.owner_poll_open(kind);
+    }
+
+    /// The core sends (attempt `attempt` of) stream call `call` on `conn`.
+    pub(super) fn stream_send(&mut self, call: CallId, attempt: u32, conn: ConnId) {
+        let now = self.now;
+        self.log(|| format!("Send stream {call:?} attempt {attempt} on {conn:?}"));
+        self.drop_held(call);
+        let open = self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open);
+        if !open {
+            self.at(
+                now,
+                Ev::Report(call, attempt, Outcome::NotSent("connection is gone".into())),
+            );
+            return;
+        }
+        let c = self.conns.get_mut(&conn).expect("conn");
+        let stream = c.next_stream;
+        c.next_stream += 2;
+        let member = c.member;
+        self.held.insert(call, (conn, attempt, stream));
+        let token = self.client_token;
+        let d = self.lat(member);
+        self.send_to_server(
+            conn,
+            d,
+            Ev::StreamOpenArrive {
+                conn,
+                call,
+                attempt,
+                stream,
+                token,
+            },
+        );
+    }
+
+    // ------------------------------------------------------ server side
+
+    pub(super) fn srv_stream_open(
+        &mut self,
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        stream: u32,
+        token: Option<u64>,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let m = c.member;
+        if !c.server_alive || c.goaway_last.is_some_and(|l| stream > l) {
+            return;
+        }
+        c.server_max_stream = c.server_max_stream.max(stream);
+        if !self.cluster.members[m].up {
+            return;
+        }
+        let kind = match self.owners.get(&call) {
+            Some(k) => *k,
+            None => return,
+        };
+        self.conns
+            .get_mut(&conn)
+            .expect("conn")
+            .server_streams
+            .insert(stream);
+        self.srv_streams.insert(
+            (conn, stream),
+            SrvStream {
+                kind,
+                call,
+                attempt,
+                member: m,
+                watchers: Vec::new(),
+                next_id: 1000,
+                pending: VecDeque::new(),
+                timeout_armed: false,
+                opened: false,
+                token,
+            },
+        );
+        if self.cluster.members[m].serving() {
+            self.srv_stream_accept((conn, stream));
+        }
+    }
+
+    /// The server takes up a stream: refuses it, rejects its token, or
+    /// answers its headers.
+    fn srv_stream_accept(&mut self, key: (ConnId, u32)) {
+        let Some(s) = self.srv_streams.get_mut(&key) else {
+            return;
+        };
+        s.opened = true;
+        let (m, call, attempt, token) = (s.member, s.call, s.attempt, s.token);
+        let conn = key.0;
+        let token_ok = !self.auth || token.is_some_and(|t| t >= self.token_epoch);
+        let refused = self.has(m, FaultKind::Refuse) && self.rng.gen_bool(0.5);
+        if refused {
+            self.srv_streams.remove(&key);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.server_streams.remove(&key.1);
+            }
+            self.send_to_client_after(
+                conn,
+                Duration::ZERO,
+                Ev::StreamEnd {
+                    conn,
+                    call,
+                    attempt,
+                    outcome: Outcome::Refused(REFUSED_STREAM_MESSAGE.into()),
+                },
+            );
+            return;
+        }
+        if !token_ok {
+            self.hit(call, FaultKind::TokenExpiry);
+            self.end_srv_stream(
+                key,
+                Status::new(Code::Unauthenticated, "etcdserver: invalid auth token"),
+            );
+            return;
+        }
+        self.send_to_client_after(
+            conn,
+            Duration::ZERO,
+            Ev::StreamHeaders {
+                conn,
+                call,
+                attempt,
+            },
+        );
+    }
+
+    pub(super) fn srv_stream_req(&mut self, conn: ConnId, stream: u32, req: StreamReq) {
+        if let Some(s) = self.srv_streams.get_mut(&(conn, stream)) {
+            s.pending.push_back(req);
+        }
+    }
+
+    pub(super) fn srv_stream_timeout(&mut self, conn: ConnId, stream: u32) {
+        if self.srv_streams.contains_key(&(conn, stream)) {
+            self.end_srv_stream(
+                (conn, stream),
+                Status::new(Code::Unavailable, "etcdserver: request timed out"),
+            );
+        }
+    }
+
+    fn end_srv_stream(&mut self, key: (ConnId, u32), status: Status) {
+        let Some(s) = self.srv_streams.remove(&key) else {
+            return;
+        };
+        if let Some(c) = self.conns.get_mut(&key.0) {
+            c.server_streams.remove(&key.1);
+        }
+        self.send_to_client_after(
+            key.0,
+            Duration::ZERO,
+            Ev::StreamEnd {
+                conn: key.0,
+                call: s.call,
+                attempt: s.attempt,
+                outcome: Outcome::Status(status),
+            },
+        );
+    }
+
+    /// Send `resp` on stream `key`, after the member's replication lag
+    /// when it is a follower.
+    fn srv_send(&mut self, key: (ConnId, u32), resp: StreamResp) {
+        let Some(s) = self.srv_streams.get(&key) else {
+            return;
+        };
+        let (call, attempt, m) = (s.call, s.attempt, s.member);
+        if let Some(c) = self.conns.get_mut(&key.0) {
+            // The server sends data: grpc-go resets its ping strikes.
+            c.reset_strikes = true;
+        }
+        let lag = if self.cluster.leader == Some(m) {
+            Duration::ZERO
+        } else {
+            self.lag[m]
+        };
+        let ev = Ev::StreamResp {
+            conn: key.0,
+            call,
+            attempt,
+            resp: Box::new(resp),
+        };
+        self.send_to_client_after(key.0, lag, ev);
+    }
+
+    /// The servers do what is due on their streams: process requests,
+    /// push watch events up to what each member applied, end streams of
+    /// members that lost their leader.
+    pub(super) fn sync_streams(&mut self) {
+        if self.srv_streams.is_empty() {
+            return;
+        }
+        let now = self.now;
+        let keys: Vec<(ConnId, u32)> = self.srv_streams.keys().copied().collect();
+        for key in keys {
+            let Some(s) = self.srv_streams.get(&key) else {
+                continue;
+            };
+            let m = s.member;
+            let kind = s.kind;
+            if !self.conns.get(&key.0).is_some_and(|c| c.server_alive) {
+                self.srv_streams.remove(&key);
+                continue;
+            }
+            if !self.cluster.members[m].serving() {
+                continue;
+            }
+            if !s.opened {
+                self.srv_stream_accept(key);
+                if !self.srv_streams.contains_key(&key) {
+                    continue;
+                }
+            }
+            let me = &self.cluster.members[m];
+            if self.has(m, FaultKind::Mute) {
+                continue;
+            }
+            if kind == OwnerKind::Watch && me.leader_view == 0 {
+                // etcd ends the streams of a member without a leader
+                // (clients send `hasleader`).
+                self.end_srv_stream(key, Status::new(Code::Unavailable, "etcdserver: no leader"));
+                continue;
+            }
+            while let Some(req) = self
+                .srv_streams
+                .get_mut(&key)
+                .and_then(|s| s.pending.pop_front())
+            {
+                match req {
+                    StreamReq::Watch(r) => self.srv_watch_req(key, r),
+                    StreamReq::Lease(id) => {
+                        if !self.srv_lease_req(key, id) {
+                            break;
+                        }
+                    }
+                }
+            }
+            if kind == OwnerKind::Watch {
+                self.srv_push_events(key);
+            }
+        }
+        let _ = now;
+    }
+
+    fn srv_watch_req(&mut self, key: (ConnId, u32), req: WatchRequest) {
+        let Some(s) = self.srv_streams.get_mut(&key) else {
+            return;
+        };
+        let rev = self.cluster.members[s.member].rev;
+        let resp = match req.request_union {
+            Some(RequestUnion::CreateRequest(c)) => {
+                let id = if c.watch_id > 0 {
+                    c.watch_id
+                } else {
+                    s.next_id += 1;
+                    s.next_id
+                };
+                let start = if c.start_revision <= 0 {
+                    rev + 1
+                } else {
+                    c.start_revision
+                };
+                s.watchers.push((id, start));
+                let m = s.member;
+                self.log(|| {
+                    format!(
+                        "m{} creates watch {id} from {} (asked {}), at revision {rev}",
+                        m + 1,
+                        start,
+                        c.start_revision
+                    )
+                });
+                WatchResponse {
+                    header: header(rev),
+                    watch_id: id,
+                    created: true,
+                    ..Default::default()
+                }
+            }
+            Some(RequestUnion::CancelRequest(c)) => {
+                s.watchers.retain(|w| w.0 != c.watch_id);
+                WatchResponse {
+                    header: header(rev),
+                    watch_id: c.watch_id,
+                    canceled: true,
+                    ..Default::default()
+                }
+            }
+            Some(RequestUnion::ProgressRequest(_)) => WatchResponse {
+                header: header(rev),
+                watch_id: -1,
+                ..Default::default()
+            },
+            None => return,
+        };
+        self.srv_send(key, StreamResp::Watch(resp));
+    }
+
+    /// A keep-alive at the member; false when it cannot be served now
+    /// (the stream ends or will time out).
+    fn srv_lease_req(&mut self, key: (ConnId, u32), id: i64) -> bool {
+        let now = self.now;
+        let Some(s) = self.srv_streams.get_mut(&key) else {
+            return false;
+        };
+        let m = s.member;
+        if self.cluster.can_commit_via(m) {
+            let ttl = match self.srv_leases.get_mut(&id) {
+                Some((exp, ttl)) if *exp > now => {
+                    *exp = (*exp).max(now + Duration::from_secs(*ttl as u64));
+                    *ttl
+                }
+                _ => 0,
+            };
+            self.srv_send(
+                key,
+                StreamResp::Lease(LeaseKeepAliveResponse {
+                    header: header(self.cluster.rev),
+                    id,
+                    ttl,
+                }),
+            );
+            return true;
+        }
+        if self.cluster.members[m].leader_view == 0 {
+            self.end_srv_stream(key, Status::new(Code::Unavailable, "etcdserver: no leader"));
+            return false;
+        }
+        // The leader is unreachable: the renewal times out.
+        if !s.timeout_armed {
+            s.timeout_armed = true;
+            self.at(
+                now + REQUEST_TIMEOUT,
+                Ev::SrvStreamTimeout {
+                    conn: key.0,
+                    stream: key.1,
+                },
+            );
+        }
+        false
+    }
+
+    fn srv_push_events(&mut self, key: (ConnId, u32)) {
+        let Some(s) = self.srv_streams.get(&key) else {
+            return;
+        };
+        let visible = self.cluster.members[s.member].rev;
+        let watchers = s.watchers.clone();
+        for (i, (id, next)) in watchers.into_iter().enumerate() {
+            // Revision 1 is the initial state: events start at 2.
+            let next = next.max(2);
+            if next > visible {
+                continue;
+            }
+            let last = visible.min(next + 15);
+            let events: Vec<Event> = (next..=last).map(event).collect();
+            if events.len() >= 2 && self.rng.gen_bool(0.25) {
+                let cut = self.rng.gen_range(1..events.len() as u64) as usize;
+                let (a, b) = events.split_at(cut);
+                for (part, fragment) in [(a, true), (b, false)] {
+                    self.srv_send(
+                        key,
+                        StreamResp::Watch(WatchResponse {
+                            header: header(visible),
+                            watch_id: id,
+                            events: part.to_vec(),
+                            fragment,
+                            ..Default::default()
+                        }),
+                    );
+                }
+            } else {
+                self.srv_send(
+                    key,
+                    StreamResp::Watch(WatchResponse {
+                        header: header(visible),
+                        watch_id: id,
+                        events,
+                        ..Default::default()
+                    }),
+                );
+            }
+            if let Some(s) = self.srv_streams.get_mut(&key) {
+                s.watchers[i].1 = last + 1;
+            }
+        }
+    }
+
+    // ------------------------------------------------------ client side
+
+    pub(super) fn stream_headers(&mut self, conn: ConnId, call: CallId, attempt: u32) {
+        if !self.current(call, conn, attempt) {
+            return;
+        }
+        let now = self.now;
+        let Some(&kind) = self.owners.get(&call) else {
+            return;
+        };
+        self.core.handle_stream_established(now, call);
+        if let Some(o) = self.owner_mut(kind) {
+            o.established = true;
+            o.sup.handle_opened(now);
+        }
+        if let Some(l) = self.lease.as_mut().filter(|_| kind == OwnerKind::Lease) {
+            // A new stream: every lease is renewed at once.
+            l.keeper.handle_stream_lost(now);
+        }
+        self.owner_flush(kind);
+    }
+
+    pub(super) fn stream_resp(
+        &mut self,
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        resp: StreamResp,
+    ) {
+        if !self.current(call, conn, attempt) {
+            return;
+        }
+        let now = self.now;
+        self.core.handle_stream_progress(now, call);
+        let kind = match resp {
+            StreamResp::Watch(_) => OwnerKind::Watch,
+            StreamResp::Lease(_) => OwnerKind::Lease,
+        };
+        if let Some(o) = self.owner_mut(kind) {
+            o.sup.handle_message(now);
+        }
+        match resp {
+            StreamResp::Watch(r) => {
+                if let Some(w) = self.watch.as_mut() {
+                    w.hub.handle_response(r);
+                }
+                self.owner_flush(OwnerKind::Watch);
+            }
+            StreamResp::Lease(r) => {
+                if let Some(l) = self.lease.as_mut() {
+                    l.keeper.handle_response(now, r);
+                }
+                self.owner_flush(OwnerKind::Lease);
+            }
+        }
+    }
+
+    /// Send what the owner has to send on its stream and check what it
+    /// delivered.
+    fn owner_flush(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        let mut out: Vec<StreamReq> = Vec::new();
+        let mut renew_stream = false;
+        let call = match kind {
+            OwnerKind::Watch => {
+                let Some(w) = self.watch.as_mut() else { return };
+                if w.owner.established {
+                    if w.hub.needs_new_stream() {
+                        renew_stream = true;
+                    } else {
+                        while let Some(r) = w.hub.poll_transmit() {
+                            out.push(StreamReq::Watch(r));
+                        }
+                    }
+                }
+                w.owner.call
+            }
+            OwnerKind::Lease => {
+                let Some(l) = self.lease.as_mut() else { return };
+                l.keeper.handle_timeout(now);
+                if l.owner.established && l.keeper.is_stuck(now) {
+                    // Keep-alives unanswered for a renewal interval on a
+                    // member that answers pings: the core suspects it and
+                    // ends the stream; it is replaced at once.
+                    if let Some(call) = l.owner.call {
+                        self.log(|| format!("lease stream {call:?} stuck"));
+                        self.core.handle_stream_unanswered(now, call);
+                    }
+                    return;
+                }
+                if l.owner.established {
+                    while let Some(r) = l.keeper.poll_transmit(now) {
+                        out.push(StreamReq::Lease(r.id));
+                    }
+                }
+                l.owner.call
+            }
+        };
+        if let Some(call) = call {
+            if let Some(&(conn, _, stream)) = self.held.get(&call) {
+                if !out.is_empty() {
+                    // Each of these requests owes an answer.
+                    self.core.handle_stream_sent(now, call);
+                }
+                for req in out {
+                    if let Some(m) = self.conns.get(&conn).map(|c| c.member) {
+                        let d = self.lat(m);
+                        let req = Box::new(req);
+                        self.send_to_server(conn, d, Ev::StreamReqArrive { conn, stream, req });
+                    }
+                }
+            }
+        }
+        match kind {
+            OwnerKind::Watch => self.check_watch_events(),
+            OwnerKind::Lease => self.check_lease_events(),
+        }
+        if renew_stream {
+            // The server refused the stream's work ("no leader").
+            if let Some(o) = self.owner_mut(kind) {
+                o.sup.handle_refused(now);
+            }
+            self.drop_stream(kind, true);
+        }
+    }
+
+    fn check_watch_events(&mut self) {
+        let Some(w) = self.watch.as_mut() else { return };
+        let mut bad = Vec::new();
+        let mut useful = false;
+        let mut delivered = 0u64;
+        while let Some((id, ev)) = w.hub.poll_event() {
+            let Some(chk) = w.checks.get_mut(&id) else {
+                bad.push(format!("event for unknown watcher {id}: {ev:?}"));
+                continue;
+            };
+            match ev {
+                WatchEvent::Created { revision } => {
+                    useful = true;
+                    if chk.expect.is_some() {
+                        bad.push(format!("watcher {id} created twice"));
+                    }
+                    chk.expect = Some(if chk.start <= 0 {
+                        revision + 1
+                    } else {
+                        chk.start
+                    });
+                }
+                WatchEvent::Events { events, .. } => {
+                    useful = true;
+                    for e in events {
+                        let r = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+                        match chk.expect {
+                            Some(x) if x == r => chk.expect = Some(r + 1),
+                            other => bad.push(format!(
+                                "watcher {id} got revision {r}, expected {other:?} (lost, duplicated or out of order)"
+                            )),
+                        }
+                        delivered += 1;
+                    }
+                }
+                WatchEvent::Progress { .. } => {}
+                other => {
+                    bad.push(format!("watcher {id} ended: {other:?}"));
+                    w.checks.remove(&id);
+                }
+            }
+        }
+        let _ = useful;
+        self.report.watch_events += delivered;
+        for b in bad {
+            self.violation(b);
+        }
+    }
+
+    fn check_lease_events(&mut self) {
+        let now = self.now;
+        let Some(l) = self.lease.as_mut() else { return };
+        let mut renewed = 0;
+        let mut log = Vec::new();
+        while let Some(ev) = l.keeper.poll_event() {
+            match ev {
+                LeaseEvent::Renewed { .. } => renewed += 1,
+                LeaseEvent::Expired { id } => log.push(format!("lease {id} expired")),
+            }
+        }
+        // Never believed alive past the server's expiry.
+        let mut bad = Vec::new();
+        for (&id, &(exp, _)) in &self.srv_leases {
+            if let Some(d) = l.keeper.deadline(id) {
+                if d > exp {
+                    bad.push(format!(
+                        "lease {id} believed alive until +{:?} but the server expires it at +{:?}",
+                        d - self.base,
+                        exp - self.base
+                    ));
+                }
+            }
+        }
+        let empty = l.keeper.is_empty() && l.owner.active;
+        self.report.lease_renewals += renewed;
+        for line in log {
+            self.log(|| line);
+        }
+        for b in bad {
+            self.violation(b);
+        }
+        if empty {
+            // Every lease expired: the stream is no longer needed.
+            if let Some(l) = self.lease.as_mut() {
+                l.owner.active = false;
+            }
+            self.drop_stream(OwnerKind::Lease, false);
+        }
+        let _ = now;
+    }
+
+    /// The owner ends its stream itself (no `Complete` follows).
+    fn drop_stream(&mut self, kind: OwnerKind, reopen: bool) {
+        let now = self.now;
+        let Some(call) = self.owner_mut(kind).and_then(|o| o.call.take()) else {
+            return;
+        };
+        self.log(|| format!("drop {kind:?} stream {call:?}"));
+        self.owners.remove(&call);
+        self.slow_runs.remove(&call);
+        self.core.cancel_call(now, call);
+        self.drop_held(call);
+        self.stream_lost(kind, reopen);
+    }
+
+    /// The core completed stream call `call`.
+    pub(super) fn stream_completed(
+        &mut self,
+        kind: OwnerKind,
+        call: CallId,
+        result: Result<(), CallError>,
+    ) {
+        let now = self.now;
+        self.log(|| format!("{kind:?} stream {call:?} ended: {result:?}"));
+        self.drop_held(call);
+        if let Some(o) = self.owner_mut(kind) {
+            if o.call == Some(call) {
+                o.call = None;
+                if o.established {
+                    o.sup.handle_lost(now);
+                } else {
+                    o.sup.handle_open_failed(now);
+                }
+            }
+        }
+        self.stream_lost(kind, true);
+    }
+
+    fn stream_lost(&mut self, kind: OwnerKind, reopen: bool) {
+        let now = self.now;
+        match kind {
+            OwnerKind::Watch => {
+                if let Some(w) = self.watch.as_mut() {
+                    w.hub.handle_stream_lost();
+                }
+            }
+            OwnerKind::Lease => {
+                if let Some(l) = self.lease.as_mut() {
+                    l.keeper.handle_stream_lost(now);
+                }
+            }
+        }
+        let Some(o) = self.owner_mut(kind) else {
+            return;
+        };
+        o.established = false;
+        if !reopen || !o.active {
+            o.sup.handle_wanted(now, false);
+            o.sup.handle_closed(now);
+            return;
+        }
+        // Reopened when the supervisor says (at once or after its backoff).
+        self.at(now, Ev::Reopen(kind));
+    }
+
+    /// When the lease owner must run (renewals while its stream is up,
+    /// local expiry always).
+    pub(super) fn owner_timeout(&self) -> Option<Instant> {
+        let sups = [
+            self.watch.as_ref().map(|w| &w.owner),
+            self.lease.as_ref().map(|l| &l.owner),
+        ];
+        let sup = sups
+            .into_iter()
+            .flatten()
+            .filter(|o| o.active)
+            .filter_map(|o| o.sup.poll_timeout())
+            .min();
+        let keeper = self
+            .lease
+            .as_ref()
+            .filter(|l| l.owner.active)
+            .and_then(|l| {
+                if l.owner.established {
+                    l.keeper.poll_timeout()
+                } else {
+                    l.keeper.next_deadline()
+                }
+            });
+        [sup, keeper].into_iter().flatten().min()
+    }
+
+    pub(super) fn owner_tick(&mut self) {
+        let now = self.now;
+        for kind in [OwnerKind::Watch, OwnerKind::Lease] {
+            let due = self
+                .owner_mut(kind)
+                .is_some_and(|o| o.sup.poll_timeout().is_some_and(|t| t <= now));
+            if due {
+                if let Some(o) = self.owner_mut(kind) {
+                    o.sup.handle_timeout(now);
+                }
+                self.owner_poll_open(kind);
+            }
+        }
+        self.owner_flush(OwnerKind::Lease);
+    }
+
+    /// The workload is over: watchers must have caught up; then the owners
+    /// end their streams.
+    pub(super) fn owners_stop(&mut self) {
+        let quiet_for = self.now.saturating_duration_since(self.fault_end);
+        let rev = self.cluster.rev;
+        if let Some(w) = self.watch.as_mut() {
+            let mut bad = Vec::new();
+            if quiet_for > Duration::from_secs(10) {
+                for (id, chk) in &w.checks {
+                    if chk.expect != Some(rev + 1) {
+                        bad.push(format!(
+                            "watcher {id} has not caught up {quiet_for:?} after the faults: next {:?}, committed {rev}",
+                            chk.expect
+                        ));
+                    }
+                }
+            }
+            w.owner.active = false;
+            let ids: Vec<WatcherId> = w.checks.keys().copied().collect();
+            for id in ids {
+                w.hub.cancel(id);
+            }
+            for b in bad {
+                self.violation(b);
+            }
+            self.drop_stream(OwnerKind::Watch, false);
+        }
+        if let Some(l) = self.lease.as_mut() {
+            l.owner.active = false;
+            let ids: Vec<i64> = self.srv_leases.keys().copied().collect();
+            for id in ids {
+                l.keeper.remove(id);
+            }
+            self.drop_stream(OwnerKind::Lease, false);
+        }
+    }
+
+    /// Like `send_to_client`, `extra` later (FIFO kept). Data on a stream
+    /// is never lost while its connection lives (TCP retransmits): across a
+    /// blackhole it arrives when the link heals.
+    fn send_to_client_after(&mut self, conn: ConnId, extra: Duration, ev: Ev) {
+        let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
+            return;
+        };
+        let now = self.now;
+        let healed = self
+            .faults
+            .iter()
+            .filter(|f| f.kind == FaultKind::Blackhole && f.member == m)
+            .filter(|f| f.at <= now && now < f.at + f.dur)
+            .map(|f| f.at + f.dur)
+            .max();
+        let held_back = healed.map_or(Duration::ZERO, |t| t - now);
+        let d = self.lat(m) + extra + held_back;
+        let c = self.conns.get_mut(&conn).expect("conn");
+        let t = (self.now + d).max(c.last_to_client);
+        c.last_to_client = t;
+        self.at(t, ev);
+    }
+}
