@@ -288,8 +288,10 @@ async fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            // etcdctl exits 1 on flag errors; help and version exit 0.
-            return if e.use_stderr() {
+            // etcdctl exits 1 on flag errors; help and version exit 0, and
+            // so does a bare `etcdctl` (it prints the help).
+            let bare = e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+            return if e.use_stderr() && !bare {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

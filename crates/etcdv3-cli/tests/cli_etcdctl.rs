@@ -1009,6 +1009,21 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
 }
 
 #[test]
+fn help_and_version_exit_zero_as_etcdctl() {
+    for args in [
+        &[][..],
+        &["--help"][..],
+        &["get", "--help"][..],
+        &["--version"][..],
+    ] {
+        let out = Command::new(OURS).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = [out.stdout, out.stderr].concat();
+        assert!(!text.is_empty(), "{args:?} printed nothing");
+    }
+}
+
+#[test]
 fn unreachable_endpoints_are_named_with_why() {
     let dead = Tool {
         bin: OURS.into(),
