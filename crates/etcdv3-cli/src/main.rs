@@ -80,6 +80,8 @@ enum Command {
     Lock(cmd::concurrency::LockArgs),
     /// Observes and participates in leader election.
     Elect(cmd::concurrency::ElectArgs),
+    /// Makes a mirror at the destination etcd cluster.
+    MakeMirror(cmd::mirror::MirrorArgs),
     /// Alarm related commands.
     Alarm {
         #[command(subcommand)]
@@ -267,6 +269,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::MoveLeader { transferee } => cmd::cluster::move_leader(&ctx, &transferee).await,
         Command::Lock(a) => cmd::concurrency::lock(&ctx, a).await,
         Command::Elect(a) => cmd::concurrency::elect(&ctx, a).await,
+        Command::MakeMirror(a) => cmd::mirror::make_mirror(&ctx, a).await,
         Command::Alarm { command } => cmd::maintenance::alarm(&ctx, command).await,
         Command::Snapshot { command } => cmd::maintenance::snapshot(&ctx, command).await,
         Command::Auth { command } => cmd::auth::auth(&ctx, command).await,

@@ -8,6 +8,7 @@ pub mod endpoint;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod mirror;
 pub mod txn;
 pub mod watch;
 
