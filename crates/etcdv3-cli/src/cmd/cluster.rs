@@ -1,0 +1,280 @@
+//! `member list|add|remove|update|promote` and `move-leader`.
+
+use clap::Subcommand;
+use etcdv3_tokio::api::{Member, MemberListOptions};
+use serde::Serialize;
+
+use crate::flags::WriteOut;
+use crate::output::{fields_header, is_zero, print_json, table, HeaderJson};
+use crate::{CliError, Ctx};
+
+/// Member subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MemberCommand {
+    /// Lists all members in the cluster.
+    List,
+    /// Adds a member into the cluster.
+    Add {
+        /// Name of the new member.
+        name: String,
+        /// Comma separated peer URLs for the new member.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+        /// Indicates if the new member is raft learner.
+        #[arg(long)]
+        learner: bool,
+    },
+    /// Removes a member from the cluster.
+    Remove {
+        /// Member ID (hex).
+        #[arg(value_parser = parse_member_id)]
+        id: u64,
+    },
+    /// Updates a member in the cluster.
+    Update {
+        /// Member ID (hex).
+        #[arg(value_parser = parse_member_id)]
+        id: u64,
+        /// Comma separated peer URLs for the updated member.
+        #[arg(long, value_delimiter = ',', required = true)]
+        peer_urls: Vec<String>,
+    },
+    /// Promotes a non-voting member in the cluster.
+    Promote {
+        /// Member ID (hex).
+        #[arg(value_parser = parse_member_id)]
+        id: u64,
+    },
+}
+
+/// Parse a member id as etcdctl does: hexadecimal.
+pub fn parse_member_id(s: &str) -> Result<u64, String> {
+    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16)
+        .map_err(|e| format!("bad member ID arg ({e}), expecting ID in Hex"))
+}
+
+#[derive(Serialize)]
+struct MemberJson {
+    #[serde(rename = "ID", skip_serializing_if = "is_zero")]
+    id: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    name: String,
+    #[serde(rename = "peerURLs", skip_serializing_if = "Vec::is_empty")]
+    peer_urls: Vec<String>,
+    #[serde(rename = "clientURLs", skip_serializing_if = "Vec::is_empty")]
+    client_urls: Vec<String>,
+    #[serde(rename = "isLearner", skip_serializing_if = "is_zero")]
+    is_learner: bool,
+}
+
+impl MemberJson {
+    fn of(m: &Member) -> MemberJson {
+        MemberJson {
+            id: m.id,
+            name: m.name.clone(),
+            peer_urls: m.peer_ur_ls.clone(),
+            client_urls: m.client_ur_ls.clone(),
+            is_learner: m.is_learner,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MemberListJson {
+    header: HeaderJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    member: Option<MemberJson>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    members: Vec<MemberJson>,
+}
+
+impl MemberListJson {
+    fn of(
+        header: Option<&etcdv3_tokio::api::ResponseHeader>,
+        member: Option<&Member>,
+        members: &[Member],
+    ) -> MemberListJson {
+        MemberListJson {
+            header: HeaderJson::of(header),
+            member: member.map(MemberJson::of),
+            members: members.iter().map(MemberJson::of).collect(),
+        }
+    }
+}
+
+/// etcdctl's `Member %16x <verb> cluster %16x`.
+fn member_changed(id: u64, verb: &str, header: Option<&etcdv3_tokio::api::ResponseHeader>) {
+    let cluster = header.map(|h| h.cluster_id).unwrap_or_default();
+    println!("Member {id:16x} {verb} cluster {cluster:16x}");
+}
+
+/// etcdctl's member row: ID, status, name, peer URLs, client URLs, learner.
+fn member_row(m: &Member) -> Vec<String> {
+    vec![
+        format!("{:x}", m.id),
+        if m.name.is_empty() {
+            "unstarted"
+        } else {
+            "started"
+        }
+        .to_string(),
+        m.name.clone(),
+        m.peer_ur_ls.join(","),
+        m.client_ur_ls.join(","),
+        m.is_learner.to_string(),
+    ]
+}
+
+/// Run a member subcommand.
+pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
+    let p = ctx.printer;
+    let list = matches!(command, MemberCommand::List);
+    if list {
+        p.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Table,
+            WriteOut::Fields,
+        ])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
+    let client = ctx.connect().await?;
+    match command {
+        MemberCommand::List => {
+            let r = client
+                .member_list(MemberListOptions::new().with_linearizable())
+                .await?;
+            match p.format {
+                WriteOut::Json => {
+                    print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members))
+                }
+                WriteOut::Fields => {
+                    let mut out = fields_header(r.header.as_ref());
+                    for m in &r.members {
+                        out.push_str(&format!("\"ID\" : {}\n\"Name\" : {:?}\n", m.id, m.name));
+                        for u in &m.peer_ur_ls {
+                            out.push_str(&format!("\"PeerURL\" : {u:?}\n"));
+                        }
+                        for u in &m.client_ur_ls {
+                            out.push_str(&format!("\"ClientURL\" : {u:?}\n"));
+                        }
+                        out.push_str(&format!("\"IsLearner\" : {}\n\n", m.is_learner));
+                    }
+                    print!("{out}");
+                    Ok(())
+                }
+                WriteOut::Table => {
+                    let rows: Vec<Vec<String>> = r.members.iter().map(member_row).collect();
+                    print!(
+                        "{}",
+                        table(
+                            &[
+                                "ID",
+                                "STATUS",
+                                "NAME",
+                                "PEER ADDRS",
+                                "CLIENT ADDRS",
+                                "IS LEARNER"
+                            ],
+                            &rows
+                        )
+                    );
+                    Ok(())
+                }
+                _ => {
+                    for m in &r.members {
+                        println!("{}", member_row(m).join(", "));
+                    }
+                    Ok(())
+                }
+            }
+        }
+        MemberCommand::Add {
+            name,
+            peer_urls,
+            learner,
+        } => {
+            let r = client.member_add(peer_urls.clone(), learner).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(
+                    r.header.as_ref(),
+                    r.member.as_ref(),
+                    &r.members,
+                ));
+            }
+            let id = r.member.as_ref().map(|m| m.id).unwrap_or_default();
+            member_changed(id, "added to", r.header.as_ref());
+            let mut conf = Vec::new();
+            for m in &r.members {
+                let n = if m.id == id { &name } else { &m.name };
+                for u in &m.peer_ur_ls {
+                    conf.push(format!("{n}={u}"));
+                }
+            }
+            println!(
+                "\nETCD_NAME=\"{name}\"\nETCD_INITIAL_CLUSTER=\"{}\"\nETCD_INITIAL_ADVERTISE_PEER_URLS=\"{}\"\nETCD_INITIAL_CLUSTER_STATE=\"existing\"",
+                conf.join(","),
+                peer_urls.join(",")
+            );
+            Ok(())
+        }
+        MemberCommand::Remove { id } => {
+            let r = client.member_remove(id).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members));
+            }
+            member_changed(id, "removed from", r.header.as_ref());
+            Ok(())
+        }
+        MemberCommand::Update { id, peer_urls } => {
+            let r = client.member_update(id, peer_urls).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members));
+            }
+            member_changed(id, "updated in", r.header.as_ref());
+            Ok(())
+        }
+        MemberCommand::Promote { id } => {
+            let r = client.member_promote(id).await?;
+            if p.json() {
+                return print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members));
+            }
+            member_changed(id, "promoted in", r.header.as_ref());
+            Ok(())
+        }
+    }
+}
+
+/// `move-leader <transferee-member-id>`.
+pub async fn move_leader(ctx: &Ctx, target: &str) -> Result<(), CliError> {
+    let target = parse_member_id(target).map_err(CliError::BadArgs)?;
+    let client = ctx.connect().await?;
+    let leader = client.status().await?.leader;
+    let r = client.move_leader(target).await?;
+    if ctx.printer.json() {
+        return crate::output::HeaderOnly::print(r.header.as_ref());
+    }
+    println!("Leadership transferred from {leader:x} to {target:x}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn member_rows_match_etcdctl() {
+        let m = Member {
+            id: 0xbdae9bbc11dd390d,
+            name: "h5".into(),
+            peer_ur_ls: vec!["http://127.0.0.1:23801".into()],
+            client_ur_ls: vec!["http://127.0.0.1:23791".into()],
+            is_learner: false,
+        };
+        assert_eq!(
+            member_row(&m).join(", "),
+            "bdae9bbc11dd390d, started, h5, http://127.0.0.1:23801, http://127.0.0.1:23791, false"
+        );
+    }
+}

