@@ -2,9 +2,11 @@
 //!
 //! [`LeaseKeeper`] is sans-IO and reads no clock: every input takes the
 //! current [`Instant`]. Each kept lease is renewed at a third of its TTL;
-//! a lease whose deadline passes without a renewal (stream down, server
-//! unreachable) is reported expired, as is a lease the server answers with
-//! TTL 0 (revoked or already expired).
+//! a lease the server answers with TTL 0 (revoked or already expired) is
+//! reported expired, and so is one left unanswered for a whole TTL past its
+//! local deadline (stream down, server unreachable): a new leader renews
+//! every lease for a TTL when it takes over, so a lease past its local
+//! deadline may still be alive and is renewed until then.
 //!
 //! The local deadline of a lease is computed from the time the keep-alive
 //! request a response answers was sent (the server restarts the TTL when it
@@ -47,8 +49,10 @@ pub enum LeaseEvent {
         /// TTL in seconds granted by this renewal.
         ttl: i64,
     },
-    /// The lease expired (the server answered TTL 0, or its deadline passed
-    /// without a renewal). It is no longer kept.
+    /// The lease expired (the server answered TTL 0), or the keeper gave it
+    /// up: no renewal was answered for a whole TTL past its local deadline.
+    /// It is no longer kept. (Until when the lease is *certainly* alive:
+    /// [`LeaseKeeper::deadline`].)
     Expired {
         /// Lease id.
         id: i64,
@@ -100,6 +104,18 @@ fn later(at: Instant, d: Duration) -> Instant {
         }
         d /= 2;
     }
+}
+
+/// When the keeper stops renewing a lease nobody answered for. The local
+/// deadline ([`LeaseKeeper::deadline`]) is when the lease is *certainly*
+/// alive until; past it the lease *may* have expired, but the server may
+/// also have extended it: a new leader renews every lease for a whole TTL
+/// when it takes over (etcd's lessor promotion), which is exactly when
+/// renewals go unanswered. Giving up at the local deadline killed leases the
+/// server still held; the keeper keeps renewing for one more TTL, and
+/// reports the lease expired then, or at once when the server answers TTL 0.
+fn give_up_at(k: &Kept) -> Instant {
+    later(k.deadline, ttl_duration(k.ttl))
 }
 
 /// Keeps leases alive; see the [module docs](self).
@@ -246,23 +262,24 @@ impl LeaseKeeper {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.leases
             .values()
-            .map(|k| k.next_renewal.min(k.deadline))
+            .map(|k| k.next_renewal.min(give_up_at(k)))
             .chain(self.stuck_at())
             .min()
     }
 
-    /// The earliest local expiry deadline: what a driver without a stream
-    /// waits for (renewals cannot be sent then).
+    /// The earliest instant a lease is given up: what a driver without a
+    /// stream waits for (renewals cannot be sent then).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.leases.values().map(|k| k.deadline).min()
+        self.leases.values().map(give_up_at).min()
     }
 
-    /// Report the leases whose deadline passed without renewal as expired.
+    /// Report the leases given up as expired: no answer for a whole TTL past
+    /// their local deadline (see [`give_up_at`]).
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<i64> = self
             .leases
             .iter()
-            .filter(|(_, k)| k.deadline <= now)
+            .filter(|(_, k)| give_up_at(k) <= now)
             .map(|(id, _)| *id)
             .collect();
         for id in expired {
