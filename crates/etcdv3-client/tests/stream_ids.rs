@@ -7,29 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, PutOptions};
-use etcdv3_client::{BoxFuture, BoxIo, Client, ClientOptions, Runtime};
+use etcdv3_client::{Client, ClientOptions};
 use etcdv3_testkit::ClusterBuilder;
 
-struct Tokio;
-
-impl Runtime for Tokio {
-    fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxIo>> {
-        let host = host.to_string();
-        Box::pin(async move {
-            let s = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
-            s.set_nodelay(true)?;
-            Ok(Box::new(s) as BoxIo)
-        })
-    }
-
-    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
-        Box::pin(tokio::time::sleep_until(deadline.into()))
-    }
-
-    fn spawn(&self, task: BoxFuture<'static, ()>) {
-        tokio::spawn(task);
-    }
-}
+mod common;
+use common::Tokio;
 
 async fn put_get(client: &Client, key: &str) {
     client
