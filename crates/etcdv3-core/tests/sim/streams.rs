@@ -26,7 +26,7 @@ use etcdv3_proto::etcdserverpb::{
 use etcdv3_proto::method::{LEASE_KEEP_ALIVE, WATCH_WATCH};
 use etcdv3_proto::mvccpb::{Event, KeyValue};
 
-use super::{ms, ConnSt, Ev, FaultKind, World};
+use super::{ms, Ev, FaultKind, World};
 use crate::cluster::REQUEST_TIMEOUT;
 
 /// Which stream owner.
@@ -290,24 +290,11 @@ impl World {
 
     /// The core sends (attempt `attempt` of) stream call `call` on `conn`.
     pub(super) fn stream_send(&mut self, call: CallId, attempt: u32, conn: ConnId) {
-        let now = self.now;
         self.log(|| format!("Send stream {call:?} attempt {attempt} on {conn:?}"));
         self.drop_held(call);
-        let open = self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open);
-        if !open {
-            self.at(
-                now,
-                Ev::Report(call, attempt, Outcome::NotSent("connection is gone".into())),
-            );
+        let Some((stream, token, d)) = self.put_on_wire(call, attempt, conn) else {
             return;
-        }
-        let c = self.conns.get_mut(&conn).expect("conn");
-        let stream = c.next_stream;
-        c.next_stream += 2;
-        let member = c.member;
-        self.held.insert(call, (conn, attempt, stream));
-        let token = self.client_token;
-        let d = self.lat(member);
+        };
         self.send_to_server(
             conn,
             d,

@@ -1015,21 +1015,9 @@ impl World {
                         }
                     }
                 }
-                let open = self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open);
-                if !open {
-                    self.at(
-                        now,
-                        Ev::Report(call, attempt, Outcome::NotSent("connection is gone".into())),
-                    );
+                let Some((stream, token, d)) = self.put_on_wire(call, attempt, conn) else {
                     return;
-                }
-                let c = self.conns.get_mut(&conn).expect("conn");
-                let stream = c.next_stream;
-                c.next_stream += 2;
-                let member = c.member;
-                self.held.insert(call, (conn, attempt, stream));
-                let token = self.client_token;
-                let d = self.lat(member);
+                };
                 self.send_to_server(
                     conn,
                     d,
@@ -1131,6 +1119,33 @@ impl World {
                 self.calls[idx].done = Some((now, result));
             }
         }
+    }
+
+    /// Put attempt `attempt` of `call` on a new HTTP/2 stream of `conn`:
+    /// its stream id, the token it carries and the link latency; `None`
+    /// (reported as not sent) when the connection is gone.
+    pub(super) fn put_on_wire(
+        &mut self,
+        call: CallId,
+        attempt: u32,
+        conn: ConnId,
+    ) -> Option<(u32, Option<u64>, Duration)> {
+        let open = self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open);
+        if !open {
+            let now = self.now;
+            self.at(
+                now,
+                Ev::Report(call, attempt, Outcome::NotSent("connection is gone".into())),
+            );
+            return None;
+        }
+        let c = self.conns.get_mut(&conn).expect("conn");
+        let stream = c.next_stream;
+        c.next_stream += 2;
+        let member = c.member;
+        self.held.insert(call, (conn, attempt, stream));
+        let token = self.client_token;
+        Some((stream, token, self.lat(member)))
     }
 
     fn send_to_server(&mut self, conn: ConnId, d: Duration, ev: Ev) {
