@@ -14,7 +14,21 @@ pub enum Error {
     /// The call failed; see [`CallError`] for the cases (server error,
     /// outcome unknown, deadline, no endpoints, auth).
     #[error(transparent)]
-    Call(#[from] CallError),
+    Call(CallError),
+    /// TLS failed in a way retrying will not fix (the server's certificate
+    /// is not trusted, expired or not valid for the name; the server refused
+    /// the client's certificate), on every endpoint the call could use.
+    /// Nothing was sent. Endpoints that fail this way are left out for
+    /// [`crate::CoreConfig::rejection_recheck`] while others are used.
+    #[error("{method}: TLS with {endpoint} failed: {cause}")]
+    Tls {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint that failed last.
+        endpoint: String,
+        /// What TLS reported (e.g. `invalid peer certificate: UnknownIssuer`).
+        cause: String,
+    },
     /// An endpoint could not be parsed.
     #[error(transparent)]
     InvalidEndpoint(#[from] EndpointError),
@@ -106,6 +120,24 @@ impl Error {
     /// Whether the outcome of a mutation is unknown.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::Call(CallError::OutcomeUnknown { .. }))
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        match e {
+            // The client reports rejections for TLS failures only.
+            CallError::Rejected {
+                method,
+                endpoint,
+                cause,
+            } => Error::Tls {
+                method,
+                endpoint,
+                cause,
+            },
+            e => Error::Call(e),
+        }
     }
 }
 

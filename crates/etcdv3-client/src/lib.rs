@@ -23,3 +23,6 @@ pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 
 pub use etcdv3_core as core;
 pub use etcdv3_proto as proto;
+/// The rustls this crate uses (for [`TlsOptions::with_client_config`]).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;

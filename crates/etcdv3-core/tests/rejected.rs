@@ -71,9 +71,11 @@ fn run(core: &mut Core, now: Instant, answer: impl Fn(EndpointId) -> Answer) -> 
 
 fn assert_rejected(result: &Result<(), CallError>, method: &str) {
     match result {
-        Err(e @ CallError::Rejected {
-            method: m, cause, ..
-        }) => {
+        Err(
+            e @ CallError::Rejected {
+                method: m, cause, ..
+            },
+        ) => {
             assert_eq!(*m, method);
             assert_eq!(cause, CAUSE);
             assert!(!e.may_have_applied());
@@ -144,7 +146,11 @@ fn a_rejected_endpoint_is_skipped_while_others_work() {
     });
     let bad = first.get().unwrap();
     assert_eq!(seen.connects.len(), 2, "{seen:?}");
-    assert_eq!(seen.sends.len(), 1, "the call went to the other endpoint at once");
+    assert_eq!(
+        seen.sends.len(),
+        1,
+        "the call went to the other endpoint at once"
+    );
     assert!(seen.completes.is_empty());
     let (_, attempt, conn) = seen.sends[0];
     assert_ne!(core.conn_endpoint(conn), Some(bad));
@@ -168,7 +174,12 @@ fn a_rejected_endpoint_is_skipped_while_others_work() {
     // A call that targets the rejected member fails at once, even though
     // another member works: it is never moved.
     let t = t0 + Duration::from_secs(3);
-    let status = core.start_call_on(t, MAINTENANCE_STATUS, Some(t + Duration::from_secs(10)), bad);
+    let status = core.start_call_on(
+        t,
+        MAINTENANCE_STATUS,
+        Some(t + Duration::from_secs(10)),
+        bad,
+    );
     let seen = run(&mut core, t, |_| panic!("no connect"));
     assert_eq!(seen.completes.len(), 1, "{seen:?}");
     assert_eq!(seen.completes[0].0, status);

@@ -106,7 +106,7 @@ where
                     })),
                 })
             }
-            Some(Step::Done(Err(e))) => return Poll::Ready(Err(Error::Call(e))),
+            Some(Step::Done(Err(e))) => return Poll::Ready(Err(Error::from(e))),
             Some(Step::Send {
                 attempt,
                 conn,

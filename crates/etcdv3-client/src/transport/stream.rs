@@ -137,7 +137,7 @@ where
         (call, _, Finished::Message(_)) => {
             let err = shared.finish_stream(call);
             Err(match err {
-                Some(Err(e)) => Error::Call(e),
+                Some(Err(e)) => Error::from(e),
                 _ => Error::Closed,
             })
         }
@@ -292,7 +292,7 @@ where
         // closed), in which case that earlier result is the one returned.
         Poll::Ready(match self.report(outcome) {
             Some(Some(Ok(()))) => Ok(None),
-            Some(Some(Err(e))) => Err(Error::Call(e)),
+            Some(Some(Err(e))) => Err(Error::from(e)),
             _ => fallback.map_or(Ok(None), Err),
         })
     }

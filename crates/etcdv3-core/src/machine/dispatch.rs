@@ -36,9 +36,7 @@ impl Core {
             .iter()
             .enumerate()
             .filter(|(i, s)| {
-                !s.removed
-                    && call.bound.is_none_or(|b| b.0 == *i)
-                    && !s.is_rejected(now, recheck)
+                !s.removed && call.bound.is_none_or(|b| b.0 == *i) && !s.is_rejected(now, recheck)
             })
             .map(|(i, s)| Candidate {
                 id: i,

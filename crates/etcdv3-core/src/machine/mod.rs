@@ -97,7 +97,9 @@ struct Slot {
 impl Slot {
     /// Whether the endpoint is left out because it rejected the client.
     fn is_rejected(&self, now: Instant, recheck: Duration) -> bool {
-        self.rejected.as_ref().is_some_and(|(at, _)| now < *at + recheck)
+        self.rejected
+            .as_ref()
+            .is_some_and(|(at, _)| now < *at + recheck)
     }
 }
 
