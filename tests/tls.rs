@@ -214,6 +214,24 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     // Later calls fail at once too (the endpoint is not retried meanwhile).
     let err = failing_put::<R>(&wrong_ca).await;
     assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
+    // A watch cannot be created either, and says why at once.
+    let started = Instant::now();
+    let res = R::timeout(
+        FAIL_DEADLINE + Duration::from_secs(5),
+        wrong_ca.watch("tls/w", WatchOptions::new()),
+    )
+    .await
+    .expect("watch hung past its deadline");
+    let elapsed = started.elapsed();
+    let err = res
+        .err()
+        .expect("a watch was created without a valid TLS setup");
+    eprintln!("watch failed after {elapsed:?}: {err}");
+    assert!(
+        elapsed < FAIL_FAST,
+        "watch failed only after {elapsed:?}: {err}"
+    );
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
 
     let wrong_name = connect::<R>(
         &cluster,
