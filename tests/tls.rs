@@ -223,9 +223,9 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     .await
     .expect("watch hung past its deadline");
     let elapsed = started.elapsed();
-    let err = res
-        .err()
-        .expect("a watch was created without a valid TLS setup");
+    let Err(err) = res else {
+        panic!("a watch was created without a valid TLS setup");
+    };
     eprintln!("watch failed after {elapsed:?}: {err}");
     assert!(
         elapsed < FAIL_FAST,
