@@ -308,6 +308,20 @@ mod tests {
         assert!(permanent_tls_failure(&reset).is_none());
     }
 
+    #[cfg(feature = "tls-native-roots")]
+    #[test]
+    fn native_roots_come_from_the_system_store() {
+        let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
+        if !bundle.exists() {
+            eprintln!("NOTICE: no system CA bundle at {}: skipped", bundle.display());
+            return;
+        }
+        let mut roots = RootCertStore::empty();
+        let added = add_native_roots(&mut roots).unwrap();
+        assert!(added > 10, "only {added} system roots");
+        assert!(Connector::new(&TlsOptions::default().with_native_roots()).is_ok());
+    }
+
     #[test]
     fn config_errors_name_what_is_wrong() {
         let err = |o: TlsOptions| match Connector::new(&o) {
