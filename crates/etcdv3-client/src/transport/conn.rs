@@ -96,19 +96,33 @@ impl From<super::tls::ConnectFailure> for Failed {
 
 /// A failure of the HTTP/2 handshake: on a TLS connection, the server may
 /// have refused the client's certificate only now (TLS 1.3 checks it after
-/// the client's side of the handshake is done).
-fn h2_failure(target: &Endpoint, message: String, e: &h2::Error) -> Failed {
-    #[cfg(feature = "tls")]
-    if let Some(tls) = e.get_io().and_then(super::tls::permanent_tls_failure) {
-        return Failed {
+/// the client's side of the handshake is done); the TLS stream recorded it
+/// in `rejected`, since h2 keeps only the text of IO errors.
+fn h2_failure(target: &Endpoint, message: String, rejected: &Option<Rejection>) -> Failed {
+    match rejected.as_ref().and_then(|r| r.get()) {
+        Some(tls) => Failed {
             message: format!("{target}: TLS: {tls}"),
             permanent: true,
-        };
+        },
+        None => Failed {
+            message,
+            permanent: false,
+        },
     }
-    let _ = (target, e);
-    Failed {
-        message,
-        permanent: false,
+}
+
+#[cfg(feature = "tls")]
+use super::tls::Rejection;
+
+/// Without TLS there is nothing to record.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct Rejection;
+
+#[cfg(not(feature = "tls"))]
+impl Rejection {
+    fn get(&self) -> Option<String> {
+        None
     }
 }
 
@@ -121,11 +135,17 @@ async fn establish(
         .connect(target.host(), target.port())
         .await
         .map_err(|e| format!("connect to {target}: {e}"))?;
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut rejected: Option<Rejection> = None;
     let io: BoxIo = if target.is_tls() {
         #[cfg(feature = "tls")]
         {
             match &shared.tls {
-                Some(tls) => tls.connect(target.host(), io).await?,
+                Some(tls) => {
+                    let (io, seen) = tls.connect(target.host(), io).await?;
+                    rejected = Some(seen);
+                    io
+                }
                 None => return Err(format!("{target}: https endpoint without TLS options").into()),
             }
         }
@@ -147,10 +167,13 @@ async fn establish(
     if let Some(id) = opts.first_stream_id.filter(|id| id % 2 == 1) {
         builder.initial_stream_id(id);
     }
-    let (send, mut conn) = builder
-        .handshake::<BoxIo, Bytes>(io)
-        .await
-        .map_err(|e| h2_failure(target, format!("HTTP/2 handshake with {target}: {e}"), &e))?;
+    let (send, mut conn) = builder.handshake::<BoxIo, Bytes>(io).await.map_err(|e| {
+        h2_failure(
+            target,
+            format!("HTTP/2 handshake with {target}: {e}"),
+            &rejected,
+        )
+    })?;
     let mut pp = conn
         .ping_pong()
         .ok_or_else(|| format!("{target}: ping unavailable"))?;
@@ -163,12 +186,12 @@ async fn establish(
         if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
             return Poll::Ready(Err(match r {
                 Ok(()) => format!("{target}: connection closed during handshake").into(),
-                Err(e) => h2_failure(target, format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"), &e),
+                Err(e) => h2_failure(target, format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"), &rejected),
             }));
         }
         match pp.poll_pong(cx) {
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(h2_failure(target, format!("{target}: {e}"), &e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(h2_failure(target, format!("{target}: {e}"), &rejected))),
             Poll::Pending => Poll::Pending,
         }
     })

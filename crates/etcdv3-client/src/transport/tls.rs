@@ -3,7 +3,11 @@
 //! [`TlsOptions`], and telling a TLS failure that retrying will not fix from
 //! one that may heal.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
@@ -166,7 +170,16 @@ impl Connector {
         }
     }
 
-    pub(crate) async fn connect(&self, host: &str, io: BoxIo) -> Result<BoxIo, ConnectFailure> {
+    /// The TLS handshake on `io`. The stream returned records a TLS failure
+    /// that will not heal when one comes later (with TLS 1.3 the server
+    /// refuses a client certificate only after the client's side of the
+    /// handshake is done, so the alert arrives during the HTTP/2 handshake,
+    /// which keeps only its text).
+    pub(crate) async fn connect(
+        &self,
+        host: &str,
+        io: BoxIo,
+    ) -> Result<(BoxIo, Rejection), ConnectFailure> {
         let name = self.domain.clone().unwrap_or_else(|| host.to_string());
         let server_name = ServerName::try_from(name.clone()).map_err(|e| ConnectFailure {
             message: format!("invalid TLS server name {name}: {e}"),
@@ -179,7 +192,88 @@ impl Connector {
                 permanent,
             }
         })?;
-        Ok(Box::new(tls))
+        let seen = Rejection::default();
+        let io = Watched {
+            inner: tls,
+            seen: seen.clone(),
+        };
+        Ok((Box::new(io), seen))
+    }
+}
+
+/// The first TLS failure that will not heal seen on a connection, if any.
+#[derive(Clone, Default)]
+pub(crate) struct Rejection(Arc<std::sync::Mutex<Option<String>>>);
+
+impl Rejection {
+    /// The failure's description, when one was seen.
+    pub(crate) fn get(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record<T>(&self, r: &Poll<std::io::Result<T>>) {
+        if let Poll::Ready(Err(e)) = r {
+            if let Some(tls) = permanent_tls_failure(e) {
+                let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                g.get_or_insert_with(|| tls.to_string());
+            }
+        }
+    }
+}
+
+/// A TLS stream that records its first permanent TLS failure.
+struct Watched<S> {
+    inner: S,
+    seen: Rejection,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.seen.record(&r);
+        r
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.seen.record(&r);
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.seen.record(&r);
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_flush(cx);
+        self.seen.record(&r);
+        r
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.seen.record(&r);
+        r
     }
 }
 
@@ -313,7 +407,10 @@ mod tests {
     fn native_roots_come_from_the_system_store() {
         let bundle = std::path::Path::new("/etc/ssl/certs/ca-certificates.crt");
         if !bundle.exists() {
-            eprintln!("NOTICE: no system CA bundle at {}: skipped", bundle.display());
+            eprintln!(
+                "NOTICE: no system CA bundle at {}: skipped",
+                bundle.display()
+            );
             return;
         }
         let mut roots = RootCertStore::empty();
