@@ -214,6 +214,19 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     // Later calls fail at once too (the endpoint is not retried meanwhile).
     let err = failing_put::<R>(&wrong_ca).await;
     assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
+    // With credentials, the token request meets the same wall: the call reports
+    // the TLS cause, not an authentication failure.
+    let with_user = R::connect(
+        cluster.client_urls(),
+        ClientOptions::default()
+            .with_tls(TlsOptions::default().with_ca_file(&f.foreign_ca))
+            .with_user("root", "secret")
+            .with_timeout(FAIL_DEADLINE),
+    )
+    .await
+    .unwrap();
+    let err = failing_put::<R>(&with_user).await;
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
     // A watch cannot be created either, and says why at once.
     let started = Instant::now();
     let res = R::timeout(

@@ -228,3 +228,43 @@ fn a_rejection_is_rechecked_after_the_configured_interval() {
     assert!(seen.completes.is_empty(), "{seen:?}");
     assert!(core.call_deadline(call).is_some());
 }
+
+#[test]
+fn with_credentials_the_call_reports_the_rejection_not_an_auth_failure() {
+    use etcdv3_proto::method::AUTH_AUTHENTICATE;
+    let t0 = Instant::now();
+    let config = Config {
+        authenticate: true,
+        ..cfg()
+    };
+    let mut core = Core::new(config, eps(2), 5);
+    let call = core.start_call(t0, KV_RANGE, Some(t0 + Duration::from_secs(10)));
+    assert!(
+        std::iter::from_fn(|| core.poll_action()).any(|a| a == Action::Authenticate),
+        "the call waits for a token first"
+    );
+    // The adapter's token request meets the rejection on every endpoint.
+    let auth = core.start_call(t0, AUTH_AUTHENTICATE, Some(t0 + Duration::from_secs(10)));
+    let seen = run(&mut core, t0, |_| Answer::Reject);
+    assert_eq!(seen.completes.len(), 1, "{seen:?}");
+    assert_eq!(seen.completes[0].0, auth);
+    assert_rejected(&seen.completes[0].1, AUTH_AUTHENTICATE.path);
+    core.handle_auth_result(t0, Err(format!("{:?}", seen.completes[0].1)));
+    let seen = run(&mut core, t0, |_| panic!("no connect"));
+    assert_eq!(seen.completes.len(), 1, "{seen:?}");
+    assert_eq!(seen.completes[0].0, call);
+    assert_rejected(&seen.completes[0].1, KV_RANGE.path);
+
+    // A later call fails at once without asking for a token.
+    let t1 = t0 + Duration::from_secs(1);
+    let later = core.start_call(t1, KV_RANGE, Some(t1 + Duration::from_secs(10)));
+    let actions: Vec<Action> = std::iter::from_fn(|| core.poll_action()).collect();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    match &actions[0] {
+        Action::Complete { call, result } => {
+            assert_eq!(*call, later);
+            assert_rejected(result, KV_RANGE.path);
+        }
+        other => panic!("expected Complete, got {other:?}"),
+    }
+}

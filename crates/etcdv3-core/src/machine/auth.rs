@@ -50,14 +50,22 @@ impl Core {
             match &result {
                 Ok(()) => self.queue_now(now, id),
                 Err(e) => {
-                    let method = self.calls[&id].method.path;
-                    self.complete(
-                        id,
-                        Err(CallError::Auth {
+                    let call = &self.calls[&id];
+                    let method = call.method.path;
+                    // The token request failed because every endpoint
+                    // rejected the client: that is the call's failure too.
+                    let err = match self.rejection_of(now, call.bound) {
+                        Some((endpoint, cause)) => CallError::Rejected {
+                            method,
+                            endpoint,
+                            cause,
+                        },
+                        None => CallError::Auth {
                             method,
                             cause: e.clone(),
-                        }),
-                    );
+                        },
+                    };
+                    self.complete(id, Err(err));
                 }
             }
         }

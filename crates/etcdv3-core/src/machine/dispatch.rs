@@ -14,10 +14,6 @@ impl Core {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
-        if self.needs_token(call.method) {
-            self.await_token(id);
-            return;
-        }
         if let Some((endpoint, cause)) = self.rejection_of(now, call.bound) {
             let method = call.method.path;
             self.complete(
@@ -28,6 +24,10 @@ impl Core {
                     cause,
                 }),
             );
+            return;
+        }
+        if self.needs_token(call.method) {
+            self.await_token(id);
             return;
         }
         let recheck = self.config.rejection_recheck;
