@@ -52,6 +52,14 @@ pub enum Error {
         /// The reason the server gave.
         reason: String,
     },
+    /// A call named a member ([`CallOptions::target`](crate::CallOptions::target))
+    /// that is none of the client's endpoints (or, by id, that none of them
+    /// answered as). Nothing was sent.
+    #[error("unknown target: {target} is not one of the client's endpoints")]
+    UnknownTarget {
+        /// The target the call named.
+        target: crate::client::Target,
+    },
     /// A lease expired or was revoked while it was being kept alive.
     #[error("lease {id} expired")]
     LeaseExpired {
@@ -101,6 +109,11 @@ impl Error {
     /// Whether the call ran out of time.
     pub fn is_deadline_exceeded(&self) -> bool {
         matches!(self, Error::Call(CallError::DeadlineExceeded { .. }))
+    }
+
+    /// Whether the call named a target the client does not know.
+    pub fn is_unknown_target(&self) -> bool {
+        matches!(self, Error::UnknownTarget { .. })
     }
 
     /// Whether the outcome of a mutation is unknown.

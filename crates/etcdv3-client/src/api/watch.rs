@@ -27,6 +27,7 @@ use futures_core::Stream;
 use crate::api::kv::KeyRange;
 use crate::api::stream_task::{self, StreamOwner, Verdict};
 use crate::error::{Error, Result};
+use crate::client::KeepOpen;
 use crate::Client;
 
 pub use etcdv3_core::watch::{WatchEvent, WatcherId};
@@ -154,6 +155,8 @@ pub(crate) enum Cmd {
 /// without bound until the watcher is polled: poll it promptly.
 #[derive(Debug)]
 pub struct Watcher {
+    /// Keeps the client open while this handle lives.
+    _keep: KeepOpen,
     id: WatcherId,
     created_revision: i64,
     events: mpsc::UnboundedReceiver<Result<WatchEvent>>,
@@ -309,6 +312,7 @@ impl Client {
             // the reply is dropped and we start over with a new task.
             if let Ok(id) = id.await {
                 let watcher = Watcher {
+                    _keep: self.keep_open(),
                     id,
                     created_revision: 0,
                     events,
