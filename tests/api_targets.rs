@@ -131,7 +131,10 @@ async fn call_options_scope_every_method<R: TestRuntime>() {
     let err = hurried.lease_leases().await.unwrap_err();
     assert!(err.is_deadline_exceeded(), "{err}");
     let got = hurried
-        .get("co/a", GetOptions::new().with_timeout(Duration::from_secs(5)))
+        .get(
+            "co/a",
+            GetOptions::new().with_timeout(Duration::from_secs(5)),
+        )
         .await
         .unwrap();
     assert_eq!(got.kvs[0].value, b"1");
@@ -145,7 +148,10 @@ async fn call_options_scope_every_method<R: TestRuntime>() {
     cluster.isolate(cut).unwrap();
     let start = Instant::now();
     while cluster.member_status(cut).map(|s| s.leader).unwrap_or(1) != 0 {
-        assert!(start.elapsed() < Duration::from_secs(15), "never lost its leader");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "never lost its leader"
+        );
         R::sleep(Duration::from_millis(100)).await;
     }
     let local = client.with_call_options(

@@ -70,5 +70,5 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    Client::new(std::sync::Arc::new(AsyncStdRuntime), endpoints, options)
+    Client::connect(std::sync::Arc::new(AsyncStdRuntime), endpoints, options).await
 }

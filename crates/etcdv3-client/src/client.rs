@@ -250,6 +250,104 @@ impl Client {
         Ok(client)
     }
 
+    /// [`Client::new`], then, with
+    /// [`ClientOptions::reject_old_cluster`], the version check
+    /// ([`Client::check_cluster_version`] for etcd 3.2, as Go's
+    /// `RejectOldCluster`). The runtime crates' `connect` call this.
+    pub async fn connect<I, S>(
+        runtime: Arc<dyn Runtime>,
+        endpoints: I,
+        options: ClientOptions,
+    ) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let reject = options.reject_old_cluster;
+        let client = Client::new(runtime, endpoints, options)?;
+        if reject {
+            client.check_cluster_version(3, 2).await?;
+        }
+        Ok(client)
+    }
+
+    /// Ask every endpoint's status (concurrently) and succeed with the
+    /// newest version reported if it is at least `major.minor`; otherwise
+    /// fail with [`Error::OldCluster`] (or, when no endpoint answered, with
+    /// the first endpoint's error).
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let version = client.check_cluster_version(3, 4).await?;
+    ///     println!("etcd {version}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn check_cluster_version(&self, major: u32, minor: u32) -> Result<String> {
+        let parse = |v: &str| -> Option<(u32, u32)> {
+            let mut it = v.split('.');
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        };
+        let mut newest: Option<((u32, u32), String)> = None;
+        let mut first_err = None;
+        for st in self.endpoint_status_all().await {
+            match st.result {
+                Ok(r) => {
+                    if let Some(v) = parse(&r.version) {
+                        if newest.as_ref().is_none_or(|(n, _)| v > *n) {
+                            newest = Some((v, r.version));
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (newest, first_err) {
+            (Some((v, s)), _) if v >= (major, minor) => Ok(s),
+            (Some((_, s)), _) => Err(Error::OldCluster {
+                version: s,
+                minimum: format!("{major}.{minor}"),
+            }),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(Error::OldCluster {
+                version: String::new(),
+                minimum: format!("{major}.{minor}"),
+            }),
+        }
+    }
+
+    /// Switch the credentials at runtime: authenticate as `user` now (the
+    /// old credentials stay in use if this fails), put the new token in
+    /// place for every later call, and use the new credentials for every
+    /// later token refresh. Works on a client created without a user too
+    /// (it then starts authenticating its calls). A refresh already running
+    /// with the old credentials may still land its token; the next refresh
+    /// uses the new ones.
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     client.update_user("app", "rotated-secret").await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn update_user(
+        &self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Result<()> {
+        let (user, password) = (user.into(), password.into());
+        let resp = self.authenticate(user.clone(), password.clone()).await?;
+        let token = http::HeaderValue::from_str(&resp.token)
+            .map_err(|e| Error::Config(format!("unusable token: {e}")))?;
+        *self.shared.user.lock().unwrap_or_else(|p| p.into_inner()) = Some((user, password));
+        self.shared.set_token(Some(token));
+        self.shared
+            .with_state(|st, now| st.core.handle_credentials_changed(now));
+        Ok(())
+    }
+
     /// A handle for background tasks that does not keep the client open.
     pub(crate) fn background(&self) -> Client {
         Client {

@@ -60,6 +60,16 @@ pub enum Error {
         /// The target the call named.
         target: crate::client::Target,
     },
+    /// The cluster is older than the client accepts
+    /// ([`ClientOptions::reject_old_cluster`](crate::ClientOptions::reject_old_cluster)).
+    #[error("old cluster: etcd {version} answered, {minimum} or later is required")]
+    OldCluster {
+        /// The newest version an endpoint reported (empty if none answered
+        /// with one).
+        version: String,
+        /// The oldest version accepted.
+        minimum: String,
+    },
     /// A lease expired or was revoked while it was being kept alive.
     #[error("lease {id} expired")]
     LeaseExpired {

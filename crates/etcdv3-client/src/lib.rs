@@ -16,6 +16,13 @@ mod transport;
 
 pub mod api;
 
+/// The extension traits that make responses readable
+/// (`kv.key_str()`, `event.kind()`, `txn.op_responses()`), in one import:
+/// `use etcdv3_client::prelude::*;`.
+pub mod prelude {
+    pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
+}
+
 pub use client::{CallOptions, Client, EndpointStatus, ReadConsistency, Target};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, TlsOptions};

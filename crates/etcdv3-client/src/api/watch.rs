@@ -26,8 +26,8 @@ use futures_core::Stream;
 
 use crate::api::kv::KeyRange;
 use crate::api::stream_task::{self, StreamOwner, Verdict};
-use crate::error::{Error, Result};
 use crate::client::KeepOpen;
+use crate::error::{Error, Result};
 use crate::Client;
 
 pub use etcdv3_core::watch::{WatchEvent, WatcherId};
@@ -49,7 +49,7 @@ pub struct WatchOptions {
     prev_kv: bool,
     progress_notify: bool,
     fragment: bool,
-    timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl WatchOptions {
@@ -289,8 +289,18 @@ impl Client {
     /// ```
     pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
         let request = options.to_request(key.into())?;
-        let timeout = options
-            .timeout
+        self.watch_request(request, options.timeout).await
+    }
+
+    /// [`Client::watch`] with the wire request built (namespaces rewrite
+    /// its keys first).
+    pub(crate) async fn watch_request(
+        &self,
+        request: WatchCreateRequest,
+        timeout: Option<Duration>,
+    ) -> Result<Watcher> {
+        let timeout = timeout
+            .or(self.call_options().timeout)
             .unwrap_or(self.shared.options.request_timeout);
         let deadline = self.now() + timeout;
         let (mut watcher, mut sleep) = loop {

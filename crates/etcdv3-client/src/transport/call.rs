@@ -262,7 +262,12 @@ pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
 
 /// Fetch a fresh token with the configured user and password.
 pub(crate) async fn authenticate(shared: Arc<Shared>) {
-    let result = match shared.options.user.clone() {
+    let user = shared
+        .user
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let result = match user {
         None => Err("the server wants authentication but no user is configured".to_string()),
         Some((name, password)) => {
             // The old token stays in use until the new one arrives: calls sent
