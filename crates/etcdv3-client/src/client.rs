@@ -461,16 +461,25 @@ impl Client {
                         .map(|s| s.id)
                         .collect()
                 });
-                let asks = unknown_eps.into_iter().map(|ep| {
-                    self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
-                        etcdv3_proto::method::MAINTENANCE_STATUS,
-                        &etcdv3_proto::etcdserverpb::StatusRequest {},
-                        timeout,
-                        false,
-                        Some(ep),
-                    )
-                });
-                let _ = futures_util::future::join_all(asks).await;
+                let mut asks: futures_util::stream::FuturesUnordered<_> = unknown_eps
+                    .into_iter()
+                    .map(|ep| {
+                        self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
+                            etcdv3_proto::method::MAINTENANCE_STATUS,
+                            &etcdv3_proto::etcdserverpb::StatusRequest {},
+                            timeout,
+                            false,
+                            Some(ep),
+                        )
+                    })
+                    .collect();
+                // Stop as soon as the member answered (the rest are
+                // cancelled when `asks` is dropped).
+                while futures_util::StreamExt::next(&mut asks).await.is_some() {
+                    if let Some(ep) = known(self) {
+                        return Ok(Some(ep));
+                    }
+                }
                 known(self).map(Some).ok_or_else(unknown)
             }
         }
@@ -603,8 +612,11 @@ impl Client {
         let require_leader = opts
             .require_leader
             .unwrap_or(self.shared.options.require_leader);
+        let started = self.now();
         let bound = self.resolve_target(opts.target.as_ref(), timeout).await?;
-        self.unary_bound(method, req, timeout, require_leader, bound)
+        // Finding the target counts against the call's deadline.
+        let left = timeout.saturating_sub(self.now().saturating_duration_since(started));
+        self.unary_bound(method, req, left, require_leader, bound)
             .await
     }
 
@@ -693,4 +705,28 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Client>();
     let _ = Bytes::new();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_s_own_options_win_over_the_scope() {
+        let scope = CallOptions::new()
+            .timeout(Duration::from_secs(1))
+            .require_leader(false)
+            .target(Target::Member(7))
+            .read(ReadConsistency::Serializable);
+        let own = CallOptions::with_timeout(Duration::from_secs(9));
+        let merged = own.or(&scope);
+        assert_eq!(merged.timeout, Some(Duration::from_secs(9)));
+        assert_eq!(merged.require_leader, Some(false));
+        assert_eq!(merged.target, Some(Target::Member(7)));
+        assert_eq!(merged.read, Some(ReadConsistency::Serializable));
+        assert_eq!(
+            CallOptions::new().or(&CallOptions::new()),
+            CallOptions::new()
+        );
+    }
 }
