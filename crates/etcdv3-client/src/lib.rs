@@ -15,6 +15,7 @@ mod sync;
 mod transport;
 
 pub mod api;
+pub mod concurrency;
 
 pub use client::{CallOptions, Client};
 pub use error::{Error, Result};
