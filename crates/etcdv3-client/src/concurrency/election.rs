@@ -230,7 +230,7 @@ impl Election {
         leader(self.session.client(), &self.prefix).await
     }
 
-    /// The leaders from now on; see [`observe`].
+    /// The leaders from the first poll on; see [`observe`].
     pub fn observe(&self) -> Observe {
         Observe::new(self.session.client(), self.prefix.clone())
     }
@@ -256,9 +256,9 @@ pub async fn leader_of(client: &Client, name: impl Into<Vec<u8>>) -> Result<KeyV
     leader(client, &prefix_of(name)).await
 }
 
-/// Every leader of election `name` from now on, without a session: the
-/// current one first (if any), then each proclamation and each new leader,
-/// as a [`Stream`] of the leader's key-value.
+/// Every leader of election `name`, without a session: the current one
+/// (if any) when the stream is first polled, then each proclamation and each
+/// new leader, as a [`Stream`] of the leader's key-value.
 ///
 /// The stream survives member failures and reconnects: it is built from
 /// reads at exact revisions and watches that resume after the last revision
