@@ -111,6 +111,20 @@ async fn election_campaign_proclaim_resign_observe<R: TestRuntime>() {
         a.campaign("again").await,
         Err(Error::SessionExpired { .. })
     ));
+
+    // Closing the client ends the observer: one error, then the end.
+    c.close();
+    let end = R::timeout(Duration::from_secs(5), obs.next())
+        .await
+        .unwrap();
+    assert!(
+        matches!(&end, Some(Err(Error::Client(e))) if e.is_closed()),
+        "{end:?}"
+    );
+    assert!(R::timeout(Duration::from_secs(5), obs.next())
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn observe_reports_leaders_that_came_and_went<R: TestRuntime>() {

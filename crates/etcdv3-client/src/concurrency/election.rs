@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 
 use super::mutex::first_kv;
 use super::session::{KeyClaim, Session};
-use super::{remove_key, wait_deletes, Backoff, Cleanup, Error, Result};
+use super::{remove_key, still_owned, wait_deletes, Backoff, Cleanup, Error, Result};
 use crate::api::{
     Compare, CompareOp, EventType, GetOptions, KeyValue, PutOptions, SortOrder, SortTarget, Txn,
     TxnOp, WatchEvent, WatchOptions, Watcher,
@@ -167,8 +167,7 @@ impl Election {
             Either::Left((r, _)) => r?,
             Either::Right(_) => return Err(self.session.expired()),
         }
-        let resp = client.get(self.key.clone(), GetOptions::new()).await?;
-        if resp.kvs.first().map(|kv| kv.create_revision) != Some(revision) {
+        if !still_owned(&self.session, &self.key, revision).await? {
             return Err(self.session.expired());
         }
         if let Some(claim) = cleanup.disarm() {

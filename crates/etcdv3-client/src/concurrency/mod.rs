@@ -144,6 +144,27 @@ async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crat
     }
 }
 
+/// Whether `key` still exists as the incarnation created at `revision`
+/// (checked after a wait: the session may have ended meanwhile). Transient
+/// read failures are retried while the session lives.
+async fn still_owned(session: &Session, key: &[u8], revision: i64) -> Result<bool> {
+    let client = session.client();
+    let mut backoff = Backoff::default();
+    loop {
+        match client.get(key.to_vec(), GetOptions::new()).await {
+            Ok(resp) => return Ok(resp.kvs.first().map(|kv| kv.create_revision) == Some(revision)),
+            Err(e) if e.is_closed() => return Err(e.into()),
+            Err(e) => {
+                if session.ended().is_some() {
+                    return Ok(false);
+                }
+                tracing::debug!(error = %e, "checking a recipe key failed; retrying");
+                backoff.wait(client).await;
+            }
+        }
+    }
+}
+
 /// Waits until `key` is deleted after `revision`. Returns `Ok` also when the
 /// history was compacted: the caller reads again.
 async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> crate::Result<()> {

@@ -9,7 +9,7 @@
 use futures_util::future::{select, Either};
 
 use super::session::{KeyClaim, Session, SessionDone};
-use super::{remove_key, wait_deletes, Cleanup, Error, Result};
+use super::{remove_key, still_owned, wait_deletes, Cleanup, Error, Result};
 use crate::api::{
     response_op::Response, Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, TxnResponse,
@@ -75,8 +75,7 @@ impl Mutex {
             }
             // The session may have ended while we waited (our key is gone
             // then, and a later contender may hold the lock).
-            let resp = client.get(self.key.clone(), GetOptions::new()).await?;
-            if resp.kvs.first().map(|kv| kv.create_revision) != Some(revision) {
+            if !still_owned(&self.session, &self.key, revision).await? {
                 return Err(self.session.expired());
             }
         }
