@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 use std::task::{Context, Poll, Waker};
 
@@ -121,11 +121,11 @@ struct Inner {
 
 #[derive(Default)]
 struct DoneState {
-    inner: StdMutex<(Option<SessionEnd>, Vec<Waker>)>,
+    inner: StdMutex<(Option<SessionEnd>, HashMap<u64, Waker>)>,
 }
 
 impl DoneState {
-    fn lock(&self) -> StdMutexGuard<'_, (Option<SessionEnd>, Vec<Waker>)> {
+    fn lock(&self) -> StdMutexGuard<'_, (Option<SessionEnd>, HashMap<u64, Waker>)> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -138,7 +138,7 @@ impl DoneState {
             st.0 = Some(end);
             std::mem::take(&mut st.1)
         };
-        for w in wakers {
+        for w in wakers.into_values() {
             w.wake();
         }
     }
@@ -216,6 +216,7 @@ impl Session {
     /// number of them may wait.
     pub fn done(&self) -> SessionDone {
         SessionDone {
+            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
             state: self.inner.state.clone(),
         }
     }
@@ -345,9 +346,12 @@ impl Drop for KeyClaim {
     }
 }
 
+/// Ids of [`SessionDone`] futures, to find their wakers.
+static NEXT_WAITER: AtomicU64 = AtomicU64::new(0);
+
 /// The future of [`Session::done`]: resolves with why the session ended.
-#[derive(Clone)]
 pub struct SessionDone {
+    id: u64,
     state: Arc<DoneState>,
 }
 
@@ -365,9 +369,63 @@ impl Future for SessionDone {
         if let Some(end) = st.0 {
             return Poll::Ready(end);
         }
-        if !st.1.iter().any(|w| w.will_wake(cx.waker())) {
-            st.1.push(cx.waker().clone());
-        }
+        st.1.insert(self.id, cx.waker().clone());
         Poll::Pending
+    }
+}
+
+impl Drop for SessionDone {
+    fn drop(&mut self) {
+        // A dropped waiter leaves no waker behind (sessions live long).
+        self.state.lock().1.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn done_wakes_every_waiter_once_and_forgets_dropped_ones() {
+        let state = Arc::new(DoneState::default());
+        let count = Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let waiter = |state: &Arc<DoneState>| SessionDone {
+            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
+            state: state.clone(),
+        };
+        let mut a = waiter(&state);
+        let mut b = waiter(&state);
+        for _ in 0..3 {
+            assert!(Pin::new(&mut a).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut b).poll(&mut cx).is_pending());
+        }
+        assert_eq!(state.lock().1.len(), 2, "one waker per waiter");
+        drop(b);
+        assert_eq!(state.lock().1.len(), 1, "a dropped waiter is forgotten");
+        state.finish(SessionEnd::Expired);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            Pin::new(&mut a).poll(&mut cx),
+            Poll::Ready(SessionEnd::Expired)
+        );
+        // The first end sticks.
+        state.finish(SessionEnd::Closed);
+        assert_eq!(state.end(), Some(SessionEnd::Expired));
+        let mut late = waiter(&state);
+        assert_eq!(
+            Pin::new(&mut late).poll(&mut cx),
+            Poll::Ready(SessionEnd::Expired)
+        );
     }
 }
