@@ -15,6 +15,7 @@ mod sync;
 mod transport;
 
 pub mod api;
+pub mod concurrency;
 
 /// The extension traits that make responses readable
 /// (`kv.key_str()`, `event.kind()`, `txn.op_responses()`), in one import:
