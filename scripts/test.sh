@@ -27,6 +27,9 @@ cargo clippy -p etcdv3-async-std --all-features --all-targets -- -D warnings
 cargo clippy -p etcdv3-client --features test-util --all-targets -- -D warnings
 cargo clippy -p etcdv3-client --features tls-native-roots --all-targets -- -D warnings
 
+echo "== rustdoc (every link resolves; no broken docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+
 echo "== tests (etcd 3.5)"
 ETCD_BIN="$ETCD35" cargo test --workspace
 # tests/runtimes.rs (async-std, smol) needs the `smol` feature.

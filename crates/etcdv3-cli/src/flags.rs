@@ -49,7 +49,7 @@ pub struct GlobalArgs {
     /// Keepalive timeout for client connections.
     #[arg(long, env = "ETCDCTL_KEEPALIVE_TIMEOUT", default_value = "6s", value_parser = parse_duration, global = true)]
     pub keepalive_timeout: Duration,
-    /// username[:password] for authentication.
+    /// User name, or `user:password`, for authentication.
     #[arg(long = "user", id = "global_user", env = "ETCDCTL_USER", global = true)]
     pub user: Option<String>,
     /// Password for authentication (then --user holds the name only).

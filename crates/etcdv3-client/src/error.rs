@@ -66,6 +66,24 @@ pub enum Error {
         /// The reason the server gave.
         reason: String,
     },
+    /// A call named a member ([`CallOptions::target`](crate::CallOptions::target))
+    /// that is none of the client's endpoints (or, by id, that none of them
+    /// answered as). Nothing was sent.
+    #[error("unknown target: {target} is not one of the client's endpoints")]
+    UnknownTarget {
+        /// The target the call named.
+        target: crate::client::Target,
+    },
+    /// The cluster is older than the client accepts
+    /// ([`ClientOptions::reject_old_cluster`](crate::ClientOptions::reject_old_cluster)).
+    #[error("old cluster: etcd {version} answered, {minimum} or later is required")]
+    OldCluster {
+        /// The newest version an endpoint reported (empty if none answered
+        /// with one).
+        version: String,
+        /// The oldest version accepted.
+        minimum: String,
+    },
     /// A lease expired or was revoked while it was being kept alive.
     #[error("lease {id} expired")]
     LeaseExpired {
@@ -115,6 +133,11 @@ impl Error {
     /// Whether the call ran out of time.
     pub fn is_deadline_exceeded(&self) -> bool {
         matches!(self, Error::Call(CallError::DeadlineExceeded { .. }))
+    }
+
+    /// Whether the call named a target the client does not know.
+    pub fn is_unknown_target(&self) -> bool {
+        matches!(self, Error::UnknownTarget { .. })
     }
 
     /// Whether the outcome of a mutation is unknown.

@@ -41,6 +41,12 @@ pub struct ClientOptions {
     /// Keep the endpoint set in sync with the cluster's member list at this
     /// interval; `None` disables.
     pub auto_sync_interval: Option<Duration>,
+    /// Refuse to connect to a cluster older than etcd 3.2 (as Go's
+    /// `RejectOldCluster`): the runtime crates' `connect` (and
+    /// [`Client::connect`](crate::Client::connect)) ask the endpoints'
+    /// status and fail with [`Error::OldCluster`](crate::Error::OldCluster)
+    /// unless one reports 3.2 or later.
+    pub reject_old_cluster: bool,
     /// HTTP/2 stream window, in bytes.
     pub stream_window: u32,
     /// HTTP/2 connection window, in bytes.
@@ -65,6 +71,7 @@ impl Default for ClientOptions {
             require_leader: true,
             seed: None,
             auto_sync_interval: None,
+            reject_old_cluster: false,
             stream_window: 2 * 1024 * 1024,
             connection_window: 5 * 1024 * 1024,
             #[cfg(feature = "test-util")]
@@ -107,6 +114,84 @@ impl ClientOptions {
     /// Sync endpoints from the member list at `interval`.
     pub fn with_auto_sync(mut self, interval: Duration) -> Self {
         self.auto_sync_interval = Some(interval);
+        self
+    }
+
+    /// Longest time opening a connection (TCP, TLS, HTTP/2 handshake, first
+    /// ping answered) may take before the endpoint counts as failed
+    /// ([`CoreConfig::connect_timeout`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use etcdv3_client::ClientOptions;
+    /// let opts = ClientOptions::default()
+    ///     .with_connect_timeout(Duration::from_secs(2))
+    ///     .with_keepalive(Duration::from_secs(10), Duration::from_secs(3))
+    ///     .with_stall_timeout(Duration::from_secs(4))
+    ///     .with_require_leader(false)
+    ///     .with_reject_old_cluster();
+    /// assert_eq!(opts.core.connect_timeout, Duration::from_secs(2));
+    /// assert_eq!(opts.core.keepalive_interval, Duration::from_secs(10));
+    /// assert_eq!(opts.core.ping_timeout, Duration::from_secs(3));
+    /// assert!(opts.reject_old_cluster && !opts.require_leader);
+    /// ```
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.core.connect_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keepalive: ping every `interval` while a long-lived stream is
+    /// open (raised to etcd's minimum of 5 s, below which the server sends
+    /// GOAWAY), and declare the connection dead when a ping goes unanswered
+    /// for `timeout` ([`CoreConfig::keepalive_interval`],
+    /// [`CoreConfig::ping_timeout`]).
+    pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.core.keepalive_interval = interval.max(etcdv3_core::machine::MIN_PING_INTERVAL);
+        self.core.ping_timeout = timeout;
+        self
+    }
+
+    /// Stall detection: a connection that owes a reply and was silent this
+    /// long gets a liveness ping, and new calls avoid it until the pong
+    /// ([`CoreConfig::stall_timeout`]).
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.core.stall_timeout = timeout;
+        self
+    }
+
+    /// Partition probes (`Maintenance/Status` to compare leader and term):
+    /// every `interval` (`None` disables), and whether also while idle
+    /// ([`CoreConfig::probe_interval`], [`CoreConfig::probe_when_idle`]).
+    pub fn with_probes(mut self, interval: Option<Duration>, when_idle: bool) -> Self {
+        self.core.probe_interval = interval;
+        self.core.probe_when_idle = when_idle;
+        self
+    }
+
+    /// Close connections idle this long ([`CoreConfig::idle_timeout`]).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.core.idle_timeout = timeout;
+        self
+    }
+
+    /// Whether members without a leader must refuse calls at once (default
+    /// `true`); a call can override it ([`crate::CallOptions`]).
+    pub fn with_require_leader(mut self, require: bool) -> Self {
+        self.require_leader = require;
+        self
+    }
+
+    /// Largest request and response messages, in bytes.
+    pub fn with_max_message_size(mut self, send: usize, recv: usize) -> Self {
+        self.max_send_message_size = send;
+        self.max_recv_message_size = recv;
+        self
+    }
+
+    /// Refuse clusters older than etcd 3.2 when connecting
+    /// ([`ClientOptions::reject_old_cluster`]).
+    pub fn with_reject_old_cluster(mut self) -> Self {
+        self.reject_old_cluster = true;
         self
     }
 }

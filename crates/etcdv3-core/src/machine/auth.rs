@@ -71,6 +71,15 @@ impl Core {
         }
     }
 
+    /// The adapter put a token for new credentials in place by itself (the
+    /// user changed them at runtime): from now on every call waits for a
+    /// token, as with credentials configured from the start, and the calls
+    /// waiting for one go out.
+    pub fn handle_credentials_changed(&mut self, now: Instant) {
+        self.config.authenticate = true;
+        self.handle_auth_result(now, Ok(()));
+    }
+
     /// A request on `call` (typically a stream: a watch create refused
     /// with "permission denied", a keepalive stream ended with an invalid
     /// token) was refused for want of a valid token. Returns `false` when

@@ -198,6 +198,24 @@ impl Core {
         self.conns.len()
     }
 
+    /// The endpoint whose answers last named `member_id` as the member
+    /// that answered (learned from response headers and probes), if any.
+    /// For calls aimed at a member by id ([`Core::start_call_on`]).
+    pub fn endpoint_of_member(&self, member_id: u64) -> Option<EndpointId> {
+        self.slots
+            .iter()
+            .position(|s| !s.removed && s.health.member_id() == Some(member_id))
+            .map(EndpointId)
+    }
+
+    /// The member id endpoint `id` answered with, once it answered.
+    pub fn member_of_endpoint(&self, id: EndpointId) -> Option<u64> {
+        self.slots
+            .get(id.0)
+            .filter(|s| !s.removed)
+            .and_then(|s| s.health.member_id())
+    }
+
     /// Per-endpoint state, for operators: why a call went where it went.
     pub fn endpoint_states(&self) -> Vec<EndpointState> {
         let now = self.last_now;
