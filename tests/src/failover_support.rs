@@ -24,4 +24,3 @@ pub fn classify(e: &Error) -> ErrorClass {
         other => ErrorClass::Other(other.to_string()),
     }
 }
-
