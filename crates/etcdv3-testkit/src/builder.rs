@@ -3,6 +3,7 @@
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -141,6 +142,7 @@ impl ClusterBuilder {
             procs: Mutex::new(Vec::new()),
             ids: Vec::new(),
             net: Arc::clone(&net),
+            closed: AtomicBool::new(false),
         };
         for i in 0..self.size {
             let name = format!("m{i}");

@@ -5,6 +5,7 @@ use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::process::Child;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +54,8 @@ pub struct Cluster {
     pub(crate) procs: Mutex<Vec<Proc>>,
     pub(crate) ids: Vec<u64>,
     pub(crate) net: Arc<PeerNet>,
+    /// Set by [`Cluster::shutdown`] (under the `procs` lock): no process may start after it.
+    pub(crate) closed: AtomicBool,
 }
 
 impl fmt::Debug for Cluster {
@@ -285,17 +288,40 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
+impl Cluster {
+    /// Stops the cluster for good, through a shared reference: SIGKILLs every member process
+    /// (by pid), and deletes the temp directory (unless `ETCD_TESTKIT_KEEP=1`). Later process
+    /// operations fail with [`TestkitError::ShutDown`]; a [`Cluster::restart`] running on
+    /// another thread meanwhile cannot leave a process behind. Dropping the cluster does the
+    /// same; this is for holders of an `Arc<Cluster>` that must clean up now (e.g. on Ctrl-C)
+    /// while another thread may still hold a clone. Idempotent.
+    pub fn shutdown(&self) {
+        {
+            let _procs = lock(&self.procs);
+            if self.closed.swap(true, Ordering::SeqCst) {
+                return;
+            }
+        }
         for i in 0..self.slots.len() {
             self.stop_process(i);
         }
-        // Proxies stop when `slots` drops, right after this.
         let keep = std::env::var_os("ETCD_TESTKIT_KEEP").is_some_and(|v| v != "0" && !v.is_empty());
         if keep {
             eprintln!("etcdv3-testkit: keeping {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);
         }
+    }
+
+    /// Whether [`Cluster::shutdown`] ran.
+    pub fn is_shut_down(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // Proxies stop when `slots` drops, right after this.
+        self.shutdown();
     }
 }

@@ -40,6 +40,9 @@ pub enum TestkitError {
     /// The member was removed from the cluster with [`Cluster::remove_member`](crate::Cluster::remove_member).
     #[error("member {0} was removed from the cluster")]
     Removed(usize),
+    /// [`Cluster::shutdown`](crate::Cluster::shutdown) ran: the cluster starts no process.
+    #[error("the cluster was shut down")]
+    ShutDown,
     /// Spawning the etcd process failed.
     #[error("cannot spawn {bin}: {source}")]
     Spawn {

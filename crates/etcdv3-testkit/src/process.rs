@@ -5,6 +5,7 @@ use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -52,6 +53,9 @@ impl Cluster {
 
     /// Picks fresh listener ports for member `i`, points its proxies at them and spawns etcd.
     pub(crate) fn spawn(&self, i: usize, state: &str) -> Result<(), TestkitError> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(TestkitError::ShutDown);
+        }
         let client_port = ports::reserve_port()?;
         let peer_port = ports::reserve_port()?;
         let control_port = if self.tls.is_some() {
@@ -137,8 +141,16 @@ impl Cluster {
         let client_addr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, client_port));
         slot.client_proxy.set_upstream(client_addr);
         slot.peer_proxy.set_upstream(peer_addr);
-        self.net.set_pid(i, Some(child.id()));
         let mut procs = lock(&self.procs);
+        if self.closed.load(Ordering::SeqCst) {
+            // [`Cluster::shutdown`] ran while this process started: it must not outlive it.
+            drop(procs);
+            let mut child = child;
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(TestkitError::ShutDown);
+        }
+        self.net.set_pid(i, Some(child.id()));
         let p = &mut procs[i];
         p.child = Some(child);
         p.paused = false;
@@ -182,6 +194,9 @@ impl Cluster {
     pub(crate) fn running_pid(&self, i: usize) -> Result<u32, TestkitError> {
         self.check(i)?;
         let procs = lock(&self.procs);
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(TestkitError::ShutDown);
+        }
         if procs[i].removed {
             return Err(TestkitError::Removed(i));
         }
