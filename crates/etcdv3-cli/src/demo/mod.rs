@@ -168,10 +168,40 @@ pub async fn run(args: DemoArgs, endpoints_given: bool) -> Result<(), CliError> 
 struct View {
     to_stderr: bool,
     tty: bool,
+    /// Terminal width: a redrawn line must not wrap, or `\r` cannot erase it.
+    columns: usize,
+}
+
+/// The terminal's width from `stty size` (the view's stream is a terminal),
+/// 120 if it cannot be told.
+fn terminal_columns() -> usize {
+    std::fs::File::open("/dev/tty")
+        .ok()
+        .and_then(|tty| {
+            std::process::Command::new("stty")
+                .arg("size")
+                .stdin(tty)
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+        })
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .nth(1)
+                .and_then(|c| c.parse::<usize>().ok())
+        })
+        .filter(|&c| c > 20)
+        .unwrap_or(120)
 }
 
 impl View {
     fn line(&self, text: &str, transient: bool) {
+        let text: String = if self.tty {
+            text.chars().take(self.columns.saturating_sub(1)).collect()
+        } else {
+            text.to_string()
+        };
         let mut out: Box<dyn Write> = if self.to_stderr {
             Box::new(std::io::stderr().lock())
         } else {
@@ -202,13 +232,15 @@ async fn demo(
     stop: Arc<AtomicBool>,
 ) -> Result<(), CliError> {
     let started = Instant::now();
+    let tty = if args.json {
+        std::io::stderr().is_terminal()
+    } else {
+        std::io::stdout().is_terminal()
+    };
     let view = View {
         to_stderr: args.json,
-        tty: if args.json {
-            std::io::stderr().is_terminal()
-        } else {
-            std::io::stdout().is_terminal()
-        },
+        tty,
+        columns: if tty { terminal_columns() } else { usize::MAX },
     };
     view.line("starting a 3-member etcd cluster on 127.0.0.1 ...", false);
     let etcd = args.etcd.clone();
