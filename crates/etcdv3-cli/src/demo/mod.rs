@@ -155,6 +155,10 @@ pub async fn run(args: DemoArgs, endpoints_given: bool) -> Result<(), CliError> 
         _ = tokio::signal::ctrl_c() => Err(CliError::Interrupted),
     };
     stop.store(true, Ordering::SeqCst);
+    if matches!(outcome, Err(CliError::Interrupted)) {
+        // On a new line: the live view may have left one half drawn.
+        eprintln!("\netcdv3ctl demo: interrupted, stopping the cluster");
+    }
     let cluster = holder.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(c) = cluster {
         tokio::task::spawn_blocking(move || c.shutdown())
