@@ -25,6 +25,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 # The smol runtime and its tests are behind a feature nothing else enables.
 cargo clippy -p etcdv3-async-std --all-features --all-targets -- -D warnings
 cargo clippy -p etcdv3-client --features test-util --all-targets -- -D warnings
+cargo clippy -p etcdv3-client --features tls-native-roots --all-targets -- -D warnings
+
+echo "== rustdoc (every link resolves; no broken docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
 
 echo "== tests (etcd 3.5)"
 ETCD_BIN="$ETCD35" cargo test --workspace
@@ -32,6 +36,8 @@ ETCD_BIN="$ETCD35" cargo test --workspace
 ETCD_BIN="$ETCD35" cargo test -p etcdv3-async-std --all-features --test runtimes
 # tests/stream_ids.rs needs the client's `test-util` feature (h2 `unstable`).
 ETCD_BIN="$ETCD35" cargo test -p etcdv3-client --features test-util --test stream_ids
+# TlsOptions::with_native_roots (the system's trust store) is behind a feature.
+cargo test -p etcdv3-client --features tls-native-roots --lib tls
 
 echo "== real-cluster suites (etcd 3.4; tokio variants: the async-std ones ran above)"
 ETCD_BIN="$ETCD34" cargo test -p etcdv3-testkit

@@ -1,6 +1,8 @@
 //! TLS end to end against real etcd (etcd from `ETCD_BIN` or `PATH`): the testkit starts
 //! members with `https://` client URLs and throw-away certificates; the client talks to them
-//! through the testkit's TCP proxies with rustls.
+//! through the testkit's TCP proxies with rustls. Certificates from files and from memory,
+//! a caller-supplied rustls configuration, skipped verification, and TLS failures that
+//! will not heal reported at once as `Error::Tls` (see also `tls_front.rs`).
 //!
 //! `cargo test -p etcdv3-integration --test tls`
 
@@ -13,7 +15,10 @@ use etcdv3_testkit::{Cluster, ClusterBuilder, TlsFiles};
 use futures_util::StreamExt;
 
 /// Deadline of the calls that are expected to fail.
-const FAIL_DEADLINE: Duration = Duration::from_secs(3);
+const FAIL_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A TLS failure that will not heal must be reported well before the deadline.
+const FAIL_FAST: Duration = Duration::from_secs(1);
 
 async fn start<R: TestRuntime>(cert_auth: bool) -> Cluster {
     R::spawn_blocking(move || {
@@ -49,7 +54,8 @@ async fn round_trip(client: &Client, key: &str, value: &str) {
     assert_eq!(values, vec![value.as_bytes()]);
 }
 
-/// Runs a put that must fail, and checks that it fails before its deadline is much past.
+/// Runs a put that must fail, and checks that it fails at once (well before its
+/// 10 s deadline): a TLS setup that cannot work is not retried.
 async fn failing_put<R: TestRuntime>(client: &Client) -> Error {
     let started = Instant::now();
     let res = R::timeout(
@@ -60,12 +66,27 @@ async fn failing_put<R: TestRuntime>(client: &Client) -> Error {
     .expect("the call hung past its deadline");
     let elapsed = started.elapsed();
     let err = res.expect_err("the put succeeded without a valid TLS setup");
-    eprintln!("failed as expected after {:?}: {err}", started.elapsed());
-    assert!(
-        elapsed < FAIL_DEADLINE + Duration::from_secs(2),
-        "failed only after {elapsed:?}: {err}"
-    );
+    eprintln!("failed as expected after {elapsed:?}: {err}");
+    assert!(elapsed < FAIL_FAST, "failed only after {elapsed:?}: {err}");
+    assert!(!err.may_have_applied(), "{err}");
     err
+}
+
+/// The cause of an `Error::Tls`; panics on any other error.
+fn tls_cause(err: &Error) -> &str {
+    match err {
+        Error::Tls {
+            cause, endpoint, ..
+        } => {
+            assert!(endpoint.starts_with("https://"), "{err}");
+            cause
+        }
+        other => panic!("expected Error::Tls, got {other:?}"),
+    }
+}
+
+fn pem(path: &std::path::Path) -> Vec<u8> {
+    std::fs::read(path).unwrap()
 }
 
 /// Whether the error's text contains one of `needles` (case-insensitive).
@@ -155,9 +176,7 @@ async fn mutual_tls<R: TestRuntime>() {
     )
     .await;
     let err = failing_put::<R>(&without).await;
-    assert!(matches!(err, Error::Call(_)), "{err:?}");
-    assert!(!err.may_have_applied(), "{err}");
-    assert!(mentions(&err, &["certificate"]), "{err}");
+    assert!(tls_cause(&err).contains("Certificate"), "{err}");
 
     // A client certificate from a CA the server does not trust.
     let foreign = connect::<R>(
@@ -169,8 +188,7 @@ async fn mutual_tls<R: TestRuntime>() {
     )
     .await;
     let err = failing_put::<R>(&foreign).await;
-    assert!(matches!(err, Error::Call(_)), "{err:?}");
-    assert!(mentions(&err, &["certificate"]), "{err}");
+    assert!(tls_cause(&err).contains("Certificate"), "{err}");
 
     // Nothing was written by the refused clients.
     let got = with_identity
@@ -191,10 +209,42 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     )
     .await;
     let err = failing_put::<R>(&wrong_ca).await;
-    assert!(matches!(err, Error::Call(_)), "{err:?}");
-    assert!(!err.may_have_applied(), "{err}");
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
     assert!(mentions(&err, &["tls"]), "{err}");
-    assert!(mentions(&err, &["UnknownIssuer"]), "{err}");
+    // Later calls fail at once too (the endpoint is not retried meanwhile).
+    let err = failing_put::<R>(&wrong_ca).await;
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
+    // With credentials, the token request meets the same wall: the call reports
+    // the TLS cause, not an authentication failure.
+    let with_user = R::connect(
+        cluster.client_urls(),
+        ClientOptions::default()
+            .with_tls(TlsOptions::default().with_ca_file(&f.foreign_ca))
+            .with_user("root", "secret")
+            .with_timeout(FAIL_DEADLINE),
+    )
+    .await
+    .unwrap();
+    let err = failing_put::<R>(&with_user).await;
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
+    // A watch cannot be created either, and says why at once.
+    let started = Instant::now();
+    let res = R::timeout(
+        FAIL_DEADLINE + Duration::from_secs(5),
+        wrong_ca.watch("tls/w", WatchOptions::new()),
+    )
+    .await
+    .expect("watch hung past its deadline");
+    let elapsed = started.elapsed();
+    let Err(err) = res else {
+        panic!("a watch was created without a valid TLS setup");
+    };
+    eprintln!("watch failed after {elapsed:?}: {err}");
+    assert!(
+        elapsed < FAIL_FAST,
+        "watch failed only after {elapsed:?}: {err}"
+    );
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
 
     let wrong_name = connect::<R>(
         &cluster,
@@ -205,9 +255,8 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     )
     .await;
     let err = failing_put::<R>(&wrong_name).await;
-    assert!(matches!(err, Error::Call(_)), "{err:?}");
-    assert!(mentions(&err, &["tls"]), "{err}");
-    assert!(mentions(&err, &["not valid for name"]), "{err}");
+    assert!(tls_cause(&err).contains("not valid for name"), "{err}");
+    assert!(mentions(&err, &["not-this-server.example"]), "{err}");
 
     // The right CA on the same cluster works, so the failures above were the TLS setup's.
     let good = connect::<R>(
@@ -217,6 +266,108 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     )
     .await;
     round_trip(&good, "tls/ok", "yes").await;
+}
+
+async fn certificates_from_memory<R: TestRuntime>() {
+    let cluster = start::<R>(true).await;
+    let f = files(&cluster);
+    // PEM bytes as a Kubernetes secret would hold them: no file is read by
+    // the client.
+    let client = connect::<R>(
+        &cluster,
+        TlsOptions::default()
+            .with_ca_pem(pem(&f.ca))
+            .with_identity_pem(pem(&f.client_cert), pem(&f.client_key)),
+        Duration::from_secs(10),
+    )
+    .await;
+    round_trip(&client, "tls/pem", "from memory").await;
+
+    // The wrong CA from memory fails at once, naming the cause.
+    let wrong = connect::<R>(
+        &cluster,
+        TlsOptions::default()
+            .with_ca_pem(pem(&f.foreign_ca))
+            .with_identity_pem(pem(&f.client_cert), pem(&f.client_key)),
+        FAIL_DEADLINE,
+    )
+    .await;
+    let err = failing_put::<R>(&wrong).await;
+    assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
+
+    // A client certificate from memory that the server's CA did not sign.
+    let foreign = connect::<R>(
+        &cluster,
+        TlsOptions::default()
+            .with_ca_pem(pem(&f.ca))
+            .with_identity_pem(pem(&f.foreign_client_cert), pem(&f.foreign_client_key)),
+        FAIL_DEADLINE,
+    )
+    .await;
+    let err = failing_put::<R>(&foreign).await;
+    assert!(tls_cause(&err).contains("Certificate"), "{err}");
+}
+
+async fn insecure_skip_verify_connects<R: TestRuntime>() {
+    let cluster = start::<R>(false).await;
+    let f = files(&cluster);
+    // No CA at all: refused at connect as a configuration error...
+    match R::connect(
+        cluster.client_urls(),
+        ClientOptions::default().with_tls(TlsOptions::default()),
+    )
+    .await
+    {
+        Err(Error::Config(msg)) => assert!(msg.contains("with_ca_pem"), "{msg}"),
+        Err(other) => panic!("expected Error::Config, got {other:?}"),
+        Ok(_) => panic!("TLS without anything to trust was accepted"),
+    }
+    // ...unless verification is explicitly skipped.
+    let client = connect::<R>(
+        &cluster,
+        TlsOptions::default().danger_accept_invalid_certs(),
+        Duration::from_secs(10),
+    )
+    .await;
+    round_trip(&client, "tls/insecure", "unverified").await;
+    // Even a wrong CA and a wrong name do not matter then.
+    let client = connect::<R>(
+        &cluster,
+        TlsOptions::default()
+            .with_ca_file(&f.foreign_ca)
+            .with_domain_name("not-this-server.example")
+            .danger_accept_invalid_certs(),
+        Duration::from_secs(10),
+    )
+    .await;
+    round_trip(&client, "tls/insecure", "still unverified").await;
+}
+
+async fn caller_supplied_rustls_config<R: TestRuntime>() {
+    use etcdv3_client::rustls;
+    use rustls::pki_types::pem::PemObject;
+    let cluster = start::<R>(true).await;
+    let f = files(&cluster);
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = rustls::pki_types::CertificateDer::from_pem_slice(&pem(&f.ca)).unwrap();
+    roots.add(ca).unwrap();
+    let chain =
+        vec![rustls::pki_types::CertificateDer::from_pem_slice(&pem(&f.client_cert)).unwrap()];
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&pem(&f.client_key)).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let client = connect::<R>(
+        &cluster,
+        TlsOptions::default().with_client_config(std::sync::Arc::new(config)),
+        Duration::from_secs(10),
+    )
+    .await;
+    round_trip(&client, "tls/custom", "caller's rustls config").await;
 }
 
 async fn https_without_tls_options_is_a_config_error<R: TestRuntime>() {
@@ -247,4 +398,7 @@ etcdv3_integration::runtime_tests!(
     mutual_tls,
     wrong_ca_or_name_fails_naming_the_tls_problem,
     https_without_tls_options_is_a_config_error,
+    certificates_from_memory,
+    insecure_skip_verify_connects,
+    caller_supplied_rustls_config,
 );

@@ -6,7 +6,7 @@
 //! started. TLS (the client's default `tls` feature) works unchanged.
 //!
 //! Features: `async-std` (default) gives [`AsyncStdRuntime`] and [`connect`];
-//! `smol` gives [`smol::SmolRuntime`] and [`smol::connect`].
+//! `smol` gives `smol::SmolRuntime` and `smol::connect`.
 //!
 //! ```no_run
 //! # #[cfg(feature = "async-std")]
@@ -70,5 +70,5 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
-    Client::new(std::sync::Arc::new(AsyncStdRuntime), endpoints, options)
+    Client::connect(std::sync::Arc::new(AsyncStdRuntime), endpoints, options).await
 }

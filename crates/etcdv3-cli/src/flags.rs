@@ -52,7 +52,7 @@ pub struct GlobalArgs {
     /// Keepalive timeout for client connections.
     #[arg(long, env = "ETCDCTL_KEEPALIVE_TIMEOUT", default_value = "6s", value_parser = parse_duration, global = true)]
     pub keepalive_timeout: Duration,
-    /// username[:password] for authentication.
+    /// User name, or `user:password`, for authentication.
     #[arg(long = "user", id = "global_user", env = "ETCDCTL_USER", global = true)]
     pub user: Option<String>,
     /// Password for authentication (then --user holds the name only).
@@ -77,7 +77,8 @@ pub struct GlobalArgs {
     /// Identify secure client using this TLS key file.
     #[arg(long = "key", id = "global_key", env = "ETCDCTL_KEY", global = true)]
     pub key: Option<PathBuf>,
-    /// Skip server certificate verification (not supported: refused).
+    /// Skip server certificate verification (CAUTION: this option should be
+    /// enabled only for testing purposes).
     #[arg(long, env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY", global = true,
           action = ArgAction::Set, num_args = 0..=1, default_value_t = false,
           default_missing_value = "true", require_equals = true)]
@@ -131,11 +132,6 @@ impl GlobalArgs {
 
     /// The client options these flags describe.
     pub fn client_options(&self) -> Result<ClientOptions, CliError> {
-        if self.insecure_skip_tls_verify {
-            return Err(CliError::Usage(
-                "--insecure-skip-tls-verify is not supported: give the CA with --cacert".into(),
-            ));
-        }
         let mut opts = ClientOptions::default()
             .with_timeout(self.command_timeout)
             .with_policy(self.policy);
@@ -159,6 +155,11 @@ impl GlobalArgs {
                     "--cert and --key must be given together".into(),
                 ))
             }
+        }
+        // As etcdctl, skipping verification changes no endpoint's scheme
+        // (`https://` endpoints, or `--insecure-transport=false`).
+        if self.insecure_skip_tls_verify {
+            tls = Some(tls.unwrap_or_default().danger_accept_invalid_certs());
         }
         if let Some(tls) = tls {
             opts = opts.with_tls(tls);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use etcdv3_core::codec;
 use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::machine::EndpointId;
 use etcdv3_proto::method::Method;
 
 use crate::error::{Error, Result};
@@ -16,20 +17,164 @@ use crate::transport::{self, Shared};
 
 pub(crate) use crate::transport::stream::{BidiCall, ServerStream};
 
-/// Per-call options.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Where a call must run: one member of the cluster, named by the caller.
+///
+/// A call with a target runs on that member only: it is never moved to
+/// another one (it waits for that member until its deadline). A target the
+/// client does not know fails at once with [`Error::UnknownTarget`].
+///
+/// ```
+/// use etcdv3_client::{CallOptions, Target};
+/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
+/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+/// assert_ne!(on_first, on_member);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// One of the client's endpoints, written as given to the client
+    /// (`http://host:port`, `https://host:port` or `host:port`).
+    Endpoint(String),
+    /// The member with this id (as in a response header's `member_id` or
+    /// the member list). The client finds which of its endpoints it is
+    /// (asking each endpoint's status once if it does not know yet).
+    Member(u64),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Endpoint(e) => write!(f, "endpoint {e}"),
+            Target::Member(id) => write!(f, "member {id:x}"),
+        }
+    }
+}
+
+/// How a read is served: through consensus (linearizable, the default of
+/// etcd and of this client) or by whichever member answers, from its local
+/// state (serializable: faster, available without a leader, possibly
+/// stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadConsistency {
+    /// Reads reflect every write completed before they started.
+    Linearizable,
+    /// Reads come from the answering member's local state.
+    Serializable,
+}
+
+/// Per-call options, one convention for every method: give them to one call
+/// (methods that take `CallOptions`) or to every call of a scoped handle
+/// ([`Client::with_call_options`]). Each field left `None` keeps the
+/// client's default; request-specific options (e.g. a
+/// [`GetOptions`](crate::api::GetOptions) timeout) win over a scope's.
+///
+/// ```
+/// use std::time::Duration;
+/// use etcdv3_client::{CallOptions, ReadConsistency, Target};
+/// let opts = CallOptions::new()
+///     .timeout(Duration::from_secs(2))
+///     .require_leader(false)
+///     .read(ReadConsistency::Serializable)
+///     .target(Target::Member(42));
+/// assert_eq!(opts.timeout, Some(Duration::from_secs(2)));
+/// assert_eq!(CallOptions::with_timeout(Duration::from_secs(2)).timeout, opts.timeout);
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallOptions {
     /// Deadline of this call, overriding
     /// [`ClientOptions::request_timeout`](crate::ClientOptions::request_timeout).
     pub timeout: Option<Duration>,
+    /// Whether a member without a leader must refuse the call at once,
+    /// overriding [`ClientOptions::require_leader`](crate::ClientOptions::require_leader).
+    pub require_leader: Option<bool>,
+    /// The member the call must run on (never moved to another). Applies to
+    /// unary calls and to server streams (snapshot, observe); watches and
+    /// lease keep-alives share the client's streams and ignore it.
+    pub target: Option<Target>,
+    /// Linearizable or serializable reads, for the calls that read (`get`,
+    /// `member_list`). A request-specific `with_serializable()` wins.
+    pub read: Option<ReadConsistency>,
 }
 
 impl CallOptions {
-    /// Options with a timeout.
+    /// No options: every call uses the client's defaults.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Options with a timeout (a constructor, kept for compatibility; chain
+    /// with [`CallOptions::timeout`] otherwise).
     pub fn with_timeout(timeout: Duration) -> Self {
         CallOptions {
             timeout: Some(timeout),
+            ..Self::default()
         }
+    }
+
+    /// Set the deadline of each call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Set whether a member without a leader must refuse at once.
+    pub fn require_leader(mut self, require: bool) -> Self {
+        self.require_leader = Some(require);
+        self
+    }
+
+    /// Run on this member only.
+    pub fn target(mut self, target: Target) -> Self {
+        self.target = Some(target);
+        self
+    }
+
+    /// Choose linearizable or serializable reads.
+    pub fn read(mut self, read: ReadConsistency) -> Self {
+        self.read = Some(read);
+        self
+    }
+
+    /// These options, with every field left `None` taken from `fallback`.
+    pub fn or(self, fallback: &CallOptions) -> CallOptions {
+        CallOptions {
+            timeout: self.timeout.or(fallback.timeout),
+            require_leader: self.require_leader.or(fallback.require_leader),
+            target: self.target.or_else(|| fallback.target.clone()),
+            read: self.read.or(fallback.read),
+        }
+    }
+}
+
+/// The outcome of [`Client::endpoint_status_all`] for one endpoint.
+#[derive(Debug, Clone)]
+pub struct EndpointStatus {
+    /// The endpoint, as the client writes it (`scheme://host:port`).
+    pub endpoint: String,
+    /// Its status, or why it could not be had.
+    pub result: Result<etcdv3_proto::etcdserverpb::StatusResponse>,
+}
+
+impl EndpointStatus {
+    /// The id of the member that answered, if it did.
+    pub fn member_id(&self) -> Option<u64> {
+        self.result
+            .as_ref()
+            .ok()
+            .and_then(|r| r.header.as_ref())
+            .map(|h| h.member_id)
+    }
+}
+
+/// Keeps a client open while a handle created from it lives (a watcher,
+/// a lease keeper, a lock guard, an observe stream): dropping the last
+/// `Client` clone no longer ends them. [`Client::close`] still does.
+#[derive(Clone, Default)]
+pub(crate) struct KeepOpen(#[allow(dead_code)] Option<Arc<CloseGuard>>);
+
+impl std::fmt::Debug for KeepOpen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeepOpen")
     }
 }
 
@@ -43,8 +188,12 @@ impl Drop for CloseGuard {
 }
 
 /// An etcd v3 client. Cheap to clone; all clones share connections. When
-/// the last clone is dropped, every connection and background task of the
-/// client ends.
+/// the last clone is dropped, and no handle made from it is left (a
+/// [`Watcher`](crate::api::Watcher), [`LeaseKeeper`](crate::api::LeaseKeeper),
+/// [`LockGuard`](crate::api::LockGuard), [`LeaderStream`](crate::api::LeaderStream)
+/// or [`Snapshot`](crate::api::Snapshot): each keeps the client open while
+/// it lives), every connection and background task of the client ends.
+/// [`Client::close`] ends everything at once.
 ///
 /// Obtain one from a runtime crate (`etcdv3_tokio::connect`,
 /// `etcdv3_async_std::connect`) or with [`Client::new`] and your own
@@ -54,6 +203,9 @@ pub struct Client {
     pub(crate) shared: Arc<Shared>,
     /// Held only for its Drop: the last user handle closes the client.
     _guard: Option<Arc<CloseGuard>>,
+    /// Options of every call made through this handle
+    /// ([`Client::with_call_options`]).
+    scope: Option<Arc<CallOptions>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -90,6 +242,7 @@ impl Client {
         let client = Client {
             _guard: Some(Arc::new(CloseGuard(shared.clone()))),
             shared,
+            scope: None,
         };
         if let Some(interval) = sync {
             client.spawn(crate::sync::run(client.background(), interval));
@@ -97,12 +250,281 @@ impl Client {
         Ok(client)
     }
 
+    /// [`Client::new`], then, with
+    /// [`ClientOptions::reject_old_cluster`], the version check
+    /// ([`Client::check_cluster_version`] for etcd 3.2, as Go's
+    /// `RejectOldCluster`). The runtime crates' `connect` call this.
+    pub async fn connect<I, S>(
+        runtime: Arc<dyn Runtime>,
+        endpoints: I,
+        options: ClientOptions,
+    ) -> Result<Client>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let reject = options.reject_old_cluster;
+        let client = Client::new(runtime, endpoints, options)?;
+        if reject {
+            client.check_cluster_version(3, 2).await?;
+        }
+        Ok(client)
+    }
+
+    /// Ask every endpoint's status (concurrently) and succeed with the
+    /// newest version reported if it is at least `major.minor`; otherwise
+    /// fail with [`Error::OldCluster`] (or, when no endpoint answered, with
+    /// the first endpoint's error).
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let version = client.check_cluster_version(3, 4).await?;
+    ///     println!("etcd {version}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn check_cluster_version(&self, major: u32, minor: u32) -> Result<String> {
+        let parse = |v: &str| -> Option<(u32, u32)> {
+            let mut it = v.split('.');
+            Some((it.next()?.parse().ok()?, it.next()?.parse().ok()?))
+        };
+        let mut newest: Option<((u32, u32), String)> = None;
+        let mut first_err = None;
+        for st in self.endpoint_status_all().await {
+            match st.result {
+                Ok(r) => {
+                    if let Some(v) = parse(&r.version) {
+                        if newest.as_ref().is_none_or(|(n, _)| v > *n) {
+                            newest = Some((v, r.version));
+                        }
+                    }
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (newest, first_err) {
+            (Some((v, s)), _) if v >= (major, minor) => Ok(s),
+            (Some((_, s)), _) => Err(Error::OldCluster {
+                version: s,
+                minimum: format!("{major}.{minor}"),
+            }),
+            (None, Some(e)) => Err(e),
+            (None, None) => Err(Error::OldCluster {
+                version: String::new(),
+                minimum: format!("{major}.{minor}"),
+            }),
+        }
+    }
+
+    /// Switch the credentials at runtime: authenticate as `user` now (the
+    /// old credentials stay in use if this fails), put the new token in
+    /// place for every later call, and use the new credentials for every
+    /// later token refresh. Works on a client created without a user too
+    /// (it then starts authenticating its calls). A refresh already running
+    /// with the old credentials may still land its token; the next refresh
+    /// uses the new ones.
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     client.update_user("app", "rotated-secret").await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn update_user(
+        &self,
+        user: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Result<()> {
+        let (user, password) = (user.into(), password.into());
+        let resp = self.authenticate(user.clone(), password.clone()).await?;
+        let token = http::HeaderValue::from_str(&resp.token)
+            .map_err(|e| Error::Config(format!("unusable token: {e}")))?;
+        *self.shared.user.lock().unwrap_or_else(|p| p.into_inner()) = Some((user, password));
+        self.shared.set_token(Some(token));
+        self.shared
+            .with_state(|st, now| st.core.handle_credentials_changed(now));
+        Ok(())
+    }
+
     /// A handle for background tasks that does not keep the client open.
     pub(crate) fn background(&self) -> Client {
         Client {
             shared: self.shared.clone(),
             _guard: None,
+            scope: None,
         }
+    }
+
+    /// What keeps the client open while a handle made from this one lives.
+    pub(crate) fn keep_open(&self) -> KeepOpen {
+        KeepOpen(self._guard.clone())
+    }
+
+    /// A handle on the same client (same connections, cheap: an `Arc`
+    /// clone) whose every call uses `options`: a deadline, `require_leader`,
+    /// a target member, serializable reads. Options a single call gives
+    /// (e.g. [`GetOptions::with_timeout`](crate::api::GetOptions::with_timeout))
+    /// win; fields left `None` keep the client's defaults. Scopes do not
+    /// stack: the new options replace this handle's.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use etcdv3_client::{api::GetOptions, CallOptions, ReadConsistency, Target};
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     // Status and a local read of one member, each within 2 s.
+    ///     let member = client.with_call_options(
+    ///         CallOptions::new()
+    ///             .target(Target::Endpoint("http://127.0.0.1:2379".into()))
+    ///             .read(ReadConsistency::Serializable)
+    ///             .timeout(Duration::from_secs(2)),
+    ///     );
+    ///     let status = member.status().await?;
+    ///     let local = member.get("k", GetOptions::new()).await?;
+    ///     println!("{} {}", status.raft_index, local.count);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn with_call_options(&self, options: CallOptions) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+            scope: Some(Arc::new(options)),
+        }
+    }
+
+    /// A handle whose every call runs on `target` only
+    /// (`with_call_options` with just a target).
+    pub fn on(&self, target: Target) -> Client {
+        let options = self.call_options().clone().target(target);
+        self.with_call_options(options)
+    }
+
+    /// The per-call options of this handle (all `None` for a client that is
+    /// not scoped).
+    pub fn call_options(&self) -> &CallOptions {
+        static NONE: CallOptions = CallOptions {
+            timeout: None,
+            require_leader: None,
+            target: None,
+            read: None,
+        };
+        self.scope.as_deref().unwrap_or(&NONE)
+    }
+
+    /// `opts` completed with this handle's scope.
+    pub(crate) fn effective(&self, opts: CallOptions) -> CallOptions {
+        match &self.scope {
+            Some(scope) => opts.or(scope),
+            None => opts,
+        }
+    }
+
+    /// The endpoint a target names, learning member ids from the
+    /// endpoints' status when needed.
+    pub(crate) async fn resolve_target(
+        &self,
+        target: Option<&Target>,
+        timeout: Duration,
+    ) -> Result<Option<EndpointId>> {
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let unknown = || Error::UnknownTarget {
+            target: target.clone(),
+        };
+        match target {
+            Target::Endpoint(e) => {
+                let wanted = Endpoint::parse(e)?;
+                self.endpoint_states()
+                    .into_iter()
+                    .find(|s| s.endpoint == wanted)
+                    .map(|s| Some(s.id))
+                    .ok_or_else(unknown)
+            }
+            Target::Member(member) => {
+                let member = *member;
+                let known = |c: &Client| {
+                    c.shared
+                        .with_state(|st, _| st.core.endpoint_of_member(member))
+                };
+                if let Some(ep) = known(self) {
+                    return Ok(Some(ep));
+                }
+                // Ask every endpoint whose member id is not known yet.
+                let unknown_eps: Vec<EndpointId> = self.shared.with_state(|st, _| {
+                    st.core
+                        .endpoint_states()
+                        .into_iter()
+                        .filter(|s| st.core.member_of_endpoint(s.id).is_none())
+                        .map(|s| s.id)
+                        .collect()
+                });
+                let mut asks: futures_util::stream::FuturesUnordered<_> = unknown_eps
+                    .into_iter()
+                    .map(|ep| {
+                        self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
+                            etcdv3_proto::method::MAINTENANCE_STATUS,
+                            &etcdv3_proto::etcdserverpb::StatusRequest {},
+                            timeout,
+                            false,
+                            Some(ep),
+                        )
+                    })
+                    .collect();
+                // Stop as soon as the member answered (the rest are
+                // cancelled when `asks` is dropped).
+                while futures_util::StreamExt::next(&mut asks).await.is_some() {
+                    if let Some(ep) = known(self) {
+                        return Ok(Some(ep));
+                    }
+                }
+                known(self).map(Some).ok_or_else(unknown)
+            }
+        }
+    }
+
+    /// The status of every endpoint of the client, asked concurrently, each
+    /// on that endpoint only: one result per endpoint, `Ok` or `Err` (like
+    /// `etcdctl endpoint status --cluster` over the client's own
+    /// connections). A member without a leader still answers unless the
+    /// handle's options set `require_leader`.
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     for st in client.endpoint_status_all().await {
+    ///         match &st.result {
+    ///             Ok(s) => println!("{}: leader {:x}, db {} bytes", st.endpoint, s.leader, s.db_size),
+    ///             Err(e) => println!("{}: {e}", st.endpoint),
+    ///         }
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn endpoint_status_all(&self) -> Vec<EndpointStatus> {
+        let opts = self.effective(CallOptions::default());
+        let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
+        let require_leader = opts.require_leader.unwrap_or(false);
+        let states = self.endpoint_states();
+        let asks = states.iter().map(|s| {
+            self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
+                etcdv3_proto::method::MAINTENANCE_STATUS,
+                &etcdv3_proto::etcdserverpb::StatusRequest {},
+                timeout,
+                require_leader,
+                Some(s.id),
+            )
+        });
+        let results = futures_util::future::join_all(asks).await;
+        states
+            .into_iter()
+            .zip(results)
+            .map(|(s, result)| EndpointStatus {
+                endpoint: s.endpoint.to_string(),
+                result,
+            })
+            .collect()
     }
 
     /// The options the client runs with.
@@ -134,7 +556,9 @@ impl Client {
     }
 
     /// Shut the client down now: pending calls fail with [`Error::Closed`],
-    /// connections close. Dropping the last clone does the same.
+    /// connections close, and every handle made from the client (watchers,
+    /// lease keepers, lock guards, streams) ends with [`Error::Closed`].
+    /// Dropping the last clone and the last such handle does the same.
     pub fn close(&self) {
         self.shared.close();
     }
@@ -176,8 +600,36 @@ impl Client {
     }
 
     /// One unary call: encode `req`, run it through the core (retries,
-    /// failover, deadline), decode the answer.
+    /// failover, deadline), decode the answer. `opts` is completed with the
+    /// handle's scope.
     pub(crate) async fn unary<Q, A>(&self, method: Method, req: &Q, opts: CallOptions) -> Result<A>
+    where
+        Q: prost::Message,
+        A: prost::Message + Default,
+    {
+        let opts = self.effective(opts);
+        let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
+        let require_leader = opts
+            .require_leader
+            .unwrap_or(self.shared.options.require_leader);
+        let started = self.now();
+        let bound = self.resolve_target(opts.target.as_ref(), timeout).await?;
+        // Finding the target counts against the call's deadline.
+        let left = timeout.saturating_sub(self.now().saturating_duration_since(started));
+        self.unary_bound(method, req, left, require_leader, bound)
+            .await
+    }
+
+    /// One unary call with everything decided: deadline, `require_leader`,
+    /// and the endpoint it is pinned to, if any.
+    pub(crate) async fn unary_bound<Q, A>(
+        &self,
+        method: Method,
+        req: &Q,
+        timeout: Duration,
+        require_leader: bool,
+        bound: Option<EndpointId>,
+    ) -> Result<A>
     where
         Q: prost::Message,
         A: prost::Message + Default,
@@ -189,8 +641,9 @@ impl Client {
                     source,
                 }
             })?;
-        let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
-        let msg = transport::call::unary(&self.shared, method, body, timeout).await?;
+        let msg =
+            transport::call::unary_on(&self.shared, method, body, timeout, require_leader, bound)
+                .await?;
         codec::decode_message(msg).map_err(|source| Error::Frame {
             method: method.path,
             source,
@@ -226,8 +679,23 @@ impl Client {
                     source,
                 }
             })?;
-        let call: BidiCall<(), A> =
-            transport::stream::open(&self.shared, method, Some(body), opts.timeout).await?;
+        let opts = self.effective(opts);
+        let require_leader = opts
+            .require_leader
+            .unwrap_or(self.shared.options.require_leader);
+        let resolve_timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
+        let bound = self
+            .resolve_target(opts.target.as_ref(), resolve_timeout)
+            .await?;
+        let call: BidiCall<(), A> = transport::stream::open_on(
+            &self.shared,
+            method,
+            Some(body),
+            opts.timeout,
+            require_leader,
+            bound,
+        )
+        .await?;
         Ok(ServerStream::new(call))
     }
 }
@@ -237,4 +705,28 @@ fn _assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Client>();
     let _ = Bytes::new();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_s_own_options_win_over_the_scope() {
+        let scope = CallOptions::new()
+            .timeout(Duration::from_secs(1))
+            .require_leader(false)
+            .target(Target::Member(7))
+            .read(ReadConsistency::Serializable);
+        let own = CallOptions::with_timeout(Duration::from_secs(9));
+        let merged = own.or(&scope);
+        assert_eq!(merged.timeout, Some(Duration::from_secs(9)));
+        assert_eq!(merged.require_leader, Some(false));
+        assert_eq!(merged.target, Some(Target::Member(7)));
+        assert_eq!(merged.read, Some(ReadConsistency::Serializable));
+        assert_eq!(
+            CallOptions::new().or(&CallOptions::new()),
+            CallOptions::new()
+        );
+    }
 }

@@ -14,7 +14,21 @@ pub enum Error {
     /// The call failed; see [`CallError`] for the cases (server error,
     /// outcome unknown, deadline, no endpoints, auth).
     #[error(transparent)]
-    Call(#[from] CallError),
+    Call(CallError),
+    /// TLS failed in a way retrying will not fix (the server's certificate
+    /// is not trusted, expired or not valid for the name; the server refused
+    /// the client's certificate), on every endpoint the call could use.
+    /// Nothing was sent. Endpoints that fail this way are left out for
+    /// [`crate::CoreConfig::rejection_recheck`] while others are used.
+    #[error("{method}: TLS with {endpoint} failed: {cause}")]
+    Tls {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint that failed last.
+        endpoint: String,
+        /// What TLS reported (e.g. `invalid peer certificate: UnknownIssuer`).
+        cause: String,
+    },
     /// An endpoint could not be parsed.
     #[error(transparent)]
     InvalidEndpoint(#[from] EndpointError),
@@ -51,6 +65,24 @@ pub enum Error {
     WatchCancelled {
         /// The reason the server gave.
         reason: String,
+    },
+    /// A call named a member ([`CallOptions::target`](crate::CallOptions::target))
+    /// that is none of the client's endpoints (or, by id, that none of them
+    /// answered as). Nothing was sent.
+    #[error("unknown target: {target} is not one of the client's endpoints")]
+    UnknownTarget {
+        /// The target the call named.
+        target: crate::client::Target,
+    },
+    /// The cluster is older than the client accepts
+    /// ([`ClientOptions::reject_old_cluster`](crate::ClientOptions::reject_old_cluster)).
+    #[error("old cluster: etcd {version} answered, {minimum} or later is required")]
+    OldCluster {
+        /// The newest version an endpoint reported (empty if none answered
+        /// with one).
+        version: String,
+        /// The oldest version accepted.
+        minimum: String,
     },
     /// A lease expired or was revoked while it was being kept alive.
     #[error("lease {id} expired")]
@@ -103,9 +135,32 @@ impl Error {
         matches!(self, Error::Call(CallError::DeadlineExceeded { .. }))
     }
 
+    /// Whether the call named a target the client does not know.
+    pub fn is_unknown_target(&self) -> bool {
+        matches!(self, Error::UnknownTarget { .. })
+    }
+
     /// Whether the outcome of a mutation is unknown.
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::Call(CallError::OutcomeUnknown { .. }))
+    }
+}
+
+impl From<CallError> for Error {
+    fn from(e: CallError) -> Self {
+        match e {
+            // The client reports rejections for TLS failures only.
+            CallError::Rejected {
+                method,
+                endpoint,
+                cause,
+            } => Error::Tls {
+                method,
+                endpoint,
+                cause,
+            },
+            e => Error::Call(e),
+        }
     }
 }
 

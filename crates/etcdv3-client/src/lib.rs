@@ -15,11 +15,29 @@ mod sync;
 mod transport;
 
 pub mod api;
+pub mod concurrency;
 
-pub use client::{CallOptions, Client};
+/// The extension traits that make responses readable
+/// (`kv.key_str()`, `event.kind()`, `txn.op_responses()`), in one import:
+/// `use etcdv3_client::prelude::*;`.
+pub mod prelude {
+    pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
+}
+
+pub use client::{CallOptions, Client, EndpointStatus, ReadConsistency, Target};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 
+/// What a caller matches an [`Error`] on, without naming `etcdv3_core`:
+/// [`Error::Call`] holds a [`CallError`]; a server error's gRPC [`Status`]
+/// and [`Code`], and its etcd classification ([`EtcdErrorKind`]).
+pub use etcdv3_core::error::EtcdErrorKind;
+pub use etcdv3_core::machine::CallError;
+pub use etcdv3_core::status::{Code, Status};
+
 pub use etcdv3_core as core;
 pub use etcdv3_proto as proto;
+/// The rustls this crate uses (for [`TlsOptions::with_client_config`]).
+#[cfg(feature = "tls")]
+pub use tokio_rustls::rustls;

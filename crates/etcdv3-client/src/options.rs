@@ -41,6 +41,12 @@ pub struct ClientOptions {
     /// Keep the endpoint set in sync with the cluster's member list at this
     /// interval; `None` disables.
     pub auto_sync_interval: Option<Duration>,
+    /// Refuse to connect to a cluster older than etcd 3.2 (as Go's
+    /// `RejectOldCluster`): the runtime crates' `connect` (and
+    /// [`Client::connect`](crate::Client::connect)) ask the endpoints'
+    /// status and fail with [`Error::OldCluster`](crate::Error::OldCluster)
+    /// unless one reports 3.2 or later.
+    pub reject_old_cluster: bool,
     /// HTTP/2 stream window, in bytes.
     pub stream_window: u32,
     /// HTTP/2 connection window, in bytes.
@@ -65,6 +71,7 @@ impl Default for ClientOptions {
             require_leader: true,
             seed: None,
             auto_sync_interval: None,
+            reject_old_cluster: false,
             stream_window: 2 * 1024 * 1024,
             connection_window: 5 * 1024 * 1024,
             #[cfg(feature = "test-util")]
@@ -109,18 +116,166 @@ impl ClientOptions {
         self.auto_sync_interval = Some(interval);
         self
     }
+
+    /// Longest time opening a connection (TCP, TLS, HTTP/2 handshake, first
+    /// ping answered) may take before the endpoint counts as failed
+    /// ([`CoreConfig::connect_timeout`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use etcdv3_client::ClientOptions;
+    /// let opts = ClientOptions::default()
+    ///     .with_connect_timeout(Duration::from_secs(2))
+    ///     .with_keepalive(Duration::from_secs(10), Duration::from_secs(3))
+    ///     .with_stall_timeout(Duration::from_secs(4))
+    ///     .with_require_leader(false)
+    ///     .with_reject_old_cluster();
+    /// assert_eq!(opts.core.connect_timeout, Duration::from_secs(2));
+    /// assert_eq!(opts.core.keepalive_interval, Duration::from_secs(10));
+    /// assert_eq!(opts.core.ping_timeout, Duration::from_secs(3));
+    /// assert!(opts.reject_old_cluster && !opts.require_leader);
+    /// ```
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.core.connect_timeout = timeout;
+        self
+    }
+
+    /// HTTP/2 keepalive: ping every `interval` while a long-lived stream is
+    /// open (raised to etcd's minimum of 5 s, below which the server sends
+    /// GOAWAY), and declare the connection dead when a ping goes unanswered
+    /// for `timeout` ([`CoreConfig::keepalive_interval`],
+    /// [`CoreConfig::ping_timeout`]).
+    pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.core.keepalive_interval = interval.max(etcdv3_core::machine::MIN_PING_INTERVAL);
+        self.core.ping_timeout = timeout;
+        self
+    }
+
+    /// Stall detection: a connection that owes a reply and was silent this
+    /// long gets a liveness ping, and new calls avoid it until the pong
+    /// ([`CoreConfig::stall_timeout`]).
+    pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
+        self.core.stall_timeout = timeout;
+        self
+    }
+
+    /// Partition probes (`Maintenance/Status` to compare leader and term):
+    /// every `interval` (`None` disables), and whether also while idle
+    /// ([`CoreConfig::probe_interval`], [`CoreConfig::probe_when_idle`]).
+    pub fn with_probes(mut self, interval: Option<Duration>, when_idle: bool) -> Self {
+        self.core.probe_interval = interval;
+        self.core.probe_when_idle = when_idle;
+        self
+    }
+
+    /// Close connections idle this long ([`CoreConfig::idle_timeout`]).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.core.idle_timeout = timeout;
+        self
+    }
+
+    /// Whether members without a leader must refuse calls at once (default
+    /// `true`); a call can override it ([`crate::CallOptions`]).
+    pub fn with_require_leader(mut self, require: bool) -> Self {
+        self.require_leader = require;
+        self
+    }
+
+    /// Largest request and response messages, in bytes.
+    pub fn with_max_message_size(mut self, send: usize, recv: usize) -> Self {
+        self.max_send_message_size = send;
+        self.max_recv_message_size = recv;
+        self
+    }
+
+    /// Refuse clusters older than etcd 3.2 when connecting
+    /// ([`ClientOptions::reject_old_cluster`]).
+    pub fn with_reject_old_cluster(mut self) -> Self {
+        self.reject_old_cluster = true;
+        self
+    }
 }
 
-/// TLS settings (rustls).
-#[derive(Debug, Clone, Default)]
+/// TLS settings (rustls, feature `tls`).
+///
+/// Trust comes from a CA file, CA certificates in memory (PEM bytes, e.g.
+/// from a Kubernetes secret), the system's trust store (feature
+/// `tls-native-roots`), or all of these; a client certificate for mutual TLS
+/// from files or from memory. Or the caller hands over a whole
+/// [`rustls::ClientConfig`](crate::rustls::ClientConfig) with
+/// [`TlsOptions::with_client_config`].
+///
+/// A server the settings cannot verify (an untrusted CA, a certificate not
+/// valid for the name, a client certificate the server refuses) is not
+/// retried: calls fail at once with [`crate::Error::Tls`] when every
+/// endpoint fails that way, and go to the other endpoints when some work.
+///
+/// ```
+/// use etcdv3_client::TlsOptions;
+/// # let (ca, cert, key) = (String::new(), String::new(), String::new());
+/// // PEM text read from anywhere: an environment variable, a secret store.
+/// let tls = TlsOptions::default()
+///     .with_ca_pem(ca)
+///     .with_identity_pem(cert, key)
+///     .with_domain_name("etcd.example.internal");
+/// assert!(tls.ca_pem.is_some());
+/// ```
+#[derive(Clone, Default)]
 pub struct TlsOptions {
-    /// PEM file with the CA certificates to trust. Without one, the
-    /// platform's roots are not loaded: a CA must be given.
+    /// PEM file with the CA certificates to trust.
     pub ca_file: Option<PathBuf>,
+    /// CA certificates to trust, as PEM bytes (added to those of
+    /// [`TlsOptions::ca_file`]).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Trust the system's certificate store too (feature
+    /// `tls-native-roots`, through `rustls-native-certs`).
+    #[cfg(feature = "tls-native-roots")]
+    pub native_roots: bool,
     /// Client certificate chain and key (PEM files) for mutual TLS.
     pub identity: Option<(PathBuf, PathBuf)>,
-    /// Server name to verify instead of the endpoint's host.
+    /// Client certificate chain and key as PEM bytes, for mutual TLS (instead
+    /// of [`TlsOptions::identity`]).
+    pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    /// Server name to verify (and send as SNI) instead of the endpoint's
+    /// host: e.g. connect to `https://10.0.0.5:2379` and verify the
+    /// certificate for `etcd.example.internal`.
     pub domain_name: Option<String>,
+    /// Accept any server certificate: the connection is encrypted but the
+    /// server is not authenticated. For tests and debugging only; set it with
+    /// [`TlsOptions::danger_accept_invalid_certs`].
+    pub danger_accept_invalid_certs: bool,
+    /// A complete rustls configuration to use as is (only
+    /// [`TlsOptions::domain_name`] still applies; `h2` is offered by ALPN when
+    /// the configuration names no protocol).
+    #[cfg(feature = "tls")]
+    pub client_config: Option<std::sync::Arc<crate::rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for TlsOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Key material is never printed.
+        let mut d = f.debug_struct("TlsOptions");
+        d.field("ca_file", &self.ca_file)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|p| p.len()));
+        #[cfg(feature = "tls-native-roots")]
+        d.field("native_roots", &self.native_roots);
+        d.field("identity", &self.identity)
+            .field(
+                "identity_pem",
+                &self.identity_pem.as_ref().map(|_| "<redacted>"),
+            )
+            .field("domain_name", &self.domain_name)
+            .field(
+                "danger_accept_invalid_certs",
+                &self.danger_accept_invalid_certs,
+            );
+        #[cfg(feature = "tls")]
+        d.field(
+            "client_config",
+            &self.client_config.as_ref().map(|_| "<set>"),
+        );
+        d.finish()
+    }
 }
 
 impl TlsOptions {
@@ -130,15 +285,72 @@ impl TlsOptions {
         self
     }
 
-    /// Present a client certificate.
+    /// Trust the CA certificates in `pem` (PEM bytes, e.g. a Kubernetes
+    /// secret's `ca.crt`).
+    pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
+    /// Trust the system's certificate store as well (feature
+    /// `tls-native-roots`).
+    #[cfg(feature = "tls-native-roots")]
+    pub fn with_native_roots(mut self) -> Self {
+        self.native_roots = true;
+        self
+    }
+
+    /// Present a client certificate (PEM files).
     pub fn with_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.identity = Some((cert.into(), key.into()));
         self
     }
 
-    /// Verify this server name.
+    /// Present a client certificate given as PEM bytes (chain, then key).
+    pub fn with_identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
+        self.identity_pem = Some((cert.into(), key.into()));
+        self
+    }
+
+    /// Verify this server name instead of the endpoint's host.
     pub fn with_domain_name(mut self, name: impl Into<String>) -> Self {
         self.domain_name = Some(name.into());
         self
+    }
+
+    /// Accept any server certificate (etcdctl's
+    /// `--insecure-skip-tls-verify`): the traffic is encrypted, but anyone
+    /// on the path can pose as the server. Never in production.
+    pub fn danger_accept_invalid_certs(mut self) -> Self {
+        self.danger_accept_invalid_certs = true;
+        self
+    }
+
+    /// Use this rustls configuration as is, instead of building one from
+    /// the other settings (which must then be left unset, except the
+    /// domain name).
+    #[cfg(feature = "tls")]
+    pub fn with_client_config(
+        mut self,
+        config: std::sync::Arc<crate::rustls::ClientConfig>,
+    ) -> Self {
+        self.client_config = Some(config);
+        self
+    }
+
+    /// Whether trust or identity settings are given (which a caller-supplied
+    /// rustls configuration replaces).
+    #[cfg(feature = "tls")]
+    pub(crate) fn sets_trust_or_identity(&self) -> bool {
+        #[cfg(feature = "tls-native-roots")]
+        let native = self.native_roots;
+        #[cfg(not(feature = "tls-native-roots"))]
+        let native = false;
+        self.ca_file.is_some()
+            || self.ca_pem.is_some()
+            || native
+            || self.identity.is_some()
+            || self.identity_pem.is_some()
+            || self.danger_accept_invalid_certs
     }
 }

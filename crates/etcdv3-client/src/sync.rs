@@ -93,6 +93,34 @@ async fn member_list(client: &Client) -> Result<MemberListResponse> {
     etcdv3_core::codec::decode_message(msg).map_err(frame)
 }
 
+/// One sync: fetch the member list and update the endpoint set
+/// ([`next_endpoints`], `seeds` kept while no advertised endpoint answers).
+/// Returns the endpoint set in use afterwards.
+pub(crate) async fn sync_once(client: &Client, seeds: &[Endpoint]) -> Result<Vec<Endpoint>> {
+    let resp = member_list(client).await?;
+    let (advertised, bad) = parse_advertised(&member_endpoints(&resp));
+    for e in &bad {
+        tracing::warn!(error = %e, "member list: skipping an unusable client URL");
+    }
+    let states = client.endpoint_states();
+    let current: Vec<Endpoint> = states.iter().map(|s| s.endpoint.clone()).collect();
+    let answering = |ep: &Endpoint| states.iter().any(|s| &s.endpoint == ep && is_answering(s));
+    let Some(next) = next_endpoints(seeds, &advertised, answering) else {
+        tracing::warn!("member list has no usable client URLs; endpoints unchanged");
+        return Ok(current);
+    };
+    let unchanged = next.len() == states.len()
+        && next
+            .iter()
+            .all(|ep| states.iter().any(|s| &s.endpoint == ep));
+    if unchanged {
+        return Ok(current);
+    }
+    client.shared.set_endpoints(next.clone())?;
+    tracing::debug!(endpoints = ?next, "endpoints synced from member list");
+    Ok(next)
+}
+
 /// Every `interval`, fetch the member list and update the endpoint set
 /// ([`next_endpoints`]). Members added are used, members removed are
 /// dropped and their connections closed. Ends when the client closes.
@@ -108,35 +136,38 @@ pub(crate) async fn run(client: Client, interval: Duration) {
         if client.is_closed() {
             return;
         }
-        let resp = match member_list(&client).await {
-            Ok(resp) => resp,
+        match sync_once(&client, &seeds).await {
+            Ok(_) => {}
             Err(e) if e.is_closed() => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "member list sync failed");
-                continue;
-            }
-        };
-        let (advertised, bad) = parse_advertised(&member_endpoints(&resp));
-        for e in &bad {
-            tracing::warn!(error = %e, "member list: skipping an unusable client URL");
+            Err(e) => tracing::debug!(error = %e, "member list sync failed"),
         }
-        let states = client.endpoint_states();
-        let answering = |ep: &Endpoint| states.iter().any(|s| &s.endpoint == ep && is_answering(s));
-        let Some(next) = next_endpoints(&seeds, &advertised, answering) else {
-            tracing::warn!("member list has no usable client URLs; endpoints unchanged");
-            continue;
-        };
-        let unchanged = next.len() == states.len()
-            && next
-                .iter()
-                .all(|ep| states.iter().any(|s| &s.endpoint == ep));
-        if unchanged {
-            continue;
-        }
-        match client.shared.set_endpoints(next.clone()) {
-            Ok(()) => tracing::debug!(endpoints = ?next, "endpoints synced from member list"),
-            Err(e) => tracing::warn!(error = %e, "member list endpoints unusable"),
-        }
+    }
+}
+
+impl Client {
+    /// Sync the endpoint set with the cluster's member list now (what
+    /// [`ClientOptions::with_auto_sync`](crate::ClientOptions::with_auto_sync)
+    /// does periodically): the voting members' advertised client URLs, plus
+    /// the current endpoints while none of the advertised ones has answered
+    /// (advertised URLs need not be reachable from here). The member list
+    /// comes from a member that has a leader. Returns the endpoints in use
+    /// afterwards.
+    ///
+    /// ```no_run
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let endpoints = client.sync().await?;
+    ///     println!("now using {endpoints:?}");
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn sync(&self) -> Result<Vec<String>> {
+        let seeds: Vec<Endpoint> = self
+            .endpoint_states()
+            .into_iter()
+            .map(|s| s.endpoint)
+            .collect();
+        let next = sync_once(self, &seeds).await?;
+        Ok(next.iter().map(|e| e.to_string()).collect())
     }
 }
 

@@ -274,7 +274,7 @@ impl LeaseKeeper {
     }
 
     /// Report the leases given up as expired: no answer for a whole TTL past
-    /// their local deadline (see [`give_up_at`]).
+    /// their local deadline (one TTL after it, see `give_up_at`).
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<i64> = self
             .leases

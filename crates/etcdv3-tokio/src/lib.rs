@@ -72,5 +72,5 @@ where
     S: AsRef<str>,
 {
     let rt = TokioRuntime::try_current()?;
-    Client::new(Arc::new(rt), endpoints, options)
+    Client::connect(Arc::new(rt), endpoints, options).await
 }

@@ -74,9 +74,9 @@ impl Client {
     /// The cluster's members. By default the answering member's local view
     /// (see [`MemberListOptions::with_linearizable`]).
     pub async fn member_list(&self, options: MemberListOptions) -> Result<MemberListResponse> {
-        let req = pb::MemberListRequest {
-            linearizable: options.linearizable,
-        };
+        let linearizable = options.linearizable
+            || self.call_options().read == Some(crate::client::ReadConsistency::Linearizable);
+        let req = pb::MemberListRequest { linearizable };
         self.unary(
             method::CLUSTER_MEMBER_LIST,
             &req,

@@ -17,7 +17,7 @@ use etcdv3_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest
 use futures_core::Stream;
 
 use crate::api::lock::WAIT_UNBOUNDED;
-use crate::client::{CallOptions, ServerStream};
+use crate::client::{CallOptions, KeepOpen, ServerStream};
 use crate::error::{Error, Result};
 use crate::Client;
 
@@ -66,9 +66,10 @@ impl Client {
             lease,
             value: value.into(),
         };
-        let opts = CallOptions {
-            timeout: Some(WAIT_UNBOUNDED),
-        };
+        // A campaign waits for as long as it takes unless the handle's
+        // options bound it.
+        let timeout = self.call_options().timeout.unwrap_or(WAIT_UNBOUNDED);
+        let opts = CallOptions::with_timeout(timeout);
         self.unary(ELECTION_CAMPAIGN, &req, opts).await
     }
 
@@ -111,7 +112,10 @@ impl Client {
                 CallOptions::default(),
             )
             .await?;
-        Ok(LeaderStream { inner })
+        Ok(LeaderStream {
+            inner,
+            _keep: self.keep_open(),
+        })
     }
 
     /// Step down as the leader identified by `leader`.
@@ -128,6 +132,8 @@ impl Client {
 /// server ends the stream; dropping it cancels the observation.
 pub struct LeaderStream {
     inner: ServerStream<LeaderResponse>,
+    /// Keeps the client open while this handle lives.
+    _keep: KeepOpen,
 }
 
 impl std::fmt::Debug for LeaderStream {

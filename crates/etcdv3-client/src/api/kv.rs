@@ -417,7 +417,10 @@ impl CompactOptions {
 }
 
 pub(crate) fn call_options(timeout: Option<Duration>) -> CallOptions {
-    CallOptions { timeout }
+    CallOptions {
+        timeout,
+        ..CallOptions::default()
+    }
 }
 
 impl Client {
@@ -437,7 +440,11 @@ impl Client {
     /// }
     /// ```
     pub async fn get(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<RangeResponse> {
-        let req = options.build(key.into())?;
+        let mut req = options.build(key.into())?;
+        // A scope's serializable reads apply unless the request says more.
+        if self.call_options().read == Some(crate::client::ReadConsistency::Serializable) {
+            req.serializable = true;
+        }
         self.unary(method::KV_RANGE, &req, call_options(options.timeout))
             .await
     }

@@ -30,7 +30,7 @@ use futures_channel::mpsc;
 use futures_core::Stream;
 
 use crate::api::stream_task::{self, StreamOwner, Verdict};
-use crate::client::CallOptions;
+use crate::client::{CallOptions, KeepOpen};
 use crate::error::{Error, Result};
 use crate::Client;
 
@@ -66,7 +66,10 @@ impl LeaseGrantOptions {
 }
 
 fn call_opts(timeout: Option<Duration>) -> CallOptions {
-    CallOptions { timeout }
+    CallOptions {
+        timeout,
+        ..CallOptions::default()
+    }
 }
 
 impl Client {
@@ -218,6 +221,7 @@ impl Client {
         }
         drop(sink);
         Ok(LeaseKeeper {
+            _keep: self.keep_open(),
             id,
             token,
             ttl,
@@ -258,6 +262,8 @@ enum Cmd {
 /// Dropping it stops the renewals; the lease then expires after its TTL.
 #[derive(Debug)]
 pub struct LeaseKeeper {
+    /// Keeps the client open while this handle lives.
+    _keep: KeepOpen,
     id: i64,
     token: u64,
     ttl: Arc<AtomicI64>,

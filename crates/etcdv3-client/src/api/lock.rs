@@ -85,9 +85,11 @@ impl Client {
             name,
             lease: options.lease,
         };
-        let opts = CallOptions {
-            timeout: Some(options.timeout.unwrap_or(WAIT_UNBOUNDED)),
-        };
+        let timeout = options
+            .timeout
+            .or(self.call_options().timeout)
+            .unwrap_or(WAIT_UNBOUNDED);
+        let opts = CallOptions::with_timeout(timeout);
         self.unary(LOCK_LOCK, &req, opts).await
     }
 
@@ -133,7 +135,7 @@ impl Client {
             .await
         {
             Ok(resp) => Ok(LockGuard {
-                client: self.background(),
+                client: self.clone(),
                 key: resp.key,
                 keeper: Some(keeper),
                 released: false,

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use etcdv3_proto::etcdserverpb::{self as pb, alarm_request::AlarmAction};
 use etcdv3_proto::method;
 
-use crate::client::{CallOptions, Client, ServerStream};
+use crate::client::{CallOptions, Client, KeepOpen, ServerStream};
 use crate::error::Result;
 
 pub use etcdv3_proto::etcdserverpb::{
@@ -37,6 +37,8 @@ pub use etcdv3_proto::etcdserverpb::{
 /// early, and the partial snapshot must then be discarded. Dropping it
 /// cancels the transfer.
 pub struct Snapshot {
+    /// Keeps the client open while this handle lives.
+    _keep: KeepOpen,
     inner: ServerStream<pb::SnapshotResponse>,
     remaining: Option<u64>,
 }
@@ -206,6 +208,7 @@ impl Client {
             )
             .await?;
         Ok(Snapshot {
+            _keep: self.keep_open(),
             inner,
             remaining: None,
         })

@@ -32,6 +32,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod namespace;
+pub mod readable;
 pub(crate) mod stream_task;
 pub mod txn;
 pub mod watch;
@@ -55,6 +56,7 @@ pub use lease::{
 };
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
-pub use namespace::KvNamespace;
+pub use namespace::{KvNamespace, NamespaceWatcher};
+pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
 pub use watch::{Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId};

@@ -27,6 +27,11 @@
 //! }
 //! ```
 
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_core::Stream;
+
 use etcdv3_proto::etcdserverpb::{self as pb, request_op, response_op};
 use etcdv3_proto::method;
 use etcdv3_proto::mvccpb::KeyValue;
@@ -35,7 +40,9 @@ use super::kv::{
     call_options, prefix_range_end, DeleteOptions, DeleteRangeResponse, GetOptions, PutOptions,
     PutResponse, RangeResponse,
 };
+use super::lease::LeaseTimeToLiveResponse;
 use super::txn::{Txn, TxnResponse};
+use super::watch::{WatchEvent, WatchOptions, Watcher, WatcherId};
 use crate::client::Client;
 use crate::error::Result;
 
@@ -70,9 +77,55 @@ impl KvNamespace {
         &self.client
     }
 
+    /// [`Client::watch`] inside the namespace: the key (or range) is
+    /// prefixed, and the keys of the events (and their previous key-values)
+    /// come back relative to the namespace.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let tenant = client.namespaced("tenants/acme/");
+    ///     let mut w = tenant.watch("", WatchOptions::new().with_prefix()).await?;
+    ///     if let Some(WatchEvent::Events { events, .. }) = w.next().await.transpose()? {
+    ///         println!("{:?}", events[0].kv); // key without "tenants/acme/"
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn watch(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: WatchOptions,
+    ) -> Result<NamespaceWatcher> {
+        let mut req = options.to_request(key.into())?;
+        (req.key, req.range_end) = prefix_interval(&self.prefix, &req.key, &req.range_end);
+        let inner = self.client.watch_request(req, options.timeout).await?;
+        Ok(NamespaceWatcher {
+            inner,
+            prefix: self.prefix.clone(),
+        })
+    }
+
+    /// [`Client::lease_time_to_live`] inside the namespace (Go's namespaced
+    /// `Lease`): with `keys`, the lease's keys inside the namespace, relative
+    /// to it; keys outside it are left out. Other lease calls do not involve
+    /// keys: use them on [`KvNamespace::client`].
+    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+        let mut resp = self.client.lease_time_to_live(id, keys).await?;
+        resp.keys.retain(|k| k.starts_with(&self.prefix));
+        for k in &mut resp.keys {
+            strip_key(&self.prefix, k);
+        }
+        Ok(resp)
+    }
+
     /// [`Client::get`] inside the namespace; returned keys are relative to it.
     pub async fn get(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<RangeResponse> {
         let mut req = options.build(key.into())?;
+        if self.client.call_options().read == Some(crate::client::ReadConsistency::Serializable) {
+            req.serializable = true;
+        }
         prefix_range(&self.prefix, &mut req);
         let mut resp: RangeResponse = self
             .client
@@ -126,6 +179,56 @@ impl KvNamespace {
             .await?;
         strip_txn(&self.prefix, &mut resp);
         Ok(resp)
+    }
+}
+
+/// A [`Watcher`] inside a namespace; from [`KvNamespace::watch`]. Keys of
+/// its events are relative to the namespace.
+#[derive(Debug)]
+pub struct NamespaceWatcher {
+    inner: Watcher,
+    prefix: Vec<u8>,
+}
+
+impl NamespaceWatcher {
+    /// The client-side id of the watcher.
+    pub fn id(&self) -> WatcherId {
+        self.inner.id()
+    }
+
+    /// The store revision when the server created the watcher.
+    pub fn created_revision(&self) -> i64 {
+        self.inner.created_revision()
+    }
+
+    /// Cancel the watcher and wait until the server confirmed.
+    pub async fn cancel(self) -> Result<()> {
+        self.inner.cancel().await
+    }
+}
+
+impl Stream for NamespaceWatcher {
+    type Item = Result<WatchEvent>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
+            item.map(|r| {
+                r.map(|mut ev| {
+                    if let WatchEvent::Events { events, .. } = &mut ev {
+                        for e in events {
+                            if let Some(kv) = &mut e.kv {
+                                strip_kv(&this.prefix, kv);
+                            }
+                            if let Some(kv) = &mut e.prev_kv {
+                                strip_kv(&this.prefix, kv);
+                            }
+                        }
+                    }
+                    ev
+                })
+            })
+        })
     }
 }
 

@@ -26,6 +26,7 @@ use futures_core::Stream;
 
 use crate::api::kv::KeyRange;
 use crate::api::stream_task::{self, StreamOwner, Verdict};
+use crate::client::KeepOpen;
 use crate::error::{Error, Result};
 use crate::Client;
 
@@ -48,7 +49,7 @@ pub struct WatchOptions {
     prev_kv: bool,
     progress_notify: bool,
     fragment: bool,
-    timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
 }
 
 impl WatchOptions {
@@ -154,6 +155,8 @@ pub(crate) enum Cmd {
 /// without bound until the watcher is polled: poll it promptly.
 #[derive(Debug)]
 pub struct Watcher {
+    /// Keeps the client open while this handle lives.
+    _keep: KeepOpen,
     id: WatcherId,
     created_revision: i64,
     events: mpsc::UnboundedReceiver<Result<WatchEvent>>,
@@ -286,8 +289,18 @@ impl Client {
     /// ```
     pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
         let request = options.to_request(key.into())?;
-        let timeout = options
-            .timeout
+        self.watch_request(request, options.timeout).await
+    }
+
+    /// [`Client::watch`] with the wire request built (namespaces rewrite
+    /// its keys first).
+    pub(crate) async fn watch_request(
+        &self,
+        request: WatchCreateRequest,
+        timeout: Option<Duration>,
+    ) -> Result<Watcher> {
+        let timeout = timeout
+            .or(self.call_options().timeout)
             .unwrap_or(self.shared.options.request_timeout);
         let deadline = self.now() + timeout;
         let (mut watcher, mut sleep) = loop {
@@ -309,6 +322,7 @@ impl Client {
             // the reply is dropped and we start over with a new task.
             if let Ok(id) = id.await {
                 let watcher = Watcher {
+                    _keep: self.keep_open(),
                     id,
                     created_revision: 0,
                     events,

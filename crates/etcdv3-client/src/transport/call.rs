@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcdv3_core::machine::{CallId, ConnId, MemberStatus, Outcome};
+use etcdv3_core::machine::{CallId, ConnId, EndpointId, MemberStatus, Outcome};
 use etcdv3_core::status::{Code, Status};
 use etcdv3_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse, StatusResponse};
 use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
@@ -41,7 +41,7 @@ pub(crate) enum Attempted<T> {
     Established(T),
 }
 
-/// What [`run_call`] ends with.
+/// What [`run_call_on`] ends with.
 pub(crate) enum Finished<T> {
     /// A unary call succeeded with this response message.
     Message(Bytes),
@@ -52,11 +52,14 @@ pub(crate) enum Finished<T> {
 /// Drive one call through the core: start it, run each attempt the core asks
 /// for with `make(attempt, target)`, report outcomes, and return when the core
 /// completes it (or, for a stream, when it is established). Dropping the
-/// returned future cancels the call.
-pub(crate) async fn run_call<T, F, Fut>(
+/// returned future cancels the call. With `bound`, the call is pinned to
+/// that endpoint (the core's `start_call_on`: it never moves to another
+/// member).
+pub(crate) async fn run_call_on<T, F, Fut>(
     shared: &Arc<Shared>,
     method: Method,
     timeout: Option<Duration>,
+    bound: Option<EndpointId>,
     mut make: F,
 ) -> Result<(CallId, u32, Finished<T>)>
 where
@@ -69,7 +72,10 @@ where
             return Err(Error::Closed);
         }
         let deadline = timeout.map(|t| now + t);
-        let id = st.core.start_call(now, method, deadline);
+        let id = match bound {
+            Some(ep) => st.core.start_call_on(now, method, deadline, ep),
+            None => st.core.start_call(now, method, deadline),
+        };
         Shared::new_slot(st, id);
         Ok((id, deadline))
     })?;
@@ -106,7 +112,7 @@ where
                     })),
                 })
             }
-            Some(Step::Done(Err(e))) => return Poll::Ready(Err(Error::Call(e))),
+            Some(Step::Done(Err(e))) => return Poll::Ready(Err(Error::from(e))),
             Some(Step::Send {
                 attempt,
                 conn,
@@ -181,6 +187,18 @@ pub(crate) async fn unary_with_leader(
     timeout: Duration,
     require_leader: bool,
 ) -> Result<Bytes> {
+    unary_on(shared, method, body, timeout, require_leader, None).await
+}
+
+/// [`unary_with_leader`], pinned to endpoint `bound` when given.
+pub(crate) async fn unary_on(
+    shared: &Arc<Shared>,
+    method: Method,
+    body: Bytes,
+    timeout: Duration,
+    require_leader: bool,
+    bound: Option<EndpointId>,
+) -> Result<Bytes> {
     let max_recv = shared.options.max_recv_message_size;
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
         let req = attempt::request(&target, method, left, require_leader);
@@ -194,7 +212,7 @@ pub(crate) async fn unary_with_leader(
             }
         }
     };
-    match run_call(shared, method, Some(timeout), make).await? {
+    match run_call_on(shared, method, Some(timeout), bound, make).await? {
         (_, _, Finished::Message(m)) => Ok(m),
         (_, _, Finished::Stream(())) => Err(Error::Closed),
     }
@@ -244,7 +262,12 @@ pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
 
 /// Fetch a fresh token with the configured user and password.
 pub(crate) async fn authenticate(shared: Arc<Shared>) {
-    let result = match shared.options.user.clone() {
+    let user = shared
+        .user
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    let result = match user {
         None => Err("the server wants authentication but no user is configured".to_string()),
         Some((name, password)) => {
             // The old token stays in use until the new one arrives: calls sent

@@ -68,26 +68,90 @@ impl ConnCtl {
 
 type H2Conn = h2::client::Connection<BoxIo, Bytes>;
 
+/// Why a connection could not be set up; `permanent` when retrying will not
+/// help (a TLS failure such as an untrusted certificate).
+struct Failed {
+    message: String,
+    permanent: bool,
+}
+
+impl From<String> for Failed {
+    fn from(message: String) -> Self {
+        Failed {
+            message,
+            permanent: false,
+        }
+    }
+}
+
+#[cfg(feature = "tls")]
+impl From<super::tls::ConnectFailure> for Failed {
+    fn from(f: super::tls::ConnectFailure) -> Self {
+        Failed {
+            message: f.message,
+            permanent: f.permanent,
+        }
+    }
+}
+
+/// A failure of the HTTP/2 handshake: on a TLS connection, the server may
+/// have refused the client's certificate only now (TLS 1.3 checks it after
+/// the client's side of the handshake is done); the TLS stream recorded it
+/// in `rejected`, since h2 keeps only the text of IO errors.
+fn h2_failure(target: &Endpoint, message: String, rejected: &Option<Rejection>) -> Failed {
+    match rejected.as_ref().and_then(|r| r.get()) {
+        Some(tls) => Failed {
+            message: format!("{target}: TLS: {tls}"),
+            permanent: true,
+        },
+        None => Failed {
+            message,
+            permanent: false,
+        },
+    }
+}
+
+#[cfg(feature = "tls")]
+use super::tls::Rejection;
+
+/// Without TLS there is nothing to record.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone)]
+struct Rejection;
+
+#[cfg(not(feature = "tls"))]
+impl Rejection {
+    fn get(&self) -> Option<String> {
+        None
+    }
+}
+
 async fn establish(
     shared: &Arc<Shared>,
     target: &Endpoint,
-) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), String> {
+) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), Failed> {
     let io = shared
         .runtime
         .connect(target.host(), target.port())
         .await
         .map_err(|e| format!("connect to {target}: {e}"))?;
+    #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+    let mut rejected: Option<Rejection> = None;
     let io: BoxIo = if target.is_tls() {
         #[cfg(feature = "tls")]
         {
             match &shared.tls {
-                Some(tls) => tls.connect(target.host(), io).await?,
-                None => return Err(format!("{target}: https endpoint without TLS options")),
+                Some(tls) => {
+                    let (io, seen) = tls.connect(target.host(), io).await?;
+                    rejected = Some(seen);
+                    io
+                }
+                None => return Err(format!("{target}: https endpoint without TLS options").into()),
             }
         }
         #[cfg(not(feature = "tls"))]
         {
-            return Err(format!("{target}: https needs the `tls` feature"));
+            return Err(format!("{target}: https needs the `tls` feature").into());
         }
     } else {
         io
@@ -103,10 +167,13 @@ async fn establish(
     if let Some(id) = opts.first_stream_id.filter(|id| id % 2 == 1) {
         builder.initial_stream_id(id);
     }
-    let (send, mut conn) = builder
-        .handshake::<BoxIo, Bytes>(io)
-        .await
-        .map_err(|e| format!("HTTP/2 handshake with {target}: {e}"))?;
+    let (send, mut conn) = builder.handshake::<BoxIo, Bytes>(io).await.map_err(|e| {
+        h2_failure(
+            target,
+            format!("HTTP/2 handshake with {target}: {e}"),
+            &rejected,
+        )
+    })?;
     let mut pp = conn
         .ping_pong()
         .ok_or_else(|| format!("{target}: ping unavailable"))?;
@@ -118,13 +185,13 @@ async fn establish(
     std::future::poll_fn(|cx| {
         if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
             return Poll::Ready(Err(match r {
-                Ok(()) => format!("{target}: connection closed during handshake"),
-                Err(e) => format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"),
+                Ok(()) => format!("{target}: connection closed during handshake").into(),
+                Err(e) => h2_failure(target, format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"), &rejected),
             }));
         }
         match pp.poll_pong(cx) {
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(format!("{target}: {e}"))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(h2_failure(target, format!("{target}: {e}"), &rejected))),
             Poll::Pending => Poll::Pending,
         }
     })
@@ -150,7 +217,11 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl
         Some(Err(e)) => {
             shared.with_state(|st, now| {
                 st.conn_gone(conn);
-                st.core.handle_connect_failed(now, conn, &e);
+                if e.permanent {
+                    st.core.handle_connect_rejected(now, conn, &e.message);
+                } else {
+                    st.core.handle_connect_failed(now, conn, &e.message);
+                }
             });
             return;
         }

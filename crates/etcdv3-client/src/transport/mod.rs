@@ -90,6 +90,9 @@ pub(crate) struct Shared {
     #[cfg(feature = "tls")]
     tls: Option<tls::Connector>,
     status_probe: Bytes,
+    /// The credentials token refreshes use (from the options, replaced by
+    /// `Client::update_user`).
+    pub(crate) user: Mutex<Option<(String, String)>>,
 }
 
 impl Shared {
@@ -135,7 +138,9 @@ impl Shared {
                 ..Default::default()
             },
         );
+        let user = Mutex::new(options.user.clone());
         let shared = Arc::new(Shared {
+            user,
             runtime,
             tasks,
             options,

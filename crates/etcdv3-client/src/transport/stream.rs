@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcdv3_core::codec::{self, Decoder};
-use etcdv3_core::machine::{CallId, Outcome};
+use etcdv3_core::machine::{CallId, EndpointId, Outcome};
 use etcdv3_core::status::{response_status, Code, Status};
 use etcdv3_proto::method::Method;
 
 use super::attempt::{self, classify_h2, AttemptOutput};
-use super::call::{run_call, Attempted, Finished};
+use super::call::{run_call_on, Attempted, Finished};
 use super::{Shared, Target};
 use crate::error::{Error, Result};
 
@@ -104,6 +104,23 @@ where
     A: prost::Message + Default,
 {
     let require_leader = shared.options.require_leader;
+    open_on(shared, method, first, timeout, require_leader, None).await
+}
+
+/// [`open`] with `require_leader` chosen by the caller, pinned to endpoint
+/// `bound` when given.
+pub(crate) async fn open_on<Q, A>(
+    shared: &Arc<Shared>,
+    method: Method,
+    first: Option<Bytes>,
+    timeout: Option<Duration>,
+    require_leader: bool,
+    bound: Option<EndpointId>,
+) -> Result<BidiCall<Q, A>>
+where
+    Q: prost::Message,
+    A: prost::Message + Default,
+{
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
         let req = attempt::request(&target, method, left, require_leader);
         let first = first.clone();
@@ -114,7 +131,7 @@ where
             }
         }
     };
-    match run_call(shared, method, timeout, make).await? {
+    match run_call_on(shared, method, timeout, bound, make).await? {
         (call, attempt, Finished::Stream(parts)) => Ok(BidiCall {
             shared: shared.clone(),
             call,
@@ -137,7 +154,7 @@ where
         (call, _, Finished::Message(_)) => {
             let err = shared.finish_stream(call);
             Err(match err {
-                Some(Err(e)) => Error::Call(e),
+                Some(Err(e)) => Error::from(e),
                 _ => Error::Closed,
             })
         }
@@ -292,7 +309,7 @@ where
         // closed), in which case that earlier result is the one returned.
         Poll::Ready(match self.report(outcome) {
             Some(Some(Ok(()))) => Ok(None),
-            Some(Some(Err(e))) => Err(Error::Call(e)),
+            Some(Some(Err(e))) => Err(Error::from(e)),
             _ => fallback.map_or(Ok(None), Err),
         })
     }

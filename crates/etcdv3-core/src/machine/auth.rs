@@ -50,17 +50,34 @@ impl Core {
             match &result {
                 Ok(()) => self.queue_now(now, id),
                 Err(e) => {
-                    let method = self.calls[&id].method.path;
-                    self.complete(
-                        id,
-                        Err(CallError::Auth {
+                    let call = &self.calls[&id];
+                    let method = call.method.path;
+                    // The token request failed because every endpoint
+                    // rejected the client: that is the call's failure too.
+                    let err = match self.rejection_of(now, call.bound) {
+                        Some((endpoint, cause)) => CallError::Rejected {
+                            method,
+                            endpoint,
+                            cause,
+                        },
+                        None => CallError::Auth {
                             method,
                             cause: e.clone(),
-                        }),
-                    );
+                        },
+                    };
+                    self.complete(id, Err(err));
                 }
             }
         }
+    }
+
+    /// The adapter put a token for new credentials in place by itself (the
+    /// user changed them at runtime): from now on every call waits for a
+    /// token, as with credentials configured from the start, and the calls
+    /// waiting for one go out.
+    pub fn handle_credentials_changed(&mut self, now: Instant) {
+        self.config.authenticate = true;
+        self.handle_auth_result(now, Ok(()));
     }
 
     /// A request on `call` (typically a stream: a watch create refused

@@ -494,6 +494,20 @@ impl Core {
         let Some(c) = self.calls.get(&id) else {
             return;
         };
+        if let Some((endpoint, cause)) = self.rejection_of(now, c.bound) {
+            // Retrying cannot help: every endpoint the call may use
+            // rejected the client for good.
+            let method = c.method.path;
+            self.complete(
+                id,
+                Err(CallError::Rejected {
+                    method,
+                    endpoint,
+                    cause,
+                }),
+            );
+            return;
+        }
         let fresh = c.bound.is_none() && self.has_fresh_endpoint(now, &c.tried);
         let outage = !self.has_fresh_endpoint(now, &[]);
         let Some(c) = self.calls.get_mut(&id) else {

@@ -55,6 +55,14 @@ pub struct Config {
     /// before it is sent (the core asks for one with `Action::Authenticate`
     /// before the first call), streams included.
     pub authenticate: bool,
+    /// How long an endpoint that rejected the client for a reason retrying
+    /// cannot fix ([`crate::machine::Core::handle_connect_rejected`]: an
+    /// untrusted certificate, a name mismatch, a client certificate the
+    /// server refuses) is left out before one connection is tried again (its
+    /// certificate may have been replaced meanwhile). While every endpoint a
+    /// call may use is rejected, the call fails at once with
+    /// [`crate::machine::CallError::Rejected`].
+    pub rejection_recheck: Duration,
 }
 
 /// The minimum interval between keepalive pings etcd's server tolerates.
@@ -92,6 +100,7 @@ impl Default for Config {
             },
             outage_retry: Duration::from_millis(100),
             authenticate: false,
+            rejection_recheck: Duration::from_secs(30),
         }
     }
 }

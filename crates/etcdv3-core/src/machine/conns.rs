@@ -86,6 +86,7 @@ impl Core {
         c.last_ping = Some(now);
         c.idle_since = Some(now);
         let ep = c.endpoint;
+        self.slots[ep.0].rejected = None;
         self.rearm(now, conn);
         let outage = !self.has_fresh_endpoint(now, &[]);
         self.health_success(ep, None);
@@ -115,6 +116,25 @@ impl Core {
     /// Connecting failed.
     pub fn handle_connect_failed(&mut self, now: Instant, conn: ConnId, reason: &str) {
         self.observe(now);
+        let orphans =
+            self.connection_failed(now, conn, HealthReason::ConnectFailed(reason.into()), false);
+        self.adopt(now, orphans);
+    }
+
+    /// Connecting failed for a reason retrying will not fix until the
+    /// configuration changes (the adapter's judgement: e.g. the server's TLS
+    /// certificate is not trusted or not valid for the name, or the server
+    /// refused the client's certificate). The endpoint is left out for
+    /// [`super::Config::rejection_recheck`]; calls waiting for it go to
+    /// other endpoints at once, and when every endpoint a call may use has
+    /// rejected the client, the call fails at once with
+    /// [`super::CallError::Rejected`] naming `reason` instead of retrying
+    /// until its deadline.
+    pub fn handle_connect_rejected(&mut self, now: Instant, conn: ConnId, reason: &str) {
+        self.observe(now);
+        if let Some(ep) = self.conns.get(&conn).map(|c| c.endpoint) {
+            self.slots[ep.0].rejected = Some((now, reason.to_string()));
+        }
         let orphans =
             self.connection_failed(now, conn, HealthReason::ConnectFailed(reason.into()), false);
         self.adopt(now, orphans);

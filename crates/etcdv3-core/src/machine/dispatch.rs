@@ -14,15 +14,30 @@ impl Core {
         let Some(call) = self.calls.get(&id) else {
             return;
         };
+        if let Some((endpoint, cause)) = self.rejection_of(now, call.bound) {
+            let method = call.method.path;
+            self.complete(
+                id,
+                Err(CallError::Rejected {
+                    method,
+                    endpoint,
+                    cause,
+                }),
+            );
+            return;
+        }
         if self.needs_token(call.method) {
             self.await_token(id);
             return;
         }
+        let recheck = self.config.rejection_recheck;
         let candidates: Vec<Candidate> = self
             .slots
             .iter()
             .enumerate()
-            .filter(|(i, s)| !s.removed && call.bound.is_none_or(|b| b.0 == *i))
+            .filter(|(i, s)| {
+                !s.removed && call.bound.is_none_or(|b| b.0 == *i) && !s.is_rejected(now, recheck)
+            })
             .map(|(i, s)| Candidate {
                 id: i,
                 tier: s.health.tier(now),
@@ -69,7 +84,11 @@ impl Core {
             // Every endpoint is down: try them all at once, so whichever
             // member answers first is used.
             for i in 0..self.slots.len() {
-                if i != pick && !self.slots[i].removed && self.slots[i].conn.is_none() {
+                if i != pick
+                    && !self.slots[i].removed
+                    && self.slots[i].conn.is_none()
+                    && !self.slots[i].is_rejected(now, recheck)
+                {
                     self.open_conn(now, EndpointId(i));
                 }
             }

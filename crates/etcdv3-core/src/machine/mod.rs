@@ -89,6 +89,18 @@ struct Slot {
     in_flight: u32,
     /// When a probe last reported this member's view (leader, term).
     viewed_at: Option<Instant>,
+    /// The endpoint rejected the client for good (when, why): left out of
+    /// picks until [`Config::rejection_recheck`] has passed.
+    rejected: Option<(Instant, String)>,
+}
+
+impl Slot {
+    /// Whether the endpoint is left out because it rejected the client.
+    fn is_rejected(&self, now: Instant, recheck: Duration) -> bool {
+        self.rejected
+            .as_ref()
+            .is_some_and(|(at, _)| now < *at + recheck)
+    }
 }
 
 /// The composed sans-IO state machine. See the [module docs](self).
@@ -184,6 +196,24 @@ impl Core {
     /// Number of open or opening connections.
     pub fn open_connections(&self) -> usize {
         self.conns.len()
+    }
+
+    /// The endpoint whose answers last named `member_id` as the member
+    /// that answered (learned from response headers and probes), if any.
+    /// For calls aimed at a member by id ([`Core::start_call_on`]).
+    pub fn endpoint_of_member(&self, member_id: u64) -> Option<EndpointId> {
+        self.slots
+            .iter()
+            .position(|s| !s.removed && s.health.member_id() == Some(member_id))
+            .map(EndpointId)
+    }
+
+    /// The member id endpoint `id` answered with, once it answered.
+    pub fn member_of_endpoint(&self, id: EndpointId) -> Option<u64> {
+        self.slots
+            .get(id.0)
+            .filter(|s| !s.removed)
+            .and_then(|s| s.health.member_id())
     }
 
     /// Per-endpoint state, for operators: why a call went where it went.
@@ -287,15 +317,44 @@ impl Core {
             removed: false,
             in_flight: 0,
             viewed_at: None,
+            rejected: None,
         });
     }
 
     /// Whether an endpoint not yet tried by the call could take it now.
     fn has_fresh_endpoint(&self, now: Instant, tried: &[EndpointId]) -> bool {
-        self.slots
+        let recheck = self.config.rejection_recheck;
+        self.slots.iter().enumerate().any(|(i, s)| {
+            !s.removed
+                && !tried.contains(&EndpointId(i))
+                && !s.is_rejected(now, recheck)
+                && s.health.tier(now) < 4
+        })
+    }
+
+    /// When every endpoint the call may use has rejected the client for
+    /// good: the error the call ends with (naming the latest rejection).
+    fn rejection_of(&self, now: Instant, bound: Option<EndpointId>) -> Option<(String, String)> {
+        let recheck = self.config.rejection_recheck;
+        let mut usable = self
+            .slots
             .iter()
             .enumerate()
-            .any(|(i, s)| !s.removed && !tried.contains(&EndpointId(i)) && s.health.tier(now) < 4)
+            .filter(|(i, s)| !s.removed && bound.is_none_or(|b| b.0 == *i))
+            .peekable();
+        usable.peek()?;
+        let mut latest: Option<(Instant, String, String)> = None;
+        for (_, s) in usable {
+            if !s.is_rejected(now, recheck) {
+                return None;
+            }
+            if let Some((at, cause)) = &s.rejected {
+                if latest.as_ref().is_none_or(|(l, _, _)| at >= l) {
+                    latest = Some((*at, s.endpoint.to_string(), cause.clone()));
+                }
+            }
+        }
+        latest.map(|(_, ep, cause)| (ep, cause))
     }
 
     fn health_success(&mut self, ep: EndpointId, latency: Option<Duration>) {

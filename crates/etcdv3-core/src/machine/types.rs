@@ -175,6 +175,20 @@ pub enum CallError {
         /// Why.
         cause: String,
     },
+    /// Every endpoint the call may use rejected the client for a reason
+    /// retrying will not fix (the adapter said so with
+    /// [`crate::machine::Core::handle_connect_rejected`], e.g. a TLS
+    /// certificate that is not trusted or not valid for the name). Nothing
+    /// was sent.
+    #[error("{method}: {endpoint} rejected the connection (retrying will not help until the configuration changes): {cause}")]
+    Rejected {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint that rejected the client last.
+        endpoint: String,
+        /// Why, as the adapter reported it.
+        cause: String,
+    },
     /// An established stream ended.
     #[error("{method} stream on {endpoint} ended: {cause}")]
     StreamEnded {

@@ -1,0 +1,268 @@
+//! Concurrency recipes on top of the KV, lease and watch APIs, modelled on
+//! Go clientv3's `concurrency` package: a [`Session`] (a lease kept alive in
+//! the background), a [`Mutex`] and an [`Election`] on a session, and
+//! software transactional memory ([`stm`]).
+//!
+//! The recipes use only the client's public calls (`txn`, `get`, `watch`,
+//! `lease_*`), so their keys are ordinary etcd keys, compatible with Go's:
+//! a lock or election named `n` owns the keys `n/<lease id in hex>`.
+//!
+//! ```no_run
+//! use etcdv3_client::api::{PutOptions, Txn, TxnOp};
+//! use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+//!
+//! async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+//!     let session = Session::new(client, SessionOptions::new().with_ttl(10)).await?;
+//!     let mutex = Mutex::new(&session, "jobs/nightly");
+//!     let guard = mutex.lock().await?;
+//!     // Writes guarded by ownership: refused once the lock is lost.
+//!     let txn = Txn::new()
+//!         .when([guard.is_owner()])
+//!         .and_then([TxnOp::put("jobs/nightly-state", "running", PutOptions::new())]);
+//!     let written = client.txn(txn).await?.succeeded;
+//!     println!("written while owner: {written}");
+//!     guard.unlock().await?;
+//!     session.close().await?;
+//!     Ok(())
+//! }
+//! ```
+
+mod election;
+mod mutex;
+mod session;
+pub mod stm;
+
+use std::time::Duration;
+
+pub use election::{leader_of, observe, Election, Observe};
+pub use mutex::{Mutex, MutexGuard};
+pub use session::{Session, SessionDone, SessionEnd, SessionOptions};
+
+use crate::api::{
+    Compare, CompareOp, DeleteOptions, GetOptions, SortOrder, SortTarget, Txn, TxnOp, WatchEvent,
+    WatchOptions,
+};
+use crate::Client;
+use futures_util::StreamExt;
+
+/// What a recipe call can fail with.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A client call failed.
+    #[error(transparent)]
+    Client(#[from] crate::Error),
+    /// [`Mutex::try_lock`]: another session (or another guard of this
+    /// session) holds the lock.
+    #[error("the lock is held by another owner")]
+    Locked,
+    /// The session's lease ended (expired, revoked, or the session was
+    /// closed) before or while the call waited.
+    #[error("the session's lease {lease:x} ended")]
+    SessionExpired {
+        /// The session's lease id.
+        lease: i64,
+    },
+    /// [`Election::proclaim`]: this candidate is not (or no longer) the
+    /// leader.
+    #[error("not the leader of the election")]
+    NotLeader,
+    /// [`Election::leader`]: nobody leads the election.
+    #[error("the election has no leader")]
+    NoLeader,
+}
+
+impl Error {
+    /// Whether a mutation may have been applied although the call failed
+    /// (see [`crate::Error::may_have_applied`]).
+    pub fn may_have_applied(&self) -> bool {
+        match self {
+            Error::Client(e) => e.may_have_applied(),
+            _ => false,
+        }
+    }
+}
+
+/// Result with the recipes' [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Sleep on the client's runtime.
+async fn sleep(client: &Client, duration: Duration) {
+    client.runtime().sleep_until(client.now() + duration).await;
+}
+
+/// Delete `key` if it is still the incarnation created at `revision` (any
+/// incarnation when `revision` is `None`). Returns whether it was deleted.
+async fn remove_key(client: &Client, key: &[u8], revision: Option<i64>) -> crate::Result<bool> {
+    let delete = TxnOp::delete(key.to_vec(), DeleteOptions::new());
+    let txn = match revision {
+        Some(rev) => Txn::new()
+            .when([Compare::create_revision(
+                key.to_vec(),
+                CompareOp::Equal,
+                rev,
+            )])
+            .and_then([delete]),
+        None => Txn::new().and_then([delete]),
+    };
+    Ok(client.txn(txn).await?.succeeded)
+}
+
+/// Waits until every key under `prefix` created at or before `max_revision`
+/// is deleted (Go's `waitDeletes`): repeatedly watches the newest such key
+/// until it is deleted. Transient failures are retried (the caller keeps its
+/// place in the queue); only a closed client ends the wait with an error.
+async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crate::Result<()> {
+    let mut backoff = Backoff::default();
+    loop {
+        let opts = GetOptions::new()
+            .with_prefix()
+            .with_sort(SortTarget::Create, SortOrder::Descend)
+            .with_limit(1)
+            .with_max_create_revision(max_revision);
+        let resp = match client.get(prefix.to_vec(), opts).await {
+            Ok(r) => r,
+            Err(e) if e.is_closed() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "waiting for earlier owners: read failed; retrying");
+                backoff.wait(client).await;
+                continue;
+            }
+        };
+        let Some(kv) = resp.kvs.first() else {
+            return Ok(());
+        };
+        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+        match wait_delete(client, &kv.key, revision).await {
+            Ok(()) => backoff = Backoff::default(),
+            Err(e) if e.is_closed() => return Err(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "waiting for earlier owners: watch failed; retrying");
+                backoff.wait(client).await;
+            }
+        }
+    }
+}
+
+/// Whether `key` still exists as the incarnation created at `revision`
+/// (checked after a wait: the session may have ended meanwhile). Transient
+/// read failures are retried while the session lives.
+async fn still_owned(session: &Session, key: &[u8], revision: i64) -> Result<bool> {
+    let client = session.client();
+    let mut backoff = Backoff::default();
+    loop {
+        match client.get(key.to_vec(), GetOptions::new()).await {
+            Ok(resp) => return Ok(resp.kvs.first().map(|kv| kv.create_revision) == Some(revision)),
+            Err(e) if e.is_closed() => return Err(e.into()),
+            Err(e) => {
+                if session.ended().is_some() {
+                    return Ok(false);
+                }
+                tracing::debug!(error = %e, "checking a recipe key failed; retrying");
+                backoff.wait(client).await;
+            }
+        }
+    }
+}
+
+/// Waits until `key` is deleted after `revision`. Returns `Ok` also when the
+/// history was compacted: the caller reads again.
+async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> crate::Result<()> {
+    let mut watcher = client
+        .watch(
+            key.to_vec(),
+            WatchOptions::new()
+                .with_start_revision(revision + 1)
+                .with_no_put(),
+        )
+        .await?;
+    while let Some(event) = watcher.next().await {
+        match event? {
+            WatchEvent::Events { .. } | WatchEvent::Compacted { .. } => return Ok(()),
+            WatchEvent::Cancelled { reason } => {
+                return Err(crate::Error::WatchCancelled { reason })
+            }
+            WatchEvent::Created { .. } | WatchEvent::Progress { .. } => {}
+        }
+    }
+    Err(crate::Error::Closed)
+}
+
+/// Exponential backoff between retries of a recipe's background work.
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_millis(50),
+        }
+    }
+}
+
+impl Backoff {
+    const MAX: Duration = Duration::from_secs(1);
+
+    async fn wait(&mut self, client: &Client) {
+        sleep(client, self.next).await;
+        self.next = (self.next * 2).min(Self::MAX);
+    }
+}
+
+/// Removes a recipe's key when dropped while armed (a dropped `lock` or
+/// `campaign` future, a dropped guard): in the background, with a few
+/// retries, holding the session's claim on the key until done so that a new
+/// owner through the same session cannot be removed by mistake.
+struct Cleanup {
+    client: Client,
+    key: Vec<u8>,
+    revision: Option<i64>,
+    claim: Option<session::KeyClaim>,
+}
+
+impl Cleanup {
+    fn new(client: &Client, key: &[u8], claim: session::KeyClaim) -> Cleanup {
+        Cleanup {
+            client: client.clone(),
+            key: key.to_vec(),
+            revision: None,
+            claim: Some(claim),
+        }
+    }
+
+    /// Keep the key: hand the claim to the new owner.
+    fn disarm(mut self) -> Option<session::KeyClaim> {
+        self.claim.take()
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        // Disarmed: the key has a new owner.
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        if self.client.is_closed() {
+            return;
+        }
+        let client = self.client.clone();
+        let key = std::mem::take(&mut self.key);
+        let revision = self.revision;
+        self.client.spawn(async move {
+            let mut backoff = Backoff::default();
+            for _ in 0..8 {
+                match remove_key(&client, &key, revision).await {
+                    Ok(_) => break,
+                    Err(e) if e.is_closed() => break,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "removing a recipe key failed; retrying");
+                        backoff.wait(&client).await;
+                    }
+                }
+            }
+            drop(claim);
+        });
+    }
+}

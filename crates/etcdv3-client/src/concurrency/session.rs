@@ -1,0 +1,431 @@
+//! [`Session`]: a lease kept alive in the background while the program
+//! lives, the liveness token of locks and election candidacies.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use futures_channel::oneshot;
+use futures_util::future::{select, Either};
+
+use super::{Error, Result};
+use crate::api::{LeaseGrantOptions, LeaseKeeper};
+use crate::Client;
+
+/// Options of [`Session::new`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionOptions {
+    ttl: i64,
+    lease: Option<i64>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ttl: SessionOptions::DEFAULT_TTL,
+            lease: None,
+        }
+    }
+}
+
+impl SessionOptions {
+    /// The TTL of a new session's lease when none is given: 60 s, as in Go.
+    pub const DEFAULT_TTL: i64 = 60;
+
+    /// Default options: a new lease of [`Self::DEFAULT_TTL`] seconds.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The TTL (seconds) of the session's new lease: how long after the
+    /// program stops renewing it (crash, partition) its locks are released.
+    pub fn with_ttl(mut self, ttl: i64) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Use this existing lease instead of granting one (e.g. to resume a
+    /// session after a restart). It is kept alive, and revoked on close.
+    pub fn with_lease(mut self, lease: i64) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+}
+
+/// Why a session ended; the output of [`Session::done`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEnd {
+    /// The lease expired or was revoked: everything held under it is gone.
+    Expired,
+    /// The session was closed ([`Session::close`], [`Session::orphan`], or
+    /// the last handle dropped).
+    Closed,
+    /// The client was closed: renewals stopped, the lease will expire.
+    ClientClosed,
+}
+
+/// A lease kept alive in the background by the client's keep-alive task,
+/// until the session is closed or dropped: the liveness of a [`Mutex`]
+/// owner or an [`Election`] candidate.
+///
+/// Cheap to clone; clones share the lease. When the last clone (including
+/// those held by mutexes and elections) is dropped, the lease is revoked in
+/// the background (best effort: otherwise it expires after its TTL).
+///
+/// [`Mutex`]: super::Mutex
+/// [`Election`]: super::Election
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{Session, SessionEnd, SessionOptions};
+///
+/// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+///     let session = Session::new(client, SessionOptions::new().with_ttl(5)).await?;
+///     println!("lease {:x}", session.lease_id());
+///     // Elsewhere: learn that the lease is lost.
+///     let end: SessionEnd = session.done().await;
+///     println!("session ended: {end:?}");
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("lease", &self.inner.lease)
+            .field("ttl", &self.inner.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    client: Client,
+    lease: i64,
+    ttl: i64,
+    state: Arc<DoneState>,
+    /// Stops the keep-alive task (dropping it does too).
+    stop: StdMutex<Option<oneshot::Sender<()>>>,
+    /// Closed or orphaned: nothing to revoke on drop.
+    finished: AtomicBool,
+    /// Keys of this session that a guard or a pending call owns, with the
+    /// callers waiting for them.
+    claims: StdMutex<HashMap<Vec<u8>, Vec<oneshot::Sender<()>>>>,
+}
+
+#[derive(Default)]
+struct DoneState {
+    inner: StdMutex<(Option<SessionEnd>, HashMap<u64, Waker>)>,
+}
+
+impl DoneState {
+    fn lock(&self) -> StdMutexGuard<'_, (Option<SessionEnd>, HashMap<u64, Waker>)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn finish(&self, end: SessionEnd) {
+        let wakers = {
+            let mut st = self.lock();
+            if st.0.is_some() {
+                return;
+            }
+            st.0 = Some(end);
+            std::mem::take(&mut st.1)
+        };
+        for w in wakers.into_values() {
+            w.wake();
+        }
+    }
+
+    fn end(&self) -> Option<SessionEnd> {
+        self.lock().0
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> StdMutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Session {
+    /// Start a session: grant a lease (or adopt the one given) and keep it
+    /// alive in the background.
+    pub async fn new(client: &Client, options: SessionOptions) -> Result<Session> {
+        let (lease, granted) = match options.lease {
+            Some(id) => (id, false),
+            None => {
+                if options.ttl <= 0 {
+                    return Err(crate::Error::InvalidArgument(
+                        "session TTL must be positive".into(),
+                    )
+                    .into());
+                }
+                let resp = client
+                    .lease_grant(options.ttl, LeaseGrantOptions::new())
+                    .await?;
+                (resp.id, true)
+            }
+        };
+        let keeper = match client.lease_keep_alive(lease).await {
+            Ok(k) => k,
+            Err(e) => {
+                if granted {
+                    let _ = client.lease_revoke(lease).await;
+                }
+                return Err(e.into());
+            }
+        };
+        let ttl = keeper.ttl();
+        let state = Arc::new(DoneState::default());
+        let (stop, stopped) = oneshot::channel();
+        client.spawn(keep(keeper, stopped, state.clone()));
+        Ok(Session {
+            inner: Arc::new(Inner {
+                client: client.clone(),
+                lease,
+                ttl,
+                state,
+                stop: StdMutex::new(Some(stop)),
+                finished: AtomicBool::new(false),
+                claims: StdMutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The session's lease id.
+    pub fn lease_id(&self) -> i64 {
+        self.inner.lease
+    }
+
+    /// The lease's TTL in seconds, as granted.
+    pub fn ttl(&self) -> i64 {
+        self.inner.ttl
+    }
+
+    /// The client the session runs on.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// A future that resolves when the session ends, saying why. Any
+    /// number of them may wait.
+    pub fn done(&self) -> SessionDone {
+        SessionDone {
+            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
+            state: self.inner.state.clone(),
+        }
+    }
+
+    /// How the session ended, or `None` while it is alive.
+    pub fn ended(&self) -> Option<SessionEnd> {
+        self.inner.state.end()
+    }
+
+    /// Stop renewing and revoke the lease: every lock and candidacy held
+    /// under it ends at once. Affects every clone of the session.
+    pub async fn close(&self) -> Result<()> {
+        self.stop_keeping();
+        self.inner
+            .client
+            .lease_revoke(self.inner.lease)
+            .await
+            .map(|_| ())
+            .map_err(Error::from)
+    }
+
+    /// Stop renewing the lease without revoking it: it expires after its
+    /// TTL (Go's `Orphan`). Affects every clone of the session.
+    pub fn orphan(&self) {
+        self.stop_keeping();
+    }
+
+    fn stop_keeping(&self) {
+        self.inner.finished.store(true, Ordering::SeqCst);
+        lock(&self.inner.stop).take();
+        self.inner.state.finish(SessionEnd::Closed);
+    }
+
+    /// The error of a call that found the session ended.
+    pub(super) fn expired(&self) -> Error {
+        Error::SessionExpired {
+            lease: self.inner.lease,
+        }
+    }
+
+    /// Claim `key` for one owner of this session, waiting while another
+    /// owner (a guard, a pending call, a cleanup) has it.
+    pub(super) async fn claim(&self, key: &[u8]) -> KeyClaim {
+        loop {
+            let wait = {
+                let mut claims = lock(&self.inner.claims);
+                match claims.get_mut(key) {
+                    None => {
+                        claims.insert(key.to_vec(), Vec::new());
+                        return KeyClaim {
+                            inner: self.inner.clone(),
+                            key: key.to_vec(),
+                        };
+                    }
+                    Some(waiters) => {
+                        let (tx, rx) = oneshot::channel();
+                        waiters.push(tx);
+                        rx
+                    }
+                }
+            };
+            let _ = wait.await;
+        }
+    }
+
+    /// Claim `key` if no other owner of this session has it.
+    pub(super) fn try_claim(&self, key: &[u8]) -> Option<KeyClaim> {
+        let mut claims = lock(&self.inner.claims);
+        if claims.contains_key(key) {
+            return None;
+        }
+        claims.insert(key.to_vec(), Vec::new());
+        Some(KeyClaim {
+            inner: self.inner.clone(),
+            key: key.to_vec(),
+        })
+    }
+}
+
+/// Renews the lease until it is lost or the session stops it.
+async fn keep(mut keeper: LeaseKeeper, stop: oneshot::Receiver<()>, state: Arc<DoneState>) {
+    let end = {
+        let expired = std::pin::pin!(keeper.expired());
+        match select(expired, stop).await {
+            Either::Left((Ok(()), _)) => SessionEnd::Expired,
+            Either::Left((Err(e), _)) if e.is_closed() => SessionEnd::ClientClosed,
+            Either::Left((Err(e), _)) => {
+                tracing::debug!(error = %e, "session keep-alive ended");
+                SessionEnd::Expired
+            }
+            Either::Right(_) => SessionEnd::Closed,
+        }
+    };
+    drop(keeper);
+    state.finish(end);
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        lock(&self.stop).take();
+        self.state.finish(SessionEnd::Closed);
+        if self.finished.load(Ordering::SeqCst) || self.client.is_closed() {
+            return;
+        }
+        let client = self.client.clone();
+        let lease = self.lease;
+        self.client.spawn(async move {
+            if let Err(e) = client.lease_revoke(lease).await {
+                tracing::debug!(lease, error = %e, "revoking a dropped session's lease failed; it will expire");
+            }
+        });
+    }
+}
+
+/// One owner's hold on a key of the session (see [`Session::claim`]).
+pub(super) struct KeyClaim {
+    inner: Arc<Inner>,
+    key: Vec<u8>,
+}
+
+impl Drop for KeyClaim {
+    fn drop(&mut self) {
+        let waiters = lock(&self.inner.claims).remove(&self.key);
+        for w in waiters.into_iter().flatten() {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// Ids of [`SessionDone`] futures, to find their wakers.
+static NEXT_WAITER: AtomicU64 = AtomicU64::new(0);
+
+/// The future of [`Session::done`]: resolves with why the session ended.
+pub struct SessionDone {
+    id: u64,
+    state: Arc<DoneState>,
+}
+
+impl std::fmt::Debug for SessionDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionDone").finish_non_exhaustive()
+    }
+}
+
+impl Future for SessionDone {
+    type Output = SessionEnd;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<SessionEnd> {
+        let mut st = self.state.lock();
+        if let Some(end) = st.0 {
+            return Poll::Ready(end);
+        }
+        st.1.insert(self.id, cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+impl Drop for SessionDone {
+    fn drop(&mut self) {
+        // A dropped waiter leaves no waker behind (sessions live long).
+        self.state.lock().1.remove(&self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Wake;
+
+    struct Count(std::sync::atomic::AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn done_wakes_every_waiter_once_and_forgets_dropped_ones() {
+        let state = Arc::new(DoneState::default());
+        let count = Arc::new(Count(Default::default()));
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let waiter = |state: &Arc<DoneState>| SessionDone {
+            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
+            state: state.clone(),
+        };
+        let mut a = waiter(&state);
+        let mut b = waiter(&state);
+        for _ in 0..3 {
+            assert!(Pin::new(&mut a).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut b).poll(&mut cx).is_pending());
+        }
+        assert_eq!(state.lock().1.len(), 2, "one waker per waiter");
+        drop(b);
+        assert_eq!(state.lock().1.len(), 1, "a dropped waiter is forgotten");
+        state.finish(SessionEnd::Expired);
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            Pin::new(&mut a).poll(&mut cx),
+            Poll::Ready(SessionEnd::Expired)
+        );
+        // The first end sticks.
+        state.finish(SessionEnd::Closed);
+        assert_eq!(state.end(), Some(SessionEnd::Expired));
+        let mut late = waiter(&state);
+        assert_eq!(
+            Pin::new(&mut late).poll(&mut cx),
+            Poll::Ready(SessionEnd::Expired)
+        );
+    }
+}
