@@ -76,7 +76,9 @@ etcd35_path() {
 find_etcd34() {
     local c
     for c in /usr/bin/etcd "$(command -v etcd 2>/dev/null || true)"; do
-        if [ -n "$c" ] && [ -x "$c" ] && "$c" --version 2>/dev/null | head -n1 | grep -q 'Version: 3\.4\.'; then
+        # Read the whole output first: under pipefail, `etcd --version | head -n1` fails
+        # whenever etcd is SIGPIPEd by head's early exit, which reinstalled etcd-server at random.
+        if [ -n "$c" ] && [ -x "$c" ] && [[ "$("$c" --version 2>/dev/null || true)" == *"Version: 3.4."* ]]; then
             echo "$c"
             return 0
         fi

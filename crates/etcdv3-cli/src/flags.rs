@@ -25,13 +25,16 @@ pub enum WriteOut {
 }
 
 /// Options every command accepts, named as etcdctl names them.
+/// etcdctl's default `--endpoints`.
+pub const DEFAULT_ENDPOINT: &str = "127.0.0.1:2379";
+
 #[derive(Args, Debug, Clone)]
 pub struct GlobalArgs {
     /// Comma-separated endpoints (host:port, http://host:port or https://host:port).
     #[arg(
         long,
         env = "ETCDCTL_ENDPOINTS",
-        default_value = "127.0.0.1:2379",
+        default_value = DEFAULT_ENDPOINT,
         value_delimiter = ',',
         global = true
     )]

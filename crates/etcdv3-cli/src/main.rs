@@ -16,6 +16,7 @@
 mod bench;
 mod bolt;
 mod cmd;
+mod demo;
 mod flags;
 mod output;
 
@@ -116,6 +117,10 @@ enum Command {
     Version,
     /// Measure throughput and latency against the cluster (etcdv3 only).
     Bench(bench::BenchArgs),
+    /// Start a throwaway 3-member cluster, run a workload with a watch, kill,
+    /// pause and cut off the member in use and the leader, and report what
+    /// the client did (etcdv3 only).
+    Demo(demo::DemoArgs),
 }
 
 /// Why a command failed, and the exit code etcdctl gives it.
@@ -145,6 +150,9 @@ pub enum CliError {
     /// A command run under `lock` failed: its exit code is ours.
     #[error("exit status {0}")]
     ChildExit(i32),
+    /// Ctrl-C stopped the command (exit 130, as a shell reports SIGINT).
+    #[error("interrupted")]
+    Interrupted,
     /// Anything else (exit 1).
     #[error("{0}")]
     Other(String),
@@ -159,6 +167,7 @@ impl CliError {
             CliError::InvalidInput(_) => 3,
             CliError::Snapshot(_) => 5,
             CliError::ChildExit(code) => u8::try_from(*code).unwrap_or(1),
+            CliError::Interrupted => 130,
             _ => 1,
         }
     }
@@ -248,6 +257,10 @@ fn host_port(endpoint: &str) -> String {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    if let Command::Demo(args) = cli.command {
+        let endpoints_given = cli.global.endpoints != [flags::DEFAULT_ENDPOINT];
+        return demo::run(args, endpoints_given).await;
+    }
     let ctx = Ctx {
         printer: Printer {
             format: cli.global.write_out,
@@ -277,6 +290,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Role { command } => cmd::auth::role(&ctx, command).await,
         Command::Check { command } => cmd::check::run(&ctx, command).await,
         Command::Version => cmd::version(&ctx),
+        Command::Demo(_) => Ok(()),
         Command::Bench(args) => {
             let client = ctx.connect().await?;
             bench::run(&client, &args).await?;

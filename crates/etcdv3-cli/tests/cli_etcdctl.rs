@@ -581,6 +581,39 @@ fn etcdv3ctl_prints_what_etcdctl_prints() {
     assert!(t_list.contains(&format!("{:016x}", o["ID"].as_i64().unwrap())));
     assert!(t_list.contains(&format!("{:016x}", t["ID"].as_i64().unwrap())));
 
+    // lease keep-alive (streaming) -w json: every response with its header,
+    // as etcdctl prints it.
+    let keep_alive_json = |t: &Tool| -> Vec<Value> {
+        let grant = t.json(&["lease", "grant", "3"]);
+        let id = format!("{:x}", grant["ID"].as_i64().unwrap());
+        let lines = t.lines_of(&["-w", "json", "lease", "keep-alive", &id], 2);
+        lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+            .collect()
+    };
+    let (t, o) = (keep_alive_json(&theirs), keep_alive_json(&ours));
+    for (i, (a, b)) in t.iter().zip(&o).enumerate() {
+        same_json(
+            &format!("lease keep-alive -w json line {i}"),
+            a,
+            b,
+            &["revision", "ID"],
+        );
+        assert!(b["member_id"].as_u64().is_some_and(|m| m != 0), "{b}");
+        assert_eq!(b["TTL"], 3, "{b}");
+    }
+    // A lease that does not exist: exit 0, a line in simple output, nothing
+    // in JSON.
+    for args in [
+        &["lease", "keep-alive", "123"][..],
+        &["-w", "json", "lease", "keep-alive", "123"][..],
+    ] {
+        let (t, o) = (theirs.run(args), ours.run(args));
+        assert_eq!((t.code, o.code), (0, 0), "{args:?}: {}", o.stderr);
+        same_lines(&format!("{args:?}"), &t.stdout, &o.stdout);
+    }
+
     // member list and endpoint status/health.
     for args in [
         &["member", "list"][..],

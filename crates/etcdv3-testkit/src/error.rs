@@ -6,9 +6,11 @@ use std::time::Duration;
 /// Everything that can go wrong while starting or driving a test cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum TestkitError {
-    /// No etcd binary: neither [`ClusterBuilder::etcd_bin`](crate::ClusterBuilder::etcd_bin),
-    /// `ETCD_BIN` nor `etcd` on `PATH` named an executable file.
-    #[error("etcd binary not found ({searched}); run scripts/install-etcd.sh and set ETCD_BIN")]
+    /// No etcd binary: [`ClusterBuilder::etcd_bin`](crate::ClusterBuilder::etcd_bin) or
+    /// `ETCD_BIN` named no executable file, or [`find_etcd`](crate::find_etcd) found none.
+    #[error(
+        "etcd binary not found ({searched}); run scripts/install-etcd.sh (or set ETCD_BIN to an etcd server binary)"
+    )]
     BinaryNotFound {
         /// Where the testkit looked.
         searched: String,
@@ -38,6 +40,9 @@ pub enum TestkitError {
     /// The member was removed from the cluster with [`Cluster::remove_member`](crate::Cluster::remove_member).
     #[error("member {0} was removed from the cluster")]
     Removed(usize),
+    /// [`Cluster::shutdown`](crate::Cluster::shutdown) ran: the cluster starts no process.
+    #[error("the cluster was shut down")]
+    ShutDown,
     /// Spawning the etcd process failed.
     #[error("cannot spawn {bin}: {source}")]
     Spawn {

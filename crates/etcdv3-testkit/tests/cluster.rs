@@ -305,6 +305,49 @@ fn remove_member_shrinks_the_cluster() {
     }
 }
 
+/// Every etcd process whose command line names `dir` (its data dir is inside).
+fn etcd_processes_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains(&needle))
+        })
+        .collect()
+}
+
+#[test]
+fn shutdown_through_a_shared_reference_wins_over_a_concurrent_restart() {
+    let c = std::sync::Arc::new(Cluster::start(1).unwrap());
+    let dir = c.dir().to_path_buf();
+    let pid = c.member(0).pid().unwrap();
+    // Another thread restarts the member over and over, as a fault schedule
+    // would, while the owner shuts the cluster down.
+    let restarter = {
+        let c = c.clone();
+        thread::spawn(move || loop {
+            if let Err(e) = c.restart(0) {
+                return e;
+            }
+        })
+    };
+    thread::sleep(Duration::from_millis(700));
+    c.shutdown();
+    assert!(c.is_shut_down());
+    // The restart loop ends (with ShutDown, or the error of the start that
+    // the shutdown cut short).
+    let _err = restarter.join().unwrap();
+    assert_cleaned_up(&[pid], &dir);
+    assert_eq!(etcd_processes_under(&dir), Vec::<u32>::new());
+    assert!(matches!(c.restart(0), Err(TestkitError::ShutDown)));
+    assert!(matches!(c.kill(0), Err(TestkitError::ShutDown)));
+    c.shutdown(); // idempotent
+    drop(c);
+    assert_eq!(etcd_processes_under(&dir), Vec::<u32>::new());
+}
+
 #[test]
 fn drop_during_panic_cleans_up() {
     let (tx, rx) = std::sync::mpsc::channel();

@@ -189,7 +189,18 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                 println!("lease {id:016x} keepalived with TTL({})", r.ttl);
                 return Ok(());
             }
-            let mut keeper = client.lease_keep_alive(id).await?;
+            if p.json() {
+                return keep_alive_json(&client, id).await;
+            }
+            let mut keeper = match client.lease_keep_alive(id).await {
+                Ok(keeper) => keeper,
+                // etcdctl: the message and exit 0, also when the lease never existed.
+                Err(etcdv3_tokio::Error::LeaseExpired { .. }) => {
+                    println!("lease {id:016x} expired or revoked.");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             loop {
                 let next = tokio::select! {
                     next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut keeper), cx)) => next,
@@ -198,19 +209,14 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                 match next {
                     None => break,
                     Some(Ok(ttl)) => {
-                        if p.json() {
-                            print_json(&KeepAliveJson {
-                                header: HeaderJson::default(),
-                                id,
-                                ttl,
-                            })?;
-                        } else {
-                            println!("lease {id:016x} keepalived with TTL({ttl})");
-                        }
+                        println!("lease {id:016x} keepalived with TTL({ttl})");
                         let _ = std::io::stdout().flush();
                     }
                     Some(Err(e)) => {
                         println!("lease {id:016x} expired or revoked.");
+                        if matches!(e, etcdv3_tokio::Error::LeaseExpired { .. }) {
+                            break;
+                        }
                         return Err(e.into());
                     }
                 }
@@ -218,6 +224,46 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// `lease keep-alive -w json`: etcdctl prints every keep-alive response with its header,
+/// which the client's [`LeaseKeeper`](etcdv3_tokio::api::LeaseKeeper) does not hand out
+/// (it yields TTLs). So renew with single keep-alives at clientv3's cadence (a third of the
+/// TTL, at least 500 ms apart) and print each response. A lease that does not exist (also
+/// at the start) or cannot be renewed before its TTL runs out ends the output with exit 0
+/// and no text, as etcdctl's JSON printer does; a cluster that cannot be reached for the
+/// first renewal is an error.
+async fn keep_alive_json(client: &etcdv3_tokio::Client, id: i64) -> Result<(), CliError> {
+    let mut expires: Option<tokio::time::Instant> = None;
+    loop {
+        let renewal = tokio::select! {
+            r = client.keep_alive_once(id) => r,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let wait = match renewal {
+            Ok(r) => {
+                print_json(&KeepAliveJson {
+                    header: HeaderJson::of(r.header.as_ref()),
+                    id: r.id,
+                    ttl: r.ttl,
+                })?;
+                let _ = std::io::stdout().flush();
+                let ttl = std::time::Duration::from_secs(r.ttl.unsigned_abs());
+                expires = Some(tokio::time::Instant::now() + ttl);
+                (ttl / 3).max(std::time::Duration::from_millis(500))
+            }
+            Err(etcdv3_tokio::Error::LeaseExpired { .. }) => return Ok(()),
+            Err(e) => match expires {
+                None => return Err(e.into()),
+                Some(at) if tokio::time::Instant::now() >= at => return Ok(()),
+                Some(_) => std::time::Duration::from_millis(500),
+            },
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
