@@ -513,6 +513,13 @@ fn log_event(core: &Core, event: &Event) {
                 .unwrap_or_default();
             tracing::debug!(call = call.0, method, from = %ep, %reason, ?delay, "retrying call");
         }
+        Event::RetryBudgetSpent { call, method } => {
+            tracing::warn!(
+                call = call.0,
+                method,
+                "retry budget spent: call not retried"
+            );
+        }
         Event::OutcomeUnknown {
             call,
             method,
