@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+pub mod overload;
+
 /// Which client library drives a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Lib {

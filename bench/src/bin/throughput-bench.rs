@@ -54,7 +54,6 @@ use std::time::{Duration, Instant};
 use etcdv3_bench::{
     median_f64, percentile, processes_cpu, rss_kib, threads_cpu, ConnectOptions, Driver, Lib,
 };
-use etcdv3_testkit::Cluster;
 
 /// Name of the benchmark's runtime threads, whose CPU time is "client CPU".
 const RT_THREAD: &str = "tb-rt";
@@ -439,10 +438,29 @@ struct Args {
     watchers: usize,
     only: Option<String>,
     libs: Vec<Lib>,
+    /// Members fsync their WAL (etcd's default; the testkit turns it off).
+    fsync: bool,
+    /// Use a cluster started elsewhere (`--serve-cluster`), so that a
+    /// profiler sees the client alone (the testkit's proxies run in the
+    /// process that starts the cluster).
+    endpoints: Option<Vec<String>>,
+    /// The pids of that cluster's members (server CPU).
+    server_pids: Vec<u32>,
+    /// Only start a cluster, print its endpoints and pids, and keep it until
+    /// standard input closes.
+    serve_cluster: bool,
+    /// Overload runs: concurrencies, slow 2 MB range workers, seconds each,
+    /// per-call timeout.
+    overload_conc: Vec<usize>,
+    overload_slow: usize,
+    overload_secs: u64,
+    overload_timeout: Duration,
 }
 
 const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,256] [--repeat N] \
-[--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB]";
+[--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
+[--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
+[--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -455,6 +473,14 @@ fn parse_args() -> Result<Args, String> {
         watchers: 1000,
         only: None,
         libs: Lib::all(),
+        fsync: true,
+        endpoints: None,
+        server_pids: Vec::new(),
+        serve_cluster: false,
+        overload_conc: vec![1024, 4096],
+        overload_slow: 4,
+        overload_secs: 10,
+        overload_timeout: Duration::from_secs(5),
     };
     let mut args = std::env::args().skip(1);
     fn num(v: Option<String>, name: &str) -> Result<usize, String> {
@@ -480,6 +506,51 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("bad --conc {v}"))?;
             }
             "--only" => a.only = args.next(),
+            "--fsync" => {
+                a.fsync = match args.next().as_deref() {
+                    Some("on") => true,
+                    Some("off") => false,
+                    other => return Err(format!("--fsync on|off, not {other:?}")),
+                }
+            }
+            "--serve-cluster" => a.serve_cluster = true,
+            "--overload-conc" => {
+                let v = args.next().unwrap_or_default();
+                a.overload_conc = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().ok().filter(|n| *n > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --overload-conc {v}"))?;
+            }
+            "--overload-slow" => {
+                a.overload_slow = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--overload-slow needs a number")?
+            }
+            "--overload-secs" => a.overload_secs = num(args.next(), "--overload-secs")? as u64,
+            "--overload-timeout-ms" => {
+                a.overload_timeout =
+                    Duration::from_millis(num(args.next(), "--overload-timeout-ms")? as u64)
+            }
+            "--endpoints" => {
+                a.endpoints = Some(
+                    args.next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            "--server-pids" => {
+                let v = args.next().unwrap_or_default();
+                a.server_pids = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<u32>().ok())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --server-pids {v}"))?;
+            }
             "--only-lib" => {
                 let v = args.next().unwrap_or_default();
                 a.libs = vec![Lib::parse(&v).ok_or_else(|| format!("unknown library {v}"))?];
@@ -524,8 +595,25 @@ fn main() {
             std::process::exit(2);
         }
     };
-    eprintln!("starting a {}-member cluster", args.members);
-    let cluster = match Cluster::start(args.members) {
+    if let Some(urls) = args.endpoints.clone() {
+        let info = ClusterInfo {
+            urls,
+            pids: args.server_pids.clone(),
+            leader: 0,
+        };
+        std::process::exit(run_and_print(args, info));
+    }
+    eprintln!(
+        "starting a {}-member cluster (fsync {})",
+        args.members,
+        if args.fsync { "on" } else { "off" }
+    );
+    let mut builder = etcdv3_testkit::ClusterBuilder::new(args.members);
+    if args.fsync {
+        // The testkit passes --unsafe-no-fsync to etcd 3.5; the last flag wins.
+        builder = builder.arg("--unsafe-no-fsync=false");
+    }
+    let cluster = match builder.start() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cluster: {e}");
@@ -553,6 +641,23 @@ fn main() {
         cluster.server_version(),
         info.urls
     );
+    if args.serve_cluster {
+        println!("ENDPOINTS {}", info.urls.join(","));
+        let pids: Vec<String> = info.pids.iter().map(u32::to_string).collect();
+        println!("PIDS {}", pids.join(","));
+        // Keep the cluster until standard input closes.
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        drop(cluster);
+        return;
+    }
+    let code = run_and_print(args, info);
+    drop(cluster);
+    std::process::exit(code);
+}
+
+/// Run the benchmark on `info`'s cluster and print the report; the exit
+/// code.
+fn run_and_print(args: Args, info: ClusterInfo) -> i32 {
     let rt = runtime();
     let report = rt.block_on(async {
         let task = tokio::spawn(bench(args, info));
@@ -560,12 +665,14 @@ fn main() {
             .unwrap_or_else(|e| Err(format!("bench task: {e}")))
     });
     drop(rt);
-    drop(cluster);
     match report {
-        Ok(text) => println!("{text}"),
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
         Err(e) => {
             eprintln!("benchmark failed: {e}");
-            std::process::exit(1);
+            1
         }
     }
 }
@@ -596,6 +703,9 @@ fn child_main(argv: &[String]) {
 }
 
 async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
+    if args.only.as_deref() == Some("overload") {
+        return overload(args, cluster).await;
+    }
     let urls = &cluster.urls;
     let wants = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
     let value = Arc::new(vec![b'v'; args.value_size]);
@@ -691,6 +801,90 @@ async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
         }
     }
     Ok(render(&args, &cells, &mem))
+}
+
+/// The overload runs (`--only overload`): both clients, each concurrency,
+/// alternating which library goes first.
+async fn overload(args: Args, cluster: ClusterInfo) -> Result<String, String> {
+    use etcdv3_bench::overload::{run, write_big_keys, OverloadRun, OverloadSpec};
+    let opts = ConnectOptions {
+        timeout: Some(args.overload_timeout),
+        keepalive: None,
+    };
+    let value = vec![b'v'; args.value_size];
+    let mut drivers = Vec::new();
+    for lib in &args.libs {
+        drivers.push((*lib, Driver::connect(*lib, &cluster.urls, &opts).await?));
+    }
+    if let Some((_, d)) = drivers.first() {
+        let mut d = d.clone();
+        for i in 0..READ_KEYS {
+            d.put(read_key(i), value.clone()).await?;
+        }
+        write_big_keys(&d).await?;
+    }
+    let mut runs: BTreeMap<(usize, Lib), OverloadRun> = BTreeMap::new();
+    for (n, &conc) in args.overload_conc.iter().enumerate() {
+        let mut order: Vec<&(Lib, Driver)> = drivers.iter().collect();
+        if n % 2 == 1 {
+            order.reverse();
+        }
+        for (lib, d) in order {
+            let spec = OverloadSpec {
+                concurrency: conc,
+                slow: args.overload_slow,
+                duration: Duration::from_secs(args.overload_secs),
+                keys: READ_KEYS,
+                runtime_thread: RT_THREAD,
+                server_pids: cluster.pids.clone(),
+            };
+            let r = run(d, &spec, read_key).await;
+            eprintln!(
+                "overload conc {conc:>5} {:<12}: goodput {:>7.0}/s ({} slow ranges) p99 {:>6.0} ms server {:>6.1} us/ok client {:>6.1} us/ok errors {}",
+                lib.name(),
+                r.goodput,
+                r.slow_ok,
+                r.p99.as_secs_f64() * 1e3,
+                r.server_cpu_us,
+                r.client_cpu_us,
+                r.error_summary()
+            );
+            runs.insert((conc, *lib), r);
+            // Let the members drain what the last run left queued.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    for (_, d) in &drivers {
+        d.close();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nOverload: {} members, linearizable single-key reads by N workers sharing one client \
+         plus {} workers looping over a 2 MiB prefix range, {} s per run, {} ms timeout per call\n",
+        args.members,
+        args.overload_slow,
+        args.overload_secs,
+        args.overload_timeout.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "| concurrency | client | goodput (reads/s) | 2 MiB ranges done | p99 (ms) | server CPU per ok op (µs) | client CPU per ok op (µs) | errors |\n|---:|---|---:|---:|---:|---:|---:|---|"
+    );
+    for ((conc, lib), r) in &runs {
+        let _ = writeln!(
+            out,
+            "| {conc} | {} | {:.0} | {} | {:.0} | {:.1} | {:.1} | {} |",
+            lib.name(),
+            r.goodput,
+            r.slow_ok,
+            r.p99.as_secs_f64() * 1e3,
+            r.server_cpu_us,
+            r.client_cpu_us,
+            r.error_summary()
+        );
+    }
+    Ok(out)
 }
 
 fn fmt_ratio(num: f64, den: f64) -> String {
