@@ -31,6 +31,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use etcdv3_bench::{median_duration as median, ConnectOptions, Driver, DriverError, Lib};
 use etcdv3_integration::failover_support::{
     busiest_member, classify, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
     FAULTS,
@@ -44,82 +45,28 @@ const WARMUP: Duration = Duration::from_millis(1500);
 const HOLD: Duration = Duration::from_secs(4);
 const TAIL: Duration = Duration::from_secs(2);
 
-/// Which client library drives the workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Lib {
-    Etcdv3,
-    #[cfg(feature = "etcd-client")]
-    EtcdClient,
-}
-
-impl Lib {
-    fn name(self) -> &'static str {
-        match self {
-            Lib::Etcdv3 => "etcdv3",
-            #[cfg(feature = "etcd-client")]
-            Lib::EtcdClient => "etcd-client",
-        }
-    }
-}
-
-/// A connected client of either library.
-#[derive(Clone)]
-enum Driver {
-    Etcdv3(etcdv3_client::Client),
-    #[cfg(feature = "etcd-client")]
-    EtcdClient(Box<etcd_client::Client>),
-}
-
 type PutResult = Result<u64, (ErrorClass, String)>;
 
-impl Driver {
-    async fn connect(lib: Lib, urls: Vec<String>) -> Result<Driver, String> {
-        match lib {
-            Lib::Etcdv3 => etcdv3_tokio::connect(
-                urls,
-                etcdv3_client::ClientOptions::default().with_timeout(CALL_TIMEOUT),
-            )
-            .await
-            .map(Driver::Etcdv3)
-            .map_err(|e| e.to_string()),
-            #[cfg(feature = "etcd-client")]
-            Lib::EtcdClient => {
-                let opts = etcd_client::ConnectOptions::new()
-                    .with_keep_alive(Duration::from_secs(2), Duration::from_secs(1))
-                    .with_timeout(CALL_TIMEOUT);
-                etcd_client::Client::connect(urls, Some(opts))
-                    .await
-                    .map(|c| Driver::EtcdClient(Box::new(c)))
-                    .map_err(|e| e.to_string())
-            }
-        }
+/// How both clients connect: the same call timeout; etcd-client with HTTP/2
+/// keepalive (2 s interval, 1 s timeout).
+fn connect_options() -> ConnectOptions {
+    ConnectOptions {
+        timeout: Some(CALL_TIMEOUT),
+        keepalive: Some((Duration::from_secs(2), Duration::from_secs(1))),
     }
+}
 
-    /// One put; `Ok(member_id)` of the member that answered.
-    async fn put(&mut self, key: String, value: String) -> PutResult {
-        match self {
-            Driver::Etcdv3(c) => {
-                let opts = etcdv3_client::api::PutOptions::new().with_timeout(CALL_TIMEOUT);
-                match c.put(key, value, opts).await {
-                    Ok(r) => Ok(r.header.map_or(0, |h| h.member_id)),
-                    Err(e) => Err((classify(&e), e.to_string())),
-                }
-            }
+/// One put; `Ok(member_id)` of the member that answered.
+async fn put(driver: &mut Driver, key: String, value: String) -> PutResult {
+    driver.put(key, value).await.map_err(|e| {
+        let class = match &e {
+            DriverError::Etcdv3(e) => classify(e),
             #[cfg(feature = "etcd-client")]
-            Driver::EtcdClient(c) => match c.put(key, value, None).await {
-                Ok(r) => Ok(r.header().map_or(0, |h| h.member_id())),
-                Err(e) => Err((classify_etcd_client(&e), e.to_string())),
-            },
-        }
-    }
-
-    fn close(&self) {
-        match self {
-            Driver::Etcdv3(c) => c.close(),
-            #[cfg(feature = "etcd-client")]
-            Driver::EtcdClient(_) => {}
-        }
-    }
+            DriverError::EtcdClient(e) => classify_etcd_client(e),
+            DriverError::Unexpected(m) => ErrorClass::Other(m.clone()),
+        };
+        (class, e.to_string())
+    })
 }
 
 #[cfg(feature = "etcd-client")]
@@ -144,7 +91,7 @@ async fn workload(mut driver: Driver, stop: Arc<AtomicBool>, out: Arc<Mutex<Vec<
         let start = Instant::now();
         let r = tokio::time::timeout(
             CALL_TIMEOUT + HANG_GRACE,
-            driver.put(format!("fb/{n:08}"), n.to_string()),
+            put(&mut driver, format!("fb/{n:08}"), n.to_string()),
         )
         .await;
         let end = Instant::now();
@@ -215,7 +162,7 @@ async fn run_once(lib: Lib, fault: Fault, role: Role) -> Result<Run, String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?,
     );
-    let driver = Driver::connect(lib, cluster.client_urls()).await?;
+    let driver = Driver::connect(lib, &cluster.client_urls(), &connect_options()).await?;
     let stop = Arc::new(AtomicBool::new(false));
     let records = Arc::new(Mutex::new(Vec::new()));
     let task = tokio::spawn(workload(driver.clone(), stop.clone(), records.clone()));
@@ -272,14 +219,6 @@ async fn run_once(lib: Lib, fault: Fault, role: Role) -> Result<Run, String> {
     })
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    // The lower middle for an even count.
-    v.get(v.len().saturating_sub(1) / 2)
-        .copied()
-        .unwrap_or_default()
-}
-
 fn main() {
     let mut rounds = 1usize;
     let mut only: Option<String> = None;
@@ -298,11 +237,7 @@ fn main() {
             }
         }
     }
-    let libs = [
-        Lib::Etcdv3,
-        #[cfg(feature = "etcd-client")]
-        Lib::EtcdClient,
-    ];
+    let libs = Lib::all();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -323,7 +258,7 @@ fn main() {
             continue;
         }
         for round in 0..rounds {
-            for lib in libs {
+            for &lib in &libs {
                 match rt.block_on(run_once(lib, fault, role)) {
                     Ok(run) => {
                         eprintln!(

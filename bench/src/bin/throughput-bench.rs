@@ -42,7 +42,7 @@
 //! 10000), `--conc LIST` (default `1,16,64,256`), `--repeat N` (default 3),
 //! `--value-size BYTES` (default 256), `--clients N` (memory per connection,
 //! default 200), `--watchers N` (memory per watcher, default 1000),
-//! `--only put|range|mem` (one part only), `--only-lib etcdv3|etcd-client`.
+//! `--only put|range|serializable|mem` (one part only), `--only-lib etcdv3|etcd-client`.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -51,7 +51,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcdv3_testkit::Cluster;
+use etcdv3_bench::{
+    median_f64, percentile, processes_cpu, rss_kib, threads_cpu, ConnectOptions, Driver, Lib,
+};
 
 /// Name of the benchmark's runtime threads, whose CPU time is "client CPU".
 const RT_THREAD: &str = "tb-rt";
@@ -62,117 +64,11 @@ const WRITE_KEYS: usize = 1000;
 /// Operations run before each cell, not measured.
 const WARMUP_OPS: usize = 200;
 
-/// Which client library drives the workload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Lib {
-    Etcdv3,
-    #[cfg(feature = "etcd-client")]
-    EtcdClient,
-}
-
-impl Lib {
-    fn name(self) -> &'static str {
-        match self {
-            Lib::Etcdv3 => "etcdv3",
-            #[cfg(feature = "etcd-client")]
-            Lib::EtcdClient => "etcd-client",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Lib> {
-        match s {
-            "etcdv3" => Some(Lib::Etcdv3),
-            #[cfg(feature = "etcd-client")]
-            "etcd-client" => Some(Lib::EtcdClient),
-            _ => None,
-        }
-    }
-
-    fn all() -> Vec<Lib> {
-        vec![
-            Lib::Etcdv3,
-            #[cfg(feature = "etcd-client")]
-            Lib::EtcdClient,
-        ]
-    }
-}
-
-/// A connected client of either library.
-#[derive(Clone)]
-enum Driver {
-    Etcdv3(etcdv3_client::Client),
-    #[cfg(feature = "etcd-client")]
-    EtcdClient(Box<etcd_client::Client>),
-}
-
-impl Driver {
-    async fn connect(lib: Lib, urls: &[String]) -> Result<Driver, String> {
-        match lib {
-            Lib::Etcdv3 => etcdv3_tokio::connect(urls, etcdv3_client::ClientOptions::default())
-                .await
-                .map(Driver::Etcdv3)
-                .map_err(|e| e.to_string()),
-            #[cfg(feature = "etcd-client")]
-            Lib::EtcdClient => etcd_client::Client::connect(urls, None)
-                .await
-                .map(|c| Driver::EtcdClient(Box::new(c)))
-                .map_err(|e| e.to_string()),
-        }
-    }
-
-    /// A put; `Ok(member id)` of the member that answered.
-    async fn put(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<u64, String> {
-        match self {
-            Driver::Etcdv3(c) => c
-                .put(key, value, etcdv3_client::api::PutOptions::new())
-                .await
-                .map(|r| r.header.map_or(0, |h| h.member_id))
-                .map_err(|e| e.to_string()),
-            #[cfg(feature = "etcd-client")]
-            Driver::EtcdClient(c) => c
-                .put(key, value, None)
-                .await
-                .map(|r| r.header().map_or(0, |h| h.member_id()))
-                .map_err(|e| e.to_string()),
-        }
-    }
-
-    /// A linearizable single-key range (the key must exist); `Ok(member id)`
-    /// of the member that answered.
-    async fn get(&mut self, key: Vec<u8>) -> Result<u64, String> {
-        let (found, member) = match self {
-            Driver::Etcdv3(c) => c
-                .get(key, etcdv3_client::api::GetOptions::new())
-                .await
-                .map(|r| (r.kvs.len(), r.header.map_or(0, |h| h.member_id)))
-                .map_err(|e| e.to_string())?,
-            #[cfg(feature = "etcd-client")]
-            Driver::EtcdClient(c) => c
-                .get(key, None)
-                .await
-                .map(|r| (r.kvs().len(), r.header().map_or(0, |h| h.member_id())))
-                .map_err(|e| e.to_string())?,
-        };
-        if found == 1 {
-            Ok(member)
-        } else {
-            Err(format!("expected 1 key, got {found}"))
-        }
-    }
-
-    fn close(&self) {
-        match self {
-            Driver::Etcdv3(c) => c.close(),
-            #[cfg(feature = "etcd-client")]
-            Driver::EtcdClient(_) => {}
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Op {
     Put,
     Range,
+    RangeSerializable,
 }
 
 impl Op {
@@ -180,6 +76,7 @@ impl Op {
         match self {
             Op::Put => "put",
             Op::Range => "range (linearizable)",
+            Op::RangeSerializable => "range (serializable)",
         }
     }
 }
@@ -247,8 +144,10 @@ async fn run_ops(
                 let t0 = Instant::now();
                 let r = match op {
                     Op::Put => d.put(write_key(i), value.as_ref().clone()).await,
-                    Op::Range => d.get(read_key(i)).await,
-                };
+                    Op::Range => d.get(read_key(i), false).await,
+                    Op::RangeSerializable => d.get(read_key(i), true).await,
+                }
+                .map_err(|e| e.to_string());
                 lat.push(t0.elapsed());
                 match r {
                     Ok(member) => {
@@ -312,11 +211,11 @@ async fn run_cell(
         cluster.leader,
     )
     .await;
-    let cpu0 = runtime_cpu();
-    let srv0 = server_cpu(&cluster.pids);
+    let cpu0 = threads_cpu(RT_THREAD);
+    let srv0 = processes_cpu(&cluster.pids);
     let mut r = run_ops(driver, op, conc, ops, value, cluster.leader).await;
-    let cpu1 = runtime_cpu();
-    let srv1 = server_cpu(&cluster.pids);
+    let cpu1 = threads_cpu(RT_THREAD);
+    let srv1 = processes_cpu(&cluster.pids);
     r.latencies.sort_unstable();
     CellRun {
         ops_per_sec: ops as f64 / r.wall.as_secs_f64().max(1e-9),
@@ -337,90 +236,6 @@ struct ClusterInfo {
     pids: Vec<u32>,
     /// Member id of the leader at start.
     leader: u64,
-}
-
-/// Nearest-rank percentile of sorted samples.
-fn percentile(sorted: &[Duration], q: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = (q * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn median_f64(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
-/// CPU time of this process's threads named [`RT_THREAD`] (the tokio
-/// runtime's workers and blocking threads).
-fn runtime_cpu() -> Duration {
-    let mut total = Duration::ZERO;
-    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
-        return total;
-    };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
-        if comm.trim_end() != RT_THREAD {
-            continue;
-        }
-        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
-            .ok()
-            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        {
-            total += Duration::from_nanos(ns);
-        } else if let Some(t) = stat_cpu(&path.join("stat")) {
-            total += t;
-        }
-    }
-    total
-}
-
-/// utime+stime from a `/proc/.../stat` file.
-fn stat_cpu(path: &std::path::Path) -> Option<Duration> {
-    let s = std::fs::read_to_string(path).ok()?;
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let rest = &s[s.rfind(')')? + 1..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // `rest` starts at field 3 (state): utime is field 14, stime field 15.
-    let utime: u64 = f.get(11)?.parse().ok()?;
-    let stime: u64 = f.get(12)?.parse().ok()?;
-    let tick = clock_tick();
-    Some(Duration::from_secs_f64((utime + stime) as f64 / tick))
-}
-
-fn clock_tick() -> f64 {
-    static TICK: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICK.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|t| *t > 0.0)
-            .unwrap_or(100.0)
-    })
-}
-
-fn server_cpu(pids: &[u32]) -> Duration {
-    pids.iter()
-        .filter_map(|p| stat_cpu(std::path::Path::new(&format!("/proc/{p}/stat"))))
-        .sum()
-}
-
-/// `VmRSS` of this process, in KiB.
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------
@@ -460,20 +275,20 @@ impl MemKind {
 /// The child's work: returns (RSS before, RSS after) in KiB.
 async fn mem_child(lib: Lib, kind: MemKind, n: usize, url: String) -> Result<(u64, u64), String> {
     let urls = vec![url];
-    let mut base = Driver::connect(lib, &urls).await?;
+    let mut base = Driver::connect(lib, &urls, &ConnectOptions::default()).await?;
     base.put(b"tb/mem".to_vec(), b"x".to_vec()).await?;
-    base.get(b"tb/mem".to_vec()).await?;
+    base.get(b"tb/mem".to_vec(), false).await?;
     match kind {
         MemKind::Clients => {
             // A warm-up client of the same kind as the measured ones.
-            let mut warm = Driver::connect(lib, &urls).await?;
-            warm.get(b"tb/mem".to_vec()).await?;
+            let mut warm = Driver::connect(lib, &urls, &ConnectOptions::default()).await?;
+            warm.get(b"tb/mem".to_vec(), false).await?;
             settle().await;
             let before = rss_kib();
             let mut clients = Vec::with_capacity(n);
             for _ in 0..n {
-                let mut c = Driver::connect(lib, &urls).await?;
-                c.get(b"tb/mem".to_vec()).await?;
+                let mut c = Driver::connect(lib, &urls, &ConnectOptions::default()).await?;
+                c.get(b"tb/mem".to_vec(), false).await?;
                 clients.push(c);
             }
             settle().await;
@@ -623,10 +438,29 @@ struct Args {
     watchers: usize,
     only: Option<String>,
     libs: Vec<Lib>,
+    /// Members fsync their WAL (etcd's default; the testkit turns it off).
+    fsync: bool,
+    /// Use a cluster started elsewhere (`--serve-cluster`), so that a
+    /// profiler sees the client alone (the testkit's proxies run in the
+    /// process that starts the cluster).
+    endpoints: Option<Vec<String>>,
+    /// The pids of that cluster's members (server CPU).
+    server_pids: Vec<u32>,
+    /// Only start a cluster, print its endpoints and pids, and keep it until
+    /// standard input closes.
+    serve_cluster: bool,
+    /// Overload runs: concurrencies, slow 2 MB range workers, seconds each,
+    /// per-call timeout.
+    overload_conc: Vec<usize>,
+    overload_slow: usize,
+    overload_secs: u64,
+    overload_timeout: Duration,
 }
 
 const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,256] [--repeat N] \
-[--value-size BYTES] [--clients N] [--watchers N] [--only put|range|mem] [--only-lib LIB]";
+[--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
+[--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
+[--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -639,6 +473,14 @@ fn parse_args() -> Result<Args, String> {
         watchers: 1000,
         only: None,
         libs: Lib::all(),
+        fsync: true,
+        endpoints: None,
+        server_pids: Vec::new(),
+        serve_cluster: false,
+        overload_conc: vec![1024, 4096],
+        overload_slow: 4,
+        overload_secs: 10,
+        overload_timeout: Duration::from_secs(5),
     };
     let mut args = std::env::args().skip(1);
     fn num(v: Option<String>, name: &str) -> Result<usize, String> {
@@ -664,6 +506,51 @@ fn parse_args() -> Result<Args, String> {
                     .ok_or_else(|| format!("bad --conc {v}"))?;
             }
             "--only" => a.only = args.next(),
+            "--fsync" => {
+                a.fsync = match args.next().as_deref() {
+                    Some("on") => true,
+                    Some("off") => false,
+                    other => return Err(format!("--fsync on|off, not {other:?}")),
+                }
+            }
+            "--serve-cluster" => a.serve_cluster = true,
+            "--overload-conc" => {
+                let v = args.next().unwrap_or_default();
+                a.overload_conc = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<usize>().ok().filter(|n| *n > 0))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --overload-conc {v}"))?;
+            }
+            "--overload-slow" => {
+                a.overload_slow = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or("--overload-slow needs a number")?
+            }
+            "--overload-secs" => a.overload_secs = num(args.next(), "--overload-secs")? as u64,
+            "--overload-timeout-ms" => {
+                a.overload_timeout =
+                    Duration::from_millis(num(args.next(), "--overload-timeout-ms")? as u64)
+            }
+            "--endpoints" => {
+                a.endpoints = Some(
+                    args.next()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                )
+            }
+            "--server-pids" => {
+                let v = args.next().unwrap_or_default();
+                a.server_pids = v
+                    .split(',')
+                    .map(|s| s.trim().parse::<u32>().ok())
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --server-pids {v}"))?;
+            }
             "--only-lib" => {
                 let v = args.next().unwrap_or_default();
                 a.libs = vec![Lib::parse(&v).ok_or_else(|| format!("unknown library {v}"))?];
@@ -708,8 +595,25 @@ fn main() {
             std::process::exit(2);
         }
     };
-    eprintln!("starting a {}-member cluster", args.members);
-    let cluster = match Cluster::start(args.members) {
+    if let Some(urls) = args.endpoints.clone() {
+        let info = ClusterInfo {
+            urls,
+            pids: args.server_pids.clone(),
+            leader: 0,
+        };
+        std::process::exit(run_and_print(args, info));
+    }
+    eprintln!(
+        "starting a {}-member cluster (fsync {})",
+        args.members,
+        if args.fsync { "on" } else { "off" }
+    );
+    let mut builder = etcdv3_testkit::ClusterBuilder::new(args.members);
+    if args.fsync {
+        // The testkit passes --unsafe-no-fsync to etcd 3.5; the last flag wins.
+        builder = builder.arg("--unsafe-no-fsync=false");
+    }
+    let cluster = match builder.start() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("cluster: {e}");
@@ -737,6 +641,23 @@ fn main() {
         cluster.server_version(),
         info.urls
     );
+    if args.serve_cluster {
+        println!("ENDPOINTS {}", info.urls.join(","));
+        let pids: Vec<String> = info.pids.iter().map(u32::to_string).collect();
+        println!("PIDS {}", pids.join(","));
+        // Keep the cluster until standard input closes.
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut Vec::new());
+        drop(cluster);
+        return;
+    }
+    let code = run_and_print(args, info);
+    drop(cluster);
+    std::process::exit(code);
+}
+
+/// Run the benchmark on `info`'s cluster and print the report; the exit
+/// code.
+fn run_and_print(args: Args, info: ClusterInfo) -> i32 {
     let rt = runtime();
     let report = rt.block_on(async {
         let task = tokio::spawn(bench(args, info));
@@ -744,12 +665,14 @@ fn main() {
             .unwrap_or_else(|e| Err(format!("bench task: {e}")))
     });
     drop(rt);
-    drop(cluster);
     match report {
-        Ok(text) => println!("{text}"),
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
         Err(e) => {
             eprintln!("benchmark failed: {e}");
-            std::process::exit(1);
+            1
         }
     }
 }
@@ -780,12 +703,15 @@ fn child_main(argv: &[String]) {
 }
 
 async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
+    if args.only.as_deref() == Some("overload") {
+        return overload(args, cluster).await;
+    }
     let urls = &cluster.urls;
     let wants = |part: &str| args.only.as_deref().is_none_or(|o| o == part);
     let value = Arc::new(vec![b'v'; args.value_size]);
     let mut drivers = Vec::new();
     for lib in &args.libs {
-        let d = Driver::connect(*lib, urls).await?;
+        let d = Driver::connect(*lib, urls, &ConnectOptions::default()).await?;
         drivers.push((*lib, d));
     }
     // The keys the range cells read, written once.
@@ -801,6 +727,9 @@ async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
     }
     if wants("range") {
         ops_list.push(Op::Range);
+    }
+    if wants("serializable") {
+        ops_list.push(Op::RangeSerializable);
     }
     let mut cells: BTreeMap<(Op, usize, Lib), Vec<CellRun>> = BTreeMap::new();
     for &op in &ops_list {
@@ -872,6 +801,90 @@ async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
         }
     }
     Ok(render(&args, &cells, &mem))
+}
+
+/// The overload runs (`--only overload`): both clients, each concurrency,
+/// alternating which library goes first.
+async fn overload(args: Args, cluster: ClusterInfo) -> Result<String, String> {
+    use etcdv3_bench::overload::{run, write_big_keys, OverloadRun, OverloadSpec};
+    let opts = ConnectOptions {
+        timeout: Some(args.overload_timeout),
+        keepalive: None,
+    };
+    let value = vec![b'v'; args.value_size];
+    let mut drivers = Vec::new();
+    for lib in &args.libs {
+        drivers.push((*lib, Driver::connect(*lib, &cluster.urls, &opts).await?));
+    }
+    if let Some((_, d)) = drivers.first() {
+        let mut d = d.clone();
+        for i in 0..READ_KEYS {
+            d.put(read_key(i), value.clone()).await?;
+        }
+        write_big_keys(&d).await?;
+    }
+    let mut runs: BTreeMap<(usize, Lib), OverloadRun> = BTreeMap::new();
+    for (n, &conc) in args.overload_conc.iter().enumerate() {
+        let mut order: Vec<&(Lib, Driver)> = drivers.iter().collect();
+        if n % 2 == 1 {
+            order.reverse();
+        }
+        for (lib, d) in order {
+            let spec = OverloadSpec {
+                concurrency: conc,
+                slow: args.overload_slow,
+                duration: Duration::from_secs(args.overload_secs),
+                keys: READ_KEYS,
+                runtime_thread: RT_THREAD,
+                server_pids: cluster.pids.clone(),
+            };
+            let r = run(d, &spec, read_key).await;
+            eprintln!(
+                "overload conc {conc:>5} {:<12}: goodput {:>7.0}/s ({} slow ranges) p99 {:>6.0} ms server {:>6.1} us/ok client {:>6.1} us/ok errors {}",
+                lib.name(),
+                r.goodput,
+                r.slow_ok,
+                r.p99.as_secs_f64() * 1e3,
+                r.server_cpu_us,
+                r.client_cpu_us,
+                r.error_summary()
+            );
+            runs.insert((conc, *lib), r);
+            // Let the members drain what the last run left queued.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    }
+    for (_, d) in &drivers {
+        d.close();
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\nOverload: {} members, linearizable single-key reads by N workers sharing one client \
+         plus {} workers looping over a 2 MiB prefix range, {} s per run, {} ms timeout per call\n",
+        args.members,
+        args.overload_slow,
+        args.overload_secs,
+        args.overload_timeout.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "| concurrency | client | goodput (reads/s) | 2 MiB ranges done | p99 (ms) | server CPU per ok op (µs) | client CPU per ok op (µs) | errors |\n|---:|---|---:|---:|---:|---:|---:|---|"
+    );
+    for ((conc, lib), r) in &runs {
+        let _ = writeln!(
+            out,
+            "| {conc} | {} | {:.0} | {} | {:.0} | {:.1} | {:.1} | {} |",
+            lib.name(),
+            r.goodput,
+            r.slow_ok,
+            r.p99.as_secs_f64() * 1e3,
+            r.server_cpu_us,
+            r.client_cpu_us,
+            r.error_summary()
+        );
+    }
+    Ok(out)
 }
 
 fn fmt_ratio(num: f64, den: f64) -> String {

@@ -97,6 +97,10 @@ impl Error {
     pub fn status(&self) -> Option<&Status> {
         match self {
             Error::Call(CallError::Status { status, .. }) => Some(status),
+            Error::Call(CallError::RetryBudgetSpent {
+                status: Some(status),
+                ..
+            }) => Some(status),
             _ => None,
         }
     }

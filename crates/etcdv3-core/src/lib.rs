@@ -8,6 +8,7 @@
 
 pub mod backoff;
 pub mod balancer;
+pub mod budget;
 pub mod codec;
 pub mod endpoint;
 pub mod error;

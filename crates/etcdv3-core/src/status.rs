@@ -200,9 +200,13 @@ impl Status {
     /// with a message saying so (the bad value is quoted, escaped). Numbers
     /// outside 0..=16 also give `Unknown`. Never panics.
     pub fn from_headers(headers: &HeaderMap) -> Option<Status> {
-        let raw = headers.get(GRPC_STATUS)?.as_bytes();
+        // Looked up by pre-built names: a `&str` name is parsed on every
+        // lookup, and this runs up to three times per call.
+        const STATUS: http::HeaderName = http::HeaderName::from_static(GRPC_STATUS);
+        const MESSAGE: http::HeaderName = http::HeaderName::from_static(GRPC_MESSAGE);
+        let raw = headers.get(&STATUS)?.as_bytes();
         let message = headers
-            .get(GRPC_MESSAGE)
+            .get(&MESSAGE)
             .map(|v| percent_decode_bytes(v.as_bytes()))
             .unwrap_or_default();
         let code = match parse_status_code(raw) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcdv3_core::codec::Decoder;
 use etcdv3_core::machine::{Outcome, ResponseMeta};
-use etcdv3_core::status::{encode_grpc_timeout, response_status, Code, Status};
+use etcdv3_core::status::{response_status, Code, Status};
 use etcdv3_proto::method::Method;
 use http::header::{HeaderName, CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderValue, Request};
@@ -66,17 +66,18 @@ pub(crate) fn request(
     *req.method_mut() = http::Method::POST;
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_2;
+    // Room for every header below at once: no re-hashing while inserting.
+    *req.headers_mut() = http::HeaderMap::with_capacity(8);
     let h = req.headers_mut();
     h.insert(TE, HeaderValue::from_static("trailers"));
     h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     if let Some(t) = timeout {
-        if let Ok(mut v) = HeaderValue::from_str(&encode_grpc_timeout(t)) {
-            // A new value on (almost) every call: never worth a slot in the
-            // HPACK dynamic table ("never indexed" literal).
-            v.set_sensitive(true);
-            h.insert(GRPC_TIMEOUT, v);
-        }
+        let mut v = grpc_timeout_value(t);
+        // A new value on (almost) every call: never worth a slot in the
+        // HPACK dynamic table ("never indexed" literal).
+        v.set_sensitive(true);
+        h.insert(GRPC_TIMEOUT, v);
     }
     if require_leader {
         h.insert(HASLEADER, HeaderValue::from_static("true"));
@@ -85,6 +86,44 @@ pub(crate) fn request(
         h.insert(TOKEN, token.clone());
     }
     Ok(req)
+}
+
+/// The `grpc-timeout` value of `timeout`, as
+/// [`etcdv3_core::status::encode_grpc_timeout`] spells it, written without
+/// a `String` (it is built for every request).
+fn grpc_timeout_value(timeout: Duration) -> HeaderValue {
+    const MAX: u128 = 99_999_999;
+    const UNITS: [(u128, u8); 6] = [
+        (1, b'n'),
+        (1_000, b'u'),
+        (1_000_000, b'm'),
+        (1_000_000_000, b'S'),
+        (60_000_000_000, b'M'),
+        (3_600_000_000_000, b'H'),
+    ];
+    let nanos = timeout.as_nanos();
+    let (mut value, unit) = UNITS
+        .iter()
+        .map(|(per, unit)| (nanos / per, *unit))
+        .find(|(v, _)| *v <= MAX)
+        .unwrap_or((MAX, b'H'));
+    // At most 8 digits and the unit.
+    let mut buf = [0u8; 9];
+    let mut at = buf.len() - 1;
+    buf[at] = unit;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    match HeaderValue::from_bytes(&buf[at..]) {
+        Ok(v) => v,
+        // Digits and a letter are always a valid header value.
+        Err(_) => HeaderValue::from_static("0n"),
+    }
 }
 
 /// Map an h2 error to what it says about whether the request was processed.
@@ -381,6 +420,37 @@ mod tests {
         let (outcome, replace) = classify_h2(&e, false);
         assert!(replace, "{e}");
         assert!(matches!(outcome, Outcome::NotSent(_)), "{outcome:?}");
+    }
+
+    #[test]
+    fn grpc_timeout_values_match_the_core_encoding() {
+        use etcdv3_core::status::encode_grpc_timeout;
+        let mut cases: Vec<Duration> = vec![
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(99_999_999),
+            Duration::from_nanos(100_000_000),
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+            Duration::from_secs(3600),
+            Duration::from_secs(99_999_999 * 60),
+            Duration::from_secs(100_000_000 * 3600),
+            Duration::MAX,
+        ];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(Duration::from_nanos(x >> (x % 40)));
+        }
+        for t in cases {
+            assert_eq!(
+                grpc_timeout_value(t).to_str().unwrap(),
+                encode_grpc_timeout(t),
+                "{t:?}"
+            );
+        }
     }
 
     #[test]

@@ -167,6 +167,7 @@ async fn establish(
     if let Some(id) = opts.first_stream_id.filter(|id| id % 2 == 1) {
         builder.initial_stream_id(id);
     }
+    let io: BoxIo = Box::new(super::Coalescing(io));
     let (send, mut conn) = builder.handshake::<BoxIo, Bytes>(io).await.map_err(|e| {
         h2_failure(
             target,

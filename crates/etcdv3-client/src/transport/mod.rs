@@ -448,6 +448,55 @@ impl State {
     }
 }
 
+/// The connection's IO as h2 sees it: the same stream, reporting no
+/// vectored writes. h2 copies a DATA frame into its write buffer only when
+/// it is smaller than a threshold (256 bytes with vectored IO, 1 KiB
+/// without); a larger one is chained and must be written before any other
+/// frame is accepted, so every put of a 256-byte value cost a `writev` of
+/// its own. Without vectored IO, requests up to 1 KiB from many streams are
+/// copied into one buffer and go out in one `write` (see
+/// docs/benchmarks.md); a frame of 1 KiB or more costs two writes instead
+/// of one `writev`.
+pub(crate) struct Coalescing(pub(crate) crate::runtime::BoxIo);
+
+impl tokio::io::AsyncRead for Coalescing {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Coalescing {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        false
+    }
+}
+
 /// Wakes the core's timers: sleeps until the core's next deadline, or until
 /// an input moved that deadline earlier.
 async fn timer_task(shared: Arc<Shared>) {
@@ -518,6 +567,13 @@ fn log_event(core: &Core, event: &Event) {
                 .unwrap_or_default();
             tracing::debug!(call = call.0, method, from = %ep, %reason, ?delay, "retrying call");
         }
+        Event::RetryBudgetSpent { call, method } => {
+            tracing::warn!(
+                call = call.0,
+                method,
+                "retry budget spent: call not retried"
+            );
+        }
         Event::OutcomeUnknown {
             call,
             method,
@@ -540,4 +596,34 @@ fn clock_seed() -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0x5eed);
     nanos ^ (std::process::id() as u64).rotate_left(32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Coalescing;
+    use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    #[test]
+    fn coalescing_io_passes_bytes_both_ways_and_reports_no_vectored_writes() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (a, mut b) = tokio::io::duplex(64);
+            let mut c = Coalescing(Box::new(a));
+            // What h2 reads to pick its copy threshold (1 KiB without).
+            assert!(!c.is_write_vectored());
+            c.write_all(b"request").await.unwrap();
+            c.flush().await.unwrap();
+            let mut buf = [0u8; 7];
+            b.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"request");
+            b.write_all(b"answer").await.unwrap();
+            let mut buf = [0u8; 6];
+            c.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"answer");
+            c.shutdown().await.unwrap();
+            assert_eq!(b.read(&mut buf).await.unwrap(), 0);
+        });
+    }
 }

@@ -93,6 +93,10 @@ pub(super) struct Call {
     /// Armed timers, to disarm them when the call ends.
     pub(super) retry_at: Option<Instant>,
     pub(super) slow_at: Option<Instant>,
+    /// The next attempt costs the retry budget nothing: it was paid for
+    /// when the retry was decided, or the last attempt never reached a
+    /// member (never sent, refused).
+    pub(super) resend_paid: bool,
 }
 
 /// Calls that concern one member (its status, its database, its hash, its
@@ -199,6 +203,7 @@ impl Core {
                 bound,
                 retry_at: None,
                 slow_at: None,
+                resend_paid: false,
             },
         );
         if let Some(d) = deadline {
@@ -396,6 +401,8 @@ impl Core {
             Outcome::NotSent(e) | Outcome::Refused(e) => {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.last_status = None;
+                    // The member never saw it: re-sending adds no load.
+                    c.resend_paid = true;
                 }
                 self.retry(now, id, Some(endpoint), e);
             }
@@ -531,6 +538,17 @@ impl Core {
             self.expire(id);
             return;
         }
+        if c.attempt > 0 && !c.resend_paid {
+            // A re-send of a request a member may have worked on: it is
+            // paid from the client's retry budget, or not made.
+            if let Some(budget) = self.budget.as_mut() {
+                if !budget.try_withdraw(now) {
+                    self.budget_spent(id, from, reason);
+                    return;
+                }
+            }
+            c.resend_paid = true;
+        }
         self.events.push_back(Event::Retry {
             call: id,
             method,
@@ -546,6 +564,30 @@ impl Core {
             self.timers.stop(old, CallTimer::Retry(id));
             self.timers.set(at, CallTimer::Retry(id));
         }
+    }
+
+    /// The call needs a re-send and the retry budget is spent: it ends with
+    /// its last attempt's failure.
+    fn budget_spent(&mut self, id: CallId, from: Option<EndpointId>, cause: String) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let method = c.method.path;
+        let status = c.last_status.as_ref().map(|(_, s)| s.clone());
+        let endpoint = from
+            .and_then(|ep| self.slots.get(ep.0))
+            .map_or_else(|| "none".to_string(), |s| s.endpoint.to_string());
+        self.events
+            .push_back(Event::RetryBudgetSpent { call: id, method });
+        self.complete(
+            id,
+            Err(CallError::RetryBudgetSpent {
+                method,
+                endpoint,
+                cause,
+                status,
+            }),
+        );
     }
 
     /// An attempt was lost with its connection (closed, or its ping went

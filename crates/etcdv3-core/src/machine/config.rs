@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::backoff::BackoffConfig;
 use crate::balancer::Policy;
+use crate::budget::RetryBudgetConfig;
 
 /// Configuration of [`crate::machine::Core`]. `Default` gives the settings
 /// the project measures and recommends.
@@ -63,6 +64,16 @@ pub struct Config {
     /// call may use is rejected, the call fails at once with
     /// [`crate::machine::CallError::Rejected`].
     pub rejection_recheck: Duration,
+    /// The client's retry budget: re-sends of a request that may have
+    /// reached a member (after a lost connection, a silent member, a lost
+    /// leader, a retryable server error, a stale read) are allowed up to a
+    /// fraction of first attempts plus a floor, over a sliding window (see
+    /// [`crate::budget`]). A call whose retry finds the budget spent ends
+    /// with [`crate::machine::CallError::RetryBudgetSpent`]. Re-sends of
+    /// requests that never reached a member (never sent, `REFUSED_STREAM`)
+    /// and the one re-send after a refused auth token are free. `None`:
+    /// unlimited.
+    pub retry_budget: Option<RetryBudgetConfig>,
 }
 
 /// The minimum interval between keepalive pings etcd's server tolerates.
@@ -101,6 +112,7 @@ impl Default for Config {
             outage_retry: Duration::from_millis(100),
             authenticate: false,
             rejection_recheck: Duration::from_secs(30),
+            retry_budget: Some(RetryBudgetConfig::default()),
         }
     }
 }

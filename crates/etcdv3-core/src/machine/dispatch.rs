@@ -127,6 +127,7 @@ impl Core {
             return;
         };
         c.attempt += 1;
+        c.resend_paid = false;
         c.token_gen = token_gen;
         c.sent_term = term;
         if !c.tried.contains(&ep) {
@@ -142,6 +143,11 @@ impl Core {
             sent_at: now,
         };
         let attempt = c.attempt;
+        if attempt == 1 {
+            if let Some(budget) = self.budget.as_mut() {
+                budget.deposit(now);
+            }
+        }
         if watched_when_slow(c.method) {
             let at = now + stall;
             let old = c.slow_at.replace(at);

@@ -121,6 +121,8 @@ pub struct Core {
     auth: auth::AuthState,
     cluster: cluster::ClusterView,
     fence: fence::Fence,
+    /// Re-sends allowed (`Config::retry_budget`); `None`: unlimited.
+    budget: Option<crate::budget::RetryBudget>,
 }
 
 impl Core {
@@ -129,6 +131,10 @@ impl Core {
     pub fn new(config: Config, endpoints: Vec<Endpoint>, seed: u64) -> Self {
         let mut core = Core {
             balancer: Balancer::new(config.policy),
+            budget: config
+                .retry_budget
+                .clone()
+                .map(crate::budget::RetryBudget::new),
             config,
             rng: Rng::new(seed),
             slots: Vec::new(),

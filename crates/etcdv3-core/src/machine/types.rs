@@ -189,6 +189,22 @@ pub enum CallError {
         /// Why, as the adapter reported it.
         cause: String,
     },
+    /// The call needed a retry and the client's retry budget was spent
+    /// (`Config::retry_budget`): the cluster is failing or overloaded, and
+    /// re-sending would add load. It ended with the failure of its last
+    /// attempt, which did not apply it (a mutation whose outcome is unknown
+    /// is never retried, so never ends this way).
+    #[error("{method} on {endpoint}: not retried, the client's retry budget is spent: {cause}")]
+    RetryBudgetSpent {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint of the last attempt.
+        endpoint: String,
+        /// How the last attempt failed.
+        cause: String,
+        /// The server's status, when the last attempt failed with one.
+        status: Option<Status>,
+    },
     /// An established stream ended.
     #[error("{method} stream on {endpoint} ended: {cause}")]
     StreamEnded {
@@ -241,6 +257,15 @@ pub enum Event {
         reason: String,
         /// Wait before the next attempt.
         delay: Duration,
+    },
+    /// A call needed a retry and the retry budget was spent: it ended with
+    /// [`CallError::RetryBudgetSpent`] instead (a sign of overload or of a
+    /// failing cluster).
+    RetryBudgetSpent {
+        /// Which call.
+        call: CallId,
+        /// The gRPC method path.
+        method: &'static str,
     },
     /// A mutation's outcome is unknown and was reported to the caller.
     OutcomeUnknown {
