@@ -237,6 +237,31 @@ fn requests_that_never_reached_a_member_are_re_sent_for_free() {
 }
 
 #[test]
+fn no_leader_refusals_are_re_sent_for_free() {
+    // During an election every member answers "no leader" at once (the
+    // `hasleader` check) without doing any work: a busy client's calls must
+    // ride the election out, not end for want of budget.
+    let mut h = Harness::new(core_with(Some(budget(0.0, 0)), 2));
+    let no_leader = Outcome::Status(Status::new(Code::Unavailable, "etcdserver: no leader"));
+    let put = h.start(KV_PUT);
+    h.fail_until_done(put, &no_leader, 8);
+    assert!(!h.done.contains_key(&put), "ended: {:?}", h.done.get(&put));
+    while !h.pending.contains_key(&put) {
+        h.run_to_next_timer();
+    }
+    h.answer(put, Outcome::Success(None));
+    assert!(h.done[&put].is_ok());
+    assert_eq!(h.sends.len(), 9, "first attempt + 8 free re-sends");
+    // Any other retryable answer is charged: with no budget it ends at once.
+    let get = h.start(KV_RANGE);
+    h.answer(get, busy());
+    assert!(matches!(
+        h.done[&get],
+        Err(CallError::RetryBudgetSpent { .. })
+    ));
+}
+
+#[test]
 fn a_mutation_that_may_have_applied_is_still_outcome_unknown() {
     let mut h = Harness::new(core_with(Some(budget(0.0, 0)), 1));
     let put = h.start(KV_PUT);
@@ -362,7 +387,9 @@ proptest! {
                             5 => Outcome::Status(Status::new(Code::Unavailable, "etcdserver: no leader")),
                             _ => Outcome::Status(Status::new(Code::Unavailable, "etcdserver: request timed out")),
                         };
-                        free.insert(call, matches!(o, Outcome::NotSent(_) | Outcome::Refused(_)));
+                        // Never reached a member, or a member without a
+                        // leader refused it before doing any work.
+                        free.insert(call, matches!(o, Outcome::NotSent(_) | Outcome::Refused(_)) || outcome == 5);
                         h.answer(call, o);
                     }
                 }

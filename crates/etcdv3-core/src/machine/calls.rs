@@ -446,6 +446,14 @@ impl Core {
         if kind == EtcdErrorKind::NoLeader {
             self.slots[ep.0].health.on_no_leader();
             self.health_suspect(ep, HealthReason::NoLeader);
+            // A member without a leader refuses before doing any work (the
+            // `hasleader` check): re-sending it costs the cluster nothing, and
+            // during an election every call in flight gets this answer, so
+            // charging the budget would fail a busy client's calls in a
+            // routine leader change.
+            if let Some(c) = self.calls.get_mut(&id) {
+                c.resend_paid = true;
+            }
         }
         let scope = kind.retry();
         let may_have_applied = kind.may_have_applied();
