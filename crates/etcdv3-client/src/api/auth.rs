@@ -165,7 +165,7 @@ impl Permission {
         Self::new(PermissionType::ReadWrite, key)
     }
 
-    key_range_setters!("Cover");
+    key_range_setters!("Cover", r#"etcdv3_client::api::Permission::read("k")"#);
 
     /// What the permission allows.
     ///

@@ -206,7 +206,7 @@ impl GetOptions {
         Self::default()
     }
 
-    key_range_setters!("Read");
+    key_range_setters!("Read", r#"etcdv3_client::api::GetOptions::new()"#);
 
     /// Return at most `limit` keys (0: no limit). `more` in the response
     /// tells whether more keys matched.
@@ -521,7 +521,7 @@ impl DeleteOptions {
         Self::default()
     }
 
-    key_range_setters!("Delete");
+    key_range_setters!("Delete", r#"etcdv3_client::api::DeleteOptions::new()"#);
 
     /// Return the deleted key-values.
     ///

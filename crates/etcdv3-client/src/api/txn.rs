@@ -146,7 +146,10 @@ impl Compare {
         Self::new(key, op, compare::TargetUnion::Lease(lease))
     }
 
-    key_range_setters!("Apply the comparison to");
+    key_range_setters!(
+        "Apply the comparison to",
+        r#"etcdv3_client::api::Compare::version("k", etcdv3_client::api::CompareOp::Greater, 0)"#
+    );
 
     pub(crate) fn build(&self) -> Result<pb::Compare> {
         let (key, range_end) = self.range.resolve(self.key.clone())?;

@@ -65,7 +65,7 @@ impl WatchOptions {
         Self::default()
     }
 
-    key_range_setters!("Watch");
+    key_range_setters!("Watch", r#"etcdv3_client::api::WatchOptions::new()"#);
 
     /// Start at `revision` (history replay), instead of the next one.
     ///
