@@ -711,8 +711,8 @@ impl Client {
     ///
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
-    /// client.status().await?;
-    /// assert_eq!(client.calls_tracked(), 0);
+    /// let watcher = client.watch("k", Default::default()).await?;
+    /// println!("{} calls in progress, the watch stream among them", client.calls_tracked());
     /// # Ok(()) }
     /// ```
     #[doc(hidden)]

@@ -146,7 +146,9 @@ impl Error {
     /// use etcdv3_client::api::GetOptions;
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// if let Err(e) = client.get("k", GetOptions::new().with_revision(1)).await {
-    ///     assert_eq!(e.etcd_kind(), Some(&EtcdErrorKind::Compacted));
+    ///     if e.etcd_kind() == Some(&EtcdErrorKind::Compacted) {
+    ///         println!("revision 1 is compacted: read at a later one");
+    ///     }
     /// }
     /// # Ok(()) }
     /// ```
