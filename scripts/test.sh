@@ -29,6 +29,9 @@ cargo clippy -p etcdv3-client --features tls-native-roots --all-targets -- -D wa
 
 echo "== rustdoc (every link resolves; no broken docs)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --workspace
+# Every public item of etcdv3-client has a doc example (the examples run with
+# the doctests below; the crate's edition 2024 merges them into one binary).
+"${PYTHON:-python3}" scripts/doc-coverage.py
 
 echo "== tests (etcd 3.5)"
 ETCD_BIN="$ETCD35" cargo test --workspace

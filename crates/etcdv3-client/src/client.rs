@@ -54,6 +54,12 @@ impl std::fmt::Display for Target {
 /// etcd and of this client) or by whichever member answers, from its local
 /// state (serializable: faster, available without a leader, possibly
 /// stale).
+///
+/// ```
+/// use etcdv3_client::{CallOptions, ReadConsistency};
+/// let local = CallOptions::new().read(ReadConsistency::Serializable);
+/// assert_eq!(local.read, Some(ReadConsistency::Serializable));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReadConsistency {
     /// Reads reflect every write completed before they started.
@@ -98,12 +104,24 @@ pub struct CallOptions {
 
 impl CallOptions {
     /// No options: every call uses the client's defaults.
+    ///
+    /// ```
+    /// use etcdv3_client::CallOptions;
+    /// assert_eq!(CallOptions::new(), CallOptions::default());
+    /// assert_eq!(CallOptions::new().timeout, None);
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Options with a timeout (a constructor, kept for compatibility; chain
     /// with [`CallOptions::timeout`] otherwise).
+    ///
+    /// ```
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// assert_eq!(CallOptions::with_timeout(Duration::from_secs(1)).timeout, Some(Duration::from_secs(1)));
+    /// ```
     pub fn with_timeout(timeout: Duration) -> Self {
         CallOptions {
             timeout: Some(timeout),
@@ -112,30 +130,62 @@ impl CallOptions {
     }
 
     /// Set the deadline of each call.
+    ///
+    /// ```
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// assert_eq!(CallOptions::new().timeout(Duration::from_secs(5)).timeout, Some(Duration::from_secs(5)));
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
 
     /// Set whether a member without a leader must refuse at once.
+    ///
+    /// ```
+    /// use etcdv3_client::CallOptions;
+    /// assert_eq!(CallOptions::new().require_leader(true).require_leader, Some(true));
+    /// ```
     pub fn require_leader(mut self, require: bool) -> Self {
         self.require_leader = Some(require);
         self
     }
 
     /// Run on this member only.
+    ///
+    /// ```
+    /// use etcdv3_client::{CallOptions, Target};
+    /// let opts = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+    /// assert_eq!(opts.target, Some(Target::Member(0x8e9e05c52164694d)));
+    /// ```
     pub fn target(mut self, target: Target) -> Self {
         self.target = Some(target);
         self
     }
 
     /// Choose linearizable or serializable reads.
+    ///
+    /// ```
+    /// use etcdv3_client::{CallOptions, ReadConsistency};
+    /// let opts = CallOptions::new().read(ReadConsistency::Linearizable);
+    /// assert_eq!(opts.read, Some(ReadConsistency::Linearizable));
+    /// ```
     pub fn read(mut self, read: ReadConsistency) -> Self {
         self.read = Some(read);
         self
     }
 
     /// These options, with every field left `None` taken from `fallback`.
+    ///
+    /// ```
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// let scope = CallOptions::new().timeout(Duration::from_secs(5)).require_leader(true);
+    /// let call = CallOptions::new().timeout(Duration::from_secs(1)).or(&scope);
+    /// assert_eq!(call.timeout, Some(Duration::from_secs(1)));
+    /// assert_eq!(call.require_leader, Some(true));
+    /// ```
     pub fn or(self, fallback: &CallOptions) -> CallOptions {
         CallOptions {
             timeout: self.timeout.or(fallback.timeout),
@@ -147,6 +197,18 @@ impl CallOptions {
 }
 
 /// The outcome of [`Client::endpoint_status_all`] for one endpoint.
+///
+/// ```no_run
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let healthy = client
+///     .endpoint_status_all()
+///     .await
+///     .iter()
+///     .filter(|st| st.result.is_ok())
+///     .count();
+/// println!("{healthy} endpoints answer");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct EndpointStatus {
     /// The endpoint, as the client writes it (`scheme://host:port`).
@@ -157,6 +219,14 @@ pub struct EndpointStatus {
 
 impl EndpointStatus {
     /// The id of the member that answered, if it did.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// for st in client.endpoint_status_all().await {
+    ///     println!("{} is member {:?}", st.endpoint, st.member_id().map(|id| format!("{id:x}")));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn member_id(&self) -> Option<u64> {
         self.result
             .as_ref()
@@ -198,6 +268,16 @@ impl Drop for CloseGuard {
 /// Obtain one from a runtime crate (`etcdv3_tokio::connect`,
 /// `etcdv3_async_std::connect`) or with [`Client::new`] and your own
 /// [`Runtime`].
+///
+/// ```no_run
+/// use etcdv3_client::api::{GetOptions, PutOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// // `client` comes from a runtime crate, e.g. `etcdv3_tokio::connect`.
+/// client.put("greeting", "hello", PutOptions::new()).await?;
+/// let resp = client.get("greeting", GetOptions::new()).await?;
+/// assert_eq!(resp.kvs[0].value, b"hello");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     pub(crate) shared: Arc<Shared>,
@@ -221,6 +301,15 @@ impl Client {
     ///
     /// Fails when the list is empty, an endpoint is invalid, or an `https`
     /// endpoint is given without TLS options.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{Client, ClientOptions, Runtime};
+    /// use std::sync::Arc;
+    /// # fn demo(runtime: Arc<dyn Runtime>) -> etcdv3_client::Result<()> {
+    /// let client = Client::new(runtime, ["http://127.0.0.1:2379"], ClientOptions::default())?;
+    /// assert!(!client.is_closed());
+    /// # Ok(()) }
+    /// ```
     pub fn new<I, S>(
         runtime: Arc<dyn Runtime>,
         endpoints: I,
@@ -254,6 +343,15 @@ impl Client {
     /// [`ClientOptions::reject_old_cluster`], the version check
     /// ([`Client::check_cluster_version`] for etcd 3.2, as Go's
     /// `RejectOldCluster`). The runtime crates' `connect` call this.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{Client, ClientOptions, Runtime};
+    /// use std::sync::Arc;
+    /// # async fn demo(runtime: Arc<dyn Runtime>) -> etcdv3_client::Result<()> {
+    /// let options = ClientOptions::default().with_reject_old_cluster();
+    /// let client = Client::connect(runtime, ["http://127.0.0.1:2379"], options).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect<I, S>(
         runtime: Arc<dyn Runtime>,
         endpoints: I,
@@ -396,6 +494,14 @@ impl Client {
 
     /// A handle whose every call runs on `target` only
     /// (`with_call_options` with just a target).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::Target;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let member = client.on(Target::Endpoint("http://127.0.0.1:2379".into()));
+    /// println!("that member's raft index: {}", member.status().await?.raft_index);
+    /// # Ok(()) }
+    /// ```
     pub fn on(&self, target: Target) -> Client {
         let options = self.call_options().clone().target(target);
         self.with_call_options(options)
@@ -403,6 +509,15 @@ impl Client {
 
     /// The per-call options of this handle (all `None` for a client that is
     /// not scoped).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{CallOptions, Target};
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.call_options(), &CallOptions::new());
+    /// let scoped = client.on(Target::Member(42));
+    /// assert_eq!(scoped.call_options().target, Some(Target::Member(42)));
+    /// # }
+    /// ```
     pub fn call_options(&self) -> &CallOptions {
         static NONE: CallOptions = CallOptions {
             timeout: None,
@@ -528,18 +643,38 @@ impl Client {
     }
 
     /// The options the client runs with.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// println!("default deadline: {:?}", client.options().request_timeout);
+    /// # }
+    /// ```
     pub fn options(&self) -> &ClientOptions {
         &self.shared.options
     }
 
     /// Per-endpoint state (health, calls in flight, latency, leader seen):
     /// why calls go where they go.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// for state in client.endpoint_states() {
+    ///     println!("{state:?}");
+    /// }
+    /// # }
+    /// ```
     pub fn endpoint_states(&self) -> Vec<etcdv3_core::machine::EndpointState> {
         self.shared.endpoint_states()
     }
 
     /// Replace the endpoint set. Connections to removed endpoints are closed
     /// once their calls end.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.set_endpoints(["http://10.0.0.1:2379", "http://10.0.0.2:2379"])?;
+    /// # Ok(()) }
+    /// ```
     pub fn set_endpoints<I, S>(&self, endpoints: I) -> Result<()>
     where
         I: IntoIterator<Item = S>,
@@ -559,6 +694,13 @@ impl Client {
     /// connections close, and every handle made from the client (watchers,
     /// lease keepers, lock guards, streams) ends with [`Error::Closed`].
     /// Dropping the last clone and the last such handle does the same.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// client.close();
+    /// assert!(client.is_closed());
+    /// # }
+    /// ```
     pub fn close(&self) {
         self.shared.close();
     }
@@ -566,12 +708,27 @@ impl Client {
     /// Calls the transport tracks right now (started and not finished:
     /// unary calls in progress, open streams). For tests that check nothing
     /// leaks; not a stable API.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let watcher = client.watch("k", Default::default()).await?;
+    /// println!("{} calls in progress, the watch stream among them", client.calls_tracked());
+    /// # Ok(()) }
+    /// ```
     #[doc(hidden)]
     pub fn calls_tracked(&self) -> usize {
         self.shared.call_slots()
     }
 
     /// Whether the client was closed.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// let other = client.clone();
+    /// other.close();
+    /// assert!(client.is_closed()); // clones share one client
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }

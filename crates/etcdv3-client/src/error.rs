@@ -8,6 +8,19 @@ use etcdv3_core::status::{Code, Status};
 
 /// Everything that can go wrong in a client call. Every variant says what
 /// failed; server errors name the endpoint and the method.
+///
+/// ```no_run
+/// use etcdv3_client::{Error, EtcdErrorKind};
+/// use etcdv3_client::api::GetOptions;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// match client.get("k", GetOptions::new().with_revision(1)).await {
+///     Ok(resp) => println!("{} keys", resp.count),
+///     Err(e) if e.etcd_kind() == Some(&EtcdErrorKind::Compacted) => println!("revision 1 is compacted"),
+///     Err(Error::Closed) => println!("client closed"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -94,6 +107,16 @@ pub enum Error {
 
 impl Error {
     /// The gRPC status the server answered with, if this is a server error.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// if let Err(e) = client.user_get("nobody").await {
+    ///     if let Some(status) = e.status() {
+    ///         println!("server said {:?}: {}", status.code, status.message);
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn status(&self) -> Option<&Status> {
         match self {
             Error::Call(CallError::Status { status, .. }) => Some(status),
@@ -106,11 +129,33 @@ impl Error {
     }
 
     /// The gRPC code of a server error.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::Code;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// match client.user_get("nobody").await {
+    ///     Err(e) if e.code() == Some(Code::FailedPrecondition) => println!("no such user"),
+    ///     other => { other?; }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn code(&self) -> Option<Code> {
         self.status().map(|s| s.code)
     }
 
     /// The etcd classification of a server error.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::EtcdErrorKind;
+    /// use etcdv3_client::api::GetOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// if let Err(e) = client.get("k", GetOptions::new().with_revision(1)).await {
+    ///     if e.etcd_kind() == Some(&EtcdErrorKind::Compacted) {
+    ///         println!("revision 1 is compacted: read at a later one");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn etcd_kind(&self) -> Option<&EtcdErrorKind> {
         match self {
             Error::Call(CallError::Status { kind, .. }) => Some(kind),
@@ -120,6 +165,12 @@ impl Error {
 
     /// Whether a mutation may have been applied although the call failed.
     /// `false` means it certainly was not.
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// assert!(!Error::Closed.may_have_applied());
+    /// assert!(Error::ClosedInFlight { method: "/etcdserverpb.KV/Put" }.may_have_applied());
+    /// ```
     pub fn may_have_applied(&self) -> bool {
         match self {
             Error::Call(e) => e.may_have_applied(),
@@ -130,21 +181,55 @@ impl Error {
 
     /// Whether the client was closed ([`Error::Closed`] or
     /// [`Error::ClosedInFlight`]).
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// assert!(Error::Closed.is_closed());
+    /// assert!(!Error::InvalidArgument("empty key".into()).is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         matches!(self, Error::Closed | Error::ClosedInFlight { .. })
     }
 
     /// Whether the call ran out of time.
+    ///
+    /// ```
+    /// use etcdv3_client::{CallError, Error};
+    /// let late = Error::Call(CallError::DeadlineExceeded {
+    ///     method: "/etcdserverpb.KV/Range",
+    ///     attempts: 3,
+    ///     last_error: "none".into(),
+    ///     may_have_applied: false,
+    /// });
+    /// assert!(late.is_deadline_exceeded());
+    /// assert!(!Error::Closed.is_deadline_exceeded());
+    /// ```
     pub fn is_deadline_exceeded(&self) -> bool {
         matches!(self, Error::Call(CallError::DeadlineExceeded { .. }))
     }
 
     /// Whether the call named a target the client does not know.
+    ///
+    /// ```
+    /// use etcdv3_client::{Error, Target};
+    /// let e = Error::UnknownTarget { target: Target::Member(7) };
+    /// assert!(e.is_unknown_target());
+    /// ```
     pub fn is_unknown_target(&self) -> bool {
         matches!(self, Error::UnknownTarget { .. })
     }
 
     /// Whether the outcome of a mutation is unknown.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::PutOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// match client.put("k", "v", PutOptions::new()).await {
+    ///     Err(e) if e.is_outcome_unknown() => println!("the put may or may not have happened: read back"),
+    ///     other => { other?; }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(self, Error::Call(CallError::OutcomeUnknown { .. }))
     }
@@ -169,6 +254,14 @@ impl From<CallError> for Error {
 }
 
 /// Result with the client's [`Error`].
+///
+/// ```
+/// fn parse_ttl(s: &str) -> etcdv3_client::Result<i64> {
+///     s.parse().map_err(|_| etcdv3_client::Error::InvalidArgument(format!("bad ttl {s:?}")))
+/// }
+/// assert_eq!(parse_ttl("10").ok(), Some(10));
+/// assert!(parse_ttl("ten").is_err());
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[cfg(test)]

@@ -82,36 +82,73 @@ impl Default for ClientOptions {
 
 impl ClientOptions {
     /// Set the default deadline of unary calls.
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::default().with_timeout(Duration::from_secs(3));
+    /// assert_eq!(opts.request_timeout, Duration::from_secs(3));
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.request_timeout = timeout;
         self
     }
 
     /// Authenticate as `user` with `password`.
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// let opts = ClientOptions::default().with_user("app", "secret");
+    /// assert_eq!(opts.user, Some(("app".to_string(), "secret".to_string())));
+    /// ```
     pub fn with_user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.user = Some((user.into(), password.into()));
         self
     }
 
     /// Use TLS settings.
+    ///
+    /// ```
+    /// use etcdv3_client::{ClientOptions, TlsOptions};
+    /// let opts = ClientOptions::default().with_tls(TlsOptions::default().with_ca_file("/etc/etcd/ca.pem"));
+    /// assert!(opts.tls.is_some());
+    /// ```
     pub fn with_tls(mut self, tls: TlsOptions) -> Self {
         self.tls = Some(tls);
         self
     }
 
     /// Choose the balancing policy.
+    ///
+    /// ```
+    /// use etcdv3_client::{ClientOptions, Policy};
+    /// let opts = ClientOptions::default().with_policy(Policy::RoundRobin);
+    /// assert!(matches!(opts.core.policy, Policy::RoundRobin));
+    /// ```
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.core.policy = policy;
         self
     }
 
     /// Fix the seed of the core's randomness (for reproducible runs).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// assert_eq!(ClientOptions::default().with_seed(42).seed, Some(42));
+    /// ```
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
     }
 
     /// Sync endpoints from the member list at `interval`.
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::default().with_auto_sync(Duration::from_secs(60));
+    /// assert_eq!(opts.auto_sync_interval, Some(Duration::from_secs(60)));
+    /// ```
     pub fn with_auto_sync(mut self, interval: Duration) -> Self {
         self.auto_sync_interval = Some(interval);
         self
@@ -145,6 +182,15 @@ impl ClientOptions {
     /// GOAWAY), and declare the connection dead when a ping goes unanswered
     /// for `timeout` ([`CoreConfig::keepalive_interval`],
     /// [`CoreConfig::ping_timeout`]).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::default().with_keepalive(Duration::from_secs(1), Duration::from_secs(3));
+    /// // Raised to etcd's minimum interval of 5 s.
+    /// assert_eq!(opts.core.keepalive_interval, Duration::from_secs(5));
+    /// assert_eq!(opts.core.ping_timeout, Duration::from_secs(3));
+    /// ```
     pub fn with_keepalive(mut self, interval: Duration, timeout: Duration) -> Self {
         self.core.keepalive_interval = interval.max(etcdv3_core::machine::MIN_PING_INTERVAL);
         self.core.ping_timeout = timeout;
@@ -154,6 +200,13 @@ impl ClientOptions {
     /// Stall detection: a connection that owes a reply and was silent this
     /// long gets a liveness ping, and new calls avoid it until the pong
     /// ([`CoreConfig::stall_timeout`]).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::default().with_stall_timeout(Duration::from_secs(4));
+    /// assert_eq!(opts.core.stall_timeout, Duration::from_secs(4));
+    /// ```
     pub fn with_stall_timeout(mut self, timeout: Duration) -> Self {
         self.core.stall_timeout = timeout;
         self
@@ -162,6 +215,14 @@ impl ClientOptions {
     /// Partition probes (`Maintenance/Status` to compare leader and term):
     /// every `interval` (`None` disables), and whether also while idle
     /// ([`CoreConfig::probe_interval`], [`CoreConfig::probe_when_idle`]).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::default().with_probes(Some(Duration::from_secs(10)), false);
+    /// assert_eq!(opts.core.probe_interval, Some(Duration::from_secs(10)));
+    /// assert!(!opts.core.probe_when_idle);
+    /// ```
     pub fn with_probes(mut self, interval: Option<Duration>, when_idle: bool) -> Self {
         self.core.probe_interval = interval;
         self.core.probe_when_idle = when_idle;
@@ -169,6 +230,13 @@ impl ClientOptions {
     }
 
     /// Close connections idle this long ([`CoreConfig::idle_timeout`]).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::default().with_idle_timeout(Duration::from_secs(300));
+    /// assert_eq!(opts.core.idle_timeout, Duration::from_secs(300));
+    /// ```
     pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
         self.core.idle_timeout = timeout;
         self
@@ -176,12 +244,24 @@ impl ClientOptions {
 
     /// Whether members without a leader must refuse calls at once (default
     /// `true`); a call can override it ([`crate::CallOptions`]).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// assert!(ClientOptions::default().require_leader);
+    /// assert!(!ClientOptions::default().with_require_leader(false).require_leader);
+    /// ```
     pub fn with_require_leader(mut self, require: bool) -> Self {
         self.require_leader = require;
         self
     }
 
     /// Largest request and response messages, in bytes.
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// let opts = ClientOptions::default().with_max_message_size(4 << 20, 16 << 20);
+    /// assert_eq!((opts.max_send_message_size, opts.max_recv_message_size), (4 << 20, 16 << 20));
+    /// ```
     pub fn with_max_message_size(mut self, send: usize, recv: usize) -> Self {
         self.max_send_message_size = send;
         self.max_recv_message_size = recv;
@@ -190,6 +270,12 @@ impl ClientOptions {
 
     /// Refuse clusters older than etcd 3.2 when connecting
     /// ([`ClientOptions::reject_old_cluster`]).
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// assert!(!ClientOptions::default().reject_old_cluster);
+    /// assert!(ClientOptions::default().with_reject_old_cluster().reject_old_cluster);
+    /// ```
     pub fn with_reject_old_cluster(mut self) -> Self {
         self.reject_old_cluster = true;
         self
@@ -280,6 +366,12 @@ impl std::fmt::Debug for TlsOptions {
 
 impl TlsOptions {
     /// Trust the CA certificates in `path`.
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// let tls = TlsOptions::default().with_ca_file("/etc/etcd/ca.pem");
+    /// assert_eq!(tls.ca_file.as_deref(), Some(std::path::Path::new("/etc/etcd/ca.pem")));
+    /// ```
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
         self
@@ -287,6 +379,13 @@ impl TlsOptions {
 
     /// Trust the CA certificates in `pem` (PEM bytes, e.g. a Kubernetes
     /// secret's `ca.crt`).
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// # let ca_crt = String::from("-----BEGIN CERTIFICATE-----\n...");
+    /// let tls = TlsOptions::default().with_ca_pem(ca_crt.clone());
+    /// assert_eq!(tls.ca_pem, Some(ca_crt.into_bytes()));
+    /// ```
     pub fn with_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
         self.ca_pem = Some(pem.into());
         self
@@ -294,6 +393,11 @@ impl TlsOptions {
 
     /// Trust the system's certificate store as well (feature
     /// `tls-native-roots`).
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// assert!(TlsOptions::default().with_native_roots().native_roots);
+    /// ```
     #[cfg(feature = "tls-native-roots")]
     pub fn with_native_roots(mut self) -> Self {
         self.native_roots = true;
@@ -301,18 +405,39 @@ impl TlsOptions {
     }
 
     /// Present a client certificate (PEM files).
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// let tls = TlsOptions::default()
+    ///     .with_ca_file("ca.pem")
+    ///     .with_identity("client.pem", "client-key.pem");
+    /// assert!(tls.identity.is_some());
+    /// ```
     pub fn with_identity(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         self.identity = Some((cert.into(), key.into()));
         self
     }
 
     /// Present a client certificate given as PEM bytes (chain, then key).
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// # let (cert, key) = (String::new(), String::new());
+    /// let tls = TlsOptions::default().with_identity_pem(cert, key);
+    /// assert!(tls.identity_pem.is_some() && tls.identity.is_none());
+    /// ```
     pub fn with_identity_pem(mut self, cert: impl Into<Vec<u8>>, key: impl Into<Vec<u8>>) -> Self {
         self.identity_pem = Some((cert.into(), key.into()));
         self
     }
 
     /// Verify this server name instead of the endpoint's host.
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// let tls = TlsOptions::default().with_domain_name("etcd.example.internal");
+    /// assert_eq!(tls.domain_name.as_deref(), Some("etcd.example.internal"));
+    /// ```
     pub fn with_domain_name(mut self, name: impl Into<String>) -> Self {
         self.domain_name = Some(name.into());
         self
@@ -321,6 +446,12 @@ impl TlsOptions {
     /// Accept any server certificate (etcdctl's
     /// `--insecure-skip-tls-verify`): the traffic is encrypted, but anyone
     /// on the path can pose as the server. Never in production.
+    ///
+    /// ```
+    /// use etcdv3_client::TlsOptions;
+    /// let insecure = TlsOptions::default().danger_accept_invalid_certs();
+    /// assert!(insecure.danger_accept_invalid_certs);
+    /// ```
     pub fn danger_accept_invalid_certs(mut self) -> Self {
         self.danger_accept_invalid_certs = true;
         self
@@ -329,6 +460,20 @@ impl TlsOptions {
     /// Use this rustls configuration as is, instead of building one from
     /// the other settings (which must then be left unset, except the
     /// domain name).
+    ///
+    /// ```
+    /// use etcdv3_client::rustls::{self, ClientConfig, RootCertStore};
+    /// use etcdv3_client::TlsOptions;
+    /// use std::sync::Arc;
+    /// let provider = Arc::new(rustls::crypto::ring::default_provider());
+    /// let config = ClientConfig::builder_with_provider(provider)
+    ///     .with_safe_default_protocol_versions()
+    ///     .unwrap()
+    ///     .with_root_certificates(RootCertStore::empty())
+    ///     .with_no_client_auth();
+    /// let tls = TlsOptions::default().with_client_config(Arc::new(config));
+    /// assert!(tls.client_config.is_some());
+    /// ```
     #[cfg(feature = "tls")]
     pub fn with_client_config(
         mut self,

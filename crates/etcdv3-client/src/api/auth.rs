@@ -38,6 +38,12 @@ pub use etcdv3_proto::etcdserverpb::{
 };
 
 /// Options of [`Client::user_add`].
+///
+/// ```
+/// use etcdv3_client::api::UserAddOptions;
+/// assert_eq!(UserAddOptions::new(), UserAddOptions::default());
+/// assert_ne!(UserAddOptions::new().with_no_password(), UserAddOptions::new());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct UserAddOptions {
     no_password: bool,
@@ -45,6 +51,10 @@ pub struct UserAddOptions {
 
 impl UserAddOptions {
     /// A user that authenticates with a password.
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::UserAddOptions::new(), Default::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -52,6 +62,14 @@ impl UserAddOptions {
     /// A user without a password, which can only authenticate with a TLS
     /// client certificate (etcd 3.4+). The password given to `user_add`
     /// must then be empty.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::UserAddOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // A user that logs in with its TLS client certificate only.
+    /// client.user_add("svc-a", "", UserAddOptions::new().with_no_password()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_no_password(mut self) -> Self {
         self.no_password = true;
         self
@@ -59,6 +77,11 @@ impl UserAddOptions {
 }
 
 /// What a [`Permission`] allows.
+///
+/// ```
+/// use etcdv3_client::api::{Permission, PermissionType};
+/// assert_eq!(Permission::read_write("k").kind(), PermissionType::ReadWrite);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PermissionType {
     /// Reads (and watches).
@@ -82,6 +105,14 @@ impl PermissionType {
 /// A permission on a key or a range of keys, for
 /// [`Client::role_grant_permission`] and
 /// [`Client::role_revoke_permission`].
+///
+/// ```no_run
+/// use etcdv3_client::api::Permission;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// client.role_add("reader").await?;
+/// client.role_grant_permission("reader", Permission::read("app/").with_prefix()).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Permission {
     kind: PermissionType,
@@ -91,6 +122,11 @@ pub struct Permission {
 
 impl Permission {
     /// A permission of type `kind` on `key`.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Permission, PermissionType};
+    /// assert_eq!(Permission::new(PermissionType::Read, "k"), Permission::read("k"));
+    /// ```
     pub fn new(kind: PermissionType, key: impl Into<Vec<u8>>) -> Self {
         Permission {
             kind,
@@ -100,23 +136,43 @@ impl Permission {
     }
 
     /// Read permission on `key`.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Permission, PermissionType};
+    /// assert_eq!(Permission::read("k").kind(), PermissionType::Read);
+    /// ```
     pub fn read(key: impl Into<Vec<u8>>) -> Self {
         Self::new(PermissionType::Read, key)
     }
 
     /// Write permission on `key`.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Permission, PermissionType};
+    /// assert_eq!(Permission::write("k").kind(), PermissionType::Write);
+    /// ```
     pub fn write(key: impl Into<Vec<u8>>) -> Self {
         Self::new(PermissionType::Write, key)
     }
 
     /// Read and write permission on `key`.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Permission, PermissionType};
+    /// assert_eq!(Permission::read_write("k").kind(), PermissionType::ReadWrite);
+    /// ```
     pub fn read_write(key: impl Into<Vec<u8>>) -> Self {
         Self::new(PermissionType::ReadWrite, key)
     }
 
-    key_range_setters!("Cover");
+    key_range_setters!("Cover", r#"etcdv3_client::api::Permission::read("k")"#);
 
     /// What the permission allows.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Permission, PermissionType};
+    /// assert_eq!(Permission::write("logs/").with_prefix().kind(), PermissionType::Write);
+    /// ```
     pub fn kind(&self) -> PermissionType {
         self.kind
     }
@@ -145,6 +201,14 @@ impl Client {
     /// unless a `root` user exists (and
     /// [`RootRoleNotExist`](etcdv3_core::error::EtcdErrorKind::RootRoleNotExist)
     /// unless it holds the `root` role).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.user_add("root", "secret", Default::default()).await?;
+    /// client.user_grant_role("root", "root").await?;
+    /// client.auth_enable().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn auth_enable(&self) -> Result<AuthEnableResponse> {
         self.unary(
             method::AUTH_ENABLE,
@@ -155,6 +219,13 @@ impl Client {
     }
 
     /// Disable authentication (needs the `root` role once it is enabled).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.auth_disable().await?;
+    /// assert!(!client.auth_status().await?.enabled);
+    /// # Ok(()) }
+    /// ```
     pub async fn auth_disable(&self) -> Result<AuthDisableResponse> {
         self.unary(
             method::AUTH_DISABLE,
@@ -165,6 +236,13 @@ impl Client {
     }
 
     /// Whether authentication is enabled, and the auth store's revision.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let status = client.auth_status().await?;
+    /// println!("auth enabled: {}, auth revision {}", status.enabled, status.auth_revision);
+    /// # Ok(()) }
+    /// ```
     pub async fn auth_status(&self) -> Result<AuthStatusResponse> {
         self.unary(
             method::AUTH_STATUS,
@@ -177,6 +255,13 @@ impl Client {
     /// Authenticate as `name` and return the token. The client does this by
     /// itself when configured with a user; this raw call is for tools and
     /// tests (the token is not used by this client).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let token = client.authenticate("alice", "secret").await?.token;
+    /// assert!(!token.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn authenticate(
         &self,
         name: impl Into<String>,
@@ -191,6 +276,13 @@ impl Client {
     }
 
     /// Add a user.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::UserAddOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.user_add("alice", "secret", UserAddOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_add(
         &self,
         name: impl Into<String>,
@@ -216,6 +308,13 @@ impl Client {
     }
 
     /// A user's roles.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let roles = client.user_get("alice").await?.roles;
+    /// println!("alice has roles {roles:?}");
+    /// # Ok(()) }
+    /// ```
     pub async fn user_get(&self, name: impl Into<String>) -> Result<AuthUserGetResponse> {
         let req = pb::AuthUserGetRequest {
             name: self::name("user name", name)?,
@@ -225,6 +324,14 @@ impl Client {
     }
 
     /// All user names.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// for user in client.user_list().await?.users {
+    ///     println!("{user}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn user_list(&self) -> Result<AuthUserListResponse> {
         self.unary(
             method::AUTH_USER_LIST,
@@ -235,6 +342,12 @@ impl Client {
     }
 
     /// Delete a user.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.user_delete("alice").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_delete(&self, name: impl Into<String>) -> Result<AuthUserDeleteResponse> {
         let req = pb::AuthUserDeleteRequest {
             name: self::name("user name", name)?,
@@ -244,6 +357,12 @@ impl Client {
     }
 
     /// Change a user's password.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.user_change_password("alice", "new-secret").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_change_password(
         &self,
         name: impl Into<String>,
@@ -263,6 +382,12 @@ impl Client {
     }
 
     /// Grant a role to a user.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.user_grant_role("alice", "reader").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_grant_role(
         &self,
         user: impl Into<String>,
@@ -277,6 +402,12 @@ impl Client {
     }
 
     /// Revoke a role from a user.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.user_revoke_role("alice", "reader").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn user_revoke_role(
         &self,
         user: impl Into<String>,
@@ -291,6 +422,12 @@ impl Client {
     }
 
     /// Add a role.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.role_add("reader").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn role_add(&self, name: impl Into<String>) -> Result<AuthRoleAddResponse> {
         let req = pb::AuthRoleAddRequest {
             name: self::name("role name", name)?,
@@ -300,6 +437,13 @@ impl Client {
     }
 
     /// A role's permissions.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let role = client.role_get("reader").await?;
+    /// println!("reader has {} permissions", role.perm.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn role_get(&self, name: impl Into<String>) -> Result<AuthRoleGetResponse> {
         let req = pb::AuthRoleGetRequest {
             role: self::name("role name", name)?,
@@ -309,6 +453,13 @@ impl Client {
     }
 
     /// All role names.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let roles = client.role_list().await?.roles;
+    /// println!("roles: {roles:?}");
+    /// # Ok(()) }
+    /// ```
     pub async fn role_list(&self) -> Result<AuthRoleListResponse> {
         self.unary(
             method::AUTH_ROLE_LIST,
@@ -319,6 +470,12 @@ impl Client {
     }
 
     /// Delete a role.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.role_delete("reader").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn role_delete(&self, name: impl Into<String>) -> Result<AuthRoleDeleteResponse> {
         let req = pb::AuthRoleDeleteRequest {
             role: self::name("role name", name)?,
@@ -328,6 +485,13 @@ impl Client {
     }
 
     /// Grant a permission to a role.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::Permission;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.role_grant_permission("writer", Permission::write("jobs/").with_prefix()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn role_grant_permission(
         &self,
         name: impl Into<String>,
@@ -348,6 +512,13 @@ impl Client {
     /// Revoke the permission on the permission's key range from a role (its
     /// [`PermissionType`] does not matter: the whole grant on that range is
     /// revoked).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::Permission;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.role_revoke_permission("writer", Permission::write("jobs/").with_prefix()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn role_revoke_permission(
         &self,
         name: impl Into<String>,

@@ -26,6 +26,11 @@ pub use etcdv3_proto::etcdserverpb::{
 };
 
 /// Options of [`Client::member_list`].
+///
+/// ```
+/// use etcdv3_client::api::MemberListOptions;
+/// assert_ne!(MemberListOptions::new().with_linearizable(), MemberListOptions::new());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemberListOptions {
     linearizable: bool,
@@ -35,18 +40,37 @@ pub struct MemberListOptions {
 impl MemberListOptions {
     /// The member's local view of the membership (served without a round
     /// of consensus, possibly stale).
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::MemberListOptions::new(), Default::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Ask for a linearizable member list (etcd 3.5+; older servers ignore
     /// the flag and answer from their local view).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::MemberListOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let members = client.member_list(MemberListOptions::new().with_linearizable()).await?;
+    /// println!("{} members", members.members.len());
+    /// # Ok(()) }
+    /// ```
     pub fn with_linearizable(mut self) -> Self {
         self.linearizable = true;
         self
     }
 
     /// Deadline of this call instead of the client's request timeout.
+    ///
+    /// ```
+    /// use etcdv3_client::api::MemberListOptions;
+    /// use std::time::Duration;
+    /// let opts = MemberListOptions::new().with_timeout(Duration::from_secs(2));
+    /// assert_ne!(opts, MemberListOptions::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -73,6 +97,15 @@ where
 impl Client {
     /// The cluster's members. By default the answering member's local view
     /// (see [`MemberListOptions::with_linearizable`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::MemberListOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// for m in client.member_list(MemberListOptions::new()).await?.members {
+    ///     println!("{:x} {} {:?}", m.id, m.name, m.client_ur_ls);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn member_list(&self, options: MemberListOptions) -> Result<MemberListResponse> {
         let linearizable = options.linearizable
             || self.call_options().read == Some(crate::client::ReadConsistency::Linearizable);
@@ -88,6 +121,14 @@ impl Client {
     /// Add a member reachable at `peer_urls`, as a learner (a non-voting
     /// member that can later be promoted; etcd 3.4+) or as a voting member.
     /// The new member must then be started with the returned membership.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let added = client.member_add(["http://10.0.0.4:2380"], true).await?;
+    /// let id = added.member.map(|m| m.id).unwrap_or_default();
+    /// println!("added learner {id:x}");
+    /// # Ok(()) }
+    /// ```
     pub async fn member_add<I, S>(
         &self,
         peer_urls: I,
@@ -106,6 +147,13 @@ impl Client {
     }
 
     /// Remove the member with this id.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, id: u64) -> etcdv3_client::Result<()> {
+    /// let left = client.member_remove(id).await?;
+    /// assert!(left.members.iter().all(|m| m.id != id));
+    /// # Ok(()) }
+    /// ```
     pub async fn member_remove(&self, id: u64) -> Result<MemberRemoveResponse> {
         let req = pb::MemberRemoveRequest { id };
         self.unary(method::CLUSTER_MEMBER_REMOVE, &req, CallOptions::default())
@@ -113,6 +161,12 @@ impl Client {
     }
 
     /// Change the peer URLs of the member with this id.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, id: u64) -> etcdv3_client::Result<()> {
+    /// client.member_update(id, ["http://10.0.0.5:2380"]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn member_update<I, S>(&self, id: u64, peer_urls: I) -> Result<MemberUpdateResponse>
     where
         I: IntoIterator<Item = S>,
@@ -128,6 +182,12 @@ impl Client {
 
     /// Promote a learner that has caught up with the leader to a voting
     /// member (etcd 3.4+).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, learner_id: u64) -> etcdv3_client::Result<()> {
+    /// client.member_promote(learner_id).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn member_promote(&self, id: u64) -> Result<MemberPromoteResponse> {
         let req = pb::MemberPromoteRequest { id };
         self.unary(method::CLUSTER_MEMBER_PROMOTE, &req, CallOptions::default())

@@ -74,6 +74,13 @@ impl Client {
     }
 
     /// As the leader identified by `leader`, announce a new `value`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let me = client.campaign("scheduler", "node-1", lease).await?.leader.unwrap_or_default();
+    /// client.proclaim(me, "node-1, draining").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn proclaim(
         &self,
         leader: LeaderKey,
@@ -89,6 +96,15 @@ impl Client {
 
     /// The current leader of election `name` (its key-value: the key
     /// identifies the leader, the value is its last proclamation).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::prelude::*;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// if let Some(kv) = client.leader("scheduler").await?.kv {
+    ///     println!("leader says {}", kv.value_lossy());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn leader(&self, name: impl Into<Vec<u8>>) -> Result<LeaderResponse> {
         let name = name.into();
         check_name(&name)?;
@@ -102,6 +118,16 @@ impl Client {
 
     /// Every leader of election `name` from now on (the current one first,
     /// then each change and proclamation), as a stream.
+    ///
+    /// ```no_run
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut leaders = client.observe("scheduler").await?;
+    /// while let Some(resp) = leaders.next().await {
+    ///     println!("leader: {:?}", resp?.kv.map(|kv| kv.value));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn observe(&self, name: impl Into<Vec<u8>>) -> Result<LeaderStream> {
         let name = name.into();
         check_name(&name)?;
@@ -119,6 +145,13 @@ impl Client {
     }
 
     /// Step down as the leader identified by `leader`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let me = client.campaign("scheduler", "node-1", lease).await?.leader.unwrap_or_default();
+    /// client.resign(me).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn resign(&self, leader: LeaderKey) -> Result<ResignResponse> {
         let req = ResignRequest {
             leader: Some(leader),
@@ -130,6 +163,16 @@ impl Client {
 
 /// The leaders of an election; from [`Client::observe`]. Ends when the
 /// server ends the stream; dropping it cancels the observation.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let mut leaders: etcdv3_client::api::LeaderStream = client.observe("scheduler").await?;
+/// if let Some(first) = leaders.next().await {
+///     println!("current leader: {:?}", first?.kv);
+/// }
+/// # Ok(()) }
+/// ```
 pub struct LeaderStream {
     inner: ServerStream<LeaderResponse>,
     /// Keeps the client open while this handle lives.

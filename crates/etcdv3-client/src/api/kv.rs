@@ -103,6 +103,15 @@ impl KeyRange {
 }
 
 /// Order of the keys a get returns.
+///
+/// ```no_run
+/// use etcdv3_client::api::{GetOptions, SortOrder, SortTarget};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// // The ten most recently created keys under "jobs/".
+/// let opts = GetOptions::new().with_prefix().with_limit(10).with_sort(SortTarget::Create, SortOrder::Descend);
+/// let newest = client.get("jobs/", opts).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum SortOrder {
     /// The server's order (ascending by key).
@@ -125,6 +134,13 @@ impl SortOrder {
 }
 
 /// The field a get sorts by.
+///
+/// ```
+/// use etcdv3_client::api::{GetOptions, SortOrder, SortTarget};
+/// let by_value = GetOptions::new().with_sort(SortTarget::Value, SortOrder::Ascend);
+/// assert_ne!(by_value, GetOptions::new());
+/// assert_eq!(SortTarget::default(), SortTarget::Key);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum SortTarget {
     /// The key.
@@ -154,6 +170,14 @@ impl SortTarget {
 
 /// Options of [`Client::get`]. `GetOptions::new()` (or `Default`) reads one
 /// key, linearizably, at the latest revision.
+///
+/// ```no_run
+/// use etcdv3_client::api::GetOptions;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let count = client.get("app/", GetOptions::new().with_prefix().with_count_only()).await?.count;
+/// println!("{count} keys under app/");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GetOptions {
     pub(crate) range: KeyRange,
@@ -173,14 +197,24 @@ pub struct GetOptions {
 
 impl GetOptions {
     /// Read one key, linearizably, at the latest revision.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// assert_eq!(GetOptions::new(), GetOptions::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
-    key_range_setters!("Read");
+    key_range_setters!("Read", r#"etcdv3_client::api::GetOptions::new()"#);
 
     /// Return at most `limit` keys (0: no limit). `more` in the response
     /// tells whether more keys matched.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// assert_ne!(GetOptions::new().with_prefix().with_limit(100), GetOptions::new().with_prefix());
+    /// ```
     pub fn with_limit(mut self, limit: i64) -> Self {
         self.limit = limit;
         self
@@ -191,12 +225,26 @@ impl GetOptions {
     /// when the revision was compacted and
     /// [`EtcdErrorKind::FutureRev`](etcdv3_core::error::EtcdErrorKind::FutureRev)
     /// when it does not exist yet.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::GetOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // The key as it was at revision 42.
+    /// let old = client.get("config", GetOptions::new().with_revision(42)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_revision(mut self, revision: i64) -> Self {
         self.revision = revision;
         self
     }
 
     /// Sort the result by `target` in `order`.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{GetOptions, SortOrder, SortTarget};
+    /// let newest_first = GetOptions::new().with_sort(SortTarget::Mod, SortOrder::Descend);
+    /// assert_ne!(newest_first, GetOptions::new());
+    /// ```
     pub fn with_sort(mut self, target: SortTarget, order: SortOrder) -> Self {
         self.sort_target = target;
         self.sort_order = order;
@@ -205,42 +253,86 @@ impl GetOptions {
 
     /// Serve the read from the local member's state without consulting the
     /// leader: faster, possibly stale.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::GetOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let maybe_stale = client.get("config", GetOptions::new().with_serializable()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_serializable(mut self) -> Self {
         self.serializable = true;
         self
     }
 
     /// Return keys without values.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::GetOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let resp = client.get("app/", GetOptions::new().with_prefix().with_keys_only()).await?;
+    /// assert!(resp.kvs.iter().all(|kv| kv.value.is_empty()));
+    /// # Ok(()) }
+    /// ```
     pub fn with_keys_only(mut self) -> Self {
         self.keys_only = true;
         self
     }
 
     /// Return only the count of matching keys.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::GetOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let resp = client.get("app/", GetOptions::new().with_prefix().with_count_only()).await?;
+    /// assert!(resp.kvs.is_empty());
+    /// println!("{} keys", resp.count);
+    /// # Ok(()) }
+    /// ```
     pub fn with_count_only(mut self) -> Self {
         self.count_only = true;
         self
     }
 
     /// Only keys modified at or after this revision.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// assert_ne!(GetOptions::new().with_min_mod_revision(10), GetOptions::new());
+    /// ```
     pub fn with_min_mod_revision(mut self, revision: i64) -> Self {
         self.min_mod_revision = revision;
         self
     }
 
     /// Only keys modified at or before this revision.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// assert_ne!(GetOptions::new().with_max_mod_revision(10), GetOptions::new());
+    /// ```
     pub fn with_max_mod_revision(mut self, revision: i64) -> Self {
         self.max_mod_revision = revision;
         self
     }
 
     /// Only keys created at or after this revision.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// assert_ne!(GetOptions::new().with_min_create_revision(10), GetOptions::new());
+    /// ```
     pub fn with_min_create_revision(mut self, revision: i64) -> Self {
         self.min_create_revision = revision;
         self
     }
 
     /// Only keys created at or before this revision.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// assert_ne!(GetOptions::new().with_max_create_revision(10), GetOptions::new());
+    /// ```
     pub fn with_max_create_revision(mut self, revision: i64) -> Self {
         self.max_create_revision = revision;
         self
@@ -248,6 +340,12 @@ impl GetOptions {
 
     /// Deadline of this call instead of the client's request timeout
     /// (ignored inside a transaction).
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// use std::time::Duration;
+    /// assert_ne!(GetOptions::new().with_timeout(Duration::from_millis(500)), GetOptions::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -275,6 +373,13 @@ impl GetOptions {
 }
 
 /// Options of [`Client::put`].
+///
+/// ```no_run
+/// use etcdv3_client::api::PutOptions;
+/// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+/// client.put("svc/node-1", "10.0.0.1:8080", PutOptions::new().with_lease(lease)).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PutOptions {
     lease: i64,
@@ -286,17 +391,35 @@ pub struct PutOptions {
 
 impl PutOptions {
     /// A plain put.
+    ///
+    /// ```
+    /// use etcdv3_client::api::PutOptions;
+    /// assert_eq!(PutOptions::new(), PutOptions::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Attach the key to this lease: it is deleted when the lease expires.
+    ///
+    /// ```
+    /// use etcdv3_client::api::PutOptions;
+    /// assert_ne!(PutOptions::new().with_lease(0x1234), PutOptions::new());
+    /// ```
     pub fn with_lease(mut self, lease: i64) -> Self {
         self.lease = lease;
         self
     }
 
     /// Return the key-value as it was before the put.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::PutOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let prev = client.put("k", "v2", PutOptions::new().with_prev_kv()).await?.prev_kv;
+    /// println!("was {:?}", prev.map(|kv| kv.value));
+    /// # Ok(()) }
+    /// ```
     pub fn with_prev_kv(mut self) -> Self {
         self.prev_kv = true;
         self
@@ -304,6 +427,14 @@ impl PutOptions {
 
     /// Keep the current value (update only the lease); the key must exist
     /// and the value given to `put` must be empty.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::PutOptions;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// // Move "k" to another lease without touching its value.
+    /// client.put("k", "", PutOptions::new().with_lease(lease).with_ignore_value()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_ignore_value(mut self) -> Self {
         self.ignore_value = true;
         self
@@ -311,6 +442,14 @@ impl PutOptions {
 
     /// Keep the current lease (update only the value); the key must exist
     /// and no lease may be given.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::PutOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // Change the value of a leased key and keep it on its lease.
+    /// client.put("svc/node-1", "10.0.0.2:8080", PutOptions::new().with_ignore_lease()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_ignore_lease(mut self) -> Self {
         self.ignore_lease = true;
         self
@@ -318,6 +457,12 @@ impl PutOptions {
 
     /// Deadline of this call instead of the client's request timeout
     /// (ignored inside a transaction).
+    ///
+    /// ```
+    /// use etcdv3_client::api::PutOptions;
+    /// use std::time::Duration;
+    /// assert_ne!(PutOptions::new().with_timeout(Duration::from_secs(1)), PutOptions::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -350,6 +495,14 @@ impl PutOptions {
 }
 
 /// Options of [`Client::delete`]. `DeleteOptions::new()` deletes one key.
+///
+/// ```no_run
+/// use etcdv3_client::api::DeleteOptions;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let deleted = client.delete("tmp/", DeleteOptions::new().with_prefix()).await?.deleted;
+/// println!("deleted {deleted} keys");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeleteOptions {
     pub(crate) range: KeyRange,
@@ -359,13 +512,26 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// Delete one key.
+    ///
+    /// ```
+    /// use etcdv3_client::api::DeleteOptions;
+    /// assert_eq!(DeleteOptions::new(), DeleteOptions::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
-    key_range_setters!("Delete");
+    key_range_setters!("Delete", r#"etcdv3_client::api::DeleteOptions::new()"#);
 
     /// Return the deleted key-values.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::DeleteOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let gone = client.delete("k", DeleteOptions::new().with_prev_kv()).await?.prev_kvs;
+    /// assert!(gone.len() <= 1);
+    /// # Ok(()) }
+    /// ```
     pub fn with_prev_kv(mut self) -> Self {
         self.prev_kv = true;
         self
@@ -373,6 +539,12 @@ impl DeleteOptions {
 
     /// Deadline of this call instead of the client's request timeout
     /// (ignored inside a transaction).
+    ///
+    /// ```
+    /// use etcdv3_client::api::DeleteOptions;
+    /// use std::time::Duration;
+    /// assert_ne!(DeleteOptions::new().with_timeout(Duration::from_secs(1)), DeleteOptions::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -390,6 +562,12 @@ impl DeleteOptions {
 }
 
 /// Options of [`Client::compact`].
+///
+/// ```
+/// use etcdv3_client::api::CompactOptions;
+/// assert_eq!(CompactOptions::new(), CompactOptions::default());
+/// assert_ne!(CompactOptions::new().with_physical(), CompactOptions::new());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CompactOptions {
     physical: bool,
@@ -398,18 +576,35 @@ pub struct CompactOptions {
 
 impl CompactOptions {
     /// A compaction that returns once it is scheduled.
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::CompactOptions::new(), Default::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Return only once the compacted entries are removed from the backend
     /// database.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::CompactOptions;
+    /// # async fn demo(client: etcdv3_client::Client, revision: i64) -> etcdv3_client::Result<()> {
+    /// client.compact(revision, CompactOptions::new().with_physical()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_physical(mut self) -> Self {
         self.physical = true;
         self
     }
 
     /// Deadline of this call instead of the client's request timeout.
+    ///
+    /// ```
+    /// use etcdv3_client::api::CompactOptions;
+    /// use std::time::Duration;
+    /// assert_ne!(CompactOptions::new().with_timeout(Duration::from_secs(30)), CompactOptions::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

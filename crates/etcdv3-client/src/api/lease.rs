@@ -40,6 +40,12 @@ pub use etcdv3_proto::etcdserverpb::{
 };
 
 /// Options of [`Client::lease_grant`].
+///
+/// ```
+/// use etcdv3_client::api::LeaseGrantOptions;
+/// assert_eq!(LeaseGrantOptions::new(), LeaseGrantOptions::default());
+/// assert_ne!(LeaseGrantOptions::new().with_id(7), LeaseGrantOptions::new());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LeaseGrantOptions {
     id: i64,
@@ -48,17 +54,39 @@ pub struct LeaseGrantOptions {
 
 impl LeaseGrantOptions {
     /// Default options: the server picks the id.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseGrantOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lease = client.lease_grant(30, LeaseGrantOptions::new()).await?;
+    /// println!("lease {:x} for {}s", lease.id, lease.ttl);
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Ask for this lease id (must be unused).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseGrantOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lease = client.lease_grant(30, LeaseGrantOptions::new().with_id(0x7001)).await?;
+    /// assert_eq!(lease.id, 0x7001);
+    /// # Ok(()) }
+    /// ```
     pub fn with_id(mut self, id: i64) -> Self {
         self.id = id;
         self
     }
 
     /// Deadline of the call.
+    ///
+    /// ```
+    /// use etcdv3_client::api::LeaseGrantOptions;
+    /// use std::time::Duration;
+    /// assert_ne!(LeaseGrantOptions::new().with_timeout(Duration::from_secs(1)), LeaseGrantOptions::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -111,6 +139,16 @@ impl Client {
     }
 
     /// Revoke lease `id`: every key attached to it is deleted.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{GetOptions, LeaseGrantOptions, PutOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lease = client.lease_grant(60, LeaseGrantOptions::new()).await?.id;
+    /// client.put("session/a", "x", PutOptions::new().with_lease(lease)).await?;
+    /// client.lease_revoke(lease).await?;
+    /// assert_eq!(client.get("session/a", GetOptions::new()).await?.count, 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
         self.unary(
             LEASE_REVOKE,
@@ -122,6 +160,13 @@ impl Client {
 
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
     /// expired or does not exist), and its keys if `keys`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let ttl = client.lease_time_to_live(lease, true).await?;
+    /// println!("{}s of {}s left, {} keys", ttl.ttl, ttl.granted_ttl, ttl.keys.len());
+    /// # Ok(()) }
+    /// ```
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
         self.unary(
             LEASE_TIME_TO_LIVE,
@@ -132,6 +177,14 @@ impl Client {
     }
 
     /// Every lease of the cluster.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// for lease in client.lease_leases().await?.leases {
+    ///     println!("lease {:x}", lease.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
         self.unary(LEASE_LEASES, &LeaseLeasesRequest {}, CallOptions::default())
             .await
@@ -139,6 +192,13 @@ impl Client {
 
     /// Renew lease `id` once, on a short-lived keep-alive stream. Fails with
     /// [`Error::LeaseExpired`] when the lease no longer exists.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let renewed = client.keep_alive_once(lease).await?;
+    /// assert!(renewed.ttl > 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
         self.keep_alive_once_at(id).await.map(|(resp, _)| resp)
     }
@@ -196,6 +256,16 @@ impl Client {
     ///
     /// Dropping the handle only stops the renewals: the lease expires on
     /// the server after its TTL, or revoke it with [`Client::lease_revoke`].
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseGrantOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lease = client.lease_grant(10, LeaseGrantOptions::new()).await?;
+    /// let keeper = client.lease_keep_alive(lease.id).await?;
+    /// // ... the lease lives while `keeper` does.
+    /// drop(keeper);
+    /// # Ok(()) }
+    /// ```
     pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeeper> {
         let (first, renewed_at) = self.keep_alive_once_at(id).await?;
         let ttl = Arc::new(AtomicI64::new(first.ttl));
@@ -260,6 +330,19 @@ enum Cmd {
 /// is optional: renewals happen in the background either way.
 ///
 /// Dropping it stops the renewals; the lease then expires after its TTL.
+///
+/// ```no_run
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+/// let mut keeper = client.lease_keep_alive(lease).await?;
+/// while let Some(renewal) = keeper.next().await {
+///     match renewal {
+///         Ok(ttl) => println!("renewed for {ttl}s"),
+///         Err(e) => return Err(e), // LeaseExpired or Closed
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct LeaseKeeper {
     /// Keeps the client open while this handle lives.
@@ -283,11 +366,25 @@ impl std::fmt::Debug for Cmd {
 
 impl LeaseKeeper {
     /// The lease id.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let keeper = client.lease_keep_alive(lease).await?;
+    /// assert_eq!(keeper.id(), lease);
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> i64 {
         self.id
     }
 
     /// The TTL (seconds) the server granted at the last renewal.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let keeper = client.lease_keep_alive(lease).await?;
+    /// println!("renewed to {}s", keeper.ttl());
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(&self) -> i64 {
         self.ttl.load(Ordering::Relaxed)
     }
@@ -295,6 +392,14 @@ impl LeaseKeeper {
     /// Wait until the lease expires (or is revoked): `Ok(())`. Fails with
     /// [`Error::Closed`] when the client closes first (the renewals stop
     /// then, so the lease will expire soon after).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let mut keeper = client.lease_keep_alive(lease).await?;
+    /// keeper.expired().await?;
+    /// println!("lease {:x} is gone", keeper.id());
+    /// # Ok(()) }
+    /// ```
     pub async fn expired(&mut self) -> Result<()> {
         loop {
             match std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await {

@@ -25,6 +25,13 @@ pub use etcdv3_proto::v3lockpb::{LockResponse, UnlockResponse};
 pub(crate) const WAIT_UNBOUNDED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Options of [`Client::lock`].
+///
+/// ```
+/// use etcdv3_client::api::LockOptions;
+/// use std::time::Duration;
+/// let opts = LockOptions::new().with_lease(0x42).with_timeout(Duration::from_secs(5));
+/// assert_ne!(opts, LockOptions::new());
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LockOptions {
     lease: i64,
@@ -33,12 +40,24 @@ pub struct LockOptions {
 
 impl LockOptions {
     /// Default options: no lease, wait as long as it takes.
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::LockOptions::new(), Default::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Attach the lock key to this lease: the lock is released when the
     /// lease ends.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LockOptions;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let lock = client.lock("jobs/nightly", LockOptions::new().with_lease(lease)).await?;
+    /// assert!(lock.key.starts_with(b"jobs/nightly/"));
+    /// # Ok(()) }
+    /// ```
     pub fn with_lease(mut self, lease: i64) -> Self {
         self.lease = lease;
         self
@@ -47,6 +66,18 @@ impl LockOptions {
     /// Give up waiting after `timeout`. Note that the server may still
     /// grant the lock after the client gave up; with a lease it is then
     /// released when the lease expires.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LockOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let opts = LockOptions::new().with_lease(lease).with_timeout(Duration::from_secs(5));
+    /// match client.lock("jobs/nightly", opts).await {
+    ///     Ok(lock) => client.unlock(lock.key).await.map(drop)?,
+    ///     Err(e) => println!("not acquired within 5s: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -94,6 +125,14 @@ impl Client {
     }
 
     /// Release the lock owned through `key` (from [`LockResponse::key`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LockOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lock = client.lock("jobs/nightly", LockOptions::new()).await?;
+    /// client.unlock(lock.key).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn unlock(&self, key: impl Into<Vec<u8>>) -> Result<UnlockResponse> {
         let key = key.into();
         if key.is_empty() {
@@ -150,6 +189,14 @@ impl Client {
 }
 
 /// A lock held under a kept-alive lease; from [`Client::lock_with_lease`].
+///
+/// ```no_run
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let guard: etcdv3_client::api::LockGuard = client.lock_with_lease("jobs/nightly", 10).await?;
+/// println!("holding {:?} under lease {:x}", guard.key(), guard.lease_id());
+/// guard.unlock().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct LockGuard {
     client: Client,
@@ -160,22 +207,54 @@ pub struct LockGuard {
 
 impl LockGuard {
     /// The lock key (unique to this ownership).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// assert!(guard.key().starts_with(b"jobs/nightly/"));
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self) -> &[u8] {
         &self.key
     }
 
     /// The lease the lock is attached to.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// let ttl = client.lease_time_to_live(guard.lease_id(), false).await?.ttl;
+    /// assert!(ttl > 0);
+    /// # Ok(()) }
+    /// ```
     pub fn lease_id(&self) -> i64 {
         self.keeper.as_ref().map(LeaseKeeper::id).unwrap_or(0)
     }
 
     /// The keep-alive handle of the lease: await
     /// [`LeaseKeeper::expired`] to learn that the lock was lost.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// if let Some(keeper) = guard.keeper() {
+    ///     // Resolves when the lease, and with it the lock, is lost.
+    ///     keeper.expired().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn keeper(&mut self) -> Option<&mut LeaseKeeper> {
         self.keeper.as_mut()
     }
 
     /// Release the lock and revoke its lease.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// guard.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn unlock(mut self) -> Result<()> {
         self.released = true;
         let lease = self.lease_id();

@@ -36,6 +36,17 @@ pub use etcdv3_proto::etcdserverpb::{
 /// written by etcd). The stream ends after the last chunk; an error ends it
 /// early, and the partial snapshot must then be discarded. Dropping it
 /// cancels the transfer.
+///
+/// ```no_run
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let mut snap: etcdv3_client::api::Snapshot = client.snapshot().await?;
+/// let mut db = Vec::new();
+/// while let Some(chunk) = snap.next_chunk().await {
+///     db.extend_from_slice(&chunk?);
+/// }
+/// std::fs::write("backup.db", db).ok();
+/// # Ok(()) }
+/// ```
 pub struct Snapshot {
     /// Keeps the client open while this handle lives.
     _keep: KeepOpen,
@@ -54,12 +65,33 @@ impl std::fmt::Debug for Snapshot {
 impl Snapshot {
     /// The number of bytes the server said were left after the last chunk
     /// received (`None` before the first one).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut snap = client.snapshot().await?;
+    /// assert_eq!(snap.remaining_bytes(), None);
+    /// if let Some(first) = snap.next_chunk().await {
+    ///     println!("{} bytes, {:?} to go", first?.len(), snap.remaining_bytes());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn remaining_bytes(&self) -> Option<u64> {
         self.remaining
     }
 
     /// The next chunk, or `None` at the end: the same as the `Stream`
     /// implementation, for callers that do not use `futures`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut snap = client.snapshot().await?;
+    /// let mut size = 0;
+    /// while let Some(chunk) = snap.next_chunk().await {
+    ///     size += chunk?.len();
+    /// }
+    /// println!("snapshot of {size} bytes");
+    /// # Ok(()) }
+    /// ```
     pub async fn next_chunk(&mut self) -> Option<Result<Bytes>> {
         std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *self), cx)).await
     }
@@ -90,6 +122,13 @@ impl futures_core::Stream for Snapshot {
 impl Client {
     /// The status of some member (the one the balancer picks): version,
     /// database size, leader, raft index and term, errors.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let st = client.status().await?;
+    /// println!("etcd {} db {} bytes, leader {:x}, raft index {}", st.version, st.db_size, st.leader, st.raft_index);
+    /// # Ok(()) }
+    /// ```
     pub async fn status(&self) -> Result<StatusResponse> {
         self.unary(
             method::MAINTENANCE_STATUS,
@@ -101,6 +140,15 @@ impl Client {
 
     /// The alarms raised in the cluster (e.g. `NOSPACE` when the quota is
     /// exceeded).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::AlarmType;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let alarms = client.alarm_list().await?.alarms;
+    /// let out_of_space = alarms.iter().any(|a| a.alarm == AlarmType::Nospace as i32);
+    /// println!("NOSPACE raised: {out_of_space}");
+    /// # Ok(()) }
+    /// ```
     pub async fn alarm_list(&self) -> Result<AlarmResponse> {
         let req = pb::AlarmRequest {
             action: AlarmAction::Get as i32,
@@ -113,6 +161,13 @@ impl Client {
 
     /// Clear the alarm `alarm` raised by member `member_id`. The response
     /// lists the alarms that were cleared.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::AlarmType;
+    /// # async fn demo(client: etcdv3_client::Client, member_id: u64) -> etcdv3_client::Result<()> {
+    /// client.alarm_disarm(member_id, AlarmType::Nospace).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn alarm_disarm(&self, member_id: u64, alarm: AlarmType) -> Result<AlarmResponse> {
         let req = pb::AlarmRequest {
             action: AlarmAction::Deactivate as i32,
@@ -125,6 +180,14 @@ impl Client {
 
     /// Clear every raised alarm (list, then disarm each). The response lists
     /// the alarms that were cleared.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let cleared = client.alarm_disarm_all().await?.alarms;
+    /// println!("cleared {} alarms", cleared.len());
+    /// assert!(client.alarm_list().await?.alarms.is_empty());
+    /// # Ok(()) }
+    /// ```
     pub async fn alarm_disarm_all(&self) -> Result<AlarmResponse> {
         let list = self.alarm_list().await?;
         let mut out = AlarmResponse {
@@ -143,11 +206,29 @@ impl Client {
     /// picks), releasing the space freed by compaction. This blocks that
     /// member for the duration; on a large database it can take longer than
     /// the request timeout: see [`Client::defragment_with`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.defragment().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn defragment(&self) -> Result<DefragmentResponse> {
         self.defragment_with(CallOptions::default()).await
     }
 
     /// [`Client::defragment`] with per-call options (e.g. a longer timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{CallOptions, Target};
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // Defragment one named member, allowing it five minutes.
+    /// let opts = CallOptions::new()
+    ///     .target(Target::Endpoint("http://127.0.0.1:2379".into()))
+    ///     .timeout(Duration::from_secs(300));
+    /// client.defragment_with(opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn defragment_with(&self, options: CallOptions) -> Result<DefragmentResponse> {
         self.unary(
             method::MAINTENANCE_DEFRAGMENT,
@@ -159,6 +240,12 @@ impl Client {
 
     /// The hash of some member's whole backend database (for corruption
     /// checks; prefer [`Client::hash_kv`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// println!("backend hash {:x}", client.hash().await?.hash);
+    /// # Ok(()) }
+    /// ```
     pub async fn hash(&self) -> Result<HashResponse> {
         self.unary(
             method::MAINTENANCE_HASH,
@@ -171,6 +258,18 @@ impl Client {
     /// The hash of some member's key-value history up to `revision` (0: the
     /// latest). Members that agree on the history return the same hash for
     /// the same revision and compact revision.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::Target;
+    /// # async fn demo(client: etcdv3_client::Client, a: u64, b: u64, rev: i64) -> etcdv3_client::Result<()> {
+    /// // Two members that agree on the history up to `rev` report the same hash.
+    /// let ha = client.on(Target::Member(a)).hash_kv(rev).await?.hash;
+    /// let hb = client.on(Target::Member(b)).hash_kv(rev).await?.hash;
+    /// if ha != hb {
+    ///     println!("members {a:x} and {b:x} diverge");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
         let req = pb::HashKvRequest { revision };
         self.unary(method::MAINTENANCE_HASH_KV, &req, CallOptions::default())
@@ -199,6 +298,17 @@ impl Client {
     /// default for snapshots) the transfer has no deadline, as a large
     /// database takes long to send: drop the [`Snapshot`] to cancel it. A
     /// timeout bounds the whole transfer, not only its start.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{CallOptions, Target};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let from = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
+    /// let mut snap = client.snapshot_with(from).await?;
+    /// while let Some(chunk) = snap.next_chunk().await {
+    ///     chunk?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn snapshot_with(&self, options: CallOptions) -> Result<Snapshot> {
         let inner = self
             .server_stream(
@@ -218,6 +328,17 @@ impl Client {
     /// do this; a member that is not the leader refuses with
     /// [`EtcdErrorKind::NotLeader`](etcdv3_core::error::EtcdErrorKind::NotLeader),
     /// and the call is then tried on another endpoint.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::MemberListOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let leader = client.status().await?.leader;
+    /// let members = client.member_list(MemberListOptions::new()).await?.members;
+    /// if let Some(other) = members.iter().find(|m| m.id != leader) {
+    ///     client.move_leader(other.id).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse> {
         let req = pb::MoveLeaderRequest { target_id };
         self.unary(

@@ -1,22 +1,42 @@
 //! The typed etcd API, grouped by service. Every method is on [`crate::Client`].
 
 /// `with_prefix`, `with_from_key` and `with_range_end` for an options type
-/// with a `range: KeyRange` field; `$verb` starts each doc sentence.
+/// with a `range: KeyRange` field; `$verb` starts each doc sentence, `$new`
+/// (an expression building the type, as source text) is used in each
+/// setter's doc example.
 macro_rules! key_range_setters {
-    ($verb:literal) => {
+    ($verb:literal, $new:literal) => {
         #[doc = concat!($verb, " every key starting with the key (all keys for an empty key).")]
+        #[doc = ""]
+        #[doc = "```"]
+        #[doc = concat!("let plain = ", $new, ";")]
+        #[doc = concat!("let ranged = ", $new, ".with_prefix();")]
+        #[doc = "assert_ne!(format!(\"{ranged:?}\"), format!(\"{plain:?}\"));"]
+        #[doc = "```"]
         pub fn with_prefix(mut self) -> Self {
             self.range = $crate::api::kv::KeyRange::Prefix;
             self
         }
 
         #[doc = concat!($verb, " every key greater than or equal to the key (all keys for an empty key).")]
+        #[doc = ""]
+        #[doc = "```"]
+        #[doc = concat!("let plain = ", $new, ";")]
+        #[doc = concat!("let ranged = ", $new, ".with_from_key();")]
+        #[doc = "assert_ne!(format!(\"{ranged:?}\"), format!(\"{plain:?}\"));"]
+        #[doc = "```"]
         pub fn with_from_key(mut self) -> Self {
             self.range = $crate::api::kv::KeyRange::FromKey;
             self
         }
 
         #[doc = concat!($verb, " the keys in `[key, end)`; `\"\\0\"` as end means every key from the key on, an empty end the key alone.")]
+        #[doc = ""]
+        #[doc = "```"]
+        #[doc = concat!("let plain = ", $new, ";")]
+        #[doc = concat!("let ranged = ", $new, ".with_range_end(\"z\");")]
+        #[doc = "assert_ne!(format!(\"{ranged:?}\"), format!(\"{plain:?}\"));"]
+        #[doc = "```"]
         pub fn with_range_end(mut self, end: impl Into<Vec<u8>>) -> Self {
             self.range = $crate::api::kv::KeyRange::End(end.into());
             self

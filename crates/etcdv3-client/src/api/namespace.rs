@@ -48,6 +48,17 @@ use crate::error::Result;
 
 /// A view of the KV keyspace under a prefix; see the [module](self) docs.
 /// Cheap to clone; it holds a [`Client`] handle.
+///
+/// ```no_run
+/// use etcdv3_client::api::{GetOptions, KvNamespace, PutOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let tenant: KvNamespace = client.namespaced("tenants/acme/");
+/// tenant.put("config", "v1", PutOptions::new()).await?;
+/// // Stored as "tenants/acme/config", read back as "config".
+/// let resp = tenant.get("config", GetOptions::new()).await?;
+/// assert_eq!(resp.kvs[0].key, b"config");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct KvNamespace {
     client: Client,
@@ -58,6 +69,13 @@ impl Client {
     /// A view of the keyspace under `prefix`: keys are prefixed on the way
     /// out and un-prefixed on the way back. An empty prefix is the whole
     /// keyspace.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// assert_eq!(tenant.prefix(), b"tenants/acme/");
+    /// # }
+    /// ```
     pub fn namespaced(&self, prefix: impl Into<Vec<u8>>) -> KvNamespace {
         KvNamespace {
             client: self.clone(),
@@ -68,11 +86,26 @@ impl Client {
 
 impl KvNamespace {
     /// The namespace's prefix.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.namespaced("app/").prefix(), b"app/");
+    /// # }
+    /// ```
     pub fn prefix(&self) -> &[u8] {
         &self.prefix
     }
 
     /// The client underneath (not namespaced).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseGrantOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// // Lease calls other than time-to-live involve no keys: use the plain client.
+    /// let lease = tenant.client().lease_grant(30, LeaseGrantOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -111,6 +144,15 @@ impl KvNamespace {
     /// `Lease`): with `keys`, the lease's keys inside the namespace, relative
     /// to it; keys outside it are left out. Other lease calls do not involve
     /// keys: use them on [`KvNamespace::client`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// let ttl = tenant.lease_time_to_live(lease, true).await?;
+    /// // Only the lease's keys under "tenants/acme/", relative to it.
+    /// println!("{:?}", ttl.keys);
+    /// # Ok(()) }
+    /// ```
     pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
         let mut resp = self.client.lease_time_to_live(id, keys).await?;
         resp.keys.retain(|k| k.starts_with(&self.prefix));
@@ -121,6 +163,15 @@ impl KvNamespace {
     }
 
     /// [`Client::get`] inside the namespace; returned keys are relative to it.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::GetOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// let all = tenant.get("", GetOptions::new().with_prefix()).await?;
+    /// println!("{} keys in the namespace", all.count);
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<RangeResponse> {
         let mut req = options.build(key.into())?;
         if self.client.call_options().read == Some(crate::client::ReadConsistency::Serializable) {
@@ -136,6 +187,13 @@ impl KvNamespace {
     }
 
     /// [`Client::put`] inside the namespace.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::PutOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.namespaced("tenants/acme/").put("quota", "10", PutOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn put(
         &self,
         key: impl Into<Vec<u8>>,
@@ -153,6 +211,14 @@ impl KvNamespace {
     }
 
     /// [`Client::delete`] inside the namespace.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::DeleteOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // Deletes every key under "tenants/acme/", and nothing else.
+    /// client.namespaced("tenants/acme/").delete("", DeleteOptions::new().with_prefix()).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn delete(
         &self,
         key: impl Into<Vec<u8>>,
@@ -170,6 +236,17 @@ impl KvNamespace {
 
     /// [`Client::txn`] inside the namespace: compares and operations
     /// (nested transactions included) are prefixed, responses un-prefixed.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// let txn = Txn::new()
+    ///     .when([Compare::version("owner", CompareOp::Equal, 0)])
+    ///     .and_then([TxnOp::put("owner", "me", PutOptions::new())]);
+    /// let claimed = tenant.txn(txn).await?.succeeded;
+    /// # Ok(()) }
+    /// ```
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
         let mut req = txn.build()?;
         prefix_txn(&self.prefix, &mut req);
@@ -184,6 +261,17 @@ impl KvNamespace {
 
 /// A [`Watcher`] inside a namespace; from [`KvNamespace::watch`]. Keys of
 /// its events are relative to the namespace.
+///
+/// ```no_run
+/// use etcdv3_client::api::{NamespaceWatcher, WatchOptions};
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let mut w: NamespaceWatcher = client.namespaced("tenants/acme/").watch("", WatchOptions::new().with_prefix()).await?;
+/// while let Some(event) = w.next().await {
+///     println!("{:?}", event?);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct NamespaceWatcher {
     inner: Watcher,
@@ -192,16 +280,40 @@ pub struct NamespaceWatcher {
 
 impl NamespaceWatcher {
     /// The client-side id of the watcher.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.namespaced("app/").watch("k", WatchOptions::new()).await?;
+    /// println!("watcher {:?}", w.id());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> WatcherId {
         self.inner.id()
     }
 
     /// The store revision when the server created the watcher.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.namespaced("app/").watch("k", WatchOptions::new()).await?;
+    /// assert!(w.created_revision() > 0);
+    /// # Ok(()) }
+    /// ```
     pub fn created_revision(&self) -> i64 {
         self.inner.created_revision()
     }
 
     /// Cancel the watcher and wait until the server confirmed.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.namespaced("app/").watch("k", WatchOptions::new()).await?;
+    /// w.cancel().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn cancel(self) -> Result<()> {
         self.inner.cancel().await
     }

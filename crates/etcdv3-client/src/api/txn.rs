@@ -28,6 +28,12 @@ use crate::error::Result;
 pub use etcdv3_proto::etcdserverpb::{response_op, ResponseOp, TxnResponse};
 
 /// How a [`Compare`] relates the stored field to the given one.
+///
+/// ```
+/// use etcdv3_client::api::{Compare, CompareOp};
+/// let newer = Compare::mod_revision("k", CompareOp::Greater, 100);
+/// assert_ne!(newer, Compare::mod_revision("k", CompareOp::Less, 100));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompareOp {
     /// Stored == given.
@@ -54,6 +60,17 @@ impl CompareOp {
 /// One condition of a [`Txn`]: a field of a key (or of every key in a range)
 /// compared with a value. A key that does not exist has version, create and
 /// mod revision 0 and lease 0 (and compares false on its value).
+///
+/// ```no_run
+/// use etcdv3_client::api::{Compare, CompareOp, PutOptions, Txn, TxnOp};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// // Create "leader" only if it does not exist yet.
+/// let txn = Txn::new()
+///     .when([Compare::create_revision("leader", CompareOp::Equal, 0)])
+///     .and_then([TxnOp::put("leader", "me", PutOptions::new())]);
+/// let won = client.txn(txn).await?.succeeded;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compare {
     key: Vec<u8>,
@@ -73,31 +90,66 @@ impl Compare {
     }
 
     /// Compare the key's value.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Compare, CompareOp};
+    /// let unchanged = Compare::value("cfg", CompareOp::Equal, "v1");
+    /// assert_ne!(unchanged, Compare::value("cfg", CompareOp::Equal, "v2"));
+    /// ```
     pub fn value(key: impl Into<Vec<u8>>, op: CompareOp, value: impl Into<Vec<u8>>) -> Self {
         Self::new(key, op, compare::TargetUnion::Value(value.into()))
     }
 
     /// Compare the key's version (writes since creation; 0 if absent).
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Compare, CompareOp};
+    /// // True only while "k" does not exist.
+    /// let absent = Compare::version("k", CompareOp::Equal, 0);
+    /// # let _ = absent;
+    /// ```
     pub fn version(key: impl Into<Vec<u8>>, op: CompareOp, version: i64) -> Self {
         Self::new(key, op, compare::TargetUnion::Version(version))
     }
 
     /// Compare the revision at which the key was created (0 if absent).
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Compare, CompareOp};
+    /// let same_incarnation = Compare::create_revision("lock/a", CompareOp::Equal, 42);
+    /// # let _ = same_incarnation;
+    /// ```
     pub fn create_revision(key: impl Into<Vec<u8>>, op: CompareOp, revision: i64) -> Self {
         Self::new(key, op, compare::TargetUnion::CreateRevision(revision))
     }
 
     /// Compare the revision at which the key was last modified (0 if absent).
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Compare, CompareOp};
+    /// // Optimistic concurrency: nobody wrote "k" since we read it at revision 7.
+    /// let untouched = Compare::mod_revision("k", CompareOp::Equal, 7);
+    /// # let _ = untouched;
+    /// ```
     pub fn mod_revision(key: impl Into<Vec<u8>>, op: CompareOp, revision: i64) -> Self {
         Self::new(key, op, compare::TargetUnion::ModRevision(revision))
     }
 
     /// Compare the key's lease id (0 if none).
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Compare, CompareOp};
+    /// let mine = Compare::lease("svc/node-1", CompareOp::Equal, 0x1234);
+    /// # let _ = mine;
+    /// ```
     pub fn lease(key: impl Into<Vec<u8>>, op: CompareOp, lease: i64) -> Self {
         Self::new(key, op, compare::TargetUnion::Lease(lease))
     }
 
-    key_range_setters!("Apply the comparison to");
+    key_range_setters!(
+        "Apply the comparison to",
+        r#"etcdv3_client::api::Compare::version("k", etcdv3_client::api::CompareOp::Greater, 0)"#
+    );
 
     pub(crate) fn build(&self) -> Result<pb::Compare> {
         let (key, range_end) = self.range.resolve(self.key.clone())?;
@@ -128,27 +180,60 @@ enum OpKind {
 
 /// One operation of a [`Txn`]. Per-call timeouts in the options are ignored
 /// here; the transaction's own applies.
+///
+/// ```
+/// use etcdv3_client::api::{DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+/// let move_key = Txn::new().and_then([
+///     TxnOp::get("old", GetOptions::new()),
+///     TxnOp::put("new", "v", PutOptions::new()),
+///     TxnOp::delete("old", DeleteOptions::new()),
+/// ]);
+/// assert_ne!(move_key, Txn::new());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TxnOp(OpKind);
 
 impl TxnOp {
     /// Read, like [`Client::get`].
+    ///
+    /// ```
+    /// use etcdv3_client::api::{GetOptions, TxnOp};
+    /// assert_ne!(TxnOp::get("a", GetOptions::new()), TxnOp::get("b", GetOptions::new()));
+    /// ```
     pub fn get(key: impl Into<Vec<u8>>, options: GetOptions) -> Self {
         TxnOp(OpKind::Get(key.into(), options))
     }
 
     /// Write, like [`Client::put`].
+    ///
+    /// ```
+    /// use etcdv3_client::api::{PutOptions, TxnOp};
+    /// assert_ne!(TxnOp::put("k", "1", PutOptions::new()), TxnOp::put("k", "2", PutOptions::new()));
+    /// ```
     pub fn put(key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>, options: PutOptions) -> Self {
         TxnOp(OpKind::Put(key.into(), value.into(), options))
     }
 
     /// Delete, like [`Client::delete`].
+    ///
+    /// ```
+    /// use etcdv3_client::api::{DeleteOptions, TxnOp};
+    /// let clear = TxnOp::delete("tmp/", DeleteOptions::new().with_prefix());
+    /// assert_ne!(clear, TxnOp::delete("tmp/", DeleteOptions::new()));
+    /// ```
     pub fn delete(key: impl Into<Vec<u8>>, options: DeleteOptions) -> Self {
         TxnOp(OpKind::Delete(key.into(), options))
     }
 
     /// A nested transaction (etcd 3.3+). Its response is a
     /// [`response_op::Response::ResponseTxn`].
+    ///
+    /// ```
+    /// use etcdv3_client::api::{PutOptions, Txn, TxnOp};
+    /// let inner = Txn::new().and_then([TxnOp::put("k", "v", PutOptions::new())]);
+    /// let outer = Txn::new().and_then([TxnOp::txn(inner)]);
+    /// assert_ne!(outer, Txn::new());
+    /// ```
     pub fn txn(txn: Txn) -> Self {
         TxnOp(OpKind::Txn(txn))
     }
@@ -175,6 +260,18 @@ impl TxnOp {
 ///
 /// Sent with [`Client::txn`]. A transaction is a mutation: when its outcome
 /// is unknown it is never retried, even if it only reads.
+///
+/// ```no_run
+/// use etcdv3_client::api::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let txn = Txn::new()
+///     .when([Compare::value("state", CompareOp::Equal, "idle")])
+///     .and_then([TxnOp::put("state", "busy", PutOptions::new())])
+///     .or_else([TxnOp::get("state", GetOptions::new())]);
+/// let resp = client.txn(txn).await?;
+/// println!("switched to busy: {}", resp.succeeded);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Txn {
     compare: Vec<Compare>,
@@ -185,23 +282,46 @@ pub struct Txn {
 
 impl Txn {
     /// An empty transaction (no conditions: the `and_then` branch runs).
+    ///
+    /// ```
+    /// use etcdv3_client::api::Txn;
+    /// assert_eq!(Txn::new(), Txn::default());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Add conditions (all must hold).
+    ///
+    /// ```
+    /// use etcdv3_client::api::{Compare, CompareOp, Txn};
+    /// let guarded = Txn::new().when([Compare::version("k", CompareOp::Greater, 0)]);
+    /// assert_ne!(guarded, Txn::new());
+    /// ```
     pub fn when(mut self, compares: impl IntoIterator<Item = Compare>) -> Self {
         self.compare.extend(compares);
         self
     }
 
     /// Add operations to run when the conditions hold.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{PutOptions, Txn, TxnOp};
+    /// let txn = Txn::new().and_then([TxnOp::put("k", "v", PutOptions::new())]);
+    /// assert_ne!(txn, Txn::new());
+    /// ```
     pub fn and_then(mut self, ops: impl IntoIterator<Item = TxnOp>) -> Self {
         self.success.extend(ops);
         self
     }
 
     /// Add operations to run when a condition fails.
+    ///
+    /// ```
+    /// use etcdv3_client::api::{GetOptions, Txn, TxnOp};
+    /// let txn = Txn::new().or_else([TxnOp::get("k", GetOptions::new())]);
+    /// assert_ne!(txn, Txn::new());
+    /// ```
     pub fn or_else(mut self, ops: impl IntoIterator<Item = TxnOp>) -> Self {
         self.failure.extend(ops);
         self
@@ -209,6 +329,12 @@ impl Txn {
 
     /// Deadline of this call instead of the client's request timeout
     /// (ignored for a nested transaction).
+    ///
+    /// ```
+    /// use etcdv3_client::api::Txn;
+    /// use std::time::Duration;
+    /// assert_ne!(Txn::new().with_timeout(Duration::from_secs(1)), Txn::new());
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self

@@ -54,31 +54,72 @@ pub struct WatchOptions {
 
 impl WatchOptions {
     /// Default options: the key alone, from the next revision.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.watch("config", WatchOptions::new()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
-    key_range_setters!("Watch");
+    key_range_setters!("Watch", r#"etcdv3_client::api::WatchOptions::new()"#);
 
     /// Start at `revision` (history replay), instead of the next one.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client, last_seen: i64) -> etcdv3_client::Result<()> {
+    /// // Resume after the last revision already processed.
+    /// let w = client.watch("jobs/", WatchOptions::new().with_prefix().with_start_revision(last_seen + 1)).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_start_revision(mut self, revision: i64) -> Self {
         self.start_revision = revision;
         self
     }
 
     /// Do not report puts.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // Deletions (and lease expiries) only.
+    /// let w = client.watch("svc/", WatchOptions::new().with_prefix().with_no_put()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_no_put(mut self) -> Self {
         self.no_put = true;
         self
     }
 
     /// Do not report deletes.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.watch("svc/", WatchOptions::new().with_prefix().with_no_delete()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_no_delete(mut self) -> Self {
         self.no_delete = true;
         self
     }
 
     /// Report each key's previous value with its events.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut w = client.watch("cfg", WatchOptions::new().with_prev_kv()).await?;
+    /// if let Some(WatchEvent::Events { events, .. }) = w.next().await.transpose()? {
+    ///     println!("was {:?}", events[0].prev_kv.as_ref().map(|kv| &kv.value));
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn with_prev_kv(mut self) -> Self {
         self.prev_kv = true;
         self
@@ -86,6 +127,19 @@ impl WatchOptions {
 
     /// Ask the server for periodic [`WatchEvent::Progress`] notifications
     /// while nothing happens.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut w = client.watch("quiet/", WatchOptions::new().with_prefix().with_progress_notify()).await?;
+    /// while let Some(ev) = w.next().await {
+    ///     if let WatchEvent::Progress { revision } = ev? {
+    ///         println!("up to date at {revision}");
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn with_progress_notify(mut self) -> Self {
         self.progress_notify = true;
         self
@@ -93,6 +147,13 @@ impl WatchOptions {
 
     /// Let the server split large responses (they are reassembled before
     /// delivery).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.watch("", WatchOptions::new().with_prefix().with_fragment()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_fragment(mut self) -> Self {
         self.fragment = true;
         self
@@ -100,6 +161,14 @@ impl WatchOptions {
 
     /// How long [`Client::watch`] waits for the server to create the watcher
     /// (default: the client's request timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.watch("k", WatchOptions::new().with_timeout(Duration::from_secs(2))).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
@@ -153,6 +222,21 @@ pub(crate) enum Cmd {
 ///
 /// Dropping a `Watcher` cancels it on the server. Events are buffered
 /// without bound until the watcher is polled: poll it promptly.
+///
+/// ```no_run
+/// use etcdv3_client::api::{WatchEvent, WatchOptions, Watcher};
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let mut w: Watcher = client.watch("cfg/", WatchOptions::new().with_prefix()).await?;
+/// while let Some(ev) = w.next().await {
+///     match ev? {
+///         WatchEvent::Events { events, revision } => println!("{} events at {revision}", events.len()),
+///         WatchEvent::Compacted { compact_revision } => println!("restart from {compact_revision}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Watcher {
     /// Keeps the client open while this handle lives.
@@ -177,18 +261,50 @@ impl std::fmt::Debug for Cmd {
 
 impl Watcher {
     /// The client-side id of this watcher (also its `watch_id` on etcd 3.4+).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let a = client.watch("a", WatchOptions::new()).await?;
+    /// let b = client.watch("b", WatchOptions::new()).await?;
+    /// assert_ne!(a.id(), b.id());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> WatcherId {
         self.id
     }
 
     /// The store revision when the server created the watcher: a watcher
     /// without a start revision reports every event after it.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{GetOptions, WatchOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // Read, then watch from exactly after the read: no change is missed.
+    /// let snapshot = client.get("cfg/", GetOptions::new().with_prefix()).await?;
+    /// let rev = snapshot.header.map_or(0, |h| h.revision);
+    /// let w = client.watch("cfg/", WatchOptions::new().with_prefix().with_start_revision(rev + 1)).await?;
+    /// println!("watching since {}", w.created_revision());
+    /// # Ok(()) }
+    /// ```
     pub fn created_revision(&self) -> i64 {
         self.created_revision
     }
 
     /// Ask the server for a [`WatchEvent::Progress`] notification (sent to
     /// every watcher of the client).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut w = client.watch("k", WatchOptions::new()).await?;
+    /// w.request_progress()?;
+    /// if let Some(WatchEvent::Progress { revision }) = w.next().await.transpose()? {
+    ///     println!("caught up to {revision}");
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn request_progress(&self) -> Result<()> {
         self.cmds
             .unbounded_send(Cmd::Progress)
@@ -197,6 +313,14 @@ impl Watcher {
 
     /// Cancel the watcher and wait until the server confirmed. Events that
     /// arrive meanwhile are discarded.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.watch("k", WatchOptions::new()).await?;
+    /// w.cancel().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn cancel(mut self) -> Result<()> {
         if self.done || self.pending.as_ref().is_some_and(WatchEvent::is_terminal) {
             self.done = true;

@@ -77,6 +77,15 @@ fn first_created() -> GetOptions {
 
 impl Election {
     /// The election `name` (its keys live under `name/`) for `session`.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let election = Election::new(&session, "scheduler");
+    /// assert!(!election.is_leader());
+    /// # Ok(()) }
+    /// ```
     pub fn new(session: &Session, name: impl Into<Vec<u8>>) -> Election {
         let prefix = prefix_of(name);
         let mut key = prefix.clone();
@@ -90,23 +99,69 @@ impl Election {
     }
 
     /// This candidate's key (the leader key while it leads).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let election = Election::new(&session, "scheduler");
+    /// assert_eq!(election.key(), format!("scheduler/{:x}", session.lease_id()).as_bytes());
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self) -> &[u8] {
         &self.key
     }
 
     /// The create revision of the leader key while this candidate leads.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// assert_eq!(election.revision(), None);
+    /// election.campaign("node-1").await?;
+    /// println!("leading since revision {:?}", election.revision());
+    /// # Ok(()) }
+    /// ```
     pub fn revision(&self) -> Option<i64> {
         self.leadership.as_ref().map(|l| l.revision)
     }
 
     /// Whether this candidate won and has not resigned (as far as this
     /// process knows: the session may have ended meanwhile).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// election.campaign("node-1").await?;
+    /// assert!(election.is_leader());
+    /// election.resign().await?;
+    /// assert!(!election.is_leader());
+    /// # Ok(()) }
+    /// ```
     pub fn is_leader(&self) -> bool {
         self.leadership.is_some()
     }
 
     /// A condition that holds while this candidate's leadership lasts, for
     /// [`Txn::when`]; `None` when not leading.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{PutOptions, Txn, TxnOp};
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// election.campaign("node-1").await?;
+    /// if let Some(still_leader) = election.is_leader_compare() {
+    ///     let txn = Txn::new().when([still_leader]).and_then([TxnOp::put("plan", "v2", PutOptions::new())]);
+    ///     client.txn(txn).await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_leader_compare(&self) -> Option<Compare> {
         self.leadership
             .as_ref()
@@ -114,6 +169,15 @@ impl Election {
     }
 
     /// The session the candidacy runs on.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let election = Election::new(&session, "scheduler");
+    /// assert_eq!(election.session().lease_id(), session.lease_id());
+    /// # Ok(()) }
+    /// ```
     pub fn session(&self) -> &Session {
         &self.session
     }
@@ -122,6 +186,15 @@ impl Election {
     /// proclaims `value`. Fails with [`Error::SessionExpired`] if the
     /// session ends first. Dropping the future while it waits withdraws the
     /// candidacy (in the background).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// election.campaign("node-1").await?; // returns once elected
+    /// # Ok(()) }
+    /// ```
     pub async fn campaign(&mut self, value: impl Into<Vec<u8>>) -> Result<()> {
         let value = value.into();
         if self.leadership.is_some() {
@@ -193,6 +266,17 @@ impl Election {
 
     /// As the leader, announce `value` to observers. Fails with
     /// [`Error::NotLeader`] when not leading (any more).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Error, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// assert!(matches!(election.proclaim("x").await, Err(Error::NotLeader)));
+    /// election.campaign("node-1").await?;
+    /// election.proclaim("node-1, 3 jobs").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn proclaim(&mut self, value: impl Into<Vec<u8>>) -> Result<()> {
         let Some(revision) = self.revision() else {
             return Err(Error::NotLeader);
@@ -207,6 +291,16 @@ impl Election {
 
     /// Step down (delete the leader key if it is still ours). Not leading:
     /// does nothing.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// election.campaign("node-1").await?;
+    /// election.resign().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn resign(&mut self) -> Result<()> {
         let Some(leadership) = self.leadership.take() else {
             return Ok(());
@@ -225,11 +319,34 @@ impl Election {
 
     /// The current leader's key-value (its value is the last
     /// proclamation); [`Error::NoLeader`] when nobody leads.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// election.campaign("node-1").await?;
+    /// assert_eq!(election.leader().await?.value, b"node-1");
+    /// # Ok(()) }
+    /// ```
     pub async fn leader(&self) -> Result<KeyValue> {
         leader(self.session.client(), &self.prefix).await
     }
 
     /// The leaders from the first poll on; see [`observe`].
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let election = Election::new(&session, "scheduler");
+    /// let mut leaders = election.observe();
+    /// while let Some(kv) = leaders.next().await {
+    ///     println!("leader now: {:?}", kv?.value);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn observe(&self) -> Observe {
         Observe::new(self.session.client(), self.prefix.clone())
     }
@@ -251,6 +368,17 @@ async fn leader(client: &Client, prefix: &[u8]) -> Result<KeyValue> {
 
 /// The current leader of election `name` without a session;
 /// [`Error::NoLeader`] when nobody leads.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{leader_of, Error};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// match leader_of(&client, "scheduler").await {
+///     Ok(kv) => println!("led by {:?}", kv.value),
+///     Err(Error::NoLeader) => println!("nobody leads"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn leader_of(client: &Client, name: impl Into<Vec<u8>>) -> Result<KeyValue> {
     leader(client, &prefix_of(name)).await
 }
@@ -283,6 +411,17 @@ pub fn observe(client: &Client, name: impl Into<Vec<u8>>) -> Observe {
 }
 
 /// The stream of [`observe`] and [`Election::observe`].
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{observe, Observe};
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// let mut leaders: Observe = observe(&client, "scheduler");
+/// if let Some(first) = leaders.next().await {
+///     println!("current leader: {:?}", first?.key);
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Observe {
     inner: Pin<Box<dyn Stream<Item = Result<KeyValue>> + Send>>,
 }

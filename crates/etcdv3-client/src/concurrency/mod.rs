@@ -46,6 +46,19 @@ use crate::Client;
 use futures_util::StreamExt;
 
 /// What a recipe call can fail with.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{Error, Mutex, Session, SessionOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// let session = Session::new(&client, SessionOptions::new()).await?;
+/// match Mutex::new(&session, "locks/a").try_lock().await {
+///     Ok(guard) => guard.unlock().await?,
+///     Err(Error::Locked) => println!("held elsewhere"),
+///     Err(Error::SessionExpired { lease }) => println!("lease {lease:x} ended"),
+///     Err(e) => return Err(e),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -75,6 +88,12 @@ pub enum Error {
 impl Error {
     /// Whether a mutation may have been applied although the call failed
     /// (see [`crate::Error::may_have_applied`]).
+    ///
+    /// ```
+    /// use etcdv3_client::concurrency::Error;
+    /// assert!(!Error::Locked.may_have_applied());
+    /// assert!(Error::Client(etcdv3_client::Error::ClosedInFlight { method: "/v3lockpb.Lock/Lock" }).may_have_applied());
+    /// ```
     pub fn may_have_applied(&self) -> bool {
         match self {
             Error::Client(e) => e.may_have_applied(),
@@ -84,6 +103,13 @@ impl Error {
 }
 
 /// Result with the recipes' [`Error`].
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{leader_of, Result};
+/// async fn current_leader(client: &etcdv3_client::Client) -> Result<Vec<u8>> {
+///     Ok(leader_of(client, "scheduler").await?.value)
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Sleep on the client's runtime.

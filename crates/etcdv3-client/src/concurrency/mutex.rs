@@ -22,6 +22,16 @@ use crate::api::{
 /// [`lock`](Mutex::lock) through the same session waits for the first
 /// guard to go, like any other contender (the two would otherwise share one
 /// key).
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// let session = Session::new(&client, SessionOptions::new()).await?;
+/// let guard = Mutex::new(&session, "locks/db-migration").lock().await?;
+/// // ... critical section ...
+/// guard.unlock().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Mutex {
     session: Session,
@@ -31,6 +41,14 @@ pub struct Mutex {
 
 impl Mutex {
     /// The mutex `name` (its keys live under `name/`) for `session`.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mutex = Mutex::new(&session, "locks/db-migration");
+    /// # Ok(()) }
+    /// ```
     pub fn new(session: &Session, name: impl Into<Vec<u8>>) -> Mutex {
         let mut prefix = name.into();
         prefix.push(b'/');
@@ -44,11 +62,30 @@ impl Mutex {
     }
 
     /// The key this session owns while it holds or waits for the lock.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mutex = Mutex::new(&session, "locks/a");
+    /// // "locks/a/<lease id in hex>", as Go names it.
+    /// assert_eq!(mutex.key(), format!("locks/a/{:x}", session.lease_id()).as_bytes());
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self) -> &[u8] {
         &self.key
     }
 
     /// The session the mutex runs on.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mutex = Mutex::new(&session, "locks/a");
+    /// assert_eq!(mutex.session().lease_id(), session.lease_id());
+    /// # Ok(()) }
+    /// ```
     pub fn session(&self) -> &Session {
         &self.session
     }
@@ -58,6 +95,15 @@ impl Mutex {
     ///
     /// Dropping the returned future while it waits gives up the place in the
     /// queue (the key is deleted in the background).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// println!("holding with fencing token {}", guard.revision());
+    /// # Ok(()) }
+    /// ```
     pub async fn lock(&self) -> Result<MutexGuard> {
         if self.session.ended().is_some() {
             return Err(self.session.expired());
@@ -84,6 +130,18 @@ impl Mutex {
 
     /// Acquire the lock if no other contender holds it; fails at once with
     /// [`Error::Locked`] otherwise (without joining the queue).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Error, Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// match Mutex::new(&session, "locks/a").try_lock().await {
+    ///     Ok(guard) => guard.unlock().await?,
+    ///     Err(Error::Locked) => println!("busy, try later"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn try_lock(&self) -> Result<MutexGuard> {
         if self.session.ended().is_some() {
             return Err(self.session.expired());
@@ -171,6 +229,20 @@ pub(super) fn first_kv(resp: &TxnResponse, index: usize) -> Option<&KeyValue> {
 /// Holding the guard does not prove the lock is still held: the session's
 /// lease may expire (see [`lost`](MutexGuard::lost)). Guard writes with
 /// [`is_owner`](MutexGuard::is_owner) in a transaction to make them safe.
+///
+/// ```no_run
+/// use etcdv3_client::api::{PutOptions, Txn, TxnOp};
+/// use etcdv3_client::concurrency::{Mutex, MutexGuard, Session, SessionOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// let session = Session::new(&client, SessionOptions::new()).await?;
+/// let guard: MutexGuard = Mutex::new(&session, "locks/a").lock().await?;
+/// let write = Txn::new()
+///     .when([guard.is_owner()])
+///     .and_then([TxnOp::put("protected", "x", PutOptions::new())]);
+/// assert!(client.txn(write).await?.succeeded, "lock lost before the write");
+/// guard.unlock().await?;
+/// # Ok(()) }
+/// ```
 pub struct MutexGuard {
     session: Session,
     key: Vec<u8>,
@@ -189,34 +261,95 @@ impl std::fmt::Debug for MutexGuard {
 
 impl MutexGuard {
     /// The lock key.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mutex = Mutex::new(&session, "locks/a");
+    /// let guard = mutex.lock().await?;
+    /// assert_eq!(guard.key(), mutex.key());
+    /// # Ok(()) }
+    /// ```
     pub fn key(&self) -> &[u8] {
         &self.key
     }
 
     /// The create revision of the lock key: grows with each new holder, a
     /// fencing token for the resources the lock protects.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mutex = Mutex::new(&session, "locks/a");
+    /// let first = mutex.lock().await?;
+    /// let token = first.revision();
+    /// first.unlock().await?;
+    /// assert!(mutex.lock().await?.revision() > token);
+    /// # Ok(()) }
+    /// ```
     pub fn revision(&self) -> i64 {
         self.revision
     }
 
     /// A condition that holds while this guard's ownership lasts: use it in
     /// [`Txn::when`] to make a write depend on still holding the lock.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{DeleteOptions, Txn, TxnOp};
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// let txn = Txn::new().when([guard.is_owner()]).and_then([TxnOp::delete("queue/head", DeleteOptions::new())]);
+    /// client.txn(txn).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn is_owner(&self) -> Compare {
         Compare::create_revision(self.key.clone(), CompareOp::Equal, self.revision)
     }
 
     /// The session the lock is held under.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// assert_eq!(guard.session().lease_id(), session.lease_id());
+    /// # Ok(()) }
+    /// ```
     pub fn session(&self) -> &Session {
         &self.session
     }
 
     /// Resolves when the session ends: the lock is then lost (or about to
     /// be, when the client closed).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// let why = guard.lost().await;
+    /// println!("lock lost: {why:?}");
+    /// # Ok(()) }
+    /// ```
     pub fn lost(&self) -> SessionDone {
         self.session.done()
     }
 
     /// Release the lock (delete the lock key if it is still ours).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// guard.unlock().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn unlock(mut self) -> Result<()> {
         let claim = self.claim.take();
         let r = remove_key(self.session.client(), &self.key, Some(self.revision)).await;

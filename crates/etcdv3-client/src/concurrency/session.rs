@@ -16,6 +16,12 @@ use crate::api::{LeaseGrantOptions, LeaseKeeper};
 use crate::Client;
 
 /// Options of [`Session::new`].
+///
+/// ```
+/// use etcdv3_client::concurrency::SessionOptions;
+/// assert_eq!(SessionOptions::new(), SessionOptions::default());
+/// assert_ne!(SessionOptions::new().with_ttl(10), SessionOptions::new());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SessionOptions {
     ttl: i64,
@@ -33,15 +39,35 @@ impl Default for SessionOptions {
 
 impl SessionOptions {
     /// The TTL of a new session's lease when none is given: 60 s, as in Go.
+    ///
+    /// ```
+    /// use etcdv3_client::concurrency::SessionOptions;
+    /// assert_eq!(SessionOptions::DEFAULT_TTL, 60);
+    /// assert_eq!(SessionOptions::new().with_ttl(SessionOptions::DEFAULT_TTL), SessionOptions::new());
+    /// ```
     pub const DEFAULT_TTL: i64 = 60;
 
     /// Default options: a new lease of [`Self::DEFAULT_TTL`] seconds.
+    ///
+    /// ```
+    /// use etcdv3_client::concurrency::SessionOptions;
+    /// assert_eq!(SessionOptions::new(), SessionOptions::default().with_ttl(60));
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// The TTL (seconds) of the session's new lease: how long after the
     /// program stops renewing it (crash, partition) its locks are released.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// // Locks of a crashed process are released 10 s after it stops renewing.
+    /// let session = Session::new(&client, SessionOptions::new().with_ttl(10)).await?;
+    /// assert_eq!(session.ttl(), 10);
+    /// # Ok(()) }
+    /// ```
     pub fn with_ttl(mut self, ttl: i64) -> Self {
         self.ttl = ttl;
         self
@@ -49,6 +75,14 @@ impl SessionOptions {
 
     /// Use this existing lease instead of granting one (e.g. to resume a
     /// session after a restart). It is kept alive, and revoked on close.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client, saved_lease: i64) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new().with_lease(saved_lease)).await?;
+    /// assert_eq!(session.lease_id(), saved_lease);
+    /// # Ok(()) }
+    /// ```
     pub fn with_lease(mut self, lease: i64) -> Self {
         self.lease = Some(lease);
         self
@@ -56,6 +90,19 @@ impl SessionOptions {
 }
 
 /// Why a session ended; the output of [`Session::done`].
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{Session, SessionEnd, SessionOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// let session = Session::new(&client, SessionOptions::new()).await?;
+/// match session.done().await {
+///     SessionEnd::Expired => println!("lease lost: stop working"),
+///     SessionEnd::Closed => println!("closed on purpose"),
+///     SessionEnd::ClientClosed => println!("client closed"),
+///     _ => {}
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEnd {
@@ -155,6 +202,14 @@ fn lock<T>(m: &StdMutex<T>) -> StdMutexGuard<'_, T> {
 impl Session {
     /// Start a session: grant a lease (or adopt the one given) and keep it
     /// alive in the background.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// assert!(session.ended().is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn new(client: &Client, options: SessionOptions) -> Result<Session> {
         let (lease, granted) = match options.lease {
             Some(id) => (id, false),
@@ -198,22 +253,58 @@ impl Session {
     }
 
     /// The session's lease id.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::PutOptions;
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// // A key that lives as long as the session.
+    /// client.put("workers/w1", "up", PutOptions::new().with_lease(session.lease_id())).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn lease_id(&self) -> i64 {
         self.inner.lease
     }
 
     /// The lease's TTL in seconds, as granted.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// assert_eq!(session.ttl(), SessionOptions::DEFAULT_TTL);
+    /// # Ok(()) }
+    /// ```
     pub fn ttl(&self) -> i64 {
         self.inner.ttl
     }
 
     /// The client the session runs on.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let ttl = session.client().lease_time_to_live(session.lease_id(), false).await?.ttl;
+    /// assert!(ttl > 0);
+    /// # Ok(()) }
+    /// ```
     pub fn client(&self) -> &Client {
         &self.inner.client
     }
 
     /// A future that resolves when the session ends, saying why. Any
     /// number of them may wait.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let end = session.done().await;
+    /// println!("session over: {end:?}");
+    /// # Ok(()) }
+    /// ```
     pub fn done(&self) -> SessionDone {
         SessionDone {
             id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
@@ -222,12 +313,31 @@ impl Session {
     }
 
     /// How the session ended, or `None` while it is alive.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionEnd, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// session.close().await?;
+    /// assert_eq!(session.ended(), Some(SessionEnd::Closed));
+    /// # Ok(()) }
+    /// ```
     pub fn ended(&self) -> Option<SessionEnd> {
         self.inner.state.end()
     }
 
     /// Stop renewing and revoke the lease: every lock and candidacy held
     /// under it ends at once. Affects every clone of the session.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let lease = session.lease_id();
+    /// session.close().await?;
+    /// assert_eq!(client.lease_time_to_live(lease, false).await?.ttl, -1);
+    /// # Ok(()) }
+    /// ```
     pub async fn close(&self) -> Result<()> {
         self.stop_keeping();
         self.inner
@@ -240,6 +350,15 @@ impl Session {
 
     /// Stop renewing the lease without revoking it: it expires after its
     /// TTL (Go's `Orphan`). Affects every clone of the session.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let lease = session.lease_id(); // saved, to resume with `with_lease` after a restart
+    /// session.orphan();
+    /// # Ok(()) }
+    /// ```
     pub fn orphan(&self) {
         self.stop_keeping();
     }
@@ -350,6 +469,15 @@ impl Drop for KeyClaim {
 static NEXT_WAITER: AtomicU64 = AtomicU64::new(0);
 
 /// The future of [`Session::done`]: resolves with why the session ended.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::{Session, SessionDone, SessionOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+/// let session = Session::new(&client, SessionOptions::new()).await?;
+/// let done: SessionDone = session.done();
+/// let end = done.await;
+/// # Ok(()) }
+/// ```
 pub struct SessionDone {
     id: u64,
     state: Arc<DoneState>,

@@ -40,6 +40,19 @@ use crate::Client;
 
 /// How much of the world a transaction may see change under it; Go's
 /// levels, strongest first.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::stm::{self, Isolation};
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// assert_eq!(Isolation::default(), Isolation::SerializableSnapshot);
+/// // Read-committed: no conflict check, fine for blind writes.
+/// stm::run(&client, Isolation::ReadCommitted, |tx| {
+///     tx.put("last-seen", "now");
+///     Ok(())
+/// })
+/// .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Isolation {
@@ -70,6 +83,25 @@ impl Isolation {
 }
 
 /// Why [`run`] failed.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::stm::{self, Abort, Isolation, StmError};
+/// # async fn demo(client: etcdv3_client::Client) {
+/// let result = stm::run(&client, Isolation::Serializable, |tx| {
+///     if tx.get("config/frozen")?.is_some() {
+///         return Err(Abort::msg("configuration is frozen"));
+///     }
+///     tx.put("config/x", "1");
+///     Ok(())
+/// })
+/// .await;
+/// match result {
+///     Ok(()) => {}
+///     Err(StmError::Aborted(why)) => println!("not applied: {why}"),
+///     Err(e) => println!("failed (maybe applied: {}): {e}", e.may_have_applied()),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StmError {
@@ -86,6 +118,17 @@ pub enum StmError {
 impl StmError {
     /// Whether the transaction may have been applied although [`run`]
     /// failed (the commit's outcome is unknown).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client) {
+    /// if let Err(e) = stm::run(&client, Isolation::default(), |tx| Ok(tx.put("k", "v"))).await {
+    ///     if e.may_have_applied() {
+    ///         println!("the commit's outcome is unknown: read k back");
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub fn may_have_applied(&self) -> bool {
         matches!(self, StmError::Client(e) if e.may_have_applied())
     }
@@ -93,6 +136,19 @@ impl StmError {
 
 /// Stops a transaction body: a read that needs a round trip (handled by
 /// [`run`]), or an error of the caller's (`?` on any error converts it).
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::stm::{self, Isolation};
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// stm::run(&client, Isolation::default(), |tx| {
+///     // `?` on a read that needs a fetch, or on any error (converted to Abort).
+///     let n: i64 = String::from_utf8(tx.get("counter")?.unwrap_or_default())?.parse().unwrap_or(0);
+///     tx.put("counter", (n + 1).to_string());
+///     Ok(())
+/// })
+/// .await
+/// # }
+/// ```
 pub struct Abort(AbortKind);
 
 enum AbortKind {
@@ -118,6 +174,21 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Abort {
 impl Abort {
     /// Stop the transaction with a message: [`run`] returns
     /// [`StmError::Aborted`] and commits nothing.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Abort, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// stm::run(&client, Isolation::default(), |tx| {
+    ///     let stock: i64 = tx.get("stock")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+    ///     if stock == 0 {
+    ///         return Err(Abort::msg("out of stock"));
+    ///     }
+    ///     tx.put("stock", (stock - 1).to_string());
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
     pub fn msg(message: impl Into<String>) -> Abort {
         Abort(AbortKind::User(message.into().into()))
     }
@@ -136,6 +207,20 @@ enum Write {
 }
 
 /// The transaction a [`run`] closure works on.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::stm::{self, Isolation, Tx};
+/// fn swap(tx: &mut Tx) -> Result<(), stm::Abort> {
+///     let a = tx.get("a")?.unwrap_or_default();
+///     let b = tx.get("b")?.unwrap_or_default();
+///     tx.put("a", b);
+///     tx.put("b", a);
+///     Ok(())
+/// }
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// stm::run(&client, Isolation::Serializable, swap).await
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Tx {
     isolation: Isolation,
@@ -161,6 +246,19 @@ impl Tx {
     /// The value of `key` (`None` when absent), as this transaction sees it
     /// (its own writes included). Returns `Err` when the key must be
     /// fetched first: pass it on with `?`.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// let value = stm::run(&client, Isolation::default(), |tx| {
+    ///     tx.put("k", "mine");
+    ///     // Reads see the transaction's own writes.
+    ///     Ok(tx.get("k")?)
+    /// })
+    /// .await?;
+    /// assert_eq!(value.as_deref(), Some(&b"mine"[..]));
+    /// # Ok(()) }
+    /// ```
     pub fn get(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Vec<u8>>, Abort> {
         let key = key.as_ref();
         if let Some(w) = self.writes.get(key) {
@@ -174,6 +272,14 @@ impl Tx {
 
     /// The modification revision of `key` as read by this transaction (0
     /// when absent); ignores this transaction's own writes.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// let rev = stm::run(&client, Isolation::default(), |tx| tx.rev("k")).await?;
+    /// println!("k last modified at revision {rev} (0: absent)");
+    /// # Ok(()) }
+    /// ```
     pub fn rev(&mut self, key: impl AsRef<[u8]>) -> Result<i64, Abort> {
         Ok(self.read(key.as_ref())?.map_or(0, |kv| kv.mod_revision))
     }
@@ -189,11 +295,35 @@ impl Tx {
     }
 
     /// Write `value` to `key` at commit.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// stm::run(&client, Isolation::default(), |tx| {
+    ///     tx.put("greeting", "hello");
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         self.writes.insert(key.into(), Write::Put(value.into()));
     }
 
     /// Delete `key` at commit.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// stm::run(&client, Isolation::default(), |tx| {
+    ///     if tx.get("job/done")?.is_some() {
+    ///         tx.delete("job/claim");
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
     pub fn delete(&mut self, key: impl Into<Vec<u8>>) {
         self.writes.insert(key.into(), Write::Delete);
     }
@@ -298,6 +428,20 @@ impl Tx {
 /// commit fails (no retry then: a commit with an unknown outcome is not run
 /// again, [`StmError::may_have_applied`] says so) or when the body returns
 /// an error of its own.
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::stm::{self, Isolation};
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// // A linearizable counter: concurrent runs never lose an increment.
+/// let next = stm::run(&client, Isolation::SerializableSnapshot, |tx| {
+///     let n: i64 = tx.get("counter")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+///     tx.put("counter", (n + 1).to_string());
+///     Ok(n + 1)
+/// })
+/// .await?;
+/// println!("counter is now {next}");
+/// # Ok(()) }
+/// ```
 pub async fn run<T, F>(client: &Client, isolation: Isolation, mut body: F) -> Result<T, StmError>
 where
     F: FnMut(&mut Tx) -> Result<T, Abort>,
