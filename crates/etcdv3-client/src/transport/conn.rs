@@ -130,11 +130,15 @@ async fn establish(
     shared: &Arc<Shared>,
     target: &Endpoint,
 ) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), Failed> {
-    let io = shared
-        .runtime
-        .connect(target.host(), target.port())
-        .await
-        .map_err(|e| format!("connect to {target}: {e}"))?;
+    let connecting = match target.unix_path() {
+        Some(path) => shared.runtime.connect_unix(path),
+        None => shared.runtime.connect(target.host(), target.port()),
+    };
+    let io = connecting.await.map_err(|e| Failed {
+        message: format!("connect to {target}: {e}"),
+        // A runtime without unix sockets will not grow them.
+        permanent: e.kind() == std::io::ErrorKind::Unsupported,
+    })?;
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut rejected: Option<Rejection> = None;
     let io: BoxIo = if target.is_tls() {
