@@ -215,12 +215,13 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `endpoints` (`http://host:port`, `https://host:port` or
-    /// `host:port`) on `runtime`. Connections are opened lazily, on the first
-    /// call.
+    /// A client for `endpoints` (`http://host:port`, `https://host:port`,
+    /// `host:port`, or a unix socket `unix://path` / `unixs://path`, which
+    /// needs a runtime with [`Runtime::connect_unix`]) on `runtime`.
+    /// Connections are opened lazily, on the first call.
     ///
     /// Fails when the list is empty, an endpoint is invalid, or an `https`
-    /// endpoint is given without TLS options.
+    /// or `unixs` endpoint is given without TLS options.
     pub fn new<I, S>(
         runtime: Arc<dyn Runtime>,
         endpoints: I,

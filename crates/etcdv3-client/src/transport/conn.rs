@@ -134,11 +134,9 @@ async fn establish(
         Some(path) => shared.runtime.connect_unix(path),
         None => shared.runtime.connect(target.host(), target.port()),
     };
-    let io = connecting.await.map_err(|e| Failed {
-        message: format!("connect to {target}: {e}"),
-        // A runtime without unix sockets will not grow them.
-        permanent: e.kind() == std::io::ErrorKind::Unsupported,
-    })?;
+    let io = connecting
+        .await
+        .map_err(|e| format!("connect to {target}: {e}"))?;
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut rejected: Option<Rejection> = None;
     let io: BoxIo = if target.is_tls() {
