@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, PutOptions, WatchEvent, WatchOptions};
-use etcdv3_client::{ClientOptions, Error};
+use etcdv3_client::{ClientOptions, Error, TlsOptions};
 use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder};
 use futures_util::StreamExt;
@@ -142,7 +142,72 @@ async fn missing_socket_is_a_typed_error_quickly<R: TestRuntime>() {
     assert!(matches!(err, Error::InvalidEndpoint(_)), "{err}");
 }
 
+async fn tls_over_a_unix_socket<R: TestRuntime>() {
+    let cluster = R::spawn_blocking(|| {
+        ClusterBuilder::new(1)
+            .client_tls(true)
+            .unix_socket(true)
+            .start()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("starting etcd with TLS on a unix socket: {e}"));
+    let member = cluster.member(0);
+    let url = member.unix_client_url().expect("socket url");
+    assert!(url.starts_with("unixs:///"), "{url}");
+    let files = cluster.tls_files().expect("TLS files");
+
+    // Without TLS options a unixs endpoint is refused up front.
+    let err = R::connect([url.as_str()], ClientOptions::default())
+        .await
+        .expect_err("unixs without TLS options");
+    assert!(matches!(err, Error::Config(_)), "{err}");
+
+    // The server certificate is valid for `localhost`, the name checked.
+    let client = R::connect(
+        [url.as_str()],
+        ClientOptions::default()
+            .with_timeout(Duration::from_secs(10))
+            .with_tls(TlsOptions::default().with_ca_file(&files.ca)),
+    )
+    .await
+    .expect("client over unixs");
+    client
+        .put("unixs/a", "1", PutOptions::new())
+        .await
+        .expect("put over unixs");
+    let got = client
+        .get("unixs/a", GetOptions::new())
+        .await
+        .expect("get over unixs");
+    assert_eq!(got.kvs[0].value, b"1");
+    assert_eq!(member.client_connections(), 0);
+    client.close();
+
+    // A CA that signed nothing here: a TLS error naming the endpoint, at once.
+    let client = R::connect(
+        [url.as_str()],
+        ClientOptions::default()
+            .with_timeout(Duration::from_secs(5))
+            .with_tls(TlsOptions::default().with_ca_file(&files.foreign_ca)),
+    )
+    .await
+    .expect("client");
+    let start = Instant::now();
+    let err = client
+        .get("unixs/a", GetOptions::new())
+        .await
+        .expect_err("untrusted server certificate");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(matches!(err, Error::Tls { .. }), "{err}");
+    client.close();
+}
+
 etcdv3_integration::runtime_tests!(
     put_get_watch_over_a_unix_socket,
+    tls_over_a_unix_socket,
     missing_socket_is_a_typed_error_quickly,
 );

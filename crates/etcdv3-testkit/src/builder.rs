@@ -96,7 +96,9 @@ impl ClusterBuilder {
     /// Each member also serves clients on a unix socket in its member directory
     /// (`--listen-client-urls=...,unix://localhost:2379`, run from that directory: etcd only
     /// accepts `host:port`-shaped socket names, relative to its working directory). The
-    /// socket is plain HTTP/2 (also in a TLS cluster), not proxied and not advertised; see
+    /// socket is plain HTTP/2, or TLS (`unixs://`, the server certificate is valid for
+    /// `localhost`) in a [`ClusterBuilder::client_tls`] cluster; it is not proxied and not
+    /// advertised; see
     /// [`Member::unix_socket_path`](crate::Member::unix_socket_path) and
     /// [`Member::unix_client_url`](crate::Member::unix_client_url). Unix platforms only.
     pub fn unix_socket(mut self, on: bool) -> Self {

@@ -122,17 +122,23 @@ impl<'a> Member<'a> {
         self.slot().peer_proxy.url()
     }
 
-    /// The path of the unix socket the member also serves clients on (plain HTTP/2, no
-    /// proxy), when the cluster was built with [`ClusterBuilder::unix_socket`]. etcd creates
+    /// The path of the unix socket the member also serves clients on (no proxy; TLS in a TLS
+    /// cluster), when the cluster was built with [`ClusterBuilder::unix_socket`]. etcd creates
     /// it when it starts; the cluster directory (and the socket) is removed on drop.
     pub fn unix_socket_path(&self) -> Option<&'a Path> {
         self.slot().unix_socket.as_deref()
     }
 
-    /// `unix://<absolute path>` of [`Member::unix_socket_path`], an endpoint for the client.
+    /// `unix://<absolute path>` of [`Member::unix_socket_path`] (`unixs://` in a TLS
+    /// cluster), an endpoint for the client.
     pub fn unix_client_url(&self) -> Option<String> {
+        let scheme = if self.cluster.tls.is_some() {
+            "unixs"
+        } else {
+            "unix"
+        };
         self.unix_socket_path()
-            .map(|p| format!("unix://{}", p.display()))
+            .map(|p| format!("{scheme}://{}", p.display()))
     }
 
     /// The etcd process's own client listener, bypassing the proxy (changes on restart);

@@ -98,7 +98,9 @@ impl Cluster {
             if let Some(dir) = socket.parent() {
                 cmd.current_dir(dir);
             }
-            listen_client.push_str(&format!(",unix://{UNIX_SOCKET_NAME}"));
+            // `unixs` serves TLS on the socket (etcd ignores the certificate for `unix`).
+            let scheme = if self.tls.is_some() { "unixs" } else { "unix" };
+            listen_client.push_str(&format!(",{scheme}://{UNIX_SOCKET_NAME}"));
         }
         cmd.arg(format!("--name={}", slot.name))
             .arg(format!("--data-dir={}", slot.data_dir.display()))
