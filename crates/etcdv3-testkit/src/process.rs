@@ -90,7 +90,8 @@ impl Cluster {
         };
         let mut cmd = Command::new(&self.bin);
         if let Some(socket) = &slot.unix_socket {
-            // A killed etcd leaves its socket behind, and listening on it would fail.
+            // A killed etcd leaves its socket behind: etcd 3.5 removes it before listening,
+            // 3.4 fails with "address already in use".
             match fs::remove_file(socket) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
