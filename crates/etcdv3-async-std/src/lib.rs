@@ -33,6 +33,14 @@ async fn connect_tcp(host: String, port: u16) -> std::io::Result<BoxIo> {
     Ok(Box::new(stream.compat()))
 }
 
+/// Open a unix domain socket connection, as tokio-IO for h2.
+#[cfg(all(unix, any(feature = "async-std", feature = "smol")))]
+async fn connect_unix(path: String) -> std::io::Result<BoxIo> {
+    use tokio_util::compat::FuturesAsyncReadCompatExt;
+    let stream = async_net::unix::UnixStream::connect(path).await?;
+    Ok(Box::new(stream.compat()))
+}
+
 /// A future that completes at `deadline`, on async-io's timer.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 fn sleep_until(deadline: std::time::Instant) -> BoxFuture<'static, ()> {
@@ -50,6 +58,11 @@ pub struct AsyncStdRuntime;
 impl Runtime for AsyncStdRuntime {
     fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, std::io::Result<BoxIo>> {
         Box::pin(connect_tcp(host.to_string(), port))
+    }
+
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &str) -> BoxFuture<'static, std::io::Result<BoxIo>> {
+        Box::pin(connect_unix(path.to_string()))
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture<'static, ()> {

@@ -44,6 +44,11 @@ impl Runtime for SmolRuntime {
         Box::pin(crate::connect_tcp(host.to_string(), port))
     }
 
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &str) -> BoxFuture<'static, io::Result<BoxIo>> {
+        Box::pin(crate::connect_unix(path.to_string()))
+    }
+
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         crate::sleep_until(deadline)
     }

@@ -295,12 +295,13 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `endpoints` (`http://host:port`, `https://host:port` or
-    /// `host:port`) on `runtime`. Connections are opened lazily, on the first
-    /// call.
+    /// A client for `endpoints` (`http://host:port`, `https://host:port`,
+    /// `host:port`, or a unix socket `unix://path` / `unixs://path`, which
+    /// needs a runtime with [`Runtime::connect_unix`]) on `runtime`.
+    /// Connections are opened lazily, on the first call.
     ///
     /// Fails when the list is empty, an endpoint is invalid, or an `https`
-    /// endpoint is given without TLS options.
+    /// or `unixs` endpoint is given without TLS options.
     ///
     /// ```no_run
     /// use etcdv3_client::{Client, ClientOptions, Runtime};

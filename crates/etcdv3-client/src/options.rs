@@ -25,7 +25,9 @@ pub struct ClientOptions {
     /// User name and password: the client authenticates and refreshes the
     /// token when it expires.
     pub user: Option<(String, String)>,
-    /// TLS settings, required for `https://` endpoints.
+    /// TLS settings, required for `https://` and `unixs://` endpoints (a
+    /// `unixs://` server's certificate is checked against `localhost` unless
+    /// a server name is set).
     pub tls: Option<TlsOptions>,
     /// Largest request message, in bytes (etcd's server accepts about 1.5 MiB
     /// by default).

@@ -79,6 +79,15 @@ pub trait Runtime: Send + Sync + 'static {
     /// ```
     fn connect(&self, host: &str, port: u16) -> BoxFuture<'static, io::Result<BoxIo>>;
 
+    /// Open a connection to the unix domain socket at `path` (for
+    /// `unix://path` and `unixs://path` endpoints). The default fails with
+    /// [`io::ErrorKind::Unsupported`]; `etcdv3-tokio` and `etcdv3-async-std`
+    /// implement it on unix platforms.
+    fn connect_unix(&self, path: &str) -> BoxFuture<'static, io::Result<BoxIo>> {
+        let message = format!("this runtime cannot connect to unix sockets ({path})");
+        Box::pin(async move { Err(io::Error::new(io::ErrorKind::Unsupported, message)) })
+    }
+
     /// A future that completes at `deadline`.
     ///
     /// ```no_run

@@ -8,6 +8,11 @@
 //! the advertised endpoints is answering. A URL that does not parse is
 //! skipped with a warning instead of failing the whole update, and the
 //! member list is only taken from a member that has a leader.
+//!
+//! Unix socket endpoints (`unix://`, `unixs://`) given as seeds always stay:
+//! a member never names the socket a client reaches it by (etcd only listens
+//! on sockets relative to its own working directory), so an advertised
+//! `unix://` URL is skipped and a seed one cannot be told stale.
 
 use std::time::Duration;
 
@@ -35,12 +40,16 @@ pub(crate) fn member_endpoints(resp: &MemberListResponse) -> Vec<String> {
 }
 
 /// Parse advertised URLs: the usable endpoints (deduplicated, in order) and
-/// the errors of those that do not parse.
+/// the errors of those that do not parse. Unix socket URLs are left out:
+/// their paths are relative to the member's working directory.
 pub(crate) fn parse_advertised(urls: &[String]) -> (Vec<Endpoint>, Vec<EndpointError>) {
     let mut ok: Vec<Endpoint> = Vec::new();
     let mut bad = Vec::new();
     for url in urls {
         match Endpoint::parse(url) {
+            Ok(ep) if ep.is_unix() => {
+                tracing::debug!(url = %url, "advertised unix socket URL skipped");
+            }
             Ok(ep) if !ok.contains(&ep) => ok.push(ep),
             Ok(_) => {}
             Err(e) => bad.push(e),
@@ -56,7 +65,8 @@ pub(crate) fn is_answering(state: &EndpointState) -> bool {
 }
 
 /// The endpoint set after a member list: the advertised endpoints, plus the
-/// seeds (those not advertised) while no advertised endpoint `answering`.
+/// seeds (those not advertised) while no advertised endpoint `answering`,
+/// plus the unix socket seeds always.
 /// `None` when nothing usable was advertised: keep the set as it is.
 pub(crate) fn next_endpoints(
     seeds: &[Endpoint],
@@ -67,9 +77,13 @@ pub(crate) fn next_endpoints(
         return None;
     }
     let mut next = advertised.to_vec();
-    if !advertised.iter().any(answering) {
-        next.extend(seeds.iter().filter(|s| !advertised.contains(s)).cloned());
-    }
+    let keep_all = !advertised.iter().any(answering);
+    next.extend(
+        seeds
+            .iter()
+            .filter(|s| (keep_all || s.is_unix()) && !advertised.contains(s))
+            .cloned(),
+    );
     Some(next)
 }
 
@@ -213,8 +227,26 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let (ok, bad) = parse_advertised(&urls);
+        // `a:2379` is the same endpoint as `http://a:2379`; the unix URL
+        // parses but is the member's own path: skipped, not an error.
         assert_eq!(ok, eps(&["http://a:2379"]));
-        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad.len(), 1, "{bad:?}");
+    }
+
+    #[test]
+    fn unix_seeds_always_stay() {
+        let seeds = eps(&["unix:///run/etcd.sock", "http://lb:2379"]);
+        let advertised = eps(&["http://a:2379"]);
+        let answered = Endpoint::parse("http://a:2379").unwrap();
+        // An advertised endpoint answered: the TCP seed goes, the unix one stays.
+        let next = next_endpoints(&seeds, &advertised, |e| *e == answered).unwrap();
+        assert_eq!(next, eps(&["http://a:2379", "unix:///run/etcd.sock"]));
+        // Nothing advertised answered: all seeds, once each.
+        let next = next_endpoints(&seeds, &advertised, |_| false).unwrap();
+        assert_eq!(
+            next,
+            eps(&["http://a:2379", "unix:///run/etcd.sock", "http://lb:2379"])
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! etcd client endpoints: `http://host:port`, `https://host:port` or
-//! `host:port`.
+//! etcd client endpoints: `http://host:port`, `https://host:port`,
+//! `host:port`, or a unix socket: `unix://path` (`unixs://path` for TLS over
+//! the socket), as Go's clientv3 accepts them.
 //!
 //! ```
 //! use etcdv3_core::endpoint::{Endpoint, Scheme};
@@ -11,8 +12,17 @@
 //! assert_eq!(ep.authority(), "[::1]:2379");
 //! assert_eq!(ep.to_string(), "https://[::1]:2379");
 //!
-//! let err = Endpoint::parse("unix:///run/etcd.sock").unwrap_err();
-//! assert!(err.to_string().contains("unix"));
+//! // A unix socket: an absolute path (`unix:///...`) or one relative to
+//! // the working directory (`unix://localhost:2379`, the file etcd creates
+//! // for `--listen-client-urls=unix://localhost:2379`).
+//! let ep: Endpoint = "unix:///run/etcd.sock".parse().unwrap();
+//! assert_eq!(ep.scheme(), Scheme::Unix);
+//! assert_eq!(ep.unix_path(), Some("/run/etcd.sock"));
+//! assert_eq!(ep.authority(), "localhost");
+//! assert_eq!(ep.to_string(), "unix:///run/etcd.sock");
+//!
+//! let err = Endpoint::parse("unix://").unwrap_err();
+//! assert!(err.to_string().contains("path"));
 //! ```
 
 use core::net::{Ipv4Addr, Ipv6Addr};
@@ -26,15 +36,31 @@ pub enum Scheme {
     Http,
     /// HTTP/2 over TLS.
     Https,
+    /// Plain-text HTTP/2 over a unix domain socket (`unix://path`).
+    Unix,
+    /// HTTP/2 over TLS over a unix domain socket (`unixs://path`).
+    Unixs,
 }
 
 impl Scheme {
-    /// `"http"` or `"https"`.
+    /// `"http"`, `"https"`, `"unix"` or `"unixs"`.
     pub fn as_str(self) -> &'static str {
         match self {
             Scheme::Http => "http",
             Scheme::Https => "https",
+            Scheme::Unix => "unix",
+            Scheme::Unixs => "unixs",
         }
+    }
+
+    /// Whether the scheme uses TLS (`https` or `unixs`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scheme::Https | Scheme::Unixs)
+    }
+
+    /// Whether the scheme names a unix domain socket (`unix` or `unixs`).
+    pub fn is_unix(self) -> bool {
+        matches!(self, Scheme::Unix | Scheme::Unixs)
     }
 }
 
@@ -54,9 +80,12 @@ pub enum EndpointErrorReason {
     /// The string contains whitespace or control characters.
     #[error("it contains whitespace or control characters")]
     Whitespace,
-    /// The scheme is neither `http` nor `https`.
-    #[error("unsupported scheme {0:?} (only http and https are supported)")]
+    /// The scheme is none of `http`, `https`, `unix` and `unixs`.
+    #[error("unsupported scheme {0:?} (only http, https, unix and unixs are supported)")]
     UnsupportedScheme(String),
+    /// A `unix://` or `unixs://` endpoint without a socket path.
+    #[error("the unix socket path is missing (expected unix://path)")]
+    MissingPath,
     /// There is a path, query or fragment after the authority.
     #[error("a path, query or fragment is not allowed (only a trailing '/')")]
     Path,
@@ -110,14 +139,16 @@ impl EndpointError {
     }
 }
 
-/// A parsed etcd endpoint: scheme, host and port.
+/// A parsed etcd endpoint: scheme, host and port, or scheme and unix socket
+/// path.
 ///
 /// Hostnames are stored lower-case and IPv6 addresses in their canonical
 /// form, so equal endpoints compare (and hash) equal however they were
-/// written.
+/// written. Unix socket paths are kept as written.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Endpoint {
     scheme: Scheme,
+    /// The host, or the socket path for a unix endpoint.
     host: String,
     port: u16,
     ipv6: bool,
@@ -127,6 +158,11 @@ impl Endpoint {
     /// Parses `http://host:port`, `https://host:port` or `host:port`
     /// (plain HTTP). The host is a hostname, an IPv4 address or a bracketed
     /// IPv6 address; one trailing `/` is allowed.
+    ///
+    /// `unix://path` and `unixs://path` name a unix domain socket (plain and
+    /// TLS): everything after `://` is the path, absolute (`unix:///run/etcd.sock`)
+    /// or relative to the working directory (`unix://localhost:2379`, the
+    /// file etcd creates for `--listen-client-urls=unix://localhost:2379`).
     pub fn parse(input: &str) -> Result<Endpoint, EndpointError> {
         let err = |reason| EndpointError::new(input, reason);
         if input.is_empty() {
@@ -141,6 +177,10 @@ impl Endpoint {
                     Scheme::Http
                 } else if scheme.eq_ignore_ascii_case("https") {
                     Scheme::Https
+                } else if scheme.eq_ignore_ascii_case("unix") {
+                    Scheme::Unix
+                } else if scheme.eq_ignore_ascii_case("unixs") {
+                    Scheme::Unixs
                 } else {
                     return Err(err(EndpointErrorReason::UnsupportedScheme(
                         scheme.to_string(),
@@ -150,6 +190,17 @@ impl Endpoint {
             }
             None => (Scheme::Http, input),
         };
+        if scheme.is_unix() {
+            if rest.is_empty() {
+                return Err(err(EndpointErrorReason::MissingPath));
+            }
+            return Ok(Endpoint {
+                scheme,
+                host: rest.to_string(),
+                port: 0,
+                ipv6: false,
+            });
+        }
         let rest = rest.strip_suffix('/').unwrap_or(rest);
         if rest.contains(['/', '?', '#']) {
             return Err(err(EndpointErrorReason::Path));
@@ -206,14 +257,24 @@ impl Endpoint {
         self.scheme
     }
 
-    /// The host, without brackets for IPv6.
+    /// The host, without brackets for IPv6; `"localhost"` for a unix socket
+    /// (the name its TLS certificate is checked against, as in grpc-go).
     pub fn host(&self) -> &str {
-        &self.host
+        if self.scheme.is_unix() {
+            UNIX_AUTHORITY
+        } else {
+            &self.host
+        }
     }
 
-    /// The port.
+    /// The port; 0 for a unix socket.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The socket path of a `unix://` or `unixs://` endpoint.
+    pub fn unix_path(&self) -> Option<&str> {
+        self.scheme.is_unix().then_some(self.host.as_str())
     }
 
     /// Whether the host is an IPv6 address.
@@ -221,30 +282,42 @@ impl Endpoint {
         self.ipv6
     }
 
-    /// `host:port`, with IPv6 addresses in brackets (the HTTP/2 `:authority`).
+    /// `host:port`, with IPv6 addresses in brackets (the HTTP/2 `:authority`);
+    /// `"localhost"` for a unix socket (what grpc-go sends).
     pub fn authority(&self) -> String {
-        if self.ipv6 {
+        if self.scheme.is_unix() {
+            UNIX_AUTHORITY.to_string()
+        } else if self.ipv6 {
             format!("[{}]:{}", self.host, self.port)
         } else {
             format!("{}:{}", self.host, self.port)
         }
     }
 
-    /// Whether the endpoint uses TLS.
+    /// Whether the endpoint uses TLS (`https` or `unixs`).
     pub fn is_tls(&self) -> bool {
-        self.scheme == Scheme::Https
+        self.scheme.is_tls()
+    }
+
+    /// Whether the endpoint is a unix domain socket.
+    pub fn is_unix(&self) -> bool {
+        self.scheme.is_unix()
     }
 
     /// `scheme://authority`, the prefix of request URIs (a method path such
-    /// as `/etcdserverpb.KV/Range` is appended to it).
+    /// as `/etcdserverpb.KV/Range` is appended to it); `http://localhost` or
+    /// `https://localhost` for a unix socket.
     pub fn uri_prefix(&self) -> String {
-        format!("{}://{}", self.scheme, self.authority())
+        let scheme = if self.is_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.authority())
     }
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.ipv6 {
+        if self.scheme.is_unix() {
+            write!(f, "{}://{}", self.scheme, self.host)
+        } else if self.ipv6 {
             write!(f, "{}://[{}]:{}", self.scheme, self.host, self.port)
         } else {
             write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
@@ -267,6 +340,9 @@ impl TryFrom<&str> for Endpoint {
         Endpoint::parse(s)
     }
 }
+
+/// The `:authority` (and TLS server name) of a unix socket endpoint.
+const UNIX_AUTHORITY: &str = "localhost";
 
 fn parse_port(port: &str) -> Result<u16, EndpointErrorReason> {
     if port.is_empty() {

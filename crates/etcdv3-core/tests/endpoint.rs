@@ -131,9 +131,12 @@ fn rejected_forms() {
         ("localhost:99999999", |r| matches!(r, R::InvalidPort(_))),
         ("localhost:+80", |r| matches!(r, R::InvalidPort(_))),
         ("localhost:abc", |r| matches!(r, R::InvalidPort(_))),
+        ("unix://", |r| *r == R::MissingPath),
+        ("UNIXS://", |r| *r == R::MissingPath),
+        ("unix:///run/etcd sock", |r| *r == R::Whitespace),
         (
-            "unix:///var/run/etcd.sock",
-            |r| matches!(r, R::UnsupportedScheme(s) if s == "unix"),
+            "unixx:///var/run/etcd.sock",
+            |r| matches!(r, R::UnsupportedScheme(s) if s == "unixx"),
         ),
         (
             "grpc://localhost:2379",
@@ -178,6 +181,80 @@ fn rejected_forms() {
 }
 
 #[test]
+fn unix_socket_forms() {
+    // input, scheme, path, display
+    let cases = [
+        (
+            "unix:///run/etcd.sock",
+            Scheme::Unix,
+            "/run/etcd.sock",
+            "unix:///run/etcd.sock",
+        ),
+        (
+            "unix://localhost:2379",
+            Scheme::Unix,
+            "localhost:2379",
+            "unix://localhost:2379",
+        ),
+        (
+            "UNIX://Rel/Path",
+            Scheme::Unix,
+            "Rel/Path",
+            "unix://Rel/Path",
+        ),
+        (
+            "unixs:///tmp/x.sock",
+            Scheme::Unixs,
+            "/tmp/x.sock",
+            "unixs:///tmp/x.sock",
+        ),
+    ];
+    for (input, scheme, path, display) in cases {
+        let ep = Endpoint::parse(input).unwrap();
+        assert_eq!(ep.scheme(), scheme, "{input}");
+        assert!(ep.is_unix(), "{input}");
+        assert_eq!(ep.unix_path(), Some(path), "{input}");
+        assert_eq!(ep.is_tls(), scheme == Scheme::Unixs, "{input}");
+        // What goes on the wire: grpc-go's authority for unix sockets.
+        assert_eq!(ep.authority(), "localhost", "{input}");
+        assert_eq!(ep.host(), "localhost", "{input}");
+        assert_eq!(ep.port(), 0, "{input}");
+        let prefix = if ep.is_tls() {
+            "https://localhost"
+        } else {
+            "http://localhost"
+        };
+        assert_eq!(ep.uri_prefix(), prefix, "{input}");
+        assert_eq!(ep.to_string(), display, "{input}");
+        assert_eq!(Endpoint::parse(&ep.to_string()).unwrap(), ep, "{input}");
+    }
+    // A TCP endpoint is not a unix one, and the same path under the two
+    // unix schemes gives different endpoints.
+    assert_eq!(Endpoint::parse("localhost:2379").unwrap().unix_path(), None);
+    assert_ne!(
+        Endpoint::parse("unix:///a").unwrap(),
+        Endpoint::parse("unixs:///a").unwrap()
+    );
+    // `unix:2379` (no `//`) stays host `unix`, port 2379, as before.
+    let ep = Endpoint::parse("unix:2379").unwrap();
+    assert_eq!(
+        (ep.scheme(), ep.host(), ep.port()),
+        (Scheme::Http, "unix", 2379)
+    );
+}
+
+proptest! {
+    #[test]
+    fn unix_paths_round_trip(path in "[a-zA-Z0-9/._:-]{1,40}", tls in any::<bool>()) {
+        let scheme = if tls { "unixs" } else { "unix" };
+        let ep = Endpoint::parse(&format!("{scheme}://{path}")).unwrap();
+        prop_assert_eq!(ep.unix_path(), Some(path.as_str()));
+        prop_assert_eq!(ep.is_tls(), tls);
+        prop_assert_eq!(Endpoint::parse(&ep.to_string()).unwrap(), ep);
+    }
+}
+
+#[test]
 fn equal_endpoints_hash_equal() {
     let a = Endpoint::parse("http://LOCALHOST:2379/").unwrap();
     let b = Endpoint::parse("localhost:2379").unwrap();
@@ -193,7 +270,7 @@ proptest! {
     fn parse_never_panics(s in any::<String>()) {
         if let Ok(ep) = Endpoint::parse(&s) {
             prop_assert_eq!(Endpoint::parse(&ep.to_string()).unwrap(), ep.clone());
-            prop_assert!(ep.port() != 0);
+            prop_assert!(ep.port() != 0 || ep.unix_path().is_some());
         }
     }
 

@@ -23,6 +23,7 @@ pub struct ClusterBuilder {
     client_tls: bool,
     client_cert_auth: bool,
     extra_advertised_client_urls: Vec<String>,
+    unix_socket: bool,
 }
 
 impl ClusterBuilder {
@@ -36,6 +37,7 @@ impl ClusterBuilder {
             client_tls: false,
             client_cert_auth: false,
             extra_advertised_client_urls: Vec::new(),
+            unix_socket: false,
         }
     }
 
@@ -88,6 +90,19 @@ impl ClusterBuilder {
     /// URL (`http`, `https`, `unix` or `unixs` with a host).
     pub fn also_advertise_client_url(mut self, url: impl Into<String>) -> Self {
         self.extra_advertised_client_urls.push(url.into());
+        self
+    }
+
+    /// Each member also serves clients on a unix socket in its member directory
+    /// (`--listen-client-urls=...,unix://localhost:2379`, run from that directory: etcd only
+    /// accepts `host:port`-shaped socket names, relative to its working directory). The
+    /// socket is plain HTTP/2, or TLS (`unixs://`, the server certificate is valid for
+    /// `localhost`) in a [`ClusterBuilder::client_tls`] cluster; it is not proxied and not
+    /// advertised; see
+    /// [`Member::unix_socket_path`](crate::Member::unix_socket_path) and
+    /// [`Member::unix_client_url`](crate::Member::unix_client_url). Unix platforms only.
+    pub fn unix_socket(mut self, on: bool) -> Self {
+        self.unix_socket = on;
         self
     }
 
@@ -151,6 +166,9 @@ impl ClusterBuilder {
             slots.push(Slot {
                 data_dir: member_dir.join("data"),
                 log: member_dir.join("etcd.log"),
+                unix_socket: self
+                    .unix_socket
+                    .then(|| member_dir.join(crate::process::UNIX_SOCKET_NAME)),
                 name,
                 client_proxy: Proxy::start(Role::Client, placeholder)?,
                 peer_proxy: Proxy::start(

@@ -22,6 +22,9 @@ pub(crate) struct Slot {
     pub(crate) log: PathBuf,
     pub(crate) client_proxy: Proxy,
     pub(crate) peer_proxy: Proxy,
+    /// The unix socket the member also listens on
+    /// ([`ClusterBuilder::unix_socket`]), in its member directory.
+    pub(crate) unix_socket: Option<PathBuf>,
 }
 
 /// Per-member process state.
@@ -117,6 +120,25 @@ impl<'a> Member<'a> {
     /// `http://127.0.0.1:PORT` of the member's peer proxy (its advertised peer URL).
     pub fn peer_url(&self) -> String {
         self.slot().peer_proxy.url()
+    }
+
+    /// The path of the unix socket the member also serves clients on (no proxy; TLS in a TLS
+    /// cluster), when the cluster was built with [`ClusterBuilder::unix_socket`]. etcd creates
+    /// it when it starts; the cluster directory (and the socket) is removed on drop.
+    pub fn unix_socket_path(&self) -> Option<&'a Path> {
+        self.slot().unix_socket.as_deref()
+    }
+
+    /// `unix://<absolute path>` of [`Member::unix_socket_path`] (`unixs://` in a TLS
+    /// cluster), an endpoint for the client.
+    pub fn unix_client_url(&self) -> Option<String> {
+        let scheme = if self.cluster.tls.is_some() {
+            "unixs"
+        } else {
+            "unix"
+        };
+        self.unix_socket_path()
+            .map(|p| format!("{scheme}://{}", p.display()))
     }
 
     /// The etcd process's own client listener, bypassing the proxy (changes on restart);

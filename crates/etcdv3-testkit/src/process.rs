@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+/// The unix socket of a member built with [`crate::ClusterBuilder::unix_socket`], relative to
+/// its member directory (etcd wants a `host:port`-shaped name, not a path).
+pub(crate) const UNIX_SOCKET_NAME: &str = "localhost:2379";
+
 use crate::gateway::body_healthy;
 use crate::proxy::lock;
 use crate::{ports, Cluster, TestkitError};
@@ -79,12 +83,26 @@ impl Cluster {
                 String::new()
             }
         )?;
-        let listen_client = if self.tls.is_some() {
+        let mut listen_client = if self.tls.is_some() {
             format!("https://127.0.0.1:{client_port},http://127.0.0.1:{control_port}")
         } else {
             format!("http://127.0.0.1:{client_port}")
         };
         let mut cmd = Command::new(&self.bin);
+        if let Some(socket) = &slot.unix_socket {
+            // A killed etcd leaves its socket behind: etcd 3.5 removes it before listening,
+            // 3.4 fails with "address already in use".
+            match fs::remove_file(socket) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+            if let Some(dir) = socket.parent() {
+                cmd.current_dir(dir);
+            }
+            // `unixs` serves TLS on the socket (etcd ignores the certificate for `unix`).
+            let scheme = if self.tls.is_some() { "unixs" } else { "unix" };
+            listen_client.push_str(&format!(",{scheme}://{UNIX_SOCKET_NAME}"));
+        }
         cmd.arg(format!("--name={}", slot.name))
             .arg(format!("--data-dir={}", slot.data_dir.display()))
             .arg(format!("--listen-client-urls={listen_client}"))

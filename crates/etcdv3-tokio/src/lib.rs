@@ -55,6 +55,15 @@ impl Runtime for TokioRuntime {
         })
     }
 
+    #[cfg(unix)]
+    fn connect_unix(&self, path: &str) -> BoxFuture<'static, io::Result<BoxIo>> {
+        let path = path.to_string();
+        Box::pin(async move {
+            let stream = tokio::net::UnixStream::connect(path).await?;
+            Ok(Box::new(stream) as BoxIo)
+        })
+    }
+
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }

@@ -130,9 +130,11 @@ async fn establish(
     shared: &Arc<Shared>,
     target: &Endpoint,
 ) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), Failed> {
-    let io = shared
-        .runtime
-        .connect(target.host(), target.port())
+    let connecting = match target.unix_path() {
+        Some(path) => shared.runtime.connect_unix(path),
+        None => shared.runtime.connect(target.host(), target.port()),
+    };
+    let io = connecting
         .await
         .map_err(|e| format!("connect to {target}: {e}"))?;
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]

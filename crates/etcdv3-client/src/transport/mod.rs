@@ -297,8 +297,8 @@ impl Shared {
 
     fn start_conn(self: &Arc<Self>, st: &mut State, conn: ConnId, target: Endpoint) {
         let scheme = match target.scheme() {
-            Scheme::Http => http::uri::Scheme::HTTP,
-            Scheme::Https => http::uri::Scheme::HTTPS,
+            Scheme::Http | Scheme::Unix => http::uri::Scheme::HTTP,
+            Scheme::Https | Scheme::Unixs => http::uri::Scheme::HTTPS,
         };
         let authority = match http::uri::Authority::try_from(target.authority().as_str()) {
             Ok(a) => a,
