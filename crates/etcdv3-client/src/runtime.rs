@@ -83,6 +83,12 @@ pub trait Runtime: Send + Sync + 'static {
     /// `unix://path` and `unixs://path` endpoints). The default fails with
     /// [`io::ErrorKind::Unsupported`]; `etcdv3-tokio` and `etcdv3-async-std`
     /// implement it on unix platforms.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: &dyn etcdv3_client::Runtime) -> std::io::Result<()> {
+    /// let io = runtime.connect_unix("/var/run/etcd/localhost:2379").await?;
+    /// # Ok(()) }
+    /// ```
     fn connect_unix(&self, path: &str) -> BoxFuture<'static, io::Result<BoxIo>> {
         let message = format!("this runtime cannot connect to unix sockets ({path})");
         Box::pin(async move { Err(io::Error::new(io::ErrorKind::Unsupported, message)) })
