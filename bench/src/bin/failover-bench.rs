@@ -32,9 +32,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use etcdv3_bench::{median_duration as median, ConnectOptions, Driver, DriverError, Lib};
-use etcdv3_integration::failover_support::{
-    busiest_member, classify, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
-    FAULTS,
+// The fault schedule comes from the testkit (shared with the tests and
+// `etcdv3ctl demo`); only the classification of the client's errors lives in
+// the integration crate, beside the client error type it matches on.
+use etcdv3_integration::failover_support::classify;
+use etcdv3_testkit::fault::{
+    busiest_member, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord, FAULTS,
 };
 use etcdv3_testkit::Cluster;
 
