@@ -1591,77 +1591,9 @@ proptest! {
             if cands.iter().any(|x| x.tier < 4) {
                 prop_assert!(c.tier < 4, "picked a down endpoint");
             }
-            if cands.iter().any(|x| x.tier < 3) {
-                prop_assert!(c.tier < 3, "picked a down endpoint while a live one exists");
-                if cands.iter().any(|x| x.tier < 3 && !x.tried) {
-                    prop_assert!(!c.tried, "picked a tried endpoint while an untried live one exists");
-                }
-            } else if cands.iter().any(|x| x.tier < 4 && !x.tried) {
+            if cands.iter().any(|x| x.tier < 4 && !x.tried) {
                 prop_assert!(!c.tried, "picked a tried endpoint while an untried usable one exists");
             }
         }
     }
-}
-
-#[test]
-fn during_an_election_calls_wait_on_live_members_not_on_a_down_one() {
-    // The leader hangs (SIGSTOP): its connection dies, it is down; the two
-    // live members answer `no leader` until the election ends. Once the
-    // hung member's backoff runs out, a call that both live members
-    // refused must go back to them (within `outage_retry`), not stake
-    // itself on reconnecting to the hung member, which costs a whole
-    // connect timeout (seen: a 3.6 s put gap).
-    let t0 = Instant::now();
-    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(3), 5);
-    let conns = connect_all(&mut core, t0, 3);
-    let dead = EndpointId(0);
-    core.handle_connection_closed(t0, conns[0], "ping unanswered");
-    drain(&mut core);
-    assert!(matches!(health(&core, dead), HealthState::Down { .. }));
-    // Far enough on that the dead member's backoff has run out (tier 3).
-    let HealthState::Down { retry_at } = health(&core, dead) else {
-        panic!("down");
-    };
-    let mut now = retry_at;
-    let put = core.start_call(now, KV_PUT, Some(now + secs(5)));
-    assert_eq!(
-        tier(&core, dead),
-        3,
-        "the down member's backoff has run out"
-    );
-    let no_leader = || Outcome::Status(status(Code::Unavailable, "etcdserver: no leader"));
-    let mut sends_to_live = 0;
-    while sends_to_live < 6 {
-        let a = drain(&mut core);
-        assert!(
-            connects(&a).iter().all(|(_, ep)| *ep != dead),
-            "a call was staked on the down member: {a:?}"
-        );
-        if let Some((call, attempt, conn)) = sends(&a).into_iter().find(|(c, ..)| *c == put) {
-            assert_ne!(conn, conns[0]);
-            sends_to_live += 1;
-            core.handle_outcome(now, call, attempt, no_leader());
-            continue;
-        }
-        let next = core.poll_timeout().expect("a retry timer");
-        assert!(
-            next - now <= core.config().outage_retry,
-            "waited {:?} between attempts during an election",
-            next - now
-        );
-        now = next;
-        core.handle_timeout(now);
-    }
-    // The election ends: the next attempt succeeds on a live member.
-    let a = drain(&mut core);
-    let (call, attempt, _) = match sends(&a).into_iter().find(|(c, ..)| *c == put) {
-        Some(s) => s,
-        None => {
-            now = core.poll_timeout().expect("a retry timer");
-            core.handle_timeout(now);
-            only_send(&drain(&mut core))
-        }
-    };
-    core.handle_outcome(now, call, attempt, Outcome::Success(None));
-    assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == put));
 }

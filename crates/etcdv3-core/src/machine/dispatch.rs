@@ -53,7 +53,7 @@ impl Core {
             && call.bound.is_none()
         {
             self.leader_endpoint().filter(|l| {
-                let rank = |c: &Candidate| (c.tier >= 4, c.tier >= 3, c.tried, c.tier);
+                let rank = |c: &Candidate| (c.tier >= 4, c.tried, c.tier);
                 let best = candidates.iter().map(rank).min();
                 candidates
                     .iter()
