@@ -457,6 +457,15 @@ struct Args {
     overload_timeout: Duration,
 }
 
+/// A comma-separated list of positive counts (`1,64,256`).
+fn counts(v: Option<String>, flag: &str) -> Result<Vec<usize>, String> {
+    let v = v.unwrap_or_default();
+    v.split(',')
+        .map(|s| s.trim().parse::<usize>().ok().filter(|n| *n > 0))
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("bad {flag} {v}"))
+}
+
 const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,256] [--repeat N] \
 [--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
 [--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
@@ -497,14 +506,7 @@ fn parse_args() -> Result<Args, String> {
             "--value-size" => a.value_size = num(args.next(), "--value-size")?,
             "--clients" => a.clients = num(args.next(), "--clients")?,
             "--watchers" => a.watchers = num(args.next(), "--watchers")?,
-            "--conc" => {
-                let v = args.next().unwrap_or_default();
-                a.conc = v
-                    .split(',')
-                    .map(|s| s.trim().parse::<usize>().ok().filter(|n| *n > 0))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| format!("bad --conc {v}"))?;
-            }
+            "--conc" => a.conc = counts(args.next(), "--conc")?,
             "--only" => a.only = args.next(),
             "--fsync" => {
                 a.fsync = match args.next().as_deref() {
@@ -514,14 +516,7 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--serve-cluster" => a.serve_cluster = true,
-            "--overload-conc" => {
-                let v = args.next().unwrap_or_default();
-                a.overload_conc = v
-                    .split(',')
-                    .map(|s| s.trim().parse::<usize>().ok().filter(|n| *n > 0))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| format!("bad --overload-conc {v}"))?;
-            }
+            "--overload-conc" => a.overload_conc = counts(args.next(), "--overload-conc")?,
             "--overload-slow" => {
                 a.overload_slow = args
                     .next()
