@@ -122,7 +122,9 @@ async fn stm_semantics<R: TestRuntime>() {
     // then "s/z"; while "s/z" is being fetched (the transaction is held
     // right there), another writer changes "s/x". The commit must fail and
     // the body run again with the new value.
-    for iso in LEVELS {
+    // The checked levels retry on the stale read of s/x; ReadCommitted
+    // checks nothing, so the stale read commits.
+    for iso in LEVELS.into_iter().chain([Isolation::ReadCommitted]) {
         c.put("s/x", "1", PutOptions::new()).await.unwrap();
         c.put("s/z", "z", PutOptions::new()).await.unwrap();
         let runs = AtomicUsize::new(0);
@@ -147,35 +149,16 @@ async fn stm_semantics<R: TestRuntime>() {
             .await
             .unwrap()
             .unwrap();
-        assert_eq!(x, 2, "{iso:?}: committed on a stale read");
-        assert_eq!(get("s/y").await, b"200", "{iso:?}");
-        // x, z, conflicting commit, committing run.
-        assert_eq!(runs.load(Ordering::SeqCst), 4, "{iso:?}");
-    }
-
-    // ReadCommitted checks nothing: the stale read commits.
-    c.put("s/x", "1", PutOptions::new()).await.unwrap();
-    let at_z = AtomicBool::new(false);
-    let mut txn = std::pin::pin!(stm::run(&c, Isolation::ReadCommitted, |tx| {
-        let x = parse(tx.get("s/x")?);
-        at_z.store(true, Ordering::SeqCst);
-        let _ = tx.get("s/z")?;
-        tx.put("s/y", (x * 100).to_string());
-        Ok(x)
-    }));
-    while !at_z.load(Ordering::SeqCst) {
-        if let std::task::Poll::Ready(r) = futures_util::poll!(txn.as_mut()) {
-            panic!("finished before reading s/z: {r:?}");
+        if iso == Isolation::ReadCommitted {
+            assert_eq!(x, 1, "{iso:?}: the stale read commits");
+            assert_eq!(get("s/y").await, b"100", "{iso:?}");
+        } else {
+            assert_eq!(x, 2, "{iso:?}: committed on a stale read");
+            assert_eq!(get("s/y").await, b"200", "{iso:?}");
+            // x, z, conflicting commit, committing run.
+            assert_eq!(runs.load(Ordering::SeqCst), 4, "{iso:?}");
         }
-        R::sleep(Duration::from_millis(5)).await;
     }
-    c.put("s/x", "2", PutOptions::new()).await.unwrap();
-    let x = R::timeout(Duration::from_secs(10), txn)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(x, 1);
-    assert_eq!(get("s/y").await, b"100");
 }
 
 #[derive(Default)]
