@@ -35,7 +35,10 @@
 //! Variants ([`Variant`]):
 //! - `etcdv3`: `Client::watch` per watcher (etcdv3 multiplexes all of them on
 //!   one gRPC stream and routes events to each `Watcher`), one consumer task
-//!   per watcher;
+//!   per watcher (the natural use);
+//! - `etcdv3-one-task`: the same watchers, all consumed by ONE task through
+//!   `futures_util::stream::select_all` (the consumer shape of etcd-client's
+//!   best, so the two differ only by the library);
 //! - `etcd-client-stream`: etcd-client at its best: ONE `WatchStream`, every
 //!   further watcher created with `WatchRequestSender::watch` on it, one
 //!   consumer task demultiplexing the responses by watch id;
@@ -46,6 +49,7 @@
 //! that the event's key is the watcher's key (a mis-routed event counts as
 //! "mismatched"), and record the latency.
 
+#[cfg(feature = "etcd-client")]
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
@@ -71,8 +75,12 @@ const STAMP_LEN: usize = 20;
 /// How the watcher side uses its library.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Variant {
-    /// etcdv3: one `Client::watch` per watcher (one shared gRPC stream).
+    /// etcdv3: one `Client::watch` per watcher (one shared gRPC stream), one
+    /// consumer task per watcher.
     Etcdv3,
+    /// etcdv3: the same watchers, all consumed by ONE task
+    /// (`futures_util::stream::select_all`), as etcd-client's best is.
+    Etcdv3OneTask,
     /// etcd-client: all watchers on ONE `WatchStream`, demultiplexed by the
     /// caller by watch id.
     #[cfg(feature = "etcd-client")]
@@ -87,6 +95,7 @@ impl Variant {
     pub fn name(self) -> &'static str {
         match self {
             Variant::Etcdv3 => "etcdv3",
+            Variant::Etcdv3OneTask => "etcdv3-one-task",
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream => "etcd-client-stream",
             #[cfg(feature = "etcd-client")]
@@ -97,7 +106,10 @@ impl Variant {
     /// What the table calls it.
     pub fn label(self) -> &'static str {
         match self {
-            Variant::Etcdv3 => "etcdv3, `watch` per watcher (one shared stream)",
+            Variant::Etcdv3 => "etcdv3, `watch` per watcher (one shared stream), task per watcher",
+            Variant::Etcdv3OneTask => {
+                "etcdv3, `watch` per watcher (one shared stream), ONE consumer task"
+            }
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream => {
                 "etcd-client, ONE `WatchStream`, caller demultiplexes (its best)"
@@ -110,7 +122,7 @@ impl Variant {
     /// The library it drives.
     pub fn lib(self) -> Lib {
         match self {
-            Variant::Etcdv3 => Lib::Etcdv3,
+            Variant::Etcdv3 | Variant::Etcdv3OneTask => Lib::Etcdv3,
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream | Variant::EtcdClientPerWatch => Lib::EtcdClient,
         }
@@ -120,6 +132,7 @@ impl Variant {
     pub fn all() -> Vec<Variant> {
         vec![
             Variant::Etcdv3,
+            Variant::Etcdv3OneTask,
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream,
             #[cfg(feature = "etcd-client")]
@@ -327,7 +340,8 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
         d.get(b"ws/warm".to_vec(), false).await?;
     }
     let w = match variant {
-        Variant::Etcdv3 => etcdv3_watchers(&driver, n, keys).await?,
+        Variant::Etcdv3 => etcdv3_watchers(&driver, n, keys, false).await?,
+        Variant::Etcdv3OneTask => etcdv3_watchers(&driver, n, keys, true).await?,
         #[cfg(feature = "etcd-client")]
         Variant::EtcdClientStream => etcd_client_one_stream(&driver, n, keys).await?,
         #[cfg(feature = "etcd-client")]
@@ -397,11 +411,19 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     Ok(())
 }
 
-async fn etcdv3_watchers(driver: &Driver, n: usize, keys: usize) -> Result<Watching, String> {
+async fn etcdv3_watchers(
+    driver: &Driver,
+    n: usize,
+    keys: usize,
+    one_task: bool,
+) -> Result<Watching, String> {
     use etcdv3_client::api::{WatchEvent, WatchOptions};
     use futures_util::StreamExt;
-    let Driver::Etcdv3(c) = driver else {
-        return Err("etcdv3 variant needs an etcdv3 client".into());
+    #[allow(clippy::infallible_destructuring_match)]
+    let c = match driver {
+        Driver::Etcdv3(c) => c,
+        #[cfg(feature = "etcd-client")]
+        _ => return Err("etcdv3 variant needs an etcdv3 client".into()),
     };
     // Warm-up watcher: starts the client's watch stream and its task.
     let warm = c
@@ -420,6 +442,41 @@ async fn etcdv3_watchers(driver: &Driver, n: usize, keys: usize) -> Result<Watch
     }
     settle().await;
     let rss_after = rss_kib();
+    if one_task {
+        let sink = SharedSink::default();
+        let s2 = sink.clone();
+        let watched: Vec<Vec<u8>> = (0..n).map(|w| key(w, keys)).collect();
+        let mut all = futures_util::stream::select_all(
+            ws.into_iter()
+                .enumerate()
+                .map(|(i, w)| w.map(move |ev| (i, ev))),
+        );
+        tokio::spawn(async move {
+            while let Some((i, ev)) = all.next().await {
+                match ev {
+                    Ok(WatchEvent::Events { events, .. }) => {
+                        let now = now_ns();
+                        let mut s = lock(&s2);
+                        for e in &events {
+                            match &e.kv {
+                                Some(kv) => s.record(&watched[i], &kv.key, &kv.value, now),
+                                None => s.mismatched += 1,
+                            }
+                        }
+                    }
+                    Ok(e) if e.is_terminal() => lock(&s2).end(format!("{e:?}")),
+                    Ok(_) => {}
+                    Err(e) => lock(&s2).end(e.to_string()),
+                }
+            }
+        });
+        return Ok(Watching {
+            rss_before,
+            rss_after,
+            sinks: vec![sink],
+            _keep: vec![Box::new(warm), Box::new(driver.clone())],
+        });
+    }
     let mut sinks = Vec::with_capacity(n);
     for (i, mut w) in ws.into_iter().enumerate() {
         let sink = SharedSink::default();
