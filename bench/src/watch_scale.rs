@@ -14,8 +14,9 @@
 //! child talk over the child's standard input and output:
 //!
 //! 1. the child connects, creates its watchers and prints
-//!    `READY <rss before> <rss after>` (KiB, `VmRSS` before and after
-//!    creating the watchers, after a warm-up watcher and a settle);
+//!    `READY <rss before> <rss after> <creation ns>` (KiB, `VmRSS` before
+//!    and after creating the watchers, after a warm-up watcher and a
+//!    settle; and how long the creation took);
 //! 2. the parent sends `GO`; the child reads its own CPU time
 //!    (utime+stime, `/proc/self/stat`) and answers `STARTED`;
 //! 3. the parent writes, paced, then sends `EXPECT <events>` (successful
@@ -252,6 +253,8 @@ fn lock(s: &SharedSink) -> std::sync::MutexGuard<'_, Sink> {
 struct Watching {
     rss_before: u64,
     rss_after: u64,
+    /// How long creating the N watchers took.
+    create_time: Duration,
     sinks: Vec<SharedSink>,
     /// Clients, streams and senders that must outlive the run.
     _keep: Vec<Box<dyn std::any::Any + Send>>,
@@ -347,7 +350,12 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
         #[cfg(feature = "etcd-client")]
         Variant::EtcdClientPerWatch => etcd_client_per_watch(&driver, n, keys).await?,
     };
-    say(&format!("READY {} {}", w.rss_before, w.rss_after))?;
+    say(&format!(
+        "READY {} {} {}",
+        w.rss_before,
+        w.rss_after,
+        w.create_time.as_nanos()
+    ))?;
     let go = read_stdin_line().await?;
     if go != "GO" {
         return Err(format!("expected GO, got {go:?}"));
@@ -432,6 +440,7 @@ async fn etcdv3_watchers(
         .map_err(|e| e.to_string())?;
     settle().await;
     let rss_before = rss_kib();
+    let t_create = Instant::now();
     let mut ws = Vec::with_capacity(n);
     for i in 0..n {
         ws.push(
@@ -440,6 +449,7 @@ async fn etcdv3_watchers(
                 .map_err(|e| e.to_string())?,
         );
     }
+    let create_time = t_create.elapsed();
     settle().await;
     let rss_after = rss_kib();
     if one_task {
@@ -473,6 +483,7 @@ async fn etcdv3_watchers(
         return Ok(Watching {
             rss_before,
             rss_after,
+            create_time,
             sinks: vec![sink],
             _keep: vec![Box::new(warm), Box::new(driver.clone())],
         });
@@ -512,6 +523,7 @@ async fn etcdv3_watchers(
     Ok(Watching {
         rss_before,
         rss_after,
+        create_time,
         sinks,
         _keep: vec![Box::new(warm), Box::new(driver.clone())],
     })
@@ -558,6 +570,7 @@ async fn etcd_client_one_stream(
     created_ids(&mut warm, 1).await?;
     settle().await;
     let rss_before = rss_kib();
+    let t_create = Instant::now();
     let s = c
         .watch(key(0, keys), None)
         .await
@@ -579,6 +592,7 @@ async fn etcd_client_one_stream(
     // The caller's routing table: watch id -> watcher (its key and count).
     let routes: HashMap<i64, usize> = ids.iter().enumerate().map(|(w, id)| (*id, w)).collect();
     let watched: Vec<Vec<u8>> = (0..n).map(|w| key(w, keys)).collect();
+    let create_time = t_create.elapsed();
     settle().await;
     let rss_after = rss_kib();
     let sink = SharedSink::default();
@@ -622,6 +636,7 @@ async fn etcd_client_one_stream(
     Ok(Watching {
         rss_before,
         rss_after,
+        create_time,
         sinks: vec![sink],
         _keep: vec![Box::new(warm), Box::new(tx), Box::new(c)],
     })
@@ -640,6 +655,7 @@ async fn etcd_client_per_watch(driver: &Driver, n: usize, keys: usize) -> Result
     created_ids(&mut warm, 1).await?;
     settle().await;
     let rss_before = rss_kib();
+    let t_create = Instant::now();
     let mut streams = Vec::with_capacity(n);
     for i in 0..n {
         let mut s = c
@@ -649,6 +665,7 @@ async fn etcd_client_per_watch(driver: &Driver, n: usize, keys: usize) -> Result
         created_ids(&mut s, 1).await?;
         streams.push(s);
     }
+    let create_time = t_create.elapsed();
     settle().await;
     let rss_after = rss_kib();
     let mut sinks = Vec::with_capacity(n);
@@ -691,6 +708,7 @@ async fn etcd_client_per_watch(driver: &Driver, n: usize, keys: usize) -> Result
     Ok(Watching {
         rss_before,
         rss_after,
+        create_time,
         sinks,
         _keep: vec![Box::new(warm), Box::new(c)],
     })
@@ -710,6 +728,10 @@ pub struct WsRun {
     /// KiB of RSS per watcher at the end of the run (delta from before the
     /// watchers, including the consumers and what the run allocated) / N.
     pub mem_end_kib: f64,
+    /// How long creating the watchers took (one after the other, each
+    /// confirmed by the server before the next, except on etcd-client's one
+    /// stream, where the creates are pipelined).
+    pub create_time: Duration,
     /// Writes that succeeded.
     pub writes_ok: u64,
     /// Writes that failed.
@@ -729,8 +751,12 @@ pub struct WsRun {
     pub ended: u64,
     /// Why the first of them ended.
     pub first_end: String,
-    /// Events received per second over the child's window.
+    /// Events received per second over the child's window (from the first
+    /// write until the last expected event arrived).
     pub events_per_sec: f64,
+    /// Events per second the writes asked for (expected events over the
+    /// writer's time).
+    pub offered_events_per_sec: f64,
     /// Delivery latency percentiles.
     pub p50: Duration,
     /// 99th percentile.
@@ -918,6 +944,13 @@ async fn run_one(
     let mut it = ready.split_whitespace();
     let rss_before: u64 = field(&mut it, "rss before")?;
     let rss_after: u64 = field(&mut it, "rss after")?;
+    let create_ns: u64 = field(&mut it, "create time")?;
+    eprintln!(
+        "watch scale {}: {} watchers created in {:.2} s",
+        variant.name(),
+        spec.watchers,
+        create_ns as f64 / 1e9
+    );
     child.send("GO")?;
     child.expect("STARTED").await?;
     let srv0 = processes_cpu(&spec.server_pids);
@@ -943,6 +976,7 @@ async fn run_one(
         rep,
         mem_create_kib: (rss_after as f64 - rss_before as f64) / n,
         mem_end_kib: (rss_end as f64 - rss_before as f64) / n,
+        create_time: Duration::from_nanos(create_ns),
         writes_ok: w.ok,
         write_errors: w.errors,
         first_write_error: w.first_error,
@@ -953,6 +987,7 @@ async fn run_one(
         ended,
         first_end,
         events_per_sec: received as f64 / (window_ns as f64 / 1e9).max(1e-9),
+        offered_events_per_sec: w.expected_events as f64 / w.wall.as_secs_f64().max(1e-9),
         p50: Duration::from_micros(p50),
         p99: Duration::from_micros(p99),
         max: Duration::from_micros(max),
@@ -1038,8 +1073,8 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
     );
     let _ = writeln!(
         out,
-        "| client (pattern) | rep | KiB per watcher (created) | KiB per watcher (end of run) | writes/s achieved | events received / expected | events/s | p50 (ms) | p99 (ms) | max (ms) | client CPU per event (µs) | server CPU per event (µs) |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "| client (pattern) | rep | creation of all watchers (s) | KiB per watcher (created) | KiB per watcher (end of run) | writes/s achieved | events received / expected | events/s | p50 (ms) | p99 (ms) | max (ms) | client CPU per event (µs) | server CPU per event (µs) |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in runs {
         let mut notes = Vec::new();
@@ -1063,7 +1098,7 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
         };
         let _ = writeln!(
             out,
-            "| {}{} | {} | {:.2} | {:.2} | {:.0} | {} / {}{lost} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
+            "| {}{} | {} | {:.1} | {:.2} | {:.2} | {:.0} | {} / {}{lost} | {:.0} | {:.1} | {:.1} | {:.1} | {:.2} | {:.2} |",
             r.variant.label(),
             if notes.is_empty() {
                 String::new()
@@ -1071,6 +1106,7 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
                 format!(" ({})", notes.join("; "))
             },
             r.rep,
+            r.create_time.as_secs_f64(),
             r.mem_create_kib,
             r.mem_end_kib,
             r.write_rate,
@@ -1098,6 +1134,30 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
             behind
                 .iter()
                 .map(|r| format!("{:.0}/s", r.write_rate))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let lagging: Vec<&WsRun> = runs
+        .iter()
+        .filter(|r| r.events_per_sec < 0.95 * r.offered_events_per_sec)
+        .collect();
+    if !lagging.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nEvents arrived slower than the writes produced them in {} of {} runs \
+             (received / produced per second: {}): a backlog built up, so the latencies \
+             there measure the queue, not the client.",
+            lagging.len(),
+            runs.len(),
+            lagging
+                .iter()
+                .map(|r| format!(
+                    "{} {:.0} / {:.0}",
+                    r.variant.name(),
+                    r.events_per_sec,
+                    r.offered_events_per_sec
+                ))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
