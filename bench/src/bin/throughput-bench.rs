@@ -42,7 +42,17 @@
 //! 10000), `--conc LIST` (default `1,16,64,256`), `--repeat N` (default 3),
 //! `--value-size BYTES` (default 256), `--clients N` (memory per connection,
 //! default 200), `--watchers N` (memory per watcher, default 1000),
-//! `--only put|range|serializable|mem` (one part only), `--only-lib etcdv3|etcd-client`.
+//! `--only put|range|serializable|mem|overload|watch-scale` (one part only),
+//! `--only-lib etcdv3|etcd-client`.
+//!
+//! Watch scale (`--only watch-scale`, `etcdv3_bench::watch_scale`): N
+//! watchers on one client in a fresh child process (`--ws-child`), a paced
+//! writer in this process; memory per watcher, delivery latency, client CPU
+//! per event, events expected against received. `--ws-watchers N` (default
+//! 10000), `--ws-keys N` (default 100), `--ws-rate N` (writes/s, default
+//! 1000), `--ws-secs N` (default 10), `--ws-variants LIST` (default
+//! `etcdv3,etcdv3-one-task,etcd-client-stream,etcd-client-per-watch`);
+//! `--repeat N` runs each variant N times, alternating the order.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
