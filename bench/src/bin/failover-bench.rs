@@ -651,18 +651,25 @@ fn error_summary(runs: &[Run]) -> String {
     }
 }
 
-fn print_tables(
+fn tables(
     scenarios: &[(Fault, Role)],
     clients: &[Client],
     results: &BTreeMap<(usize, Client), Vec<Run>>,
-) {
+    only: Option<usize>,
+) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
     let scen: Vec<usize> = {
-        let mut v: Vec<usize> = results.keys().map(|(s, _)| *s).collect();
+        let mut v: Vec<usize> = results
+            .keys()
+            .map(|(s, _)| *s)
+            .filter(|s| only.is_none_or(|o| o == *s))
+            .collect();
         v.dedup();
         v
     };
     // Gaps: median / worst per client, ratios of medians to etcdv3's.
-    println!();
+    let _ = writeln!(out);
     let mut head = "| fault (target) | rounds |".to_string();
     let mut rule = "|---|---:|".to_string();
     for c in clients {
@@ -673,8 +680,8 @@ fn print_tables(
             rule.push_str("---:|");
         }
     }
-    println!("{head}");
-    println!("{rule}");
+    let _ = writeln!(out, "{head}");
+    let _ = writeln!(out, "{rule}");
     for &si in &scen {
         let (fault, role) = scenarios[si];
         let rounds = clients
@@ -706,14 +713,15 @@ fn print_tables(
                 }),
             }
         }
-        println!("{row}");
+        let _ = writeln!(out, "{row}");
     }
     // Errors, pings and GOAWAYs per client.
-    println!();
-    println!(
+    let _ = writeln!(out);
+    let _ = writeln!(
+            out,
         "| fault (target) | client | targets by round | ok puts per run (median) | errors seen by the caller (all rounds) | client PINGs per run (median) | GOAWAY too_many_pings (runs with / runs; frames; errors saying so) | other GOAWAYs |"
     );
-    println!("|---|---|---|---:|---|---:|---|---:|");
+    let _ = writeln!(out, "|---|---|---|---:|---|---:|---|---:|");
     for &si in &scen {
         let (fault, role) = scenarios[si];
         for c in clients {
@@ -740,7 +748,8 @@ fn print_tables(
             let frames: u64 = runs.iter().map(|r| r.too_many_pings).sum();
             let errs: u64 = runs.iter().map(|r| r.too_many_pings_errors).sum();
             let other: u64 = runs.iter().map(|r| r.goaways - r.too_many_pings).sum();
-            println!(
+            let _ = writeln!(
+                out,
                 "| {} | {} | {} | {ok} | {} | {ping} | {with} / {}; {frames}; {errs} | {other} |",
                 scenario_name(fault, role),
                 c.name(),
@@ -750,6 +759,7 @@ fn print_tables(
             );
         }
     }
+    out
 }
 
 fn main() {
@@ -784,6 +794,7 @@ fn main() {
     };
     let scenarios = scenarios();
     let mut results: BTreeMap<(usize, Client), Vec<Run>> = BTreeMap::new();
+    let began = Instant::now();
     for (si, (fault, role)) in scenarios.iter().copied().enumerate() {
         let name = scenario_name(fault, role);
         if only.as_deref().is_some_and(|o| !name.contains(o)) {
@@ -798,7 +809,8 @@ fn main() {
                 match rt.block_on(run_once(client, fault, role, round)) {
                     Ok(run) => {
                         eprintln!(
-                            "{:<28} {:<27} round {round}: target {:<12} gap {:>5} ms, pings {:>3}, goaway too_many_pings {} (errors {}), other goaways {}, errors: {}",
+                            "[{:>5} s] {:<28} {:<27} round {round}: target {:<12} gap {:>5} ms, pings {:>3}, goaway too_many_pings {} (errors {}), other goaways {}, errors: {}",
+                            began.elapsed().as_secs(),
                             name,
                             client.name(),
                             run.target,
@@ -817,8 +829,10 @@ fn main() {
                 }
             }
         }
+        // This scenario's rows now, in case the run is cut short.
+        eprint!("{}", tables(&scenarios, &clients, &results, Some(si)));
     }
-    print_tables(&scenarios, &clients, &results);
+    print!("{}", tables(&scenarios, &clients, &results, None));
 }
 
 #[cfg(test)]
