@@ -81,7 +81,12 @@ impl Balancer {
     /// assert_eq!(picked, Some(1));
     /// ```
     pub fn pick(&mut self, candidates: &[Candidate], rng: &mut Rng) -> Option<usize> {
-        let rank = |c: &Candidate| (c.tier >= 4, c.tried, c.tier);
+        // A member that is down ranks after every live one, even one this
+        // call already tried: once its backoff has run out (tier 3) a call
+        // staked on reconnecting to it waits out a whole connect timeout if
+        // it still hangs (a SIGSTOPped leader), while a live member that
+        // answered `no leader` will serve the call once the election ends.
+        let rank = |c: &Candidate| (c.tier >= 4, c.tier >= 3, c.tried, c.tier);
         let best = candidates.iter().map(rank).min()?;
         let is_best = |c: &&Candidate| rank(c) == best;
         match self.policy {

@@ -1591,9 +1591,146 @@ proptest! {
             if cands.iter().any(|x| x.tier < 4) {
                 prop_assert!(c.tier < 4, "picked a down endpoint");
             }
-            if cands.iter().any(|x| x.tier < 4 && !x.tried) {
+            if cands.iter().any(|x| x.tier < 3) {
+                prop_assert!(c.tier < 3, "picked a down endpoint while a live one exists");
+                if cands.iter().any(|x| x.tier < 3 && !x.tried) {
+                    prop_assert!(!c.tried, "picked a tried endpoint while an untried live one exists");
+                }
+            } else if cands.iter().any(|x| x.tier < 4 && !x.tried) {
                 prop_assert!(!c.tried, "picked a tried endpoint while an untried usable one exists");
             }
         }
     }
+}
+
+#[test]
+fn during_an_election_calls_wait_on_live_members_not_on_a_down_one() {
+    // The leader hangs (SIGSTOP): its connection dies, it is down; the two
+    // live members answer `no leader` until the election ends. Once the
+    // hung member's backoff runs out, a call that both live members
+    // refused must go back to them (within `outage_retry`), not stake
+    // itself on reconnecting to the hung member, which costs a whole
+    // connect timeout (seen: a 3.6 s put gap).
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(3), 5);
+    let conns = connect_all(&mut core, t0, 3);
+    let dead = EndpointId(0);
+    core.handle_connection_closed(t0, conns[0], "ping unanswered");
+    drain(&mut core);
+    assert!(matches!(health(&core, dead), HealthState::Down { .. }));
+    // Far enough on that the dead member's backoff has run out (tier 3).
+    let HealthState::Down { retry_at } = health(&core, dead) else {
+        panic!("down");
+    };
+    let mut now = retry_at;
+    let put = core.start_call(now, KV_PUT, Some(now + secs(5)));
+    assert_eq!(
+        tier(&core, dead),
+        3,
+        "the down member's backoff has run out"
+    );
+    let no_leader = || Outcome::Status(status(Code::Unavailable, "etcdserver: no leader"));
+    let mut sends_to_live = 0;
+    let mut probes = Vec::new();
+    while sends_to_live < 6 {
+        let a = drain(&mut core);
+        // The hung member is reconnected beside the call (never answered
+        // here), not in its path.
+        probes.extend(connects(&a).into_iter().filter(|(_, ep)| *ep == dead));
+        if let Some((call, attempt, conn)) = sends(&a).into_iter().find(|(c, ..)| *c == put) {
+            assert!(
+                conns[1..].contains(&conn),
+                "the put went to {conn:?}, not to a live member"
+            );
+            sends_to_live += 1;
+            core.handle_outcome(now, call, attempt, no_leader());
+            continue;
+        }
+        let next = core.poll_timeout().expect("a retry timer");
+        assert!(
+            next - now <= core.config().outage_retry,
+            "waited {:?} between attempts during an election",
+            next - now
+        );
+        now = next;
+        core.handle_timeout(now);
+    }
+    // The election ends: the next attempt succeeds on a live member.
+    let a = drain(&mut core);
+    let (call, attempt, _) = match sends(&a).into_iter().find(|(c, ..)| *c == put) {
+        Some(s) => s,
+        None => {
+            now = core.poll_timeout().expect("a retry timer");
+            core.handle_timeout(now);
+            only_send(&drain(&mut core))
+        }
+    };
+    core.handle_outcome(now, call, attempt, Outcome::Success(None));
+    assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == put));
+    assert!(
+        !probes.is_empty(),
+        "the down member whose backoff ran out was never reconnected"
+    );
+}
+
+#[test]
+fn members_marked_down_are_reconnected_beside_calls_and_take_them_once_up() {
+    // etcd 3.4 consistency run: two healthy members were marked down (their
+    // connections dropped), the third answers `no leader`. Ranked after the
+    // live one, the down members must still come back: once their backoff
+    // runs out a call reconnects them in the background, and its next
+    // attempt goes to the first that answers.
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(3), 5);
+    let conns = connect_all(&mut core, t0, 3);
+    core.handle_connection_closed(t0, conns[0], "reset");
+    core.handle_connection_closed(t0, conns[1], "reset");
+    drain(&mut core);
+    let retry_at = [EndpointId(0), EndpointId(1)]
+        .iter()
+        .map(|ep| match health(&core, *ep) {
+            HealthState::Down { retry_at } => retry_at,
+            other => panic!("{ep:?} is {other:?}, not down"),
+        })
+        .max()
+        .expect("two down members");
+    let mut now = retry_at;
+    let get = core.start_call(now, KV_RANGE, Some(now + secs(5)));
+    let a = drain(&mut core);
+    let (call, attempt, conn) = only_send(&a);
+    assert_eq!(
+        (call, conn),
+        (get, conns[2]),
+        "the live member takes the call"
+    );
+    let woken: Vec<(ConnId, EndpointId)> = connects(&a);
+    assert_eq!(
+        woken.iter().map(|(_, ep)| *ep).collect::<Vec<_>>(),
+        vec![EndpointId(0), EndpointId(1)],
+        "both down members are reconnected in the background"
+    );
+    core.handle_outcome(
+        now,
+        call,
+        attempt,
+        Outcome::Status(status(Code::Unavailable, "etcdserver: no leader")),
+    );
+    drain(&mut core);
+    // Member 1 answers: the retry goes there, not back to the refusing one.
+    now += Duration::from_millis(5);
+    core.handle_connected(now, woken[1].0);
+    let mut a = drain(&mut core);
+    while !sends(&a).iter().any(|(c, ..)| *c == get) {
+        now = core.poll_timeout().expect("a retry timer");
+        assert!(now - retry_at < secs(1), "the retry waited too long");
+        core.handle_timeout(now);
+        a = drain(&mut core);
+    }
+    let (call, attempt, conn) = only_send(&a);
+    assert_eq!(
+        conn, woken[1].0,
+        "the retry goes to the member that came back"
+    );
+    core.handle_outcome(now, call, attempt, Outcome::Success(None));
+    assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == get));
 }

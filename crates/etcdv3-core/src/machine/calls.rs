@@ -524,7 +524,7 @@ impl Core {
             return;
         }
         let fresh = c.bound.is_none() && self.has_fresh_endpoint(now, &c.tried);
-        let outage = !self.has_fresh_endpoint(now, &[]);
+        let outage = !self.has_fresh_endpoint(now, &[]) || !self.has_serving_endpoint(now);
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };

@@ -53,7 +53,7 @@ impl Core {
             && call.bound.is_none()
         {
             self.leader_endpoint().filter(|l| {
-                let rank = |c: &Candidate| (c.tier >= 4, c.tried, c.tier);
+                let rank = |c: &Candidate| (c.tier >= 4, c.tier >= 3, c.tried, c.tier);
                 let best = candidates.iter().map(rank).min();
                 candidates
                     .iter()
@@ -91,6 +91,20 @@ impl Core {
                 {
                     self.open_conn(now, EndpointId(i));
                 }
+            }
+        } else {
+            // A down member whose backoff has run out ranks after every live
+            // one (a call staked on reconnecting to a hung member would wait
+            // out a whole connect timeout), so it is reconnected beside the
+            // call instead, and takes calls once it answers. Only calls
+            // trigger this: an idle client opens nothing.
+            let waking: Vec<usize> = candidates
+                .iter()
+                .filter(|c| c.tier == 3 && c.id != pick && self.slots[c.id].conn.is_none())
+                .map(|c| c.id)
+                .collect();
+            for i in waking {
+                self.open_conn(now, EndpointId(i));
             }
         }
         let ep = EndpointId(pick);

@@ -334,8 +334,18 @@ impl Core {
             !s.removed
                 && !tried.contains(&EndpointId(i))
                 && !s.is_rejected(now, recheck)
-                && s.health.tier(now) < 4
+                && s.health.tier(now) < 3
         })
+    }
+
+    /// Whether some endpoint is up and has a leader (tier 0 or 1): when none
+    /// is (every member down, or the live ones answered `no leader` during an
+    /// election), retries wait only [`Config::outage_retry`], so the first
+    /// member to serve again is found at once.
+    fn has_serving_endpoint(&self, now: Instant) -> bool {
+        self.slots
+            .iter()
+            .any(|s| !s.removed && s.health.tier(now) <= 1)
     }
 
     /// When every endpoint the call may use has rejected the client for
