@@ -11,6 +11,7 @@
 use std::time::Duration;
 
 pub mod overload;
+pub mod watch_scale;
 
 /// Which client library drives a workload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -42,7 +42,17 @@
 //! 10000), `--conc LIST` (default `1,16,64,256`), `--repeat N` (default 3),
 //! `--value-size BYTES` (default 256), `--clients N` (memory per connection,
 //! default 200), `--watchers N` (memory per watcher, default 1000),
-//! `--only put|range|serializable|mem` (one part only), `--only-lib etcdv3|etcd-client`.
+//! `--only put|range|serializable|mem|overload|watch-scale` (one part only),
+//! `--only-lib etcdv3|etcd-client`.
+//!
+//! Watch scale (`--only watch-scale`, `etcdv3_bench::watch_scale`): N
+//! watchers on one client in a fresh child process (`--ws-child`), a paced
+//! writer in this process; memory per watcher, delivery latency, client CPU
+//! per event, events expected against received. `--ws-watchers N` (default
+//! 10000), `--ws-keys N` (default 100), `--ws-rate N` (writes/s, default
+//! 1000), `--ws-secs N` (default 10), `--ws-variants LIST` (default
+//! `etcdv3,etcdv3-one-task,etcd-client-stream,etcd-client-per-watch`);
+//! `--repeat N` runs each variant N times, alternating the order.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -455,6 +465,13 @@ struct Args {
     overload_slow: usize,
     overload_secs: u64,
     overload_timeout: Duration,
+    /// Watch scale (`--only watch-scale`): watchers, keys, writes/s,
+    /// seconds, variants.
+    ws_watchers: usize,
+    ws_keys: usize,
+    ws_rate: usize,
+    ws_secs: u64,
+    ws_variants: Vec<etcdv3_bench::watch_scale::Variant>,
 }
 
 /// A comma-separated list of positive counts (`1,64,256`).
@@ -469,7 +486,8 @@ fn counts(v: Option<String>, flag: &str) -> Result<Vec<usize>, String> {
 const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,256] [--repeat N] \
 [--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
 [--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
-[--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N]";
+[--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N] \
+[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-variants etcdv3,etcd-client-stream,etcd-client-per-watch]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -490,6 +508,11 @@ fn parse_args() -> Result<Args, String> {
         overload_slow: 4,
         overload_secs: 10,
         overload_timeout: Duration::from_secs(5),
+        ws_watchers: 10_000,
+        ws_keys: 100,
+        ws_rate: 1000,
+        ws_secs: 10,
+        ws_variants: etcdv3_bench::watch_scale::Variant::all(),
     };
     let mut args = std::env::args().skip(1);
     fn num(v: Option<String>, name: &str) -> Result<usize, String> {
@@ -527,6 +550,18 @@ fn parse_args() -> Result<Args, String> {
             "--overload-timeout-ms" => {
                 a.overload_timeout =
                     Duration::from_millis(num(args.next(), "--overload-timeout-ms")? as u64)
+            }
+            "--ws-watchers" => a.ws_watchers = num(args.next(), "--ws-watchers")?,
+            "--ws-keys" => a.ws_keys = num(args.next(), "--ws-keys")?,
+            "--ws-rate" => a.ws_rate = num(args.next(), "--ws-rate")?,
+            "--ws-secs" => a.ws_secs = num(args.next(), "--ws-secs")? as u64,
+            "--ws-variants" => {
+                let v = args.next().unwrap_or_default();
+                a.ws_variants = v
+                    .split(',')
+                    .map(etcdv3_bench::watch_scale::Variant::parse)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| format!("bad --ws-variants {v}"))?;
             }
             "--endpoints" => {
                 a.endpoints = Some(
@@ -579,6 +614,9 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn main() {
     let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(etcdv3_bench::watch_scale::CHILD_FLAG) {
+        std::process::exit(etcdv3_bench::watch_scale::child_main(&argv[2..]));
+    }
     if argv.get(1).map(String::as_str) == Some("--mem-child") {
         child_main(&argv[2..]);
         return;
@@ -700,6 +738,25 @@ fn child_main(argv: &[String]) {
 async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
     if args.only.as_deref() == Some("overload") {
         return overload(args, cluster).await;
+    }
+    if args.only.as_deref() == Some("watch-scale") {
+        let spec = etcdv3_bench::watch_scale::WatchScaleSpec {
+            watchers: args.ws_watchers,
+            keys: args.ws_keys,
+            rate: args.ws_rate,
+            secs: args.ws_secs,
+            value_size: args.value_size,
+            repeat: args.repeat,
+            variants: args
+                .ws_variants
+                .iter()
+                .copied()
+                .filter(|v| args.libs.contains(&v.lib()))
+                .collect(),
+            urls: cluster.urls.clone(),
+            server_pids: cluster.pids.clone(),
+        };
+        return etcdv3_bench::watch_scale::run(&spec).await;
     }
     let urls = &cluster.urls;
     let wants = |part: &str| args.only.as_deref().is_none_or(|o| o == part);

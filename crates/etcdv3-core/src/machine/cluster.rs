@@ -196,13 +196,17 @@ impl Core {
                 self.fail_stuck_mutations(now, Some(ep), None, "the member lost its leader");
             }
             // Only a change at a term newer than the one known when a
-            // mutation went out can have lost it (an old view of this member
-            // from before a reconnect says nothing about it).
+            // mutation went out can have lost it, and an old view of this
+            // member from before a reconnect says nothing about mutations
+            // sent on a connection opened since: the change may well have
+            // come before them.
             Some(prev) if prev != 0 && prev != st.leader => {
-                self.fail_stuck_mutations(
+                let fresh_conns = self.conns_opened_since(ep, viewed_before);
+                self.fail_stuck_mutations_but(
                     now,
                     Some(ep),
                     Some(st.raft_term),
+                    &fresh_conns,
                     "the member's leader changed",
                 );
             }
@@ -226,14 +230,7 @@ impl Core {
                     // restarted: the connection only came up once it was
                     // serving again, in its new term) were sent in the new
                     // term: they are not stuck behind the old leader.
-                    let fresh_conns: Vec<ConnId> = self
-                        .conns
-                        .iter()
-                        .filter(|(_, k)| {
-                            k.endpoint == ep && viewed_before.is_none_or(|v| k.opened_at > v)
-                        })
-                        .map(|(id, _)| *id)
-                        .collect();
+                    let fresh_conns = self.conns_opened_since(ep, viewed_before);
                     self.fail_stuck_mutations_but(
                         now,
                         None,
@@ -246,6 +243,16 @@ impl Core {
                 _ => self.cluster.leader = Some((st.leader, st.raft_term)),
             }
         }
+    }
+
+    /// The connections to `ep` opened after `viewed` (all of them when the
+    /// member was never viewed).
+    fn conns_opened_since(&self, ep: EndpointId, viewed: Option<Instant>) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, k)| k.endpoint == ep && viewed.is_none_or(|v| k.opened_at > v))
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Re-send the repeatable unary calls in flight on `ep` elsewhere.
