@@ -269,6 +269,11 @@ async fn candidate<R: TestRuntime>(c: Client, id: usize, stop: Arc<AtomicBool>) 
 }
 
 async fn observe_survives_member_faults<R: TestRuntime>() {
+    common::judged_run::<R, _, _>(observe_faults_run::<R>).await
+}
+
+/// One run of the observer under faults; `Err` when etcd diverged.
+async fn observe_faults_run<R: TestRuntime>() -> Result<(), String> {
     let cluster = common::start3::<R>().await;
     let watcher_client = connect::<R>(&cluster).await;
     let start_rev = watcher_client
@@ -321,6 +326,7 @@ async fn observe_survives_member_faults<R: TestRuntime>() {
             .await
             .expect("candidates stop");
     }
+    let states = common::members_agree::<R>(&cluster, &watcher_client).await?;
     // Let the observer catch up with the end of the history.
     let end_rev = watcher_client
         .get("elected/", GetOptions::new().with_prefix())
@@ -376,7 +382,7 @@ async fn observe_survives_member_faults<R: TestRuntime>() {
         .map(|kv| (kv.key.clone(), kv.mod_revision))
         .collect();
     eprintln!(
-        "{}: {terms} terms, {} reports expected, {} observed; faults: {faults:?}",
+        "{}: {terms} terms, {} reports expected, {} observed; faults: {faults:?}; members {states:x?}",
         R::NAME,
         want.len(),
         got.len()
@@ -388,6 +394,7 @@ async fn observe_survives_member_faults<R: TestRuntime>() {
             "observed reports differ from the history (first difference at {first_diff:?}):\n got {got:?}\nwant {want:?}"
         );
     }
+    Ok(())
 }
 
 etcdv3_integration::runtime_tests!(

@@ -291,6 +291,11 @@ fn fencing_check_catches_overlap() {
 }
 
 async fn mutex_excludes_under_member_faults<R: TestRuntime>() {
+    common::judged_run::<R, _, _>(mutex_excludes_run::<R>).await
+}
+
+/// One run of the lock holders under faults; `Err` when etcd diverged.
+async fn mutex_excludes_run<R: TestRuntime>() -> Result<(), String> {
     let cluster = common::start3::<R>().await;
     let stop = Arc::new(AtomicBool::new(false));
     let log = Arc::new(StdMutex::new(Vec::new()));
@@ -320,9 +325,10 @@ async fn mutex_excludes_under_member_faults<R: TestRuntime>() {
             .await
             .expect("workers stop");
     }
+    let states = common::members_agree::<R>(&cluster, &clients[1]).await?;
     let log = log.lock().unwrap().clone();
     eprintln!(
-        "{}: {held} lock holds, {} fenced writes ({before} before faults, {during} by their end); faults: {faults:?}",
+        "{}: {held} lock holds, {} fenced writes ({before} before faults, {during} by their end); faults: {faults:?}; members {states:x?}",
         R::NAME,
         log.len()
     );
@@ -335,6 +341,7 @@ async fn mutex_excludes_under_member_faults<R: TestRuntime>() {
         lock_revisions.len() >= 5,
         "too few holders: {lock_revisions:?}"
     );
+    Ok(())
 }
 
 etcdv3_integration::runtime_tests!(session_lifecycle, mutex_lock_try_lock_unlock_is_owner);

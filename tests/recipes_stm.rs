@@ -203,6 +203,11 @@ async fn stm_worker<R: TestRuntime>(
 }
 
 async fn stm_counters_linearizable_under_member_faults<R: TestRuntime>() {
+    common::judged_run::<R, _, _>(stm_counters_run::<R>).await
+}
+
+/// One run of the counters under faults; `Err` when the members diverged.
+async fn stm_counters_run<R: TestRuntime>() -> Result<(), String> {
     let cluster = common::start3::<R>().await;
     let stop = Arc::new(AtomicBool::new(false));
     let out: Arc<StdMutex<BTreeMap<String, Outcomes>>> = Arc::default();
@@ -230,6 +235,7 @@ async fn stm_counters_linearizable_under_member_faults<R: TestRuntime>() {
             .expect("workers stop");
     }
     let c = &clients[1];
+    let states = common::members_agree::<R>(&cluster, c).await?;
     let out = std::mem::take(&mut *out.lock().unwrap());
     let mut report = Vec::new();
     for iso in LEVELS {
@@ -285,7 +291,11 @@ async fn stm_counters_linearizable_under_member_faults<R: TestRuntime>() {
         ));
         assert!(o.acked.len() >= 10, "{name}: too little progress");
     }
-    eprintln!("{}: {report:?}; faults: {faults:?}", R::NAME);
+    eprintln!(
+        "{}: {report:?}; faults: {faults:?}; members {states:x?}",
+        R::NAME
+    );
+    Ok(())
 }
 
 etcdv3_integration::runtime_tests!(stm_semantics);
