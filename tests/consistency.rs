@@ -294,9 +294,15 @@ async fn server_state(client: &Client) -> (Vec<u64>, Vec<AppliedIncrement>) {
 }
 
 /// The whole run on runtime `R`; the runtime variants run one at a time
-/// (`exclusive`).
+/// (`exclusive`). A run on which etcd itself diverged (see
+/// `members_agree`) cannot judge the client and is repeated.
 async fn cas_counters_stay_consistent_under_faults<R: TestRuntime>() {
     init_tracing();
+    etcdv3_integration::cluster::judged_run::<R, _, _>(cas_counters_run::<R>).await
+}
+
+/// One run on a fresh cluster; `Err` when the members diverged.
+async fn cas_counters_run<R: TestRuntime>() -> Result<(), String> {
     let cluster = Arc::new(
         R::spawn_blocking(|| Cluster::start(3))
             .await
@@ -328,6 +334,12 @@ async fn cas_counters_stay_consistent_under_faults<R: TestRuntime>() {
         t.await;
     }
     let ran = started.elapsed();
+    let states = etcdv3_integration::cluster::members_agree::<R>(&cluster, &client).await;
+    if let Err(e) = states {
+        client.close();
+        R::spawn_blocking(move || drop(cluster)).await;
+        return Err(e);
+    }
     let (finals, applied) = server_state(&client).await;
     let h = std::mem::take(&mut *history.lock().unwrap());
 
@@ -403,6 +415,7 @@ async fn cas_counters_stay_consistent_under_faults<R: TestRuntime>() {
     assert!(errs.is_empty(), "consistency violations: {errs:#?}");
     client.close();
     R::spawn_blocking(move || drop(cluster)).await;
+    Ok(())
 }
 
 etcdv3_integration::runtime_tests!(exclusive: cas_counters_stay_consistent_under_faults);

@@ -269,7 +269,7 @@ async fn candidate<R: TestRuntime>(c: Client, id: usize, stop: Arc<AtomicBool>) 
 }
 
 async fn observe_survives_member_faults<R: TestRuntime>() {
-    common::judged_run::<R, _, _>(observe_faults_run::<R>).await
+    etcdv3_integration::cluster::judged_run::<R, _, _>(observe_faults_run::<R>).await
 }
 
 /// One run of the observer under faults; `Err` when etcd diverged.
@@ -326,7 +326,7 @@ async fn observe_faults_run<R: TestRuntime>() -> Result<(), String> {
             .await
             .expect("candidates stop");
     }
-    let states = common::members_agree::<R>(&cluster, &watcher_client).await?;
+    let states = etcdv3_integration::cluster::members_agree::<R>(&cluster, &watcher_client).await?;
     // Let the observer catch up with the end of the history.
     let end_rev = watcher_client
         .get("elected/", GetOptions::new().with_prefix())

@@ -291,7 +291,7 @@ fn fencing_check_catches_overlap() {
 }
 
 async fn mutex_excludes_under_member_faults<R: TestRuntime>() {
-    common::judged_run::<R, _, _>(mutex_excludes_run::<R>).await
+    etcdv3_integration::cluster::judged_run::<R, _, _>(mutex_excludes_run::<R>).await
 }
 
 /// One run of the lock holders under faults; `Err` when etcd diverged.
@@ -325,7 +325,7 @@ async fn mutex_excludes_run<R: TestRuntime>() -> Result<(), String> {
             .await
             .expect("workers stop");
     }
-    let states = common::members_agree::<R>(&cluster, &clients[1]).await?;
+    let states = etcdv3_integration::cluster::members_agree::<R>(&cluster, &clients[1]).await?;
     let log = log.lock().unwrap().clone();
     eprintln!(
         "{}: {held} lock holds, {} fenced writes ({before} before faults, {during} by their end); faults: {faults:?}; members {states:x?}",

@@ -203,7 +203,7 @@ async fn stm_worker<R: TestRuntime>(
 }
 
 async fn stm_counters_linearizable_under_member_faults<R: TestRuntime>() {
-    common::judged_run::<R, _, _>(stm_counters_run::<R>).await
+    etcdv3_integration::cluster::judged_run::<R, _, _>(stm_counters_run::<R>).await
 }
 
 /// One run of the counters under faults; `Err` when the members diverged.
@@ -235,7 +235,7 @@ async fn stm_counters_run<R: TestRuntime>() -> Result<(), String> {
             .expect("workers stop");
     }
     let c = &clients[1];
-    let states = common::members_agree::<R>(&cluster, c).await?;
+    let states = etcdv3_integration::cluster::members_agree::<R>(&cluster, c).await?;
     let out = std::mem::take(&mut *out.lock().unwrap());
     let mut report = Vec::new();
     for iso in LEVELS {
