@@ -58,7 +58,7 @@ use std::time::{Duration, Instant};
 use etcdv3_client::api::{GetOptions, LeaseGrantOptions, PutOptions, WatchEvent, WatchOptions};
 use etcdv3_client::{Client, ClientOptions};
 use etcdv3_integration::failover_support::{
-    busiest_member, classify, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
+    busiest_member, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
 };
 use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder};
@@ -191,7 +191,7 @@ async fn timed<R: TestRuntime, T>(
     let (result, value, class) = match r {
         Ok(Ok(v)) => (Ok(member(&v)), Some(v), None),
         Ok(Err(e)) => {
-            let c = classify(&e);
+            let c = e.class();
             (
                 Err((c.clone(), e.to_string())),
                 None,

@@ -53,7 +53,6 @@ use etcdv3_bench::{median_duration as median, ConnectOptions, Driver, DriverErro
 // The fault schedule comes from the testkit (shared with the tests and
 // `etcdv3ctl demo`); only the classification of the client's errors lives in
 // the integration crate, beside the client error type it matches on.
-use etcdv3_integration::failover_support::classify;
 use etcdv3_testkit::fault::{
     fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord, FAULTS,
 };
@@ -161,7 +160,7 @@ fn full_text(e: &(dyn std::error::Error + 'static)) -> String {
 async fn put(driver: &mut Driver, key: String, value: String) -> PutResult {
     driver.put(key, value).await.map_err(|e| {
         let class = match &e {
-            DriverError::Etcdv3(e) => classify(e),
+            DriverError::Etcdv3(e) => e.class(),
             #[cfg(feature = "etcd-client")]
             DriverError::EtcdClient(e) => classify_etcd_client(e),
             DriverError::Unexpected(m) => ErrorClass::Other(m.clone()),

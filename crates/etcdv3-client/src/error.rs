@@ -163,6 +163,32 @@ impl Error {
         }
     }
 
+    /// The coarse class the project's fault tests and benchmarks count
+    /// errors by (feature `testkit`).
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// use etcdv3_testkit::fault::ErrorClass;
+    /// assert_eq!(Error::Closed.class(), ErrorClass::Other("the client is closed".into()));
+    /// ```
+    #[cfg(feature = "testkit")]
+    pub fn class(&self) -> etcdv3_testkit::fault::ErrorClass {
+        use etcdv3_testkit::fault::ErrorClass;
+        if self.is_deadline_exceeded() {
+            return ErrorClass::DeadlineExceeded;
+        }
+        if self.is_outcome_unknown() {
+            return ErrorClass::OutcomeUnknown;
+        }
+        if let Some(code) = self.code() {
+            return ErrorClass::Status(format!("{code:?}"));
+        }
+        match self {
+            Error::Call(CallError::NoEndpoints { .. }) => ErrorClass::NoEndpoints,
+            other => ErrorClass::Other(other.to_string()),
+        }
+    }
+
     /// Whether a mutation may have been applied although the call failed.
     /// `false` means it certainly was not.
     ///

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant};
 use etcdv3_testkit::fault::{inject, ErrorClass, Fault, OpKind, OpRecord};
 use etcdv3_testkit::{Cluster, ClusterBuilder, TestkitError};
 use etcdv3_tokio::api::{GetOptions, PutOptions, WatchEvent, WatchOptions};
-use etcdv3_tokio::core::machine::CallError;
 use etcdv3_tokio::{Client, ClientOptions, Error};
 use futures_core::Stream;
 
@@ -122,19 +121,12 @@ fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The client's error class, with every "other" error counted as one kind
+/// (the live view groups errors by kind).
 fn classify(e: &Error) -> ErrorClass {
-    if e.is_deadline_exceeded() {
-        return ErrorClass::DeadlineExceeded;
-    }
-    if e.is_outcome_unknown() {
-        return ErrorClass::OutcomeUnknown;
-    }
-    if let Some(code) = e.code() {
-        return ErrorClass::Status(format!("{code:?}"));
-    }
-    match e {
-        Error::Call(CallError::NoEndpoints { .. }) => ErrorClass::NoEndpoints,
-        _ => ErrorClass::Other("client".into()),
+    match e.class() {
+        ErrorClass::Other(_) => ErrorClass::Other("client".into()),
+        class => class,
     }
 }
 
