@@ -39,13 +39,13 @@ pub type MemberState = (u64, u64, i64, u32);
 /// suite's client-side assertions cannot be judged on such a run.
 ///
 /// `Ok` with the states when they agree, `Err` with a description when they
-/// diverged (or did not settle within 10 s).
+/// diverged (or did not settle within 20 s).
 pub async fn members_agree<R: TestRuntime>(
     cluster: &Cluster,
     client: &Client,
 ) -> Result<Vec<MemberState>, String> {
     let mut last = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..200 {
         let mut states = Vec::new();
         for url in cluster.client_urls() {
             let on = client.on(Target::Endpoint(url.clone()));
@@ -76,7 +76,7 @@ pub async fn members_agree<R: TestRuntime>(
         R::sleep(Duration::from_millis(100)).await;
     }
     Err(format!(
-        "members did not reach one applied index within 10 s: {last:x?}"
+        "members did not reach one applied index within 20 s: {last:x?}"
     ))
 }
 
