@@ -454,6 +454,9 @@ struct Outcome {
     lease_renewals: usize,
     stats: FaultStats,
     failures: Vec<String>,
+    /// The failures are only gap bounds broken (no lost event, no lost
+    /// lease, no wrong error, no hang).
+    timing_only: bool,
 }
 
 /// Waits until the cluster is whole again: every member not `removed`
@@ -767,6 +770,7 @@ async fn run_scenario<R: TestRuntime>(
             ));
         }
     }
+    let timing_only = !failures.is_empty() && failures.iter().all(|f| f.starts_with("longest "));
     client.close();
     let watch_events = watched.lock().unwrap().events.len();
     Outcome {
@@ -778,6 +782,7 @@ async fn run_scenario<R: TestRuntime>(
         lease_renewals: lease_log.renewals,
         stats,
         failures,
+        timing_only,
     }
 }
 
@@ -817,7 +822,22 @@ async fn failover_under_real_faults<R: TestRuntime>() {
         let mut removed = Vec::new();
         for scenario in group {
             index += 1;
-            let o = run_scenario::<R>(cluster.clone(), index, scenario, removed.clone()).await;
+            let mut o = run_scenario::<R>(cluster.clone(), index, scenario, removed.clone()).await;
+            // A gap bound broken once may be the shared machine (a member
+            // starved of CPU holds its election late); it fails the suite
+            // when the scenario breaks it again right after. Anything else
+            // (a lost event or lease, a wrong error, a hang) fails at once.
+            // A removal cannot be repeated on the same cluster.
+            if o.timing_only && scenario.fault != Fault::RemoveUsed {
+                eprintln!(
+                    "[failover] {:<9} {:<32} broke a gap bound ({:?}); running it once more",
+                    R::NAME,
+                    o.name,
+                    o.failures
+                );
+                index += 1;
+                o = run_scenario::<R>(cluster.clone(), index, scenario, removed.clone()).await;
+            }
             if scenario.fault == Fault::RemoveUsed {
                 removed.extend((0..cluster.size()).filter(|&i| cluster_removed(&cluster, i)));
             }
