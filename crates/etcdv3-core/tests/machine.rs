@@ -11,7 +11,7 @@ use etcdv3_core::error::EtcdErrorKind;
 use etcdv3_core::health::HealthState;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, EndpointId, Event, MemberStatus, Outcome,
-    MIN_PING_INTERVAL,
+    ResponseMeta, MIN_PING_INTERVAL,
 };
 use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
@@ -788,6 +788,58 @@ fn reads_go_to(core: &mut Core, now: Instant, n: usize) -> HashSet<EndpointId> {
         assert_eq!(completes(&drain(core)).len(), 1);
     }
     used
+}
+
+/// A read answered below the revision the client had seen is never handed
+/// to the caller: not when a member not tried yet can be asked (at once),
+/// and not when every member was tried (after the backoff, until a member
+/// that caught up answers). Sim seed 1003845 (stale-serving members) saw a
+/// read return revision 5 after 8 once every member had been tried.
+#[test]
+fn a_read_below_the_seen_revision_is_retried_even_when_every_member_was_tried() {
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(2), 9);
+    let conns = connect_all(&mut core, t0, 2);
+    let meta = |member_id, revision| {
+        Outcome::Success(Some(ResponseMeta {
+            member_id,
+            raft_term: 2,
+            revision,
+        }))
+    };
+    // The client sees revision 8.
+    let put = core.start_call(t0, KV_PUT, Some(t0 + secs(5)));
+    let (_, attempt, conn) = only_send(&drain(&mut core));
+    let put_ep = core.conn_endpoint(conn).unwrap();
+    core.handle_outcome(t0 + ms(1), put, attempt, meta(put_ep.0 as u64 + 1, 8));
+    assert_eq!(completes(&drain(&mut core)).len(), 1);
+
+    let read = core.start_call(t0 + ms(2), KV_RANGE, Some(t0 + secs(5)));
+    let (_, a1, c1) = only_send(&drain(&mut core));
+    core.handle_outcome(t0 + ms(3), read, a1, meta(1, 5));
+    let a = drain(&mut core);
+    assert!(completes(&a).is_empty(), "stale answer handed over: {a:?}");
+    let (_, a2, c2) = only_send(&a);
+    assert_ne!(c2, c1, "the member not tried yet is asked at once");
+    // Behind too: every member has been tried now.
+    core.handle_outcome(t0 + ms(4), read, a2, meta(2, 6));
+    let a = drain(&mut core);
+    assert!(completes(&a).is_empty(), "stale answer handed over: {a:?}");
+    // Tried again after the backoff, until a member that caught up answers.
+    let (a3, now) = loop {
+        let now = core.poll_timeout().expect("a retry timer");
+        assert!(now < t0 + secs(5), "retried before the deadline");
+        core.handle_timeout(now);
+        let a = drain(&mut core);
+        assert!(completes(&a).is_empty(), "{a:?}");
+        if let Some(&(c, attempt, on)) = sends(&a).first() {
+            assert_eq!(c, read);
+            assert!(conns.contains(&on));
+            break (attempt, now);
+        }
+    };
+    core.handle_outcome(now + ms(1), read, a3, meta(1, 8));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
 }
 
 #[test]

@@ -3,7 +3,11 @@
 //! The core remembers the highest store revision any response (or watch
 //! event) showed this client. A `Range` answered below the revision the
 //! client had already seen when the read started came from a member that is
-//! behind (cut off, or lagging): it is retried on a member not tried yet.
+//! behind (cut off, or lagging): it is retried, on a member not tried yet
+//! if there is one, else after the retry backoff (a lagging member catches
+//! up, a cut-off one is avoided once others answer), until its deadline. A
+//! stale answer is never handed to the caller, unless the call was bound to
+//! that member by the caller.
 
 use std::time::Instant;
 
@@ -30,7 +34,8 @@ impl Core {
     }
 
     /// Whether a `Range` answered at `revision` came from a member behind
-    /// the client, with a member not tried yet to ask instead.
+    /// the client (for a call bound to one member: and another endpoint
+    /// may be asked instead).
     pub(super) fn is_stale_read(
         &self,
         now: Instant,
@@ -44,6 +49,6 @@ impl Core {
         let Some(c) = self.calls.get(&call) else {
             return false;
         };
-        revision < c.min_revision && self.has_fresh_endpoint(now, &c.tried)
+        revision < c.min_revision && (c.bound.is_none() || self.has_fresh_endpoint(now, &c.tried))
     }
 }

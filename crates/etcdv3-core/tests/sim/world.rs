@@ -350,8 +350,12 @@ pub struct World {
     /// lag), per member.
     lag: Vec<Duration>,
     /// Attempts running slowly on a healthy member: call -> (conn, attempt,
-    /// stream, member, cluster term when it started, when it started).
-    slow_runs: HashMap<CallId, (ConnId, u32, u32, usize, u64, Instant)>,
+    /// stream, member, cluster term when it started, when it started, the
+    /// highest term the client had been told of when it started).
+    slow_runs: HashMap<CallId, (ConnId, u32, u32, usize, u64, Instant, u64)>,
+    /// The highest raft term the client was told of (probe results and
+    /// response headers handed to the core).
+    client_term: u64,
     /// Fault kinds (bitmask over `FaultKind::ALL`) that touched each call.
     hits: HashMap<CallId, u32>,
     /// Stream calls -> their owner.
@@ -449,6 +453,7 @@ impl World {
             report: Report::default(),
             lag,
             slow_runs: HashMap::new(),
+            client_term: 0,
             hits: HashMap::new(),
             owners: HashMap::new(),
             watch: None,
@@ -1196,6 +1201,9 @@ impl World {
     }
 
     fn report_outcome(&mut self, call: CallId, attempt: u32, outcome: Outcome) {
+        if let Outcome::Success(Some(meta)) = &outcome {
+            self.client_term = self.client_term.max(meta.raft_term);
+        }
         if self.owners.contains_key(&call) {
             self.log(|| format!("Outcome stream {call:?} attempt {attempt}: {outcome:?}"));
             self.core.handle_outcome(self.now, call, attempt, outcome);
@@ -1305,10 +1313,26 @@ impl World {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                if !c.server_alive || !c.server_streams.remove(&stream) {
+                if !c.server_alive || !c.server_streams.contains(&stream) {
                     return;
                 }
                 let m = c.member;
+                if self.cluster.members[m].up && self.cluster.members[m].hung {
+                    // A stopped process sends its answer when it resumes
+                    // (the stream stays open on the server meanwhile).
+                    self.at(
+                        now + ms(10),
+                        Ev::ServerAnswer {
+                            conn,
+                            call,
+                            attempt,
+                            stream,
+                            outcome,
+                        },
+                    );
+                    return;
+                }
+                c.server_streams.remove(&stream);
                 if self.slow_runs.get(&call).is_some_and(|r| r.1 == attempt) {
                     self.slow_runs.remove(&call);
                 }
@@ -1480,6 +1504,7 @@ impl World {
             Ev::ProbeReply(conn, st) => {
                 if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
                     self.log(|| format!("probe {conn:?}: {st:?}"));
+                    self.client_term = self.client_term.max(st.raft_term);
                     self.core.handle_probe_result(now, conn, Ok(st));
                 }
             }
@@ -1698,8 +1723,9 @@ impl World {
                 // Slow on a healthy member: the core must let it run.
                 self.report.slow_calls += 1;
                 let term = self.cluster.term;
+                let known = self.client_term;
                 self.slow_runs
-                    .insert(call, (conn, attempt, stream, m, term, now));
+                    .insert(call, (conn, attempt, stream, m, term, now, known));
             }
         }
         self.at(
@@ -1777,13 +1803,19 @@ impl World {
     /// member that answers pings, under the same leader, before the
     /// deadline.
     fn check_slow_abort(&mut self, call: CallId, what: &str) {
-        let Some(&(conn, attempt, stream, m, term, started)) = self.slow_runs.get(&call) else {
+        let Some(&(conn, attempt, stream, m, term, started, known)) = self.slow_runs.get(&call)
+        else {
             return;
         };
         // The client learns of an election from probes, up to a probe
-        // interval and a half later: a mutation sent in that window may be
-        // ended as "stuck behind the previous leader" on stale knowledge.
-        let recent_election = self.elections.iter().any(|&e| e + ms(3000) > started);
+        // interval and a half later (longer when the link to the members it
+        // probes is lossy or they are down): a mutation sent in that window
+        // may be ended as "stuck behind the previous leader" on stale
+        // knowledge. So may one sent while the client had not been told of
+        // the cluster's term yet: it cannot tell whether the call reached
+        // its member before or after the election.
+        let recent_election =
+            self.elections.iter().any(|&e| e + ms(3000) > started) || known < term;
         let running = self
             .conns
             .get(&conn)
