@@ -25,6 +25,20 @@ mod streams;
 
 use streams::{LeaseSide, SrvStream, StreamReq, StreamResp, WatchSide};
 
+/// An attempt running slowly on a healthy member.
+#[derive(Debug, Clone, Copy)]
+struct SlowRun {
+    conn: ConnId,
+    attempt: u32,
+    stream: u32,
+    member: usize,
+    /// The cluster's term when it started.
+    term: u64,
+    started: Instant,
+    /// The highest term the client had been told of when it started.
+    known_term: u64,
+}
+
 /// Knobs of a run that are not drawn from the seed.
 #[derive(Debug, Clone, Default)]
 pub struct Opts {
@@ -349,10 +363,8 @@ pub struct World {
     /// Extra delay of a follower's answers and watch events (replication
     /// lag), per member.
     lag: Vec<Duration>,
-    /// Attempts running slowly on a healthy member: call -> (conn, attempt,
-    /// stream, member, cluster term when it started, when it started, the
-    /// highest term the client had been told of when it started).
-    slow_runs: HashMap<CallId, (ConnId, u32, u32, usize, u64, Instant, u64)>,
+    /// Attempts running slowly on a healthy member.
+    slow_runs: HashMap<CallId, SlowRun>,
     /// The highest raft term the client was told of (probe results and
     /// response headers handed to the core).
     client_term: u64,
@@ -956,7 +968,7 @@ impl World {
                 let mut on: Vec<CallId> = self
                     .slow_runs
                     .iter()
-                    .filter(|(_, r)| r.0 == conn)
+                    .filter(|(_, r)| r.conn == conn)
                     .map(|(c, _)| *c)
                     .collect();
                 on.sort();
@@ -1333,7 +1345,11 @@ impl World {
                     return;
                 }
                 c.server_streams.remove(&stream);
-                if self.slow_runs.get(&call).is_some_and(|r| r.1 == attempt) {
+                if self
+                    .slow_runs
+                    .get(&call)
+                    .is_some_and(|r| r.attempt == attempt)
+                {
                     self.slow_runs.remove(&call);
                 }
                 if !self.cluster.members[m].serving() {
@@ -1723,9 +1739,16 @@ impl World {
                 // Slow on a healthy member: the core must let it run.
                 self.report.slow_calls += 1;
                 let term = self.cluster.term;
-                let known = self.client_term;
-                self.slow_runs
-                    .insert(call, (conn, attempt, stream, m, term, now, known));
+                let run = SlowRun {
+                    conn,
+                    attempt,
+                    stream,
+                    member: m,
+                    term,
+                    started: now,
+                    known_term: self.client_term,
+                };
+                self.slow_runs.insert(call, run);
             }
         }
         self.at(
@@ -1803,7 +1826,15 @@ impl World {
     /// member that answers pings, under the same leader, before the
     /// deadline.
     fn check_slow_abort(&mut self, call: CallId, what: &str) {
-        let Some(&(conn, attempt, stream, m, term, started, known)) = self.slow_runs.get(&call)
+        let Some(&SlowRun {
+            conn,
+            attempt,
+            stream,
+            member: m,
+            term,
+            started,
+            known_term: known,
+        }) = self.slow_runs.get(&call)
         else {
             return;
         };
