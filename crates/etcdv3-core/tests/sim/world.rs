@@ -1238,6 +1238,15 @@ impl World {
 
     fn handle(&mut self, ev: Ev) {
         let now = self.now;
+        if let Ev::ServerAnswer { conn, .. } = &ev {
+            let member = self.conns.get(conn).map(|c| c.member);
+            if member.is_some_and(|m| self.cluster.members[m].up && self.cluster.members[m].hung) {
+                // A stopped process sends its answer when it resumes (the
+                // stream stays open on the server meanwhile).
+                self.at(now + ms(10), ev);
+                return;
+            }
+        }
         match ev {
             Ev::Start(idx) => {
                 let c = &self.calls[idx];
@@ -1325,26 +1334,10 @@ impl World {
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
                 };
-                if !c.server_alive || !c.server_streams.contains(&stream) {
+                if !c.server_alive || !c.server_streams.remove(&stream) {
                     return;
                 }
                 let m = c.member;
-                if self.cluster.members[m].up && self.cluster.members[m].hung {
-                    // A stopped process sends its answer when it resumes
-                    // (the stream stays open on the server meanwhile).
-                    self.at(
-                        now + ms(10),
-                        Ev::ServerAnswer {
-                            conn,
-                            call,
-                            attempt,
-                            stream,
-                            outcome,
-                        },
-                    );
-                    return;
-                }
-                c.server_streams.remove(&stream);
                 if self
                     .slow_runs
                     .get(&call)
