@@ -75,6 +75,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use etcdv3_proto::etcdserverpb::{
     watch_request, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
@@ -95,11 +96,61 @@ pub const FRAGMENTS_TOO_LARGE: &str = "watch response too large";
 pub struct WatcherId(i64);
 
 impl WatcherId {
+    /// The id `n`, for [`WatchHub::add_with_id`] (ids chosen outside the
+    /// hub); `None` unless `n >= 1`.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::WatcherId;
+    /// assert_eq!(WatcherId::new(3).map(WatcherId::get), Some(3));
+    /// assert!(WatcherId::new(0).is_none());
+    /// ```
+    pub fn new(n: i64) -> Option<WatcherId> {
+        (n >= 1).then_some(WatcherId(n))
+    }
+
     /// The numeric id.
     pub fn get(self) -> i64 {
         self.0
     }
 }
+
+/// Hashes a [`WatcherId`] with one multiplication (Fx-style): for maps
+/// keyed by watcher ids ([`WatcherIdBuildHasher`]). Ids are chosen by the
+/// client, dense and never by the server, so a keyed (DoS-resistant) hash
+/// buys nothing there; maps keyed by server-chosen ids keep the std hasher.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use etcdv3_core::watch::{WatcherId, WatcherIdBuildHasher};
+/// let mut m: HashMap<WatcherId, &str, WatcherIdBuildHasher> = HashMap::default();
+/// m.insert(WatcherId::new(1).unwrap(), "a");
+/// assert_eq!(m.get(&WatcherId::new(1).unwrap()), Some(&"a"));
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WatcherIdHasher(u64);
+
+const FX_K: u64 = 0x517c_c1b7_2722_0a95;
+
+impl Hasher for WatcherIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(FX_K);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(FX_K);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The `BuildHasher` of maps keyed by [`WatcherId`]; see [`WatcherIdHasher`].
+pub type WatcherIdBuildHasher = BuildHasherDefault<WatcherIdHasher>;
+
+type IdMap<V> = HashMap<WatcherId, V, WatcherIdBuildHasher>;
 
 impl fmt::Display for WatcherId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,39 +216,72 @@ enum State {
     Cancelling { server_id: i64 },
 }
 
+/// One watcher, kept compact (10,000 of them on one client is a use the
+/// benchmarks measure): what re-creating it needs, not a whole
+/// `WatchCreateRequest`; rare state (fragments being reassembled, an
+/// authentication refusal) lives in side tables of the hub.
 #[derive(Debug)]
 struct Watcher {
-    request: WatchCreateRequest,
-    state: State,
+    key: Box<[u8]>,
+    range_end: Box<[u8]>,
+    /// The create request's filters (raw values, normally empty).
+    filters: Box<[i32]>,
+    /// The start revision the user asked for (0: from now).
+    start_revision: i64,
     /// Last revision delivered (0: none).
     delivered: i64,
     /// Header revision of the first creation when watching from "now".
     created_rev: Option<i64>,
+    state: State,
+    prev_kv: bool,
+    progress_notify: bool,
+    fragment: bool,
     announced: bool,
-    /// Fragments received so far.
-    fragments: Vec<Event>,
-    /// Encoded size of `fragments`.
-    fragment_bytes: usize,
-    /// Refused for authentication since its last creation; waiting for a
-    /// fresh token: the refusal's reason.
-    auth_refused: Option<String>,
     /// Already re-created once after an authentication refusal.
     auth_retried: bool,
 }
 
 impl Watcher {
-    fn clear_fragments(&mut self) {
-        self.fragments.clear();
-        self.fragment_bytes = 0;
+    fn new(request: WatchCreateRequest) -> Watcher {
+        Watcher {
+            key: request.key.into_boxed_slice(),
+            range_end: request.range_end.into_boxed_slice(),
+            filters: request.filters.into_boxed_slice(),
+            start_revision: request.start_revision,
+            delivered: 0,
+            created_rev: None,
+            state: State::Pending { queued: true },
+            prev_kv: request.prev_kv,
+            progress_notify: request.progress_notify,
+            fragment: request.fragment,
+            announced: false,
+            auth_retried: false,
+        }
     }
+
+    /// The create request that (re)creates this watcher as `id`, from its
+    /// resume point.
+    fn create_request(&self, id: WatcherId) -> WatchCreateRequest {
+        WatchCreateRequest {
+            key: self.key.to_vec(),
+            range_end: self.range_end.to_vec(),
+            start_revision: self.resume_revision(),
+            progress_notify: self.progress_notify,
+            filters: self.filters.to_vec(),
+            prev_kv: self.prev_kv,
+            watch_id: id.0,
+            fragment: self.fragment,
+        }
+    }
+
     /// The highest revision this watcher already covers: events at or below
     /// it are not delivered (again).
     fn covered(&self) -> i64 {
-        let mut rev = self.request.start_revision.max(0) - 1;
+        let mut rev = self.start_revision.max(0) - 1;
         if self.delivered > 0 {
             rev = rev.max(self.delivered);
         }
-        if self.request.start_revision <= 0 {
+        if self.start_revision <= 0 {
             if let Some(c) = self.created_rev {
                 rev = rev.max(c);
             }
@@ -211,6 +295,14 @@ impl Watcher {
     fn resume_revision(&self) -> i64 {
         self.covered().saturating_add(1)
     }
+}
+
+/// Fragments of one watcher's response received so far.
+#[derive(Debug, Default)]
+struct Fragments {
+    events: Vec<Event>,
+    /// Encoded size of `events`.
+    bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,7 +323,13 @@ pub struct WatchHub {
     /// (a B-tree walk over 10,000 inline watchers missed the cache on every
     /// response). Iterated only on rare paths, always in id order
     /// ([`Self::ids`]) so that replays stay deterministic.
-    watchers: HashMap<WatcherId, Watcher>,
+    watchers: IdMap<Watcher>,
+    /// Fragments received so far, per watcher with a fragmented response
+    /// under way.
+    fragments: IdMap<Fragments>,
+    /// Watchers refused for authentication since their last creation,
+    /// waiting for a fresh token: the refusal's reason.
+    auth_refused: IdMap<String>,
     /// Server watch id -> watcher, for the current stream.
     by_server: HashMap<i64, WatcherId>,
     /// Creates sent and not answered yet, in order.
@@ -248,7 +346,9 @@ impl Default for WatchHub {
     fn default() -> Self {
         WatchHub {
             next_id: 0,
-            watchers: HashMap::new(),
+            watchers: IdMap::default(),
+            fragments: IdMap::default(),
+            auth_refused: IdMap::default(),
             by_server: HashMap::new(),
             creating: VecDeque::new(),
             ops: VecDeque::new(),
@@ -308,24 +408,41 @@ impl WatchHub {
     /// [`poll_transmit`](Self::poll_transmit); `request.watch_id` is replaced
     /// by the hub's id.
     pub fn add(&mut self, request: WatchCreateRequest) -> WatcherId {
-        self.next_id += 1;
+        self.next_id = self.next_id.saturating_add(1);
         let id = WatcherId(self.next_id);
-        self.watchers.insert(
-            id,
-            Watcher {
-                request,
-                state: State::Pending { queued: true },
-                delivered: 0,
-                created_rev: None,
-                announced: false,
-                fragments: Vec::new(),
-                fragment_bytes: 0,
-                auth_refused: None,
-                auth_retried: false,
-            },
-        );
-        self.ops.push_back(Op::Create(id));
+        self.insert(id, request);
         id
+    }
+
+    /// [`add`](Self::add) under an id chosen by the caller (e.g. handed to
+    /// the user before the hub saw the request). Returns `false`, and adds
+    /// nothing, when `id` is already tracked. Later [`add`](Self::add)s pick
+    /// ids above every id seen; a caller mixing both must not choose an id
+    /// the hub may already have handed out.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::{WatchHub, WatcherId};
+    /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
+    ///
+    /// let mut hub = WatchHub::new();
+    /// let id = WatcherId::new(40).unwrap();
+    /// let req = WatchCreateRequest { key: b"k".to_vec(), ..Default::default() };
+    /// assert!(hub.add_with_id(id, req.clone()));
+    /// assert!(!hub.add_with_id(id, req.clone()));
+    /// assert_eq!(hub.add(req).get(), 41);
+    /// ```
+    pub fn add_with_id(&mut self, id: WatcherId, request: WatchCreateRequest) -> bool {
+        if self.watchers.contains_key(&id) {
+            return false;
+        }
+        self.next_id = self.next_id.max(id.0);
+        self.insert(id, request);
+        true
+    }
+
+    fn insert(&mut self, id: WatcherId, request: WatchCreateRequest) {
+        self.watchers.insert(id, Watcher::new(request));
+        self.ops.push_back(Op::Create(id));
     }
 
     /// Cancel a watcher. No event is delivered for it any more except a
@@ -346,7 +463,7 @@ impl WatchHub {
             State::Creating { .. } => w.state = State::Creating { cancel: true },
             State::Active { server_id } => {
                 w.state = State::Cancelling { server_id };
-                w.clear_fragments();
+                self.fragments.remove(&id);
                 self.ops.push_back(Op::Cancel(id));
             }
             State::Cancelling { .. } => {}
@@ -408,7 +525,7 @@ impl WatchHub {
             .ids()
             .into_iter()
             .filter_map(|id| {
-                let reason = self.watchers.get(&id)?.auth_refused.clone()?;
+                let reason = self.auth_refused.get(&id)?.clone();
                 Some((id, reason))
             })
             .collect();
@@ -428,10 +545,10 @@ impl WatchHub {
                 self.by_server.remove(&server_id);
             }
         }
-        w.clear_fragments();
+        self.fragments.remove(&id);
         w.state = State::Pending { queued: false };
         w.auth_retried = true;
-        w.auth_refused = Some(reason);
+        self.auth_refused.insert(id, reason);
         self.auth_refresh = true;
     }
 
@@ -450,10 +567,8 @@ impl WatchHub {
                         continue;
                     }
                     w.state = State::Creating { cancel: false };
-                    w.clear_fragments();
-                    let mut req = w.request.clone();
-                    req.watch_id = id.0;
-                    req.start_revision = w.resume_revision();
+                    self.fragments.remove(&id);
+                    let req = w.create_request(id);
                     self.creating.push_back(id);
                     watch_request::RequestUnion::CreateRequest(req)
                 }
@@ -494,6 +609,8 @@ impl WatchHub {
                 }
             }
             self.creating.retain(|c| *c != id);
+            self.fragments.remove(&id);
+            self.auth_refused.remove(&id);
             self.events.push_back((id, event));
         }
     }
@@ -507,7 +624,7 @@ impl WatchHub {
                     self.by_server.remove(&server_id);
                 }
             }
-            w.clear_fragments();
+            self.fragments.remove(&id);
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(
@@ -570,7 +687,12 @@ impl WatchHub {
             // Being cancelled: nothing more is delivered.
             return;
         }
-        let mut events = if resp.fragment || !w.fragments.is_empty() {
+        let pending = self
+            .fragments
+            .get(&id)
+            .filter(|f| !f.events.is_empty())
+            .map(|f| f.bytes);
+        let mut events = if resp.fragment || pending.is_some() {
             // Fix (issue 10, bug 12): reassembly is bounded; a watcher whose
             // fragments outgrow the limit ends instead of growing without
             // bound. (A whole response was already bounded by the decoder.)
@@ -578,7 +700,7 @@ impl WatchHub {
                 .events
                 .iter()
                 .map(Message::encoded_len)
-                .fold(w.fragment_bytes, usize::saturating_add);
+                .fold(pending.unwrap_or(0), usize::saturating_add);
             if size > self.max_fragment_bytes {
                 let reason = format!(
                     "{FRAGMENTS_TOO_LARGE}: fragments of {size} bytes exceed the limit of {} bytes",
@@ -588,12 +710,16 @@ impl WatchHub {
                 return;
             }
             if resp.fragment {
-                w.fragments.extend(resp.events);
-                w.fragment_bytes = size;
+                let f = self.fragments.entry(id).or_default();
+                f.events.extend(resp.events);
+                f.bytes = size;
                 return;
             }
-            let mut events = std::mem::take(&mut w.fragments);
-            w.fragment_bytes = 0;
+            let mut events = self
+                .fragments
+                .remove(&id)
+                .map(|f| f.events)
+                .unwrap_or_default();
             events.extend(resp.events);
             events
         } else {
@@ -665,7 +791,7 @@ impl WatchHub {
             server_id: resp.watch_id,
         };
         w.auth_retried = false;
-        if w.request.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
+        if w.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
             w.created_rev = Some(rev);
         }
         if !w.announced {
@@ -717,6 +843,8 @@ impl WatchHub {
     /// new stream.
     pub fn handle_stream_lost(&mut self) {
         self.by_server.clear();
+        self.fragments.clear();
+        self.auth_refused.clear();
         self.creating.clear();
         self.new_stream = false;
         self.auth_refresh = false;
@@ -726,8 +854,6 @@ impl WatchHub {
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            w.clear_fragments();
-            w.auth_refused = None;
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(
