@@ -143,6 +143,33 @@ pub(crate) fn inbox<O: StreamOwner>(
     tx
 }
 
+/// The task of kind `O` has nothing left to do: close its inbox and take the
+/// commands sent before the close. If there are any, a fresh inbox for the
+/// same task replaces the closed one before the inboxes' lock is released,
+/// so no command is lost and later commands reach this task after these.
+fn close_inbox<O: StreamOwner>(
+    client: &Client,
+    cmds: &mut mpsc::UnboundedReceiver<O::Cmd>,
+) -> Vec<O::Cmd> {
+    let mut inboxes = client
+        .shared
+        .tasks
+        .inboxes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    cmds.close();
+    let mut raced = Vec::new();
+    while let Ok(cmd) = cmds.try_recv() {
+        raced.push(cmd);
+    }
+    if !raced.is_empty() {
+        let (tx, rx) = mpsc::unbounded();
+        inboxes.insert(TypeId::of::<O>(), Box::new(tx));
+        *cmds = rx;
+    }
+    raced
+}
+
 type OwnedStream<O> = BidiCall<<O as StreamOwner>::Req, <O as StreamOwner>::Resp>;
 
 // One transient value per loop turn, never stored: its size does not matter.
@@ -167,11 +194,17 @@ async fn run<O: StreamOwner>(
     let mut opening: Option<BoxFuture<'static, Result<OwnedStream<O>>>> = None;
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut cmds_open = true;
+    // Run one loop turn without waiting for an input (commands were taken
+    // outside the turn's usual place).
+    let mut kick = false;
     // A stream ended by an authentication refusal was replaced; refused
     // again before a message arrived on the new one, the refusal is final.
     let mut auth_retried = false;
     loop {
         let input = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut kick) {
+                return Poll::Ready(Input::Timer);
+            }
             if cmds_open {
                 if let Poll::Ready(c) = Pin::new(&mut cmds).poll_next(cx) {
                     return Poll::Ready(Input::<O>::Cmd(c));
@@ -259,9 +292,14 @@ async fn run<O: StreamOwner>(
             }
         }
         if client.is_closed() {
+            // Commands that raced in are failed with the rest, not dropped
+            // (a group's watcher has no reply channel to notice a drop).
+            cmds.close();
+            while let Ok(cmd) = cmds.try_recv() {
+                owner.handle_cmd(now, cmd);
+            }
             owner.fail(&Error::Closed);
             owner.deliver();
-            cmds.close();
             return;
         }
         if let Some(mut s) = stream.take() {
@@ -337,13 +375,20 @@ async fn run<O: StreamOwner>(
         }
         owner.deliver();
         if owner.is_done() {
-            // Commands that raced in are dropped: their senders retry with a
-            // new task.
-            if stream.take().is_some() {
-                sup.handle_closed(now);
+            let raced = close_inbox::<O>(&client, &mut cmds);
+            if raced.is_empty() {
+                if stream.take().is_some() {
+                    sup.handle_closed(now);
+                }
+                return;
             }
-            cmds.close();
-            return;
+            // Commands raced in before the close: this task goes on (on a
+            // fresh inbox) and handles them in order, in the next turn.
+            for cmd in raced {
+                owner.handle_cmd(now, cmd);
+            }
+            cmds_open = true;
+            kick = true;
         }
         sup.handle_wanted(now, true);
         if stream.is_none() && opening.is_none() && sup.poll_open(now) {
