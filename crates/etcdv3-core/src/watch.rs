@@ -224,8 +224,6 @@ enum State {
 struct Watcher {
     key: Box<[u8]>,
     range_end: Box<[u8]>,
-    /// The create request's filters (raw values, normally empty).
-    filters: Box<[i32]>,
     /// The start revision the user asked for (0: from now).
     start_revision: i64,
     /// Last revision delivered (0: none).
@@ -242,11 +240,12 @@ struct Watcher {
 }
 
 impl Watcher {
+    /// The watcher for `request`; its filters (raw values, normally none)
+    /// are kept apart by the hub.
     fn new(request: WatchCreateRequest) -> Watcher {
         Watcher {
             key: request.key.into_boxed_slice(),
             range_end: request.range_end.into_boxed_slice(),
-            filters: request.filters.into_boxed_slice(),
             start_revision: request.start_revision,
             delivered: 0,
             created_rev: None,
@@ -260,14 +259,14 @@ impl Watcher {
     }
 
     /// The create request that (re)creates this watcher as `id`, from its
-    /// resume point.
-    fn create_request(&self, id: WatcherId) -> WatchCreateRequest {
+    /// resume point, with `filters`.
+    fn create_request(&self, id: WatcherId, filters: Vec<i32>) -> WatchCreateRequest {
         WatchCreateRequest {
             key: self.key.to_vec(),
             range_end: self.range_end.to_vec(),
             start_revision: self.resume_revision(),
             progress_notify: self.progress_notify,
-            filters: self.filters.to_vec(),
+            filters,
             prev_kv: self.prev_kv,
             watch_id: id.0,
             fragment: self.fragment,
@@ -327,6 +326,8 @@ pub struct WatchHub {
     /// Fragments received so far, per watcher with a fragmented response
     /// under way.
     fragments: IdMap<Fragments>,
+    /// The create request's filters of watchers that have any.
+    filters: IdMap<Box<[i32]>>,
     /// Watchers refused for authentication since their last creation,
     /// waiting for a fresh token: the refusal's reason.
     auth_refused: IdMap<String>,
@@ -348,6 +349,7 @@ impl Default for WatchHub {
             next_id: 0,
             watchers: IdMap::default(),
             fragments: IdMap::default(),
+            filters: IdMap::default(),
             auth_refused: IdMap::default(),
             by_server: HashMap::new(),
             creating: VecDeque::new(),
@@ -357,6 +359,17 @@ impl Default for WatchHub {
             max_fragment_bytes: crate::codec::DEFAULT_MAX_DECODE_SIZE,
             auth_refresh: false,
         }
+    }
+}
+
+/// Queues above this capacity are freed once empty: creating 10,000
+/// watchers at once fills them, and keeping that capacity would cost more
+/// than the watchers themselves.
+const KEEP_QUEUE_CAPACITY: usize = 256;
+
+fn release_if_large<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > KEEP_QUEUE_CAPACITY {
+        *queue = VecDeque::new();
     }
 }
 
@@ -440,7 +453,11 @@ impl WatchHub {
         true
     }
 
-    fn insert(&mut self, id: WatcherId, request: WatchCreateRequest) {
+    fn insert(&mut self, id: WatcherId, mut request: WatchCreateRequest) {
+        if !request.filters.is_empty() {
+            let filters = std::mem::take(&mut request.filters);
+            self.filters.insert(id, filters.into_boxed_slice());
+        }
         self.watchers.insert(id, Watcher::new(request));
         self.ops.push_back(Op::Create(id));
     }
@@ -568,7 +585,8 @@ impl WatchHub {
                     }
                     w.state = State::Creating { cancel: false };
                     self.fragments.remove(&id);
-                    let req = w.create_request(id);
+                    let filters = self.filters.get(&id).map_or_else(Vec::new, |f| f.to_vec());
+                    let req = w.create_request(id, filters);
                     self.creating.push_back(id);
                     watch_request::RequestUnion::CreateRequest(req)
                 }
@@ -593,12 +611,17 @@ impl WatchHub {
                 request_union: Some(union),
             });
         }
+        release_if_large(&mut self.ops);
         None
     }
 
     /// The next event for a watcher.
     pub fn poll_event(&mut self) -> Option<(WatcherId, WatchEvent)> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release_if_large(&mut self.events);
+        }
+        event
     }
 
     fn finish(&mut self, id: WatcherId, event: WatchEvent) {
@@ -610,6 +633,7 @@ impl WatchHub {
             }
             self.creating.retain(|c| *c != id);
             self.fragments.remove(&id);
+            self.filters.remove(&id);
             self.auth_refused.remove(&id);
             self.events.push_back((id, event));
         }
@@ -767,6 +791,9 @@ impl WatchHub {
         let Some(id) = self.creating.pop_front() else {
             return;
         };
+        if self.creating.is_empty() {
+            release_if_large(&mut self.creating);
+        }
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };

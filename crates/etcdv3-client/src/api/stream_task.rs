@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use etcdv3_core::machine::Outcome;
@@ -170,6 +170,11 @@ fn close_inbox<O: StreamOwner>(
     raced
 }
 
+/// Messages already received that one loop turn takes at most, so that one
+/// `deliver` hands them over together (one wake-up per batch, not per
+/// message) while commands and timers still get a turn between batches.
+const MAX_MESSAGES_PER_TURN: usize = 256;
+
 type OwnedStream<O> = BidiCall<<O as StreamOwner>::Req, <O as StreamOwner>::Resp>;
 
 // One transient value per loop turn, never stored: its size does not matter.
@@ -197,6 +202,9 @@ async fn run<O: StreamOwner>(
     // Run one loop turn without waiting for an input (commands were taken
     // outside the turn's usual place).
     let mut kick = false;
+    // The end of the stream, met while taking a batch of messages: the
+    // next turn's input.
+    let mut stashed: Option<Result<Option<O::Resp>>> = None;
     // A stream ended by an authentication refusal was replaced; refused
     // again before a message arrived on the new one, the refusal is final.
     let mut auth_retried = false;
@@ -204,6 +212,10 @@ async fn run<O: StreamOwner>(
         let input = std::future::poll_fn(|cx| {
             if std::mem::take(&mut kick) {
                 return Poll::Ready(Input::Timer);
+            }
+            // (Stale if that stream was dropped meanwhile.)
+            if let (Some(m), true) = (stashed.take(), stream.is_some()) {
+                return Poll::Ready(Input::Msg(m));
             }
             if cmds_open {
                 if let Poll::Ready(c) = Pin::new(&mut cmds).poll_next(cx) {
@@ -238,6 +250,21 @@ async fn run<O: StreamOwner>(
                 sup.handle_message(now);
                 auth_retried = false;
                 owner.handle_message(now, resp);
+                // Take what else already arrived. Polling with a no-op
+                // waker is fine: a `Pending` here is followed by the real
+                // poll at the top of the loop before the task sleeps.
+                let mut cx = Context::from_waker(Waker::noop());
+                for _ in 1..MAX_MESSAGES_PER_TURN {
+                    let Some(s) = stream.as_mut() else { break };
+                    match s.poll_message(&mut cx) {
+                        Poll::Ready(Ok(Some(resp))) => owner.handle_message(now, resp),
+                        Poll::Ready(end) => {
+                            stashed = Some(end);
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
             }
             Input::Msg(end) => {
                 let ended = stream.take();

@@ -550,6 +550,8 @@ struct WatchOwner {
     /// Events for one group gathered during a `deliver` pass, handed over
     /// with one lock and one wake-up.
     batch: GroupBatch,
+    /// The highest header revision received since the last `deliver`.
+    seen_revision: i64,
 }
 
 impl WatchOwner {
@@ -559,6 +561,7 @@ impl WatchOwner {
             hub: WatchHub::new(),
             sinks: HashMap::default(),
             batch: GroupBatch::default(),
+            seen_revision: 0,
         }
     }
 }
@@ -585,8 +588,7 @@ impl StreamOwner for WatchOwner {
 
     fn handle_message(&mut self, _now: Instant, resp: WatchResponse) {
         if let Some(h) = &resp.header {
-            // Reads after this must not see an older revision.
-            self.client.note_revision(h.revision);
+            self.seen_revision = self.seen_revision.max(h.revision);
         }
         self.hub.handle_response(resp);
     }
@@ -678,6 +680,12 @@ impl WatchOwner {
     }
 
     fn deliver_events(&mut self) {
+        if self.seen_revision > 0 {
+            // Reads issued after a user saw these events must not see an
+            // older revision: told once per batch, before handing them over.
+            self.client
+                .note_revision(std::mem::take(&mut self.seen_revision));
+        }
         while let Some((id, event)) = self.hub.poll_event() {
             let terminal = event.is_terminal();
             let gone = match self.sinks.get(&id) {
@@ -723,10 +731,10 @@ impl GroupBatch {
     }
 
     fn flush(&mut self) {
+        let items = std::mem::take(&mut self.items);
         if let Some(g) = self.group.take() {
-            g.push_batch(&mut self.items, self.ended);
+            g.push_batch(items, self.ended);
         }
-        self.items.clear();
         self.ended = 0;
     }
 }

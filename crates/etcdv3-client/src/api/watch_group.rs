@@ -104,15 +104,21 @@ impl GroupShared {
         self.dropped.load(Ordering::Acquire)
     }
 
-    /// Hand `items` (drained) to the group, `ended` of which end their
-    /// watcher, with one lock and one wake-up.
-    pub(crate) fn push_batch(&self, items: &mut Vec<GroupItem>, ended: usize) {
+    /// Hand `items` to the group, `ended` of which end their watcher, with
+    /// one lock and one wake-up. The batch's buffer itself becomes the queue
+    /// when the consumer took everything before (the usual case): no copy,
+    /// and no queue keeps the capacity of the largest batch ever seen.
+    pub(crate) fn push_batch(&self, items: Vec<GroupItem>, ended: usize) {
         if items.is_empty() {
             return;
         }
         {
             let mut q = self.lock();
-            q.items.extend(items.drain(..));
+            if q.items.is_empty() {
+                q.items = VecDeque::from(items);
+            } else {
+                q.items.extend(items);
+            }
             q.live = q.live.saturating_sub(ended);
         }
         self.waker.wake();
@@ -244,10 +250,10 @@ impl WatchGroup {
         Err(Error::Closed)
     }
 
-    /// Move what the task queued to `local` (one lock for the whole batch).
+    /// Take what the task queued into `local` (empty here), one lock for
+    /// the whole batch.
     fn refill(&mut self) -> bool {
-        let mut q = self.shared.lock();
-        std::mem::swap(&mut q.items, &mut self.local);
+        self.local = std::mem::take(&mut self.shared.lock().items);
         !self.local.is_empty()
     }
 }
