@@ -84,6 +84,12 @@ use etcdv3_proto::etcdserverpb::{
 use etcdv3_proto::mvccpb::Event;
 use prost::Message;
 
+/// Create requests sent and not answered yet, at most (see
+/// [`WatchHub::poll_transmit`]). Deep enough that creation is pipelined
+/// (one round trip per this many watchers), small enough to bound what the
+/// transport buffers.
+pub const MAX_CREATES_IN_FLIGHT: usize = 128;
+
 /// Start of the [`WatchEvent::Cancelled`] reason of a watcher whose
 /// fragmented response grew past [`WatchHub::max_fragment_bytes`].
 pub const FRAGMENTS_TOO_LARGE: &str = "watch response too large";
@@ -570,8 +576,23 @@ impl WatchHub {
     }
 
     /// The next request to send on the current stream.
+    ///
+    /// At most [`MAX_CREATES_IN_FLIGHT`] create requests are unanswered at a
+    /// time: the next create (and what was queued after it) waits for an
+    /// answer, so that adding 10,000 watchers at once does not buffer
+    /// 10,000 requests in the transport (whose buffers then stay allocated).
     pub fn poll_transmit(&mut self) -> Option<WatchRequest> {
-        while let Some(op) = self.ops.pop_front() {
+        while let Some(&op) = self.ops.front() {
+            if let Op::Create(id) = op {
+                let sendable = self
+                    .watchers
+                    .get(&id)
+                    .is_some_and(|w| w.state == (State::Pending { queued: true }));
+                if sendable && self.creating.len() >= MAX_CREATES_IN_FLIGHT {
+                    return None;
+                }
+            }
+            self.ops.pop_front();
             let union = match op {
                 Op::Progress => {
                     watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {})
