@@ -337,7 +337,8 @@ pub struct WatchHub {
     /// Watchers refused for authentication since their last creation,
     /// waiting for a fresh token: the refusal's reason.
     auth_refused: IdMap<String>,
-    /// Server watch id -> watcher, for the current stream.
+    /// Server watch id -> watcher, for the current stream, where the server
+    /// did not keep the hub's id (see [`Self::route`]).
     by_server: HashMap<i64, WatcherId>,
     /// Creates sent and not answered yet, in order.
     creating: VecDeque<WatcherId>,
@@ -376,6 +377,18 @@ const KEEP_QUEUE_CAPACITY: usize = 256;
 fn release_if_large<T>(queue: &mut VecDeque<T>) {
     if queue.is_empty() && queue.capacity() > KEEP_QUEUE_CAPACITY {
         *queue = VecDeque::new();
+    }
+}
+
+/// Route server watch id `server_id` to watcher `id` (created under it) in
+/// `by_server`. The usual case, the server keeping the hub's id, needs no
+/// entry (see `WatchHub::route`): no table lookup per event and no memory
+/// per watcher.
+fn add_route(by_server: &mut HashMap<i64, WatcherId>, server_id: i64, id: WatcherId) {
+    if server_id == id.0 {
+        by_server.remove(&server_id);
+    } else {
+        by_server.insert(server_id, id);
     }
 }
 
@@ -687,6 +700,27 @@ impl WatchHub {
         }
     }
 
+    /// The watcher created on the current stream under server watch id
+    /// `server_id`: an explicit route, or else the watcher whose own id it
+    /// is (etcd 3.4+ keeps the id the hub sends), if it was created under
+    /// it.
+    fn route(&self, server_id: i64) -> Option<WatcherId> {
+        if !self.by_server.is_empty() {
+            if let Some(&id) = self.by_server.get(&server_id) {
+                return Some(id);
+            }
+        }
+        let id = WatcherId(server_id);
+        match self.watchers.get(&id)?.state {
+            State::Active { server_id: s } | State::Cancelling { server_id: s }
+                if s == server_id =>
+            {
+                Some(id)
+            }
+            _ => None,
+        }
+    }
+
     /// Every watcher's id, in order.
     fn ids(&self) -> Vec<WatcherId> {
         let mut ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
@@ -718,7 +752,7 @@ impl WatchHub {
             }
             return;
         }
-        let Some(&id) = self.by_server.get(&resp.watch_id) else {
+        let Some(id) = self.route(resp.watch_id) else {
             return;
         };
         let Some(w) = self.watchers.get_mut(&id) else {
@@ -827,7 +861,7 @@ impl WatchHub {
             self.handle_cancel(id, resp);
             return;
         }
-        self.by_server.insert(resp.watch_id, id);
+        add_route(&mut self.by_server, resp.watch_id, id);
         if cancel_requested {
             w.state = State::Cancelling {
                 server_id: resp.watch_id,
