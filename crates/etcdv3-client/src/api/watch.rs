@@ -233,12 +233,9 @@ pub(crate) enum Cmd {
         sink: mpsc::UnboundedSender<Result<WatchEvent>>,
         reply: oneshot::Sender<WatcherId>,
     },
-    /// A group's new watcher (its id already handed out).
-    GroupAdd {
-        id: WatcherId,
-        request: WatchCreateRequest,
-        group: Arc<GroupShared>,
-    },
+    /// A group has new watchers (ids already handed out) waiting in its
+    /// list of adds: one command per batch of adds, not per watcher.
+    GroupAdds(Arc<GroupShared>),
     /// Cancel a group's watcher (ignored unless it belongs to the group).
     GroupCancel(Arc<GroupShared>, WatcherId),
     /// The group handle was dropped: cancel all its watchers.
@@ -287,7 +284,7 @@ impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Cmd::Add { .. } => f.write_str("Add"),
-            Cmd::GroupAdd { id, .. } => write!(f, "GroupAdd({id})"),
+            Cmd::GroupAdds(_) => f.write_str("GroupAdds"),
             Cmd::GroupCancel(_, id) => write!(f, "GroupCancel({id})"),
             Cmd::GroupDrop(_) => f.write_str("GroupDrop"),
             Cmd::Cancel(id) => write!(f, "Cancel({id})"),
@@ -649,12 +646,15 @@ impl WatchOwner {
                     self.sinks.insert(id, Sink::Single(sink));
                 }
             }
-            Cmd::GroupAdd { id, request, group } => {
+            Cmd::GroupAdds(group) => {
+                let adds = group.take_adds();
                 if group.is_dropped() {
                     return;
                 }
-                if self.hub.add_with_id(id, request) {
-                    self.sinks.insert(id, Sink::Group(group));
+                for (id, request) in adds {
+                    if self.hub.add_with_id(id, request) {
+                        self.sinks.insert(id, Sink::Group(group.clone()));
+                    }
                 }
             }
             Cmd::GroupCancel(group, id) => {

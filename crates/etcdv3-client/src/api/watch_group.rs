@@ -91,6 +91,11 @@ pub(crate) struct GroupShared {
 
 struct GroupQueue {
     items: VecDeque<GroupItem>,
+    /// Watchers added and not taken by the stream task yet. Adding 10,000
+    /// watchers fills one vector and sends one command, instead of 10,000
+    /// commands whose short-lived allocations, interleaved with the
+    /// watchers' long-lived ones, would stay in the process's memory.
+    adds: Vec<(WatcherId, WatchCreateRequest)>,
     /// Watchers added and not ended yet (their last item not queued).
     live: usize,
 }
@@ -98,6 +103,11 @@ struct GroupQueue {
 impl GroupShared {
     fn lock(&self) -> MutexGuard<'_, GroupQueue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The watchers added since the last call.
+    pub(crate) fn take_adds(&self) -> Vec<(WatcherId, WatchCreateRequest)> {
+        std::mem::take(&mut self.lock().adds)
     }
 
     pub(crate) fn is_dropped(&self) -> bool {
@@ -157,23 +167,32 @@ impl WatchGroup {
             return Err(Error::Closed);
         }
         let id = next_watcher_id()?;
-        self.shared.lock().live += 1;
-        let mut cmd = Cmd::GroupAdd {
-            id,
-            request,
-            group: self.shared.clone(),
+        let first = {
+            let mut q = self.shared.lock();
+            q.live += 1;
+            q.adds.push((id, request));
+            q.adds.len() == 1
         };
-        for _ in 0..SEND_ATTEMPTS {
-            // A task that ended right now hands the command back: the next
-            // inbox is a new task's.
-            match watch_inbox(&self.client).unbounded_send(cmd) {
-                Ok(()) => return Ok(id),
-                Err(e) => cmd = e.into_inner(),
-            }
+        // The list was empty: the task hears of it (later adds join the
+        // list until the task takes it). Commands sent after this one
+        // (a cancel of this id) reach the task after it.
+        if first && self.send(Cmd::GroupAdds(self.shared.clone())).is_err() {
+            // Closed: this add fails, and adds that joined the list
+            // meanwhile (other threads) end with the error.
+            let others: Vec<GroupItem> = {
+                let mut q = self.shared.lock();
+                q.live = q.live.saturating_sub(1);
+                std::mem::take(&mut q.adds)
+                    .into_iter()
+                    .filter(|(a, _)| *a != id)
+                    .map(|(a, _)| (a, Err(Error::Closed)))
+                    .collect()
+            };
+            let n = others.len();
+            self.shared.push_batch(others, n);
+            return Err(Error::Closed);
         }
-        let mut q = self.shared.lock();
-        q.live = q.live.saturating_sub(1);
-        Err(Error::Closed)
+        Ok(id)
     }
 
     /// Cancel watcher `id` of this group. Its last item,
@@ -324,6 +343,7 @@ impl Client {
             shared: Arc::new(GroupShared {
                 queue: Mutex::new(GroupQueue {
                     items: VecDeque::new(),
+                    adds: Vec::new(),
                     live: 0,
                 }),
                 waker: AtomicWaker::new(),
