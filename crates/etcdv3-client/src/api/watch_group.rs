@@ -27,6 +27,17 @@ use crate::error::{Error, Result};
 use crate::Client;
 
 /// One item of a [`WatchGroup`]: which watcher, and what happened to it.
+///
+/// ```no_run
+/// use etcdv3_client::api::{GroupItem, WatchEvent};
+/// fn show(item: GroupItem) {
+///     match item {
+///         (id, Ok(WatchEvent::Events { events, .. })) => println!("{id}: {} events", events.len()),
+///         (id, Ok(other)) => println!("{id}: {other:?}"),
+///         (id, Err(e)) => println!("{id} ended: {e}"),
+///     }
+/// }
+/// ```
 pub type GroupItem = (WatcherId, Result<WatchEvent>);
 
 /// Sends to a task that is gone are retried on a new task this many times.
