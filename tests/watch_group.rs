@@ -211,6 +211,75 @@ async fn a_cancelled_watcher_stops<R: TestRuntime>() {
     drop(stranger);
 }
 
+async fn creation_outcomes_arrive_on_the_stream<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    let r1 = put(&c, "o/k", "1").await;
+    put(&c, "o/k", "2").await;
+    let r3 = put(&c, "o/k", "3").await;
+    c.compact(r3, etcdv3_client::api::CompactOptions::new())
+        .await
+        .unwrap();
+    let mut g = c.watch_group();
+    // Cancelled before the server answered: its only item is Cancelled.
+    let early = g.add("o/k", WatchOptions::new()).unwrap();
+    g.cancel(early).unwrap();
+    // A start revision below the compaction: it ends with Compacted (etcd
+    // 3.5 reports the creation first, then the compaction).
+    let compacted = g
+        .add("o/k", WatchOptions::new().with_start_revision(r1))
+        .unwrap();
+    // A replay from the compaction on: Created, then the one event left.
+    let replay = g
+        .add("o/k", WatchOptions::new().with_start_revision(r3))
+        .unwrap();
+    let mut items: HashMap<WatcherId, Vec<WatchEvent>> = HashMap::new();
+    let ended = |items: &HashMap<WatcherId, Vec<WatchEvent>>, id| {
+        items
+            .get(&id)
+            .and_then(|v: &Vec<WatchEvent>| v.last())
+            .is_some_and(WatchEvent::is_terminal)
+    };
+    while !(ended(&items, early)
+        && ended(&items, compacted)
+        && items.get(&replay).map_or(0, Vec::len) >= 2)
+    {
+        let (id, e) = next_item::<R>(&mut g).await;
+        items.entry(id).or_default().push(e);
+    }
+    assert_eq!(
+        items[&early],
+        vec![WatchEvent::Cancelled {
+            reason: String::new()
+        }]
+    );
+    let (last, first) = items[&compacted].split_last().unwrap();
+    assert_eq!(
+        last,
+        &WatchEvent::Compacted {
+            compact_revision: r3
+        }
+    );
+    assert!(
+        matches!(first, [] | [WatchEvent::Created { .. }]),
+        "{first:?}"
+    );
+    let replayed = &items[&replay];
+    assert!(
+        matches!(replayed[0], WatchEvent::Created { .. }),
+        "{replayed:?}"
+    );
+    match &replayed[1] {
+        WatchEvent::Events { events, .. } => {
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].kv.as_ref().unwrap().mod_revision, r3);
+        }
+        other => panic!("expected the replayed event, got {other:?}"),
+    }
+    assert_eq!(g.live(), 1, "only the replay is still live");
+    assert_quiet::<R>(&mut g).await;
+}
+
 async fn killing_the_streams_member_loses_and_repeats_nothing<R: TestRuntime>() {
     let cluster = Arc::new(start::<R>(3).await);
     let watching = connect::<R>(&cluster).await;
@@ -302,6 +371,7 @@ async fn dropping_the_group_cancels_on_the_server_and_close_ends_it<R: TestRunti
 etcdv3_integration::runtime_tests!(
     many_watchers_get_exactly_their_events_in_order,
     a_cancelled_watcher_stops,
+    creation_outcomes_arrive_on_the_stream,
     killing_the_streams_member_loses_and_repeats_nothing,
     dropping_the_group_cancels_on_the_server_and_close_ends_it,
 );

@@ -54,7 +54,9 @@ const SEND_ATTEMPTS: usize = 3;
 /// watchers interleave as the server sends them.
 ///
 /// When the client is closed, every watcher still live yields
-/// `(id, Err(Error::Closed))` and the stream then ends. Dropping the group
+/// `(id, Err(Error::Closed))` and the stream then ends (a group with no
+/// live watcher is not woken by the close: it ends at its next poll).
+/// Dropping the group
 /// cancels all its watchers on the server. Items are buffered without bound
 /// until the group is polled: poll it promptly.
 ///
@@ -208,8 +210,11 @@ impl WatchGroup {
 
     /// Cancel watcher `id` of this group. Its last item,
     /// [`WatchEvent::Cancelled`] with an empty reason, comes on the stream
-    /// once the server confirmed; events that arrive meanwhile are not
-    /// delivered. Ids that are not this group's live watchers are ignored.
+    /// once the server confirmed (or at once if the create was not sent
+    /// yet); events that arrive meanwhile are not delivered, and a watcher
+    /// cancelled before the server created it never reports
+    /// [`WatchEvent::Created`]. Ids that are not this group's live watchers
+    /// are ignored.
     ///
     /// ```no_run
     /// use etcdv3_client::api::{WatchEvent, WatchOptions};
