@@ -115,10 +115,51 @@ async fn wait_until<R: TestRuntime>(what: &str, timeout: Duration, mut f: impl F
 
 const KEYS: usize = 10;
 
-/// Put every key once; each key's revision is appended to its list.
-async fn write_round(writer: &Client, value: &str, revs: &mut [Vec<i64>]) {
+/// Wait (up to 20 s) until a linearizable read succeeds: the cluster has
+/// a leader the writer reaches.
+async fn await_leader<R: TestRuntime>(writer: &Client) {
+    let start = Instant::now();
+    while writer
+        .get(key(0), etcdv3_client::api::GetOptions::new())
+        .await
+        .is_err()
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "no leader");
+        R::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Put every key once (value `<round>/<key>`, unique); each key's revision
+/// is appended to its list. A put whose outcome is unknown (the leader
+/// changed while it was in flight: etcd 3.4 without pre-vote re-elects when
+/// a killed member rejoins) is read back and repeated only if it did not
+/// apply, so the list is what the store holds.
+async fn write_round<R: TestRuntime>(writer: &Client, round: &str, revs: &mut [Vec<i64>]) {
     for (k, r) in revs.iter_mut().enumerate() {
-        r.push(put(writer, &key(k), value).await);
+        let (key, value) = (key(k), format!("{round}/{k}"));
+        let mut attempts = 0;
+        let rev = loop {
+            match writer
+                .put(key.as_str(), value.as_str(), PutOptions::new())
+                .await
+            {
+                Ok(resp) => break resp.header.unwrap().revision,
+                Err(e) => {
+                    attempts += 1;
+                    assert!(attempts < 50, "put {key}: {e}");
+                    let read = writer
+                        .get(key.as_str(), etcdv3_client::api::GetOptions::new())
+                        .await;
+                    if let Some(kv) = read.ok().and_then(|r| r.kvs.into_iter().next()) {
+                        if kv.value == value.as_bytes() {
+                            break kv.mod_revision;
+                        }
+                    }
+                    R::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
+        r.push(rev);
     }
 }
 
@@ -298,13 +339,18 @@ async fn killing_the_streams_member_loses_and_repeats_nothing<R: TestRuntime>() 
         .unwrap_or_else(|| panic!("no member holds the 30 watchers: {base:?} -> {now:?}"));
 
     let mut revs_of_key: Vec<Vec<i64>> = vec![Vec::new(); KEYS];
-    write_round(&writer, "before", &mut revs_of_key).await;
+    write_round::<R>(&writer, "before", &mut revs_of_key).await;
     let c = cluster.clone();
     R::spawn_blocking(move || c.kill(member)).await.unwrap();
-    write_round(&writer, "member down", &mut revs_of_key).await;
+    // The killed member may have been the leader: a put in flight across
+    // the election may end "outcome unknown", which would make the expected
+    // revisions unknowable. Write once a linearizable read works again.
+    await_leader::<R>(&writer).await;
+    write_round::<R>(&writer, "member down", &mut revs_of_key).await;
     let c = cluster.clone();
     R::spawn_blocking(move || c.restart(member)).await.unwrap();
-    write_round(&writer, "member back", &mut revs_of_key).await;
+    await_leader::<R>(&writer).await;
+    write_round::<R>(&writer, "member back", &mut revs_of_key).await;
 
     let want: HashMap<WatcherId, Vec<i64>> = ids
         .iter()

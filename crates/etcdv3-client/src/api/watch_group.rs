@@ -284,13 +284,6 @@ impl WatchGroup {
         }
         Err(Error::Closed)
     }
-
-    /// Take what the task queued into `local` (empty here), one lock for
-    /// the whole batch.
-    fn refill(&mut self) -> bool {
-        self.local = std::mem::take(&mut self.shared.lock().items);
-        !self.local.is_empty()
-    }
 }
 
 impl Stream for WatchGroup {
@@ -298,25 +291,35 @@ impl Stream for WatchGroup {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GroupItem>> {
         let this = self.get_mut();
-        if let Some(item) = this.local.pop_front() {
-            return Poll::Ready(Some(item));
-        }
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        if !this.refill() {
-            this.shared.waker.register(cx.waker());
-            if !this.refill() {
-                // Everything the task will hand over after a close (one
-                // `Err(Closed)` per live watcher) was handed over.
-                if this.client.is_closed() && this.shared.lock().live == 0 {
+        let mut registered = false;
+        loop {
+            if let Some(item) = this.local.pop_front() {
+                return Poll::Ready(Some(item));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            {
+                // One lock: the items and the count of live watchers must
+                // be read together, or the last items (one `Err(Closed)`
+                // per live watcher after a close) could be pushed between
+                // the two reads and lost.
+                let mut q = this.shared.lock();
+                if !q.items.is_empty() {
+                    this.local = std::mem::take(&mut q.items);
+                    continue;
+                }
+                if q.live == 0 && this.client.is_closed() {
                     this.ended = true;
                     return Poll::Ready(None);
                 }
+            }
+            if registered {
                 return Poll::Pending;
             }
+            this.shared.waker.register(cx.waker());
+            registered = true;
         }
-        Poll::Ready(this.local.pop_front())
     }
 }
 
