@@ -40,6 +40,10 @@
 //! - `etcdv3-one-task`: the same watchers, all consumed by ONE task through
 //!   `futures_util::stream::select_all` (the consumer shape of etcd-client's
 //!   best, so the two differ only by the library);
+//! - `etcdv3-group`: ONE `WatchGroup` (`Client::watch_group`): all watchers
+//!   added to it without waiting for the server, ONE consumer reading
+//!   `(WatcherId, event)` and demultiplexing by id with the same kind of
+//!   table etcd-client's best needs;
 //! - `etcd-client-stream`: etcd-client at its best: ONE `WatchStream`, every
 //!   further watcher created with `WatchRequestSender::watch` on it, one
 //!   consumer task demultiplexing the responses by watch id;
@@ -82,6 +86,8 @@ pub enum Variant {
     /// etcdv3: the same watchers, all consumed by ONE task
     /// (`futures_util::stream::select_all`), as etcd-client's best is.
     Etcdv3OneTask,
+    /// etcdv3: ONE `WatchGroup`, one consumer demultiplexing by watcher id.
+    Etcdv3Group,
     /// etcd-client: all watchers on ONE `WatchStream`, demultiplexed by the
     /// caller by watch id.
     #[cfg(feature = "etcd-client")]
@@ -97,6 +103,7 @@ impl Variant {
         match self {
             Variant::Etcdv3 => "etcdv3",
             Variant::Etcdv3OneTask => "etcdv3-one-task",
+            Variant::Etcdv3Group => "etcdv3-group",
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream => "etcd-client-stream",
             #[cfg(feature = "etcd-client")]
@@ -111,6 +118,7 @@ impl Variant {
             Variant::Etcdv3OneTask => {
                 "etcdv3, `watch` per watcher (one shared stream), ONE consumer task"
             }
+            Variant::Etcdv3Group => "etcdv3, ONE `WatchGroup`, caller demultiplexes by id",
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream => {
                 "etcd-client, ONE `WatchStream`, caller demultiplexes (its best)"
@@ -123,7 +131,7 @@ impl Variant {
     /// The library it drives.
     pub fn lib(self) -> Lib {
         match self {
-            Variant::Etcdv3 | Variant::Etcdv3OneTask => Lib::Etcdv3,
+            Variant::Etcdv3 | Variant::Etcdv3OneTask | Variant::Etcdv3Group => Lib::Etcdv3,
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream | Variant::EtcdClientPerWatch => Lib::EtcdClient,
         }
@@ -134,6 +142,7 @@ impl Variant {
         vec![
             Variant::Etcdv3,
             Variant::Etcdv3OneTask,
+            Variant::Etcdv3Group,
             #[cfg(feature = "etcd-client")]
             Variant::EtcdClientStream,
             #[cfg(feature = "etcd-client")]
@@ -345,6 +354,7 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     let w = match variant {
         Variant::Etcdv3 => etcdv3_watchers(&driver, n, keys, false).await?,
         Variant::Etcdv3OneTask => etcdv3_watchers(&driver, n, keys, true).await?,
+        Variant::Etcdv3Group => etcdv3_group(&driver, n, keys).await?,
         #[cfg(feature = "etcd-client")]
         Variant::EtcdClientStream => etcd_client_one_stream(&driver, n, keys).await?,
         #[cfg(feature = "etcd-client")]
@@ -525,6 +535,88 @@ async fn etcdv3_watchers(
         rss_after,
         create_time,
         sinks,
+        _keep: vec![Box::new(warm), Box::new(driver.clone())],
+    })
+}
+
+/// etcdv3's grouped watch: ONE `WatchGroup`, the watchers added without
+/// waiting for the server (then every `Created` awaited, as etcd-client's
+/// one stream awaits its "created" answers), ONE consumer task routing each
+/// `(WatcherId, event)` through the same kind of caller table
+/// (`HashMap<id, watcher>` + the watched keys) as `etcd_client_one_stream`,
+/// built before the "created" memory reading as there.
+async fn etcdv3_group(driver: &Driver, n: usize, keys: usize) -> Result<Watching, String> {
+    use etcdv3_client::api::{WatchEvent, WatchOptions};
+    use futures_util::StreamExt;
+    use std::collections::HashMap;
+    #[allow(clippy::infallible_destructuring_match)]
+    let c = match driver {
+        Driver::Etcdv3(c) => c,
+        #[cfg(feature = "etcd-client")]
+        _ => return Err("etcdv3 variant needs an etcdv3 client".into()),
+    };
+    // Warm-up watcher: starts the client's watch stream and its task.
+    let warm = c
+        .watch(b"ws/warm".to_vec(), WatchOptions::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    settle().await;
+    let rss_before = rss_kib();
+    let t_create = Instant::now();
+    let mut group = c.watch_group();
+    let mut routes: HashMap<i64, usize> = HashMap::with_capacity(n);
+    for w in 0..n {
+        let id = group
+            .add(key(w, keys), WatchOptions::new())
+            .map_err(|e| e.to_string())?;
+        routes.insert(id.get(), w);
+    }
+    let watched: Vec<Vec<u8>> = (0..n).map(|w| key(w, keys)).collect();
+    let mut created = 0;
+    while created < n {
+        match group.next().await {
+            Some((_, Ok(WatchEvent::Created { .. }))) => created += 1,
+            Some((id, Ok(e))) if e.is_terminal() => {
+                return Err(format!("watcher {id} ended at creation: {e:?}"))
+            }
+            Some((_, Ok(_))) => {}
+            Some((id, Err(e))) => return Err(format!("watcher {id}: {e}")),
+            None => return Err("watch group ended".into()),
+        }
+    }
+    let create_time = t_create.elapsed();
+    settle().await;
+    let rss_after = rss_kib();
+    let sink = SharedSink::default();
+    let s2 = sink.clone();
+    tokio::spawn(async move {
+        while let Some((id, ev)) = group.next().await {
+            match ev {
+                Ok(WatchEvent::Events { events, .. }) => {
+                    let now = now_ns();
+                    let mut s = lock(&s2);
+                    let Some(&w) = routes.get(&id.get()) else {
+                        s.mismatched += events.len() as u64;
+                        continue;
+                    };
+                    for e in &events {
+                        match &e.kv {
+                            Some(kv) => s.record(&watched[w], &kv.key, &kv.value, now),
+                            None => s.mismatched += 1,
+                        }
+                    }
+                }
+                Ok(e) if e.is_terminal() => lock(&s2).end(format!("{e:?}")),
+                Ok(_) => {}
+                Err(e) => lock(&s2).end(e.to_string()),
+            }
+        }
+    });
+    Ok(Watching {
+        rss_before,
+        rss_after,
+        create_time,
+        sinks: vec![sink],
         _keep: vec![Box::new(warm), Box::new(driver.clone())],
     })
 }
@@ -1169,12 +1261,17 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
             (!xs.is_empty()).then(|| median_f64(xs))
         };
         let ratio = |f: fn(&WsRun) -> f64| {
-            [Variant::Etcdv3, Variant::Etcdv3OneTask].map(|ours| {
-                match (med(ours, f), med(Variant::EtcdClientStream, f)) {
+            [
+                Variant::Etcdv3,
+                Variant::Etcdv3OneTask,
+                Variant::Etcdv3Group,
+            ]
+            .map(
+                |ours| match (med(ours, f), med(Variant::EtcdClientStream, f)) {
                     (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
                     _ => "–".into(),
-                }
-            })
+                },
+            )
         };
         let mem = ratio(|r| r.mem_create_kib);
         let cpu = ratio(|r| r.client_cpu_us);
@@ -1183,9 +1280,21 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
         let _ = writeln!(
             out,
             "\netcdv3 / etcd-client at its best (one `WatchStream`), medians (target ≤ 0.5×), \
-             etcdv3 with a task per watcher | with one consumer task: memory per watcher {} | {}, \
-             client CPU per event {} | {}, p50 latency {} | {}, p99 latency {} | {}.",
-            mem[0], mem[1], cpu[0], cpu[1], p50[0], p50[1], p99[0], p99[1],
+             etcdv3 with a task per watcher | with one consumer task | one `WatchGroup`: \
+             memory per watcher {} | {} | {}, client CPU per event {} | {} | {}, \
+             p50 latency {} | {} | {}, p99 latency {} | {} | {}.",
+            mem[0],
+            mem[1],
+            mem[2],
+            cpu[0],
+            cpu[1],
+            cpu[2],
+            p50[0],
+            p50[1],
+            p50[2],
+            p99[0],
+            p99[1],
+            p99[2],
         );
     }
     #[cfg(not(feature = "etcd-client"))]

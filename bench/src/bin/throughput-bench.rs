@@ -51,7 +51,7 @@
 //! per event, events expected against received. `--ws-watchers N` (default
 //! 10000), `--ws-keys N` (default 100), `--ws-rate N` (writes/s, default
 //! 1000), `--ws-secs N` (default 10), `--ws-variants LIST` (default
-//! `etcdv3,etcdv3-one-task,etcd-client-stream,etcd-client-per-watch`);
+//! `etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch`);
 //! `--repeat N` runs each variant N times, alternating the order.
 #![forbid(unsafe_code)]
 
@@ -487,7 +487,7 @@ const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,25
 [--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
 [--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
 [--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N] \
-[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-variants etcdv3,etcd-client-stream,etcd-client-per-watch]";
+[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-variants etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {

@@ -75,6 +75,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use etcdv3_proto::etcdserverpb::{
     watch_request, WatchCancelRequest, WatchCreateRequest, WatchProgressRequest, WatchRequest,
@@ -82,6 +83,12 @@ use etcdv3_proto::etcdserverpb::{
 };
 use etcdv3_proto::mvccpb::Event;
 use prost::Message;
+
+/// Create requests sent and not answered yet, at most (see
+/// [`WatchHub::poll_transmit`]). Deep enough that creation is pipelined
+/// (one round trip per this many watchers), small enough to bound what the
+/// transport buffers.
+pub const MAX_CREATES_IN_FLIGHT: usize = 128;
 
 /// Start of the [`WatchEvent::Cancelled`] reason of a watcher whose
 /// fragmented response grew past [`WatchHub::max_fragment_bytes`].
@@ -95,11 +102,61 @@ pub const FRAGMENTS_TOO_LARGE: &str = "watch response too large";
 pub struct WatcherId(i64);
 
 impl WatcherId {
+    /// The id `n`, for [`WatchHub::add_with_id`] (ids chosen outside the
+    /// hub); `None` unless `n >= 1`.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::WatcherId;
+    /// assert_eq!(WatcherId::new(3).map(WatcherId::get), Some(3));
+    /// assert!(WatcherId::new(0).is_none());
+    /// ```
+    pub fn new(n: i64) -> Option<WatcherId> {
+        (n >= 1).then_some(WatcherId(n))
+    }
+
     /// The numeric id.
     pub fn get(self) -> i64 {
         self.0
     }
 }
+
+/// Hashes a [`WatcherId`] with one multiplication (Fx-style): for maps
+/// keyed by watcher ids ([`WatcherIdBuildHasher`]). Ids are chosen by the
+/// client, dense and never by the server, so a keyed (DoS-resistant) hash
+/// buys nothing there; maps keyed by server-chosen ids keep the std hasher.
+///
+/// ```
+/// use std::collections::HashMap;
+/// use etcdv3_core::watch::{WatcherId, WatcherIdBuildHasher};
+/// let mut m: HashMap<WatcherId, &str, WatcherIdBuildHasher> = HashMap::default();
+/// m.insert(WatcherId::new(1).unwrap(), "a");
+/// assert_eq!(m.get(&WatcherId::new(1).unwrap()), Some(&"a"));
+/// ```
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WatcherIdHasher(u64);
+
+const FX_K: u64 = 0x517c_c1b7_2722_0a95;
+
+impl Hasher for WatcherIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(FX_K);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(FX_K);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// The `BuildHasher` of maps keyed by [`WatcherId`]; see [`WatcherIdHasher`].
+pub type WatcherIdBuildHasher = BuildHasherDefault<WatcherIdHasher>;
+
+type IdMap<V> = HashMap<WatcherId, V, WatcherIdBuildHasher>;
 
 impl fmt::Display for WatcherId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -165,39 +222,71 @@ enum State {
     Cancelling { server_id: i64 },
 }
 
+/// One watcher, kept compact (10,000 of them on one client is a use the
+/// benchmarks measure): what re-creating it needs, not a whole
+/// `WatchCreateRequest`; rare state (fragments being reassembled, an
+/// authentication refusal) lives in side tables of the hub.
 #[derive(Debug)]
 struct Watcher {
-    request: WatchCreateRequest,
-    state: State,
+    key: Box<[u8]>,
+    range_end: Box<[u8]>,
+    /// The start revision the user asked for (0: from now).
+    start_revision: i64,
     /// Last revision delivered (0: none).
     delivered: i64,
     /// Header revision of the first creation when watching from "now".
     created_rev: Option<i64>,
+    state: State,
+    prev_kv: bool,
+    progress_notify: bool,
+    fragment: bool,
     announced: bool,
-    /// Fragments received so far.
-    fragments: Vec<Event>,
-    /// Encoded size of `fragments`.
-    fragment_bytes: usize,
-    /// Refused for authentication since its last creation; waiting for a
-    /// fresh token: the refusal's reason.
-    auth_refused: Option<String>,
     /// Already re-created once after an authentication refusal.
     auth_retried: bool,
 }
 
 impl Watcher {
-    fn clear_fragments(&mut self) {
-        self.fragments.clear();
-        self.fragment_bytes = 0;
+    /// The watcher for `request`; its filters (raw values, normally none)
+    /// are kept apart by the hub.
+    fn new(request: WatchCreateRequest) -> Watcher {
+        Watcher {
+            key: request.key.into_boxed_slice(),
+            range_end: request.range_end.into_boxed_slice(),
+            start_revision: request.start_revision,
+            delivered: 0,
+            created_rev: None,
+            state: State::Pending { queued: true },
+            prev_kv: request.prev_kv,
+            progress_notify: request.progress_notify,
+            fragment: request.fragment,
+            announced: false,
+            auth_retried: false,
+        }
     }
+
+    /// The create request that (re)creates this watcher as `id`, from its
+    /// resume point, with `filters`.
+    fn create_request(&self, id: WatcherId, filters: Vec<i32>) -> WatchCreateRequest {
+        WatchCreateRequest {
+            key: self.key.to_vec(),
+            range_end: self.range_end.to_vec(),
+            start_revision: self.resume_revision(),
+            progress_notify: self.progress_notify,
+            filters,
+            prev_kv: self.prev_kv,
+            watch_id: id.0,
+            fragment: self.fragment,
+        }
+    }
+
     /// The highest revision this watcher already covers: events at or below
     /// it are not delivered (again).
     fn covered(&self) -> i64 {
-        let mut rev = self.request.start_revision.max(0) - 1;
+        let mut rev = self.start_revision.max(0) - 1;
         if self.delivered > 0 {
             rev = rev.max(self.delivered);
         }
-        if self.request.start_revision <= 0 {
+        if self.start_revision <= 0 {
             if let Some(c) = self.created_rev {
                 rev = rev.max(c);
             }
@@ -211,6 +300,14 @@ impl Watcher {
     fn resume_revision(&self) -> i64 {
         self.covered().saturating_add(1)
     }
+}
+
+/// Fragments of one watcher's response received so far.
+#[derive(Debug, Default)]
+struct Fragments {
+    events: Vec<Event>,
+    /// Encoded size of `events`.
+    bytes: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -231,8 +328,17 @@ pub struct WatchHub {
     /// (a B-tree walk over 10,000 inline watchers missed the cache on every
     /// response). Iterated only on rare paths, always in id order
     /// ([`Self::ids`]) so that replays stay deterministic.
-    watchers: HashMap<WatcherId, Watcher>,
-    /// Server watch id -> watcher, for the current stream.
+    watchers: IdMap<Watcher>,
+    /// Fragments received so far, per watcher with a fragmented response
+    /// under way.
+    fragments: IdMap<Fragments>,
+    /// The create request's filters of watchers that have any.
+    filters: IdMap<Box<[i32]>>,
+    /// Watchers refused for authentication since their last creation,
+    /// waiting for a fresh token: the refusal's reason.
+    auth_refused: IdMap<String>,
+    /// Server watch id -> watcher, for the current stream, where the server
+    /// did not keep the hub's id (see [`Self::route`]).
     by_server: HashMap<i64, WatcherId>,
     /// Creates sent and not answered yet, in order.
     creating: VecDeque<WatcherId>,
@@ -248,7 +354,10 @@ impl Default for WatchHub {
     fn default() -> Self {
         WatchHub {
             next_id: 0,
-            watchers: HashMap::new(),
+            watchers: IdMap::default(),
+            fragments: IdMap::default(),
+            filters: IdMap::default(),
+            auth_refused: IdMap::default(),
             by_server: HashMap::new(),
             creating: VecDeque::new(),
             ops: VecDeque::new(),
@@ -257,6 +366,29 @@ impl Default for WatchHub {
             max_fragment_bytes: crate::codec::DEFAULT_MAX_DECODE_SIZE,
             auth_refresh: false,
         }
+    }
+}
+
+/// Queues above this capacity are freed once empty: creating 10,000
+/// watchers at once fills them, and keeping that capacity would cost more
+/// than the watchers themselves.
+const KEEP_QUEUE_CAPACITY: usize = 256;
+
+fn release_if_large<T>(queue: &mut VecDeque<T>) {
+    if queue.is_empty() && queue.capacity() > KEEP_QUEUE_CAPACITY {
+        *queue = VecDeque::new();
+    }
+}
+
+/// Route server watch id `server_id` to watcher `id` (created under it) in
+/// `by_server`. The usual case, the server keeping the hub's id, needs no
+/// entry (see `WatchHub::route`): no table lookup per event and no memory
+/// per watcher.
+fn add_route(by_server: &mut HashMap<i64, WatcherId>, server_id: i64, id: WatcherId) {
+    if server_id == id.0 {
+        by_server.remove(&server_id);
+    } else {
+        by_server.insert(server_id, id);
     }
 }
 
@@ -308,24 +440,45 @@ impl WatchHub {
     /// [`poll_transmit`](Self::poll_transmit); `request.watch_id` is replaced
     /// by the hub's id.
     pub fn add(&mut self, request: WatchCreateRequest) -> WatcherId {
-        self.next_id += 1;
+        self.next_id = self.next_id.saturating_add(1);
         let id = WatcherId(self.next_id);
-        self.watchers.insert(
-            id,
-            Watcher {
-                request,
-                state: State::Pending { queued: true },
-                delivered: 0,
-                created_rev: None,
-                announced: false,
-                fragments: Vec::new(),
-                fragment_bytes: 0,
-                auth_refused: None,
-                auth_retried: false,
-            },
-        );
-        self.ops.push_back(Op::Create(id));
+        self.insert(id, request);
         id
+    }
+
+    /// [`add`](Self::add) under an id chosen by the caller (e.g. handed to
+    /// the user before the hub saw the request). Returns `false`, and adds
+    /// nothing, when `id` is already tracked. Later [`add`](Self::add)s pick
+    /// ids above every id seen; a caller mixing both must not choose an id
+    /// the hub may already have handed out.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::{WatchHub, WatcherId};
+    /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
+    ///
+    /// let mut hub = WatchHub::new();
+    /// let id = WatcherId::new(40).unwrap();
+    /// let req = WatchCreateRequest { key: b"k".to_vec(), ..Default::default() };
+    /// assert!(hub.add_with_id(id, req.clone()));
+    /// assert!(!hub.add_with_id(id, req.clone()));
+    /// assert_eq!(hub.add(req).get(), 41);
+    /// ```
+    pub fn add_with_id(&mut self, id: WatcherId, request: WatchCreateRequest) -> bool {
+        if self.watchers.contains_key(&id) {
+            return false;
+        }
+        self.next_id = self.next_id.max(id.0);
+        self.insert(id, request);
+        true
+    }
+
+    fn insert(&mut self, id: WatcherId, mut request: WatchCreateRequest) {
+        if !request.filters.is_empty() {
+            let filters = std::mem::take(&mut request.filters);
+            self.filters.insert(id, filters.into_boxed_slice());
+        }
+        self.watchers.insert(id, Watcher::new(request));
+        self.ops.push_back(Op::Create(id));
     }
 
     /// Cancel a watcher. No event is delivered for it any more except a
@@ -346,7 +499,7 @@ impl WatchHub {
             State::Creating { .. } => w.state = State::Creating { cancel: true },
             State::Active { server_id } => {
                 w.state = State::Cancelling { server_id };
-                w.clear_fragments();
+                self.fragments.remove(&id);
                 self.ops.push_back(Op::Cancel(id));
             }
             State::Cancelling { .. } => {}
@@ -408,7 +561,7 @@ impl WatchHub {
             .ids()
             .into_iter()
             .filter_map(|id| {
-                let reason = self.watchers.get(&id)?.auth_refused.clone()?;
+                let reason = self.auth_refused.get(&id)?.clone();
                 Some((id, reason))
             })
             .collect();
@@ -428,16 +581,31 @@ impl WatchHub {
                 self.by_server.remove(&server_id);
             }
         }
-        w.clear_fragments();
+        self.fragments.remove(&id);
         w.state = State::Pending { queued: false };
         w.auth_retried = true;
-        w.auth_refused = Some(reason);
+        self.auth_refused.insert(id, reason);
         self.auth_refresh = true;
     }
 
     /// The next request to send on the current stream.
+    ///
+    /// At most [`MAX_CREATES_IN_FLIGHT`] create requests are unanswered at a
+    /// time: the next create (and what was queued after it) waits for an
+    /// answer, so that adding 10,000 watchers at once does not buffer
+    /// 10,000 requests in the transport (whose buffers then stay allocated).
     pub fn poll_transmit(&mut self) -> Option<WatchRequest> {
-        while let Some(op) = self.ops.pop_front() {
+        while let Some(&op) = self.ops.front() {
+            if let Op::Create(id) = op {
+                let sendable = self
+                    .watchers
+                    .get(&id)
+                    .is_some_and(|w| w.state == (State::Pending { queued: true }));
+                if sendable && self.creating.len() >= MAX_CREATES_IN_FLIGHT {
+                    return None;
+                }
+            }
+            self.ops.pop_front();
             let union = match op {
                 Op::Progress => {
                     watch_request::RequestUnion::ProgressRequest(WatchProgressRequest {})
@@ -450,10 +618,9 @@ impl WatchHub {
                         continue;
                     }
                     w.state = State::Creating { cancel: false };
-                    w.clear_fragments();
-                    let mut req = w.request.clone();
-                    req.watch_id = id.0;
-                    req.start_revision = w.resume_revision();
+                    self.fragments.remove(&id);
+                    let filters = self.filters.get(&id).map_or_else(Vec::new, |f| f.to_vec());
+                    let req = w.create_request(id, filters);
                     self.creating.push_back(id);
                     watch_request::RequestUnion::CreateRequest(req)
                 }
@@ -478,12 +645,17 @@ impl WatchHub {
                 request_union: Some(union),
             });
         }
+        release_if_large(&mut self.ops);
         None
     }
 
     /// The next event for a watcher.
     pub fn poll_event(&mut self) -> Option<(WatcherId, WatchEvent)> {
-        self.events.pop_front()
+        let event = self.events.pop_front();
+        if event.is_none() {
+            release_if_large(&mut self.events);
+        }
+        event
     }
 
     fn finish(&mut self, id: WatcherId, event: WatchEvent) {
@@ -494,6 +666,9 @@ impl WatchHub {
                 }
             }
             self.creating.retain(|c| *c != id);
+            self.fragments.remove(&id);
+            self.filters.remove(&id);
+            self.auth_refused.remove(&id);
             self.events.push_back((id, event));
         }
     }
@@ -507,7 +682,7 @@ impl WatchHub {
                     self.by_server.remove(&server_id);
                 }
             }
-            w.clear_fragments();
+            self.fragments.remove(&id);
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(
@@ -522,6 +697,27 @@ impl WatchHub {
                     self.new_stream = true;
                 }
             }
+        }
+    }
+
+    /// The watcher created on the current stream under server watch id
+    /// `server_id`: an explicit route, or else the watcher whose own id it
+    /// is (etcd 3.4+ keeps the id the hub sends), if it was created under
+    /// it.
+    fn route(&self, server_id: i64) -> Option<WatcherId> {
+        if !self.by_server.is_empty() {
+            if let Some(&id) = self.by_server.get(&server_id) {
+                return Some(id);
+            }
+        }
+        let id = WatcherId(server_id);
+        match self.watchers.get(&id)?.state {
+            State::Active { server_id: s } | State::Cancelling { server_id: s }
+                if s == server_id =>
+            {
+                Some(id)
+            }
+            _ => None,
         }
     }
 
@@ -556,7 +752,7 @@ impl WatchHub {
             }
             return;
         }
-        let Some(&id) = self.by_server.get(&resp.watch_id) else {
+        let Some(id) = self.route(resp.watch_id) else {
             return;
         };
         let Some(w) = self.watchers.get_mut(&id) else {
@@ -570,7 +766,12 @@ impl WatchHub {
             // Being cancelled: nothing more is delivered.
             return;
         }
-        let mut events = if resp.fragment || !w.fragments.is_empty() {
+        let pending = self
+            .fragments
+            .get(&id)
+            .filter(|f| !f.events.is_empty())
+            .map(|f| f.bytes);
+        let mut events = if resp.fragment || pending.is_some() {
             // Fix (issue 10, bug 12): reassembly is bounded; a watcher whose
             // fragments outgrow the limit ends instead of growing without
             // bound. (A whole response was already bounded by the decoder.)
@@ -578,7 +779,7 @@ impl WatchHub {
                 .events
                 .iter()
                 .map(Message::encoded_len)
-                .fold(w.fragment_bytes, usize::saturating_add);
+                .fold(pending.unwrap_or(0), usize::saturating_add);
             if size > self.max_fragment_bytes {
                 let reason = format!(
                     "{FRAGMENTS_TOO_LARGE}: fragments of {size} bytes exceed the limit of {} bytes",
@@ -588,12 +789,16 @@ impl WatchHub {
                 return;
             }
             if resp.fragment {
-                w.fragments.extend(resp.events);
-                w.fragment_bytes = size;
+                let f = self.fragments.entry(id).or_default();
+                f.events.extend(resp.events);
+                f.bytes = size;
                 return;
             }
-            let mut events = std::mem::take(&mut w.fragments);
-            w.fragment_bytes = 0;
+            let mut events = self
+                .fragments
+                .remove(&id)
+                .map(|f| f.events)
+                .unwrap_or_default();
             events.extend(resp.events);
             events
         } else {
@@ -641,6 +846,9 @@ impl WatchHub {
         let Some(id) = self.creating.pop_front() else {
             return;
         };
+        if self.creating.is_empty() {
+            release_if_large(&mut self.creating);
+        }
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
@@ -653,7 +861,7 @@ impl WatchHub {
             self.handle_cancel(id, resp);
             return;
         }
-        self.by_server.insert(resp.watch_id, id);
+        add_route(&mut self.by_server, resp.watch_id, id);
         if cancel_requested {
             w.state = State::Cancelling {
                 server_id: resp.watch_id,
@@ -665,7 +873,7 @@ impl WatchHub {
             server_id: resp.watch_id,
         };
         w.auth_retried = false;
-        if w.request.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
+        if w.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
             w.created_rev = Some(rev);
         }
         if !w.announced {
@@ -717,6 +925,8 @@ impl WatchHub {
     /// new stream.
     pub fn handle_stream_lost(&mut self) {
         self.by_server.clear();
+        self.fragments.clear();
+        self.auth_refused.clear();
         self.creating.clear();
         self.new_stream = false;
         self.auth_refresh = false;
@@ -726,8 +936,6 @@ impl WatchHub {
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            w.clear_fragments();
-            w.auth_refused = None;
             match w.state {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(

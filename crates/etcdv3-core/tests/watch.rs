@@ -1001,3 +1001,51 @@ fn default_fragment_limit_is_the_default_max_receive_size() {
         etcdv3_core::codec::DEFAULT_MAX_DECODE_SIZE
     );
 }
+
+#[test]
+fn creates_in_flight_are_bounded_and_later_requests_wait_their_turn() {
+    use etcdv3_core::watch::MAX_CREATES_IN_FLIGHT;
+    let mut hub = WatchHub::new();
+    let n = MAX_CREATES_IN_FLIGHT + 5;
+    let ids: Vec<WatcherId> = (0..n)
+        .map(|i| watch_key(&mut hub, &format!("k{i}"), 0))
+        .collect();
+    hub.request_progress();
+    let sent: Vec<i64> = std::iter::from_fn(|| hub.poll_transmit())
+        .map(|r| create_of(Some(r)).watch_id)
+        .collect();
+    assert_eq!(sent, (1..=MAX_CREATES_IN_FLIGHT as i64).collect::<Vec<_>>());
+    // One answer frees one place, in order.
+    hub.handle_response(created(1, 10));
+    assert_eq!(
+        create_of(hub.poll_transmit()).watch_id,
+        MAX_CREATES_IN_FLIGHT as i64 + 1
+    );
+    assert!(hub.poll_transmit().is_none());
+    // Creates of watchers cancelled meanwhile do not count nor wait.
+    for id in &ids[MAX_CREATES_IN_FLIGHT + 1..] {
+        hub.cancel(*id);
+    }
+    match hub.poll_transmit().and_then(|r| r.request_union) {
+        Some(RequestUnion::ProgressRequest(_)) => {}
+        other => panic!("expected the progress request, got {other:?}"),
+    }
+    assert!(hub.poll_transmit().is_none());
+}
+
+#[test]
+fn ids_chosen_by_the_caller_are_used_and_not_handed_out_again() {
+    let mut hub = WatchHub::new();
+    let id = WatcherId::new(7).unwrap();
+    let req = WatchCreateRequest {
+        key: b"k".to_vec(),
+        filters: vec![1],
+        ..Default::default()
+    };
+    assert!(hub.add_with_id(id, req.clone()));
+    assert!(!hub.add_with_id(id, req.clone()), "an id in use is refused");
+    let sent = create_of(hub.poll_transmit());
+    assert_eq!((sent.watch_id, sent.filters), (7, vec![1]));
+    assert_eq!(watch_key(&mut hub, "b", 0).get(), 8);
+    assert_eq!(WatcherId::new(0), None);
+}

@@ -56,6 +56,7 @@ pub mod readable;
 pub(crate) mod stream_task;
 pub mod txn;
 pub mod watch;
+pub mod watch_group;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
 pub use cluster::{Member, MemberListOptions};
@@ -80,3 +81,4 @@ pub use namespace::{KvNamespace, NamespaceWatcher};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
 pub use watch::{Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId};
+pub use watch_group::{GroupItem, WatchGroup};

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::task::Poll;
+use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use etcdv3_core::machine::Outcome;
@@ -143,6 +143,38 @@ pub(crate) fn inbox<O: StreamOwner>(
     tx
 }
 
+/// The task of kind `O` has nothing left to do: close its inbox and take the
+/// commands sent before the close. If there are any, a fresh inbox for the
+/// same task replaces the closed one before the inboxes' lock is released,
+/// so no command is lost and later commands reach this task after these.
+fn close_inbox<O: StreamOwner>(
+    client: &Client,
+    cmds: &mut mpsc::UnboundedReceiver<O::Cmd>,
+) -> Vec<O::Cmd> {
+    let mut inboxes = client
+        .shared
+        .tasks
+        .inboxes
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    cmds.close();
+    let mut raced = Vec::new();
+    while let Ok(cmd) = cmds.try_recv() {
+        raced.push(cmd);
+    }
+    if !raced.is_empty() {
+        let (tx, rx) = mpsc::unbounded();
+        inboxes.insert(TypeId::of::<O>(), Box::new(tx));
+        *cmds = rx;
+    }
+    raced
+}
+
+/// Messages already received that one loop turn takes at most, so that one
+/// `deliver` hands them over together (one wake-up per batch, not per
+/// message) while commands and timers still get a turn between batches.
+const MAX_MESSAGES_PER_TURN: usize = 256;
+
 type OwnedStream<O> = BidiCall<<O as StreamOwner>::Req, <O as StreamOwner>::Resp>;
 
 // One transient value per loop turn, never stored: its size does not matter.
@@ -167,11 +199,24 @@ async fn run<O: StreamOwner>(
     let mut opening: Option<BoxFuture<'static, Result<OwnedStream<O>>>> = None;
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut cmds_open = true;
+    // Run one loop turn without waiting for an input (commands were taken
+    // outside the turn's usual place).
+    let mut kick = false;
+    // The end of the stream, met while taking a batch of messages: the
+    // next turn's input.
+    let mut stashed: Option<Result<Option<O::Resp>>> = None;
     // A stream ended by an authentication refusal was replaced; refused
     // again before a message arrived on the new one, the refusal is final.
     let mut auth_retried = false;
     loop {
         let input = std::future::poll_fn(|cx| {
+            if std::mem::take(&mut kick) {
+                return Poll::Ready(Input::Timer);
+            }
+            // (Stale if that stream was dropped meanwhile.)
+            if let (Some(m), true) = (stashed.take(), stream.is_some()) {
+                return Poll::Ready(Input::Msg(m));
+            }
             if cmds_open {
                 if let Poll::Ready(c) = Pin::new(&mut cmds).poll_next(cx) {
                     return Poll::Ready(Input::<O>::Cmd(c));
@@ -205,6 +250,21 @@ async fn run<O: StreamOwner>(
                 sup.handle_message(now);
                 auth_retried = false;
                 owner.handle_message(now, resp);
+                // Take what else already arrived. Polling with a no-op
+                // waker is fine: a `Pending` here is followed by the real
+                // poll at the top of the loop before the task sleeps.
+                let mut cx = Context::from_waker(Waker::noop());
+                for _ in 1..MAX_MESSAGES_PER_TURN {
+                    let Some(s) = stream.as_mut() else { break };
+                    match s.poll_message(&mut cx) {
+                        Poll::Ready(Ok(Some(resp))) => owner.handle_message(now, resp),
+                        Poll::Ready(end) => {
+                            stashed = Some(end);
+                            break;
+                        }
+                        Poll::Pending => break,
+                    }
+                }
             }
             Input::Msg(end) => {
                 let ended = stream.take();
@@ -259,9 +319,14 @@ async fn run<O: StreamOwner>(
             }
         }
         if client.is_closed() {
+            // Commands that raced in are failed with the rest, not dropped
+            // (a group's watcher has no reply channel to notice a drop).
+            cmds.close();
+            while let Ok(cmd) = cmds.try_recv() {
+                owner.handle_cmd(now, cmd);
+            }
             owner.fail(&Error::Closed);
             owner.deliver();
-            cmds.close();
             return;
         }
         if let Some(mut s) = stream.take() {
@@ -337,13 +402,20 @@ async fn run<O: StreamOwner>(
         }
         owner.deliver();
         if owner.is_done() {
-            // Commands that raced in are dropped: their senders retry with a
-            // new task.
-            if stream.take().is_some() {
-                sup.handle_closed(now);
+            let raced = close_inbox::<O>(&client, &mut cmds);
+            if raced.is_empty() {
+                if stream.take().is_some() {
+                    sup.handle_closed(now);
+                }
+                return;
             }
-            cmds.close();
-            return;
+            // Commands raced in before the close: this task goes on (on a
+            // fresh inbox) and handles them in order, in the next turn.
+            for cmd in raced {
+                owner.handle_cmd(now, cmd);
+            }
+            cmds_open = true;
+            kick = true;
         }
         sup.handle_wanted(now, true);
         if stream.is_none() && opening.is_none() && sup.poll_open(now) {

@@ -13,10 +13,12 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::watch::WatchHub;
+use etcdv3_core::watch::{WatchHub, WatcherIdBuildHasher};
 use etcdv3_proto::etcdserverpb::{
     watch_create_request::FilterType, WatchCreateRequest, WatchRequest, WatchResponse,
 };
@@ -26,6 +28,7 @@ use futures_core::Stream;
 
 use crate::api::kv::KeyRange;
 use crate::api::stream_task::{self, StreamOwner, Verdict};
+use crate::api::watch_group::GroupShared;
 use crate::client::KeepOpen;
 use crate::error::{Error, Result};
 use crate::Client;
@@ -201,14 +204,42 @@ impl WatchOptions {
     }
 }
 
-type Sink = mpsc::UnboundedSender<Result<WatchEvent>>;
+/// Where a watcher's events go.
+enum Sink {
+    /// A [`Watcher`]'s own channel.
+    Single(mpsc::UnboundedSender<Result<WatchEvent>>),
+    /// A [`WatchGroup`](crate::api::WatchGroup)'s shared queue.
+    Group(Arc<GroupShared>),
+}
+
+/// The next watcher id. Ids are chosen here, process-wide, rather than by
+/// each stream task's hub: a [`WatchGroup`](crate::api::WatchGroup) hands
+/// the id out before the task saw the request, and a client's task may be
+/// replaced between two watchers (ids stay unique across tasks).
+pub(crate) fn next_watcher_id() -> Result<WatcherId> {
+    static NEXT: AtomicI64 = AtomicI64::new(1);
+    let n = NEXT
+        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+            Some(n.checked_add(1).unwrap_or(1))
+        })
+        .unwrap_or_else(|n| n);
+    WatcherId::new(n).ok_or_else(|| Error::InvalidArgument("watcher ids exhausted".into()))
+}
 
 pub(crate) enum Cmd {
     Add {
+        id: WatcherId,
         request: WatchCreateRequest,
-        sink: Sink,
+        sink: mpsc::UnboundedSender<Result<WatchEvent>>,
         reply: oneshot::Sender<WatcherId>,
     },
+    /// A group has new watchers (ids already handed out) waiting in its
+    /// list of adds: one command per batch of adds, not per watcher.
+    GroupAdds(Arc<GroupShared>),
+    /// Cancel a group's watcher (ignored unless it belongs to the group).
+    GroupCancel(Arc<GroupShared>, WatcherId),
+    /// The group handle was dropped: cancel all its watchers.
+    GroupDrop(Arc<GroupShared>),
     Cancel(WatcherId),
     Progress,
 }
@@ -253,6 +284,9 @@ impl std::fmt::Debug for Cmd {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Cmd::Add { .. } => f.write_str("Add"),
+            Cmd::GroupAdds(_) => f.write_str("GroupAdds"),
+            Cmd::GroupCancel(_, id) => write!(f, "GroupCancel({id})"),
+            Cmd::GroupDrop(_) => f.write_str("GroupDrop"),
             Cmd::Cancel(id) => write!(f, "Cancel({id})"),
             Cmd::Progress => f.write_str("Progress"),
         }
@@ -431,10 +465,11 @@ impl Client {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            let cmds = stream_task::inbox(self, || WatchOwner::new(self.background()));
+            let cmds = watch_inbox(self);
             let (sink, events) = mpsc::unbounded();
             let (reply, id) = oneshot::channel();
             let add = Cmd::Add {
+                id: next_watcher_id()?,
                 request: request.clone(),
                 sink,
                 reply,
@@ -498,12 +533,22 @@ impl Client {
     }
 }
 
+/// The inbox of `client`'s watch stream task (started if none runs).
+pub(crate) fn watch_inbox(client: &Client) -> mpsc::UnboundedSender<Cmd> {
+    stream_task::inbox(client, || WatchOwner::new(client.background()))
+}
+
 /// The per-kind part of the client's watch stream task: the hub and the
 /// watchers' event sinks.
 struct WatchOwner {
     client: Client,
     hub: WatchHub,
-    sinks: HashMap<WatcherId, Sink>,
+    sinks: HashMap<WatcherId, Sink, WatcherIdBuildHasher>,
+    /// Events for one group gathered during a `deliver` pass, handed over
+    /// with one lock and one wake-up.
+    batch: GroupBatch,
+    /// The highest header revision received since the last `deliver`.
+    seen_revision: i64,
 }
 
 impl WatchOwner {
@@ -511,7 +556,9 @@ impl WatchOwner {
         WatchOwner {
             client,
             hub: WatchHub::new(),
-            sinks: HashMap::new(),
+            sinks: HashMap::default(),
+            batch: GroupBatch::default(),
+            seen_revision: 0,
         }
     }
 }
@@ -523,7 +570,7 @@ impl StreamOwner for WatchOwner {
     const METHOD: etcdv3_proto::method::Method = WATCH_WATCH;
 
     fn handle_cmd(&mut self, _now: Instant, cmd: Cmd) {
-        handle_cmd(&mut self.hub, &mut self.sinks, cmd);
+        self.take_cmd(cmd);
     }
 
     fn is_done(&self) -> bool {
@@ -538,8 +585,7 @@ impl StreamOwner for WatchOwner {
 
     fn handle_message(&mut self, _now: Instant, resp: WatchResponse) {
         if let Some(h) = &resp.header {
-            // Reads after this must not see an older revision.
-            self.client.note_revision(h.revision);
+            self.seen_revision = self.seen_revision.max(h.revision);
         }
         self.hub.handle_response(resp);
     }
@@ -563,48 +609,133 @@ impl StreamOwner for WatchOwner {
     }
 
     fn deliver(&mut self) {
-        deliver(&mut self.hub, &mut self.sinks);
+        self.deliver_events();
     }
 
     fn fail(&mut self, err: &Error) {
-        for (_, s) in self.sinks.drain() {
-            let _ = s.unbounded_send(Err(err.clone()));
+        let mut sinks: Vec<(WatcherId, Sink)> = self.sinks.drain().collect();
+        sinks.sort_unstable_by_key(|(id, _)| *id);
+        for (id, s) in sinks {
+            match s {
+                Sink::Single(s) => {
+                    let _ = s.unbounded_send(Err(err.clone()));
+                }
+                Sink::Group(g) => self.batch.push(&g, id, Err(err.clone()), true),
+            }
         }
+        self.batch.flush();
         self.hub = WatchHub::new();
     }
 }
 
-fn handle_cmd(hub: &mut WatchHub, sinks: &mut HashMap<WatcherId, Sink>, cmd: Cmd) {
-    match cmd {
-        Cmd::Add {
-            request,
-            sink,
-            reply,
-        } => {
-            let id = hub.add(request);
-            if reply.send(id).is_err() {
-                hub.cancel(id);
-            } else {
-                sinks.insert(id, sink);
+impl WatchOwner {
+    fn take_cmd(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Add {
+                id,
+                request,
+                sink,
+                reply,
+            } => {
+                if !self.hub.add_with_id(id, request) {
+                    return; // Not possible with fresh ids; the caller retries.
+                }
+                if reply.send(id).is_err() {
+                    self.hub.cancel(id);
+                } else {
+                    self.sinks.insert(id, Sink::Single(sink));
+                }
+            }
+            Cmd::GroupAdds(group) => {
+                let adds = group.take_adds();
+                if group.is_dropped() {
+                    return;
+                }
+                for (id, request) in adds {
+                    if self.hub.add_with_id(id, request) {
+                        self.sinks.insert(id, Sink::Group(group.clone()));
+                    }
+                }
+            }
+            Cmd::GroupCancel(group, id) => {
+                if matches!(self.sinks.get(&id), Some(Sink::Group(g)) if Arc::ptr_eq(g, &group)) {
+                    self.hub.cancel(id);
+                }
+            }
+            Cmd::GroupDrop(group) => {
+                let mut ids: Vec<WatcherId> = self
+                    .sinks
+                    .iter()
+                    .filter(|(_, s)| matches!(s, Sink::Group(g) if Arc::ptr_eq(g, &group)))
+                    .map(|(id, _)| *id)
+                    .collect();
+                ids.sort_unstable();
+                for id in ids {
+                    self.hub.cancel(id);
+                }
+            }
+            Cmd::Cancel(id) => self.hub.cancel(id),
+            Cmd::Progress => self.hub.request_progress(),
+        }
+    }
+
+    fn deliver_events(&mut self) {
+        if self.seen_revision > 0 {
+            // Reads issued after a user saw these events must not see an
+            // older revision: told once per batch, before handing them over.
+            self.client
+                .note_revision(std::mem::take(&mut self.seen_revision));
+        }
+        while let Some((id, event)) = self.hub.poll_event() {
+            let terminal = event.is_terminal();
+            let gone = match self.sinks.get(&id) {
+                Some(Sink::Single(s)) => s.unbounded_send(Ok(event)).is_err(),
+                Some(Sink::Group(g)) => {
+                    if g.is_dropped() {
+                        true
+                    } else {
+                        self.batch.push(g, id, Ok(event), terminal);
+                        false
+                    }
+                }
+                None => true,
+            };
+            if terminal {
+                self.sinks.remove(&id);
+            } else if gone {
+                self.hub.cancel(id);
             }
         }
-        Cmd::Cancel(id) => hub.cancel(id),
-        Cmd::Progress => hub.request_progress(),
+        self.batch.flush();
     }
 }
 
-fn deliver(hub: &mut WatchHub, sinks: &mut HashMap<WatcherId, Sink>) {
-    while let Some((id, event)) = hub.poll_event() {
-        let terminal = event.is_terminal();
-        let gone = match sinks.get(&id) {
-            Some(s) => s.unbounded_send(Ok(event)).is_err(),
-            None => true,
-        };
-        if terminal {
-            sinks.remove(&id);
-        } else if gone {
-            hub.cancel(id);
+/// Items for one group, gathered until the events of another group come
+/// or the `deliver` pass ends (with one group, one flush per pass).
+#[derive(Default)]
+struct GroupBatch {
+    group: Option<Arc<GroupShared>>,
+    items: Vec<(WatcherId, Result<WatchEvent>)>,
+    /// How many of `items` end their watcher.
+    ended: usize,
+}
+
+impl GroupBatch {
+    fn push(&mut self, g: &Arc<GroupShared>, id: WatcherId, item: Result<WatchEvent>, ends: bool) {
+        if !self.group.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, g)) {
+            self.flush();
+            self.group = Some(g.clone());
         }
+        self.items.push((id, item));
+        self.ended += usize::from(ends);
+    }
+
+    fn flush(&mut self) {
+        let items = std::mem::take(&mut self.items);
+        if let Some(g) = self.group.take() {
+            g.push_batch(items, self.ended);
+        }
+        self.ended = 0;
     }
 }
 
