@@ -246,6 +246,17 @@ impl Sink {
         }
     }
 
+    /// Record the events of one etcdv3 response for the watcher on
+    /// `watched`.
+    fn record_events(&mut self, watched: &[u8], events: &[etcdv3_client::api::Event], now: u64) {
+        for e in events {
+            match &e.kv {
+                Some(kv) => self.record(watched, &kv.key, &kv.value, now),
+                None => self.mismatched += 1,
+            }
+        }
+    }
+
     fn end(&mut self, why: String) {
         self.ended += 1;
         self.first_error.get_or_insert(why);
@@ -429,6 +440,25 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     Ok(())
 }
 
+/// The etcdv3 client of `driver`, with a warm-up watcher that started the
+/// client's watch stream and its task (kept alive by the caller).
+async fn etcdv3_warmed(
+    driver: &Driver,
+) -> Result<(&etcdv3_client::Client, etcdv3_client::api::Watcher), String> {
+    #[allow(clippy::infallible_destructuring_match)]
+    let c = match driver {
+        Driver::Etcdv3(c) => c,
+        #[cfg(feature = "etcd-client")]
+        _ => return Err("etcdv3 variant needs an etcdv3 client".into()),
+    };
+    let warm = c
+        .watch(b"ws/warm".to_vec(), etcdv3_client::api::WatchOptions::new())
+        .await
+        .map_err(|e| e.to_string())?;
+    settle().await;
+    Ok((c, warm))
+}
+
 async fn etcdv3_watchers(
     driver: &Driver,
     n: usize,
@@ -437,18 +467,7 @@ async fn etcdv3_watchers(
 ) -> Result<Watching, String> {
     use etcdv3_client::api::{WatchEvent, WatchOptions};
     use futures_util::StreamExt;
-    #[allow(clippy::infallible_destructuring_match)]
-    let c = match driver {
-        Driver::Etcdv3(c) => c,
-        #[cfg(feature = "etcd-client")]
-        _ => return Err("etcdv3 variant needs an etcdv3 client".into()),
-    };
-    // Warm-up watcher: starts the client's watch stream and its task.
-    let warm = c
-        .watch(b"ws/warm".to_vec(), WatchOptions::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    settle().await;
+    let (c, warm) = etcdv3_warmed(driver).await?;
     let rss_before = rss_kib();
     let t_create = Instant::now();
     let mut ws = Vec::with_capacity(n);
@@ -475,14 +494,7 @@ async fn etcdv3_watchers(
             while let Some((i, ev)) = all.next().await {
                 match ev {
                     Ok(WatchEvent::Events { events, .. }) => {
-                        let now = now_ns();
-                        let mut s = lock(&s2);
-                        for e in &events {
-                            match &e.kv {
-                                Some(kv) => s.record(&watched[i], &kv.key, &kv.value, now),
-                                None => s.mismatched += 1,
-                            }
-                        }
+                        lock(&s2).record_events(&watched[i], &events, now_ns());
                     }
                     Ok(e) if e.is_terminal() => lock(&s2).end(format!("{e:?}")),
                     Ok(_) => {}
@@ -507,14 +519,7 @@ async fn etcdv3_watchers(
             while let Some(ev) = w.next().await {
                 match ev {
                     Ok(WatchEvent::Events { events, .. }) => {
-                        let now = now_ns();
-                        let mut s = lock(&sink);
-                        for e in &events {
-                            match &e.kv {
-                                Some(kv) => s.record(&watched, &kv.key, &kv.value, now),
-                                None => s.mismatched += 1,
-                            }
-                        }
+                        lock(&sink).record_events(&watched, &events, now_ns());
                     }
                     Ok(e) if e.is_terminal() => {
                         lock(&sink).end(format!("{e:?}"));
@@ -549,18 +554,7 @@ async fn etcdv3_group(driver: &Driver, n: usize, keys: usize) -> Result<Watching
     use etcdv3_client::api::{WatchEvent, WatchOptions};
     use futures_util::StreamExt;
     use std::collections::HashMap;
-    #[allow(clippy::infallible_destructuring_match)]
-    let c = match driver {
-        Driver::Etcdv3(c) => c,
-        #[cfg(feature = "etcd-client")]
-        _ => return Err("etcdv3 variant needs an etcdv3 client".into()),
-    };
-    // Warm-up watcher: starts the client's watch stream and its task.
-    let warm = c
-        .watch(b"ws/warm".to_vec(), WatchOptions::new())
-        .await
-        .map_err(|e| e.to_string())?;
-    settle().await;
+    let (c, warm) = etcdv3_warmed(driver).await?;
     let rss_before = rss_kib();
     let t_create = Instant::now();
     let mut group = c.watch_group();
@@ -599,12 +593,7 @@ async fn etcdv3_group(driver: &Driver, n: usize, keys: usize) -> Result<Watching
                         s.mismatched += events.len() as u64;
                         continue;
                     };
-                    for e in &events {
-                        match &e.kv {
-                            Some(kv) => s.record(&watched[w], &kv.key, &kv.value, now),
-                            None => s.mismatched += 1,
-                        }
-                    }
+                    s.record_events(&watched[w], &events, now);
                 }
                 Ok(e) if e.is_terminal() => lock(&s2).end(format!("{e:?}")),
                 Ok(_) => {}
