@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcdv3_client::api::{
-    CompactOptions, DeleteOptions, EventType, PutOptions, WatchEvent, WatchOptions, Watcher,
+    CompactOptions, DeleteOptions, EventType, WatchEvent, WatchOptions, Watcher,
 };
-use etcdv3_client::{Client, Error};
-use etcdv3_integration::cluster::{connect, start};
+use etcdv3_client::Error;
+use etcdv3_integration::cluster::{connect, put_rev as put, start};
 use etcdv3_integration::runtime::TestRuntime;
 use futures_util::StreamExt;
 
@@ -49,15 +49,6 @@ async fn collect<R: TestRuntime>(
         }
     }
     out
-}
-
-async fn put(c: &Client, k: &str, v: &str) -> i64 {
-    c.put(k, v, PutOptions::new())
-        .await
-        .unwrap()
-        .header
-        .unwrap()
-        .revision
 }
 
 async fn assert_quiet<R: TestRuntime>(w: &mut Watcher) {

@@ -12,19 +12,10 @@ use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{PutOptions, WatchEvent, WatchGroup, WatchOptions, WatcherId};
 use etcdv3_client::{Client, Error};
-use etcdv3_integration::cluster::{connect, start};
+use etcdv3_integration::cluster::{connect, put_rev as put, start};
 use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{metric_sum, Cluster};
 use futures_util::StreamExt;
-
-async fn put(c: &Client, k: &str, v: &str) -> i64 {
-    c.put(k, v, PutOptions::new())
-        .await
-        .unwrap()
-        .header
-        .unwrap()
-        .revision
-}
 
 /// The group's next item that is not a progress notification.
 async fn next_item<R: TestRuntime>(g: &mut WatchGroup) -> (WatcherId, WatchEvent) {

@@ -24,6 +24,17 @@ pub async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
     .unwrap_or_else(|e| panic!("connecting to {:?}: {e}", cluster.client_urls()))
 }
 
+/// Put `k` = `v` and return the revision the put created (panics on error:
+/// for tests).
+pub async fn put_rev(c: &Client, k: &str, v: &str) -> i64 {
+    c.put(k, v, etcdv3_client::api::PutOptions::new())
+        .await
+        .expect("put")
+        .header
+        .expect("response header")
+        .revision
+}
+
 /// What each member holds once the cluster is quiet: `(member id, applied
 /// raft index, revision, hash of the key-value store up to that revision)`.
 pub type MemberState = (u64, u64, i64, u32);
