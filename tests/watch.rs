@@ -9,7 +9,7 @@ use etcdv3_client::api::{
     CompactOptions, DeleteOptions, EventType, WatchEvent, WatchOptions, Watcher,
 };
 use etcdv3_client::Error;
-use etcdv3_integration::cluster::{connect, put_rev as put, start};
+use etcdv3_integration::cluster::{connect, put_rev, start};
 use etcdv3_integration::runtime::TestRuntime;
 use futures_util::StreamExt;
 
@@ -70,9 +70,9 @@ async fn put_and_delete_events_prefix_and_range<R: TestRuntime>() {
     assert!(key.created_revision() > 0);
     assert_ne!(key.id(), prefix.id());
 
-    let r1 = put(&c, "k", "v1").await;
-    put(&c, "q", "x").await;
-    let r2 = put(&c, "p/a", "1").await;
+    let r1 = put_rev::<R>(&c, "k", "v1").await;
+    put_rev::<R>(&c, "q", "x").await;
+    let r2 = put_rev::<R>(&c, "p/a", "1").await;
     let r3 = c
         .delete("k", DeleteOptions::new())
         .await
@@ -80,7 +80,7 @@ async fn put_and_delete_events_prefix_and_range<R: TestRuntime>() {
         .header
         .unwrap()
         .revision;
-    let r4 = put(&c, "p/b", "2").await;
+    let r4 = put_rev::<R>(&c, "p/b", "2").await;
 
     assert_eq!(
         collect::<R>(&mut key, 2).await,
@@ -102,8 +102,8 @@ async fn put_and_delete_events_prefix_and_range<R: TestRuntime>() {
 async fn history_replay_prev_kv_and_filters<R: TestRuntime>() {
     let cluster = start::<R>(1).await;
     let c = connect::<R>(&cluster).await;
-    let r1 = put(&c, "h", "1").await;
-    let r2 = put(&c, "h", "2").await;
+    let r1 = put_rev::<R>(&c, "h", "1").await;
+    let r2 = put_rev::<R>(&c, "h", "2").await;
     let r3 = c
         .delete("h", DeleteOptions::new())
         .await
@@ -162,7 +162,7 @@ async fn history_replay_prev_kv_and_filters<R: TestRuntime>() {
 async fn progress_request_and_cancel<R: TestRuntime>() {
     let cluster = start::<R>(1).await;
     let c = connect::<R>(&cluster).await;
-    let rev = put(&c, "other", "x").await;
+    let rev = put_rev::<R>(&c, "other", "x").await;
     let mut w = c.watch("k", WatchOptions::new()).await.unwrap();
     w.request_progress().unwrap();
     match R::timeout(Duration::from_secs(10), w.next()).await {
@@ -176,16 +176,16 @@ async fn progress_request_and_cancel<R: TestRuntime>() {
         .expect("cancel confirmed in time")
         .unwrap();
     // The remaining watcher is unaffected.
-    let r = put(&c, "k", "v").await;
+    let r = put_rev::<R>(&c, "k", "v").await;
     assert_eq!(collect::<R>(&mut w, 1).await[0].3, r);
 }
 
 async fn compacted_start_revision_reports_compacted<R: TestRuntime>() {
     let cluster = start::<R>(1).await;
     let c = connect::<R>(&cluster).await;
-    let r1 = put(&c, "c", "1").await;
-    put(&c, "c", "2").await;
-    let r3 = put(&c, "c", "3").await;
+    let r1 = put_rev::<R>(&c, "c", "1").await;
+    put_rev::<R>(&c, "c", "2").await;
+    let r3 = put_rev::<R>(&c, "c", "3").await;
     c.compact(r3, CompactOptions::new()).await.unwrap();
     let mut w = c
         .watch("c", WatchOptions::new().with_start_revision(r1))
@@ -226,14 +226,14 @@ async fn many_watchers_share_one_stream_and_survive_member_restarts<R: TestRunti
     let mut want = Vec::new();
     for round in 0..3 {
         for i in 0..5 {
-            want.push(put(&writer, &format!("f/{round}/{i}"), "v").await);
+            want.push(put_rev::<R>(&writer, &format!("f/{round}/{i}"), "v").await);
         }
         // Take down one member at a time; the watch stream must move.
         let c = cluster.clone();
         R::spawn_blocking(move || c.restart(round)).await.unwrap();
     }
     for i in 0..5 {
-        want.push(put(&writer, &format!("f/end/{i}"), "v").await);
+        want.push(put_rev::<R>(&writer, &format!("f/end/{i}"), "v").await);
     }
     for w in &mut watchers {
         let got: Vec<i64> = collect::<R>(w, want.len())

@@ -10,9 +10,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcdv3_client::api::{PutOptions, WatchEvent, WatchGroup, WatchOptions, WatcherId};
+use etcdv3_client::api::{WatchEvent, WatchGroup, WatchOptions, WatcherId};
 use etcdv3_client::{Client, Error};
-use etcdv3_integration::cluster::{connect, put_rev as put, start};
+use etcdv3_integration::cluster::{connect, put_rev, start};
 use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{metric_sum, Cluster};
 use futures_util::StreamExt;
@@ -124,33 +124,10 @@ async fn await_leader<R: TestRuntime>(writer: &Client) {
 /// is appended to its list. A put whose outcome is unknown (the leader
 /// changed while it was in flight: etcd 3.4 without pre-vote re-elects when
 /// a killed member rejoins) is read back and repeated only if it did not
-/// apply, so the list is what the store holds.
+/// apply (`put_rev`), so the list is what the store holds.
 async fn write_round<R: TestRuntime>(writer: &Client, round: &str, revs: &mut [Vec<i64>]) {
     for (k, r) in revs.iter_mut().enumerate() {
-        let (key, value) = (key(k), format!("{round}/{k}"));
-        let mut attempts = 0;
-        let rev = loop {
-            match writer
-                .put(key.as_str(), value.as_str(), PutOptions::new())
-                .await
-            {
-                Ok(resp) => break resp.header.unwrap().revision,
-                Err(e) => {
-                    attempts += 1;
-                    assert!(attempts < 50, "put {key}: {e}");
-                    let read = writer
-                        .get(key.as_str(), etcdv3_client::api::GetOptions::new())
-                        .await;
-                    if let Some(kv) = read.ok().and_then(|r| r.kvs.into_iter().next()) {
-                        if kv.value == value.as_bytes() {
-                            break kv.mod_revision;
-                        }
-                    }
-                    R::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
-        r.push(rev);
+        r.push(put_rev::<R>(writer, &key(k), &format!("{round}/{k}")).await);
     }
 }
 
@@ -191,12 +168,12 @@ async fn many_watchers_get_exactly_their_events_in_order<R: TestRuntime>() {
     let mut all = Vec::new();
     for round in 0..3 {
         for (k, revs) in revs_of_key.iter_mut().enumerate() {
-            let r = put(&c, &key(k), &format!("v{round}")).await;
+            let r = put_rev::<R>(&c, &key(k), &format!("v{round}")).await;
             revs.push(r);
             all.push(r);
         }
     }
-    put(&c, "other", "x").await;
+    put_rev::<R>(&c, "other", "x").await;
     let want: HashMap<WatcherId, Vec<i64>> = key_of
         .iter()
         .map(|(id, k)| {
@@ -221,7 +198,7 @@ async fn a_cancelled_watcher_stops<R: TestRuntime>() {
     let a = g.add("c/k", WatchOptions::new()).unwrap();
     let b = g.add("c/k", WatchOptions::new()).unwrap();
     await_created::<R>(&mut g, &[a, b]).await;
-    let r1 = put(&c, "c/k", "1").await;
+    let r1 = put_rev::<R>(&c, "c/k", "1").await;
     let got = collect::<R>(&mut g, &HashMap::from([(a, vec![r1]), (b, vec![r1])])).await;
     assert_eq!(got[&a], vec![r1]);
 
@@ -236,7 +213,7 @@ async fn a_cancelled_watcher_stops<R: TestRuntime>() {
     g.cancel(a).unwrap();
     let stranger = c.watch("c/k", WatchOptions::new()).await.unwrap();
     g.cancel(stranger.id()).unwrap();
-    let r2 = put(&c, "c/k", "2").await;
+    let r2 = put_rev::<R>(&c, "c/k", "2").await;
     let got = collect::<R>(&mut g, &HashMap::from([(b, vec![r2])])).await;
     assert_eq!(got[&b], vec![r2], "b goes on, a gets nothing");
     assert_quiet::<R>(&mut g).await;
@@ -246,9 +223,9 @@ async fn a_cancelled_watcher_stops<R: TestRuntime>() {
 async fn creation_outcomes_arrive_on_the_stream<R: TestRuntime>() {
     let cluster = start::<R>(1).await;
     let c = connect::<R>(&cluster).await;
-    let r1 = put(&c, "o/k", "1").await;
-    put(&c, "o/k", "2").await;
-    let r3 = put(&c, "o/k", "3").await;
+    let r1 = put_rev::<R>(&c, "o/k", "1").await;
+    put_rev::<R>(&c, "o/k", "2").await;
+    let r3 = put_rev::<R>(&c, "o/k", "3").await;
     c.compact(r3, etcdv3_client::api::CompactOptions::new())
         .await
         .unwrap();

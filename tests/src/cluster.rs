@@ -24,15 +24,31 @@ pub async fn connect<R: TestRuntime>(cluster: &Cluster) -> Client {
     .unwrap_or_else(|e| panic!("connecting to {:?}: {e}", cluster.client_urls()))
 }
 
-/// Put `k` = `v` and return the revision the put created (panics on error:
-/// for tests).
-pub async fn put_rev(c: &Client, k: &str, v: &str) -> i64 {
-    c.put(k, v, etcdv3_client::api::PutOptions::new())
-        .await
-        .expect("put")
-        .header
-        .expect("response header")
-        .revision
+/// Put `k` = `v` and return the revision the put created, through faults:
+/// a put that fails (e.g. outcome unknown: the leader changed while it was
+/// in flight) is read back and repeated only if it did not apply, up to 50
+/// times, 100 ms apart. The value must be one `k` has not held before, so
+/// that finding it means this put applied.
+pub async fn put_rev<R: TestRuntime>(c: &Client, k: &str, v: &str) -> i64 {
+    for _ in 0..50 {
+        match c.put(k, v, etcdv3_client::api::PutOptions::new()).await {
+            Ok(resp) => return resp.header.expect("response header").revision,
+            Err(e) if !e.may_have_applied() && !e.is_deadline_exceeded() => {
+                eprintln!("put {k}: {e}; again");
+            }
+            Err(e) => {
+                let read = c.get(k, etcdv3_client::api::GetOptions::new()).await;
+                if let Some(kv) = read.ok().and_then(|r| r.kvs.into_iter().next()) {
+                    if kv.value == v.as_bytes() {
+                        return kv.mod_revision;
+                    }
+                }
+                eprintln!("put {k}: {e}; not applied, again");
+            }
+        }
+        R::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("put {k} failed 50 times");
 }
 
 /// What each member holds once the cluster is quiet: `(member id, applied
