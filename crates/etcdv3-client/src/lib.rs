@@ -24,7 +24,9 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{CallOptions, Client, EndpointStatus, ReadConsistency, Target};
+pub use client::{
+    CallOptions, Checked, Client, EndpointStatus, ReadConsistency, StaleRead, Target,
+};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};

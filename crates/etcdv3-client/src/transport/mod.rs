@@ -37,8 +37,12 @@ pub(crate) enum Step {
         conn: ConnId,
         target: Target,
     },
-    /// The call is over.
-    Done(std::result::Result<(), CallError>),
+    /// The call is over; on success, whether the answer came back below the
+    /// revision the client had seen (the core's `Event::StaleRead`).
+    Done(
+        std::result::Result<(), CallError>,
+        Option<crate::client::StaleRead>,
+    ),
 }
 
 /// Everything needed to put a request on a connection.
@@ -54,6 +58,9 @@ pub(crate) struct Target {
 pub(crate) struct Slot {
     waker: Option<Waker>,
     next: Option<Step>,
+    /// The core marked the call's answer stale (`Event::StaleRead`, which
+    /// comes with its `Complete`).
+    stale: Option<crate::client::StaleRead>,
 }
 
 struct ConnEntry {
@@ -272,7 +279,7 @@ impl Shared {
                 }
                 Action::Complete { call, result } => {
                     if let Some(slot) = st.calls.get_mut(&call) {
-                        slot.next = Some(Step::Done(result));
+                        slot.next = Some(Step::Done(result, None));
                         if let Some(w) = slot.waker.take() {
                             st.wake.push(w);
                         }
@@ -282,6 +289,26 @@ impl Shared {
         }
         while let Some(event) = st.core.poll_event() {
             log_event(&st.core, &event);
+            if let Event::StaleRead {
+                call,
+                endpoint,
+                answered,
+                seen,
+            } = event
+            {
+                let endpoint = st
+                    .core
+                    .endpoint(endpoint)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                if let Some(slot) = st.calls.get_mut(&call) {
+                    slot.stale = Some(crate::client::StaleRead {
+                        endpoint,
+                        answered,
+                        seen,
+                    });
+                }
+            }
         }
         let next = st.core.poll_timeout();
         if let Some(n) = next {
@@ -337,12 +364,11 @@ impl Shared {
     pub(crate) fn poll_step(st: &mut State, call: CallId, waker: &Waker) -> Option<Step> {
         let slot = st.calls.get_mut(&call)?;
         match slot.next.take() {
-            Some(step) => {
-                if matches!(step, Step::Done(_)) {
-                    st.calls.remove(&call);
-                }
-                Some(step)
+            Some(Step::Done(result, _)) => {
+                let stale = st.calls.remove(&call).and_then(|s| s.stale);
+                Some(Step::Done(result, stale))
             }
+            Some(step) => Some(step),
             None => {
                 if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
                     slot.waker = Some(waker.clone());
@@ -357,7 +383,7 @@ impl Shared {
     /// with, if it did.
     pub(crate) fn finish_stream(&self, call: CallId) -> Option<std::result::Result<(), CallError>> {
         match self.lock().calls.remove(&call)?.next {
-            Some(Step::Done(result)) => Some(result),
+            Some(Step::Done(result, _)) => Some(result),
             _ => None,
         }
     }
@@ -573,6 +599,36 @@ fn log_event(core: &Core, event: &Event) {
                 method,
                 "retry budget spent: call not retried"
             );
+        }
+        Event::FenceReset {
+            call,
+            endpoint,
+            answered,
+            seen,
+        } => {
+            let ep = core
+                .endpoint(*endpoint)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::warn!(
+                call = call.0,
+                endpoint = %ep,
+                answered,
+                seen,
+                "the cluster's history went back (restored from an older snapshot?): a quorum-confirmed answer is below the revision already seen; the revision fence is reset"
+            );
+        }
+        Event::StaleRead {
+            call,
+            endpoint,
+            answered,
+            seen,
+        } => {
+            let ep = core
+                .endpoint(*endpoint)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::debug!(call = call.0, endpoint = %ep, answered, seen, "read handed over below the revision seen (marked stale)");
         }
         Event::OutcomeUnknown {
             call,

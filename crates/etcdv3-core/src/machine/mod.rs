@@ -23,7 +23,7 @@
 //! | `conns.rs` | connections: opening, closing, draining, failing over |
 //! | `liveness.rs` | each connection's timer table: connect, ping, stall check, keepalive, idle |
 //! | `cluster.rs` | the cluster view: status probes, leaders and terms, stale members |
-//! | `fence.rs` | the revision fence: reads never go back in revision |
+//! | `fence.rs` | the revision fence: serializable reads do not go back in revision, and no answer bricks reads |
 //! | `auth.rs` | the auth token: when to fetch one, who waits for it |
 //! | `timers.rs` | the call timer table: deadlines, retry backoffs, slow-mutation checks |
 //!
@@ -57,11 +57,11 @@ mod liveness;
 mod timers;
 mod types;
 
-pub use calls::is_member_targeted;
+pub use calls::{is_member_targeted, wants_leader};
 pub use config::{Config, MIN_PING_INTERVAL};
 pub use types::{
     Action, CallError, CallId, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
-    MemberStatus, Outcome, ResponseMeta,
+    MemberStatus, Outcome, ReadKind, ResponseMeta,
 };
 
 use std::collections::VecDeque;

@@ -108,6 +108,32 @@ pub struct ResponseMeta {
     pub revision: i64,
 }
 
+/// What the revision fence does with a call's answers (see
+/// `machine/fence.rs`). Given to [`crate::machine::Core::start_call_with`];
+/// the other ways to start a call leave it [`ReadKind::Unspecified`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadKind {
+    /// Decided by the method: a `Range` is fenced as
+    /// [`ReadKind::Serializable`] (the core cannot see the request), a `Put`
+    /// or `DeleteRange` answer is quorum-confirmed
+    /// ([`ReadKind::Linearizable`]); other answers only raise the fence.
+    #[default]
+    Unspecified,
+    /// A quorum-confirmed answer (a linearizable `Range`): never stale. One
+    /// below the revision seen means the cluster's history went back: the
+    /// fence is reset ([`Event::FenceReset`]) and the answer handed over.
+    Linearizable,
+    /// A serializable `Range`, served from the answering member's state: an
+    /// answer below the revision seen is retried, at most
+    /// [`crate::machine::Config::stale_read_retries`] times, then handed
+    /// over marked ([`Event::StaleRead`]).
+    Serializable,
+    /// A serializable `Range` whose caller takes any revision (opted out of
+    /// the fence): the first answer is handed over, marked with
+    /// [`Event::StaleRead`] when it is below the revision seen.
+    SerializableUnfenced,
+}
+
 /// What a `Maintenance/Status` probe returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemberStatus {
@@ -266,6 +292,37 @@ pub enum Event {
         call: CallId,
         /// The gRPC method path.
         method: &'static str,
+    },
+    /// A quorum-confirmed answer (a linearizable read, a put, a delete) came
+    /// back below the revision the client had already seen: the cluster's
+    /// history went back (restored from an older snapshot, or the revision
+    /// seen came from a bogus response header). The revision fence was reset
+    /// to `answered` and the answer handed over. Worth a warning.
+    FenceReset {
+        /// The call whose answer showed it.
+        call: CallId,
+        /// The endpoint that answered.
+        endpoint: EndpointId,
+        /// The answer's revision: the fence's new value.
+        answered: i64,
+        /// The fence's value before the reset.
+        seen: i64,
+    },
+    /// A read was handed over with an answer below the revision the client
+    /// had seen when it started: a serializable read after its bounded
+    /// retries (or when its deadline or the retry budget left no retry), a
+    /// read bound to one member, or one opted out of the fence. Emitted in
+    /// the same input as the call's `Complete { Ok }`, before it: the
+    /// adapter marks that call's answer as stale.
+    StaleRead {
+        /// Which call.
+        call: CallId,
+        /// The endpoint that answered.
+        endpoint: EndpointId,
+        /// The answer's revision.
+        answered: i64,
+        /// The revision the client had seen when the call started.
+        seen: i64,
     },
     /// A mutation's outcome is unknown and was reported to the caller.
     OutcomeUnknown {
