@@ -73,7 +73,7 @@ pub enum ReadConsistency {
 ///
 /// The client's revision fence retries a serializable read answered below
 /// that revision on other members, but only a few times
-/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig)); then it hands the
+/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig::stale_read_retries)); then it hands the
 /// answer over with this marker rather than fail the read. A read bound to
 /// one member ([`CallOptions::target`]) and a read opted out of the fence
 /// ([`GetOptions::without_revision_fence`](crate::api::GetOptions::without_revision_fence))
@@ -657,8 +657,8 @@ impl Client {
     /// The status of every endpoint of the client, asked concurrently, each
     /// on that endpoint only: one result per endpoint, `Ok` or `Err` (like
     /// `etcdctl endpoint status --cluster` over the client's own
-    /// connections). A member without a leader still answers unless the
-    /// handle's options set `require_leader`.
+    /// connections). A member without a leader answers too: status calls
+    /// never ask for a leader, whatever `require_leader` says.
     ///
     /// ```no_run
     /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
@@ -674,7 +674,8 @@ impl Client {
     pub async fn endpoint_status_all(&self) -> Vec<EndpointStatus> {
         let opts = self.effective(CallOptions::default());
         let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
-        let require_leader = opts.require_leader.unwrap_or(false);
+        // Maintenance: never sent with `hasleader` (see `wants_leader`).
+        let require_leader = false;
         let states = self.endpoint_states();
         let asks = states.iter().map(|s| {
             self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(

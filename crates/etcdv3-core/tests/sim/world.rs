@@ -1812,7 +1812,6 @@ impl World {
                         let (id, term) = (me.id, me.term);
                         let revision = if self.bogus.remove(&m) {
                             self.hit(call, FaultKind::HugeRevision);
-                            let idx = idx;
                             self.log(|| format!("m{} answers #{idx} with a huge revision", m + 1));
                             HUGE_REVISION
                         } else {
