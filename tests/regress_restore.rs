@@ -12,8 +12,10 @@
 //!   snapshot restore` of 3.5.1; skipped on older servers).
 //! * `serializable_reads_and_status_answer_on_a_member_without_a_leader`:
 //!   with `require_leader` on (the default), a serializable read and a
-//!   status bound to a member cut off from its peers answer at once. Before:
-//!   `NoLeader` after about 2 s and 5 s.
+//!   status bound to a member cut off from its peers answer at once, the
+//!   read marked stale (the member is behind a put the client saw). Before:
+//!   `NoLeader` after about 2 s and 5 s (and a bound read below the
+//!   revision seen was retried on its member until the deadline).
 //! * `seeds_stay_a_fallback_when_no_advertised_endpoint_answers`: auto-sync
 //!   replaced the seed endpoints by the advertised ones; when every
 //!   advertised endpoint stops answering (blackholed), the seeds come back
@@ -213,6 +215,9 @@ async fn serializable_reads_and_status_answer_on_a_member_without_a_leader<R: Te
         );
         R::sleep(Duration::from_millis(100)).await;
     }
+    // The majority moves on: the client sees a revision the cut-off member
+    // does not have.
+    let seen = cluster::put_rev::<R>(&client, "nl/b", "2").await;
     let member = client.with_call_options(
         CallOptions::new()
             .target(Target::Endpoint(url.clone()))
@@ -220,7 +225,7 @@ async fn serializable_reads_and_status_answer_on_a_member_without_a_leader<R: Te
             .timeout(Duration::from_secs(4)),
     );
     let t = Instant::now();
-    let got = member.get("nl/a", GetOptions::new()).await;
+    let got = member.get_checked("nl/a", GetOptions::new()).await;
     let read_took = t.elapsed();
     let t = Instant::now();
     let status = member.status().await;
@@ -240,6 +245,15 @@ async fn serializable_reads_and_status_answer_on_a_member_without_a_leader<R: Te
     cluster.heal(cut).unwrap();
     eprintln!("serializable read {read_took:?}, status {status_took:?}, all statuses {all_took:?}");
     let got = got.expect("a serializable read on a member without a leader");
+    // A read bound to one member gets that member's answer, marked as older
+    // than what the client has seen (before: retried there until its
+    // deadline).
+    let stale = got.stale.expect("marked: the member is behind the client");
+    assert!(
+        stale.answered < seen && stale.seen >= seen,
+        "{stale:?} vs {seen}"
+    );
+    let got = got.response;
     assert_eq!(got.kvs[0].value, b"1");
     assert_eq!(got.header.unwrap().member_id, cluster.member(cut).id());
     assert!(read_took < Duration::from_secs(1), "{read_took:?}");

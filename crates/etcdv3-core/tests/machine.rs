@@ -1068,6 +1068,28 @@ fn one_answer_with_a_huge_revision_does_not_brick_reads() {
     assert!(stale_reads(&events(&mut core)).is_empty());
 }
 
+/// Serializable reads and Maintenance calls never ask for a leader (issue
+/// 17 §5: with `require_leader` on they failed with `NoLeader` on a member
+/// without one); every other call may.
+#[test]
+fn serializable_reads_and_maintenance_calls_never_ask_for_a_leader() {
+    use etcdv3_core::machine::wants_leader;
+    use etcdv3_proto::method::{
+        KV_TXN, LEASE_GRANT, MAINTENANCE_ALARM, MAINTENANCE_SNAPSHOT, MAINTENANCE_STATUS,
+    };
+    for kind in [ReadKind::Serializable, ReadKind::SerializableUnfenced] {
+        assert!(!wants_leader(KV_RANGE, kind));
+    }
+    for m in [MAINTENANCE_STATUS, MAINTENANCE_ALARM, MAINTENANCE_SNAPSHOT] {
+        assert!(!wants_leader(m, ReadKind::Unspecified), "{}", m.path);
+    }
+    assert!(wants_leader(KV_RANGE, ReadKind::Linearizable));
+    assert!(wants_leader(KV_RANGE, ReadKind::Unspecified));
+    for m in [KV_PUT, KV_TXN, LEASE_GRANT, WATCH_WATCH] {
+        assert!(wants_leader(m, ReadKind::Unspecified), "{}", m.path);
+    }
+}
+
 /// A read bound to one member (`start_call_on`) gets that member's answer,
 /// stale or not, marked when it is below the revision seen; a read opted
 /// out of the fence too. Before: the bound read was retried on its member
