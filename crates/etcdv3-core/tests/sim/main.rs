@@ -259,14 +259,17 @@ fn simulation_seeds() {
 }
 
 /// Members cut off from their peers answer reads from their stale state
-/// while they still believe in their leader (as serializable reads do).
-/// Reads must never observe a revision lower than one already observed.
+/// while they still believe in their leader (as serializable reads do; the
+/// reads are started as `ReadKind::Serializable`). A read handed over
+/// without a stale marker must never observe a revision lower than one
+/// already observed (within one history).
 ///
 /// In the election-timeout window after a partition the member still
 /// reports the old leader and term, so probes cannot tell it apart; the
-/// core's revision fence (a `Range` answered below the revision the client
-/// had seen when the read started is retried on another member) keeps reads
-/// monotonic.
+/// core's revision fence (a serializable `Range` answered below the revision
+/// the client had seen when the read started is retried on another member,
+/// at most `stale_read_retries` times, then handed over marked) keeps
+/// unmarked reads monotonic.
 #[test]
 fn simulation_stale_serving_members() {
     let opts = Opts {
