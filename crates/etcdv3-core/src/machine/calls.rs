@@ -11,6 +11,7 @@
 //! | `Status`, may have applied | retry | outcome unknown | outcome unknown (reads: retry, same member) |
 //! | `Lost` (after it may have reached the server) | retry | outcome unknown | outcome unknown (reads: retry, same member) |
 //! | refused token | refresh, retry once | refresh, retry once | refresh, retry once |
+//! | `Success` below the revision seen (`fence.rs`) | linearizable: answer, fence reset; serializable: retry (at most `stale_read_retries`), then answer marked | answer (put, delete: fence reset) | answer, marked |
 //!
 //! An established stream's end is final for its call: the owner (the
 //! stream supervisor) opens a new one. A retry goes at once to an endpoint

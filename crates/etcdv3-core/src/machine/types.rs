@@ -70,7 +70,9 @@ pub enum Action {
     /// [`crate::machine::Core::handle_auth_result`].
     Authenticate,
     /// The call is over: deliver the result to the user. On `Ok`, the
-    /// response the adapter received for the last attempt is the answer.
+    /// response the adapter received for the last attempt is the answer
+    /// (marked stale when an [`Event::StaleRead`] for the call came with
+    /// it: see `machine/fence.rs`).
     Complete {
         /// Which call.
         call: CallId,
