@@ -70,10 +70,13 @@ impl Core {
         let Some(pick) = pick else {
             let method = call.method.path;
             let err = match call.bound {
-                Some(ep) => CallError::StreamEnded {
+                // Removed, or never known: an error, not a panic.
+                Some(ep) => CallError::NotAnEndpoint {
                     method,
-                    endpoint: self.slots[ep.0].endpoint.to_string(),
-                    cause: "the member the call targets was removed".into(),
+                    endpoint: self
+                        .slots
+                        .get(ep.0)
+                        .map_or_else(|| format!("endpoint #{}", ep.0), |s| s.endpoint.to_string()),
                 },
                 None => CallError::NoEndpoints { method },
             };

@@ -205,6 +205,18 @@ pub enum CallError {
         /// The server's status, when the last attempt failed with one.
         status: Option<Status>,
     },
+    /// The call must run on one endpoint
+    /// ([`crate::machine::Core::start_call_on`]) that is not one of the
+    /// client's endpoints: it was never added, or it was removed (e.g. by
+    /// a member-list sync). Nothing was sent.
+    #[error("{method}: {endpoint} is not one of the client's endpoints (unknown or removed)")]
+    NotAnEndpoint {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint's address when the core still knows it, else its
+        /// id (`endpoint #N`).
+        endpoint: String,
+    },
     /// An established stream ended.
     #[error("{method} stream on {endpoint} ended: {cause}")]
     StreamEnded {
