@@ -33,7 +33,6 @@ impl Core {
         let recheck = self.config.rejection_recheck;
         let candidates: Vec<Candidate> = self
             .slots
-            .iter()
             .enumerate()
             .filter(|(i, s)| {
                 !s.removed && call.bound.is_none_or(|b| b.0 == *i) && !s.is_rejected(now, recheck)
@@ -86,7 +85,7 @@ impl Core {
         if outage && call.bound.is_none() {
             // Every endpoint is down: try them all at once, so whichever
             // member answers first is used.
-            for i in 0..self.slots.len() {
+            for i in self.slots.ids() {
                 if i != pick
                     && !self.slots[i].removed
                     && self.slots[i].conn.is_none()

@@ -16,8 +16,11 @@ pub struct CallId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// Index of an endpoint in the core's endpoint table. Stable for the life of
-/// the core, also after the endpoint is removed.
+/// An endpoint's id in the core's endpoint table: handed out in sequence,
+/// never reused. Once a removed endpoint has nothing left on it (no
+/// connection, no call), its entry is dropped and its id becomes unknown
+/// ([`crate::machine::Core::endpoint`] gives `None`; a call bound to it ends
+/// with [`CallError::NotAnEndpoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(pub usize);
 
