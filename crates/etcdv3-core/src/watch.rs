@@ -642,9 +642,28 @@ impl WatchHub {
     /// see the [module docs](self#slow-consumers). With a limit, the
     /// driver must report what consumers take
     /// ([`handle_consumed`](Self::handle_consumed)), or their watchers
-    /// stay paused. Set it before adding watchers.
+    /// stay paused. Items yielded before the call are not counted.
     pub fn set_buffer_limit(&mut self, limit: Option<usize>) {
         self.buffer_limit = limit;
+        if limit.is_none() {
+            // No accounting: paused watchers are created again at once.
+            for q in std::mem::take(&mut self.queues).into_values() {
+                for id in q.paused {
+                    if let Some(w) = self.watchers.get_mut(&id) {
+                        if w.state == State::Paused {
+                            w.state = State::Pending { queued: true };
+                            self.ops.push_back(Op::Create(id));
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        if self.queues.is_empty() {
+            for w in self.watchers.values() {
+                self.queues.entry(w.queue).or_default().watchers += 1;
+            }
+        }
     }
 
     /// The buffer limit in force.
@@ -709,10 +728,15 @@ impl WatchHub {
     }
 
     /// Whether the consumer of `queue` holds the limit already: the next
-    /// response for one of its watchers pauses it.
+    /// response for one of its watchers pauses it. A consumer that holds
+    /// nothing always gets the next response, whatever the limit (a limit
+    /// below one response must not stop a watcher for good).
     fn is_full(&self, queue: QueueId) -> bool {
         match self.buffer_limit {
-            Some(limit) => self.queues.get(&queue).is_some_and(|q| q.held >= limit),
+            Some(limit) => self
+                .queues
+                .get(&queue)
+                .is_some_and(|q| q.held > 0 && q.held >= limit),
             None => false,
         }
     }

@@ -9,14 +9,16 @@
 //! a quiet gap longer than the idle timeout. Faults: crash, SIGSTOP, reset,
 //! GOAWAY, partition, lossy link, blackhole, refused streams, too many
 //! requests, applied-but-timed-out, token expiry, member removal, slow but
-//! healthy members, members that answer pings but no request.
+//! healthy members, members that answer pings but no request, and watch
+//! consumers that stall (take nothing for seconds).
 //!
 //! Every run checks liveness (completion by the deadline, success while a
 //! healthy member is reachable), safety (mutations applied at most once and
 //! re-sent only after proof of non-processing, definite failures really did
 //! nothing), connection hygiene (no removed endpoint, one connection per
 //! endpoint), etcd's ping policy, reads never going back in revision, watch
-//! events exactly once and in order, leases never believed alive past the
+//! events exactly once and in order, each watch consumer holding at most the
+//! hub's buffer limit (plus one response), leases never believed alive past the
 //! server's expiry, no slow healthy call aborted or re-sent, stream reopen
 //! rate, no timer that stays due, and (one seed in eight) no call,
 //! connection or timer left once everything ended and the idle timeout
@@ -83,6 +85,7 @@ struct Totals {
     lease_renewals: u64,
     stream_opens: u64,
     long_runs: u64,
+    watch_pauses: u64,
 }
 
 impl Totals {
@@ -101,6 +104,7 @@ impl Totals {
         self.lease_renewals += u64::from(r.lease_renewals);
         self.stream_opens += u64::from(r.stream_opens);
         self.long_runs += u64::from(r.long_runs);
+        self.watch_pauses += u64::from(r.watch_pauses);
     }
 
     fn add(&mut self, o: &Totals) {
@@ -118,6 +122,7 @@ impl Totals {
         self.lease_renewals += o.lease_renewals;
         self.stream_opens += o.stream_opens;
         self.long_runs += o.long_runs;
+        self.watch_pauses += o.watch_pauses;
     }
 
     /// The workload and the faults really reached the core: each fault
@@ -148,9 +153,18 @@ impl Totals {
         need("lease renewals", self.lease_renewals, 700);
         need("stream opens", self.stream_opens, 150);
         need("runs past the idle timeout", self.long_runs, 2);
+        need(
+            "watchers paused by a slow consumer",
+            self.watch_pauses,
+            WATCH_PAUSES_PER_100,
+        );
         bad
     }
 }
+
+/// Watchers paused by a slow consumer per 100 seeds, at least (about a
+/// third of what the seeds produce).
+const WATCH_PAUSES_PER_100: u64 = 3;
 
 fn run_many(opts: &Opts, first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
     run_many_totals(opts, first, count).0

@@ -86,6 +86,9 @@ pub struct Report {
     pub lease_renewals: u32,
     /// Stream calls opened (watch and keepalive, first opens and reopens).
     pub stream_opens: u32,
+    /// Watchers paused because their slow consumer held the buffer limit
+    /// (each checked bounded, then resumed without loss).
+    pub watch_pauses: u32,
     /// Runs with a quiet gap longer than the idle timeout.
     pub long_runs: u32,
 }
@@ -232,6 +235,8 @@ enum Ev {
     Reopen(streams::OwnerKind),
     /// A stream owner starts (adds its watchers / leases).
     OwnerStart(streams::OwnerKind),
+    /// A slow watch consumer's stall ends: it takes what it holds.
+    ConsumerWake,
     /// The workload is over: the owners check, then end their streams.
     OwnersStop,
     CancelArrive {
@@ -1443,6 +1448,7 @@ impl World {
             Ev::SrvStreamTimeout { conn, stream } => self.srv_stream_timeout(conn, stream),
             Ev::Reopen(kind) => self.owner_reopen(kind),
             Ev::OwnerStart(kind) => self.owner_start(kind),
+            Ev::ConsumerWake => self.consumer_wake(),
             Ev::OwnersStop => self.owners_stop(),
             Ev::PingArrive(conn) => {
                 let Some(c) = self.conns.get_mut(&conn) else {
