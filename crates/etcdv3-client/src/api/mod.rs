@@ -80,5 +80,7 @@ pub use maintenance::{AlarmMember, AlarmType, Snapshot};
 pub use namespace::{KvNamespace, NamespaceWatcher};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
-pub use watch::{Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId};
+pub use watch::{
+    Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId, MAX_BUFFERED_BYTES,
+};
 pub use watch_group::{GroupItem, WatchGroup};

@@ -139,7 +139,10 @@ pub(crate) fn inbox<O: StreamOwner>(
         .seed
         .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
     let supervisor = StreamSupervisor::new(tasks.config.clone(), seed);
-    client.spawn(run(client.background(), make(), rx, supervisor));
+    let task = run(client.background(), make(), rx, supervisor);
+    // Spawned without the inboxes' lock: a runtime may poll the task inline.
+    drop(inboxes);
+    client.spawn(task);
     tx
 }
 

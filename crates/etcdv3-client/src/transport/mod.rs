@@ -5,7 +5,9 @@
 //! future, a connection task, the timer task) drains its actions right
 //! there ([`Shared::with_state`]): connections are spawned as tasks, sends
 //! are handed to the waiting call future, which runs the h2 stream itself
-//! (no task per call).
+//! (no task per call). Tasks are spawned and wakers woken only after the
+//! lock is released: a runtime may poll a new task on the spot, and the
+//! task may need the lock at once.
 
 pub(crate) mod attempt;
 pub(crate) mod call;
@@ -85,6 +87,8 @@ pub(crate) struct State {
     token: Option<HeaderValue>,
     closed: bool,
     wake: Vec<Waker>,
+    /// Tasks to spawn once the lock is released (see the module docs).
+    spawn: Vec<crate::runtime::BoxFuture<'static, ()>>,
 }
 
 /// State shared by the client handles and its background tasks.
@@ -159,6 +163,7 @@ impl Shared {
                 token: None,
                 closed: false,
                 wake: Vec::new(),
+                spawn: Vec::new(),
             }),
             #[cfg(feature = "tls")]
             tls,
@@ -177,23 +182,33 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Run `f` on the state, then carry out the core's actions, then wake
-    /// whoever they concern (outside the lock).
+    /// Run `f` on the state, then carry out the core's actions, then spawn
+    /// the tasks they need and wake whoever they concern (outside the
+    /// lock: a runtime may poll a new task inline, and it may lock the
+    /// state at once).
     pub(crate) fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
         let now = self.runtime.now();
-        let (r, wake) = {
+        let (r, wake, spawn) = {
             let mut st = self.lock();
             let r = f(&mut st, now);
             self.drive(&mut st);
-            (r, std::mem::take(&mut st.wake))
+            (
+                r,
+                std::mem::take(&mut st.wake),
+                std::mem::take(&mut st.spawn),
+            )
         };
+        for task in spawn {
+            self.runtime.spawn(task);
+        }
         for w in wake {
             w.wake();
         }
         r
     }
 
-    /// Carry out the core's actions. Called with the lock held.
+    /// Carry out the core's actions. Called with the lock held: tasks go to
+    /// `st.spawn`, never to the runtime directly.
     fn drive(self: &Arc<Self>, st: &mut State) {
         while let Some(action) = st.core.poll_action() {
             match action {
@@ -267,15 +282,15 @@ impl Shared {
                     });
                     if let Some(target) = target {
                         let shared = self.clone();
-                        self.runtime.spawn(Box::pin(async move {
-                            call::probe(shared, conn, target).await
-                        }));
+                        st.spawn.push(Box::pin(
+                            async move { call::probe(shared, conn, target).await },
+                        ));
                     }
                 }
                 Action::Authenticate => {
                     let shared = self.clone();
-                    self.runtime
-                        .spawn(Box::pin(async move { call::authenticate(shared).await }));
+                    st.spawn
+                        .push(Box::pin(async move { call::authenticate(shared).await }));
                 }
                 Action::Complete { call, result } => {
                     if let Some(slot) = st.calls.get_mut(&call) {
@@ -350,7 +365,7 @@ impl Shared {
             },
         );
         let shared = self.clone();
-        self.runtime.spawn(Box::pin(async move {
+        st.spawn.push(Box::pin(async move {
             conn::run(shared, conn, target, ctl).await
         }));
     }

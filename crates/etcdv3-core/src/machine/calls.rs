@@ -191,7 +191,9 @@ impl Core {
     /// Like [`Core::start_call`], for a call that must run on `endpoint`
     /// and nowhere else (maintenance of one member: status, defragment,
     /// hash, snapshot, move-leader). It waits for that member until its
-    /// deadline; it is never moved to another.
+    /// deadline; it is never moved to another. An `endpoint` that is not
+    /// one of the core's (never added, or removed) ends the call at once
+    /// with [`CallError::NotAnEndpoint`].
     pub fn start_call_on(
         &mut self,
         now: Instant,

@@ -16,8 +16,11 @@ pub struct CallId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// Index of an endpoint in the core's endpoint table. Stable for the life of
-/// the core, also after the endpoint is removed.
+/// An endpoint's id in the core's endpoint table: handed out in sequence,
+/// never reused. Once a removed endpoint has nothing left on it (no
+/// connection, no call), its entry is dropped and its id becomes unknown
+/// ([`crate::machine::Core::endpoint`] gives `None`; a call bound to it ends
+/// with [`CallError::NotAnEndpoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(pub usize);
 
@@ -232,6 +235,18 @@ pub enum CallError {
         cause: String,
         /// The server's status, when the last attempt failed with one.
         status: Option<Status>,
+    },
+    /// The call must run on one endpoint
+    /// ([`crate::machine::Core::start_call_on`]) that is not one of the
+    /// client's endpoints: it was never added, or it was removed (e.g. by
+    /// a member-list sync). Nothing was sent.
+    #[error("{method}: {endpoint} is not one of the client's endpoints (unknown or removed)")]
+    NotAnEndpoint {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint's address when the core still knows it, else its
+        /// id (`endpoint #N`).
+        endpoint: String,
     },
     /// An established stream ended.
     #[error("{method} stream on {endpoint} ended: {cause}")]

@@ -11,7 +11,8 @@
 //! requests, applied-but-timed-out, token expiry, member removal, slow but
 //! healthy members, members that answer pings but no request, a restore of
 //! the whole cluster from an older snapshot (the history goes back by
-//! thousands of revisions), a response header with a huge revision.
+//! thousands of revisions), a response header with a huge revision, and
+//! watch consumers that stall (take nothing for seconds).
 //!
 //! Every run checks liveness (completion by the deadline, success while a
 //! healthy member is reachable), safety (mutations applied at most once and
@@ -21,7 +22,9 @@
 //! events exactly once and in order, reads never failing for good after a
 //! restore from an older revision or a bogus header (the revision fence
 //! resets on a quorum-confirmed answer; only serializable reads are handed
-//! over marked stale, never linearizable ones), leases never believed alive past the
+//! over marked stale, never linearizable ones), each watch consumer holding
+//! at most the hub's buffer limit (plus one response), leases never believed
+//! alive past the
 //! server's expiry, no slow healthy call aborted or re-sent, stream reopen
 //! rate, no timer that stays due, and (one seed in eight) no call,
 //! connection or timer left once everything ended and the idle timeout
@@ -90,6 +93,7 @@ struct Totals {
     long_runs: u64,
     fence_resets: u64,
     stale_marked: u64,
+    watch_pauses: u64,
 }
 
 impl Totals {
@@ -110,6 +114,7 @@ impl Totals {
         self.long_runs += u64::from(r.long_runs);
         self.fence_resets += u64::from(r.fence_resets);
         self.stale_marked += u64::from(r.stale_marked);
+        self.watch_pauses += u64::from(r.watch_pauses);
     }
 
     fn add(&mut self, o: &Totals) {
@@ -129,6 +134,7 @@ impl Totals {
         self.long_runs += o.long_runs;
         self.fence_resets += o.fence_resets;
         self.stale_marked += o.stale_marked;
+        self.watch_pauses += o.watch_pauses;
     }
 
     /// The workload and the faults really reached the core: each fault
@@ -161,9 +167,18 @@ impl Totals {
         need("runs past the idle timeout", self.long_runs, 2);
         // Restores and bogus headers each reach about 3 runs in 10.
         need("revision fence resets", self.fence_resets, 10);
+        need(
+            "watchers paused by a slow consumer",
+            self.watch_pauses,
+            WATCH_PAUSES_PER_100,
+        );
         bad
     }
 }
+
+/// Watchers paused by a slow consumer per 100 seeds, at least (about a
+/// third of what the seeds produce).
+const WATCH_PAUSES_PER_100: u64 = 3;
 
 fn run_many(opts: &Opts, first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
     run_many_totals(opts, first, count).0

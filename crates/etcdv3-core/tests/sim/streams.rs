@@ -7,18 +7,24 @@
 //!   every fault (each commit is one event on a watched key, so the
 //!   revisions a watcher sees must be consecutive), and has caught up when
 //!   the workload ends;
+//! * a watch consumer that stalls (the slow-consumer fault: it takes
+//!   nothing for seconds) holds at most the hub's buffer limit plus one
+//!   response, by the hub's count and by its own (they must agree), and its
+//!   paused watchers still get every revision exactly once once it takes
+//!   again;
 //! * a lease is never believed alive past the server's expiry (the keeper's
 //!   deadline is checked against the server's after every renewal);
 //! * streams are not reopened faster than the backoff allows.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
+use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
-use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
     WatchRequest, WatchResponse,
@@ -111,6 +117,14 @@ pub struct WatchSide {
     owner: Owner,
     hub: WatchHub,
     checks: BTreeMap<WatcherId, WatchCheck>,
+    /// Items the hub yielded that the consumer has not taken yet.
+    inbox: VecDeque<(WatcherId, WatchEvent)>,
+    /// The hub's buffer limit (bytes of `delivery_cost`).
+    limit: usize,
+    /// When the consumer stalls and takes nothing (the slow-consumer fault).
+    stalls: Vec<(Instant, Instant)>,
+    /// Watchers seen paused (to count pauses once each).
+    paused: BTreeSet<WatcherId>,
 }
 
 /// The lease owner: a keeper and its stream.
@@ -192,11 +206,36 @@ impl World {
                         },
                     );
                 }
-                self.log(|| format!("watch owner starts: {checks:?}"));
+                let sup_seed = self.rng.next_u64();
+                // The consumer's stalls come from a generator of their own,
+                // so the rest of the run draws what it drew before.
+                let mut crng = Rng::new(sup_seed ^ 0x5_1011_c0de);
+                let limit = crng.gen_range(200..4_000) as usize;
+                hub.set_buffer_limit(Some(limit));
+                let mut stalls = Vec::new();
+                let end = self.fault_end.saturating_duration_since(now);
+                for _ in 0..crng.gen_range(0..4) {
+                    if end < ms(1_500) {
+                        break;
+                    }
+                    let at = now + ms(crng.gen_range(0..end.as_millis() as u64 - 1_000));
+                    let until = (at + ms(crng.gen_range(500..8_000))).min(self.fault_end);
+                    stalls.push((at, until));
+                    self.at(until, Ev::ConsumerWake);
+                }
+                let base = self.base;
+                let shown: Vec<_> = stalls.iter().map(|(a, b)| (*a - base, *b - base)).collect();
+                self.log(|| {
+                    format!("watch owner starts: {checks:?}, limit {limit} B, consumer stalls {shown:?}")
+                });
                 self.watch = Some(WatchSide {
-                    owner: Owner::new(self.stream_config(), self.rng.next_u64()),
+                    owner: Owner::new(self.stream_config(), sup_seed),
                     hub,
                     checks,
+                    inbox: VecDeque::new(),
+                    limit,
+                    stalls,
+                    paused: BTreeSet::new(),
                 });
             }
             OwnerKind::Lease => {
@@ -732,6 +771,9 @@ impl World {
         let mut renew_stream = false;
         let call = match kind {
             OwnerKind::Watch => {
+                // The consumer takes first: what it takes may resume
+                // paused watchers, whose creates go out now.
+                self.check_watch_events();
                 let Some(w) = self.watch.as_mut() else { return };
                 if w.owner.established {
                     if w.hub.needs_new_stream() {
@@ -793,19 +835,66 @@ impl World {
         }
     }
 
+    /// A stalled watch consumer's stall ended: it takes what it holds (and
+    /// resumed watchers are created again).
+    pub(super) fn consumer_wake(&mut self) {
+        self.owner_flush(OwnerKind::Watch);
+    }
+
+    /// Hand what the hub yields to the consumer, check what it holds, and
+    /// unless it is stalled let it take everything (checking each watcher's
+    /// revisions).
     fn check_watch_events(&mut self) {
+        let now = self.now;
         let Some(w) = self.watch.as_mut() else { return };
         let mut bad = Vec::new();
-        let mut useful = false;
+        while let Some(item) = w.hub.poll_event() {
+            w.inbox.push_back(item);
+        }
+        // Bounded memory: per watcher, what the consumer holds is what the
+        // hub counts, and its events stay within the limit plus one
+        // response (events are queued only below the limit).
+        let mut held: BTreeMap<WatcherId, (usize, usize, usize)> = BTreeMap::new();
+        for (id, e) in &w.inbox {
+            let h = held.entry(*id).or_default();
+            let cost = delivery_cost(e);
+            h.0 += cost;
+            if matches!(e, WatchEvent::Events { .. }) {
+                h.1 += cost;
+                h.2 = h.2.max(cost);
+            }
+        }
+        let mut pauses = 0;
+        for &id in w.checks.keys() {
+            let (all, events, biggest) = held.get(&id).copied().unwrap_or_default();
+            let counted = w.hub.buffered(QueueId::of(id));
+            if w.hub.contains(id) && counted != all {
+                bad.push(format!(
+                    "watcher {id}: the hub counts {counted} bytes held, the consumer holds {all}"
+                ));
+            }
+            if events > w.limit + biggest {
+                bad.push(format!(
+                    "watcher {id}: its consumer holds {events} bytes of events, limit {} (+ one response of {biggest})",
+                    w.limit
+                ));
+            }
+            if w.hub.is_paused(id) {
+                pauses += u32::from(w.paused.insert(id));
+            } else {
+                w.paused.remove(&id);
+            }
+        }
+        let stalled = w.stalls.iter().any(|(a, b)| *a <= now && now < *b);
         let mut delivered = 0u64;
-        while let Some((id, ev)) = w.hub.poll_event() {
+        while let Some((id, ev)) = if stalled { None } else { w.inbox.pop_front() } {
+            w.hub.handle_consumed(QueueId::of(id), delivery_cost(&ev));
             let Some(chk) = w.checks.get_mut(&id) else {
                 bad.push(format!("event for unknown watcher {id}: {ev:?}"));
                 continue;
             };
             match ev {
                 WatchEvent::Created { revision } => {
-                    useful = true;
                     if chk.expect.is_some() {
                         bad.push(format!("watcher {id} created twice"));
                     }
@@ -816,7 +905,6 @@ impl World {
                     });
                 }
                 WatchEvent::Events { events, .. } => {
-                    useful = true;
                     for e in events {
                         let r = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
                         match chk.expect {
@@ -835,8 +923,11 @@ impl World {
                 }
             }
         }
-        let _ = useful;
         self.report.watch_events += delivered;
+        self.report.watch_pauses += pauses;
+        if pauses > 0 {
+            self.log(|| format!("{pauses} watcher(s) paused: the consumer holds the limit"));
+        }
         for b in bad {
             self.violation(b);
         }

@@ -86,6 +86,9 @@ pub struct Report {
     pub lease_renewals: u32,
     /// Stream calls opened (watch and keepalive, first opens and reopens).
     pub stream_opens: u32,
+    /// Watchers paused because their slow consumer held the buffer limit
+    /// (each checked bounded, then resumed without loss).
+    pub watch_pauses: u32,
     /// Runs with a quiet gap longer than the idle timeout.
     pub long_runs: u32,
     /// Revision fence resets the core reported (`Event::FenceReset`).
@@ -250,6 +253,8 @@ enum Ev {
     Reopen(streams::OwnerKind),
     /// A stream owner starts (adds its watchers / leases).
     OwnerStart(streams::OwnerKind),
+    /// A slow watch consumer's stall ends: it takes what it holds.
+    ConsumerWake,
     /// The workload is over: the owners check, then end their streams.
     OwnersStop,
     CancelArrive {
@@ -1567,6 +1572,7 @@ impl World {
             Ev::OwnerStart(streams::OwnerKind::Watch) if self.restore.is_some() => {}
             Ev::OwnerStart(kind) => self.owner_start(kind),
             Ev::Snapshot => self.take_snapshot(),
+            Ev::ConsumerWake => self.consumer_wake(),
             Ev::OwnersStop => self.owners_stop(),
             Ev::PingArrive(conn) => {
                 let Some(c) = self.conns.get_mut(&conn) else {
