@@ -3,6 +3,7 @@
 use clap::Subcommand;
 use etcdv3_tokio::api::{Permission, PermissionType, UserAddOptions};
 use etcdv3_tokio::proto::authpb;
+use etcdv3_tokio::EtcdErrorKind;
 use etcdv3_tokio::proto::etcdserverpb::AuthRoleGetResponse;
 use serde::Serialize;
 
@@ -116,6 +117,9 @@ pub enum RoleCommand {
         /// given key.
         #[arg(long)]
         from_key: bool,
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
     },
     /// Revokes a key from a role.
     RevokePermission {
@@ -132,6 +136,9 @@ pub enum RoleCommand {
         /// the given key.
         #[arg(long)]
         from_key: bool,
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
     },
 }
 
@@ -193,7 +200,27 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
     match command {
         // etcdctl prints these two as text whatever the format.
         AuthCommand::Enable => {
-            client.auth_enable().await?;
+            // etcdctl: when the root user lacks the root role, create the
+            // role (if missing), grant it, and enable again.
+            let mut granted = false;
+            loop {
+                match client.auth_enable().await {
+                    Ok(_) => break,
+                    Err(e)
+                        if !granted
+                            && e.etcd_kind() == Some(&EtcdErrorKind::RootRoleNotExist) =>
+                    {
+                        granted = true;
+                        if let Err(e) = client.role_add("root").await {
+                            if e.etcd_kind() != Some(&EtcdErrorKind::RoleAlreadyExist) {
+                                return Err(e.into());
+                            }
+                        }
+                        client.user_grant_role("root", "root").await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             println!("Authentication Enabled");
         }
         AuthCommand::Disable => {
@@ -365,11 +392,11 @@ fn role_text(p: &crate::output::Printer, role: &str, perms: &[authpb::Permission
     use authpb::permission::Type;
     let mut out = format!("Role {role}\n");
     let line = |perm: &authpb::Permission| -> String {
-        let key = p.bytes(&perm.key);
+        let key = p.text(&perm.key);
         if perm.range_end.is_empty() {
             return format!("\t{key}\n");
         }
-        let end = p.bytes(&perm.range_end);
+        let end = p.text(&perm.range_end);
         let mut s = if perm.range_end == [0] {
             format!("\t[{key}, <open ended>")
         } else {
@@ -469,12 +496,17 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             range_end,
             prefix,
             from_key,
+            ..
         } => {
             let kind = match perm_type.to_ascii_lowercase().as_str() {
                 "read" => PermissionType::Read,
                 "write" => PermissionType::Write,
                 "readwrite" => PermissionType::ReadWrite,
-                t => return Err(CliError::BadArgs(format!("invalid permission type {t}"))),
+                _ => {
+                    return Err(CliError::BadArgs(format!(
+                        "invalid permission type: {perm_type}"
+                    )))
+                }
             };
             let perm = permission(kind, &key, range_end, prefix, from_key)?;
             let r = client.role_grant_permission(&name, perm).await?;
@@ -489,6 +521,7 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             range_end,
             prefix,
             from_key,
+            ..
         } => {
             let perm = permission(
                 PermissionType::Read,
@@ -515,7 +548,7 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             } else {
                 println!(
                     "Permission of range [{key}, {}) is revoked from role {name}",
-                    p.bytes(&end)
+                    p.text(&end)
                 );
             }
         }

@@ -12,7 +12,11 @@ use crate::{CliError, Ctx};
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
     /// Lists all members in the cluster.
-    List,
+    List {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Adds a member into the cluster.
     Add {
         /// Name of the new member.
@@ -47,10 +51,10 @@ pub enum MemberCommand {
     },
 }
 
-/// Parse a member id as etcdctl does: hexadecimal.
+/// Parse a member id as etcdctl does: hexadecimal, etcdctl's message
+/// (exit 128, see `main`).
 pub fn parse_member_id(s: &str) -> Result<u64, String> {
-    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16)
-        .map_err(|e| format!("bad member ID arg ({e}), expecting ID in Hex"))
+    crate::flags::member_id_arg(s).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]
@@ -128,7 +132,7 @@ fn member_row(m: &Member) -> Vec<String> {
 /// Run a member subcommand.
 pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    let list = matches!(command, MemberCommand::List);
+    let list = matches!(command, MemberCommand::List { .. });
     if list {
         p.require(&[
             WriteOut::Simple,
@@ -141,7 +145,7 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
     }
     let client = ctx.connect().await?;
     match command {
-        MemberCommand::List => {
+        MemberCommand::List { .. } => {
             let r = client
                 .member_list(MemberListOptions::new().with_linearizable())
                 .await?;
@@ -248,7 +252,9 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
 
 /// `move-leader <transferee-member-id>`.
 pub async fn move_leader(ctx: &Ctx, target: &str) -> Result<(), CliError> {
-    let target = parse_member_id(target).map_err(CliError::BadArgs)?;
+    // etcdctl prints strconv's error alone here.
+    let target =
+        crate::flags::go_parse_hex(target, "ParseUint", u64::MAX).map_err(CliError::BadArgs)?;
     let client = ctx.connect().await?;
     let leader = client.status().await?.leader;
     let r = client.move_leader(target).await?;

@@ -41,9 +41,7 @@ fn print_range(ctx: &Ctx, resp: &RangeResponse) -> Result<(), CliError> {
     if ctx.printer.json() {
         return print_json(&kv::range_json(resp));
     }
-    print!("{}", kv::range_text(&ctx.printer, resp, false));
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    crate::output::write_stdout(&kv::range_text(&ctx.printer, resp, false));
     Ok(())
 }
 

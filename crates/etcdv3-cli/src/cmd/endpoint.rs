@@ -24,11 +24,22 @@ pub struct EndpointArgs {
 #[derive(Subcommand, Debug)]
 pub enum EndpointCommand {
     /// Prints out the status of endpoints specified in `--endpoints` flag.
-    Status,
+    Status {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Checks the healthiness of endpoints specified in `--endpoints` flag.
-    Health,
+    Health {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Prints the KV history hash for each endpoint in `--endpoints`.
     Hashkv {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
         /// Maximum revision to hash (default: latest revision).
         #[arg(long, default_value_t = 0)]
         rev: i64,
@@ -189,7 +200,7 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
         .iter()
         .any(|u| u.starts_with("https://"));
     match a.command {
-        EndpointCommand::Status => {
+        EndpointCommand::Status { .. } => {
             p.require(&[
                 WriteOut::Simple,
                 WriteOut::Json,
@@ -289,7 +300,7 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        EndpointCommand::Hashkv { rev } => {
+        EndpointCommand::Hashkv { rev, .. } => {
             p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
             let mut ok = Vec::new();
             let mut failed = false;
@@ -343,7 +354,7 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        EndpointCommand::Health => {
+        EndpointCommand::Health { .. } => {
             p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
             let eps = endpoints(ctx, a.cluster).await?;
             let mut results = Vec::new();

@@ -7,7 +7,7 @@ use etcdv3_tokio::api::LeaseGrantOptions;
 use futures_core::Stream;
 use serde::Serialize;
 
-use crate::flags::{parse_lease_id, WriteOut};
+use crate::flags::WriteOut;
 use crate::output::{print_json, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
@@ -22,24 +22,28 @@ pub enum LeaseCommand {
     /// Revokes leases.
     Revoke {
         /// Lease ID (hex).
-        #[arg(value_parser = parse_lease_id)]
+        #[arg(value_parser = lease_id)]
         id: i64,
     },
     /// Get lease information.
     Timetolive {
         /// Lease ID (hex).
-        #[arg(value_parser = parse_lease_id)]
+        #[arg(value_parser = lease_id)]
         id: i64,
         /// Get keys attached to this lease.
         #[arg(long)]
         keys: bool,
     },
     /// List all active leases.
-    List,
+    List {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Keeps leases alive (renew).
     KeepAlive {
         /// Lease ID (hex).
-        #[arg(value_parser = parse_lease_id)]
+        #[arg(value_parser = lease_id)]
         id: i64,
         /// Resets the keep-alive time to its original value and exits
         /// immediately.
@@ -96,6 +100,11 @@ struct KeepAliveJson {
     ttl: i64,
 }
 
+/// A lease id argument: etcdctl's message (exit 128, see `main`).
+fn lease_id(s: &str) -> Result<i64, String> {
+    crate::flags::lease_id_arg(s).map_err(|e| e.to_string())
+}
+
 /// etcdctl's `attached keys([a b])`.
 fn keys_text(keys: &[String]) -> String {
     format!("[{}]", keys.join(" "))
@@ -107,7 +116,7 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
     p.require(&[WriteOut::Simple, WriteOut::Json])?;
     let ttl = match &command {
         LeaseCommand::Grant { ttl } => Some(
-            ttl.parse::<i64>()
+            crate::flags::go_parse_int(ttl)
                 .map_err(|e| CliError::BadArgs(format!("bad TTL ({e})")))?,
         ),
         _ => None,
@@ -156,12 +165,12 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                 r.granted_ttl, r.ttl
             );
             if keys {
-                let names: Vec<String> = r.keys.iter().map(|k| p.bytes(k)).collect();
+                let names: Vec<String> = r.keys.iter().map(|k| p.text(k)).collect();
                 line.push_str(&format!(", attached keys({})", keys_text(&names)));
             }
             println!("{line}");
         }
-        LeaseCommand::List => {
+        LeaseCommand::List { .. } => {
             let r = client.lease_leases().await?;
             if p.json() {
                 return print_json(&LeasesJson {
@@ -178,7 +187,16 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
         }
         LeaseCommand::KeepAlive { id, once } => {
             if once {
-                let r = client.keep_alive_once(id).await?;
+                let r = match client.keep_alive_once(id).await {
+                    Ok(r) => r,
+                    // etcdctl: the server's message, ExitBadConnection.
+                    Err(etcdv3_tokio::Error::LeaseExpired { .. }) => {
+                        return Err(CliError::BadConnection(
+                            "etcdserver: requested lease not found".into(),
+                        ))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if p.json() {
                     return print_json(&KeepAliveJson {
                         header: HeaderJson::of(r.header.as_ref()),
