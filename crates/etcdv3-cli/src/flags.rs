@@ -406,7 +406,10 @@ mod tests {
             member_id_arg("zz").unwrap_err().to_string(),
             "bad member ID arg (strconv.ParseUint: parsing \"zz\": invalid syntax), expecting ID in Hex"
         );
-        assert!(lease_id_arg("ffffffffffffffff").is_err(), "out of range for ParseInt");
+        assert!(
+            lease_id_arg("ffffffffffffffff").is_err(),
+            "out of range for ParseInt"
+        );
         assert_eq!(member_id_arg("ffffffffffffffff").unwrap(), u64::MAX);
     }
 

@@ -167,7 +167,12 @@ pub enum CliError {
     /// etcdctl's `ExitBadConnection`).
     #[error("{0}")]
     BadConnection(String),
-    /// Ctrl-C stopped the command (exit 130, as a shell reports SIGINT).
+    /// A command run under `lock` was killed by a signal: etcdctl exits 255
+    /// with Go's `signal: interrupt`.
+    #[error("signal: {0}")]
+    ChildSignal(String),
+    /// Ctrl-C stopped the command (exit 130, as a shell reports SIGINT;
+    /// nothing is printed).
     #[error("interrupted")]
     Interrupted,
     /// Anything else (exit 1).
@@ -186,6 +191,7 @@ impl CliError {
             CliError::BadConnection(_) => 2,
             CliError::ChildExit(code) => u8::try_from(*code).unwrap_or(1),
             CliError::Interrupted => 130,
+            CliError::ChildSignal(_) => 255,
             CliError::Client(Error::Call(CallError::Auth { .. })) => 2,
             _ => 1,
         }
@@ -202,10 +208,7 @@ fn etcdctl_text(e: &Error) -> String {
     if e.is_deadline_exceeded() || server_deadline {
         return "context deadline exceeded".into();
     }
-    let server_message = |text: &str| {
-        text.find("etcdserver: ")
-            .map(|at| text[at..].to_string())
-    };
+    let server_message = |text: &str| text.find("etcdserver: ").map(|at| text[at..].to_string());
     let found = match e {
         Error::Call(CallError::Auth { cause, .. }) => server_message(cause),
         _ => e.status().and_then(|s| server_message(&s.message)),
@@ -358,34 +361,91 @@ where
 const POSITIONAL_ERRORS: &[(&str, &str)] = &[
     ("lease grant", "lease grant command needs TTL argument"),
     ("lease revoke", "lease revoke command needs 1 argument"),
-    ("lease timetolive", "lease timetolive command needs lease ID as argument"),
-    ("lease keep-alive", "lease keep-alive command needs lease ID as argument"),
+    (
+        "lease timetolive",
+        "lease timetolive command needs lease ID as argument",
+    ),
+    (
+        "lease keep-alive",
+        "lease keep-alive command needs lease ID as argument",
+    ),
     ("member add", "member name not provided"),
     ("member remove", "member ID is not provided"),
     ("member update", "member ID is not provided"),
     ("member promote", "member ID is not provided"),
     ("move-leader", "move-leader command needs 1 argument"),
-    ("lock", "lock takes a lock name argument and an optional command to execute"),
-    ("elect", "elect takes one election name argument and an optional proposal argument"),
+    (
+        "lock",
+        "lock takes a lock name argument and an optional command to execute",
+    ),
+    (
+        "elect",
+        "elect takes one election name argument and an optional proposal argument",
+    ),
     ("make-mirror", "make-mirror takes one destination argument"),
     ("snapshot save", "snapshot save expects one argument"),
-    ("snapshot status", "snapshot status requires exactly one argument"),
-    ("user add", "user add command requires user name as its argument"),
-    ("user delete", "user delete command requires user name as its argument"),
-    ("user get", "user get command requires user name as its argument"),
-    ("user passwd", "user passwd command requires user name as its argument"),
-    ("user grant-role", "user grant command requires user name and role name as its argument"),
-    ("user revoke-role", "user revoke-role requires user name and role name as its argument"),
+    (
+        "snapshot status",
+        "snapshot status requires exactly one argument",
+    ),
+    (
+        "user add",
+        "user add command requires user name as its argument",
+    ),
+    (
+        "user delete",
+        "user delete command requires user name as its argument",
+    ),
+    (
+        "user get",
+        "user get command requires user name as its argument",
+    ),
+    (
+        "user passwd",
+        "user passwd command requires user name as its argument",
+    ),
+    (
+        "user grant-role",
+        "user grant command requires user name and role name as its argument",
+    ),
+    (
+        "user revoke-role",
+        "user revoke-role requires user name and role name as its argument",
+    ),
     ("user list", "user list command requires no arguments"),
-    ("role add", "role add command requires role name as its argument"),
-    ("role delete", "role delete command requires role name as its argument"),
-    ("role get", "role get command requires role name as its argument"),
-    ("role grant-permission", "role grant command requires role name, permission type, and key [endkey] as its argument"),
-    ("role revoke-permission", "role revoke-permission command requires role name and key [endkey] as its argument"),
+    (
+        "role add",
+        "role add command requires role name as its argument",
+    ),
+    (
+        "role delete",
+        "role delete command requires role name as its argument",
+    ),
+    (
+        "role get",
+        "role get command requires role name as its argument",
+    ),
+    (
+        "role grant-permission",
+        "role grant command requires role name, permission type, and key [endkey] as its argument",
+    ),
+    (
+        "role revoke-permission",
+        "role revoke-permission command requires role name and key [endkey] as its argument",
+    ),
     ("role list", "role list command requires no arguments"),
-    ("auth enable", "auth enable command does not accept any arguments"),
-    ("auth disable", "auth disable command does not accept any arguments"),
-    ("auth status", "auth status command does not accept any arguments"),
+    (
+        "auth enable",
+        "auth enable command does not accept any arguments",
+    ),
+    (
+        "auth disable",
+        "auth disable command does not accept any arguments",
+    ),
+    (
+        "auth status",
+        "auth status command does not accept any arguments",
+    ),
     ("alarm list", "alarm list command accepts no arguments"),
     ("alarm disarm", "alarm disarm command accepts no arguments"),
 ];
@@ -422,9 +482,14 @@ fn etcdctl_usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<C
             .map(|(_, m)| CliError::BadArgs(m.to_string()))
     };
     match e.kind() {
-        ErrorKind::MissingRequiredArgument if invalid.starts_with("--peer-urls") => Some(
-            CliError::BadArgs("member peer urls not provided".into()),
-        ),
+        // etcdctl checks the positional arguments first, then the URLs.
+        ErrorKind::MissingRequiredArgument
+            if !invalid.contains("<NAME>")
+                && !invalid.contains("<ID>")
+                && invalid.contains("--peer-urls") =>
+        {
+            Some(CliError::BadArgs("member peer urls not provided".into()))
+        }
         ErrorKind::MissingRequiredArgument => message(&path),
         ErrorKind::UnknownArgument if !invalid.starts_with('-') => {
             if path == "member add" {
@@ -469,7 +534,9 @@ async fn main() -> ExitCode {
             if let (true, CliError::Client(inner)) = (debug, &e) {
                 eprintln!("etcdv3ctl: {inner}");
             }
-            eprintln!("Error: {e}");
+            if !matches!(e, CliError::Interrupted) {
+                eprintln!("Error: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -507,7 +574,14 @@ mod tests {
         let xml = parse_args(["etcdv3ctl", "-w", "xml", "get", "k"]).unwrap();
         assert_eq!(xml.global.format().unwrap_err().exit_code(), 4);
         // pflag's boolean syntax on every switch.
-        let cli = parse_args(["etcdv3ctl", "get", "k", "--prefix=true", "--keys-only=false"]).unwrap();
+        let cli = parse_args([
+            "etcdv3ctl",
+            "get",
+            "k",
+            "--prefix=true",
+            "--keys-only=false",
+        ])
+        .unwrap();
         assert!(matches!(cli.command, Command::Get(ref g) if g.prefix && !g.keys_only));
         let cli = parse_args(["etcdv3ctl", "endpoint", "health", "--cluster=1"]).unwrap();
         assert!(matches!(cli.command, Command::Endpoint(ref e) if e.cluster));

@@ -397,8 +397,14 @@ mod tests {
         assert_eq!(go_quote(b"a \"b\"\n\\"), "\"a \\\"b\\\"\\n\\\\\"");
         assert_eq!(go_quote(&[b'v', 0xff, 0, b'z']), "\"v\\xff\\x00z\"");
         assert_eq!(go_quote(b"b\x01\x7fk"), "\"b\\x01\\u007fk\"");
-        assert_eq!(go_quote("x\u{1b}\u{e9}\u{2028}".as_bytes()), "\"x\\x1b\u{e9}\\u2028\"");
-        assert_eq!(go_quote("\u{7}\u{b}\u{a0}\u{301}\u{1f600}\u{e0001}".as_bytes()), "\"\\a\\v\\u00a0\u{301}\u{1f600}\\U000e0001\"");
+        assert_eq!(
+            go_quote("x\u{1b}\u{e9}\u{2028}".as_bytes()),
+            "\"x\\x1b\u{e9}\\u2028\""
+        );
+        assert_eq!(
+            go_quote("\u{7}\u{b}\u{a0}\u{301}\u{1f600}\u{e0001}".as_bytes()),
+            "\"\\a\\v\\u00a0\u{301}\u{1f600}\\U000e0001\""
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 use clap::Subcommand;
 use etcdv3_tokio::api::{Permission, PermissionType, UserAddOptions};
 use etcdv3_tokio::proto::authpb;
-use etcdv3_tokio::EtcdErrorKind;
 use etcdv3_tokio::proto::etcdserverpb::AuthRoleGetResponse;
+use etcdv3_tokio::EtcdErrorKind;
 use serde::Serialize;
 
 use crate::flags::WriteOut;
@@ -207,8 +207,7 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
                 match client.auth_enable().await {
                     Ok(_) => break,
                     Err(e)
-                        if !granted
-                            && e.etcd_kind() == Some(&EtcdErrorKind::RootRoleNotExist) =>
+                        if !granted && e.etcd_kind() == Some(&EtcdErrorKind::RootRoleNotExist) =>
                     {
                         granted = true;
                         if let Err(e) = client.role_add("root").await {

@@ -156,7 +156,11 @@ fn get_options(a: &GetArgs, range_end: Option<Vec<u8>>) -> Result<GetOptions, Cl
     match a.consistency.as_str() {
         "l" => {}
         "s" => o = o.with_serializable(),
-        c => return Err(CliError::Unsupported(format!("unknown consistency flag {c:?}"))),
+        c => {
+            return Err(CliError::Unsupported(format!(
+                "unknown consistency flag {c:?}"
+            )))
+        }
     }
     if a.prefix && a.from_key {
         return Err(CliError::BadArgs(
@@ -284,9 +288,7 @@ pub struct PutJson {
 /// `stdin` is true).
 pub fn put_request(a: &PutArgs, stdin: bool) -> Result<(Vec<u8>, Vec<u8>, PutOptions), CliError> {
     let needs = || {
-        CliError::BadArgs(
-            "put command needs 1 argument and input from stdin or 2 arguments".into(),
-        )
+        CliError::BadArgs("put command needs 1 argument and input from stdin or 2 arguments".into())
     };
     // etcdctl's getPutOp: arguments after the value are ignored.
     let key = os_bytes(a.args.first().ok_or_else(needs)?);

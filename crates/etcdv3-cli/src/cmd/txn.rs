@@ -290,9 +290,8 @@ pub fn read_txn(p: &Printer, input: &mut impl BufRead, prompt: bool) -> Result<T
             println!("\n{title}");
         }
         let ops = read_block(input, &mut line_no, |(n, line)| {
-            parse_op(p, line).map_err(|e| {
-                at(*n, format!("{e} in {:?}", String::from_utf8_lossy(line)))
-            })
+            parse_op(p, line)
+                .map_err(|e| at(*n, format!("{e} in {:?}", String::from_utf8_lossy(line))))
         })?;
         blocks.push(ops);
     }
@@ -387,9 +386,7 @@ fn txn_fields(r: &TxnResponse) -> String {
         match &op.response {
             Some(response_op::Response::ResponseRange(x)) => out.push_str(&kv::range_fields(x)),
             Some(response_op::Response::ResponsePut(x)) => out.push_str(&kv::put_fields(x)),
-            Some(response_op::Response::ResponseDeleteRange(x)) => {
-                out.push_str(&kv::del_fields(x))
-            }
+            Some(response_op::Response::ResponseDeleteRange(x)) => out.push_str(&kv::del_fields(x)),
             other => out.push_str(&format!("\"Unknown\" : {:?}\n", format!("{other:?}"))),
         }
     }
