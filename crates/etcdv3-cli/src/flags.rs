@@ -166,6 +166,20 @@ impl GlobalArgs {
         if self.insecure_skip_tls_verify {
             tls = Some(tls.unwrap_or_default().danger_accept_invalid_certs());
         }
+        // Said in the command line's words (the client's own error names
+        // its API).
+        let https = self
+            .endpoint_urls()
+            .iter()
+            .any(|u| u.starts_with("https://"));
+        let trusted = self.cacert.is_some() || self.insecure_skip_tls_verify;
+        if (https || tls.is_some()) && !trusted {
+            return Err(CliError::Usage(
+                "TLS needs --cacert (etcdv3ctl does not read the system's CA certificates yet) \
+                 or --insecure-skip-tls-verify"
+                    .into(),
+            ));
+        }
         if let Some(tls) = tls {
             opts = opts.with_tls(tls);
         }
@@ -194,14 +208,15 @@ impl GlobalArgs {
 }
 
 /// Read a password line from stdin. With `prompt`, the prompt goes to
-/// stderr and, when stdin is a terminal, echo is turned off (`stty -echo`)
-/// while the password is typed.
+/// stdout and a newline follows the answer there (as etcdctl's prompts);
+/// when stdin is a terminal, echo is turned off (`stty -echo`) while the
+/// password is typed.
 pub fn read_password(prompt: Option<&str>) -> Result<String, CliError> {
     use std::io::{BufRead, IsTerminal, Write};
     let terminal = prompt.is_some() && std::io::stdin().is_terminal();
     if let Some(prompt) = prompt {
-        eprint!("{prompt}");
-        let _ = std::io::stderr().flush();
+        print!("{prompt}");
+        let _ = std::io::stdout().flush();
     }
     let stty = |arg: &str| {
         let _ = std::process::Command::new("stty")
@@ -216,7 +231,9 @@ pub fn read_password(prompt: Option<&str>) -> Result<String, CliError> {
     let read = std::io::stdin().lock().read_line(&mut line);
     if terminal {
         stty("echo");
-        eprintln!();
+    }
+    if prompt.is_some() {
+        println!();
     }
     read.map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())

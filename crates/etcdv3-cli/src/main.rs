@@ -506,6 +506,27 @@ fn etcdctl_usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<C
     }
 }
 
+/// A flag error as etcdctl shows it: `Error: <why>` on stderr, the help of
+/// the command on stdout.
+fn print_usage_error(e: &clap::Error, args: &[std::ffi::OsString]) {
+    let text = e.to_string();
+    let why = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let mut cmd = flags::go_bool_flags(Cli::command());
+    cmd.build();
+    for name in command_path(args).split_whitespace() {
+        match cmd.find_subcommand(name) {
+            Some(sub) => cmd = sub.clone(),
+            None => break,
+        }
+    }
+    println!("{}", cmd.render_help());
+    eprintln!("Error: {why}");
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let debug = std::env::args_os().any(|a| a == "--debug" || a == "--debug=true");
@@ -517,15 +538,17 @@ async fn main() -> ExitCode {
                 eprintln!("Error: {err}");
                 return ExitCode::from(err.exit_code());
             }
-            let _ = e.print();
             // etcdctl exits 1 on flag errors; help and version exit 0, and
             // so does a bare `etcdctl` (it prints the help).
             let bare = e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
-            return if e.use_stderr() && !bare {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
+            if !e.use_stderr() || bare {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // As etcdctl: `Error: ...` on stderr, the command's usage on
+            // stdout.
+            print_usage_error(&e, &args);
+            return ExitCode::from(1);
         }
     };
     match run(cli).await {

@@ -359,10 +359,10 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A new user's password: prompted twice on a terminal (as etcdctl), read
-/// from stdin otherwise.
+/// A new user's password: prompted twice (as etcdctl, also off a
+/// terminal), or one line from stdin without a prompt
+/// (`--interactive=false`).
 fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
-    use std::io::IsTerminal;
     let to_bad = |e: CliError| CliError::BadArgs(e.to_string());
     let pw = if prompt {
         crate::flags::read_password(Some(&format!("Password of {user}: "))).map_err(to_bad)?
@@ -370,11 +370,13 @@ fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
         crate::flags::read_password(None).map_err(to_bad)?
     };
     if pw.is_empty() {
-        return Err(CliError::BadArgs(
-            "empty password (use --no-password for a user without one)".into(),
-        ));
+        return Err(CliError::BadArgs(if prompt {
+            "empty password".into()
+        } else {
+            "empty password (use --no-password for a user without one)".into()
+        }));
     }
-    if prompt && std::io::stdin().is_terminal() {
+    if prompt {
         let again = crate::flags::read_password(Some(&format!(
             "Type password of {user} again for confirmation: "
         )))
@@ -384,6 +386,26 @@ fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
         }
     }
     Ok(pw)
+}
+
+/// etcdctl's `role get -w fields` (Go's `Println` puts two spaces after
+/// `"PermType" :`).
+fn role_fields(r: &AuthRoleGetResponse) -> String {
+    use crate::output::go_quote;
+    let mut out = crate::output::fields_header(r.header.as_ref());
+    for perm in &r.perm {
+        let kind = match perm.perm_type {
+            0 => "READ",
+            1 => "WRITE",
+            _ => "READWRITE",
+        };
+        out.push_str(&format!(
+            "\"PermType\" :  {kind}\n\"Key\" : {}\n\"RangeEnd\" : {}\n",
+            go_quote(&perm.key),
+            go_quote(&perm.range_end)
+        ));
+    }
+    out
 }
 
 /// etcdctl's `role get` text.
@@ -451,7 +473,11 @@ fn permission(
 /// Run a role subcommand.
 pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, RoleCommand::Get { .. }) {
+        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         RoleCommand::Add { name } => {
@@ -472,6 +498,10 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             let r = client.role_get(&name).await?;
             if p.json() {
                 return print_json(&role_get_json(&r));
+            }
+            if p.format == WriteOut::Fields {
+                print!("{}", role_fields(&r));
+                return Ok(());
             }
             print!("{}", role_text(&p, &name, &r.perm));
         }

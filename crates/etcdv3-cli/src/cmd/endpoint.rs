@@ -301,7 +301,12 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             Ok(())
         }
         EndpointCommand::Hashkv { rev, .. } => {
-            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+            p.require(&[
+                WriteOut::Simple,
+                WriteOut::Json,
+                WriteOut::Table,
+                WriteOut::Fields,
+            ])?;
             let mut ok = Vec::new();
             let mut failed = false;
             for ep in endpoints(ctx, a.cluster).await? {
@@ -334,6 +339,16 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
                         .collect();
                     print_json(&list)?;
                 }
+                WriteOut::Fields => {
+                    for (ep, h) in &ok {
+                        print!(
+                            "{}\"Endpoint\" : {}\n\"Hash\" : {}\n\n",
+                            crate::output::fields_header(h.header.as_ref()),
+                            crate::output::go_quote(ep.as_bytes()),
+                            h.hash
+                        );
+                    }
+                }
                 WriteOut::Table => {
                     let rows: Vec<Vec<String>> = ok
                         .iter()
@@ -355,7 +370,12 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             Ok(())
         }
         EndpointCommand::Health { .. } => {
-            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+            p.require(&[
+                WriteOut::Simple,
+                WriteOut::Json,
+                WriteOut::Table,
+                WriteOut::Fields,
+            ])?;
             let eps = endpoints(ctx, a.cluster).await?;
             let mut results = Vec::new();
             for ep in eps {
@@ -393,6 +413,16 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             if p.json() {
                 print_json(&results)?;
+            } else if p.format == WriteOut::Fields {
+                for h in &results {
+                    print!(
+                        "\"Endpoint\" : {}\n\"Health\" : {}\n\"Took\" : {}\n\"Error\" : {}\n\n",
+                        crate::output::go_quote(h.endpoint.as_bytes()),
+                        h.health,
+                        h.took,
+                        h.error
+                    );
+                }
             } else if p.format == WriteOut::Table {
                 let rows: Vec<Vec<String>> = results
                     .iter()

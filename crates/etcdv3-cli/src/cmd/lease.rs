@@ -8,7 +8,7 @@ use futures_core::Stream;
 use serde::Serialize;
 
 use crate::flags::WriteOut;
-use crate::output::{print_json, HeaderJson, HeaderOnly, B64};
+use crate::output::{fields_header, go_quote, print_json, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
 /// Lease subcommands.
@@ -113,7 +113,13 @@ fn keys_text(keys: &[String]) -> String {
 /// Run a lease subcommand.
 pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    let keep_alive_stream = matches!(command, LeaseCommand::KeepAlive { once: false, .. });
+    if keep_alive_stream {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    }
+    let fields = p.format == WriteOut::Fields;
     let ttl = match &command {
         LeaseCommand::Grant { ttl } => Some(
             crate::flags::go_parse_int(ttl)
@@ -135,12 +141,25 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     error: r.error,
                 });
             }
+            if fields {
+                print!(
+                    "{}\"ID\" : {}\n\"TTL\" : {}\n",
+                    fields_header(r.header.as_ref()),
+                    r.id,
+                    r.ttl
+                );
+                return Ok(());
+            }
             println!("lease {:016x} granted with TTL({}s)", r.id, r.ttl);
         }
         LeaseCommand::Revoke { id } => {
             let r = client.lease_revoke(id).await?;
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
+            }
+            if fields {
+                print!("{}", fields_header(r.header.as_ref()));
+                return Ok(());
             }
             println!("lease {id:016x} revoked");
         }
@@ -155,6 +174,18 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     keys: (!r.keys.is_empty())
                         .then(|| r.keys.iter().map(|k| B64(k.clone())).collect()),
                 });
+            }
+            if fields {
+                let mut out = fields_header(r.header.as_ref());
+                out.push_str(&format!(
+                    "\"ID\" : {}\n\"TTL\" : {}\n\"GrantedTTL\" : {}\n",
+                    r.id, r.ttl, r.granted_ttl
+                ));
+                for k in &r.keys {
+                    out.push_str(&format!("\"Key\" : {}\n", go_quote(k)));
+                }
+                print!("{out}");
+                return Ok(());
             }
             if r.granted_ttl == 0 && r.ttl == -1 {
                 println!("lease {id:016x} already expired");
@@ -178,6 +209,14 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     leases: (!r.leases.is_empty())
                         .then(|| r.leases.iter().map(|l| LeaseIdJson { id: l.id }).collect()),
                 });
+            }
+            if fields {
+                let mut out = fields_header(r.header.as_ref());
+                for l in &r.leases {
+                    out.push_str(&format!("\"ID\" : {}\n", l.id));
+                }
+                print!("{out}");
+                return Ok(());
             }
             let mut out = format!("found {} leases\n", r.leases.len());
             for l in &r.leases {
@@ -203,6 +242,15 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                         id: r.id,
                         ttl: r.ttl,
                     });
+                }
+                if fields {
+                    print!(
+                        "{}\"ID\" : {}\n\"TTL\" : {}\n",
+                        fields_header(r.header.as_ref()),
+                        r.id,
+                        r.ttl
+                    );
+                    return Ok(());
                 }
                 println!("lease {id:016x} keepalived with TTL({})", r.ttl);
                 return Ok(());
