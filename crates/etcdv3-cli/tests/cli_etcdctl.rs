@@ -1705,3 +1705,62 @@ fn fields_output_matches_etcdctl() {
     let (t, o) = (theirs.args(&args), ours.args(&args));
     assert_eq!((&t.stdout, t.code), (&o.stdout, o.code), "{o:?} vs {t:?}");
 }
+
+#[test]
+fn prompts_and_usage_go_to_etcdctls_streams() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    theirs.ok(&["put", "k", "v"]);
+    // Password prompts go to stdout (etcdctl's speakeasy), a newline after
+    // the answer; off a terminal `user add` still asks twice. (etcdctl's
+    // stderr has stty's complaints about a stdin that is no terminal.)
+    let runs: &[(&[&str], &[u8])] = &[
+        (&["--user", "root", "get", "k"], b"secret\n"),
+        (&["user", "add", "p1"], b"pw\n"),
+        (&["user", "add", "p2"], b"pw\npw\n"),
+        (&["user", "add", "p3", "--interactive=false"], b"pw\n"),
+    ];
+    for (args, input) in runs {
+        let cleanup = || {
+            if args[0] == "user" {
+                theirs.args(&["user", "delete", args[2]]);
+            }
+        };
+        let t = theirs.raw(&strs(args), Some(input));
+        cleanup();
+        let o = ours.raw(&strs(args), Some(input));
+        cleanup();
+        assert_eq!(
+            (String::from_utf8_lossy(&t.stdout), t.code),
+            (String::from_utf8_lossy(&o.stdout), o.code),
+            "{args:?}: {o:?}"
+        );
+        let error = |r: &Raw| r.stderr.lines().find(|l| l.starts_with("Error:")).map(str::to_string);
+        assert_eq!(error(&t), error(&o), "{args:?}");
+    }
+    // A flag error: `Error: ...` on stderr, the command's usage on stdout,
+    // exit 1 (the wording is each parser's own).
+    for tool in [&theirs, &ours] {
+        let out = tool.args(&["get", "k", "--bogus"]);
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(!out.stdout.is_empty(), "no usage on stdout: {out:?}");
+        assert!(
+            out.stderr.starts_with("Error: ") && out.stderr.contains("--bogus"),
+            "{out:?}"
+        );
+    }
+    // An https endpoint without a CA: the message names flags, not the
+    // library's API.
+    let tls = Tool {
+        bin: ours_bin(),
+        endpoint: "https://127.0.0.1:1".into(),
+    };
+    let out = tls.args(&["get", "k"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("--cacert"), "{out:?}");
+    assert!(!out.stderr.contains("ClientOptions"), "{out:?}");
+}
