@@ -1321,6 +1321,23 @@ fn binary_keys_and_values_match_etcdctl() {
         String::from_utf8_lossy(&t),
         String::from_utf8_lossy(&o)
     );
+    let args = strs(&[
+        "-w",
+        "fields",
+        "watch",
+        "bin/",
+        "--prefix",
+        "--prev-kv",
+        "--rev",
+        &rev,
+    ]);
+    let (t, o) = (raw_lines(&theirs, &args, 40), raw_lines(&ours, &args, 40));
+    assert!(
+        t == o,
+        "watch -w fields: etcdv3ctl differs from etcdctl\netcdctl:   {:?}\netcdv3ctl: {:?}",
+        String::from_utf8_lossy(&t),
+        String::from_utf8_lossy(&o)
+    );
     // Deletes with the previous values, one tool after the other.
     let put = theirs.raw(&[os(b"put"), os(&key1)], Some(&value1));
     assert_eq!(put.code, Some(0), "{put:?}");
@@ -1739,7 +1756,12 @@ fn prompts_and_usage_go_to_etcdctls_streams() {
             (String::from_utf8_lossy(&o.stdout), o.code),
             "{args:?}: {o:?}"
         );
-        let error = |r: &Raw| r.stderr.lines().find(|l| l.starts_with("Error:")).map(str::to_string);
+        let error = |r: &Raw| {
+            r.stderr
+                .lines()
+                .find(|l| l.starts_with("Error:"))
+                .map(str::to_string)
+        };
         assert_eq!(error(&t), error(&o), "{args:?}");
     }
     // A flag error: `Error: ...` on stderr, the command's usage on stdout,

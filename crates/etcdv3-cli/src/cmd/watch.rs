@@ -111,6 +111,26 @@ fn event_text(p: &Printer, ev: &Event) -> Vec<u8> {
     out
 }
 
+/// etcdctl's `-w fields` of a watch response: the header, then each
+/// event's type, previous key-value and key-value.
+fn events_fields(header: &etcdv3_tokio::api::ResponseHeader, events: &[Event]) -> String {
+    use crate::output::{fields_header, fields_kv};
+    let mut out = fields_header(Some(header));
+    for ev in events {
+        let kind = if ev.r#type() == EventType::Delete {
+            "DELETE"
+        } else {
+            "PUT"
+        };
+        out.push_str(&format!("\"Type\" : {kind}\n"));
+        if let Some(prev) = &ev.prev_kv {
+            out.push_str(&fields_kv("Prev", prev));
+        }
+        out.push_str(&fields_kv("", &ev.kv.clone().unwrap_or_default()));
+    }
+    out
+}
+
 /// One interactive line: `watch [options] <key> [range_end]`.
 #[derive(clap::Parser, Debug)]
 #[command(no_binary_name = true)]
@@ -156,7 +176,7 @@ fn watch_request(a: &WatchArgs) -> Result<(Vec<u8>, WatchOptions), CliError> {
 /// `watch`.
 pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
     if a.interactive {
         if !a.keys.is_empty() {
             return Err(CliError::BadArgs(
@@ -241,7 +261,7 @@ async fn run_watch(
 ) -> Result<(), CliError> {
     // The watch stream hands out events with their revision only: the rest
     // of the JSON header (cluster, member, term) comes from one status call.
-    let base_header = if p.json() {
+    let base_header = if p.json() || p.format == WriteOut::Fields {
         client.status().await?.header.unwrap_or_default()
     } else {
         Default::default()
@@ -274,6 +294,10 @@ async fn run_watch(
                         canceled: false,
                         created: false,
                     })?;
+                } else if p.format == WriteOut::Fields {
+                    let mut header = base_header;
+                    header.revision = revision;
+                    write_stdout(events_fields(&header, &events).as_bytes());
                 } else {
                     let text: Vec<u8> = events.iter().flat_map(|ev| event_text(&p, ev)).collect();
                     write_stdout(&text);
@@ -305,6 +329,11 @@ async fn run_watch(
                         canceled: true,
                         created: false,
                     })?;
+                }
+                if p.format == WriteOut::Fields {
+                    let mut header = base_header;
+                    header.revision = 0;
+                    write_stdout(events_fields(&header, &[]).as_bytes());
                 }
                 return Err(CliError::WatchCanceled);
             }
