@@ -529,7 +529,6 @@ fn print_usage_error(e: &clap::Error, args: &[std::ffi::OsString]) {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let debug = std::env::args_os().any(|a| a == "--debug" || a == "--debug=true");
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = match parse_args(args.clone()) {
         Ok(cli) => cli,
@@ -551,6 +550,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let debug = cli.global.debug;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -1557,7 +1557,8 @@ fn interrupted(tool: &Tool, args: &[&str], after: Duration) -> Raw {
         .arg(&tool.endpoint)
         .args(args)
         .process_group(0)
-        .stdin(Stdio::null())
+        // Kept open until the end (`watch -i` reads it).
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -1592,6 +1593,21 @@ fn ctrl_c_under_lock_and_watch_matches_etcdctl() {
     };
     let cluster = Cluster::start(1).unwrap();
     let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    let grant = theirs.json(&["lease", "grant", "600"]);
+    let lease = format!("{:x}", grant["ID"].as_i64().unwrap());
+    // Commands that die of SIGINT in etcdctl (the shell reports 130) and
+    // one that ends quietly (`elect -l`).
+    for args in [
+        &["lease", "keep-alive", lease.as_str()][..],
+        &["watch", "-i"],
+        &["elect", "-l", "e"],
+    ] {
+        let (t, o) = (
+            interrupted(&theirs, args, Duration::from_secs(2)),
+            interrupted(&ours, args, Duration::from_secs(2)),
+        );
+        same_raw(&format!("Ctrl-C to {args:?}"), &t, &o);
+    }
     let mut results = Vec::new();
     for tool in [&theirs, &ours] {
         // Ctrl-C while `lock` runs a command: the command dies of it, the

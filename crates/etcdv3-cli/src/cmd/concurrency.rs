@@ -159,11 +159,18 @@ pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CliError> {
 }
 
 async fn observe(ctx: &Ctx, client: &Client, name: &[u8]) -> Result<(), CliError> {
-    let mut stream = client.observe(name).await?;
+    // Ctrl-C ends the observation quietly (exit 0, as etcdctl), also while
+    // the stream is being opened.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stream = tokio::select! {
+        stream = client.observe(name) => stream?,
+        _ = &mut ctrl_c => return Ok(()),
+    };
     loop {
         let next = tokio::select! {
             next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut stream), cx)) => next,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut ctrl_c => return Ok(()),
         };
         match next {
             None => return Err(CliError::Other("observe stream ended".into())),

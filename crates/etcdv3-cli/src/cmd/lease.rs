@@ -270,7 +270,8 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
             loop {
                 let next = tokio::select! {
                     next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut keeper), cx)) => next,
-                    _ = tokio::signal::ctrl_c() => None,
+                    // etcdctl dies of SIGINT: the shell reports 130.
+                    _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
                 };
                 match next {
                     None => break,
@@ -304,7 +305,7 @@ async fn keep_alive_json(client: &etcdv3_tokio::Client, id: i64) -> Result<(), C
     loop {
         let renewal = tokio::select! {
             r = client.keep_alive_once(id) => r,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         };
         let wait = match renewal {
             Ok(r) => {
@@ -327,7 +328,7 @@ async fn keep_alive_json(client: &etcdv3_tokio::Client, id: i64) -> Result<(), C
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         }
     }
 }

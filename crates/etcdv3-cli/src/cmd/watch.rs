@@ -247,7 +247,8 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
                     Err(e) => eprintln!("Invalid command {line} ({})", e.lines().next().unwrap_or_default()),
                 }
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            // etcdctl dies of SIGINT: the shell reports 130.
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         }
     }
 }
