@@ -1711,6 +1711,15 @@ fn fields_output_matches_etcdctl() {
         let text = |r: &Raw| mask_fields(&String::from_utf8_lossy(&r.stdout), masked);
         same_lines(&format!("{full:?}"), &text(&t), &text(&o));
     }
+    // The simple text of the lease's keys: raw bytes (the remaining TTL
+    // masked).
+    let args = ["lease", "timetolive", lease.as_str(), "--keys"];
+    let (t, o) = (theirs.args(&args), ours.args(&args));
+    let masked = |r: &Raw| {
+        let text = String::from_utf8_lossy(&r.stdout).into_owned();
+        (mask_remaining(&text), r.stdout.contains(&0xff), r.code)
+    };
+    assert_eq!(masked(&t), masked(&o), "lease timetolive --keys");
     // A txn that only reads changes nothing: the same bytes.
     let txn = b"\nget f/ --prefix\nget nothing\n\n\n";
     compare(

@@ -105,9 +105,13 @@ fn lease_id(s: &str) -> Result<i64, String> {
     crate::flags::lease_id_arg(s).map_err(|e| e.to_string())
 }
 
-/// etcdctl's `attached keys([a b])`.
-fn keys_text(keys: &[String]) -> String {
-    format!("[{}]", keys.join(" "))
+/// etcdctl's `attached keys([a b])`: the raw key bytes (Go's `%v` of a
+/// string slice; `--hex` does not apply).
+fn keys_text(keys: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    out.extend_from_slice(&keys.join(&b' '));
+    out.push(b']');
+    out
 }
 
 /// Run a lease subcommand.
@@ -194,12 +198,15 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
             let mut line = format!(
                 "lease {id:016x} granted with TTL({}s), remaining({}s)",
                 r.granted_ttl, r.ttl
-            );
+            )
+            .into_bytes();
             if keys {
-                let names: Vec<String> = r.keys.iter().map(|k| p.text(k)).collect();
-                line.push_str(&format!(", attached keys({})", keys_text(&names)));
+                line.extend_from_slice(b", attached keys(");
+                line.extend_from_slice(&keys_text(&r.keys));
+                line.push(b')');
             }
-            println!("{line}");
+            line.push(b'\n');
+            crate::output::write_stdout(&line);
         }
         LeaseCommand::List { .. } => {
             let r = client.lease_leases().await?;
@@ -339,8 +346,8 @@ mod tests {
 
     #[test]
     fn attached_keys_print_like_go_slices() {
-        assert_eq!(keys_text(&["a".into(), "b".into()]), "[a b]");
-        assert_eq!(keys_text(&[]), "[]");
+        assert_eq!(keys_text(&[b"a".to_vec(), b"b\xff".to_vec()]), b"[a b\xff]");
+        assert_eq!(keys_text(&[]), b"[]");
     }
 
     #[test]
