@@ -20,18 +20,16 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// Fail with etcdctl's exit code 4 for formats a command cannot print.
+    /// Fail with etcdctl's message and exit code 4 for formats a command
+    /// cannot print.
     pub fn require(&self, allowed: &[WriteOut]) -> Result<(), CliError> {
         if allowed.contains(&self.format) {
             return Ok(());
         }
-        Err(CliError::Unsupported(match self.format {
-            WriteOut::Fields | WriteOut::Protobuf => format!(
-                "{} output is not supported yet by etcdv3ctl",
-                format_name(self.format)
-            ),
-            f => format!("{} not supported as output format", format_name(f)),
-        }))
+        Err(CliError::Unsupported(format!(
+            "{} not supported as output format",
+            format_name(self.format)
+        )))
     }
 
     /// Whether the output is JSON.
@@ -88,6 +86,12 @@ pub fn write_stdout(bytes: &[u8]) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(bytes);
     let _ = out.flush();
+}
+
+/// `-w protobuf`: the response message's wire bytes, as etcdctl writes
+/// them (no newline).
+pub fn write_pb<M: etcdv3_tokio::proto::prost::Message>(message: &M) {
+    write_stdout(&message.encode_to_vec());
 }
 
 /// Go's `%q` of a byte string as etcdctl 3.5 (Go 1.16) prints it: printable

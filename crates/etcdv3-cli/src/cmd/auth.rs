@@ -8,7 +8,7 @@ use etcdv3_tokio::EtcdErrorKind;
 use serde::Serialize;
 
 use crate::flags::WriteOut;
-use crate::output::{is_zero, print_json, HeaderJson, HeaderOnly, B64};
+use crate::output::{is_zero, print_json, write_pb, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
 /// Auth subcommands.
@@ -195,7 +195,12 @@ fn role_get_json(r: &AuthRoleGetResponse) -> RoleGetJson {
 
 /// Run an auth subcommand.
 pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
-    ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, AuthCommand::Status) {
+        ctx.printer
+            .require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Protobuf])?;
+    } else {
+        ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         // etcdctl prints these two as text whatever the format.
@@ -228,6 +233,10 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
         }
         AuthCommand::Status => {
             let r = client.auth_status().await?;
+            if ctx.printer.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if ctx.printer.json() {
                 return print_json(&AuthStatusJson {
                     header: HeaderJson::of(r.header.as_ref()),
@@ -251,7 +260,11 @@ fn names(list: Vec<String>) -> Option<Vec<String>> {
 /// Run a user subcommand.
 pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, UserCommand::List) {
+        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Protobuf])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         UserCommand::Add {
@@ -322,6 +335,10 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
         }
         UserCommand::List => {
             let r = client.user_list().await?;
+            if p.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&NamesJson {
                     header: HeaderJson::of(r.header.as_ref()),
@@ -474,7 +491,14 @@ fn permission(
 pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
     let p = ctx.printer;
     if matches!(command, RoleCommand::Get { .. }) {
-        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+        p.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Fields,
+            WriteOut::Protobuf,
+        ])?;
+    } else if matches!(command, RoleCommand::List) {
+        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Protobuf])?;
     } else {
         p.require(&[WriteOut::Simple, WriteOut::Json])?;
     }
@@ -496,6 +520,10 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
         }
         RoleCommand::Get { name } => {
             let r = client.role_get(&name).await?;
+            if p.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&role_get_json(&r));
             }
@@ -507,6 +535,10 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
         }
         RoleCommand::List => {
             let r = client.role_list().await?;
+            if p.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&NamesJson {
                     header: HeaderJson::of(r.header.as_ref()),

@@ -169,6 +169,7 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
             WriteOut::Json,
             WriteOut::Table,
             WriteOut::Fields,
+            WriteOut::Protobuf,
         ])?;
     } else {
         p.require(&[WriteOut::Simple, WriteOut::Json])?;
@@ -180,6 +181,10 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
                 .member_list(MemberListOptions::new().with_linearizable())
                 .await?;
             match p.format {
+                WriteOut::Protobuf => {
+                    crate::output::write_pb(&r);
+                    Ok(())
+                }
                 WriteOut::Json if p.hex => {
                     println!("{}", member_list_hex_json(&r));
                     Ok(())

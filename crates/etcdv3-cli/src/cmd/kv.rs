@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::key_and_end;
 use crate::flags::{lease_id_arg, os_bytes, WriteOut};
 use crate::output::{
-    fields_header, fields_kv, is_zero, print_json, write_stdout, HeaderJson, KvJson, Printer,
+    fields_header, fields_kv, is_zero, print_json, write_pb, write_stdout, HeaderJson, KvJson,
+    Printer,
 };
 use crate::{CliError, Ctx};
 
@@ -245,11 +246,20 @@ pub fn range_text(p: &Printer, resp: &RangeResponse, value_only: bool) -> Vec<u8
 /// `get`.
 pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let (key, opts) = get_request(&p, &a)?;
     let client = ctx.connect().await?;
     let resp = client.get(key, opts).await?;
     match p.format {
+        WriteOut::Protobuf => {
+            write_pb(&resp);
+            Ok(())
+        }
         WriteOut::Json => print_json(&range_json(&resp)),
         WriteOut::Fields => {
             print!("{}", range_fields(&resp));
@@ -350,10 +360,19 @@ pub fn put_text(p: &Printer, resp: &PutResponse) -> Vec<u8> {
 /// `put`.
 pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let (key, value, o) = put_request(&a, true)?;
     let client = ctx.connect().await?;
     let resp = client.put(key, value, o).await?;
+    if p.format == WriteOut::Protobuf {
+        write_pb(&resp);
+        return Ok(());
+    }
     if p.json() {
         return print_json(&put_json(&resp));
     }
@@ -426,10 +445,19 @@ pub fn del_text(p: &Printer, resp: &DeleteRangeResponse) -> Vec<u8> {
 /// `del`.
 pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let (key, o) = del_request(&a)?;
     let client = ctx.connect().await?;
     let resp = client.delete(key, o).await?;
+    if p.format == WriteOut::Protobuf {
+        write_pb(&resp);
+        return Ok(());
+    }
     if p.json() {
         return print_json(&del_json(&resp));
     }
@@ -462,8 +490,7 @@ pub fn del_fields(resp: &DeleteRangeResponse) -> String {
 
 /// `compaction`.
 pub async fn compaction(ctx: &Ctx, a: CompactionArgs) -> Result<(), CliError> {
-    let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    // etcdctl prints the same line whatever `-w` says.
     let [rev] = a.revision.as_slice() else {
         return Err(CliError::BadArgs(
             "compaction command needs 1 argument".into(),
@@ -476,10 +503,7 @@ pub async fn compaction(ctx: &Ctx, a: CompactionArgs) -> Result<(), CliError> {
         o = o.with_physical();
     }
     let client = ctx.connect().await?;
-    let resp = client.compact(revision, o).await?;
-    if p.json() {
-        return crate::output::HeaderOnly::print(resp.header.as_ref());
-    }
+    client.compact(revision, o).await?;
     println!("compacted revision {revision}");
     Ok(())
 }

@@ -121,9 +121,20 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
     if keep_alive_stream {
         p.require(&[WriteOut::Simple, WriteOut::Json])?;
     } else {
-        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+        p.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Fields,
+            WriteOut::Protobuf,
+        ])?;
     }
     let fields = p.format == WriteOut::Fields;
+    // etcdctl's protobuf printer gets clientv3's lease responses, which
+    // embed the header: it writes the header's bytes alone.
+    let pb_header = |h: Option<&etcdv3_tokio::api::ResponseHeader>| {
+        crate::output::write_pb(&h.copied().unwrap_or_default());
+    };
+    let protobuf = p.format == WriteOut::Protobuf;
     let ttl = match &command {
         LeaseCommand::Grant { ttl } => Some(
             crate::flags::go_parse_int(ttl)
@@ -145,6 +156,10 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     error: r.error,
                 });
             }
+            if protobuf {
+                pb_header(r.header.as_ref());
+                return Ok(());
+            }
             if fields {
                 print!(
                     "{}\"ID\" : {}\n\"TTL\" : {}\n",
@@ -158,6 +173,12 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
         }
         LeaseCommand::Revoke { id } => {
             let r = client.lease_revoke(id).await?;
+            if protobuf {
+                // etcdctl revokes, then cannot marshal clientv3's response.
+                return Err(CliError::Unsupported(
+                    "marshal unsupported for type clientv3.LeaseRevokeResponse".into(),
+                ));
+            }
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
             }
@@ -178,6 +199,10 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     keys: (!r.keys.is_empty())
                         .then(|| r.keys.iter().map(|k| B64(k.clone())).collect()),
                 });
+            }
+            if protobuf {
+                pb_header(r.header.as_ref());
+                return Ok(());
             }
             if fields {
                 let mut out = fields_header(r.header.as_ref());
@@ -217,6 +242,10 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                         .then(|| r.leases.iter().map(|l| LeaseIdJson { id: l.id }).collect()),
                 });
             }
+            if protobuf {
+                pb_header(r.header.as_ref());
+                return Ok(());
+            }
             if fields {
                 let mut out = fields_header(r.header.as_ref());
                 for l in &r.leases {
@@ -249,6 +278,10 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                         id: r.id,
                         ttl: r.ttl,
                     });
+                }
+                if protobuf {
+                    pb_header(r.header.as_ref());
+                    return Ok(());
                 }
                 if fields {
                     print!(

@@ -125,13 +125,21 @@ fn print_alarms(ctx: &Ctx, r: &AlarmResponse, with_header: bool) -> Result<(), C
 /// Run an alarm subcommand.
 pub async fn alarm(ctx: &Ctx, command: AlarmCommand) -> Result<(), CliError> {
     if matches!(command, AlarmCommand::List) {
-        ctx.printer
-            .require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+        ctx.printer.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Fields,
+            WriteOut::Protobuf,
+        ])?;
     } else {
         ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
     }
     let client = ctx.connect().await?;
     match command {
+        AlarmCommand::List if ctx.printer.format == WriteOut::Protobuf => {
+            crate::output::write_pb(&client.alarm_list().await?);
+            Ok(())
+        }
         AlarmCommand::List if ctx.printer.format == WriteOut::Fields => {
             let r = client.alarm_list().await?;
             let mut out = crate::output::fields_header(r.header.as_ref());

@@ -396,11 +396,20 @@ fn txn_fields(r: &TxnResponse) -> String {
 /// `txn`.
 pub async fn txn(ctx: &Ctx, a: TxnArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let txn = read_txn(&p, &mut std::io::stdin().lock(), a.interactive)?;
     let client = ctx.connect().await?;
     let r = client.txn(txn).await?;
     match p.format {
+        WriteOut::Protobuf => {
+            crate::output::write_pb(&r);
+            Ok(())
+        }
         WriteOut::Json => print_json(&txn_json(&r)),
         WriteOut::Fields => {
             print!("{}", txn_fields(&r));
