@@ -389,6 +389,8 @@ pub fn go_bool_flags(cmd: clap::Command) -> clap::Command {
                 .require_equals(true)
                 .default_missing_value("true")
                 .default_value("false")
+                .hide_default_value(true)
+                .value_name("BOOL")
                 .value_parser(go_bool)
         } else {
             arg

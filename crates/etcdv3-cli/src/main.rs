@@ -616,6 +616,10 @@ mod tests {
         assert_eq!(CliError::BadArgs(String::new()).exit_code(), 128);
         assert_eq!(CliError::Unsupported(String::new()).exit_code(), 4);
         assert_eq!(CliError::Usage(String::new()).exit_code(), 1);
+        assert_eq!(CliError::WatchCanceled.exit_code(), 5);
+        assert_eq!(CliError::BadConnection(String::new()).exit_code(), 2);
+        assert_eq!(CliError::ChildSignal("interrupt".into()).exit_code(), 255);
+        assert_eq!(CliError::Interrupted.exit_code(), 130);
     }
 
     #[test]
