@@ -1484,6 +1484,25 @@ fn exit_codes_and_messages_match_etcdctl() {
     for args in cases {
         compare(&format!("{args:?}"), &theirs, &ours, &strs(args), None);
     }
+    // No endpoint answers: both say `context deadline exceeded` (the text
+    // retry loops grep for), exit 1; etcdv3ctl adds each endpoint and why.
+    let (dead_t, dead_o) = pair(theirs.bin.clone(), "127.0.0.1:1");
+    let args = [
+        "--dial-timeout",
+        "1s",
+        "--command-timeout",
+        "1s",
+        "get",
+        "k",
+    ];
+    let (t, o) = (dead_t.args(&args), dead_o.args(&args));
+    assert_eq!((t.code, o.code), (Some(1), Some(1)), "{t:?} / {o:?}");
+    for r in [&t, &o] {
+        assert!(
+            r.stderr.starts_with("Error: context deadline exceeded"),
+            "{r:?}"
+        );
+    }
     // Input: an empty value on stdin, a txn without its final empty line.
     compare(
         "put with empty stdin",
