@@ -1346,6 +1346,46 @@ fn binary_keys_and_values_match_etcdctl() {
     assert_eq!(put.code, Some(0), "{put:?}");
     let o = ours.raw(&[os(b"del"), os(&key1), os(b"--prev-kv")], None);
     same_raw("del --prev-kv", &t, &o);
+    // Role permissions on binary keys: granted by each tool in turn, read
+    // (raw bytes, `--hex` does not apply), revoked.
+    theirs.ok(&["role", "add", "rb"]);
+    let grants = [
+        vec![
+            os(b"role"),
+            os(b"grant-permission"),
+            os(b"rb"),
+            os(b"read"),
+            os(b"a\xff"),
+            os(b"--prefix"),
+        ],
+        vec![
+            os(b"role"),
+            os(b"grant-permission"),
+            os(b"rb"),
+            os(b"write"),
+            os(b"b\xfe"),
+            os(b"c\xfd"),
+        ],
+    ];
+    for args in &grants {
+        compare(&format!("{args:?}"), &theirs, &ours, args, None);
+    }
+    for args in [
+        strs(&["role", "get", "rb"]),
+        strs(&["--hex", "role", "get", "rb"]),
+    ] {
+        compare(&format!("{args:?}"), &theirs, &ours, &args, None);
+    }
+    let revoke = [
+        os(b"role"),
+        os(b"revoke-permission"),
+        os(b"rb"),
+        os(b"b\xfe"),
+        os(b"c\xfd"),
+    ];
+    let t = theirs.raw(&revoke, None);
+    theirs.raw(&grants[1], None);
+    same_raw("role revoke-permission", &t, &ours.raw(&revoke, None));
 }
 
 #[test]

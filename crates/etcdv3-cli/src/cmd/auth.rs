@@ -7,7 +7,7 @@ use etcdv3_tokio::proto::etcdserverpb::AuthRoleGetResponse;
 use etcdv3_tokio::EtcdErrorKind;
 use serde::Serialize;
 
-use crate::flags::WriteOut;
+use crate::flags::{os_bytes, WriteOut};
 use crate::output::{is_zero, print_json, write_pb, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
@@ -106,10 +106,10 @@ pub enum RoleCommand {
         name: String,
         /// read, write or readwrite.
         perm_type: String,
-        /// Key.
-        key: String,
-        /// Range end.
-        range_end: Option<String>,
+        /// Key (bytes, as given).
+        key: std::ffi::OsString,
+        /// Range end (bytes, as given).
+        range_end: Option<std::ffi::OsString>,
         /// Grant a prefix permission.
         #[arg(long)]
         prefix: bool,
@@ -125,10 +125,10 @@ pub enum RoleCommand {
     RevokePermission {
         /// Role name.
         name: String,
-        /// Key.
-        key: String,
-        /// Range end.
-        range_end: Option<String>,
+        /// Key (bytes, as given).
+        key: std::ffi::OsString,
+        /// Range end (bytes, as given).
+        range_end: Option<std::ffi::OsString>,
         /// Revoke a prefix permission.
         #[arg(long)]
         prefix: bool,
@@ -322,7 +322,9 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
             if detail {
                 for role in &r.roles {
                     let perms = client.role_get(role).await?.perm;
-                    print!("\n{}", role_text(&p, role, &perms));
+                    let mut text = b"\n".to_vec();
+                    text.extend_from_slice(&role_text(role, &perms));
+                    crate::output::write_stdout(&text);
                 }
             } else {
                 let mut line = String::from("Roles:");
@@ -426,37 +428,45 @@ fn role_fields(r: &AuthRoleGetResponse) -> String {
 }
 
 /// etcdctl's `role get` text.
-fn role_text(p: &crate::output::Printer, role: &str, perms: &[authpb::Permission]) -> String {
+/// (keys as raw bytes: etcdctl applies no `--hex` here).
+fn role_text(role: &str, perms: &[authpb::Permission]) -> Vec<u8> {
     use authpb::permission::Type;
-    let mut out = format!("Role {role}\n");
-    let line = |perm: &authpb::Permission| -> String {
-        let key = p.text(&perm.key);
+    let mut out = format!("Role {role}\n").into_bytes();
+    let line = |perm: &authpb::Permission| -> Vec<u8> {
+        let key = &perm.key;
+        let mut s = b"\t".to_vec();
         if perm.range_end.is_empty() {
-            return format!("\t{key}\n");
+            s.extend_from_slice(key);
+            s.push(b'\n');
+            return s;
         }
-        let end = p.text(&perm.range_end);
-        let mut s = if perm.range_end == [0] {
-            format!("\t[{key}, <open ended>")
+        s.push(b'[');
+        s.extend_from_slice(key);
+        if perm.range_end == [0] {
+            s.extend_from_slice(b", <open ended>");
         } else {
-            format!("\t[{key}, {end})")
-        };
-        if !perm.key.is_empty() && etcdv3_tokio::api::prefix_range_end(&perm.key) == perm.range_end
-        {
-            s.push_str(&format!(" (prefix {key})"));
+            s.extend_from_slice(b", ");
+            s.extend_from_slice(&perm.range_end);
+            s.push(b')');
         }
-        s.push('\n');
+        if !key.is_empty() && etcdv3_tokio::api::prefix_range_end(key) == perm.range_end {
+            s.extend_from_slice(b" (prefix ");
+            s.extend_from_slice(key);
+            s.push(b')');
+        }
+        s.push(b'\n');
         s
     };
-    out.push_str("KV Read:\n");
+    out.extend_from_slice(b"KV Read:\n");
     for perm in perms {
         if perm.perm_type == Type::Read as i32 || perm.perm_type == Type::Readwrite as i32 {
-            out.push_str(&line(perm));
+            out.extend_from_slice(&line(perm));
         }
     }
-    out.push_str("KV Write:\n");
+    out.extend_from_slice(b"KV Write:\n");
     for perm in perms {
         if perm.perm_type == Type::Write as i32 || perm.perm_type == Type::Readwrite as i32 {
-            out.push_str(&line(perm));
+            out.extend_from_slice(&line(perm));
         }
     }
     out
@@ -464,8 +474,8 @@ fn role_text(p: &crate::output::Printer, role: &str, perms: &[authpb::Permission
 
 fn permission(
     kind: PermissionType,
-    key: &str,
-    range_end: Option<String>,
+    key: &[u8],
+    range_end: Option<Vec<u8>>,
     prefix: bool,
     from_key: bool,
 ) -> Result<Permission, CliError> {
@@ -531,7 +541,7 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
                 print!("{}", role_fields(&r));
                 return Ok(());
             }
-            print!("{}", role_text(&p, &name, &r.perm));
+            crate::output::write_stdout(&role_text(&name, &r.perm));
         }
         RoleCommand::List => {
             let r = client.role_list().await?;
@@ -569,7 +579,8 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
                     )))
                 }
             };
-            let perm = permission(kind, &key, range_end, prefix, from_key)?;
+            let range_end = range_end.as_deref().map(os_bytes);
+            let perm = permission(kind, &os_bytes(&key), range_end, prefix, from_key)?;
             let r = client.role_grant_permission(&name, perm).await?;
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
@@ -584,6 +595,8 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             from_key,
             ..
         } => {
+            let key = os_bytes(&key);
+            let range_end = range_end.as_deref().map(os_bytes);
             let perm = permission(
                 PermissionType::Read,
                 &key,
@@ -592,26 +605,34 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
                 from_key,
             )?;
             let end: Vec<u8> = if prefix {
-                etcdv3_tokio::api::prefix_range_end(key.as_bytes())
+                etcdv3_tokio::api::prefix_range_end(&key)
             } else if from_key {
                 vec![0]
             } else {
-                range_end.unwrap_or_default().into_bytes()
+                range_end.unwrap_or_default()
             };
             let r = client.role_revoke_permission(&name, perm).await?;
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
             }
+            // etcdctl's line, the key and range end as raw bytes.
+            let mut out = Vec::new();
             if end.is_empty() {
-                println!("Permission of key {key} is revoked from role {name}");
-            } else if end == [0] {
-                println!("Permission of range [{key}, <open ended> is revoked from role {name}");
+                out.extend_from_slice(b"Permission of key ");
+                out.extend_from_slice(&key);
             } else {
-                println!(
-                    "Permission of range [{key}, {}) is revoked from role {name}",
-                    p.text(&end)
-                );
+                out.extend_from_slice(b"Permission of range [");
+                out.extend_from_slice(&key);
+                if end == [0] {
+                    out.extend_from_slice(b", <open ended>");
+                } else {
+                    out.extend_from_slice(b", ");
+                    out.extend_from_slice(&end);
+                    out.push(b')');
+                }
             }
+            out.extend_from_slice(format!(" is revoked from role {name}\n").as_bytes());
+            crate::output::write_stdout(&out);
         }
     }
     Ok(())
@@ -620,14 +641,9 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Printer;
 
     #[test]
     fn role_get_prints_like_etcdctl() {
-        let p = Printer {
-            format: WriteOut::Simple,
-            hex: false,
-        };
         let perm = |t: i32, k: &str, e: &[u8]| authpb::Permission {
             perm_type: t,
             key: k.into(),
@@ -640,8 +656,8 @@ mod tests {
             perm(0, "p/", b"p0"),
         ];
         assert_eq!(
-            role_text(&p, "r1", &perms),
-            "Role r1\nKV Read:\n\t[f, <open ended>\n\tk1\n\t[p/, p0) (prefix p/)\nKV Write:\n\t[a, z)\n\tk1\n"
+            role_text("r1", &perms),
+            b"Role r1\nKV Read:\n\t[f, <open ended>\n\tk1\n\t[p/, p0) (prefix p/)\nKV Write:\n\t[a, z)\n\tk1\n"
         );
     }
 }
