@@ -851,6 +851,10 @@ impl World {
             match ev {
                 LeaseEvent::Renewed { .. } => renewed += 1,
                 LeaseEvent::Expired { id } => log.push(format!("lease {id} expired")),
+                LeaseEvent::MayHaveExpired { id } => {
+                    log.push(format!("lease {id} may have expired"))
+                }
+                LeaseEvent::GaveUp { id } => log.push(format!("lease {id} given up")),
             }
         }
         // Never believed alive past the server's expiry.
