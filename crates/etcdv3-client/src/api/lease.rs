@@ -855,6 +855,116 @@ mod tests {
         assert_eq!(owner.keeper.deadline(7), Some(t0 + Duration::from_secs(5)));
     }
 
+    fn keep(owner: &mut LeaseOwner, t0: Instant, token: u64, until_lapse: bool) -> Arc<Slot> {
+        let slot = Arc::new(Slot::new(3, t0 + Duration::from_secs(3)));
+        owner.handle_cmd(
+            t0,
+            Cmd::Keep {
+                id: 7,
+                ttl: 3,
+                renewed_at: t0,
+                token,
+                until_lapse,
+                slot: slot.clone(),
+            },
+        );
+        slot
+    }
+
+    /// One renewal round: send what is due at `now`, answer it at once.
+    fn renew(owner: &mut LeaseOwner, now: Instant) {
+        owner.handle_timeout(now);
+        while let Some(req) = owner.poll_transmit(now) {
+            owner.handle_message(
+                now,
+                LeaseKeepAliveResponse {
+                    id: req.id,
+                    ttl: 3,
+                    ..Default::default()
+                },
+            );
+        }
+        owner.deliver();
+    }
+
+    /// Issue 17 §6: a handle nobody polls (a `LockGuard`'s keeper) holds
+    /// O(1) items however many renewals happen; it used to hold one per
+    /// renewal in an unbounded channel, forever.
+    #[test]
+    fn an_unpolled_handle_holds_at_most_two_items_after_many_renewals() {
+        let t0 = Instant::now();
+        let mut owner = LeaseOwner::default();
+        owner.handle_opened(t0);
+        let slot = keep(&mut owner, t0, 1, false);
+        let mut now = t0;
+        for _ in 0..10_000 {
+            renew(&mut owner, now);
+            now += Duration::from_secs(1);
+        }
+        {
+            let st = slot.lock();
+            assert_eq!(st.pending.len(), 1, "{:?}", st.pending);
+            assert!(matches!(
+                st.pending.front(),
+                Some(KeepAliveEvent::Renewed { ttl: 3, .. })
+            ));
+        }
+        // A lapse, then renewals again: the user still learns of the lapse
+        // (and that the lease is alive now), in two items.
+        owner.handle_lost(now);
+        now += Duration::from_secs(3);
+        owner.handle_timeout(now);
+        owner.deliver();
+        owner.handle_opened(now);
+        for _ in 0..1_000 {
+            renew(&mut owner, now);
+            now += Duration::from_secs(1);
+        }
+        let st = slot.lock();
+        assert_eq!(st.pending.len(), 2, "{:?}", st.pending);
+        assert!(matches!(
+            st.pending.front(),
+            Some(KeepAliveEvent::MayHaveExpired { .. })
+        ));
+        assert!(matches!(
+            st.pending.back(),
+            Some(KeepAliveEvent::Renewed { .. })
+        ));
+        assert!(st.lapsed_at.is_some());
+    }
+
+    /// A recipe's handle (`until_lapse`) stops keeping the lease at the
+    /// first lapse and never hears of a later renewal; a plain handle on
+    /// the same lease goes on.
+    #[test]
+    fn a_holder_kept_until_lapse_never_resumes() {
+        let t0 = Instant::now();
+        let mut owner = LeaseOwner::default();
+        owner.handle_opened(t0);
+        let recipe = keep(&mut owner, t0, 1, true);
+        let plain = keep(&mut owner, t0, 2, false);
+        renew(&mut owner, t0);
+        owner.handle_lost(t0);
+        let lapse = t0 + Duration::from_secs(3);
+        owner.handle_timeout(lapse);
+        owner.deliver();
+        owner.handle_opened(lapse);
+        renew(&mut owner, lapse);
+        let st = recipe.lock();
+        assert!(st.finished && st.end.is_none(), "ends quietly");
+        assert!(matches!(
+            st.pending.back(),
+            Some(KeepAliveEvent::MayHaveExpired { .. })
+        ));
+        assert_eq!(st.valid_until, t0 + Duration::from_secs(3), "frozen");
+        drop(st);
+        let st = plain.lock();
+        assert!(!st.finished);
+        assert_eq!(st.valid_until, lapse + Duration::from_secs(3), "alive again");
+        drop(st);
+        assert!(owner.keeper.contains(7));
+    }
+
     #[test]
     fn grant_options() {
         let o = LeaseGrantOptions::new()
