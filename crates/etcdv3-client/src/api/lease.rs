@@ -960,7 +960,11 @@ mod tests {
         drop(st);
         let st = plain.lock();
         assert!(!st.finished);
-        assert_eq!(st.valid_until, lapse + Duration::from_secs(3), "alive again");
+        assert_eq!(
+            st.valid_until,
+            lapse + Duration::from_secs(3),
+            "alive again"
+        );
         drop(st);
         assert!(owner.keeper.contains(7));
     }
