@@ -1,7 +1,9 @@
 //! `lock` and `elect`: etcd's concurrency services.
 
 use clap::Args;
-use etcdv3_tokio::api::{GetOptions, LeaseGrantOptions, LeaseKeeper, RangeResponse};
+use etcdv3_tokio::api::{
+    GetOptions, KeepAliveEvent, LeaseGrantOptions, LeaseKeeper, RangeResponse,
+};
 use etcdv3_tokio::Client;
 use futures_core::Stream;
 
@@ -58,7 +60,8 @@ async fn hold(keeper: &mut LeaseKeeper) -> Result<(), CliError> {
         let terminated = std::future::pending::<Option<()>>();
         tokio::select! {
             next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut *keeper), cx)) => match next {
-                Some(Ok(_)) => {}
+                Some(Ok(KeepAliveEvent::Renewed { .. })) => {}
+                Some(Ok(_)) => return Err(CliError::Other("the session's lease may have expired: no renewal answered before its deadline".into())),
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(CliError::Other("the session's lease ended".into())),
             },

@@ -315,9 +315,13 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                 };
                 match next {
                     None => break,
-                    Some(Ok(ttl)) => {
+                    Some(Ok(etcdv3_tokio::api::KeepAliveEvent::Renewed { ttl, .. })) => {
                         println!("lease {id:016x} keepalived with TTL({ttl})");
                         let _ = std::io::stdout().flush();
+                    }
+                    // Not confirmed: the keeper goes on renewing.
+                    Some(Ok(_)) => {
+                        eprintln!("lease {id:016x} may have expired: no renewal answered before its deadline");
                     }
                     Some(Err(e)) => {
                         println!("lease {id:016x} expired or revoked.");

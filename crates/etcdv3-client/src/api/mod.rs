@@ -72,7 +72,7 @@ pub use kv::{
     SortTarget,
 };
 pub use lease::{
-    LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
+    KeepAliveEvent, LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
     LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
 };
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};

@@ -24,8 +24,9 @@
 //! resets on a quorum-confirmed answer; only serializable reads are handed
 //! over marked stale, never linearizable ones), each watch consumer holding
 //! at most the hub's buffer limit (plus one response), leases never believed
-//! alive past the
-//! server's expiry, no slow healthy call aborted or re-sent, stream reopen
+//! alive past the server's expiry, no holder told it owns a lease past the
+//! server's expiry of it (`streams.rs`), no slow healthy call aborted or
+//! re-sent, stream reopen
 //! rate, no timer that stays due, and (one seed in eight) no call,
 //! connection or timer left once everything ended and the idle timeout
 //! passed. The totals over all seeds are asserted too (each fault kind hit
@@ -89,6 +90,8 @@ struct Totals {
     slow_calls: u64,
     watch_events: u64,
     lease_renewals: u64,
+    lease_lapses: u64,
+    lease_alive_again: u64,
     stream_opens: u64,
     long_runs: u64,
     fence_resets: u64,
@@ -110,6 +113,8 @@ impl Totals {
         self.slow_calls += u64::from(r.slow_calls);
         self.watch_events += r.watch_events;
         self.lease_renewals += u64::from(r.lease_renewals);
+        self.lease_lapses += u64::from(r.lease_lapses);
+        self.lease_alive_again += u64::from(r.lease_alive_again);
         self.stream_opens += u64::from(r.stream_opens);
         self.long_runs += u64::from(r.long_runs);
         self.fence_resets += u64::from(r.fence_resets);
@@ -130,6 +135,8 @@ impl Totals {
         self.slow_calls += o.slow_calls;
         self.watch_events += o.watch_events;
         self.lease_renewals += o.lease_renewals;
+        self.lease_lapses += o.lease_lapses;
+        self.lease_alive_again += o.lease_alive_again;
         self.stream_opens += o.stream_opens;
         self.long_runs += o.long_runs;
         self.fence_resets += o.fence_resets;
@@ -163,6 +170,13 @@ impl Totals {
         need("slow healthy attempts", self.slow_calls, 150);
         need("watch events delivered", self.watch_events, 1000);
         need("lease renewals", self.lease_renewals, 700);
+        // About 11 and 1 per 100 seeds.
+        need("leases reported as possibly expired", self.lease_lapses, 3);
+        need(
+            "leases alive again after a lapse (x 3)",
+            self.lease_alive_again * 3,
+            1,
+        );
         need("stream opens", self.stream_opens, 150);
         need("runs past the idle timeout", self.long_runs, 2);
         // Restores and bogus headers each reach about 3 runs in 10.

@@ -14,6 +14,11 @@
 //!   again;
 //! * a lease is never believed alive past the server's expiry (the keeper's
 //!   deadline is checked against the server's after every renewal);
+//! * no holder is told it owns a lease past the server's expiry of it: a
+//!   holder fed the keeper's events (alive after `Renewed`, not after
+//!   `MayHaveExpired`, `Expired` or `GaveUp`) is checked after every step
+//!   of the run against the server, which expires a lease one TTL after the
+//!   last renewal it processed;
 //! * streams are not reopened faster than the backoff allows.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -132,6 +137,9 @@ pub struct WatchSide {
 pub struct LeaseSide {
     owner: Owner,
     keeper: LeaseKeeper,
+    /// What the lease's holder was last told by the keeper's events: the
+    /// lease is alive (it owns what the lease guards), or not.
+    told_alive: BTreeMap<i64, bool>,
 }
 
 fn event(rev: i64) -> Event {
@@ -240,6 +248,7 @@ impl World {
             }
             OwnerKind::Lease => {
                 let mut keeper = LeaseKeeper::new();
+                let mut told_alive = BTreeMap::new();
                 for i in 0..self.rng.gen_range(1..3) {
                     let ttl = [2, 5, 10, 30][self.rng.gen_range(0..4) as usize];
                     let id = 100 + i as i64;
@@ -247,6 +256,8 @@ impl World {
                     self.srv_leases
                         .insert(id, (now + Duration::from_secs(ttl as u64), ttl));
                     keeper.keep(now, id, ttl);
+                    // The grant's answer: alive (until now + TTL).
+                    told_alive.insert(id, true);
                 }
                 let leases: Vec<String> = self
                     .srv_leases
@@ -260,6 +271,7 @@ impl World {
                 self.lease = Some(LeaseSide {
                     owner: Owner::new(self.stream_config(), self.rng.next_u64()),
                     keeper,
+                    told_alive,
                 });
             }
         }
@@ -797,6 +809,9 @@ impl World {
                         self.log(|| format!("lease stream {call:?} stuck"));
                         self.core.handle_stream_unanswered(now, call);
                     }
+                    // What the timeout found is told at once, as the
+                    // client's stream task delivers after every input.
+                    self.check_lease_events();
                     return;
                 }
                 if l.owner.established {
@@ -940,8 +955,26 @@ impl World {
         let mut log = Vec::new();
         while let Some(ev) = l.keeper.poll_event() {
             match ev {
-                LeaseEvent::Renewed { .. } => renewed += 1,
-                LeaseEvent::Expired { id } => log.push(format!("lease {id} expired")),
+                LeaseEvent::Renewed { id, .. } => {
+                    renewed += 1;
+                    if l.told_alive.insert(id, true) == Some(false) {
+                        self.report.lease_alive_again += 1;
+                        log.push(format!("lease {id} alive again"));
+                    }
+                }
+                LeaseEvent::Expired { id } => {
+                    l.told_alive.insert(id, false);
+                    log.push(format!("lease {id} expired"))
+                }
+                LeaseEvent::MayHaveExpired { id } => {
+                    l.told_alive.insert(id, false);
+                    self.report.lease_lapses += 1;
+                    log.push(format!("lease {id} may have expired"))
+                }
+                LeaseEvent::GaveUp { id } => {
+                    l.told_alive.insert(id, false);
+                    log.push(format!("lease {id} given up"))
+                }
             }
         }
         // Never believed alive past the server's expiry.
@@ -973,6 +1006,34 @@ impl World {
             self.drop_stream(OwnerKind::Lease, false);
         }
         let _ = now;
+    }
+
+    /// No holder is told it owns a lease past the server's expiry of it
+    /// (checked after every step of the run: a holder told "alive" while
+    /// the server already expired the lease could act as the owner of what
+    /// another client may hold by now).
+    pub(super) fn check_lease_holders(&mut self) {
+        let now = self.now;
+        let Some(l) = self.lease.as_ref().filter(|l| l.owner.active) else {
+            return;
+        };
+        let mut bad = Vec::new();
+        for (&id, &alive) in &l.told_alive {
+            let Some(&(exp, _)) = self.srv_leases.get(&id) else {
+                continue;
+            };
+            if alive && now > exp {
+                bad.push(format!(
+                    "lease {id}'s holder is told it is alive at +{:?}, but the server expired it at +{:?} (keeper deadline +{:?})",
+                    now - self.base,
+                    exp - self.base,
+                    l.keeper.valid_until(id).map(|d| d - self.base)
+                ));
+            }
+        }
+        for b in bad {
+            self.violation(b);
+        }
     }
 
     /// The owner ends its stream itself (no `Complete` follows).
@@ -1115,6 +1176,8 @@ impl World {
             for id in ids {
                 l.keeper.remove(id);
             }
+            // The holders are done with their leases.
+            l.told_alive.clear();
             self.drop_stream(OwnerKind::Lease, false);
         }
     }

@@ -84,6 +84,10 @@ pub struct Report {
     pub watch_events: u64,
     /// Lease renewals received (each checked against the server's expiry).
     pub lease_renewals: u32,
+    /// Leases reported as possibly expired at their local deadline.
+    pub lease_lapses: u32,
+    /// Leases reported alive again after that (a late answer with a TTL).
+    pub lease_alive_again: u32,
     /// Stream calls opened (watch and keepalive, first opens and reopens).
     pub stream_opens: u32,
     /// Watchers paused because their slow consumer held the buffer limit
@@ -857,6 +861,7 @@ impl World {
             }
             self.drain();
             self.sync_streams();
+            self.check_lease_holders();
             if early
                 && self.all_done()
                 && self.owners.is_empty()
