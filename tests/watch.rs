@@ -270,6 +270,79 @@ async fn settled<R: TestRuntime>(gauge: impl Fn() -> usize) -> usize {
     most
 }
 
+/// 16 tasks putting `SLOW_PUTS` keys `slow/<i>` of 1 KiB; each returns the
+/// revisions it created.
+fn slow_writers<R: TestRuntime>(
+    c: &etcdv3_client::Client,
+) -> Vec<etcdv3_integration::runtime::Task<Vec<i64>>> {
+    let value = "v".repeat(1024);
+    (0..16)
+        .map(|t| {
+            let c = c.clone();
+            let value = value.clone();
+            R::spawn(async move {
+                let mut revs = Vec::new();
+                for i in (t..SLOW_PUTS).step_by(16) {
+                    let r = c
+                        .put(format!("slow/{i}"), value.as_str(), PutOptions::new())
+                        .await
+                        .unwrap_or_else(|e| panic!("put {i}: {e}"));
+                    revs.push(r.header.expect("header").revision);
+                }
+                revs
+            })
+        })
+        .collect()
+}
+
+/// A watcher paused for its slow consumer whose history is compacted
+/// meanwhile: polled, it hands over the events it was handed before the
+/// pause (a prefix, in order), then ends with `Compacted` at the
+/// compaction revision: events were lost and it says so.
+async fn a_paused_watcher_whose_history_is_compacted_ends_compacted<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    let mut w = c
+        .watch("slow/", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
+    let mut want = Vec::new();
+    for t in slow_writers::<R>(&c) {
+        want.extend(t.await);
+    }
+    want.sort_unstable();
+    settled::<R>(|| w.buffered_bytes()).await;
+    let last = *want.last().expect("writes");
+    c.compact(last, CompactOptions::new()).await.unwrap();
+    let mut got = Vec::new();
+    let compacted = loop {
+        match R::timeout(Duration::from_secs(30), w.next()).await {
+            Ok(Some(Ok(WatchEvent::Events { events, .. }))) => {
+                got.extend(
+                    events
+                        .iter()
+                        .map(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision)),
+                );
+            }
+            Ok(Some(Ok(WatchEvent::Progress { .. }))) => {}
+            Ok(Some(Ok(WatchEvent::Compacted { compact_revision }))) => break compact_revision,
+            other => panic!("after {} events: {other:?}", got.len()),
+        }
+    };
+    assert_eq!(compacted, last);
+    assert!(
+        !got.is_empty() && got.len() < want.len(),
+        "{} of {} events before Compacted",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        want.starts_with(&got),
+        "what was handed over is a prefix, in order"
+    );
+    assert!(w.next().await.is_none(), "the watcher ended");
+}
+
 /// A watcher and a watch group nobody polls while 20,000 events are
 /// written hold at most `MAX_BUFFERED_BYTES` plus one response (without the
 /// bound they held all 24 MB); polled afterwards, each gets every revision
@@ -290,24 +363,7 @@ async fn a_watcher_nobody_polls_holds_bounded_memory_and_loses_nothing<R: TestRu
         Ok(Some((id, Ok(WatchEvent::Created { .. })))) => assert_eq!(id, gid),
         other => panic!("expected Created, got {other:?}"),
     }
-    let value = "v".repeat(1024);
-    let writers: Vec<_> = (0..16)
-        .map(|t| {
-            let c = c.clone();
-            let value = value.clone();
-            R::spawn(async move {
-                let mut revs = Vec::new();
-                for i in (t..SLOW_PUTS).step_by(16) {
-                    let r = c
-                        .put(format!("slow/{i}"), value.as_str(), PutOptions::new())
-                        .await
-                        .unwrap_or_else(|e| panic!("put {i}: {e}"));
-                    revs.push(r.header.expect("header").revision);
-                }
-                revs
-            })
-        })
-        .collect();
+    let writers = slow_writers::<R>(&c);
     let mut want = Vec::new();
     let mut most = (0, 0);
     for t in writers {
@@ -382,4 +438,5 @@ etcdv3_integration::runtime_tests!(
     closing_the_client_ends_watchers_with_closed,
     many_watchers_share_one_stream_and_survive_member_restarts,
     a_watcher_nobody_polls_holds_bounded_memory_and_loses_nothing,
+    a_paused_watcher_whose_history_is_compacted_ends_compacted,
 );

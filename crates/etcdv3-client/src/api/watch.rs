@@ -15,8 +15,9 @@
 //! [`WatchGroup`](crate::api::WatchGroup)) holds at most
 //! [`MAX_BUFFERED_BYTES`] of events not yet taken, plus one response. Past
 //! that, the watcher is paused — its server watch cancelled, what arrives
-//! dropped — and once its consumer has taken half of what it held, it is
-//! created again from the revision after the last one it was handed: the
+//! dropped — and once its consumer has polled enough that it holds half the
+//! limit or less, it is created again from the revision after the last one
+//! it was handed: the
 //! consumer still gets every revision exactly once and in order, only
 //! later. If that revision was compacted meanwhile, the watcher ends with
 //! [`WatchEvent::Compacted`] after the events it was handed. The decision is

@@ -98,7 +98,9 @@ struct Slot {
 /// out in sequence and never reused; the slot of a removed endpoint is
 /// dropped once nothing refers to it any more ([`Core::reclaim_slots`]), so
 /// a cluster whose members are replaced again and again (auto-sync) does
-/// not grow the table forever. Indexing by an id whose slot is gone is a
+/// not grow the table forever. Reclaiming runs when an input is fully
+/// handled (the adapter drained [`Core::poll_action`]), never in the middle
+/// of one, so no code path loses a slot it is still working on. Indexing by an id whose slot is gone is a
 /// bug (every id the core indexes with comes from a live connection or
 /// call, which keep their slot); ids from outside are looked up with
 /// [`SlotTable::get`].
@@ -336,7 +338,13 @@ impl Core {
 
     /// The next thing the adapter must do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() {
+            // The input is fully handled: no code of it holds an endpoint
+            // id any more, so removed endpoints left idle can go.
+            self.reclaim_slots();
+        }
+        action
     }
 
     /// The next event worth logging, if any.

@@ -781,6 +781,16 @@ impl World {
                 "state left behind after every call ended and {idle:?} idle: {calls} call(s), {conns} connection(s), {timers} timer(s), next in {timer:?}"
             ));
         }
+        // Removed endpoints (member removal faults) leave no entry behind.
+        let (slots, live) = (
+            self.core.endpoint_slots(),
+            self.core.endpoint_states().len(),
+        );
+        if slots != live {
+            self.violation(format!(
+                "the endpoint table holds {slots} entries for {live} endpoints after {idle:?} idle"
+            ));
+        }
         self.report
     }
 
