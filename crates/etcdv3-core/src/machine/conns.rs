@@ -86,7 +86,10 @@ impl Core {
         c.last_ping = Some(now);
         c.idle_since = Some(now);
         let ep = c.endpoint;
-        self.slots[ep.0].rejected = None;
+        let slot = &mut self.slots[ep.0];
+        slot.rejected = None;
+        slot.connect_backoff.reset();
+        slot.reconnect = false;
         self.rearm(now, conn);
         let outage = !self.has_fresh_endpoint(now, &[]);
         self.health_success(ep, None);
@@ -224,6 +227,63 @@ impl Core {
 
     // --------------------------------------------------------------- internals
 
+    /// Whether a connection attempt to `ep` may start at `now`
+    /// ([`super::Config::connect_backoff`]).
+    pub(super) fn may_connect(&self, now: Instant, ep: EndpointId) -> bool {
+        self.slots[ep.0].connect_at.is_none_or(|t| t <= now)
+    }
+
+    /// Whether no endpoint is up: every one is down (or rejected, or
+    /// removed). Calls then wait, and the endpoints are reconnected at
+    /// their connection spacing so that a member that comes back is found
+    /// at once.
+    pub(super) fn full_outage(&self, now: Instant) -> bool {
+        let recheck = self.config.rejection_recheck;
+        !self
+            .slots
+            .iter()
+            .any(|s| !s.removed && !s.is_rejected(now, recheck) && s.health.tier(now) <= 2)
+    }
+
+    /// When the next full-outage reconnect is due, if one is armed.
+    pub(super) fn next_reconnect_at(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.reconnect && s.conn.is_none() && !s.removed)
+            .filter_map(|s| s.connect_at.or(self.last_now))
+            .min()
+    }
+
+    /// Reconnect the endpoints whose full-outage reconnect is due, while
+    /// the outage lasts and calls that may use them wait; disarm the
+    /// others. One attempt per endpoint at a time, spaced by
+    /// [`super::Config::connect_backoff`], however many calls wait.
+    pub(super) fn run_reconnects(&mut self, now: Instant) {
+        let recheck = self.config.rejection_recheck;
+        for i in 0..self.slots.len() {
+            let s = &self.slots[i];
+            if !s.reconnect || s.conn.is_some() || s.connect_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let wanted = !s.removed
+                && !s.is_rejected(now, recheck)
+                && self.full_outage(now)
+                && self.calls.values().any(|c| {
+                    matches!(
+                        c.state,
+                        CallState::Queued { .. } | CallState::Connecting { .. }
+                    ) && c.bound.is_none_or(|b| b.0 == i)
+                });
+            if wanted {
+                self.open_conn(now, EndpointId(i));
+            } else {
+                self.slots[i].reconnect = false;
+            }
+        }
+    }
+
+    /// Open a connection to `ep` (the caller checked
+    /// [`Core::may_connect`]).
     pub(super) fn open_conn(&mut self, now: Instant, ep: EndpointId) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -340,6 +400,19 @@ impl Core {
         if self.slots[ep.0].conn == Some(conn) {
             self.slots[ep.0].conn = None;
         }
+        let next = if k.state == ConnState::Connecting {
+            // A failed attempt: the next one waits a jittered delay, so a
+            // refusing member is asked at most a few times a second.
+            now + self.slots[ep.0].connect_backoff.next_delay(&mut self.rng)
+        } else {
+            // A connection that broke: the next attempt may start at once,
+            // unless this one was opened moments ago (a member that accepts
+            // connections and drops them is not asked more often than
+            // one refusing them).
+            k.opened_at + self.config.connect_backoff.min_delay()
+        };
+        let slot = &mut self.slots[ep.0];
+        slot.connect_at = Some(slot.connect_at.map_or(next, |t| t.max(next)));
         if self.slots[ep.0].health.on_failure(now, &mut self.rng) {
             self.events.push_back(Event::HealthChanged {
                 endpoint: ep,

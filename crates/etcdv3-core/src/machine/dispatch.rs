@@ -62,7 +62,9 @@ impl Core {
         } else {
             None
         };
-        let outage = !candidates.is_empty() && candidates.iter().all(|c| c.tier >= 4);
+        // Every endpoint the call may use is down (some perhaps past their
+        // backoff): a full outage.
+        let outage = !candidates.is_empty() && candidates.iter().all(|c| c.tier >= 3);
         let pick = match to_leader {
             Some(l) => Some(l.0),
             None => self.balancer.pick(&candidates, &mut self.rng),
@@ -81,15 +83,21 @@ impl Core {
             return;
         };
         if outage && call.bound.is_none() {
-            // Every endpoint is down: try them all at once, so whichever
-            // member answers first is used.
+            // Every endpoint is down: try them all, so whichever member
+            // answers first is used; each at its connection spacing, and
+            // again at that spacing while the outage lasts and calls wait
+            // (`run_reconnects`), however many calls wait.
             for i in 0..self.slots.len() {
                 if i != pick
                     && !self.slots[i].removed
                     && self.slots[i].conn.is_none()
                     && !self.slots[i].is_rejected(now, recheck)
                 {
-                    self.open_conn(now, EndpointId(i));
+                    if self.may_connect(now, EndpointId(i)) {
+                        self.open_conn(now, EndpointId(i));
+                    } else {
+                        self.slots[i].reconnect = true;
+                    }
                 }
             }
         } else {
@@ -102,6 +110,7 @@ impl Core {
                 .iter()
                 .filter(|c| c.tier == 3 && c.id != pick && self.slots[c.id].conn.is_none())
                 .map(|c| c.id)
+                .filter(|&i| self.may_connect(now, EndpointId(i)))
                 .collect();
             for i in waking {
                 self.open_conn(now, EndpointId(i));
@@ -118,10 +127,26 @@ impl Core {
                     c.state = CallState::Connecting { conn };
                 }
             }
-            _ => {
+            _ if self.may_connect(now, ep) => {
                 let conn = self.open_conn(now, ep);
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.state = CallState::Connecting { conn };
+                }
+            }
+            _ => {
+                // The endpoint was tried a moment ago: the call waits for
+                // its next attempt (in a full outage, made by
+                // `run_reconnects`; a member that answers meanwhile takes
+                // the call at once, see `handle_connected`).
+                let at = self.slots[pick].connect_at.unwrap_or(now);
+                if outage {
+                    self.slots[pick].reconnect = true;
+                }
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Queued { at };
+                    let old = c.retry_at.replace(at);
+                    self.timers.stop(old, CallTimer::Retry(id));
+                    self.timers.set(at, CallTimer::Retry(id));
                 }
             }
         }

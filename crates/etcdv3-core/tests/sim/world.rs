@@ -387,7 +387,14 @@ pub struct World {
     elections: Vec<Instant>,
     /// Pings that reached a frozen member: (member, conn).
     ping_backlog: Vec<(usize, ConnId)>,
+    /// Connection attempts of the last second, per endpoint (at most
+    /// [`MAX_CONNECTS_PER_SECOND`], however many calls wait).
+    recent_connects: HashMap<EndpointId, std::collections::VecDeque<Instant>>,
 }
+
+/// The most connection attempts to one endpoint in any second
+/// (`Config::connect_backoff`: 100-180 ms apart after a failure).
+const MAX_CONNECTS_PER_SECOND: usize = 10;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -476,6 +483,7 @@ impl World {
             idle_check: seed % 8 == 0,
             elections: Vec::new(),
             ping_backlog: Vec::new(),
+            recent_connects: HashMap::new(),
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -937,6 +945,19 @@ impl World {
                 if others > 0 {
                     self.violation(format!(
                         "second connection to {endpoint:?} while one is open"
+                    ));
+                }
+                // Connection attempts per endpoint are bounded, whatever
+                // the number of waiting calls (issue 17, section 3).
+                let recent = self.recent_connects.entry(endpoint).or_default();
+                while recent.front().is_some_and(|t| *t + ms(1000) <= now) {
+                    recent.pop_front();
+                }
+                recent.push_back(now);
+                if recent.len() > MAX_CONNECTS_PER_SECOND {
+                    let n = recent.len();
+                    self.violation(format!(
+                        "{n} connection attempts to {endpoint:?} within a second"
                     ));
                 }
                 self.conns.insert(
