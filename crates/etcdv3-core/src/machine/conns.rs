@@ -1,4 +1,6 @@
-//! Connections: opening, closing, draining on GOAWAY or endpoint removal,
+//! Connections: opening (one attempt per endpoint at a time, spaced by
+//! `Config::connect_backoff`; redials while every member is down), closing,
+//! draining on GOAWAY or endpoint removal,
 //! and failing everything on a connection over when it breaks.
 
 use std::time::Instant;

@@ -20,7 +20,7 @@
 //! |---|---|
 //! | `calls.rs` | the call table and the retry matrix: what an attempt's end means for its call |
 //! | `dispatch.rs` | which endpoint a call goes to, and sending it |
-//! | `conns.rs` | connections: opening, closing, draining, failing over |
+//! | `conns.rs` | connections: opening (one attempt per endpoint at a time, spaced; redials in a full outage), closing, draining, failing over |
 //! | `liveness.rs` | each connection's timer table: connect, ping, stall check, keepalive, idle |
 //! | `cluster.rs` | the cluster view: status probes, leaders and terms, stale members |
 //! | `fence.rs` | the revision fence: reads never go back in revision |
