@@ -25,6 +25,15 @@ pub(super) struct Conn {
     pub(super) state: ConnState,
     /// Unary attempts (and streams not yet established) outstanding.
     pub(super) attempts: u32,
+    /// Of `attempts`, those of calls that wait for their turn by design
+    /// (`Lock`, `Campaign`): they owe no answer by any time. Such a
+    /// connection gets keepalive pings (as one carrying streams) instead of
+    /// stall checks, and causes no status probe: a caller waiting on a
+    /// live member costs the cluster no RPC.
+    pub(super) waits: u32,
+    /// A waiting call went out and nothing was heard since: the member owes
+    /// one sign of life (a pong will do) before its silence is expected.
+    pub(super) wait_unverified: bool,
     /// Established long-lived streams.
     pub(super) streams: u32,
     /// Established streams that owe a reply (a request was sent on them
@@ -58,7 +67,20 @@ impl Conn {
     /// Whether the connection owes the client bytes: a unary attempt, a
     /// stream request or a probe is unanswered.
     pub(super) fn owes(&self) -> bool {
-        self.attempts > 0 || self.owed > 0 || self.probing
+        self.owes_answer() || self.wait_unverified
+    }
+
+    /// Whether an answer is due that should have come by now if the member
+    /// were well: a unary attempt that does not wait by design, a stream
+    /// request, a probe. A silent connection that owes one is suspected.
+    pub(super) fn owes_answer(&self) -> bool {
+        self.attempts > self.waits || self.owed > 0 || self.probing
+    }
+
+    /// Whether the connection needs keepalive pings: it carries streams or
+    /// calls that wait by design, whose silence is expected.
+    pub(super) fn kept_alive(&self) -> bool {
+        self.streams > 0 || self.waits > 0
     }
 }
 
@@ -299,6 +321,8 @@ impl Core {
                 endpoint: ep,
                 state: ConnState::Connecting,
                 attempts: 0,
+                waits: 0,
+                wait_unverified: false,
                 streams: 0,
                 owed: 0,
                 probing: false,
@@ -320,14 +344,19 @@ impl Core {
         conn
     }
 
-    /// An attempt went out on `conn`.
-    pub(super) fn attempt_started(&mut self, now: Instant, conn: ConnId) {
+    /// An attempt went out on `conn`; `waits`: of a call that waits for its
+    /// turn by design.
+    pub(super) fn attempt_started(&mut self, now: Instant, conn: ConnId, waits: bool) {
         if let Some(k) = self.conns.get_mut(&conn) {
             if !k.owes() {
                 // Silence counts from now, not from the last answer.
                 k.last_heard = k.last_heard.max(now);
             }
             k.attempts += 1;
+            if waits {
+                k.waits += 1;
+                k.wait_unverified = true;
+            }
             k.idle_since = None;
         }
         self.rearm(now, conn);
@@ -359,10 +388,17 @@ impl Core {
         ep: EndpointId,
         streaming: bool,
         owed: bool,
+        waits: bool,
     ) {
         if let Some(k) = self.conns.get_mut(&conn) {
             if owed {
                 k.owed = k.owed.saturating_sub(1);
+            }
+            if waits {
+                k.waits = k.waits.saturating_sub(1);
+                if k.waits == 0 {
+                    k.wait_unverified = false;
+                }
             }
             if streaming {
                 k.streams = k.streams.saturating_sub(1);

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::calls::{is_member_targeted, watched_when_slow, CallState};
+use super::calls::{is_member_targeted, waits_by_design, watched_when_slow, CallState};
 use super::conns::ConnState;
 use super::timers::CallTimer;
 use super::{Action, CallError, CallId, ConnId, Core, EndpointId};
@@ -187,6 +187,7 @@ impl Core {
                 budget.deposit(now);
             }
         }
+        let waits = waits_by_design(c.method);
         if watched_when_slow(c.method) {
             let at = now + stall;
             let old = c.slow_at.replace(at);
@@ -194,7 +195,7 @@ impl Core {
             self.timers.set(at, CallTimer::SlowCheck(id));
         }
         self.slots[ep.0].in_flight += 1;
-        self.attempt_started(now, conn);
+        self.attempt_started(now, conn, waits);
         self.actions.push_back(Action::Send {
             call: id,
             attempt,

@@ -12,6 +12,14 @@
 //! re-sent, and the next check waits until etcd's ping policy allows
 //! another ping. A PING unanswered for `ping_timeout` closes the
 //! connection: everything on it fails over.
+//!
+//! Calls that wait for their turn by design (`Lock`, `Campaign`) owe no
+//! answer by any time: once the member was heard from after one went out
+//! (one liveness PING after `stall_timeout`, without suspecting the
+//! member), their connection gets keepalive pings like one carrying
+//! streams (every `keepalive_interval`, etcd's ping policy allows one
+//! every 5 s while a stream is open) and no stall check, and they cause
+//! no status probe.
 
 use std::time::{Duration, Instant};
 
@@ -82,6 +90,9 @@ impl Core {
         };
         c.timers.ping = None;
         c.last_heard = c.last_heard.max(now);
+        // The member is alive: calls waiting there for their turn wait
+        // quietly from now on.
+        c.wait_unverified = false;
         let was_checking = std::mem::replace(&mut c.checking, false);
         let ep = c.endpoint;
         self.rearm(now, conn);
@@ -99,6 +110,7 @@ impl Core {
         };
         k.last_heard = k.last_heard.max(now);
         k.early_ping = true;
+        k.wait_unverified = false;
         let was_checking = std::mem::replace(&mut k.checking, false);
         let ep = k.endpoint;
         self.rearm(now, conn);
@@ -123,7 +135,7 @@ impl Core {
         let no_ping = c.timers.ping.is_none();
         c.timers.check = (c.owes() && no_ping && !c.checking)
             .then(|| (c.last_heard + stall).max(c.ping_allowed_at()));
-        c.timers.keepalive = (c.streams > 0 && no_ping).then(|| {
+        c.timers.keepalive = (c.kept_alive() && no_ping).then(|| {
             let heard = c.last_ping.map_or(c.last_heard, |p| p.max(c.last_heard));
             heard + keepalive
         });
@@ -159,8 +171,15 @@ impl Core {
             if let Some(k) = self.conns.get(&conn) {
                 if k.owes() && now >= k.last_heard + stall && now >= k.ping_allowed_at() {
                     let ep = k.endpoint;
+                    // Only a connection owing an answer is suspected; one
+                    // whose waiting calls merely need a sign of life is
+                    // just pinged (a Lock waiting for its turn is silent
+                    // by design).
+                    let suspect = k.owes_answer();
                     self.send_ping(now, conn, true);
-                    self.health_suspect(ep, HealthReason::Stalled);
+                    if suspect {
+                        self.health_suspect(ep, HealthReason::Stalled);
+                    }
                 }
             }
         }

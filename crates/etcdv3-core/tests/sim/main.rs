@@ -18,7 +18,9 @@
 //! endpoint), etcd's ping policy, reads never going back in revision, watch
 //! events exactly once and in order, leases never believed alive past the
 //! server's expiry, no slow healthy call aborted or re-sent, stream reopen
-//! rate, no timer that stays due, and (one seed in eight) no call,
+//! rate, no timer that stays due, at most 10 connection attempts per
+//! endpoint in any second (however many calls wait out an outage), no
+//! status probe caused by Lock/Campaign calls waiting on live members, and (one seed in eight) no call,
 //! connection or timer left once everything ended and the idle timeout
 //! passed. The totals over all seeds are asserted too (each fault kind hit
 //! calls, outcomes were unknown, watches delivered...), so a harness change

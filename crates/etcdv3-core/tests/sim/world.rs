@@ -390,6 +390,14 @@ pub struct World {
     /// Connection attempts of the last second, per endpoint (at most
     /// [`MAX_CONNECTS_PER_SECOND`], however many calls wait).
     recent_connects: HashMap<EndpointId, std::collections::VecDeque<Instant>>,
+    /// Calls the core holds in flight, as the adapter knows them (sent, no
+    /// outcome reported yet, stream not established): attempt, and whether
+    /// the call waits for its turn by design (Lock, Campaign).
+    core_in_flight: HashMap<CallId, (u32, bool)>,
+    /// The last time an endpoint was reported down or suspect.
+    trouble_at: Option<Instant>,
+    /// The last time a call that does not wait by design left flight.
+    other_left_at: Option<Instant>,
 }
 
 /// The most connection attempts to one endpoint in any second
@@ -484,6 +492,9 @@ impl World {
             elections: Vec::new(),
             ping_backlog: Vec::new(),
             recent_connects: HashMap::new(),
+            core_in_flight: HashMap::new(),
+            trouble_at: None,
+            other_left_at: None,
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -916,7 +927,58 @@ impl World {
             }
             self.action(a);
         }
-        while self.core.poll_event().is_some() {}
+        while let Some(e) = self.core.poll_event() {
+            if let etcdv3_core::machine::Event::HealthChanged { state, .. } = e {
+                if state != etcdv3_core::health::HealthState::Up {
+                    self.trouble_at = Some(self.now);
+                }
+            }
+        }
+    }
+
+    /// No RPC is caused by calls waiting for their turn (Lock, Campaign) on
+    /// live members (issue 17, section 4): a status probe while nothing
+    /// else is in flight, every member is up, and no fault, election or
+    /// trouble happened for a while, is a violation.
+    /// `call`'s attempt (any, or `attempt`) is no longer in flight.
+    fn left_flight(&mut self, call: CallId, attempt: Option<u32>) {
+        let Some(&(a, waits)) = self.core_in_flight.get(&call) else {
+            return;
+        };
+        if attempt.is_none_or(|x| x == a) {
+            self.core_in_flight.remove(&call);
+            if !waits {
+                self.other_left_at = Some(self.now);
+            }
+        }
+    }
+
+    fn check_probe_cause(&mut self) {
+        const CALM: Duration = Duration::from_secs(12);
+        let now = self.now;
+        let waits = self.core_in_flight.values().filter(|(_, w)| *w).count();
+        let others = self.core_in_flight.len() - waits;
+        if waits == 0 || others > 0 {
+            return;
+        }
+        let faulty = self
+            .faults
+            .iter()
+            .any(|f| f.at <= now && now < f.at + f.dur + CALM);
+        let elected = self.elections.last().is_some_and(|e| now < *e + CALM);
+        let troubled = self.trouble_at.is_some_and(|t| now < t + CALM);
+        // A round asked for by a slow call that just ended may still run.
+        let recent_other = self.other_left_at.is_some_and(|t| now < t + ms(1000));
+        let all_up = self
+            .core
+            .endpoint_states()
+            .iter()
+            .all(|s| s.health == etcdv3_core::health::HealthState::Up);
+        if !faulty && !elected && !troubled && !recent_other && all_up {
+            self.violation(format!(
+                "status probe while only {waits} waiting Lock/Campaign call(s) were in flight on live members"
+            ));
+        }
     }
 
     fn action(&mut self, a: Action) {
@@ -1013,6 +1075,11 @@ impl World {
                 attempt,
                 conn,
             } => {
+                let waits = self
+                    .by_id
+                    .get(&call)
+                    .is_some_and(|i| matches!(self.calls[*i].kind, CallKind::Wait { .. }));
+                self.core_in_flight.insert(call, (attempt, waits));
                 if attempt > 1 {
                     self.check_slow_abort(call, "it was sent again");
                 }
@@ -1082,6 +1149,7 @@ impl World {
             }
             Action::Probe { conn, .. } => {
                 self.log(|| format!("Probe {conn:?}"));
+                self.check_probe_cause();
                 if let Some(c) = self.conns.get(&conn) {
                     if c.st == ConnSt::Open {
                         let m = c.member;
@@ -1102,6 +1170,7 @@ impl World {
                 self.at(now + d, Ev::AuthDone);
             }
             Action::Complete { call, result } => {
+                self.left_flight(call, None);
                 if let Err(e) = &result {
                     if now < self.call_deadline(call) {
                         self.check_slow_abort(call, &format!("it failed: {e}"));
@@ -1234,6 +1303,7 @@ impl World {
     }
 
     fn report_outcome(&mut self, call: CallId, attempt: u32, outcome: Outcome) {
+        self.left_flight(call, Some(attempt));
         if let Outcome::Success(Some(meta)) = &outcome {
             self.client_term = self.client_term.max(meta.raft_term);
         }
@@ -1419,6 +1489,7 @@ impl World {
                 self.calls[idx].cancelled = true;
                 self.report.cancelled += 1;
                 self.slow_runs.remove(&call);
+                self.left_flight(call, None);
                 self.core.cancel_call(now, call);
                 self.drop_held(call);
             }
@@ -1433,7 +1504,13 @@ impl World {
                 conn,
                 call,
                 attempt,
-            } => self.stream_headers(conn, call, attempt),
+            } => {
+                if self.current(call, conn, attempt) {
+                    // Established: the core no longer counts it in flight.
+                    self.left_flight(call, None);
+                }
+                self.stream_headers(conn, call, attempt)
+            }
             Ev::StreamReqArrive { conn, stream, req } => self.srv_stream_req(conn, stream, *req),
             Ev::StreamResp {
                 conn,
