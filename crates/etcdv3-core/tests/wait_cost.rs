@@ -243,3 +243,66 @@ fn a_lock_sent_to_a_hung_member_is_found_at_once() {
         "the lock on a hung member did not end in 5 s"
     );
 }
+
+/// Issue 17, section 4: bytes arriving for a unary call prove the member
+/// alive. A 30 MB range on a slow link arrives over seconds, and a PING
+/// sent meanwhile is answered only once the data queued before its PONG
+/// has drained: the connection must not be closed as silent, the read not
+/// re-sent.
+#[test]
+fn bytes_of_a_large_answer_prove_the_member_alive() {
+    use etcdv3_proto::method::KV_RANGE;
+    let t0 = Instant::now();
+    let mut core = Core::new(Config::default(), eps(3), 1);
+    let read = core.start_call(t0, KV_RANGE, Some(t0 + Duration::from_secs(60)));
+    let mut send = None;
+    while let Some(a) = core.poll_action() {
+        match a {
+            Action::Connect { conn, .. } => core.handle_connected(t0, conn),
+            Action::Send { attempt, conn, .. } => send = Some((attempt, conn)),
+            _ => {}
+        }
+    }
+    let (attempt, conn) = send.expect("the read is sent");
+    // The answer takes 8 s: the first bytes arrive after 700 ms (the
+    // member worked on the range first; a liveness PING went out at
+    // 500 ms), then a chunk every 100 ms. PONGs are held until the whole
+    // answer is through (queued behind it).
+    let done_at = t0 + Duration::from_secs(8);
+    let mut now = t0;
+    let mut chunk_at = t0 + ms(700);
+    let mut pings = Vec::new();
+    let mut closed = false;
+    let mut resent = false;
+    while now < done_at {
+        let next = core.poll_timeout().map_or(chunk_at, |t| t.min(chunk_at));
+        now = next.max(now);
+        if now >= chunk_at {
+            core.handle_call_progress(now, read);
+            chunk_at += ms(100);
+        } else {
+            core.handle_timeout(now);
+        }
+        while let Some(a) = core.poll_action() {
+            match a {
+                Action::Ping { conn } => pings.push((now, conn)),
+                Action::Close { conn: c } if c == conn => closed = true,
+                Action::Send { call, .. } if call == read => resent = true,
+                _ => {}
+            }
+        }
+    }
+    assert!(
+        !closed,
+        "the connection was closed while the answer arrived"
+    );
+    assert!(!resent, "the read was re-sent while its answer arrived");
+    for (_, c) in &pings {
+        core.handle_pong(done_at, *c);
+    }
+    core.handle_outcome(done_at, read, attempt, Outcome::Success(None));
+    let ok = std::iter::from_fn(|| core.poll_action())
+        .any(|a| matches!(a, Action::Complete { call, result: Ok(()) } if call == read));
+    assert!(ok, "the read completes with its answer");
+    eprintln!("{} pings while a slow answer arrived", pings.len());
+}

@@ -179,12 +179,17 @@ fn stream_ids_exhausted(e: &h2::Error) -> bool {
         && e.to_string().contains("stream ID overflowed")
 }
 
-/// Run a unary attempt to completion.
+/// Run a unary attempt to completion. `progress` is called for each chunk
+/// of the response that leaves the answer incomplete (a large answer on a
+/// slow link): the bytes prove the member alive, the core must not judge
+/// the connection silent meanwhile. A small answer, whole in its first
+/// chunk, costs no call.
 pub(crate) async fn unary(
     target: Target,
     req: Request<()>,
     body: Bytes,
     max_recv: usize,
+    progress: impl Fn(),
 ) -> AttemptOutput {
     let mut sender = match target.sender.ready().await {
         Ok(s) => s,
@@ -240,6 +245,9 @@ pub(crate) async fn unary(
                     );
                 }
             }
+        }
+        if message.is_none() && decoder.buffered_len() > 0 {
+            progress();
         }
     }
     let trailers = match recv.trailers().await {

@@ -48,6 +48,8 @@ pub(crate) struct Target {
     pub(crate) scheme: http::uri::Scheme,
     pub(crate) authority: http::uri::Authority,
     pub(crate) token: Option<HeaderValue>,
+    /// The call the attempt belongs to (`None` for the core's probes).
+    pub(crate) call: Option<CallId>,
 }
 
 #[derive(Default)]
@@ -214,6 +216,7 @@ impl Shared {
                             scheme: c.scheme.clone(),
                             authority: c.authority.clone(),
                             token,
+                            call: Some(call),
                         })
                     });
                     match (target, st.calls.get_mut(&call)) {
@@ -256,6 +259,7 @@ impl Shared {
                             scheme: c.scheme.clone(),
                             authority: c.authority.clone(),
                             token: st.token.clone(),
+                            call: None,
                         })
                     });
                     if let Some(target) = target {

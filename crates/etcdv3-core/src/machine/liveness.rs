@@ -23,8 +23,9 @@
 
 use std::time::{Duration, Instant};
 
+use super::calls::CallState;
 use super::conns::{Conn, ConnState, Orphan};
-use super::{Action, ConnId, Core, MIN_PING_INTERVAL};
+use super::{Action, CallId, ConnId, Core, MIN_PING_INTERVAL};
 use crate::health::HealthReason;
 use crate::status::{Code, Status};
 
@@ -101,15 +102,33 @@ impl Core {
         }
     }
 
-    /// Something arrived on `conn` from the server (a response, a stream
-    /// message, a probe answer): it is alive, and etcd's ping strikes are
-    /// reset, so one early ping is allowed again.
+    /// Bytes of the response of unary call `call` arrived, before the whole
+    /// answer did (a large range on a slow link: under ~50 Mbit/s a 5 MiB
+    /// window takes longer than the ping timeout to drain, and a PONG waits
+    /// behind it). The member is alive: its connection counts as heard
+    /// from, and a liveness PING out on it no longer decides its fate (the
+    /// answer arriving is the proof a PONG would have been). Call it for
+    /// each chunk that leaves the answer incomplete; a whole answer is
+    /// reported with [`Core::handle_outcome`].
+    pub fn handle_call_progress(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        if let Some(CallState::InFlight { conn, .. }) = self.calls.get(&call).map(|c| c.state) {
+            self.heard_from(now, conn);
+        }
+    }
+
+    /// Something arrived on `conn` from the server (a response or part of
+    /// one, a stream message, a probe answer): it is alive, and etcd's ping
+    /// strikes are reset, so one early ping is allowed again. A PING still
+    /// out no longer times the connection out: data behind which its PONG
+    /// may be queued just proved the peer alive.
     pub(super) fn heard_from(&mut self, now: Instant, conn: ConnId) {
         let Some(k) = self.conns.get_mut(&conn) else {
             return;
         };
         k.last_heard = k.last_heard.max(now);
         k.early_ping = true;
+        k.timers.ping = None;
         k.wait_unverified = false;
         let was_checking = std::mem::replace(&mut k.checking, false);
         let ep = k.endpoint;
