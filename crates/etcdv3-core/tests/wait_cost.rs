@@ -306,3 +306,42 @@ fn bytes_of_a_large_answer_prove_the_member_alive() {
     assert!(ok, "the read completes with its answer");
     eprintln!("{} pings while a slow answer arrived", pings.len());
 }
+
+/// Keepalive pings of an idle stream are never closer than 5.5 s, even
+/// with `keepalive_interval` set to etcd's 5 s minimum: a ping delayed on
+/// the way would otherwise make the next one arrive early, and etcd's
+/// server answers a third early ping with GOAWAY `too_many_pings`.
+#[test]
+fn keepalive_pings_keep_a_margin_over_etcds_ping_policy() {
+    use etcdv3_proto::method::WATCH_WATCH;
+    let t0 = Instant::now();
+    let config = Config {
+        keepalive_interval: Duration::from_secs(5),
+        probe_interval: None,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(1), 1);
+    let w = core.start_call(t0, WATCH_WATCH, None);
+    while let Some(a) = core.poll_action() {
+        if let Action::Connect { conn, .. } = a {
+            core.handle_connected(t0, conn);
+        }
+    }
+    core.handle_stream_established(t0, w);
+    let mut cost = Cost::default();
+    run(
+        &mut core,
+        t0,
+        t0 + Duration::from_secs(60),
+        |_| false,
+        &mut cost,
+    );
+    assert!(cost.pings.len() >= 9, "{} pings in 60 s", cost.pings.len());
+    for p in cost.pings.windows(2) {
+        assert!(
+            p[1] - p[0] >= MIN_PING_INTERVAL + ms(500),
+            "keepalive pings {:?} apart",
+            p[1] - p[0]
+        );
+    }
+}

@@ -16,8 +16,14 @@ pub struct Config {
     /// PING answered) may take before the endpoint counts as failed.
     pub connect_timeout: Duration,
     /// Interval of HTTP/2 keepalive pings while a long-lived stream (watch,
-    /// lease keepalive) is open. Never below 5 s: etcd's server sends GOAWAY
-    /// "too_many_pings" to clients that ping more often.
+    /// lease keepalive) or a call waiting for its turn (`Lock`, `Campaign`)
+    /// is open and nothing is heard. Used as at least 5.5 s: etcd's server
+    /// sends GOAWAY "too_many_pings" to clients whose pings arrive less
+    /// than 5 s apart (a ping delayed on the way makes the next one arrive
+    /// early). It bounds how long a hung member holding only an idle watch
+    /// goes unnoticed: up to this interval plus `ping_timeout` (10.8 s by
+    /// default; measured 2.3-9.4 s until events flow through another
+    /// member), for one PING per interval per idle connection.
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is declared
     /// dead and everything on it fails over.

@@ -142,7 +142,12 @@ impl Core {
     /// place they are computed.
     pub(super) fn rearm(&mut self, _now: Instant, conn: ConnId) {
         let stall = self.config.stall_timeout;
-        let keepalive = self.config.keepalive_interval.max(MIN_PING_INTERVAL);
+        // Never closer than a liveness check may follow a ping: an idle
+        // connection's pings must not reach the server less than 5 s apart.
+        let keepalive = self
+            .config
+            .keepalive_interval
+            .max(MIN_PING_INTERVAL + PING_SPACING_MARGIN);
         let idle_timeout = self.config.idle_timeout;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
