@@ -95,9 +95,10 @@ impl Core {
     /// cluster nothing: probes run only while unary calls are in flight
     /// (calls waiting for their turn by design, `Lock` and `Campaign`, do
     /// not count: waiting costs the cluster no RPC), while a slow call
-    /// wants the cluster's state, and for a while after a failure. An idle watch needs none: a member that loses its leader
-    /// cancels the watch ("no leader", thanks to `hasleader`), and keepalive
-    /// pings prove the connection.
+    /// wants the cluster's state, and for a while after a failure. An idle
+    /// watch needs none: a member that loses its leader cancels the watch
+    /// ("no leader", thanks to `hasleader`), and keepalive pings prove the
+    /// connection.
     fn probes_wanted(&self) -> bool {
         self.config.probe_when_idle
             || self.cluster.urgent_probe
