@@ -190,9 +190,10 @@ impl ClientOptions {
 
     /// HTTP/2 keepalive: ping every `interval` while a long-lived stream is
     /// open (raised to etcd's minimum of 5 s, below which the server sends
-    /// GOAWAY), and declare the connection dead when a ping goes unanswered
-    /// for `timeout` ([`CoreConfig::keepalive_interval`],
-    /// [`CoreConfig::ping_timeout`]).
+    /// GOAWAY; the core spaces pings at least 5.5 s apart, so that one
+    /// delayed on the way does not make the next arrive early), and declare
+    /// the connection dead when a ping goes unanswered for `timeout`
+    /// ([`CoreConfig::keepalive_interval`], [`CoreConfig::ping_timeout`]).
     ///
     /// ```
     /// use etcdv3_client::ClientOptions;

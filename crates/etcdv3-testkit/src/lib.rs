@@ -14,7 +14,8 @@
 //! * client faults: [`Cluster::blackhole_client`] makes the member's client URL a dead network
 //!   path (connections stay open, nothing moves, new connections hang),
 //!   [`Cluster::unblackhole_client`] releases it, [`Cluster::reset_client`] kills all current
-//!   client connections with a TCP RST;
+//!   client connections with a TCP RST, [`Cluster::limit_client_bandwidth`] makes the link a
+//!   slow one;
 //! * membership: [`Cluster::leader`], [`Cluster::member_status`], [`Cluster::member_ids`],
 //!   [`Cluster::remove_member`], via etcd's JSON gateway;
 //! * disaster recovery: [`Cluster::snapshot_save`] (`etcdctl snapshot save`) and

@@ -40,6 +40,20 @@ impl Cluster {
         Ok(())
     }
 
+    /// Makes member `i`'s client link slow: what the member sends to clients flows at
+    /// `bytes_per_sec` at most (`None`: unlimited again), on open and new connections. What
+    /// it sends faster queues in the socket buffers, as on a slow link, so an HTTP/2 PING
+    /// answer waits behind a large response.
+    pub fn limit_client_bandwidth(
+        &self,
+        i: usize,
+        bytes_per_sec: Option<u64>,
+    ) -> Result<(), TestkitError> {
+        self.check(i)?;
+        self.slots[i].client_proxy.set_down_rate(bytes_per_sec);
+        Ok(())
+    }
+
     /// Closes every current client connection of member `i`: the client side sees a TCP
     /// RST (SO_LINGER 0), etcd a FIN. New connections work as before. Returns how many
     /// connections were reset.

@@ -99,6 +99,9 @@ struct Shared {
     role: Role,
     upstream: Mutex<SocketAddr>,
     blackholed: AtomicBool,
+    /// Bandwidth of the etcd → dialer direction in bytes per second (0: unlimited): a slow
+    /// link (client role).
+    down_rate: AtomicU64,
     closing: AtomicBool,
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
@@ -149,6 +152,7 @@ impl Proxy {
             role,
             upstream: Mutex::new(upstream),
             blackholed: AtomicBool::new(false),
+            down_rate: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
@@ -179,6 +183,15 @@ impl Proxy {
 
     pub(crate) fn set_blackholed(&self, on: bool) {
         self.shared.blackholed.store(on, Ordering::SeqCst);
+    }
+
+    /// Limits the etcd → dialer direction to `bytes_per_sec` (`None`: unlimited), for
+    /// connections open now and later. What etcd sends beyond the rate queues in the socket
+    /// buffers, as on a slow link: an HTTP/2 PING answer waits behind it.
+    pub(crate) fn set_down_rate(&self, bytes_per_sec: Option<u64>) {
+        self.shared
+            .down_rate
+            .store(bytes_per_sec.unwrap_or(0), Ordering::SeqCst);
     }
 
     /// Drops (FIN both ends) every connection for which `pred(from)` holds; returns how many.
@@ -345,6 +358,8 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
     let stop = |c: &Conn| c.dead.load(Ordering::SeqCst) || shared.closing();
     let mut buf = vec![0u8; 32 * 1024];
     let mut failed = false;
+    // Pacing of a rate-limited direction: when the bytes sent so far may all have left.
+    let mut paced_until = Instant::now();
     'outer: loop {
         if stop(&conn) {
             break;
@@ -373,6 +388,19 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
                 break;
             }
         };
+        let rate = shared.down_rate.load(Ordering::SeqCst);
+        if !upward && rate > 0 {
+            // A link of `rate` bytes/s: these bytes leave once the earlier ones have.
+            let now = Instant::now();
+            let start = paced_until.max(now);
+            paced_until = start + Duration::from_secs_f64(n as f64 / rate as f64);
+            while Instant::now() < paced_until {
+                if stop(&conn) {
+                    break 'outer;
+                }
+                thread::sleep((paced_until - Instant::now()).min(TICK));
+            }
+        }
         let mut off = 0;
         while off < n {
             if stop(&conn) {
@@ -474,6 +502,41 @@ mod tests {
         c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         assert!(matches!(c.read(&mut buf), Ok(0) | Err(_)));
         drop(p); // joins its threads; would hang the test if a pump leaked
+    }
+
+    #[test]
+    fn client_proxy_limits_bandwidth_towards_the_dialer() {
+        let p = Proxy::start(Role::Client, echo_server()).unwrap();
+        p.set_down_rate(Some(200 * 1024));
+        let mut a = TcpStream::connect(p.addr()).unwrap();
+        let msg = vec![7u8; 300 * 1024];
+        let writer = {
+            let mut w = a.try_clone().unwrap();
+            let msg = msg.clone();
+            thread::spawn(move || w.write_all(&msg))
+        };
+        let t = Instant::now();
+        a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        a.read_exact(&mut got).unwrap();
+        let took = t.elapsed();
+        writer.join().unwrap().unwrap();
+        assert_eq!(got, msg);
+        // 300 KiB at 200 KiB/s: 1.5 s (the first 32 KiB read may go at once).
+        assert!(took >= Duration::from_millis(1200), "{took:?}");
+        p.set_down_rate(None);
+        let t = Instant::now();
+        assert_eq!(
+            roundtrip(&mut a, &msg[..64 * 1024], Duration::from_secs(5))
+                .unwrap()
+                .len(),
+            64 * 1024
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
     }
 
     #[test]

@@ -128,15 +128,18 @@ fn grpc_timeout_value(timeout: Duration) -> HeaderValue {
 
 /// Map an h2 error to what it says about whether the request was processed.
 ///
-/// h2 hands a stream a *remote* GOAWAY error (`is_go_away() && is_remote()`)
-/// only when the peer's GOAWAY named a last-stream-id below that stream
-/// (`Streams::recv_go_away` fails exactly the locally opened streams above
-/// it), or when the GOAWAY had already arrived before the stream was opened
-/// (the connection error is then returned by `send_request`). Either way
-/// the server never processed the request: `Refused`. A stream at or below
-/// the last-stream-id goes on; if the connection then breaks, h2 reports an
-/// I/O error (broken pipe) or a library-initiated GOAWAY for it, which stays
-/// `Lost`.
+/// * `REFUSED_STREAM` from the peer: the server never processed the
+///   request: `Refused` (safe to retry, even a mutation).
+/// * Any error before the request was sent (`sent` false: `ready()` or
+///   `send_request` failed, e.g. a GOAWAY that had already arrived):
+///   `NotSent`.
+/// * A sent stream failed by a *remote* GOAWAY is `Lost`, not `Refused`:
+///   h2 fails the streams above the GOAWAY's last-stream-id with it, but
+///   also hands the same error to streams at or below it when the
+///   connection then closes, and it does not expose the last-stream-id to
+///   tell them apart. A mutation so failed is reported "outcome unknown"
+///   rather than risk applying it twice; reads are retried anyway.
+/// * Every other error on a sent stream (I/O, reset): `Lost`.
 ///
 /// The second value says the connection takes no new streams (a remote
 /// GOAWAY, or its stream ids are used up), so the core must replace it.
@@ -176,12 +179,17 @@ fn stream_ids_exhausted(e: &h2::Error) -> bool {
         && e.to_string().contains("stream ID overflowed")
 }
 
-/// Run a unary attempt to completion.
+/// Run a unary attempt to completion. `progress` is called for each chunk
+/// of the response that leaves the answer incomplete (a large answer on a
+/// slow link): the bytes prove the member alive, the core must not judge
+/// the connection silent meanwhile. A small answer, whole in its first
+/// chunk, costs no call.
 pub(crate) async fn unary(
     target: Target,
     req: Request<()>,
     body: Bytes,
     max_recv: usize,
+    progress: impl Fn(),
 ) -> AttemptOutput {
     let mut sender = match target.sender.ready().await {
         Ok(s) => s,
@@ -237,6 +245,9 @@ pub(crate) async fn unary(
                     );
                 }
             }
+        }
+        if message.is_none() && decoder.buffered_len() > 0 {
+            progress();
         }
     }
     let trailers = match recv.trailers().await {

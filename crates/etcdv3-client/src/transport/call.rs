@@ -223,11 +223,19 @@ pub(crate) async fn unary_read(
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
         let req = attempt::request(&target, method, left, require_leader);
         let body = body.clone();
+        let shared = shared.clone();
         async move {
-            match req {
-                Ok(req) => {
-                    Attempted::<()>::Report(attempt::unary(target, req, body, max_recv).await)
+            // Bytes of a large answer arriving prove the member alive.
+            let call = target.call;
+            let progress = move || {
+                if let Some(call) = call {
+                    shared.with_state(|st, now| st.core.handle_call_progress(now, call));
                 }
+            };
+            match req {
+                Ok(req) => Attempted::<()>::Report(
+                    attempt::unary(target, req, body, max_recv, progress).await,
+                ),
                 Err(e) => Attempted::Report(AttemptOutput::not_sent(e)),
             }
         }
@@ -254,6 +262,7 @@ pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
                 req,
                 shared.status_probe.clone(),
                 shared.options.max_recv_message_size,
+                || {},
             )
             .await;
             match (out.outcome, out.message) {

@@ -54,6 +54,8 @@ pub(crate) struct Target {
     pub(crate) scheme: http::uri::Scheme,
     pub(crate) authority: http::uri::Authority,
     pub(crate) token: Option<HeaderValue>,
+    /// The call the attempt belongs to (`None` for the core's probes).
+    pub(crate) call: Option<CallId>,
 }
 
 #[derive(Default)]
@@ -236,6 +238,7 @@ impl Shared {
                             scheme: c.scheme.clone(),
                             authority: c.authority.clone(),
                             token,
+                            call: Some(call),
                         })
                     });
                     match (target, st.calls.get_mut(&call)) {
@@ -278,6 +281,7 @@ impl Shared {
                             scheme: c.scheme.clone(),
                             authority: c.authority.clone(),
                             token: st.token.clone(),
+                            call: None,
                         })
                     });
                     if let Some(target) = target {

@@ -164,6 +164,15 @@ pub(super) fn watched_when_slow(m: Method) -> bool {
         && m.path != method::ELECTION_CAMPAIGN.path
 }
 
+/// Calls that wait for their turn by design (a `Lock` until the lock is
+/// free, a `Campaign` until the leadership is won): their silence says
+/// nothing about the member, so their connection is not owed an answer
+/// once the member was heard from after they went out (see
+/// `Conn::waits`).
+pub(super) fn waits_by_design(m: Method) -> bool {
+    m.path == method::LOCK_LOCK.path || m.path == method::ELECTION_CAMPAIGN.path
+}
+
 /// Mutations that can be left stuck behind a lost leader. Lock and
 /// Campaign are excluded: they wait by design, for as long as it takes.
 pub(super) fn may_get_stuck(m: Method) -> bool {
@@ -738,13 +747,15 @@ impl Core {
         streaming: bool,
     ) {
         let mut owed = false;
+        let mut waits = false;
         if let Some(c) = self.calls.get_mut(&id) {
             owed = c.owed_since.take().is_some();
+            waits = !streaming && waits_by_design(c.method);
             c.state = CallState::Queued { at: now };
             let old = c.slow_at.take();
             self.timers.stop(old, CallTimer::SlowCheck(id));
         }
-        self.detach_attempt(now, conn, ep, streaming, owed);
+        self.detach_attempt(now, conn, ep, streaming, owed, waits);
     }
 
     /// Drop the call's timers and its attempt's bookkeeping.
@@ -754,10 +765,10 @@ impl Core {
         self.timers.stop(c.slow_at, CallTimer::SlowCheck(id));
         match c.state {
             CallState::InFlight { conn, endpoint, .. } => {
-                self.detach_attempt(now, conn, endpoint, false, false)
+                self.detach_attempt(now, conn, endpoint, false, false, waits_by_design(c.method))
             }
             CallState::Streaming { conn, endpoint } => {
-                self.detach_attempt(now, conn, endpoint, true, c.owed_since.is_some())
+                self.detach_attempt(now, conn, endpoint, true, c.owed_since.is_some(), false)
             }
             _ => {}
         }

@@ -24,7 +24,17 @@ pub(super) struct ClusterView {
     /// Probes keep running until this instant after a failure was seen
     /// (a connection lost, an endpoint suspected).
     pub(super) watchful_until: Option<Instant>,
+    /// When a probe last confirmed the term in `leader` (a member with a
+    /// leader at that term or a newer one). A mutation sent while this is
+    /// old went out without knowing the cluster's term (e.g. the first put
+    /// after an idle spell): a newer term seen next says nothing about when
+    /// the election happened, before the send or during it.
+    pub(super) term_seen_at: Option<Instant>,
 }
+
+/// Half the age at which the client's knowledge of the cluster's term is
+/// too old to judge a mutation lost by an election, when probes are off.
+const TERM_FRESH_DEFAULT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How long probes keep running after a failure while no call is in flight.
 const WATCHFUL_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -92,15 +102,17 @@ impl Core {
     }
 
     /// Whether probes are worth their cost now. An idle client costs the
-    /// cluster nothing: probes run only while unary calls are in flight,
-    /// while a slow call wants the cluster's state, and for a while after a
-    /// failure. An idle watch needs none: a member that loses its leader
-    /// cancels the watch ("no leader", thanks to `hasleader`), and keepalive
-    /// pings prove the connection.
+    /// cluster nothing: probes run only while unary calls are in flight
+    /// (calls waiting for their turn by design, `Lock` and `Campaign`, do
+    /// not count: waiting costs the cluster no RPC), while a slow call
+    /// wants the cluster's state, and for a while after a failure. An idle
+    /// watch needs none: a member that loses its leader cancels the watch
+    /// ("no leader", thanks to `hasleader`), and keepalive pings prove the
+    /// connection.
     fn probes_wanted(&self) -> bool {
         self.config.probe_when_idle
             || self.cluster.urgent_probe
-            || self.conns.values().any(|c| c.attempts > 0)
+            || self.conns.values().any(|c| c.attempts > c.waits)
             || self
                 .cluster
                 .watchful_until
@@ -242,6 +254,13 @@ impl Core {
                 Some((_, term)) if st.raft_term < term => {}
                 _ => self.cluster.leader = Some((st.leader, st.raft_term)),
             }
+            if self
+                .cluster
+                .leader
+                .is_some_and(|(_, term)| st.raft_term >= term)
+            {
+                self.cluster.term_seen_at = Some(now);
+            }
         }
     }
 
@@ -315,6 +334,22 @@ impl Core {
         stuck.sort();
         for (id, ep) in stuck {
             self.outcome_unknown(id, ep, format!("{why} while the request was in flight"));
+        }
+    }
+
+    /// The raft term a mutation sent at `now` goes out under, as far as the
+    /// client knows it: the known term when a probe confirmed it lately
+    /// (within two probe intervals), else `u64::MAX`: an election the client
+    /// learns of next may have happened before the send, so it does not
+    /// prove the mutation lost (the call keeps its real outcome, or its
+    /// deadline; sim seed 1287: the first put after an idle spell that
+    /// spanned a restore was failed as 'outcome unknown' by the news of the
+    /// term the restored cluster had been in all along).
+    pub(super) fn send_term(&self, now: Instant) -> u64 {
+        let fresh = self.config.probe_interval.unwrap_or(TERM_FRESH_DEFAULT) * 2;
+        match (self.cluster.leader, self.cluster.term_seen_at) {
+            (Some((_, term)), Some(at)) if now.saturating_duration_since(at) <= fresh => term,
+            _ => u64::MAX,
         }
     }
 

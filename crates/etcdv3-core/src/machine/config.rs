@@ -16,8 +16,14 @@ pub struct Config {
     /// PING answered) may take before the endpoint counts as failed.
     pub connect_timeout: Duration,
     /// Interval of HTTP/2 keepalive pings while a long-lived stream (watch,
-    /// lease keepalive) is open. Never below 5 s: etcd's server sends GOAWAY
-    /// "too_many_pings" to clients that ping more often.
+    /// lease keepalive) or a call waiting for its turn (`Lock`, `Campaign`)
+    /// is open and nothing is heard. Used as at least 5.5 s: etcd's server
+    /// sends GOAWAY "too_many_pings" to clients whose pings arrive less
+    /// than 5 s apart (a ping delayed on the way makes the next one arrive
+    /// early). It bounds how long a hung member holding only an idle watch
+    /// goes unnoticed: up to this interval plus `ping_timeout` (10.8 s by
+    /// default; measured 2.3-9.4 s until events flow through another
+    /// member), for one PING per interval per idle connection.
     pub keepalive_interval: Duration,
     /// How long a ping may go unanswered before the connection is declared
     /// dead and everything on it fails over.
@@ -43,8 +49,21 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// Backoff between retries of a call.
     pub retry_backoff: BackoffConfig,
-    /// Backoff of an endpoint after consecutive failures.
+    /// Backoff of an endpoint after consecutive failures: how long a down
+    /// member ranks after the live ones (and is not reconnected beside
+    /// calls) while some member is up.
     pub endpoint_backoff: BackoffConfig,
+    /// Spacing of connection attempts to one endpoint, whatever the number
+    /// of calls waiting: after a failed attempt the next one waits a delay
+    /// drawn from this backoff; after a connection that broke, the next
+    /// attempt starts no sooner than `min_delay()` after the broken one
+    /// started. At most one attempt per endpoint is ever in flight. While
+    /// every member is down and calls wait, each endpoint is retried at
+    /// this spacing (the default: 100-180 ms, at most 10 per second per
+    /// endpoint), so a member that comes back is used within 0.2 s while a
+    /// client with a thousand waiting calls costs the recovering members
+    /// no more connection attempts than one with a single call.
+    pub connect_backoff: BackoffConfig,
     /// Backoff between reopens of a long-lived stream (watch, lease
     /// keepalive, observe) that keeps failing (the stream supervisor's).
     pub stream_backoff: BackoffConfig,
@@ -109,6 +128,13 @@ impl Default for Config {
                 max: Duration::from_secs(5),
                 multiplier: 2,
                 jitter: 0.5,
+            },
+            connect_backoff: BackoffConfig {
+                initial: Duration::from_millis(180),
+                max: Duration::from_millis(180),
+                multiplier: 1,
+                // 180 ms minus up to 44 %: 100.8-180 ms.
+                jitter: 0.44,
             },
             stream_backoff: BackoffConfig {
                 initial: Duration::from_millis(100),

@@ -1,4 +1,6 @@
-//! Connections: opening, closing, draining on GOAWAY or endpoint removal,
+//! Connections: opening (one attempt per endpoint at a time, spaced by
+//! `Config::connect_backoff`; redials while every member is down), closing,
+//! draining on GOAWAY or endpoint removal,
 //! and failing everything on a connection over when it breaks.
 
 use std::time::Instant;
@@ -23,6 +25,15 @@ pub(super) struct Conn {
     pub(super) state: ConnState,
     /// Unary attempts (and streams not yet established) outstanding.
     pub(super) attempts: u32,
+    /// Of `attempts`, those of calls that wait for their turn by design
+    /// (`Lock`, `Campaign`): they owe no answer by any time. Such a
+    /// connection gets keepalive pings (as one carrying streams) instead of
+    /// stall checks, and causes no status probe: a caller waiting on a
+    /// live member costs the cluster no RPC.
+    pub(super) waits: u32,
+    /// A waiting call went out and nothing was heard since: the member owes
+    /// one sign of life (a pong will do) before its silence is expected.
+    pub(super) wait_unverified: bool,
     /// Established long-lived streams.
     pub(super) streams: u32,
     /// Established streams that owe a reply (a request was sent on them
@@ -56,7 +67,20 @@ impl Conn {
     /// Whether the connection owes the client bytes: a unary attempt, a
     /// stream request or a probe is unanswered.
     pub(super) fn owes(&self) -> bool {
-        self.attempts > 0 || self.owed > 0 || self.probing
+        self.owes_answer() || self.wait_unverified
+    }
+
+    /// Whether an answer is due that should have come by now if the member
+    /// were well: a unary attempt that does not wait by design, a stream
+    /// request, a probe. A silent connection that owes one is suspected.
+    pub(super) fn owes_answer(&self) -> bool {
+        self.attempts > self.waits || self.owed > 0 || self.probing
+    }
+
+    /// Whether the connection needs keepalive pings: it carries streams or
+    /// calls that wait by design, whose silence is expected.
+    pub(super) fn kept_alive(&self) -> bool {
+        self.streams > 0 || self.waits > 0
     }
 }
 
@@ -86,7 +110,10 @@ impl Core {
         c.last_ping = Some(now);
         c.idle_since = Some(now);
         let ep = c.endpoint;
-        self.slots[ep.0].rejected = None;
+        let slot = &mut self.slots[ep.0];
+        slot.rejected = None;
+        slot.connect_backoff.reset();
+        slot.reconnect = false;
         self.rearm(now, conn);
         let outage = !self.has_fresh_endpoint(now, &[]);
         self.health_success(ep, None);
@@ -228,6 +255,63 @@ impl Core {
 
     // --------------------------------------------------------------- internals
 
+    /// Whether a connection attempt to `ep` may start at `now`
+    /// ([`super::Config::connect_backoff`]).
+    pub(super) fn may_connect(&self, now: Instant, ep: EndpointId) -> bool {
+        self.slots[ep.0].connect_at.is_none_or(|t| t <= now)
+    }
+
+    /// Whether no endpoint is up: every one is down (or rejected, or
+    /// removed). Calls then wait, and the endpoints are reconnected at
+    /// their connection spacing so that a member that comes back is found
+    /// at once.
+    pub(super) fn full_outage(&self, now: Instant) -> bool {
+        let recheck = self.config.rejection_recheck;
+        !self
+            .slots
+            .iter()
+            .any(|s| !s.removed && !s.is_rejected(now, recheck) && s.health.tier(now) <= 2)
+    }
+
+    /// When the next full-outage reconnect is due, if one is armed.
+    pub(super) fn next_reconnect_at(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.reconnect && s.conn.is_none() && !s.removed)
+            .filter_map(|s| s.connect_at.or(self.last_now))
+            .min()
+    }
+
+    /// Reconnect the endpoints whose full-outage reconnect is due, while
+    /// the outage lasts and calls that may use them wait; disarm the
+    /// others. One attempt per endpoint at a time, spaced by
+    /// [`super::Config::connect_backoff`], however many calls wait.
+    pub(super) fn run_reconnects(&mut self, now: Instant) {
+        let recheck = self.config.rejection_recheck;
+        for i in self.slots.ids() {
+            let s = &self.slots[i];
+            if !s.reconnect || s.conn.is_some() || s.connect_at.is_some_and(|t| t > now) {
+                continue;
+            }
+            let wanted = !s.removed
+                && !s.is_rejected(now, recheck)
+                && self.full_outage(now)
+                && self.calls.values().any(|c| {
+                    matches!(
+                        c.state,
+                        CallState::Queued { .. } | CallState::Connecting { .. }
+                    ) && c.bound.is_none_or(|b| b.0 == i)
+                });
+            if wanted {
+                self.open_conn(now, EndpointId(i));
+            } else {
+                self.slots[i].reconnect = false;
+            }
+        }
+    }
+
+    /// Open a connection to `ep` (the caller checked
+    /// [`Core::may_connect`]).
     pub(super) fn open_conn(&mut self, now: Instant, ep: EndpointId) -> ConnId {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
@@ -241,6 +325,8 @@ impl Core {
                 endpoint: ep,
                 state: ConnState::Connecting,
                 attempts: 0,
+                waits: 0,
+                wait_unverified: false,
                 streams: 0,
                 owed: 0,
                 probing: false,
@@ -262,14 +348,19 @@ impl Core {
         conn
     }
 
-    /// An attempt went out on `conn`.
-    pub(super) fn attempt_started(&mut self, now: Instant, conn: ConnId) {
+    /// An attempt went out on `conn`; `waits`: of a call that waits for its
+    /// turn by design.
+    pub(super) fn attempt_started(&mut self, now: Instant, conn: ConnId, waits: bool) {
         if let Some(k) = self.conns.get_mut(&conn) {
             if !k.owes() {
                 // Silence counts from now, not from the last answer.
                 k.last_heard = k.last_heard.max(now);
             }
             k.attempts += 1;
+            if waits {
+                k.waits += 1;
+                k.wait_unverified = true;
+            }
             k.idle_since = None;
         }
         self.rearm(now, conn);
@@ -301,10 +392,17 @@ impl Core {
         ep: EndpointId,
         streaming: bool,
         owed: bool,
+        waits: bool,
     ) {
         if let Some(k) = self.conns.get_mut(&conn) {
             if owed {
                 k.owed = k.owed.saturating_sub(1);
+            }
+            if waits {
+                k.waits = k.waits.saturating_sub(1);
+                if k.waits == 0 {
+                    k.wait_unverified = false;
+                }
             }
             if streaming {
                 k.streams = k.streams.saturating_sub(1);
@@ -344,6 +442,19 @@ impl Core {
         if self.slots[ep.0].conn == Some(conn) {
             self.slots[ep.0].conn = None;
         }
+        let next = if k.state == ConnState::Connecting {
+            // A failed attempt: the next one waits a jittered delay, so a
+            // refusing member is asked at most a few times a second.
+            now + self.slots[ep.0].connect_backoff.next_delay(&mut self.rng)
+        } else {
+            // A connection that broke: the next attempt may start at once,
+            // unless this one was opened moments ago (a member that accepts
+            // connections and drops them is not asked more often than
+            // one refusing them).
+            k.opened_at + self.config.connect_backoff.min_delay()
+        };
+        let slot = &mut self.slots[ep.0];
+        slot.connect_at = Some(slot.connect_at.map_or(next, |t| t.max(next)));
         if self.slots[ep.0].health.on_failure(now, &mut self.rng) {
             self.events.push_back(Event::HealthChanged {
                 endpoint: ep,

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::calls::{is_member_targeted, watched_when_slow, CallState};
+use super::calls::{is_member_targeted, waits_by_design, watched_when_slow, CallState};
 use super::conns::ConnState;
 use super::timers::CallTimer;
 use super::{Action, CallError, CallId, ConnId, Core, EndpointId};
@@ -61,7 +61,9 @@ impl Core {
         } else {
             None
         };
-        let outage = !candidates.is_empty() && candidates.iter().all(|c| c.tier >= 4);
+        // Every endpoint the call may use is down (some perhaps past their
+        // backoff): a full outage.
+        let outage = !candidates.is_empty() && candidates.iter().all(|c| c.tier >= 3);
         let pick = match to_leader {
             Some(l) => Some(l.0),
             None => self.balancer.pick(&candidates, &mut self.rng),
@@ -83,15 +85,21 @@ impl Core {
             return;
         };
         if outage && call.bound.is_none() {
-            // Every endpoint is down: try them all at once, so whichever
-            // member answers first is used.
+            // Every endpoint is down: try them all, so whichever member
+            // answers first is used; each at its connection spacing, and
+            // again at that spacing while the outage lasts and calls wait
+            // (`run_reconnects`), however many calls wait.
             for i in self.slots.ids() {
                 if i != pick
                     && !self.slots[i].removed
                     && self.slots[i].conn.is_none()
                     && !self.slots[i].is_rejected(now, recheck)
                 {
-                    self.open_conn(now, EndpointId(i));
+                    if self.may_connect(now, EndpointId(i)) {
+                        self.open_conn(now, EndpointId(i));
+                    } else {
+                        self.slots[i].reconnect = true;
+                    }
                 }
             }
         } else {
@@ -104,6 +112,7 @@ impl Core {
                 .iter()
                 .filter(|c| c.tier == 3 && c.id != pick && self.slots[c.id].conn.is_none())
                 .map(|c| c.id)
+                .filter(|&i| self.may_connect(now, EndpointId(i)))
                 .collect();
             for i in waking {
                 self.open_conn(now, EndpointId(i));
@@ -120,10 +129,26 @@ impl Core {
                     c.state = CallState::Connecting { conn };
                 }
             }
-            _ => {
+            _ if self.may_connect(now, ep) => {
                 let conn = self.open_conn(now, ep);
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.state = CallState::Connecting { conn };
+                }
+            }
+            _ => {
+                // The endpoint was tried a moment ago: the call waits for
+                // its next attempt (in a full outage, made by
+                // `run_reconnects`; a member that answers meanwhile takes
+                // the call at once, see `handle_connected`).
+                let at = self.slots[pick].connect_at.unwrap_or(now);
+                if outage {
+                    self.slots[pick].reconnect = true;
+                }
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.state = CallState::Queued { at };
+                    let old = c.retry_at.replace(at);
+                    self.timers.stop(old, CallTimer::Retry(id));
+                    self.timers.set(at, CallTimer::Retry(id));
                 }
             }
         }
@@ -137,7 +162,7 @@ impl Core {
         };
         let ep = k.endpoint;
         let token_gen = self.auth.token_gen;
-        let term = self.cluster.leader.map_or(0, |(_, t)| t);
+        let term = self.send_term(now);
         let stall = self.config.stall_timeout;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
@@ -164,6 +189,7 @@ impl Core {
                 budget.deposit(now);
             }
         }
+        let waits = waits_by_design(c.method);
         if watched_when_slow(c.method) {
             let at = now + stall;
             let old = c.slow_at.replace(at);
@@ -171,7 +197,7 @@ impl Core {
             self.timers.set(at, CallTimer::SlowCheck(id));
         }
         self.slots[ep.0].in_flight += 1;
-        self.attempt_started(now, conn);
+        self.attempt_started(now, conn, waits);
         self.actions.push_back(Action::Send {
             call: id,
             attempt,

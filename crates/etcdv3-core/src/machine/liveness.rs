@@ -12,11 +12,20 @@
 //! re-sent, and the next check waits until etcd's ping policy allows
 //! another ping. A PING unanswered for `ping_timeout` closes the
 //! connection: everything on it fails over.
+//!
+//! Calls that wait for their turn by design (`Lock`, `Campaign`) owe no
+//! answer by any time: once the member was heard from after one went out
+//! (one liveness PING after `stall_timeout`, without suspecting the
+//! member), their connection gets keepalive pings like one carrying
+//! streams (every `keepalive_interval`, etcd's ping policy allows one
+//! every 5 s while a stream is open) and no stall check, and they cause
+//! no status probe.
 
 use std::time::{Duration, Instant};
 
+use super::calls::CallState;
 use super::conns::{Conn, ConnState, Orphan};
-use super::{Action, ConnId, Core, MIN_PING_INTERVAL};
+use super::{Action, CallId, ConnId, Core, MIN_PING_INTERVAL};
 use crate::health::HealthReason;
 use crate::status::{Code, Status};
 
@@ -82,6 +91,9 @@ impl Core {
         };
         c.timers.ping = None;
         c.last_heard = c.last_heard.max(now);
+        // The member is alive: calls waiting there for their turn wait
+        // quietly from now on.
+        c.wait_unverified = false;
         let was_checking = std::mem::replace(&mut c.checking, false);
         let ep = c.endpoint;
         self.rearm(now, conn);
@@ -90,15 +102,34 @@ impl Core {
         }
     }
 
-    /// Something arrived on `conn` from the server (a response, a stream
-    /// message, a probe answer): it is alive, and etcd's ping strikes are
-    /// reset, so one early ping is allowed again.
+    /// Bytes of the response of unary call `call` arrived, before the whole
+    /// answer did (a large range on a slow link: under ~50 Mbit/s a 5 MiB
+    /// window takes longer than the ping timeout to drain, and a PONG waits
+    /// behind it). The member is alive: its connection counts as heard
+    /// from, and a liveness PING out on it no longer decides its fate (the
+    /// answer arriving is the proof a PONG would have been). Call it for
+    /// each chunk that leaves the answer incomplete; a whole answer is
+    /// reported with [`Core::handle_outcome`].
+    pub fn handle_call_progress(&mut self, now: Instant, call: CallId) {
+        self.observe(now);
+        if let Some(CallState::InFlight { conn, .. }) = self.calls.get(&call).map(|c| c.state) {
+            self.heard_from(now, conn);
+        }
+    }
+
+    /// Something arrived on `conn` from the server (a response or part of
+    /// one, a stream message, a probe answer): it is alive, and etcd's ping
+    /// strikes are reset, so one early ping is allowed again. A PING still
+    /// out no longer times the connection out: data behind which its PONG
+    /// may be queued just proved the peer alive.
     pub(super) fn heard_from(&mut self, now: Instant, conn: ConnId) {
         let Some(k) = self.conns.get_mut(&conn) else {
             return;
         };
         k.last_heard = k.last_heard.max(now);
         k.early_ping = true;
+        k.timers.ping = None;
+        k.wait_unverified = false;
         let was_checking = std::mem::replace(&mut k.checking, false);
         let ep = k.endpoint;
         self.rearm(now, conn);
@@ -111,7 +142,12 @@ impl Core {
     /// place they are computed.
     pub(super) fn rearm(&mut self, _now: Instant, conn: ConnId) {
         let stall = self.config.stall_timeout;
-        let keepalive = self.config.keepalive_interval.max(MIN_PING_INTERVAL);
+        // Never closer than a liveness check may follow a ping: an idle
+        // connection's pings must not reach the server less than 5 s apart.
+        let keepalive = self
+            .config
+            .keepalive_interval
+            .max(MIN_PING_INTERVAL + PING_SPACING_MARGIN);
         let idle_timeout = self.config.idle_timeout;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
@@ -123,7 +159,7 @@ impl Core {
         let no_ping = c.timers.ping.is_none();
         c.timers.check = (c.owes() && no_ping && !c.checking)
             .then(|| (c.last_heard + stall).max(c.ping_allowed_at()));
-        c.timers.keepalive = (c.streams > 0 && no_ping).then(|| {
+        c.timers.keepalive = (c.kept_alive() && no_ping).then(|| {
             let heard = c.last_ping.map_or(c.last_heard, |p| p.max(c.last_heard));
             heard + keepalive
         });
@@ -159,8 +195,15 @@ impl Core {
             if let Some(k) = self.conns.get(&conn) {
                 if k.owes() && now >= k.last_heard + stall && now >= k.ping_allowed_at() {
                     let ep = k.endpoint;
+                    // Only a connection owing an answer is suspected; one
+                    // whose waiting calls merely need a sign of life is
+                    // just pinged (a Lock waiting for its turn is silent
+                    // by design).
+                    let suspect = k.owes_answer();
                     self.send_ping(now, conn, true);
-                    self.health_suspect(ep, HealthReason::Stalled);
+                    if suspect {
+                        self.health_suspect(ep, HealthReason::Stalled);
+                    }
                 }
             }
         }

@@ -20,7 +20,7 @@
 //! |---|---|
 //! | `calls.rs` | the call table and the retry matrix: what an attempt's end means for its call |
 //! | `dispatch.rs` | which endpoint a call goes to, and sending it |
-//! | `conns.rs` | connections: opening, closing, draining, failing over |
+//! | `conns.rs` | connections: opening (one attempt per endpoint at a time, spaced; redials in a full outage), closing, draining, failing over |
 //! | `liveness.rs` | each connection's timer table: connect, ping, stall check, keepalive, idle |
 //! | `cluster.rs` | the cluster view: status probes, leaders and terms, stale members |
 //! | `fence.rs` | the revision fence: serializable reads do not go back in revision, and no answer bricks reads |
@@ -92,6 +92,16 @@ struct Slot {
     /// The endpoint rejected the client for good (when, why): left out of
     /// picks until [`Config::rejection_recheck`] has passed.
     rejected: Option<(Instant, String)>,
+    /// No connection attempt to the endpoint starts before this instant
+    /// ([`Config::connect_backoff`]).
+    connect_at: Option<Instant>,
+    /// Spacing of connection attempts after failed ones; reset when one
+    /// succeeds.
+    connect_backoff: crate::backoff::Backoff,
+    /// Every member is down and calls wait: reconnect at `connect_at`
+    /// (and again after each failed attempt) until a member answers or no
+    /// call waits any more.
+    reconnect: bool,
 }
 
 /// The endpoint table: slots by [`EndpointId`], in id order. Ids are handed
@@ -363,14 +373,16 @@ impl Core {
             .next()
             .into_iter()
             .chain(conns)
+            .chain(self.next_reconnect_at())
             .chain(probe)
             .min()
     }
 
     /// Advance timers to `now`: connection timers (connect and ping
     /// timeouts, stall checks, keepalive pings, idle closes) first, so that
-    /// the retries they cause see up-to-date endpoint health; then call
-    /// timers (deadlines, backoffs, slow-mutation checks); then probes.
+    /// the retries they cause see up-to-date endpoint health; then the
+    /// reconnects of a full outage; then call timers (deadlines, backoffs,
+    /// slow-mutation checks); then probes.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
         let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -390,6 +402,7 @@ impl Core {
             }
         }
         self.adopt(now, lost);
+        self.run_reconnects(now);
         while let Some(timer) = self.timers.pop_due(now) {
             self.fire_call_timer(now, timer);
         }
@@ -422,6 +435,9 @@ impl Core {
             in_flight: 0,
             viewed_at: None,
             rejected: None,
+            connect_at: None,
+            connect_backoff: crate::backoff::Backoff::new(self.config.connect_backoff.clone()),
+            reconnect: false,
         });
     }
 

@@ -26,8 +26,10 @@
 //! at most the hub's buffer limit (plus one response), leases never believed
 //! alive past the server's expiry, no holder told it owns a lease past the
 //! server's expiry of it (`streams.rs`), no slow healthy call aborted or
-//! re-sent, stream reopen
-//! rate, no timer that stays due, and (one seed in eight) no call,
+//! re-sent, stream reopen rate, no timer that stays due, at most 10
+//! connection attempts per endpoint in any second (however many calls wait
+//! out an outage), no status probe caused by Lock/Campaign calls waiting on
+//! live members, and (one seed in eight) no call,
 //! connection or timer left once everything ended and the idle timeout
 //! passed. The totals over all seeds are asserted too (each fault kind hit
 //! calls, outcomes were unknown, watches delivered...), so a harness change

@@ -429,7 +429,22 @@ pub struct World {
     history_epoch: u32,
     /// Members whose next answer carries [`HUGE_REVISION`].
     bogus: HashSet<usize>,
+    /// Connection attempts of the last second, per endpoint (at most
+    /// [`MAX_CONNECTS_PER_SECOND`], however many calls wait).
+    recent_connects: HashMap<EndpointId, std::collections::VecDeque<Instant>>,
+    /// Calls the core holds in flight, as the adapter knows them (sent, no
+    /// outcome reported yet, stream not established): attempt, and whether
+    /// the call waits for its turn by design (Lock, Campaign).
+    core_in_flight: HashMap<CallId, (u32, bool)>,
+    /// The last time an endpoint was reported down or suspect.
+    trouble_at: Option<Instant>,
+    /// The last time a call that does not wait by design left flight.
+    other_left_at: Option<Instant>,
 }
+
+/// The most connection attempts to one endpoint in any second
+/// (`Config::connect_backoff`: 100-180 ms apart after a failure).
+const MAX_CONNECTS_PER_SECOND: usize = 10;
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -522,6 +537,10 @@ impl World {
             snapshot_rev: None,
             history_epoch: 0,
             bogus: HashSet::new(),
+            recent_connects: HashMap::new(),
+            core_in_flight: HashMap::new(),
+            trouble_at: None,
+            other_left_at: None,
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -1030,8 +1049,58 @@ impl World {
                     self.report.fence_resets += 1;
                     self.log(|| format!("fence reset: {seen} -> {answered}"));
                 }
+                Event::HealthChanged { state, .. } => {
+                    if state != etcdv3_core::health::HealthState::Up {
+                        self.trouble_at = Some(self.now);
+                    }
+                }
                 _ => {}
             }
+        }
+    }
+
+    /// `call`'s attempt (any, or `attempt`) is no longer in flight.
+    fn left_flight(&mut self, call: CallId, attempt: Option<u32>) {
+        let Some(&(a, waits)) = self.core_in_flight.get(&call) else {
+            return;
+        };
+        if attempt.is_none_or(|x| x == a) {
+            self.core_in_flight.remove(&call);
+            if !waits {
+                self.other_left_at = Some(self.now);
+            }
+        }
+    }
+
+    /// No RPC is caused by calls waiting for their turn (Lock, Campaign) on
+    /// live members (issue 17, section 4): a status probe while nothing
+    /// else is in flight, every member is up, and no fault, election or
+    /// trouble happened for a while, is a violation.
+    fn check_probe_cause(&mut self) {
+        const CALM: Duration = Duration::from_secs(12);
+        let now = self.now;
+        let waits = self.core_in_flight.values().filter(|(_, w)| *w).count();
+        let others = self.core_in_flight.len() - waits;
+        if waits == 0 || others > 0 {
+            return;
+        }
+        let faulty = self
+            .faults
+            .iter()
+            .any(|f| f.at <= now && now < f.at + f.dur + CALM);
+        let elected = self.elections.last().is_some_and(|e| now < *e + CALM);
+        let troubled = self.trouble_at.is_some_and(|t| now < t + CALM);
+        // A round asked for by a slow call that just ended may still run.
+        let recent_other = self.other_left_at.is_some_and(|t| now < t + ms(1000));
+        let all_up = self
+            .core
+            .endpoint_states()
+            .iter()
+            .all(|s| s.health == etcdv3_core::health::HealthState::Up);
+        if !faulty && !elected && !troubled && !recent_other && all_up {
+            self.violation(format!(
+                "status probe while only {waits} waiting Lock/Campaign call(s) were in flight on live members"
+            ));
         }
     }
 
@@ -1061,6 +1130,19 @@ impl World {
                 if others > 0 {
                     self.violation(format!(
                         "second connection to {endpoint:?} while one is open"
+                    ));
+                }
+                // Connection attempts per endpoint are bounded, whatever
+                // the number of waiting calls (issue 17, section 3).
+                let recent = self.recent_connects.entry(endpoint).or_default();
+                while recent.front().is_some_and(|t| *t + ms(1000) <= now) {
+                    recent.pop_front();
+                }
+                recent.push_back(now);
+                if recent.len() > MAX_CONNECTS_PER_SECOND {
+                    let n = recent.len();
+                    self.violation(format!(
+                        "{n} connection attempts to {endpoint:?} within a second"
                     ));
                 }
                 self.conns.insert(
@@ -1116,6 +1198,11 @@ impl World {
                 attempt,
                 conn,
             } => {
+                let waits = self
+                    .by_id
+                    .get(&call)
+                    .is_some_and(|i| matches!(self.calls[*i].kind, CallKind::Wait { .. }));
+                self.core_in_flight.insert(call, (attempt, waits));
                 if attempt > 1 {
                     self.check_slow_abort(call, "it was sent again");
                 }
@@ -1185,6 +1272,7 @@ impl World {
             }
             Action::Probe { conn, .. } => {
                 self.log(|| format!("Probe {conn:?}"));
+                self.check_probe_cause();
                 if let Some(c) = self.conns.get(&conn) {
                     if c.st == ConnSt::Open {
                         let m = c.member;
@@ -1205,6 +1293,7 @@ impl World {
                 self.at(now + d, Ev::AuthDone);
             }
             Action::Complete { call, result } => {
+                self.left_flight(call, None);
                 if let Err(e) = &result {
                     if now < self.call_deadline(call) {
                         self.check_slow_abort(call, &format!("it failed: {e}"));
@@ -1345,6 +1434,7 @@ impl World {
     }
 
     fn report_outcome(&mut self, call: CallId, attempt: u32, outcome: Outcome) {
+        self.left_flight(call, Some(attempt));
         if let Outcome::Success(Some(meta)) = &outcome {
             self.client_term = self.client_term.max(meta.raft_term);
         }
@@ -1540,6 +1630,7 @@ impl World {
                 self.calls[idx].cancelled = true;
                 self.report.cancelled += 1;
                 self.slow_runs.remove(&call);
+                self.left_flight(call, None);
                 self.core.cancel_call(now, call);
                 self.drop_held(call);
             }
@@ -1554,7 +1645,13 @@ impl World {
                 conn,
                 call,
                 attempt,
-            } => self.stream_headers(conn, call, attempt),
+            } => {
+                if self.current(call, conn, attempt) {
+                    // Established: the core no longer counts it in flight.
+                    self.left_flight(call, None);
+                }
+                self.stream_headers(conn, call, attempt)
+            }
             Ev::StreamReqArrive { conn, stream, req } => self.srv_stream_req(conn, stream, *req),
             Ev::StreamResp {
                 conn,
