@@ -1049,10 +1049,10 @@ impl World {
                     self.report.fence_resets += 1;
                     self.log(|| format!("fence reset: {seen} -> {answered}"));
                 }
-                Event::HealthChanged { state, .. } => {
-                    if state != etcdv3_core::health::HealthState::Up {
-                        self.trouble_at = Some(self.now);
-                    }
+                Event::HealthChanged { state, .. }
+                    if state != etcdv3_core::health::HealthState::Up =>
+                {
+                    self.trouble_at = Some(self.now);
                 }
                 _ => {}
             }
