@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, KeepAliveEvent, LeaseGrantOptions, PutOptions};
-use etcdv3_client::concurrency::{Mutex, Session, SessionEnd, SessionOptions};
+use etcdv3_client::concurrency::{
+    Election, Error as RecipeError, Mutex, Session, SessionEnd, SessionOptions,
+};
 use etcdv3_client::{Client, Error};
 use etcdv3_integration::cluster::{connect, start};
 use etcdv3_integration::runtime::TestRuntime;
@@ -154,6 +156,9 @@ async fn lease_loss_is_reported_within_ttl_when_cut_off_from_every_member<R: Tes
         .await
         .unwrap();
     let guard = Mutex::new(&session, "lease-cut/lock").lock().await.unwrap();
+    let mut election = Election::new(&session, "lease-cut/election");
+    election.campaign("me").await.unwrap();
+    assert!(election.is_leader());
 
     // Wait for a renewal, then cut the client off from every member at once.
     let renewed = R::timeout(Duration::from_secs(5), keeper.next())
@@ -232,6 +237,8 @@ async fn lease_loss_is_reported_within_ttl_when_cut_off_from_every_member<R: Tes
     );
     assert!(session.valid_until() <= session_told);
     assert!(guard.valid_until() <= session_told);
+    assert!(!election.is_leader(), "leadership is lost with the session");
+    assert!(election.valid_until().is_some_and(|t| t <= session_told));
     assert!(keeper.valid_until() <= keeper_told);
 
     // Back on the network once the server must have expired the lease (it
@@ -249,9 +256,14 @@ async fn lease_loss_is_reported_within_ttl_when_cut_off_from_every_member<R: Tes
         matches!(last, Ok(Some(Err(Error::LeaseExpired { id }))) if id == l.id),
         "expected the confirmed expiry, got {last:?}"
     );
-    // The session does not resume.
+    // The session does not resume, nor does the leadership.
     R::sleep(Duration::from_secs(1)).await;
     assert_eq!(session.ended(), Some(SessionEnd::DeadlinePassed));
+    assert!(!election.is_leader());
+    assert!(matches!(
+        election.proclaim("still me?").await,
+        Err(RecipeError::NotLeader)
+    ));
     drop(guard);
     c.close();
 }
