@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcdv3_client::api::{GetOptions, KeepAliveEvent, LeaseGrantOptions, PutOptions};
-use etcdv3_client::concurrency::{Mutex, Session, SessionEnd, SessionOptions};
+use etcdv3_client::concurrency::{
+    Election, Error as RecipeError, Mutex, Session, SessionEnd, SessionOptions,
+};
 use etcdv3_client::{Client, Error};
 use etcdv3_integration::cluster::{connect, start};
 use etcdv3_integration::runtime::TestRuntime;
@@ -154,6 +156,9 @@ async fn lease_loss_is_reported_within_ttl_when_cut_off_from_every_member<R: Tes
         .await
         .unwrap();
     let guard = Mutex::new(&session, "lease-cut/lock").lock().await.unwrap();
+    let mut election = Election::new(&session, "lease-cut/election");
+    election.campaign("me").await.unwrap();
+    assert!(election.is_leader());
 
     // Wait for a renewal, then cut the client off from every member at once.
     let renewed = R::timeout(Duration::from_secs(5), keeper.next())
@@ -232,10 +237,17 @@ async fn lease_loss_is_reported_within_ttl_when_cut_off_from_every_member<R: Tes
     );
     assert!(session.valid_until() <= session_told);
     assert!(guard.valid_until() <= session_told);
+    assert!(!election.is_leader(), "leadership is lost with the session");
+    assert!(election.valid_until().is_some_and(|t| t <= session_told));
     assert!(keeper.valid_until() <= keeper_told);
 
-    // Back on the network: the server expired the lease meanwhile, and the
-    // keeper (still renewing) says so: confirmed.
+    // Back on the network once the server must have expired the lease (it
+    // renewed it last no later than `renewed_at`; its lessor revokes within
+    // 500 ms): the keeper, still renewing, hears so: confirmed. (Healed at
+    // the deadline, the renewals the blackhole held can reach the server
+    // just before its expiry: the keeper then says `Renewed`, alive again.)
+    let expired_on_server = renewed_at + ttl + Duration::from_secs(1);
+    R::sleep(expired_on_server.saturating_duration_since(Instant::now())).await;
     for i in 0..cluster.size() {
         cluster.unblackhole_client(i).unwrap();
     }
@@ -244,15 +256,84 @@ async fn lease_loss_is_reported_within_ttl_when_cut_off_from_every_member<R: Tes
         matches!(last, Ok(Some(Err(Error::LeaseExpired { id }))) if id == l.id),
         "expected the confirmed expiry, got {last:?}"
     );
-    // The session does not resume.
+    // The session does not resume, nor does the leadership.
     R::sleep(Duration::from_secs(1)).await;
     assert_eq!(session.ended(), Some(SessionEnd::DeadlinePassed));
+    assert!(!election.is_leader());
+    assert!(matches!(
+        election.proclaim("still me?").await,
+        Err(RecipeError::NotLeader)
+    ));
     drop(guard);
+    c.close();
+}
+
+/// Issue 17: a session that ended at its local deadline revokes its lease
+/// once a member answers, so that waiters need not wait for the server to
+/// expire it. Here another client (not cut off) keeps the same lease alive:
+/// only the revoke can end it. Today's tree never revoked it.
+async fn a_session_past_its_deadline_revokes_its_lease_once_a_member_answers<R: TestRuntime>() {
+    const TTL: i64 = 5;
+    let cluster = Arc::new(start::<R>(3).await);
+    let c = connect::<R>(&cluster).await;
+    // A second client on the members' own URLs, past the proxies.
+    let direct: Vec<String> = (0..cluster.size())
+        .map(|i| cluster.member(i).direct_client_url())
+        .collect();
+    let other = R::connect(
+        &direct,
+        etcdv3_client::ClientOptions::default().with_timeout(Duration::from_secs(10)),
+    )
+    .await
+    .unwrap();
+    let l = c.lease_grant(TTL, LeaseGrantOptions::new()).await.unwrap();
+    let mut kept_elsewhere = other.lease_keep_alive(l.id).await.unwrap();
+    let session = Session::new(&c, SessionOptions::new().with_lease(l.id))
+        .await
+        .unwrap();
+    for i in 0..cluster.size() {
+        cluster.blackhole_client(i).unwrap();
+    }
+    let cut = Instant::now();
+    let end = R::timeout(Duration::from_secs(TTL as u64 + 5), session.done())
+        .await
+        .expect("the session ends at its deadline");
+    assert_eq!(end, SessionEnd::DeadlinePassed);
+    assert!(cut.elapsed() <= Duration::from_secs(TTL as u64 + 1));
+    // The lease is still alive: the other client renews it.
+    assert!(other.lease_time_to_live(l.id, false).await.unwrap().ttl > 0);
+    for i in 0..cluster.size() {
+        cluster.unblackhole_client(i).unwrap();
+    }
+    let healed = Instant::now();
+    // The other client's keeper learns that the lease is gone (confirmed):
+    // only a revoke can end it while that client renews it.
+    let within = Duration::from_secs(TTL as u64);
+    loop {
+        let left = within
+            .checked_sub(healed.elapsed())
+            .expect("the lease was not revoked within a TTL of the heal");
+        let next = R::timeout(left, kept_elsewhere.next())
+            .await
+            .expect("the lease was not revoked within a TTL of the heal");
+        match next {
+            Some(Ok(KeepAliveEvent::Renewed { .. })) => {}
+            Some(Err(Error::LeaseExpired { id })) if id == l.id => break,
+            other => panic!("expected the confirmed end of the lease, got {other:?}"),
+        }
+    }
+    eprintln!(
+        "[lease-revoke] lease revoked {:.3} s after the client was back on the network",
+        healed.elapsed().as_secs_f64()
+    );
+    assert_eq!(other.lease_time_to_live(l.id, false).await.unwrap().ttl, -1);
+    other.close();
     c.close();
 }
 
 etcdv3_integration::runtime_tests!(
     exclusive: lease_loss_is_reported_within_ttl_when_cut_off_from_every_member,
+    a_session_past_its_deadline_revokes_its_lease_once_a_member_answers,
 );
 
 etcdv3_integration::runtime_tests!(

@@ -128,8 +128,11 @@ impl Election {
         self.leadership.as_ref().map(|l| l.revision)
     }
 
-    /// Whether this candidate won and has not resigned (as far as this
-    /// process knows: the session may have ended meanwhile).
+    /// Whether this candidate won, has not resigned, and its session has
+    /// not ended. Once the session ended (its lease's local deadline passed
+    /// unrenewed, or the lease is gone) this is `false` for good: the
+    /// leadership is lost, or may be, and is never resumed. For a fencing
+    /// view see [`valid_until`](Election::valid_until).
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
@@ -143,7 +146,7 @@ impl Election {
     /// # Ok(()) }
     /// ```
     pub fn is_leader(&self) -> bool {
-        self.leadership.is_some()
+        self.leadership.is_some() && self.session.ended().is_none()
     }
 
     /// While this candidate leads: the instant until which its leadership
@@ -220,11 +223,11 @@ impl Election {
     /// ```
     pub async fn campaign(&mut self, value: impl Into<Vec<u8>>) -> Result<()> {
         let value = value.into();
-        if self.leadership.is_some() {
-            return self.proclaim(value).await;
-        }
         if self.session.ended().is_some() {
             return Err(self.session.expired());
+        }
+        if self.leadership.is_some() {
+            return self.proclaim(value).await;
         }
         let claim = self.session.claim(&self.key).await;
         let client = self.session.client();
@@ -288,7 +291,8 @@ impl Election {
     }
 
     /// As the leader, announce `value` to observers. Fails with
-    /// [`Error::NotLeader`] when not leading (any more).
+    /// [`Error::NotLeader`] when not leading (any more: also once the
+    /// session ended, even if the leader key still exists).
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::{Election, Error, Session, SessionOptions};
@@ -304,6 +308,11 @@ impl Election {
         let Some(revision) = self.revision() else {
             return Err(Error::NotLeader);
         };
+        if !self.is_leader() {
+            // The session ended: leadership is lost or may be, and is not
+            // resumed even if the leader key still exists.
+            return Err(Error::NotLeader);
+        }
         if self.put_guarded(revision, value.into()).await? {
             Ok(())
         } else {

@@ -218,14 +218,15 @@ impl DoneState {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn finish(&self, end: SessionEnd) {
+    /// The session ended at `at`, for `end` (the first end sticks).
+    fn finish(&self, end: SessionEnd, at: Instant) {
         let wakers = {
             let mut st = self.lock();
             if st.0.is_some() {
                 return;
             }
             st.0 = Some(end);
-            *lock(&self.ended_at) = Some(Instant::now());
+            *lock(&self.ended_at) = Some(at);
             std::mem::take(&mut st.1)
         };
         for w in wakers.into_values() {
@@ -437,7 +438,9 @@ impl Session {
     fn stop_keeping(&self) {
         self.inner.finished.store(true, Ordering::SeqCst);
         lock(&self.inner.stop).take();
-        self.inner.state.finish(SessionEnd::Closed);
+        self.inner
+            .state
+            .finish(SessionEnd::Closed, self.inner.client.now());
     }
 
     /// The error of a call that found the session ended.
@@ -516,7 +519,7 @@ async fn keep(
     let lease = keeper.id();
     let ttl = keeper.ttl();
     drop(keeper);
-    state.finish(end);
+    state.finish(end, client.now());
     if end == SessionEnd::DeadlinePassed && !client.is_closed() {
         // Those waiting for what the session held need not wait for the
         // server to expire the lease: revoke it as soon as a member
@@ -534,7 +537,7 @@ async fn keep(
 impl Drop for Inner {
     fn drop(&mut self) {
         lock(&self.stop).take();
-        self.state.finish(SessionEnd::Closed);
+        self.state.finish(SessionEnd::Closed, self.client.now());
         if self.finished.load(Ordering::SeqCst) || self.client.is_closed() {
             return;
         }
@@ -639,14 +642,14 @@ mod tests {
         assert_eq!(state.lock().1.len(), 2, "one waker per waiter");
         drop(b);
         assert_eq!(state.lock().1.len(), 1, "a dropped waiter is forgotten");
-        state.finish(SessionEnd::Expired);
+        state.finish(SessionEnd::Expired, Instant::now());
         assert_eq!(count.0.load(Ordering::SeqCst), 1);
         assert_eq!(
             Pin::new(&mut a).poll(&mut cx),
             Poll::Ready(SessionEnd::Expired)
         );
         // The first end sticks.
-        state.finish(SessionEnd::Closed);
+        state.finish(SessionEnd::Closed, Instant::now());
         assert_eq!(state.end(), Some(SessionEnd::Expired));
         let mut late = waiter(&state);
         assert_eq!(
