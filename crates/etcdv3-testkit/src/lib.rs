@@ -30,6 +30,9 @@
 //! it for post-mortem reading of the member logs). [`Cluster::shutdown`] does the same through
 //! a shared reference (e.g. on Ctrl-C while another thread still holds an `Arc<Cluster>`).
 //!
+//! Every plain-HTTP client proxy also counts the HTTP/2 PINGs clients send and the GOAWAYs
+//! members answer with (too_many_pings apart): [`Cluster::client_http2_counts`].
+//!
 //! The [`fault`] module holds the fault schedule ([`fault::Fault`], [`fault::inject`]) and the
 //! checks of what a workload saw under it, shared by the failover suite, the benchmark and
 //! `etcdv3ctl demo`.
@@ -43,7 +46,7 @@
 //! [`Member`] values, accessors, shutdown), `process.rs` (spawn, health wait, kill, pause,
 //! restart), `restore.rs` (snapshot save and restore), `network.rs` (isolate, blackhole, reset), `gateway.rs` (`/health`, `/metrics`,
 //! JSON gateway: status, leader, member removal), `binary.rs` (finding etcd, its version),
-//! `proxy.rs` (the TCP proxies), `tls.rs` (certificates), `http.rs` (a minimal HTTP/1.0
+//! `proxy.rs` (the TCP proxies), `h2frames.rs` (their HTTP/2 frame counts), `tls.rs` (certificates), `http.rs` (a minimal HTTP/1.0
 //! client), `fault.rs`.
 //!
 //! ```no_run
@@ -75,6 +78,7 @@ mod cluster;
 mod error;
 pub mod fault;
 mod gateway;
+mod h2frames;
 mod http;
 mod network;
 mod ports;
@@ -91,6 +95,7 @@ pub use builder::ClusterBuilder;
 pub use cluster::{Cluster, Member};
 pub use error::TestkitError;
 pub use gateway::{metric_sum, MemberStatus};
+pub use h2frames::{says_too_many_pings, Http2Counts};
 pub use tls::TlsFiles;
 
 /// Default time [`ClusterBuilder::start`] and [`Cluster::restart`] wait for health.
