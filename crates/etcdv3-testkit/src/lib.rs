@@ -30,6 +30,8 @@
 //! it for post-mortem reading of the member logs). [`Cluster::shutdown`] does the same through
 //! a shared reference (e.g. on Ctrl-C while another thread still holds an `Arc<Cluster>`).
 //!
+//! [`dns::SrvServer`] is a tiny authoritative DNS server (SRV records) for discovery tests.
+//!
 //! Every plain-HTTP client proxy also counts the HTTP/2 PINGs clients send and the GOAWAYs
 //! members answer with (too_many_pings apart): [`Cluster::client_http2_counts`].
 //!
@@ -75,6 +77,7 @@
 mod binary;
 mod builder;
 mod cluster;
+pub mod dns;
 mod error;
 pub mod fault;
 mod gateway;
