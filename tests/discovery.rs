@@ -42,6 +42,7 @@ fn dns_for(cluster: &Cluster) -> SrvServer {
                 target: "localhost".into(),
             }],
         )],
+        vec![],
     )
     .expect("dns server")
 }

@@ -1,6 +1,7 @@
 //! A tiny authoritative DNS server on UDP for tests of SRV discovery: it answers SRV
-//! questions for the names it was given, NXDOMAIN for every other name, and serves until
-//! dropped (a std thread, like the rest of the testkit).
+//! questions and A (IPv4) questions for the names it was given, an empty answer for the other
+//! types of those names, NXDOMAIN for every other name, and serves until dropped (a std
+//! thread, like the rest of the testkit).
 //!
 //! ```no_run
 //! use etcdv3_testkit::dns::{SrvServer, SrvTarget};
@@ -12,6 +13,7 @@
 //!         "_etcd-client._tcp.example.test".into(),
 //!         vec![SrvTarget { priority: 0, weight: 1, port: 2379, target: "localhost".into() }],
 //!     )],
+//!     vec![],
 //! )?;
 //! println!("ask {}", server.addr());
 //! # Ok(())
@@ -19,13 +21,14 @@
 //! ```
 
 use std::io;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 const TYPE_SRV: u16 = 33;
+const TYPE_A: u16 = 1;
 const CLASS_IN: u16 = 1;
 
 /// One SRV record's data.
@@ -50,8 +53,14 @@ pub struct SrvServer {
 }
 
 impl SrvServer {
-    /// Binds `addr` (UDP) and answers for `zone`: SRV name -> its records.
-    pub fn start(addr: SocketAddr, zone: Vec<(String, Vec<SrvTarget>)>) -> io::Result<SrvServer> {
+    /// Binds `addr` (UDP) and answers for `srv` (SRV name -> its records) and `hosts` (name
+    /// -> its IPv4 address).
+    pub fn start(
+        addr: SocketAddr,
+        srv: Vec<(String, Vec<SrvTarget>)>,
+        hosts: Vec<(String, Ipv4Addr)>,
+    ) -> io::Result<SrvServer> {
+        let zone = Zone { srv, hosts };
         let socket = UdpSocket::bind(addr)?;
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let addr = socket.local_addr()?;
@@ -89,7 +98,13 @@ impl Drop for SrvServer {
     }
 }
 
-fn serve(socket: &UdpSocket, zone: &[(String, Vec<SrvTarget>)], stop: &AtomicBool, n: &AtomicU64) {
+/// What the server answers for.
+struct Zone {
+    srv: Vec<(String, Vec<SrvTarget>)>,
+    hosts: Vec<(String, Ipv4Addr)>,
+}
+
+fn serve(socket: &UdpSocket, zone: &Zone, stop: &AtomicBool, n: &AtomicU64) {
     let mut buf = [0u8; 4096];
     while !stop.load(Ordering::Relaxed) {
         let Ok((len, from)) = socket.recv_from(&mut buf) else {
@@ -122,26 +137,36 @@ fn question(msg: &[u8]) -> Option<(String, u16, usize)> {
 }
 
 /// The reply to one query (`None`: not a query worth answering).
-fn answer(msg: &[u8], zone: &[(String, Vec<SrvTarget>)]) -> Option<Vec<u8>> {
+fn answer(msg: &[u8], zone: &Zone) -> Option<Vec<u8>> {
     if msg.len() < 12 || msg[2] & 0x80 != 0 || u16::from_be_bytes([msg[4], msg[5]]) != 1 {
         return None;
     }
     let (name, ty, end) = question(msg)?;
-    let records = zone
-        .iter()
-        .find(|(n, _)| n.trim_end_matches('.').eq_ignore_ascii_case(&name))
-        .map(|(_, r)| r);
+    let is = |n: &String| n.trim_end_matches('.').eq_ignore_ascii_case(&name);
+    let records = zone.srv.iter().find(|(n, _)| is(n)).map(|(_, r)| r);
+    let host = zone.hosts.iter().find(|(n, _)| is(n)).map(|(_, ip)| *ip);
+    let exists = records.is_some() || host.is_some();
     let mut out = msg[..end].to_vec();
     // QR, AA, the query's RD; RA off; NOERROR or NXDOMAIN; one question, no
     // authority or additional records (an EDNS OPT in the query is not echoed).
     out[2] = 0x84 | (msg[2] & 0x01);
-    out[3] = if records.is_some() { 0 } else { 3 };
+    out[3] = if exists { 0 } else { 3 };
     out[8..12].fill(0);
     let answers: &[SrvTarget] = match records {
         Some(r) if ty == TYPE_SRV => r,
         _ => &[],
     };
-    out[6..8].copy_from_slice(&(answers.len() as u16).to_be_bytes());
+    let address = host.filter(|_| ty == TYPE_A);
+    let count = answers.len() + usize::from(address.is_some());
+    out[6..8].copy_from_slice(&(count as u16).to_be_bytes());
+    if let Some(ip) = address {
+        out.extend_from_slice(&[0xc0, 12]);
+        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&60u32.to_be_bytes());
+        out.extend_from_slice(&4u16.to_be_bytes());
+        out.extend_from_slice(&ip.octets());
+    }
     for r in answers {
         out.extend_from_slice(&[0xc0, 12]);
         out.extend_from_slice(&TYPE_SRV.to_be_bytes());
@@ -194,6 +219,7 @@ mod tests {
                     target: "localhost.".into(),
                 }],
             )],
+            vec![("m0.example.test".into(), Ipv4Addr::LOCALHOST)],
         )
         .unwrap();
         let c = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -223,6 +249,19 @@ mod tests {
             "NXDOMAIN {:?}",
             &buf[..n]
         );
-        assert_eq!(server.queries(), 2);
+        c.send_to(&query(11, "m0.example.test", TYPE_A), server.addr())
+            .unwrap();
+        let n = c.recv(&mut buf).unwrap();
+        assert!(buf[..n].ends_with(&[0, 4, 127, 0, 0, 1]), "{:?}", &buf[..n]);
+        c.send_to(&query(12, "m0.example.test", 28), server.addr())
+            .unwrap();
+        let n = c.recv(&mut buf).unwrap();
+        assert_eq!(
+            (buf[3] & 0x0f, &buf[6..8]),
+            (0, &[0u8, 0][..]),
+            "AAAA: {:?}",
+            &buf[..n]
+        );
+        assert_eq!(server.queries(), 4);
     }
 }
