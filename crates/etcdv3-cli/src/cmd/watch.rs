@@ -289,9 +289,9 @@ async fn interactive(ctx: &Ctx, env: Vec<OsString>) -> Result<(), CliError> {
                 }
                 let parsed = WatchLine::try_parse_from(args.into_iter().map(bytes_os))
                     .map_err(|e| e.to_string())
-                    .and_then(|w| {
+                    .map(|w| {
                         let WatchLineCommand::Watch(a) = w.command;
-                        Ok(a)
+                        a
                     });
                 let parsed = match parsed {
                     Ok(mut a) => {
