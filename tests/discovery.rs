@@ -2,7 +2,7 @@
 //! cluster named by SRV records that a small authoritative DNS server on
 //! 127.0.0.1 (the testkit's) serves, on every runtime: the client reaches
 //! the cluster through the records in place of the endpoint it was given,
-//! drops the `http://` records when insecure discovery is off (falling back
+//! asks again before every auto-sync, drops the `http://` records when insecure discovery is off (falling back
 //! to the endpoints given), and fails with etcdctl's `dns lookup errors`
 //! text when the domain has no records.
 
@@ -84,6 +84,23 @@ async fn srv_records_lead_to_the_cluster<R: TestRuntime>() {
         "both SRV names asked: {}",
         dns.queries()
     );
+    client.close();
+
+    // With auto-sync, the records are resolved again before every sync.
+    let options = ClientOptions::default()
+        .with_discovery_srv(discovery.clone())
+        .with_auto_sync(Duration::from_millis(200));
+    let client = R::connect([refused_endpoint()], options)
+        .await
+        .expect("connect");
+    let before = dns.queries();
+    R::sleep(Duration::from_millis(1500)).await;
+    let asked = dns.queries() - before;
+    assert!(
+        asked >= 4,
+        "{asked} questions in 1.5 s of 200 ms auto-syncs"
+    );
+    client.get("srv", GetOptions::new()).await.expect("get");
     client.close();
 
     // Insecure discovery off: the http record is dropped, the endpoints
