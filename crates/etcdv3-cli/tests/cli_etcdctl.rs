@@ -1146,15 +1146,8 @@ impl Tool {
         }
         drop(stdin);
         let out = child.wait_with_output().unwrap();
-        Raw {
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .filter(|l| !l.starts_with("{\"level\""))
-                .map(|l| format!("{l}\n"))
-                .collect(),
-            code: out.status.code(),
-        }
+        let code = out.status.code();
+        raw_of(out, code)
     }
 
     fn args(&self, args: &[&str]) -> Raw {
@@ -1610,38 +1603,8 @@ fn auth_enable_and_refused_credentials_match_etcdctl() {
 /// Run `args` in a process group of its own, send SIGINT to the group after
 /// `after` (as a terminal's Ctrl-C does), and return the result.
 fn interrupted(tool: &Tool, args: &[&str], after: Duration) -> Raw {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let child = Command::new(&tool.bin)
-        .arg("--endpoints")
-        .arg(&tool.endpoint)
-        .args(args)
-        .process_group(0)
-        // Kept open until the end (`watch -i` reads it).
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(after);
-    let kill = Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    Raw {
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.starts_with("{\"level\""))
-            .map(|l| format!("{l}\n"))
-            .collect(),
-        // What a shell reports: 128 + the signal for a process it killed.
-        code: out
-            .status
-            .code()
-            .or_else(|| out.status.signal().map(|s| 128 + s)),
-    }
+    // stdin kept open until the end (`watch -i` reads it).
+    scripted(tool, args, &[], &[("", after)])
 }
 
 #[test]
@@ -1967,6 +1930,16 @@ fn scripted(tool: &Tool, args: &[&str], env: &[(&str, &str)], steps: &[(&str, Du
     assert!(kill.success());
     let out = child.wait_with_output().unwrap();
     drop(stdin);
+    // What a shell reports: 128 + the signal for a process it killed.
+    let code = out
+        .status
+        .code()
+        .or_else(|| out.status.signal().map(|s| 128 + s));
+    raw_of(out, code)
+}
+
+/// A finished run as [`Raw`]: stderr without etcdctl's JSON log lines.
+fn raw_of(out: std::process::Output, code: Option<i32>) -> Raw {
     Raw {
         stdout: out.stdout,
         stderr: String::from_utf8_lossy(&out.stderr)
@@ -1974,10 +1947,7 @@ fn scripted(tool: &Tool, args: &[&str], env: &[(&str, &str)], steps: &[(&str, Du
             .filter(|l| !l.starts_with("{\"level\""))
             .map(|l| format!("{l}\n"))
             .collect(),
-        code: out
-            .status
-            .code()
-            .or_else(|| out.status.signal().map(|s| 128 + s)),
+        code,
     }
 }
 
@@ -1991,15 +1961,8 @@ fn with_env(tool: &Tool, args: &[&str], env: &[(&str, &str)]) -> Raw {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    Raw {
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.starts_with("{\"level\""))
-            .map(|l| format!("{l}\n"))
-            .collect(),
-        code: out.status.code(),
-    }
+    let code = out.status.code();
+    raw_of(out, code)
 }
 
 #[test]
