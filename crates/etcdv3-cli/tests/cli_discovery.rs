@@ -105,6 +105,14 @@ fn discovery_srv_matches_etcdctl() {
     };
     let dir = std::env::temp_dir().join(format!("etcdv3-cli-discovery-{pid}"));
     std::fs::create_dir_all(&dir).unwrap();
+    // Removed however the test ends.
+    struct RemoveDir(PathBuf);
+    impl Drop for RemoveDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _cleanup = RemoveDir(dir.clone());
     let resolv = dir.join("resolv.conf");
     std::fs::write(&resolv, format!("nameserver {ip}\n")).unwrap();
     if !can_unshare(&resolv) {
