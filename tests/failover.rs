@@ -50,13 +50,17 @@
 //! * the lease never expires: the keeper reports no expiry, and afterwards
 //!   the server still has the lease with the key attached.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etcdv3_client::api::{GetOptions, LeaseGrantOptions, PutOptions, WatchEvent, WatchOptions};
-use etcdv3_client::{Client, ClientOptions};
+use etcdv3_client::api::{GetOptions, LeaseGrantOptions, PutOptions, WatchOptions};
+use etcdv3_client::ClientOptions;
+use etcdv3_failover::{
+    check_watch, check_writes, collect_watch, get_loop, lock, put_loop, read_store, settle, Role,
+    Scenario, SharedLog, CALL_TIMEOUT, HANG_GRACE,
+};
 use etcdv3_integration::failover_support::{
     busiest_member, fault_stats, inject, ErrorClass, Fault, FaultStats, OpKind, OpRecord,
 };
@@ -64,12 +68,6 @@ use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder};
 use futures_util::StreamExt;
 
-/// Deadline of every workload call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A call returning later than its deadline plus this is a hang.
-const HANG_GRACE: Duration = Duration::from_secs(1);
-/// Pause between two iterations of a loop.
-const TICK: Duration = Duration::from_millis(10);
 /// Bound on the put gap of a leader fault (measured: 1.0-2.1 s).
 const LEADER_GAP: Duration = Duration::from_millis(2500);
 /// Bound on the put gap when the leader removes itself from the cluster
@@ -104,40 +102,6 @@ const LIVENESS: Duration = Duration::from_secs(1);
 /// TTL of the scenario's lease, seconds.
 const LEASE_TTL: i64 = 5;
 
-/// Which member a scenario's fault hits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
-    Leader,
-    Follower,
-    /// Every member in turn (rolling restart).
-    All,
-}
-
-/// One scenario: a fault and its target's role.
-#[derive(Debug, Clone, Copy)]
-struct Scenario {
-    fault: Fault,
-    role: Role,
-}
-
-impl Scenario {
-    fn name(self) -> String {
-        let base = match self.fault {
-            Fault::KillUsed | Fault::KillLeader => "SIGKILL",
-            Fault::PauseUsed => "SIGSTOP",
-            Fault::IsolateUsed => "isolate from peers",
-            Fault::BlackholeUsed => "blackhole client link",
-            Fault::RollingRestart => "rolling restart",
-            Fault::RemoveUsed => "remove member",
-        };
-        match self.role {
-            Role::Leader => format!("{base} (leader)"),
-            Role::Follower => format!("{base} (follower)"),
-            Role::All => base.to_string(),
-        }
-    }
-}
-
 /// The scenarios, grouped by the cluster they share.
 fn cluster_groups() -> Vec<Vec<Scenario>> {
     let s = |fault, role| Scenario { fault, role };
@@ -156,135 +120,12 @@ fn cluster_groups() -> Vec<Vec<Scenario>> {
     vec![shared, vec![s(Fault::RemoveUsed, Role::Leader)]]
 }
 
-/// What the workload saw.
-#[derive(Debug, Default)]
-struct Workload {
-    records: Vec<OpRecord>,
-    violations: Vec<String>,
-    /// Acknowledged puts: key -> revision from the response header.
-    acked: HashMap<String, i64>,
-    /// Keys whose put failed with an error that says it was not applied.
-    not_applied: Vec<String>,
-    /// The latest acknowledged put: (key, value).
-    last_acked: Option<(String, String)>,
-}
-
 fn init_tracing() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
             .with_writer(std::io::stderr)
             .try_init();
-    }
-}
-
-/// One timed call: records it and returns its result, or `Hang` if it did
-/// not return within its deadline plus grace.
-async fn timed<R: TestRuntime, T>(
-    kind: OpKind,
-    fut: impl std::future::Future<Output = etcdv3_client::Result<T>>,
-    member: impl Fn(&T) -> u64,
-) -> (OpRecord, Option<T>, Option<(ErrorClass, bool)>) {
-    let start = Instant::now();
-    let r = R::timeout(CALL_TIMEOUT + HANG_GRACE, fut).await;
-    let end = Instant::now();
-    let (result, value, class) = match r {
-        Ok(Ok(v)) => (Ok(member(&v)), Some(v), None),
-        Ok(Err(e)) => {
-            let c = e.class();
-            (
-                Err((c.clone(), e.to_string())),
-                None,
-                Some((c, e.may_have_applied())),
-            )
-        }
-        Err(_) => (
-            Err((ErrorClass::Hang, "no answer within deadline + grace".into())),
-            None,
-            Some((ErrorClass::Hang, true)),
-        ),
-    };
-    (
-        OpRecord {
-            kind,
-            start,
-            end,
-            result,
-        },
-        value,
-        class,
-    )
-}
-
-/// Sequential puts of fresh keys until `stop`.
-async fn put_loop<R: TestRuntime>(
-    client: Client,
-    prefix: String,
-    stop: Arc<AtomicBool>,
-    out: Arc<Mutex<Workload>>,
-) {
-    let mut n: u64 = 0;
-    while !stop.load(Ordering::Relaxed) {
-        n += 1;
-        let key = format!("{prefix}{n:08}");
-        let value = n.to_string();
-        let (rec, put_resp, put_err) = timed::<R, _>(
-            OpKind::Put,
-            client.put(
-                key.clone(),
-                value.clone(),
-                PutOptions::new().with_timeout(CALL_TIMEOUT),
-            ),
-            |r| r.header.as_ref().map_or(0, |h| h.member_id),
-        )
-        .await;
-        {
-            let mut w = out.lock().unwrap();
-            w.records.push(rec);
-            if let Some(r) = put_resp {
-                let rev = r.header.map_or(0, |h| h.revision);
-                w.acked.insert(key.clone(), rev);
-                w.last_acked = Some((key.clone(), value));
-            }
-            if put_err.is_some_and(|(_, may_have_applied)| !may_have_applied) {
-                w.not_applied.push(key);
-            }
-        }
-        R::sleep(TICK).await;
-    }
-}
-
-/// Sequential gets of the latest acknowledged key until `stop`: each must
-/// see the value that was acknowledged before it started.
-async fn get_loop<R: TestRuntime>(
-    client: Client,
-    stop: Arc<AtomicBool>,
-    out: Arc<Mutex<Workload>>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        let Some((key, value)) = out.lock().unwrap().last_acked.clone() else {
-            R::sleep(TICK).await;
-            continue;
-        };
-        let (rec, got, _) = timed::<R, _>(
-            OpKind::Get,
-            client.get(key.clone(), GetOptions::new().with_timeout(CALL_TIMEOUT)),
-            |r| r.header.as_ref().map_or(0, |h| h.member_id),
-        )
-        .await;
-        {
-            let mut w = out.lock().unwrap();
-            w.records.push(rec);
-            if let Some(resp) = got {
-                let seen = resp.kvs.first().map(|kv| kv.value.clone());
-                if seen.as_deref() != Some(value.as_bytes()) {
-                    w.violations.push(format!(
-                        "{key}: acknowledged put not seen by a later get ({seen:?})"
-                    ));
-                }
-            }
-        }
-        R::sleep(TICK).await;
     }
 }
 
@@ -330,115 +171,6 @@ async fn watch_keeper<R: TestRuntime>(
     }
 }
 
-/// What the prefix watch delivered.
-#[derive(Debug, Default)]
-struct Watched {
-    /// (mod_revision, key) of every put event, in delivery order.
-    events: Vec<(i64, String)>,
-    /// Highest header revision seen (events or progress).
-    revision: i64,
-    /// The watcher ended or failed: why.
-    ended: Option<String>,
-}
-
-/// Drains the watcher into `out` until it ends or `stop` is set.
-async fn collect_watch<R: TestRuntime>(
-    mut watcher: etcdv3_client::api::watch::Watcher,
-    stop: Arc<AtomicBool>,
-    out: Arc<Mutex<Watched>>,
-) {
-    while !stop.load(Ordering::Relaxed) {
-        let next = R::timeout(Duration::from_millis(200), watcher.next()).await;
-        let Ok(next) = next else { continue };
-        let mut w = out.lock().unwrap();
-        match next {
-            Some(Ok(WatchEvent::Events { events, revision })) => {
-                for e in events {
-                    if let Some(kv) = e.kv {
-                        w.events.push((
-                            kv.mod_revision,
-                            String::from_utf8_lossy(&kv.key).into_owned(),
-                        ));
-                    }
-                }
-                w.revision = w.revision.max(revision);
-            }
-            Some(Ok(WatchEvent::Progress { revision })) => w.revision = w.revision.max(revision),
-            Some(Ok(WatchEvent::Created { .. })) => {}
-            Some(Ok(other)) => {
-                w.ended = Some(format!("watcher ended: {other:?}"));
-                return;
-            }
-            Some(Err(e)) => {
-                w.ended = Some(format!("watcher failed: {e}"));
-                return;
-            }
-            None => {
-                w.ended = Some("watcher stream ended".into());
-                return;
-            }
-        }
-    }
-}
-
-/// Checks what the watch delivered against the store's final content under
-/// the prefix and what the workload was told.
-fn check_watch(watched: &Watched, store: &HashMap<String, i64>, work: &Workload) -> Vec<String> {
-    let mut errs = Vec::new();
-    if let Some(e) = &watched.ended {
-        errs.push(e.clone());
-    }
-    for pair in watched.events.windows(2) {
-        if pair[1].0 <= pair[0].0 {
-            errs.push(format!(
-                "watch events out of order or duplicated: revision {} ({}) after {} ({})",
-                pair[1].0, pair[1].1, pair[0].0, pair[0].1
-            ));
-            break;
-        }
-    }
-    let mut seen: HashMap<&str, Vec<i64>> = HashMap::new();
-    for (rev, key) in &watched.events {
-        seen.entry(key.as_str()).or_default().push(*rev);
-    }
-    for (key, revs) in &seen {
-        if revs.len() != 1 {
-            errs.push(format!(
-                "watch delivered {key} {} times: {revs:?}",
-                revs.len()
-            ));
-        }
-        if store.get(*key) != revs.first() {
-            errs.push(format!(
-                "watch delivered {key} at {revs:?}, the store has it at {:?}",
-                store.get(*key)
-            ));
-        }
-    }
-    for (key, rev) in store {
-        if !seen.contains_key(key.as_str()) {
-            errs.push(format!("watch missed {key} (revision {rev})"));
-        }
-    }
-    for (key, rev) in &work.acked {
-        if store.get(key) != Some(rev) {
-            errs.push(format!(
-                "put of {key} acknowledged at revision {rev}, the store has {:?}",
-                store.get(key)
-            ));
-        }
-    }
-    for key in &work.not_applied {
-        if store.contains_key(key) {
-            errs.push(format!(
-                "put of {key} reported as not applied is in the store"
-            ));
-        }
-    }
-    errs.truncate(20);
-    errs
-}
-
 /// Runs a blocking testkit operation off the async workers.
 async fn blocking<R: TestRuntime, T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     R::spawn_blocking(f).await
@@ -463,19 +195,6 @@ struct Outcome {
     timing_only: bool,
 }
 
-/// Waits until the cluster is whole again: every member not `removed`
-/// healthy, and a leader.
-fn settle(cluster: &Cluster, removed: &[usize]) -> Result<usize, String> {
-    for i in (0..cluster.size()).filter(|i| !removed.contains(i)) {
-        cluster
-            .wait_member_healthy(i, Duration::from_secs(20))
-            .map_err(|e| format!("m{i} not healthy before the scenario: {e}"))?;
-    }
-    cluster
-        .wait_for_leader(Duration::from_secs(10))
-        .map_err(|e| e.to_string())
-}
-
 async fn run_scenario<R: TestRuntime>(
     cluster: Arc<Cluster>,
     index: usize,
@@ -486,7 +205,7 @@ async fn run_scenario<R: TestRuntime>(
     let mut failures = Vec::new();
     let c = cluster.clone();
     if let Err(e) = blocking::<R, _>(move || settle(&c, &removed)).await {
-        failures.push(e);
+        failures.push(format!("before the scenario: {e}"));
     }
     let mut options = ClientOptions::default().with_timeout(CALL_TIMEOUT);
     if fault == Fault::RemoveUsed {
@@ -519,26 +238,32 @@ async fn run_scenario<R: TestRuntime>(
 
     let stop = Arc::new(AtomicBool::new(false));
     let side_stop = Arc::new(AtomicBool::new(false));
-    let work = Arc::new(Mutex::new(Workload::default()));
-    let watched = Arc::new(Mutex::new(Watched::default()));
+    let log = SharedLog::default();
     let lease_log = Arc::new(Mutex::new(LeaseLog::default()));
-    let watch_task = R::spawn(collect_watch::<R>(
+    let watch_task = R::spawn(collect_watch(
         watcher,
         side_stop.clone(),
-        watched.clone(),
+        log.clone(),
+        R::sleep,
     ));
     let keeper_task = R::spawn(watch_keeper::<R>(
         keeper,
         side_stop.clone(),
         lease_log.clone(),
     ));
-    let puts = R::spawn(put_loop::<R>(
+    let puts = R::spawn(put_loop(
         client.clone(),
         prefix.clone(),
         stop.clone(),
-        work.clone(),
+        log.clone(),
+        R::sleep,
     ));
-    let gets = R::spawn(get_loop::<R>(client.clone(), stop.clone(), work.clone()));
+    let gets = R::spawn(get_loop(
+        client.clone(),
+        stop.clone(),
+        log.clone(),
+        R::sleep,
+    ));
     R::sleep(WARMUP).await;
 
     let c = cluster.clone();
@@ -549,9 +274,7 @@ async fn run_scenario<R: TestRuntime>(
     // out): the one the client has the most to lose on.
     let follower = {
         let leader_id = cluster.member_ids()[leader];
-        let records: Vec<OpRecord> = work
-            .lock()
-            .unwrap()
+        let records: Vec<OpRecord> = lock(&log)
             .records
             .iter()
             .filter(|r| r.result.as_ref().is_ok_and(|m| *m != leader_id))
@@ -591,39 +314,25 @@ async fn run_scenario<R: TestRuntime>(
     puts.await;
     gets.await;
 
-    let w = std::mem::take(&mut *work.lock().unwrap());
-    let stats = fault_stats(&w.records, fault_at, until);
+    // The watch still runs: take the puts' and gets' records alone.
+    let records = std::mem::take(&mut lock(&log).records);
+    let stats = fault_stats(&records, fault_at, until);
 
     // The store's final content under the prefix, then let the watch catch
     // up with it (it may be re-establishing after the fault).
-    let mut store = HashMap::new();
-    let mut store_rev = 0;
-    for _ in 0..3 {
-        match client
-            .get(
-                prefix.clone(),
-                GetOptions::new().with_prefix().with_timeout(CALL_TIMEOUT),
-            )
-            .await
-        {
-            Ok(r) => {
-                store_rev = r.header.map_or(0, |h| h.revision);
-                for kv in r.kvs {
-                    store.insert(
-                        String::from_utf8_lossy(&kv.key).into_owned(),
-                        kv.mod_revision,
-                    );
-                }
-                break;
-            }
-            Err(e) => failures.push(format!("final read of the store failed: {e}")),
+    let store = match read_store(&client, &prefix, R::sleep).await {
+        Ok(store) => store,
+        Err(e) => {
+            failures.push(format!("final read of the store failed: {e}"));
+            Default::default()
         }
-    }
+    };
+    let store_rev = store.revision;
     let catch_up = Instant::now();
     while catch_up.elapsed() < WATCH_CATCH_UP {
         let (rev, ended) = {
-            let w = watched.lock().unwrap();
-            (w.revision, w.ended.is_some())
+            let w = lock(&log);
+            (w.watch_revision, w.watch_ended.is_some())
         };
         if rev >= store_rev || ended {
             break;
@@ -696,19 +405,20 @@ async fn run_scenario<R: TestRuntime>(
         failures.extend(lease_failures);
     }
     {
-        let watched = watched.lock().unwrap();
-        if watched.revision < store_rev && watched.ended.is_none() {
+        let w = lock(&log);
+        if w.watch_revision < store_rev && w.watch_ended.is_none() {
             failures.push(format!(
                 "watch stuck at revision {} < store revision {store_rev} after {WATCH_CATCH_UP:?}",
-                watched.revision
+                w.watch_revision
             ));
         }
-        failures.extend(check_watch(&watched, &store, &w));
+        failures.extend(check_watch(&w.watched, &store.keys, w.watch_ended.clone()).problems);
+        failures.extend(check_writes(&w, &store.keys).problems);
+        failures.extend(w.stale_reads.iter().take(10).cloned());
     }
     if let Err(e) = hold_result {
         failures.push(format!("injecting the fault failed: {e}"));
     }
-    failures.extend(w.violations.iter().take(10).cloned());
     let hangs = stats.count_errors(OpKind::Put, |c| *c == ErrorClass::Hang)
         + stats.count_errors(OpKind::Get, |c| *c == ErrorClass::Hang);
     if hangs > 0 || stats.slowest_call > CALL_TIMEOUT + HANG_GRACE {
@@ -759,8 +469,7 @@ async fn run_scenario<R: TestRuntime>(
     }
     // Liveness after the fault is undone: puts succeed once the cluster
     // has a leader again.
-    let tail_puts = w
-        .records
+    let tail_puts = records
         .iter()
         .filter(|r| r.kind == OpKind::Put && r.result.is_ok())
         .filter(|r| r.end + LIVENESS >= until)
@@ -784,7 +493,7 @@ async fn run_scenario<R: TestRuntime>(
     }
     let timing_only = !failures.is_empty() && failures.iter().all(|f| f.starts_with("longest "));
     client.close();
-    let watch_events = watched.lock().unwrap().events.len();
+    let watch_events = lock(&log).watched.len();
     Outcome {
         name: scenario.name(),
         target: target_desc,

@@ -41,6 +41,23 @@ async fn connect_unix(path: String) -> std::io::Result<BoxIo> {
     Ok(Box::new(stream.compat()))
 }
 
+/// One UDP exchange with `server` on async-net (`Runtime::udp_exchange`).
+#[cfg(any(feature = "async-std", feature = "smol"))]
+async fn udp_exchange(server: std::net::SocketAddr, query: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    let any: std::net::SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = async_net::UdpSocket::bind(any).await?;
+    socket.connect(server).await?;
+    socket.send(&query).await?;
+    let mut buf = vec![0u8; 65_535];
+    let n = socket.recv(&mut buf).await?;
+    buf.truncate(n);
+    Ok(buf)
+}
+
 /// A future that completes at `deadline`, on async-io's timer.
 #[cfg(any(feature = "async-std", feature = "smol"))]
 fn sleep_until(deadline: std::time::Instant) -> BoxFuture<'static, ()> {
@@ -63,6 +80,14 @@ impl Runtime for AsyncStdRuntime {
     #[cfg(unix)]
     fn connect_unix(&self, path: &str) -> BoxFuture<'static, std::io::Result<BoxIo>> {
         Box::pin(connect_unix(path.to_string()))
+    }
+
+    fn udp_exchange(
+        &self,
+        server: std::net::SocketAddr,
+        query: Vec<u8>,
+    ) -> BoxFuture<'static, std::io::Result<Vec<u8>>> {
+        Box::pin(udp_exchange(server, query))
     }
 
     fn sleep_until(&self, deadline: std::time::Instant) -> BoxFuture<'static, ()> {

@@ -49,6 +49,14 @@ impl Runtime for SmolRuntime {
         Box::pin(crate::connect_unix(path.to_string()))
     }
 
+    fn udp_exchange(
+        &self,
+        server: std::net::SocketAddr,
+        query: Vec<u8>,
+    ) -> BoxFuture<'static, io::Result<Vec<u8>>> {
+        Box::pin(crate::udp_exchange(server, query))
+    }
+
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         crate::sleep_until(deadline)
     }

@@ -108,6 +108,17 @@ pub struct GlobalArgs {
         global = true
     )]
     pub write_out: String,
+    /// Domain name to query for SRV records describing cluster endpoints.
+    #[arg(short = 'd', long, env = "ETCDCTL_DISCOVERY_SRV", global = true)]
+    pub discovery_srv: Option<String>,
+    /// Service name to query when using DNS discovery.
+    #[arg(long, env = "ETCDCTL_DISCOVERY_SRV_NAME", global = true)]
+    pub discovery_srv_name: Option<String>,
+    /// Accept insecure SRV records describing cluster endpoints.
+    #[arg(long, env = "ETCDCTL_INSECURE_DISCOVERY", global = true,
+          action = ArgAction::Set, num_args = 0..=1, default_value_t = true,
+          default_missing_value = "true", require_equals = true)]
+    pub insecure_discovery: bool,
     /// Balancer policy (etcdv3 only): adaptive, round-robin or pinned.
     #[arg(long, default_value = "adaptive", value_parser = parse_policy, global = true)]
     pub policy: Policy,

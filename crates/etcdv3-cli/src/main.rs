@@ -24,7 +24,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use etcdv3_tokio::{CallError, Client, Error, EtcdErrorKind};
+use etcdv3_tokio::{CallError, Client, Error, EtcdErrorKind, SrvDiscovery};
 
 use crate::flags::GlobalArgs;
 use crate::output::Printer;
@@ -292,6 +292,49 @@ async fn reachable(endpoints: &[String], dial_timeout: Duration) -> Result<(), C
     )))
 }
 
+/// `--discovery-srv`: the endpoints the domain's SRV records name replace
+/// `--endpoints`, as etcdctl: `_etcd-client-ssl._tcp` and `_etcd-client._tcp`
+/// (`-<name>` with `--discovery-srv-name`), the `http://` ones dropped with
+/// a line on stderr under `--insecure-discovery=false`, `--endpoints` kept
+/// when no record is left.
+async fn discover_endpoints(global: &mut GlobalArgs) -> Result<(), CliError> {
+    let Some(domain) = global.discovery_srv.clone().filter(|d| !d.is_empty()) else {
+        return Ok(());
+    };
+    let discovery = SrvDiscovery::new(domain)
+        .with_service_name(global.discovery_srv_name.clone().unwrap_or_default())
+        .with_insecure(global.insecure_discovery);
+    let runtime = etcdv3_tokio::TokioRuntime::current();
+    let found = etcdv3_tokio::discover_srv(&runtime, &discovery)
+        .await
+        .map_err(|e| match e {
+            // etcdctl's text alone: `Error: dns lookup errors: ...`.
+            Error::Config(text) => CliError::Other(text),
+            other => CliError::Client(other),
+        })?;
+    for url in &found.ignored_insecure {
+        // As etcdctl, which keeps the SRV target's final dot.
+        let shown = dotted(url);
+        eprintln!("ignoring discovered insecure endpoint \"{shown}\"");
+    }
+    if !found.endpoints.is_empty() {
+        global.endpoints = found.endpoints;
+    }
+    Ok(())
+}
+
+/// `scheme://host:port` with a final dot on a host name (etcdctl prints an
+/// SRV target as DNS gives it).
+fn dotted(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    match rest.rsplit_once(':') {
+        Some((host, port)) if host.parse::<std::net::IpAddr>().is_err() => {
+            format!("{scheme}://{host}.:{port}")
+        }
+        _ => url.to_string(),
+    }
+}
+
 fn host_port(endpoint: &str) -> String {
     let rest = endpoint
         .split_once("://")
@@ -306,6 +349,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         return demo::run(args, endpoints_given).await;
     }
     let format = cli.global.format()?;
+    let mut cli = cli;
+    discover_endpoints(&mut cli.global).await?;
     let ctx = Ctx {
         printer: Printer {
             format,

@@ -1146,15 +1146,8 @@ impl Tool {
         }
         drop(stdin);
         let out = child.wait_with_output().unwrap();
-        Raw {
-            stdout: out.stdout,
-            stderr: String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .filter(|l| !l.starts_with("{\"level\""))
-                .map(|l| format!("{l}\n"))
-                .collect(),
-            code: out.status.code(),
-        }
+        let code = out.status.code();
+        raw_of(out, code)
     }
 
     fn args(&self, args: &[&str]) -> Raw {
@@ -1610,38 +1603,8 @@ fn auth_enable_and_refused_credentials_match_etcdctl() {
 /// Run `args` in a process group of its own, send SIGINT to the group after
 /// `after` (as a terminal's Ctrl-C does), and return the result.
 fn interrupted(tool: &Tool, args: &[&str], after: Duration) -> Raw {
-    use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let child = Command::new(&tool.bin)
-        .arg("--endpoints")
-        .arg(&tool.endpoint)
-        .args(args)
-        .process_group(0)
-        // Kept open until the end (`watch -i` reads it).
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(after);
-    let kill = Command::new("kill")
-        .args(["-INT", "--", &format!("-{}", child.id())])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let out = child.wait_with_output().unwrap();
-    Raw {
-        stdout: out.stdout,
-        stderr: String::from_utf8_lossy(&out.stderr)
-            .lines()
-            .filter(|l| !l.starts_with("{\"level\""))
-            .map(|l| format!("{l}\n"))
-            .collect(),
-        // What a shell reports: 128 + the signal for a process it killed.
-        code: out
-            .status
-            .code()
-            .or_else(|| out.status.signal().map(|s| 128 + s)),
-    }
+    // stdin kept open until the end (`watch -i` reads it).
+    scripted(tool, args, &[], &[("", after)])
 }
 
 #[test]
@@ -1936,4 +1899,204 @@ fn protobuf_output_matches_etcdctl() {
     let t = theirs.args(&["-w", "protobuf", "put", "p/2", "two"]);
     let o = ours.args(&["-w", "protobuf", "put", "p/2", "two"]);
     assert_eq!((t.stdout.len(), t.code), (o.stdout.len(), o.code), "{o:?}");
+}
+
+/// Run `args` with `env`, write each step's bytes to stdin and wait its
+/// time, then SIGINT the tool (stdin open until then) and collect.
+fn scripted(tool: &Tool, args: &[&str], env: &[(&str, &str)], steps: &[(&str, Duration)]) -> Raw {
+    use std::io::Write;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let mut child = Command::new(&tool.bin)
+        .arg("--endpoints")
+        .arg(&tool.endpoint)
+        .args(args)
+        .envs(env.iter().copied())
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for (text, wait) in steps {
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.flush().unwrap();
+        std::thread::sleep(*wait);
+    }
+    let kill = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    drop(stdin);
+    // What a shell reports: 128 + the signal for a process it killed.
+    let code = out
+        .status
+        .code()
+        .or_else(|| out.status.signal().map(|s| 128 + s));
+    raw_of(out, code)
+}
+
+/// A finished run as [`Raw`]: stderr without etcdctl's JSON log lines.
+fn raw_of(out: std::process::Output, code: Option<i32>) -> Raw {
+    Raw {
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("{\"level\""))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        code,
+    }
+}
+
+/// A run of `args` with `env` (stdin empty) to its end.
+fn with_env(tool: &Tool, args: &[&str], env: &[(&str, &str)]) -> Raw {
+    let out = Command::new(&tool.bin)
+        .arg("--endpoints")
+        .arg(&tool.endpoint)
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    raw_of(out, code)
+}
+
+#[test]
+fn watch_env_keys_and_interactive_progress_match_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    theirs.args(&["put", "foo", "1"]);
+    theirs.args(&["put", "fop", "2"]);
+    theirs.args(&["put", "fz", "3"]);
+    let settle = Duration::from_millis(1500);
+    // ETCDCTL_WATCH_KEY (and _RANGE_END) name the watched key or range.
+    for env in [
+        &[("ETCDCTL_WATCH_KEY", "foo")][..],
+        &[
+            ("ETCDCTL_WATCH_KEY", "foo"),
+            ("ETCDCTL_WATCH_RANGE_END", "fz"),
+        ],
+    ] {
+        let (t, o) = (
+            scripted(&theirs, &["watch", "--rev", "1"], env, &[("", settle)]),
+            scripted(&ours, &["watch", "--rev", "1"], env, &[("", settle)]),
+        );
+        assert!(!t.stdout.is_empty(), "{env:?}: {t:?}");
+        same_raw(&format!("watch with {env:?}"), &t, &o);
+    }
+    // A key beside ETCDCTL_WATCH_KEY, a range end without a key: 128.
+    for (args, env) in [
+        (&["watch", "foo"][..], &[("ETCDCTL_WATCH_KEY", "foo")][..]),
+        (&["watch"], &[("ETCDCTL_WATCH_RANGE_END", "fz")]),
+        (&["watch", "-i"], &[("ETCDCTL_WATCH_RANGE_END", "fz")]),
+    ] {
+        let (t, o) = (with_env(&theirs, args, env), with_env(&ours, args, env));
+        assert_eq!(t.code, Some(128), "{args:?} {env:?}: {t:?}");
+        same_raw(&format!("{args:?} with {env:?}"), &t, &o);
+    }
+    // `progress` in watch -i: one `progress notify` line per running watch;
+    // the key from the environment; the lines etcdctl refuses.
+    let steps = [
+        ("watch foo\nwatch fo --prefix\n", settle),
+        ("progress\n", settle),
+        ("bogus\n\nwatch\n", Duration::from_millis(500)),
+    ];
+    let (t, o) = (
+        scripted(&theirs, &["watch", "-i"], &[], &steps),
+        scripted(&ours, &["watch", "-i"], &[], &steps),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&t.stdout),
+        "progress notify: 4\nprogress notify: 4\n"
+    );
+    same_raw("watch -i with progress", &t, &o);
+    let env = [("ETCDCTL_WATCH_KEY", "foo")];
+    let steps = [("watch --rev 1\n", settle), ("progress\n", settle)];
+    let (t, o) = (
+        scripted(&theirs, &["watch", "-i"], &env, &steps),
+        scripted(&ours, &["watch", "-i"], &env, &steps),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&t.stdout),
+        "PUT\nfoo\n1\nprogress notify: 4\n"
+    );
+    same_raw("watch -i with ETCDCTL_WATCH_KEY and progress", &t, &o);
+    // No watch running: `progress` prints nothing.
+    let steps = [("progress\n", settle)];
+    same_raw(
+        "progress without a watch",
+        &scripted(&theirs, &["watch", "-i"], &[], &steps),
+        &scripted(&ours, &["watch", "-i"], &[], &steps),
+    );
+}
+
+#[test]
+fn make_mirror_dest_credentials_match_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let src = Cluster::start(1).unwrap();
+    let dst = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl.clone(), &src.member(0).direct_client_url());
+    let dest_url = dst.member(0).direct_client_url();
+    let (dest, _) = pair(ctl, &dest_url);
+    assert_eq!(dest.args(&["user", "add", "root:pw"]).code, Some(0));
+    assert_eq!(dest.args(&["auth", "enable"]).code, Some(0));
+    theirs.args(&["put", "a/1", "one"]);
+    theirs.args(&["put", "a/2", "two"]);
+    let settle = Duration::from_millis(2500);
+    // Each way of giving the destination's credentials, each tool to its
+    // own destination prefix; the password prompt on stdout.
+    let ways: [(&[&str], &str); 3] = [
+        (&["--dest-user", "root", "--dest-password", "pw"], ""),
+        (&["--dest-user", "root:pw"], ""),
+        (&["--dest-user", "root"], "pw\n"),
+    ];
+    for (i, (creds, input)) in ways.iter().enumerate() {
+        let mut outs = Vec::new();
+        for (tool, name) in [(&theirs, "e"), (&ours, "m")] {
+            let prefix = format!("{name}{i}/");
+            let mut args = vec!["make-mirror", "--prefix", "a/", "--dest-prefix", &prefix];
+            args.extend_from_slice(creds);
+            args.push(&dest_url);
+            outs.push(scripted(tool, &args, &[], &[(input, settle)]));
+        }
+        if input.is_empty() {
+            same_raw(&format!("make-mirror {creds:?}"), &outs[0], &outs[1]);
+        } else {
+            // The prompt: etcdctl's speakeasy also runs `stty` on the
+            // piped stdin, whose complaints on stderr are not compared.
+            assert_eq!(outs[0].stdout, b"Destination Password: \n");
+            assert_eq!(
+                (&outs[1].stdout, outs[1].code),
+                (&outs[0].stdout, outs[0].code),
+                "make-mirror {creds:?}: {:?}",
+                outs[1]
+            );
+        }
+        let listed = |prefix: &str| {
+            dest.args(&["--user", "root:pw", "get", "--prefix", prefix])
+                .stdout
+        };
+        let (e, m) = (listed(&format!("e{i}/")), listed(&format!("m{i}/")));
+        assert_eq!(
+            String::from_utf8_lossy(&e),
+            format!("e{i}/1\none\ne{i}/2\ntwo\n"),
+            "etcdctl's mirror {creds:?}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&m),
+            format!("m{i}/1\none\nm{i}/2\ntwo\n"),
+            "etcdv3ctl's mirror {creds:?}"
+        );
+    }
 }

@@ -416,6 +416,19 @@ impl Client {
         S: AsRef<str>,
     {
         let reject = options.reject_old_cluster;
+        let mut endpoints: Vec<String> = endpoints
+            .into_iter()
+            .map(|e| e.as_ref().to_string())
+            .collect();
+        if let Some(discovery) = &options.discovery_srv {
+            let found = crate::discover_srv(runtime.as_ref(), discovery).await?;
+            for url in &found.ignored_insecure {
+                tracing::info!(endpoint = %url, "ignoring discovered insecure endpoint");
+            }
+            if !found.endpoints.is_empty() {
+                endpoints = found.endpoints;
+            }
+        }
         let client = Client::new(runtime, endpoints, options)?;
         if reject {
             client.check_cluster_version(3, 2).await?;

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod discovery;
 mod error;
 mod options;
 mod runtime;
@@ -27,6 +28,7 @@ pub mod prelude {
 pub use client::{
     CallOptions, Checked, Client, EndpointStatus, ReadConsistency, StaleRead, Target,
 };
+pub use discovery::{discover_srv, Discovered, SrvDiscovery, SrvRecord};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};

@@ -49,6 +49,9 @@ pub struct ClientOptions {
     /// Keep the endpoint set in sync with the cluster's member list at this
     /// interval; `None` disables.
     pub auto_sync_interval: Option<Duration>,
+    /// Find the endpoints through DNS SRV records
+    /// ([`ClientOptions::with_discovery_srv`]).
+    pub discovery_srv: Option<crate::SrvDiscovery>,
     /// Refuse to connect to a cluster older than etcd 3.2 (as Go's
     /// `RejectOldCluster`): the runtime crates' `connect` (and
     /// [`Client::connect`](crate::Client::connect)) ask the endpoints'
@@ -79,6 +82,7 @@ impl Default for ClientOptions {
             require_leader: true,
             seed: None,
             auto_sync_interval: None,
+            discovery_srv: None,
             reject_old_cluster: false,
             stream_window: 2 * 1024 * 1024,
             connection_window: 5 * 1024 * 1024,
@@ -162,6 +166,27 @@ impl ClientOptions {
     /// ```
     pub fn with_auto_sync(mut self, interval: Duration) -> Self {
         self.auto_sync_interval = Some(interval);
+        self
+    }
+
+    /// Find the cluster's endpoints through DNS SRV records, as etcdctl's
+    /// `--discovery-srv` ([`crate::SrvDiscovery`]): [`Client::connect`]
+    /// (and the runtime crates' `connect`) resolves them first and uses
+    /// them in place of the endpoints given, which stay the fallback when
+    /// the records name none; with [`ClientOptions::with_auto_sync`] they
+    /// are resolved again before every sync and become its fallback seeds.
+    /// [`Client::new`] does not resolve (it cannot wait).
+    ///
+    /// [`Client::connect`]: crate::Client::connect
+    /// [`Client::new`]: crate::Client::new
+    ///
+    /// ```
+    /// use etcdv3_client::{ClientOptions, SrvDiscovery};
+    /// let opts = ClientOptions::default().with_discovery_srv(SrvDiscovery::new("example.com"));
+    /// assert_eq!(opts.discovery_srv.unwrap().domain, "example.com");
+    /// ```
+    pub fn with_discovery_srv(mut self, discovery: crate::SrvDiscovery) -> Self {
+        self.discovery_srv = Some(discovery);
         self
     }
 

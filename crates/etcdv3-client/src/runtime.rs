@@ -94,6 +94,27 @@ pub trait Runtime: Send + Sync + 'static {
         Box::pin(async move { Err(io::Error::new(io::ErrorKind::Unsupported, message)) })
     }
 
+    /// Send one UDP datagram `query` to `server` from a fresh socket and
+    /// return the first datagram that comes back from it (a DNS exchange:
+    /// [`discover_srv`](crate::discover_srv)). The caller bounds the wait.
+    /// The default fails with [`io::ErrorKind::Unsupported`]; `etcdv3-tokio`
+    /// and `etcdv3-async-std` implement it.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: &dyn etcdv3_client::Runtime) -> std::io::Result<()> {
+    /// let answer = runtime.udp_exchange("127.0.0.1:53".parse().unwrap(), vec![0; 12]).await?;
+    /// # Ok(()) }
+    /// ```
+    fn udp_exchange(
+        &self,
+        server: std::net::SocketAddr,
+        query: Vec<u8>,
+    ) -> BoxFuture<'static, io::Result<Vec<u8>>> {
+        let _ = query;
+        let message = format!("this runtime cannot send UDP ({server})");
+        Box::pin(async move { Err(io::Error::new(io::ErrorKind::Unsupported, message)) })
+    }
+
     /// A future that completes at `deadline`.
     ///
     /// ```no_run

@@ -171,11 +171,27 @@ pub(crate) async fn sync_once(client: &Client, seeds: &[Endpoint]) -> Result<Vec
     Ok(next)
 }
 
+/// With [`ClientOptions::with_discovery_srv`](crate::ClientOptions::with_discovery_srv):
+/// the SRV records resolved again, the endpoints they name (`None`: no
+/// discovery, it failed or found none that parse: keep the seeds).
+async fn rediscover(client: &Client) -> Option<Vec<Endpoint>> {
+    let discovery = client.shared.options.discovery_srv.as_ref()?;
+    let found = match crate::discover_srv(client.runtime().as_ref(), discovery).await {
+        Ok(found) => found,
+        Err(e) => {
+            tracing::debug!(error = %e, "SRV discovery before a sync failed; seeds kept");
+            return None;
+        }
+    };
+    let (endpoints, _) = parse_advertised(&found.endpoints);
+    (!endpoints.is_empty()).then_some(endpoints)
+}
+
 /// Every `interval`, fetch the member list and update the endpoint set
 /// ([`next_endpoints`]). Members added are used, members removed are
 /// dropped and their connections closed. Ends when the client closes.
 pub(crate) async fn run(client: Client, interval: Duration) {
-    let seeds: Vec<Endpoint> = client
+    let mut seeds: Vec<Endpoint> = client
         .endpoint_states()
         .into_iter()
         .map(|s| s.endpoint)
@@ -185,6 +201,9 @@ pub(crate) async fn run(client: Client, interval: Duration) {
         client.runtime().sleep_until(at).await;
         if client.is_closed() {
             return;
+        }
+        if let Some(found) = rediscover(&client).await {
+            seeds = found;
         }
         fall_back_to_seeds(&client, &seeds, false);
         match sync_once(&client, &seeds).await {

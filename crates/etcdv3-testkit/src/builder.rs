@@ -178,13 +178,15 @@ impl ClusterBuilder {
                     .unix_socket
                     .then(|| member_dir.join(crate::process::UNIX_SOCKET_NAME)),
                 name,
-                client_proxy: Proxy::start(Role::Client, placeholder)?,
+                // Frames are counted on plain-HTTP client links only (TLS ones are opaque).
+                client_proxy: Proxy::start(Role::Client, placeholder, !self.client_tls)?,
                 peer_proxy: Proxy::start(
                     Role::Peer {
                         to: i,
                         net: Arc::clone(&net),
                     },
                     placeholder,
+                    false,
                 )?,
             });
             procs.push(Proc::default());

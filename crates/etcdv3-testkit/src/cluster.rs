@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::binary::EtcdVersion;
 use crate::builder::TlsSetup;
+use crate::h2frames::Http2Counts;
 use crate::process::log_tail;
 use crate::proxy::{lock, PeerNet, Proxy};
 use crate::{ClusterBuilder, TestkitError, TlsFiles};
@@ -188,6 +189,12 @@ impl<'a> Member<'a> {
     pub fn client_connections(&self) -> usize {
         self.slot().client_proxy.connection_count()
     }
+
+    /// The HTTP/2 frames the member's client proxy counted since the cluster started (all
+    /// zero on a TLS cluster, whose client links it cannot read).
+    pub fn client_http2_counts(&self) -> Http2Counts {
+        self.slot().client_proxy.http2_counts()
+    }
 }
 
 impl Cluster {
@@ -224,6 +231,15 @@ impl Cluster {
             .iter()
             .map(|s| self.proxy_client_url(s))
             .collect()
+    }
+
+    /// The HTTP/2 frames every member's client proxy counted, summed
+    /// ([`Member::client_http2_counts`]).
+    pub fn client_http2_counts(&self) -> Http2Counts {
+        self.slots
+            .iter()
+            .map(|s| s.client_proxy.http2_counts())
+            .fold(Http2Counts::default(), |a, b| a + b)
     }
 
     /// The certificate files of a TLS cluster ([`ClusterBuilder::client_tls`]), `None` for a

@@ -31,6 +31,11 @@
 //! it for post-mortem reading of the member logs). [`Cluster::shutdown`] does the same through
 //! a shared reference (e.g. on Ctrl-C while another thread still holds an `Arc<Cluster>`).
 //!
+//! [`dns::SrvServer`] is a tiny authoritative DNS server (SRV records) for discovery tests.
+//!
+//! Every plain-HTTP client proxy also counts the HTTP/2 PINGs clients send and the GOAWAYs
+//! members answer with (too_many_pings apart): [`Cluster::client_http2_counts`].
+//!
 //! The [`fault`] module holds the fault schedule ([`fault::Fault`], [`fault::inject`]) and the
 //! checks of what a workload saw under it, shared by the failover suite, the benchmark and
 //! `etcdv3ctl demo`.
@@ -44,7 +49,7 @@
 //! [`Member`] values, accessors, shutdown), `process.rs` (spawn, health wait, kill, pause,
 //! restart), `restore.rs` (snapshot save and restore), `network.rs` (isolate, blackhole, reset), `gateway.rs` (`/health`, `/metrics`,
 //! JSON gateway: status, leader, member removal), `binary.rs` (finding etcd, its version),
-//! `proxy.rs` (the TCP proxies), `tls.rs` (certificates), `http.rs` (a minimal HTTP/1.0
+//! `proxy.rs` (the TCP proxies), `h2frames.rs` (their HTTP/2 frame counts), `tls.rs` (certificates), `http.rs` (a minimal HTTP/1.0
 //! client), `fault.rs`.
 //!
 //! ```no_run
@@ -73,9 +78,11 @@
 mod binary;
 mod builder;
 mod cluster;
+pub mod dns;
 mod error;
 pub mod fault;
 mod gateway;
+mod h2frames;
 mod http;
 mod network;
 mod ports;
@@ -92,6 +99,7 @@ pub use builder::ClusterBuilder;
 pub use cluster::{Cluster, Member};
 pub use error::TestkitError;
 pub use gateway::{metric_sum, MemberStatus};
+pub use h2frames::{says_too_many_pings, Http2Counts};
 pub use tls::TlsFiles;
 
 /// Default time [`ClusterBuilder::start`] and [`Cluster::restart`] wait for health.

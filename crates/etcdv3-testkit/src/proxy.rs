@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use crate::h2frames::{FrameCounts, FrameScanner, Http2Counts};
 use crate::procnet;
 
 /// How long a pump blocks in `read`/`write` before rechecking its state.
@@ -106,6 +107,8 @@ struct Shared {
     next_id: AtomicU64,
     conns: Mutex<HashMap<u64, Arc<Conn>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The HTTP/2 frames counted on the relayed connections (plain-HTTP client proxies).
+    frames: Option<FrameCounts>,
 }
 
 impl Shared {
@@ -144,8 +147,9 @@ pub(crate) struct Proxy {
 }
 
 impl Proxy {
-    /// Binds 127.0.0.1:0 and starts forwarding to `upstream`.
-    pub(crate) fn start(role: Role, upstream: SocketAddr) -> io::Result<Proxy> {
+    /// Binds 127.0.0.1:0 and starts forwarding to `upstream`; with `count_frames`, reads the
+    /// HTTP/2 frames it forwards ([`Proxy::http2_counts`]).
+    pub(crate) fn start(role: Role, upstream: SocketAddr, count_frames: bool) -> io::Result<Proxy> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -157,6 +161,7 @@ impl Proxy {
             next_id: AtomicU64::new(0),
             conns: Mutex::new(HashMap::new()),
             threads: Mutex::new(Vec::new()),
+            frames: count_frames.then(FrameCounts::default),
         });
         let sh = Arc::clone(&shared);
         let handle = thread::Builder::new()
@@ -240,6 +245,15 @@ impl Proxy {
         n
     }
 
+    /// What the proxy counted of the HTTP/2 frames it forwarded (zero unless it counts them).
+    pub(crate) fn http2_counts(&self) -> Http2Counts {
+        self.shared
+            .frames
+            .as_ref()
+            .map(FrameCounts::snapshot)
+            .unwrap_or_default()
+    }
+
     /// Number of connections currently open through the proxy.
     pub(crate) fn connection_count(&self) -> usize {
         lock(&self.shared.conns).len()
@@ -316,6 +330,9 @@ fn handle(shared: Arc<Shared>, down: TcpStream, from_addr: SocketAddr) {
         return;
     };
     let _ = up.set_nodelay(true);
+    if let Some(f) = &shared.frames {
+        f.connection();
+    }
     for s in [&down, &up] {
         let _ = s.set_read_timeout(Some(TICK));
         let _ = s.set_write_timeout(Some(TICK));
@@ -356,6 +373,7 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
         (&conn.up, &conn.down)
     };
     let stop = |c: &Conn| c.dead.load(Ordering::SeqCst) || shared.closing();
+    let mut scanner = shared.frames.as_ref().map(|_| FrameScanner::new(upward));
     let mut buf = vec![0u8; 32 * 1024];
     let mut failed = false;
     // Pacing of a rate-limited direction: when the bytes sent so far may all have left.
@@ -388,6 +406,11 @@ fn pump(shared: Arc<Shared>, conn: Arc<Conn>, id: u64, upward: bool) {
                 break;
             }
         };
+        if let (Some(scanner), Some(counts)) = (scanner.as_mut(), shared.frames.as_ref()) {
+            for f in scanner.feed(&buf[..n]) {
+                counts.count(&f, upward);
+            }
+        }
         let rate = shared.down_rate.load(Ordering::SeqCst);
         if !upward && rate > 0 {
             // A link of `rate` bytes/s: these bytes leave once the earlier ones have.
@@ -467,7 +490,7 @@ mod tests {
 
     #[test]
     fn client_proxy_forwards_blackholes_and_resets() {
-        let p = Proxy::start(Role::Client, echo_server()).unwrap();
+        let p = Proxy::start(Role::Client, echo_server(), false).unwrap();
         let mut a = TcpStream::connect(p.addr()).unwrap();
         assert_eq!(roundtrip(&mut a, b"hi", TICK * 8).unwrap(), b"hi");
 
@@ -506,7 +529,7 @@ mod tests {
 
     #[test]
     fn client_proxy_limits_bandwidth_towards_the_dialer() {
-        let p = Proxy::start(Role::Client, echo_server()).unwrap();
+        let p = Proxy::start(Role::Client, echo_server(), false).unwrap();
         p.set_down_rate(Some(200 * 1024));
         let mut a = TcpStream::connect(p.addr()).unwrap();
         let msg = vec![7u8; 300 * 1024];
@@ -540,6 +563,39 @@ mod tests {
     }
 
     #[test]
+    fn client_proxy_counts_http2_frames_both_ways() {
+        use crate::h2frames::tests::{goaway, ping, TOO_MANY_PINGS};
+        let server = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let p = Proxy::start(Role::Client, server.local_addr().unwrap(), true).unwrap();
+        let mut client = TcpStream::connect(p.addr()).unwrap();
+        let (mut srv, _) = server.accept().unwrap();
+        let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        hello.extend(ping());
+        client.write_all(&hello).unwrap();
+        let mut got = vec![0u8; hello.len()];
+        srv.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        srv.read_exact(&mut got).unwrap();
+        assert_eq!(got, hello);
+        let bye = goaway(TOO_MANY_PINGS, b"too_many_pings");
+        srv.write_all(&bye).unwrap();
+        let mut got = vec![0u8; bye.len()];
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, bye);
+        let c = p.http2_counts();
+        assert_eq!(
+            (c.client_pings, c.goaways, c.too_many_pings, c.connections),
+            (1, 1, 1, 1)
+        );
+        let quiet = Proxy::start(Role::Client, echo_server(), false).unwrap();
+        let mut a = TcpStream::connect(quiet.addr()).unwrap();
+        assert_eq!(roundtrip(&mut a, &ping(), TICK * 8).unwrap(), ping());
+        assert_eq!(quiet.http2_counts(), Http2Counts::default());
+    }
+
+    #[test]
     fn peer_proxy_tags_dialers_and_isolates() {
         let net = Arc::new(PeerNet::new(2));
         // This test process plays member 0, dialing member 1's peer proxy.
@@ -550,6 +606,7 @@ mod tests {
                 net: Arc::clone(&net),
             },
             echo_server(),
+            false,
         )
         .unwrap();
         let mut a = TcpStream::connect(p.addr()).unwrap();

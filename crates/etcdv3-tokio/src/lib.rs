@@ -64,6 +64,27 @@ impl Runtime for TokioRuntime {
         })
     }
 
+    fn udp_exchange(
+        &self,
+        server: std::net::SocketAddr,
+        query: Vec<u8>,
+    ) -> BoxFuture<'static, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let any: std::net::SocketAddr = if server.is_ipv4() {
+                (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let socket = tokio::net::UdpSocket::bind(any).await?;
+            socket.connect(server).await?;
+            socket.send(&query).await?;
+            let mut buf = vec![0u8; 65_535];
+            let n = socket.recv(&mut buf).await?;
+            buf.truncate(n);
+            Ok(buf)
+        })
+    }
+
     fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()> {
         Box::pin(tokio::time::sleep_until(deadline.into()))
     }

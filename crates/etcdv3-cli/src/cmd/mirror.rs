@@ -43,6 +43,33 @@ pub struct MirrorArgs {
     #[arg(long, action = clap::ArgAction::Set, num_args = 0..=1, default_value_t = true,
           default_missing_value = "true", require_equals = true)]
     pub dest_insecure_transport: bool,
+    /// Destination username[:password] for authentication (prompt if
+    /// password is not supplied).
+    #[arg(long, default_value = "")]
+    pub dest_user: String,
+    /// Destination password for authentication (if this option is used,
+    /// --dest-user must not include the password).
+    #[arg(long, default_value = "")]
+    pub dest_password: String,
+}
+
+/// The destination's credentials, as etcdctl reads them: `--dest-user
+/// name:password`, or `--dest-user name --dest-password pw`, or a
+/// `Destination Password: ` prompt.
+fn dest_credentials(a: &MirrorArgs) -> Result<Option<(String, String)>, CliError> {
+    if a.dest_user.is_empty() {
+        return Ok(None);
+    }
+    if !a.dest_password.is_empty() {
+        return Ok(Some((a.dest_user.clone(), a.dest_password.clone())));
+    }
+    match a.dest_user.split_once(':') {
+        Some((name, pw)) => Ok(Some((name.to_string(), pw.to_string()))),
+        None => {
+            let pw = crate::flags::read_password(Some("Destination Password: "))?;
+            Ok(Some((a.dest_user.clone(), pw)))
+        }
+    }
 }
 
 /// The destination key of a source key (etcdctl's `modifyPrefix`).
@@ -68,6 +95,9 @@ pub async fn make_mirror(ctx: &Ctx, a: MirrorArgs) -> Result<(), CliError> {
     };
     let src = ctx.connect().await?;
     let mut dopts = ClientOptions::default().with_timeout(ctx.global.command_timeout);
+    if let Some((name, password)) = dest_credentials(&a)? {
+        dopts = dopts.with_user(name, password);
+    }
     let mut tls = a
         .dest_cacert
         .as_ref()

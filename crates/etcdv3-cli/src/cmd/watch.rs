@@ -173,29 +173,71 @@ fn watch_request(a: &WatchArgs) -> Result<(Vec<u8>, WatchOptions), CliError> {
     Ok((key, o))
 }
 
+/// `ETCDCTL_WATCH_KEY` and `ETCDCTL_WATCH_RANGE_END`: the key (and range
+/// end) watched when the command line names none, as etcdctl. A range end
+/// without a key is refused (exit 128).
+fn env_keys() -> Result<Vec<OsString>, CliError> {
+    let get = |name| std::env::var_os(name).filter(|v| !v.is_empty());
+    match (get("ETCDCTL_WATCH_KEY"), get("ETCDCTL_WATCH_RANGE_END")) {
+        (None, Some(end)) => Err(CliError::BadArgs(format!(
+            "ETCDCTL_WATCH_KEY is empty but got ETCDCTL_WATCH_RANGE_END={}",
+            go_quote(&crate::flags::os_bytes(&end))
+        ))),
+        (None, None) => Ok(Vec::new()),
+        (Some(key), end) => Ok(std::iter::once(key).chain(end).collect()),
+    }
+}
+
+/// The watch's keys from the environment where the arguments name none;
+/// both at once is etcdctl's "conflicting environment key" (exit 128).
+fn with_env_keys(a: &mut WatchArgs, env: &[OsString]) -> Result<(), CliError> {
+    if env.is_empty() {
+        return Ok(());
+    }
+    if !a.keys.is_empty() {
+        return Err(CliError::BadArgs(
+            "bad number of arguments (found conflicting environment key)".into(),
+        ));
+    }
+    a.keys = env.to_vec();
+    Ok(())
+}
+
 /// `watch`.
-pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
+pub async fn watch(ctx: &Ctx, mut a: WatchArgs) -> Result<(), CliError> {
     let p = ctx.printer;
     p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    let env = env_keys()?;
     if a.interactive {
         if !a.keys.is_empty() {
             return Err(CliError::BadArgs(
                 "watch in interactive mode takes no key argument".into(),
             ));
         }
-        return interactive(ctx).await;
+        return interactive(ctx, env).await;
     }
+    with_env_keys(&mut a, &env)?;
     let req = watch_request(&a)?;
     let client = ctx.connect().await?;
-    run_watch(p, client, req, a).await
+    run_watch(p, client, req, a, None).await
+}
+
+/// `progress` lines of `watch -i`: how many were asked for, and a way to
+/// have one running watch ask the server (which answers every watcher of
+/// the stream, so one request is enough).
+#[derive(Default)]
+struct ProgressRequests {
+    asked: std::sync::atomic::AtomicU64,
+    notify: tokio::sync::Notify,
 }
 
 /// `watch -i`: one watch per stdin line, all printing as they go. Unlike
 /// etcdctl, the end of stdin does not end the watches (Ctrl-C does).
-async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
+async fn interactive(ctx: &Ctx, env: Vec<OsString>) -> Result<(), CliError> {
     use clap::Parser;
     let p = ctx.printer;
     let client = ctx.connect().await?;
+    let progress = std::sync::Arc::new(ProgressRequests::default());
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     std::thread::spawn(move || {
         use std::io::BufRead;
@@ -218,29 +260,56 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
                 let shown = String::from_utf8_lossy(&line).into_owned();
                 let line = shown.trim_end_matches('\r');
                 let args = match super::txn::argify(line.as_bytes()) {
-                    Ok(args) if args.is_empty() => continue,
+                    Ok(args) if args.is_empty() => {
+                        eprintln!("Invalid command: {line} (watch and progress supported)");
+                        continue;
+                    }
                     Ok(args) => args,
                     Err(e) => {
                         eprintln!("Invalid command {line} ({e})");
                         continue;
                     }
                 };
+                if args[0] == b"progress" {
+                    // etcdctl asks the client's watch stream; with no watch
+                    // running there is nothing to ask.
+                    if !watches.is_empty() {
+                        progress.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        progress.notify.notify_one();
+                    }
+                    continue;
+                }
                 if args[0] != b"watch" {
                     eprintln!("Invalid command {line} (only support watch)");
                     continue;
                 }
+                if args.len() < 2 && env.is_empty() {
+                    eprintln!("Invalid command {line} (command type or key is not provided)");
+                    continue;
+                }
                 let parsed = WatchLine::try_parse_from(args.into_iter().map(bytes_os))
                     .map_err(|e| e.to_string())
-                    .and_then(|w| {
+                    .map(|w| {
                         let WatchLineCommand::Watch(a) = w.command;
-                        watch_request(&a).map(|req| (req, a)).map_err(|e| e.to_string())
+                        a
                     });
+                let parsed = match parsed {
+                    Ok(mut a) => {
+                        // etcdctl exits on a key given beside ETCDCTL_WATCH_KEY.
+                        with_env_keys(&mut a, &env)?;
+                        watch_request(&a).map(|req| (req, a)).map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(e),
+                };
                 match parsed {
                     Ok((req, a)) => {
                         let client = client.clone();
+                        let progress = progress.clone();
                         watches.spawn(async move {
-                            if let Err(e) = run_watch(p, client, req, a).await {
-                                eprintln!("Error: {e}");
+                            match run_watch(p, client, req, a, Some(progress)).await {
+                                // The main loop sees Ctrl-C too and exits 130.
+                                Ok(()) | Err(CliError::Interrupted) => {}
+                                Err(e) => eprintln!("Error: {e}"),
                             }
                         });
                     }
@@ -253,13 +322,21 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
     }
 }
 
-/// Print a watch's events until it ends or Ctrl-C.
+/// Print a watch's events until it ends or Ctrl-C; with `progress` (`watch
+/// -i`), also ask for and print the progress the `progress` lines request.
 async fn run_watch(
     p: Printer,
     client: etcdv3_tokio::Client,
     (key, o): (Vec<u8>, WatchOptions),
     a: WatchArgs,
+    progress: Option<std::sync::Arc<ProgressRequests>>,
 ) -> Result<(), CliError> {
+    use std::sync::atomic::Ordering;
+    let asked = |p: &Option<std::sync::Arc<ProgressRequests>>| {
+        p.as_ref().map_or(0, |p| p.asked.load(Ordering::SeqCst))
+    };
+    // Progress requests answered (printed) so far.
+    let mut printed = asked(&progress);
     // The watch stream hands out events with their revision only: the rest
     // of the JSON header (cluster, member, term) comes from one status call.
     let base_header = if p.json() || p.format == WriteOut::Fields {
@@ -269,8 +346,18 @@ async fn run_watch(
     };
     let mut watcher = client.watch(key, o).await?;
     loop {
+        let requested = async {
+            match &progress {
+                Some(p) => p.notify.notified().await,
+                None => std::future::pending().await,
+            }
+        };
         let next = tokio::select! {
             next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)) => next,
+            _ = requested => {
+                watcher.request_progress()?;
+                continue;
+            }
             // etcdctl dies of SIGINT: the shell reports 130.
             _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         };
@@ -309,7 +396,10 @@ async fn run_watch(
                     }
                 }
             }
-            Some(Ok(WatchEvent::Progress { revision })) if a.progress_notify => {
+            Some(Ok(WatchEvent::Progress { revision }))
+                if a.progress_notify || asked(&progress) > printed =>
+            {
+                printed = asked(&progress);
                 if !p.json() {
                     write_stdout(format!("progress notify: {revision}\n").as_bytes());
                 }

@@ -19,21 +19,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use etcdv3_failover::{
+    check_watch, check_writes, collect_watch, get_loop, lock, put_loop, read_store, settle,
+    SharedLog, Sleep, CALL_TIMEOUT,
+};
 use etcdv3_testkit::fault::{inject, ErrorClass, Fault, OpKind, OpRecord};
 use etcdv3_testkit::{Cluster, ClusterBuilder, TestkitError};
-use etcdv3_tokio::api::{GetOptions, PutOptions, WatchEvent, WatchOptions};
-use etcdv3_tokio::{Client, ClientOptions, Error};
-use futures_core::Stream;
+use etcdv3_tokio::api::WatchOptions;
+use etcdv3_tokio::ClientOptions;
 
 use crate::CliError;
 use report::{FaultReport, ReadReport, Report};
 
-/// Deadline of every workload call.
-const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-/// A call that has not returned this long after its deadline is a hang.
-const HANG_GRACE: Duration = Duration::from_secs(1);
-/// Pause between two calls of one workload loop.
-const TICK: Duration = Duration::from_millis(10);
 /// Workload before the first fault, and between recovery and the next one
 /// (so that "the member in use" is measured on a settled client).
 const WARMUP: Duration = Duration::from_millis(800);
@@ -93,41 +90,32 @@ fn action(fault: Fault) -> &'static str {
     }
 }
 
-/// What the workload tasks share with the fault loop and the live view.
+/// What the fault loop shares with the live view, beside the workload's
+/// log.
 #[derive(Default)]
-struct State {
-    records: Vec<OpRecord>,
-    /// Acknowledged puts: key -> revision.
-    acked: HashMap<String, i64>,
-    /// Puts whose outcome is unknown.
-    unknown: Vec<String>,
-    /// Puts that certainly did not apply.
-    not_applied: Vec<String>,
-    /// The latest acknowledged put (key, value).
-    last_acked: Option<(String, String)>,
-    stale_reads: usize,
-    /// Every put event the watch delivered: (mod_revision, key).
-    watched: Vec<(i64, String)>,
-    watch_ended: Option<String>,
+struct Status {
     /// The leader as the poller last saw it.
     leader: Option<usize>,
     /// What the demo is doing now (the live view's first column).
     phase: String,
 }
 
-type Shared = Arc<Mutex<State>>;
-
-fn lock(s: &Mutex<State>) -> MutexGuard<'_, State> {
-    s.lock().unwrap_or_else(|e| e.into_inner())
+/// The workload's log (the shared failover workload's) and the status.
+#[derive(Default)]
+struct State {
+    log: SharedLog,
+    status: Mutex<Status>,
 }
 
-/// The client's error class, with every "other" error counted as one kind
-/// (the live view groups errors by kind).
-fn classify(e: &Error) -> ErrorClass {
-    match e.class() {
-        ErrorClass::Other(_) => ErrorClass::Other("client".into()),
-        class => class,
-    }
+type Shared = Arc<State>;
+
+fn status(s: &State) -> MutexGuard<'_, Status> {
+    s.status.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The workload's timer.
+fn sleep(d: Duration) -> Sleep {
+    Box::pin(tokio::time::sleep(d))
 }
 
 /// Runs the demo; Ctrl-C stops it (and everything it started) with exit 130.
@@ -281,14 +269,24 @@ async fn demo(
         .watch(PREFIX, WatchOptions::new().with_prefix())
         .await?;
 
-    let state: Shared = Arc::new(Mutex::new(State {
-        phase: "warm-up".into(),
-        ..State::default()
-    }));
+    let state: Shared = Arc::default();
+    status(&state).phase = "warm-up".into();
+    let log = state.log.clone();
     let work_stop = Arc::new(AtomicBool::new(false));
-    let puts = tokio::spawn(put_loop(client.clone(), work_stop.clone(), state.clone()));
-    let gets = tokio::spawn(get_loop(client.clone(), work_stop.clone(), state.clone()));
-    let watch = tokio::spawn(collect_watch(watcher, stop.clone(), state.clone()));
+    let puts = tokio::spawn(put_loop(
+        client.clone(),
+        PREFIX.into(),
+        work_stop.clone(),
+        log.clone(),
+        sleep,
+    ));
+    let gets = tokio::spawn(get_loop(
+        client.clone(),
+        work_stop.clone(),
+        log.clone(),
+        sleep,
+    ));
+    let watch = tokio::spawn(collect_watch(watcher, stop.clone(), log.clone(), sleep));
     let poller = {
         let (c, s, st) = (cluster.clone(), state.clone(), stop.clone());
         tokio::task::spawn_blocking(move || poll_leader(&c, &s, &st))
@@ -306,7 +304,7 @@ async fn demo(
     tokio::time::sleep(WARMUP).await;
     for (fault, target) in SCHEDULE {
         let c = cluster.clone();
-        let leader = blocking(move || settle(&c)).await?;
+        let leader = blocking(move || settle(&c, &[])).await?;
         let leader = match leader {
             Ok(l) => l,
             Err(e) => {
@@ -315,22 +313,22 @@ async fn demo(
                 )))
             }
         };
-        lock(&state).leader = Some(leader);
+        status(&state).leader = Some(leader);
         tokio::time::sleep(WARMUP).await;
         faults.push(run_fault(&cluster, &state, &names, fault, target, leader, args.hold).await?);
     }
 
-    lock(&state).phase = "checking".into();
+    status(&state).phase = "checking".into();
     work_stop.store(true, Ordering::SeqCst);
     let _ = puts.await;
     let _ = gets.await;
     let c = cluster.clone();
-    let _ = blocking(move || settle(&c)).await?;
-    let store = read_back(&client).await?;
+    let _ = blocking(move || settle(&c, &[])).await?;
+    let store = read_store(&client, PREFIX, sleep).await?.keys;
     // The watch may still be delivering the last writes.
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
-        let seen = lock(&state).watched.len();
+        let seen = lock(&log).watched.len();
         if seen >= store.len() {
             break;
         }
@@ -341,9 +339,9 @@ async fn demo(
     let _ = watch.await;
     let _ = poller.await;
 
-    let st = lock(&state);
-    let writes = report::check_writes(&st.acked, &st.unknown, &st.not_applied, &store);
-    let watch = report::check_watch(&st.watched, &store, st.watch_ended.clone());
+    let st = lock(&log);
+    let writes = check_writes(&st, &store);
+    let watch = check_watch(&st.watched, &store, st.watch_ended.clone());
     let lost = writes.acknowledged - writes.acknowledged_present;
     let mut problems = Vec::new();
     if lost > 0 {
@@ -355,8 +353,8 @@ async fn demo(
             writes.not_applied_but_present
         ));
     }
-    if st.stale_reads > 0 {
-        problems.push(format!("{} stale reads", st.stale_reads));
+    if !st.stale_reads.is_empty() {
+        problems.push(format!("{} stale reads", st.stale_reads.len()));
     }
     if !watch.complete || !watch.in_order {
         problems.push("the watch is incomplete or out of order".into());
@@ -382,13 +380,15 @@ async fn demo(
         duration_ms: started.elapsed().as_millis() as u64,
         faults,
         endpoint_switches: report::switches(&st.records),
+        put_switches: report::switches_of(&st.records, OpKind::Put),
+        read_switches: report::switches_of(&st.records, OpKind::Get),
         reads: ReadReport {
             ok: st
                 .records
                 .iter()
                 .filter(|r| r.kind == OpKind::Get && r.result.is_ok())
                 .count(),
-            stale: st.stale_reads,
+            stale: st.stale_reads.len(),
         },
         errors: report::error_counts(&st.records),
         lost,
@@ -426,9 +426,9 @@ async fn run_fault(
     let ids = cluster.member_ids();
     let before = Instant::now();
     let index_of = |name: &str| name.strip_prefix('m').and_then(|n| n.parse::<usize>().ok());
-    let (used, follower_in_use) = {
-        let st = lock(state);
-        let used = report::busiest(&st.records, before - RECENT, before, names);
+    let (used, follower_in_use, puts_before, reads_before) = {
+        let st = lock(&state.log);
+        let used = report::busiest(&st.records, None, before - RECENT, before, names);
         // The client mostly talks to the leader; the follower it uses is
         // then the one it has the most to lose on.
         let leader_id = ids.get(leader).copied().unwrap_or(0);
@@ -440,8 +440,22 @@ async fn run_fault(
             })
             .cloned()
             .collect();
-        let follower = report::busiest(&followers, before - RECENT, before, names);
-        (used, follower)
+        let follower = report::busiest(&followers, None, before - RECENT, before, names);
+        let puts = report::busiest(
+            &st.records,
+            Some(OpKind::Put),
+            before - RECENT,
+            before,
+            names,
+        );
+        let reads = report::busiest(
+            &st.records,
+            Some(OpKind::Get),
+            before - RECENT,
+            before,
+            names,
+        );
+        (used, follower, puts, reads)
     };
     let (index, role) = match target {
         Target::Leader => (leader, "leader"),
@@ -454,7 +468,7 @@ async fn run_fault(
         },
     };
     let name = format!("{} {role} (m{index})", action(fault));
-    lock(state).phase = name;
+    status(state).phase = name;
     let fault_at = Instant::now();
     let c = cluster.clone();
     let injected = blocking(move || inject(&c, fault, index, hold)).await?;
@@ -463,7 +477,7 @@ async fn run_fault(
     let undone = Instant::now();
     let recover_by = undone + RECOVERY_WAIT;
     while Instant::now() < recover_by {
-        let recovered = lock(state)
+        let recovered = lock(&state.log)
             .records
             .iter()
             .rev()
@@ -476,7 +490,8 @@ async fn run_fault(
     }
     tokio::time::sleep(TAIL).await;
     let until = Instant::now();
-    let st = lock(state);
+    let leader_after = status(state).leader;
+    let st = lock(&state.log);
     let w = report::window(&st.records, fault_at, until);
     let outcome_unknown = w
         .errors
@@ -490,210 +505,47 @@ async fn run_fault(
         target: format!("m{index}"),
         target_was_leader: index == leader,
         leader_before: Some(format!("m{leader}")),
-        leader_after: st.leader.map(|l| format!("m{l}")),
+        leader_after: leader_after.map(|l| format!("m{l}")),
         served_before: used,
-        served_after: report::busiest(&st.records, until - RECENT, until, names),
+        served_after: report::busiest(&st.records, None, until - RECENT, until, names),
+        puts_served_before: puts_before,
+        puts_served_after: report::busiest(
+            &st.records,
+            Some(OpKind::Put),
+            until - RECENT,
+            until,
+            names,
+        ),
+        reads_served_before: reads_before,
+        reads_served_after: report::busiest(
+            &st.records,
+            Some(OpKind::Get),
+            until - RECENT,
+            until,
+            names,
+        ),
         hold_ms: hold.as_millis() as u64,
         gap_ms: w.gaps.0.as_millis() as u64,
         put_gap_ms: w.gaps.1.as_millis() as u64,
         get_gap_ms: w.gaps.2.as_millis() as u64,
         ok_calls: w.ok,
-        endpoint_switches: w.switches,
+        endpoint_switches: w.put_switches + w.read_switches,
+        put_switches: w.put_switches,
+        read_switches: w.read_switches,
         errors: w.errors,
         outcome_unknown,
         inject_error: injected.err(),
     })
 }
 
-/// Waits until every member is healthy and there is a leader; its index.
-fn settle(cluster: &Cluster) -> Result<usize, TestkitError> {
-    for i in 0..cluster.size() {
-        cluster.wait_member_healthy(i, Duration::from_secs(20))?;
-    }
-    cluster.wait_for_leader(Duration::from_secs(10))
-}
-
 /// Keeps `state.leader` current until `stop` (or the cluster is shut down).
 fn poll_leader(cluster: &Cluster, state: &Shared, stop: &AtomicBool) {
     while !stop.load(Ordering::SeqCst) && !cluster.is_shut_down() {
         if let Some(l) = cluster.leader() {
-            lock(state).leader = Some(l);
+            status(state).leader = Some(l);
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-}
-
-/// One timed call: its record and its value.
-async fn timed<T>(
-    kind: OpKind,
-    fut: impl std::future::Future<Output = Result<T, Error>>,
-    member: impl Fn(&T) -> u64,
-) -> (OpRecord, Result<T, (ErrorClass, bool)>) {
-    let start = Instant::now();
-    let r = tokio::time::timeout(CALL_TIMEOUT + HANG_GRACE, fut).await;
-    let end = Instant::now();
-    let (result, value) = match r {
-        Ok(Ok(v)) => (Ok(member(&v)), Ok(v)),
-        Ok(Err(e)) => {
-            let c = classify(&e);
-            (
-                Err((c.clone(), e.to_string())),
-                Err((c, e.may_have_applied())),
-            )
-        }
-        Err(_) => (
-            Err((ErrorClass::Hang, "no answer within deadline + grace".into())),
-            Err((ErrorClass::Hang, true)),
-        ),
-    };
-    (
-        OpRecord {
-            kind,
-            start,
-            end,
-            result,
-        },
-        value,
-    )
-}
-
-/// Sequential puts of fresh keys until `stop`.
-async fn put_loop(client: Client, stop: Arc<AtomicBool>, state: Shared) {
-    let mut n: u64 = 0;
-    while !stop.load(Ordering::SeqCst) {
-        n += 1;
-        let key = format!("{PREFIX}{n:08}");
-        let value = n.to_string();
-        let (rec, resp) = timed(
-            OpKind::Put,
-            client.put(
-                key.clone(),
-                value.clone(),
-                PutOptions::new().with_timeout(CALL_TIMEOUT),
-            ),
-            |r| r.header.as_ref().map_or(0, |h| h.member_id),
-        )
-        .await;
-        {
-            let mut st = lock(&state);
-            st.records.push(rec);
-            match resp {
-                Ok(r) => {
-                    let rev = r.header.map_or(0, |h| h.revision);
-                    st.acked.insert(key.clone(), rev);
-                    st.last_acked = Some((key, value));
-                }
-                Err((_, true)) => st.unknown.push(key),
-                Err((_, false)) => st.not_applied.push(key),
-            }
-        }
-        tokio::time::sleep(TICK).await;
-    }
-}
-
-/// Sequential gets of the latest acknowledged key until `stop`: each must
-/// see the value acknowledged before it started.
-async fn get_loop(client: Client, stop: Arc<AtomicBool>, state: Shared) {
-    while !stop.load(Ordering::SeqCst) {
-        let last = lock(&state).last_acked.clone();
-        let Some((key, value)) = last else {
-            tokio::time::sleep(TICK).await;
-            continue;
-        };
-        let (rec, got) = timed(
-            OpKind::Get,
-            client.get(key.clone(), GetOptions::new().with_timeout(CALL_TIMEOUT)),
-            |r| r.header.as_ref().map_or(0, |h| h.member_id),
-        )
-        .await;
-        {
-            let mut st = lock(&state);
-            st.records.push(rec);
-            if let Ok(resp) = got {
-                let seen = resp.kvs.first().map(|kv| kv.value.clone());
-                if seen.as_deref() != Some(value.as_bytes()) {
-                    st.stale_reads += 1;
-                }
-            }
-        }
-        tokio::time::sleep(TICK).await;
-    }
-}
-
-/// Drains the watcher into the state until it ends or `stop` is set.
-async fn collect_watch(
-    mut watcher: etcdv3_tokio::api::watch::Watcher,
-    stop: Arc<AtomicBool>,
-    state: Shared,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        let next = tokio::time::timeout(
-            Duration::from_millis(200),
-            std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)),
-        )
-        .await;
-        let Ok(next) = next else { continue };
-        let mut st = lock(&state);
-        match next {
-            Some(Ok(WatchEvent::Events { events, .. })) => {
-                for e in events {
-                    if let Some(kv) = e.kv {
-                        st.watched.push((
-                            kv.mod_revision,
-                            String::from_utf8_lossy(&kv.key).into_owned(),
-                        ));
-                    }
-                }
-            }
-            Some(Ok(WatchEvent::Progress { .. } | WatchEvent::Created { .. })) => {}
-            Some(Ok(other)) => {
-                st.watch_ended = Some(format!("watch ended: {other:?}"));
-                return;
-            }
-            Some(Err(e)) => {
-                st.watch_ended = Some(format!("watch failed: {e}"));
-                return;
-            }
-            None => {
-                st.watch_ended = Some("watch stream ended".into());
-                return;
-            }
-        }
-    }
-}
-
-/// Every key under the prefix with its mod revision (a linearizable read,
-/// retried for a while: the cluster just went through faults).
-async fn read_back(client: &Client) -> Result<HashMap<String, i64>, CliError> {
-    let mut last = None;
-    for _ in 0..5 {
-        match client
-            .get(
-                PREFIX,
-                GetOptions::new().with_prefix().with_timeout(CALL_TIMEOUT),
-            )
-            .await
-        {
-            Ok(resp) => {
-                return Ok(resp
-                    .kvs
-                    .into_iter()
-                    .map(|kv| {
-                        (
-                            String::from_utf8_lossy(&kv.key).into_owned(),
-                            kv.mod_revision,
-                        )
-                    })
-                    .collect())
-            }
-            Err(e) => last = Some(e),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(last.map_or_else(
-        || CliError::Other("read-back failed".into()),
-        CliError::from,
-    ))
 }
 
 /// The live view: one line every 250 ms on a terminal (rewritten in place;
@@ -716,7 +568,11 @@ async fn live_view(
     while !stop.load(Ordering::SeqCst) {
         tokio::time::sleep(every).await;
         let now = Instant::now();
-        let st = lock(&state);
+        let (phase, leader) = {
+            let s = status(&state);
+            (s.phase.clone(), s.leader)
+        };
+        let st = lock(&state.log);
         let recent = st
             .records
             .iter()
@@ -724,11 +580,12 @@ async fn live_view(
             .take_while(|r| r.end + RECENT >= now)
             .filter(|r| r.result.is_ok())
             .count();
-        let serving = report::busiest(&st.records, now - RECENT, now, &names);
+        let puts = report::busiest(&st.records, Some(OpKind::Put), now - RECENT, now, &names);
+        let reads = report::busiest(&st.records, Some(OpKind::Get), now - RECENT, now, &names);
         let mut errors: BTreeMap<String, usize> = BTreeMap::new();
         for r in &st.records {
             if let Err((class, _)) = &r.result {
-                *errors.entry(class.to_string()).or_default() += 1;
+                *errors.entry(report::class_name(class)).or_default() += 1;
             }
         }
         let errors = if errors.is_empty() {
@@ -740,23 +597,23 @@ async fn live_view(
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let leader = st
-            .leader
+        let leader = leader
             .and_then(|l| ids.get(l))
             .map_or("-".to_string(), |id| report::name_of(&names, *id));
-        let phase_changed = st.phase != last_phase;
+        let phase_changed = phase != last_phase;
         let text = format!(
-            "{:>5.1}s  {:<42} ops/s {:>4}  serving {:<3} leader {:<3} acked {:>5}  watch {:>5}  errors {}",
+            "{:>5.1}s  {:<42} ops/s {:>4}  puts on {:<3} reads on {:<3} leader {:<3} acked {:>5}  watch {:>5}  errors {}",
             started.elapsed().as_secs_f64(),
-            st.phase,
+            phase,
             recent,
-            serving.as_deref().unwrap_or("-"),
+            puts.as_deref().unwrap_or("-"),
+            reads.as_deref().unwrap_or("-"),
             leader,
             st.acked.len(),
             st.watched.len(),
             errors
         );
-        last_phase = st.phase.clone();
+        last_phase = phase;
         drop(st);
         if view.tty && phase_changed && !last_line.is_empty() {
             // Keep the last line of the previous phase on screen.

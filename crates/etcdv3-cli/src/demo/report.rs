@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use etcdv3_testkit::fault::{fault_stats, OpKind, OpRecord};
+use etcdv3_failover::{WatchCheck, WriteCheck};
+use etcdv3_testkit::fault::{fault_stats, ErrorClass, OpKind, OpRecord};
 use serde::Serialize;
 
 /// The whole report.
@@ -22,14 +23,20 @@ pub struct Report {
     pub duration_ms: u64,
     /// One entry per injected fault, in order.
     pub faults: Vec<FaultReport>,
-    /// Times the member answering the workload changed, over the whole run.
+    /// Times the member answering the workload changed, over the whole run
+    /// (`put_switches + read_switches`).
     pub endpoint_switches: usize,
+    /// Times two consecutive successful puts were answered by different
+    /// members.
+    pub put_switches: usize,
+    /// Same, for reads.
+    pub read_switches: usize,
     /// What happened to the writes.
-    pub writes: WriteReport,
+    pub writes: WriteCheck,
     /// What happened to the reads.
     pub reads: ReadReport,
     /// What the watch delivered.
-    pub watch: WatchReport,
+    pub watch: WatchCheck,
     /// Failed calls over the whole run by `op:kind` (e.g. `put:OutcomeUnknown`).
     pub errors: BTreeMap<String, usize>,
     /// Acknowledged writes missing at the end (must be 0).
@@ -60,6 +67,14 @@ pub struct FaultReport {
     pub served_before: Option<String>,
     /// The member that answered most calls in the last second of the window.
     pub served_after: Option<String>,
+    /// The member that answered most puts in the second before the fault.
+    pub puts_served_before: Option<String>,
+    /// The member that answered most puts in the last second of the window.
+    pub puts_served_after: Option<String>,
+    /// The member that answered most reads in the second before the fault.
+    pub reads_served_before: Option<String>,
+    /// The member that answered most reads in the last second of the window.
+    pub reads_served_after: Option<String>,
     /// How long the fault was held.
     pub hold_ms: u64,
     /// Longest time without any successful call, from the fault on.
@@ -70,35 +85,19 @@ pub struct FaultReport {
     pub get_gap_ms: u64,
     /// Successful calls during the window.
     pub ok_calls: usize,
-    /// Times the answering member changed during the window.
+    /// Times the answering member changed during the window
+    /// (`put_switches + read_switches`).
     pub endpoint_switches: usize,
+    /// Times consecutive puts were answered by different members in the window.
+    pub put_switches: usize,
+    /// Same, for reads.
+    pub read_switches: usize,
     /// Failed calls during the window, by `op:kind`.
     pub errors: BTreeMap<String, usize>,
     /// Puts whose outcome was unknown during the window.
     pub outcome_unknown: usize,
     /// The fault could not be injected or undone: why.
     pub inject_error: Option<String>,
-}
-
-/// What happened to the puts.
-#[derive(Debug, Default, Serialize)]
-pub struct WriteReport {
-    /// Puts the cluster acknowledged.
-    pub acknowledged: usize,
-    /// Of those, present at the end with the acknowledged revision.
-    pub acknowledged_present: usize,
-    /// Puts that ended with outcome unknown (may or may not have applied).
-    pub outcome_unknown: usize,
-    /// Of those, found applied at the end.
-    pub outcome_unknown_applied: usize,
-    /// Puts reported as certainly not applied.
-    pub not_applied: usize,
-    /// Of those, found in the store anyway (must be 0).
-    pub not_applied_but_present: usize,
-    /// Keys read back at the end.
-    pub read_back: usize,
-    /// Up to 10 acknowledged keys missing or at another revision.
-    pub missing_examples: Vec<String>,
 }
 
 /// What happened to the reads.
@@ -110,37 +109,21 @@ pub struct ReadReport {
     pub stale: usize,
 }
 
-/// What the watch delivered.
-#[derive(Debug, Default, Serialize)]
-pub struct WatchReport {
-    /// Put events delivered.
-    pub events: usize,
-    /// Keys in the store at the end (each must have been delivered once).
-    pub expected: usize,
-    /// Keys in the store that the watch never delivered.
-    pub missed: usize,
-    /// Events delivered more than once.
-    pub duplicates: usize,
-    /// Events whose revision was not above the previous one.
-    pub out_of_order: usize,
-    /// Every key delivered exactly once.
-    pub complete: bool,
-    /// Revisions strictly increasing.
-    pub in_order: bool,
-    /// The watch ended or failed: why.
-    pub ended: Option<String>,
-}
-
-/// The member (name) that answered most successful calls among `records`
-/// ending in `[from, until]`; `names` maps member ids to names.
+/// The member (name) that answered most successful calls (of `kind`, or of
+/// any kind) among `records` ending in `[from, until]`; `names` maps member
+/// ids to names.
 pub fn busiest(
     records: &[OpRecord],
+    kind: Option<OpKind>,
     from: Instant,
     until: Instant,
     names: &HashMap<u64, String>,
 ) -> Option<String> {
     let mut counts: HashMap<u64, usize> = HashMap::new();
-    for r in records.iter().filter(|r| r.end >= from && r.end <= until) {
+    for r in records
+        .iter()
+        .filter(|r| r.end >= from && r.end <= until && kind.is_none_or(|k| r.kind == k))
+    {
         if let Ok(m) = r.result {
             *counts.entry(m).or_default() += 1;
         }
@@ -156,22 +139,31 @@ pub fn name_of(names: &HashMap<u64, String>, id: u64) -> String {
     names.get(&id).cloned().unwrap_or_else(|| format!("{id:x}"))
 }
 
-/// How often consecutive successful calls of one kind (puts, gets; by end
-/// time) were answered by different members: the client moved that kind of
-/// call to another member.
+/// How often consecutive successful calls of `kind` (by end time) were
+/// answered by different members: the client sent that kind of call to
+/// another member.
+pub fn switches_of(records: &[OpRecord], kind: OpKind) -> usize {
+    let mut ok: Vec<(Instant, u64)> = records
+        .iter()
+        .filter(|r| r.kind == kind)
+        .filter_map(|r| r.result.as_ref().ok().map(|m| (r.end, *m)))
+        .collect();
+    ok.sort();
+    ok.windows(2).filter(|w| w[0].1 != w[1].1).count()
+}
+
+/// [`switches_of`] puts plus reads.
 pub fn switches(records: &[OpRecord]) -> usize {
-    [OpKind::Put, OpKind::Get]
-        .into_iter()
-        .map(|kind| {
-            let mut ok: Vec<(Instant, u64)> = records
-                .iter()
-                .filter(|r| r.kind == kind)
-                .filter_map(|r| r.result.as_ref().ok().map(|m| (r.end, *m)))
-                .collect();
-            ok.sort();
-            ok.windows(2).filter(|w| w[0].1 != w[1].1).count()
-        })
-        .sum()
+    switches_of(records, OpKind::Put) + switches_of(records, OpKind::Get)
+}
+
+/// An error class as the demo counts it: every "other" client error is one
+/// kind (`Other(client)`).
+pub fn class_name(class: &ErrorClass) -> String {
+    match class {
+        ErrorClass::Other(_) => ErrorClass::Other("client".into()).to_string(),
+        class => class.to_string(),
+    }
 }
 
 /// `op:kind` counts of the failed calls among `records`.
@@ -179,7 +171,8 @@ pub fn error_counts(records: &[OpRecord]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for r in records {
         if let Err((class, _)) = &r.result {
-            *out.entry(format!("{}:{class}", r.kind)).or_default() += 1;
+            *out.entry(format!("{}:{}", r.kind, class_name(class)))
+                .or_default() += 1;
         }
     }
     out
@@ -191,8 +184,10 @@ pub struct Window {
     pub gaps: (Duration, Duration, Duration),
     /// Successful calls.
     pub ok: usize,
-    /// Member changes.
-    pub switches: usize,
+    /// Member changes of consecutive puts.
+    pub put_switches: usize,
+    /// Member changes of consecutive reads.
+    pub read_switches: usize,
     /// Failed calls by `op:kind`.
     pub errors: BTreeMap<String, usize>,
 }
@@ -212,76 +207,19 @@ pub fn window(records: &[OpRecord], fault_at: Instant, until: Instant) -> Window
             stats.longest_get_gap,
         ),
         ok: stats.ok,
-        switches: switches(&inside),
+        put_switches: switches_of(&inside, OpKind::Put),
+        read_switches: switches_of(&inside, OpKind::Get),
         errors: error_counts(&inside),
     }
 }
 
-/// Checks the watch's deliveries `(revision, key)` against the store's final
-/// content `key -> mod_revision`.
-pub fn check_watch(
-    delivered: &[(i64, String)],
-    store: &HashMap<String, i64>,
-    ended: Option<String>,
-) -> WatchReport {
-    let out_of_order = delivered.windows(2).filter(|w| w[1].0 <= w[0].0).count();
-    let mut seen: HashMap<&str, usize> = HashMap::new();
-    for (_, key) in delivered {
-        *seen.entry(key.as_str()).or_default() += 1;
-    }
-    let duplicates = seen.values().map(|n| n.saturating_sub(1)).sum();
-    let missed = store
-        .keys()
-        .filter(|k| !seen.contains_key(k.as_str()))
-        .count();
-    let wrong_revision = delivered
-        .iter()
-        .filter(|(rev, key)| store.get(key).is_some_and(|r| r != rev))
-        .count();
-    WatchReport {
-        events: delivered.len(),
-        expected: store.len(),
-        missed,
-        duplicates,
-        out_of_order,
-        complete: missed == 0 && duplicates == 0 && wrong_revision == 0 && ended.is_none(),
-        in_order: out_of_order == 0,
-        ended,
-    }
-}
-
-/// Checks the puts against the store's final content `key -> mod_revision`.
-pub fn check_writes(
-    acked: &HashMap<String, i64>,
-    unknown: &[String],
-    not_applied: &[String],
-    store: &HashMap<String, i64>,
-) -> WriteReport {
-    let mut missing: Vec<String> = acked
-        .iter()
-        .filter(|(k, rev)| store.get(*k) != Some(rev))
-        .map(|(k, rev)| match store.get(k) {
-            Some(found) => format!("{k} (acknowledged at {rev}, found at {found})"),
-            None => format!("{k} (acknowledged at {rev}, absent)"),
-        })
-        .collect();
-    missing.sort();
-    let lost = missing.len();
-    missing.truncate(10);
-    WriteReport {
-        acknowledged: acked.len(),
-        acknowledged_present: acked.len() - lost,
-        outcome_unknown: unknown.len(),
-        outcome_unknown_applied: unknown.iter().filter(|k| store.contains_key(*k)).count(),
-        not_applied: not_applied.len(),
-        not_applied_but_present: not_applied
-            .iter()
-            .filter(|k| store.contains_key(*k))
-            .count(),
-        read_back: store.len(),
-        missing_examples: missing,
-    }
-}
+/// What the table's columns count, under it.
+const LEGEND: [&str; 4] = [
+    "gap, put gap, read gap: longest time without a successful call (any, put, read) from the fault until puts succeed again plus 0.7 s.",
+    "puts on, reads on, leader: the member that answered most puts / reads (and the leader) in the second before the fault > in the last second after it.",
+    "switches p/r: times two consecutive puts / reads were answered by different members. The client sends each call to the healthy member with the fewest",
+    "  calls in flight and the lowest recent latency (two random choices), so calls also move between healthy members with no fault: most switches are that.",
+];
 
 fn ms(d: Duration) -> String {
     format!("{} ms", d.as_millis())
@@ -307,8 +245,16 @@ pub fn render(r: &Report) -> String {
     ));
     line(String::new());
     line(format!(
-        "{:<46} {:>7} {:>9} {:>8}  {:<9} {:<9} {}",
-        "fault", "gap", "put gap", "switches", "served", "leader", "errors"
+        "{:<40} {:>7} {:>8} {:>9}  {:<8} {:<8} {:<8} {:>13}  {}",
+        "fault",
+        "gap",
+        "put gap",
+        "read gap",
+        "puts on",
+        "reads on",
+        "leader",
+        "switches p/r",
+        "errors"
     ));
     for f in &r.faults {
         let what = format!(
@@ -332,19 +278,33 @@ pub fn render(r: &Report) -> String {
                 .join(" ")
         };
         line(format!(
-            "{:<46} {:>7} {:>9} {:>8}  {:<9} {:<9} {}{}",
+            "{:<40} {:>7} {:>8} {:>9}  {:<8} {:<8} {:<8} {:>13}  {}{}",
             what,
             ms(Duration::from_millis(f.gap_ms)),
             ms(Duration::from_millis(f.put_gap_ms)),
-            f.endpoint_switches,
-            format!("{}>{}", opt(&f.served_before), opt(&f.served_after)),
+            ms(Duration::from_millis(f.get_gap_ms)),
+            format!(
+                "{}>{}",
+                opt(&f.puts_served_before),
+                opt(&f.puts_served_after)
+            ),
+            format!(
+                "{}>{}",
+                opt(&f.reads_served_before),
+                opt(&f.reads_served_after)
+            ),
             format!("{}>{}", opt(&f.leader_before), opt(&f.leader_after)),
+            format!("{}/{}", f.put_switches, f.read_switches),
             errors,
             f.inject_error
                 .as_ref()
                 .map(|e| format!("  (injection failed: {e})"))
                 .unwrap_or_default()
         ));
+    }
+    line(String::new());
+    for legend in LEGEND {
+        line(legend.to_string());
     }
     line(String::new());
     let w = &r.writes;
@@ -385,8 +345,10 @@ pub fn render(r: &Report) -> String {
             .unwrap_or_default()
     ));
     line(format!(
-        "client:  {} endpoint switches; errors {}",
+        "client:  {} endpoint switches ({} of puts, {} of reads); errors {}",
         r.endpoint_switches,
+        r.put_switches,
+        r.read_switches,
         if r.errors.is_empty() {
             "none".to_string()
         } else {
@@ -412,7 +374,6 @@ pub fn render(r: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use etcdv3_testkit::fault::ErrorClass;
 
     fn rec(base: Instant, kind: OpKind, end_ms: u64, member: Option<u64>) -> OpRecord {
         OpRecord {
@@ -435,6 +396,8 @@ mod tests {
             rec(b, OpKind::Get, 960, Some(1)),
         ];
         // Puts 1 -> 2, gets 1 -> 2 -> 1.
+        assert_eq!(switches_of(&recs, OpKind::Put), 1);
+        assert_eq!(switches_of(&recs, OpKind::Get), 2);
         assert_eq!(switches(&recs), 3);
         let w = window(
             &recs,
@@ -442,62 +405,90 @@ mod tests {
             b + Duration::from_millis(1000),
         );
         assert_eq!(w.ok, 3);
-        assert_eq!(w.switches, 1, "gets 2 -> 1");
+        assert_eq!((w.put_switches, w.read_switches), (0, 1), "gets 2 -> 1");
         assert_eq!(w.gaps.0, Duration::from_millis(800));
         assert_eq!(w.errors.get("put:OutcomeUnknown"), Some(&1));
         let names: HashMap<u64, String> = [(1, "m0".into()), (2, "m1".into())].into();
+        let at = |ms| b + Duration::from_millis(ms);
         assert_eq!(
-            busiest(&recs, b, b + Duration::from_millis(50), &names).as_deref(),
+            busiest(&recs, None, b, at(50), &names).as_deref(),
             Some("m0")
         );
         assert_eq!(
-            busiest(
-                &recs,
-                b + Duration::from_millis(800),
-                b + Duration::from_millis(955),
-                &names
-            )
-            .as_deref(),
+            busiest(&recs, None, at(800), at(955), &names).as_deref(),
+            Some("m1")
+        );
+        assert_eq!(busiest(&recs, None, at(500), at(700), &names), None);
+        // Puts and reads apart: the puts on m1, the reads last on m0.
+        assert_eq!(
+            busiest(&recs, Some(OpKind::Put), at(800), at(1000), &names).as_deref(),
             Some("m1")
         );
         assert_eq!(
-            busiest(
-                &recs,
-                b + Duration::from_millis(500),
-                b + Duration::from_millis(700),
-                &names
-            ),
-            None
+            busiest(&recs, Some(OpKind::Get), at(955), at(1000), &names).as_deref(),
+            Some("m0")
         );
+        let other = ErrorClass::Other("connection refused".into());
+        assert_eq!(class_name(&other), "Other(client)");
     }
 
     #[test]
-    fn watch_and_write_checks_find_every_kind_of_problem() {
-        let store: HashMap<String, i64> =
-            [("a".into(), 2), ("b".into(), 3), ("c".into(), 4)].into();
-        let good = vec![(2, "a".to_string()), (3, "b".into()), (4, "c".into())];
-        let w = check_watch(&good, &store, None);
-        assert!(w.complete && w.in_order, "{w:?}");
-        let missed = &good[..2];
-        let w = check_watch(missed, &store, None);
-        assert!(!w.complete && w.missed == 1, "{w:?}");
-        let dup = vec![
-            (2, "a".to_string()),
-            (3, "b".into()),
-            (3, "b".into()),
-            (4, "c".into()),
-        ];
-        let w = check_watch(&dup, &store, None);
-        assert!(!w.complete && !w.in_order && w.duplicates == 1, "{w:?}");
-        let w = check_watch(&good, &store, Some("ended".into()));
-        assert!(!w.complete);
-
-        let acked: HashMap<String, i64> = [("a".into(), 2), ("b".into(), 9)].into();
-        let r = check_writes(&acked, &["c".into(), "x".into()], &["c".into()], &store);
-        assert_eq!(r.acknowledged, 2);
-        assert_eq!(r.acknowledged_present, 1);
-        assert_eq!(r.missing_examples.len(), 1);
-        assert_eq!(r.outcome_unknown_applied, 1);
-        assert_eq!(r.not_applied_but_present, 1);
+    fn report_names_what_each_column_counts_and_what_a_switch_is() {
+        let fault = FaultReport {
+            fault: "SIGKILL".into(),
+            target_role: "follower in use".into(),
+            target: "m0".into(),
+            target_was_leader: false,
+            leader_before: Some("m2".into()),
+            leader_after: Some("m2".into()),
+            served_before: Some("m2".into()),
+            served_after: Some("m2".into()),
+            puts_served_before: Some("m2".into()),
+            puts_served_after: Some("m2".into()),
+            reads_served_before: Some("m0".into()),
+            reads_served_after: Some("m1".into()),
+            hold_ms: 2500,
+            gap_ms: 20,
+            put_gap_ms: 20,
+            get_gap_ms: 900,
+            ok_calls: 300,
+            endpoint_switches: 13,
+            put_switches: 1,
+            read_switches: 12,
+            errors: BTreeMap::new(),
+            outcome_unknown: 0,
+            inject_error: None,
+        };
+        let r = Report {
+            etcd_version: "3.5.1".into(),
+            etcd_bin: "etcd".into(),
+            members: 3,
+            cluster_dir: "/tmp/x".into(),
+            duration_ms: 30_000,
+            faults: vec![fault],
+            endpoint_switches: 13,
+            put_switches: 1,
+            read_switches: 12,
+            writes: WriteCheck::default(),
+            reads: ReadReport::default(),
+            watch: WatchCheck::default(),
+            errors: BTreeMap::new(),
+            lost: 0,
+            ok: true,
+            problems: Vec::new(),
+        };
+        let text = render(&r);
+        let lines: Vec<&str> = text.lines().collect();
+        let head = lines.iter().find(|l| l.starts_with("fault")).unwrap();
+        for column in ["put gap", "read gap", "puts on", "reads on", "switches p/r"] {
+            assert!(head.contains(column), "{head}");
+        }
+        let row = lines.iter().find(|l| l.starts_with("SIGKILL")).unwrap();
+        assert!(row.contains("m2>m2    m0>m1"), "{row}");
+        assert!(row.contains(" 1/12 "), "{row}");
+        assert!(text.contains(
+            "switches p/r: times two consecutive puts / reads were answered by different members"
+        ));
+        assert!(text.contains("13 endpoint switches (1 of puts, 12 of reads)"));
     }
 }
