@@ -489,13 +489,7 @@ impl StreamOwner for LeaseOwner {
     }
 
     fn verdict(&self, now: Instant) -> Verdict {
-        // The core's keeper decides when unanswered keep-alives put the
-        // leases at risk.
-        if self.keeper.is_stuck(now) {
-            Verdict::Unanswered
-        } else {
-            Verdict::Keep
-        }
+        Verdict::of_keepalive(&self.keeper, now)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -591,13 +591,7 @@ impl StreamOwner for WatchOwner {
     }
 
     fn verdict(&self, _now: Instant) -> Verdict {
-        if self.hub.needs_new_stream() {
-            Verdict::NoLeader
-        } else if self.hub.needs_auth_refresh() {
-            Verdict::AuthRejected
-        } else {
-            Verdict::Keep
-        }
+        Verdict::of_watch(&self.hub)
     }
 
     fn handle_auth_final(&mut self, _now: Instant) {
