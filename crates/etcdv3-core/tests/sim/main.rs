@@ -82,6 +82,7 @@ struct Totals {
     watch_events: u64,
     lease_renewals: u64,
     stream_opens: u64,
+    stream_closes: [u64; 2],
     long_runs: u64,
 }
 
@@ -100,6 +101,9 @@ impl Totals {
         self.watch_events += r.watch_events;
         self.lease_renewals += u64::from(r.lease_renewals);
         self.stream_opens += u64::from(r.stream_opens);
+        for (t, n) in self.stream_closes.iter_mut().zip(r.stream_closes) {
+            *t += u64::from(n);
+        }
         self.long_runs += u64::from(r.long_runs);
     }
 
@@ -117,6 +121,9 @@ impl Totals {
         self.watch_events += o.watch_events;
         self.lease_renewals += o.lease_renewals;
         self.stream_opens += o.stream_opens;
+        for (t, n) in self.stream_closes.iter_mut().zip(o.stream_closes) {
+            *t += n;
+        }
         self.long_runs += o.long_runs;
     }
 
@@ -147,6 +154,17 @@ impl Totals {
         need("watch events delivered", self.watch_events, 1000);
         need("lease renewals", self.lease_renewals, 700);
         need("stream opens", self.stream_opens, 150);
+        // The stream driver's decisions, driven as the client drives them.
+        need(
+            "streams closed for a member without leader",
+            self.stream_closes[0],
+            5,
+        );
+        need(
+            "streams closed for unanswered requests",
+            self.stream_closes[1],
+            10,
+        );
         need("runs past the idle timeout", self.long_runs, 2);
         bad
     }
