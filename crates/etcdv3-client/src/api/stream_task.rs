@@ -98,6 +98,15 @@ impl Tasks {
     }
 }
 
+impl Tasks {
+    /// A seed for one sans-IO decision maker's jitter (a stream driver, a
+    /// recipe's retry loop): each gets its own.
+    pub(crate) fn next_seed(&self) -> u64 {
+        self.seed
+            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+    }
+}
+
 /// The inbox of `client`'s task for streams of kind `O`, spawning the task
 /// (with the owner `make` builds) when there is none or the previous one
 /// ended. A send may still fail when the task ends right then: callers
@@ -119,9 +128,7 @@ pub(crate) fn inbox<O: StreamOwner>(
     }
     let (tx, rx) = mpsc::unbounded();
     inboxes.insert(key, Box::new(tx.clone()));
-    let seed = tasks
-        .seed
-        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
+    let seed = tasks.next_seed();
     let driver = StreamDriver::new(tasks.config.clone(), seed);
     client.spawn(run(client.background(), make(), rx, driver));
     tx
