@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -269,7 +269,7 @@ impl Client {
     pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeeper> {
         let (first, renewed_at) = self.keep_alive_once_at(id).await?;
         let ttl = Arc::new(AtomicI64::new(first.ttl));
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        let token = self.shared.tasks.ids.next_keeper();
         let (sink, events) = mpsc::unbounded();
         let cmd = || Cmd::Keep {
             id,
@@ -301,8 +301,6 @@ impl Client {
         })
     }
 }
-
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 enum Cmd {
     Keep {

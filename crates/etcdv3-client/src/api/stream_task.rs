@@ -15,7 +15,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -23,6 +23,7 @@ use std::time::Instant;
 use etcdv3_core::stream::{
     CloseReason, FailCause, StreamAction, StreamConfig, StreamDriver, StreamEnd,
 };
+use etcdv3_core::watch::WatcherId;
 use etcdv3_proto::method::Method;
 use futures_channel::mpsc;
 use futures_core::Stream;
@@ -85,6 +86,50 @@ pub(crate) struct Tasks {
     inboxes: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
     seed: AtomicU64,
     config: StreamConfig,
+    /// The client's id counters (per client, not per process).
+    pub(crate) ids: Ids,
+}
+
+/// Id counters of one client: watcher ids (chosen by the client, not by a
+/// task's hub: a `WatchGroup` hands an id out before the task saw the
+/// request, and a task may be replaced between two watchers), lease keeper
+/// tokens, session waiter ids.
+#[derive(Debug)]
+pub(crate) struct Ids {
+    watcher: AtomicI64,
+    keeper: AtomicU64,
+    waiter: AtomicU64,
+}
+
+impl Ids {
+    fn new() -> Ids {
+        Ids {
+            watcher: AtomicI64::new(1),
+            keeper: AtomicU64::new(1),
+            waiter: AtomicU64::new(0),
+        }
+    }
+
+    /// The next watcher id (1, 2, ...; wraps to 1 past `i64::MAX`).
+    pub(crate) fn next_watcher(&self) -> Option<WatcherId> {
+        let n = self
+            .watcher
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.checked_add(1).unwrap_or(1))
+            })
+            .unwrap_or_else(|n| n);
+        WatcherId::new(n)
+    }
+
+    /// The next lease keeper token.
+    pub(crate) fn next_keeper(&self) -> u64 {
+        self.keeper.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The next session waiter id.
+    pub(crate) fn next_waiter(&self) -> u64 {
+        self.waiter.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 impl Tasks {
@@ -94,6 +139,7 @@ impl Tasks {
             inboxes: Mutex::new(HashMap::new()),
             seed: AtomicU64::new(seed),
             config,
+            ids: Ids::new(),
         }
     }
 }
@@ -446,5 +492,23 @@ async fn run<O: StreamOwner>(
             (Some(at), _) => timer = Some((at, p.client.runtime().sleep_until(at))),
             (None, _) => timer = None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_client_counts_its_own_ids() {
+        let a = Ids::new();
+        let b = Ids::new();
+        assert_eq!(a.next_watcher().map(WatcherId::get), Some(1));
+        assert_eq!(a.next_watcher().map(WatcherId::get), Some(2));
+        // Another client's counter is its own (were process-wide statics).
+        assert_eq!(b.next_watcher().map(WatcherId::get), Some(1));
+        assert_eq!((a.next_keeper(), a.next_keeper()), (1, 2));
+        assert_eq!(b.next_keeper(), 1);
+        assert_eq!((a.next_waiter(), b.next_waiter()), (0, 0));
     }
 }

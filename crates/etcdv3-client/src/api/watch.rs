@@ -13,7 +13,6 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -212,18 +211,15 @@ enum Sink {
     Group(Arc<GroupShared>),
 }
 
-/// The next watcher id. Ids are chosen here, process-wide, rather than by
-/// each stream task's hub: a [`WatchGroup`](crate::api::WatchGroup) hands
-/// the id out before the task saw the request, and a client's task may be
-/// replaced between two watchers (ids stay unique across tasks).
-pub(crate) fn next_watcher_id() -> Result<WatcherId> {
-    static NEXT: AtomicI64 = AtomicI64::new(1);
-    let n = NEXT
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            Some(n.checked_add(1).unwrap_or(1))
-        })
-        .unwrap_or_else(|n| n);
-    WatcherId::new(n).ok_or_else(|| Error::InvalidArgument("watcher ids exhausted".into()))
+/// The next watcher id of `client` (its shared state's counter: see
+/// `stream_task::Ids`).
+pub(crate) fn next_watcher_id(client: &Client) -> Result<WatcherId> {
+    client
+        .shared
+        .tasks
+        .ids
+        .next_watcher()
+        .ok_or_else(|| Error::InvalidArgument("watcher ids exhausted".into()))
 }
 
 pub(crate) enum Cmd {
@@ -469,7 +465,7 @@ impl Client {
             let (sink, events) = mpsc::unbounded();
             let (reply, id) = oneshot::channel();
             let add = Cmd::Add {
-                id: next_watcher_id()?,
+                id: next_watcher_id(self)?,
                 request: request.clone(),
                 sink,
                 reply,
