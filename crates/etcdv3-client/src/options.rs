@@ -501,3 +501,37 @@ impl TlsOptions {
             || self.danger_accept_invalid_certs
     }
 }
+
+/// Where a call must run: one member of the cluster, named by the caller.
+///
+/// A call with a target runs on that member only: it is never moved to
+/// another one (it waits for that member until its deadline). A target the
+/// client does not know fails at once with
+/// [`Error::UnknownTarget`](crate::Error::UnknownTarget).
+///
+/// ```
+/// use etcdv3_client::{CallOptions, Target};
+/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
+/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+/// assert_ne!(on_first, on_member);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// One of the client's endpoints, written as given to the client
+    /// (`http://host:port`, `https://host:port` or `host:port`).
+    Endpoint(String),
+    /// The member with this id (as in a response header's `member_id` or
+    /// the member list). The client finds which of its endpoints it is
+    /// (asking each endpoint's status once if it does not know yet).
+    Member(u64),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Endpoint(e) => write!(f, "endpoint {e}"),
+            Target::Member(id) => write!(f, "member {id:x}"),
+        }
+    }
+}

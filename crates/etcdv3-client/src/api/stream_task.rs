@@ -9,29 +9,23 @@
 //! fan-out, which requests owe an answer) is the driver's; this task only
 //! feeds it what happened on the wire and carries its actions out, in the
 //! turn order the driver's docs give. The task's inbox lives in the
-//! client's shared state ([`Tasks`]); the task ends when its owner has
+//! client's shared state (`transport::tasks::Tasks`); the task ends when its owner has
 //! nothing left to do or the client closes.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::any::TypeId;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use etcdv3_core::stream::{
-    CloseReason, FailCause, StreamAction, StreamConfig, StreamDriver, StreamEnd,
-};
-use etcdv3_core::watch::WatcherId;
+use etcdv3_core::stream::{CloseReason, FailCause, StreamAction, StreamDriver, StreamEnd};
 use etcdv3_proto::method::Method;
 use futures_channel::mpsc;
 use futures_core::Stream;
 
-use crate::client::BidiCall;
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::runtime::BoxFuture;
-use crate::Client;
+use crate::transport::stream::BidiCall;
 
 pub(crate) use etcdv3_core::stream::Verdict;
 
@@ -80,79 +74,6 @@ pub(crate) trait StreamOwner: Send + 'static {
     fn fail(&mut self, err: &Error);
 }
 
-/// The inboxes of a client's stream tasks, one per kind of stream, on the
-/// client's shared state.
-pub(crate) struct Tasks {
-    inboxes: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
-    seed: AtomicU64,
-    config: StreamConfig,
-    /// The client's id counters (per client, not per process).
-    pub(crate) ids: Ids,
-}
-
-/// Id counters of one client: watcher ids (chosen by the client, not by a
-/// task's hub: a `WatchGroup` hands an id out before the task saw the
-/// request, and a task may be replaced between two watchers), lease keeper
-/// tokens, session waiter ids.
-#[derive(Debug)]
-pub(crate) struct Ids {
-    watcher: AtomicI64,
-    keeper: AtomicU64,
-    waiter: AtomicU64,
-}
-
-impl Ids {
-    fn new() -> Ids {
-        Ids {
-            watcher: AtomicI64::new(1),
-            keeper: AtomicU64::new(1),
-            waiter: AtomicU64::new(0),
-        }
-    }
-
-    /// The next watcher id (1, 2, ...; wraps to 1 past `i64::MAX`).
-    pub(crate) fn next_watcher(&self) -> Option<WatcherId> {
-        let n = self
-            .watcher
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.checked_add(1).unwrap_or(1))
-            })
-            .unwrap_or_else(|n| n);
-        WatcherId::new(n)
-    }
-
-    /// The next lease keeper token.
-    pub(crate) fn next_keeper(&self) -> u64 {
-        self.keeper.fetch_add(1, Ordering::Relaxed)
-    }
-
-    /// The next session waiter id.
-    pub(crate) fn next_waiter(&self) -> u64 {
-        self.waiter.fetch_add(1, Ordering::Relaxed)
-    }
-}
-
-impl Tasks {
-    /// No task yet; `seed` derives the tasks' backoff jitter.
-    pub(crate) fn new(seed: u64, config: StreamConfig) -> Tasks {
-        Tasks {
-            inboxes: Mutex::new(HashMap::new()),
-            seed: AtomicU64::new(seed),
-            config,
-            ids: Ids::new(),
-        }
-    }
-}
-
-impl Tasks {
-    /// A seed for one sans-IO decision maker's jitter (a stream driver, a
-    /// recipe's retry loop): each gets its own.
-    pub(crate) fn next_seed(&self) -> u64 {
-        self.seed
-            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-    }
-}
-
 /// The inbox of `client`'s task for streams of kind `O`, spawning the task
 /// (with the owner `make` builds) when there is none or the previous one
 /// ended. A send may still fail when the task ends right then: callers
@@ -175,7 +96,7 @@ pub(crate) fn inbox<O: StreamOwner>(
     let (tx, rx) = mpsc::unbounded();
     inboxes.insert(key, Box::new(tx.clone()));
     let seed = tasks.next_seed();
-    let driver = StreamDriver::new(tasks.config.clone(), seed);
+    let driver = StreamDriver::new(tasks.stream_config().clone(), seed);
     client.spawn(run(client.background(), make(), rx, driver));
     tx
 }
@@ -492,23 +413,5 @@ async fn run<O: StreamOwner>(
             (Some(at), _) => timer = Some((at, p.client.runtime().sleep_until(at))),
             (None, _) => timer = None,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn each_client_counts_its_own_ids() {
-        let a = Ids::new();
-        let b = Ids::new();
-        assert_eq!(a.next_watcher().map(WatcherId::get), Some(1));
-        assert_eq!(a.next_watcher().map(WatcherId::get), Some(2));
-        // Another client's counter is its own (were process-wide statics).
-        assert_eq!(b.next_watcher().map(WatcherId::get), Some(1));
-        assert_eq!((a.next_keeper(), a.next_keeper()), (1, 2));
-        assert_eq!(b.next_keeper(), 1);
-        assert_eq!((a.next_waiter(), b.next_waiter()), (0, 0));
     }
 }

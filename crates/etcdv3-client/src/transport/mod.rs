@@ -11,6 +11,7 @@ pub(crate) mod attempt;
 pub(crate) mod call;
 mod conn;
 pub(crate) mod stream;
+pub(crate) mod tasks;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -86,7 +87,7 @@ pub(crate) struct Shared {
     pub(crate) options: ClientOptions,
     state: Mutex<State>,
     /// The client's long-lived stream tasks (watch, lease keepalive).
-    pub(crate) tasks: crate::api::stream_task::Tasks,
+    pub(crate) tasks: tasks::Tasks,
     #[cfg(feature = "tls")]
     tls: Option<tls::Connector>,
     status_probe: Bytes,
@@ -131,7 +132,7 @@ impl Shared {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
             source,
         })?;
-        let tasks = crate::api::stream_task::Tasks::new(
+        let tasks = tasks::Tasks::new(
             seed.rotate_left(17) ^ 0x5354_5245_414d,
             etcdv3_core::stream::StreamConfig {
                 backoff: options.core.stream_backoff.clone(),
