@@ -340,3 +340,18 @@ fn regression_seed_1000210_stale_read_after_partition() {
         },
     );
 }
+
+/// Seed 1001319 (stale-serving mode): a watch open refused for its token
+/// before the stream was established (the core retries that itself) was
+/// later counted as the established stream's token refusal, so the driver
+/// saw two refusals without a message between and failed the watchers.
+#[test]
+fn regression_seed_1001319_token_refusal_before_the_stream_is_established() {
+    check_seed(
+        1_001_319,
+        &Opts {
+            stale_serve: true,
+            ..Opts::default()
+        },
+    );
+}

@@ -779,7 +779,12 @@ impl World {
         let Some(&kind) = self.owners.get(&call) else {
             return;
         };
-        if let Some(o) = self.owner_mut(kind) {
+        // Only the end of an established stream ends the call; before, the
+        // core retries the open with the fresh token itself.
+        if let Some(o) = self
+            .owner_mut(kind)
+            .filter(|o| o.established && o.call == Some(call))
+        {
             o.auth_refused = Some((call, fresh));
         }
     }
