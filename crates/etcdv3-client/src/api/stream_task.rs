@@ -1,6 +1,6 @@
 //! The one background task that owns a long-lived stream (watch, lease
 //! keepalive) of a client: a pump around the core's
-//! [`StreamDriver`](etcdv3_core::stream::StreamDriver).
+//! `etcdv3_core::stream::StreamDriver`.
 //!
 //! What differs per kind of stream — the sans-IO state (the core's
 //! `WatchHub` or `LeaseKeeper`), what to send, what to deliver to users —
