@@ -310,9 +310,13 @@ async fn watch_keeper<R: TestRuntime>(
         };
         let mut log = out.lock().unwrap();
         match next {
-            Some(Ok(_)) => {
+            Some(Ok(etcdv3_client::api::KeepAliveEvent::Renewed { .. })) => {
                 log.renewals += 1;
                 log.renewed_at.push(Instant::now());
+            }
+            Some(Ok(lapse)) => {
+                log.error = Some(format!("{lapse:?}"));
+                return;
             }
             Some(Err(e)) => {
                 log.error = Some(e.to_string());

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcdv3_client::api::{
-    CompactOptions, DeleteOptions, EventType, WatchEvent, WatchOptions, Watcher,
+    CompactOptions, DeleteOptions, EventType, PutOptions, WatchEvent, WatchOptions, Watcher,
+    MAX_BUFFERED_BYTES,
 };
 use etcdv3_client::Error;
 use etcdv3_integration::cluster::{connect, put_rev, start};
@@ -246,6 +247,189 @@ async fn many_watchers_share_one_stream_and_survive_member_restarts<R: TestRunti
     }
 }
 
+/// Events written while the watchers are not polled: 20,000 puts of 1 KiB
+/// (about 24 MB of events as buffered).
+const SLOW_PUTS: usize = 20_000;
+
+/// Until `gauge` stops moving for a second (the stream task took what the
+/// server sent), at most 30 s; the largest value seen.
+async fn settled<R: TestRuntime>(gauge: impl Fn() -> usize) -> usize {
+    let mut most = gauge();
+    let mut last = most;
+    let mut still = 0;
+    for _ in 0..300 {
+        R::sleep(Duration::from_millis(100)).await;
+        let now = gauge();
+        most = most.max(now);
+        still = if now == last { still + 1 } else { 0 };
+        last = now;
+        if still >= 10 {
+            break;
+        }
+    }
+    most
+}
+
+/// 16 tasks putting `SLOW_PUTS` keys `slow/<i>` of 1 KiB; each returns the
+/// revisions it created.
+fn slow_writers<R: TestRuntime>(
+    c: &etcdv3_client::Client,
+) -> Vec<etcdv3_integration::runtime::Task<Vec<i64>>> {
+    let value = "v".repeat(1024);
+    (0..16)
+        .map(|t| {
+            let c = c.clone();
+            let value = value.clone();
+            R::spawn(async move {
+                let mut revs = Vec::new();
+                for i in (t..SLOW_PUTS).step_by(16) {
+                    let r = c
+                        .put(format!("slow/{i}"), value.as_str(), PutOptions::new())
+                        .await
+                        .unwrap_or_else(|e| panic!("put {i}: {e}"));
+                    revs.push(r.header.expect("header").revision);
+                }
+                revs
+            })
+        })
+        .collect()
+}
+
+/// A watcher paused for its slow consumer whose history is compacted
+/// meanwhile: polled, it hands over the events it was handed before the
+/// pause (a prefix, in order), then ends with `Compacted` at the
+/// compaction revision: events were lost and it says so.
+async fn a_paused_watcher_whose_history_is_compacted_ends_compacted<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    let mut w = c
+        .watch("slow/", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
+    let mut want = Vec::new();
+    for t in slow_writers::<R>(&c) {
+        want.extend(t.await);
+    }
+    want.sort_unstable();
+    settled::<R>(|| w.buffered_bytes()).await;
+    let last = *want.last().expect("writes");
+    c.compact(last, CompactOptions::new()).await.unwrap();
+    let mut got = Vec::new();
+    let compacted = loop {
+        match R::timeout(Duration::from_secs(30), w.next()).await {
+            Ok(Some(Ok(WatchEvent::Events { events, .. }))) => {
+                got.extend(
+                    events
+                        .iter()
+                        .map(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision)),
+                );
+            }
+            Ok(Some(Ok(WatchEvent::Progress { .. }))) => {}
+            Ok(Some(Ok(WatchEvent::Compacted { compact_revision }))) => break compact_revision,
+            other => panic!("after {} events: {other:?}", got.len()),
+        }
+    };
+    assert_eq!(compacted, last);
+    assert!(
+        !got.is_empty() && got.len() < want.len(),
+        "{} of {} events before Compacted",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        want.starts_with(&got),
+        "what was handed over is a prefix, in order"
+    );
+    assert!(w.next().await.is_none(), "the watcher ended");
+}
+
+/// A watcher and a watch group nobody polls while 20,000 events are
+/// written hold at most `MAX_BUFFERED_BYTES` plus one response (without the
+/// bound they held all 24 MB); polled afterwards, each gets every revision
+/// exactly once and in order (paused, then resumed from the revision after
+/// the last one it was handed).
+async fn a_watcher_nobody_polls_holds_bounded_memory_and_loses_nothing<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    let mut w = c
+        .watch("slow/", WatchOptions::new().with_prefix())
+        .await
+        .unwrap();
+    let mut group = c.watch_group();
+    let gid = group
+        .add("slow/", WatchOptions::new().with_prefix())
+        .unwrap();
+    match R::timeout(Duration::from_secs(10), group.next()).await {
+        Ok(Some((id, Ok(WatchEvent::Created { .. })))) => assert_eq!(id, gid),
+        other => panic!("expected Created, got {other:?}"),
+    }
+    let writers = slow_writers::<R>(&c);
+    let mut want = Vec::new();
+    let mut most = (0, 0);
+    for t in writers {
+        want.extend(t.await);
+        most = (
+            most.0.max(w.buffered_bytes()),
+            most.1.max(group.buffered_bytes()),
+        );
+    }
+    want.sort_unstable();
+    let held = (
+        settled::<R>(|| w.buffered_bytes()).await.max(most.0),
+        settled::<R>(|| group.buffered_bytes()).await.max(most.1),
+    );
+    eprintln!(
+        "held while not polled: watcher {} B, group {} B (limit {MAX_BUFFERED_BYTES} B)",
+        held.0, held.1
+    );
+    // One response: etcd sends a watcher that is not behind one response
+    // per write, and one catching up at most 1,000 revisions (~1.2 MB here).
+    let bound = MAX_BUFFERED_BYTES + (3 << 19);
+    for (what, h) in [("watcher", held.0), ("group", held.1)] {
+        assert!(h <= bound, "{what} held {h} bytes, bound {bound}");
+        assert!(
+            h >= MAX_BUFFERED_BYTES / 2,
+            "{what} never got near the limit: {h}"
+        );
+    }
+    // Polled now: everything arrives, once, in order.
+    let mut got = Vec::with_capacity(SLOW_PUTS);
+    while got.len() < SLOW_PUTS {
+        match R::timeout(Duration::from_secs(30), w.next()).await {
+            Ok(Some(Ok(WatchEvent::Events { events, .. }))) => {
+                got.extend(
+                    events
+                        .iter()
+                        .map(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision)),
+                );
+            }
+            Ok(Some(Ok(WatchEvent::Progress { .. }))) => {}
+            other => panic!("watcher: after {} events: {other:?}", got.len()),
+        }
+    }
+    assert!(
+        got == want,
+        "watcher: every revision exactly once, in order"
+    );
+    let mut got = Vec::with_capacity(SLOW_PUTS);
+    while got.len() < SLOW_PUTS {
+        match R::timeout(Duration::from_secs(30), group.next()).await {
+            Ok(Some((_, Ok(WatchEvent::Events { events, .. })))) => {
+                got.extend(
+                    events
+                        .iter()
+                        .map(|e| e.kv.as_ref().map_or(0, |kv| kv.mod_revision)),
+                );
+            }
+            Ok(Some((_, Ok(WatchEvent::Progress { .. })))) => {}
+            other => panic!("group: after {} events: {other:?}", got.len()),
+        }
+    }
+    assert!(got == want, "group: every revision exactly once, in order");
+    assert!(w.buffered_bytes() < MAX_BUFFERED_BYTES && group.buffered_bytes() < MAX_BUFFERED_BYTES);
+    assert_quiet::<R>(&mut w).await;
+}
+
 etcdv3_integration::runtime_tests!(
     put_and_delete_events_prefix_and_range,
     history_replay_prev_kv_and_filters,
@@ -253,4 +437,6 @@ etcdv3_integration::runtime_tests!(
     compacted_start_revision_reports_compacted,
     closing_the_client_ends_watchers_with_closed,
     many_watchers_share_one_stream_and_survive_member_restarts,
+    a_watcher_nobody_polls_holds_bounded_memory_and_loses_nothing,
+    a_paused_watcher_whose_history_is_compacted_ends_compacted,
 );

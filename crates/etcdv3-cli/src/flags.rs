@@ -99,22 +99,27 @@ pub struct GlobalArgs {
           action = ArgAction::Set, num_args = 0..=1, default_value_t = false,
           default_missing_value = "true", require_equals = true)]
     pub debug: bool,
-    /// Output format.
+    /// Output format (fields, json, protobuf, simple, table).
     #[arg(
         short = 'w',
         long,
         env = "ETCDCTL_WRITE_OUT",
-        value_enum,
         default_value = "simple",
         global = true
     )]
-    pub write_out: WriteOut,
+    pub write_out: String,
     /// Balancer policy (etcdv3 only): adaptive, round-robin or pinned.
     #[arg(long, default_value = "adaptive", value_parser = parse_policy, global = true)]
     pub policy: Policy,
 }
 
 impl GlobalArgs {
+    /// The `-w` format; an unknown one fails as etcdctl's does (exit 4).
+    pub fn format(&self) -> Result<WriteOut, CliError> {
+        WriteOut::from_str(&self.write_out, false)
+            .map_err(|_| CliError::Unsupported("unsupported output format".into()))
+    }
+
     /// The endpoints with the scheme `--insecure-transport` implies where
     /// none is given.
     pub fn endpoint_urls(&self) -> Vec<String> {
@@ -161,6 +166,20 @@ impl GlobalArgs {
         if self.insecure_skip_tls_verify {
             tls = Some(tls.unwrap_or_default().danger_accept_invalid_certs());
         }
+        // Said in the command line's words (the client's own error names
+        // its API).
+        let https = self
+            .endpoint_urls()
+            .iter()
+            .any(|u| u.starts_with("https://"));
+        let trusted = self.cacert.is_some() || self.insecure_skip_tls_verify;
+        if (https || tls.is_some()) && !trusted {
+            return Err(CliError::Usage(
+                "TLS needs --cacert (etcdv3ctl does not read the system's CA certificates yet) \
+                 or --insecure-skip-tls-verify"
+                    .into(),
+            ));
+        }
         if let Some(tls) = tls {
             opts = opts.with_tls(tls);
         }
@@ -189,14 +208,15 @@ impl GlobalArgs {
 }
 
 /// Read a password line from stdin. With `prompt`, the prompt goes to
-/// stderr and, when stdin is a terminal, echo is turned off (`stty -echo`)
-/// while the password is typed.
+/// stdout and a newline follows the answer there (as etcdctl's prompts);
+/// when stdin is a terminal, echo is turned off (`stty -echo`) while the
+/// password is typed.
 pub fn read_password(prompt: Option<&str>) -> Result<String, CliError> {
     use std::io::{BufRead, IsTerminal, Write};
     let terminal = prompt.is_some() && std::io::stdin().is_terminal();
     if let Some(prompt) = prompt {
-        eprint!("{prompt}");
-        let _ = std::io::stderr().flush();
+        print!("{prompt}");
+        let _ = std::io::stdout().flush();
     }
     let stty = |arg: &str| {
         let _ = std::process::Command::new("stty")
@@ -211,7 +231,9 @@ pub fn read_password(prompt: Option<&str>) -> Result<String, CliError> {
     let read = std::io::stdin().lock().read_line(&mut line);
     if terminal {
         stty("echo");
-        eprintln!();
+    }
+    if prompt.is_some() {
+        println!();
     }
     read.map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?;
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
@@ -282,12 +304,99 @@ fn parse_policy(s: &str) -> Result<Policy, String> {
     }
 }
 
-/// Parse a lease id as etcdctl does: hexadecimal (with or without `0x`).
-pub fn parse_lease_id(s: &str) -> Result<i64, String> {
-    let hex = s.strip_prefix("0x").unwrap_or(s);
-    u64::from_str_radix(hex, 16)
+/// A lease id argument with etcdctl's message and exit code 128 (Go's
+/// `strconv.ParseInt(s, 16, 64)`: signed, no `0x`).
+pub fn lease_id_arg(s: &str) -> Result<i64, CliError> {
+    go_parse_hex(s, "ParseInt", i64::MAX as u64)
         .map(|v| v as i64)
-        .map_err(|_| format!("bad lease ID ({s}), expected hex"))
+        .map_err(|e| CliError::BadArgs(format!("bad lease ID arg ({e}), expecting ID in Hex")))
+}
+
+/// A member id argument with etcdctl's message and exit code 128 (Go's
+/// `strconv.ParseUint(s, 16, 64)`).
+pub fn member_id_arg(s: &str) -> Result<u64, CliError> {
+    go_parse_hex(s, "ParseUint", u64::MAX)
+        .map_err(|e| CliError::BadArgs(format!("bad member ID arg ({e}), expecting ID in Hex")))
+}
+
+/// Go's `strconv.ParseInt(s, 10, 64)`, with its error text.
+pub fn go_parse_int(s: &str) -> Result<i64, String> {
+    let digits = s.strip_prefix(['+', '-']).unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("strconv.ParseInt: parsing {s:?}: invalid syntax"));
+    }
+    s.parse()
+        .map_err(|_| format!("strconv.ParseInt: parsing {s:?}: value out of range"))
+}
+
+/// Go's `strconv.Parse{Int,Uint}(s, 16, 64)` for non-negative values, with
+/// its error text.
+pub fn go_parse_hex(s: &str, func: &str, max: u64) -> Result<u64, String> {
+    let digits = s.strip_prefix('+').unwrap_or(s);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("strconv.{func}: parsing {s:?}: invalid syntax"));
+    }
+    match u64::from_str_radix(digits, 16) {
+        Ok(v) if v <= max => Ok(v),
+        _ => Err(format!("strconv.{func}: parsing {s:?}: value out of range")),
+    }
+}
+
+/// The bytes of a command-line argument: keys and values are bytes, as Go's
+/// `os.Args`.
+#[cfg(unix)]
+pub fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    std::os::unix::ffi::OsStrExt::as_bytes(s).to_vec()
+}
+
+/// The bytes of a command-line argument (lossy off Unix).
+#[cfg(not(unix))]
+pub fn os_bytes(s: &std::ffi::OsStr) -> Vec<u8> {
+    s.to_string_lossy().into_owned().into_bytes()
+}
+
+/// Bytes as an argument (the reverse of [`os_bytes`]).
+#[cfg(unix)]
+pub fn bytes_os(b: Vec<u8>) -> std::ffi::OsString {
+    std::os::unix::ffi::OsStringExt::from_vec(b)
+}
+
+/// Bytes as an argument (lossy off Unix).
+#[cfg(not(unix))]
+pub fn bytes_os(b: Vec<u8>) -> std::ffi::OsString {
+    String::from_utf8_lossy(&b).into_owned().into()
+}
+
+/// Go's `strconv.ParseBool`, which etcdctl's boolean flags use for
+/// `--flag=value`.
+pub fn go_bool(s: &str) -> Result<bool, String> {
+    match s {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        _ => Err(format!("strconv.ParseBool: parsing {s:?}: invalid syntax")),
+    }
+}
+
+/// Give every plain switch of `cmd` and its subcommands etcdctl's
+/// (pflag's) boolean syntax: `--flag`, `--flag=true`, `--flag=false`
+/// (any `strconv.ParseBool` spelling). `--flag true` stays a switch and a
+/// positional argument, as in pflag.
+pub fn go_bool_flags(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        if matches!(arg.get_action(), ArgAction::SetTrue) {
+            arg.action(ArgAction::Set)
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value("true")
+                .default_value("false")
+                .hide_default_value(true)
+                .value_name("BOOL")
+                .value_parser(go_bool)
+        } else {
+            arg
+        }
+    })
+    .mut_subcommands(go_bool_flags)
 }
 
 #[cfg(test)]
@@ -307,14 +416,27 @@ mod tests {
 
     #[test]
     fn ids_parse_as_hex() {
-        assert_eq!(parse_lease_id("0x1f"), Ok(31));
-        assert_eq!(parse_lease_id("31"), Ok(0x31));
+        assert_eq!(lease_id_arg("1f").unwrap(), 31);
         assert_eq!(
-            parse_lease_id("ffffffffffffffff"),
-            Ok(-1),
-            "full 64-bit ids wrap like Go's"
+            lease_id_arg("zz").unwrap_err().to_string(),
+            "bad lease ID arg (strconv.ParseInt: parsing \"zz\": invalid syntax), expecting ID in Hex"
         );
-        assert!(parse_lease_id("zz").is_err());
+        assert_eq!(
+            member_id_arg("zz").unwrap_err().to_string(),
+            "bad member ID arg (strconv.ParseUint: parsing \"zz\": invalid syntax), expecting ID in Hex"
+        );
+        assert!(
+            lease_id_arg("ffffffffffffffff").is_err(),
+            "out of range for ParseInt"
+        );
+        assert_eq!(member_id_arg("ffffffffffffffff").unwrap(), u64::MAX);
+    }
+
+    #[test]
+    fn bools_parse_like_go() {
+        assert_eq!(go_bool("true"), Ok(true));
+        assert_eq!(go_bool("F"), Ok(false));
+        assert!(go_bool("yes").is_err());
     }
 
     #[test]

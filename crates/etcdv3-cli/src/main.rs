@@ -23,8 +23,8 @@ mod output;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use etcdv3_tokio::{Client, Error};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use etcdv3_tokio::{CallError, Client, Error, EtcdErrorKind};
 
 use crate::flags::GlobalArgs;
 use crate::output::Printer;
@@ -71,6 +71,9 @@ enum Command {
         /// Defragment every member of the cluster (from the member list).
         #[arg(long)]
         cluster: bool,
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
     },
     /// Transfers leadership to another etcd cluster member.
     MoveLeader {
@@ -113,8 +116,13 @@ enum Command {
         #[command(subcommand)]
         command: cmd::check::CheckCommand,
     },
-    /// Prints the version of etcdv3ctl.
-    Version,
+    /// Prints the etcdctl version etcdv3ctl speaks and the API version
+    /// (`--version` prints etcdv3ctl's own).
+    Version {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Measure throughput and latency against the cluster (etcdv3 only).
     Bench(bench::BenchArgs),
     /// Start a throwaway 3-member cluster, run a workload with a watch, kill,
@@ -141,8 +149,10 @@ pub enum CliError {
     /// No endpoint answered within the dial timeout (exit 1).
     #[error("{0}")]
     Unreachable(String),
-    /// The client or the server reported an error (exit 1).
-    #[error(transparent)]
+    /// The client or the server reported an error (exit 1; 2 when the
+    /// credentials are refused). Printed as etcdctl prints it: the server's
+    /// message, `context deadline exceeded` for a timeout.
+    #[error("{}", etcdctl_text(.0))]
     Client(#[from] Error),
     /// A snapshot could not be saved (exit 5, as etcdctl's snapshot save).
     #[error("{0}")]
@@ -150,7 +160,19 @@ pub enum CliError {
     /// A command run under `lock` failed: its exit code is ours.
     #[error("exit status {0}")]
     ChildExit(i32),
-    /// Ctrl-C stopped the command (exit 130, as a shell reports SIGINT).
+    /// The server cancelled a watch (exit 5, etcdctl's `ExitInterrupted`).
+    #[error("watch is canceled by the server")]
+    WatchCanceled,
+    /// The cluster could not be reached or refused the credentials (exit 2,
+    /// etcdctl's `ExitBadConnection`).
+    #[error("{0}")]
+    BadConnection(String),
+    /// A command run under `lock` was killed by a signal: etcdctl exits 255
+    /// with Go's `signal: interrupt`.
+    #[error("signal: {0}")]
+    ChildSignal(String),
+    /// Ctrl-C stopped the command (exit 130, as a shell reports SIGINT;
+    /// nothing is printed).
     #[error("interrupted")]
     Interrupted,
     /// Anything else (exit 1).
@@ -165,12 +187,33 @@ impl CliError {
             CliError::BadArgs(_) => 128,
             CliError::Unsupported(_) => 4,
             CliError::InvalidInput(_) => 3,
-            CliError::Snapshot(_) => 5,
+            CliError::Snapshot(_) | CliError::WatchCanceled => 5,
+            CliError::BadConnection(_) => 2,
             CliError::ChildExit(code) => u8::try_from(*code).unwrap_or(1),
             CliError::Interrupted => 130,
+            CliError::ChildSignal(_) => 255,
+            CliError::Client(Error::Call(CallError::Auth { .. })) => 2,
             _ => 1,
         }
     }
+}
+
+/// How etcdctl words a client error: the server's own message
+/// (`etcdserver: ...`), `context deadline exceeded` for a call that ran out
+/// of time; anything else in etcdv3's words (`--debug` prints those always).
+fn etcdctl_text(e: &Error) -> String {
+    let server_deadline = e.etcd_kind() == Some(&EtcdErrorKind::DeadlineExceeded)
+        || e.status()
+            .is_some_and(|s| s.message.contains("context deadline exceeded"));
+    if e.is_deadline_exceeded() || server_deadline {
+        return "context deadline exceeded".into();
+    }
+    let server_message = |text: &str| text.find("etcdserver: ").map(|at| text[at..].to_string());
+    let found = match e {
+        Error::Call(CallError::Auth { cause, .. }) => server_message(cause),
+        _ => e.status().and_then(|s| server_message(&s.message)),
+    };
+    found.unwrap_or_else(|| e.to_string())
 }
 
 /// What every command gets: the flags, the printer, and a way to connect.
@@ -242,8 +285,9 @@ async fn reachable(endpoints: &[String], dial_timeout: Duration) -> Result<(), C
             Err(e) => why.push(e.to_string()),
         }
     }
+    // etcdctl's text first: retry loops grep for it.
     Err(CliError::Unreachable(format!(
-        "no endpoint reachable within the dial timeout ({dial_timeout:?}): {}",
+        "context deadline exceeded (no endpoint reachable within the dial timeout ({dial_timeout:?}): {})",
         why.join("; ")
     )))
 }
@@ -261,9 +305,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         let endpoints_given = cli.global.endpoints != [flags::DEFAULT_ENDPOINT];
         return demo::run(args, endpoints_given).await;
     }
+    let format = cli.global.format()?;
     let ctx = Ctx {
         printer: Printer {
-            format: cli.global.write_out,
+            format,
             hex: cli.global.hex,
         },
         global: cli.global,
@@ -278,7 +323,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Lease { command } => cmd::lease::run(&ctx, command).await,
         Command::Member { command } => cmd::cluster::member(&ctx, command).await,
         Command::Endpoint(a) => cmd::endpoint::endpoint(&ctx, a).await,
-        Command::Defrag { cluster } => cmd::endpoint::defrag(&ctx, cluster).await,
+        Command::Defrag { cluster, .. } => cmd::endpoint::defrag(&ctx, cluster).await,
         Command::MoveLeader { transferee } => cmd::cluster::move_leader(&ctx, &transferee).await,
         Command::Lock(a) => cmd::concurrency::lock(&ctx, a).await,
         Command::Elect(a) => cmd::concurrency::elect(&ctx, a).await,
@@ -289,7 +334,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::User { command } => cmd::auth::user(&ctx, command).await,
         Command::Role { command } => cmd::auth::role(&ctx, command).await,
         Command::Check { command } => cmd::check::run(&ctx, command).await,
-        Command::Version => cmd::version(&ctx),
+        Command::Version { .. } => cmd::version(),
         Command::Demo(_) => Ok(()),
         Command::Bench(args) => {
             let client = ctx.connect().await?;
@@ -299,26 +344,222 @@ async fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+/// Parse the arguments with etcdctl's boolean flag syntax
+/// (`--prefix=false`) on every switch.
+fn parse_args<I, T>(args: I) -> Result<Cli, clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let mut cmd = flags::go_bool_flags(Cli::command());
+    let mut matches = cmd.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches_mut(&mut matches).map_err(|e| e.format(&mut cmd))
+}
+
+/// etcdctl's messages for positional arguments missing from (or in excess
+/// of) a command that takes a fixed number (its `ExitBadArgs`, 128).
+const POSITIONAL_ERRORS: &[(&str, &str)] = &[
+    ("lease grant", "lease grant command needs TTL argument"),
+    ("lease revoke", "lease revoke command needs 1 argument"),
+    (
+        "lease timetolive",
+        "lease timetolive command needs lease ID as argument",
+    ),
+    (
+        "lease keep-alive",
+        "lease keep-alive command needs lease ID as argument",
+    ),
+    ("member add", "member name not provided"),
+    ("member remove", "member ID is not provided"),
+    ("member update", "member ID is not provided"),
+    ("member promote", "member ID is not provided"),
+    ("move-leader", "move-leader command needs 1 argument"),
+    (
+        "lock",
+        "lock takes a lock name argument and an optional command to execute",
+    ),
+    (
+        "elect",
+        "elect takes one election name argument and an optional proposal argument",
+    ),
+    ("make-mirror", "make-mirror takes one destination argument"),
+    ("snapshot save", "snapshot save expects one argument"),
+    (
+        "snapshot status",
+        "snapshot status requires exactly one argument",
+    ),
+    (
+        "user add",
+        "user add command requires user name as its argument",
+    ),
+    (
+        "user delete",
+        "user delete command requires user name as its argument",
+    ),
+    (
+        "user get",
+        "user get command requires user name as its argument",
+    ),
+    (
+        "user passwd",
+        "user passwd command requires user name as its argument",
+    ),
+    (
+        "user grant-role",
+        "user grant command requires user name and role name as its argument",
+    ),
+    (
+        "user revoke-role",
+        "user revoke-role requires user name and role name as its argument",
+    ),
+    ("user list", "user list command requires no arguments"),
+    (
+        "role add",
+        "role add command requires role name as its argument",
+    ),
+    (
+        "role delete",
+        "role delete command requires role name as its argument",
+    ),
+    (
+        "role get",
+        "role get command requires role name as its argument",
+    ),
+    (
+        "role grant-permission",
+        "role grant command requires role name, permission type, and key [endkey] as its argument",
+    ),
+    (
+        "role revoke-permission",
+        "role revoke-permission command requires role name and key [endkey] as its argument",
+    ),
+    ("role list", "role list command requires no arguments"),
+    (
+        "auth enable",
+        "auth enable command does not accept any arguments",
+    ),
+    (
+        "auth disable",
+        "auth disable command does not accept any arguments",
+    ),
+    (
+        "auth status",
+        "auth status command does not accept any arguments",
+    ),
+    ("alarm list", "alarm list command accepts no arguments"),
+    ("alarm disarm", "alarm disarm command accepts no arguments"),
+];
+
+/// The subcommand path (`"member add"`) the arguments name.
+fn command_path(args: &[std::ffi::OsString]) -> String {
+    let mut cmd = Cli::command();
+    let mut path = Vec::new();
+    for arg in args.iter().skip(1) {
+        let Some(arg) = arg.to_str() else { continue };
+        let Some(sub) = cmd.find_subcommand(arg).cloned() else {
+            continue;
+        };
+        path.push(sub.get_name().to_string());
+        cmd = sub;
+    }
+    path.join(" ")
+}
+
+/// etcdctl's error for what clap refused, where etcdctl has its own: wrong
+/// positional arguments and bad ids exit 128 with etcdctl's message.
+fn etcdctl_usage_error(e: &clap::Error, args: &[std::ffi::OsString]) -> Option<CliError> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let invalid = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(" "),
+        _ => String::new(),
+    };
+    let path = command_path(args);
+    let message = |path: &str| {
+        POSITIONAL_ERRORS
+            .iter()
+            .find(|(p, _)| *p == path)
+            .map(|(_, m)| CliError::BadArgs(m.to_string()))
+    };
+    match e.kind() {
+        // etcdctl checks the positional arguments first, then the URLs.
+        ErrorKind::MissingRequiredArgument
+            if !invalid.contains("<NAME>")
+                && !invalid.contains("<ID>")
+                && invalid.contains("--peer-urls") =>
+        {
+            Some(CliError::BadArgs("member peer urls not provided".into()))
+        }
+        ErrorKind::MissingRequiredArgument => message(&path),
+        ErrorKind::UnknownArgument if !invalid.starts_with('-') => {
+            if path == "member add" {
+                return Some(CliError::BadArgs("too many arguments".into()));
+            }
+            message(&path)
+        }
+        // The id parsers word their errors as etcdctl does.
+        ErrorKind::ValueValidation if invalid.starts_with('<') => {
+            use std::error::Error as _;
+            e.source().map(|s| CliError::BadArgs(s.to_string()))
+        }
+        _ => None,
+    }
+}
+
+/// A flag error as etcdctl shows it: `Error: <why>` on stderr, the help of
+/// the command on stdout.
+fn print_usage_error(e: &clap::Error, args: &[std::ffi::OsString]) {
+    let text = e.to_string();
+    let why = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_start_matches("error: ");
+    let mut cmd = flags::go_bool_flags(Cli::command());
+    cmd.build();
+    for name in command_path(args).split_whitespace() {
+        match cmd.find_subcommand(name) {
+            Some(sub) => cmd = sub.clone(),
+            None => break,
+        }
+    }
+    println!("{}", cmd.render_help());
+    eprintln!("Error: {why}");
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match parse_args(args.clone()) {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            if let Some(err) = etcdctl_usage_error(&e, &args) {
+                eprintln!("Error: {err}");
+                return ExitCode::from(err.exit_code());
+            }
             // etcdctl exits 1 on flag errors; help and version exit 0, and
             // so does a bare `etcdctl` (it prints the help).
             let bare = e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
-            return if e.use_stderr() && !bare {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            };
+            if !e.use_stderr() || bare {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            // As etcdctl: `Error: ...` on stderr, the command's usage on
+            // stdout.
+            print_usage_error(&e, &args);
+            return ExitCode::from(1);
         }
     };
+    let debug = cli.global.debug;
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("Error: {e}");
+            if let (true, CliError::Client(inner)) = (debug, &e) {
+                eprintln!("etcdv3ctl: {inner}");
+            }
+            if !matches!(e, CliError::Interrupted) {
+                eprintln!("Error: {e}");
+            }
             ExitCode::from(e.exit_code())
         }
     }
@@ -330,7 +571,7 @@ mod tests {
 
     #[test]
     fn cli_parses_etcdctl_flags() {
-        let cli = Cli::try_parse_from([
+        let cli = parse_args([
             "etcdv3ctl",
             "--endpoints",
             "a:1,b:2",
@@ -344,7 +585,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.global.endpoints, vec!["a:1", "b:2"]);
-        assert_eq!(cli.global.write_out, flags::WriteOut::Json);
+        assert_eq!(cli.global.format().unwrap(), flags::WriteOut::Json);
         assert!(cli.global.hex);
         assert!(!cli.global.insecure_transport);
         assert_eq!(
@@ -352,8 +593,22 @@ mod tests {
             vec!["https://a:1", "https://b:2"]
         );
         assert!(matches!(cli.command, Command::Get(ref g) if g.prefix));
-        assert!(Cli::try_parse_from(["etcdv3ctl", "--bogus", "get", "k"]).is_err());
-        assert!(Cli::try_parse_from(["etcdv3ctl", "-w", "xml", "get", "k"]).is_err());
+        assert!(parse_args(["etcdv3ctl", "--bogus", "get", "k"]).is_err());
+        let xml = parse_args(["etcdv3ctl", "-w", "xml", "get", "k"]).unwrap();
+        assert_eq!(xml.global.format().unwrap_err().exit_code(), 4);
+        // pflag's boolean syntax on every switch.
+        let cli = parse_args([
+            "etcdv3ctl",
+            "get",
+            "k",
+            "--prefix=true",
+            "--keys-only=false",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Get(ref g) if g.prefix && !g.keys_only));
+        let cli = parse_args(["etcdv3ctl", "endpoint", "health", "--cluster=1"]).unwrap();
+        assert!(matches!(cli.command, Command::Endpoint(ref e) if e.cluster));
+        assert!(parse_args(["etcdv3ctl", "get", "k", "--prefix=yes"]).is_err());
     }
 
     #[test]
@@ -361,6 +616,10 @@ mod tests {
         assert_eq!(CliError::BadArgs(String::new()).exit_code(), 128);
         assert_eq!(CliError::Unsupported(String::new()).exit_code(), 4);
         assert_eq!(CliError::Usage(String::new()).exit_code(), 1);
+        assert_eq!(CliError::WatchCanceled.exit_code(), 5);
+        assert_eq!(CliError::BadConnection(String::new()).exit_code(), 2);
+        assert_eq!(CliError::ChildSignal("interrupt".into()).exit_code(), 255);
+        assert_eq!(CliError::Interrupted.exit_code(), 130);
     }
 
     #[test]

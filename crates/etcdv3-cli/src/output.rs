@@ -20,18 +20,16 @@ pub struct Printer {
 }
 
 impl Printer {
-    /// Fail with etcdctl's exit code 4 for formats a command cannot print.
+    /// Fail with etcdctl's message and exit code 4 for formats a command
+    /// cannot print.
     pub fn require(&self, allowed: &[WriteOut]) -> Result<(), CliError> {
         if allowed.contains(&self.format) {
             return Ok(());
         }
-        Err(CliError::Unsupported(match self.format {
-            WriteOut::Fields | WriteOut::Protobuf => format!(
-                "{} output is not supported yet by etcdv3ctl",
-                format_name(self.format)
-            ),
-            f => format!("{} not supported as output format", format_name(f)),
-        }))
+        Err(CliError::Unsupported(format!(
+            "{} not supported as output format",
+            format_name(self.format)
+        )))
     }
 
     /// Whether the output is JSON.
@@ -39,28 +37,35 @@ impl Printer {
         self.format == WriteOut::Json
     }
 
-    /// A byte string as etcdctl prints it (lossy UTF-8, or `\x..` with `--hex`).
-    pub fn bytes(&self, b: &[u8]) -> String {
+    /// A byte string as etcdctl prints it: the raw bytes, or `\x..` escapes
+    /// with `--hex`.
+    pub fn bytes(&self, b: &[u8]) -> Vec<u8> {
         if self.hex {
             let mut s = String::with_capacity(b.len() * 4);
             for byte in b {
                 let _ = write!(s, "\\x{byte:02x}");
             }
-            s
+            s.into_bytes()
         } else {
-            String::from_utf8_lossy(b).into_owned()
+            b.to_vec()
         }
     }
 
+    /// [`Printer::bytes`] where text is needed (tables, messages): invalid
+    /// UTF-8 becomes U+FFFD.
+    pub fn text(&self, b: &[u8]) -> String {
+        String::from_utf8_lossy(&self.bytes(b)).into_owned()
+    }
+
     /// etcdctl's `printKV`: the key (unless `value_only`) and the value, one
-    /// line each.
-    pub fn kv(&self, out: &mut String, kv: &KeyValue, value_only: bool) {
+    /// line each, as raw bytes.
+    pub fn kv(&self, out: &mut Vec<u8>, kv: &KeyValue, value_only: bool) {
         if !value_only {
-            out.push_str(&self.bytes(&kv.key));
-            out.push('\n');
+            out.extend_from_slice(&self.bytes(&kv.key));
+            out.push(b'\n');
         }
-        out.push_str(&self.bytes(&kv.value));
-        out.push('\n');
+        out.extend_from_slice(&self.bytes(&kv.value));
+        out.push(b'\n');
     }
 }
 
@@ -72,6 +77,70 @@ fn format_name(f: WriteOut) -> &'static str {
         WriteOut::Table => "table",
         WriteOut::Protobuf => "protobuf",
     }
+}
+
+/// Write raw bytes to stdout and flush (a closed pipe is not an error:
+/// `etcdctl get | head` ends quietly).
+pub fn write_stdout(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes);
+    let _ = out.flush();
+}
+
+/// `-w protobuf`: the response message's wire bytes, as etcdctl writes
+/// them (no newline).
+pub fn write_pb<M: etcdv3_tokio::proto::prost::Message>(message: &M) {
+    write_stdout(&message.encode_to_vec());
+}
+
+/// Go's `%q` of a byte string as etcdctl 3.5 (Go 1.16) prints it: printable
+/// characters as they are, `\a \b \f \n \r \t \v`, other control bytes
+/// below 0x20 as `\xNN`, bytes that are not UTF-8 as `\xNN`, other
+/// unprintable characters as `\uNNNN` / `\UNNNNNNNN`.
+pub fn go_quote(b: &[u8]) -> String {
+    let mut out = String::from("\"");
+    for chunk in b.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\u{c}' => out.push_str("\\f"),
+                '\n' => out.push_str("\\n"),
+                '\r' => out.push_str("\\r"),
+                '\t' => out.push_str("\\t"),
+                '\u{b}' => out.push_str("\\v"),
+                c if (c as u32) < 0x20 => {
+                    let _ = write!(out, "\\x{:02x}", c as u32);
+                }
+                c if go_printable(c) => out.push(c),
+                c if (c as u32) < 0x10000 => {
+                    let _ = write!(out, "\\u{:04x}", c as u32);
+                }
+                c => {
+                    let _ = write!(out, "\\U{:08x}", c as u32);
+                }
+            }
+        }
+        for byte in chunk.invalid() {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `unicode.IsPrint`: letters, marks, numbers, punctuation, symbols and
+/// the ASCII space. Rust's debug escaping leaves exactly those unescaped
+/// (grapheme extenders too, when they do not start the string).
+fn go_printable(c: char) -> bool {
+    if c.is_ascii() {
+        return (' '..='~').contains(&c);
+    }
+    let s: String = ['a', c].iter().collect();
+    s.escape_debug().eq(s.chars())
 }
 
 /// Print one JSON document on a line.
@@ -202,14 +271,15 @@ pub fn fields_header(h: Option<&ResponseHeader>) -> String {
 
 /// etcdctl's `-w fields` lines of a key-value, field names prefixed with
 /// `pfx` (`Prev` for previous values).
-pub fn fields_kv(p: &Printer, pfx: &str, kv: &KeyValue) -> String {
+/// (`%q`, whatever `--hex` says, as etcdctl).
+pub fn fields_kv(pfx: &str, kv: &KeyValue) -> String {
     format!(
-        "\"{pfx}Key\" : {:?}\n\"{pfx}CreateRevision\" : {}\n\"{pfx}ModRevision\" : {}\n\"{pfx}Version\" : {}\n\"{pfx}Value\" : {:?}\n\"{pfx}Lease\" : {}\n",
-        p.bytes(&kv.key),
+        "\"{pfx}Key\" : {}\n\"{pfx}CreateRevision\" : {}\n\"{pfx}ModRevision\" : {}\n\"{pfx}Version\" : {}\n\"{pfx}Value\" : {}\n\"{pfx}Lease\" : {}\n",
+        go_quote(&kv.key),
         kv.create_revision,
         kv.mod_revision,
         kv.version,
-        p.bytes(&kv.value),
+        go_quote(&kv.value),
         kv.lease
     )
 }
@@ -319,7 +389,26 @@ mod tests {
             format: WriteOut::Simple,
             hex: true,
         };
-        assert_eq!(p.bytes(b"fo"), "\\x66\\x6f");
+        assert_eq!(p.bytes(b"fo"), b"\\x66\\x6f");
+        let raw = Printer { hex: false, ..p };
+        assert_eq!(raw.bytes(&[b'v', 0xff, 0]), [b'v', 0xff, 0]);
+    }
+
+    #[test]
+    fn quotes_like_go_percent_q() {
+        // What etcdctl 3.5.1 prints for these bytes.
+        assert_eq!(go_quote(b"w"), "\"w\"");
+        assert_eq!(go_quote(b"a \"b\"\n\\"), "\"a \\\"b\\\"\\n\\\\\"");
+        assert_eq!(go_quote(&[b'v', 0xff, 0, b'z']), "\"v\\xff\\x00z\"");
+        assert_eq!(go_quote(b"b\x01\x7fk"), "\"b\\x01\\u007fk\"");
+        assert_eq!(
+            go_quote("x\u{1b}\u{e9}\u{2028}".as_bytes()),
+            "\"x\\x1b\u{e9}\\u2028\""
+        );
+        assert_eq!(
+            go_quote("\u{7}\u{b}\u{a0}\u{301}\u{1f600}\u{e0001}".as_bytes()),
+            "\"\\a\\v\\u00a0\u{301}\u{1f600}\\U000e0001\""
+        );
     }
 
     #[test]

@@ -1093,3 +1093,847 @@ fn unreachable_endpoints_are_named_with_why() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("[::1"), "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------------------
+// What operators' scripts depend on (issue 20): bytes, `--flag=bool`, exit
+// codes and error texts, `version`, extra arguments, `auth enable`, Ctrl-C.
+// Each comparison runs etcdctl and etcdv3ctl with the same arguments and
+// input against the same cluster and compares stdout bytes, the `Error:`
+// lines of stderr (etcdctl's JSON log lines left out) and the exit code.
+// `ETCDV3CTL_UNDER_TEST=<binary>` runs them against another etcdv3ctl build
+// (to check that they fail on a build without the fixes).
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+
+fn ours_bin() -> PathBuf {
+    std::env::var_os("ETCDV3CTL_UNDER_TEST")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| OURS.into())
+}
+
+/// A run's raw result.
+#[derive(Debug, PartialEq)]
+struct Raw {
+    stdout: Vec<u8>,
+    /// stderr without etcdctl's (and clientv3's) JSON log lines.
+    stderr: String,
+    code: Option<i32>,
+}
+
+/// Bytes as an argument.
+fn os(b: &[u8]) -> OsString {
+    OsStr::from_bytes(b).to_os_string()
+}
+
+impl Tool {
+    /// Run with byte arguments and optional stdin bytes (stdin is empty
+    /// otherwise).
+    fn raw(&self, args: &[OsString], input: Option<&[u8]>) -> Raw {
+        use std::io::Write;
+        let mut child = Command::new(&self.bin)
+            .arg("--endpoints")
+            .arg(&self.endpoint)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = input {
+            stdin.write_all(input).unwrap();
+        }
+        drop(stdin);
+        let out = child.wait_with_output().unwrap();
+        Raw {
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .filter(|l| !l.starts_with("{\"level\""))
+                .map(|l| format!("{l}\n"))
+                .collect(),
+            code: out.status.code(),
+        }
+    }
+
+    fn args(&self, args: &[&str]) -> Raw {
+        let args: Vec<OsString> = args.iter().map(OsString::from).collect();
+        self.raw(&args, None)
+    }
+}
+
+fn pair(ctl: PathBuf, endpoint: &str) -> (Tool, Tool) {
+    (
+        Tool {
+            bin: ctl,
+            endpoint: endpoint.to_string(),
+        },
+        Tool {
+            bin: ours_bin(),
+            endpoint: endpoint.to_string(),
+        },
+    )
+}
+
+/// The same stdout bytes, stderr and exit code.
+#[track_caller]
+fn same_raw(what: &str, theirs: &Raw, ours: &Raw) {
+    assert!(
+        theirs == ours,
+        "{what}: etcdv3ctl differs from etcdctl\netcdctl:   {:?} {:?} exit {:?}\netcdv3ctl: {:?} {:?} exit {:?}",
+        String::from_utf8_lossy(&theirs.stdout),
+        theirs.stderr,
+        theirs.code,
+        String::from_utf8_lossy(&ours.stdout),
+        ours.stderr,
+        ours.code,
+    );
+}
+
+/// Run the same byte arguments and input through both and compare.
+#[track_caller]
+fn compare(what: &str, theirs: &Tool, ours: &Tool, args: &[OsString], input: Option<&[u8]>) {
+    same_raw(what, &theirs.raw(args, input), &ours.raw(args, input));
+}
+
+fn strs(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+/// The first `lines` lines a long-running command prints, as bytes; then
+/// it is killed.
+fn raw_lines(tool: &Tool, args: &[OsString], lines: usize) -> Vec<u8> {
+    use std::io::Read;
+    let mut child = Command::new(&tool.bin)
+        .arg("--endpoints")
+        .arg(&tool.endpoint)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.iter().filter(|&&b| b == b'\n').count() < lines {
+        match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(chunk) => got.extend(chunk),
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    got
+}
+
+#[test]
+fn binary_keys_and_values_match_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    let start = theirs.json(&["get", "x"])["header"]["revision"]
+        .as_i64()
+        .unwrap()
+        + 1;
+    // Keys and values that are not UTF-8, with control bytes, DEL, a
+    // non-ASCII space and a character outside the BMP (Go's %q escapes
+    // each differently).
+    let key1 = b"bin/\x01\x7f\xff".to_vec();
+    let value1 = b"v\xff\x00z".to_vec();
+    let key2 = "bin/\u{e9}\u{2028}".as_bytes().to_vec();
+    let value2 = [b"x\x1b\xc3\xa9\xe2\x80\xa8\xf0\x9f\x98\x80\xfe".as_slice()].concat();
+    // Arguments cannot hold a NUL byte: stdin can.
+    let value3 = b"w\xff\x01".to_vec();
+    // Writes: each tool writes the same keys in turn (the outputs compare,
+    // and so does the state both read afterwards).
+    for (what, args, input) in [
+        (
+            "put from stdin",
+            vec![os(b"put"), os(&key1)],
+            Some(value1.as_slice()),
+        ),
+        (
+            "put as arguments",
+            vec![os(b"put"), os(&key2), os(&value2)],
+            None,
+        ),
+    ] {
+        compare(what, &theirs, &ours, &args, input);
+    }
+    // The same previous value for both.
+    let prev_kv = [os(b"put"), os(&key1), os(&value3), os(b"--prev-kv")];
+    let t = theirs.raw(&prev_kv, None);
+    theirs.raw(&[os(b"put"), os(&key1)], Some(&value1));
+    same_raw("put --prev-kv", &t, &ours.raw(&prev_kv, None));
+    let txn = b"val(\"bin/\\x01\\x7f\\xff\") = \"w\\xff\\x01\"\n\nput \"bin/t\\xfe\" \"\\x00\\xff\"\nget bin/ --prefix\n\nput bin/failed x\n\n";
+    compare(
+        "txn with escapes",
+        &theirs,
+        &ours,
+        &strs(&["txn"]),
+        Some(txn),
+    );
+    // Reads of that state.
+    for args in [
+        vec![os(b"get"), os(b"bin/"), os(b"--prefix")],
+        vec![os(b"get"), os(&key1), os(b"--print-value-only")],
+        vec![os(b"get"), os(&key2)],
+        vec![os(b"--hex"), os(b"get"), os(&key1)],
+        vec![
+            os(b"-w"),
+            os(b"json"),
+            os(b"get"),
+            os(b"bin/"),
+            os(b"--prefix"),
+        ],
+        vec![
+            os(b"-w"),
+            os(b"fields"),
+            os(b"get"),
+            os(b"bin/"),
+            os(b"--prefix"),
+        ],
+        vec![os(b"-w"), os(b"fields"), os(b"get"), os(&key2)],
+        vec![os(b"get"), os(b"bin/t\xfe")],
+    ] {
+        compare(&format!("{args:?}"), &theirs, &ours, &args, None);
+    }
+    // The history, replayed by watch: every event of both tools' writes.
+    let rev = start.to_string();
+    let args = strs(&["watch", "bin/", "--prefix", "--prev-kv", "--rev", &rev]);
+    let (t, o) = (raw_lines(&theirs, &args, 30), raw_lines(&ours, &args, 30));
+    assert!(
+        t == o,
+        "watch: etcdv3ctl differs from etcdctl\netcdctl:   {:?}\netcdv3ctl: {:?}",
+        String::from_utf8_lossy(&t),
+        String::from_utf8_lossy(&o)
+    );
+    let args = strs(&[
+        "-w",
+        "fields",
+        "watch",
+        "bin/",
+        "--prefix",
+        "--prev-kv",
+        "--rev",
+        &rev,
+    ]);
+    let (t, o) = (raw_lines(&theirs, &args, 40), raw_lines(&ours, &args, 40));
+    assert!(
+        t == o,
+        "watch -w fields: etcdv3ctl differs from etcdctl\netcdctl:   {:?}\netcdv3ctl: {:?}",
+        String::from_utf8_lossy(&t),
+        String::from_utf8_lossy(&o)
+    );
+    // Deletes with the previous values, one tool after the other.
+    let put = theirs.raw(&[os(b"put"), os(&key1)], Some(&value1));
+    assert_eq!(put.code, Some(0), "{put:?}");
+    let t = theirs.raw(&[os(b"del"), os(&key1), os(b"--prev-kv")], None);
+    let put = theirs.raw(&[os(b"put"), os(&key1)], Some(&value1));
+    assert_eq!(put.code, Some(0), "{put:?}");
+    let o = ours.raw(&[os(b"del"), os(&key1), os(b"--prev-kv")], None);
+    same_raw("del --prev-kv", &t, &o);
+    // Role permissions on binary keys: granted by each tool in turn, read
+    // (raw bytes, `--hex` does not apply), revoked.
+    theirs.ok(&["role", "add", "rb"]);
+    let grants = [
+        vec![
+            os(b"role"),
+            os(b"grant-permission"),
+            os(b"rb"),
+            os(b"read"),
+            os(b"a\xff"),
+            os(b"--prefix"),
+        ],
+        vec![
+            os(b"role"),
+            os(b"grant-permission"),
+            os(b"rb"),
+            os(b"write"),
+            os(b"b\xfe"),
+            os(b"c\xfd"),
+        ],
+    ];
+    for args in &grants {
+        compare(&format!("{args:?}"), &theirs, &ours, args, None);
+    }
+    for args in [
+        strs(&["role", "get", "rb"]),
+        strs(&["--hex", "role", "get", "rb"]),
+    ] {
+        compare(&format!("{args:?}"), &theirs, &ours, &args, None);
+    }
+    let revoke = [
+        os(b"role"),
+        os(b"revoke-permission"),
+        os(b"rb"),
+        os(b"b\xfe"),
+        os(b"c\xfd"),
+    ];
+    let t = theirs.raw(&revoke, None);
+    theirs.raw(&grants[1], None);
+    same_raw("role revoke-permission", &t, &ours.raw(&revoke, None));
+}
+
+#[test]
+fn boolean_flags_take_values_as_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    theirs.ok(&["put", "b/1", "one"]);
+    theirs.ok(&["put", "b/2", "two"]);
+    for args in [
+        &["get", "b/", "--prefix=true"][..],
+        &["get", "b/", "--prefix=false"],
+        &["get", "b/", "--prefix=1", "--keys-only=T"],
+        &["get", "b/", "--prefix=true", "--keys-only=false"],
+        &["get", "b/1", "--print-value-only=true"],
+        &["--hex=true", "get", "b/1"],
+        &["get", "b/", "--prefix=yes"],
+        &["member", "list", "--hex=false"],
+    ] {
+        let (t, o) = (theirs.args(args), ours.args(args));
+        if t.code == Some(1) {
+            // The refusal's wording is the parser's; the exit code compares.
+            assert_eq!(o.code, Some(1), "{args:?}: {o:?}");
+            continue;
+        }
+        same_raw(&format!("{args:?}"), &t, &o);
+    }
+    let txn = b"\nput b/3 three\n\n\n";
+    compare(
+        "txn --interactive=false",
+        &theirs,
+        &ours,
+        &strs(&["txn", "--interactive=false"]),
+        Some(txn),
+    );
+    // Health takes a time: compare all but it.
+    let args = strs(&["endpoint", "health", "--cluster=true"]);
+    let (t, o) = (theirs.raw(&args, None), ours.raw(&args, None));
+    let took = |r: &Raw| {
+        let text = String::from_utf8_lossy(&r.stdout).into_owned();
+        (
+            text.split("took = ").next().unwrap_or("").to_string(),
+            r.code,
+        )
+    };
+    assert_eq!(took(&t), took(&o), "endpoint health --cluster=true: {o:?}");
+    assert_eq!(o.code, Some(0), "{o:?}");
+}
+
+#[test]
+fn exit_codes_and_messages_match_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    theirs.ok(&["put", "k", "v"]);
+    // Missing, extra and malformed positional arguments; bad option values;
+    // an unknown output format; ids that are not hex; a lease that does not
+    // exist; a deadline that has passed; lenient commands that ignore
+    // extra arguments, as etcdctl does.
+    let cases: &[&[&str]] = &[
+        &["get"],
+        &["put"],
+        &["del"],
+        &["del", "a", "b", "c"],
+        &["watch"],
+        &["compaction"],
+        &["compaction", "1", "2"],
+        &["compaction", "x"],
+        &["lease", "grant"],
+        &["lease", "grant", "x"],
+        &["lease", "grant", "10", "x"],
+        &["lease", "revoke"],
+        &["lease", "revoke", "zz"],
+        &["lease", "revoke", "1", "2"],
+        &["lease", "timetolive"],
+        &["lease", "timetolive", "zz"],
+        &["lease", "keep-alive"],
+        &["lease", "keep-alive", "--once", "1234"],
+        &["member", "add"],
+        &["member", "add", "a"],
+        &["member", "add", "a", "b", "--peer-urls=http://127.0.0.1:1"],
+        &["member", "remove"],
+        &["member", "remove", "zz"],
+        &["member", "update"],
+        &["member", "update", "1"],
+        &["member", "promote"],
+        &["move-leader"],
+        &["move-leader", "zz"],
+        &["move-leader", "1", "2"],
+        &["lock"],
+        &["elect"],
+        &["elect", "e"],
+        &["elect", "-l", "e", "p"],
+        &["make-mirror"],
+        &["snapshot", "save"],
+        &["user", "add"],
+        &["user", "delete"],
+        &["user", "get"],
+        &["user", "get", "a", "b"],
+        &["user", "passwd"],
+        &["user", "grant-role", "a"],
+        &["user", "revoke-role", "a"],
+        &["user", "list", "x"],
+        &["role", "add"],
+        &["role", "delete"],
+        &["role", "get"],
+        &["role", "grant-permission", "r"],
+        &["role", "grant-permission", "r", "bogus", "k"],
+        &["role", "revoke-permission", "r"],
+        &["role", "list", "x"],
+        &["auth", "enable", "x"],
+        &["auth", "status", "x"],
+        &["alarm", "list", "x"],
+        &["alarm", "disarm", "x"],
+        &["get", "k", "--sort-by", "x"],
+        &["get", "k", "--order", "x"],
+        &["get", "k", "--consistency", "x"],
+        &["-w", "xml", "get", "k"],
+        &["--command-timeout", "1ns", "get", "k"],
+        &["put", "k", "v", "extra", "args"],
+        &["get", "k", "k0", "extra"],
+        &["member", "list", "x"],
+        &["lease", "list", "x"],
+        &["endpoint", "hashkv", "x"],
+        &["version", "x"],
+        &["version"],
+        &["-w", "json", "version"],
+        &["get", "k"],
+    ];
+    for args in cases {
+        compare(&format!("{args:?}"), &theirs, &ours, &strs(args), None);
+    }
+    // No endpoint answers: both say `context deadline exceeded` (the text
+    // retry loops grep for), exit 1; etcdv3ctl adds each endpoint and why.
+    let (dead_t, dead_o) = pair(theirs.bin.clone(), "127.0.0.1:1");
+    let args = [
+        "--dial-timeout",
+        "1s",
+        "--command-timeout",
+        "1s",
+        "get",
+        "k",
+    ];
+    let (t, o) = (dead_t.args(&args), dead_o.args(&args));
+    assert_eq!((t.code, o.code), (Some(1), Some(1)), "{t:?} / {o:?}");
+    for r in [&t, &o] {
+        assert!(
+            r.stderr.starts_with("Error: context deadline exceeded"),
+            "{r:?}"
+        );
+    }
+    // Input: an empty value on stdin, a txn without its final empty line.
+    compare(
+        "put with empty stdin",
+        &theirs,
+        &ours,
+        &strs(&["put", "k"]),
+        Some(b""),
+    );
+    for txn in [&b"\nput k w\n\nget k\n"[..], b"\nput k w\n", b""] {
+        compare(
+            &format!("txn {:?}", String::from_utf8_lossy(txn)),
+            &theirs,
+            &ours,
+            &strs(&["txn"]),
+            Some(txn),
+        );
+    }
+    // A watch the server cancels (its start revision was compacted): the
+    // reason on stderr and exit 5.
+    theirs.ok(&["put", "k", "again"]);
+    let rev = theirs.json(&["get", "k"])["header"]["revision"]
+        .as_i64()
+        .unwrap();
+    theirs.ok(&["compaction", &rev.to_string()]);
+    compare(
+        "watch cancelled by the server",
+        &theirs,
+        &ours,
+        &strs(&["watch", "k", "--rev", "1"]),
+        None,
+    );
+}
+
+#[test]
+fn auth_enable_and_refused_credentials_match_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    let root = ["--user", "root:secret"];
+    let mut results = Vec::new();
+    for tool in [&theirs, &ours] {
+        // A root user without the root role: `auth enable` creates the
+        // role, grants it and enables auth.
+        theirs.ok(&["user", "add", "root:secret"]);
+        let enable = tool.args(&["auth", "enable"]);
+        let role = theirs.args(&[root[0], root[1], "role", "get", "root"]);
+        let user = theirs.args(&[root[0], root[1], "user", "get", "root"]);
+        let refused = tool.args(&["--user", "root:wrong", "get", "k"]);
+        theirs.ok(&[root[0], root[1], "auth", "disable"]);
+        theirs.ok(&["user", "delete", "root"]);
+        theirs.ok(&["role", "delete", "root"]);
+        results.push((enable, role, user, refused));
+    }
+    let (t, o) = (&results[0], &results[1]);
+    same_raw("auth enable", &t.0, &o.0);
+    same_raw("the root role after auth enable", &t.1, &o.1);
+    same_raw("the root user after auth enable", &t.2, &o.2);
+    same_raw("refused credentials", &t.3, &o.3);
+    assert_eq!(o.3.code, Some(2), "{:?}", o.3);
+}
+
+/// Run `args` in a process group of its own, send SIGINT to the group after
+/// `after` (as a terminal's Ctrl-C does), and return the result.
+fn interrupted(tool: &Tool, args: &[&str], after: Duration) -> Raw {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    let child = Command::new(&tool.bin)
+        .arg("--endpoints")
+        .arg(&tool.endpoint)
+        .args(args)
+        .process_group(0)
+        // Kept open until the end (`watch -i` reads it).
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    let kill = Command::new("kill")
+        .args(["-INT", "--", &format!("-{}", child.id())])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    Raw {
+        stdout: out.stdout,
+        stderr: String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("{\"level\""))
+            .map(|l| format!("{l}\n"))
+            .collect(),
+        // What a shell reports: 128 + the signal for a process it killed.
+        code: out
+            .status
+            .code()
+            .or_else(|| out.status.signal().map(|s| 128 + s)),
+    }
+}
+
+#[test]
+fn ctrl_c_under_lock_and_watch_matches_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    let grant = theirs.json(&["lease", "grant", "600"]);
+    let lease = format!("{:x}", grant["ID"].as_i64().unwrap());
+    // Commands that die of SIGINT in etcdctl (the shell reports 130) and
+    // one that ends quietly (`elect -l`).
+    for args in [
+        &["lease", "keep-alive", lease.as_str()][..],
+        &["watch", "-i"],
+        &["elect", "-l", "e"],
+    ] {
+        let (t, o) = (
+            interrupted(&theirs, args, Duration::from_secs(2)),
+            interrupted(&ours, args, Duration::from_secs(2)),
+        );
+        same_raw(&format!("Ctrl-C to {args:?}"), &t, &o);
+    }
+    let mut results = Vec::new();
+    for tool in [&theirs, &ours] {
+        // Ctrl-C while `lock` runs a command: the command dies of it, the
+        // lock is released at once (not when the session's lease expires).
+        let out = interrupted(
+            tool,
+            &["lock", "--ttl", "60", "L", "--", "sleep", "60"],
+            Duration::from_secs(3),
+        );
+        let held = theirs.args(&["get", "L", "--prefix", "--keys-only"]);
+        // Ctrl-C to a watch.
+        let watch = interrupted(tool, &["watch", "w"], Duration::from_secs(2));
+        results.push((out, held, watch));
+    }
+    let (t, o) = (&results[0], &results[1]);
+    same_raw("Ctrl-C under lock", &t.0, &o.0);
+    same_raw("lock keys after Ctrl-C", &t.1, &o.1);
+    assert!(o.1.stdout.is_empty(), "the lock is still held: {:?}", o.1);
+    same_raw("Ctrl-C to watch", &t.2, &o.2);
+}
+
+#[test]
+fn cluster_commands_match_etcdctl_on_three_members() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(3).unwrap();
+    let leader = (0..3)
+        .find(|&i| {
+            let t = Tool {
+                bin: ctl.clone(),
+                endpoint: cluster.member(i).direct_client_url(),
+            };
+            let st = t.json(&["endpoint", "status"]);
+            st[0]["Status"]["leader"] == st[0]["Status"]["header"]["member_id"]
+        })
+        .expect("a leader");
+    let follower = (leader + 1) % 3;
+    let (theirs, ours) = pair(ctl, &cluster.member(follower).direct_client_url());
+    // move-leader needs the leader among the endpoints (etcdctl: 128).
+    let target = format!("{:x}", cluster.member(leader).id());
+    compare(
+        "move-leader without the leader",
+        &theirs,
+        &ours,
+        &strs(&["move-leader", &target]),
+        None,
+    );
+    // `member list -w json --hex`: ids in hex, etcdctl 3.5's own layout.
+    compare(
+        "member list -w json --hex",
+        &theirs,
+        &ours,
+        &strs(&["-w", "json", "--hex", "member", "list"]),
+        None,
+    );
+}
+
+#[test]
+fn fields_output_matches_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    let grant = theirs.json(&["lease", "grant", "600"]);
+    let lease = format!("{:x}", grant["ID"].as_i64().unwrap());
+    let put = theirs.raw(
+        &[
+            os(b"put"),
+            os(b"f/\xff"),
+            os(b"v"),
+            os(b"--lease"),
+            os(lease.as_bytes()),
+        ],
+        None,
+    );
+    assert_eq!(put.code, Some(0), "{put:?}");
+    theirs.ok(&["role", "add", "fr"]);
+    theirs.ok(&["role", "grant-permission", "fr", "read", "f/", "--prefix"]);
+    theirs.ok(&["role", "grant-permission", "fr", "readwrite", "g"]);
+    // Reads of one state: everything compares but what time changes (the
+    // remaining TTL, a health check's duration).
+    let cases: &[(&[&str], &[&str])] = &[
+        (&["lease", "timetolive", &lease, "--keys"], &["TTL"]),
+        (&["lease", "list"], &[]),
+        (&["lease", "keep-alive", "--once", &lease], &[]),
+        (&["endpoint", "hashkv"], &[]),
+        (&["endpoint", "health"], &["Took"]),
+        (&["alarm", "list"], &[]),
+        (&["role", "get", "fr"], &[]),
+        (&["get", "f/", "--prefix"], &[]),
+    ];
+    for (args, masked) in cases {
+        let mut full = vec!["-w", "fields"];
+        full.extend_from_slice(args);
+        let (t, o) = (theirs.args(&full), ours.args(&full));
+        assert_eq!((t.code, &t.stderr), (o.code, &o.stderr), "{full:?}: {o:?}");
+        let text = |r: &Raw| mask_fields(&String::from_utf8_lossy(&r.stdout), masked);
+        same_lines(&format!("{full:?}"), &text(&t), &text(&o));
+    }
+    // The simple text of the lease's keys: raw bytes (the remaining TTL
+    // masked).
+    let args = ["lease", "timetolive", lease.as_str(), "--keys"];
+    let (t, o) = (theirs.args(&args), ours.args(&args));
+    let masked = |r: &Raw| {
+        let text = String::from_utf8_lossy(&r.stdout).into_owned();
+        (mask_remaining(&text), r.stdout.contains(&0xff), r.code)
+    };
+    assert_eq!(masked(&t), masked(&o), "lease timetolive --keys");
+    // A txn that only reads changes nothing: the same bytes.
+    let txn = b"\nget f/ --prefix\nget nothing\n\n\n";
+    compare(
+        "txn -w fields",
+        &theirs,
+        &ours,
+        &strs(&["-w", "fields", "txn"]),
+        Some(txn),
+    );
+    // Writes: each tool its own lease; the ids and revisions differ.
+    let ids = ["ID", "Revision"];
+    let (t, o) = (
+        theirs.args(&["-w", "fields", "lease", "grant", "60"]),
+        ours.args(&["-w", "fields", "lease", "grant", "60"]),
+    );
+    let text = |r: &Raw| mask_fields(&String::from_utf8_lossy(&r.stdout), &ids);
+    same_lines("lease grant -w fields", &text(&t), &text(&o));
+    // snapshot status reads a file: the same file for both.
+    let dir = cluster.dir().join("fields-snap");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("s.db");
+    let file = file.to_str().unwrap();
+    theirs.ok(&["snapshot", "save", file]);
+    let args = ["-w", "fields", "snapshot", "status", file];
+    let (t, o) = (theirs.args(&args), ours.args(&args));
+    assert_eq!((&t.stdout, t.code), (&o.stdout, o.code), "{o:?} vs {t:?}");
+}
+
+#[test]
+fn prompts_and_usage_go_to_etcdctls_streams() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    theirs.ok(&["put", "k", "v"]);
+    // Password prompts go to stdout (etcdctl's speakeasy), a newline after
+    // the answer; off a terminal `user add` still asks twice. (etcdctl's
+    // stderr has stty's complaints about a stdin that is no terminal.)
+    let runs: &[(&[&str], &[u8])] = &[
+        (&["--user", "root", "get", "k"], b"secret\n"),
+        (&["user", "add", "p1"], b"pw\n"),
+        (&["user", "add", "p2"], b"pw\npw\n"),
+        (&["user", "add", "p3", "--interactive=false"], b"pw\n"),
+    ];
+    for (args, input) in runs {
+        let cleanup = || {
+            if args[0] == "user" {
+                theirs.args(&["user", "delete", args[2]]);
+            }
+        };
+        let t = theirs.raw(&strs(args), Some(input));
+        cleanup();
+        let o = ours.raw(&strs(args), Some(input));
+        cleanup();
+        assert_eq!(
+            (String::from_utf8_lossy(&t.stdout), t.code),
+            (String::from_utf8_lossy(&o.stdout), o.code),
+            "{args:?}: {o:?}"
+        );
+        let error = |r: &Raw| {
+            r.stderr
+                .lines()
+                .find(|l| l.starts_with("Error:"))
+                .map(str::to_string)
+        };
+        assert_eq!(error(&t), error(&o), "{args:?}");
+    }
+    // A flag error: `Error: ...` on stderr, the command's usage on stdout,
+    // exit 1 (the wording is each parser's own).
+    for tool in [&theirs, &ours] {
+        let out = tool.args(&["get", "k", "--bogus"]);
+        assert_eq!(out.code, Some(1), "{out:?}");
+        assert!(!out.stdout.is_empty(), "no usage on stdout: {out:?}");
+        assert!(
+            out.stderr.starts_with("Error: ") && out.stderr.contains("--bogus"),
+            "{out:?}"
+        );
+    }
+    // An https endpoint without a CA: the message names flags, not the
+    // library's API.
+    let tls = Tool {
+        bin: ours_bin(),
+        endpoint: "https://127.0.0.1:1".into(),
+    };
+    let out = tls.args(&["get", "k"]);
+    assert_eq!(out.code, Some(1), "{out:?}");
+    assert!(out.stderr.contains("--cacert"), "{out:?}");
+    assert!(!out.stderr.contains("ClientOptions"), "{out:?}");
+}
+
+#[test]
+fn protobuf_output_matches_etcdctl() {
+    let Some(ctl) = etcdctl() else {
+        eprintln!("NOTICE: etcdctl not found next to ETCD_BIN: the etcdctl comparison is skipped");
+        return;
+    };
+    let cluster = Cluster::start(1).unwrap();
+    let (theirs, ours) = pair(ctl, &cluster.member(0).direct_client_url());
+    let put = theirs.raw(&[os(b"put"), os(b"p/\xff%d"), os(b"v\x01")], None);
+    assert_eq!(put.code, Some(0), "{put:?}");
+    for i in 0..6 {
+        theirs.ok(&["put", "p/2", &format!("v{i}")]);
+    }
+    theirs.ok(&["put", "p/2", "two"]);
+    let grant = theirs.json(&["lease", "grant", "600"]);
+    let lease = format!("{:x}", grant["ID"].as_i64().unwrap());
+    theirs.ok(&["role", "add", "pr"]);
+    theirs.ok(&["role", "grant-permission", "pr", "read", "p/", "--prefix"]);
+    // Reads of one state: the same wire bytes (lease commands print the
+    // header alone, as etcdctl's printer does).
+    for args in [
+        &["get", "p/", "--prefix"][..],
+        &["get", "nothing"],
+        &["del", "nothing"],
+        &["member", "list"],
+        &["lease", "timetolive", &lease],
+        &["lease", "list"],
+        &["lease", "keep-alive", "--once", &lease],
+        &["lease", "grant", "60"],
+        &["alarm", "list"],
+        &["auth", "status"],
+        &["user", "list"],
+        &["role", "list"],
+        &["role", "get", "pr"],
+        &["endpoint", "status"],
+    ] {
+        let mut full = vec!["-w", "protobuf"];
+        full.extend_from_slice(args);
+        compare(&format!("{full:?}"), &theirs, &ours, &strs(&full), None);
+    }
+    compare(
+        "txn -w protobuf",
+        &theirs,
+        &ours,
+        &strs(&["-w", "protobuf", "txn"]),
+        Some(b"mod(\"p/2\") > \"0\"\n\nget p/ --prefix\n\nget nothing\n\n"),
+    );
+    // compaction prints its line whatever the format (each tool compacts a
+    // later revision).
+    for (i, format) in ["protobuf", "json", "fields"].iter().enumerate() {
+        let (t_rev, o_rev) = ((2 * i + 1).to_string(), (2 * i + 2).to_string());
+        let t = theirs.args(&["-w", format, "compaction", &t_rev]);
+        let o = ours.args(&["-w", format, "compaction", &o_rev]);
+        let line = |r: &Raw, rev: &str| String::from_utf8_lossy(&r.stdout).replace(rev, "<rev>");
+        assert_eq!(
+            (line(&t, &t_rev), t.code),
+            (line(&o, &o_rev), o.code),
+            "compaction -w {format}: {t:?} / {o:?}"
+        );
+    }
+    // Writes: each tool writes the same value over the same key; the
+    // header's revision differs, the rest compares.
+    let t = theirs.args(&["-w", "protobuf", "put", "p/2", "two"]);
+    let o = ours.args(&["-w", "protobuf", "put", "p/2", "two"]);
+    assert_eq!((t.stdout.len(), t.code), (o.stdout.len(), o.code), "{o:?}");
+}

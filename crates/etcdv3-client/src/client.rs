@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use etcdv3_core::codec;
 use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::machine::EndpointId;
+use etcdv3_core::machine::{EndpointId, ReadKind};
 use etcdv3_proto::method::Method;
 
 use crate::error::{Error, Result};
@@ -36,6 +36,57 @@ pub enum ReadConsistency {
     Serializable,
 }
 
+/// A read answered below the revision this client had already seen when the
+/// read started: the answer is older than something this client has seen.
+///
+/// The client's revision fence retries a serializable read answered below
+/// that revision on other members, but only a few times
+/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig::stale_read_retries)); then it hands the
+/// answer over with this marker rather than fail the read. A read bound to
+/// one member ([`CallOptions::target`]) and a read opted out of the fence
+/// ([`GetOptions::without_revision_fence`](crate::api::GetOptions::without_revision_fence))
+/// get the first answer, marked the same way. Linearizable reads are never
+/// marked: etcd confirms them with a quorum, so one below the revision seen
+/// means the cluster's history went back (a restore from an older
+/// snapshot), and the client resets its fence to it (with a `tracing`
+/// warning) instead. See [`Client::get_checked`].
+///
+/// ```
+/// use etcdv3_client::StaleRead;
+/// let marker = StaleRead { endpoint: "http://127.0.0.1:2379".into(), answered: 5, seen: 8 };
+/// assert!(marker.answered < marker.seen);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRead {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The revision of the answer (its response header's).
+    pub answered: i64,
+    /// The highest revision the client had seen when the read started.
+    pub seen: i64,
+}
+
+/// A response, and whether it came back below the revision the client had
+/// already seen ([`StaleRead`]). Returned by [`Client::get_checked`].
+///
+/// ```no_run
+/// use etcdv3_client::api::GetOptions;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let read = client.get_checked("config", GetOptions::new().with_serializable()).await?;
+/// if let Some(stale) = &read.stale {
+///     println!("older than revision {} already seen", stale.seen);
+/// }
+/// println!("{} keys", read.response.count);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked<T> {
+    /// The answer.
+    pub response: T,
+    /// Set when the answer is below the revision seen when the call started.
+    pub stale: Option<StaleRead>,
+}
+
 /// Per-call options, one convention for every method: give them to one call
 /// (methods that take `CallOptions`) or to every call of a scoped handle
 /// ([`Client::with_call_options`]). Each field left `None` keeps the
@@ -60,6 +111,8 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// Whether a member without a leader must refuse the call at once,
     /// overriding [`ClientOptions::require_leader`](crate::ClientOptions::require_leader).
+    /// Serializable reads and Maintenance calls never ask for a leader
+    /// (they are served by the member alone), whatever this says.
     pub require_leader: Option<bool>,
     /// The member the call must run on (never moved to another). Applies to
     /// unary calls and to server streams (snapshot, observe); watches and
@@ -506,8 +559,8 @@ impl Client {
     /// The status of every endpoint of the client, asked concurrently, each
     /// on that endpoint only: one result per endpoint, `Ok` or `Err` (like
     /// `etcdctl endpoint status --cluster` over the client's own
-    /// connections). A member without a leader still answers unless the
-    /// handle's options set `require_leader`.
+    /// connections). A member without a leader answers too: status calls
+    /// never ask for a leader, whatever `require_leader` says.
     ///
     /// ```no_run
     /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
@@ -523,7 +576,8 @@ impl Client {
     pub async fn endpoint_status_all(&self) -> Vec<EndpointStatus> {
         let opts = self.effective(CallOptions::default());
         let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
-        let require_leader = opts.require_leader.unwrap_or(false);
+        // Maintenance: never sent with `hasleader` (see `wants_leader`).
+        let require_leader = false;
         let states = self.endpoint_states();
         let asks = states.iter().map(|s| {
             self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
@@ -667,6 +721,24 @@ impl Client {
         Q: prost::Message,
         A: prost::Message + Default,
     {
+        let read = ReadKind::Unspecified;
+        Ok(self.unary_read(method, req, opts, read).await?.response)
+    }
+
+    /// [`Client::unary`] for a call the core's revision fence judges as
+    /// `read` (a linearizable or serializable `Range`), with the stale
+    /// marker of its answer.
+    pub(crate) async fn unary_read<Q, A>(
+        &self,
+        method: Method,
+        req: &Q,
+        opts: CallOptions,
+        read: ReadKind,
+    ) -> Result<Checked<A>>
+    where
+        Q: prost::Message,
+        A: prost::Message + Default,
+    {
         let opts = self.effective(opts);
         let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
         let require_leader = opts
@@ -676,8 +748,31 @@ impl Client {
         let bound = self.resolve_target(opts.target.as_ref(), timeout).await?;
         // Finding the target counts against the call's deadline.
         let left = timeout.saturating_sub(self.now().saturating_duration_since(started));
-        self.unary_bound(method, req, left, require_leader, bound)
-            .await
+        let body = self.encode(method, req)?;
+        let (msg, stale) = transport::call::unary_read(
+            &self.shared,
+            method,
+            body,
+            left,
+            require_leader,
+            bound,
+            read,
+        )
+        .await?;
+        let response = codec::decode_message(msg).map_err(|source| Error::Frame {
+            method: method.path,
+            source,
+        })?;
+        Ok(Checked { response, stale })
+    }
+
+    fn encode<Q: prost::Message>(&self, method: Method, req: &Q) -> Result<Bytes> {
+        codec::encode(req, self.shared.options.max_send_message_size).map_err(|source| {
+            Error::Frame {
+                method: method.path,
+                source,
+            }
+        })
     }
 
     /// One unary call with everything decided: deadline, `require_leader`,

@@ -97,9 +97,19 @@ pub enum Error {
         /// The oldest version accepted.
         minimum: String,
     },
-    /// A lease expired or was revoked while it was being kept alive.
+    /// A lease expired or was revoked while it was being kept alive:
+    /// **confirmed** by the server (it answered TTL 0, or the lease does
+    /// not exist).
     #[error("lease {id} expired")]
     LeaseExpired {
+        /// The lease id.
+        id: i64,
+    },
+    /// The keeper gave a lease up: no renewal was answered for a whole TTL
+    /// past its local deadline (members unreachable). The lease has most
+    /// likely expired, but the server did not confirm it.
+    #[error("lease {id} not renewed for a TTL past its deadline: given up")]
+    LeaseNotRenewed {
         /// The lease id.
         id: i64,
     },

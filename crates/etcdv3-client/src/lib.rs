@@ -25,7 +25,7 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{CallOptions, Client, EndpointStatus, ReadConsistency};
+pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency, StaleRead};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};

@@ -36,6 +36,12 @@ pub struct ClientOptions {
     pub max_recv_message_size: usize,
     /// Send `hasleader: true` so that a member without a leader refuses at
     /// once instead of hanging (and cancels watches when it loses its leader).
+    /// Per call kind: linearizable reads, writes, txns, lease, lock,
+    /// election, auth and cluster calls carry it, and so do watch and
+    /// keep-alive streams; serializable reads and Maintenance calls (status,
+    /// hash, defragment, alarm, snapshot, move-leader) never do, so they
+    /// work on a member without a leader (docs/failure-semantics.md,
+    /// "`require_leader` per call kind").
     pub require_leader: bool,
     /// Seed of the core's randomness (backoff jitter, balancer choices);
     /// `None` draws one from the clock at start.
@@ -143,7 +149,10 @@ impl ClientOptions {
         self
     }
 
-    /// Sync endpoints from the member list at `interval`.
+    /// Sync endpoints from the member list at `interval`. The endpoints the
+    /// client was created with (the seeds) stay a fallback for its whole
+    /// life: they are used until an advertised endpoint answered, and come
+    /// back whenever no endpoint in use answers or a sync fails.
     ///
     /// ```
     /// use etcdv3_client::ClientOptions;
@@ -245,7 +254,9 @@ impl ClientOptions {
     }
 
     /// Whether members without a leader must refuse calls at once (default
-    /// `true`); a call can override it ([`crate::CallOptions`]).
+    /// `true`); a call can override it ([`crate::CallOptions`]). Serializable
+    /// reads and Maintenance calls never ask for a leader (see
+    /// [`ClientOptions::require_leader`]).
     ///
     /// ```
     /// use etcdv3_client::ClientOptions;

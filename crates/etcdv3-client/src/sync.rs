@@ -4,8 +4,12 @@
 //! Members advertise the client URLs they were configured with, which need
 //! not be reachable from here (containers, NAT, `localhost`). So the seed
 //! endpoints stay in the set, next to the advertised ones, until one of the
-//! advertised endpoints has answered a call; they come back whenever none of
-//! the advertised endpoints is answering. A URL that does not parse is
+//! advertised endpoints has answered a call. They stay a fallback for the
+//! client's whole life: they come back whenever a member list says none of
+//! the advertised endpoints is answering, and also when no member list can
+//! be had at all (the advertised member that answered died, the others are
+//! unreachable from here): before each sync, when no endpoint in use is
+//! answering, and after a sync that failed. A URL that does not parse is
 //! skipped with a warning instead of failing the whole update, and the
 //! member list is only taken from a member that has a leader.
 //!
@@ -87,6 +91,38 @@ pub(crate) fn next_endpoints(
     Some(next)
 }
 
+/// The endpoint set with the seeds back in it, when they are missing and
+/// none of the endpoints in use is answering (or `failed`: a sync could not
+/// fetch the member list): the seeds are the fallback that lets the next
+/// member list be fetched. `None`: leave the set as it is.
+pub(crate) fn with_seed_fallback(
+    states: &[EndpointState],
+    seeds: &[Endpoint],
+    failed: bool,
+) -> Option<Vec<Endpoint>> {
+    let current: Vec<Endpoint> = states.iter().map(|s| s.endpoint.clone()).collect();
+    let missing: Vec<Endpoint> = seeds
+        .iter()
+        .filter(|s| !current.contains(s))
+        .cloned()
+        .collect();
+    if missing.is_empty() || (!failed && states.iter().any(is_answering)) {
+        return None;
+    }
+    Some(current.into_iter().chain(missing).collect())
+}
+
+/// Put the seeds back into the endpoint set if [`with_seed_fallback`] says
+/// so.
+fn fall_back_to_seeds(client: &Client, seeds: &[Endpoint], failed: bool) {
+    if let Some(next) = with_seed_fallback(&client.endpoint_states(), seeds, failed) {
+        tracing::info!(endpoints = ?next, "no member list to be had through the advertised endpoints: the seed endpoints are back");
+        if let Err(e) = client.shared.set_endpoints(next) {
+            tracing::warn!(error = %e, "putting the seed endpoints back failed");
+        }
+    }
+}
+
 /// Fetch the member list from a member that has a leader (`hasleader`: a
 /// member without one refuses, and the core tries another).
 async fn member_list(client: &Client) -> Result<MemberListResponse> {
@@ -150,10 +186,14 @@ pub(crate) async fn run(client: Client, interval: Duration) {
         if client.is_closed() {
             return;
         }
+        fall_back_to_seeds(&client, &seeds, false);
         match sync_once(&client, &seeds).await {
             Ok(_) => {}
             Err(e) if e.is_closed() => return,
-            Err(e) => tracing::debug!(error = %e, "member list sync failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "member list sync failed");
+                fall_back_to_seeds(&client, &seeds, true);
+            }
         }
     }
 }
@@ -273,6 +313,47 @@ mod tests {
         );
         // Nothing usable advertised: unchanged.
         assert_eq!(next_endpoints(&seeds, &[], |_| true), None);
+    }
+
+    fn state(url: &str, answered: bool) -> EndpointState {
+        EndpointState {
+            id: etcdv3_core::machine::EndpointId(0),
+            endpoint: Endpoint::parse(url).unwrap(),
+            health: HealthState::Up,
+            tier: 0,
+            in_flight: 0,
+            latency: None,
+            leader: None,
+            raft_term: if answered { 2 } else { 0 },
+            connected: true,
+        }
+    }
+
+    /// The seeds were dropped once an advertised endpoint answered; when
+    /// that member dies and the other advertised URLs are unreachable from
+    /// here, no member list can be fetched, and the seeds come back as the
+    /// fallback (issue 17 §5: they never did).
+    #[test]
+    fn seeds_come_back_when_nothing_in_use_answers_or_a_sync_failed() {
+        let seeds = eps(&["http://lb:2379"]);
+        let alive = [state("http://a:2379", true), state("http://b:2379", false)];
+        assert_eq!(with_seed_fallback(&alive, &seeds, false), None);
+        let dead = [state("http://a:2379", false), state("http://b:2379", false)];
+        assert_eq!(
+            with_seed_fallback(&dead, &seeds, false),
+            Some(eps(&["http://a:2379", "http://b:2379", "http://lb:2379"]))
+        );
+        // A sync that failed brings them back even if an endpoint looks fine.
+        assert_eq!(
+            with_seed_fallback(&alive, &seeds, true),
+            Some(eps(&["http://a:2379", "http://b:2379", "http://lb:2379"]))
+        );
+        // Already there: nothing to do.
+        let with_seed = [
+            state("http://a:2379", false),
+            state("http://lb:2379", false),
+        ];
+        assert_eq!(with_seed_fallback(&with_seed, &seeds, true), None);
     }
 
     #[test]

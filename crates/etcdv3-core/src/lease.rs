@@ -1,19 +1,33 @@
 //! Lease keep-alive scheduling over one `LeaseKeepAlive` stream.
 //!
 //! [`LeaseKeeper`] is sans-IO and reads no clock: every input takes the
-//! current [`Instant`]. Each kept lease is renewed at a third of its TTL;
-//! a lease the server answers with TTL 0 (revoked or already expired) is
-//! reported expired, and so is one left unanswered for a whole TTL past its
-//! local deadline (stream down, server unreachable): a new leader renews
-//! every lease for a TTL when it takes over, so a lease past its local
-//! deadline may still be alive and is renewed until then.
+//! current [`Instant`]. Each kept lease is renewed at a third of its TTL.
 //!
-//! The local deadline of a lease is computed from the time the keep-alive
-//! request a response answers was sent (the server restarts the TTL when it
-//! processes the request, which is no earlier than that), so the keeper never
-//! believes a lease alive longer than the server does. Responses on one
-//! stream come in request order, so each response answers the oldest request
-//! still unanswered.
+//! The **local deadline** of a lease ([`LeaseKeeper::valid_until`]) is the
+//! instant the last answered renewal was *sent* plus the TTL that answer
+//! granted (the server restarts the TTL when it processes the request, which
+//! is no earlier than that), so the keeper never believes a lease alive
+//! longer than the server does. Responses on one stream come in request
+//! order, so each response answers the oldest request still unanswered.
+//!
+//! What the keeper reports ([`LeaseEvent`]):
+//!
+//! * [`LeaseEvent::Renewed`]: the server answered a renewal with a TTL > 0;
+//!   the lease is certainly alive until its new local deadline.
+//! * [`LeaseEvent::MayHaveExpired`], **at** the local deadline when no
+//!   renewal was answered in time (stream down, members unreachable): the
+//!   server may have expired the lease by now, and another client may
+//!   already hold what it guarded. Nothing is confirmed. The lease is still
+//!   kept: a new leader renews every lease for a whole TTL when it takes
+//!   over (etcd's lessor promotion), which is exactly when renewals go
+//!   unanswered, so the keeper keeps renewing for one more TTL; an answer
+//!   with TTL > 0 then reports [`LeaseEvent::Renewed`] again (alive again).
+//!   Holders of ownership (sessions, locks, leaders) treat it as lost.
+//! * [`LeaseEvent::Expired`]: **confirmed**: the server answered TTL 0 (the
+//!   lease was revoked, expired, or never existed). No longer kept.
+//! * [`LeaseEvent::GaveUp`]: no renewal was answered for a whole TTL past
+//!   the local deadline: the keeper stops keeping the lease. Its expiry is
+//!   still not confirmed by the server.
 //!
 //! TTLs from the server are not trusted to be sane: a TTL beyond
 //! [`MAX_TTL`] (etcd's own limit is about 285 years; a hostile server may say
@@ -39,21 +53,39 @@ use std::time::{Duration, Instant};
 
 use etcdv3_proto::etcdserverpb::{LeaseKeepAliveRequest, LeaseKeepAliveResponse};
 
-/// What happened to a kept lease.
+/// What happened to a kept lease (see the [module docs](self)).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeaseEvent {
-    /// The server renewed the lease for `ttl` seconds.
+    /// The server renewed the lease for `ttl` seconds: it is certainly alive
+    /// until [`LeaseKeeper::valid_until`] (the renewal's send time + `ttl`).
+    /// After [`MayHaveExpired`](LeaseEvent::MayHaveExpired) this means the
+    /// lease is alive again (the server extended it meanwhile).
     Renewed {
         /// Lease id.
         id: i64,
         /// TTL in seconds granted by this renewal.
         ttl: i64,
     },
-    /// The lease expired (the server answered TTL 0), or the keeper gave it
-    /// up: no renewal was answered for a whole TTL past its local deadline.
-    /// It is no longer kept. (Until when the lease is *certainly* alive:
-    /// [`LeaseKeeper::deadline`].)
+    /// The local deadline passed without an answered renewal: the lease
+    /// **may have expired** on the server (not confirmed). Reported once,
+    /// at the deadline; the lease is still kept and renewed until
+    /// [`GaveUp`](LeaseEvent::GaveUp), and a later answer with TTL > 0
+    /// reports [`Renewed`](LeaseEvent::Renewed) again.
+    MayHaveExpired {
+        /// Lease id.
+        id: i64,
+    },
+    /// **Confirmed** expiry: the server answered TTL 0 (the lease was
+    /// revoked, expired, or does not exist). It is no longer kept.
     Expired {
+        /// Lease id.
+        id: i64,
+    },
+    /// The keeper stopped keeping the lease: no renewal was answered for a
+    /// whole TTL past its local deadline (see [`LeaseKeeper::gives_up_at`]).
+    /// The server did not confirm the expiry. Always preceded by
+    /// [`MayHaveExpired`](LeaseEvent::MayHaveExpired).
+    GaveUp {
         /// Lease id.
         id: i64,
     },
@@ -76,8 +108,23 @@ struct Kept {
     ttl: i64,
     next_renewal: Instant,
     deadline: Instant,
+    /// [`LeaseEvent::MayHaveExpired`] was reported for the current deadline
+    /// (cleared by a renewal that moves the deadline past the present).
+    lapsed: bool,
     /// When each unanswered request was sent, oldest first.
     sent: VecDeque<Instant>,
+}
+
+impl Kept {
+    /// The next instant the keeper must act for this lease on its own:
+    /// the deadline (to report it), then the give-up instant.
+    fn next_deadline(&self) -> Instant {
+        if self.lapsed {
+            give_up_at(self)
+        } else {
+            self.deadline
+        }
+    }
 }
 
 /// Renew after a third of the TTL, but not more often than every 100 ms.
@@ -106,14 +153,29 @@ fn later(at: Instant, d: Duration) -> Instant {
     }
 }
 
+/// The local deadline of a renewal sent at `sent` and answered with `ttl`
+/// seconds: until when the lease is certainly alive (TTLs clamped to
+/// `0..=`[`MAX_TTL`], never overflowing).
+pub fn valid_until(sent: Instant, ttl: i64) -> Instant {
+    later(sent, ttl_duration(ttl))
+}
+
+/// How long to keep trying to revoke a lease whose holder gave it up at its
+/// local deadline (so that those waiting for what it guarded need not wait
+/// for the server to expire it): one TTL. By then the server has expired
+/// the lease by itself, even one a new leader extended when it took over.
+pub fn revoke_window(ttl: i64) -> Duration {
+    ttl_duration(ttl).max(MIN_STUCK_AFTER)
+}
+
 /// When the keeper stops renewing a lease nobody answered for. The local
-/// deadline ([`LeaseKeeper::deadline`]) is when the lease is *certainly*
-/// alive until; past it the lease *may* have expired, but the server may
-/// also have extended it: a new leader renews every lease for a whole TTL
-/// when it takes over (etcd's lessor promotion), which is exactly when
-/// renewals go unanswered. Giving up at the local deadline killed leases the
-/// server still held; the keeper keeps renewing for one more TTL, and
-/// reports the lease expired then, or at once when the server answers TTL 0.
+/// deadline ([`LeaseKeeper::valid_until`]) is when the lease is *certainly*
+/// alive until; at it the keeper reports [`LeaseEvent::MayHaveExpired`].
+/// The server may also have extended the lease: a new leader renews every
+/// lease for a whole TTL when it takes over (etcd's lessor promotion), which
+/// is exactly when renewals go unanswered. So the keeper keeps renewing for
+/// one more TTL, and reports [`LeaseEvent::GaveUp`] then (or
+/// [`LeaseEvent::Expired`] at once when the server answers TTL 0).
 fn give_up_at(k: &Kept) -> Instant {
     later(k.deadline, ttl_duration(k.ttl))
 }
@@ -147,6 +209,7 @@ impl LeaseKeeper {
             ttl,
             next_renewal: now,
             deadline: later(now, ttl_duration(ttl)),
+            lapsed: false,
             sent: VecDeque::new(),
         });
     }
@@ -176,9 +239,32 @@ impl LeaseKeeper {
         self.leases.get(&id).map(|k| k.ttl)
     }
 
-    /// The local expiry deadline of lease `id`.
+    /// The local expiry deadline of lease `id`: the same instant as
+    /// [`valid_until`](Self::valid_until).
     pub fn deadline(&self, id: i64) -> Option<Instant> {
+        self.valid_until(id)
+    }
+
+    /// The instant until which lease `id` is **certainly** alive on the
+    /// server: the send time of the last answered renewal plus the TTL that
+    /// answer granted. Past it the lease may have expired (the keeper then
+    /// reports [`LeaseEvent::MayHaveExpired`]). A fencing view without a
+    /// round trip: act on what the lease guards only while `now` is before
+    /// it. `None` when the lease is not kept.
+    pub fn valid_until(&self, id: i64) -> Option<Instant> {
         self.leases.get(&id).map(|k| k.deadline)
+    }
+
+    /// Whether the local deadline of lease `id` passed without a renewal
+    /// (reported as [`LeaseEvent::MayHaveExpired`] and not renewed since).
+    pub fn may_have_expired(&self, id: i64) -> bool {
+        self.leases.get(&id).is_some_and(|k| k.lapsed)
+    }
+
+    /// When the keeper gives lease `id` up if no renewal is answered: one
+    /// TTL past its local deadline ([`LeaseEvent::GaveUp`]).
+    pub fn gives_up_at(&self, id: i64) -> Option<Instant> {
+        self.leases.get(&id).map(give_up_at)
     }
 
     /// The next keep-alive request due at `now`, if any. Call repeatedly
@@ -221,10 +307,19 @@ impl LeaseKeeper {
         k.ttl = resp.ttl;
         k.deadline = later(since, ttl_duration(resp.ttl));
         k.next_renewal = later(now, renew_interval(resp.ttl));
-        self.events.push_back(LeaseEvent::Renewed {
-            id: resp.id,
-            ttl: resp.ttl,
-        });
+        if k.deadline > now {
+            k.lapsed = false;
+            self.events.push_back(LeaseEvent::Renewed {
+                id: resp.id,
+                ttl: resp.ttl,
+            });
+        } else if !k.lapsed {
+            // An answer so late that the TTL it granted is already over:
+            // the lease may have expired since the server renewed it.
+            k.lapsed = true;
+            self.events
+                .push_back(LeaseEvent::MayHaveExpired { id: resp.id });
+        }
     }
 
     /// The stream failed: requests in flight are lost; every lease is
@@ -262,29 +357,36 @@ impl LeaseKeeper {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.leases
             .values()
-            .map(|k| k.next_renewal.min(give_up_at(k)))
+            .map(|k| k.next_renewal.min(k.next_deadline()))
             .chain(self.stuck_at())
             .min()
     }
 
-    /// The earliest instant a lease is given up: what a driver without a
-    /// stream waits for (renewals cannot be sent then).
+    /// The earliest instant the keeper must report something on its own (a
+    /// local deadline not yet reported, or a lease given up): what a driver
+    /// without a stream waits for (renewals cannot be sent then).
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.leases.values().map(give_up_at).min()
+        self.leases.values().map(Kept::next_deadline).min()
     }
 
-    /// Report the leases given up as expired: no answer for a whole TTL past
-    /// their local deadline (one TTL after it, see `give_up_at`).
+    /// Report the leases whose local deadline passed
+    /// ([`LeaseEvent::MayHaveExpired`], once per lapse) and give up those
+    /// unanswered for a whole TTL past it ([`LeaseEvent::GaveUp`]).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let expired: Vec<i64> = self
-            .leases
-            .iter()
-            .filter(|(_, k)| give_up_at(k) <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
+        let mut gave_up = Vec::new();
+        for (id, k) in self.leases.iter_mut() {
+            if !k.lapsed && k.deadline <= now {
+                k.lapsed = true;
+                self.events
+                    .push_back(LeaseEvent::MayHaveExpired { id: *id });
+            }
+            if give_up_at(k) <= now {
+                gave_up.push(*id);
+            }
+        }
+        for id in gave_up {
             self.leases.remove(&id);
-            self.events.push_back(LeaseEvent::Expired { id });
+            self.events.push_back(LeaseEvent::GaveUp { id });
         }
     }
 

@@ -25,6 +25,34 @@
 //! watcher as [`WatchEvent::Progress`] but do not move the resume point: etcd
 //! 3.4 answers them without checking that every watcher caught up.
 //!
+//! # Slow consumers
+//!
+//! A watcher's consumer that stops taking events would otherwise make the
+//! client buffer everything the server sends, without bound. With a
+//! buffer limit ([`WatchHub::set_buffer_limit`]; the client uses
+//! [`MAX_BUFFERED_BYTES`]) the hub counts what each consumer holds: every
+//! item [`WatchHub::poll_event`] yields costs [`delivery_cost`] bytes
+//! (about its memory), charged to the watcher's queue (its own, or a queue
+//! shared by a group of watchers, [`WatchHub::add_to_queue`]) until the
+//! driver reports it taken ([`WatchHub::handle_consumed`]). A response that
+//! arrives for a watcher whose queue already holds the limit is dropped,
+//! and so is every later one: the watcher is *paused* — its server watch is
+//! cancelled, and the hub keeps the last revision it queued for the
+//! consumer. Once the consumer has taken enough that its queue holds half
+//! the limit or less, the watcher is created again on the stream from that
+//! revision + 1, the same way a watcher is resumed after a stream failure:
+//! no event is lost, none is delivered twice, order is kept. If that
+//! revision was compacted meanwhile, the watcher ends with
+//! [`WatchEvent::Compacted`], as after a failover. A queue therefore holds
+//! at most the limit plus one response (itself bounded by the max receive
+//! message size). No other etcd client bounds a slow watcher this way: they
+//! buffer without bound (Go's clientv3) or block the shared stream.
+//!
+//! A watcher is re-created after a pause under a server watch id it never
+//! used on that stream (see [`WatchHub::add_with_id`]): etcd buffers the
+//! events of a just-cancelled watch that were still in flight and flushes
+//! them to the next watch created under the same id.
+//!
 //! # Hostile input
 //!
 //! Revisions near `i64::MAX` saturate instead of wrapping (a watcher that
@@ -89,6 +117,86 @@ use prost::Message;
 /// (one round trip per this many watchers), small enough to bound what the
 /// transport buffers.
 pub const MAX_CREATES_IN_FLIGHT: usize = 128;
+
+/// The buffer limit the client gives its hub ([`WatchHub::set_buffer_limit`]):
+/// what one watcher's consumer (or one group's) may hold, in bytes of
+/// [`delivery_cost`], before the watcher is paused and later resumed from
+/// its last queued revision (see the [module docs](self#slow-consumers)).
+/// 4 MiB: about 20,000 small events; a consumer that keeps up never gets
+/// near it.
+pub const MAX_BUFFERED_BYTES: usize = 4 << 20;
+
+/// What an item other than its events costs in [`delivery_cost`]: the
+/// item itself and the queue node that carries it.
+const ITEM_COST: usize = 64;
+
+/// First server watch id the hub uses to re-create a paused watcher on the
+/// same stream (then counting up): far above the ids watchers get (they
+/// are handed out one by one from 1), so never one a watcher was created
+/// under on that stream.
+const ALIAS_BASE: i64 = 1 << 53;
+
+/// What `event` costs its consumer's queue, in bytes: about the memory it
+/// holds (each event's struct, keys and values, previous values included)
+/// plus a fixed cost per item. The hub charges every item it yields by
+/// this measure, and the driver reports what the consumer took by the same
+/// measure ([`WatchHub::handle_consumed`]).
+///
+/// ```
+/// use etcdv3_core::watch::{delivery_cost, WatchEvent};
+/// let small = delivery_cost(&WatchEvent::Progress { revision: 3 });
+/// assert!(small > 0 && small < 128);
+/// ```
+pub fn delivery_cost(event: &WatchEvent) -> usize {
+    match event {
+        WatchEvent::Events { events, .. } => events.iter().fold(ITEM_COST, |acc, e| {
+            let kv = |kv: &Option<etcdv3_proto::mvccpb::KeyValue>| {
+                kv.as_ref().map_or(0, |kv| kv.key.len() + kv.value.len())
+            };
+            acc.saturating_add(std::mem::size_of::<Event>() + kv(&e.kv) + kv(&e.prev_kv))
+        }),
+        WatchEvent::Cancelled { reason } => ITEM_COST + reason.len(),
+        _ => ITEM_COST,
+    }
+}
+
+/// The queue a watcher's items are charged to (see the [module
+/// docs](self#slow-consumers)): a watcher's own ([`QueueId::of`]), or one
+/// named by the caller for a group of watchers (e.g. an id reserved from
+/// the same source as watcher ids, so that it is no watcher's own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct QueueId(i64);
+
+impl QueueId {
+    /// The queue of watcher `id` alone.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::{QueueId, WatcherId};
+    /// let id = WatcherId::new(7).unwrap();
+    /// assert_eq!(QueueId::of(id), QueueId::new(7));
+    /// ```
+    pub fn of(id: WatcherId) -> QueueId {
+        QueueId(id.0)
+    }
+
+    /// The queue named `n` (any number: only equality matters).
+    pub fn new(n: i64) -> QueueId {
+        QueueId(n)
+    }
+}
+
+/// What one consumer holds, and who waits for it to catch up.
+#[derive(Debug, Default)]
+struct Queue {
+    /// Cost of the items yielded and not reported taken.
+    held: usize,
+    /// Live watchers charged to the queue.
+    watchers: usize,
+    /// Watchers paused because the queue was full, in the order they
+    /// paused (re-created in that order: the first to wait is the first
+    /// served).
+    paused: VecDeque<WatcherId>,
+}
 
 /// Start of the [`WatchEvent::Cancelled`] reason of a watcher whose
 /// fragmented response grew past [`WatchHub::max_fragment_bytes`].
@@ -220,6 +328,9 @@ enum State {
     Active { server_id: i64 },
     /// Cancel request queued or sent for `server_id`.
     Cancelling { server_id: i64 },
+    /// Its consumer's queue was full: no server watch; created again from
+    /// the resume point once the consumer caught up.
+    Paused,
 }
 
 /// One watcher, kept compact (10,000 of them on one client is a use the
@@ -243,12 +354,14 @@ struct Watcher {
     announced: bool,
     /// Already re-created once after an authentication refusal.
     auth_retried: bool,
+    /// The queue its items are charged to.
+    queue: QueueId,
 }
 
 impl Watcher {
     /// The watcher for `request`; its filters (raw values, normally none)
     /// are kept apart by the hub.
-    fn new(request: WatchCreateRequest) -> Watcher {
+    fn new(request: WatchCreateRequest, queue: QueueId) -> Watcher {
         Watcher {
             key: request.key.into_boxed_slice(),
             range_end: request.range_end.into_boxed_slice(),
@@ -261,12 +374,13 @@ impl Watcher {
             fragment: request.fragment,
             announced: false,
             auth_retried: false,
+            queue,
         }
     }
 
-    /// The create request that (re)creates this watcher as `id`, from its
-    /// resume point, with `filters`.
-    fn create_request(&self, id: WatcherId, filters: Vec<i32>) -> WatchCreateRequest {
+    /// The create request that (re)creates this watcher under server watch
+    /// id `server_id`, from its resume point, with `filters`.
+    fn create_request(&self, server_id: i64, filters: Vec<i32>) -> WatchCreateRequest {
         WatchCreateRequest {
             key: self.key.to_vec(),
             range_end: self.range_end.to_vec(),
@@ -274,7 +388,7 @@ impl Watcher {
             progress_notify: self.progress_notify,
             filters,
             prev_kv: self.prev_kv,
-            watch_id: id.0,
+            watch_id: server_id,
             fragment: self.fragment,
         }
     }
@@ -348,6 +462,15 @@ pub struct WatchHub {
     max_fragment_bytes: usize,
     /// A watcher was refused for authentication and waits for a new token.
     auth_refresh: bool,
+    /// What a consumer may hold (`None`: no accounting).
+    buffer_limit: Option<usize>,
+    /// Per consumer queue, while a limit is set and the queue has watchers.
+    queues: HashMap<QueueId, Queue>,
+    /// Watchers paused on the current stream and re-created since: the
+    /// server watch id their next create uses (see `ALIAS_BASE`).
+    aliases: IdMap<i64>,
+    /// The next server watch id of a re-created paused watcher.
+    next_alias: i64,
 }
 
 impl Default for WatchHub {
@@ -365,6 +488,10 @@ impl Default for WatchHub {
             new_stream: false,
             max_fragment_bytes: crate::codec::DEFAULT_MAX_DECODE_SIZE,
             auth_refresh: false,
+            buffer_limit: None,
+            queues: HashMap::new(),
+            aliases: IdMap::default(),
+            next_alias: ALIAS_BASE,
         }
     }
 }
@@ -434,7 +561,7 @@ impl WatchHub {
     pub fn add(&mut self, request: WatchCreateRequest) -> WatcherId {
         self.next_id = self.next_id.saturating_add(1);
         let id = WatcherId(self.next_id);
-        self.insert(id, request);
+        self.insert(id, request, QueueId::of(id));
         id
     }
 
@@ -456,21 +583,175 @@ impl WatchHub {
     /// assert_eq!(hub.add(req).get(), 41);
     /// ```
     pub fn add_with_id(&mut self, id: WatcherId, request: WatchCreateRequest) -> bool {
+        self.add_to_queue(id, request, QueueId::of(id))
+    }
+
+    /// [`add_with_id`](Self::add_with_id), charging the watcher's items to
+    /// `queue` (shared with other watchers: a group consumed in one place;
+    /// see the [module docs](self#slow-consumers)) instead of its own.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::{QueueId, WatchHub, WatcherId};
+    /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
+    ///
+    /// let mut hub = WatchHub::new();
+    /// hub.set_buffer_limit(Some(1 << 20));
+    /// let group = QueueId::new(100);
+    /// for n in 1..=2 {
+    ///     let req = WatchCreateRequest { key: vec![b'a' + n as u8], ..Default::default() };
+    ///     assert!(hub.add_to_queue(WatcherId::new(n).unwrap(), req, group));
+    /// }
+    /// assert_eq!(hub.buffered(group), 0);
+    /// ```
+    pub fn add_to_queue(
+        &mut self,
+        id: WatcherId,
+        request: WatchCreateRequest,
+        queue: QueueId,
+    ) -> bool {
         if self.watchers.contains_key(&id) {
             return false;
         }
         self.next_id = self.next_id.max(id.0);
-        self.insert(id, request);
+        self.insert(id, request, queue);
         true
     }
 
-    fn insert(&mut self, id: WatcherId, mut request: WatchCreateRequest) {
+    fn insert(&mut self, id: WatcherId, mut request: WatchCreateRequest, queue: QueueId) {
         if !request.filters.is_empty() {
             let filters = std::mem::take(&mut request.filters);
             self.filters.insert(id, filters.into_boxed_slice());
         }
-        self.watchers.insert(id, Watcher::new(request));
+        if self.buffer_limit.is_some() {
+            self.queues.entry(queue).or_default().watchers += 1;
+        }
+        self.watchers.insert(id, Watcher::new(request, queue));
         self.ops.push_back(Op::Create(id));
+    }
+
+    /// Bound what each consumer may hold to `limit` bytes of
+    /// [`delivery_cost`] (`None`, the default: no bound, no accounting);
+    /// see the [module docs](self#slow-consumers). With a limit, the
+    /// driver must report what consumers take
+    /// ([`handle_consumed`](Self::handle_consumed)), or their watchers
+    /// stay paused. Items yielded before the call are not counted.
+    pub fn set_buffer_limit(&mut self, limit: Option<usize>) {
+        self.buffer_limit = limit;
+        if limit.is_none() {
+            // No accounting: paused watchers are created again at once.
+            for q in std::mem::take(&mut self.queues).into_values() {
+                for id in q.paused {
+                    if let Some(w) = self.watchers.get_mut(&id) {
+                        if w.state == State::Paused {
+                            w.state = State::Pending { queued: true };
+                            self.ops.push_back(Op::Create(id));
+                        }
+                    }
+                }
+            }
+            return;
+        }
+        if self.queues.is_empty() {
+            for w in self.watchers.values() {
+                self.queues.entry(w.queue).or_default().watchers += 1;
+            }
+        }
+    }
+
+    /// The buffer limit in force.
+    pub fn buffer_limit(&self) -> Option<usize> {
+        self.buffer_limit
+    }
+
+    /// The consumer of `queue` took items costing `cost` bytes (the sum of
+    /// their [`delivery_cost`]). When its queue then holds half the limit
+    /// or less, its paused watchers are created again from their resume
+    /// points (in the order they paused). Unknown queues are ignored.
+    pub fn handle_consumed(&mut self, queue: QueueId, cost: usize) {
+        let Some(limit) = self.buffer_limit else {
+            return;
+        };
+        let Some(q) = self.queues.get_mut(&queue) else {
+            return;
+        };
+        q.held = q.held.saturating_sub(cost);
+        if q.held > limit / 2 || q.paused.is_empty() {
+            return;
+        }
+        let paused = std::mem::take(&mut q.paused);
+        for id in paused {
+            let Some(w) = self.watchers.get_mut(&id) else {
+                continue;
+            };
+            if w.state != State::Paused {
+                continue;
+            }
+            w.state = State::Pending { queued: true };
+            // Not the id the cancelled server watch had on this stream.
+            self.aliases.insert(id, self.next_alias);
+            self.next_alias = self.next_alias.saturating_add(1);
+            self.ops.push_back(Op::Create(id));
+        }
+    }
+
+    /// What the consumer of `queue` holds, as far as the hub knows: the
+    /// cost of the items yielded for it and not reported taken (0 without
+    /// a buffer limit).
+    pub fn buffered(&self, queue: QueueId) -> usize {
+        self.queues.get(&queue).map_or(0, |q| q.held)
+    }
+
+    /// Whether watcher `id` is paused, waiting for its consumer to catch
+    /// up (see the [module docs](self#slow-consumers)).
+    pub fn is_paused(&self, id: WatcherId) -> bool {
+        self.watchers
+            .get(&id)
+            .is_some_and(|w| w.state == State::Paused)
+    }
+
+    /// Queue `event` for watcher `id` (charged to `queue`).
+    fn push_event(&mut self, id: WatcherId, queue: QueueId, event: WatchEvent) {
+        if self.buffer_limit.is_some() {
+            if let Some(q) = self.queues.get_mut(&queue) {
+                q.held = q.held.saturating_add(delivery_cost(&event));
+            }
+        }
+        self.events.push_back((id, event));
+    }
+
+    /// Whether the consumer of `queue` holds the limit already: the next
+    /// response for one of its watchers pauses it. A consumer that holds
+    /// nothing always gets the next response, whatever the limit (a limit
+    /// below one response must not stop a watcher for good).
+    fn is_full(&self, queue: QueueId) -> bool {
+        match self.buffer_limit {
+            Some(limit) => self
+                .queues
+                .get(&queue)
+                .is_some_and(|q| q.held > 0 && q.held >= limit),
+            None => false,
+        }
+    }
+
+    /// Pause active watcher `id`: its server watch is cancelled (what
+    /// arrives for it meanwhile is dropped) and it waits for its consumer.
+    fn pause(&mut self, id: WatcherId) {
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
+        let State::Active { server_id } = w.state else {
+            return;
+        };
+        if self.by_server.get(&server_id) == Some(&id) {
+            self.by_server.remove(&server_id);
+        }
+        w.state = State::Paused;
+        let queue = w.queue;
+        self.fragments.remove(&id);
+        self.ops.push_back(Op::CancelServer(server_id));
+        if let Some(q) = self.queues.get_mut(&queue) {
+            q.paused.push_back(id);
+        }
     }
 
     /// Cancel a watcher. No event is delivered for it any more except a
@@ -482,7 +763,7 @@ impl WatchHub {
             return;
         };
         match w.state {
-            State::Pending { .. } => self.finish(
+            State::Pending { .. } | State::Paused => self.finish(
                 id,
                 WatchEvent::Cancelled {
                     reason: String::new(),
@@ -612,7 +893,8 @@ impl WatchHub {
                     w.state = State::Creating { cancel: false };
                     self.fragments.remove(&id);
                     let filters = self.filters.get(&id).map_or_else(Vec::new, |f| f.to_vec());
-                    let req = w.create_request(id, filters);
+                    let server_id = self.aliases.get(&id).copied().unwrap_or(id.0);
+                    let req = w.create_request(server_id, filters);
                     self.creating.push_back(id);
                     watch_request::RequestUnion::CreateRequest(req)
                 }
@@ -661,7 +943,14 @@ impl WatchHub {
             self.fragments.remove(&id);
             self.filters.remove(&id);
             self.auth_refused.remove(&id);
-            self.events.push_back((id, event));
+            self.aliases.remove(&id);
+            self.push_event(id, w.queue, event);
+            if let Some(q) = self.queues.get_mut(&w.queue) {
+                q.watchers = q.watchers.saturating_sub(1);
+                if q.watchers == 0 {
+                    self.queues.remove(&w.queue);
+                }
+            }
         }
     }
 
@@ -731,15 +1020,16 @@ impl WatchHub {
             return;
         }
         if resp.watch_id == -1 && resp.events.is_empty() && !resp.canceled {
-            // Broadcast progress answer.
+            // Broadcast progress answer (not to paused watchers: they have
+            // not seen everything up to it).
             for id in self.ids() {
-                if self
+                if let Some(w) = self
                     .watchers
                     .get(&id)
-                    .is_some_and(|w| matches!(w.state, State::Active { .. }))
+                    .filter(|w| matches!(w.state, State::Active { .. }))
                 {
-                    self.events
-                        .push_back((id, WatchEvent::Progress { revision: rev }));
+                    let queue = w.queue;
+                    self.push_event(id, queue, WatchEvent::Progress { revision: rev });
                 }
             }
             return;
@@ -756,6 +1046,13 @@ impl WatchHub {
         }
         if !matches!(w.state, State::Active { .. }) {
             // Being cancelled: nothing more is delivered.
+            return;
+        }
+        let queue = w.queue;
+        if self.is_full(queue) {
+            // The consumer is behind: this response and what follows are
+            // dropped; the watcher resumes after the last revision queued.
+            self.pause(id);
             return;
         }
         let pending = self
@@ -797,13 +1094,15 @@ impl WatchHub {
             // The common case: the response's own events, not copied.
             resp.events
         };
+        let Some(w) = self.watchers.get_mut(&id) else {
+            return;
+        };
         if events.is_empty() {
             // Progress notification addressed to this watcher.
             if rev > w.delivered {
                 w.delivered = rev;
             }
-            self.events
-                .push_back((id, WatchEvent::Progress { revision: rev }));
+            self.push_event(id, queue, WatchEvent::Progress { revision: rev });
             return;
         }
         let floor = w.covered();
@@ -816,13 +1115,14 @@ impl WatchHub {
             return;
         };
         w.delivered = last;
-        self.events.push_back((
+        self.push_event(
             id,
+            queue,
             WatchEvent::Events {
                 events,
                 revision: rev,
             },
-        ));
+        );
     }
 
     /// End watcher `id` (active on the server) whose fragmented response
@@ -846,6 +1146,16 @@ impl WatchHub {
         };
         let cancel_requested = matches!(w.state, State::Creating { cancel: true });
         if resp.canceled || resp.compact_revision > 0 {
+            if cancel_requested {
+                // The user's cancel is what the watcher ends with.
+                self.finish(
+                    id,
+                    WatchEvent::Cancelled {
+                        reason: String::new(),
+                    },
+                );
+                return;
+            }
             // Creation refused (or immediately compacted).
             w.state = State::Active {
                 server_id: resp.watch_id,
@@ -870,8 +1180,8 @@ impl WatchHub {
         }
         if !w.announced {
             w.announced = true;
-            self.events
-                .push_back((id, WatchEvent::Created { revision: rev }));
+            let queue = w.queue;
+            self.push_event(id, queue, WatchEvent::Created { revision: rev });
         }
     }
 
@@ -919,6 +1229,7 @@ impl WatchHub {
         self.by_server.clear();
         self.fragments.clear();
         self.auth_refused.clear();
+        self.aliases.clear();
         self.creating.clear();
         self.new_stream = false;
         self.auth_refresh = false;
@@ -937,6 +1248,8 @@ impl WatchHub {
                         },
                     );
                 }
+                // Waits for its consumer, not for a stream.
+                State::Paused => {}
                 _ => {
                     w.state = State::Pending { queued: true };
                     self.ops.push_back(Op::Create(id));

@@ -11,7 +11,7 @@ use etcdv3_core::error::EtcdErrorKind;
 use etcdv3_core::health::HealthState;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, EndpointId, Event, MemberStatus, Outcome,
-    ResponseMeta, MIN_PING_INTERVAL,
+    ReadKind, ResponseMeta, MIN_PING_INTERVAL,
 };
 use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
@@ -790,56 +790,341 @@ fn reads_go_to(core: &mut Core, now: Instant, n: usize) -> HashSet<EndpointId> {
     used
 }
 
-/// A read answered below the revision the client had seen is never handed
-/// to the caller: not when a member not tried yet can be asked (at once),
-/// and not when every member was tried (after the backoff, until a member
-/// that caught up answers). Sim seed 1003845 (stale-serving members) saw a
-/// read return revision 5 after 8 once every member had been tried.
+fn at_rev(member_id: u64, revision: i64) -> Outcome {
+    Outcome::Success(Some(ResponseMeta {
+        member_id,
+        raft_term: 2,
+        revision,
+    }))
+}
+
+/// A put on an open connection, answered at `revision`: the client has
+/// seen `revision` afterwards.
+fn see_revision(core: &mut Core, now: Instant, revision: i64) {
+    let put = core.start_call(now, KV_PUT, Some(now + secs(5)));
+    let (_, attempt, _) = only_send(&drain(core));
+    core.handle_outcome(now, put, attempt, at_rev(1, revision));
+    assert!(matches!(&completes(&drain(core))[..], [(c, Ok(()))] if *c == put));
+}
+
+fn stale_reads(evs: &[Event]) -> Vec<(CallId, i64, i64)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::StaleRead {
+                call,
+                answered,
+                seen,
+                ..
+            } => Some((*call, *answered, *seen)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fence_resets(evs: &[Event]) -> Vec<(i64, i64)> {
+    evs.iter()
+        .filter_map(|e| match e {
+            Event::FenceReset { answered, seen, .. } => Some((*answered, *seen)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Drive a call's retries (timers) until its next `Send`; answers come
+/// from the test.
+fn next_send(core: &mut Core, call: CallId, deadline: Instant) -> (u32, Instant) {
+    loop {
+        let now = core.poll_timeout().expect("a retry timer");
+        assert!(now < deadline, "retried before the deadline");
+        core.handle_timeout(now);
+        let a = drain(core);
+        assert!(completes(&a).is_empty(), "{a:?}");
+        if let Some(&(c, attempt, _)) = sends(&a).first() {
+            assert_eq!(c, call);
+            return (attempt, now);
+        }
+    }
+}
+
+/// A serializable read answered below the revision the client had seen is
+/// retried (a member not tried yet at once, else after the backoff), but
+/// only `stale_read_retries` times: then the answer is handed over, marked
+/// with `Event::StaleRead`. Sim seed 1003845 (stale-serving members) once
+/// saw a read return revision 5 after 8 unmarked; before this contract the
+/// read was retried until its deadline (issue 17: a restored cluster made
+/// every read fail).
 #[test]
-fn a_read_below_the_seen_revision_is_retried_even_when_every_member_was_tried() {
+fn a_serializable_read_below_the_seen_revision_is_retried_a_bounded_number_of_times_then_handed_over_marked(
+) {
     let t0 = Instant::now();
     let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(2), 9);
     let conns = connect_all(&mut core, t0, 2);
-    let meta = |member_id, revision| {
-        Outcome::Success(Some(ResponseMeta {
-            member_id,
-            raft_term: 2,
-            revision,
-        }))
-    };
-    // The client sees revision 8.
-    let put = core.start_call(t0, KV_PUT, Some(t0 + secs(5)));
-    let (_, attempt, conn) = only_send(&drain(&mut core));
-    let put_ep = core.conn_endpoint(conn).unwrap();
-    core.handle_outcome(t0 + ms(1), put, attempt, meta(put_ep.0 as u64 + 1, 8));
-    assert_eq!(completes(&drain(&mut core)).len(), 1);
+    let deadline = t0 + secs(5);
+    see_revision(&mut core, t0, 8);
+    events(&mut core);
 
-    let read = core.start_call(t0 + ms(2), KV_RANGE, Some(t0 + secs(5)));
+    let read = core.start_call(t0 + ms(2), KV_RANGE, Some(deadline));
     let (_, a1, c1) = only_send(&drain(&mut core));
-    core.handle_outcome(t0 + ms(3), read, a1, meta(1, 5));
+    core.handle_outcome(t0 + ms(3), read, a1, at_rev(1, 5));
     let a = drain(&mut core);
     assert!(completes(&a).is_empty(), "stale answer handed over: {a:?}");
     let (_, a2, c2) = only_send(&a);
     assert_ne!(c2, c1, "the member not tried yet is asked at once");
-    // Behind too: every member has been tried now.
-    core.handle_outcome(t0 + ms(4), read, a2, meta(2, 6));
-    let a = drain(&mut core);
-    assert!(completes(&a).is_empty(), "stale answer handed over: {a:?}");
-    // Tried again after the backoff, until a member that caught up answers.
-    let (a3, now) = loop {
-        let now = core.poll_timeout().expect("a retry timer");
-        assert!(now < t0 + secs(5), "retried before the deadline");
-        core.handle_timeout(now);
-        let a = drain(&mut core);
-        assert!(completes(&a).is_empty(), "{a:?}");
-        if let Some(&(c, attempt, on)) = sends(&a).first() {
-            assert_eq!(c, read);
-            assert!(conns.contains(&on));
-            break (attempt, now);
-        }
-    };
-    core.handle_outcome(now + ms(1), read, a3, meta(1, 8));
+    assert!(conns.contains(&c2));
+    // Behind too; then every member was tried: after the backoff.
+    core.handle_outcome(t0 + ms(4), read, a2, at_rev(2, 6));
+    assert!(completes(&drain(&mut core)).is_empty());
+    let (a3, now) = next_send(&mut core, read, deadline);
+    core.handle_outcome(now + ms(1), read, a3, at_rev(1, 6));
+    assert!(completes(&drain(&mut core)).is_empty());
+    assert!(stale_reads(&events(&mut core)).is_empty());
+    // The fourth stale answer: three retries spent, handed over, marked.
+    let (a4, now) = next_send(&mut core, read, deadline);
+    core.handle_outcome(now + ms(1), read, a4, at_rev(2, 7));
     assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+    assert_eq!(stale_reads(&events(&mut core)), vec![(read, 7, 8)]);
+    assert_eq!(
+        core.max_revision(),
+        8,
+        "a stale answer leaves the fence alone"
+    );
+
+    // A lagging member that catches up within the bound: fresh, unmarked.
+    let read = core.start_call(now + ms(5), KV_RANGE, Some(now + secs(5)));
+    let (_, a1, _) = only_send(&drain(&mut core));
+    core.handle_outcome(now + ms(6), read, a1, at_rev(1, 7));
+    let a = drain(&mut core);
+    assert!(completes(&a).is_empty(), "{a:?}");
+    let (a2, now) = match sends(&a).first() {
+        Some(&(_, attempt, _)) => (attempt, now + ms(6)),
+        None => next_send(&mut core, read, now + secs(5)),
+    };
+    core.handle_outcome(now + ms(1), read, a2, at_rev(2, 9));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+    assert!(stale_reads(&events(&mut core)).is_empty());
+    assert_eq!(core.max_revision(), 9);
+}
+
+/// A serializable read whose retry after a stale answer would pass its
+/// deadline gets that answer, marked, instead of `DeadlineExceeded`.
+#[test]
+fn a_stale_serializable_read_out_of_time_gets_its_answer_marked_not_an_error() {
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(1), 3);
+    connect_all(&mut core, t0, 1);
+    see_revision(&mut core, t0, 50);
+    events(&mut core);
+    let deadline = t0 + ms(30);
+    let read = core.start_call_with(t0, KV_RANGE, Some(deadline), None, ReadKind::Serializable);
+    let (_, a1, _) = only_send(&drain(&mut core));
+    core.handle_outcome(t0 + ms(29), read, a1, at_rev(1, 40));
+    let mut a = drain(&mut core);
+    while completes(&a).is_empty() {
+        let now = core.poll_timeout().expect("the deadline");
+        assert!(now <= deadline, "{a:?}");
+        core.handle_timeout(now);
+        a = drain(&mut core);
+    }
+    assert!(
+        matches!(&completes(&a)[..], [(c, Ok(()))] if *c == read),
+        "{a:?}"
+    );
+    assert_eq!(stale_reads(&events(&mut core)), vec![(read, 40, 50)]);
+}
+
+/// Restored from an older snapshot (same members, revision back by
+/// thousands): a linearizable read is confirmed by a quorum, so an answer
+/// below the revision seen means the history went back. It is handed over
+/// at once, the fence is reset to it (`Event::FenceReset`), and later
+/// serializable reads at the restored revisions are not retried. Before:
+/// every read was retried until its deadline (issue 17: 101 sends in 3.2 s,
+/// then `RetryBudgetSpent`).
+#[test]
+fn after_a_restore_a_linearizable_read_below_the_seen_revision_is_handed_over_and_resets_the_fence()
+{
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(3), 4);
+    connect_all(&mut core, t0, 3);
+    see_revision(&mut core, t0, 3002);
+    events(&mut core);
+    // A serializable read in flight across the restore.
+    let early = core.start_call_with(
+        t0,
+        KV_RANGE,
+        Some(t0 + secs(5)),
+        None,
+        ReadKind::Serializable,
+    );
+    let (_, early_attempt, _) = only_send(&drain(&mut core));
+
+    let read = core.start_call_with(
+        t0 + ms(1),
+        KV_RANGE,
+        Some(t0 + secs(5)),
+        None,
+        ReadKind::Linearizable,
+    );
+    let (_, attempt, _) = only_send(&drain(&mut core));
+    core.handle_outcome(t0 + ms(2), read, attempt, at_rev(2, 2));
+    let a = drain(&mut core);
+    assert!(
+        matches!(&completes(&a)[..], [(c, Ok(()))] if *c == read),
+        "{a:?}"
+    );
+    assert_eq!(sends(&a), vec![], "not retried");
+    let evs = events(&mut core);
+    assert_eq!(fence_resets(&evs), vec![(2, 3002)], "{evs:?}");
+    assert!(stale_reads(&evs).is_empty());
+    assert_eq!(core.max_revision(), 2);
+
+    // The read that started before the restore is judged by the new fence.
+    core.handle_outcome(t0 + ms(3), early, early_attempt, at_rev(3, 2));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == early));
+    // Serializable reads at the restored revisions go through at once.
+    let read = core.start_call(t0 + ms(4), KV_RANGE, Some(t0 + secs(5)));
+    let (_, attempt, _) = only_send(&drain(&mut core));
+    core.handle_outcome(t0 + ms(5), read, attempt, at_rev(1, 3));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+    let evs = events(&mut core);
+    assert!(
+        stale_reads(&evs).is_empty() && fence_resets(&evs).is_empty(),
+        "{evs:?}"
+    );
+    assert_eq!(core.max_revision(), 3);
+
+    // A put answered below the revision seen is quorum-confirmed too.
+    see_revision(&mut core, t0 + ms(6), 7000);
+    events(&mut core);
+    see_revision(&mut core, t0 + ms(7), 4);
+    assert_eq!(fence_resets(&events(&mut core)), vec![(4, 7000)]);
+    assert_eq!(core.max_revision(), 4);
+}
+
+/// One response header with a huge revision (a bug, a hostile member) does
+/// not brick reads: the linearizable read that follows resets the fence,
+/// and serializable reads cost a bounded number of retries, then come back
+/// marked. Before: every read failed until its deadline, forever.
+#[test]
+fn one_answer_with_a_huge_revision_does_not_brick_reads() {
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(3), 11);
+    connect_all(&mut core, t0, 3);
+    see_revision(&mut core, t0, 10);
+    // A member answers a plain get with a bogus revision.
+    let bogus = core.start_call(t0, KV_RANGE, Some(t0 + secs(5)));
+    let (_, attempt, _) = only_send(&drain(&mut core));
+    core.handle_outcome(t0, bogus, attempt, at_rev(3, i64::MAX / 2));
+    assert_eq!(completes(&drain(&mut core)).len(), 1);
+    assert_eq!(core.max_revision(), i64::MAX / 2);
+    events(&mut core);
+
+    // Serializable: bounded, then marked.
+    let mut now = t0 + ms(1);
+    let deadline = now + secs(5);
+    let read = core.start_call_with(now, KV_RANGE, Some(deadline), None, ReadKind::Serializable);
+    let (_, mut attempt, _) = only_send(&drain(&mut core));
+    let mut sent = 1;
+    loop {
+        core.handle_outcome(now, read, attempt, at_rev(1, 11));
+        let a = drain(&mut core);
+        if !completes(&a).is_empty() {
+            assert!(
+                matches!(&completes(&a)[..], [(c, Ok(()))] if *c == read),
+                "{a:?}"
+            );
+            break;
+        }
+        (attempt, now) = match sends(&a).first() {
+            Some(&(_, at, _)) => (at, now),
+            None => next_send(&mut core, read, deadline),
+        };
+        sent += 1;
+    }
+    assert_eq!(sent, 1 + Config::default().stale_read_retries);
+    assert_eq!(stale_reads(&events(&mut core)).len(), 1);
+    assert!(
+        now < t0 + secs(1),
+        "handed over within a second: {:?}",
+        now - t0
+    );
+
+    // Linearizable: handed over at once, the fence back to the truth.
+    let read = core.start_call_with(
+        now,
+        KV_RANGE,
+        Some(now + secs(5)),
+        None,
+        ReadKind::Linearizable,
+    );
+    let (_, attempt, _) = only_send(&drain(&mut core));
+    core.handle_outcome(now, read, attempt, at_rev(1, 12));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+    assert_eq!(fence_resets(&events(&mut core)), vec![(12, i64::MAX / 2)]);
+    // And plain serializable reads are fresh again.
+    let read = core.start_call(now, KV_RANGE, Some(now + secs(5)));
+    let (_, attempt, _) = only_send(&drain(&mut core));
+    core.handle_outcome(now, read, attempt, at_rev(2, 12));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+    assert!(stale_reads(&events(&mut core)).is_empty());
+}
+
+/// Serializable reads and Maintenance calls never ask for a leader (issue
+/// 17 §5: with `require_leader` on they failed with `NoLeader` on a member
+/// without one); every other call may.
+#[test]
+fn serializable_reads_and_maintenance_calls_never_ask_for_a_leader() {
+    use etcdv3_core::machine::wants_leader;
+    use etcdv3_proto::method::{
+        KV_TXN, LEASE_GRANT, MAINTENANCE_ALARM, MAINTENANCE_SNAPSHOT, MAINTENANCE_STATUS,
+    };
+    for kind in [ReadKind::Serializable, ReadKind::SerializableUnfenced] {
+        assert!(!wants_leader(KV_RANGE, kind));
+    }
+    for m in [MAINTENANCE_STATUS, MAINTENANCE_ALARM, MAINTENANCE_SNAPSHOT] {
+        assert!(!wants_leader(m, ReadKind::Unspecified), "{}", m.path);
+    }
+    assert!(wants_leader(KV_RANGE, ReadKind::Linearizable));
+    assert!(wants_leader(KV_RANGE, ReadKind::Unspecified));
+    for m in [KV_PUT, KV_TXN, LEASE_GRANT, WATCH_WATCH] {
+        assert!(wants_leader(m, ReadKind::Unspecified), "{}", m.path);
+    }
+}
+
+/// A read bound to one member (`start_call_on`) gets that member's answer,
+/// stale or not, marked when it is below the revision seen; a read opted
+/// out of the fence too. Before: the bound read was retried on its member
+/// until the deadline (issue 17: 92 sends, then `DeadlineExceeded`).
+#[test]
+fn a_read_bound_to_one_member_gets_that_member_s_answer_marked() {
+    let t0 = Instant::now();
+    let mut core = Core::new(cfg_policy(Policy::RoundRobin), eps(3), 6);
+    let conns = connect_all(&mut core, t0, 3);
+    see_revision(&mut core, t0, 100);
+    events(&mut core);
+    let member = core.conn_endpoint(conns[2]).unwrap();
+    let read = core.start_call_on(t0, KV_RANGE, Some(t0 + secs(5)), member);
+    let (_, attempt, conn) = only_send(&drain(&mut core));
+    assert_eq!(conn, conns[2]);
+    core.handle_outcome(t0 + ms(1), read, attempt, at_rev(3, 60));
+    let a = drain(&mut core);
+    assert!(
+        matches!(&completes(&a)[..], [(c, Ok(()))] if *c == read),
+        "{a:?}"
+    );
+    assert_eq!(stale_reads(&events(&mut core)), vec![(read, 60, 100)]);
+    assert_eq!(core.max_revision(), 100);
+
+    let read = core.start_call_with(
+        t0 + ms(2),
+        KV_RANGE,
+        Some(t0 + secs(5)),
+        None,
+        ReadKind::SerializableUnfenced,
+    );
+    let (_, attempt, _) = only_send(&drain(&mut core));
+    core.handle_outcome(t0 + ms(3), read, attempt, at_rev(1, 90));
+    assert!(matches!(&completes(&drain(&mut core))[..], [(c, Ok(()))] if *c == read));
+    assert_eq!(stale_reads(&events(&mut core)), vec![(read, 90, 100)]);
 }
 
 #[test]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse,
 };
@@ -424,6 +424,229 @@ fn pending_progress_request_survives_stream_loss() {
     assert!(hub.poll_transmit().is_none(), "requests are coalesced");
 }
 
+// ------------------------------------------------ slow consumers (issue 17)
+
+fn cancel_of(req: Option<etcdv3_proto::etcdserverpb::WatchRequest>) -> i64 {
+    match req.and_then(|r| r.request_union) {
+        Some(RequestUnion::CancelRequest(c)) => c.watch_id,
+        other => panic!("expected a cancel, got {other:?}"),
+    }
+}
+
+/// A consumer that takes nothing while 2,000 revisions are written: what
+/// it holds stays within the limit plus one response, the watcher is
+/// paused (its server watch cancelled), and once the consumer caught up it
+/// is created again from the revision after the last one queued, under a
+/// server id not used before on the stream; every revision reaches the
+/// consumer exactly once, in order.
+#[test]
+fn a_slow_consumer_holds_at_most_the_limit_and_loses_nothing() {
+    const LIMIT: usize = 16 << 10;
+    const LAST: i64 = 2001;
+    let mut hub = WatchHub::new();
+    hub.set_buffer_limit(Some(LIMIT));
+    let a = watch_key(&mut hub, "a", 0);
+    let q = QueueId::of(a);
+    assert_eq!(create_of(hub.poll_transmit()).watch_id, a.get());
+    hub.handle_response(created(a.get(), 1));
+    let mut server_id = a.get();
+    // What the consumer holds (yielded, not taken) and what it took.
+    let mut inbox: VecDeque<WatchEvent> = VecDeque::new();
+    let mut got: Vec<i64> = Vec::new();
+    let mut next = 2; // next revision the server sends
+    let mut pauses = 0;
+    let mut most = 0;
+    let one_response = delivery_cost(&WatchEvent::Events {
+        events: vec![ev("a", 1)],
+        revision: 1,
+    });
+    let mut rounds = 0;
+    while got.len() < (LAST - 1) as usize {
+        rounds += 1;
+        assert!(rounds < 1000, "no progress: got {}", got.len());
+        // The server sends everything written (one event per response)
+        // while its watch lives; the consumer takes nothing meanwhile.
+        while next <= LAST && !hub.is_paused(a) {
+            hub.handle_response(events(server_id, next, vec![ev("a", next)]));
+            next += 1;
+            inbox.extend(drain(&mut hub).into_iter().map(|(_, e)| e));
+            let held: usize = inbox.iter().map(delivery_cost).sum();
+            assert_eq!(hub.buffered(q), held, "the hub's count is exact");
+            most = most.max(held);
+        }
+        let paused = hub.is_paused(a);
+        if paused {
+            pauses += 1;
+            assert_eq!(cancel_of(hub.poll_transmit()), server_id);
+            // Responses still in flight for the cancelled watch are dropped.
+            hub.handle_response(events(server_id, next, vec![ev("a", next)]));
+            assert!(drain(&mut hub).is_empty());
+        }
+        // The consumer catches up, a few items at a time.
+        let resume_from = got.last().copied().unwrap_or(1)
+            + inbox
+                .iter()
+                .map(|e| match e {
+                    WatchEvent::Events { events, .. } => events.len() as i64,
+                    _ => 0,
+                })
+                .sum::<i64>()
+            + 1;
+        while let Some(e) = inbox.pop_front() {
+            hub.handle_consumed(q, delivery_cost(&e));
+            if let WatchEvent::Events { events, .. } = e {
+                got.extend(events.iter().map(|e| e.kv.as_ref().unwrap().mod_revision));
+            }
+            if hub.buffered(q) > LIMIT / 2 {
+                assert!(hub.poll_transmit().is_none(), "resumed too early");
+            }
+        }
+        if paused {
+            assert!(!hub.is_paused(a));
+            let re = create_of(hub.poll_transmit());
+            assert_eq!(
+                re.start_revision, resume_from,
+                "resumes after the last queued"
+            );
+            assert!(re.watch_id != a.get() && re.watch_id != server_id);
+            server_id = re.watch_id;
+            hub.handle_response(created(server_id, next - 1));
+            // The server replays from the resume point.
+            next = resume_from;
+        }
+    }
+    assert_eq!(
+        got,
+        (2..=LAST).collect::<Vec<_>>(),
+        "exactly once, in order"
+    );
+    assert!(
+        pauses >= 10,
+        "the consumer was behind often: {pauses} pauses"
+    );
+    assert!(
+        most <= LIMIT + one_response,
+        "held {most} bytes, limit {LIMIT} + one response {one_response}"
+    );
+    assert!(most >= LIMIT, "the limit was reached: {most}");
+}
+
+/// A watcher paused while its history is compacted ends with `Compacted`
+/// when it resumes, after the consumer got everything queued before.
+#[test]
+fn a_paused_watcher_whose_history_was_compacted_ends_compacted() {
+    let mut hub = WatchHub::new();
+    hub.set_buffer_limit(Some(1));
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 1));
+    let first = drain(&mut hub);
+    assert_eq!(first, vec![(a, WatchEvent::Created { revision: 1 })]);
+    // The Created item already fills the queue (limit 1 byte).
+    hub.handle_response(events(a.get(), 2, vec![ev("a", 2)]));
+    assert!(hub.is_paused(a));
+    assert_eq!(cancel_of(hub.poll_transmit()), a.get());
+    // A stream loss meanwhile does not re-create it: it waits for its consumer.
+    hub.handle_stream_lost();
+    assert!(hub.poll_transmit().is_none());
+    hub.handle_consumed(QueueId::of(a), delivery_cost(&first[0].1));
+    let re = create_of(hub.poll_transmit());
+    assert_eq!(re.start_revision, 2);
+    hub.handle_response(created(re.watch_id, 9));
+    hub.handle_response(WatchResponse {
+        header: header(9),
+        watch_id: re.watch_id,
+        canceled: true,
+        compact_revision: 5,
+        ..Default::default()
+    });
+    assert_eq!(
+        drain(&mut hub),
+        vec![(
+            a,
+            WatchEvent::Compacted {
+                compact_revision: 5
+            }
+        )]
+    );
+    assert!(!hub.contains(a));
+}
+
+/// Watchers sharing one queue (a group) are bounded together, resume in the
+/// order they paused, and a paused watcher cancelled by the user ends at
+/// once.
+#[test]
+fn a_group_queue_bounds_its_watchers_together() {
+    let mut hub = WatchHub::new();
+    hub.set_buffer_limit(Some(2_000));
+    let g = QueueId::new(1_000);
+    let ids: Vec<WatcherId> = (1..=3)
+        .map(|n| {
+            let id = WatcherId::new(n).unwrap();
+            let req = WatchCreateRequest {
+                key: format!("k{n}").into_bytes(),
+                ..Default::default()
+            };
+            assert!(hub.add_to_queue(id, req, g));
+            id
+        })
+        .collect();
+    for id in &ids {
+        create_of(hub.poll_transmit());
+        hub.handle_response(created(id.get(), 1));
+    }
+    let mut held: Vec<(WatcherId, WatchEvent)> = drain(&mut hub);
+    let mut rev = 1;
+    // Each response goes to the next watcher until all three are paused.
+    while ids.iter().any(|id| !hub.is_paused(*id)) {
+        rev += 1;
+        assert!(rev < 100);
+        let id = ids[(rev % 3) as usize];
+        if hub.is_paused(id) {
+            continue;
+        }
+        hub.handle_response(events(id.get(), rev, vec![ev("k", rev)]));
+        held.extend(drain(&mut hub));
+    }
+    let total: usize = held.iter().map(|(_, e)| delivery_cost(e)).sum();
+    assert_eq!(hub.buffered(g), total);
+    assert!(total <= 2_000 + 400);
+    let order: Vec<i64> = std::iter::from_fn(|| hub.poll_transmit())
+        .map(|r| cancel_of(Some(r)))
+        .collect();
+    assert_eq!(order.len(), 3);
+    hub.cancel(WatcherId::new(order[1]).unwrap());
+    assert!(matches!(
+        drain(&mut hub).as_slice(),
+        [(_, WatchEvent::Cancelled { .. })]
+    ));
+    hub.handle_consumed(g, total);
+    let resumed: Vec<String> = std::iter::from_fn(|| hub.poll_transmit())
+        .map(|r| String::from_utf8(create_of(Some(r)).key).unwrap())
+        .collect();
+    assert_eq!(
+        resumed,
+        vec![format!("k{}", order[0]), format!("k{}", order[2])],
+        "first paused, first resumed; the cancelled one stays gone"
+    );
+}
+
+/// Without a limit (the default) nothing is counted and nothing pauses.
+#[test]
+fn without_a_limit_nothing_pauses() {
+    let mut hub = WatchHub::new();
+    assert_eq!(hub.buffer_limit(), None);
+    let a = watch_key(&mut hub, "a", 0);
+    hub.poll_transmit();
+    hub.handle_response(created(a.get(), 1));
+    for r in 2..5_000 {
+        hub.handle_response(events(a.get(), r, vec![ev("a", r)]));
+    }
+    assert!(!hub.is_paused(a));
+    assert_eq!(hub.buffered(QueueId::of(a)), 0);
+    assert_eq!(drain(&mut hub).len(), 4_999);
+}
+
 // ---------------------------------------------------------------------
 // Simulation
 // ---------------------------------------------------------------------
@@ -451,16 +674,28 @@ fn matches_range(key: &[u8], start: &[u8], end: &[u8]) -> bool {
 
 #[derive(Debug, Clone)]
 enum Act {
-    Write { key: u8, second: Option<u8> },
-    Add { kind: u8, back: Option<u8> },
+    Write {
+        key: u8,
+        second: Option<u8>,
+    },
+    Add {
+        kind: u8,
+        back: Option<u8>,
+    },
     Cancel(u8),
-    Deliver { w: u8, span: u8, fragment: bool },
+    Deliver {
+        w: u8,
+        span: u8,
+        fragment: bool,
+    },
     Flush(u8),
     Notify(u8),
     RequestProgress,
     Lose,
     LeaderLoss(u8),
     Compact(u8),
+    /// The consumers take this many items each (with a buffer limit).
+    Consume(u8),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -475,6 +710,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => Just(Act::Lose),
         1 => any::<u8>().prop_map(Act::LeaderLoss),
         1 => (0u8..4).prop_map(Act::Compact),
+        3 => (0u8..4).prop_map(Act::Consume),
     ]
 }
 
@@ -507,6 +743,9 @@ struct Sim {
     hub: WatchHub,
     /// Client-side record per watcher.
     clients: BTreeMap<WatcherId, Client>,
+    /// The hub's buffer limit: consumers then take items only on
+    /// `Act::Consume` (slow consumers).
+    limit: Option<usize>,
 }
 
 #[derive(Default)]
@@ -519,17 +758,26 @@ struct Client {
     created_count: usize,
     terminal: Option<WatchEvent>,
     cancelled_by_user: bool,
+    /// Items yielded by the hub and not taken by the consumer yet.
+    inbox: VecDeque<WatchEvent>,
 }
 
 impl Sim {
     fn new() -> Self {
+        Sim::with_limit(None)
+    }
+
+    fn with_limit(limit: Option<usize>) -> Self {
+        let mut hub = WatchHub::new();
+        hub.set_buffer_limit(limit);
         Sim {
             log: Vec::new(),
             compacted: 0,
             stream: Sim::make_stream(0),
             streams_made: 1,
-            hub: WatchHub::new(),
+            hub,
             clients: BTreeMap::new(),
+            limit,
         }
     }
 
@@ -611,6 +859,59 @@ impl Sim {
 
     fn pump_events(&mut self) {
         while let Some((id, e)) = self.hub.poll_event() {
+            if self.limit.is_none() {
+                self.take(id, e);
+                continue;
+            }
+            let c = self
+                .clients
+                .get_mut(&id)
+                .expect("event for an unknown watcher");
+            c.inbox.push_back(e);
+        }
+        if let Some(limit) = self.limit {
+            // What a live watcher's consumer holds is what the hub counts,
+            // and at most the limit plus one response.
+            for (id, c) in &self.clients {
+                if !self.hub.contains(*id) {
+                    continue;
+                }
+                let held: usize = c.inbox.iter().map(delivery_cost).sum();
+                assert_eq!(self.hub.buffered(QueueId::of(*id)), held, "{id}");
+                // Events are queued only below the limit (Created, an
+                // answer to a progress request and the end are small and
+                // never held back).
+                let events = c
+                    .inbox
+                    .iter()
+                    .filter(|e| matches!(e, WatchEvent::Events { .. }));
+                let biggest = events.clone().map(delivery_cost).max().unwrap_or(0);
+                let in_events: usize = events.map(delivery_cost).sum();
+                assert!(
+                    in_events <= limit + biggest,
+                    "{id}: holds {in_events} bytes of events, limit {limit}"
+                );
+            }
+        }
+    }
+
+    /// The consumer of each watcher takes up to `n` items.
+    fn consume(&mut self, n: usize) {
+        let ids: Vec<WatcherId> = self.clients.keys().copied().collect();
+        for id in ids {
+            for _ in 0..n {
+                let Some(e) = self.clients.get_mut(&id).and_then(|c| c.inbox.pop_front()) else {
+                    break;
+                };
+                self.hub.handle_consumed(QueueId::of(id), delivery_cost(&e));
+                self.take(id, e);
+            }
+        }
+    }
+
+    /// The consumer takes `e`.
+    fn take(&mut self, id: WatcherId, e: WatchEvent) {
+        {
             let c = self
                 .clients
                 .get_mut(&id)
@@ -734,7 +1035,10 @@ impl Sim {
                 let live: Vec<WatcherId> = self
                     .clients
                     .iter()
-                    .filter(|(_, c)| c.terminal.is_none() && !c.cancelled_by_user)
+                    .filter(|(id, c)| {
+                        // (An end already queued for a slow consumer ends it.)
+                        c.terminal.is_none() && !c.cancelled_by_user && self.hub.contains(**id)
+                    })
                     .map(|(id, _)| *id)
                     .collect();
                 if !live.is_empty() {
@@ -783,6 +1087,7 @@ impl Sim {
                 let c = (self.rev() - *back as i64).max(self.compacted);
                 self.compacted = c;
             }
+            Act::Consume(n) => self.consume(*n as usize),
         }
         if self.hub.needs_new_stream() {
             self.lose();
@@ -798,6 +1103,8 @@ impl Sim {
                 self.lose();
             }
             self.pump_requests();
+            self.consume(usize::MAX);
+            self.pump_requests();
             let rev = self.rev();
             for i in 0..self.stream.watchers.len() {
                 if i < self.stream.watchers.len() {
@@ -809,6 +1116,7 @@ impl Sim {
             }
             self.pump_requests();
             self.pump_events();
+            self.consume(usize::MAX);
             let rev = self.rev();
             let quiet = self.stream.outbox.is_empty()
                 && self.stream.watchers.iter().all(|w| w.next > rev)
@@ -895,6 +1203,23 @@ proptest! {
     #[test]
     fn every_watcher_gets_every_revision_exactly_once_in_order(acts in proptest::collection::vec(act(), 1..120)) {
         let mut sim = Sim::new();
+        for a in &acts {
+            sim.step(a);
+        }
+        sim.settle();
+        sim.check();
+    }
+
+    /// The same with slow consumers: a limit of a few items, consumers
+    /// that take items only now and then. Paused and resumed watchers
+    /// still get every revision exactly once, in order, and never hold
+    /// more than the limit plus one response.
+    #[test]
+    fn slow_consumers_hold_little_and_still_get_every_revision_once(
+        acts in proptest::collection::vec(act(), 1..160),
+        limit in 0usize..1_200,
+    ) {
+        let mut sim = Sim::with_limit(Some(limit));
         for a in &acts {
             sim.step(a);
         }

@@ -103,6 +103,14 @@ pub enum TestkitError {
         /// The OS error.
         source: nix::errno::Errno,
     },
+    /// A helper command (`etcdctl`) failed.
+    #[error("{what}: {detail}")]
+    Command {
+        /// The command.
+        what: String,
+        /// Its exit status and output.
+        detail: String,
+    },
     /// Generating the certificates of a TLS cluster failed.
     #[error("TLS certificate generation: {0}")]
     Certificate(String),

@@ -16,7 +16,10 @@
 //!   [`Cluster::unblackhole_client`] releases it, [`Cluster::reset_client`] kills all current
 //!   client connections with a TCP RST;
 //! * membership: [`Cluster::leader`], [`Cluster::member_status`], [`Cluster::member_ids`],
-//!   [`Cluster::remove_member`], via etcd's JSON gateway.
+//!   [`Cluster::remove_member`], via etcd's JSON gateway;
+//! * disaster recovery: [`Cluster::snapshot_save`] (`etcdctl snapshot save`) and
+//!   [`Cluster::restore_from_snapshot`] (every member's data dir restored from it, same names
+//!   and URLs: the store goes back to the snapshot's revision).
 //!
 //! [`ClusterBuilder::client_tls`] serves the client URLs over `https://` with a generated CA
 //! and certificates ([`Cluster::tls_files`]); [`ClusterBuilder::client_cert_auth`] also
@@ -38,7 +41,7 @@
 //!
 //! Where things are: `builder.rs` (settings, startup), `cluster.rs` (the [`Cluster`] and
 //! [`Member`] values, accessors, shutdown), `process.rs` (spawn, health wait, kill, pause,
-//! restart), `network.rs` (isolate, blackhole, reset), `gateway.rs` (`/health`, `/metrics`,
+//! restart), `restore.rs` (snapshot save and restore), `network.rs` (isolate, blackhole, reset), `gateway.rs` (`/health`, `/metrics`,
 //! JSON gateway: status, leader, member removal), `binary.rs` (finding etcd, its version),
 //! `proxy.rs` (the TCP proxies), `tls.rs` (certificates), `http.rs` (a minimal HTTP/1.0
 //! client), `fault.rs`.
@@ -78,6 +81,7 @@ mod ports;
 mod process;
 mod procnet;
 mod proxy;
+mod restore;
 mod tls;
 
 use std::time::Duration;

@@ -27,8 +27,8 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     // Renewed every TTL/3 in the background while `keeper` lives.
     let mut keeper = client.lease_keep_alive(lease.id).await?;
     for _ in 0..4 {
-        if let Some(ttl) = keeper.next().await {
-            println!("renewed: TTL {} s", ttl?);
+        if let Some(item) = keeper.next().await {
+            println!("keep-alive: {:?}", item?);
         }
     }
     let ttl = client.lease_time_to_live(lease.id, true).await?;

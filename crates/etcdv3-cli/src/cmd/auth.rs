@@ -4,10 +4,11 @@ use clap::Subcommand;
 use etcdv3_tokio::api::{Permission, PermissionType, UserAddOptions};
 use etcdv3_tokio::proto::authpb;
 use etcdv3_tokio::proto::etcdserverpb::AuthRoleGetResponse;
+use etcdv3_tokio::EtcdErrorKind;
 use serde::Serialize;
 
-use crate::flags::WriteOut;
-use crate::output::{is_zero, print_json, HeaderJson, HeaderOnly, B64};
+use crate::flags::{os_bytes, WriteOut};
+use crate::output::{is_zero, print_json, write_pb, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
 /// Auth subcommands.
@@ -105,10 +106,10 @@ pub enum RoleCommand {
         name: String,
         /// read, write or readwrite.
         perm_type: String,
-        /// Key.
-        key: String,
-        /// Range end.
-        range_end: Option<String>,
+        /// Key (bytes, as given).
+        key: std::ffi::OsString,
+        /// Range end (bytes, as given).
+        range_end: Option<std::ffi::OsString>,
         /// Grant a prefix permission.
         #[arg(long)]
         prefix: bool,
@@ -116,15 +117,18 @@ pub enum RoleCommand {
         /// given key.
         #[arg(long)]
         from_key: bool,
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
     },
     /// Revokes a key from a role.
     RevokePermission {
         /// Role name.
         name: String,
-        /// Key.
-        key: String,
-        /// Range end.
-        range_end: Option<String>,
+        /// Key (bytes, as given).
+        key: std::ffi::OsString,
+        /// Range end (bytes, as given).
+        range_end: Option<std::ffi::OsString>,
         /// Revoke a prefix permission.
         #[arg(long)]
         prefix: bool,
@@ -132,6 +136,9 @@ pub enum RoleCommand {
         /// the given key.
         #[arg(long)]
         from_key: bool,
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
     },
 }
 
@@ -188,12 +195,36 @@ fn role_get_json(r: &AuthRoleGetResponse) -> RoleGetJson {
 
 /// Run an auth subcommand.
 pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
-    ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, AuthCommand::Status) {
+        ctx.printer
+            .require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Protobuf])?;
+    } else {
+        ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         // etcdctl prints these two as text whatever the format.
         AuthCommand::Enable => {
-            client.auth_enable().await?;
+            // etcdctl: when the root user lacks the root role, create the
+            // role (if missing), grant it, and enable again.
+            let mut granted = false;
+            loop {
+                match client.auth_enable().await {
+                    Ok(_) => break,
+                    Err(e)
+                        if !granted && e.etcd_kind() == Some(&EtcdErrorKind::RootRoleNotExist) =>
+                    {
+                        granted = true;
+                        if let Err(e) = client.role_add("root").await {
+                            if e.etcd_kind() != Some(&EtcdErrorKind::RoleAlreadyExist) {
+                                return Err(e.into());
+                            }
+                        }
+                        client.user_grant_role("root", "root").await?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
             println!("Authentication Enabled");
         }
         AuthCommand::Disable => {
@@ -202,6 +233,10 @@ pub async fn auth(ctx: &Ctx, command: AuthCommand) -> Result<(), CliError> {
         }
         AuthCommand::Status => {
             let r = client.auth_status().await?;
+            if ctx.printer.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if ctx.printer.json() {
                 return print_json(&AuthStatusJson {
                     header: HeaderJson::of(r.header.as_ref()),
@@ -225,7 +260,11 @@ fn names(list: Vec<String>) -> Option<Vec<String>> {
 /// Run a user subcommand.
 pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, UserCommand::List) {
+        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Protobuf])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         UserCommand::Add {
@@ -283,7 +322,9 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
             if detail {
                 for role in &r.roles {
                     let perms = client.role_get(role).await?.perm;
-                    print!("\n{}", role_text(&p, role, &perms));
+                    let mut text = b"\n".to_vec();
+                    text.extend_from_slice(&role_text(role, &perms));
+                    crate::output::write_stdout(&text);
                 }
             } else {
                 let mut line = String::from("Roles:");
@@ -296,6 +337,10 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
         }
         UserCommand::List => {
             let r = client.user_list().await?;
+            if p.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&NamesJson {
                     header: HeaderJson::of(r.header.as_ref()),
@@ -333,10 +378,10 @@ pub async fn user(ctx: &Ctx, command: UserCommand) -> Result<(), CliError> {
     Ok(())
 }
 
-/// A new user's password: prompted twice on a terminal (as etcdctl), read
-/// from stdin otherwise.
+/// A new user's password: prompted twice (as etcdctl, also off a
+/// terminal), or one line from stdin without a prompt
+/// (`--interactive=false`).
 fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
-    use std::io::IsTerminal;
     let to_bad = |e: CliError| CliError::BadArgs(e.to_string());
     let pw = if prompt {
         crate::flags::read_password(Some(&format!("Password of {user}: "))).map_err(to_bad)?
@@ -344,11 +389,13 @@ fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
         crate::flags::read_password(None).map_err(to_bad)?
     };
     if pw.is_empty() {
-        return Err(CliError::BadArgs(
-            "empty password (use --no-password for a user without one)".into(),
-        ));
+        return Err(CliError::BadArgs(if prompt {
+            "empty password".into()
+        } else {
+            "empty password (use --no-password for a user without one)".into()
+        }));
     }
-    if prompt && std::io::stdin().is_terminal() {
+    if prompt {
         let again = crate::flags::read_password(Some(&format!(
             "Type password of {user} again for confirmation: "
         )))
@@ -360,38 +407,66 @@ fn read_password(user: &str, prompt: bool) -> Result<String, CliError> {
     Ok(pw)
 }
 
-/// etcdctl's `role get` text.
-fn role_text(p: &crate::output::Printer, role: &str, perms: &[authpb::Permission]) -> String {
-    use authpb::permission::Type;
-    let mut out = format!("Role {role}\n");
-    let line = |perm: &authpb::Permission| -> String {
-        let key = p.bytes(&perm.key);
-        if perm.range_end.is_empty() {
-            return format!("\t{key}\n");
-        }
-        let end = p.bytes(&perm.range_end);
-        let mut s = if perm.range_end == [0] {
-            format!("\t[{key}, <open ended>")
-        } else {
-            format!("\t[{key}, {end})")
+/// etcdctl's `role get -w fields` (Go's `Println` puts two spaces after
+/// `"PermType" :`).
+fn role_fields(r: &AuthRoleGetResponse) -> String {
+    use crate::output::go_quote;
+    let mut out = crate::output::fields_header(r.header.as_ref());
+    for perm in &r.perm {
+        let kind = match perm.perm_type {
+            0 => "READ",
+            1 => "WRITE",
+            _ => "READWRITE",
         };
-        if !perm.key.is_empty() && etcdv3_tokio::api::prefix_range_end(&perm.key) == perm.range_end
-        {
-            s.push_str(&format!(" (prefix {key})"));
+        out.push_str(&format!(
+            "\"PermType\" :  {kind}\n\"Key\" : {}\n\"RangeEnd\" : {}\n",
+            go_quote(&perm.key),
+            go_quote(&perm.range_end)
+        ));
+    }
+    out
+}
+
+/// etcdctl's `role get` text.
+/// (keys as raw bytes: etcdctl applies no `--hex` here).
+fn role_text(role: &str, perms: &[authpb::Permission]) -> Vec<u8> {
+    use authpb::permission::Type;
+    let mut out = format!("Role {role}\n").into_bytes();
+    let line = |perm: &authpb::Permission| -> Vec<u8> {
+        let key = &perm.key;
+        let mut s = b"\t".to_vec();
+        if perm.range_end.is_empty() {
+            s.extend_from_slice(key);
+            s.push(b'\n');
+            return s;
         }
-        s.push('\n');
+        s.push(b'[');
+        s.extend_from_slice(key);
+        if perm.range_end == [0] {
+            s.extend_from_slice(b", <open ended>");
+        } else {
+            s.extend_from_slice(b", ");
+            s.extend_from_slice(&perm.range_end);
+            s.push(b')');
+        }
+        if !key.is_empty() && etcdv3_tokio::api::prefix_range_end(key) == perm.range_end {
+            s.extend_from_slice(b" (prefix ");
+            s.extend_from_slice(key);
+            s.push(b')');
+        }
+        s.push(b'\n');
         s
     };
-    out.push_str("KV Read:\n");
+    out.extend_from_slice(b"KV Read:\n");
     for perm in perms {
         if perm.perm_type == Type::Read as i32 || perm.perm_type == Type::Readwrite as i32 {
-            out.push_str(&line(perm));
+            out.extend_from_slice(&line(perm));
         }
     }
-    out.push_str("KV Write:\n");
+    out.extend_from_slice(b"KV Write:\n");
     for perm in perms {
         if perm.perm_type == Type::Write as i32 || perm.perm_type == Type::Readwrite as i32 {
-            out.push_str(&line(perm));
+            out.extend_from_slice(&line(perm));
         }
     }
     out
@@ -399,8 +474,8 @@ fn role_text(p: &crate::output::Printer, role: &str, perms: &[authpb::Permission
 
 fn permission(
     kind: PermissionType,
-    key: &str,
-    range_end: Option<String>,
+    key: &[u8],
+    range_end: Option<Vec<u8>>,
     prefix: bool,
     from_key: bool,
 ) -> Result<Permission, CliError> {
@@ -425,7 +500,18 @@ fn permission(
 /// Run a role subcommand.
 pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, RoleCommand::Get { .. }) {
+        p.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Fields,
+            WriteOut::Protobuf,
+        ])?;
+    } else if matches!(command, RoleCommand::List) {
+        p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Protobuf])?;
+    } else {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
         RoleCommand::Add { name } => {
@@ -444,13 +530,25 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
         }
         RoleCommand::Get { name } => {
             let r = client.role_get(&name).await?;
+            if p.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&role_get_json(&r));
             }
-            print!("{}", role_text(&p, &name, &r.perm));
+            if p.format == WriteOut::Fields {
+                print!("{}", role_fields(&r));
+                return Ok(());
+            }
+            crate::output::write_stdout(&role_text(&name, &r.perm));
         }
         RoleCommand::List => {
             let r = client.role_list().await?;
+            if p.format == WriteOut::Protobuf {
+                write_pb(&r);
+                return Ok(());
+            }
             if p.json() {
                 return print_json(&NamesJson {
                     header: HeaderJson::of(r.header.as_ref()),
@@ -469,14 +567,20 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             range_end,
             prefix,
             from_key,
+            ..
         } => {
             let kind = match perm_type.to_ascii_lowercase().as_str() {
                 "read" => PermissionType::Read,
                 "write" => PermissionType::Write,
                 "readwrite" => PermissionType::ReadWrite,
-                t => return Err(CliError::BadArgs(format!("invalid permission type {t}"))),
+                _ => {
+                    return Err(CliError::BadArgs(format!(
+                        "invalid permission type: {perm_type}"
+                    )))
+                }
             };
-            let perm = permission(kind, &key, range_end, prefix, from_key)?;
+            let range_end = range_end.as_deref().map(os_bytes);
+            let perm = permission(kind, &os_bytes(&key), range_end, prefix, from_key)?;
             let r = client.role_grant_permission(&name, perm).await?;
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
@@ -489,7 +593,10 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
             range_end,
             prefix,
             from_key,
+            ..
         } => {
+            let key = os_bytes(&key);
+            let range_end = range_end.as_deref().map(os_bytes);
             let perm = permission(
                 PermissionType::Read,
                 &key,
@@ -498,26 +605,34 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
                 from_key,
             )?;
             let end: Vec<u8> = if prefix {
-                etcdv3_tokio::api::prefix_range_end(key.as_bytes())
+                etcdv3_tokio::api::prefix_range_end(&key)
             } else if from_key {
                 vec![0]
             } else {
-                range_end.unwrap_or_default().into_bytes()
+                range_end.unwrap_or_default()
             };
             let r = client.role_revoke_permission(&name, perm).await?;
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
             }
+            // etcdctl's line, the key and range end as raw bytes.
+            let mut out = Vec::new();
             if end.is_empty() {
-                println!("Permission of key {key} is revoked from role {name}");
-            } else if end == [0] {
-                println!("Permission of range [{key}, <open ended> is revoked from role {name}");
+                out.extend_from_slice(b"Permission of key ");
+                out.extend_from_slice(&key);
             } else {
-                println!(
-                    "Permission of range [{key}, {}) is revoked from role {name}",
-                    p.bytes(&end)
-                );
+                out.extend_from_slice(b"Permission of range [");
+                out.extend_from_slice(&key);
+                if end == [0] {
+                    out.extend_from_slice(b", <open ended>");
+                } else {
+                    out.extend_from_slice(b", ");
+                    out.extend_from_slice(&end);
+                    out.push(b')');
+                }
             }
+            out.extend_from_slice(format!(" is revoked from role {name}\n").as_bytes());
+            crate::output::write_stdout(&out);
         }
     }
     Ok(())
@@ -526,14 +641,9 @@ pub async fn role(ctx: &Ctx, command: RoleCommand) -> Result<(), CliError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::Printer;
 
     #[test]
     fn role_get_prints_like_etcdctl() {
-        let p = Printer {
-            format: WriteOut::Simple,
-            hex: false,
-        };
         let perm = |t: i32, k: &str, e: &[u8]| authpb::Permission {
             perm_type: t,
             key: k.into(),
@@ -546,8 +656,8 @@ mod tests {
             perm(0, "p/", b"p0"),
         ];
         assert_eq!(
-            role_text(&p, "r1", &perms),
-            "Role r1\nKV Read:\n\t[f, <open ended>\n\tk1\n\t[p/, p0) (prefix p/)\nKV Write:\n\t[a, z)\n\tk1\n"
+            role_text("r1", &perms),
+            b"Role r1\nKV Read:\n\t[f, <open ended>\n\tk1\n\t[p/, p0) (prefix p/)\nKV Write:\n\t[a, z)\n\tk1\n"
         );
     }
 }

@@ -12,7 +12,11 @@ use crate::{CliError, Ctx};
 #[derive(Subcommand, Debug)]
 pub enum MemberCommand {
     /// Lists all members in the cluster.
-    List,
+    List {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Adds a member into the cluster.
     Add {
         /// Name of the new member.
@@ -47,10 +51,10 @@ pub enum MemberCommand {
     },
 }
 
-/// Parse a member id as etcdctl does: hexadecimal.
+/// Parse a member id as etcdctl does: hexadecimal, etcdctl's message
+/// (exit 128, see `main`).
 pub fn parse_member_id(s: &str) -> Result<u64, String> {
-    u64::from_str_radix(s.strip_prefix("0x").unwrap_or(s), 16)
-        .map_err(|e| format!("bad member ID arg ({e}), expecting ID in Hex"))
+    crate::flags::member_id_arg(s).map_err(|e| e.to_string())
 }
 
 #[derive(Serialize)]
@@ -102,6 +106,36 @@ impl MemberListJson {
     }
 }
 
+/// etcdctl 3.5's `member list -w json --hex`, which it writes by hand: ids
+/// as hex strings, `raft_term` always, and `clientURLS` spelt so.
+fn member_list_hex_json(r: &etcdv3_tokio::api::MemberListResponse) -> String {
+    let h = r.header.unwrap_or_default();
+    let json = |v: &[String]| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    let mut out = format!(
+        "{{\"header\":{{\"cluster_id\":\"{:x}\",\"member_id\":\"{:x}\",\"raft_term\":{}",
+        h.cluster_id, h.member_id, h.raft_term
+    );
+    for (i, m) in r.members.iter().enumerate() {
+        out.push_str(if i == 0 {
+            "},\"members\":[{\"ID\":\""
+        } else {
+            "},{\"ID\":\""
+        });
+        out.push_str(&format!(
+            "{:x}\",\"name\":\"{}\",\"peerURLs\":{},\"clientURLS\":{}",
+            m.id,
+            m.name,
+            json(&m.peer_ur_ls),
+            json(&m.client_ur_ls)
+        ));
+        if m.is_learner {
+            out.push_str(",\"isLearner\":true");
+        }
+    }
+    out.push_str(if r.members.is_empty() { "}}" } else { "}]}" });
+    out
+}
+
 /// etcdctl's `Member %16x <verb> cluster %16x`.
 fn member_changed(id: u64, verb: &str, header: Option<&etcdv3_tokio::api::ResponseHeader>) {
     let cluster = header.map(|h| h.cluster_id).unwrap_or_default();
@@ -128,24 +162,33 @@ fn member_row(m: &Member) -> Vec<String> {
 /// Run a member subcommand.
 pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    let list = matches!(command, MemberCommand::List);
+    let list = matches!(command, MemberCommand::List { .. });
     if list {
         p.require(&[
             WriteOut::Simple,
             WriteOut::Json,
             WriteOut::Table,
             WriteOut::Fields,
+            WriteOut::Protobuf,
         ])?;
     } else {
         p.require(&[WriteOut::Simple, WriteOut::Json])?;
     }
     let client = ctx.connect().await?;
     match command {
-        MemberCommand::List => {
+        MemberCommand::List { .. } => {
             let r = client
                 .member_list(MemberListOptions::new().with_linearizable())
                 .await?;
             match p.format {
+                WriteOut::Protobuf => {
+                    crate::output::write_pb(&r);
+                    Ok(())
+                }
+                WriteOut::Json if p.hex => {
+                    println!("{}", member_list_hex_json(&r));
+                    Ok(())
+                }
                 WriteOut::Json => {
                     print_json(&MemberListJson::of(r.header.as_ref(), None, &r.members))
                 }
@@ -248,9 +291,27 @@ pub async fn member(ctx: &Ctx, command: MemberCommand) -> Result<(), CliError> {
 
 /// `move-leader <transferee-member-id>`.
 pub async fn move_leader(ctx: &Ctx, target: &str) -> Result<(), CliError> {
-    let target = parse_member_id(target).map_err(CliError::BadArgs)?;
-    let client = ctx.connect().await?;
-    let leader = client.status().await?.leader;
+    // etcdctl prints strconv's error alone here.
+    let target =
+        crate::flags::go_parse_hex(target, "ParseUint", u64::MAX).map_err(CliError::BadArgs)?;
+    // As etcdctl: ask each endpoint in turn for its status and send the
+    // request through the first that is the leader; none is a usage error.
+    let mut found = None;
+    for url in ctx.global.endpoint_urls() {
+        let client = ctx.connect_to(std::slice::from_ref(&url)).await?;
+        let status = client.status().await?;
+        let member = status.header.map(|h| h.member_id).unwrap_or_default();
+        if member == status.leader {
+            found = Some((client, status.leader));
+            break;
+        }
+    }
+    let Some((client, leader)) = found else {
+        return Err(CliError::BadArgs(format!(
+            "no leader endpoint given at [{}]",
+            ctx.global.endpoints.join(" ")
+        )));
+    };
     let r = client.move_leader(target).await?;
     if ctx.printer.json() {
         return crate::output::HeaderOnly::print(r.header.as_ref());

@@ -1,20 +1,22 @@
 //! `lock` and `elect`: etcd's concurrency services.
 
 use clap::Args;
-use etcdv3_tokio::api::{GetOptions, LeaseGrantOptions, LeaseKeeper, RangeResponse};
+use etcdv3_tokio::api::{
+    GetOptions, KeepAliveEvent, LeaseGrantOptions, LeaseKeeper, RangeResponse,
+};
 use etcdv3_tokio::Client;
 use futures_core::Stream;
 
 use super::kv;
-use crate::flags::WriteOut;
+use crate::flags::{os_bytes, WriteOut};
 use crate::output::print_json;
 use crate::{CliError, Ctx};
 
 /// `lock <lockname> [exec-command arg1 arg2 ...]`.
 #[derive(Args, Debug)]
 pub struct LockArgs {
-    /// Name of the lock.
-    pub name: String,
+    /// Name of the lock (bytes, as given).
+    pub name: std::ffi::OsString,
     /// Timeout for the session (seconds).
     #[arg(long, default_value_t = 10)]
     pub ttl: i64,
@@ -27,10 +29,10 @@ pub struct LockArgs {
 /// `elect <election-name> [proposal]` or `elect -l <election-name>`.
 #[derive(Args, Debug)]
 pub struct ElectArgs {
-    /// Name of the election.
-    pub name: String,
-    /// The value to campaign with.
-    pub proposal: Option<String>,
+    /// Name of the election (bytes, as given).
+    pub name: std::ffi::OsString,
+    /// The value to campaign with (bytes, as given).
+    pub proposal: Option<std::ffi::OsString>,
     /// Observation mode: print each new leader.
     #[arg(short, long)]
     pub listen: bool,
@@ -41,9 +43,7 @@ fn print_range(ctx: &Ctx, resp: &RangeResponse) -> Result<(), CliError> {
     if ctx.printer.json() {
         return print_json(&kv::range_json(resp));
     }
-    print!("{}", kv::range_text(&ctx.printer, resp, false));
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
+    crate::output::write_stdout(&kv::range_text(&ctx.printer, resp, false));
     Ok(())
 }
 
@@ -60,7 +60,8 @@ async fn hold(keeper: &mut LeaseKeeper) -> Result<(), CliError> {
         let terminated = std::future::pending::<Option<()>>();
         tokio::select! {
             next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut *keeper), cx)) => match next {
-                Some(Ok(_)) => {}
+                Some(Ok(KeepAliveEvent::Renewed { .. })) => {}
+                Some(Ok(_)) => return Err(CliError::Other("the session's lease may have expired: no renewal answered before its deadline".into())),
                 Some(Err(e)) => return Err(e.into()),
                 None => return Err(CliError::Other("the session's lease ended".into())),
             },
@@ -74,7 +75,7 @@ async fn hold(keeper: &mut LeaseKeeper) -> Result<(), CliError> {
 pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CliError> {
     ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
     let client = ctx.connect().await?;
-    let mut guard = client.lock_with_lease(a.name.as_bytes(), a.ttl).await?;
+    let mut guard = client.lock_with_lease(os_bytes(&a.name), a.ttl).await?;
     let key = guard.key().to_vec();
     let resp = client.get(key.clone(), GetOptions::new()).await?;
     let result = if a.command.is_empty() {
@@ -87,7 +88,21 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CliError> {
         let rev = resp.header.map(|h| h.revision).unwrap_or_default();
         let program = a.command[0].clone();
         let args = a.command[1..].to_vec();
-        let key = String::from_utf8_lossy(&key).into_owned();
+        let key = crate::flags::bytes_os(key);
+        // As etcdctl: SIGINT and SIGTERM do not kill etcdv3ctl while the
+        // command runs (Ctrl-C reaches the command itself); when it ends,
+        // the lock is released.
+        #[cfg(unix)]
+        let _signals = {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind| {
+                signal(kind).map_err(|e| CliError::Other(format!("cannot listen for signals: {e}")))
+            };
+            (
+                listen(SignalKind::interrupt())?,
+                listen(SignalKind::terminate())?,
+            )
+        };
         let status = tokio::task::spawn_blocking(move || {
             std::process::Command::new(&program)
                 .args(&args)
@@ -100,7 +115,10 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Other(e.to_string()))?;
         match status {
             Ok(s) if s.success() => Ok(()),
-            Ok(s) => Err(CliError::ChildExit(s.code().unwrap_or(1))),
+            Ok(s) => Err(match s.code() {
+                Some(code) => CliError::ChildExit(code),
+                None => CliError::ChildSignal(signal_name(&s)),
+            }),
             Err(e) => Err(e),
         }
     };
@@ -108,28 +126,54 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CliError> {
     result
 }
 
+/// Go's name of the signal that ended a process (`signal: interrupt`).
+fn signal_name(status: &std::process::ExitStatus) -> String {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::ExitStatusExt;
+        match status.signal() {
+            Some(2) => "interrupt".into(),
+            Some(15) => "terminated".into(),
+            Some(9) => "killed".into(),
+            Some(n) => format!("signal {n}"),
+            None => status.to_string(),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        status.to_string()
+    }
+}
+
 /// `elect`.
 pub async fn elect(ctx: &Ctx, a: ElectArgs) -> Result<(), CliError> {
     ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
     let client = ctx.connect().await?;
     match (a.listen, a.proposal) {
-        (true, None) => observe(ctx, &client, &a.name).await,
-        (false, Some(proposal)) => campaign(ctx, &client, &a.name, &proposal).await,
-        (true, Some(_)) => Err(CliError::BadArgs(
-            "no proposal argument in listen mode".into(),
-        )),
+        (true, None) => observe(ctx, &client, &os_bytes(&a.name)).await,
+        (false, Some(proposal)) => {
+            campaign(ctx, &client, &os_bytes(&a.name), &os_bytes(&proposal)).await
+        }
+        (true, Some(_)) => Err(CliError::BadArgs("proposal given but -l is set".into())),
         (false, None) => Err(CliError::BadArgs(
             "no proposal argument but -l not set".into(),
         )),
     }
 }
 
-async fn observe(ctx: &Ctx, client: &Client, name: &str) -> Result<(), CliError> {
-    let mut stream = client.observe(name).await?;
+async fn observe(ctx: &Ctx, client: &Client, name: &[u8]) -> Result<(), CliError> {
+    // Ctrl-C ends the observation quietly (exit 0, as etcdctl), also while
+    // the stream is being opened.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut stream = tokio::select! {
+        stream = client.observe(name) => stream?,
+        _ = &mut ctrl_c => return Ok(()),
+    };
     loop {
         let next = tokio::select! {
             next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut stream), cx)) => next,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = &mut ctrl_c => return Ok(()),
         };
         match next {
             None => return Err(CliError::Other("observe stream ended".into())),
@@ -147,7 +191,12 @@ async fn observe(ctx: &Ctx, client: &Client, name: &str) -> Result<(), CliError>
     }
 }
 
-async fn campaign(ctx: &Ctx, client: &Client, name: &str, proposal: &str) -> Result<(), CliError> {
+async fn campaign(
+    ctx: &Ctx,
+    client: &Client,
+    name: &[u8],
+    proposal: &[u8],
+) -> Result<(), CliError> {
     // etcdctl's session: a 60 s lease kept alive while campaigning and leading.
     let lease = client.lease_grant(60, LeaseGrantOptions::new()).await?;
     let mut keeper = client.lease_keep_alive(lease.id).await?;

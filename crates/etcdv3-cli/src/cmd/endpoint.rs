@@ -24,11 +24,22 @@ pub struct EndpointArgs {
 #[derive(Subcommand, Debug)]
 pub enum EndpointCommand {
     /// Prints out the status of endpoints specified in `--endpoints` flag.
-    Status,
+    Status {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Checks the healthiness of endpoints specified in `--endpoints` flag.
-    Health,
+    Health {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Prints the KV history hash for each endpoint in `--endpoints`.
     Hashkv {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
         /// Maximum revision to hash (default: latest revision).
         #[arg(long, default_value_t = 0)]
         rev: i64,
@@ -189,7 +200,7 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
         .iter()
         .any(|u| u.starts_with("https://"));
     match a.command {
-        EndpointCommand::Status => {
+        EndpointCommand::Status { .. } => {
             p.require(&[
                 WriteOut::Simple,
                 WriteOut::Json,
@@ -289,8 +300,13 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        EndpointCommand::Hashkv { rev } => {
-            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+        EndpointCommand::Hashkv { rev, .. } => {
+            p.require(&[
+                WriteOut::Simple,
+                WriteOut::Json,
+                WriteOut::Table,
+                WriteOut::Fields,
+            ])?;
             let mut ok = Vec::new();
             let mut failed = false;
             for ep in endpoints(ctx, a.cluster).await? {
@@ -323,6 +339,16 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
                         .collect();
                     print_json(&list)?;
                 }
+                WriteOut::Fields => {
+                    for (ep, h) in &ok {
+                        print!(
+                            "{}\"Endpoint\" : {}\n\"Hash\" : {}\n\n",
+                            crate::output::fields_header(h.header.as_ref()),
+                            crate::output::go_quote(ep.as_bytes()),
+                            h.hash
+                        );
+                    }
+                }
                 WriteOut::Table => {
                     let rows: Vec<Vec<String>> = ok
                         .iter()
@@ -343,8 +369,13 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             Ok(())
         }
-        EndpointCommand::Health => {
-            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+        EndpointCommand::Health { .. } => {
+            p.require(&[
+                WriteOut::Simple,
+                WriteOut::Json,
+                WriteOut::Table,
+                WriteOut::Fields,
+            ])?;
             let eps = endpoints(ctx, a.cluster).await?;
             let mut results = Vec::new();
             for ep in eps {
@@ -382,6 +413,16 @@ pub async fn endpoint(ctx: &Ctx, a: EndpointArgs) -> Result<(), CliError> {
             }
             if p.json() {
                 print_json(&results)?;
+            } else if p.format == WriteOut::Fields {
+                for h in &results {
+                    print!(
+                        "\"Endpoint\" : {}\n\"Health\" : {}\n\"Took\" : {}\n\"Error\" : {}\n\n",
+                        crate::output::go_quote(h.endpoint.as_bytes()),
+                        h.health,
+                        h.took,
+                        h.error
+                    );
+                }
             } else if p.format == WriteOut::Table {
                 let rows: Vec<Vec<String>> = results
                     .iter()

@@ -1,5 +1,6 @@
 //! `get`, `put`, `del` and `compaction`.
 
+use std::ffi::OsString;
 use std::io::Read;
 
 use clap::Args;
@@ -10,16 +11,20 @@ use etcdv3_tokio::api::{
 use serde::Serialize;
 
 use super::key_and_end;
-use crate::flags::{parse_lease_id, WriteOut};
-use crate::output::{fields_header, fields_kv, is_zero, print_json, HeaderJson, KvJson, Printer};
+use crate::flags::{lease_id_arg, os_bytes, WriteOut};
+use crate::output::{
+    fields_header, fields_kv, is_zero, print_json, write_pb, write_stdout, HeaderJson, KvJson,
+    Printer,
+};
 use crate::{CliError, Ctx};
 
 /// `get [options] <key> [range_end]`.
 #[derive(Args, Debug)]
 pub struct GetArgs {
-    /// The key, and optionally the end of the range [key, range_end).
-    #[arg(num_args = 0..=2)]
-    pub keys: Vec<String>,
+    /// The key, and optionally the end of the range [key, range_end)
+    /// (bytes, as given).
+    #[arg(num_args = 0..)]
+    pub keys: Vec<OsString>,
     /// Get keys with matching prefix.
     #[arg(long)]
     pub prefix: bool,
@@ -67,9 +72,10 @@ pub struct GetArgs {
 /// `put [options] <key> <value>` (value from stdin when omitted).
 #[derive(Args, Debug)]
 pub struct PutArgs {
-    /// The key and the value.
-    #[arg(num_args = 0..=2, allow_hyphen_values = false)]
-    pub args: Vec<String>,
+    /// The key and the value (bytes, as given; more arguments are ignored,
+    /// as etcdctl does).
+    #[arg(num_args = 0.., allow_hyphen_values = false)]
+    pub args: Vec<OsString>,
     /// Lease ID (in hexadecimal) to attach to the key.
     #[arg(long, default_value = "0")]
     pub lease: String,
@@ -88,8 +94,8 @@ pub struct PutArgs {
 #[derive(Args, Debug)]
 pub struct DelArgs {
     /// The key, and optionally the end of the range [key, range_end).
-    #[arg(num_args = 0..=2)]
-    pub keys: Vec<String>,
+    #[arg(num_args = 0..)]
+    pub keys: Vec<OsString>,
     /// Delete keys with matching prefix.
     #[arg(long)]
     pub prefix: bool,
@@ -105,7 +111,8 @@ pub struct DelArgs {
 #[derive(Args, Debug)]
 pub struct CompactionArgs {
     /// Revision to compact up to.
-    pub revision: i64,
+    #[arg(num_args = 0.., allow_negative_numbers = true)]
+    pub revision: Vec<String>,
     /// Wait for the compaction to be physically applied.
     #[arg(long)]
     pub physical: bool,
@@ -128,7 +135,7 @@ fn sort_options(sort_by: &str, order: &str) -> Result<Option<(SortTarget, SortOr
         "" => None,
         "ASCEND" => Some(SortOrder::Ascend),
         "DESCEND" => Some(SortOrder::Descend),
-        o => return Err(CliError::BadArgs(format!("bad sort order {o}"))),
+        _ => return Err(CliError::Unsupported(format!("bad sort order {order}"))),
     };
     let target = match sort_by.to_ascii_uppercase().as_str() {
         "" => None,
@@ -137,7 +144,7 @@ fn sort_options(sort_by: &str, order: &str) -> Result<Option<(SortTarget, SortOr
         "MODIFY" => Some(SortTarget::Mod),
         "VALUE" => Some(SortTarget::Value),
         "VERSION" => Some(SortTarget::Version),
-        t => return Err(CliError::BadArgs(format!("bad sort target {t}"))),
+        _ => return Err(CliError::Unsupported(format!("bad sort target {sort_by}"))),
     };
     Ok(match (target, order) {
         (None, None) => None,
@@ -145,12 +152,16 @@ fn sort_options(sort_by: &str, order: &str) -> Result<Option<(SortTarget, SortOr
     })
 }
 
-fn get_options(a: &GetArgs, range_end: Option<String>) -> Result<GetOptions, CliError> {
+fn get_options(a: &GetArgs, range_end: Option<Vec<u8>>) -> Result<GetOptions, CliError> {
     let mut o = GetOptions::new().with_limit(a.limit).with_revision(a.rev);
     match a.consistency.as_str() {
         "l" => {}
         "s" => o = o.with_serializable(),
-        c => return Err(CliError::BadArgs(format!("unknown consistency flag {c:?}"))),
+        c => {
+            return Err(CliError::Unsupported(format!(
+                "unknown consistency flag {c:?}"
+            )))
+        }
     }
     if a.prefix && a.from_key {
         return Err(CliError::BadArgs(
@@ -197,8 +208,9 @@ fn get_options(a: &GetArgs, range_end: Option<String>) -> Result<GetOptions, Cli
 }
 
 /// Check a get's flags against the output format and build the request.
-pub fn get_request(p: &Printer, a: &GetArgs) -> Result<(String, GetOptions), CliError> {
-    let (key, end) = key_and_end(&a.keys, "get")?;
+pub fn get_request(p: &Printer, a: &GetArgs) -> Result<(Vec<u8>, GetOptions), CliError> {
+    // etcdctl ignores a third argument and more.
+    let (key, end) = key_and_end(&a.keys[..a.keys.len().min(2)], "get")?;
     if a.count_only && p.format != WriteOut::Fields {
         return Err(CliError::BadArgs(
             "--count-only is only for `--write-out=fields`".into(),
@@ -222,9 +234,9 @@ pub fn range_json(resp: &RangeResponse) -> RangeJson {
     }
 }
 
-/// etcdctl's simple text of a range response.
-pub fn range_text(p: &Printer, resp: &RangeResponse, value_only: bool) -> String {
-    let mut out = String::new();
+/// etcdctl's simple text of a range response (raw bytes).
+pub fn range_text(p: &Printer, resp: &RangeResponse, value_only: bool) -> Vec<u8> {
+    let mut out = Vec::new();
     for kv in &resp.kvs {
         p.kv(&mut out, kv, value_only);
     }
@@ -234,33 +246,43 @@ pub fn range_text(p: &Printer, resp: &RangeResponse, value_only: bool) -> String
 /// `get`.
 pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let (key, opts) = get_request(&p, &a)?;
     let client = ctx.connect().await?;
     let resp = client.get(key, opts).await?;
     match p.format {
+        WriteOut::Protobuf => {
+            write_pb(&resp);
+            Ok(())
+        }
         WriteOut::Json => print_json(&range_json(&resp)),
         WriteOut::Fields => {
-            print!("{}", range_fields(&p, &resp));
+            print!("{}", range_fields(&resp));
             Ok(())
         }
         _ => {
-            print!("{}", range_text(&p, &resp, a.print_value_only));
+            write_stdout(&range_text(&p, &resp, a.print_value_only));
             Ok(())
         }
     }
 }
 
-/// etcdctl's `-w fields` for a range response.
-fn range_fields(p: &Printer, resp: &RangeResponse) -> String {
+/// etcdctl's `-w fields` for a range response: the header, the key-values,
+/// then `More` and `Count`.
+pub fn range_fields(resp: &RangeResponse) -> String {
     let mut out = fields_header(resp.header.as_ref());
+    for kv in &resp.kvs {
+        out.push_str(&fields_kv("", kv));
+    }
     out.push_str(&format!(
         "\"More\" : {}\n\"Count\" : {}\n",
         resp.more, resp.count
     ));
-    for kv in &resp.kvs {
-        out.push_str(&fields_kv(p, "", kv));
-    }
     out
 }
 
@@ -274,29 +296,34 @@ pub struct PutJson {
 
 /// Build a put from its arguments (the value from stdin when omitted and
 /// `stdin` is true).
-pub fn put_request(a: &PutArgs, stdin: bool) -> Result<(String, String, PutOptions), CliError> {
-    let (key, value) = match a.args.as_slice() {
-        [key] if a.ignore_value => (key.clone(), String::new()),
-        [key] if stdin => {
-            let mut v = String::new();
-            std::io::stdin()
-                .read_to_string(&mut v)
-                .map_err(|e| CliError::BadArgs(format!("cannot read the value from stdin: {e}")))?;
-            (key.clone(), v)
-        }
-        [key, value] if !a.ignore_value => (key.clone(), value.clone()),
-        [_, _] => {
+pub fn put_request(a: &PutArgs, stdin: bool) -> Result<(Vec<u8>, Vec<u8>, PutOptions), CliError> {
+    let needs = || {
+        CliError::BadArgs("put command needs 1 argument and input from stdin or 2 arguments".into())
+    };
+    // etcdctl's getPutOp: arguments after the value are ignored.
+    let key = os_bytes(a.args.first().ok_or_else(needs)?);
+    let value = match a.args.get(1) {
+        Some(_) if a.ignore_value => {
             return Err(CliError::BadArgs(
                 "put command needs only 1 argument when --ignore-value is set".into(),
             ))
         }
-        _ => {
-            return Err(CliError::BadArgs(
-                "put command needs 1 argument and input from stdin or 2 arguments".into(),
-            ))
+        Some(value) => os_bytes(value),
+        None if a.ignore_value => Vec::new(),
+        None if stdin => {
+            // Bytes as they come; an empty stdin is no value (etcdctl).
+            let mut v = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut v)
+                .map_err(|e| CliError::BadArgs(format!("cannot read the value from stdin: {e}")))?;
+            if v.is_empty() {
+                return Err(needs());
+            }
+            v
         }
+        None => return Err(needs()),
     };
-    let lease = parse_lease_id(&a.lease).map_err(CliError::BadArgs)?;
+    let lease = lease_id_arg(&a.lease)?;
     let mut o = PutOptions::new();
     if lease != 0 {
         o = o.with_lease(lease);
@@ -322,8 +349,8 @@ pub fn put_json(resp: &PutResponse) -> PutJson {
 }
 
 /// etcdctl's simple text of a put response.
-pub fn put_text(p: &Printer, resp: &PutResponse) -> String {
-    let mut out = String::from("OK\n");
+pub fn put_text(p: &Printer, resp: &PutResponse) -> Vec<u8> {
+    let mut out = b"OK\n".to_vec();
     if let Some(prev) = &resp.prev_kv {
         p.kv(&mut out, prev, false);
     }
@@ -333,22 +360,27 @@ pub fn put_text(p: &Printer, resp: &PutResponse) -> String {
 /// `put`.
 pub async fn put(ctx: &Ctx, a: PutArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let (key, value, o) = put_request(&a, true)?;
     let client = ctx.connect().await?;
     let resp = client.put(key, value, o).await?;
+    if p.format == WriteOut::Protobuf {
+        write_pb(&resp);
+        return Ok(());
+    }
     if p.json() {
         return print_json(&put_json(&resp));
     }
     if p.format == WriteOut::Fields {
-        let mut out = fields_header(resp.header.as_ref());
-        if let Some(prev) = &resp.prev_kv {
-            out.push_str(&fields_kv(&p, "Prev", prev));
-        }
-        print!("{out}");
+        print!("{}", put_fields(&resp));
         return Ok(());
     }
-    print!("{}", put_text(&p, &resp));
+    write_stdout(&put_text(&p, &resp));
     Ok(())
 }
 
@@ -363,7 +395,7 @@ pub struct DelJson {
 }
 
 /// Build a delete from its arguments.
-pub fn del_request(a: &DelArgs) -> Result<(String, DeleteOptions), CliError> {
+pub fn del_request(a: &DelArgs) -> Result<(Vec<u8>, DeleteOptions), CliError> {
     let (key, end) = key_and_end(&a.keys, "del")?;
     if a.prefix && a.from_key {
         return Err(CliError::BadArgs(
@@ -402,8 +434,8 @@ pub fn del_json(resp: &DeleteRangeResponse) -> DelJson {
 }
 
 /// etcdctl's simple text of a delete response.
-pub fn del_text(p: &Printer, resp: &DeleteRangeResponse) -> String {
-    let mut out = format!("{}\n", resp.deleted);
+pub fn del_text(p: &Printer, resp: &DeleteRangeResponse) -> Vec<u8> {
+    let mut out = format!("{}\n", resp.deleted).into_bytes();
     for kv in &resp.prev_kvs {
         p.kv(&mut out, kv, false);
     }
@@ -413,40 +445,66 @@ pub fn del_text(p: &Printer, resp: &DeleteRangeResponse) -> String {
 /// `del`.
 pub async fn del(ctx: &Ctx, a: DelArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let (key, o) = del_request(&a)?;
     let client = ctx.connect().await?;
     let resp = client.delete(key, o).await?;
+    if p.format == WriteOut::Protobuf {
+        write_pb(&resp);
+        return Ok(());
+    }
     if p.json() {
         return print_json(&del_json(&resp));
     }
     if p.format == WriteOut::Fields {
-        let mut out = fields_header(resp.header.as_ref());
-        out.push_str(&format!("\"Deleted\" : {}\n", resp.deleted));
-        for kv in &resp.prev_kvs {
-            out.push_str(&fields_kv(&p, "Prev", kv));
-        }
-        print!("{out}");
+        print!("{}", del_fields(&resp));
         return Ok(());
     }
-    print!("{}", del_text(&p, &resp));
+    write_stdout(&del_text(&p, &resp));
     Ok(())
+}
+
+/// etcdctl's `-w fields` of a put response.
+pub fn put_fields(resp: &PutResponse) -> String {
+    let mut out = fields_header(resp.header.as_ref());
+    if let Some(prev) = &resp.prev_kv {
+        out.push_str(&fields_kv("Prev", prev));
+    }
+    out
+}
+
+/// etcdctl's `-w fields` of a delete response.
+pub fn del_fields(resp: &DeleteRangeResponse) -> String {
+    let mut out = fields_header(resp.header.as_ref());
+    out.push_str(&format!("\"Deleted\" : {}\n", resp.deleted));
+    for kv in &resp.prev_kvs {
+        out.push_str(&fields_kv("Prev", kv));
+    }
+    out
 }
 
 /// `compaction`.
 pub async fn compaction(ctx: &Ctx, a: CompactionArgs) -> Result<(), CliError> {
-    let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    // etcdctl prints the same line whatever `-w` says.
+    let [rev] = a.revision.as_slice() else {
+        return Err(CliError::BadArgs(
+            "compaction command needs 1 argument".into(),
+        ));
+    };
+    // etcdctl: a revision that is no integer is a plain error (exit 1).
+    let revision = crate::flags::go_parse_int(rev).map_err(CliError::Other)?;
     let mut o = CompactOptions::new();
     if a.physical {
         o = o.with_physical();
     }
     let client = ctx.connect().await?;
-    let resp = client.compact(a.revision, o).await?;
-    if p.json() {
-        return crate::output::HeaderOnly::print(resp.header.as_ref());
-    }
-    println!("compacted revision {}", a.revision);
+    client.compact(revision, o).await?;
+    println!("compacted revision {revision}");
     Ok(())
 }
 
@@ -465,6 +523,9 @@ mod tests {
             sort_options("", "DESCEND").unwrap(),
             Some((SortTarget::Key, SortOrder::Descend))
         );
-        assert!(matches!(sort_options("x", ""), Err(CliError::BadArgs(_))));
+        assert!(matches!(
+            sort_options("x", ""),
+            Err(CliError::Unsupported(_))
+        ));
     }
 }

@@ -7,8 +7,8 @@ use etcdv3_tokio::api::LeaseGrantOptions;
 use futures_core::Stream;
 use serde::Serialize;
 
-use crate::flags::{parse_lease_id, WriteOut};
-use crate::output::{print_json, HeaderJson, HeaderOnly, B64};
+use crate::flags::WriteOut;
+use crate::output::{fields_header, go_quote, print_json, HeaderJson, HeaderOnly, B64};
 use crate::{CliError, Ctx};
 
 /// Lease subcommands.
@@ -22,24 +22,28 @@ pub enum LeaseCommand {
     /// Revokes leases.
     Revoke {
         /// Lease ID (hex).
-        #[arg(value_parser = parse_lease_id)]
+        #[arg(value_parser = lease_id)]
         id: i64,
     },
     /// Get lease information.
     Timetolive {
         /// Lease ID (hex).
-        #[arg(value_parser = parse_lease_id)]
+        #[arg(value_parser = lease_id)]
         id: i64,
         /// Get keys attached to this lease.
         #[arg(long)]
         keys: bool,
     },
     /// List all active leases.
-    List,
+    List {
+        /// Ignored, as etcdctl ignores extra arguments here.
+        #[arg(hide = true, num_args = 0..)]
+        extra: Vec<std::ffi::OsString>,
+    },
     /// Keeps leases alive (renew).
     KeepAlive {
         /// Lease ID (hex).
-        #[arg(value_parser = parse_lease_id)]
+        #[arg(value_parser = lease_id)]
         id: i64,
         /// Resets the keep-alive time to its original value and exits
         /// immediately.
@@ -96,18 +100,44 @@ struct KeepAliveJson {
     ttl: i64,
 }
 
-/// etcdctl's `attached keys([a b])`.
-fn keys_text(keys: &[String]) -> String {
-    format!("[{}]", keys.join(" "))
+/// A lease id argument: etcdctl's message (exit 128, see `main`).
+fn lease_id(s: &str) -> Result<i64, String> {
+    crate::flags::lease_id_arg(s).map_err(|e| e.to_string())
+}
+
+/// etcdctl's `attached keys([a b])`: the raw key bytes (Go's `%v` of a
+/// string slice; `--hex` does not apply).
+fn keys_text(keys: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = b"[".to_vec();
+    out.extend_from_slice(&keys.join(&b' '));
+    out.push(b']');
+    out
 }
 
 /// Run a lease subcommand.
 pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    let keep_alive_stream = matches!(command, LeaseCommand::KeepAlive { once: false, .. });
+    if keep_alive_stream {
+        p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    } else {
+        p.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Fields,
+            WriteOut::Protobuf,
+        ])?;
+    }
+    let fields = p.format == WriteOut::Fields;
+    // etcdctl's protobuf printer gets clientv3's lease responses, which
+    // embed the header: it writes the header's bytes alone.
+    let pb_header = |h: Option<&etcdv3_tokio::api::ResponseHeader>| {
+        crate::output::write_pb(&h.copied().unwrap_or_default());
+    };
+    let protobuf = p.format == WriteOut::Protobuf;
     let ttl = match &command {
         LeaseCommand::Grant { ttl } => Some(
-            ttl.parse::<i64>()
+            crate::flags::go_parse_int(ttl)
                 .map_err(|e| CliError::BadArgs(format!("bad TTL ({e})")))?,
         ),
         _ => None,
@@ -126,12 +156,35 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     error: r.error,
                 });
             }
+            if protobuf {
+                pb_header(r.header.as_ref());
+                return Ok(());
+            }
+            if fields {
+                print!(
+                    "{}\"ID\" : {}\n\"TTL\" : {}\n",
+                    fields_header(r.header.as_ref()),
+                    r.id,
+                    r.ttl
+                );
+                return Ok(());
+            }
             println!("lease {:016x} granted with TTL({}s)", r.id, r.ttl);
         }
         LeaseCommand::Revoke { id } => {
             let r = client.lease_revoke(id).await?;
+            if protobuf {
+                // etcdctl revokes, then cannot marshal clientv3's response.
+                return Err(CliError::Unsupported(
+                    "marshal unsupported for type clientv3.LeaseRevokeResponse".into(),
+                ));
+            }
             if p.json() {
                 return HeaderOnly::print(r.header.as_ref());
+            }
+            if fields {
+                print!("{}", fields_header(r.header.as_ref()));
+                return Ok(());
             }
             println!("lease {id:016x} revoked");
         }
@@ -147,6 +200,22 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                         .then(|| r.keys.iter().map(|k| B64(k.clone())).collect()),
                 });
             }
+            if protobuf {
+                pb_header(r.header.as_ref());
+                return Ok(());
+            }
+            if fields {
+                let mut out = fields_header(r.header.as_ref());
+                out.push_str(&format!(
+                    "\"ID\" : {}\n\"TTL\" : {}\n\"GrantedTTL\" : {}\n",
+                    r.id, r.ttl, r.granted_ttl
+                ));
+                for k in &r.keys {
+                    out.push_str(&format!("\"Key\" : {}\n", go_quote(k)));
+                }
+                print!("{out}");
+                return Ok(());
+            }
             if r.granted_ttl == 0 && r.ttl == -1 {
                 println!("lease {id:016x} already expired");
                 return Ok(());
@@ -154,14 +223,17 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
             let mut line = format!(
                 "lease {id:016x} granted with TTL({}s), remaining({}s)",
                 r.granted_ttl, r.ttl
-            );
+            )
+            .into_bytes();
             if keys {
-                let names: Vec<String> = r.keys.iter().map(|k| p.bytes(k)).collect();
-                line.push_str(&format!(", attached keys({})", keys_text(&names)));
+                line.extend_from_slice(b", attached keys(");
+                line.extend_from_slice(&keys_text(&r.keys));
+                line.push(b')');
             }
-            println!("{line}");
+            line.push(b'\n');
+            crate::output::write_stdout(&line);
         }
-        LeaseCommand::List => {
+        LeaseCommand::List { .. } => {
             let r = client.lease_leases().await?;
             if p.json() {
                 return print_json(&LeasesJson {
@@ -169,6 +241,18 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     leases: (!r.leases.is_empty())
                         .then(|| r.leases.iter().map(|l| LeaseIdJson { id: l.id }).collect()),
                 });
+            }
+            if protobuf {
+                pb_header(r.header.as_ref());
+                return Ok(());
+            }
+            if fields {
+                let mut out = fields_header(r.header.as_ref());
+                for l in &r.leases {
+                    out.push_str(&format!("\"ID\" : {}\n", l.id));
+                }
+                print!("{out}");
+                return Ok(());
             }
             let mut out = format!("found {} leases\n", r.leases.len());
             for l in &r.leases {
@@ -178,13 +262,35 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
         }
         LeaseCommand::KeepAlive { id, once } => {
             if once {
-                let r = client.keep_alive_once(id).await?;
+                let r = match client.keep_alive_once(id).await {
+                    Ok(r) => r,
+                    // etcdctl: the server's message, ExitBadConnection.
+                    Err(etcdv3_tokio::Error::LeaseExpired { .. }) => {
+                        return Err(CliError::BadConnection(
+                            "etcdserver: requested lease not found".into(),
+                        ))
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 if p.json() {
                     return print_json(&KeepAliveJson {
                         header: HeaderJson::of(r.header.as_ref()),
                         id: r.id,
                         ttl: r.ttl,
                     });
+                }
+                if protobuf {
+                    pb_header(r.header.as_ref());
+                    return Ok(());
+                }
+                if fields {
+                    print!(
+                        "{}\"ID\" : {}\n\"TTL\" : {}\n",
+                        fields_header(r.header.as_ref()),
+                        r.id,
+                        r.ttl
+                    );
+                    return Ok(());
                 }
                 println!("lease {id:016x} keepalived with TTL({})", r.ttl);
                 return Ok(());
@@ -204,13 +310,18 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
             loop {
                 let next = tokio::select! {
                     next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut keeper), cx)) => next,
-                    _ = tokio::signal::ctrl_c() => None,
+                    // etcdctl dies of SIGINT: the shell reports 130.
+                    _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
                 };
                 match next {
                     None => break,
-                    Some(Ok(ttl)) => {
+                    Some(Ok(etcdv3_tokio::api::KeepAliveEvent::Renewed { ttl, .. })) => {
                         println!("lease {id:016x} keepalived with TTL({ttl})");
                         let _ = std::io::stdout().flush();
+                    }
+                    // Not confirmed: the keeper goes on renewing.
+                    Some(Ok(_)) => {
+                        eprintln!("lease {id:016x} may have expired: no renewal answered before its deadline");
                     }
                     Some(Err(e)) => {
                         println!("lease {id:016x} expired or revoked.");
@@ -238,7 +349,7 @@ async fn keep_alive_json(client: &etcdv3_tokio::Client, id: i64) -> Result<(), C
     loop {
         let renewal = tokio::select! {
             r = client.keep_alive_once(id) => r,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         };
         let wait = match renewal {
             Ok(r) => {
@@ -261,7 +372,7 @@ async fn keep_alive_json(client: &etcdv3_tokio::Client, id: i64) -> Result<(), C
         };
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         }
     }
 }
@@ -272,8 +383,8 @@ mod tests {
 
     #[test]
     fn attached_keys_print_like_go_slices() {
-        assert_eq!(keys_text(&["a".into(), "b".into()]), "[a b]");
-        assert_eq!(keys_text(&[]), "[]");
+        assert_eq!(keys_text(&[b"a".to_vec(), b"b\xff".to_vec()]), b"[a b\xff]");
+        assert_eq!(keys_text(&[]), b"[]");
     }
 
     #[test]

@@ -124,9 +124,35 @@ fn print_alarms(ctx: &Ctx, r: &AlarmResponse, with_header: bool) -> Result<(), C
 
 /// Run an alarm subcommand.
 pub async fn alarm(ctx: &Ctx, command: AlarmCommand) -> Result<(), CliError> {
-    ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
+    if matches!(command, AlarmCommand::List) {
+        ctx.printer.require(&[
+            WriteOut::Simple,
+            WriteOut::Json,
+            WriteOut::Fields,
+            WriteOut::Protobuf,
+        ])?;
+    } else {
+        ctx.printer.require(&[WriteOut::Simple, WriteOut::Json])?;
+    }
     let client = ctx.connect().await?;
     match command {
+        AlarmCommand::List if ctx.printer.format == WriteOut::Protobuf => {
+            crate::output::write_pb(&client.alarm_list().await?);
+            Ok(())
+        }
+        AlarmCommand::List if ctx.printer.format == WriteOut::Fields => {
+            let r = client.alarm_list().await?;
+            let mut out = crate::output::fields_header(r.header.as_ref());
+            for a in &r.alarms {
+                out.push_str(&format!(
+                    "\"MemberID\" : {}\n\"AlarmType\" : {}\n\n",
+                    a.member_id,
+                    alarm_name(a.alarm)
+                ));
+            }
+            print!("{out}");
+            Ok(())
+        }
         AlarmCommand::List => print_alarms(ctx, &client.alarm_list().await?, true),
         // clientv3 builds the disarm response itself, without a header.
         AlarmCommand::Disarm => print_alarms(ctx, &client.alarm_disarm_all().await?, false),
@@ -184,7 +210,12 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<(), CliErro
         SnapshotCommand::Save { file } => file,
         SnapshotCommand::Status { file } => {
             let p = ctx.printer;
-            p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Table])?;
+            p.require(&[
+                WriteOut::Simple,
+                WriteOut::Json,
+                WriteOut::Table,
+                WriteOut::Fields,
+            ])?;
             let data = std::fs::read(&file)
                 .map_err(|e| CliError::Other(format!("cannot read {} ({e})", file.display())))?;
             let st = snapshot_status(&data).map_err(|e| CliError::Other(e.to_string()))?;
@@ -196,6 +227,10 @@ pub async fn snapshot(ctx: &Ctx, command: SnapshotCommand) -> Result<(), CliErro
             ];
             match p.format {
                 WriteOut::Json => print_json(&st)?,
+                WriteOut::Fields => print!(
+                    "\"Hash\" : {}\n\"Revision\" : {}\n\"Keys\" : {}\n\"Size\" : {}\n",
+                    st.hash, st.revision, st.total_key, st.total_size
+                ),
                 WriteOut::Table => print!(
                     "{}",
                     crate::output::table(&["HASH", "REVISION", "TOTAL KEYS", "TOTAL SIZE"], &[row])

@@ -118,7 +118,8 @@ pub async fn make_mirror(ctx: &Ctx, a: MirrorArgs) -> Result<(), CliError> {
         loop {
             let next = tokio::select! {
                 next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)) => next,
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                // etcdctl dies of SIGINT: the shell reports 130.
+                _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
             };
             match next {
                 None => return Ok(()),

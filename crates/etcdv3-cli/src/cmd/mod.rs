@@ -12,36 +12,30 @@ pub mod mirror;
 pub mod txn;
 pub mod watch;
 
-use crate::flags::WriteOut;
-use crate::output::print_json;
-use crate::{CliError, Ctx};
+use crate::CliError;
 
-/// `version`: etcdv3ctl's version and the etcd API version it speaks.
-pub fn version(ctx: &Ctx) -> Result<(), CliError> {
-    let version = env!("CARGO_PKG_VERSION");
-    if ctx.printer.format == WriteOut::Json {
-        #[derive(serde::Serialize)]
-        struct Version<'a> {
-            etcdctl: &'a str,
-            api: &'a str,
-        }
-        // etcdctl prints plain text for `version -w json` too; a JSON object
-        // is more useful to scripts.
-        return print_json(&Version {
-            etcdctl: version,
-            api: "3.5",
-        });
-    }
-    println!("etcdv3ctl version: {version}\nAPI version: 3.5");
+/// The etcdctl release whose command line etcdv3ctl reproduces.
+pub const ETCDCTL_VERSION: &str = "3.5.1";
+
+/// `version`: etcdctl's two lines (whatever `-w` says, as etcdctl), naming
+/// the etcdctl release etcdv3ctl stands in for, so that scripts looking for
+/// `etcdctl version:` and `API version:` find them. `--version` prints
+/// etcdv3ctl's own version.
+pub fn version() -> Result<(), CliError> {
+    println!("etcdctl version: {ETCDCTL_VERSION}\nAPI version: 3.5");
     Ok(())
 }
 
-/// Split `[key] [range_end]` positionals as etcdctl does, with its
+/// Split `[key] [range_end]` positionals (bytes) as etcdctl does, with its
 /// `ExitBadArgs` message when the count is wrong.
-pub fn key_and_end(args: &[String], what: &str) -> Result<(String, Option<String>), CliError> {
+pub fn key_and_end(
+    args: &[std::ffi::OsString],
+    what: &str,
+) -> Result<(Vec<u8>, Option<Vec<u8>>), CliError> {
+    use crate::flags::os_bytes;
     match args {
-        [key] => Ok((key.clone(), None)),
-        [key, end] => Ok((key.clone(), Some(end.clone()))),
+        [key] => Ok((os_bytes(key), None)),
+        [key, end] => Ok((os_bytes(key), Some(os_bytes(end)))),
         _ => Err(CliError::BadArgs(format!(
             "{what} command needs one argument as key and an optional argument as range_end"
         ))),

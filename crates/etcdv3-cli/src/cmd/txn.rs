@@ -8,8 +8,8 @@ use etcdv3_tokio::api::{response_op, Compare, CompareOp, Txn, TxnOp, TxnResponse
 use serde::Serialize;
 
 use super::kv::{self, DelArgs, GetArgs, PutArgs};
-use crate::flags::WriteOut;
-use crate::output::{is_zero, print_json, HeaderJson, Printer};
+use crate::flags::{bytes_os, WriteOut};
+use crate::output::{is_zero, print_json, write_stdout, HeaderJson, Printer};
 use crate::{CliError, Ctx};
 
 /// `txn [-i]`.
@@ -36,34 +36,32 @@ enum OpKind {
 }
 
 /// Split a line into arguments as etcdctl's `Argify`: whitespace separates,
-/// `"..."` is a Go string literal, `'...'` is taken literally.
-pub fn argify(line: &str) -> Result<Vec<String>, String> {
+/// `"..."` is a Go string literal (escapes such as `\xff` give bytes), `'...'`
+/// is taken literally. Arguments are bytes.
+pub fn argify(line: &[u8]) -> Result<Vec<Vec<u8>>, String> {
     let mut args = Vec::new();
-    let mut chars = line.char_indices().peekable();
-    while let Some(&(start, c)) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
+    let mut i = 0;
+    while i < line.len() {
+        let c = line[i];
+        if c.is_ascii_whitespace() {
+            i += 1;
             continue;
         }
-        let mut arg = String::new();
+        let start = i;
+        let mut arg = Vec::new();
         match c {
-            '"' => {
-                chars.next();
+            b'"' => {
+                i += 1;
                 let mut closed = false;
-                while let Some((_, c)) = chars.next() {
+                while i < line.len() {
+                    let c = line[i];
+                    i += 1;
                     match c {
-                        '"' => {
+                        b'"' => {
                             closed = true;
                             break;
                         }
-                        '\\' => match chars.next() {
-                            Some((_, 'n')) => arg.push('\n'),
-                            Some((_, 't')) => arg.push('\t'),
-                            Some((_, 'r')) => arg.push('\r'),
-                            Some((_, '0')) => arg.push('\0'),
-                            Some((_, other)) => arg.push(other),
-                            None => break,
-                        },
+                        b'\\' => i = unescape(line, i, &mut arg)?,
                         c => arg.push(c),
                     }
                 }
@@ -71,11 +69,13 @@ pub fn argify(line: &str) -> Result<Vec<String>, String> {
                     return Err(format!("unterminated string at column {}", start + 1));
                 }
             }
-            '\'' => {
-                chars.next();
+            b'\'' => {
+                i += 1;
                 let mut closed = false;
-                for (_, c) in chars.by_ref() {
-                    if c == '\'' {
+                while i < line.len() {
+                    let c = line[i];
+                    i += 1;
+                    if c == b'\'' {
                         closed = true;
                         break;
                     }
@@ -86,12 +86,9 @@ pub fn argify(line: &str) -> Result<Vec<String>, String> {
                 }
             }
             _ => {
-                while let Some(&(_, c)) = chars.peek() {
-                    if c.is_whitespace() {
-                        break;
-                    }
-                    arg.push(c);
-                    chars.next();
+                while i < line.len() && !line[i].is_ascii_whitespace() {
+                    arg.push(line[i]);
+                    i += 1;
                 }
             }
         }
@@ -100,14 +97,64 @@ pub fn argify(line: &str) -> Result<Vec<String>, String> {
     Ok(args)
 }
 
-/// Parse etcdctl's comparison syntax: `target("key") op "value"`.
-pub fn parse_compare(line: &str) -> Result<Compare, String> {
-    let malformed = |why: &str| format!("malformed comparison: {line} ({why})");
-    let (target, rest) = line
-        .split_once('(')
+/// One escape of a Go string literal, `line[i]` being the character after
+/// the backslash: appends its bytes to `out`, returns the index after it.
+fn unescape(line: &[u8], i: usize, out: &mut Vec<u8>) -> Result<usize, String> {
+    let bad = || format!("invalid escape at column {i}");
+    let c = *line.get(i).ok_or_else(bad)?;
+    let hex = |from: usize, n: usize| -> Result<u32, String> {
+        let digits = line.get(from..from + n).ok_or_else(bad)?;
+        let text = std::str::from_utf8(digits).map_err(|_| bad())?;
+        u32::from_str_radix(text, 16).map_err(|_| bad())
+    };
+    let simple = match c {
+        b'a' => Some(7),
+        b'b' => Some(8),
+        b'f' => Some(12),
+        b'n' => Some(b'\n'),
+        b'r' => Some(b'\r'),
+        b't' => Some(b'\t'),
+        b'v' => Some(11),
+        b'\\' | b'"' | b'\'' => Some(c),
+        _ => None,
+    };
+    if let Some(b) = simple {
+        out.push(b);
+        return Ok(i + 1);
+    }
+    match c {
+        b'x' => {
+            out.push(hex(i + 1, 2)? as u8);
+            Ok(i + 3)
+        }
+        b'0'..=b'7' => {
+            let digits = line.get(i..i + 3).ok_or_else(bad)?;
+            let text = std::str::from_utf8(digits).map_err(|_| bad())?;
+            let v = u32::from_str_radix(text, 8).map_err(|_| bad())?;
+            out.push(u8::try_from(v).map_err(|_| bad())?);
+            Ok(i + 3)
+        }
+        b'u' | b'U' => {
+            let n = if c == b'u' { 4 } else { 8 };
+            let ch = char::from_u32(hex(i + 1, n)?).ok_or_else(bad)?;
+            out.extend_from_slice(ch.to_string().as_bytes());
+            Ok(i + 1 + n)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Parse etcdctl's comparison syntax: `target("key") op "value"` (bytes).
+pub fn parse_compare(line: &[u8]) -> Result<Compare, String> {
+    let shown = String::from_utf8_lossy(line);
+    let malformed = |why: &str| format!("malformed comparison: {shown} ({why})");
+    let open = line
+        .iter()
+        .position(|&b| b == b'(')
         .ok_or_else(|| malformed("expected target(\"key\")"))?;
-    let rest = rest.trim_start();
-    let (key, after) = if let Some(stripped) = rest.strip_prefix('"') {
+    let target = String::from_utf8_lossy(&line[..open]);
+    let rest = line[open + 1..].trim_ascii_start();
+    let (key, after) = if let Some(stripped) = rest.strip_prefix(b"\"") {
         let end = find_closing_quote(stripped).ok_or_else(|| malformed("unterminated key"))?;
         let key = argify(&rest[..end + 2]).map_err(|e| malformed(&e))?;
         (
@@ -118,41 +165,52 @@ pub fn parse_compare(line: &str) -> Result<Compare, String> {
         return Err(malformed("the key must be a quoted string"));
     };
     let after = after
-        .trim_start()
-        .strip_prefix(')')
+        .trim_ascii_start()
+        .strip_prefix(b")")
         .ok_or_else(|| malformed("expected ) after the key"))?;
     let parts = argify(after).map_err(|e| malformed(&e))?;
     let [op, value] = parts.as_slice() else {
         return Err(malformed("expected an operator and a quoted value"));
     };
-    let op = match op.as_str() {
-        "=" | "==" => CompareOp::Equal,
-        "!=" => CompareOp::NotEqual,
-        ">" => CompareOp::Greater,
-        "<" => CompareOp::Less,
-        o => return Err(malformed(&format!("unknown operator {o}"))),
+    let op = match op.as_slice() {
+        b"=" | b"==" => CompareOp::Equal,
+        b"!=" => CompareOp::NotEqual,
+        b">" => CompareOp::Greater,
+        b"<" => CompareOp::Less,
+        o => {
+            return Err(malformed(&format!(
+                "unknown operator {}",
+                String::from_utf8_lossy(o)
+            )))
+        }
     };
     let int = || {
-        value
-            .parse::<i64>()
-            .map_err(|_| malformed(&format!("{value:?} is not an integer")))
+        std::str::from_utf8(value)
+            .ok()
+            .and_then(|v| v.parse::<i64>().ok())
+            .ok_or_else(|| {
+                malformed(&format!(
+                    "{:?} is not an integer",
+                    String::from_utf8_lossy(value)
+                ))
+            })
     };
     Ok(match target.trim() {
         "ver" | "version" => Compare::version(key, op, int()?),
         "c" | "create" => Compare::create_revision(key, op, int()?),
         "m" | "mod" => Compare::mod_revision(key, op, int()?),
-        "val" | "value" => Compare::value(key, op, value.as_str()),
+        "val" | "value" => Compare::value(key, op, value.clone()),
         "lease" => Compare::lease(key, op, int()?),
         t => return Err(malformed(&format!("unknown target {t}"))),
     })
 }
 
-fn find_closing_quote(s: &str) -> Option<usize> {
+fn find_closing_quote(s: &[u8]) -> Option<usize> {
     let mut escaped = false;
-    for (i, c) in s.char_indices() {
+    for (i, &c) in s.iter().enumerate() {
         match c {
-            '\\' if !escaped => escaped = true,
-            '"' if !escaped => return Some(i),
+            b'\\' if !escaped => escaped = true,
+            b'"' if !escaped => return Some(i),
             _ => escaped = false,
         }
     }
@@ -160,8 +218,8 @@ fn find_closing_quote(s: &str) -> Option<usize> {
 }
 
 /// Parse one request line (`put k v`, `get k --prefix`, `del k`).
-pub fn parse_op(p: &Printer, line: &str) -> Result<TxnOp, String> {
-    let args = argify(line)?;
+pub fn parse_op(p: &Printer, line: &[u8]) -> Result<TxnOp, String> {
+    let args = argify(line)?.into_iter().map(bytes_os);
     let parsed = OpLine::try_parse_from(args).map_err(|e| {
         let msg = e.to_string();
         msg.lines().next().unwrap_or_default().to_string()
@@ -182,27 +240,33 @@ pub fn parse_op(p: &Printer, line: &str) -> Result<TxnOp, String> {
     })
 }
 
-/// Read one block of lines up to an empty line (or the end of input),
-/// counting lines for error messages.
-fn read_block(
+/// One line of a block: its number and its bytes.
+type Line = (usize, Vec<u8>);
+
+/// Read one block of lines (bytes) up to an empty line, counting lines for
+/// error messages. As etcdctl, each line is parsed as soon as it is read
+/// (`parse`), and input that ends before the block's empty line is an
+/// error: `EOF`, exit 3.
+fn read_block<T>(
     input: &mut impl BufRead,
     line_no: &mut usize,
-) -> Result<Vec<(usize, String)>, CliError> {
+    mut parse: impl FnMut(&Line) -> Result<T, CliError>,
+) -> Result<Vec<T>, CliError> {
     let mut out = Vec::new();
     loop {
-        let mut line = String::new();
-        let n = input
-            .read_line(&mut line)
+        let mut line = Vec::new();
+        input
+            .read_until(b'\n', &mut line)
             .map_err(|e| CliError::InvalidInput(format!("cannot read the txn: {e}")))?;
-        if n == 0 {
-            return Ok(out);
+        if line.last() != Some(&b'\n') {
+            return Err(CliError::InvalidInput("EOF".into()));
         }
         *line_no += 1;
-        let line = line.trim();
+        let line = line.trim_ascii();
         if line.is_empty() {
             return Ok(out);
         }
-        out.push((*line_no, line.to_string()));
+        out.push(parse(&(*line_no, line.to_vec()))?);
     }
 }
 
@@ -214,10 +278,9 @@ pub fn read_txn(p: &Printer, input: &mut impl BufRead, prompt: bool) -> Result<T
     if prompt {
         println!("compares:");
     }
-    let mut compares = Vec::new();
-    for (n, line) in read_block(input, &mut line_no)? {
-        compares.push(parse_compare(&line).map_err(|e| at(n, e))?);
-    }
+    let compares = read_block(input, &mut line_no, |(n, line)| {
+        parse_compare(line).map_err(|e| at(*n, e))
+    })?;
     let mut blocks = Vec::new();
     for title in [
         "success requests (get, put, del):",
@@ -226,10 +289,10 @@ pub fn read_txn(p: &Printer, input: &mut impl BufRead, prompt: bool) -> Result<T
         if prompt {
             println!("\n{title}");
         }
-        let mut ops = Vec::new();
-        for (n, line) in read_block(input, &mut line_no)? {
-            ops.push(parse_op(p, &line).map_err(|e| at(n, format!("{e} in {line:?}")))?);
-        }
+        let ops = read_block(input, &mut line_no, |(n, line)| {
+            parse_op(p, line)
+                .map_err(|e| at(*n, format!("{e} in {:?}", String::from_utf8_lossy(line))))
+        })?;
         blocks.push(ops);
     }
     let failure = blocks.pop().unwrap_or_default();
@@ -291,23 +354,40 @@ fn txn_json(r: &TxnResponse) -> TxnJson {
 }
 
 /// etcdctl's simple text of a txn response.
-fn txn_text(p: &Printer, r: &TxnResponse) -> String {
-    let mut out = String::from(if r.succeeded {
-        "SUCCESS\n"
+fn txn_text(p: &Printer, r: &TxnResponse) -> Vec<u8> {
+    let mut out = if r.succeeded {
+        b"SUCCESS\n".to_vec()
     } else {
-        "FAILURE\n"
-    });
+        b"FAILURE\n".to_vec()
+    };
     for op in &r.responses {
-        out.push('\n');
+        out.push(b'\n');
         match &op.response {
             Some(response_op::Response::ResponseRange(x)) => {
-                out.push_str(&kv::range_text(p, x, false))
+                out.extend_from_slice(&kv::range_text(p, x, false))
             }
-            Some(response_op::Response::ResponsePut(x)) => out.push_str(&kv::put_text(p, x)),
+            Some(response_op::Response::ResponsePut(x)) => {
+                out.extend_from_slice(&kv::put_text(p, x))
+            }
             Some(response_op::Response::ResponseDeleteRange(x)) => {
-                out.push_str(&kv::del_text(p, x))
+                out.extend_from_slice(&kv::del_text(p, x))
             }
-            other => out.push_str(&format!("unexpected response {other:?}\n")),
+            other => out.extend_from_slice(format!("unexpected response {other:?}\n").as_bytes()),
+        }
+    }
+    out
+}
+
+/// etcdctl's `-w fields` of a txn response.
+fn txn_fields(r: &TxnResponse) -> String {
+    let mut out = crate::output::fields_header(r.header.as_ref());
+    out.push_str(&format!("\"Succeeded\" : {}\n", r.succeeded));
+    for op in &r.responses {
+        match &op.response {
+            Some(response_op::Response::ResponseRange(x)) => out.push_str(&kv::range_fields(x)),
+            Some(response_op::Response::ResponsePut(x)) => out.push_str(&kv::put_fields(x)),
+            Some(response_op::Response::ResponseDeleteRange(x)) => out.push_str(&kv::del_fields(x)),
+            other => out.push_str(&format!("\"Unknown\" : {:?}\n", format!("{other:?}"))),
         }
     }
     out
@@ -316,15 +396,30 @@ fn txn_text(p: &Printer, r: &TxnResponse) -> String {
 /// `txn`.
 pub async fn txn(ctx: &Ctx, a: TxnArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    p.require(&[
+        WriteOut::Simple,
+        WriteOut::Json,
+        WriteOut::Fields,
+        WriteOut::Protobuf,
+    ])?;
     let txn = read_txn(&p, &mut std::io::stdin().lock(), a.interactive)?;
     let client = ctx.connect().await?;
     let r = client.txn(txn).await?;
-    if p.json() {
-        return print_json(&txn_json(&r));
+    match p.format {
+        WriteOut::Protobuf => {
+            crate::output::write_pb(&r);
+            Ok(())
+        }
+        WriteOut::Json => print_json(&txn_json(&r)),
+        WriteOut::Fields => {
+            print!("{}", txn_fields(&r));
+            Ok(())
+        }
+        _ => {
+            write_stdout(&txn_text(&p, &r));
+            Ok(())
+        }
     }
-    print!("{}", txn_text(&p, &r));
-    Ok(())
 }
 
 #[cfg(test)]
@@ -341,26 +436,37 @@ mod tests {
     #[test]
     fn lines_split_like_etcdctl() {
         assert_eq!(
-            argify(r#"put key1 "over \"wrote\" key1""#).unwrap(),
-            vec!["put", "key1", "over \"wrote\" key1"]
+            argify(br#"put key1 "over \"wrote\" key1""#).unwrap(),
+            vec![&b"put"[..], b"key1", b"over \"wrote\" key1"]
         );
-        assert_eq!(argify("put a 'b c'").unwrap(), vec!["put", "a", "b c"]);
-        assert!(argify("put a \"b").is_err());
+        assert_eq!(
+            argify(b"put a 'b c'").unwrap(),
+            vec![&b"put"[..], b"a", b"b c"]
+        );
+        assert!(argify(b"put a \"b").is_err());
+        assert_eq!(
+            argify(br#"put "k\xff\000\u00e9" v"#).unwrap(),
+            vec![&b"put"[..], b"k\xff\x00\xc3\xa9", b"v"]
+        );
     }
 
     #[test]
     fn compares_parse_and_errors_name_the_line() {
-        assert!(parse_compare(r#"mod("key1") > "0""#).is_ok());
-        assert!(parse_compare(r#"value("key1") = "1""#).is_ok());
-        assert!(parse_compare(r#"ver("k") != "3""#).is_ok());
-        assert!(parse_compare(r#"bogus("k") = "3""#).is_err());
-        assert!(parse_compare(r#"mod("k") > "x""#).is_err());
-        assert!(parse_compare("bogus(").is_err());
+        assert!(parse_compare(br#"mod("key1") > "0""#).is_ok());
+        assert!(parse_compare(br#"value("key1") = "1""#).is_ok());
+        assert!(parse_compare(br#"ver("k") != "3""#).is_ok());
+        assert!(parse_compare(br#"bogus("k") = "3""#).is_err());
+        assert!(parse_compare(br#"mod("k") > "x""#).is_err());
+        assert!(parse_compare(b"bogus(").is_err());
         let input = "mod(\"key1\") > \"0\"\n\nput k v\nget k --bogus\n\n";
         let err = read_txn(&printer(), &mut input.as_bytes(), false).unwrap_err();
         assert!(err.to_string().starts_with("line 4:"), "{err}");
         assert_eq!(err.exit_code(), 3);
         let input = "\nput k v\ndel k --prefix\n\nget k\n\n";
         assert!(read_txn(&printer(), &mut input.as_bytes(), false).is_ok());
+        // Without the failure block's empty line: etcdctl's `EOF`, exit 3.
+        let input = "\nput k v\n\nget k\n";
+        let err = read_txn(&printer(), &mut input.as_bytes(), false).unwrap_err();
+        assert_eq!((err.to_string().as_str(), err.exit_code()), ("EOF", 3));
     }
 }

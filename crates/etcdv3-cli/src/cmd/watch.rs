@@ -1,24 +1,24 @@
 //! `watch`.
 
-use std::io::Write;
+use std::ffi::OsString;
 
 use clap::Args;
 use etcdv3_tokio::api::{Event, EventType, WatchEvent, WatchOptions};
-use etcdv3_tokio::Error;
 use futures_core::Stream;
 use serde::Serialize;
 
 use super::key_and_end;
-use crate::flags::WriteOut;
-use crate::output::{is_zero, print_json, HeaderJson, KvJson, Printer};
+use crate::flags::{bytes_os, WriteOut};
+use crate::output::{go_quote, is_zero, print_json, write_stdout, HeaderJson, KvJson, Printer};
 use crate::{CliError, Ctx};
 
 /// `watch [options] <key or prefix> [range_end]`.
 #[derive(Args, Debug)]
 pub struct WatchArgs {
-    /// The key or prefix, and optionally the end of the range.
-    #[arg(num_args = 0..=2)]
-    pub keys: Vec<String>,
+    /// The key or prefix, and optionally the end of the range (bytes; more
+    /// arguments are ignored, as etcdctl).
+    #[arg(num_args = 0..)]
+    pub keys: Vec<OsString>,
     /// Watch on a prefix if prefix is set.
     #[arg(long)]
     pub prefix: bool,
@@ -39,30 +39,6 @@ pub struct WatchArgs {
     /// `ETCD_WATCH_EVENT_TYPE`, `ETCD_WATCH_KEY` and `ETCD_WATCH_VALUE` set.
     #[arg(last = true)]
     pub command: Vec<String>,
-}
-
-/// Go's `%q` of a byte string (how etcdctl fills the `ETCD_WATCH_*`
-/// variables).
-pub fn go_quote(b: &[u8]) -> String {
-    let mut out = String::from("\"");
-    for chunk in b.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                '\n' => out.push_str("\\n"),
-                '\t' => out.push_str("\\t"),
-                '\r' => out.push_str("\\r"),
-                c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-                c => out.push(c),
-            }
-        }
-        for byte in chunk.invalid() {
-            out.push_str(&format!("\\x{byte:02x}"));
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Run the `--` command for one event, as etcdctl does.
@@ -121,17 +97,37 @@ struct WatchJson {
 
 /// etcdctl's simple watch output for one event: the type, the previous
 /// key-value (with `--prev-kv`), then the key-value.
-fn event_text(p: &Printer, ev: &Event) -> String {
-    let mut out = String::new();
-    out.push_str(if ev.r#type() == EventType::Delete {
-        "DELETE\n"
+fn event_text(p: &Printer, ev: &Event) -> Vec<u8> {
+    let mut out = Vec::new();
+    out.extend_from_slice(if ev.r#type() == EventType::Delete {
+        b"DELETE\n"
     } else {
-        "PUT\n"
+        b"PUT\n"
     });
     if let Some(prev) = &ev.prev_kv {
         p.kv(&mut out, prev, false);
     }
     p.kv(&mut out, &ev.kv.clone().unwrap_or_default(), false);
+    out
+}
+
+/// etcdctl's `-w fields` of a watch response: the header, then each
+/// event's type, previous key-value and key-value.
+fn events_fields(header: &etcdv3_tokio::api::ResponseHeader, events: &[Event]) -> String {
+    use crate::output::{fields_header, fields_kv};
+    let mut out = fields_header(Some(header));
+    for ev in events {
+        let kind = if ev.r#type() == EventType::Delete {
+            "DELETE"
+        } else {
+            "PUT"
+        };
+        out.push_str(&format!("\"Type\" : {kind}\n"));
+        if let Some(prev) = &ev.prev_kv {
+            out.push_str(&fields_kv("Prev", prev));
+        }
+        out.push_str(&fields_kv("", &ev.kv.clone().unwrap_or_default()));
+    }
     out
 }
 
@@ -148,8 +144,11 @@ enum WatchLineCommand {
     Watch(WatchArgs),
 }
 
-fn watch_request(a: &WatchArgs) -> Result<(String, WatchOptions), CliError> {
-    let (key, end) = key_and_end(&a.keys, "watch")?;
+fn watch_request(a: &WatchArgs) -> Result<(Vec<u8>, WatchOptions), CliError> {
+    if a.keys.is_empty() {
+        return Err(CliError::BadArgs("bad number of arguments".into()));
+    }
+    let (key, end) = key_and_end(&a.keys[..a.keys.len().min(2)], "watch")?;
     if a.prefix && end.is_some() {
         return Err(CliError::BadArgs(
             "unexpected range_end with --prefix".into(),
@@ -177,7 +176,7 @@ fn watch_request(a: &WatchArgs) -> Result<(String, WatchOptions), CliError> {
 /// `watch`.
 pub async fn watch(ctx: &Ctx, a: WatchArgs) -> Result<(), CliError> {
     let p = ctx.printer;
-    p.require(&[WriteOut::Simple, WriteOut::Json])?;
+    p.require(&[WriteOut::Simple, WriteOut::Json, WriteOut::Fields])?;
     if a.interactive {
         if !a.keys.is_empty() {
             return Err(CliError::BadArgs(
@@ -197,10 +196,10 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
     use clap::Parser;
     let p = ctx.printer;
     let client = ctx.connect().await?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::stdin().lock().lines() {
+        for line in std::io::stdin().lock().split(b'\n') {
             let Ok(line) = line else { return };
             if tx.send(line).is_err() {
                 return;
@@ -216,7 +215,9 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
                     stdin_open = false;
                     continue;
                 };
-                let args = match super::txn::argify(&line) {
+                let shown = String::from_utf8_lossy(&line).into_owned();
+                let line = shown.trim_end_matches('\r');
+                let args = match super::txn::argify(line.as_bytes()) {
                     Ok(args) if args.is_empty() => continue,
                     Ok(args) => args,
                     Err(e) => {
@@ -224,11 +225,11 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
                         continue;
                     }
                 };
-                if args[0] != "watch" {
+                if args[0] != b"watch" {
                     eprintln!("Invalid command {line} (only support watch)");
                     continue;
                 }
-                let parsed = WatchLine::try_parse_from(args)
+                let parsed = WatchLine::try_parse_from(args.into_iter().map(bytes_os))
                     .map_err(|e| e.to_string())
                     .and_then(|w| {
                         let WatchLineCommand::Watch(a) = w.command;
@@ -246,7 +247,8 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
                     Err(e) => eprintln!("Invalid command {line} ({})", e.lines().next().unwrap_or_default()),
                 }
             }
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            // etcdctl dies of SIGINT: the shell reports 130.
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         }
     }
 }
@@ -255,12 +257,12 @@ async fn interactive(ctx: &Ctx) -> Result<(), CliError> {
 async fn run_watch(
     p: Printer,
     client: etcdv3_tokio::Client,
-    (key, o): (String, WatchOptions),
+    (key, o): (Vec<u8>, WatchOptions),
     a: WatchArgs,
 ) -> Result<(), CliError> {
     // The watch stream hands out events with their revision only: the rest
     // of the JSON header (cluster, member, term) comes from one status call.
-    let base_header = if p.json() {
+    let base_header = if p.json() || p.format == WriteOut::Fields {
         client.status().await?.header.unwrap_or_default()
     } else {
         Default::default()
@@ -269,7 +271,8 @@ async fn run_watch(
     loop {
         let next = tokio::select! {
             next = std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut watcher), cx)) => next,
-            _ = tokio::signal::ctrl_c() => None,
+            // etcdctl dies of SIGINT: the shell reports 130.
+            _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         };
         match next {
             None => return Ok(()),
@@ -292,11 +295,14 @@ async fn run_watch(
                         canceled: false,
                         created: false,
                     })?;
+                } else if p.format == WriteOut::Fields {
+                    let mut header = base_header;
+                    header.revision = revision;
+                    write_stdout(events_fields(&header, &events).as_bytes());
                 } else {
-                    let text: String = events.iter().map(|ev| event_text(&p, ev)).collect();
-                    print!("{text}");
+                    let text: Vec<u8> = events.iter().flat_map(|ev| event_text(&p, ev)).collect();
+                    write_stdout(&text);
                 }
-                let _ = std::io::stdout().flush();
                 if !a.command.is_empty() {
                     for ev in &events {
                         run_for_event(&a.command, revision, ev).await?;
@@ -305,19 +311,36 @@ async fn run_watch(
             }
             Some(Ok(WatchEvent::Progress { revision })) if a.progress_notify => {
                 if !p.json() {
-                    println!("progress notify: {revision}");
-                    let _ = std::io::stdout().flush();
+                    write_stdout(format!("progress notify: {revision}\n").as_bytes());
                 }
             }
+            // etcdctl: the reason on stderr, the cancelled response in
+            // JSON, then `watch is canceled by the server` with exit 5.
             Some(Ok(WatchEvent::Compacted { compact_revision })) => {
-                return Err(CliError::Client(Error::WatchCancelled {
-                    reason: format!(
-                        "mvcc: required revision has been compacted (compact revision {compact_revision})"
-                    ),
-                }));
+                eprintln!(
+                    "watch was canceled (etcdserver: mvcc: required revision has been compacted)"
+                );
+                if p.json() {
+                    let mut header = base_header;
+                    header.revision = 0;
+                    print_json(&WatchJson {
+                        header: HeaderJson::of(Some(&header)),
+                        events: Vec::new(),
+                        compact_revision,
+                        canceled: true,
+                        created: false,
+                    })?;
+                }
+                if p.format == WriteOut::Fields {
+                    let mut header = base_header;
+                    header.revision = 0;
+                    write_stdout(events_fields(&header, &[]).as_bytes());
+                }
+                return Err(CliError::WatchCanceled);
             }
             Some(Ok(WatchEvent::Cancelled { reason })) => {
-                return Err(CliError::Client(Error::WatchCancelled { reason }));
+                eprintln!("watch was canceled ({reason})");
+                return Err(CliError::WatchCanceled);
             }
             Some(Ok(_)) => {}
         }
@@ -338,13 +361,6 @@ mod tests {
     }
 
     #[test]
-    fn values_are_quoted_like_go() {
-        assert_eq!(go_quote(b"w"), "\"w\"");
-        assert_eq!(go_quote(b"a \"b\"\n"), "\"a \\\"b\\\"\\n\"");
-        assert_eq!(go_quote(&[0xff]), "\"\\xff\"");
-    }
-
-    #[test]
     fn prev_kv_is_printed_before_the_event_kv() {
         let p = Printer {
             format: WriteOut::Simple,
@@ -355,12 +371,12 @@ mod tests {
             kv: Some(kv("w", "")),
             prev_kv: Some(kv("w", "2")),
         };
-        assert_eq!(event_text(&p, &ev), "DELETE\nw\n2\nw\n\n");
+        assert_eq!(event_text(&p, &ev), b"DELETE\nw\n2\nw\n\n");
         let ev = Event {
             r#type: EventType::Put as i32,
             kv: Some(kv("w", "1")),
             prev_kv: None,
         };
-        assert_eq!(event_text(&p, &ev), "PUT\nw\n1\n");
+        assert_eq!(event_text(&p, &ev), b"PUT\nw\n1\n");
     }
 }

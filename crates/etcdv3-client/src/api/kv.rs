@@ -186,6 +186,7 @@ pub struct GetOptions {
     sort_order: SortOrder,
     sort_target: SortTarget,
     serializable: bool,
+    unfenced: bool,
     keys_only: bool,
     count_only: bool,
     min_mod_revision: i64,
@@ -262,6 +263,23 @@ impl GetOptions {
     /// ```
     pub fn with_serializable(mut self) -> Self {
         self.serializable = true;
+        self
+    }
+
+    /// For a serializable read: take the first answer, whatever its
+    /// revision, instead of retrying an answer below the revision this client
+    /// has already seen on other members (the revision fence; see
+    /// [`StaleRead`](crate::StaleRead)). [`Client::get_checked`] still marks
+    /// such an answer. No effect on linearizable reads, which etcd confirms
+    /// with a quorum.
+    ///
+    /// ```
+    /// use etcdv3_client::api::GetOptions;
+    /// let fastest = GetOptions::new().with_serializable().without_revision_fence();
+    /// assert_ne!(fastest, GetOptions::new().with_serializable());
+    /// ```
+    pub fn without_revision_fence(mut self) -> Self {
+        self.unfenced = true;
         self
     }
 
@@ -349,6 +367,16 @@ impl GetOptions {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
+    }
+
+    /// What the client's revision fence makes of the answer to this read.
+    pub(crate) fn read_kind(&self, serializable: bool) -> etcdv3_core::machine::ReadKind {
+        use etcdv3_core::machine::ReadKind;
+        match (serializable, self.unfenced) {
+            (false, _) => ReadKind::Linearizable,
+            (true, false) => ReadKind::Serializable,
+            (true, true) => ReadKind::SerializableUnfenced,
+        }
     }
 
     /// The wire request for `key`.
@@ -635,12 +663,40 @@ impl Client {
     /// }
     /// ```
     pub async fn get(&self, key: impl Into<Vec<u8>>, options: GetOptions) -> Result<RangeResponse> {
+        Ok(self.get_checked(key, options).await?.response)
+    }
+
+    /// [`Client::get`], and whether the answer came back below the revision
+    /// this client had already seen when the read started
+    /// ([`Checked::stale`](crate::Checked)): a serializable read whose
+    /// members all stayed behind for the fence's few retries, a read bound
+    /// to one member ([`CallOptions::target`]), or one opted out of the
+    /// fence ([`GetOptions::without_revision_fence`]). Linearizable reads
+    /// are never marked.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::GetOptions;
+    /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    ///     let read = client.get_checked("k", GetOptions::new().with_serializable()).await?;
+    ///     match read.stale {
+    ///         None => println!("{} keys", read.response.count),
+    ///         Some(s) => println!("{} is behind: revision {} < {}", s.endpoint, s.answered, s.seen),
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn get_checked(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: GetOptions,
+    ) -> Result<crate::Checked<RangeResponse>> {
         let mut req = options.build(key.into())?;
         // A scope's serializable reads apply unless the request says more.
         if self.call_options().read == Some(crate::client::ReadConsistency::Serializable) {
             req.serializable = true;
         }
-        self.unary(method::KV_RANGE, &req, call_options(options.timeout))
+        let read = options.read_kind(req.serializable);
+        self.unary_read(method::KV_RANGE, &req, call_options(options.timeout), read)
             .await
     }
 

@@ -9,13 +9,26 @@
 //! need be) and every lease is renewed at once. Dropping the handle stops the renewals: the lease then
 //! expires by itself after its TTL (call [`Client::lease_revoke`] to end it
 //! at once).
+//!
+//! What a [`LeaseKeeper`] knows, and says ([`KeepAliveEvent`]):
+//! [`LeaseKeeper::valid_until`] is the instant until which the lease is
+//! *certainly* alive on the server (the send time of the last answered
+//! renewal + the TTL it granted). When that instant passes without an
+//! answered renewal the keeper says [`KeepAliveEvent::MayHaveExpired`]:
+//! the server may have expired the lease (not confirmed). It keeps renewing
+//! for one more TTL and says [`KeepAliveEvent::Renewed`] again if the
+//! server answers (a new leader extends every lease when it takes over);
+//! a **confirmed** expiry (the server answered TTL 0) ends the stream with
+//! [`Error::LeaseExpired`], giving up with [`Error::LeaseNotRenewed`].
+//!
+//! Memory: each handle holds at most two undelivered items (renewals are
+//! coalesced into the latest state), however long nobody polls it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use etcdv3_core::lease::{LeaseEvent, LeaseKeeper as CoreKeeper};
@@ -158,6 +171,20 @@ impl Client {
         .await
     }
 
+    /// [`Client::lease_revoke`], trying for at most `timeout`.
+    pub(crate) async fn lease_revoke_within(
+        &self,
+        id: i64,
+        timeout: Duration,
+    ) -> Result<LeaseRevokeResponse> {
+        self.unary(
+            LEASE_REVOKE,
+            &LeaseRevokeRequest { id },
+            CallOptions::with_timeout(timeout),
+        )
+        .await
+    }
+
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
     /// expired or does not exist), and its keys if `keys`.
     ///
@@ -267,17 +294,27 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn lease_keep_alive(&self, id: i64) -> Result<LeaseKeeper> {
+        self.keep_lease(id, false).await
+    }
+
+    /// [`Client::lease_keep_alive`]; with `until_lapse`, the handle stops
+    /// keeping the lease at its first [`KeepAliveEvent::MayHaveExpired`]
+    /// (the recipes' holders: they never resume ownership) and its stream
+    /// ends after that item.
+    pub(crate) async fn keep_lease(&self, id: i64, until_lapse: bool) -> Result<LeaseKeeper> {
         let (first, renewed_at) = self.keep_alive_once_at(id).await?;
-        let ttl = Arc::new(AtomicI64::new(first.ttl));
         let token = self.shared.tasks.ids.next_keeper();
-        let (sink, events) = mpsc::unbounded();
+        let slot = Arc::new(Slot::new(
+            first.ttl,
+            etcdv3_core::lease::valid_until(renewed_at, first.ttl),
+        ));
         let cmd = || Cmd::Keep {
             id,
             ttl: first.ttl,
             renewed_at,
             token,
-            shared_ttl: ttl.clone(),
-            sink: sink.clone(),
+            until_lapse,
+            slot: slot.clone(),
         };
         let mut cmds;
         loop {
@@ -289,13 +326,11 @@ impl Client {
                 break;
             }
         }
-        drop(sink);
         Ok(LeaseKeeper {
             _keep: self.keep_open(),
             id,
             token,
-            ttl,
-            events,
+            slot,
             cmds,
             done: false,
         })
@@ -310,8 +345,8 @@ enum Cmd {
         /// starts there, not when the task takes the command.
         renewed_at: Instant,
         token: u64,
-        shared_ttl: Arc<AtomicI64>,
-        sink: mpsc::UnboundedSender<Result<i64>>,
+        until_lapse: bool,
+        slot: Arc<Slot>,
     },
     Remove {
         id: i64,
@@ -319,24 +354,182 @@ enum Cmd {
     },
 }
 
+/// What a [`LeaseKeeper`] reports while it keeps its lease: the items of
+/// its [`Stream`] (`Ok`). The stream ends with an `Err`: the **confirmed**
+/// expiry [`Error::LeaseExpired`] (the server answered TTL 0: revoked,
+/// expired or unknown), [`Error::LeaseNotRenewed`] (no renewal answered
+/// for a whole TTL past the local deadline: the keeper gave up, the expiry
+/// is not confirmed), or [`Error::Closed`] (the client closed).
+///
+/// ```no_run
+/// use etcdv3_client::api::KeepAliveEvent;
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+/// let mut keeper = client.lease_keep_alive(lease).await?;
+/// while let Some(item) = keeper.next().await {
+///     match item? {
+///         KeepAliveEvent::Renewed { ttl, .. } => println!("renewed for {ttl}s"),
+///         KeepAliveEvent::MayHaveExpired { .. } => println!("stop acting on the lease"),
+///         _ => {}
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeepAliveEvent {
+    /// The server renewed the lease for `ttl` seconds: it is certainly
+    /// alive until `valid_until` (the send time of the answered renewal +
+    /// `ttl`). After [`MayHaveExpired`](KeepAliveEvent::MayHaveExpired)
+    /// this says the lease is alive again: the server had extended it.
+    Renewed {
+        /// TTL in seconds granted by this renewal.
+        ttl: i64,
+        /// Until when the lease is certainly alive.
+        valid_until: Instant,
+    },
+    /// The lease's local deadline `valid_until` passed and no renewal was
+    /// answered in time (members unreachable, stream down): the lease **may
+    /// have expired** on the server, and whatever it guarded may already
+    /// belong to someone else. Not confirmed: the keeper keeps renewing for
+    /// one more TTL and reports [`Renewed`](KeepAliveEvent::Renewed) if the
+    /// server answers. Reported once per lapse, at the deadline.
+    MayHaveExpired {
+        /// The local deadline that passed.
+        valid_until: Instant,
+    },
+}
+
+/// Most items a handle holds for its user: the latest state, and the
+/// lapse before it if one happened since the user last looked.
+const MAX_PENDING: usize = 2;
+
+/// What the keep-alive task shares with one [`LeaseKeeper`] handle.
+#[derive(Debug)]
+pub(crate) struct Slot(StdMutex<SlotState>);
+
+#[derive(Debug)]
+struct SlotState {
+    ttl: i64,
+    valid_until: Instant,
+    /// The first local deadline that passed without a renewal.
+    lapsed_at: Option<Instant>,
+    /// Items not yet taken by the user, oldest first (at most
+    /// [`MAX_PENDING`]: consecutive items of one kind are coalesced).
+    pending: VecDeque<KeepAliveEvent>,
+    /// The stream's last item.
+    end: Option<Error>,
+    /// Nothing more will come (after `pending` and `end`).
+    finished: bool,
+    waker: Option<Waker>,
+}
+
+impl Slot {
+    fn new(ttl: i64, valid_until: Instant) -> Slot {
+        Slot(StdMutex::new(SlotState {
+            ttl,
+            valid_until,
+            lapsed_at: None,
+            pending: VecDeque::new(),
+            end: None,
+            finished: false,
+            waker: None,
+        }))
+    }
+
+    fn lock(&self) -> StdMutexGuard<'_, SlotState> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Until when the lease is certainly alive (see
+    /// [`LeaseKeeper::valid_until`]).
+    pub(crate) fn valid_until(&self) -> Instant {
+        self.lock().valid_until
+    }
+
+    /// The first local deadline that passed without a renewal, if any.
+    pub(crate) fn lapsed_at(&self) -> Option<Instant> {
+        self.lock().lapsed_at
+    }
+
+    /// Record `ev` and wake the user. Bounded: an item of the same kind as
+    /// the last pending one replaces it, and only the last
+    /// [`MAX_PENDING`] items are kept.
+    fn push(&self, ev: KeepAliveEvent) {
+        let waker = {
+            let mut st = self.lock();
+            match ev {
+                KeepAliveEvent::Renewed { ttl, valid_until } => {
+                    st.ttl = ttl;
+                    st.valid_until = valid_until;
+                }
+                KeepAliveEvent::MayHaveExpired { valid_until } => {
+                    st.lapsed_at.get_or_insert(valid_until);
+                }
+            }
+            let same_kind = st
+                .pending
+                .back()
+                .is_some_and(|last| std::mem::discriminant(last) == std::mem::discriminant(&ev));
+            if same_kind {
+                st.pending.pop_back();
+            }
+            st.pending.push_back(ev);
+            while st.pending.len() > MAX_PENDING {
+                st.pending.pop_front();
+            }
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// End the stream: with `err` as its last item, or quietly.
+    fn finish(&self, err: Option<Error>) {
+        let waker = {
+            let mut st = self.lock();
+            if st.finished {
+                return;
+            }
+            st.end = err;
+            st.finished = true;
+            st.waker.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
 /// Keeps a lease alive while it lives; from [`Client::lease_keep_alive`].
 ///
-/// It is a [`Stream`] of renewals: `Ok(ttl)` for each renewal, then
-/// `Err(Error::LeaseExpired)` if the lease expires or is revoked (the
-/// server answered TTL 0, or no renewal succeeded before the TTL ran out),
-/// or `Err(Error::Closed)` when the client closes; then it ends. Polling it
-/// is optional: renewals happen in the background either way.
+/// It is a [`Stream`] of [`KeepAliveEvent`]s: `Renewed` for each renewal,
+/// `MayHaveExpired` when the lease's local deadline passes unrenewed (then
+/// `Renewed` again if the server answers later), and it ends with
+/// `Err(Error::LeaseExpired)` (confirmed: the server answered TTL 0),
+/// `Err(Error::LeaseNotRenewed)` (no answer for a whole TTL past the
+/// deadline: given up, not confirmed) or `Err(Error::Closed)` (the client
+/// closed). Polling it is optional: renewals happen in the background
+/// either way, and an unpolled handle holds at most two items (renewals
+/// are coalesced: the stream gives the latest state, and a lapse that
+/// happened since the last poll).
+///
+/// [`valid_until`](LeaseKeeper::valid_until) is the fencing view: until
+/// when the lease is certainly alive, without a round trip.
 ///
 /// Dropping it stops the renewals; the lease then expires after its TTL.
 ///
 /// ```no_run
+/// use etcdv3_client::api::KeepAliveEvent;
 /// use futures_util::StreamExt;
 /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
 /// let mut keeper = client.lease_keep_alive(lease).await?;
-/// while let Some(renewal) = keeper.next().await {
-///     match renewal {
-///         Ok(ttl) => println!("renewed for {ttl}s"),
-///         Err(e) => return Err(e), // LeaseExpired or Closed
+/// while let Some(item) = keeper.next().await {
+///     match item {
+///         Ok(KeepAliveEvent::Renewed { ttl, .. }) => println!("renewed for {ttl}s"),
+///         Ok(_) => println!("may have expired: stop acting on it"),
+///         Err(e) => return Err(e), // LeaseExpired, LeaseNotRenewed or Closed
 ///     }
 /// }
 /// # Ok(()) }
@@ -347,8 +540,7 @@ pub struct LeaseKeeper {
     _keep: KeepOpen,
     id: i64,
     token: u64,
-    ttl: Arc<AtomicI64>,
-    events: mpsc::UnboundedReceiver<Result<i64>>,
+    slot: Arc<Slot>,
     cmds: mpsc::UnboundedSender<Cmd>,
     done: bool,
 }
@@ -384,25 +576,62 @@ impl LeaseKeeper {
     /// # Ok(()) }
     /// ```
     pub fn ttl(&self) -> i64 {
-        self.ttl.load(Ordering::Relaxed)
+        self.slot.lock().ttl
     }
 
-    /// Wait until the lease expires (or is revoked): `Ok(())`. Fails with
-    /// [`Error::Closed`] when the client closes first (the renewals stop
-    /// then, so the lease will expire soon after).
+    /// The instant until which the lease is **certainly** alive on the
+    /// server: the send time of the last answered renewal + the TTL it
+    /// granted. Past it the lease may have expired. Compare it with
+    /// `Instant::now()` before acting on what the lease guards: no round
+    /// trip needed.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let keeper = client.lease_keep_alive(lease).await?;
+    /// // Act only with a second of margin left.
+    /// if keeper.valid_until() > Instant::now() + Duration::from_secs(1) {
+    ///     println!("still certainly ours");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn valid_until(&self) -> Instant {
+        self.slot.valid_until()
+    }
+
+    /// The first local deadline that passed without a renewal, if one did
+    /// while this handle lived.
+    pub(crate) fn lapsed_at(&self) -> Option<Instant> {
+        self.slot.lapsed_at()
+    }
+
+    /// The state shared with the keep-alive task.
+    pub(crate) fn slot(&self) -> Arc<Slot> {
+        self.slot.clone()
+    }
+
+    /// Wait until the lease is lost or may be: resolves `Ok(())` at the
+    /// next [`KeepAliveEvent::MayHaveExpired`] (the local deadline passed
+    /// unrenewed: treat the lease as lost, as Go's `Session.Done` does),
+    /// or when the stream ends with a confirmed expiry or the keeper gave
+    /// up. Fails with [`Error::Closed`] when the client closes first (the
+    /// renewals stop then, so the lease will expire soon after).
     ///
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
     /// let mut keeper = client.lease_keep_alive(lease).await?;
     /// keeper.expired().await?;
-    /// println!("lease {:x} is gone", keeper.id());
+    /// println!("lease {:x} is, or may be, gone", keeper.id());
     /// # Ok(()) }
     /// ```
     pub async fn expired(&mut self) -> Result<()> {
         loop {
             match std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await {
-                Some(Ok(_)) => {}
-                Some(Err(Error::LeaseExpired { .. })) | None => return Ok(()),
+                Some(Ok(KeepAliveEvent::Renewed { .. })) => {}
+                Some(Ok(KeepAliveEvent::MayHaveExpired { .. })) => return Ok(()),
+                Some(Err(Error::LeaseExpired { .. } | Error::LeaseNotRenewed { .. })) | None => {
+                    return Ok(())
+                }
                 Some(Err(e)) => return Err(e),
             }
         }
@@ -410,25 +639,23 @@ impl LeaseKeeper {
 }
 
 impl Stream for LeaseKeeper {
-    type Item = Result<i64>;
+    type Item = Result<KeepAliveEvent>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if this.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut this.events).poll_next(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(ttl))) => Poll::Ready(Some(Ok(ttl))),
-            Poll::Ready(Some(Err(e))) => {
-                this.done = true;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Ready(None) => {
-                this.done = true;
-                Poll::Ready(Some(Err(Error::Closed)))
-            }
+        let mut st = this.slot.lock();
+        if let Some(ev) = st.pending.pop_front() {
+            return Poll::Ready(Some(Ok(ev)));
         }
+        if st.finished {
+            this.done = true;
+            return Poll::Ready(st.end.take().map(Err));
+        }
+        st.waker = Some(cx.waker().clone());
+        Poll::Pending
     }
 }
 
@@ -443,8 +670,17 @@ impl Drop for LeaseKeeper {
 
 struct Holder {
     token: u64,
-    ttl: Arc<AtomicI64>,
-    sink: mpsc::UnboundedSender<Result<i64>>,
+    /// Stop keeping the lease for this handle at its first lapse.
+    until_lapse: bool,
+    slot: Arc<Slot>,
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        // The task no longer speaks for this handle: nothing more comes
+        // (the client closed, if no other end was set).
+        self.slot.finish(Some(Error::Closed));
+    }
 }
 
 /// The per-kind part of the client's keepalive stream task: the core's
@@ -507,16 +743,40 @@ impl StreamOwner for LeaseOwner {
         while let Some(ev) = self.keeper.poll_event() {
             match ev {
                 LeaseEvent::Renewed { id, ttl } => {
-                    if let Some(hs) = self.holders.get_mut(&id) {
-                        for h in hs.iter() {
-                            h.ttl.store(ttl, Ordering::Relaxed);
-                            let _ = h.sink.unbounded_send(Ok(ttl));
+                    let Some(valid_until) = self.keeper.valid_until(id) else {
+                        continue;
+                    };
+                    for h in self.holders.get(&id).into_iter().flatten() {
+                        h.slot.push(KeepAliveEvent::Renewed { ttl, valid_until });
+                    }
+                }
+                LeaseEvent::MayHaveExpired { id } => {
+                    let Some(valid_until) = self.keeper.valid_until(id) else {
+                        continue;
+                    };
+                    let Some(hs) = self.holders.get_mut(&id) else {
+                        continue;
+                    };
+                    for h in hs.iter() {
+                        h.slot.push(KeepAliveEvent::MayHaveExpired { valid_until });
+                        if h.until_lapse {
+                            h.slot.finish(None);
                         }
+                    }
+                    hs.retain(|h| !h.until_lapse);
+                    if hs.is_empty() {
+                        self.holders.remove(&id);
+                        self.keeper.remove(id);
                     }
                 }
                 LeaseEvent::Expired { id } => {
                     for h in self.holders.remove(&id).unwrap_or_default() {
-                        let _ = h.sink.unbounded_send(Err(Error::LeaseExpired { id }));
+                        h.slot.finish(Some(Error::LeaseExpired { id }));
+                    }
+                }
+                LeaseEvent::GaveUp { id } => {
+                    for h in self.holders.remove(&id).unwrap_or_default() {
+                        h.slot.finish(Some(Error::LeaseNotRenewed { id }));
                     }
                 }
             }
@@ -527,7 +787,7 @@ impl StreamOwner for LeaseOwner {
         for (id, hs) in self.holders.drain() {
             self.keeper.remove(id);
             for h in hs {
-                let _ = h.sink.unbounded_send(Err(err.clone()));
+                h.slot.finish(Some(err.clone()));
             }
         }
     }
@@ -540,14 +800,14 @@ fn handle_cmd(keeper: &mut CoreKeeper, holders: &mut HashMap<i64, Vec<Holder>>, 
             ttl,
             renewed_at,
             token,
-            shared_ttl,
-            sink,
+            until_lapse,
+            slot,
         } => {
             keeper.keep(renewed_at, id, ttl);
             holders.entry(id).or_default().push(Holder {
                 token,
-                ttl: shared_ttl,
-                sink,
+                until_lapse,
+                slot,
             });
         }
         Cmd::Remove { id, token } => {
@@ -572,7 +832,6 @@ mod tests {
         // (a busy executor): the lease still expires at t0 + TTL.
         let t0 = Instant::now();
         let mut owner = LeaseOwner::default();
-        let (sink, _events) = mpsc::unbounded();
         owner.handle_cmd(
             t0 + Duration::from_secs(3),
             Cmd::Keep {
@@ -580,11 +839,125 @@ mod tests {
                 ttl: 5,
                 renewed_at: t0,
                 token: 1,
-                shared_ttl: Arc::new(AtomicI64::new(5)),
-                sink,
+                until_lapse: false,
+                slot: Arc::new(Slot::new(5, t0 + Duration::from_secs(5))),
             },
         );
         assert_eq!(owner.keeper.deadline(7), Some(t0 + Duration::from_secs(5)));
+    }
+
+    fn keep(owner: &mut LeaseOwner, t0: Instant, token: u64, until_lapse: bool) -> Arc<Slot> {
+        let slot = Arc::new(Slot::new(3, t0 + Duration::from_secs(3)));
+        owner.handle_cmd(
+            t0,
+            Cmd::Keep {
+                id: 7,
+                ttl: 3,
+                renewed_at: t0,
+                token,
+                until_lapse,
+                slot: slot.clone(),
+            },
+        );
+        slot
+    }
+
+    /// One renewal round: send what is due at `now`, answer it at once.
+    fn renew(owner: &mut LeaseOwner, now: Instant) {
+        owner.handle_timeout(now);
+        while let Some(req) = owner.poll_transmit(now) {
+            owner.handle_message(
+                now,
+                LeaseKeepAliveResponse {
+                    id: req.id,
+                    ttl: 3,
+                    ..Default::default()
+                },
+            );
+        }
+        owner.deliver();
+    }
+
+    /// Issue 17 §6: a handle nobody polls (a `LockGuard`'s keeper) holds
+    /// O(1) items however many renewals happen; it used to hold one per
+    /// renewal in an unbounded channel, forever.
+    #[test]
+    fn an_unpolled_handle_holds_at_most_two_items_after_many_renewals() {
+        let t0 = Instant::now();
+        let mut owner = LeaseOwner::default();
+        owner.handle_opened(t0);
+        let slot = keep(&mut owner, t0, 1, false);
+        let mut now = t0;
+        for _ in 0..10_000 {
+            renew(&mut owner, now);
+            now += Duration::from_secs(1);
+        }
+        {
+            let st = slot.lock();
+            assert_eq!(st.pending.len(), 1, "{:?}", st.pending);
+            assert!(matches!(
+                st.pending.front(),
+                Some(KeepAliveEvent::Renewed { ttl: 3, .. })
+            ));
+        }
+        // A lapse, then renewals again: the user still learns of the lapse
+        // (and that the lease is alive now), in two items.
+        owner.handle_lost(now);
+        now += Duration::from_secs(3);
+        owner.handle_timeout(now);
+        owner.deliver();
+        owner.handle_opened(now);
+        for _ in 0..1_000 {
+            renew(&mut owner, now);
+            now += Duration::from_secs(1);
+        }
+        let st = slot.lock();
+        assert_eq!(st.pending.len(), 2, "{:?}", st.pending);
+        assert!(matches!(
+            st.pending.front(),
+            Some(KeepAliveEvent::MayHaveExpired { .. })
+        ));
+        assert!(matches!(
+            st.pending.back(),
+            Some(KeepAliveEvent::Renewed { .. })
+        ));
+        assert!(st.lapsed_at.is_some());
+    }
+
+    /// A recipe's handle (`until_lapse`) stops keeping the lease at the
+    /// first lapse and never hears of a later renewal; a plain handle on
+    /// the same lease goes on.
+    #[test]
+    fn a_holder_kept_until_lapse_never_resumes() {
+        let t0 = Instant::now();
+        let mut owner = LeaseOwner::default();
+        owner.handle_opened(t0);
+        let recipe = keep(&mut owner, t0, 1, true);
+        let plain = keep(&mut owner, t0, 2, false);
+        renew(&mut owner, t0);
+        owner.handle_lost(t0);
+        let lapse = t0 + Duration::from_secs(3);
+        owner.handle_timeout(lapse);
+        owner.deliver();
+        owner.handle_opened(lapse);
+        renew(&mut owner, lapse);
+        let st = recipe.lock();
+        assert!(st.finished && st.end.is_none(), "ends quietly");
+        assert!(matches!(
+            st.pending.back(),
+            Some(KeepAliveEvent::MayHaveExpired { .. })
+        ));
+        assert_eq!(st.valid_until, t0 + Duration::from_secs(3), "frozen");
+        drop(st);
+        let st = plain.lock();
+        assert!(!st.finished);
+        assert_eq!(
+            st.valid_until,
+            lapse + Duration::from_secs(3),
+            "alive again"
+        );
+        drop(st);
+        assert!(owner.keeper.contains(7));
     }
 
     #[test]

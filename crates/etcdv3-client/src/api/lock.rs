@@ -162,7 +162,7 @@ impl Client {
             return Err(Error::InvalidArgument("lock name must not be empty".into()));
         }
         let lease = self.lease_grant(ttl, LeaseGrantOptions::new()).await?;
-        let keeper = match self.lease_keep_alive(lease.id).await {
+        let keeper = match self.keep_lease(lease.id, true).await {
             Ok(k) => k,
             Err(e) => {
                 let _ = self.lease_revoke(lease.id).await;
@@ -231,20 +231,63 @@ impl LockGuard {
         self.keeper.as_ref().map(LeaseKeeper::id).unwrap_or(0)
     }
 
-    /// The keep-alive handle of the lease: await
-    /// [`LeaseKeeper::expired`] to learn that the lock was lost.
+    /// The keep-alive handle of the lease. It stops renewing at the lease's
+    /// first [`KeepAliveEvent::MayHaveExpired`](crate::api::KeepAliveEvent::MayHaveExpired)
+    /// (the lock may be lost from then on: the guard never resumes it) and
+    /// its stream ends after that item. It holds at most two items however
+    /// long nobody polls it.
     ///
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// let mut guard = client.lock_with_lease("jobs/nightly", 10).await?;
     /// if let Some(keeper) = guard.keeper() {
-    ///     // Resolves when the lease, and with it the lock, is lost.
+    ///     // Resolves when the lease, and with it the lock, is (or may be) lost.
     ///     keeper.expired().await?;
     /// }
     /// # Ok(()) }
     /// ```
     pub fn keeper(&mut self) -> Option<&mut LeaseKeeper> {
         self.keeper.as_mut()
+    }
+
+    /// The instant until which the lock is **certainly** held: its lease is
+    /// certainly alive until then (the send time of the last answered
+    /// renewal + its TTL). It never moves past the first local deadline
+    /// that passed unrenewed. Refuse to act on the lock past it.
+    ///
+    /// ```no_run
+    /// use std::time::Instant;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// if guard.valid_until() > Instant::now() {
+    ///     println!("certainly the holder right now");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn valid_until(&self) -> std::time::Instant {
+        match &self.keeper {
+            Some(k) => k.lapsed_at().unwrap_or_else(|| k.valid_until()),
+            None => self.client.now(),
+        }
+    }
+
+    /// Resolves when the lock is lost or may be: at the lease's local
+    /// deadline if no renewal was answered by then, or when the server
+    /// confirms the lease's end. `Err(Error::Closed)` if the client closes
+    /// first.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// guard.lost().await?;
+    /// println!("stop: the lock may belong to someone else now");
+    /// # Ok(()) }
+    /// ```
+    pub async fn lost(&mut self) -> Result<()> {
+        match self.keeper.as_mut() {
+            Some(k) if k.lapsed_at().is_none() => k.expired().await,
+            _ => Ok(()),
+        }
     }
 
     /// Release the lock and revoke its lease.

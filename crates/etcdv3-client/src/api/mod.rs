@@ -72,7 +72,7 @@ pub use kv::{
     SortTarget,
 };
 pub use lease::{
-    LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
+    KeepAliveEvent, LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
     LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
 };
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
@@ -80,5 +80,7 @@ pub use maintenance::{AlarmMember, AlarmType, Snapshot};
 pub use namespace::{KvNamespace, NamespaceWatcher};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
-pub use watch::{Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId};
+pub use watch::{
+    Event, EventType, WatchEvent, WatchOptions, Watcher, WatcherId, MAX_BUFFERED_BYTES,
+};
 pub use watch_group::{GroupItem, WatchGroup};

@@ -178,10 +178,12 @@ impl KvNamespace {
             req.serializable = true;
         }
         prefix_range(&self.prefix, &mut req);
+        let read = options.read_kind(req.serializable);
         let mut resp: RangeResponse = self
             .client
-            .unary(method::KV_RANGE, &req, call_options(options.timeout))
-            .await?;
+            .unary_read(method::KV_RANGE, &req, call_options(options.timeout), read)
+            .await?
+            .response;
         strip_range(&self.prefix, &mut resp);
         Ok(resp)
     }

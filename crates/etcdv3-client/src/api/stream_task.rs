@@ -97,7 +97,10 @@ pub(crate) fn inbox<O: StreamOwner>(
     inboxes.insert(key, Box::new(tx.clone()));
     let seed = tasks.next_seed();
     let driver = StreamDriver::new(tasks.stream_config().clone(), seed);
-    client.spawn(run(client.background(), make(), rx, driver));
+    let task = run(client.background(), make(), rx, driver);
+    // Spawned without the inboxes' lock: a runtime may poll the task inline.
+    drop(inboxes);
+    client.spawn(task);
     tx
 }
 

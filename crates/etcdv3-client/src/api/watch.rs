@@ -10,14 +10,27 @@
 //! event is lost or duplicated and events stay in revision order. If that
 //! revision was compacted meanwhile, the watcher ends with
 //! [`WatchEvent::Compacted`].
+//!
+//! Memory is bounded when a consumer falls behind: a watcher (or a
+//! [`WatchGroup`](crate::api::WatchGroup)) holds at most
+//! [`MAX_BUFFERED_BYTES`] of events not yet taken, plus one response. Past
+//! that, the watcher is paused — its server watch cancelled, what arrives
+//! dropped — and once its consumer has polled enough that it holds half the
+//! limit or less, it is created again from the revision after the last one
+//! it was handed: the
+//! consumer still gets every revision exactly once and in order, only
+//! later. If that revision was compacted meanwhile, the watcher ends with
+//! [`WatchEvent::Compacted`] after the events it was handed. The decision is
+//! the core's (`etcdv3_core::watch`, "Slow consumers").
 
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::watch::{WatchHub, WatcherIdBuildHasher};
+use etcdv3_core::watch::{delivery_cost, QueueId, WatchHub, WatcherIdBuildHasher};
 use etcdv3_proto::etcdserverpb::{
     watch_create_request::FilterType, WatchCreateRequest, WatchRequest, WatchResponse,
 };
@@ -32,7 +45,7 @@ use crate::client::KeepOpen;
 use crate::error::{Error, Result};
 use crate::Client;
 
-pub use etcdv3_core::watch::{WatchEvent, WatcherId};
+pub use etcdv3_core::watch::{WatchEvent, WatcherId, MAX_BUFFERED_BYTES};
 pub use etcdv3_proto::mvccpb::{event::EventType, Event};
 
 /// Options of [`Client::watch`].
@@ -206,9 +219,70 @@ impl WatchOptions {
 /// Where a watcher's events go.
 enum Sink {
     /// A [`Watcher`]'s own channel.
-    Single(mpsc::UnboundedSender<Result<WatchEvent>>),
+    Single(mpsc::UnboundedSender<Result<WatchEvent>>, Arc<Flow>),
     /// A [`WatchGroup`](crate::api::WatchGroup)'s shared queue.
     Group(Arc<GroupShared>),
+}
+
+/// What one consumer (a [`Watcher`] or a group) holds and took, shared
+/// between it and the stream task: the core's hub decides on the counts
+/// (see the module docs), the consumer only reports what it took.
+#[derive(Debug)]
+pub(crate) struct Flow {
+    /// The hub's queue of the consumer.
+    pub(crate) queue: QueueId,
+    /// Cost ([`delivery_cost`]) of the items handed over and not taken.
+    held: AtomicUsize,
+    /// Cost taken and not reported to the hub yet.
+    taken: AtomicUsize,
+}
+
+impl Flow {
+    pub(crate) fn new(queue: QueueId) -> Flow {
+        Flow {
+            queue,
+            held: AtomicUsize::new(0),
+            taken: AtomicUsize::new(0),
+        }
+    }
+
+    /// The task handed `item` to the consumer.
+    pub(crate) fn handed(&self, item: &Result<WatchEvent>) {
+        self.held.fetch_add(item_cost(item), Ordering::Relaxed);
+    }
+
+    /// The consumer took `item`. True when the task must be told (nothing
+    /// taken was pending a report: one report covers what is taken until
+    /// the task reads it).
+    pub(crate) fn took(&self, item: &Result<WatchEvent>) -> bool {
+        let cost = item_cost(item);
+        if cost == 0 {
+            return false;
+        }
+        let _ = self
+            .held
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                Some(h.saturating_sub(cost))
+            });
+        self.taken.fetch_add(cost, Ordering::AcqRel) == 0
+    }
+
+    /// What the consumer took since the last call (the task reports it to
+    /// the hub).
+    fn report(&self) -> usize {
+        self.taken.swap(0, Ordering::AcqRel)
+    }
+
+    /// Cost of what the consumer holds.
+    pub(crate) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
+    }
+}
+
+/// What an item costs its consumer's queue: the hub's measure for events,
+/// nothing for the client's own errors (the hub never counted them).
+fn item_cost(item: &Result<WatchEvent>) -> usize {
+    item.as_ref().map_or(0, delivery_cost)
 }
 
 /// The next watcher id of `client` (its shared state's counter: see
@@ -227,8 +301,11 @@ pub(crate) enum Cmd {
         id: WatcherId,
         request: WatchCreateRequest,
         sink: mpsc::UnboundedSender<Result<WatchEvent>>,
+        flow: Arc<Flow>,
         reply: oneshot::Sender<WatcherId>,
     },
+    /// A consumer took items (its flow says how much).
+    Consumed(Arc<Flow>),
     /// A group has new watchers (ids already handed out) waiting in its
     /// list of adds: one command per batch of adds, not per watcher.
     GroupAdds(Arc<GroupShared>),
@@ -247,8 +324,11 @@ pub(crate) enum Cmd {
 /// after [`WatchEvent::Compacted`] or [`WatchEvent::Cancelled`]; it yields
 /// `Err(Error::Closed)` (then ends) when the client is closed.
 ///
-/// Dropping a `Watcher` cancels it on the server. Events are buffered
-/// without bound until the watcher is polled: poll it promptly.
+/// Dropping a `Watcher` cancels it on the server. Events wait in the
+/// watcher until it is polled, at most [`MAX_BUFFERED_BYTES`] of them (plus
+/// one response): a watcher that falls further behind is paused and later
+/// resumed where it stopped, without loss or duplicates (see the [module
+/// docs](self) and [`Watcher::buffered_bytes`]).
 ///
 /// ```no_run
 /// use etcdv3_client::api::{WatchEvent, WatchOptions, Watcher};
@@ -272,6 +352,7 @@ pub struct Watcher {
     created_revision: i64,
     events: mpsc::UnboundedReceiver<Result<WatchEvent>>,
     cmds: mpsc::UnboundedSender<Cmd>,
+    flow: Arc<Flow>,
     pending: Option<WatchEvent>,
     done: bool,
 }
@@ -284,6 +365,7 @@ impl std::fmt::Debug for Cmd {
             Cmd::GroupCancel(_, id) => write!(f, "GroupCancel({id})"),
             Cmd::GroupDrop(_) => f.write_str("GroupDrop"),
             Cmd::Cancel(id) => write!(f, "Cancel({id})"),
+            Cmd::Consumed(flow) => write!(f, "Consumed({:?})", flow.queue),
             Cmd::Progress => f.write_str("Progress"),
         }
     }
@@ -319,6 +401,32 @@ impl Watcher {
     /// ```
     pub fn created_revision(&self) -> i64 {
         self.created_revision
+    }
+
+    /// About how many bytes of events wait in this watcher, not polled yet
+    /// (the measure of [`MAX_BUFFERED_BYTES`]): a lag gauge. It stays
+    /// within the limit plus one response however far behind the consumer
+    /// is (see the [module docs](self)).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchOptions, MAX_BUFFERED_BYTES};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let w = client.watch("jobs/", WatchOptions::new().with_prefix()).await?;
+    /// if w.buffered_bytes() > MAX_BUFFERED_BYTES / 2 {
+    ///     println!("the consumer of {} is falling behind", w.id());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn buffered_bytes(&self) -> usize {
+        self.flow.held()
+    }
+
+    /// Account for `item` taken from the channel: the stream task hears of
+    /// it when the hub may be waiting for it.
+    fn took(&self, item: &Result<WatchEvent>) {
+        if self.flow.took(item) {
+            let _ = self.cmds.unbounded_send(Cmd::Consumed(self.flow.clone()));
+        }
     }
 
     /// Ask the server for a [`WatchEvent::Progress`] notification (sent to
@@ -387,7 +495,11 @@ impl Stream for Watcher {
         if this.done {
             return Poll::Ready(None);
         }
-        match Pin::new(&mut this.events).poll_next(cx) {
+        let next = Pin::new(&mut this.events).poll_next(cx);
+        if let Poll::Ready(Some(item)) = &next {
+            this.took(item);
+        }
+        match next {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(e))) => {
                 if e.is_terminal() {
@@ -464,10 +576,13 @@ impl Client {
             let cmds = watch_inbox(self);
             let (sink, events) = mpsc::unbounded();
             let (reply, id) = oneshot::channel();
+            let wid = next_watcher_id(self)?;
+            let flow = Arc::new(Flow::new(QueueId::of(wid)));
             let add = Cmd::Add {
-                id: next_watcher_id(self)?,
+                id: wid,
                 request: request.clone(),
                 sink,
+                flow: flow.clone(),
                 reply,
             };
             if cmds.unbounded_send(add).is_err() {
@@ -482,6 +597,7 @@ impl Client {
                     created_revision: 0,
                     events,
                     cmds,
+                    flow,
                     pending: None,
                     done: false,
                 };
@@ -490,6 +606,9 @@ impl Client {
         };
         let first = std::future::poll_fn(|cx| {
             if let Poll::Ready(e) = Pin::new(&mut watcher.events).poll_next(cx) {
+                if let Some(item) = &e {
+                    watcher.took(item);
+                }
                 return Poll::Ready(Some(e));
             }
             sleep.as_mut().poll(cx).map(|()| None)
@@ -529,6 +648,13 @@ impl Client {
     }
 }
 
+/// A hub that bounds what each consumer holds to [`MAX_BUFFERED_BYTES`].
+fn new_hub() -> WatchHub {
+    let mut hub = WatchHub::new();
+    hub.set_buffer_limit(Some(MAX_BUFFERED_BYTES));
+    hub
+}
+
 /// The inbox of `client`'s watch stream task (started if none runs).
 pub(crate) fn watch_inbox(client: &Client) -> mpsc::UnboundedSender<Cmd> {
     stream_task::inbox(client, || WatchOwner::new(client.background()))
@@ -551,7 +677,7 @@ impl WatchOwner {
     fn new(client: Client) -> Self {
         WatchOwner {
             client,
-            hub: WatchHub::new(),
+            hub: new_hub(),
             sinks: HashMap::default(),
             batch: GroupBatch::default(),
             seen_revision: 0,
@@ -607,14 +733,14 @@ impl StreamOwner for WatchOwner {
         sinks.sort_unstable_by_key(|(id, _)| *id);
         for (id, s) in sinks {
             match s {
-                Sink::Single(s) => {
+                Sink::Single(s, _) => {
                     let _ = s.unbounded_send(Err(err.clone()));
                 }
                 Sink::Group(g) => self.batch.push(&g, id, Err(err.clone()), true),
             }
         }
         self.batch.flush();
-        self.hub = WatchHub::new();
+        self.hub = new_hub();
     }
 }
 
@@ -625,24 +751,26 @@ impl WatchOwner {
                 id,
                 request,
                 sink,
+                flow,
                 reply,
             } => {
-                if !self.hub.add_with_id(id, request) {
+                if !self.hub.add_to_queue(id, request, flow.queue) {
                     return; // Not possible with fresh ids; the caller retries.
                 }
                 if reply.send(id).is_err() {
                     self.hub.cancel(id);
                 } else {
-                    self.sinks.insert(id, Sink::Single(sink));
+                    self.sinks.insert(id, Sink::Single(sink, flow));
                 }
             }
+            Cmd::Consumed(flow) => self.hub.handle_consumed(flow.queue, flow.report()),
             Cmd::GroupAdds(group) => {
                 let adds = group.take_adds();
                 if group.is_dropped() {
                     return;
                 }
                 for (id, request) in adds {
-                    if self.hub.add_with_id(id, request) {
+                    if self.hub.add_to_queue(id, request, group.flow.queue) {
                         self.sinks.insert(id, Sink::Group(group.clone()));
                     }
                 }
@@ -679,7 +807,11 @@ impl WatchOwner {
         while let Some((id, event)) = self.hub.poll_event() {
             let terminal = event.is_terminal();
             let gone = match self.sinks.get(&id) {
-                Some(Sink::Single(s)) => s.unbounded_send(Ok(event)).is_err(),
+                Some(Sink::Single(s, flow)) => {
+                    let item = Ok(event);
+                    flow.handed(&item);
+                    s.unbounded_send(item).is_err()
+                }
                 Some(Sink::Group(g)) => {
                     if g.is_dropped() {
                         true

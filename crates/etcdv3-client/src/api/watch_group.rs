@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
 
@@ -21,10 +21,13 @@ use etcdv3_proto::etcdserverpb::WatchCreateRequest;
 use futures_core::Stream;
 use futures_util::task::AtomicWaker;
 
-use crate::api::watch::{next_watcher_id, watch_inbox, Cmd, WatchEvent, WatchOptions, WatcherId};
+use crate::api::watch::{
+    next_watcher_id, watch_inbox, Cmd, Flow, WatchEvent, WatchOptions, WatcherId,
+};
 use crate::client::KeepOpen;
 use crate::error::{Error, Result};
 use crate::Client;
+use etcdv3_core::watch::QueueId;
 
 /// One item of a [`WatchGroup`]: which watcher, and what happened to it.
 ///
@@ -57,8 +60,12 @@ const SEND_ATTEMPTS: usize = 3;
 /// `(id, Err(Error::Closed))` and the stream then ends (a group with no
 /// live watcher is not woken by the close: it ends at its next poll).
 /// Dropping the group
-/// cancels all its watchers on the server. Items are buffered without bound
-/// until the group is polled: poll it promptly.
+/// cancels all its watchers on the server. Items wait in the group until it
+/// is polled, at most [`MAX_BUFFERED_BYTES`](crate::api::MAX_BUFFERED_BYTES)
+/// of them for the whole group (plus one response): a watcher whose
+/// response arrives while the group holds that much is paused and resumed
+/// where it stopped once the group was polled, without loss or duplicates
+/// (see [`WatchGroup::buffered_bytes`] and the [watch module docs](crate::api::watch)).
 ///
 /// ```no_run
 /// use etcdv3_client::api::{WatchEvent, WatchGroup, WatchOptions};
@@ -100,6 +107,9 @@ pub(crate) struct GroupShared {
     /// The group handle was dropped: its watchers are being cancelled and
     /// nothing more is delivered.
     dropped: AtomicBool,
+    /// What the group holds and took: all its watchers share one queue in
+    /// the hub.
+    pub(crate) flow: Arc<Flow>,
 }
 
 struct GroupQueue {
@@ -134,6 +144,9 @@ impl GroupShared {
     pub(crate) fn push_batch(&self, items: Vec<GroupItem>, ended: usize) {
         if items.is_empty() {
             return;
+        }
+        for (_, item) in &items {
+            self.flow.handed(item);
         }
         {
             let mut q = self.lock();
@@ -272,6 +285,23 @@ impl WatchGroup {
         self.shared.lock().live
     }
 
+    /// About how many bytes of items wait in the group, not polled yet
+    /// (the measure of [`MAX_BUFFERED_BYTES`](crate::api::MAX_BUFFERED_BYTES),
+    /// for all its watchers together): a lag gauge that stays within the
+    /// limit plus one response however far behind the consumer is.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchOptions, MAX_BUFFERED_BYTES};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let group = client.watch_group();
+    /// group.add("jobs/", WatchOptions::new().with_prefix())?;
+    /// assert!(group.buffered_bytes() <= MAX_BUFFERED_BYTES);
+    /// # Ok(()) }
+    /// ```
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.flow.held()
+    }
+
     fn send(&self, mut cmd: Cmd) -> Result<()> {
         if self.client.is_closed() {
             return Err(Error::Closed);
@@ -294,6 +324,10 @@ impl Stream for WatchGroup {
         let mut registered = false;
         loop {
             if let Some(item) = this.local.pop_front() {
+                if this.shared.flow.took(&item.1) {
+                    // The hub may wait for this to resume a paused watcher.
+                    let _ = this.send(Cmd::Consumed(this.shared.flow.clone()));
+                }
                 return Poll::Ready(Some(item));
             }
             if this.ended {
@@ -332,6 +366,13 @@ impl Drop for WatchGroup {
     }
 }
 
+/// A fresh hub queue for a group: negative, so never a watcher's own
+/// (watcher ids are positive).
+fn next_group_queue() -> QueueId {
+    static NEXT: AtomicI64 = AtomicI64::new(-1);
+    QueueId::new(NEXT.fetch_sub(1, Ordering::Relaxed))
+}
+
 impl Client {
     /// A new, empty [`WatchGroup`]: one stream for many watchers, added
     /// with [`WatchGroup::add`] (no server round trip per watcher). The
@@ -367,6 +408,7 @@ impl Client {
                 }),
                 waker: AtomicWaker::new(),
                 dropped: AtomicBool::new(false),
+                flow: Arc::new(Flow::new(next_group_queue())),
             }),
             local: VecDeque::new(),
             ended: false,

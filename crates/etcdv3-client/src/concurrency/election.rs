@@ -146,6 +146,29 @@ impl Election {
         self.leadership.is_some()
     }
 
+    /// While this candidate leads: the instant until which its leadership
+    /// is **certainly** held (the session's [`Session::valid_until`]: its
+    /// lease, and with it the leader key, is certainly alive until then).
+    /// Leadership is lost, or may be, when the session ends
+    /// ([`Session::done`]); past this instant do not act as the leader.
+    /// `None` when not leading.
+    ///
+    /// ```no_run
+    /// use std::time::Instant;
+    /// use etcdv3_client::concurrency::{Election, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let mut election = Election::new(&session, "scheduler");
+    /// election.campaign("node-1").await?;
+    /// if election.valid_until().is_some_and(|t| t > Instant::now()) {
+    ///     println!("certainly the leader right now");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn valid_until(&self) -> Option<std::time::Instant> {
+        self.leadership.as_ref().map(|_| self.session.valid_until())
+    }
+
     /// A condition that holds while this candidate's leadership lasts, for
     /// [`Txn::when`]; `None` when not leading.
     ///

@@ -68,7 +68,8 @@ pub enum Error {
     /// session) holds the lock.
     #[error("the lock is held by another owner")]
     Locked,
-    /// The session's lease ended (expired, revoked, or the session was
+    /// The session ended (its lease expired or was revoked, its local
+    /// deadline passed unrenewed so it may have expired, or the session was
     /// closed) before or while the call waited.
     #[error("the session's lease {lease:x} ended")]
     SessionExpired {

@@ -324,8 +324,30 @@ impl MutexGuard {
         &self.session
     }
 
-    /// Resolves when the session ends: the lock is then lost (or about to
-    /// be, when the client closed).
+    /// The instant until which this lock is **certainly** held: the
+    /// session's [`Session::valid_until`] (its lease is certainly alive
+    /// until then, so its key is not deleted and no other contender can
+    /// hold the lock). Refuse to act on the lock past it: no round trip.
+    ///
+    /// ```no_run
+    /// use std::time::Instant;
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// if guard.valid_until() > Instant::now() {
+    ///     println!("certainly the holder right now");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn valid_until(&self) -> std::time::Instant {
+        self.session.valid_until()
+    }
+
+    /// Resolves when the session ends: the lock is then lost, or may be
+    /// ([`SessionEnd::DeadlinePassed`](super::SessionEnd::DeadlinePassed):
+    /// the lease's local deadline passed unrenewed, resolved at that
+    /// instant), or about to be (the client closed).
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};

@@ -1,5 +1,26 @@
 //! [`Session`]: a lease kept alive in the background while the program
 //! lives, the liveness token of locks and election candidacies.
+//!
+//! What a session knows about its lease, and when:
+//!
+//! * While it is alive, the lease is **certainly** alive on the server until
+//!   [`Session::valid_until`]: the send time of the last answered renewal +
+//!   the TTL it granted. Whatever is held under the session (a [`Mutex`]
+//!   guard, an [`Election`] leadership) is safe to act on until then.
+//! * When that instant passes with no renewal answered, the session ends
+//!   with [`SessionEnd::DeadlinePassed`] **at** that instant (Go's
+//!   `Session.Done()` closes there too): the server *may* have expired the
+//!   lease, deleted its keys, and handed the locks to other sessions; or it
+//!   may still hold the lease (not confirmed either way). The session stops
+//!   renewing and never resumes: it revokes the lease in the background
+//!   once a member answers (for at most one TTL), so that waiters need not
+//!   wait for the server to expire it.
+//! * [`SessionEnd::Expired`] is the **confirmed** end: the server answered
+//!   that the lease no longer exists (revoked or expired); its keys are
+//!   deleted.
+//!
+//! [`Mutex`]: super::Mutex
+//! [`Election`]: super::Election
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -7,12 +28,15 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 use std::task::{Context, Poll, Waker};
+use std::time::Instant;
 
 use futures_channel::oneshot;
+use futures_core::Stream;
 use futures_util::future::{select, Either};
 
 use super::{Error, Result};
-use crate::api::{LeaseGrantOptions, LeaseKeeper};
+use crate::api::lease::Slot;
+use crate::api::{KeepAliveEvent, LeaseGrantOptions, LeaseKeeper};
 use crate::Client;
 
 /// Options of [`Session::new`].
@@ -96,6 +120,7 @@ impl SessionOptions {
 /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 /// let session = Session::new(&client, SessionOptions::new()).await?;
 /// match session.done().await {
+///     SessionEnd::DeadlinePassed => println!("lease may be lost: stop working"),
 ///     SessionEnd::Expired => println!("lease lost: stop working"),
 ///     SessionEnd::Closed => println!("closed on purpose"),
 ///     SessionEnd::ClientClosed => println!("client closed"),
@@ -106,13 +131,26 @@ impl SessionOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEnd {
-    /// The lease expired or was revoked: everything held under it is gone.
+    /// **Confirmed**: the server answered that the lease no longer exists
+    /// (it expired or was revoked). Its keys are deleted: every lock and
+    /// leadership held under it is gone, and may belong to others.
     Expired,
+    /// The lease's local deadline ([`Session::valid_until`]) passed with no
+    /// renewal answered (members unreachable, or too slow): the lease **may
+    /// have expired** on the server, and its locks and leadership may
+    /// already belong to other sessions. Not confirmed: the server may also
+    /// still hold it. Reported at the deadline; the session stops renewing
+    /// and revokes the lease in the background once a member answers.
+    DeadlinePassed,
     /// The session was closed ([`Session::close`], [`Session::orphan`], or
     /// the last handle dropped).
     Closed,
     /// The client was closed: renewals stopped, the lease will expire.
     ClientClosed,
+    /// The keep-alive stream was refused for good (e.g. TLS or
+    /// authentication failures): renewals stopped, the lease will expire
+    /// (it is still alive until [`Session::valid_until`]).
+    KeepAliveFailed,
 }
 
 /// A lease kept alive in the background by the client's keep-alive task,
@@ -157,6 +195,8 @@ struct Inner {
     lease: i64,
     ttl: i64,
     state: Arc<DoneState>,
+    /// The keeper's view of the lease (until when it is certainly alive).
+    slot: Arc<Slot>,
     /// Stops the keep-alive task (dropping it does too).
     stop: StdMutex<Option<oneshot::Sender<()>>>,
     /// Closed or orphaned: nothing to revoke on drop.
@@ -169,6 +209,8 @@ struct Inner {
 #[derive(Default)]
 struct DoneState {
     inner: StdMutex<(Option<SessionEnd>, HashMap<u64, Waker>)>,
+    /// When the session ended.
+    ended_at: StdMutex<Option<Instant>>,
 }
 
 impl DoneState {
@@ -183,6 +225,7 @@ impl DoneState {
                 return;
             }
             st.0 = Some(end);
+            *lock(&self.ended_at) = Some(Instant::now());
             std::mem::take(&mut st.1)
         };
         for w in wakers.into_values() {
@@ -226,7 +269,7 @@ impl Session {
                 (resp.id, true)
             }
         };
-        let keeper = match client.lease_keep_alive(lease).await {
+        let keeper = match client.keep_lease(lease, true).await {
             Ok(k) => k,
             Err(e) => {
                 if granted {
@@ -236,15 +279,17 @@ impl Session {
             }
         };
         let ttl = keeper.ttl();
+        let slot = keeper.slot();
         let state = Arc::new(DoneState::default());
         let (stop, stopped) = oneshot::channel();
-        client.spawn(keep(keeper, stopped, state.clone()));
+        client.spawn(keep(client.clone(), keeper, stopped, state.clone()));
         Ok(Session {
             inner: Arc::new(Inner {
                 client: client.clone(),
                 lease,
                 ttl,
                 state,
+                slot,
                 stop: StdMutex::new(Some(stop)),
                 finished: AtomicBool::new(false),
                 claims: StdMutex::new(HashMap::new()),
@@ -278,6 +323,32 @@ impl Session {
     /// ```
     pub fn ttl(&self) -> i64 {
         self.inner.ttl
+    }
+
+    /// The instant until which the session's lease is **certainly** alive
+    /// on the server (the send time of the last answered renewal + its
+    /// TTL): a fencing view without a round trip. Everything held under the
+    /// session is safe to act on before it, and only then. It never moves
+    /// past the first local deadline that passed unrenewed, nor past the
+    /// instant the session ended.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, Instant};
+    /// use etcdv3_client::concurrency::{Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new().with_ttl(10)).await?;
+    /// if session.valid_until() > Instant::now() + Duration::from_secs(1) {
+    ///     println!("the lease is ours for at least another second");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn valid_until(&self) -> Instant {
+        let slot = &self.inner.slot;
+        let until = slot.lapsed_at().unwrap_or_else(|| slot.valid_until());
+        match *lock(&self.inner.state.ended_at) {
+            Some(at) => until.min(at),
+            None => until,
+        }
     }
 
     /// The client the session runs on.
@@ -415,22 +486,49 @@ impl Session {
     }
 }
 
-/// Renews the lease until it is lost or the session stops it.
-async fn keep(mut keeper: LeaseKeeper, stop: oneshot::Receiver<()>, state: Arc<DoneState>) {
-    let end = {
-        let expired = std::pin::pin!(keeper.expired());
-        match select(expired, stop).await {
-            Either::Left((Ok(()), _)) => SessionEnd::Expired,
-            Either::Left((Err(e), _)) if e.is_closed() => SessionEnd::ClientClosed,
-            Either::Left((Err(e), _)) => {
-                tracing::debug!(error = %e, "session keep-alive ended");
-                SessionEnd::Expired
+/// Renews the lease until it is lost (or may be) or the session stops it.
+async fn keep(
+    client: Client,
+    mut keeper: LeaseKeeper,
+    mut stop: oneshot::Receiver<()>,
+    state: Arc<DoneState>,
+) {
+    let end = loop {
+        let next = std::future::poll_fn(|cx| Pin::new(&mut keeper).poll_next(cx));
+        match select(std::pin::pin!(next), &mut stop).await {
+            Either::Left((Some(Ok(KeepAliveEvent::Renewed { .. })), _)) => {}
+            Either::Left((Some(Ok(_)), _)) => break SessionEnd::DeadlinePassed,
+            Either::Left((Some(Err(crate::Error::LeaseExpired { .. })), _)) => {
+                break SessionEnd::Expired
             }
-            Either::Right(_) => SessionEnd::Closed,
+            Either::Left((Some(Err(crate::Error::LeaseNotRenewed { .. })), _)) => {
+                break SessionEnd::DeadlinePassed
+            }
+            Either::Left((Some(Err(e)), _)) if e.is_closed() => break SessionEnd::ClientClosed,
+            Either::Left((Some(Err(e)), _)) => {
+                tracing::debug!(error = %e, "session keep-alive ended");
+                break SessionEnd::KeepAliveFailed;
+            }
+            Either::Left((None, _)) => break SessionEnd::ClientClosed,
+            Either::Right(_) => break SessionEnd::Closed,
         }
     };
+    let lease = keeper.id();
+    let ttl = keeper.ttl();
     drop(keeper);
     state.finish(end);
+    if end == SessionEnd::DeadlinePassed && !client.is_closed() {
+        // Those waiting for what the session held need not wait for the
+        // server to expire the lease: revoke it as soon as a member
+        // answers, for as long as that can still help.
+        let window = etcdv3_core::lease::revoke_window(ttl);
+        match client.lease_revoke_within(lease, window).await {
+            Ok(_) => tracing::debug!(lease, "revoked a session's lease past its deadline"),
+            Err(e) => {
+                tracing::debug!(lease, error = %e, "revoking a session's lease past its deadline failed; it expires")
+            }
+        }
+    }
 }
 
 impl Drop for Inner {

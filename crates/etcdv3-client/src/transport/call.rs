@@ -8,7 +8,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcdv3_core::machine::{CallId, ConnId, EndpointId, MemberStatus, Outcome};
+use etcdv3_core::machine::{CallId, ConnId, EndpointId, MemberStatus, Outcome, ReadKind};
 use etcdv3_core::status::{Code, Status};
 use etcdv3_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse, StatusResponse};
 use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
@@ -16,6 +16,7 @@ use http::HeaderValue;
 
 use super::attempt::{self, AttemptOutput};
 use super::{Shared, Step, Target};
+use crate::client::StaleRead;
 use crate::error::{Error, Result};
 
 /// Cancels the call in the core if the caller drops the future early.
@@ -43,8 +44,9 @@ pub(crate) enum Attempted<T> {
 
 /// What [`run_call_on`] ends with.
 pub(crate) enum Finished<T> {
-    /// A unary call succeeded with this response message.
-    Message(Bytes),
+    /// A unary call succeeded with this response message (marked when it
+    /// came back below the revision the client had seen).
+    Message(Bytes, Option<StaleRead>),
     /// A stream call was established.
     Stream(T),
 }
@@ -54,12 +56,13 @@ pub(crate) enum Finished<T> {
 /// completes it (or, for a stream, when it is established). Dropping the
 /// returned future cancels the call. With `bound`, the call is pinned to
 /// that endpoint (the core's `start_call_on`: it never moves to another
-/// member).
+/// member); `read` tells the core's revision fence what kind of read it is.
 pub(crate) async fn run_call_on<T, F, Fut>(
     shared: &Arc<Shared>,
     method: Method,
     timeout: Option<Duration>,
     bound: Option<EndpointId>,
+    read: ReadKind,
     mut make: F,
 ) -> Result<(CallId, u32, Finished<T>)>
 where
@@ -72,10 +75,7 @@ where
             return Err(Error::Closed);
         }
         let deadline = timeout.map(|t| now + t);
-        let id = match bound {
-            Some(ep) => st.core.start_call_on(now, method, deadline, ep),
-            None => st.core.start_call(now, method, deadline),
-        };
+        let id = st.core.start_call_with(now, method, deadline, bound, read);
         Shared::new_slot(st, id);
         Ok((id, deadline))
     })?;
@@ -102,9 +102,9 @@ where
             Shared::poll_step(&mut st, call, cx.waker())
         };
         match step {
-            Some(Step::Done(Ok(()))) => {
+            Some(Step::Done(Ok(()), stale)) => {
                 return Poll::Ready(match answer.take() {
-                    Some(m) => Ok((0, Finished::Message(m))),
+                    Some(m) => Ok((0, Finished::Message(m, stale))),
                     None => Err(Error::Call(etcdv3_core::machine::CallError::StreamEnded {
                         method: method.path,
                         endpoint: String::new(),
@@ -112,7 +112,7 @@ where
                     })),
                 })
             }
-            Some(Step::Done(Err(e))) => return Poll::Ready(Err(Error::from(e))),
+            Some(Step::Done(Err(e), _)) => return Poll::Ready(Err(Error::from(e))),
             Some(Step::Send {
                 attempt,
                 conn,
@@ -199,6 +199,26 @@ pub(crate) async fn unary_on(
     require_leader: bool,
     bound: Option<EndpointId>,
 ) -> Result<Bytes> {
+    let read = ReadKind::Unspecified;
+    unary_read(shared, method, body, timeout, require_leader, bound, read)
+        .await
+        .map(|(m, _)| m)
+}
+
+/// [`unary_on`] for a call the core's revision fence judges as `read`:
+/// the answer, and whether it came back below the revision the client had
+/// seen.
+pub(crate) async fn unary_read(
+    shared: &Arc<Shared>,
+    method: Method,
+    body: Bytes,
+    timeout: Duration,
+    require_leader: bool,
+    bound: Option<EndpointId>,
+    read: ReadKind,
+) -> Result<(Bytes, Option<StaleRead>)> {
+    // Serializable reads and Maintenance calls never ask for a leader.
+    let require_leader = require_leader && etcdv3_core::machine::wants_leader(method, read);
     let max_recv = shared.options.max_recv_message_size;
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
         let req = attempt::request(&target, method, left, require_leader);
@@ -212,8 +232,8 @@ pub(crate) async fn unary_on(
             }
         }
     };
-    match run_call_on(shared, method, Some(timeout), bound, make).await? {
-        (_, _, Finished::Message(m)) => Ok(m),
+    match run_call_on(shared, method, Some(timeout), bound, read, make).await? {
+        (_, _, Finished::Message(m, stale)) => Ok((m, stale)),
         (_, _, Finished::Stream(())) => Err(Error::Closed),
     }
 }

@@ -5,7 +5,9 @@
 //! future, a connection task, the timer task) drains its actions right
 //! there ([`Shared::with_state`]): connections are spawned as tasks, sends
 //! are handed to the waiting call future, which runs the h2 stream itself
-//! (no task per call).
+//! (no task per call). Tasks are spawned and wakers woken only after the
+//! lock is released: a runtime may poll a new task on the spot, and the
+//! task may need the lock at once.
 
 pub(crate) mod attempt;
 pub(crate) mod call;
@@ -38,8 +40,12 @@ pub(crate) enum Step {
         conn: ConnId,
         target: Target,
     },
-    /// The call is over.
-    Done(std::result::Result<(), CallError>),
+    /// The call is over; on success, whether the answer came back below the
+    /// revision the client had seen (the core's `Event::StaleRead`).
+    Done(
+        std::result::Result<(), CallError>,
+        Option<crate::client::StaleRead>,
+    ),
 }
 
 /// Everything needed to put a request on a connection.
@@ -55,6 +61,9 @@ pub(crate) struct Target {
 pub(crate) struct Slot {
     waker: Option<Waker>,
     next: Option<Step>,
+    /// The core marked the call's answer stale (`Event::StaleRead`, which
+    /// comes with its `Complete`).
+    stale: Option<crate::client::StaleRead>,
 }
 
 struct ConnEntry {
@@ -79,6 +88,8 @@ pub(crate) struct State {
     token: Option<HeaderValue>,
     closed: bool,
     wake: Vec<Waker>,
+    /// Tasks to spawn once the lock is released (see the module docs).
+    spawn: Vec<crate::runtime::BoxFuture<'static, ()>>,
 }
 
 /// State shared by the client handles and its background tasks.
@@ -153,6 +164,7 @@ impl Shared {
                 token: None,
                 closed: false,
                 wake: Vec::new(),
+                spawn: Vec::new(),
             }),
             #[cfg(feature = "tls")]
             tls,
@@ -171,23 +183,33 @@ impl Shared {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Run `f` on the state, then carry out the core's actions, then wake
-    /// whoever they concern (outside the lock).
+    /// Run `f` on the state, then carry out the core's actions, then spawn
+    /// the tasks they need and wake whoever they concern (outside the
+    /// lock: a runtime may poll a new task inline, and it may lock the
+    /// state at once).
     pub(crate) fn with_state<R>(self: &Arc<Self>, f: impl FnOnce(&mut State, Instant) -> R) -> R {
         let now = self.runtime.now();
-        let (r, wake) = {
+        let (r, wake, spawn) = {
             let mut st = self.lock();
             let r = f(&mut st, now);
             self.drive(&mut st);
-            (r, std::mem::take(&mut st.wake))
+            (
+                r,
+                std::mem::take(&mut st.wake),
+                std::mem::take(&mut st.spawn),
+            )
         };
+        for task in spawn {
+            self.runtime.spawn(task);
+        }
         for w in wake {
             w.wake();
         }
         r
     }
 
-    /// Carry out the core's actions. Called with the lock held.
+    /// Carry out the core's actions. Called with the lock held: tasks go to
+    /// `st.spawn`, never to the runtime directly.
     fn drive(self: &Arc<Self>, st: &mut State) {
         while let Some(action) = st.core.poll_action() {
             match action {
@@ -261,19 +283,19 @@ impl Shared {
                     });
                     if let Some(target) = target {
                         let shared = self.clone();
-                        self.runtime.spawn(Box::pin(async move {
-                            call::probe(shared, conn, target).await
-                        }));
+                        st.spawn.push(Box::pin(
+                            async move { call::probe(shared, conn, target).await },
+                        ));
                     }
                 }
                 Action::Authenticate => {
                     let shared = self.clone();
-                    self.runtime
-                        .spawn(Box::pin(async move { call::authenticate(shared).await }));
+                    st.spawn
+                        .push(Box::pin(async move { call::authenticate(shared).await }));
                 }
                 Action::Complete { call, result } => {
                     if let Some(slot) = st.calls.get_mut(&call) {
-                        slot.next = Some(Step::Done(result));
+                        slot.next = Some(Step::Done(result, None));
                         if let Some(w) = slot.waker.take() {
                             st.wake.push(w);
                         }
@@ -283,6 +305,26 @@ impl Shared {
         }
         while let Some(event) = st.core.poll_event() {
             log_event(&st.core, &event);
+            if let Event::StaleRead {
+                call,
+                endpoint,
+                answered,
+                seen,
+            } = event
+            {
+                let endpoint = st
+                    .core
+                    .endpoint(endpoint)
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                if let Some(slot) = st.calls.get_mut(&call) {
+                    slot.stale = Some(crate::client::StaleRead {
+                        endpoint,
+                        answered,
+                        seen,
+                    });
+                }
+            }
         }
         let next = st.core.poll_timeout();
         if let Some(n) = next {
@@ -324,7 +366,7 @@ impl Shared {
             },
         );
         let shared = self.clone();
-        self.runtime.spawn(Box::pin(async move {
+        st.spawn.push(Box::pin(async move {
             conn::run(shared, conn, target, ctl).await
         }));
     }
@@ -338,12 +380,11 @@ impl Shared {
     pub(crate) fn poll_step(st: &mut State, call: CallId, waker: &Waker) -> Option<Step> {
         let slot = st.calls.get_mut(&call)?;
         match slot.next.take() {
-            Some(step) => {
-                if matches!(step, Step::Done(_)) {
-                    st.calls.remove(&call);
-                }
-                Some(step)
+            Some(Step::Done(result, _)) => {
+                let stale = st.calls.remove(&call).and_then(|s| s.stale);
+                Some(Step::Done(result, stale))
             }
+            Some(step) => Some(step),
             None => {
                 if !slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
                     slot.waker = Some(waker.clone());
@@ -358,7 +399,7 @@ impl Shared {
     /// with, if it did.
     pub(crate) fn finish_stream(&self, call: CallId) -> Option<std::result::Result<(), CallError>> {
         match self.lock().calls.remove(&call)?.next {
-            Some(Step::Done(result)) => Some(result),
+            Some(Step::Done(result, _)) => Some(result),
             _ => None,
         }
     }
@@ -574,6 +615,36 @@ fn log_event(core: &Core, event: &Event) {
                 method,
                 "retry budget spent: call not retried"
             );
+        }
+        Event::FenceReset {
+            call,
+            endpoint,
+            answered,
+            seen,
+        } => {
+            let ep = core
+                .endpoint(*endpoint)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::warn!(
+                call = call.0,
+                endpoint = %ep,
+                answered,
+                seen,
+                "the cluster's history went back (restored from an older snapshot?): a quorum-confirmed answer is below the revision already seen; the revision fence is reset"
+            );
+        }
+        Event::StaleRead {
+            call,
+            endpoint,
+            answered,
+            seen,
+        } => {
+            let ep = core
+                .endpoint(*endpoint)
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            tracing::debug!(call = call.0, endpoint = %ep, answered, seen, "read handed over below the revision seen (marked stale)");
         }
         Event::OutcomeUnknown {
             call,

@@ -121,6 +121,9 @@ where
     Q: prost::Message,
     A: prost::Message + Default,
 {
+    let read = etcdv3_core::machine::ReadKind::Unspecified;
+    // A snapshot (Maintenance) never asks for a leader.
+    let require_leader = require_leader && etcdv3_core::machine::wants_leader(method, read);
     let make = |_attempt: u32, target: Target, left: Option<Duration>| {
         let req = attempt::request(&target, method, left, require_leader);
         let first = first.clone();
@@ -131,7 +134,7 @@ where
             }
         }
     };
-    match run_call_on(shared, method, timeout, bound, make).await? {
+    match run_call_on(shared, method, timeout, bound, read, make).await? {
         (call, attempt, Finished::Stream(parts)) => Ok(BidiCall {
             shared: shared.clone(),
             call,
@@ -151,7 +154,7 @@ where
         }),
         // `open_attempt` never reports a success: a unary answer here is
         // impossible, and the call is over.
-        (call, _, Finished::Message(_)) => {
+        (call, _, Finished::Message(..)) => {
             let err = shared.finish_stream(call);
             Err(match err {
                 Some(Err(e)) => Error::from(e),

@@ -11,6 +11,7 @@
 //! | `Status`, may have applied | retry | outcome unknown | outcome unknown (reads: retry, same member) |
 //! | `Lost` (after it may have reached the server) | retry | outcome unknown | outcome unknown (reads: retry, same member) |
 //! | refused token | refresh, retry once | refresh, retry once | refresh, retry once |
+//! | `Success` below the revision seen (`fence.rs`) | linearizable: answer, fence reset; serializable: retry (at most `stale_read_retries`), then answer marked | answer (put, delete: fence reset) | answer, marked |
 //!
 //! An established stream's end is final for its call: the owner (the
 //! stream supervisor) opens a new one. A retry goes at once to an endpoint
@@ -22,8 +23,9 @@ use std::time::{Duration, Instant};
 use etcdv3_proto::method::{self, Method};
 
 use super::auth::is_auth_refresh;
+use super::fence::Verdict;
 use super::timers::CallTimer;
-use super::{CallError, CallId, ConnId, Core, EndpointId, Event, Outcome};
+use super::{CallError, CallId, ConnId, Core, EndpointId, Event, Outcome, ReadKind};
 use crate::backoff::Backoff;
 use crate::error::{classify, EtcdErrorKind, RetryScope};
 use crate::health::HealthReason;
@@ -76,8 +78,19 @@ pub(super) struct Call {
     /// call is waiting: reported instead of a bare deadline error.
     pub(super) last_status: Option<(EndpointId, Status)>,
     /// The client's highest seen revision when the call started: a read
-    /// answered from an older revision came from a member that is behind.
+    /// answered from an older revision came from a member that is behind
+    /// (or, for a quorum-confirmed answer, the history went back).
     pub(super) min_revision: i64,
+    /// What the revision fence does with the call's answers (resolved from
+    /// the method when the caller gave none, see `fence.rs`).
+    pub(super) read: ReadKind,
+    /// Answers below `min_revision` retried so far (bounded by
+    /// `Config::stale_read_retries`).
+    pub(super) stale_answers: u32,
+    /// The last attempt's answer was below `min_revision` and a retry is
+    /// pending: (who answered, at which revision). Handed over, marked, if
+    /// the retry cannot happen.
+    pub(super) stale: Option<(EndpointId, i64)>,
     /// The auth token generation the current attempt went out with.
     pub(super) token_gen: u64,
     /// The highest raft term the client knew when the current attempt went
@@ -113,6 +126,21 @@ pub fn is_member_targeted(m: Method) -> bool {
         method::MAINTENANCE_SNAPSHOT.path,
     ]
     .contains(&m.path)
+}
+
+/// Whether a call may ask for `hasleader` (a member without a leader then
+/// refuses it at once, and the core tries another). Serializable reads and
+/// `Maintenance` calls never do: they are served by the member alone (its
+/// local state, its status, its hash, its snapshot) and must work while the
+/// member has no leader; that is what they are for during an incident.
+/// Every other call carries it when the client's `require_leader` is on.
+pub fn wants_leader(m: Method, read: ReadKind) -> bool {
+    let local_read = m.path == method::KV_RANGE.path
+        && matches!(
+            read,
+            ReadKind::Serializable | ReadKind::SerializableUnfenced
+        );
+    !local_read && !m.path.starts_with("/etcdserverpb.Maintenance/")
 }
 
 /// Member-targeted calls that only read: re-sending one to the same member
@@ -157,13 +185,15 @@ impl Core {
         method: Method,
         deadline: Option<Instant>,
     ) -> CallId {
-        self.new_call(now, method, deadline, None)
+        self.new_call(now, method, deadline, None, ReadKind::Unspecified)
     }
 
     /// Like [`Core::start_call`], for a call that must run on `endpoint`
     /// and nowhere else (maintenance of one member: status, defragment,
     /// hash, snapshot, move-leader). It waits for that member until its
-    /// deadline; it is never moved to another.
+    /// deadline; it is never moved to another. An `endpoint` that is not
+    /// one of the core's (never added, or removed) ends the call at once
+    /// with [`CallError::NotAnEndpoint`].
     pub fn start_call_on(
         &mut self,
         now: Instant,
@@ -171,7 +201,22 @@ impl Core {
         deadline: Option<Instant>,
         endpoint: EndpointId,
     ) -> CallId {
-        self.new_call(now, method, deadline, Some(endpoint))
+        self.new_call(now, method, deadline, Some(endpoint), ReadKind::Unspecified)
+    }
+
+    /// [`Core::start_call`] (or, with `bound`, [`Core::start_call_on`]) for
+    /// a call whose answers the revision fence must judge as `read` says: a
+    /// `Range` the adapter knows to be linearizable, serializable, or
+    /// serializable without the fence (see [`ReadKind`]).
+    pub fn start_call_with(
+        &mut self,
+        now: Instant,
+        method: Method,
+        deadline: Option<Instant>,
+        bound: Option<EndpointId>,
+        read: ReadKind,
+    ) -> CallId {
+        self.new_call(now, method, deadline, bound, read)
     }
 
     fn new_call(
@@ -180,6 +225,7 @@ impl Core {
         method: Method,
         deadline: Option<Instant>,
         bound: Option<EndpointId>,
+        read: ReadKind,
     ) -> CallId {
         self.observe(now);
         let id = CallId(self.next_call);
@@ -197,6 +243,9 @@ impl Core {
                 last_error: None,
                 last_status: None,
                 min_revision: self.fence.max_revision,
+                read: super::fence::resolve_kind(method, read),
+                stale_answers: 0,
+                stale: None,
                 token_gen: 0,
                 sent_term: 0,
                 owed_since: None,
@@ -364,27 +413,33 @@ impl Core {
             self.complete(id, result);
             return;
         }
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.stale = None;
+        }
         match outcome {
             Outcome::Success(meta) => {
                 let latency = sent_at.map(|s| now.saturating_duration_since(s));
-                if let Some(m) = meta {
-                    if self.is_stale_read(now, id, method, m.revision) {
-                        let seen = self.calls.get(&id).map_or(0, |c| c.min_revision);
-                        self.health_suspect(
-                            endpoint,
-                            HealthReason::BehindRevision {
-                                answered: m.revision,
-                                seen,
-                            },
-                        );
-                        let why = format!(
-                            "{} answered at revision {} but revision {seen} was already seen",
-                            self.slots[endpoint.0].endpoint, m.revision
-                        );
-                        self.retry(now, id, Some(endpoint), why);
-                        return;
+                let verdict = match meta {
+                    Some(m) => self.judge_answer(id, endpoint, m.revision),
+                    None => Verdict::Accept,
+                };
+                if let (Verdict::Retry { seen }, Some(m)) = (verdict, meta) {
+                    self.health_suspect(
+                        endpoint,
+                        HealthReason::BehindRevision {
+                            answered: m.revision,
+                            seen,
+                        },
+                    );
+                    let why = format!(
+                        "{} answered at revision {} but revision {seen} was already seen",
+                        self.slots[endpoint.0].endpoint, m.revision
+                    );
+                    if let Some(c) = self.calls.get_mut(&id) {
+                        c.last_status = None;
                     }
-                    self.fence.max_revision = self.fence.max_revision.max(m.revision);
+                    self.retry(now, id, Some(endpoint), why);
+                    return;
                 }
                 self.health_success(endpoint, latency);
                 if let Some(m) = meta {
@@ -395,7 +450,12 @@ impl Core {
                         m.revision,
                     );
                 }
-                self.complete(id, Ok(()));
+                match (verdict, meta) {
+                    (Verdict::Stale { .. }, Some(m)) => {
+                        self.hand_over_stale(id, endpoint, m.revision)
+                    }
+                    _ => self.complete(id, Ok(())),
+                }
             }
             Outcome::Status(status) => self.on_status(now, id, endpoint, status),
             Outcome::NotSent(e) | Outcome::Refused(e) => {
@@ -577,6 +637,9 @@ impl Core {
     /// The call needs a re-send and the retry budget is spent: it ends with
     /// its last attempt's failure.
     fn budget_spent(&mut self, id: CallId, from: Option<EndpointId>, cause: String) {
+        if self.settle_stale(id) {
+            return;
+        }
         let Some(c) = self.calls.get(&id) else {
             return;
         };
@@ -711,6 +774,16 @@ impl Core {
     }
 
     pub(super) fn expire(&mut self, id: CallId) {
+        let Some(c) = self.calls.get(&id) else {
+            return;
+        };
+        let waiting = !matches!(
+            c.state,
+            CallState::InFlight { .. } | CallState::Streaming { .. }
+        );
+        if waiting && self.settle_stale(id) {
+            return;
+        }
         let Some(c) = self.calls.get(&id) else {
             return;
         };

@@ -322,9 +322,9 @@ impl Core {
     pub(super) fn leader_endpoint(&self) -> Option<EndpointId> {
         let (leader, _) = self.cluster.leader?;
         self.slots
-            .iter()
-            .position(|s| !s.removed && s.health.member_id() == Some(leader))
-            .map(EndpointId)
+            .enumerate()
+            .find(|(_, s)| !s.removed && s.health.member_id() == Some(leader))
+            .map(|(i, _)| EndpointId(i))
     }
 
     pub(super) fn is_leader_endpoint(&self, ep: EndpointId) -> bool {

@@ -74,6 +74,13 @@ pub struct Config {
     /// and the one re-send after a refused auth token are free. `None`:
     /// unlimited.
     pub retry_budget: Option<RetryBudgetConfig>,
+    /// How many times a serializable read answered below the revision the
+    /// client had already seen is retried (elsewhere at once, else after the
+    /// retry backoff) before that answer is handed over marked as stale
+    /// ([`crate::machine::Event::StaleRead`]); see `machine/fence.rs`. A
+    /// bound keeps one bogus revision, or a cluster restored from an older
+    /// snapshot, from failing serializable reads.
+    pub stale_read_retries: u32,
 }
 
 /// The minimum interval between keepalive pings etcd's server tolerates.
@@ -113,6 +120,7 @@ impl Default for Config {
             authenticate: false,
             rejection_recheck: Duration::from_secs(30),
             retry_budget: Some(RetryBudgetConfig::default()),
+            stale_read_retries: 3,
         }
     }
 }

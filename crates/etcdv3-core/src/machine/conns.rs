@@ -189,14 +189,17 @@ impl Core {
 
     /// Replace the endpoint set (e.g. after a member-list sync). Endpoints
     /// not in `endpoints` are removed: their idle connections closed at once,
-    /// busy ones drained; they are never picked again.
+    /// busy ones drained; they are never picked again, and their entries
+    /// are dropped once nothing refers to them (here or on a later
+    /// [`Core::handle_timeout`]), so their ids become unknown.
     pub fn set_endpoints(&mut self, now: Instant, endpoints: Vec<Endpoint>) {
         self.observe(now);
-        for i in 0..self.slots.len() {
+        for i in self.slots.ids() {
             if self.slots[i].removed || endpoints.contains(&self.slots[i].endpoint) {
                 continue;
             }
             self.slots[i].removed = true;
+            self.slots.removed += 1;
             self.balancer.unpin(i);
             let Some(conn) = self.slots[i].conn.take() else {
                 continue;
@@ -220,6 +223,7 @@ impl Core {
                 self.add_endpoint(ep);
             }
         }
+        self.reclaim_slots();
     }
 
     // --------------------------------------------------------------- internals

@@ -33,7 +33,6 @@ impl Core {
         let recheck = self.config.rejection_recheck;
         let candidates: Vec<Candidate> = self
             .slots
-            .iter()
             .enumerate()
             .filter(|(i, s)| {
                 !s.removed && call.bound.is_none_or(|b| b.0 == *i) && !s.is_rejected(now, recheck)
@@ -70,10 +69,13 @@ impl Core {
         let Some(pick) = pick else {
             let method = call.method.path;
             let err = match call.bound {
-                Some(ep) => CallError::StreamEnded {
+                // Removed, or never known: an error, not a panic.
+                Some(ep) => CallError::NotAnEndpoint {
                     method,
-                    endpoint: self.slots[ep.0].endpoint.to_string(),
-                    cause: "the member the call targets was removed".into(),
+                    endpoint: self
+                        .slots
+                        .get(ep.0)
+                        .map_or_else(|| format!("endpoint #{}", ep.0), |s| s.endpoint.to_string()),
                 },
                 None => CallError::NoEndpoints { method },
             };
@@ -83,7 +85,7 @@ impl Core {
         if outage && call.bound.is_none() {
             // Every endpoint is down: try them all at once, so whichever
             // member answers first is used.
-            for i in 0..self.slots.len() {
+            for i in self.slots.ids() {
                 if i != pick
                     && !self.slots[i].removed
                     && self.slots[i].conn.is_none()

@@ -23,7 +23,7 @@
 //! | `conns.rs` | connections: opening, closing, draining, failing over |
 //! | `liveness.rs` | each connection's timer table: connect, ping, stall check, keepalive, idle |
 //! | `cluster.rs` | the cluster view: status probes, leaders and terms, stale members |
-//! | `fence.rs` | the revision fence: reads never go back in revision |
+//! | `fence.rs` | the revision fence: serializable reads do not go back in revision, and no answer bricks reads |
 //! | `auth.rs` | the auth token: when to fetch one, who waits for it |
 //! | `timers.rs` | the call timer table: deadlines, retry backoffs, slow-mutation checks |
 //!
@@ -57,11 +57,11 @@ mod liveness;
 mod timers;
 mod types;
 
-pub use calls::is_member_targeted;
+pub use calls::{is_member_targeted, wants_leader};
 pub use config::{Config, MIN_PING_INTERVAL};
 pub use types::{
     Action, CallError, CallId, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
-    MemberStatus, Outcome, ResponseMeta,
+    MemberStatus, Outcome, ReadKind, ResponseMeta,
 };
 
 use std::collections::VecDeque;
@@ -94,6 +94,91 @@ struct Slot {
     rejected: Option<(Instant, String)>,
 }
 
+/// The endpoint table: slots by [`EndpointId`], in id order. Ids are handed
+/// out in sequence and never reused; the slot of a removed endpoint is
+/// dropped once nothing refers to it any more ([`Core::reclaim_slots`]), so
+/// a cluster whose members are replaced again and again (auto-sync) does
+/// not grow the table forever. Reclaiming runs when an input is fully
+/// handled (the adapter drained [`Core::poll_action`]), never in the middle
+/// of one, so no code path loses a slot it is still working on. Indexing by an id whose slot is gone is a
+/// bug (every id the core indexes with comes from a live connection or
+/// call, which keep their slot); ids from outside are looked up with
+/// [`SlotTable::get`].
+#[derive(Debug, Default)]
+struct SlotTable {
+    /// `(id, slot)`, ids ascending.
+    slots: Vec<(usize, Slot)>,
+    next_id: usize,
+    /// Removed slots still in the table (reclaiming has work to do).
+    removed: usize,
+}
+
+impl SlotTable {
+    fn position(&self, id: usize) -> Option<usize> {
+        self.slots.binary_search_by_key(&id, |(i, _)| *i).ok()
+    }
+
+    fn get(&self, id: usize) -> Option<&Slot> {
+        self.position(id).map(|p| &self.slots[p].1)
+    }
+
+    fn get_mut(&mut self, id: usize) -> Option<&mut Slot> {
+        self.position(id).map(|p| &mut self.slots[p].1)
+    }
+
+    /// Add a slot under the next id.
+    fn push(&mut self, slot: Slot) -> usize {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.slots.push((id, slot));
+        id
+    }
+
+    /// Every slot, in id order.
+    fn iter(&self) -> impl Iterator<Item = &Slot> {
+        self.slots.iter().map(|(_, s)| s)
+    }
+
+    fn iter_mut(&mut self) -> impl Iterator<Item = &mut Slot> {
+        self.slots.iter_mut().map(|(_, s)| s)
+    }
+
+    /// Every `(id, slot)`, in id order.
+    fn enumerate(&self) -> impl Iterator<Item = (usize, &Slot)> {
+        self.slots.iter().map(|(i, s)| (*i, s))
+    }
+
+    /// Every id, in order.
+    fn ids(&self) -> Vec<usize> {
+        self.slots.iter().map(|(i, _)| *i).collect()
+    }
+
+    /// Slots in the table (removed ones not reclaimed yet included).
+    fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
+
+impl std::ops::Index<usize> for SlotTable {
+    type Output = Slot;
+
+    fn index(&self, id: usize) -> &Slot {
+        match self.position(id) {
+            Some(p) => &self.slots[p].1,
+            None => panic!("endpoint {id} is not in the table"),
+        }
+    }
+}
+
+impl std::ops::IndexMut<usize> for SlotTable {
+    fn index_mut(&mut self, id: usize) -> &mut Slot {
+        match self.position(id) {
+            Some(p) => &mut self.slots[p].1,
+            None => panic!("endpoint {id} is not in the table"),
+        }
+    }
+}
+
 impl Slot {
     /// Whether the endpoint is left out because it rejected the client.
     fn is_rejected(&self, now: Instant, recheck: Duration) -> bool {
@@ -109,7 +194,7 @@ pub struct Core {
     config: Config,
     rng: Rng,
     balancer: Balancer,
-    slots: Vec<Slot>,
+    slots: SlotTable,
     conns: IdMap<ConnId, Conn>,
     calls: IdMap<CallId, Call>,
     timers: CallTimers,
@@ -137,7 +222,7 @@ impl Core {
                 .map(crate::budget::RetryBudget::new),
             config,
             rng: Rng::new(seed),
-            slots: Vec::new(),
+            slots: SlotTable::default(),
             conns: IdMap::default(),
             calls: IdMap::default(),
             timers: CallTimers::default(),
@@ -204,14 +289,21 @@ impl Core {
         self.conns.len()
     }
 
+    /// Entries in the endpoint table: the endpoints, plus removed ones that
+    /// still have a connection draining or a call referring to them (their
+    /// entries are dropped once nothing does).
+    pub fn endpoint_slots(&self) -> usize {
+        self.slots.len()
+    }
+
     /// The endpoint whose answers last named `member_id` as the member
     /// that answered (learned from response headers and probes), if any.
     /// For calls aimed at a member by id ([`Core::start_call_on`]).
     pub fn endpoint_of_member(&self, member_id: u64) -> Option<EndpointId> {
         self.slots
-            .iter()
-            .position(|s| !s.removed && s.health.member_id() == Some(member_id))
-            .map(EndpointId)
+            .enumerate()
+            .find(|(_, s)| !s.removed && s.health.member_id() == Some(member_id))
+            .map(|(i, _)| EndpointId(i))
     }
 
     /// The member id endpoint `id` answered with, once it answered.
@@ -226,7 +318,6 @@ impl Core {
     pub fn endpoint_states(&self) -> Vec<EndpointState> {
         let now = self.last_now;
         self.slots
-            .iter()
             .enumerate()
             .filter(|(_, s)| !s.removed)
             .map(|(i, s)| EndpointState {
@@ -247,7 +338,13 @@ impl Core {
 
     /// The next thing the adapter must do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() {
+            // The input is fully handled: no code of it holds an endpoint
+            // id any more, so removed endpoints left idle can go.
+            self.reclaim_slots();
+        }
+        action
     }
 
     /// The next event worth logging, if any.
@@ -297,6 +394,7 @@ impl Core {
             self.fire_call_timer(now, timer);
         }
         self.run_probes(now);
+        self.reclaim_slots();
     }
 
     // --------------------------------------------------------------- internals
@@ -327,10 +425,40 @@ impl Core {
         });
     }
 
+    /// Drop the slots of removed endpoints that nothing refers to any more:
+    /// no connection, no call bound to it, on it or holding its last
+    /// status (a call's list of endpoints tried only compares ids). Their
+    /// ids are never handed out again.
+    pub(super) fn reclaim_slots(&mut self) {
+        if self.slots.removed == 0 {
+            return;
+        }
+        let mut idle: Vec<usize> = self
+            .slots
+            .enumerate()
+            .filter(|(_, s)| s.removed && s.conn.is_none() && s.in_flight == 0)
+            .map(|(i, _)| i)
+            .collect();
+        idle.retain(|&i| {
+            let ep = EndpointId(i);
+            !self.conns.values().any(|c| c.endpoint == ep)
+                && !self.calls.values().any(|c| {
+                    c.bound == Some(ep)
+                        || c.state.endpoint() == Some(ep)
+                        || c.last_status.as_ref().is_some_and(|(e, _)| *e == ep)
+                })
+        });
+        if idle.is_empty() {
+            return;
+        }
+        self.slots.slots.retain(|(i, _)| !idle.contains(i));
+        self.slots.removed -= idle.len();
+    }
+
     /// Whether an endpoint not yet tried by the call could take it now.
     fn has_fresh_endpoint(&self, now: Instant, tried: &[EndpointId]) -> bool {
         let recheck = self.config.rejection_recheck;
-        self.slots.iter().enumerate().any(|(i, s)| {
+        self.slots.enumerate().any(|(i, s)| {
             !s.removed
                 && !tried.contains(&EndpointId(i))
                 && !s.is_rejected(now, recheck)
@@ -354,7 +482,6 @@ impl Core {
         let recheck = self.config.rejection_recheck;
         let mut usable = self
             .slots
-            .iter()
             .enumerate()
             .filter(|(i, s)| !s.removed && bound.is_none_or(|b| b.0 == *i))
             .peekable();

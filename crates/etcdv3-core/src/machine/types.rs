@@ -16,8 +16,11 @@ pub struct CallId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
 
-/// Index of an endpoint in the core's endpoint table. Stable for the life of
-/// the core, also after the endpoint is removed.
+/// An endpoint's id in the core's endpoint table: handed out in sequence,
+/// never reused. Once a removed endpoint has nothing left on it (no
+/// connection, no call), its entry is dropped and its id becomes unknown
+/// ([`crate::machine::Core::endpoint`] gives `None`; a call bound to it ends
+/// with [`CallError::NotAnEndpoint`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EndpointId(pub usize);
 
@@ -70,7 +73,9 @@ pub enum Action {
     /// [`crate::machine::Core::handle_auth_result`].
     Authenticate,
     /// The call is over: deliver the result to the user. On `Ok`, the
-    /// response the adapter received for the last attempt is the answer.
+    /// response the adapter received for the last attempt is the answer
+    /// (marked stale when an [`Event::StaleRead`] for the call came with
+    /// it: see `machine/fence.rs`).
     Complete {
         /// Which call.
         call: CallId,
@@ -106,6 +111,32 @@ pub struct ResponseMeta {
     pub raft_term: u64,
     /// `revision`.
     pub revision: i64,
+}
+
+/// What the revision fence does with a call's answers (see
+/// `machine/fence.rs`). Given to [`crate::machine::Core::start_call_with`];
+/// the other ways to start a call leave it [`ReadKind::Unspecified`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadKind {
+    /// Decided by the method: a `Range` is fenced as
+    /// [`ReadKind::Serializable`] (the core cannot see the request), a `Put`
+    /// or `DeleteRange` answer is quorum-confirmed
+    /// ([`ReadKind::Linearizable`]); other answers only raise the fence.
+    #[default]
+    Unspecified,
+    /// A quorum-confirmed answer (a linearizable `Range`): never stale. One
+    /// below the revision seen means the cluster's history went back: the
+    /// fence is reset ([`Event::FenceReset`]) and the answer handed over.
+    Linearizable,
+    /// A serializable `Range`, served from the answering member's state: an
+    /// answer below the revision seen is retried, at most
+    /// [`crate::machine::Config::stale_read_retries`] times, then handed
+    /// over marked ([`Event::StaleRead`]).
+    Serializable,
+    /// A serializable `Range` whose caller takes any revision (opted out of
+    /// the fence): the first answer is handed over, marked with
+    /// [`Event::StaleRead`] when it is below the revision seen.
+    SerializableUnfenced,
 }
 
 /// What a `Maintenance/Status` probe returned.
@@ -205,6 +236,18 @@ pub enum CallError {
         /// The server's status, when the last attempt failed with one.
         status: Option<Status>,
     },
+    /// The call must run on one endpoint
+    /// ([`crate::machine::Core::start_call_on`]) that is not one of the
+    /// client's endpoints: it was never added, or it was removed (e.g. by
+    /// a member-list sync). Nothing was sent.
+    #[error("{method}: {endpoint} is not one of the client's endpoints (unknown or removed)")]
+    NotAnEndpoint {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint's address when the core still knows it, else its
+        /// id (`endpoint #N`).
+        endpoint: String,
+    },
     /// An established stream ended.
     #[error("{method} stream on {endpoint} ended: {cause}")]
     StreamEnded {
@@ -266,6 +309,37 @@ pub enum Event {
         call: CallId,
         /// The gRPC method path.
         method: &'static str,
+    },
+    /// A quorum-confirmed answer (a linearizable read, a put, a delete) came
+    /// back below the revision the client had already seen: the cluster's
+    /// history went back (restored from an older snapshot, or the revision
+    /// seen came from a bogus response header). The revision fence was reset
+    /// to `answered` and the answer handed over. Worth a warning.
+    FenceReset {
+        /// The call whose answer showed it.
+        call: CallId,
+        /// The endpoint that answered.
+        endpoint: EndpointId,
+        /// The answer's revision: the fence's new value.
+        answered: i64,
+        /// The fence's value before the reset.
+        seen: i64,
+    },
+    /// A read was handed over with an answer below the revision the client
+    /// had seen when it started: a serializable read after its bounded
+    /// retries (or when its deadline or the retry budget left no retry), a
+    /// read bound to one member, or one opted out of the fence. Emitted in
+    /// the same input as the call's `Complete { Ok }`, before it: the
+    /// adapter marks that call's answer as stale.
+    StaleRead {
+        /// Which call.
+        call: CallId,
+        /// The endpoint that answered.
+        endpoint: EndpointId,
+        /// The answer's revision.
+        answered: i64,
+        /// The revision the client had seen when the call started.
+        seen: i64,
     },
     /// A mutation's outcome is unknown and was reported to the caller.
     OutcomeUnknown {

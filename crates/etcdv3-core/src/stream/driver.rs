@@ -117,7 +117,12 @@ impl Verdict {
     }
 
     /// The verdict of a keepalive stream, from its keeper: the keeper
-    /// decides when unanswered keep-alives put the leases at risk.
+    /// decides when unanswered keep-alives put the leases at risk
+    /// ([`LeaseKeeper::is_stuck`]). A lease past its local deadline
+    /// ([`LeaseEvent::MayHaveExpired`](crate::lease::LeaseEvent::MayHaveExpired))
+    /// or given up is the keeper's news for its holders, not a verdict on
+    /// the stream: the stream stays while it is not stuck (a late answer may
+    /// still find the lease alive).
     pub fn of_keepalive(keeper: &LeaseKeeper, now: Instant) -> Verdict {
         if keeper.is_stuck(now) {
             Verdict::Unanswered

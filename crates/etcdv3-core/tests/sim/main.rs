@@ -9,15 +9,24 @@
 //! a quiet gap longer than the idle timeout. Faults: crash, SIGSTOP, reset,
 //! GOAWAY, partition, lossy link, blackhole, refused streams, too many
 //! requests, applied-but-timed-out, token expiry, member removal, slow but
-//! healthy members, members that answer pings but no request.
+//! healthy members, members that answer pings but no request, a restore of
+//! the whole cluster from an older snapshot (the history goes back by
+//! thousands of revisions), a response header with a huge revision, and
+//! watch consumers that stall (take nothing for seconds).
 //!
 //! Every run checks liveness (completion by the deadline, success while a
 //! healthy member is reachable), safety (mutations applied at most once and
 //! re-sent only after proof of non-processing, definite failures really did
 //! nothing), connection hygiene (no removed endpoint, one connection per
 //! endpoint), etcd's ping policy, reads never going back in revision, watch
-//! events exactly once and in order, leases never believed alive past the
-//! server's expiry, no slow healthy call aborted or re-sent, stream reopen
+//! events exactly once and in order, reads never failing for good after a
+//! restore from an older revision or a bogus header (the revision fence
+//! resets on a quorum-confirmed answer; only serializable reads are handed
+//! over marked stale, never linearizable ones), each watch consumer holding
+//! at most the hub's buffer limit (plus one response), leases never believed
+//! alive past the server's expiry, no holder told it owns a lease past the
+//! server's expiry of it (`streams.rs`), no slow healthy call aborted or
+//! re-sent, stream reopen
 //! rate, no timer that stays due, and (one seed in eight) no call,
 //! connection or timer left once everything ended and the idle timeout
 //! passed. The totals over all seeds are asserted too (each fault kind hit
@@ -81,9 +90,14 @@ struct Totals {
     slow_calls: u64,
     watch_events: u64,
     lease_renewals: u64,
+    lease_lapses: u64,
+    lease_alive_again: u64,
     stream_opens: u64,
     stream_closes: [u64; 2],
     long_runs: u64,
+    fence_resets: u64,
+    stale_marked: u64,
+    watch_pauses: u64,
 }
 
 impl Totals {
@@ -100,11 +114,16 @@ impl Totals {
         self.slow_calls += u64::from(r.slow_calls);
         self.watch_events += r.watch_events;
         self.lease_renewals += u64::from(r.lease_renewals);
+        self.lease_lapses += u64::from(r.lease_lapses);
+        self.lease_alive_again += u64::from(r.lease_alive_again);
         self.stream_opens += u64::from(r.stream_opens);
         for (t, n) in self.stream_closes.iter_mut().zip(r.stream_closes) {
             *t += u64::from(n);
         }
         self.long_runs += u64::from(r.long_runs);
+        self.fence_resets += u64::from(r.fence_resets);
+        self.stale_marked += u64::from(r.stale_marked);
+        self.watch_pauses += u64::from(r.watch_pauses);
     }
 
     fn add(&mut self, o: &Totals) {
@@ -120,11 +139,16 @@ impl Totals {
         self.slow_calls += o.slow_calls;
         self.watch_events += o.watch_events;
         self.lease_renewals += o.lease_renewals;
+        self.lease_lapses += o.lease_lapses;
+        self.lease_alive_again += o.lease_alive_again;
         self.stream_opens += o.stream_opens;
         for (t, n) in self.stream_closes.iter_mut().zip(o.stream_closes) {
             *t += n;
         }
         self.long_runs += o.long_runs;
+        self.fence_resets += o.fence_resets;
+        self.stale_marked += o.stale_marked;
+        self.watch_pauses += o.watch_pauses;
     }
 
     /// The workload and the faults really reached the core: each fault
@@ -153,6 +177,13 @@ impl Totals {
         need("slow healthy attempts", self.slow_calls, 150);
         need("watch events delivered", self.watch_events, 1000);
         need("lease renewals", self.lease_renewals, 700);
+        // About 11 and 1 per 100 seeds.
+        need("leases reported as possibly expired", self.lease_lapses, 3);
+        need(
+            "leases alive again after a lapse (x 3)",
+            self.lease_alive_again * 3,
+            1,
+        );
         need("stream opens", self.stream_opens, 150);
         // The stream driver's decisions, driven as the client drives them.
         need(
@@ -166,9 +197,20 @@ impl Totals {
             10,
         );
         need("runs past the idle timeout", self.long_runs, 2);
+        // Restores and bogus headers each reach about 3 runs in 10.
+        need("revision fence resets", self.fence_resets, 10);
+        need(
+            "watchers paused by a slow consumer",
+            self.watch_pauses,
+            WATCH_PAUSES_PER_100,
+        );
         bad
     }
 }
+
+/// Watchers paused by a slow consumer per 100 seeds, at least (about a
+/// third of what the seeds produce).
+const WATCH_PAUSES_PER_100: u64 = 3;
 
 fn run_many(opts: &Opts, first: u64, count: u64) -> Vec<(u64, Vec<String>)> {
     run_many_totals(opts, first, count).0
@@ -264,14 +306,17 @@ fn simulation_seeds() {
 }
 
 /// Members cut off from their peers answer reads from their stale state
-/// while they still believe in their leader (as serializable reads do).
-/// Reads must never observe a revision lower than one already observed.
+/// while they still believe in their leader (as serializable reads do; the
+/// reads are started as `ReadKind::Serializable`). A read handed over
+/// without a stale marker must never observe a revision lower than one
+/// already observed (within one history).
 ///
 /// In the election-timeout window after a partition the member still
 /// reports the old leader and term, so probes cannot tell it apart; the
-/// core's revision fence (a `Range` answered below the revision the client
-/// had seen when the read started is retried on another member) keeps reads
-/// monotonic.
+/// core's revision fence (a serializable `Range` answered below the revision
+/// the client had seen when the read started is retried on another member,
+/// at most `stale_read_retries` times, then handed over marked) keeps
+/// unmarked reads monotonic.
 #[test]
 fn simulation_stale_serving_members() {
     let opts = Opts {

@@ -12,21 +12,32 @@
 //!   every fault (each commit is one event on a watched key, so the
 //!   revisions a watcher sees must be consecutive), and has caught up when
 //!   the workload ends;
+//! * a watch consumer that stalls (the slow-consumer fault: it takes
+//!   nothing for seconds) holds at most the hub's buffer limit plus one
+//!   response, by the hub's count and by its own (they must agree), and its
+//!   paused watchers still get every revision exactly once once it takes
+//!   again;
 //! * a lease is never believed alive past the server's expiry (the keeper's
 //!   deadline is checked against the server's after every renewal);
+//! * no holder is told it owns a lease past the server's expiry of it: a
+//!   holder fed the keeper's events (alive after `Renewed`, not after
+//!   `MayHaveExpired`, `Expired` or `GaveUp`) is checked after every step
+//!   of the run against the server, which expires a lease one TTL after the
+//!   last renewal it processed;
 //! * streams are not reopened faster than the backoff allows.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use etcdv3_core::error::auth_refusal;
 use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
+use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_core::stream::{
     CloseReason, FailCause, StreamAction, StreamConfig, StreamDriver, StreamEnd, Verdict,
 };
-use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
     WatchRequest, WatchResponse,
@@ -124,6 +135,14 @@ pub struct WatchSide {
     owner: Owner,
     hub: WatchHub,
     checks: BTreeMap<WatcherId, WatchCheck>,
+    /// Items the hub yielded that the consumer has not taken yet.
+    inbox: VecDeque<(WatcherId, WatchEvent)>,
+    /// The hub's buffer limit (bytes of `delivery_cost`).
+    limit: usize,
+    /// When the consumer stalls and takes nothing (the slow-consumer fault).
+    stalls: Vec<(Instant, Instant)>,
+    /// Watchers seen paused (to count pauses once each).
+    paused: BTreeSet<WatcherId>,
 }
 
 /// The lease owner: a keeper and its stream.
@@ -131,6 +150,9 @@ pub struct WatchSide {
 pub struct LeaseSide {
     owner: Owner,
     keeper: LeaseKeeper,
+    /// What the lease's holder was last told by the keeper's events: the
+    /// lease is alive (it owns what the lease guards), or not.
+    told_alive: BTreeMap<i64, bool>,
 }
 
 fn event(rev: i64) -> Event {
@@ -205,15 +227,41 @@ impl World {
                         },
                     );
                 }
-                self.log(|| format!("watch owner starts: {checks:?}"));
+                let driver_seed = self.rng.next_u64();
+                // The consumer's stalls come from a generator of their own,
+                // so the rest of the run draws what it drew before.
+                let mut crng = Rng::new(driver_seed ^ 0x5_1011_c0de);
+                let limit = crng.gen_range(200..4_000) as usize;
+                hub.set_buffer_limit(Some(limit));
+                let mut stalls = Vec::new();
+                let end = self.fault_end.saturating_duration_since(now);
+                for _ in 0..crng.gen_range(0..4) {
+                    if end < ms(1_500) {
+                        break;
+                    }
+                    let at = now + ms(crng.gen_range(0..end.as_millis() as u64 - 1_000));
+                    let until = (at + ms(crng.gen_range(500..8_000))).min(self.fault_end);
+                    stalls.push((at, until));
+                    self.at(until, Ev::ConsumerWake);
+                }
+                let base = self.base;
+                let shown: Vec<_> = stalls.iter().map(|(a, b)| (*a - base, *b - base)).collect();
+                self.log(|| {
+                    format!("watch owner starts: {checks:?}, limit {limit} B, consumer stalls {shown:?}")
+                });
                 self.watch = Some(WatchSide {
-                    owner: Owner::new(self.stream_config(), self.rng.next_u64()),
+                    owner: Owner::new(self.stream_config(), driver_seed),
                     hub,
                     checks,
+                    inbox: VecDeque::new(),
+                    limit,
+                    stalls,
+                    paused: BTreeSet::new(),
                 });
             }
             OwnerKind::Lease => {
                 let mut keeper = LeaseKeeper::new();
+                let mut told_alive = BTreeMap::new();
                 for i in 0..self.rng.gen_range(1..3) {
                     let ttl = [2, 5, 10, 30][self.rng.gen_range(0..4) as usize];
                     let id = 100 + i as i64;
@@ -221,6 +269,8 @@ impl World {
                     self.srv_leases
                         .insert(id, (now + Duration::from_secs(ttl as u64), ttl));
                     keeper.keep(now, id, ttl);
+                    // The grant's answer: alive (until now + TTL).
+                    told_alive.insert(id, true);
                 }
                 let leases: Vec<String> = self
                     .srv_leases
@@ -234,6 +284,7 @@ impl World {
                 self.lease = Some(LeaseSide {
                     owner: Owner::new(self.stream_config(), self.rng.next_u64()),
                     keeper,
+                    told_alive,
                 });
             }
         }
@@ -795,6 +846,12 @@ impl World {
     /// turn (reopen, or exit once there is nothing left to do).
     fn owner_turn(&mut self, kind: OwnerKind) {
         let now = self.now;
+        if kind == OwnerKind::Watch {
+            // The consumer takes first (the client's `Cmd::Consumed`, an
+            // input of the turn): what it takes may resume paused
+            // watchers, whose creates go out in this turn.
+            self.check_watch_events();
+        }
         let verdict = match kind {
             OwnerKind::Watch => self
                 .watch
@@ -989,19 +1046,66 @@ impl World {
         }
     }
 
+    /// A stalled watch consumer's stall ended: it takes what it holds (and
+    /// resumed watchers are created again).
+    pub(super) fn consumer_wake(&mut self) {
+        self.owner_turn(OwnerKind::Watch);
+    }
+
+    /// Hand what the hub yields to the consumer, check what it holds, and
+    /// unless it is stalled let it take everything (checking each watcher's
+    /// revisions).
     fn check_watch_events(&mut self) {
+        let now = self.now;
         let Some(w) = self.watch.as_mut() else { return };
         let mut bad = Vec::new();
-        let mut useful = false;
+        while let Some(item) = w.hub.poll_event() {
+            w.inbox.push_back(item);
+        }
+        // Bounded memory: per watcher, what the consumer holds is what the
+        // hub counts, and its events stay within the limit plus one
+        // response (events are queued only below the limit).
+        let mut held: BTreeMap<WatcherId, (usize, usize, usize)> = BTreeMap::new();
+        for (id, e) in &w.inbox {
+            let h = held.entry(*id).or_default();
+            let cost = delivery_cost(e);
+            h.0 += cost;
+            if matches!(e, WatchEvent::Events { .. }) {
+                h.1 += cost;
+                h.2 = h.2.max(cost);
+            }
+        }
+        let mut pauses = 0;
+        for &id in w.checks.keys() {
+            let (all, events, biggest) = held.get(&id).copied().unwrap_or_default();
+            let counted = w.hub.buffered(QueueId::of(id));
+            if w.hub.contains(id) && counted != all {
+                bad.push(format!(
+                    "watcher {id}: the hub counts {counted} bytes held, the consumer holds {all}"
+                ));
+            }
+            if events > w.limit + biggest {
+                bad.push(format!(
+                    "watcher {id}: its consumer holds {events} bytes of events, limit {} (+ one response of {biggest})",
+                    w.limit
+                ));
+            }
+            if w.hub.is_paused(id) {
+                pauses += u32::from(w.paused.insert(id));
+            } else {
+                w.paused.remove(&id);
+            }
+        }
+        let stalled = w.stalls.iter().any(|(a, b)| *a <= now && now < *b);
         let mut delivered = 0u64;
-        while let Some((id, ev)) = w.hub.poll_event() {
+        while let Some((id, ev)) = if stalled { None } else { w.inbox.pop_front() } {
+            w.hub.handle_consumed(QueueId::of(id), delivery_cost(&ev));
             let Some(chk) = w.checks.get_mut(&id) else {
                 bad.push(format!("event for unknown watcher {id}: {ev:?}"));
                 continue;
             };
             match ev {
                 WatchEvent::Created { revision } => {
-                    useful = true;
                     if chk.expect.is_some() {
                         bad.push(format!("watcher {id} created twice"));
                     }
@@ -1012,7 +1116,6 @@ impl World {
                     });
                 }
                 WatchEvent::Events { events, .. } => {
-                    useful = true;
                     for e in events {
                         let r = e.kv.as_ref().map_or(0, |kv| kv.mod_revision);
                         match chk.expect {
@@ -1031,8 +1134,11 @@ impl World {
                 }
             }
         }
-        let _ = useful;
         self.report.watch_events += delivered;
+        self.report.watch_pauses += pauses;
+        if pauses > 0 {
+            self.log(|| format!("{pauses} watcher(s) paused: the consumer holds the limit"));
+        }
         for b in bad {
             self.violation(b);
         }
@@ -1045,8 +1151,26 @@ impl World {
         let mut log = Vec::new();
         while let Some(ev) = l.keeper.poll_event() {
             match ev {
-                LeaseEvent::Renewed { .. } => renewed += 1,
-                LeaseEvent::Expired { id } => log.push(format!("lease {id} expired")),
+                LeaseEvent::Renewed { id, .. } => {
+                    renewed += 1;
+                    if l.told_alive.insert(id, true) == Some(false) {
+                        self.report.lease_alive_again += 1;
+                        log.push(format!("lease {id} alive again"));
+                    }
+                }
+                LeaseEvent::Expired { id } => {
+                    l.told_alive.insert(id, false);
+                    log.push(format!("lease {id} expired"))
+                }
+                LeaseEvent::MayHaveExpired { id } => {
+                    l.told_alive.insert(id, false);
+                    self.report.lease_lapses += 1;
+                    log.push(format!("lease {id} may have expired"))
+                }
+                LeaseEvent::GaveUp { id } => {
+                    l.told_alive.insert(id, false);
+                    log.push(format!("lease {id} given up"))
+                }
             }
         }
         // Never believed alive past the server's expiry.
@@ -1070,6 +1194,34 @@ impl World {
             self.violation(b);
         }
         let _ = now;
+    }
+
+    /// No holder is told it owns a lease past the server's expiry of it
+    /// (checked after every step of the run: a holder told "alive" while
+    /// the server already expired the lease could act as the owner of what
+    /// another client may hold by now).
+    pub(super) fn check_lease_holders(&mut self) {
+        let now = self.now;
+        let Some(l) = self.lease.as_ref().filter(|l| l.owner.active) else {
+            return;
+        };
+        let mut bad = Vec::new();
+        for (&id, &alive) in &l.told_alive {
+            let Some(&(exp, _)) = self.srv_leases.get(&id) else {
+                continue;
+            };
+            if alive && now > exp {
+                bad.push(format!(
+                    "lease {id}'s holder is told it is alive at +{:?}, but the server expired it at +{:?} (keeper deadline +{:?})",
+                    now - self.base,
+                    exp - self.base,
+                    l.keeper.valid_until(id).map(|d| d - self.base)
+                ));
+            }
+        }
+        for b in bad {
+            self.violation(b);
+        }
     }
 
     /// The core completed stream call `call`.
@@ -1185,6 +1337,8 @@ impl World {
             for id in ids {
                 l.keeper.remove(id);
             }
+            // The holders are done with their leases.
+            l.told_alive.clear();
             self.owner_stop(OwnerKind::Lease);
         }
     }

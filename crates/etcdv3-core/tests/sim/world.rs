@@ -11,8 +11,8 @@ use etcdv3_core::balancer::Policy;
 use etcdv3_core::endpoint::Endpoint;
 use etcdv3_core::error::classify;
 use etcdv3_core::machine::{
-    Action, CallError, CallId, Config, ConnId, Core, EndpointId, MemberStatus, Outcome,
-    ResponseMeta, MIN_PING_INTERVAL,
+    Action, CallError, CallId, Config, ConnId, Core, EndpointId, Event, MemberStatus, Outcome,
+    ReadKind, ResponseMeta, MIN_PING_INTERVAL,
 };
 use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
@@ -84,14 +84,28 @@ pub struct Report {
     pub watch_events: u64,
     /// Lease renewals received (each checked against the server's expiry).
     pub lease_renewals: u32,
+    /// Leases reported as possibly expired at their local deadline.
+    pub lease_lapses: u32,
+    /// Leases reported alive again after that (a late answer with a TTL).
+    pub lease_alive_again: u32,
     /// Stream calls opened (watch and keepalive, first opens and reopens).
     pub stream_opens: u32,
     /// Streams the core's stream driver closed on its owner's verdict:
     /// member without a leader, requests unanswered.
     pub stream_closes: [u32; 2],
+    /// Watchers paused because their slow consumer held the buffer limit
+    /// (each checked bounded, then resumed without loss).
+    pub watch_pauses: u32,
     /// Runs with a quiet gap longer than the idle timeout.
     pub long_runs: u32,
+    /// Revision fence resets the core reported (`Event::FenceReset`).
+    pub fence_resets: u32,
+    /// Reads handed over marked stale (`Event::StaleRead`).
+    pub stale_marked: u32,
 }
+
+/// The revision of a bogus response header ([`FaultKind::HugeRevision`]).
+pub const HUGE_REVISION: i64 = i64::MAX / 4;
 
 /// The faults a run draws from.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -126,11 +140,20 @@ pub enum FaultKind {
     /// Answers pings (the HTTP/2 layer is fine) but no request: stuck apply
     /// loop.
     Mute,
+    /// The whole cluster is restored from a snapshot taken earlier (same
+    /// members, same URLs): every member restarts with the store back at the
+    /// snapshot's revision, thousands of revisions (other clients' writes)
+    /// lost. Runs with it have no watch owner (watchers cannot survive a
+    /// history rewind, in etcd either).
+    Restore,
+    /// The member's next answer carries a response header with a huge
+    /// revision (a bug, a hostile member).
+    HugeRevision,
 }
 
 impl FaultKind {
     /// Every kind, in counter order.
-    pub const ALL: [FaultKind; 14] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::Crash,
         FaultKind::Hang,
         FaultKind::Reset,
@@ -145,6 +168,8 @@ impl FaultKind {
         FaultKind::Remove,
         FaultKind::Slow,
         FaultKind::Mute,
+        FaultKind::Restore,
+        FaultKind::HugeRevision,
     ];
 
     fn idx(self) -> usize {
@@ -235,6 +260,8 @@ enum Ev {
     Reopen(streams::OwnerKind),
     /// A stream owner starts (adds its watchers / leases).
     OwnerStart(streams::OwnerKind),
+    /// A slow watch consumer's stall ends: it takes what it holds.
+    ConsumerWake,
     /// The workload is over: the owners check, then end their streams.
     OwnersStop,
     CancelArrive {
@@ -266,6 +293,9 @@ enum Ev {
     Report(CallId, u32, Outcome),
     FaultStart(usize),
     FaultEnd(usize),
+    /// The snapshot a later restore goes back to is taken; other clients
+    /// then write thousands of revisions.
+    Snapshot,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -324,6 +354,10 @@ struct CallRec {
     /// Last outcome reported to the core: (attempt, provably unprocessed).
     last_report: Option<(u32, bool)>,
     attempts: u32,
+    /// The history epoch (restores so far) when the call started.
+    epoch: u32,
+    /// The core handed the answer over marked stale (`Event::StaleRead`).
+    marked_stale: bool,
 }
 
 /// A run in progress.
@@ -390,6 +424,14 @@ pub struct World {
     elections: Vec<Instant>,
     /// Pings that reached a frozen member: (member, conn).
     ping_backlog: Vec<(usize, ConnId)>,
+    /// A restore is planned: (snapshot taken at, restored at).
+    restore: Option<(Instant, Instant)>,
+    /// The revision of the snapshot, once taken.
+    snapshot_rev: Option<i64>,
+    /// Restores so far: answers of different epochs are not comparable.
+    history_epoch: u32,
+    /// Members whose next answer carries [`HUGE_REVISION`].
+    bogus: HashSet<usize>,
 }
 
 fn ms(n: u64) -> Duration {
@@ -479,6 +521,10 @@ impl World {
             idle_check: seed % 8 == 0,
             elections: Vec::new(),
             ping_backlog: Vec::new(),
+            restore: None,
+            snapshot_rev: None,
+            history_epoch: 0,
+            bogus: HashSet::new(),
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -586,6 +632,31 @@ impl World {
                 member,
             });
         }
+        // Revision faults: a restore from a snapshot taken earlier, a bogus
+        // header with a huge revision.
+        let half = fault_window.as_millis() as u64 / 2;
+        if self.rng.gen_bool(0.3) {
+            let snap = self.base + ms(self.rng.gen_range(500..half));
+            let at = snap + ms(self.rng.gen_range(1000..half));
+            self.restore = Some((snap, at));
+            self.at(snap, Ev::Snapshot);
+            self.faults.push(Fault {
+                at,
+                dur: Duration::ZERO,
+                kind: FaultKind::Restore,
+                member: 0,
+            });
+        }
+        if self.rng.gen_bool(0.3) {
+            let at = self.base + ms(self.rng.gen_range(500..fault_window.as_millis() as u64));
+            let member = self.rng.gen_range(0..self.n as u64) as usize;
+            self.faults.push(Fault {
+                at,
+                dur: Duration::ZERO,
+                kind: FaultKind::HugeRevision,
+                member,
+            });
+        }
         for i in 0..self.faults.len() {
             let f = self.faults[i].clone();
             self.at(f.at, Ev::FaultStart(i));
@@ -601,7 +672,12 @@ impl World {
                 }
                 _ => ms(100),
             };
-            if f.kind == FaultKind::TokenExpiry {
+            if f.kind == FaultKind::Restore {
+                // Every member restarts.
+                self.global_bad.push((f.at, f.at + ms(600)));
+            } else if f.kind == FaultKind::HugeRevision {
+                // Must cost no call anything.
+            } else if f.kind == FaultKind::TokenExpiry {
                 self.global_bad.push((f.at, f.at + ms(500)));
             } else {
                 self.bad[f.member].push((f.at, f.at + f.dur + tail));
@@ -658,6 +734,8 @@ impl World {
                 answer_rev: None,
                 last_report: None,
                 attempts: 0,
+                epoch: 0,
+                marked_stale: false,
             });
             let idx = self.calls.len() - 1;
             self.at(start, Ev::Start(idx));
@@ -704,6 +782,16 @@ impl World {
             let timer = timer.map(|t| t.saturating_duration_since(self.now));
             self.violation(format!(
                 "state left behind after every call ended and {idle:?} idle: {calls} call(s), {conns} connection(s), {timers} timer(s), next in {timer:?}"
+            ));
+        }
+        // Removed endpoints (member removal faults) leave no entry behind.
+        let (slots, live) = (
+            self.core.endpoint_slots(),
+            self.core.endpoint_states().len(),
+        );
+        if slots != live {
+            self.violation(format!(
+                "the endpoint table holds {slots} entries for {live} endpoints after {idle:?} idle"
             ));
         }
         self.report
@@ -786,6 +874,7 @@ impl World {
             }
             self.drain();
             self.sync_streams();
+            self.check_lease_holders();
             if early
                 && self.all_done()
                 && self.owners.is_empty()
@@ -894,6 +983,12 @@ impl World {
                     (c.deadline - self.base).as_secs_f64(),
                     if in_quiet { " (quiet period)" } else { "" },
                 );
+                let what = match self.restore {
+                    Some((_, at)) if c.start >= at && !c.put => format!(
+                        "{what} [reads must never fail for good after a restore from an older revision]"
+                    ),
+                    _ => what,
+                };
                 self.violation(what);
             }
         }
@@ -903,7 +998,12 @@ impl World {
 
     fn drain(&mut self) {
         let mut guard = 0;
-        while let Some(a) = self.core.poll_action() {
+        loop {
+            // A call's `StaleRead` comes before its `Complete`.
+            self.take_events();
+            let Some(a) = self.core.poll_action() else {
+                break;
+            };
             guard += 1;
             if guard > 100_000 {
                 self.violation("runaway action stream".into());
@@ -911,7 +1011,31 @@ impl World {
             }
             self.action(a);
         }
-        while self.core.poll_event().is_some() {}
+        self.take_events();
+    }
+
+    fn take_events(&mut self) {
+        while let Some(ev) = self.core.poll_event() {
+            match ev {
+                Event::StaleRead {
+                    call,
+                    answered,
+                    seen,
+                    ..
+                } => {
+                    self.report.stale_marked += 1;
+                    self.log(|| format!("stale read {call:?}: revision {answered} < {seen}"));
+                    if let Some(&idx) = self.by_id.get(&call) {
+                        self.calls[idx].marked_stale = true;
+                    }
+                }
+                Event::FenceReset { answered, seen, .. } => {
+                    self.report.fence_resets += 1;
+                    self.log(|| format!("fence reset: {seen} -> {answered}"));
+                }
+                _ => {}
+            }
+        }
     }
 
     fn action(&mut self, a: Action) {
@@ -1115,13 +1239,21 @@ impl World {
                         self.report.ok += 1;
                         match c.answer_rev {
                             Some(rev) => {
-                                if !c.put && rev < c.floor {
-                                    let floor = c.floor;
+                                let (put, floor, marked) = (c.put, c.floor, c.marked_stale);
+                                let same_history = c.epoch == self.history_epoch;
+                                if !put && rev < floor && same_history && !marked {
                                     self.violation(format!(
-                                        "read #{idx} saw revision {rev} after revision {floor} was already observed"
+                                        "read #{idx} saw revision {rev} after revision {floor} was already observed (not marked stale)"
                                     ));
                                 }
-                                self.max_completed_rev = self.max_completed_rev.max(rev);
+                                if marked && !self.opts.stale_serve {
+                                    self.violation(format!(
+                                        "linearizable read #{idx} handed over marked stale (revision {rev})"
+                                    ));
+                                }
+                                if same_history && rev < HUGE_REVISION && !marked {
+                                    self.max_completed_rev = self.max_completed_rev.max(rev);
+                                }
                             }
                             None => self.violation(format!("call #{idx} OK without an answer")),
                         }
@@ -1262,7 +1394,17 @@ impl World {
                 };
                 let deadline = c.deadline;
                 self.calls[idx].floor = self.max_completed_rev;
-                let id = self.core.start_call(now, method, Some(deadline));
+                self.calls[idx].epoch = self.history_epoch;
+                // Reads are linearizable, unless members serve stale
+                // state (what serializable reads do).
+                let read = match (method == KV_RANGE, self.opts.stale_serve) {
+                    (false, _) => ReadKind::Unspecified,
+                    (true, false) => ReadKind::Linearizable,
+                    (true, true) => ReadKind::Serializable,
+                };
+                let id = self
+                    .core
+                    .start_call_with(now, method, Some(deadline), None, read);
                 self.by_id.insert(id, idx);
                 self.log(|| {
                     format!(
@@ -1439,7 +1581,10 @@ impl World {
             }
             Ev::SrvStreamTimeout { conn, stream } => self.srv_stream_timeout(conn, stream),
             Ev::Reopen(kind) => self.owner_reopen(kind),
+            Ev::OwnerStart(streams::OwnerKind::Watch) if self.restore.is_some() => {}
             Ev::OwnerStart(kind) => self.owner_start(kind),
+            Ev::Snapshot => self.take_snapshot(),
+            Ev::ConsumerWake => self.consumer_wake(),
             Ev::OwnersStop => self.owners_stop(),
             Ev::PingArrive(conn) => {
                 let Some(c) = self.conns.get_mut(&conn) else {
@@ -1682,10 +1827,18 @@ impl World {
                             "etcdserver: request timed out",
                         ))
                     } else {
+                        let (id, term) = (me.id, me.term);
+                        let revision = if self.bogus.remove(&m) {
+                            self.hit(call, FaultKind::HugeRevision);
+                            self.log(|| format!("m{} answers #{idx} with a huge revision", m + 1));
+                            HUGE_REVISION
+                        } else {
+                            rev
+                        };
                         Outcome::Success(Some(ResponseMeta {
-                            member_id: me.id,
-                            raft_term: me.term,
-                            revision: rev,
+                            member_id: id,
+                            raft_term: term,
+                            revision,
                         }))
                     }
                 }
@@ -1804,9 +1957,19 @@ impl World {
                 && f.at <= now
                 && now <= f.at + f.dur + ms(1600)
         });
+        // A ping lost in a blackhole is found unanswered a ping timeout
+        // after it went out, which may be just after the blackhole ended.
+        let ping_timeout = self.core.config().ping_timeout;
+        let blackholed_lately = self.faults.iter().any(|f| {
+            f.member == m
+                && f.kind == FaultKind::Blackhole
+                && f.at <= now
+                && now <= f.at + f.dur + ping_timeout + ms(100)
+        });
         c.server_alive
             && self.cluster.members[m].available()
             && !self.blackholed(m)
+            && !blackholed_lately
             && !lossy
             && !self.has(m, FaultKind::Hang)
     }
@@ -1981,6 +2144,14 @@ impl World {
                 self.removed_members.insert(m);
                 self.apply_endpoint_set();
             }
+            FaultKind::Restore => {
+                self.restore_cluster();
+                self.remove_active(m, f.kind);
+            }
+            FaultKind::HugeRevision => {
+                self.bogus.insert(m);
+                self.remove_active(m, f.kind);
+            }
             FaultKind::Degrade
             | FaultKind::Blackhole
             | FaultKind::Refuse
@@ -1988,6 +2159,52 @@ impl World {
             | FaultKind::TimeoutApplied
             | FaultKind::Slow
             | FaultKind::Mute => {}
+        }
+    }
+
+    /// The snapshot a planned restore goes back to: taken now; then other
+    /// clients write thousands of revisions.
+    fn take_snapshot(&mut self) {
+        let rev = self.cluster.rev;
+        self.snapshot_rev = Some(rev);
+        let more = self.rng.gen_range(100..3000) as i64;
+        self.cluster.rev += more;
+        let now_rev = self.cluster.rev;
+        for m in self.cluster.members.iter_mut().filter(|m| m.available()) {
+            m.rev = now_rev;
+        }
+        self.log(|| format!("snapshot at revision {rev}; others write up to {now_rev}"));
+    }
+
+    /// Every member restarts from the snapshot: the history goes back.
+    fn restore_cluster(&mut self) {
+        let Some(rev) = self.snapshot_rev else {
+            return;
+        };
+        let before = self.cluster.rev;
+        self.log(|| format!("RESTORE: revision {before} -> {rev}"));
+        self.cluster.rev = rev;
+        for m in self.cluster.members.iter_mut() {
+            m.rev = rev;
+        }
+        self.history_epoch += 1;
+        self.max_completed_rev = rev;
+        // Every call not done yet lives through the restore.
+        let live: Vec<CallId> = self
+            .by_id
+            .iter()
+            .filter(|(_, &i)| self.calls[i].done.is_none())
+            .map(|(c, _)| *c)
+            .collect();
+        for call in live {
+            self.hit(call, FaultKind::Restore);
+        }
+        for m in 0..self.n {
+            if self.cluster.members[m].serving() {
+                self.backlog.retain(|b| b.0 != m);
+                self.ping_backlog.retain(|b| b.0 != m);
+                self.reset_conns(m, "connection reset (member restarted from a snapshot)");
+            }
         }
     }
 
