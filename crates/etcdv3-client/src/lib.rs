@@ -25,9 +25,9 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency, StaleRead};
+pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency};
 pub use error::{Error, Result};
-pub use options::{ClientOptions, CoreConfig, Policy, Target, TlsOptions};
+pub use options::{ClientOptions, CoreConfig, Policy, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 
 /// What a caller matches an [`Error`] on, without naming `etcdv3_core`:

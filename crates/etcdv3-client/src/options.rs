@@ -1,4 +1,5 @@
-//! Client configuration.
+//! Client configuration, and the plain data types every layer above shares
+//! (a call's [`Target`], the [`StaleRead`] marker of an answer).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -545,4 +546,34 @@ impl std::fmt::Display for Target {
             Target::Member(id) => write!(f, "member {id:x}"),
         }
     }
+}
+
+/// A read answered below the revision this client had already seen when the
+/// read started: the answer is older than something this client has seen.
+///
+/// The client's revision fence retries a serializable read answered below
+/// that revision on other members, but only a few times
+/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig::stale_read_retries)); then it hands the
+/// answer over with this marker rather than fail the read. A read bound to
+/// one member ([`CallOptions::target`](crate::CallOptions::target)) and a read opted out of the fence
+/// ([`GetOptions::without_revision_fence`](crate::api::GetOptions::without_revision_fence))
+/// get the first answer, marked the same way. Linearizable reads are never
+/// marked: etcd confirms them with a quorum, so one below the revision seen
+/// means the cluster's history went back (a restore from an older
+/// snapshot), and the client resets its fence to it (with a `tracing`
+/// warning) instead. See [`Client::get_checked`](crate::Client::get_checked).
+///
+/// ```
+/// use etcdv3_client::StaleRead;
+/// let marker = StaleRead { endpoint: "http://127.0.0.1:2379".into(), answered: 5, seen: 8 };
+/// assert!(marker.answered < marker.seen);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRead {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The revision of the answer (its response header's).
+    pub answered: i64,
+    /// The highest revision the client had seen when the read started.
+    pub seen: i64,
 }

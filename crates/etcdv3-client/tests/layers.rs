@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
 const ROOT_NAMES: &[(&str, &str)] = &[
     ("Client", "client"),
     ("CallOptions", "client"),
+    ("Checked", "client"),
     ("EndpointStatus", "client"),
     ("ReadConsistency", "client"),
     ("Error", "error"),
@@ -27,6 +28,7 @@ const ROOT_NAMES: &[(&str, &str)] = &[
     ("ClientOptions", "options"),
     ("CoreConfig", "options"),
     ("Policy", "options"),
+    ("StaleRead", "options"),
     ("Target", "options"),
     ("TlsOptions", "options"),
     ("BoxFuture", "runtime"),

@@ -44,7 +44,7 @@ pub(crate) enum Step {
     /// revision the client had seen (the core's `Event::StaleRead`).
     Done(
         std::result::Result<(), CallError>,
-        Option<crate::client::StaleRead>,
+        Option<crate::options::StaleRead>,
     ),
 }
 
@@ -63,7 +63,7 @@ pub(crate) struct Slot {
     next: Option<Step>,
     /// The core marked the call's answer stale (`Event::StaleRead`, which
     /// comes with its `Complete`).
-    stale: Option<crate::client::StaleRead>,
+    stale: Option<crate::options::StaleRead>,
 }
 
 struct ConnEntry {
@@ -318,7 +318,7 @@ impl Shared {
                     .map(|e| e.to_string())
                     .unwrap_or_default();
                 if let Some(slot) = st.calls.get_mut(&call) {
-                    slot.stale = Some(crate::client::StaleRead {
+                    slot.stale = Some(crate::options::StaleRead {
                         endpoint,
                         answered,
                         seen,
