@@ -850,7 +850,7 @@ impl World {
             // The consumer takes first (the client's `Cmd::Consumed`, an
             // input of the turn): what it takes may resume paused
             // watchers, whose creates go out in this turn.
-            self.check_watch_events();
+            let _ = self.check_watch_events();
         }
         let verdict = match kind {
             OwnerKind::Watch => self
@@ -878,7 +878,13 @@ impl World {
         }
         self.owner_transmit(kind);
         match kind {
-            OwnerKind::Watch => self.check_watch_events(),
+            OwnerKind::Watch => {
+                // What the consumer takes now is reported back: a turn of
+                // its own (a resumed watcher's create goes out then).
+                if self.check_watch_events() {
+                    self.at(now, Ev::ConsumerWake);
+                }
+            }
             OwnerKind::Lease => self.check_lease_events(),
         }
         let done = match kind {
@@ -1046,8 +1052,9 @@ impl World {
         }
     }
 
-    /// A stalled watch consumer's stall ended: it takes what it holds (and
-    /// resumed watchers are created again).
+    /// A stalled watch consumer's stall ended, or the consumer reported
+    /// what it took: it takes what it holds (and resumed watchers are
+    /// created again).
     pub(super) fn consumer_wake(&mut self) {
         self.owner_turn(OwnerKind::Watch);
     }
@@ -1055,9 +1062,14 @@ impl World {
     /// Hand what the hub yields to the consumer, check what it holds, and
     /// unless it is stalled let it take everything (checking each watcher's
     /// revisions).
-    fn check_watch_events(&mut self) {
+    ///
+    /// True when the consumer took something: the client's consumer then
+    /// reports it (`Cmd::Consumed`), which gives the task a turn of its own.
+    fn check_watch_events(&mut self) -> bool {
         let now = self.now;
-        let Some(w) = self.watch.as_mut() else { return };
+        let Some(w) = self.watch.as_mut() else {
+            return false;
+        };
         let mut bad = Vec::new();
         while let Some(item) = w.hub.poll_event() {
             w.inbox.push_back(item);
@@ -1098,7 +1110,9 @@ impl World {
         }
         let stalled = w.stalls.iter().any(|(a, b)| *a <= now && now < *b);
         let mut delivered = 0u64;
+        let mut took = false;
         while let Some((id, ev)) = if stalled { None } else { w.inbox.pop_front() } {
+            took = true;
             w.hub.handle_consumed(QueueId::of(id), delivery_cost(&ev));
             let Some(chk) = w.checks.get_mut(&id) else {
                 bad.push(format!("event for unknown watcher {id}: {ev:?}"));
@@ -1142,6 +1156,7 @@ impl World {
         for b in bad {
             self.violation(b);
         }
+        took
     }
 
     fn check_lease_events(&mut self) {
