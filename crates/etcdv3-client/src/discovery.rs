@@ -19,10 +19,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::error::{Error, Result};
+use crate::options::SrvDiscovery;
 use crate::runtime::Runtime;
 
 /// The SRV service etcd clients are discovered under.
-const SERVICE: &str = "etcd-client";
 /// DNS record type SRV and class IN.
 const TYPE_SRV: u16 = 33;
 const CLASS_IN: u16 = 1;
@@ -32,104 +32,6 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where `/etc/resolv.conf` names no nameserver: the local one (Go's and
 /// glibc's default).
 const DEFAULT_NAMESERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
-
-/// Where and how to discover a cluster's endpoints through DNS SRV records.
-///
-/// ```
-/// use etcdv3_client::SrvDiscovery;
-/// let d = SrvDiscovery::new("example.com").with_service_name("prod");
-/// assert_eq!(
-///     d.srv_names(),
-///     [
-///         ("_etcd-client-ssl-prod._tcp.example.com".to_string(), "https"),
-///         ("_etcd-client-prod._tcp.example.com".to_string(), "http"),
-///     ]
-/// );
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrvDiscovery {
-    /// The domain the SRV records are under.
-    pub domain: String,
-    /// The service name suffix (`etcdctl --discovery-srv-name`), if any.
-    pub service_name: Option<String>,
-    /// Keep the `http://` endpoints of `_etcd-client._tcp` (etcdctl's
-    /// `--insecure-discovery`, on by default).
-    pub insecure: bool,
-    /// The nameservers asked; empty: those of `/etc/resolv.conf`.
-    pub nameservers: Vec<SocketAddr>,
-}
-
-impl SrvDiscovery {
-    /// Discovery under `domain`, insecure endpoints kept (etcdctl's default).
-    ///
-    /// ```
-    /// let d = etcdv3_client::SrvDiscovery::new("example.com");
-    /// assert!(d.insecure && d.nameservers.is_empty());
-    /// ```
-    pub fn new(domain: impl Into<String>) -> Self {
-        SrvDiscovery {
-            domain: domain.into(),
-            service_name: None,
-            insecure: true,
-            nameservers: Vec::new(),
-        }
-    }
-
-    /// Look up `_etcd-client[-ssl]-<name>._tcp` instead.
-    ///
-    /// ```
-    /// let d = etcdv3_client::SrvDiscovery::new("example.com").with_service_name("a");
-    /// assert_eq!(d.service_name.as_deref(), Some("a"));
-    /// ```
-    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
-        let name = name.into();
-        self.service_name = (!name.is_empty()).then_some(name);
-        self
-    }
-
-    /// Keep (`true`) or drop the `http://` endpoints found.
-    ///
-    /// ```
-    /// let d = etcdv3_client::SrvDiscovery::new("example.com").with_insecure(false);
-    /// assert!(!d.insecure);
-    /// ```
-    pub fn with_insecure(mut self, insecure: bool) -> Self {
-        self.insecure = insecure;
-        self
-    }
-
-    /// Ask `server` (in the order added) instead of `/etc/resolv.conf`'s
-    /// nameservers.
-    ///
-    /// ```
-    /// let d = etcdv3_client::SrvDiscovery::new("example.com")
-    ///     .with_nameserver("127.0.0.1:5353".parse().unwrap());
-    /// assert_eq!(d.nameservers.len(), 1);
-    /// ```
-    pub fn with_nameserver(mut self, server: SocketAddr) -> Self {
-        self.nameservers.push(server);
-        self
-    }
-
-    /// The SRV names looked up, each with the scheme of its endpoints: the
-    /// TLS one first, as etcdctl.
-    ///
-    /// ```
-    /// let d = etcdv3_client::SrvDiscovery::new("example.com");
-    /// assert_eq!(d.srv_names()[1].0, "_etcd-client._tcp.example.com");
-    /// ```
-    pub fn srv_names(&self) -> [(String, &'static str); 2] {
-        let name = |ssl: &str| {
-            let suffix = self
-                .service_name
-                .as_deref()
-                .map(|n| format!("-{n}"))
-                .unwrap_or_default();
-            format!("_{SERVICE}{ssl}{suffix}._tcp.{}", self.domain)
-        };
-        [(name("-ssl"), "https"), (name(""), "http")]
-    }
-}
 
 /// What a discovery found.
 ///

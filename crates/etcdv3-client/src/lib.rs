@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod connect;
 mod discovery;
 mod error;
 mod options;
@@ -25,12 +26,10 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{
-    CallOptions, Checked, Client, EndpointStatus, ReadConsistency, StaleRead, Target,
-};
-pub use discovery::{discover_srv, Discovered, SrvDiscovery, SrvRecord};
+pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency};
+pub use discovery::{discover_srv, Discovered, SrvRecord};
 pub use error::{Error, Result};
-pub use options::{ClientOptions, CoreConfig, Policy, TlsOptions};
+pub use options::{ClientOptions, CoreConfig, Policy, SrvDiscovery, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 
 /// What a caller matches an [`Error`] on, without naming `etcdv3_core`:

@@ -1,4 +1,5 @@
-//! Client configuration.
+//! Client configuration, and the plain data types every layer above shares
+//! (a call's [`Target`], the [`StaleRead`] marker of an answer).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -51,7 +52,7 @@ pub struct ClientOptions {
     pub auto_sync_interval: Option<Duration>,
     /// Find the endpoints through DNS SRV records
     /// ([`ClientOptions::with_discovery_srv`]).
-    pub discovery_srv: Option<crate::SrvDiscovery>,
+    pub discovery_srv: Option<SrvDiscovery>,
     /// Refuse to connect to a cluster older than etcd 3.2 (as Go's
     /// `RejectOldCluster`): the runtime crates' `connect` (and
     /// [`Client::connect`](crate::Client::connect)) ask the endpoints'
@@ -170,7 +171,7 @@ impl ClientOptions {
     }
 
     /// Find the cluster's endpoints through DNS SRV records, as etcdctl's
-    /// `--discovery-srv` ([`crate::SrvDiscovery`]): [`Client::connect`]
+    /// `--discovery-srv` ([`SrvDiscovery`]): [`Client::connect`]
     /// (and the runtime crates' `connect`) resolves them first and uses
     /// them in place of the endpoints given, which stay the fallback when
     /// the records name none; with [`ClientOptions::with_auto_sync`] they
@@ -185,7 +186,7 @@ impl ClientOptions {
     /// let opts = ClientOptions::default().with_discovery_srv(SrvDiscovery::new("example.com"));
     /// assert_eq!(opts.discovery_srv.unwrap().domain, "example.com");
     /// ```
-    pub fn with_discovery_srv(mut self, discovery: crate::SrvDiscovery) -> Self {
+    pub fn with_discovery_srv(mut self, discovery: SrvDiscovery) -> Self {
         self.discovery_srv = Some(discovery);
         self
     }
@@ -536,5 +537,170 @@ impl TlsOptions {
             || self.identity.is_some()
             || self.identity_pem.is_some()
             || self.danger_accept_invalid_certs
+    }
+}
+
+/// Where a call must run: one member of the cluster, named by the caller.
+///
+/// A call with a target runs on that member only: it is never moved to
+/// another one (it waits for that member until its deadline). A target the
+/// client does not know fails at once with
+/// [`Error::UnknownTarget`](crate::Error::UnknownTarget).
+///
+/// ```
+/// use etcdv3_client::{CallOptions, Target};
+/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
+/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+/// assert_ne!(on_first, on_member);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// One of the client's endpoints, written as given to the client
+    /// (`http://host:port`, `https://host:port` or `host:port`).
+    Endpoint(String),
+    /// The member with this id (as in a response header's `member_id` or
+    /// the member list). The client finds which of its endpoints it is
+    /// (asking each endpoint's status once if it does not know yet).
+    Member(u64),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Endpoint(e) => write!(f, "endpoint {e}"),
+            Target::Member(id) => write!(f, "member {id:x}"),
+        }
+    }
+}
+
+/// A read answered below the revision this client had already seen when the
+/// read started: the answer is older than something this client has seen.
+///
+/// The client's revision fence retries a serializable read answered below
+/// that revision on other members, but only a few times
+/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig::stale_read_retries)); then it hands the
+/// answer over with this marker rather than fail the read. A read bound to
+/// one member ([`CallOptions::target`](crate::CallOptions::target)) and a read opted out of the fence
+/// ([`GetOptions::without_revision_fence`](crate::api::GetOptions::without_revision_fence))
+/// get the first answer, marked the same way. Linearizable reads are never
+/// marked: etcd confirms them with a quorum, so one below the revision seen
+/// means the cluster's history went back (a restore from an older
+/// snapshot), and the client resets its fence to it (with a `tracing`
+/// warning) instead. See [`Client::get_checked`](crate::Client::get_checked).
+///
+/// ```
+/// use etcdv3_client::StaleRead;
+/// let marker = StaleRead { endpoint: "http://127.0.0.1:2379".into(), answered: 5, seen: 8 };
+/// assert!(marker.answered < marker.seen);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRead {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The revision of the answer (its response header's).
+    pub answered: i64,
+    /// The highest revision the client had seen when the read started.
+    pub seen: i64,
+}
+
+/// The service of the SRV records etcd clients look up (`_etcd-client._tcp`).
+const SERVICE: &str = "etcd-client";
+
+/// Where and how to discover a cluster's endpoints through DNS SRV records.
+///
+/// ```
+/// use etcdv3_client::SrvDiscovery;
+/// let d = SrvDiscovery::new("example.com").with_service_name("prod");
+/// assert_eq!(
+///     d.srv_names(),
+///     [
+///         ("_etcd-client-ssl-prod._tcp.example.com".to_string(), "https"),
+///         ("_etcd-client-prod._tcp.example.com".to_string(), "http"),
+///     ]
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrvDiscovery {
+    /// The domain the SRV records are under.
+    pub domain: String,
+    /// The service name suffix (`etcdctl --discovery-srv-name`), if any.
+    pub service_name: Option<String>,
+    /// Keep the `http://` endpoints of `_etcd-client._tcp` (etcdctl's
+    /// `--insecure-discovery`, on by default).
+    pub insecure: bool,
+    /// The nameservers asked; empty: those of `/etc/resolv.conf`.
+    pub nameservers: Vec<std::net::SocketAddr>,
+}
+
+impl SrvDiscovery {
+    /// Discovery under `domain`, insecure endpoints kept (etcdctl's default).
+    ///
+    /// ```
+    /// let d = etcdv3_client::SrvDiscovery::new("example.com");
+    /// assert!(d.insecure && d.nameservers.is_empty());
+    /// ```
+    pub fn new(domain: impl Into<String>) -> Self {
+        SrvDiscovery {
+            domain: domain.into(),
+            service_name: None,
+            insecure: true,
+            nameservers: Vec::new(),
+        }
+    }
+
+    /// Look up `_etcd-client[-ssl]-<name>._tcp` instead.
+    ///
+    /// ```
+    /// let d = etcdv3_client::SrvDiscovery::new("example.com").with_service_name("a");
+    /// assert_eq!(d.service_name.as_deref(), Some("a"));
+    /// ```
+    pub fn with_service_name(mut self, name: impl Into<String>) -> Self {
+        let name = name.into();
+        self.service_name = (!name.is_empty()).then_some(name);
+        self
+    }
+
+    /// Keep (`true`) or drop the `http://` endpoints found.
+    ///
+    /// ```
+    /// let d = etcdv3_client::SrvDiscovery::new("example.com").with_insecure(false);
+    /// assert!(!d.insecure);
+    /// ```
+    pub fn with_insecure(mut self, insecure: bool) -> Self {
+        self.insecure = insecure;
+        self
+    }
+
+    /// Ask `server` (in the order added) instead of `/etc/resolv.conf`'s
+    /// nameservers.
+    ///
+    /// ```
+    /// let d = etcdv3_client::SrvDiscovery::new("example.com")
+    ///     .with_nameserver("127.0.0.1:5353".parse().unwrap());
+    /// assert_eq!(d.nameservers.len(), 1);
+    /// ```
+    pub fn with_nameserver(mut self, server: std::net::SocketAddr) -> Self {
+        self.nameservers.push(server);
+        self
+    }
+
+    /// The SRV names looked up, each with the scheme of its endpoints: the
+    /// TLS one first, as etcdctl.
+    ///
+    /// ```
+    /// let d = etcdv3_client::SrvDiscovery::new("example.com");
+    /// assert_eq!(d.srv_names()[1].0, "_etcd-client._tcp.example.com");
+    /// ```
+    pub fn srv_names(&self) -> [(String, &'static str); 2] {
+        let name = |ssl: &str| {
+            let suffix = self
+                .service_name
+                .as_deref()
+                .map(|n| format!("-{n}"))
+                .unwrap_or_default();
+            format!("_{SERVICE}{ssl}{suffix}._tcp.{}", self.domain)
+        };
+        [(name("-ssl"), "https"), (name(""), "http")]
     }
 }

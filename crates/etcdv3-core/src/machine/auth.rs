@@ -17,7 +17,6 @@ use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
 
 use super::calls::CallState;
 use super::{Action, CallError, CallId, Core};
-use crate::error::EtcdErrorKind;
 use crate::status::Status;
 
 /// Token state.
@@ -150,7 +149,8 @@ impl Core {
     }
 }
 
-/// Whether the error means the auth token must be refreshed.
-pub(super) fn is_auth_refresh(kind: &EtcdErrorKind, status: &Status) -> bool {
-    kind.is_invalid_token() || status.message.contains("user name is empty")
+/// Whether the error means the auth token must be refreshed (a unary
+/// call's "permission denied" is the user's, final).
+pub(super) fn is_auth_refresh(status: &Status) -> bool {
+    crate::error::auth_refusal(status) == Some(crate::error::AuthRefusal::Token)
 }
