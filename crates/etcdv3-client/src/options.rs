@@ -15,8 +15,10 @@ pub use etcdv3_core::machine::Config as CoreConfig;
 ///     .with_timeout(Duration::from_secs(3))
 ///     .with_user("root", "secret");
 /// assert_eq!(opts.request_timeout, Duration::from_secs(3));
+/// // `{:?}` never prints the password (nor TLS key material).
+/// assert!(!format!("{opts:?}").contains("secret"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Failover tunables of the core (policy, timeouts, probes, backoff).
     pub core: CoreConfig,
@@ -65,6 +67,32 @@ pub struct ClientOptions {
     #[cfg(feature = "test-util")]
     #[doc(hidden)]
     pub first_stream_id: Option<u32>,
+}
+
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A service logs its configuration with `{:?}`: the password is
+        // never printed (as TLS key material is not).
+        let mut d = f.debug_struct("ClientOptions");
+        d.field("core", &self.core)
+            .field("request_timeout", &self.request_timeout)
+            .field(
+                "user",
+                &self.user.as_ref().map(|(name, _)| (name, "<redacted>")),
+            )
+            .field("tls", &self.tls)
+            .field("max_send_message_size", &self.max_send_message_size)
+            .field("max_recv_message_size", &self.max_recv_message_size)
+            .field("require_leader", &self.require_leader)
+            .field("seed", &self.seed)
+            .field("auto_sync_interval", &self.auto_sync_interval)
+            .field("reject_old_cluster", &self.reject_old_cluster)
+            .field("stream_window", &self.stream_window)
+            .field("connection_window", &self.connection_window);
+        #[cfg(feature = "test-util")]
+        d.field("first_stream_id", &self.first_stream_id);
+        d.finish()
+    }
 }
 
 impl Default for ClientOptions {
