@@ -163,7 +163,9 @@ fn captured_traces() -> String {
     struct Capture;
     impl std::io::Write for Capture {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            LOG.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(buf);
+            LOG.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
             Ok(buf.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
@@ -218,8 +220,14 @@ async fn no_password_or_token_in_options_errors_or_traces<R: TestRuntime>() {
         .await
         .expect("token")
         .token;
-    assert!(has_simple_token(&token).is_some(), "a simple token: {token}");
-    alice.get("a/x", GetOptions::new()).await.expect("alice reads a/");
+    assert!(
+        has_simple_token(&token).is_some(),
+        "a simple token: {token}"
+    );
+    alice
+        .get("a/x", GetOptions::new())
+        .await
+        .expect("alice reads a/");
     let refused = alice
         .put("b/x", "v", PutOptions::new())
         .await
@@ -243,7 +251,10 @@ async fn no_password_or_token_in_options_errors_or_traces<R: TestRuntime>() {
     };
     printed.push(format!("{failed} {failed:?}"));
     printed.push(captured_traces());
-    assert!(printed.last().is_some_and(|t| t.contains("TRACE")), "traces captured");
+    assert!(
+        printed.last().is_some_and(|t| t.contains("TRACE")),
+        "traces captured"
+    );
     for text in &printed {
         for secret in ["alicepw", "wrong-secret", token.as_str()] {
             assert!(!text.contains(secret), "{secret:?} printed in: {text}");

@@ -42,6 +42,34 @@ pub enum Error {
         /// What TLS reported (e.g. `invalid peer certificate: UnknownIssuer`).
         cause: String,
     },
+    /// The endpoint's scheme does not match what the member speaks: an
+    /// `https://` (or `unixs://`) endpoint whose member serves plaintext,
+    /// or an `http://` (or `unix://`) endpoint whose member serves TLS, on
+    /// every endpoint the call could use. Nothing was sent; the call fails
+    /// at once instead of at its deadline, since retrying cannot help until
+    /// the endpoint is written with the other scheme. Endpoints that fail
+    /// this way are left out for [`crate::CoreConfig::rejection_recheck`]
+    /// while others are used.
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// let e = Error::SchemeMismatch {
+    ///     method: "/etcdserverpb.KV/Put",
+    ///     endpoint: "http://127.0.0.1:2379".into(),
+    ///     cause: "the member speaks TLS: write the endpoint as https://".into(),
+    /// };
+    /// assert!(e.to_string().contains("speaks TLS"));
+    /// assert!(!e.may_have_applied());
+    /// ```
+    #[error("{method}: {endpoint}: {cause}")]
+    SchemeMismatch {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint that failed last, as the client writes it.
+        endpoint: String,
+        /// What the member speaks, and the scheme to use.
+        cause: String,
+    },
     /// An endpoint could not be parsed.
     #[error(transparent)]
     InvalidEndpoint(#[from] EndpointError),
@@ -271,10 +299,25 @@ impl Error {
     }
 }
 
+/// How the transport marks the rejection of an endpoint whose scheme does
+/// not match what its member speaks (the core hands the text back as the
+/// rejection's cause); every other rejection is a TLS failure.
+pub(crate) const SCHEME_MISMATCH: &str = "scheme mismatch: ";
+
 impl From<CallError> for Error {
     fn from(e: CallError) -> Self {
         match e {
-            // The client reports rejections for TLS failures only.
+            CallError::Rejected {
+                method,
+                endpoint,
+                cause,
+            } if cause.starts_with(SCHEME_MISMATCH) => Error::SchemeMismatch {
+                method,
+                endpoint,
+                cause: cause[SCHEME_MISMATCH.len()..].to_string(),
+            },
+            // The client reports rejections for TLS failures and scheme
+            // mismatches only.
             CallError::Rejected {
                 method,
                 endpoint,

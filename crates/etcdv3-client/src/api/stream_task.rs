@@ -304,10 +304,10 @@ async fn run<O: StreamOwner>(
             Input::Opened(Err(e)) => {
                 tracing::debug!(method = O::METHOD.path, error = %e, "opening a stream failed");
                 sup.handle_open_failed(now);
-                // Every endpoint rejected the client's TLS setup: reopening
-                // cannot help, so the users hear why now, not at their
-                // deadline.
-                if matches!(e, Error::Tls { .. }) {
+                // Every endpoint rejected the client's TLS setup (or its
+                // scheme): reopening cannot help, so the users hear why
+                // now, not at their deadline.
+                if matches!(e, Error::Tls { .. } | Error::SchemeMismatch { .. }) {
                     owner.fail(&e);
                 }
             }

@@ -126,17 +126,79 @@ impl Rejection {
     }
 }
 
-async fn establish(
-    shared: &Arc<Shared>,
-    target: &Endpoint,
-) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), Failed> {
+type Established = (h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong);
+
+/// A transport connection to `target` (TCP or unix socket), before TLS.
+async fn open(shared: &Arc<Shared>, target: &Endpoint) -> Result<BoxIo, Failed> {
     let connecting = match target.unix_path() {
         Some(path) => shared.runtime.connect_unix(path),
         None => shared.runtime.connect(target.host(), target.port()),
     };
-    let io = connecting
+    Ok(connecting
         .await
-        .map_err(|e| format!("connect to {target}: {e}"))?;
+        .map_err(|e| format!("connect to {target}: {e}"))?)
+}
+
+async fn establish(shared: &Arc<Shared>, target: &Endpoint) -> Result<Established, Failed> {
+    let io = open(shared, target).await?;
+    match set_up(shared, target, io).await {
+        Err(failed) if !failed.permanent => {
+            Err(scheme_mismatch(shared, target).await.unwrap_or(failed))
+        }
+        other => other,
+    }
+}
+
+/// After a connection was accepted but TLS or HTTP/2 failed on it: whether
+/// the member speaks the other scheme (a plaintext member behind an
+/// `https://` endpoint answers an HTTP/2 handshake; a TLS member behind an
+/// `http://` one answers a TLS handshake), which no retry will fix. A
+/// member that merely closed (restarting, a proxy without a backend)
+/// answers neither, and the failure stays a plain connect failure.
+async fn scheme_mismatch(shared: &Arc<Shared>, target: &Endpoint) -> Option<Failed> {
+    let io = open(shared, target).await.ok()?;
+    let (use_scheme, speaks) = if target.is_tls() {
+        drop(set_up_h2(shared, target, io, None).await.ok()?);
+        (
+            if target.unix_path().is_some() {
+                "unix://"
+            } else {
+                "http://"
+            },
+            "plaintext HTTP/2, not TLS",
+        )
+    } else if speaks_tls(io).await {
+        (
+            if target.unix_path().is_some() {
+                "unixs://"
+            } else {
+                "https://"
+            },
+            "TLS",
+        )
+    } else {
+        return None;
+    };
+    Some(Failed {
+        message: format!(
+            "{}the member speaks {speaks}: write the endpoint as {use_scheme}",
+            crate::error::SCHEME_MISMATCH
+        ),
+        permanent: true,
+    })
+}
+
+#[cfg(feature = "tls")]
+use super::tls::speaks_tls;
+
+/// Without TLS the client cannot tell a TLS member.
+#[cfg(not(feature = "tls"))]
+async fn speaks_tls(_io: BoxIo) -> bool {
+    false
+}
+
+/// TLS (for a TLS endpoint), the HTTP/2 handshake and a first PING on `io`.
+async fn set_up(shared: &Arc<Shared>, target: &Endpoint, io: BoxIo) -> Result<Established, Failed> {
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut rejected: Option<Rejection> = None;
     let io: BoxIo = if target.is_tls() {
@@ -158,6 +220,16 @@ async fn establish(
     } else {
         io
     };
+    set_up_h2(shared, target, io, rejected).await
+}
+
+/// The HTTP/2 handshake and a first PING on `io`.
+async fn set_up_h2(
+    shared: &Arc<Shared>,
+    target: &Endpoint,
+    io: BoxIo,
+    rejected: Option<Rejection>,
+) -> Result<Established, Failed> {
     let opts = &shared.options;
     let mut builder = h2::client::Builder::new();
     builder

@@ -201,6 +201,35 @@ impl Connector {
     }
 }
 
+/// Whether the peer on `io` answers a TLS ClientHello as a TLS server (the
+/// handshake completes, or the peer sends a TLS alert): tells an `http://`
+/// endpoint whose member speaks TLS from one that merely closed. Any
+/// certificate is accepted: nothing is sent on this connection.
+pub(crate) async fn speaks_tls(io: BoxIo) -> bool {
+    use tokio_rustls::rustls::Error as E;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let Ok(builder) =
+        ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()
+    else {
+        return false;
+    };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let Ok(name) = ServerName::try_from("localhost") else {
+        return false;
+    };
+    match TlsConnector::from(Arc::new(config)).connect(name, io).await {
+        Ok(_) => true,
+        Err(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<E>())
+            .is_some_and(|tls| matches!(tls, E::AlertReceived(_))),
+    }
+}
+
 /// The first TLS failure that will not heal seen on a connection, if any.
 #[derive(Clone, Default)]
 pub(crate) struct Rejection(Arc<std::sync::Mutex<Option<String>>>);
