@@ -11,7 +11,7 @@ use std::time::Duration;
 use etcdv3_client::api::{
     GetOptions, Permission, PutOptions, UserAddOptions, WatchEvent, WatchOptions, Watcher,
 };
-use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_client::{Client, ClientOptions, Code, Error, EtcdErrorKind};
 use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder};
 use futures_util::StreamExt;
@@ -147,10 +147,12 @@ async fn a_real_permission_error_ends_the_watch_after_one_refresh<R: TestRuntime
     .await
     .expect("the refusal must come, not a retry loop");
     match refused {
-        Err(Error::WatchCancelled { reason }) => {
-            assert!(reason.contains("permission denied"), "{reason}")
+        Err(e @ Error::WatchRefused { .. }) => {
+            assert_eq!(e.etcd_kind(), Some(&EtcdErrorKind::PermissionDenied), "{e}");
+            assert_eq!(e.code(), Some(Code::PermissionDenied), "{e}");
+            assert!(e.to_string().contains("permission denied"), "{e}");
         }
-        other => panic!("expected WatchCancelled, got {other:?}"),
+        other => panic!("expected WatchRefused, got {other:?}"),
     }
 }
 
@@ -250,6 +252,13 @@ async fn no_password_or_token_in_options_errors_or_traces<R: TestRuntime>() {
         Err(e) => e,
     };
     printed.push(format!("{failed} {failed:?}"));
+    // A wrong password is typed like any refusal.
+    assert_eq!(
+        failed.etcd_kind(),
+        Some(&EtcdErrorKind::AuthFailed),
+        "{failed:?}"
+    );
+    assert_eq!(failed.code(), Some(Code::InvalidArgument), "{failed:?}");
     printed.push(captured_traces());
     assert!(
         printed.last().is_some_and(|t| t.contains("TRACE")),

@@ -107,6 +107,29 @@ pub enum Error {
         /// The reason the server gave.
         reason: String,
     },
+    /// The server refused a watch with a gRPC status (e.g. permission
+    /// denied on the key range): typed like a call's refusal,
+    /// [`Error::status`], [`Error::code`] and [`Error::etcd_kind`] say
+    /// which. A cancellation without a status stays
+    /// [`Error::WatchCancelled`] ([`Error::from_cancel_reason`] tells them
+    /// apart).
+    ///
+    /// ```
+    /// use etcdv3_client::{Code, Error, EtcdErrorKind};
+    /// let e = Error::from_cancel_reason(
+    ///     "rpc error: code = PermissionDenied desc = etcdserver: permission denied",
+    /// );
+    /// assert!(matches!(e, Error::WatchRefused { .. }));
+    /// assert_eq!(e.etcd_kind(), Some(&EtcdErrorKind::PermissionDenied));
+    /// assert_eq!(e.code(), Some(Code::PermissionDenied));
+    /// ```
+    #[error("watch refused: {status}")]
+    WatchRefused {
+        /// The status the server gave as the cancel reason.
+        status: Status,
+        /// Its etcd classification.
+        kind: EtcdErrorKind,
+    },
     /// A call named a member ([`CallOptions::target`](crate::CallOptions::target))
     /// that is none of the client's endpoints (or, by id, that none of them
     /// answered as). Nothing was sent.
@@ -144,6 +167,29 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error for a watch the server cancelled with `reason` (a
+    /// [`WatchEvent::Cancelled`](crate::api::WatchEvent::Cancelled)
+    /// reason): [`Error::WatchRefused`] when the reason is a gRPC status
+    /// (etcd writes `rpc error: code = PermissionDenied desc = ...`),
+    /// else [`Error::WatchCancelled`].
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// let e = Error::from_cancel_reason("some reason");
+    /// assert!(matches!(e, Error::WatchCancelled { .. }));
+    /// assert_eq!(e.code(), None);
+    /// ```
+    pub fn from_cancel_reason(reason: impl Into<String>) -> Error {
+        let reason = reason.into();
+        match parse_go_status(&reason) {
+            Some(status) => {
+                let kind = etcdv3_core::error::classify(&status);
+                Error::WatchRefused { status, kind }
+            }
+            None => Error::WatchCancelled { reason },
+        }
+    }
+
     /// The gRPC status the server answered with, if this is a server error.
     ///
     /// ```no_run
@@ -162,6 +208,11 @@ impl Error {
                 status: Some(status),
                 ..
             }) => Some(status),
+            Error::Call(CallError::Auth {
+                refusal: Some((status, _)),
+                ..
+            }) => Some(status),
+            Error::WatchRefused { status, .. } => Some(status),
             _ => None,
         }
     }
@@ -197,6 +248,11 @@ impl Error {
     pub fn etcd_kind(&self) -> Option<&EtcdErrorKind> {
         match self {
             Error::Call(CallError::Status { kind, .. }) => Some(kind),
+            Error::Call(CallError::Auth {
+                refusal: Some((_, kind)),
+                ..
+            }) => Some(kind),
+            Error::WatchRefused { kind, .. } => Some(kind),
             _ => None,
         }
     }
@@ -330,6 +386,18 @@ impl From<CallError> for Error {
             e => Error::Call(e),
         }
     }
+}
+
+/// The status in a Go gRPC error's text (`rpc error: code = NotFound desc
+/// = ...`, as etcd writes a watch's cancel reason).
+fn parse_go_status(text: &str) -> Option<Status> {
+    let rest = text.strip_prefix("rpc error: code = ")?;
+    let (name, message) = rest.split_once(" desc = ")?;
+    let code = Code::ALL.into_iter().find(|c| format!("{c:?}") == name)?;
+    Some(Status {
+        code,
+        message: message.to_string(),
+    })
 }
 
 /// Result with the client's [`Error`].

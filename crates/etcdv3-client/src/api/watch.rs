@@ -537,8 +537,10 @@ impl Client {
     /// [`Watcher::created_revision`] (or from the start revision) will be
     /// reported, exactly once and in order, across endpoint failures.
     ///
-    /// Fails with [`Error::WatchCancelled`] when the server refuses the
-    /// watch (e.g. permission denied).
+    /// Fails with [`Error::WatchRefused`] when the server refuses the
+    /// watch with a status (e.g. permission denied: its
+    /// [`Error::etcd_kind`] is `PermissionDenied`), or
+    /// [`Error::WatchCancelled`] with the server's reason otherwise.
     ///
     /// ```no_run
     /// use etcdv3_client::api::{WatchEvent, WatchOptions};
@@ -624,7 +626,7 @@ impl Client {
             }
             Some(Some(Ok(WatchEvent::Cancelled { reason }))) => {
                 watcher.done = true;
-                Err(Error::WatchCancelled { reason })
+                Err(Error::from_cancel_reason(reason))
             }
             Some(Some(Ok(other))) => {
                 // E.g. compacted at creation: hand it over as the first event.

@@ -633,7 +633,7 @@ impl ObserveState {
                             self.phase = Phase::Resolve(0);
                         }
                         Some(Ok(WatchEvent::Cancelled { reason })) => {
-                            let e = ClientError::WatchCancelled { reason };
+                            let e = ClientError::from_cancel_reason(reason);
                             if let Some(item) = self.retry(&e, from - 1).await {
                                 return Some(item);
                             }
@@ -692,7 +692,7 @@ impl ObserveState {
                             self.phase = Phase::Resolve(0);
                         }
                         Some(Ok(WatchEvent::Cancelled { reason })) => {
-                            let e = ClientError::WatchCancelled { reason };
+                            let e = ClientError::from_cancel_reason(reason);
                             if let Some(item) = self.retry(&e, from - 1).await {
                                 return Some(item);
                             }

@@ -207,7 +207,7 @@ async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> crate::Resul
         match event? {
             WatchEvent::Events { .. } | WatchEvent::Compacted { .. } => return Ok(()),
             WatchEvent::Cancelled { reason } => {
-                return Err(crate::Error::WatchCancelled { reason })
+                return Err(crate::Error::from_cancel_reason(reason))
             }
             WatchEvent::Created { .. } | WatchEvent::Progress { .. } => {}
         }

@@ -205,6 +205,10 @@ pub enum CallError {
         method: &'static str,
         /// Why.
         cause: String,
+        /// The server's refusal, when it refused the credentials (a wrong
+        /// password, an unknown user: [`EtcdErrorKind::AuthFailed`]); `None`
+        /// when no answer came ([`crate::machine::Core::handle_auth_result`]).
+        refusal: Option<(Status, EtcdErrorKind)>,
     },
     /// Every endpoint the call may use rejected the client for a reason
     /// retrying will not fix (the adapter said so with
