@@ -148,10 +148,12 @@ pub enum Error {
         /// The oldest version accepted.
         minimum: String,
     },
-    /// A lease expired or was revoked while it was being kept alive:
+    /// A lease expired or was revoked while it was being kept alive (lease
+    /// ids print in hex, 16 digits, as etcdctl prints them, in every error
+    /// and trace of this crate):
     /// **confirmed** by the server (it answered TTL 0, or the lease does
     /// not exist).
-    #[error("lease {id} expired")]
+    #[error("lease {id:016x} expired")]
     LeaseExpired {
         /// The lease id.
         id: i64,
@@ -159,7 +161,7 @@ pub enum Error {
     /// The keeper gave a lease up: no renewal was answered for a whole TTL
     /// past its local deadline (members unreachable). The lease has most
     /// likely expired, but the server did not confirm it.
-    #[error("lease {id} not renewed for a TTL past its deadline: given up")]
+    #[error("lease {id:016x} not renewed for a TTL past its deadline: given up")]
     LeaseNotRenewed {
         /// The lease id.
         id: i64,
@@ -414,6 +416,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lease_ids_print_as_etcdctl_prints_them_in_every_error() {
+        let id = 0x094d_77aa_9e38_260f;
+        let hex = "lease 094d77aa9e38260f";
+        for text in [
+            Error::LeaseExpired { id }.to_string(),
+            Error::LeaseNotRenewed { id }.to_string(),
+            crate::concurrency::Error::SessionExpired { lease: id }.to_string(),
+        ] {
+            assert!(text.contains(hex), "{text}");
+        }
+    }
 
     #[test]
     fn closed_in_flight_may_have_applied_and_closed_not() {

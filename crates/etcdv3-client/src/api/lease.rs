@@ -73,7 +73,7 @@ impl LeaseGrantOptions {
     /// use etcdv3_client::api::LeaseGrantOptions;
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// let lease = client.lease_grant(30, LeaseGrantOptions::new()).await?;
-    /// println!("lease {:x} for {}s", lease.id, lease.ttl);
+    /// println!("lease {:016x} for {}s", lease.id, lease.ttl);
     /// # Ok(()) }
     /// ```
     pub fn new() -> Self {
@@ -209,7 +209,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// for lease in client.lease_leases().await?.leases {
-    ///     println!("lease {:x}", lease.id);
+    ///     println!("lease {:016x}", lease.id);
     /// }
     /// # Ok(()) }
     /// ```
@@ -624,7 +624,7 @@ impl LeaseKeeper {
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
     /// let mut keeper = client.lease_keep_alive(lease).await?;
     /// keeper.expired().await?;
-    /// println!("lease {:x} is, or may be, gone", keeper.id());
+    /// println!("lease {:016x} is, or may be, gone", keeper.id());
     /// # Ok(()) }
     /// ```
     pub async fn expired(&mut self) -> Result<()> {

@@ -193,7 +193,7 @@ impl Client {
 /// ```no_run
 /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
 /// let guard: etcdv3_client::api::LockGuard = client.lock_with_lease("jobs/nightly", 10).await?;
-/// println!("holding {:?} under lease {:x}", guard.key(), guard.lease_id());
+/// println!("holding {:?} under lease {:016x}", guard.key(), guard.lease_id());
 /// guard.unlock().await?;
 /// # Ok(()) }
 /// ```
@@ -319,7 +319,7 @@ impl Drop for LockGuard {
         let client = self.client.clone();
         self.client.spawn(async move {
             if let Err(e) = client.lease_revoke(lease).await {
-                tracing::debug!(lease, error = %e, "revoking a dropped lock's lease failed; it will expire");
+                tracing::debug!(lease = %format_args!("{lease:016x}"), error = %e, "revoking a dropped lock's lease failed; it will expire");
             }
         });
     }

@@ -54,7 +54,7 @@ use futures_util::StreamExt;
 /// match Mutex::new(&session, "locks/a").try_lock().await {
 ///     Ok(guard) => guard.unlock().await?,
 ///     Err(Error::Locked) => println!("held elsewhere"),
-///     Err(Error::SessionExpired { lease }) => println!("lease {lease:x} ended"),
+///     Err(Error::SessionExpired { lease }) => println!("lease {lease:016x} ended"),
 ///     Err(e) => return Err(e),
 /// }
 /// # Ok(()) }
@@ -72,7 +72,7 @@ pub enum Error {
     /// The session ended (its lease expired or was revoked, its local
     /// deadline passed unrenewed so it may have expired, or the session was
     /// closed) before or while the call waited.
-    #[error("the session's lease {lease:x} ended")]
+    #[error("the session's lease {lease:016x} ended")]
     SessionExpired {
         /// The session's lease id.
         lease: i64,
