@@ -25,7 +25,7 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     println!(
         "kv hash {:08x} at revision {}",
         hash.hash,
-        hash.header.map_or(0, |h| h.revision)
+        hash.revision()
     );
 
     let mut snapshot = client.snapshot().await?;

@@ -751,7 +751,7 @@ impl Client {
     /// ```no_run
     /// use etcdv3_client::api::{CompactOptions, GetOptions};
     /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
-    ///     let rev = client.get("k", GetOptions::new()).await?.header.map_or(0, |h| h.revision);
+    ///     let rev = client.get("k", GetOptions::new()).await?.revision();
     ///     client.compact(rev, CompactOptions::new().with_physical()).await?;
     ///     Ok(())
     /// }

@@ -397,7 +397,7 @@ impl Watcher {
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// // Read, then watch from exactly after the read: no change is missed.
     /// let snapshot = client.get("cfg/", GetOptions::new().with_prefix()).await?;
-    /// let rev = snapshot.header.map_or(0, |h| h.revision);
+    /// let rev = snapshot.revision();
     /// let w = client.watch("cfg/", WatchOptions::new().with_prefix().with_start_revision(rev + 1)).await?;
     /// println!("watching since {}", w.created_revision());
     /// # Ok(()) }

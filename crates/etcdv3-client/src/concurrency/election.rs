@@ -243,7 +243,7 @@ impl Election {
             .or_else([TxnOp::get(self.key.clone(), GetOptions::new())]);
         let resp = client.txn(txn).await?;
         let revision = if resp.succeeded {
-            resp.header.as_ref().map_or(0, |h| h.revision)
+            resp.revision()
         } else {
             let kv = first_kv(&resp, 0).ok_or_else(|| {
                 Error::Client(ClientError::InvalidArgument(
@@ -548,7 +548,7 @@ impl ObserveState {
                             let as_of = if revision > 0 {
                                 revision
                             } else {
-                                resp.header.as_ref().map_or(0, |h| h.revision)
+                                resp.revision()
                             };
                             match resp.kvs.into_iter().next() {
                                 Some(kv) => {

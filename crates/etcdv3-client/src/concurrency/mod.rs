@@ -159,7 +159,7 @@ async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crat
         let Some(kv) = resp.kvs.first() else {
             return Ok(());
         };
-        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+        let revision = resp.revision();
         match wait_delete(client, &kv.key, revision).await {
             Ok(()) => backoff = Backoff::default(),
             Err(e) if e.is_closed() => return Err(e),

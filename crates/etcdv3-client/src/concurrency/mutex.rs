@@ -198,7 +198,7 @@ impl Mutex {
             .or_else([TxnOp::get(self.key.clone(), GetOptions::new()), owner]);
         let resp = client.txn(txn).await?;
         let revision = if resp.succeeded {
-            resp.header.as_ref().map_or(0, |h| h.revision)
+            resp.revision()
         } else {
             first_kv(&resp, 0)
                 .map(|kv| kv.create_revision)
