@@ -263,7 +263,10 @@ impl Election {
             Either::Left((r, _)) => r?,
             Either::Right(_) => return Err(self.session.expired()),
         }
-        if !still_owned(&self.session, &self.key, revision).await? {
+        if still_owned(&self.session, &self.key, revision)
+            .await?
+            .is_none()
+        {
             return Err(self.session.expired());
         }
         if let Some(claim) = cleanup.disarm() {

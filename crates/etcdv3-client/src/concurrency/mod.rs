@@ -43,6 +43,7 @@ use crate::api::{
     WatchOptions,
 };
 use crate::Client;
+use etcdv3_proto::etcdserverpb::ResponseHeader;
 use futures_util::StreamExt;
 
 /// What a recipe call can fail with.
@@ -172,18 +173,26 @@ async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crat
 }
 
 /// Whether `key` still exists as the incarnation created at `revision`
-/// (checked after a wait: the session may have ended meanwhile). Transient
-/// read failures are retried while the session lives.
-async fn still_owned(session: &Session, key: &[u8], revision: i64) -> Result<bool> {
+/// (checked after a wait: the session may have ended meanwhile): `Some`
+/// with the header of the read that saw it. Transient read failures are
+/// retried while the session lives.
+async fn still_owned(
+    session: &Session,
+    key: &[u8],
+    revision: i64,
+) -> Result<Option<Option<ResponseHeader>>> {
     let client = session.client();
     let mut backoff = Backoff::default();
     loop {
         match client.get(key.to_vec(), GetOptions::new()).await {
-            Ok(resp) => return Ok(resp.kvs.first().map(|kv| kv.create_revision) == Some(revision)),
+            Ok(resp) => {
+                let owned = resp.kvs.first().map(|kv| kv.create_revision) == Some(revision);
+                return Ok(owned.then_some(resp.header));
+            }
             Err(e) if e.is_closed() => return Err(e.into()),
             Err(e) => {
                 if session.ended().is_some() {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 tracing::debug!(error = %e, "checking a recipe key failed; retrying");
                 backoff.wait(client).await;
