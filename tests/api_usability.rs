@@ -105,6 +105,38 @@ async fn namespaces_and_readable_responses<R: TestRuntime>() {
     assert!(events[0].is_delete(), "{:?}", events[0].kind());
     assert_eq!(events[0].prev_kv.as_ref().unwrap().key_lossy(), "a1");
 
+    // Progress inside the namespace.
+    w.request_progress().unwrap();
+
+    // A namespaced watch group: watchers added are prefixed, keys come
+    // back relative; progress requests work through it.
+    let mut group = ns.watch_group();
+    let id = group.add("g/", WatchOptions::new().with_prefix()).unwrap();
+    client
+        .put("g/x", "outside", PutOptions::new())
+        .await
+        .unwrap();
+    client
+        .put("ns/g/x", "inside", PutOptions::new())
+        .await
+        .unwrap();
+    group.request_progress().unwrap();
+    let events = loop {
+        let (who, ev) = R::timeout(Duration::from_secs(5), group.next())
+            .await
+            .expect("a group item in time")
+            .expect("group open");
+        if let WatchEvent::Events { events, .. } = ev.unwrap() {
+            assert_eq!(who, id);
+            break events;
+        }
+    };
+    let kv = events[0].kv.as_ref().unwrap();
+    assert_eq!(
+        (kv.key_str().unwrap(), kv.value_str().unwrap()),
+        ("g/x", "inside")
+    );
+
     // A namespaced lease view: only the namespace's keys, relative.
     let lease = client
         .lease_grant(30, LeaseGrantOptions::new())

@@ -77,7 +77,7 @@ pub use lease::{
 };
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
-pub use namespace::{KvNamespace, NamespaceWatcher};
+pub use namespace::{KvNamespace, NamespaceWatchGroup, NamespaceWatcher};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
 pub use watch::{

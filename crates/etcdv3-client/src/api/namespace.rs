@@ -43,6 +43,7 @@ use super::kv::{
 use super::lease::LeaseTimeToLiveResponse;
 use super::txn::{Txn, TxnResponse};
 use super::watch::{WatchEvent, WatchOptions, Watcher, WatcherId};
+use super::watch_group::{GroupItem, WatchGroup};
 use crate::client::Client;
 use crate::error::Result;
 
@@ -138,6 +139,32 @@ impl KvNamespace {
             inner,
             prefix: self.prefix.clone(),
         })
+    }
+
+    /// [`Client::watch_group`] inside the namespace: every watcher added is
+    /// prefixed, and the keys of the events come back relative to the
+    /// namespace.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// let mut group = tenant.watch_group();
+    /// group.add("jobs/", WatchOptions::new().with_prefix())?; // tenants/acme/jobs/...
+    /// group.request_progress()?;
+    /// while let Some((_, ev)) = group.next().await {
+    ///     if let WatchEvent::Events { events, .. } = ev? {
+    ///         println!("{:?}", events[0].kv); // key without "tenants/acme/"
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_group(&self) -> NamespaceWatchGroup {
+        NamespaceWatchGroup {
+            inner: self.client.watch_group(),
+            prefix: self.prefix.clone(),
+        }
     }
 
     /// [`Client::lease_time_to_live`] inside the namespace (Go's namespaced
@@ -307,6 +334,24 @@ impl NamespaceWatcher {
         self.inner.created_revision()
     }
 
+    /// Ask the server for a progress notification
+    /// ([`Watcher::request_progress`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut w = client.namespaced("app/").watch("k", WatchOptions::new()).await?;
+    /// w.request_progress()?;
+    /// if let Some(WatchEvent::Progress { revision }) = w.next().await.transpose()? {
+    ///     println!("caught up to {revision}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn request_progress(&self) -> Result<()> {
+        self.inner.request_progress()
+    }
+
     /// Cancel the watcher and wait until the server confirmed.
     ///
     /// ```no_run
@@ -326,24 +371,120 @@ impl Stream for NamespaceWatcher {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
-            item.map(|r| {
-                r.map(|mut ev| {
-                    if let WatchEvent::Events { events, .. } = &mut ev {
-                        for e in events {
-                            if let Some(kv) = &mut e.kv {
-                                strip_kv(&this.prefix, kv);
-                            }
-                            if let Some(kv) = &mut e.prev_kv {
-                                strip_kv(&this.prefix, kv);
-                            }
-                        }
-                    }
-                    ev
-                })
-            })
-        })
+        Pin::new(&mut this.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map(|ev| strip_event(&this.prefix, ev))))
     }
+}
+
+/// A [`WatchGroup`] inside a namespace; from [`KvNamespace::watch_group`].
+/// Watchers added are prefixed; keys of its events are relative to the
+/// namespace.
+///
+/// ```no_run
+/// use etcdv3_client::api::{NamespaceWatchGroup, WatchOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let group: NamespaceWatchGroup = client.namespaced("app/").watch_group();
+/// let id = group.add("k", WatchOptions::new())?;
+/// assert_eq!(group.live(), 1);
+/// group.cancel(id)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct NamespaceWatchGroup {
+    inner: WatchGroup,
+    prefix: Vec<u8>,
+}
+
+impl NamespaceWatchGroup {
+    /// Add a watcher on `key` (or a range) inside the namespace
+    /// ([`WatchGroup::add`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let group = client.namespaced("app/").watch_group();
+    /// group.add("", WatchOptions::new().with_prefix())?; // every key under app/
+    /// # Ok(()) }
+    /// ```
+    pub fn add(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<WatcherId> {
+        let mut req = options.to_request(key.into())?;
+        (req.key, req.range_end) = prefix_interval(&self.prefix, &req.key, &req.range_end);
+        self.inner.add_request(req)
+    }
+
+    /// Cancel one watcher ([`WatchGroup::cancel`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let group = client.namespaced("app/").watch_group();
+    /// let id = group.add("k", WatchOptions::new())?;
+    /// group.cancel(id)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&self, id: WatcherId) -> Result<()> {
+        self.inner.cancel(id)
+    }
+
+    /// Ask for a progress notification ([`WatchGroup::request_progress`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.namespaced("app/").watch_group().request_progress()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn request_progress(&self) -> Result<()> {
+        self.inner.request_progress()
+    }
+
+    /// Watchers not ended yet ([`WatchGroup::live`]).
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.namespaced("app/").watch_group().live(), 0);
+    /// # }
+    /// ```
+    pub fn live(&self) -> usize {
+        self.inner.live()
+    }
+
+    /// Bytes of items waiting in the group ([`WatchGroup::buffered_bytes`]).
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.namespaced("app/").watch_group().buffered_bytes(), 0);
+    /// # }
+    /// ```
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffered_bytes()
+    }
+}
+
+impl Stream for NamespaceWatchGroup {
+    type Item = GroupItem;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GroupItem>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|(id, r)| (id, r.map(|ev| strip_event(&this.prefix, ev)))))
+    }
+}
+
+/// A watch event with its keys relative to the namespace.
+fn strip_event(prefix: &[u8], mut ev: WatchEvent) -> WatchEvent {
+    if let WatchEvent::Events { events, .. } = &mut ev {
+        for e in events {
+            if let Some(kv) = &mut e.kv {
+                strip_kv(prefix, kv);
+            }
+            if let Some(kv) = &mut e.prev_kv {
+                strip_kv(prefix, kv);
+            }
+        }
+    }
+    ev
 }
 
 /// `(prefix + key, translated end)`.
