@@ -12,43 +12,12 @@ use etcdv3_proto::method::Method;
 
 use crate::error::{Error, Result};
 use crate::options::ClientOptions;
+use crate::options::StaleRead;
+pub(crate) use crate::options::Target;
 use crate::runtime::Runtime;
 use crate::transport::{self, Shared};
 
 pub(crate) use crate::transport::stream::{BidiCall, ServerStream};
-
-/// Where a call must run: one member of the cluster, named by the caller.
-///
-/// A call with a target runs on that member only: it is never moved to
-/// another one (it waits for that member until its deadline). A target the
-/// client does not know fails at once with [`Error::UnknownTarget`].
-///
-/// ```
-/// use etcdv3_client::{CallOptions, Target};
-/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
-/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
-/// assert_ne!(on_first, on_member);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Target {
-    /// One of the client's endpoints, written as given to the client
-    /// (`http://host:port`, `https://host:port` or `host:port`).
-    Endpoint(String),
-    /// The member with this id (as in a response header's `member_id` or
-    /// the member list). The client finds which of its endpoints it is
-    /// (asking each endpoint's status once if it does not know yet).
-    Member(u64),
-}
-
-impl std::fmt::Display for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Target::Endpoint(e) => write!(f, "endpoint {e}"),
-            Target::Member(id) => write!(f, "member {id:x}"),
-        }
-    }
-}
 
 /// How a read is served: through consensus (linearizable, the default of
 /// etcd and of this client) or by whichever member answers, from its local
@@ -66,36 +35,6 @@ pub enum ReadConsistency {
     Linearizable,
     /// Reads come from the answering member's local state.
     Serializable,
-}
-
-/// A read answered below the revision this client had already seen when the
-/// read started: the answer is older than something this client has seen.
-///
-/// The client's revision fence retries a serializable read answered below
-/// that revision on other members, but only a few times
-/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig::stale_read_retries)); then it hands the
-/// answer over with this marker rather than fail the read. A read bound to
-/// one member ([`CallOptions::target`]) and a read opted out of the fence
-/// ([`GetOptions::without_revision_fence`](crate::api::GetOptions::without_revision_fence))
-/// get the first answer, marked the same way. Linearizable reads are never
-/// marked: etcd confirms them with a quorum, so one below the revision seen
-/// means the cluster's history went back (a restore from an older
-/// snapshot), and the client resets its fence to it (with a `tracing`
-/// warning) instead. See [`Client::get_checked`].
-///
-/// ```
-/// use etcdv3_client::StaleRead;
-/// let marker = StaleRead { endpoint: "http://127.0.0.1:2379".into(), answered: 5, seen: 8 };
-/// assert!(marker.answered < marker.seen);
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StaleRead {
-    /// The endpoint that answered.
-    pub endpoint: String,
-    /// The revision of the answer (its response header's).
-    pub answered: i64,
-    /// The highest revision the client had seen when the read started.
-    pub seen: i64,
 }
 
 /// A response, and whether it came back below the revision the client had
@@ -348,79 +287,13 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client for `endpoints` (`http://host:port`, `https://host:port`,
-    /// `host:port`, or a unix socket `unix://path` / `unixs://path`, which
-    /// needs a runtime with [`Runtime::connect_unix`]) on `runtime`.
-    /// Connections are opened lazily, on the first call.
-    ///
-    /// Fails when the list is empty, an endpoint is invalid, or an `https`
-    /// or `unixs` endpoint is given without TLS options.
-    ///
-    /// ```no_run
-    /// use etcdv3_client::{Client, ClientOptions, Runtime};
-    /// use std::sync::Arc;
-    /// # fn demo(runtime: Arc<dyn Runtime>) -> etcdv3_client::Result<()> {
-    /// let client = Client::new(runtime, ["http://127.0.0.1:2379"], ClientOptions::default())?;
-    /// assert!(!client.is_closed());
-    /// # Ok(()) }
-    /// ```
-    pub fn new<I, S>(
-        runtime: Arc<dyn Runtime>,
-        endpoints: I,
-        options: ClientOptions,
-    ) -> Result<Client>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let mut parsed = Vec::new();
-        for e in endpoints {
-            parsed.push(Endpoint::parse(e.as_ref())?);
-        }
-        if parsed.is_empty() {
-            return Err(Error::Config("no endpoints given".into()));
-        }
-        let sync = options.auto_sync_interval;
-        let shared = Shared::new(runtime, parsed, options)?;
-        let client = Client {
+    /// A client over `shared` (the constructors are in `connect`).
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Client {
+        Client {
             _guard: Some(Arc::new(CloseGuard(shared.clone()))),
             shared,
             scope: None,
-        };
-        if let Some(interval) = sync {
-            client.spawn(crate::sync::run(client.background(), interval));
         }
-        Ok(client)
-    }
-
-    /// [`Client::new`], then, with
-    /// [`ClientOptions::reject_old_cluster`], the version check
-    /// ([`Client::check_cluster_version`] for etcd 3.2, as Go's
-    /// `RejectOldCluster`). The runtime crates' `connect` call this.
-    ///
-    /// ```no_run
-    /// use etcdv3_client::{Client, ClientOptions, Runtime};
-    /// use std::sync::Arc;
-    /// # async fn demo(runtime: Arc<dyn Runtime>) -> etcdv3_client::Result<()> {
-    /// let options = ClientOptions::default().with_reject_old_cluster();
-    /// let client = Client::connect(runtime, ["http://127.0.0.1:2379"], options).await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn connect<I, S>(
-        runtime: Arc<dyn Runtime>,
-        endpoints: I,
-        options: ClientOptions,
-    ) -> Result<Client>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let reject = options.reject_old_cluster;
-        let client = Client::new(runtime, endpoints, options)?;
-        if reject {
-            client.check_cluster_version(3, 2).await?;
-        }
-        Ok(client)
     }
 
     /// Ask every endpoint's status (concurrently) and succeed with the

@@ -136,7 +136,7 @@ pub enum Error {
     #[error("unknown target: {target} is not one of the client's endpoints")]
     UnknownTarget {
         /// The target the call named.
-        target: crate::client::Target,
+        target: crate::options::Target,
     },
     /// The cluster is older than the client accepts
     /// ([`ClientOptions::reject_old_cluster`](crate::ClientOptions::reject_old_cluster)).

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod client;
+mod connect;
 mod error;
 mod options;
 mod runtime;
@@ -24,11 +25,9 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{
-    CallOptions, Checked, Client, EndpointStatus, ReadConsistency, StaleRead, Target,
-};
+pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency};
 pub use error::{Error, Result};
-pub use options::{ClientOptions, CoreConfig, Policy, TlsOptions};
+pub use options::{ClientOptions, CoreConfig, Policy, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 
 /// What a caller matches an [`Error`] on, without naming `etcdv3_core`:

@@ -1,4 +1,5 @@
-//! Client configuration.
+//! Client configuration, and the plain data types every layer above shares
+//! (a call's [`Target`], the [`StaleRead`] marker of an answer).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -539,4 +540,68 @@ impl TlsOptions {
             || self.identity_pem.is_some()
             || self.danger_accept_invalid_certs
     }
+}
+
+/// Where a call must run: one member of the cluster, named by the caller.
+///
+/// A call with a target runs on that member only: it is never moved to
+/// another one (it waits for that member until its deadline). A target the
+/// client does not know fails at once with
+/// [`Error::UnknownTarget`](crate::Error::UnknownTarget).
+///
+/// ```
+/// use etcdv3_client::{CallOptions, Target};
+/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
+/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+/// assert_ne!(on_first, on_member);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Target {
+    /// One of the client's endpoints, written as given to the client
+    /// (`http://host:port`, `https://host:port` or `host:port`).
+    Endpoint(String),
+    /// The member with this id (as in a response header's `member_id` or
+    /// the member list). The client finds which of its endpoints it is
+    /// (asking each endpoint's status once if it does not know yet).
+    Member(u64),
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Endpoint(e) => write!(f, "endpoint {e}"),
+            Target::Member(id) => write!(f, "member {id:x}"),
+        }
+    }
+}
+
+/// A read answered below the revision this client had already seen when the
+/// read started: the answer is older than something this client has seen.
+///
+/// The client's revision fence retries a serializable read answered below
+/// that revision on other members, but only a few times
+/// ([`CoreConfig::stale_read_retries`](crate::CoreConfig::stale_read_retries)); then it hands the
+/// answer over with this marker rather than fail the read. A read bound to
+/// one member ([`CallOptions::target`](crate::CallOptions::target)) and a read opted out of the fence
+/// ([`GetOptions::without_revision_fence`](crate::api::GetOptions::without_revision_fence))
+/// get the first answer, marked the same way. Linearizable reads are never
+/// marked: etcd confirms them with a quorum, so one below the revision seen
+/// means the cluster's history went back (a restore from an older
+/// snapshot), and the client resets its fence to it (with a `tracing`
+/// warning) instead. See [`Client::get_checked`](crate::Client::get_checked).
+///
+/// ```
+/// use etcdv3_client::StaleRead;
+/// let marker = StaleRead { endpoint: "http://127.0.0.1:2379".into(), answered: 5, seen: 8 };
+/// assert!(marker.answered < marker.seen);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaleRead {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The revision of the answer (its response header's).
+    pub answered: i64,
+    /// The highest revision the client had seen when the read started.
+    pub seen: i64,
 }

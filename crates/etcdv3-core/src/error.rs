@@ -453,6 +453,48 @@ impl EtcdErrorKind {
     }
 }
 
+/// A refusal that is about the caller's token (see [`auth_refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefusal {
+    /// The token is invalid, expired, issued before the auth store changed,
+    /// or missing ("user name is empty"): a fresh token cures it.
+    Token,
+    /// "permission denied": the user lacks the permission, or the token
+    /// expired (etcd refuses the watches of a stream whose token expired
+    /// so). Worth one fresh token on a stream; final for a unary call.
+    Permission,
+}
+
+/// The one rule for refusals about the token, used by unary calls (the
+/// core refreshes the token on [`AuthRefusal::Token`] only), by streams
+/// ended with such a status and by watches cancelled with such a reason
+/// (both: a fresh token, once, on either kind). The message may be
+/// wrapped as a gRPC error string ("rpc error: code = PermissionDenied desc
+/// = etcdserver: permission denied", as etcd writes watch cancel reasons).
+pub fn auth_refusal(status: &Status) -> Option<AuthRefusal> {
+    let bare = status
+        .message
+        .split_once("desc = ")
+        .map_or(status.message.as_str(), |(_, desc)| desc);
+    let kind = if bare.len() == status.message.len() {
+        classify(status)
+    } else {
+        classify(&Status::new(status.code, bare))
+    };
+    if kind.suggests_reauthentication() || bare.contains("user name is empty") {
+        Some(AuthRefusal::Token)
+    } else if kind == EtcdErrorKind::PermissionDenied {
+        Some(AuthRefusal::Permission)
+    } else {
+        None
+    }
+}
+
+/// [`auth_refusal`] of a watch's cancel reason (a message without a code).
+pub fn auth_refusal_of_reason(reason: &str) -> Option<AuthRefusal> {
+    auth_refusal(&Status::new(crate::status::Code::Unknown, reason))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -408,24 +408,70 @@ const MAX_TIMEOUT_VALUE: u128 = 99_999_999;
 /// Encodes a deadline as a `grpc-timeout` value: at most 8 digits and a
 /// unit, using the most precise unit in which the value fits (the value is
 /// truncated to that unit). 500 ms is `"500000u"`, 1 h is `"3600000m"`, zero
-/// is `"0n"`; durations above 99,999,999 hours are capped there.
+/// is `"0n"`; durations above 99,999,999 hours are capped there. The one
+/// encoder: [`GrpcTimeout`] writes the same without allocating.
 pub fn encode_grpc_timeout(timeout: Duration) -> String {
-    let nanos = timeout.as_nanos();
-    const UNITS: [(u128, char); 6] = [
-        (1, 'n'),
-        (1_000, 'u'),
-        (1_000_000, 'm'),
-        (1_000_000_000, 'S'),
-        (60_000_000_000, 'M'),
-        (3_600_000_000_000, 'H'),
-    ];
-    for (per_unit, unit) in UNITS {
-        let value = nanos / per_unit;
-        if value <= MAX_TIMEOUT_VALUE {
-            return format!("{value}{unit}");
+    GrpcTimeout::new(timeout).as_str().to_owned()
+}
+
+/// A `grpc-timeout` value written on the stack (a request header built for
+/// every call); spelled as [`encode_grpc_timeout`] says.
+///
+/// ```
+/// use std::time::Duration;
+/// use etcdv3_core::status::GrpcTimeout;
+///
+/// assert_eq!(GrpcTimeout::new(Duration::from_millis(500)).as_str(), "500000u");
+/// assert_eq!(GrpcTimeout::new(Duration::MAX).as_bytes(), b"99999999H");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcTimeout {
+    buf: [u8; 9],
+    start: usize,
+}
+
+impl GrpcTimeout {
+    /// The value for `timeout`.
+    pub fn new(timeout: Duration) -> GrpcTimeout {
+        const UNITS: [(u128, u8); 6] = [
+            (1, b'n'),
+            (1_000, b'u'),
+            (1_000_000, b'm'),
+            (1_000_000_000, b'S'),
+            (60_000_000_000, b'M'),
+            (3_600_000_000_000, b'H'),
+        ];
+        let nanos = timeout.as_nanos();
+        let (mut value, unit) = UNITS
+            .iter()
+            .map(|(per, unit)| (nanos / per, *unit))
+            .find(|(v, _)| *v <= MAX_TIMEOUT_VALUE)
+            .unwrap_or((MAX_TIMEOUT_VALUE, b'H'));
+        // At most 8 digits and the unit.
+        let mut buf = [0u8; 9];
+        let mut start = buf.len() - 1;
+        buf[start] = unit;
+        loop {
+            start -= 1;
+            buf[start] = b'0' + (value % 10) as u8;
+            value /= 10;
+            if value == 0 {
+                break;
+            }
         }
+        GrpcTimeout { buf, start }
     }
-    format!("{MAX_TIMEOUT_VALUE}H")
+
+    /// The value's bytes (ASCII digits and a unit letter).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
+    /// The value as text.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII digits and a unit letter are ever written.
+        std::str::from_utf8(self.as_bytes()).unwrap_or("0n")
+    }
 }
 
 /// Parses a `grpc-timeout` value (1 to 8 ASCII digits followed by one of

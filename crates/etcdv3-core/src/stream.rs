@@ -1,5 +1,16 @@
-//! When to (re)open a long-lived stream: watch, lease keepalive, election
-//! observe.
+//! The sans-IO stream layer: every decision about a long-lived stream
+//! (watch, lease keepalive) and about the recipes' retry loops.
+//!
+//! - [`StreamDriver`] holds every decision about one stream: when it is
+//!   (re)opened, how a stream its owner gives up on is ended, auth retry on
+//!   a stream, TLS failure fan-out (see [`driver`]).
+//!   The client's stream task and the simulation are pumps around it.
+//! - [`StreamSupervisor`] (below) is the driver's reopen timing.
+//! - [`Retry`] times the concurrency recipes' own loops (waiting for
+//!   earlier lock owners, an election observer's reopen, background key
+//!   removal).
+//!
+//! # When a stream is (re)opened
 //!
 //! [`StreamSupervisor`] is sans-IO, in quinn-proto's shape: the owner of one
 //! long-lived stream tells it what happened (`handle_*(now, ..)`) and asks
@@ -45,6 +56,12 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::rng::Rng;
+
+pub mod driver;
+pub mod retry;
+
+pub use driver::{CloseReason, FailCause, StreamAction, StreamDriver, StreamEnd, Verdict};
+pub use retry::{Retry, RetryConfig};
 
 /// Tunables of a [`StreamSupervisor`].
 #[derive(Debug, Clone, PartialEq)]

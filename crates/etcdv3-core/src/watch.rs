@@ -529,17 +529,9 @@ fn is_leader_loss(reason: &str) -> bool {
 }
 
 /// A cancel reason that a fresh token may cure: etcd refuses a watch whose
-/// stream token expired with "permission denied" (wrapped as a gRPC error
-/// string: "rpc error: code = PermissionDenied desc = etcdserver: ...").
+/// stream token expired with "permission denied".
 fn is_auth_refusal(reason: &str) -> bool {
-    let bare = reason
-        .split_once("desc = ")
-        .map_or(reason, |(_, desc)| desc);
-    let kind = crate::error::classify(&crate::status::Status::new(
-        crate::status::Code::Unknown,
-        bare,
-    ));
-    kind.suggests_reauthentication() || kind == crate::error::EtcdErrorKind::PermissionDenied
+    crate::error::auth_refusal_of_reason(reason).is_some()
 }
 
 impl WatchHub {

@@ -27,7 +27,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -304,7 +303,7 @@ impl Client {
     /// ends after that item.
     pub(crate) async fn keep_lease(&self, id: i64, until_lapse: bool) -> Result<LeaseKeeper> {
         let (first, renewed_at) = self.keep_alive_once_at(id).await?;
-        let token = NEXT_TOKEN.fetch_add(1, Ordering::Relaxed);
+        let token = self.shared.tasks.ids.next_keeper();
         let slot = Arc::new(Slot::new(
             first.ttl,
             etcdv3_core::lease::valid_until(renewed_at, first.ttl),
@@ -337,8 +336,6 @@ impl Client {
         })
     }
 }
-
-static NEXT_TOKEN: AtomicU64 = AtomicU64::new(1);
 
 enum Cmd {
     Keep {
@@ -726,13 +723,7 @@ impl StreamOwner for LeaseOwner {
     }
 
     fn verdict(&self, now: Instant) -> Verdict {
-        // The core's keeper decides when unanswered keep-alives put the
-        // leases at risk.
-        if self.keeper.is_stuck(now) {
-            Verdict::Unanswered
-        } else {
-            Verdict::Keep
-        }
+        Verdict::of_keepalive(&self.keeper, now)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -1,54 +1,33 @@
 //! The one background task that owns a long-lived stream (watch, lease
-//! keepalive) of a client.
+//! keepalive) of a client: a pump around the core's
+//! `etcdv3_core::stream::StreamDriver`.
 //!
 //! What differs per kind of stream — the sans-IO state (the core's
 //! `WatchHub` or `LeaseKeeper`), what to send, what to deliver to users —
-//! sits behind [`StreamOwner`]. Everything else is here, once: the select
-//! loop, the core's [`StreamSupervisor`] deciding when a stream is
-//! (re)opened, telling the core about requests that owe a reply
-//! (`handle_stream_sent`), about refusals that demote the member ("no
-//! leader") and about authentication refusals (`handle_auth_rejected`).
-//! The task's inbox lives in the client's shared state ([`Tasks`]); the task
-//! ends when its owner has nothing left to do or the client closes.
+//! sits behind [`StreamOwner`]. Every decision about the stream (when it is
+//! (re)opened, how a stream given up on is ended, auth retry, TLS failure
+//! fan-out, which requests owe an answer) is the driver's; this task only
+//! feeds it what happened on the wire and carries its actions out, in the
+//! turn order the driver's docs give. The task's inbox lives in the
+//! client's shared state (`transport::tasks::Tasks`); the task ends when its owner has
+//! nothing left to do or the client closes.
 
-use std::any::{Any, TypeId};
-use std::collections::HashMap;
+use std::any::TypeId;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use etcdv3_core::machine::Outcome;
-use etcdv3_core::status::{Code, Status};
-use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
+use etcdv3_core::stream::{CloseReason, FailCause, StreamAction, StreamDriver, StreamEnd};
 use etcdv3_proto::method::Method;
 use futures_channel::mpsc;
 use futures_core::Stream;
 
-use crate::client::BidiCall;
+use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::runtime::BoxFuture;
-use crate::Client;
+use crate::transport::stream::BidiCall;
 
-/// What the owner of a long-lived stream wants done after its last input.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Verdict {
-    /// Keep the stream.
-    Keep,
-    /// The member refused the stream's work because it has no leader: the
-    /// core demotes it (as it would after a unary "no leader") and the
-    /// stream is replaced, after a backoff.
-    NoLeader,
-    /// A request was refused for its token: get a fresh one and replace the
-    /// stream (see [`StreamOwner::handle_auth_final`] for when that is not
-    /// possible).
-    AuthRejected,
-    /// Requests went unanswered too long on a member that answers pings
-    /// (the owner's core part decided it): the core suspects the member and
-    /// the stream is replaced at once.
-    Unanswered,
-}
+pub(crate) use etcdv3_core::stream::Verdict;
 
 /// The per-kind part of a stream task.
 pub(crate) trait StreamOwner: Send + 'static {
@@ -95,25 +74,6 @@ pub(crate) trait StreamOwner: Send + 'static {
     fn fail(&mut self, err: &Error);
 }
 
-/// The inboxes of a client's stream tasks, one per kind of stream, on the
-/// client's shared state.
-pub(crate) struct Tasks {
-    inboxes: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
-    seed: AtomicU64,
-    config: StreamConfig,
-}
-
-impl Tasks {
-    /// No task yet; `seed` derives the tasks' backoff jitter.
-    pub(crate) fn new(seed: u64, config: StreamConfig) -> Tasks {
-        Tasks {
-            inboxes: Mutex::new(HashMap::new()),
-            seed: AtomicU64::new(seed),
-            config,
-        }
-    }
-}
-
 /// The inbox of `client`'s task for streams of kind `O`, spawning the task
 /// (with the owner `make` builds) when there is none or the previous one
 /// ended. A send may still fail when the task ends right then: callers
@@ -135,11 +95,9 @@ pub(crate) fn inbox<O: StreamOwner>(
     }
     let (tx, rx) = mpsc::unbounded();
     inboxes.insert(key, Box::new(tx.clone()));
-    let seed = tasks
-        .seed
-        .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed);
-    let supervisor = StreamSupervisor::new(tasks.config.clone(), seed);
-    let task = run(client.background(), make(), rx, supervisor);
+    let seed = tasks.next_seed();
+    let driver = StreamDriver::new(tasks.stream_config().clone(), seed);
+    let task = run(client.background(), make(), rx, driver);
     // Spawned without the inboxes' lock: a runtime may poll the task inline.
     drop(inboxes);
     client.spawn(task);
@@ -189,17 +147,105 @@ enum Input<O: StreamOwner> {
     Timer,
 }
 
-/// The stream task: one stream of kind `O` at a time, reopened when the
-/// supervisor says.
+/// What a stream task holds: the owner, the core's driver, and the IO.
+struct Pump<O: StreamOwner> {
+    client: Client,
+    owner: O,
+    driver: StreamDriver,
+    stream: Option<OwnedStream<O>>,
+    opening: Option<BoxFuture<'static, Result<OwnedStream<O>>>>,
+}
+
+impl<O: StreamOwner> Pump<O> {
+    /// Carry out the driver's actions; `err`: the error of the input just
+    /// fed (the users get it when the driver fails them). `true` when the
+    /// driver exited.
+    fn drain(&mut self, now: Instant, err: Option<&Error>) -> bool {
+        let mut exit = false;
+        while let Some(action) = self.driver.poll_action() {
+            match action {
+                StreamAction::Open => {
+                    let c = self.client.clone();
+                    self.opening = Some(Box::pin(async move {
+                        c.open_bidi::<O::Req, O::Resp>(O::METHOD).await
+                    }));
+                }
+                StreamAction::Close(reason) => {
+                    let Some(mut s) = self.stream.take() else {
+                        continue;
+                    };
+                    tracing::debug!(endpoint = s.endpoint(), ?reason, "stream: closing");
+                    if reason == CloseReason::Unanswered {
+                        let call = s.call_id();
+                        self.client
+                            .shared
+                            .with_state(|st, now| st.core.handle_stream_unanswered(now, call));
+                    }
+                    if let Some(outcome) = reason.outcome() {
+                        s.end(outcome);
+                    }
+                }
+                StreamAction::RefreshToken => {
+                    let call = self.stream.as_ref().map(|s| s.call_id());
+                    let fresh = call.is_some_and(|call| {
+                        self.client
+                            .shared
+                            .with_state(|st, now| st.core.handle_auth_rejected(now, call))
+                    });
+                    tracing::debug!(fresh, "stream: a request was refused for its token");
+                    self.driver.handle_auth_answer(now, fresh);
+                }
+                StreamAction::Owed => {
+                    if let Some(call) = self.stream.as_ref().map(|s| s.call_id()) {
+                        self.client
+                            .shared
+                            .with_state(|st, now| st.core.handle_stream_sent(now, call));
+                    }
+                }
+                StreamAction::Lost => self.owner.handle_lost(now),
+                StreamAction::AuthFinal => self.owner.handle_auth_final(now),
+                StreamAction::Fail(cause) => {
+                    let e = match (cause, err) {
+                        (FailCause::Closed, _) | (_, None) => Error::Closed,
+                        (_, Some(e)) => e.clone(),
+                    };
+                    tracing::debug!(?cause, error = %e, "stream: failing its users");
+                    self.owner.fail(&e);
+                }
+                StreamAction::Exit => exit = true,
+            }
+        }
+        exit
+    }
+}
+
+/// How a stream that returned `end` ended, for the driver.
+fn end_of<O: StreamOwner>(
+    stream: Option<&OwnedStream<O>>,
+    end: &Result<Option<O::Resp>>,
+) -> StreamEnd {
+    match (end, stream.and_then(|s| s.auth_retry())) {
+        (Err(_), Some(fresh_token)) => StreamEnd::AuthRefused { fresh_token },
+        (Err(_), None) => StreamEnd::Failed,
+        (Ok(_), _) => StreamEnd::Finished,
+    }
+}
+
+/// The stream task: a pump around the core's [`StreamDriver`], which makes
+/// every decision; one stream of kind `O` at a time.
 async fn run<O: StreamOwner>(
     client: Client,
-    mut owner: O,
+    owner: O,
     mut cmds: mpsc::UnboundedReceiver<O::Cmd>,
-    mut sup: StreamSupervisor,
+    driver: StreamDriver,
 ) {
-    let shared = client.shared.clone();
-    let mut stream: Option<OwnedStream<O>> = None;
-    let mut opening: Option<BoxFuture<'static, Result<OwnedStream<O>>>> = None;
+    let mut p = Pump {
+        client,
+        owner,
+        driver,
+        stream: None,
+        opening: None,
+    };
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut cmds_open = true;
     // Run one loop turn without waiting for an input (commands were taken
@@ -208,16 +254,13 @@ async fn run<O: StreamOwner>(
     // The end of the stream, met while taking a batch of messages: the
     // next turn's input.
     let mut stashed: Option<Result<Option<O::Resp>>> = None;
-    // A stream ended by an authentication refusal was replaced; refused
-    // again before a message arrived on the new one, the refusal is final.
-    let mut auth_retried = false;
     loop {
         let input = std::future::poll_fn(|cx| {
             if std::mem::take(&mut kick) {
                 return Poll::Ready(Input::Timer);
             }
             // (Stale if that stream was dropped meanwhile.)
-            if let (Some(m), true) = (stashed.take(), stream.is_some()) {
+            if let (Some(m), true) = (stashed.take(), p.stream.is_some()) {
                 return Poll::Ready(Input::Msg(m));
             }
             if cmds_open {
@@ -225,14 +268,14 @@ async fn run<O: StreamOwner>(
                     return Poll::Ready(Input::<O>::Cmd(c));
                 }
             }
-            if let Some(s) = stream.as_mut() {
+            if let Some(s) = p.stream.as_mut() {
                 if let Poll::Ready(m) = s.poll_message(cx) {
                     return Poll::Ready(Input::Msg(m));
                 }
             }
-            if let Some(o) = opening.as_mut() {
+            if let Some(o) = p.opening.as_mut() {
                 if let Poll::Ready(r) = o.as_mut().poll(cx) {
-                    opening = None;
+                    p.opening = None;
                     return Poll::Ready(Input::Opened(r));
                 }
             }
@@ -245,22 +288,21 @@ async fn run<O: StreamOwner>(
             Poll::Pending
         })
         .await;
-        let now = client.now();
+        let now = p.client.now();
         match input {
             Input::Cmd(None) => cmds_open = false,
-            Input::Cmd(Some(cmd)) => owner.handle_cmd(now, cmd),
+            Input::Cmd(Some(cmd)) => p.owner.handle_cmd(now, cmd),
             Input::Msg(Ok(Some(resp))) => {
-                sup.handle_message(now);
-                auth_retried = false;
-                owner.handle_message(now, resp);
+                p.driver.handle_message(now);
+                p.owner.handle_message(now, resp);
                 // Take what else already arrived. Polling with a no-op
                 // waker is fine: a `Pending` here is followed by the real
                 // poll at the top of the loop before the task sleeps.
                 let mut cx = Context::from_waker(Waker::noop());
                 for _ in 1..MAX_MESSAGES_PER_TURN {
-                    let Some(s) = stream.as_mut() else { break };
+                    let Some(s) = p.stream.as_mut() else { break };
                     match s.poll_message(&mut cx) {
-                        Poll::Ready(Ok(Some(resp))) => owner.handle_message(now, resp),
+                        Poll::Ready(Ok(Some(resp))) => p.owner.handle_message(now, resp),
                         Poll::Ready(end) => {
                             stashed = Some(end);
                             break;
@@ -270,170 +312,110 @@ async fn run<O: StreamOwner>(
                 }
             }
             Input::Msg(end) => {
-                let ended = stream.take();
-                owner.handle_lost(now);
-                match end {
-                    Err(e) if ended.as_ref().and_then(|s| s.auth_retry()).is_some() => {
-                        let retry = !auth_retried
-                            && ended.as_ref().and_then(|s| s.auth_retry()) == Some(true);
-                        if retry {
-                            tracing::debug!(error = %e, "stream refused for its token, reopening");
-                            auth_retried = true;
-                            sup.handle_lost(now);
-                        } else {
-                            tracing::debug!(error = %e, "stream refused for good");
-                            sup.handle_refused(now);
-                            owner.fail(&e);
-                        }
-                    }
+                let ended = p.stream.take();
+                let how = end_of::<O>(ended.as_ref(), &end);
+                match &end {
                     Err(e) => {
-                        tracing::debug!(method = O::METHOD.path, error = %e, "stream failed");
-                        sup.handle_lost(now);
+                        tracing::debug!(method = O::METHOD.path, error = %e, ?how, "stream failed")
                     }
-                    Ok(_) => {
-                        tracing::debug!(method = O::METHOD.path, "stream ended by the server");
-                        sup.handle_lost(now);
-                    }
+                    Ok(_) => tracing::debug!(method = O::METHOD.path, "stream ended by the server"),
                 }
+                p.driver.handle_ended(now, how);
+                p.drain(now, end.as_ref().err());
             }
             Input::Opened(Ok(s)) => {
-                sup.handle_opened(now);
-                owner.handle_opened(now);
-                stream = Some(s);
+                p.stream = Some(s);
+                p.driver.handle_opened(now);
+                p.owner.handle_opened(now);
             }
             Input::Opened(Err(e)) => {
                 tracing::debug!(method = O::METHOD.path, error = %e, "opening a stream failed");
-                sup.handle_open_failed(now);
                 // Every endpoint rejected the client's TLS setup (or its
-                // scheme): reopening cannot help, so the users hear why
-                // now, not at their deadline.
-                if matches!(e, Error::Tls { .. } | Error::SchemeMismatch { .. }) {
-                    owner.fail(&e);
-                }
+                // scheme): reopening cannot help.
+                let rejected = matches!(e, Error::Tls { .. } | Error::SchemeMismatch { .. });
+                p.driver.handle_open_failed(now, rejected);
+                p.drain(now, Some(&e));
             }
-            Input::Timer => {}
+            Input::Timer => p.driver.handle_timeout(now),
         }
         // Take every command that is ready before deciding anything.
         while cmds_open {
             match cmds.try_recv() {
-                Ok(cmd) => owner.handle_cmd(now, cmd),
+                Ok(cmd) => p.owner.handle_cmd(now, cmd),
                 Err(mpsc::TryRecvError::Closed) => cmds_open = false,
                 Err(mpsc::TryRecvError::Empty) => break,
             }
         }
-        if client.is_closed() {
+        if p.client.is_closed() {
             // Commands that raced in are failed with the rest, not dropped
             // (a group's watcher has no reply channel to notice a drop).
             cmds.close();
             while let Ok(cmd) = cmds.try_recv() {
-                owner.handle_cmd(now, cmd);
+                p.owner.handle_cmd(now, cmd);
             }
-            owner.fail(&Error::Closed);
-            owner.deliver();
+            p.driver.handle_client_closed(now);
+            p.drain(now, None);
+            p.owner.deliver();
             return;
         }
-        if let Some(mut s) = stream.take() {
-            match owner.verdict(now) {
-                Verdict::Keep => stream = Some(s),
-                Verdict::NoLeader => {
-                    tracing::debug!(
-                        endpoint = s.endpoint(),
-                        "stream: member has no leader, reopening"
-                    );
-                    // The core demotes the member as after a unary "no
-                    // leader", so the next stream goes elsewhere.
-                    s.end(Outcome::Status(Status::new(
-                        Code::Unavailable,
-                        "etcdserver: no leader",
-                    )));
-                    sup.handle_refused(now);
-                    owner.handle_lost(now);
-                }
-                Verdict::Unanswered => {
-                    let call = s.call_id();
-                    tracing::debug!(
-                        endpoint = s.endpoint(),
-                        "stream: requests unanswered, reopening elsewhere"
-                    );
-                    shared.with_state(|st, now| st.core.handle_stream_unanswered(now, call));
-                    s.end(Outcome::Lost(
-                        "requests on the stream went unanswered".into(),
-                    ));
-                    sup.handle_lost(now);
-                    owner.handle_lost(now);
-                }
-                Verdict::AuthRejected => {
-                    let call = s.call_id();
-                    let retry =
-                        shared.with_state(|st, now| st.core.handle_auth_rejected(now, call));
-                    tracing::debug!(
-                        endpoint = s.endpoint(),
-                        retry,
-                        "stream: a request was refused for its token"
-                    );
-                    if retry {
-                        // The new stream waits for the fresh token.
-                        drop(s);
-                        sup.handle_lost(now);
-                        owner.handle_lost(now);
-                    } else {
-                        owner.handle_auth_final(now);
-                        stream = Some(s);
-                    }
-                }
-            }
+        if p.stream.is_some() {
+            let verdict = p.owner.verdict(now);
+            p.driver.handle_verdict(now, verdict);
+            p.drain(now, None);
         }
-        owner.handle_timeout(now);
-        if let Some(s) = stream.as_mut() {
+        p.owner.handle_timeout(now);
+        if let Some(s) = p.stream.as_mut() {
             let mut sent = false;
-            while let Some(req) = owner.poll_transmit(now) {
+            let mut failed = None;
+            while let Some(req) = p.owner.poll_transmit(now) {
                 if let Err(e) = s.send(&req) {
                     tracing::debug!(method = O::METHOD.path, error = %e, "sending on a stream failed");
-                    stream = None;
-                    sup.handle_lost(now);
-                    owner.handle_lost(now);
+                    failed = Some(e);
                     break;
                 }
                 sent = true;
             }
-            if let (true, Some(s)) = (sent, stream.as_ref()) {
+            if let Some(e) = failed {
+                let ended = p.stream.take();
+                let how = end_of::<O>(ended.as_ref(), &Err(e.clone()));
+                p.driver.handle_ended(now, how);
+                p.drain(now, Some(&e));
+            } else if sent {
                 // The member owes answers: if it stops answering, the core
                 // finds out (ping) as quickly as for a unary call.
-                let call = s.call_id();
-                shared.with_state(|st, now| st.core.handle_stream_sent(now, call));
+                p.driver.handle_sent(now);
+                p.drain(now, None);
             }
         }
-        owner.deliver();
-        if owner.is_done() {
-            let raced = close_inbox::<O>(&client, &mut cmds);
+        p.owner.deliver();
+        if p.owner.is_done() {
+            let raced = close_inbox::<O>(&p.client, &mut cmds);
             if raced.is_empty() {
-                if stream.take().is_some() {
-                    sup.handle_closed(now);
+                p.driver.handle_wanted(now, false);
+                if p.drain(now, None) {
+                    return;
                 }
-                return;
             }
             // Commands raced in before the close: this task goes on (on a
             // fresh inbox) and handles them in order, in the next turn.
             for cmd in raced {
-                owner.handle_cmd(now, cmd);
+                p.owner.handle_cmd(now, cmd);
             }
             cmds_open = true;
             kick = true;
         }
-        sup.handle_wanted(now, true);
-        if stream.is_none() && opening.is_none() && sup.poll_open(now) {
-            let c = client.clone();
-            opening = Some(Box::pin(async move {
-                c.open_bidi::<O::Req, O::Resp>(O::METHOD).await
-            }));
-        }
-        let next = [sup.poll_timeout(), owner.poll_timeout(stream.is_some())]
-            .into_iter()
-            .flatten()
-            .min();
+        p.driver.handle_wanted(now, true);
+        p.drain(now, None);
+        let next = [
+            p.driver.poll_timeout(),
+            p.owner.poll_timeout(p.stream.is_some()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         match (next, &timer) {
             (Some(at), Some((cur, _))) if *cur == at => {}
-            (Some(at), _) => timer = Some((at, client.runtime().sleep_until(at))),
+            (Some(at), _) => timer = Some((at, p.client.runtime().sleep_until(at))),
             (None, _) => timer = None,
         }
     }

@@ -25,7 +25,7 @@
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -285,18 +285,15 @@ fn item_cost(item: &Result<WatchEvent>) -> usize {
     item.as_ref().map_or(0, delivery_cost)
 }
 
-/// The next watcher id. Ids are chosen here, process-wide, rather than by
-/// each stream task's hub: a [`WatchGroup`](crate::api::WatchGroup) hands
-/// the id out before the task saw the request, and a client's task may be
-/// replaced between two watchers (ids stay unique across tasks).
-pub(crate) fn next_watcher_id() -> Result<WatcherId> {
-    static NEXT: AtomicI64 = AtomicI64::new(1);
-    let n = NEXT
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-            Some(n.checked_add(1).unwrap_or(1))
-        })
-        .unwrap_or_else(|n| n);
-    WatcherId::new(n).ok_or_else(|| Error::InvalidArgument("watcher ids exhausted".into()))
+/// The next watcher id of `client` (its shared state's counter: see
+/// `stream_task::Ids`).
+pub(crate) fn next_watcher_id(client: &Client) -> Result<WatcherId> {
+    client
+        .shared
+        .tasks
+        .ids
+        .next_watcher()
+        .ok_or_else(|| Error::InvalidArgument("watcher ids exhausted".into()))
 }
 
 pub(crate) enum Cmd {
@@ -581,7 +578,7 @@ impl Client {
             let cmds = watch_inbox(self);
             let (sink, events) = mpsc::unbounded();
             let (reply, id) = oneshot::channel();
-            let wid = next_watcher_id()?;
+            let wid = next_watcher_id(self)?;
             let flow = Arc::new(Flow::new(QueueId::of(wid)));
             let add = Cmd::Add {
                 id: wid,
@@ -718,13 +715,7 @@ impl StreamOwner for WatchOwner {
     }
 
     fn verdict(&self, _now: Instant) -> Verdict {
-        if self.hub.needs_new_stream() {
-            Verdict::NoLeader
-        } else if self.hub.needs_auth_refresh() {
-            Verdict::AuthRejected
-        } else {
-            Verdict::Keep
-        }
+        Verdict::of_watch(&self.hub)
     }
 
     fn handle_auth_final(&mut self, _now: Instant) {

@@ -192,7 +192,7 @@ impl WatchGroup {
         if self.client.is_closed() {
             return Err(Error::Closed);
         }
-        let id = next_watcher_id()?;
+        let id = next_watcher_id(&self.client)?;
         let first = {
             let mut q = self.shared.lock();
             q.live += 1;

@@ -502,7 +502,7 @@ impl Observe {
             phase: Phase::Resolve(0),
             queue: VecDeque::new(),
             last: None,
-            backoff: Backoff::default(),
+            backoff: Backoff::recipe(client),
         };
         let stream = futures_util::stream::unfold(state, |mut st| async move {
             let item = st.next().await?;
@@ -532,6 +532,7 @@ impl ObserveState {
         }
         tracing::debug!(error = %error, "election observer: retrying");
         self.phase = Phase::Resolve(seen);
+        // (`recipe` loops never give up: the observer keeps following.)
         self.backoff.wait(&self.client).await;
         None
     }
@@ -547,7 +548,7 @@ impl ObserveState {
                     let opts = first_created().with_revision(revision);
                     match self.client.get(self.prefix.clone(), opts).await {
                         Ok(resp) => {
-                            self.backoff = Backoff::default();
+                            self.backoff.reset();
                             let as_of = if revision > 0 {
                                 revision
                             } else {

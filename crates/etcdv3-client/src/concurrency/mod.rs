@@ -32,8 +32,6 @@ mod mutex;
 mod session;
 pub mod stm;
 
-use std::time::Duration;
-
 pub use election::{leader_of, observe, Election, Observe};
 pub use mutex::{Mutex, MutexGuard};
 pub use session::{Session, SessionDone, SessionEnd, SessionOptions};
@@ -43,6 +41,7 @@ use crate::api::{
     WatchOptions,
 };
 use crate::Client;
+use etcdv3_core::stream::{Retry, RetryConfig};
 use etcdv3_proto::etcdserverpb::ResponseHeader;
 use futures_util::StreamExt;
 
@@ -115,10 +114,6 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Sleep on the client's runtime.
-async fn sleep(client: &Client, duration: Duration) {
-    client.runtime().sleep_until(client.now() + duration).await;
-}
-
 /// Delete `key` if it is still the incarnation created at `revision` (any
 /// incarnation when `revision` is `None`). Returns whether it was deleted.
 async fn remove_key(client: &Client, key: &[u8], revision: Option<i64>) -> crate::Result<bool> {
@@ -141,7 +136,7 @@ async fn remove_key(client: &Client, key: &[u8], revision: Option<i64>) -> crate
 /// until it is deleted. Transient failures are retried (the caller keeps its
 /// place in the queue); only a closed client ends the wait with an error.
 async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crate::Result<()> {
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::recipe(client);
     loop {
         let opts = GetOptions::new()
             .with_prefix()
@@ -162,7 +157,7 @@ async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crat
         };
         let revision = resp.revision();
         match wait_delete(client, &kv.key, revision).await {
-            Ok(()) => backoff = Backoff::default(),
+            Ok(()) => backoff.reset(),
             Err(e) if e.is_closed() => return Err(e),
             Err(e) => {
                 tracing::debug!(error = %e, "waiting for earlier owners: watch failed; retrying");
@@ -182,7 +177,7 @@ async fn still_owned(
     revision: i64,
 ) -> Result<Option<Option<ResponseHeader>>> {
     let client = session.client();
-    let mut backoff = Backoff::default();
+    let mut backoff = Backoff::recipe(client);
     loop {
         match client.get(key.to_vec(), GetOptions::new()).await {
             Ok(resp) => {
@@ -224,33 +219,49 @@ async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> crate::Resul
     Err(crate::Error::Closed)
 }
 
-/// Exponential backoff between retries of a recipe's background work.
-#[derive(Debug, Clone, Copy)]
+/// A recipe's retry loop. Its timing is the core's
+/// ([`etcdv3_core::stream::Retry`]): this only sleeps until the instant the
+/// core gives.
+#[derive(Debug)]
 struct Backoff {
-    next: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            next: Duration::from_millis(50),
-        }
-    }
+    retry: Retry,
 }
 
 impl Backoff {
-    const MAX: Duration = Duration::from_secs(1);
+    /// A loop waiting on the cluster ([`RetryConfig::recipe`]).
+    fn recipe(client: &Client) -> Backoff {
+        Backoff::with(client, RetryConfig::recipe())
+    }
 
-    async fn wait(&mut self, client: &Client) {
-        sleep(client, self.next).await;
-        self.next = (self.next * 2).min(Self::MAX);
+    /// Background key removal ([`RetryConfig::cleanup`]).
+    fn cleanup(client: &Client) -> Backoff {
+        Backoff::with(client, RetryConfig::cleanup())
+    }
+
+    fn with(client: &Client, config: RetryConfig) -> Backoff {
+        Backoff {
+            retry: Retry::new(config, client.shared.tasks.next_seed()),
+        }
+    }
+
+    /// An attempt failed: sleep until the next one; `false` when the loop
+    /// gives up.
+    async fn wait(&mut self, client: &Client) -> bool {
+        match self.retry.handle_failure(client.now()) {
+            Some(at) => {
+                client.runtime().sleep_until(at).await;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// An attempt succeeded: the next failure waits the shortest delay.
+    fn reset(&mut self) {
+        self.retry.handle_success();
     }
 }
 
-/// Removes a recipe's key when dropped while armed (a dropped `lock` or
-/// `campaign` future, a dropped guard): in the background, with a few
-/// retries, holding the session's claim on the key until done so that a new
-/// owner through the same session cannot be removed by mistake.
 struct Cleanup {
     client: Client,
     key: Vec<u8>,
@@ -287,14 +298,16 @@ impl Drop for Cleanup {
         let key = std::mem::take(&mut self.key);
         let revision = self.revision;
         self.client.spawn(async move {
-            let mut backoff = Backoff::default();
-            for _ in 0..8 {
+            let mut backoff = Backoff::cleanup(&client);
+            loop {
                 match remove_key(&client, &key, revision).await {
                     Ok(_) => break,
                     Err(e) if e.is_closed() => break,
                     Err(e) => {
-                        tracing::debug!(error = %e, "removing a recipe key failed; retrying");
-                        backoff.wait(&client).await;
+                        tracing::debug!(error = %e, "removing a recipe key failed");
+                        if !backoff.wait(&client).await {
+                            break;
+                        }
                     }
                 }
             }

@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -378,7 +378,7 @@ impl Session {
     /// ```
     pub fn done(&self) -> SessionDone {
         SessionDone {
-            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
+            id: self.client().shared.tasks.ids.next_waiter(),
             state: self.inner.state.clone(),
         }
     }
@@ -565,9 +565,6 @@ impl Drop for KeyClaim {
     }
 }
 
-/// Ids of [`SessionDone`] futures, to find their wakers.
-static NEXT_WAITER: AtomicU64 = AtomicU64::new(0);
-
 /// The future of [`Session::done`]: resolves with why the session ended.
 ///
 /// ```no_run
@@ -628,8 +625,9 @@ mod tests {
         let count = Arc::new(Count(Default::default()));
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
+        let ids = std::cell::Cell::new(0);
         let waiter = |state: &Arc<DoneState>| SessionDone {
-            id: NEXT_WAITER.fetch_add(1, Ordering::Relaxed),
+            id: ids.replace(ids.get() + 1),
             state: state.clone(),
         };
         let mut a = waiter(&state);

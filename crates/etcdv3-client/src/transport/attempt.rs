@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use etcdv3_core::codec::Decoder;
 use etcdv3_core::machine::{Outcome, ResponseMeta};
-use etcdv3_core::status::{response_status, Code, Status};
+use etcdv3_core::status::{response_status, Code, GrpcTimeout, Status};
 use etcdv3_proto::method::Method;
 use http::header::{HeaderName, CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderValue, Request};
@@ -88,38 +88,10 @@ pub(crate) fn request(
     Ok(req)
 }
 
-/// The `grpc-timeout` value of `timeout`, as
-/// [`etcdv3_core::status::encode_grpc_timeout`] spells it, written without
-/// a `String` (it is built for every request).
+/// The `grpc-timeout` value of `timeout` (the core's one encoder, written
+/// without a `String`: it is built for every request).
 fn grpc_timeout_value(timeout: Duration) -> HeaderValue {
-    const MAX: u128 = 99_999_999;
-    const UNITS: [(u128, u8); 6] = [
-        (1, b'n'),
-        (1_000, b'u'),
-        (1_000_000, b'm'),
-        (1_000_000_000, b'S'),
-        (60_000_000_000, b'M'),
-        (3_600_000_000_000, b'H'),
-    ];
-    let nanos = timeout.as_nanos();
-    let (mut value, unit) = UNITS
-        .iter()
-        .map(|(per, unit)| (nanos / per, *unit))
-        .find(|(v, _)| *v <= MAX)
-        .unwrap_or((MAX, b'H'));
-    // At most 8 digits and the unit.
-    let mut buf = [0u8; 9];
-    let mut at = buf.len() - 1;
-    buf[at] = unit;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    match HeaderValue::from_bytes(&buf[at..]) {
+    match HeaderValue::from_bytes(GrpcTimeout::new(timeout).as_bytes()) {
         Ok(v) => v,
         // Digits and a letter are always a valid header value.
         Err(_) => HeaderValue::from_static("0n"),

@@ -16,8 +16,8 @@ use http::HeaderValue;
 
 use super::attempt::{self, AttemptOutput};
 use super::{Shared, Step, Target};
-use crate::client::StaleRead;
 use crate::error::{Error, Result};
+use crate::options::StaleRead;
 
 /// Cancels the call in the core if the caller drops the future early.
 struct CallGuard<'a> {

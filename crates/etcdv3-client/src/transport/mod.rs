@@ -13,6 +13,7 @@ pub(crate) mod attempt;
 pub(crate) mod call;
 mod conn;
 pub(crate) mod stream;
+pub(crate) mod tasks;
 #[cfg(feature = "tls")]
 mod tls;
 
@@ -43,7 +44,7 @@ pub(crate) enum Step {
     /// revision the client had seen (the core's `Event::StaleRead`).
     Done(
         std::result::Result<(), CallError>,
-        Option<crate::client::StaleRead>,
+        Option<crate::options::StaleRead>,
     ),
 }
 
@@ -62,7 +63,7 @@ pub(crate) struct Slot {
     next: Option<Step>,
     /// The core marked the call's answer stale (`Event::StaleRead`, which
     /// comes with its `Complete`).
-    stale: Option<crate::client::StaleRead>,
+    stale: Option<crate::options::StaleRead>,
 }
 
 struct ConnEntry {
@@ -97,7 +98,7 @@ pub(crate) struct Shared {
     pub(crate) options: ClientOptions,
     state: Mutex<State>,
     /// The client's long-lived stream tasks (watch, lease keepalive).
-    pub(crate) tasks: crate::api::stream_task::Tasks,
+    pub(crate) tasks: tasks::Tasks,
     #[cfg(feature = "tls")]
     tls: Option<tls::Connector>,
     status_probe: Bytes,
@@ -142,7 +143,7 @@ impl Shared {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
             source,
         })?;
-        let tasks = crate::api::stream_task::Tasks::new(
+        let tasks = tasks::Tasks::new(
             seed.rotate_left(17) ^ 0x5354_5245_414d,
             etcdv3_core::stream::StreamConfig {
                 backoff: options.core.stream_backoff.clone(),
@@ -317,7 +318,7 @@ impl Shared {
                     .map(|e| e.to_string())
                     .unwrap_or_default();
                 if let Some(slot) = st.calls.get_mut(&call) {
-                    slot.stale = Some(crate::client::StaleRead {
+                    slot.stale = Some(crate::options::StaleRead {
                         endpoint,
                         answered,
                         seen,

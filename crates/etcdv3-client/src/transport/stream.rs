@@ -164,14 +164,6 @@ where
     }
 }
 
-/// Whether a stream's end status is a refusal a fresh token may cure (etcd
-/// refuses requests of an expired token with "permission denied" on some
-/// streams).
-pub(crate) fn is_auth_refusal(status: &Status) -> bool {
-    let kind = etcdv3_core::error::classify(status);
-    kind.suggests_reauthentication() || kind == etcdv3_core::error::EtcdErrorKind::PermissionDenied
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecvState {
     Data,
@@ -281,7 +273,8 @@ where
         }
         self.reported = true;
         let (call, attempt) = (self.call, self.attempt);
-        let auth = matches!(&outcome, Outcome::Status(s) if is_auth_refusal(s));
+        let auth =
+            matches!(&outcome, Outcome::Status(s) if etcdv3_core::error::auth_refusal(s).is_some());
         let retry = self.shared.with_state(|st, now| {
             // Told while the call still exists: the core compares the token
             // the stream was opened with to the current one.

@@ -169,7 +169,8 @@ impl Core {
     }
 }
 
-/// Whether the error means the auth token must be refreshed.
-pub(super) fn is_auth_refresh(kind: &EtcdErrorKind, status: &Status) -> bool {
-    kind.is_invalid_token() || status.message.contains("user name is empty")
+/// Whether the error means the auth token must be refreshed (a unary
+/// call's "permission denied" is the user's, final).
+pub(super) fn is_auth_refresh(status: &Status) -> bool {
+    crate::error::auth_refusal(status) == Some(crate::error::AuthRefusal::Token)
 }

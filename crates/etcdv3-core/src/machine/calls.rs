@@ -505,7 +505,7 @@ impl Core {
         } else {
             method.is_repeatable()
         };
-        if is_auth_refresh(&kind, &status) {
+        if is_auth_refresh(&status) {
             if !self.on_token_refused(now, id, &status) {
                 // Refused again with a fresh token: final.
                 let err = self.status_error(method, ep, status);

@@ -93,6 +93,7 @@ struct Totals {
     lease_lapses: u64,
     lease_alive_again: u64,
     stream_opens: u64,
+    stream_closes: [u64; 2],
     long_runs: u64,
     fence_resets: u64,
     stale_marked: u64,
@@ -116,6 +117,9 @@ impl Totals {
         self.lease_lapses += u64::from(r.lease_lapses);
         self.lease_alive_again += u64::from(r.lease_alive_again);
         self.stream_opens += u64::from(r.stream_opens);
+        for (t, n) in self.stream_closes.iter_mut().zip(r.stream_closes) {
+            *t += u64::from(n);
+        }
         self.long_runs += u64::from(r.long_runs);
         self.fence_resets += u64::from(r.fence_resets);
         self.stale_marked += u64::from(r.stale_marked);
@@ -138,6 +142,9 @@ impl Totals {
         self.lease_lapses += o.lease_lapses;
         self.lease_alive_again += o.lease_alive_again;
         self.stream_opens += o.stream_opens;
+        for (t, n) in self.stream_closes.iter_mut().zip(o.stream_closes) {
+            *t += n;
+        }
         self.long_runs += o.long_runs;
         self.fence_resets += o.fence_resets;
         self.stale_marked += o.stale_marked;
@@ -178,6 +185,17 @@ impl Totals {
             1,
         );
         need("stream opens", self.stream_opens, 150);
+        // The stream driver's decisions, driven as the client drives them.
+        need(
+            "streams closed for a member without leader",
+            self.stream_closes[0],
+            5,
+        );
+        need(
+            "streams closed for unanswered requests",
+            self.stream_closes[1],
+            10,
+        );
         need("runs past the idle timeout", self.long_runs, 2);
         // Restores and bogus headers each reach about 3 runs in 10.
         need("revision fence resets", self.fence_resets, 10);
@@ -361,6 +379,21 @@ fn regression_seed_5_timer_due_in_the_past() {
 fn regression_seed_1000210_stale_read_after_partition() {
     check_seed(
         1_000_210,
+        &Opts {
+            stale_serve: true,
+            ..Opts::default()
+        },
+    );
+}
+
+/// Seed 1001319 (stale-serving mode): a watch open refused for its token
+/// before the stream was established (the core retries that itself) was
+/// later counted as the established stream's token refusal, so the driver
+/// saw two refusals without a message between and failed the watchers.
+#[test]
+fn regression_seed_1001319_token_refusal_before_the_stream_is_established() {
+    check_seed(
+        1_001_319,
         &Opts {
             stale_serve: true,
             ..Opts::default()

@@ -1,6 +1,11 @@
 //! Stream workloads of the simulation: a [`WatchHub`] and a [`LeaseKeeper`]
-//! driven over the core's stream calls (as the client's stream tasks drive
-//! them), and the server side of both streams.
+//! driven over the core's stream calls, and the server side of both
+//! streams. Every decision about a stream (when it reopens, how a stream
+//! given up on is ended, auth retry, which requests owe an answer) is the
+//! core's [`StreamDriver`]'s, the one the client's stream task pumps: this
+//! file is a pump around it, turn for turn as the client's
+//! (`api/stream_task.rs`), with the verdicts the client's owners give
+//! ([`Verdict::of_watch`], [`Verdict::of_keepalive`]).
 //!
 //! Invariants checked here:
 //! * every watcher gets every revision exactly once and in order, across
@@ -24,11 +29,14 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use etcdv3_core::error::auth_refusal;
 use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
 use etcdv3_core::rng::Rng;
 use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
-use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
+use etcdv3_core::stream::{
+    CloseReason, FailCause, StreamAction, StreamConfig, StreamDriver, StreamEnd, Verdict,
+};
 use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
@@ -87,9 +95,13 @@ pub struct SrvStream {
 struct Owner {
     call: Option<CallId>,
     established: bool,
-    /// When to (re)open: the core's stream supervisor, as the client's
+    /// Every decision about the stream: the core's driver, as the client's
     /// stream task uses it.
-    sup: StreamSupervisor,
+    driver: StreamDriver,
+    /// The current call ended refused for its token: the core's answer to
+    /// `handle_auth_rejected` (asked while the call existed, as the
+    /// client's `BidiCall` does).
+    auth_refused: Option<(CallId, bool)>,
     opens: Vec<Instant>,
     active: bool,
     storm_reported: bool,
@@ -100,7 +112,8 @@ impl Owner {
         Owner {
             call: None,
             established: false,
-            sup: StreamSupervisor::new(config, seed),
+            driver: StreamDriver::new(config, seed),
+            auth_refused: None,
             opens: Vec::new(),
             active: false,
             storm_reported: false,
@@ -214,10 +227,10 @@ impl World {
                         },
                     );
                 }
-                let sup_seed = self.rng.next_u64();
+                let driver_seed = self.rng.next_u64();
                 // The consumer's stalls come from a generator of their own,
                 // so the rest of the run draws what it drew before.
-                let mut crng = Rng::new(sup_seed ^ 0x5_1011_c0de);
+                let mut crng = Rng::new(driver_seed ^ 0x5_1011_c0de);
                 let limit = crng.gen_range(200..4_000) as usize;
                 hub.set_buffer_limit(Some(limit));
                 let mut stalls = Vec::new();
@@ -237,7 +250,7 @@ impl World {
                     format!("watch owner starts: {checks:?}, limit {limit} B, consumer stalls {shown:?}")
                 });
                 self.watch = Some(WatchSide {
-                    owner: Owner::new(self.stream_config(), sup_seed),
+                    owner: Owner::new(self.stream_config(), driver_seed),
                     hub,
                     checks,
                     inbox: VecDeque::new(),
@@ -277,23 +290,14 @@ impl World {
         }
         if let Some(o) = self.owner_mut(kind) {
             o.active = true;
-            o.sup.handle_wanted(now, true);
         }
-        self.owner_poll_open(kind);
+        self.owner_turn(kind);
     }
 
     fn stream_config(&self) -> StreamConfig {
         StreamConfig {
             backoff: self.core.config().stream_backoff.clone(),
             ..StreamConfig::default()
-        }
-    }
-
-    /// Open a stream if the supervisor says so.
-    fn owner_poll_open(&mut self, kind: OwnerKind) {
-        let now = self.now;
-        if self.owner_mut(kind).is_some_and(|o| o.sup.poll_open(now)) {
-            self.open_stream(kind);
         }
     }
 
@@ -335,8 +339,10 @@ impl World {
         }
     }
 
+    /// A turn of the owner with no input of its own (after its stream
+    /// ended: the end of the turn may reopen it).
     pub(super) fn owner_reopen(&mut self, kind: OwnerKind) {
-        self.owner_poll_open(kind);
+        self.owner_turn(kind);
     }
 
     /// The core sends (attempt `attempt` of) stream call `call` on `conn`.
@@ -549,8 +555,17 @@ impl World {
             }
             if kind == OwnerKind::Watch && me.leader_view == 0 {
                 // etcd ends the streams of a member without a leader
-                // (clients send `hasleader`).
-                self.end_srv_stream(key, Status::new(Code::Unavailable, "etcdserver: no leader"));
+                // (clients send `hasleader`), or cancels their watches
+                // with "no leader" (the owner then replaces the stream).
+                let watchers = self.srv_streams.get(&key).map_or(0, |s| s.watchers.len());
+                if watchers > 0 && self.rng.gen_bool(0.5) {
+                    self.srv_cancel_watches(key, "etcdserver: no leader");
+                } else {
+                    self.end_srv_stream(
+                        key,
+                        Status::new(Code::Unavailable, "etcdserver: no leader"),
+                    );
+                }
                 continue;
             }
             while let Some(req) = self
@@ -572,6 +587,28 @@ impl World {
             }
         }
         let _ = now;
+    }
+
+    /// The server cancels every watch of stream `key` with `reason`; the
+    /// stream stays.
+    fn srv_cancel_watches(&mut self, key: (ConnId, u32), reason: &str) {
+        let Some(s) = self.srv_streams.get_mut(&key) else {
+            return;
+        };
+        let rev = self.cluster.members[s.member].rev;
+        let ids: Vec<i64> = s.watchers.drain(..).map(|w| w.0).collect();
+        for id in ids {
+            self.srv_send(
+                key,
+                StreamResp::Watch(WatchResponse {
+                    header: header(rev),
+                    watch_id: id,
+                    canceled: true,
+                    cancel_reason: reason.into(),
+                    ..Default::default()
+                }),
+            );
+        }
     }
 
     fn srv_watch_req(&mut self, key: (ConnId, u32), req: WatchRequest) {
@@ -729,15 +766,17 @@ impl World {
             return;
         };
         self.core.handle_stream_established(now, call);
-        if let Some(o) = self.owner_mut(kind) {
-            o.established = true;
-            o.sup.handle_opened(now);
-        }
+        let Some(o) = self.owner_mut(kind).filter(|o| o.call == Some(call)) else {
+            return;
+        };
+        o.established = true;
+        o.driver.handle_opened(now);
         if let Some(l) = self.lease.as_mut().filter(|_| kind == OwnerKind::Lease) {
-            // A new stream: every lease is renewed at once.
+            // A new stream: every lease is renewed at once (the client's
+            // `LeaseOwner::handle_opened`).
             l.keeper.handle_stream_lost(now);
         }
-        self.owner_flush(kind);
+        self.owner_turn(kind);
     }
 
     pub(super) fn stream_resp(
@@ -757,103 +796,260 @@ impl World {
             StreamResp::Lease(_) => OwnerKind::Lease,
         };
         if let Some(o) = self.owner_mut(kind) {
-            o.sup.handle_message(now);
+            o.driver.handle_message(now);
         }
         match resp {
             StreamResp::Watch(r) => {
                 if let Some(w) = self.watch.as_mut() {
                     w.hub.handle_response(r);
                 }
-                self.owner_flush(OwnerKind::Watch);
             }
             StreamResp::Lease(r) => {
                 if let Some(l) = self.lease.as_mut() {
                     l.keeper.handle_response(now, r);
                 }
-                self.owner_flush(OwnerKind::Lease);
             }
+        }
+        self.owner_turn(kind);
+    }
+
+    /// Stream call `call` is about to end with `status` (reported to the
+    /// core next): a refusal for its token is told to the core while the
+    /// call still exists, as the client's `BidiCall` does.
+    pub(super) fn stream_end_status(&mut self, call: CallId, status: &Status) {
+        if auth_refusal(status).is_none() {
+            return;
+        }
+        let now = self.now;
+        let fresh = self.core.handle_auth_rejected(now, call);
+        if !fresh {
+            self.violation(format!(
+                "stream {call:?} refused for its token, but the core says the refusal is final"
+            ));
+        }
+        let Some(&kind) = self.owners.get(&call) else {
+            return;
+        };
+        // Only the end of an established stream ends the call; before, the
+        // core retries the open with the fresh token itself.
+        if let Some(o) = self
+            .owner_mut(kind)
+            .filter(|o| o.established && o.call == Some(call))
+        {
+            o.auth_refused = Some((call, fresh));
         }
     }
 
-    /// Send what the owner has to send on its stream and check what it
-    /// delivered.
-    fn owner_flush(&mut self, kind: OwnerKind) {
+    /// The rest of a turn of the owner, after its input (the client's
+    /// stream task, in the same order): the verdict on the open stream, the
+    /// owner's timers, its requests, what it delivers, and the end of the
+    /// turn (reopen, or exit once there is nothing left to do).
+    fn owner_turn(&mut self, kind: OwnerKind) {
         let now = self.now;
-        let mut out: Vec<StreamReq> = Vec::new();
-        let mut renew_stream = false;
-        let call = match kind {
-            OwnerKind::Watch => {
-                // The consumer takes first: what it takes may resume
-                // paused watchers, whose creates go out now.
-                self.check_watch_events();
-                let Some(w) = self.watch.as_mut() else { return };
-                if w.owner.established {
-                    if w.hub.needs_new_stream() {
-                        renew_stream = true;
-                    } else {
-                        while let Some(r) = w.hub.poll_transmit() {
-                            out.push(StreamReq::Watch(r));
-                        }
-                    }
-                }
-                w.owner.call
-            }
-            OwnerKind::Lease => {
-                let Some(l) = self.lease.as_mut() else { return };
-                l.keeper.handle_timeout(now);
-                if l.owner.established && l.keeper.is_stuck(now) {
-                    // Keep-alives unanswered for a renewal interval on a
-                    // member that answers pings: the core suspects it and
-                    // ends the stream; it is replaced at once.
-                    if let Some(call) = l.owner.call {
-                        self.log(|| format!("lease stream {call:?} stuck"));
-                        self.core.handle_stream_unanswered(now, call);
-                    }
-                    // What the timeout found is told at once, as the
-                    // client's stream task delivers after every input.
-                    self.check_lease_events();
-                    return;
-                }
-                if l.owner.established {
-                    while let Some(r) = l.keeper.poll_transmit(now) {
-                        out.push(StreamReq::Lease(r.id));
-                    }
-                }
-                l.owner.call
-            }
-        };
-        if let Some(call) = call {
-            if let Some(&(conn, _, stream)) = self.held.get(&call) {
-                if !out.is_empty() {
-                    // Each of these requests owes an answer.
-                    self.core.handle_stream_sent(now, call);
-                }
-                for req in out {
-                    if let Some(m) = self.conns.get(&conn).map(|c| c.member) {
-                        let d = self.lat(m);
-                        let req = Box::new(req);
-                        self.send_to_server(conn, d, Ev::StreamReqArrive { conn, stream, req });
-                    }
-                }
-            }
+        if kind == OwnerKind::Watch {
+            // The consumer takes first (the client's `Cmd::Consumed`, an
+            // input of the turn): what it takes may resume paused
+            // watchers, whose creates go out in this turn.
+            self.check_watch_events();
         }
+        let verdict = match kind {
+            OwnerKind::Watch => self
+                .watch
+                .as_ref()
+                .filter(|w| w.owner.driver.is_open())
+                .map(|w| Verdict::of_watch(&w.hub)),
+            OwnerKind::Lease => self
+                .lease
+                .as_ref()
+                .filter(|l| l.owner.driver.is_open())
+                .map(|l| Verdict::of_keepalive(&l.keeper, now)),
+        };
+        if let Some(v) = verdict {
+            if v != Verdict::Keep {
+                self.log(|| format!("{kind:?} stream verdict {v:?}"));
+            }
+            if let Some(o) = self.owner_mut(kind) {
+                o.driver.handle_verdict(now, v);
+            }
+            self.drain_owner(kind);
+        }
+        if let Some(l) = self.lease.as_mut().filter(|_| kind == OwnerKind::Lease) {
+            l.keeper.handle_timeout(now);
+        }
+        self.owner_transmit(kind);
         match kind {
             OwnerKind::Watch => self.check_watch_events(),
             OwnerKind::Lease => self.check_lease_events(),
         }
-        if renew_stream {
-            // The server refused the stream's work ("no leader").
-            if let Some(o) = self.owner_mut(kind) {
-                o.sup.handle_refused(now);
+        let done = match kind {
+            OwnerKind::Watch => self.watch.as_ref().is_some_and(|w| w.hub.is_empty()),
+            OwnerKind::Lease => self.lease.as_ref().is_some_and(|l| l.keeper.is_empty()),
+        };
+        let Some(o) = self.owner_mut(kind) else {
+            return;
+        };
+        if o.driver.is_exited() {
+            return;
+        }
+        let wanted = o.active && !done;
+        o.driver.handle_wanted(now, wanted);
+        self.drain_owner(kind);
+    }
+
+    /// Send what the owner has to send on its open stream.
+    fn owner_transmit(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        let Some(call) = self
+            .owner_mut(kind)
+            .filter(|o| o.driver.is_open())
+            .and_then(|o| o.call)
+        else {
+            return;
+        };
+        let Some(&(conn, _, stream)) = self.held.get(&call) else {
+            return;
+        };
+        let mut out: Vec<StreamReq> = Vec::new();
+        match kind {
+            OwnerKind::Watch => {
+                if let Some(w) = self.watch.as_mut() {
+                    while let Some(r) = w.hub.poll_transmit() {
+                        out.push(StreamReq::Watch(r));
+                    }
+                }
             }
-            self.drop_stream(kind, true);
+            OwnerKind::Lease => {
+                if let Some(l) = self.lease.as_mut() {
+                    while let Some(r) = l.keeper.poll_transmit(now) {
+                        out.push(StreamReq::Lease(r.id));
+                    }
+                }
+            }
+        }
+        if out.is_empty() {
+            return;
+        }
+        for req in out {
+            if let Some(m) = self.conns.get(&conn).map(|c| c.member) {
+                let d = self.lat(m);
+                let req = Box::new(req);
+                self.send_to_server(conn, d, Ev::StreamReqArrive { conn, stream, req });
+            }
+        }
+        if let Some(o) = self.owner_mut(kind) {
+            o.driver.handle_sent(now);
+        }
+        self.drain_owner(kind);
+    }
+
+    /// Carry out the driver's actions, as the client's stream task does.
+    fn drain_owner(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        loop {
+            let Some(o) = self.owner_mut(kind) else {
+                return;
+            };
+            let Some(action) = o.driver.poll_action() else {
+                return;
+            };
+            let call = o.call;
+            match action {
+                StreamAction::Open => self.open_stream(kind),
+                StreamAction::Close(reason) => self.close_stream(kind, reason),
+                StreamAction::RefreshToken => {
+                    let fresh = call.is_some_and(|c| self.core.handle_auth_rejected(now, c));
+                    self.log(|| format!("{kind:?} stream refused for its token: fresh {fresh}"));
+                    if let Some(o) = self.owner_mut(kind) {
+                        o.driver.handle_auth_answer(now, fresh);
+                    }
+                }
+                StreamAction::Owed => {
+                    if let Some(c) = call {
+                        self.core.handle_stream_sent(now, c);
+                    }
+                }
+                StreamAction::Lost => match kind {
+                    OwnerKind::Watch => {
+                        if let Some(w) = self.watch.as_mut() {
+                            w.hub.handle_stream_lost();
+                        }
+                    }
+                    OwnerKind::Lease => {
+                        if let Some(l) = self.lease.as_mut() {
+                            l.keeper.handle_stream_lost(now);
+                        }
+                    }
+                },
+                StreamAction::AuthFinal => {
+                    if let Some(w) = self.watch.as_mut().filter(|_| kind == OwnerKind::Watch) {
+                        w.hub.handle_auth_final();
+                    }
+                }
+                StreamAction::Fail(cause) => {
+                    // Credentials are configured whenever a server checks
+                    // tokens: nothing is refused for good here.
+                    if cause != FailCause::Closed {
+                        self.violation(format!("{kind:?} stream's users failed: {cause:?}"));
+                    }
+                }
+                StreamAction::Exit => {
+                    let Some(o) = self.owner_mut(kind) else {
+                        return;
+                    };
+                    o.active = false;
+                    // A stream still being opened is dropped with the
+                    // client's task (its call cancelled).
+                    if let Some(c) = o.call.take() {
+                        o.established = false;
+                        self.log(|| format!("drop {kind:?} stream {c:?} being opened"));
+                        self.owners.remove(&c);
+                        self.slow_runs.remove(&c);
+                        self.core.cancel_call(now, c);
+                        self.drop_held(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The driver ends the open stream: reset on the wire, the core told
+    /// what `reason` says (as the client's `BidiCall::end`, or a drop).
+    fn close_stream(&mut self, kind: OwnerKind, reason: CloseReason) {
+        let now = self.now;
+        let Some(o) = self.owner_mut(kind) else {
+            return;
+        };
+        let Some(call) = o.call.take() else {
+            return;
+        };
+        o.established = false;
+        self.log(|| format!("close {kind:?} stream {call:?}: {reason:?}"));
+        match reason {
+            CloseReason::NoLeader => self.report.stream_closes[0] += 1,
+            CloseReason::Unanswered => self.report.stream_closes[1] += 1,
+            CloseReason::Drop => {}
+        }
+        self.slow_runs.remove(&call);
+        if reason == CloseReason::Unanswered {
+            self.core.handle_stream_unanswered(now, call);
+        }
+        let attempt = self.held.get(&call).map(|h| h.1);
+        self.drop_held(call);
+        match (reason.outcome(), attempt) {
+            // The core completes the call; that `Complete` is ignored (the
+            // owner holds the call no more).
+            (Some(outcome), Some(attempt)) => self.report_outcome(call, attempt, outcome),
+            _ => {
+                self.owners.remove(&call);
+                self.core.cancel_call(now, call);
+            }
         }
     }
 
     /// A stalled watch consumer's stall ended: it takes what it holds (and
     /// resumed watchers are created again).
     pub(super) fn consumer_wake(&mut self) {
-        self.owner_flush(OwnerKind::Watch);
+        self.owner_turn(OwnerKind::Watch);
     }
 
     /// Hand what the hub yields to the consumer, check what it holds, and
@@ -990,20 +1186,12 @@ impl World {
                 }
             }
         }
-        let empty = l.keeper.is_empty() && l.owner.active;
         self.report.lease_renewals += renewed;
         for line in log {
             self.log(|| line);
         }
         for b in bad {
             self.violation(b);
-        }
-        if empty {
-            // Every lease expired: the stream is no longer needed.
-            if let Some(l) = self.lease.as_mut() {
-                l.owner.active = false;
-            }
-            self.drop_stream(OwnerKind::Lease, false);
         }
         let _ = now;
     }
@@ -1036,20 +1224,6 @@ impl World {
         }
     }
 
-    /// The owner ends its stream itself (no `Complete` follows).
-    fn drop_stream(&mut self, kind: OwnerKind, reopen: bool) {
-        let now = self.now;
-        let Some(call) = self.owner_mut(kind).and_then(|o| o.call.take()) else {
-            return;
-        };
-        self.log(|| format!("drop {kind:?} stream {call:?}"));
-        self.owners.remove(&call);
-        self.slow_runs.remove(&call);
-        self.core.cancel_call(now, call);
-        self.drop_held(call);
-        self.stream_lost(kind, reopen);
-    }
-
     /// The core completed stream call `call`.
     pub(super) fn stream_completed(
         &mut self,
@@ -1060,71 +1234,56 @@ impl World {
         let now = self.now;
         self.log(|| format!("{kind:?} stream {call:?} ended: {result:?}"));
         self.drop_held(call);
-        if let Some(o) = self.owner_mut(kind) {
-            if o.call == Some(call) {
-                o.call = None;
-                if o.established {
-                    o.sup.handle_lost(now);
-                } else {
-                    o.sup.handle_open_failed(now);
-                }
-            }
-        }
-        self.stream_lost(kind, true);
-    }
-
-    fn stream_lost(&mut self, kind: OwnerKind, reopen: bool) {
-        let now = self.now;
-        match kind {
-            OwnerKind::Watch => {
-                if let Some(w) = self.watch.as_mut() {
-                    w.hub.handle_stream_lost();
-                }
-            }
-            OwnerKind::Lease => {
-                if let Some(l) = self.lease.as_mut() {
-                    l.keeper.handle_stream_lost(now);
-                }
-            }
-        }
         let Some(o) = self.owner_mut(kind) else {
             return;
         };
-        o.established = false;
-        if !reopen || !o.active {
-            o.sup.handle_wanted(now, false);
-            o.sup.handle_closed(now);
+        // A stream the driver closed: its end was decided then.
+        if o.call != Some(call) {
             return;
         }
-        // Reopened when the supervisor says (at once or after its backoff).
+        o.call = None;
+        let auth = o.auth_refused.take().filter(|(c, _)| *c == call);
+        if std::mem::take(&mut o.established) {
+            let end = match (&result, auth) {
+                (Ok(()), _) => StreamEnd::Finished,
+                (Err(_), Some((_, fresh_token))) => StreamEnd::AuthRefused { fresh_token },
+                (Err(_), None) => StreamEnd::Failed,
+            };
+            o.driver.handle_ended(now, end);
+        } else {
+            let rejected = matches!(result, Err(CallError::Rejected { .. }));
+            o.driver.handle_open_failed(now, rejected);
+        }
+        self.drain_owner(kind);
+        // The rest of the turn (it may reopen), as its own event.
         self.at(now, Ev::Reopen(kind));
     }
 
-    /// When the lease owner must run (renewals while its stream is up,
-    /// local expiry always).
+    /// When an owner must run: its driver's timer (a reopen backoff), the
+    /// keeper's (renewals while its stream is up, local expiry always).
     pub(super) fn owner_timeout(&self) -> Option<Instant> {
-        let sups = [
+        let owners = [
             self.watch.as_ref().map(|w| &w.owner),
             self.lease.as_ref().map(|l| &l.owner),
         ];
-        let sup = sups
+        let driver = owners
             .into_iter()
             .flatten()
             .filter(|o| o.active)
-            .filter_map(|o| o.sup.poll_timeout())
+            .filter_map(|o| o.driver.poll_timeout())
             .min();
         let keeper = self
             .lease
             .as_ref()
             .filter(|l| l.owner.active)
             .and_then(|l| {
-                if l.owner.established {
+                if l.owner.driver.is_open() {
                     l.keeper.poll_timeout()
                 } else {
                     l.keeper.next_deadline()
                 }
             });
-        [sup, keeper].into_iter().flatten().min()
+        [driver, keeper].into_iter().flatten().min()
     }
 
     pub(super) fn owner_tick(&mut self) {
@@ -1132,15 +1291,17 @@ impl World {
         for kind in [OwnerKind::Watch, OwnerKind::Lease] {
             let due = self
                 .owner_mut(kind)
-                .is_some_and(|o| o.sup.poll_timeout().is_some_and(|t| t <= now));
+                .is_some_and(|o| o.driver.poll_timeout().is_some_and(|t| t <= now));
             if due {
                 if let Some(o) = self.owner_mut(kind) {
-                    o.sup.handle_timeout(now);
+                    o.driver.handle_timeout(now);
                 }
-                self.owner_poll_open(kind);
+                if kind == OwnerKind::Watch {
+                    self.owner_turn(kind);
+                }
             }
         }
-        self.owner_flush(OwnerKind::Lease);
+        self.owner_turn(OwnerKind::Lease);
     }
 
     /// The workload is over: watchers must have caught up; then the owners
@@ -1168,7 +1329,7 @@ impl World {
             for b in bad {
                 self.violation(b);
             }
-            self.drop_stream(OwnerKind::Watch, false);
+            self.owner_stop(OwnerKind::Watch);
         }
         if let Some(l) = self.lease.as_mut() {
             l.owner.active = false;
@@ -1178,8 +1339,18 @@ impl World {
             }
             // The holders are done with their leases.
             l.told_alive.clear();
-            self.drop_stream(OwnerKind::Lease, false);
+            self.owner_stop(OwnerKind::Lease);
         }
+    }
+
+    /// The owner has nothing left to do: the driver closes its stream and
+    /// exits.
+    fn owner_stop(&mut self, kind: OwnerKind) {
+        let now = self.now;
+        if let Some(o) = self.owner_mut(kind) {
+            o.driver.handle_wanted(now, false);
+        }
+        self.drain_owner(kind);
     }
 
     /// Like `send_to_client`, `extra` later (FIFO kept). Data on a stream

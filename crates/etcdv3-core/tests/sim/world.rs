@@ -90,6 +90,9 @@ pub struct Report {
     pub lease_alive_again: u32,
     /// Stream calls opened (watch and keepalive, first opens and reopens).
     pub stream_opens: u32,
+    /// Streams the core's stream driver closed on its owner's verdict:
+    /// member without a leader, requests unanswered.
+    pub stream_closes: [u32; 2],
     /// Watchers paused because their slow consumer held the buffer limit
     /// (each checked bounded, then resumed without loss).
     pub watch_pauses: u32,
@@ -1571,13 +1574,7 @@ impl World {
                 if self.current(call, conn, attempt) {
                     self.held.remove(&call);
                     if let Outcome::Status(s) = &outcome {
-                        if s.code == Code::Unauthenticated
-                            && !self.core.handle_auth_rejected(now, call)
-                        {
-                            self.violation(format!(
-                                "stream {call:?} refused for its token, but the core says the refusal is final"
-                            ));
-                        }
+                        self.stream_end_status(call, s);
                     }
                     self.report_outcome(call, attempt, outcome);
                 }
