@@ -418,19 +418,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lease_ids_print_as_etcdctl_prints_them_in_every_error() {
-        let id = 0x094d_77aa_9e38_260f;
-        let hex = "lease 094d77aa9e38260f";
-        for text in [
-            Error::LeaseExpired { id }.to_string(),
-            Error::LeaseNotRenewed { id }.to_string(),
-            crate::concurrency::Error::SessionExpired { lease: id }.to_string(),
-        ] {
-            assert!(text.contains(hex), "{text}");
-        }
-    }
-
-    #[test]
     fn closed_in_flight_may_have_applied_and_closed_not() {
         let e = Error::ClosedInFlight {
             method: "/etcdserverpb.KV/Put",

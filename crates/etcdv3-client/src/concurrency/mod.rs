@@ -315,3 +315,19 @@ impl Drop for Cleanup {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lease_ids_print_as_etcdctl_prints_them_in_every_error() {
+        let id = 0x094d_77aa_9e38_260f;
+        let hex = "lease 094d77aa9e38260f";
+        for text in [
+            crate::Error::LeaseExpired { id }.to_string(),
+            crate::Error::LeaseNotRenewed { id }.to_string(),
+            super::Error::SessionExpired { lease: id }.to_string(),
+        ] {
+            assert!(text.contains(hex), "{text}");
+        }
+    }
+}
