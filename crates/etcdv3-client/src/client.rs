@@ -26,7 +26,7 @@ pub(crate) use crate::transport::stream::{BidiCall, ServerStream};
 ///
 /// ```
 /// use etcdv3_client::{CallOptions, ReadConsistency};
-/// let local = CallOptions::new().read(ReadConsistency::Serializable);
+/// let local = CallOptions::new().with_read(ReadConsistency::Serializable);
 /// assert_eq!(local.read, Some(ReadConsistency::Serializable));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,12 +68,12 @@ pub struct Checked<T> {
 /// use std::time::Duration;
 /// use etcdv3_client::{CallOptions, ReadConsistency, Target};
 /// let opts = CallOptions::new()
-///     .timeout(Duration::from_secs(2))
-///     .require_leader(false)
-///     .read(ReadConsistency::Serializable)
-///     .target(Target::Member(42));
+///     .with_timeout(Duration::from_secs(2))
+///     .with_require_leader(false)
+///     .with_read(ReadConsistency::Serializable)
+///     .with_target(Target::Member(42));
 /// assert_eq!(opts.timeout, Some(Duration::from_secs(2)));
-/// assert_eq!(CallOptions::with_timeout(Duration::from_secs(2)).timeout, opts.timeout);
+/// assert_eq!(CallOptions::new().with_timeout(Duration::from_secs(2)).timeout, opts.timeout);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallOptions {
@@ -106,29 +106,15 @@ impl CallOptions {
         Self::default()
     }
 
-    /// Options with a timeout (a constructor, kept for compatibility; chain
-    /// with [`CallOptions::timeout`] otherwise).
-    ///
-    /// ```
-    /// use etcdv3_client::CallOptions;
-    /// use std::time::Duration;
-    /// assert_eq!(CallOptions::with_timeout(Duration::from_secs(1)).timeout, Some(Duration::from_secs(1)));
-    /// ```
-    pub fn with_timeout(timeout: Duration) -> Self {
-        CallOptions {
-            timeout: Some(timeout),
-            ..Self::default()
-        }
-    }
-
     /// Set the deadline of each call.
     ///
     /// ```
     /// use etcdv3_client::CallOptions;
     /// use std::time::Duration;
-    /// assert_eq!(CallOptions::new().timeout(Duration::from_secs(5)).timeout, Some(Duration::from_secs(5)));
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(5));
+    /// assert_eq!(opts.timeout, Some(Duration::from_secs(5)));
     /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
@@ -137,9 +123,9 @@ impl CallOptions {
     ///
     /// ```
     /// use etcdv3_client::CallOptions;
-    /// assert_eq!(CallOptions::new().require_leader(true).require_leader, Some(true));
+    /// assert_eq!(CallOptions::new().with_require_leader(true).require_leader, Some(true));
     /// ```
-    pub fn require_leader(mut self, require: bool) -> Self {
+    pub fn with_require_leader(mut self, require: bool) -> Self {
         self.require_leader = Some(require);
         self
     }
@@ -148,10 +134,10 @@ impl CallOptions {
     ///
     /// ```
     /// use etcdv3_client::{CallOptions, Target};
-    /// let opts = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+    /// let opts = CallOptions::new().with_target(Target::Member(0x8e9e05c52164694d));
     /// assert_eq!(opts.target, Some(Target::Member(0x8e9e05c52164694d)));
     /// ```
-    pub fn target(mut self, target: Target) -> Self {
+    pub fn with_target(mut self, target: Target) -> Self {
         self.target = Some(target);
         self
     }
@@ -160,12 +146,62 @@ impl CallOptions {
     ///
     /// ```
     /// use etcdv3_client::{CallOptions, ReadConsistency};
-    /// let opts = CallOptions::new().read(ReadConsistency::Linearizable);
+    /// let opts = CallOptions::new().with_read(ReadConsistency::Linearizable);
     /// assert_eq!(opts.read, Some(ReadConsistency::Linearizable));
     /// ```
-    pub fn read(mut self, read: ReadConsistency) -> Self {
+    pub fn with_read(mut self, read: ReadConsistency) -> Self {
         self.read = Some(read);
         self
+    }
+
+    /// Set the deadline of each call; renamed [`CallOptions::with_timeout`]
+    /// (every options type builds with `with_*`).
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// assert_eq!(CallOptions::new().timeout(Duration::from_secs(5)), CallOptions::new().with_timeout(Duration::from_secs(5)));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_timeout")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with_timeout(timeout)
+    }
+
+    /// Renamed [`CallOptions::with_require_leader`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::CallOptions;
+    /// assert_eq!(CallOptions::new().require_leader(true).require_leader, Some(true));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_require_leader")]
+    pub fn require_leader(self, require: bool) -> Self {
+        self.with_require_leader(require)
+    }
+
+    /// Renamed [`CallOptions::with_target`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::{CallOptions, Target};
+    /// assert_eq!(CallOptions::new().target(Target::Member(1)).target, Some(Target::Member(1)));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_target")]
+    pub fn target(self, target: Target) -> Self {
+        self.with_target(target)
+    }
+
+    /// Renamed [`CallOptions::with_read`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::{CallOptions, ReadConsistency};
+    /// assert_eq!(CallOptions::new().read(ReadConsistency::Serializable).read, Some(ReadConsistency::Serializable));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_read")]
+    pub fn read(self, read: ReadConsistency) -> Self {
+        self.with_read(read)
     }
 
     /// These options, with every field left `None` taken from `fallback`.
@@ -173,8 +209,8 @@ impl CallOptions {
     /// ```
     /// use etcdv3_client::CallOptions;
     /// use std::time::Duration;
-    /// let scope = CallOptions::new().timeout(Duration::from_secs(5)).require_leader(true);
-    /// let call = CallOptions::new().timeout(Duration::from_secs(1)).or(&scope);
+    /// let scope = CallOptions::new().with_timeout(Duration::from_secs(5)).with_require_leader(true);
+    /// let call = CallOptions::new().with_timeout(Duration::from_secs(1)).or(&scope);
     /// assert_eq!(call.timeout, Some(Duration::from_secs(1)));
     /// assert_eq!(call.require_leader, Some(true));
     /// ```
@@ -401,9 +437,9 @@ impl Client {
     ///     // Status and a local read of one member, each within 2 s.
     ///     let member = client.with_call_options(
     ///         CallOptions::new()
-    ///             .target(Target::Endpoint("http://127.0.0.1:2379".into()))
-    ///             .read(ReadConsistency::Serializable)
-    ///             .timeout(Duration::from_secs(2)),
+    ///             .with_target(Target::Endpoint("http://127.0.0.1:2379".into()))
+    ///             .with_read(ReadConsistency::Serializable)
+    ///             .with_timeout(Duration::from_secs(2)),
     ///     );
     ///     let status = member.status().await?;
     ///     let local = member.get("k", GetOptions::new()).await?;
@@ -430,7 +466,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn on(&self, target: Target) -> Client {
-        let options = self.call_options().clone().target(target);
+        let options = self.call_options().clone().with_target(target);
         self.with_call_options(options)
     }
 
@@ -840,11 +876,11 @@ mod tests {
     #[test]
     fn a_call_s_own_options_win_over_the_scope() {
         let scope = CallOptions::new()
-            .timeout(Duration::from_secs(1))
-            .require_leader(false)
-            .target(Target::Member(7))
-            .read(ReadConsistency::Serializable);
-        let own = CallOptions::with_timeout(Duration::from_secs(9));
+            .with_timeout(Duration::from_secs(1))
+            .with_require_leader(false)
+            .with_target(Target::Member(7))
+            .with_read(ReadConsistency::Serializable);
+        let own = CallOptions::new().with_timeout(Duration::from_secs(9));
         let merged = own.or(&scope);
         assert_eq!(merged.timeout, Some(Duration::from_secs(9)));
         assert_eq!(merged.require_leader, Some(false));

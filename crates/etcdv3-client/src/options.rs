@@ -118,6 +118,20 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// The recommended settings (the same as `Default`), to build on with
+    /// the `with_*` methods as every options type of the crate.
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::new().with_timeout(Duration::from_secs(3));
+    /// assert_eq!(opts.request_timeout, Duration::from_secs(3));
+    /// assert_eq!(ClientOptions::new().request_timeout, ClientOptions::default().request_timeout);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Set the default deadline of unary calls.
     ///
     /// ```
@@ -551,8 +565,8 @@ impl TlsOptions {
 ///
 /// ```
 /// use etcdv3_client::{CallOptions, Target};
-/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
-/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+/// let on_first = CallOptions::new().with_target(Target::Endpoint("http://127.0.0.1:2379".into()));
+/// let on_member = CallOptions::new().with_target(Target::Member(0x8e9e05c52164694d));
 /// assert_ne!(on_first, on_member);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -113,6 +113,50 @@ fn call_opts(timeout: Option<Duration>) -> CallOptions {
     }
 }
 
+/// Options of [`Client::lease_time_to_live`]: without the lease's keys by
+/// default. `From<bool>` (`true`: with keys) keeps
+/// `lease_time_to_live(id, true)` working.
+///
+/// ```
+/// use etcdv3_client::api::LeaseTimeToLiveOptions;
+/// assert_eq!(LeaseTimeToLiveOptions::from(true), LeaseTimeToLiveOptions::new().with_keys());
+/// assert_ne!(LeaseTimeToLiveOptions::new(), LeaseTimeToLiveOptions::new().with_keys());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseTimeToLiveOptions {
+    keys: bool,
+}
+
+impl LeaseTimeToLiveOptions {
+    /// TTLs only.
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::LeaseTimeToLiveOptions::new(), Default::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also list the keys attached to the lease.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseTimeToLiveOptions;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let keys = client.lease_time_to_live(lease, LeaseTimeToLiveOptions::new().with_keys()).await?.keys;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_keys(mut self) -> Self {
+        self.keys = true;
+        self
+    }
+}
+
+impl From<bool> for LeaseTimeToLiveOptions {
+    fn from(keys: bool) -> Self {
+        LeaseTimeToLiveOptions { keys }
+    }
+}
+
 impl Client {
     /// Grant a lease of `ttl` seconds.
     ///
@@ -180,21 +224,28 @@ impl Client {
         self.unary(
             LEASE_REVOKE,
             &LeaseRevokeRequest { id },
-            CallOptions::with_timeout(timeout),
+            CallOptions::new().with_timeout(timeout),
         )
         .await
     }
 
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
-    /// expired or does not exist), and its keys if `keys`.
+    /// expired or does not exist), and its keys with
+    /// [`LeaseTimeToLiveOptions::with_keys`].
     ///
     /// ```no_run
+    /// use etcdv3_client::api::LeaseTimeToLiveOptions;
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
-    /// let ttl = client.lease_time_to_live(lease, true).await?;
+    /// let ttl = client.lease_time_to_live(lease, LeaseTimeToLiveOptions::new().with_keys()).await?;
     /// println!("{}s of {}s left, {} keys", ttl.ttl, ttl.granted_ttl, ttl.keys.len());
     /// # Ok(()) }
     /// ```
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        options: impl Into<LeaseTimeToLiveOptions>,
+    ) -> Result<LeaseTimeToLiveResponse> {
+        let keys = options.into().keys;
         self.unary(
             LEASE_TIME_TO_LIVE,
             &LeaseTimeToLiveRequest { id, keys },

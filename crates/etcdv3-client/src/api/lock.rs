@@ -120,7 +120,7 @@ impl Client {
             .timeout
             .or(self.call_options().timeout)
             .unwrap_or(WAIT_UNBOUNDED);
-        let opts = CallOptions::with_timeout(timeout);
+        let opts = CallOptions::new().with_timeout(timeout);
         self.unary(LOCK_LOCK, &req, opts).await
     }
 

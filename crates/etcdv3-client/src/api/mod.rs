@@ -59,7 +59,7 @@ pub mod watch;
 pub mod watch_group;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
-pub use cluster::{Member, MemberListOptions};
+pub use cluster::{Member, MemberAddOptions, MemberListOptions};
 pub use election::{
     CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse,
 };
@@ -73,7 +73,8 @@ pub use kv::{
 };
 pub use lease::{
     KeepAliveEvent, LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
-    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveOptions,
+    LeaseTimeToLiveResponse,
 };
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};

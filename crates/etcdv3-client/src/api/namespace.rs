@@ -40,7 +40,7 @@ use super::kv::{
     call_options, prefix_range_end, DeleteOptions, DeleteRangeResponse, GetOptions, PutOptions,
     PutResponse, RangeResponse,
 };
-use super::lease::LeaseTimeToLiveResponse;
+use super::lease::{LeaseTimeToLiveOptions, LeaseTimeToLiveResponse};
 use super::txn::{Txn, TxnResponse};
 use super::watch::{WatchEvent, WatchOptions, Watcher, WatcherId};
 use super::watch_group::{GroupItem, WatchGroup};
@@ -175,13 +175,18 @@ impl KvNamespace {
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
     /// let tenant = client.namespaced("tenants/acme/");
-    /// let ttl = tenant.lease_time_to_live(lease, true).await?;
+    /// use etcdv3_client::api::LeaseTimeToLiveOptions;
+    /// let ttl = tenant.lease_time_to_live(lease, LeaseTimeToLiveOptions::new().with_keys()).await?;
     /// // Only the lease's keys under "tenants/acme/", relative to it.
     /// println!("{:?}", ttl.keys);
     /// # Ok(()) }
     /// ```
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
-        let mut resp = self.client.lease_time_to_live(id, keys).await?;
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        options: impl Into<LeaseTimeToLiveOptions>,
+    ) -> Result<LeaseTimeToLiveResponse> {
+        let mut resp = self.client.lease_time_to_live(id, options.into()).await?;
         resp.keys.retain(|k| k.starts_with(&self.prefix));
         for k in &mut resp.keys {
             strip_key(&self.prefix, k);
