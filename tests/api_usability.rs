@@ -59,6 +59,26 @@ async fn builders_sync_user_and_version<R: TestRuntime>() {
     got.sort();
     assert_eq!(got, want);
     assert_eq!(client.endpoint_states().len(), 3);
+    // After every member answered a status, the client says which member
+    // serves each endpoint and which one leads, in its own types.
+    let statuses = client.endpoint_status_all().await;
+    assert!(statuses.iter().all(|s| s.result.is_ok()), "{statuses:?}");
+    let states = client.endpoint_states();
+    for (st, info) in statuses.iter().zip(&states) {
+        assert_eq!(st.endpoint, info.endpoint);
+        assert_eq!(info.member_id, st.member_id(), "{info:?}");
+        assert_eq!(
+            info.standing,
+            etcdv3_client::Standing::Preferred,
+            "{info:?}"
+        );
+    }
+    let leader = statuses[0].result.as_ref().unwrap().leader;
+    let leaders: Vec<_> = states.iter().filter(|e| e.is_leader).collect();
+    assert!(
+        leaders.iter().all(|e| e.member_id == Some(leader)) && leaders.len() == 1,
+        "{states:?}"
+    );
 
     // `update_user` at runtime: an anonymous client of a cluster with auth
     // on starts authenticating; wrong credentials change nothing.

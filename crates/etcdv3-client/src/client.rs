@@ -264,6 +264,76 @@ impl EndpointStatus {
     }
 }
 
+/// How the client ranks an endpoint for new calls, best first (from its
+/// health: see docs/architecture.md, "How failure is detected").
+///
+/// ```
+/// use etcdv3_client::Standing;
+/// assert!(Standing::Preferred < Standing::Down);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Standing {
+    /// Answering, with a leader: new calls go here.
+    Preferred,
+    /// Answering, but its member reported no leader or a raft term behind
+    /// the cluster's: used when no preferred endpoint is left.
+    Lagging,
+    /// A connection owes an answer and was silent (a liveness ping is
+    /// out): a last resort until it answers.
+    Suspect,
+    /// Failed; its backoff has run out, so it is tried again in the
+    /// background.
+    Retrying,
+    /// Failed: avoided until its backoff runs out.
+    Down,
+}
+
+impl Standing {
+    fn from_tier(tier: u8) -> Standing {
+        match tier {
+            0 => Standing::Preferred,
+            1 => Standing::Lagging,
+            2 => Standing::Suspect,
+            3 => Standing::Retrying,
+            _ => Standing::Down,
+        }
+    }
+}
+
+/// What the client knows of one endpoint; from [`Client::endpoint_states`].
+///
+/// ```no_run
+/// # fn demo(client: etcdv3_client::Client) {
+/// let leader = client.endpoint_states().into_iter().find(|e| e.is_leader);
+/// println!("leader served at {:?}", leader.map(|e| e.endpoint));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EndpointInfo {
+    /// The endpoint, as the client writes it (`scheme://host:port`).
+    pub endpoint: String,
+    /// The id of the member behind it, once one of its answers said
+    /// (`None` before).
+    pub member_id: Option<u64>,
+    /// How the client ranks it for new calls.
+    pub standing: Standing,
+    /// Whether its member is the leader (the one reported with the highest
+    /// raft term by any member the client asked).
+    pub is_leader: bool,
+    /// The leader its member last reported (`None`: none, or not asked).
+    pub leader: Option<u64>,
+    /// The raft term its member last reported.
+    pub raft_term: u64,
+    /// Calls in flight on it.
+    pub in_flight: u32,
+    /// Smoothed latency of its recent answers.
+    pub latency: Option<std::time::Duration>,
+    /// Whether a connection to it is open or opening.
+    pub connected: bool,
+}
+
 /// Keeps a client open while a handle created from it lives (a watcher,
 /// a lease keeper, a lock guard, an observe stream): dropping the last
 /// `Client` clone no longer ends them. [`Client::close`] still does.
@@ -515,7 +585,8 @@ impl Client {
         match target {
             Target::Endpoint(e) => {
                 let wanted = Endpoint::parse(e)?;
-                self.endpoint_states()
+                self.shared
+                    .endpoint_states()
                     .into_iter()
                     .find(|s| s.endpoint == wanted)
                     .map(|s| Some(s.id))
@@ -585,7 +656,7 @@ impl Client {
         let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
         // Maintenance: never sent with `hasleader` (see `wants_leader`).
         let require_leader = false;
-        let states = self.endpoint_states();
+        let states = self.shared.endpoint_states();
         let asks = states.iter().map(|s| {
             self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
                 etcdv3_proto::method::MAINTENANCE_STATUS,
@@ -617,18 +688,47 @@ impl Client {
         &self.shared.options
     }
 
-    /// Per-endpoint state (health, calls in flight, latency, leader seen):
-    /// why calls go where they go.
+    /// What the client knows of each endpoint: which member serves it,
+    /// whether that member is the leader, and how the client ranks it for
+    /// new calls (why calls go where they go).
     ///
     /// ```no_run
+    /// use etcdv3_client::Standing;
     /// # fn demo(client: etcdv3_client::Client) {
-    /// for state in client.endpoint_states() {
-    ///     println!("{state:?}");
+    /// for ep in client.endpoint_states() {
+    ///     let member = ep.member_id.map_or("?".to_string(), |id| format!("{id:x}"));
+    ///     let role = if ep.is_leader { "leader" } else { "follower" };
+    ///     println!("{} = member {member} ({role}), {:?}", ep.endpoint, ep.standing);
+    ///     if ep.standing == Standing::Down {
+    ///         println!("  avoided until it answers again");
+    ///     }
     /// }
     /// # }
     /// ```
-    pub fn endpoint_states(&self) -> Vec<etcdv3_core::machine::EndpointState> {
-        self.shared.endpoint_states()
+    pub fn endpoint_states(&self) -> Vec<EndpointInfo> {
+        self.shared.with_state(|st, _| {
+            let states = st.core.endpoint_states();
+            // The leader of the highest term any member reported.
+            let leader = states
+                .iter()
+                .filter_map(|s| s.leader.map(|l| (s.raft_term, l)))
+                .max()
+                .map(|(_, l)| l);
+            states
+                .into_iter()
+                .map(|s| EndpointInfo {
+                    is_leader: leader.is_some() && st.core.member_of_endpoint(s.id) == leader,
+                    member_id: st.core.member_of_endpoint(s.id),
+                    endpoint: s.endpoint.to_string(),
+                    standing: Standing::from_tier(s.tier),
+                    leader: s.leader,
+                    raft_term: s.raft_term,
+                    in_flight: s.in_flight,
+                    latency: s.latency,
+                    connected: s.connected,
+                })
+                .collect()
+        })
     }
 
     /// Replace the endpoint set. Connections to removed endpoints are closed

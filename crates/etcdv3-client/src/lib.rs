@@ -25,7 +25,9 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency};
+pub use client::{
+    CallOptions, Checked, Client, EndpointInfo, EndpointStatus, ReadConsistency, Standing,
+};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
