@@ -157,6 +157,70 @@ async fn namespaces_and_readable_responses<R: TestRuntime>() {
         ("g/x", "inside")
     );
 
+    // A namespaced client: the recipes built on it (Session, Mutex,
+    // Election, STM) and its watches run inside the namespace.
+    {
+        use etcdv3_client::concurrency::{stm, Election, Mutex, Session, SessionOptions};
+        let tenant = client.with_namespace("tenant/");
+        let mut tw = tenant
+            .watch("", WatchOptions::new().with_prefix())
+            .await
+            .unwrap();
+        let session = Session::new(&tenant, SessionOptions::new().with_ttl(10))
+            .await
+            .unwrap();
+        let guard = Mutex::new(&session, "locks/a").lock().await.unwrap();
+        assert!(guard.key().starts_with(b"locks/a/"), "{guard:?}");
+        let mut election = Election::new(&session, "elect");
+        election.campaign("me").await.unwrap();
+        let leader = election.leader().await.unwrap();
+        assert!(leader.key.starts_with(b"elect/"), "{leader:?}");
+        assert_eq!(leader.value, b"me");
+        stm::run(&tenant, stm::Isolation::default(), |tx| {
+            let n = tx.get("counter")?.map_or(0, |v| v.len());
+            tx.put("counter", "x".repeat(n + 1));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // Everything was stored under the prefix, nothing outside it.
+        let raw = client
+            .get("tenant/", GetOptions::new().with_prefix().with_keys_only())
+            .await
+            .unwrap();
+        let keys: Vec<String> = raw
+            .kvs
+            .iter()
+            .map(|kv| kv.key_lossy().into_owned())
+            .collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert!(
+            keys.iter().any(|k| k.starts_with("tenant/locks/a/")),
+            "{keys:?}"
+        );
+        assert!(
+            keys.iter().any(|k| k.starts_with("tenant/elect/")),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&"tenant/counter".to_string()), "{keys:?}");
+        for bare in ["locks/", "elect/", "counter"] {
+            let outside = client
+                .get(bare, GetOptions::new().with_prefix())
+                .await
+                .unwrap();
+            assert_eq!(outside.count, 0, "{bare} written outside the namespace");
+        }
+        // The namespaced watch saw the lock key, relative to the namespace.
+        let events = next_events::<R, _>(&mut tw).await;
+        let first = events[0].kv.as_ref().unwrap();
+        assert!(
+            first.key.starts_with(b"locks/a/"),
+            "{:?}",
+            first.key_lossy()
+        );
+        guard.unlock().await.unwrap();
+    }
+
     // A namespaced lease view: only the namespace's keys, relative.
     let lease = client
         .lease_grant(30, LeaseGrantOptions::new())

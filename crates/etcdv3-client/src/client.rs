@@ -384,6 +384,9 @@ pub struct Client {
     /// Options of every call made through this handle
     /// ([`Client::with_call_options`]).
     scope: Option<Arc<CallOptions>>,
+    /// The prefix every key of this handle's KV, txn, watch and lease-TTL
+    /// calls lives under ([`Client::with_namespace`]).
+    namespace: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -399,6 +402,7 @@ impl Client {
             _guard: Some(Arc::new(CloseGuard(shared.clone()))),
             shared,
             scope: None,
+            namespace: None,
         }
     }
 
@@ -485,6 +489,7 @@ impl Client {
             shared: self.shared.clone(),
             _guard: None,
             scope: None,
+            namespace: self.namespace.clone(),
         }
     }
 
@@ -522,6 +527,67 @@ impl Client {
             shared: self.shared.clone(),
             _guard: self._guard.clone(),
             scope: Some(Arc::new(options)),
+            namespace: self.namespace.clone(),
+        }
+    }
+
+    /// A handle whose every key lives under `prefix` (Go's `namespace`
+    /// package applied to the whole client): `get`, `put`, `delete`, `txn`
+    /// and `watch` prefix keys on the way out and remove the prefix on the
+    /// way back, with [`KvNamespace`](crate::api::KvNamespace)'s rules, and
+    /// `lease_time_to_live` lists only the lease's keys inside. Everything
+    /// built on those runs inside the namespace too: [`Session`],
+    /// [`Mutex`], [`Election`] and [`stm`]. A namespace inside a namespace
+    /// appends its prefix. Not covered: the server's `Lock` and `Election`
+    /// services (their names are not prefixed) and watch groups (use
+    /// [`KvNamespace::watch_group`](crate::api::KvNamespace::watch_group)).
+    ///
+    /// [`Session`]: crate::concurrency::Session
+    /// [`Mutex`]: crate::concurrency::Mutex
+    /// [`Election`]: crate::concurrency::Election
+    /// [`stm`]: crate::concurrency::stm
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let tenant = client.with_namespace("tenants/acme/");
+    /// let session = Session::new(&tenant, SessionOptions::new()).await?;
+    /// // Stored under "tenants/acme/locks/jobs/...".
+    /// let guard = Mutex::new(&session, "locks/jobs").lock().await?;
+    /// assert!(guard.key().starts_with(b"locks/jobs/"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_namespace(&self, prefix: impl AsRef<[u8]>) -> Client {
+        let mut full = self.namespace.as_deref().unwrap_or_default().to_vec();
+        full.extend_from_slice(prefix.as_ref());
+        Client {
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+            scope: self.scope.clone(),
+            namespace: (!full.is_empty()).then(|| Arc::from(full)),
+        }
+    }
+
+    /// The prefix of this handle's namespace ([`Client::with_namespace`]);
+    /// empty without one.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.with_namespace("a/").with_namespace("b/").namespace(), b"a/b/");
+    /// # }
+    /// ```
+    pub fn namespace(&self) -> &[u8] {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// This handle without its namespace (namespaced views apply their own
+    /// prefix to it).
+    pub(crate) fn without_namespace(&self) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+            scope: self.scope.clone(),
+            namespace: None,
         }
     }
 

@@ -246,12 +246,22 @@ impl Client {
         options: impl Into<LeaseTimeToLiveOptions>,
     ) -> Result<LeaseTimeToLiveResponse> {
         let keys = options.into().keys;
-        self.unary(
-            LEASE_TIME_TO_LIVE,
-            &LeaseTimeToLiveRequest { id, keys },
-            CallOptions::default(),
-        )
-        .await
+        let mut resp: LeaseTimeToLiveResponse = self
+            .unary(
+                LEASE_TIME_TO_LIVE,
+                &LeaseTimeToLiveRequest { id, keys },
+                CallOptions::default(),
+            )
+            .await?;
+        // Inside a namespace: only its keys, relative to it.
+        let ns = self.namespace();
+        if !ns.is_empty() {
+            resp.keys.retain(|k| k.starts_with(ns));
+            for k in &mut resp.keys {
+                crate::api::namespace::strip_key(ns, k);
+            }
+        }
+        Ok(resp)
     }
 
     /// Every lease of the cluster.

@@ -78,9 +78,12 @@ impl Client {
     /// # }
     /// ```
     pub fn namespaced(&self, prefix: impl Into<Vec<u8>>) -> KvNamespace {
+        // Inside this handle's own namespace, if it has one.
+        let mut full = self.namespace().to_vec();
+        full.extend(prefix.into());
         KvNamespace {
-            client: self.clone(),
-            prefix: prefix.into(),
+            client: self.without_namespace(),
+            prefix: full,
         }
     }
 }
@@ -478,7 +481,7 @@ impl Stream for NamespaceWatchGroup {
 }
 
 /// A watch event with its keys relative to the namespace.
-fn strip_event(prefix: &[u8], mut ev: WatchEvent) -> WatchEvent {
+pub(crate) fn strip_event(prefix: &[u8], mut ev: WatchEvent) -> WatchEvent {
     if let WatchEvent::Events { events, .. } = &mut ev {
         for e in events {
             if let Some(kv) = &mut e.kv {
@@ -493,7 +496,7 @@ fn strip_event(prefix: &[u8], mut ev: WatchEvent) -> WatchEvent {
 }
 
 /// `(prefix + key, translated end)`.
-fn prefix_interval(prefix: &[u8], key: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn prefix_interval(prefix: &[u8], key: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut k = Vec::with_capacity(prefix.len() + key.len());
     k.extend_from_slice(prefix);
     k.extend_from_slice(key);
@@ -517,15 +520,15 @@ fn prefix_key(prefix: &[u8], key: &mut Vec<u8>) {
     *key = k;
 }
 
-fn prefix_range(prefix: &[u8], req: &mut pb::RangeRequest) {
+pub(crate) fn prefix_range(prefix: &[u8], req: &mut pb::RangeRequest) {
     (req.key, req.range_end) = prefix_interval(prefix, &req.key, &req.range_end);
 }
 
-fn prefix_put(prefix: &[u8], req: &mut pb::PutRequest) {
+pub(crate) fn prefix_put(prefix: &[u8], req: &mut pb::PutRequest) {
     prefix_key(prefix, &mut req.key);
 }
 
-fn prefix_delete(prefix: &[u8], req: &mut pb::DeleteRangeRequest) {
+pub(crate) fn prefix_delete(prefix: &[u8], req: &mut pb::DeleteRangeRequest) {
     (req.key, req.range_end) = prefix_interval(prefix, &req.key, &req.range_end);
 }
 
@@ -541,7 +544,7 @@ fn prefix_ops(prefix: &[u8], ops: &mut [pb::RequestOp]) {
     }
 }
 
-fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
+pub(crate) fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
     for c in &mut req.compare {
         (c.key, c.range_end) = prefix_interval(prefix, &c.key, &c.range_end);
     }
@@ -549,7 +552,7 @@ fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
     prefix_ops(prefix, &mut req.failure);
 }
 
-fn strip_key(prefix: &[u8], key: &mut Vec<u8>) {
+pub(crate) fn strip_key(prefix: &[u8], key: &mut Vec<u8>) {
     if key.starts_with(prefix) {
         key.drain(..prefix.len());
     }
@@ -559,25 +562,25 @@ fn strip_kv(prefix: &[u8], kv: &mut KeyValue) {
     strip_key(prefix, &mut kv.key);
 }
 
-fn strip_range(prefix: &[u8], resp: &mut RangeResponse) {
+pub(crate) fn strip_range(prefix: &[u8], resp: &mut RangeResponse) {
     for kv in &mut resp.kvs {
         strip_kv(prefix, kv);
     }
 }
 
-fn strip_put(prefix: &[u8], resp: &mut PutResponse) {
+pub(crate) fn strip_put(prefix: &[u8], resp: &mut PutResponse) {
     if let Some(kv) = &mut resp.prev_kv {
         strip_kv(prefix, kv);
     }
 }
 
-fn strip_delete(prefix: &[u8], resp: &mut DeleteRangeResponse) {
+pub(crate) fn strip_delete(prefix: &[u8], resp: &mut DeleteRangeResponse) {
     for kv in &mut resp.prev_kvs {
         strip_kv(prefix, kv);
     }
 }
 
-fn strip_txn(prefix: &[u8], resp: &mut TxnResponse) {
+pub(crate) fn strip_txn(prefix: &[u8], resp: &mut TxnResponse) {
     for op in &mut resp.responses {
         match &mut op.response {
             Some(response_op::Response::ResponseRange(r)) => strip_range(prefix, r),

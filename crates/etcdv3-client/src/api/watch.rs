@@ -355,6 +355,9 @@ pub struct Watcher {
     flow: Arc<Flow>,
     pending: Option<WatchEvent>,
     done: bool,
+    /// The namespace whose prefix comes off the events' keys
+    /// ([`Client::with_namespace`]).
+    strip: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -505,6 +508,10 @@ impl Stream for Watcher {
                 if e.is_terminal() {
                     this.done = true;
                 }
+                let e = match &this.strip {
+                    Some(ns) => super::namespace::strip_event(ns, e),
+                    None => e,
+                };
                 Poll::Ready(Some(Ok(e)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -556,8 +563,20 @@ impl Client {
     /// }
     /// ```
     pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
-        let request = options.to_request(key.into())?;
-        self.watch_request(request, options.timeout).await
+        let mut request = options.to_request(key.into())?;
+        let ns = self.namespace();
+        if ns.is_empty() {
+            return self.watch_request(request, options.timeout).await;
+        }
+        (request.key, request.range_end) =
+            super::namespace::prefix_interval(ns, &request.key, &request.range_end);
+        let mut watcher = self.watch_request(request, options.timeout).await?;
+        watcher.strip = Some(ns.into());
+        watcher.pending = watcher
+            .pending
+            .take()
+            .map(|ev| super::namespace::strip_event(ns, ev));
+        Ok(watcher)
     }
 
     /// [`Client::watch`] with the wire request built (namespaces rewrite
@@ -602,6 +621,7 @@ impl Client {
                     flow,
                     pending: None,
                     done: false,
+                    strip: None,
                 };
                 break (watcher, self.runtime().sleep_until(deadline));
             }
