@@ -125,7 +125,9 @@ pub enum Error {
     /// ```
     #[error("watch refused: {status}")]
     WatchRefused {
-        /// The status the server gave as the cancel reason.
+        /// The status the server gave as the cancel reason (also the
+        /// error's `source()`).
+        #[source]
         status: Status,
         /// Its etcd classification.
         kind: EtcdErrorKind,
@@ -416,6 +418,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_refusals_chain_to_their_status() {
+        use std::error::Error as _;
+        let status = Status {
+            code: Code::NotFound,
+            message: "etcdserver: requested lease not found".into(),
+        };
+        let e = Error::Call(CallError::Status {
+            method: "/etcdserverpb.Lease/LeaseRevoke",
+            endpoint: "http://127.0.0.1:2379".into(),
+            status: status.clone(),
+            kind: etcdv3_core::error::classify(&status),
+        });
+        let source = e.source().and_then(|s| s.downcast_ref::<Status>());
+        assert_eq!(source, Some(&status), "{e}");
+        let e = Error::from_cancel_reason(
+            "rpc error: code = PermissionDenied desc = etcdserver: permission denied",
+        );
+        let source = e.source().and_then(|s| s.downcast_ref::<Status>());
+        assert_eq!(source.map(|s| s.code), Some(Code::PermissionDenied), "{e}");
+    }
 
     #[test]
     fn closed_in_flight_may_have_applied_and_closed_not() {

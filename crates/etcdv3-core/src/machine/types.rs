@@ -163,7 +163,8 @@ pub enum CallError {
         method: &'static str,
         /// The endpoint that answered.
         endpoint: String,
-        /// The status the server sent.
+        /// The status the server sent (also the error's `source()`).
+        #[source]
         status: Status,
         /// Its etcd classification.
         kind: EtcdErrorKind,
@@ -237,7 +238,9 @@ pub enum CallError {
         endpoint: String,
         /// How the last attempt failed.
         cause: String,
-        /// The server's status, when the last attempt failed with one.
+        /// The server's status, when the last attempt failed with one
+        /// (also the error's `source()`).
+        #[source]
         status: Option<Status>,
     },
     /// The call must run on one endpoint
