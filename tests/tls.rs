@@ -211,6 +211,22 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     let err = failing_put::<R>(&wrong_ca).await;
     assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
     assert!(mentions(&err, &["tls"]), "{err}");
+    // rustls' own error is in the source chain, for reporters that walk it.
+    let cause = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<etcdv3_client::TlsCause>())
+        .map(etcdv3_client::TlsCause::get);
+    assert!(
+        matches!(
+            cause,
+            Some(etcdv3_client::rustls::Error::InvalidCertificate(_))
+        ),
+        "{err:?}"
+    );
+    let mut chain = std::iter::successors(std::error::Error::source(&err), |e| e.source());
+    assert!(
+        chain.any(|e| e.is::<etcdv3_client::rustls::Error>()),
+        "{err:?}"
+    );
     // Later calls fail at once too (the endpoint is not retried meanwhile).
     let err = failing_put::<R>(&wrong_ca).await;
     assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");

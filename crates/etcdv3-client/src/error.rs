@@ -41,6 +41,11 @@ pub enum Error {
         endpoint: String,
         /// What TLS reported (e.g. `invalid peer certificate: UnknownIssuer`).
         cause: String,
+        /// rustls' error, when the TLS handshake reported one (the error's
+        /// `source()`; `None` when the refusal came later, as text only).
+        #[cfg(feature = "tls")]
+        #[source]
+        source: Option<TlsCause>,
     },
     /// The endpoint's scheme does not match what the member speaks: an
     /// `https://` (or `unixs://`) endpoint whose member serves plaintext,
@@ -359,6 +364,61 @@ impl Error {
     }
 }
 
+/// rustls' error behind an [`Error::Tls`] (its `source()`), shared and
+/// cheap to clone; its own `source()` is the rustls error, so chain
+/// walkers find it too.
+///
+/// ```no_run
+/// use etcdv3_client::{rustls, Error, TlsCause};
+/// use etcdv3_client::api::PutOptions;
+/// # async fn demo(client: etcdv3_client::Client) {
+/// if let Err(e) = client.put("k", "v", PutOptions::new()).await {
+///     let tls = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<TlsCause>());
+///     if let Some(rustls::Error::InvalidCertificate(why)) = tls.map(TlsCause::get) {
+///         println!("the server's certificate: {why:?}");
+///     }
+/// }
+/// # }
+/// ```
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub struct TlsCause(std::sync::Arc<crate::rustls::Error>);
+
+#[cfg(feature = "tls")]
+impl TlsCause {
+    pub(crate) fn new(e: crate::rustls::Error) -> TlsCause {
+        TlsCause(std::sync::Arc::new(e))
+    }
+
+    /// The rustls error.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::TlsCause;
+    /// # fn demo(e: etcdv3_client::Error) {
+    /// if let Some(tls) = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<TlsCause>()) {
+    ///     println!("rustls: {:?}", tls.get());
+    /// }
+    /// # }
+    /// ```
+    pub fn get(&self) -> &crate::rustls::Error {
+        &self.0
+    }
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Display for TlsCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl std::error::Error for TlsCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
 /// How the transport marks the rejection of an endpoint whose scheme does
 /// not match what its member speaks (the core hands the text back as the
 /// rejection's cause); every other rejection is a TLS failure.
@@ -386,6 +446,8 @@ impl From<CallError> for Error {
                 method,
                 endpoint,
                 cause,
+                #[cfg(feature = "tls")]
+                source: None,
             },
             e => Error::Call(e),
         }

@@ -28,6 +28,8 @@ pub mod prelude {
 pub use client::{
     CallOptions, Checked, Client, EndpointInfo, EndpointStatus, ReadConsistency, Standing,
 };
+#[cfg(feature = "tls")]
+pub use error::TlsCause;
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};

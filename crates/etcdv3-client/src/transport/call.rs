@@ -112,7 +112,7 @@ where
                     })),
                 })
             }
-            Some(Step::Done(Err(e), _)) => return Poll::Ready(Err(Error::from(e))),
+            Some(Step::Done(Err(e), _)) => return Poll::Ready(Err(shared.call_error(e))),
             Some(Step::Send {
                 attempt,
                 conn,

@@ -73,14 +73,26 @@ type H2Conn = h2::client::Connection<BoxIo, Bytes>;
 struct Failed {
     message: String,
     permanent: bool,
+    /// rustls' error behind a permanent TLS failure, kept for the calls'
+    /// `Error::Tls::source`.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::error::TlsCause>,
+}
+
+impl Failed {
+    fn new(message: String, permanent: bool) -> Failed {
+        Failed {
+            message,
+            permanent,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
 }
 
 impl From<String> for Failed {
     fn from(message: String) -> Self {
-        Failed {
-            message,
-            permanent: false,
-        }
+        Failed::new(message, false)
     }
 }
 
@@ -90,6 +102,7 @@ impl From<super::tls::ConnectFailure> for Failed {
         Failed {
             message: f.message,
             permanent: f.permanent,
+            tls: f.source,
         }
     }
 }
@@ -100,14 +113,8 @@ impl From<super::tls::ConnectFailure> for Failed {
 /// in `rejected`, since h2 keeps only the text of IO errors.
 fn h2_failure(target: &Endpoint, message: String, rejected: &Option<Rejection>) -> Failed {
     match rejected.as_ref().and_then(|r| r.get()) {
-        Some(tls) => Failed {
-            message: format!("{target}: TLS: {tls}"),
-            permanent: true,
-        },
-        None => Failed {
-            message,
-            permanent: false,
-        },
+        Some(tls) => Failed::new(format!("{target}: TLS: {tls}"), true),
+        None => Failed::new(message, false),
     }
 }
 
@@ -179,13 +186,13 @@ async fn scheme_mismatch(shared: &Arc<Shared>, target: &Endpoint) -> Option<Fail
     } else {
         return None;
     };
-    Some(Failed {
-        message: format!(
+    Some(Failed::new(
+        format!(
             "{}the member speaks {speaks}: write the endpoint as {use_scheme}",
             crate::error::SCHEME_MISMATCH
         ),
-        permanent: true,
-    })
+        true,
+    ))
 }
 
 #[cfg(feature = "tls")]
@@ -293,6 +300,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl
             shared.with_state(|st, now| {
                 st.conn_gone(conn);
                 if e.permanent {
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = &e.tls {
+                        st.tls_causes.insert(target.to_string(), tls.clone());
+                    }
                     st.core.handle_connect_rejected(now, conn, &e.message);
                 } else {
                     st.core.handle_connect_failed(now, conn, &e.message);

@@ -184,12 +184,16 @@ impl Connector {
         let server_name = ServerName::try_from(name.clone()).map_err(|e| ConnectFailure {
             message: format!("invalid TLS server name {name}: {e}"),
             permanent: true,
+            source: None,
         })?;
         let tls = self.connector.connect(server_name, io).await.map_err(|e| {
-            let permanent = permanent_tls_failure(&e).is_some();
+            let source = permanent_tls_failure(&e)
+                .cloned()
+                .map(crate::error::TlsCause::new);
             ConnectFailure {
                 message: format!("TLS handshake with {name}: {e}"),
-                permanent,
+                permanent: source.is_some(),
+                source,
             }
         })?;
         let seen = Rejection::default();
@@ -312,6 +316,8 @@ pub(crate) struct ConnectFailure {
     /// Retrying will not help until the configuration changes (reported
     /// to the core as a rejection).
     pub(crate) permanent: bool,
+    /// rustls' error for a permanent failure.
+    pub(crate) source: Option<crate::error::TlsCause>,
 }
 
 /// The rustls error inside `e`, when it is one that retrying will not fix:
