@@ -76,8 +76,8 @@ async fn member_targeted_maintenance_runs_on_the_named_member<R: TestRuntime>() 
     let err = client
         .with_call_options(
             CallOptions::new()
-                .target(Target::Member(follower_id))
-                .timeout(Duration::from_millis(1500)),
+                .with_target(Target::Member(follower_id))
+                .with_timeout(Duration::from_millis(1500)),
         )
         .status()
         .await
@@ -87,7 +87,7 @@ async fn member_targeted_maintenance_runs_on_the_named_member<R: TestRuntime>() 
     // Status of every member in one call: the paused one fails, the others
     // answer, each for itself.
     let all = client
-        .with_call_options(CallOptions::new().timeout(Duration::from_secs(2)))
+        .with_call_options(CallOptions::new().with_timeout(Duration::from_secs(2)))
         .endpoint_status_all()
         .await;
     assert_eq!(all.len(), 3);
@@ -108,8 +108,8 @@ async fn member_targeted_maintenance_runs_on_the_named_member<R: TestRuntime>() 
     client
         .with_call_options(
             CallOptions::new()
-                .target(Target::Member(leader_id))
-                .timeout(Duration::from_secs(10)),
+                .with_target(Target::Member(leader_id))
+                .with_timeout(Duration::from_secs(10)),
         )
         .move_leader(heir_id)
         .await
@@ -125,7 +125,8 @@ async fn call_options_scope_every_method<R: TestRuntime>() {
 
     // A scoped deadline applies to methods without options of their own;
     // a request's own timeout wins over it.
-    let hurried = client.with_call_options(CallOptions::new().timeout(Duration::from_nanos(1)));
+    let hurried =
+        client.with_call_options(CallOptions::new().with_timeout(Duration::from_nanos(1)));
     let err = hurried.status().await.unwrap_err();
     assert!(err.is_deadline_exceeded(), "{err}");
     let err = hurried.lease_leases().await.unwrap_err();
@@ -156,10 +157,10 @@ async fn call_options_scope_every_method<R: TestRuntime>() {
     }
     let local = client.with_call_options(
         CallOptions::new()
-            .target(Target::Endpoint(url.clone()))
-            .read(ReadConsistency::Serializable)
-            .require_leader(false)
-            .timeout(Duration::from_secs(3)),
+            .with_target(Target::Endpoint(url.clone()))
+            .with_read(ReadConsistency::Serializable)
+            .with_require_leader(false)
+            .with_timeout(Duration::from_secs(3)),
     );
     let got = local.get("co/a", GetOptions::new()).await.unwrap();
     assert_eq!(got.kvs[0].value, b"1");
@@ -170,10 +171,10 @@ async fn call_options_scope_every_method<R: TestRuntime>() {
     );
     let strict = client.with_call_options(
         CallOptions::new()
-            .target(Target::Endpoint(url))
-            .read(ReadConsistency::Linearizable)
-            .require_leader(true)
-            .timeout(Duration::from_secs(3)),
+            .with_target(Target::Endpoint(url))
+            .with_read(ReadConsistency::Linearizable)
+            .with_require_leader(true)
+            .with_timeout(Duration::from_secs(3)),
     );
     let err = strict.get("co/a", GetOptions::new()).await.unwrap_err();
     assert!(!err.may_have_applied(), "{err}");

@@ -59,6 +59,26 @@ async fn builders_sync_user_and_version<R: TestRuntime>() {
     got.sort();
     assert_eq!(got, want);
     assert_eq!(client.endpoint_states().len(), 3);
+    // After every member answered a status, the client says which member
+    // serves each endpoint and which one leads, in its own types.
+    let statuses = client.endpoint_status_all().await;
+    assert!(statuses.iter().all(|s| s.result.is_ok()), "{statuses:?}");
+    let states = client.endpoint_states();
+    for (st, info) in statuses.iter().zip(&states) {
+        assert_eq!(st.endpoint, info.endpoint);
+        assert_eq!(info.member_id, st.member_id(), "{info:?}");
+        assert_eq!(
+            info.standing,
+            etcdv3_client::Standing::Preferred,
+            "{info:?}"
+        );
+    }
+    let leader = statuses[0].result.as_ref().unwrap().leader;
+    let leaders: Vec<_> = states.iter().filter(|e| e.is_leader).collect();
+    assert!(
+        leaders.iter().all(|e| e.member_id == Some(leader)) && leaders.len() == 1,
+        "{states:?}"
+    );
 
     // `update_user` at runtime: an anonymous client of a cluster with auth
     // on starts authenticating; wrong credentials change nothing.
@@ -104,6 +124,102 @@ async fn namespaces_and_readable_responses<R: TestRuntime>() {
     let events = next_events::<R, _>(&mut w).await;
     assert!(events[0].is_delete(), "{:?}", events[0].kind());
     assert_eq!(events[0].prev_kv.as_ref().unwrap().key_lossy(), "a1");
+
+    // Progress inside the namespace.
+    w.request_progress().unwrap();
+
+    // A namespaced watch group: watchers added are prefixed, keys come
+    // back relative; progress requests work through it.
+    let mut group = ns.watch_group();
+    let id = group.add("g/", WatchOptions::new().with_prefix()).unwrap();
+    client
+        .put("g/x", "outside", PutOptions::new())
+        .await
+        .unwrap();
+    client
+        .put("ns/g/x", "inside", PutOptions::new())
+        .await
+        .unwrap();
+    group.request_progress().unwrap();
+    let events = loop {
+        let (who, ev) = R::timeout(Duration::from_secs(5), group.next())
+            .await
+            .expect("a group item in time")
+            .expect("group open");
+        if let WatchEvent::Events { events, .. } = ev.unwrap() {
+            assert_eq!(who, id);
+            break events;
+        }
+    };
+    let kv = events[0].kv.as_ref().unwrap();
+    assert_eq!(
+        (kv.key_str().unwrap(), kv.value_str().unwrap()),
+        ("g/x", "inside")
+    );
+
+    // A namespaced client: the recipes built on it (Session, Mutex,
+    // Election, STM) and its watches run inside the namespace.
+    {
+        use etcdv3_client::concurrency::{stm, Election, Mutex, Session, SessionOptions};
+        let tenant = client.with_namespace("tenant/");
+        let mut tw = tenant
+            .watch("", WatchOptions::new().with_prefix())
+            .await
+            .unwrap();
+        let session = Session::new(&tenant, SessionOptions::new().with_ttl(10))
+            .await
+            .unwrap();
+        let guard = Mutex::new(&session, "locks/a").lock().await.unwrap();
+        assert!(guard.key().starts_with(b"locks/a/"), "{guard:?}");
+        let mut election = Election::new(&session, "elect");
+        election.campaign("me").await.unwrap();
+        let leader = election.leader().await.unwrap();
+        assert!(leader.key.starts_with(b"elect/"), "{leader:?}");
+        assert_eq!(leader.value, b"me");
+        stm::run(&tenant, stm::Isolation::default(), |tx| {
+            let n = tx.get("counter")?.map_or(0, |v| v.len());
+            tx.put("counter", "x".repeat(n + 1));
+            Ok(())
+        })
+        .await
+        .unwrap();
+        // Everything was stored under the prefix, nothing outside it.
+        let raw = client
+            .get("tenant/", GetOptions::new().with_prefix().with_keys_only())
+            .await
+            .unwrap();
+        let keys: Vec<String> = raw
+            .kvs
+            .iter()
+            .map(|kv| kv.key_lossy().into_owned())
+            .collect();
+        assert_eq!(keys.len(), 3, "{keys:?}");
+        assert!(
+            keys.iter().any(|k| k.starts_with("tenant/locks/a/")),
+            "{keys:?}"
+        );
+        assert!(
+            keys.iter().any(|k| k.starts_with("tenant/elect/")),
+            "{keys:?}"
+        );
+        assert!(keys.contains(&"tenant/counter".to_string()), "{keys:?}");
+        for bare in ["locks/", "elect/", "counter"] {
+            let outside = client
+                .get(bare, GetOptions::new().with_prefix())
+                .await
+                .unwrap();
+            assert_eq!(outside.count, 0, "{bare} written outside the namespace");
+        }
+        // The namespaced watch saw the lock key, relative to the namespace.
+        let events = next_events::<R, _>(&mut tw).await;
+        let first = events[0].kv.as_ref().unwrap();
+        assert!(
+            first.key.starts_with(b"locks/a/"),
+            "{:?}",
+            first.key_lossy()
+        );
+        guard.unlock().await.unwrap();
+    }
 
     // A namespaced lease view: only the namespace's keys, relative.
     let lease = client

@@ -519,7 +519,7 @@ async fn cluster_and_maintenance<R: TestRuntime>() {
     assert!(size > 0 && chunks > 0);
     assert_eq!(snap.remaining_bytes(), Some(0));
     let mut bounded = client
-        .snapshot_with(CallOptions::with_timeout(Duration::from_secs(30)))
+        .snapshot_with(CallOptions::new().with_timeout(Duration::from_secs(30)))
         .await
         .unwrap();
     let mut size2 = 0usize;

@@ -2,7 +2,7 @@
 //!
 //! `cargo test -p etcdv3-integration --test lock`
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,15 +17,25 @@ async fn lock_is_mutually_exclusive_between_clients<R: TestRuntime>() {
     let b = connect::<R>(&cluster).await;
     let inside = Arc::new(AtomicBool::new(false));
     let entries = Arc::new(AtomicUsize::new(0));
+    let last_token = Arc::new(AtomicI64::new(0));
     let mut tasks = Vec::new();
     for c in [a.clone(), b.clone(), a, b] {
         let inside = inside.clone();
         let entries = entries.clone();
+        let last_token = last_token.clone();
         tasks.push(R::spawn(async move {
             for _ in 0..3 {
                 let guard = c.lock_with_lease("mutex", 10).await.unwrap();
                 assert!(guard.key().starts_with(b"mutex/"));
                 assert!(!inside.swap(true, Ordering::SeqCst), "two holders at once");
+                // The Lock response's revision is a fencing token: larger
+                // for every later holder, no extra read needed.
+                let token = guard.revision();
+                let before = last_token.swap(token, Ordering::SeqCst);
+                assert!(token > before, "fencing token {token} after {before}");
+                // The keeper reads through a shared borrow.
+                let shared: &etcdv3_client::api::LockGuard = &guard;
+                assert!(shared.keeper().is_some_and(|k| k.ttl() > 0));
                 entries.fetch_add(1, Ordering::SeqCst);
                 R::sleep(Duration::from_millis(30)).await;
                 inside.store(false, Ordering::SeqCst);

@@ -106,6 +106,9 @@ async fn mutex_lock_try_lock_unlock_is_owner<R: TestRuntime>() {
     let stored = c.get(g1.key(), GetOptions::new()).await.unwrap();
     assert_eq!(stored.kvs[0].create_revision, g1.revision());
     assert_eq!(stored.kvs[0].lease, s1.lease_id());
+    // The guard carries the header of the answer that made it the holder:
+    // the txn that created the key when the lock was free.
+    assert_eq!(g1.header().map(|h| h.revision), Some(g1.revision()));
 
     // try_lock fails at once, and leaves no key behind.
     let t0 = Instant::now();
@@ -138,6 +141,14 @@ async fn mutex_lock_try_lock_unlock_is_owner<R: TestRuntime>() {
         .expect("lock acquired after unlock")
         .unwrap();
     assert!(g2.revision() > old.1);
+    // After a wait: the read that confirmed ownership, after the old key's
+    // deletion.
+    let acquired_at = g2.header().map_or(0, |h| h.revision);
+    assert!(
+        acquired_at > g2.revision(),
+        "{acquired_at} > {}",
+        g2.revision()
+    );
     assert_eq!(c.get(old.0, GetOptions::new()).await.unwrap().count, 0);
     // The old owner's guarded write is refused now.
     assert!(!c.txn(stale).await.unwrap().succeeded);

@@ -298,5 +298,41 @@ async fn stm_counters_run<R: TestRuntime>() -> Result<(), String> {
     Ok(())
 }
 
-etcdv3_integration::runtime_tests!(stm_semantics);
+/// With the keys named up front the body runs once per commit (without,
+/// once more per key read); a write can carry a lease.
+async fn stm_prefetch_runs_once_and_puts_with_a_lease<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    c.put("pf/a", "1", PutOptions::new()).await.unwrap();
+    c.put("pf/b", "2", PutOptions::new()).await.unwrap();
+    let lease = c
+        .lease_grant(30, etcdv3_client::api::LeaseGrantOptions::new())
+        .await
+        .unwrap();
+    for (prefetch, want_runs) in [(false, 3), (true, 1)] {
+        let runs = AtomicUsize::new(0);
+        let mut opts = stm::StmOptions::new().with_isolation(Isolation::Serializable);
+        if prefetch {
+            opts = opts.with_prefetch(["pf/a", "pf/b"]);
+        }
+        stm::run_with(&c, opts, |tx| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            let sum = parse(tx.get("pf/a")?) + parse(tx.get("pf/b")?);
+            tx.put_with_lease("pf/sum", sum.to_string(), lease.id);
+            Ok(())
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            runs.load(Ordering::SeqCst),
+            want_runs,
+            "prefetch {prefetch}"
+        );
+    }
+    let sum = c.get("pf/sum", GetOptions::new()).await.unwrap();
+    assert_eq!(sum.kvs[0].value, b"3");
+    assert_eq!(sum.kvs[0].lease, lease.id, "the write carries the lease");
+}
+
+etcdv3_integration::runtime_tests!(stm_semantics, stm_prefetch_runs_once_and_puts_with_a_lease);
 etcdv3_integration::runtime_tests!(exclusive: stm_counters_linearizable_under_member_faults);

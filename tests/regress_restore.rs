@@ -195,8 +195,8 @@ async fn serializable_reads_and_status_answer_on_a_member_without_a_leader<R: Te
             let got = on
                 .with_call_options(
                     CallOptions::new()
-                        .target(Target::Endpoint(cluster.member(i).client_url()))
-                        .read(ReadConsistency::Serializable),
+                        .with_target(Target::Endpoint(cluster.member(i).client_url()))
+                        .with_read(ReadConsistency::Serializable),
                 )
                 .get("nl/a", GetOptions::new())
                 .await;
@@ -220,9 +220,9 @@ async fn serializable_reads_and_status_answer_on_a_member_without_a_leader<R: Te
     let seen = cluster::put_rev::<R>(&client, "nl/b", "2").await;
     let member = client.with_call_options(
         CallOptions::new()
-            .target(Target::Endpoint(url.clone()))
-            .read(ReadConsistency::Serializable)
-            .timeout(Duration::from_secs(4)),
+            .with_target(Target::Endpoint(url.clone()))
+            .with_read(ReadConsistency::Serializable)
+            .with_timeout(Duration::from_secs(4)),
     );
     let t = Instant::now();
     let got = member.get_checked("nl/a", GetOptions::new()).await;
@@ -236,9 +236,9 @@ async fn serializable_reads_and_status_answer_on_a_member_without_a_leader<R: Te
     let strict = client
         .with_call_options(
             CallOptions::new()
-                .target(Target::Endpoint(url.clone()))
-                .read(ReadConsistency::Linearizable)
-                .timeout(Duration::from_secs(4)),
+                .with_target(Target::Endpoint(url.clone()))
+                .with_read(ReadConsistency::Linearizable)
+                .with_timeout(Duration::from_secs(4)),
         )
         .get("nl/a", GetOptions::new())
         .await;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use etcdv3_client::api::{
-    Permission, PutOptions, UserAddOptions, WatchEvent, WatchOptions, Watcher,
+    GetOptions, Permission, PutOptions, UserAddOptions, WatchEvent, WatchOptions, Watcher,
 };
-use etcdv3_client::{Client, ClientOptions, Error};
+use etcdv3_client::{Client, ClientOptions, Code, Error, EtcdErrorKind};
 use etcdv3_integration::runtime::TestRuntime;
 use etcdv3_testkit::{Cluster, ClusterBuilder};
 use futures_util::StreamExt;
@@ -147,14 +147,133 @@ async fn a_real_permission_error_ends_the_watch_after_one_refresh<R: TestRuntime
     .await
     .expect("the refusal must come, not a retry loop");
     match refused {
-        Err(Error::WatchCancelled { reason }) => {
-            assert!(reason.contains("permission denied"), "{reason}")
+        Err(e @ Error::WatchRefused { .. }) => {
+            assert_eq!(e.etcd_kind(), Some(&EtcdErrorKind::PermissionDenied), "{e}");
+            assert_eq!(e.code(), Some(Code::PermissionDenied), "{e}");
+            assert!(e.to_string().contains("permission denied"), "{e}");
         }
-        other => panic!("expected WatchCancelled, got {other:?}"),
+        other => panic!("expected WatchRefused, got {other:?}"),
+    }
+}
+
+/// Everything the process traced (every level, every crate: h2 and rustls
+/// included), from the first call on; one subscriber for the whole binary.
+fn captured_traces() -> String {
+    use std::sync::{Mutex, Once};
+    static LOG: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+    static INIT: Once = Once::new();
+    struct Capture;
+    impl std::io::Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            LOG.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
+            .with_ansi(false)
+            .with_writer(|| Capture)
+            .try_init();
+    });
+    String::from_utf8_lossy(&LOG.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+/// Whether `text` holds something shaped like an etcd simple token (16
+/// ASCII letters, a dot, the auth index).
+fn has_simple_token(text: &str) -> Option<&str> {
+    let b = text.as_bytes();
+    let mut run = 0;
+    for (i, c) in b.iter().enumerate() {
+        if c.is_ascii_alphabetic() {
+            run += 1;
+            continue;
+        }
+        let starts_run = i < run + 1 || !b[i - run - 1].is_ascii_alphanumeric();
+        if run == 16 && *c == b'.' && b.get(i + 1).is_some_and(u8::is_ascii_digit) && starts_run {
+            return Some(&text[i - 16..(i + 4).min(text.len())]);
+        }
+        run = 0;
+    }
+    None
+}
+
+/// No password or token in anything the client prints: the options'
+/// `{:?}` (as a service logs its configuration), the errors of a wrong
+/// password, of a refused put and of a refused watch (`Display` and
+/// `{:?}`), and every trace event of every level.
+async fn no_password_or_token_in_options_errors_or_traces<R: TestRuntime>() {
+    captured_traces();
+    let cluster = auth_cluster::<R>().await;
+    let options = ClientOptions::default()
+        .with_timeout(Duration::from_secs(10))
+        .with_user("alice", "alicepw");
+    let mut printed = vec![format!("{options:?}"), format!("{options:#?}")];
+    let alice = R::connect(cluster.client_urls(), options)
+        .await
+        .expect("alice");
+    let token = alice
+        .authenticate("alice", "alicepw")
+        .await
+        .expect("token")
+        .token;
+    assert!(
+        has_simple_token(&token).is_some(),
+        "a simple token: {token}"
+    );
+    alice
+        .get("a/x", GetOptions::new())
+        .await
+        .expect("alice reads a/");
+    let refused = alice
+        .put("b/x", "v", PutOptions::new())
+        .await
+        .expect_err("alice may not write b/");
+    printed.push(format!("{refused} {refused:?}"));
+    let refused = alice
+        .watch("b/", WatchOptions::new().with_prefix())
+        .await
+        .expect_err("alice may not watch b/");
+    printed.push(format!("{refused} {refused:?}"));
+    let wrong = ClientOptions::default()
+        .with_timeout(Duration::from_secs(5))
+        .with_user("alice", "wrong-secret");
+    printed.push(format!("{wrong:?}"));
+    let failed = match R::connect(cluster.client_urls(), wrong).await {
+        Ok(c) => c
+            .get("a/x", GetOptions::new())
+            .await
+            .expect_err("a wrong password is refused"),
+        Err(e) => e,
+    };
+    printed.push(format!("{failed} {failed:?}"));
+    // A wrong password is typed like any refusal.
+    assert_eq!(
+        failed.etcd_kind(),
+        Some(&EtcdErrorKind::AuthFailed),
+        "{failed:?}"
+    );
+    assert_eq!(failed.code(), Some(Code::InvalidArgument), "{failed:?}");
+    printed.push(captured_traces());
+    assert!(
+        printed.last().is_some_and(|t| t.contains("TRACE")),
+        "traces captured"
+    );
+    for text in &printed {
+        for secret in ["alicepw", "wrong-secret", token.as_str()] {
+            assert!(!text.contains(secret), "{secret:?} printed in: {text}");
+        }
+        assert_eq!(has_simple_token(text), None, "a token printed in: {text}");
     }
 }
 
 etcdv3_integration::runtime_tests!(
+    no_password_or_token_in_options_errors_or_traces,
     a_watch_as_the_first_call_with_credentials_receives_events,
     a_watch_outlives_its_expired_token,
     a_real_permission_error_ends_the_watch_after_one_refresh,

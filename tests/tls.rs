@@ -211,6 +211,22 @@ async fn wrong_ca_or_name_fails_naming_the_tls_problem<R: TestRuntime>() {
     let err = failing_put::<R>(&wrong_ca).await;
     assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
     assert!(mentions(&err, &["tls"]), "{err}");
+    // rustls' own error is in the source chain, for reporters that walk it.
+    let cause = std::error::Error::source(&err)
+        .and_then(|s| s.downcast_ref::<etcdv3_client::TlsCause>())
+        .map(etcdv3_client::TlsCause::get);
+    assert!(
+        matches!(
+            cause,
+            Some(etcdv3_client::rustls::Error::InvalidCertificate(_))
+        ),
+        "{err:?}"
+    );
+    let mut chain = std::iter::successors(std::error::Error::source(&err), |e| e.source());
+    assert!(
+        chain.any(|e| e.is::<etcdv3_client::rustls::Error>()),
+        "{err:?}"
+    );
     // Later calls fail at once too (the endpoint is not retried meanwhile).
     let err = failing_put::<R>(&wrong_ca).await;
     assert!(tls_cause(&err).contains("UnknownIssuer"), "{err}");
@@ -392,7 +408,73 @@ async fn https_without_tls_options_is_a_config_error<R: TestRuntime>() {
     }
 }
 
+/// The scheme of an endpoint that does not match what the member speaks
+/// fails at once, with an error that says which way round it is:
+/// `https://` to a plaintext member, `http://` to a TLS member.
+async fn a_scheme_that_does_not_match_the_member_fails_at_once<R: TestRuntime>() {
+    let tls_cluster = start::<R>(false).await;
+    let f = files(&tls_cluster);
+    // http:// to the TLS member.
+    let urls: Vec<String> = tls_cluster
+        .client_urls()
+        .iter()
+        .map(|u| u.replacen("https://", "http://", 1))
+        .collect();
+    let client = R::connect(urls, ClientOptions::default().with_timeout(FAIL_DEADLINE))
+        .await
+        .unwrap();
+    let err = failing_put::<R>(&client).await;
+    match &err {
+        Error::SchemeMismatch { endpoint, .. } => assert!(endpoint.starts_with("http://"), "{err}"),
+        other => panic!("expected Error::SchemeMismatch, got {other:?}"),
+    }
+    assert!(
+        mentions(&err, &["speaks TLS"]) && mentions(&err, &["https://"]),
+        "{err}"
+    );
+    // A watch hears it at once too, instead of reopening until its deadline.
+    let watch = R::timeout(
+        Duration::from_secs(5),
+        client.watch("tls/never", WatchOptions::new()),
+    )
+    .await
+    .expect("the watch hung");
+    assert!(
+        matches!(watch, Err(Error::SchemeMismatch { .. })),
+        "{watch:?}"
+    );
+    // https:// to a plaintext member.
+    let plain = R::spawn_blocking(|| ClusterBuilder::new(1).start())
+        .await
+        .expect("a plaintext cluster");
+    let urls: Vec<String> = plain
+        .client_urls()
+        .iter()
+        .map(|u| u.replacen("http://", "https://", 1))
+        .collect();
+    let client = R::connect(
+        urls,
+        ClientOptions::default()
+            .with_tls(TlsOptions::default().with_ca_file(&f.ca))
+            .with_timeout(FAIL_DEADLINE),
+    )
+    .await
+    .unwrap();
+    let err = failing_put::<R>(&client).await;
+    match &err {
+        Error::SchemeMismatch { endpoint, .. } => {
+            assert!(endpoint.starts_with("https://"), "{err}")
+        }
+        other => panic!("expected Error::SchemeMismatch, got {other:?}"),
+    }
+    assert!(
+        mentions(&err, &["plaintext"]) && mentions(&err, &["http://"]),
+        "{err}"
+    );
+}
+
 etcdv3_integration::runtime_tests!(
+    a_scheme_that_does_not_match_the_member_fails_at_once,
     put_get_over_https,
     watch_over_tls,
     mutual_tls,

@@ -101,7 +101,7 @@ async fn put_get_watch_over_a_unix_socket<R: TestRuntime>() {
             .collect::<Vec<_>>()
     );
     assert!(
-        states.iter().any(|s| s.endpoint.to_string() == url),
+        states.iter().any(|s| s.endpoint == url),
         "the unix endpoint was dropped by auto-sync: {:?}",
         states
             .iter()

@@ -26,7 +26,7 @@ pub(crate) use crate::transport::stream::{BidiCall, ServerStream};
 ///
 /// ```
 /// use etcdv3_client::{CallOptions, ReadConsistency};
-/// let local = CallOptions::new().read(ReadConsistency::Serializable);
+/// let local = CallOptions::new().with_read(ReadConsistency::Serializable);
 /// assert_eq!(local.read, Some(ReadConsistency::Serializable));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,12 +68,12 @@ pub struct Checked<T> {
 /// use std::time::Duration;
 /// use etcdv3_client::{CallOptions, ReadConsistency, Target};
 /// let opts = CallOptions::new()
-///     .timeout(Duration::from_secs(2))
-///     .require_leader(false)
-///     .read(ReadConsistency::Serializable)
-///     .target(Target::Member(42));
+///     .with_timeout(Duration::from_secs(2))
+///     .with_require_leader(false)
+///     .with_read(ReadConsistency::Serializable)
+///     .with_target(Target::Member(42));
 /// assert_eq!(opts.timeout, Some(Duration::from_secs(2)));
-/// assert_eq!(CallOptions::with_timeout(Duration::from_secs(2)).timeout, opts.timeout);
+/// assert_eq!(CallOptions::new().with_timeout(Duration::from_secs(2)).timeout, opts.timeout);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CallOptions {
@@ -106,29 +106,15 @@ impl CallOptions {
         Self::default()
     }
 
-    /// Options with a timeout (a constructor, kept for compatibility; chain
-    /// with [`CallOptions::timeout`] otherwise).
-    ///
-    /// ```
-    /// use etcdv3_client::CallOptions;
-    /// use std::time::Duration;
-    /// assert_eq!(CallOptions::with_timeout(Duration::from_secs(1)).timeout, Some(Duration::from_secs(1)));
-    /// ```
-    pub fn with_timeout(timeout: Duration) -> Self {
-        CallOptions {
-            timeout: Some(timeout),
-            ..Self::default()
-        }
-    }
-
     /// Set the deadline of each call.
     ///
     /// ```
     /// use etcdv3_client::CallOptions;
     /// use std::time::Duration;
-    /// assert_eq!(CallOptions::new().timeout(Duration::from_secs(5)).timeout, Some(Duration::from_secs(5)));
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(5));
+    /// assert_eq!(opts.timeout, Some(Duration::from_secs(5)));
     /// ```
-    pub fn timeout(mut self, timeout: Duration) -> Self {
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
         self
     }
@@ -137,9 +123,9 @@ impl CallOptions {
     ///
     /// ```
     /// use etcdv3_client::CallOptions;
-    /// assert_eq!(CallOptions::new().require_leader(true).require_leader, Some(true));
+    /// assert_eq!(CallOptions::new().with_require_leader(true).require_leader, Some(true));
     /// ```
-    pub fn require_leader(mut self, require: bool) -> Self {
+    pub fn with_require_leader(mut self, require: bool) -> Self {
         self.require_leader = Some(require);
         self
     }
@@ -148,10 +134,10 @@ impl CallOptions {
     ///
     /// ```
     /// use etcdv3_client::{CallOptions, Target};
-    /// let opts = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+    /// let opts = CallOptions::new().with_target(Target::Member(0x8e9e05c52164694d));
     /// assert_eq!(opts.target, Some(Target::Member(0x8e9e05c52164694d)));
     /// ```
-    pub fn target(mut self, target: Target) -> Self {
+    pub fn with_target(mut self, target: Target) -> Self {
         self.target = Some(target);
         self
     }
@@ -160,12 +146,62 @@ impl CallOptions {
     ///
     /// ```
     /// use etcdv3_client::{CallOptions, ReadConsistency};
-    /// let opts = CallOptions::new().read(ReadConsistency::Linearizable);
+    /// let opts = CallOptions::new().with_read(ReadConsistency::Linearizable);
     /// assert_eq!(opts.read, Some(ReadConsistency::Linearizable));
     /// ```
-    pub fn read(mut self, read: ReadConsistency) -> Self {
+    pub fn with_read(mut self, read: ReadConsistency) -> Self {
         self.read = Some(read);
         self
+    }
+
+    /// Set the deadline of each call; renamed [`CallOptions::with_timeout`]
+    /// (every options type builds with `with_*`).
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// assert_eq!(CallOptions::new().timeout(Duration::from_secs(5)), CallOptions::new().with_timeout(Duration::from_secs(5)));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_timeout")]
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.with_timeout(timeout)
+    }
+
+    /// Renamed [`CallOptions::with_require_leader`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::CallOptions;
+    /// assert_eq!(CallOptions::new().require_leader(true).require_leader, Some(true));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_require_leader")]
+    pub fn require_leader(self, require: bool) -> Self {
+        self.with_require_leader(require)
+    }
+
+    /// Renamed [`CallOptions::with_target`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::{CallOptions, Target};
+    /// assert_eq!(CallOptions::new().target(Target::Member(1)).target, Some(Target::Member(1)));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_target")]
+    pub fn target(self, target: Target) -> Self {
+        self.with_target(target)
+    }
+
+    /// Renamed [`CallOptions::with_read`].
+    ///
+    /// ```
+    /// # #![allow(deprecated)]
+    /// use etcdv3_client::{CallOptions, ReadConsistency};
+    /// assert_eq!(CallOptions::new().read(ReadConsistency::Serializable).read, Some(ReadConsistency::Serializable));
+    /// ```
+    #[deprecated(note = "use CallOptions::with_read")]
+    pub fn read(self, read: ReadConsistency) -> Self {
+        self.with_read(read)
     }
 
     /// These options, with every field left `None` taken from `fallback`.
@@ -173,8 +209,8 @@ impl CallOptions {
     /// ```
     /// use etcdv3_client::CallOptions;
     /// use std::time::Duration;
-    /// let scope = CallOptions::new().timeout(Duration::from_secs(5)).require_leader(true);
-    /// let call = CallOptions::new().timeout(Duration::from_secs(1)).or(&scope);
+    /// let scope = CallOptions::new().with_timeout(Duration::from_secs(5)).with_require_leader(true);
+    /// let call = CallOptions::new().with_timeout(Duration::from_secs(1)).or(&scope);
     /// assert_eq!(call.timeout, Some(Duration::from_secs(1)));
     /// assert_eq!(call.require_leader, Some(true));
     /// ```
@@ -228,6 +264,76 @@ impl EndpointStatus {
     }
 }
 
+/// How the client ranks an endpoint for new calls, best first (from its
+/// health: see docs/architecture.md, "How failure is detected").
+///
+/// ```
+/// use etcdv3_client::Standing;
+/// assert!(Standing::Preferred < Standing::Down);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Standing {
+    /// Answering, with a leader: new calls go here.
+    Preferred,
+    /// Answering, but its member reported no leader or a raft term behind
+    /// the cluster's: used when no preferred endpoint is left.
+    Lagging,
+    /// A connection owes an answer and was silent (a liveness ping is
+    /// out): a last resort until it answers.
+    Suspect,
+    /// Failed; its backoff has run out, so it is tried again in the
+    /// background.
+    Retrying,
+    /// Failed: avoided until its backoff runs out.
+    Down,
+}
+
+impl Standing {
+    fn from_tier(tier: u8) -> Standing {
+        match tier {
+            0 => Standing::Preferred,
+            1 => Standing::Lagging,
+            2 => Standing::Suspect,
+            3 => Standing::Retrying,
+            _ => Standing::Down,
+        }
+    }
+}
+
+/// What the client knows of one endpoint; from [`Client::endpoint_states`].
+///
+/// ```no_run
+/// # fn demo(client: etcdv3_client::Client) {
+/// let leader = client.endpoint_states().into_iter().find(|e| e.is_leader);
+/// println!("leader served at {:?}", leader.map(|e| e.endpoint));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct EndpointInfo {
+    /// The endpoint, as the client writes it (`scheme://host:port`).
+    pub endpoint: String,
+    /// The id of the member behind it, once one of its answers said
+    /// (`None` before).
+    pub member_id: Option<u64>,
+    /// How the client ranks it for new calls.
+    pub standing: Standing,
+    /// Whether its member is the leader (the one reported with the highest
+    /// raft term by any member the client asked).
+    pub is_leader: bool,
+    /// The leader its member last reported (`None`: none, or not asked).
+    pub leader: Option<u64>,
+    /// The raft term its member last reported.
+    pub raft_term: u64,
+    /// Calls in flight on it.
+    pub in_flight: u32,
+    /// Smoothed latency of its recent answers.
+    pub latency: Option<std::time::Duration>,
+    /// Whether a connection to it is open or opening.
+    pub connected: bool,
+}
+
 /// Keeps a client open while a handle created from it lives (a watcher,
 /// a lease keeper, a lock guard, an observe stream): dropping the last
 /// `Client` clone no longer ends them. [`Client::close`] still does.
@@ -278,6 +384,9 @@ pub struct Client {
     /// Options of every call made through this handle
     /// ([`Client::with_call_options`]).
     scope: Option<Arc<CallOptions>>,
+    /// The prefix every key of this handle's KV, txn, watch and lease-TTL
+    /// calls lives under ([`Client::with_namespace`]).
+    namespace: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -293,6 +402,7 @@ impl Client {
             _guard: Some(Arc::new(CloseGuard(shared.clone()))),
             shared,
             scope: None,
+            namespace: None,
         }
     }
 
@@ -379,6 +489,7 @@ impl Client {
             shared: self.shared.clone(),
             _guard: None,
             scope: None,
+            namespace: self.namespace.clone(),
         }
     }
 
@@ -401,9 +512,9 @@ impl Client {
     ///     // Status and a local read of one member, each within 2 s.
     ///     let member = client.with_call_options(
     ///         CallOptions::new()
-    ///             .target(Target::Endpoint("http://127.0.0.1:2379".into()))
-    ///             .read(ReadConsistency::Serializable)
-    ///             .timeout(Duration::from_secs(2)),
+    ///             .with_target(Target::Endpoint("http://127.0.0.1:2379".into()))
+    ///             .with_read(ReadConsistency::Serializable)
+    ///             .with_timeout(Duration::from_secs(2)),
     ///     );
     ///     let status = member.status().await?;
     ///     let local = member.get("k", GetOptions::new()).await?;
@@ -416,6 +527,67 @@ impl Client {
             shared: self.shared.clone(),
             _guard: self._guard.clone(),
             scope: Some(Arc::new(options)),
+            namespace: self.namespace.clone(),
+        }
+    }
+
+    /// A handle whose every key lives under `prefix` (Go's `namespace`
+    /// package applied to the whole client): `get`, `put`, `delete`, `txn`
+    /// and `watch` prefix keys on the way out and remove the prefix on the
+    /// way back, with [`KvNamespace`](crate::api::KvNamespace)'s rules, and
+    /// `lease_time_to_live` lists only the lease's keys inside. Everything
+    /// built on those runs inside the namespace too: [`Session`],
+    /// [`Mutex`], [`Election`] and [`stm`]. A namespace inside a namespace
+    /// appends its prefix. Not covered: the server's `Lock` and `Election`
+    /// services (their names are not prefixed) and watch groups (use
+    /// [`KvNamespace::watch_group`](crate::api::KvNamespace::watch_group)).
+    ///
+    /// [`Session`]: crate::concurrency::Session
+    /// [`Mutex`]: crate::concurrency::Mutex
+    /// [`Election`]: crate::concurrency::Election
+    /// [`stm`]: crate::concurrency::stm
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let tenant = client.with_namespace("tenants/acme/");
+    /// let session = Session::new(&tenant, SessionOptions::new()).await?;
+    /// // Stored under "tenants/acme/locks/jobs/...".
+    /// let guard = Mutex::new(&session, "locks/jobs").lock().await?;
+    /// assert!(guard.key().starts_with(b"locks/jobs/"));
+    /// # Ok(()) }
+    /// ```
+    pub fn with_namespace(&self, prefix: impl AsRef<[u8]>) -> Client {
+        let mut full = self.namespace.as_deref().unwrap_or_default().to_vec();
+        full.extend_from_slice(prefix.as_ref());
+        Client {
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+            scope: self.scope.clone(),
+            namespace: (!full.is_empty()).then(|| Arc::from(full)),
+        }
+    }
+
+    /// The prefix of this handle's namespace ([`Client::with_namespace`]);
+    /// empty without one.
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.with_namespace("a/").with_namespace("b/").namespace(), b"a/b/");
+    /// # }
+    /// ```
+    pub fn namespace(&self) -> &[u8] {
+        self.namespace.as_deref().unwrap_or_default()
+    }
+
+    /// This handle without its namespace (namespaced views apply their own
+    /// prefix to it).
+    pub(crate) fn without_namespace(&self) -> Client {
+        Client {
+            shared: self.shared.clone(),
+            _guard: self._guard.clone(),
+            scope: self.scope.clone(),
+            namespace: None,
         }
     }
 
@@ -430,7 +602,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn on(&self, target: Target) -> Client {
-        let options = self.call_options().clone().target(target);
+        let options = self.call_options().clone().with_target(target);
         self.with_call_options(options)
     }
 
@@ -479,7 +651,8 @@ impl Client {
         match target {
             Target::Endpoint(e) => {
                 let wanted = Endpoint::parse(e)?;
-                self.endpoint_states()
+                self.shared
+                    .endpoint_states()
                     .into_iter()
                     .find(|s| s.endpoint == wanted)
                     .map(|s| Some(s.id))
@@ -549,7 +722,7 @@ impl Client {
         let timeout = opts.timeout.unwrap_or(self.shared.options.request_timeout);
         // Maintenance: never sent with `hasleader` (see `wants_leader`).
         let require_leader = false;
-        let states = self.endpoint_states();
+        let states = self.shared.endpoint_states();
         let asks = states.iter().map(|s| {
             self.unary_bound::<_, etcdv3_proto::etcdserverpb::StatusResponse>(
                 etcdv3_proto::method::MAINTENANCE_STATUS,
@@ -581,18 +754,47 @@ impl Client {
         &self.shared.options
     }
 
-    /// Per-endpoint state (health, calls in flight, latency, leader seen):
-    /// why calls go where they go.
+    /// What the client knows of each endpoint: which member serves it,
+    /// whether that member is the leader, and how the client ranks it for
+    /// new calls (why calls go where they go).
     ///
     /// ```no_run
+    /// use etcdv3_client::Standing;
     /// # fn demo(client: etcdv3_client::Client) {
-    /// for state in client.endpoint_states() {
-    ///     println!("{state:?}");
+    /// for ep in client.endpoint_states() {
+    ///     let member = ep.member_id.map_or("?".to_string(), |id| format!("{id:x}"));
+    ///     let role = if ep.is_leader { "leader" } else { "follower" };
+    ///     println!("{} = member {member} ({role}), {:?}", ep.endpoint, ep.standing);
+    ///     if ep.standing == Standing::Down {
+    ///         println!("  avoided until it answers again");
+    ///     }
     /// }
     /// # }
     /// ```
-    pub fn endpoint_states(&self) -> Vec<etcdv3_core::machine::EndpointState> {
-        self.shared.endpoint_states()
+    pub fn endpoint_states(&self) -> Vec<EndpointInfo> {
+        self.shared.with_state(|st, _| {
+            let states = st.core.endpoint_states();
+            // The leader of the highest term any member reported.
+            let leader = states
+                .iter()
+                .filter_map(|s| s.leader.map(|l| (s.raft_term, l)))
+                .max()
+                .map(|(_, l)| l);
+            states
+                .into_iter()
+                .map(|s| EndpointInfo {
+                    is_leader: leader.is_some() && st.core.member_of_endpoint(s.id) == leader,
+                    member_id: st.core.member_of_endpoint(s.id),
+                    endpoint: s.endpoint.to_string(),
+                    standing: Standing::from_tier(s.tier),
+                    leader: s.leader,
+                    raft_term: s.raft_term,
+                    in_flight: s.in_flight,
+                    latency: s.latency,
+                    connected: s.connected,
+                })
+                .collect()
+        })
     }
 
     /// Replace the endpoint set. Connections to removed endpoints are closed
@@ -840,11 +1042,11 @@ mod tests {
     #[test]
     fn a_call_s_own_options_win_over_the_scope() {
         let scope = CallOptions::new()
-            .timeout(Duration::from_secs(1))
-            .require_leader(false)
-            .target(Target::Member(7))
-            .read(ReadConsistency::Serializable);
-        let own = CallOptions::with_timeout(Duration::from_secs(9));
+            .with_timeout(Duration::from_secs(1))
+            .with_require_leader(false)
+            .with_target(Target::Member(7))
+            .with_read(ReadConsistency::Serializable);
+        let own = CallOptions::new().with_timeout(Duration::from_secs(9));
         let merged = own.or(&scope);
         assert_eq!(merged.timeout, Some(Duration::from_secs(9)));
         assert_eq!(merged.require_leader, Some(false));

@@ -41,6 +41,39 @@ pub enum Error {
         endpoint: String,
         /// What TLS reported (e.g. `invalid peer certificate: UnknownIssuer`).
         cause: String,
+        /// rustls' error, when the TLS handshake reported one (the error's
+        /// `source()`; `None` when the refusal came later, as text only).
+        #[cfg(feature = "tls")]
+        #[source]
+        source: Option<TlsCause>,
+    },
+    /// The endpoint's scheme does not match what the member speaks: an
+    /// `https://` (or `unixs://`) endpoint whose member serves plaintext,
+    /// or an `http://` (or `unix://`) endpoint whose member serves TLS, on
+    /// every endpoint the call could use. Nothing was sent; the call fails
+    /// at once instead of at its deadline, since retrying cannot help until
+    /// the endpoint is written with the other scheme. Endpoints that fail
+    /// this way are left out for [`crate::CoreConfig::rejection_recheck`]
+    /// while others are used.
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// let e = Error::SchemeMismatch {
+    ///     method: "/etcdserverpb.KV/Put",
+    ///     endpoint: "http://127.0.0.1:2379".into(),
+    ///     cause: "the member speaks TLS: write the endpoint as https://".into(),
+    /// };
+    /// assert!(e.to_string().contains("speaks TLS"));
+    /// assert!(!e.may_have_applied());
+    /// ```
+    #[error("{method}: {endpoint}: {cause}")]
+    SchemeMismatch {
+        /// The gRPC method path.
+        method: &'static str,
+        /// The endpoint that failed last, as the client writes it.
+        endpoint: String,
+        /// What the member speaks, and the scheme to use.
+        cause: String,
     },
     /// An endpoint could not be parsed.
     #[error(transparent)]
@@ -79,6 +112,31 @@ pub enum Error {
         /// The reason the server gave.
         reason: String,
     },
+    /// The server refused a watch with a gRPC status (e.g. permission
+    /// denied on the key range): typed like a call's refusal,
+    /// [`Error::status`], [`Error::code`] and [`Error::etcd_kind`] say
+    /// which. A cancellation without a status stays
+    /// [`Error::WatchCancelled`] ([`Error::from_cancel_reason`] tells them
+    /// apart).
+    ///
+    /// ```
+    /// use etcdv3_client::{Code, Error, EtcdErrorKind};
+    /// let e = Error::from_cancel_reason(
+    ///     "rpc error: code = PermissionDenied desc = etcdserver: permission denied",
+    /// );
+    /// assert!(matches!(e, Error::WatchRefused { .. }));
+    /// assert_eq!(e.etcd_kind(), Some(&EtcdErrorKind::PermissionDenied));
+    /// assert_eq!(e.code(), Some(Code::PermissionDenied));
+    /// ```
+    #[error("watch refused: {status}")]
+    WatchRefused {
+        /// The status the server gave as the cancel reason (also the
+        /// error's `source()`).
+        #[source]
+        status: Status,
+        /// Its etcd classification.
+        kind: EtcdErrorKind,
+    },
     /// A call named a member ([`CallOptions::target`](crate::CallOptions::target))
     /// that is none of the client's endpoints (or, by id, that none of them
     /// answered as). Nothing was sent.
@@ -97,10 +155,12 @@ pub enum Error {
         /// The oldest version accepted.
         minimum: String,
     },
-    /// A lease expired or was revoked while it was being kept alive:
+    /// A lease expired or was revoked while it was being kept alive (lease
+    /// ids print in hex, 16 digits, as etcdctl prints them, in every error
+    /// and trace of this crate):
     /// **confirmed** by the server (it answered TTL 0, or the lease does
     /// not exist).
-    #[error("lease {id} expired")]
+    #[error("lease {id:016x} expired")]
     LeaseExpired {
         /// The lease id.
         id: i64,
@@ -108,7 +168,7 @@ pub enum Error {
     /// The keeper gave a lease up: no renewal was answered for a whole TTL
     /// past its local deadline (members unreachable). The lease has most
     /// likely expired, but the server did not confirm it.
-    #[error("lease {id} not renewed for a TTL past its deadline: given up")]
+    #[error("lease {id:016x} not renewed for a TTL past its deadline: given up")]
     LeaseNotRenewed {
         /// The lease id.
         id: i64,
@@ -116,6 +176,29 @@ pub enum Error {
 }
 
 impl Error {
+    /// The error for a watch the server cancelled with `reason` (a
+    /// [`WatchEvent::Cancelled`](crate::api::WatchEvent::Cancelled)
+    /// reason): [`Error::WatchRefused`] when the reason is a gRPC status
+    /// (etcd writes `rpc error: code = PermissionDenied desc = ...`),
+    /// else [`Error::WatchCancelled`].
+    ///
+    /// ```
+    /// use etcdv3_client::Error;
+    /// let e = Error::from_cancel_reason("some reason");
+    /// assert!(matches!(e, Error::WatchCancelled { .. }));
+    /// assert_eq!(e.code(), None);
+    /// ```
+    pub fn from_cancel_reason(reason: impl Into<String>) -> Error {
+        let reason = reason.into();
+        match parse_go_status(&reason) {
+            Some(status) => {
+                let kind = etcdv3_core::error::classify(&status);
+                Error::WatchRefused { status, kind }
+            }
+            None => Error::WatchCancelled { reason },
+        }
+    }
+
     /// The gRPC status the server answered with, if this is a server error.
     ///
     /// ```no_run
@@ -134,6 +217,11 @@ impl Error {
                 status: Some(status),
                 ..
             }) => Some(status),
+            Error::Call(CallError::Auth {
+                refusal: Some((status, _)),
+                ..
+            }) => Some(status),
+            Error::WatchRefused { status, .. } => Some(status),
             _ => None,
         }
     }
@@ -169,6 +257,11 @@ impl Error {
     pub fn etcd_kind(&self) -> Option<&EtcdErrorKind> {
         match self {
             Error::Call(CallError::Status { kind, .. }) => Some(kind),
+            Error::Call(CallError::Auth {
+                refusal: Some((_, kind)),
+                ..
+            }) => Some(kind),
+            Error::WatchRefused { kind, .. } => Some(kind),
             _ => None,
         }
     }
@@ -271,10 +364,80 @@ impl Error {
     }
 }
 
+/// rustls' error behind an [`Error::Tls`] (its `source()`), shared and
+/// cheap to clone; its own `source()` is the rustls error, so chain
+/// walkers find it too.
+///
+/// ```no_run
+/// use etcdv3_client::{rustls, Error, TlsCause};
+/// use etcdv3_client::api::PutOptions;
+/// # async fn demo(client: etcdv3_client::Client) {
+/// if let Err(e) = client.put("k", "v", PutOptions::new()).await {
+///     let tls = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<TlsCause>());
+///     if let Some(rustls::Error::InvalidCertificate(why)) = tls.map(TlsCause::get) {
+///         println!("the server's certificate: {why:?}");
+///     }
+/// }
+/// # }
+/// ```
+#[cfg(feature = "tls")]
+#[derive(Debug, Clone)]
+pub struct TlsCause(std::sync::Arc<crate::rustls::Error>);
+
+#[cfg(feature = "tls")]
+impl TlsCause {
+    pub(crate) fn new(e: crate::rustls::Error) -> TlsCause {
+        TlsCause(std::sync::Arc::new(e))
+    }
+
+    /// The rustls error.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::TlsCause;
+    /// # fn demo(e: etcdv3_client::Error) {
+    /// if let Some(tls) = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<TlsCause>()) {
+    ///     println!("rustls: {:?}", tls.get());
+    /// }
+    /// # }
+    /// ```
+    pub fn get(&self) -> &crate::rustls::Error {
+        &self.0
+    }
+}
+
+#[cfg(feature = "tls")]
+impl std::fmt::Display for TlsCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[cfg(feature = "tls")]
+impl std::error::Error for TlsCause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0)
+    }
+}
+
+/// How the transport marks the rejection of an endpoint whose scheme does
+/// not match what its member speaks (the core hands the text back as the
+/// rejection's cause); every other rejection is a TLS failure.
+pub(crate) const SCHEME_MISMATCH: &str = "scheme mismatch: ";
+
 impl From<CallError> for Error {
     fn from(e: CallError) -> Self {
         match e {
-            // The client reports rejections for TLS failures only.
+            CallError::Rejected {
+                method,
+                endpoint,
+                cause,
+            } if cause.starts_with(SCHEME_MISMATCH) => Error::SchemeMismatch {
+                method,
+                endpoint,
+                cause: cause[SCHEME_MISMATCH.len()..].to_string(),
+            },
+            // The client reports rejections for TLS failures and scheme
+            // mismatches only.
             CallError::Rejected {
                 method,
                 endpoint,
@@ -283,10 +446,24 @@ impl From<CallError> for Error {
                 method,
                 endpoint,
                 cause,
+                #[cfg(feature = "tls")]
+                source: None,
             },
             e => Error::Call(e),
         }
     }
+}
+
+/// The status in a Go gRPC error's text (`rpc error: code = NotFound desc
+/// = ...`, as etcd writes a watch's cancel reason).
+fn parse_go_status(text: &str) -> Option<Status> {
+    let rest = text.strip_prefix("rpc error: code = ")?;
+    let (name, message) = rest.split_once(" desc = ")?;
+    let code = Code::ALL.into_iter().find(|c| format!("{c:?}") == name)?;
+    Some(Status {
+        code,
+        message: message.to_string(),
+    })
 }
 
 /// Result with the client's [`Error`].
@@ -303,6 +480,28 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_refusals_chain_to_their_status() {
+        use std::error::Error as _;
+        let status = Status {
+            code: Code::NotFound,
+            message: "etcdserver: requested lease not found".into(),
+        };
+        let e = Error::Call(CallError::Status {
+            method: "/etcdserverpb.Lease/LeaseRevoke",
+            endpoint: "http://127.0.0.1:2379".into(),
+            status: status.clone(),
+            kind: etcdv3_core::error::classify(&status),
+        });
+        let source = e.source().and_then(|s| s.downcast_ref::<Status>());
+        assert_eq!(source, Some(&status), "{e}");
+        let e = Error::from_cancel_reason(
+            "rpc error: code = PermissionDenied desc = etcdserver: permission denied",
+        );
+        let source = e.source().and_then(|s| s.downcast_ref::<Status>());
+        assert_eq!(source.map(|s| s.code), Some(Code::PermissionDenied), "{e}");
+    }
 
     #[test]
     fn closed_in_flight_may_have_applied_and_closed_not() {

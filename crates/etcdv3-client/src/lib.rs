@@ -26,8 +26,12 @@ pub mod prelude {
     pub use crate::api::{EventExt, KeyValueExt, TxnResponseExt};
 }
 
-pub use client::{CallOptions, Checked, Client, EndpointStatus, ReadConsistency};
+pub use client::{
+    CallOptions, Checked, Client, EndpointInfo, EndpointStatus, ReadConsistency, Standing,
+};
 pub use discovery::{discover_srv, Discovered, SrvRecord};
+#[cfg(feature = "tls")]
+pub use error::TlsCause;
 pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, SrvDiscovery, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};

@@ -16,8 +16,10 @@ pub use etcdv3_core::machine::Config as CoreConfig;
 ///     .with_timeout(Duration::from_secs(3))
 ///     .with_user("root", "secret");
 /// assert_eq!(opts.request_timeout, Duration::from_secs(3));
+/// // `{:?}` never prints the password (nor TLS key material).
+/// assert!(!format!("{opts:?}").contains("secret"));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ClientOptions {
     /// Failover tunables of the core (policy, timeouts, probes, backoff).
     pub core: CoreConfig,
@@ -71,6 +73,32 @@ pub struct ClientOptions {
     pub first_stream_id: Option<u32>,
 }
 
+impl std::fmt::Debug for ClientOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A service logs its configuration with `{:?}`: the password is
+        // never printed (as TLS key material is not).
+        let mut d = f.debug_struct("ClientOptions");
+        d.field("core", &self.core)
+            .field("request_timeout", &self.request_timeout)
+            .field(
+                "user",
+                &self.user.as_ref().map(|(name, _)| (name, "<redacted>")),
+            )
+            .field("tls", &self.tls)
+            .field("max_send_message_size", &self.max_send_message_size)
+            .field("max_recv_message_size", &self.max_recv_message_size)
+            .field("require_leader", &self.require_leader)
+            .field("seed", &self.seed)
+            .field("auto_sync_interval", &self.auto_sync_interval)
+            .field("reject_old_cluster", &self.reject_old_cluster)
+            .field("stream_window", &self.stream_window)
+            .field("connection_window", &self.connection_window);
+        #[cfg(feature = "test-util")]
+        d.field("first_stream_id", &self.first_stream_id);
+        d.finish()
+    }
+}
+
 impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
@@ -94,6 +122,20 @@ impl Default for ClientOptions {
 }
 
 impl ClientOptions {
+    /// The recommended settings (the same as `Default`), to build on with
+    /// the `with_*` methods as every options type of the crate.
+    ///
+    /// ```
+    /// use etcdv3_client::ClientOptions;
+    /// use std::time::Duration;
+    /// let opts = ClientOptions::new().with_timeout(Duration::from_secs(3));
+    /// assert_eq!(opts.request_timeout, Duration::from_secs(3));
+    /// assert_eq!(ClientOptions::new().request_timeout, ClientOptions::default().request_timeout);
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
     /// Set the default deadline of unary calls.
     ///
     /// ```
@@ -549,8 +591,8 @@ impl TlsOptions {
 ///
 /// ```
 /// use etcdv3_client::{CallOptions, Target};
-/// let on_first = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
-/// let on_member = CallOptions::new().target(Target::Member(0x8e9e05c52164694d));
+/// let on_first = CallOptions::new().with_target(Target::Endpoint("http://127.0.0.1:2379".into()));
+/// let on_member = CallOptions::new().with_target(Target::Member(0x8e9e05c52164694d));
 /// assert_ne!(on_first, on_member);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

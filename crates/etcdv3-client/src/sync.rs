@@ -115,7 +115,7 @@ pub(crate) fn with_seed_fallback(
 /// Put the seeds back into the endpoint set if [`with_seed_fallback`] says
 /// so.
 fn fall_back_to_seeds(client: &Client, seeds: &[Endpoint], failed: bool) {
-    if let Some(next) = with_seed_fallback(&client.endpoint_states(), seeds, failed) {
+    if let Some(next) = with_seed_fallback(&client.shared.endpoint_states(), seeds, failed) {
         tracing::info!(endpoints = ?next, "no member list to be had through the advertised endpoints: the seed endpoints are back");
         if let Err(e) = client.shared.set_endpoints(next) {
             tracing::warn!(error = %e, "putting the seed endpoints back failed");
@@ -152,7 +152,7 @@ pub(crate) async fn sync_once(client: &Client, seeds: &[Endpoint]) -> Result<Vec
     for e in &bad {
         tracing::warn!(error = %e, "member list: skipping an unusable client URL");
     }
-    let states = client.endpoint_states();
+    let states = client.shared.endpoint_states();
     let current: Vec<Endpoint> = states.iter().map(|s| s.endpoint.clone()).collect();
     let answering = |ep: &Endpoint| states.iter().any(|s| &s.endpoint == ep && is_answering(s));
     let Some(next) = next_endpoints(seeds, &advertised, answering) else {
@@ -192,6 +192,7 @@ async fn rediscover(client: &Client) -> Option<Vec<Endpoint>> {
 /// dropped and their connections closed. Ends when the client closes.
 pub(crate) async fn run(client: Client, interval: Duration) {
     let mut seeds: Vec<Endpoint> = client
+        .shared
         .endpoint_states()
         .into_iter()
         .map(|s| s.endpoint)
@@ -235,6 +236,7 @@ impl Client {
     /// ```
     pub async fn sync(&self) -> Result<Vec<String>> {
         let seeds: Vec<Endpoint> = self
+            .shared
             .endpoint_states()
             .into_iter()
             .map(|s| s.endpoint)

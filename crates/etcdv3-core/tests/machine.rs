@@ -744,12 +744,21 @@ fn an_unanswered_ping_moves_reads_and_ends_mutations_as_unknown() {
         t0 + stall + ping + ms(2),
         put,
         1,
-        Outcome::Lost("closed".into()),
+        Outcome::Lost("broken pipe".into()),
     );
     let a = drain(&mut core);
     assert!(
         matches!(&completes(&a)[..], [(c, Err(e))] if *c == put && e.may_have_applied()),
         "{a:?}"
+    );
+    // The cause says the client closed the silent connection, not what the
+    // transport saw once it was closed.
+    let [(_, Err(CallError::OutcomeUnknown { cause, .. }))] = &completes(&a)[..] else {
+        panic!("{a:?}");
+    };
+    assert!(
+        cause.contains("the client closed a silent connection") && !cause.contains("broken pipe"),
+        "{cause}"
     );
 }
 

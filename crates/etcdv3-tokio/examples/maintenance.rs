@@ -22,11 +22,7 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     println!("{} alarm(s) raised", alarms.alarms.len());
 
     let hash = client.hash_kv(0).await?;
-    println!(
-        "kv hash {:08x} at revision {}",
-        hash.hash,
-        hash.header.map_or(0, |h| h.revision)
-    );
+    println!("kv hash {:08x} at revision {}", hash.hash, hash.revision());
 
     let mut snapshot = client.snapshot().await?;
     let mut size = 0;

@@ -56,7 +56,7 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     watcher.cancel().await?;
 
     // Replay the same history from the first write's revision.
-    let start = first.header.map(|h| h.revision).unwrap_or(1);
+    let start = first.revision().max(1);
     let mut replay = client
         .watch(
             "example/watch/a",

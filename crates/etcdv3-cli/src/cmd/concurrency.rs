@@ -80,7 +80,7 @@ pub async fn lock(ctx: &Ctx, a: LockArgs) -> Result<(), CliError> {
     let resp = client.get(key.clone(), GetOptions::new()).await?;
     let result = if a.command.is_empty() {
         print_range(ctx, &resp)?;
-        match guard.keeper() {
+        match guard.keeper_mut() {
             Some(keeper) => hold(keeper).await,
             None => Ok(()),
         }

@@ -77,6 +77,50 @@ impl MemberListOptions {
     }
 }
 
+/// Options of [`Client::member_add`]: a voting member by default.
+/// `From<bool>` (`true`: a learner) keeps `member_add(urls, true)` working.
+///
+/// ```
+/// use etcdv3_client::api::MemberAddOptions;
+/// assert_eq!(MemberAddOptions::from(true), MemberAddOptions::new().with_learner());
+/// assert_ne!(MemberAddOptions::new(), MemberAddOptions::new().with_learner());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberAddOptions {
+    learner: bool,
+}
+
+impl MemberAddOptions {
+    /// A voting member.
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::MemberAddOptions::new(), Default::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Add the member as a learner (non-voting, to be promoted later; etcd
+    /// 3.4+).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::MemberAddOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.member_add(["http://10.0.0.4:2380"], MemberAddOptions::new().with_learner()).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_learner(mut self) -> Self {
+        self.learner = true;
+        self
+    }
+}
+
+impl From<bool> for MemberAddOptions {
+    fn from(learner: bool) -> Self {
+        MemberAddOptions { learner }
+    }
+}
+
 fn peer_urls<I, S>(urls: I) -> Result<Vec<String>>
 where
     I: IntoIterator<Item = S>,
@@ -123,8 +167,10 @@ impl Client {
     /// The new member must then be started with the returned membership.
     ///
     /// ```no_run
+    /// use etcdv3_client::api::MemberAddOptions;
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
-    /// let added = client.member_add(["http://10.0.0.4:2380"], true).await?;
+    /// let learner = MemberAddOptions::new().with_learner();
+    /// let added = client.member_add(["http://10.0.0.4:2380"], learner).await?;
     /// let id = added.member.map(|m| m.id).unwrap_or_default();
     /// println!("added learner {id:x}");
     /// # Ok(()) }
@@ -132,7 +178,7 @@ impl Client {
     pub async fn member_add<I, S>(
         &self,
         peer_urls: I,
-        is_learner: bool,
+        options: impl Into<MemberAddOptions>,
     ) -> Result<MemberAddResponse>
     where
         I: IntoIterator<Item = S>,
@@ -140,7 +186,7 @@ impl Client {
     {
         let req = pb::MemberAddRequest {
             peer_ur_ls: self::peer_urls(peer_urls)?,
-            is_learner,
+            is_learner: options.into().learner,
         };
         self.unary(method::CLUSTER_MEMBER_ADD, &req, CallOptions::default())
             .await

@@ -69,7 +69,7 @@ impl Client {
         // A campaign waits for as long as it takes unless the handle's
         // options bound it.
         let timeout = self.call_options().timeout.unwrap_or(WAIT_UNBOUNDED);
-        let opts = CallOptions::with_timeout(timeout);
+        let opts = CallOptions::new().with_timeout(timeout);
         self.unary(ELECTION_CAMPAIGN, &req, opts).await
     }
 

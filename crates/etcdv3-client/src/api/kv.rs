@@ -695,9 +695,18 @@ impl Client {
         if self.call_options().read == Some(crate::client::ReadConsistency::Serializable) {
             req.serializable = true;
         }
+        let ns = self.namespace();
+        if !ns.is_empty() {
+            super::namespace::prefix_range(ns, &mut req);
+        }
         let read = options.read_kind(req.serializable);
-        self.unary_read(method::KV_RANGE, &req, call_options(options.timeout), read)
-            .await
+        let mut resp: crate::Checked<RangeResponse> = self
+            .unary_read(method::KV_RANGE, &req, call_options(options.timeout), read)
+            .await?;
+        if !ns.is_empty() {
+            super::namespace::strip_range(ns, &mut resp.response);
+        }
+        Ok(resp)
     }
 
     /// Write a key. A put is a mutation: when its outcome is unknown it is
@@ -719,9 +728,19 @@ impl Client {
         value: impl Into<Vec<u8>>,
         options: PutOptions,
     ) -> Result<PutResponse> {
-        let req = options.build(key.into(), value.into())?;
-        self.unary(method::KV_PUT, &req, call_options(options.timeout))
-            .await
+        let mut req = options.build(key.into(), value.into())?;
+        let ns = self.namespace();
+        if ns.is_empty() {
+            return self
+                .unary(method::KV_PUT, &req, call_options(options.timeout))
+                .await;
+        }
+        super::namespace::prefix_put(ns, &mut req);
+        let mut resp: PutResponse = self
+            .unary(method::KV_PUT, &req, call_options(options.timeout))
+            .await?;
+        super::namespace::strip_put(ns, &mut resp);
+        Ok(resp)
     }
 
     /// Delete a key, or a range of keys (see [`DeleteOptions`]).
@@ -739,9 +758,19 @@ impl Client {
         key: impl Into<Vec<u8>>,
         options: DeleteOptions,
     ) -> Result<DeleteRangeResponse> {
-        let req = options.build(key.into())?;
-        self.unary(method::KV_DELETE_RANGE, &req, call_options(options.timeout))
-            .await
+        let mut req = options.build(key.into())?;
+        let ns = self.namespace();
+        if ns.is_empty() {
+            return self
+                .unary(method::KV_DELETE_RANGE, &req, call_options(options.timeout))
+                .await;
+        }
+        super::namespace::prefix_delete(ns, &mut req);
+        let mut resp: DeleteRangeResponse = self
+            .unary(method::KV_DELETE_RANGE, &req, call_options(options.timeout))
+            .await?;
+        super::namespace::strip_delete(ns, &mut resp);
+        Ok(resp)
     }
 
     /// Discard the history of every key before `revision`. Reads at older
@@ -751,7 +780,7 @@ impl Client {
     /// ```no_run
     /// use etcdv3_client::api::{CompactOptions, GetOptions};
     /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::Result<()> {
-    ///     let rev = client.get("k", GetOptions::new()).await?.header.map_or(0, |h| h.revision);
+    ///     let rev = client.get("k", GetOptions::new()).await?.revision();
     ///     client.compact(rev, CompactOptions::new().with_physical()).await?;
     ///     Ok(())
     /// }

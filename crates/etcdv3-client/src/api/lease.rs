@@ -72,7 +72,7 @@ impl LeaseGrantOptions {
     /// use etcdv3_client::api::LeaseGrantOptions;
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// let lease = client.lease_grant(30, LeaseGrantOptions::new()).await?;
-    /// println!("lease {:x} for {}s", lease.id, lease.ttl);
+    /// println!("lease {:016x} for {}s", lease.id, lease.ttl);
     /// # Ok(()) }
     /// ```
     pub fn new() -> Self {
@@ -110,6 +110,50 @@ fn call_opts(timeout: Option<Duration>) -> CallOptions {
     CallOptions {
         timeout,
         ..CallOptions::default()
+    }
+}
+
+/// Options of [`Client::lease_time_to_live`]: without the lease's keys by
+/// default. `From<bool>` (`true`: with keys) keeps
+/// `lease_time_to_live(id, true)` working.
+///
+/// ```
+/// use etcdv3_client::api::LeaseTimeToLiveOptions;
+/// assert_eq!(LeaseTimeToLiveOptions::from(true), LeaseTimeToLiveOptions::new().with_keys());
+/// assert_ne!(LeaseTimeToLiveOptions::new(), LeaseTimeToLiveOptions::new().with_keys());
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LeaseTimeToLiveOptions {
+    keys: bool,
+}
+
+impl LeaseTimeToLiveOptions {
+    /// TTLs only.
+    ///
+    /// ```
+    /// assert_eq!(etcdv3_client::api::LeaseTimeToLiveOptions::new(), Default::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Also list the keys attached to the lease.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LeaseTimeToLiveOptions;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let keys = client.lease_time_to_live(lease, LeaseTimeToLiveOptions::new().with_keys()).await?.keys;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_keys(mut self) -> Self {
+        self.keys = true;
+        self
+    }
+}
+
+impl From<bool> for LeaseTimeToLiveOptions {
+    fn from(keys: bool) -> Self {
+        LeaseTimeToLiveOptions { keys }
     }
 }
 
@@ -180,27 +224,44 @@ impl Client {
         self.unary(
             LEASE_REVOKE,
             &LeaseRevokeRequest { id },
-            CallOptions::with_timeout(timeout),
+            CallOptions::new().with_timeout(timeout),
         )
         .await
     }
 
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
-    /// expired or does not exist), and its keys if `keys`.
+    /// expired or does not exist), and its keys with
+    /// [`LeaseTimeToLiveOptions::with_keys`].
     ///
     /// ```no_run
+    /// use etcdv3_client::api::LeaseTimeToLiveOptions;
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
-    /// let ttl = client.lease_time_to_live(lease, true).await?;
+    /// let ttl = client.lease_time_to_live(lease, LeaseTimeToLiveOptions::new().with_keys()).await?;
     /// println!("{}s of {}s left, {} keys", ttl.ttl, ttl.granted_ttl, ttl.keys.len());
     /// # Ok(()) }
     /// ```
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
-        self.unary(
-            LEASE_TIME_TO_LIVE,
-            &LeaseTimeToLiveRequest { id, keys },
-            CallOptions::default(),
-        )
-        .await
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        options: impl Into<LeaseTimeToLiveOptions>,
+    ) -> Result<LeaseTimeToLiveResponse> {
+        let keys = options.into().keys;
+        let mut resp: LeaseTimeToLiveResponse = self
+            .unary(
+                LEASE_TIME_TO_LIVE,
+                &LeaseTimeToLiveRequest { id, keys },
+                CallOptions::default(),
+            )
+            .await?;
+        // Inside a namespace: only its keys, relative to it.
+        let ns = self.namespace();
+        if !ns.is_empty() {
+            resp.keys.retain(|k| k.starts_with(ns));
+            for k in &mut resp.keys {
+                crate::api::namespace::strip_key(ns, k);
+            }
+        }
+        Ok(resp)
     }
 
     /// Every lease of the cluster.
@@ -208,7 +269,7 @@ impl Client {
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// for lease in client.lease_leases().await?.leases {
-    ///     println!("lease {:x}", lease.id);
+    ///     println!("lease {:016x}", lease.id);
     /// }
     /// # Ok(()) }
     /// ```
@@ -621,7 +682,7 @@ impl LeaseKeeper {
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
     /// let mut keeper = client.lease_keep_alive(lease).await?;
     /// keeper.expired().await?;
-    /// println!("lease {:x} is, or may be, gone", keeper.id());
+    /// println!("lease {:016x} is, or may be, gone", keeper.id());
     /// # Ok(()) }
     /// ```
     pub async fn expired(&mut self) -> Result<()> {

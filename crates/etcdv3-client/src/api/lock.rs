@@ -120,7 +120,7 @@ impl Client {
             .timeout
             .or(self.call_options().timeout)
             .unwrap_or(WAIT_UNBOUNDED);
-        let opts = CallOptions::with_timeout(timeout);
+        let opts = CallOptions::new().with_timeout(timeout);
         self.unary(LOCK_LOCK, &req, opts).await
     }
 
@@ -175,6 +175,7 @@ impl Client {
         {
             Ok(resp) => Ok(LockGuard {
                 client: self.clone(),
+                header: resp.header,
                 key: resp.key,
                 keeper: Some(keeper),
                 released: false,
@@ -193,13 +194,14 @@ impl Client {
 /// ```no_run
 /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
 /// let guard: etcdv3_client::api::LockGuard = client.lock_with_lease("jobs/nightly", 10).await?;
-/// println!("holding {:?} under lease {:x}", guard.key(), guard.lease_id());
+/// println!("holding {:?} under lease {:016x}", guard.key(), guard.lease_id());
 /// guard.unlock().await?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
 pub struct LockGuard {
     client: Client,
+    header: Option<etcdv3_proto::etcdserverpb::ResponseHeader>,
     key: Vec<u8>,
     keeper: Option<LeaseKeeper>,
     released: bool,
@@ -216,6 +218,38 @@ impl LockGuard {
     /// ```
     pub fn key(&self) -> &[u8] {
         &self.key
+    }
+
+    /// The header of the Lock response that granted the lock (no extra
+    /// read needed for the revision it was granted at).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// let member = guard.header().map(|h| h.member_id);
+    /// println!("granted by member {member:x?}");
+    /// # Ok(()) }
+    /// ```
+    pub fn header(&self) -> Option<&etcdv3_proto::etcdserverpb::ResponseHeader> {
+        self.header.as_ref()
+    }
+
+    /// The revision the lock was granted at (the Lock response's): a
+    /// fencing token, larger for every later holder of the lock, since
+    /// each is granted only after the previous holder's key was deleted.
+    /// Resources the lock protects can refuse writes carrying a token
+    /// lower than one they have seen.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let first = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// let token = first.revision();
+    /// first.unlock().await?;
+    /// assert!(client.lock_with_lease("jobs/nightly", 10).await?.revision() > token);
+    /// # Ok(()) }
+    /// ```
+    pub fn revision(&self) -> i64 {
+        self.header.as_ref().map_or(0, |h| h.revision)
     }
 
     /// The lease the lock is attached to.
@@ -239,14 +273,29 @@ impl LockGuard {
     ///
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
-    /// let mut guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// let guard = client.lock_with_lease("jobs/nightly", 10).await?;
     /// if let Some(keeper) = guard.keeper() {
+    ///     println!("lease TTL {}s", keeper.ttl());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn keeper(&self) -> Option<&LeaseKeeper> {
+        self.keeper.as_ref()
+    }
+
+    /// The keep-alive handle of the lease, to wait on
+    /// ([`LeaseKeeper::expired`]); see [`LockGuard::keeper`].
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut guard = client.lock_with_lease("jobs/nightly", 10).await?;
+    /// if let Some(keeper) = guard.keeper_mut() {
     ///     // Resolves when the lease, and with it the lock, is (or may be) lost.
     ///     keeper.expired().await?;
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn keeper(&mut self) -> Option<&mut LeaseKeeper> {
+    pub fn keeper_mut(&mut self) -> Option<&mut LeaseKeeper> {
         self.keeper.as_mut()
     }
 
@@ -319,7 +368,7 @@ impl Drop for LockGuard {
         let client = self.client.clone();
         self.client.spawn(async move {
             if let Err(e) = client.lease_revoke(lease).await {
-                tracing::debug!(lease, error = %e, "revoking a dropped lock's lease failed; it will expire");
+                tracing::debug!(lease = %format_args!("{lease:016x}"), error = %e, "revoking a dropped lock's lease failed; it will expire");
             }
         });
     }

@@ -224,8 +224,8 @@ impl Client {
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// // Defragment one named member, allowing it five minutes.
     /// let opts = CallOptions::new()
-    ///     .target(Target::Endpoint("http://127.0.0.1:2379".into()))
-    ///     .timeout(Duration::from_secs(300));
+    ///     .with_target(Target::Endpoint("http://127.0.0.1:2379".into()))
+    ///     .with_timeout(Duration::from_secs(300));
     /// client.defragment_with(opts).await?;
     /// # Ok(()) }
     /// ```
@@ -302,7 +302,7 @@ impl Client {
     /// ```no_run
     /// use etcdv3_client::{CallOptions, Target};
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
-    /// let from = CallOptions::new().target(Target::Endpoint("http://127.0.0.1:2379".into()));
+    /// let from = CallOptions::new().with_target(Target::Endpoint("http://127.0.0.1:2379".into()));
     /// let mut snap = client.snapshot_with(from).await?;
     /// while let Some(chunk) = snap.next_chunk().await {
     ///     chunk?;

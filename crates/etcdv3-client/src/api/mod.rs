@@ -59,7 +59,7 @@ pub mod watch;
 pub mod watch_group;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
-pub use cluster::{Member, MemberListOptions};
+pub use cluster::{Member, MemberAddOptions, MemberListOptions};
 pub use election::{
     CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse,
 };
@@ -73,11 +73,12 @@ pub use kv::{
 };
 pub use lease::{
     KeepAliveEvent, LeaseGrantOptions, LeaseGrantResponse, LeaseKeepAliveResponse, LeaseKeeper,
-    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveResponse,
+    LeaseLeasesResponse, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveOptions,
+    LeaseTimeToLiveResponse,
 };
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
-pub use namespace::{KvNamespace, NamespaceWatcher};
+pub use namespace::{KvNamespace, NamespaceWatchGroup, NamespaceWatcher};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
 pub use watch::{

@@ -40,9 +40,10 @@ use super::kv::{
     call_options, prefix_range_end, DeleteOptions, DeleteRangeResponse, GetOptions, PutOptions,
     PutResponse, RangeResponse,
 };
-use super::lease::LeaseTimeToLiveResponse;
+use super::lease::{LeaseTimeToLiveOptions, LeaseTimeToLiveResponse};
 use super::txn::{Txn, TxnResponse};
 use super::watch::{WatchEvent, WatchOptions, Watcher, WatcherId};
+use super::watch_group::{GroupItem, WatchGroup};
 use crate::client::Client;
 use crate::error::Result;
 
@@ -77,9 +78,12 @@ impl Client {
     /// # }
     /// ```
     pub fn namespaced(&self, prefix: impl Into<Vec<u8>>) -> KvNamespace {
+        // Inside this handle's own namespace, if it has one.
+        let mut full = self.namespace().to_vec();
+        full.extend(prefix.into());
         KvNamespace {
-            client: self.clone(),
-            prefix: prefix.into(),
+            client: self.without_namespace(),
+            prefix: full,
         }
     }
 }
@@ -140,6 +144,32 @@ impl KvNamespace {
         })
     }
 
+    /// [`Client::watch_group`] inside the namespace: every watcher added is
+    /// prefixed, and the keys of the events come back relative to the
+    /// namespace.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// let mut group = tenant.watch_group();
+    /// group.add("jobs/", WatchOptions::new().with_prefix())?; // tenants/acme/jobs/...
+    /// group.request_progress()?;
+    /// while let Some((_, ev)) = group.next().await {
+    ///     if let WatchEvent::Events { events, .. } = ev? {
+    ///         println!("{:?}", events[0].kv); // key without "tenants/acme/"
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_group(&self) -> NamespaceWatchGroup {
+        NamespaceWatchGroup {
+            inner: self.client.watch_group(),
+            prefix: self.prefix.clone(),
+        }
+    }
+
     /// [`Client::lease_time_to_live`] inside the namespace (Go's namespaced
     /// `Lease`): with `keys`, the lease's keys inside the namespace, relative
     /// to it; keys outside it are left out. Other lease calls do not involve
@@ -148,13 +178,18 @@ impl KvNamespace {
     /// ```no_run
     /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
     /// let tenant = client.namespaced("tenants/acme/");
-    /// let ttl = tenant.lease_time_to_live(lease, true).await?;
+    /// use etcdv3_client::api::LeaseTimeToLiveOptions;
+    /// let ttl = tenant.lease_time_to_live(lease, LeaseTimeToLiveOptions::new().with_keys()).await?;
     /// // Only the lease's keys under "tenants/acme/", relative to it.
     /// println!("{:?}", ttl.keys);
     /// # Ok(()) }
     /// ```
-    pub async fn lease_time_to_live(&self, id: i64, keys: bool) -> Result<LeaseTimeToLiveResponse> {
-        let mut resp = self.client.lease_time_to_live(id, keys).await?;
+    pub async fn lease_time_to_live(
+        &self,
+        id: i64,
+        options: impl Into<LeaseTimeToLiveOptions>,
+    ) -> Result<LeaseTimeToLiveResponse> {
+        let mut resp = self.client.lease_time_to_live(id, options.into()).await?;
         resp.keys.retain(|k| k.starts_with(&self.prefix));
         for k in &mut resp.keys {
             strip_key(&self.prefix, k);
@@ -307,6 +342,24 @@ impl NamespaceWatcher {
         self.inner.created_revision()
     }
 
+    /// Ask the server for a progress notification
+    /// ([`Watcher::request_progress`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::{WatchEvent, WatchOptions};
+    /// use futures_util::StreamExt;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let mut w = client.namespaced("app/").watch("k", WatchOptions::new()).await?;
+    /// w.request_progress()?;
+    /// if let Some(WatchEvent::Progress { revision }) = w.next().await.transpose()? {
+    ///     println!("caught up to {revision}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn request_progress(&self) -> Result<()> {
+        self.inner.request_progress()
+    }
+
     /// Cancel the watcher and wait until the server confirmed.
     ///
     /// ```no_run
@@ -326,28 +379,124 @@ impl Stream for NamespaceWatcher {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
-            item.map(|r| {
-                r.map(|mut ev| {
-                    if let WatchEvent::Events { events, .. } = &mut ev {
-                        for e in events {
-                            if let Some(kv) = &mut e.kv {
-                                strip_kv(&this.prefix, kv);
-                            }
-                            if let Some(kv) = &mut e.prev_kv {
-                                strip_kv(&this.prefix, kv);
-                            }
-                        }
-                    }
-                    ev
-                })
-            })
-        })
+        Pin::new(&mut this.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|r| r.map(|ev| strip_event(&this.prefix, ev))))
     }
 }
 
+/// A [`WatchGroup`] inside a namespace; from [`KvNamespace::watch_group`].
+/// Watchers added are prefixed; keys of its events are relative to the
+/// namespace.
+///
+/// ```no_run
+/// use etcdv3_client::api::{NamespaceWatchGroup, WatchOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let group: NamespaceWatchGroup = client.namespaced("app/").watch_group();
+/// let id = group.add("k", WatchOptions::new())?;
+/// assert_eq!(group.live(), 1);
+/// group.cancel(id)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct NamespaceWatchGroup {
+    inner: WatchGroup,
+    prefix: Vec<u8>,
+}
+
+impl NamespaceWatchGroup {
+    /// Add a watcher on `key` (or a range) inside the namespace
+    /// ([`WatchGroup::add`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let group = client.namespaced("app/").watch_group();
+    /// group.add("", WatchOptions::new().with_prefix())?; // every key under app/
+    /// # Ok(()) }
+    /// ```
+    pub fn add(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<WatcherId> {
+        let mut req = options.to_request(key.into())?;
+        (req.key, req.range_end) = prefix_interval(&self.prefix, &req.key, &req.range_end);
+        self.inner.add_request(req)
+    }
+
+    /// Cancel one watcher ([`WatchGroup::cancel`]).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let group = client.namespaced("app/").watch_group();
+    /// let id = group.add("k", WatchOptions::new())?;
+    /// group.cancel(id)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn cancel(&self, id: WatcherId) -> Result<()> {
+        self.inner.cancel(id)
+    }
+
+    /// Ask for a progress notification ([`WatchGroup::request_progress`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// client.namespaced("app/").watch_group().request_progress()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn request_progress(&self) -> Result<()> {
+        self.inner.request_progress()
+    }
+
+    /// Watchers not ended yet ([`WatchGroup::live`]).
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.namespaced("app/").watch_group().live(), 0);
+    /// # }
+    /// ```
+    pub fn live(&self) -> usize {
+        self.inner.live()
+    }
+
+    /// Bytes of items waiting in the group ([`WatchGroup::buffered_bytes`]).
+    ///
+    /// ```no_run
+    /// # fn demo(client: etcdv3_client::Client) {
+    /// assert_eq!(client.namespaced("app/").watch_group().buffered_bytes(), 0);
+    /// # }
+    /// ```
+    pub fn buffered_bytes(&self) -> usize {
+        self.inner.buffered_bytes()
+    }
+}
+
+impl Stream for NamespaceWatchGroup {
+    type Item = GroupItem;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<GroupItem>> {
+        let this = self.get_mut();
+        Pin::new(&mut this.inner)
+            .poll_next(cx)
+            .map(|item| item.map(|(id, r)| (id, r.map(|ev| strip_event(&this.prefix, ev)))))
+    }
+}
+
+/// A watch event with its keys relative to the namespace.
+pub(crate) fn strip_event(prefix: &[u8], mut ev: WatchEvent) -> WatchEvent {
+    if let WatchEvent::Events { events, .. } = &mut ev {
+        for e in events {
+            if let Some(kv) = &mut e.kv {
+                strip_kv(prefix, kv);
+            }
+            if let Some(kv) = &mut e.prev_kv {
+                strip_kv(prefix, kv);
+            }
+        }
+    }
+    ev
+}
+
 /// `(prefix + key, translated end)`.
-fn prefix_interval(prefix: &[u8], key: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn prefix_interval(prefix: &[u8], key: &[u8], end: &[u8]) -> (Vec<u8>, Vec<u8>) {
     let mut k = Vec::with_capacity(prefix.len() + key.len());
     k.extend_from_slice(prefix);
     k.extend_from_slice(key);
@@ -371,15 +520,15 @@ fn prefix_key(prefix: &[u8], key: &mut Vec<u8>) {
     *key = k;
 }
 
-fn prefix_range(prefix: &[u8], req: &mut pb::RangeRequest) {
+pub(crate) fn prefix_range(prefix: &[u8], req: &mut pb::RangeRequest) {
     (req.key, req.range_end) = prefix_interval(prefix, &req.key, &req.range_end);
 }
 
-fn prefix_put(prefix: &[u8], req: &mut pb::PutRequest) {
+pub(crate) fn prefix_put(prefix: &[u8], req: &mut pb::PutRequest) {
     prefix_key(prefix, &mut req.key);
 }
 
-fn prefix_delete(prefix: &[u8], req: &mut pb::DeleteRangeRequest) {
+pub(crate) fn prefix_delete(prefix: &[u8], req: &mut pb::DeleteRangeRequest) {
     (req.key, req.range_end) = prefix_interval(prefix, &req.key, &req.range_end);
 }
 
@@ -395,7 +544,7 @@ fn prefix_ops(prefix: &[u8], ops: &mut [pb::RequestOp]) {
     }
 }
 
-fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
+pub(crate) fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
     for c in &mut req.compare {
         (c.key, c.range_end) = prefix_interval(prefix, &c.key, &c.range_end);
     }
@@ -403,7 +552,7 @@ fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
     prefix_ops(prefix, &mut req.failure);
 }
 
-fn strip_key(prefix: &[u8], key: &mut Vec<u8>) {
+pub(crate) fn strip_key(prefix: &[u8], key: &mut Vec<u8>) {
     if key.starts_with(prefix) {
         key.drain(..prefix.len());
     }
@@ -413,25 +562,25 @@ fn strip_kv(prefix: &[u8], kv: &mut KeyValue) {
     strip_key(prefix, &mut kv.key);
 }
 
-fn strip_range(prefix: &[u8], resp: &mut RangeResponse) {
+pub(crate) fn strip_range(prefix: &[u8], resp: &mut RangeResponse) {
     for kv in &mut resp.kvs {
         strip_kv(prefix, kv);
     }
 }
 
-fn strip_put(prefix: &[u8], resp: &mut PutResponse) {
+pub(crate) fn strip_put(prefix: &[u8], resp: &mut PutResponse) {
     if let Some(kv) = &mut resp.prev_kv {
         strip_kv(prefix, kv);
     }
 }
 
-fn strip_delete(prefix: &[u8], resp: &mut DeleteRangeResponse) {
+pub(crate) fn strip_delete(prefix: &[u8], resp: &mut DeleteRangeResponse) {
     for kv in &mut resp.prev_kvs {
         strip_kv(prefix, kv);
     }
 }
 
-fn strip_txn(prefix: &[u8], resp: &mut TxnResponse) {
+pub(crate) fn strip_txn(prefix: &[u8], resp: &mut TxnResponse) {
     for op in &mut resp.responses {
         match &mut op.response {
             Some(response_op::Response::ResponseRange(r)) => strip_range(prefix, r),

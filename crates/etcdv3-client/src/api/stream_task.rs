@@ -330,8 +330,10 @@ async fn run<O: StreamOwner>(
             }
             Input::Opened(Err(e)) => {
                 tracing::debug!(method = O::METHOD.path, error = %e, "opening a stream failed");
-                p.driver
-                    .handle_open_failed(now, matches!(e, Error::Tls { .. }));
+                // Every endpoint rejected the client's TLS setup (or its
+                // scheme): reopening cannot help.
+                let rejected = matches!(e, Error::Tls { .. } | Error::SchemeMismatch { .. });
+                p.driver.handle_open_failed(now, rejected);
                 p.drain(now, Some(&e));
             }
             Input::Timer => p.driver.handle_timeout(now),

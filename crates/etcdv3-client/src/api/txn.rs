@@ -387,9 +387,19 @@ impl Client {
     /// }
     /// ```
     pub async fn txn(&self, txn: Txn) -> Result<TxnResponse> {
-        let req = txn.build()?;
-        self.unary(method::KV_TXN, &req, call_options(txn.timeout()))
-            .await
+        let mut req = txn.build()?;
+        let ns = self.namespace();
+        if ns.is_empty() {
+            return self
+                .unary(method::KV_TXN, &req, call_options(txn.timeout()))
+                .await;
+        }
+        super::namespace::prefix_txn(ns, &mut req);
+        let mut resp: TxnResponse = self
+            .unary(method::KV_TXN, &req, call_options(txn.timeout()))
+            .await?;
+        super::namespace::strip_txn(ns, &mut resp);
+        Ok(resp)
     }
 }
 

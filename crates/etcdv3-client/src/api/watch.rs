@@ -355,6 +355,9 @@ pub struct Watcher {
     flow: Arc<Flow>,
     pending: Option<WatchEvent>,
     done: bool,
+    /// The namespace whose prefix comes off the events' keys
+    /// ([`Client::with_namespace`]).
+    strip: Option<Arc<[u8]>>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -394,7 +397,7 @@ impl Watcher {
     /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
     /// // Read, then watch from exactly after the read: no change is missed.
     /// let snapshot = client.get("cfg/", GetOptions::new().with_prefix()).await?;
-    /// let rev = snapshot.header.map_or(0, |h| h.revision);
+    /// let rev = snapshot.revision();
     /// let w = client.watch("cfg/", WatchOptions::new().with_prefix().with_start_revision(rev + 1)).await?;
     /// println!("watching since {}", w.created_revision());
     /// # Ok(()) }
@@ -505,6 +508,10 @@ impl Stream for Watcher {
                 if e.is_terminal() {
                     this.done = true;
                 }
+                let e = match &this.strip {
+                    Some(ns) => super::namespace::strip_event(ns, e),
+                    None => e,
+                };
                 Poll::Ready(Some(Ok(e)))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -534,8 +541,10 @@ impl Client {
     /// [`Watcher::created_revision`] (or from the start revision) will be
     /// reported, exactly once and in order, across endpoint failures.
     ///
-    /// Fails with [`Error::WatchCancelled`] when the server refuses the
-    /// watch (e.g. permission denied).
+    /// Fails with [`Error::WatchRefused`] when the server refuses the
+    /// watch with a status (e.g. permission denied: its
+    /// [`Error::etcd_kind`] is `PermissionDenied`), or
+    /// [`Error::WatchCancelled`] with the server's reason otherwise.
     ///
     /// ```no_run
     /// use etcdv3_client::api::{WatchEvent, WatchOptions};
@@ -554,8 +563,20 @@ impl Client {
     /// }
     /// ```
     pub async fn watch(&self, key: impl Into<Vec<u8>>, options: WatchOptions) -> Result<Watcher> {
-        let request = options.to_request(key.into())?;
-        self.watch_request(request, options.timeout).await
+        let mut request = options.to_request(key.into())?;
+        let ns = self.namespace();
+        if ns.is_empty() {
+            return self.watch_request(request, options.timeout).await;
+        }
+        (request.key, request.range_end) =
+            super::namespace::prefix_interval(ns, &request.key, &request.range_end);
+        let mut watcher = self.watch_request(request, options.timeout).await?;
+        watcher.strip = Some(ns.into());
+        watcher.pending = watcher
+            .pending
+            .take()
+            .map(|ev| super::namespace::strip_event(ns, ev));
+        Ok(watcher)
     }
 
     /// [`Client::watch`] with the wire request built (namespaces rewrite
@@ -600,6 +621,7 @@ impl Client {
                     flow,
                     pending: None,
                     done: false,
+                    strip: None,
                 };
                 break (watcher, self.runtime().sleep_until(deadline));
             }
@@ -621,7 +643,7 @@ impl Client {
             }
             Some(Some(Ok(WatchEvent::Cancelled { reason }))) => {
                 watcher.done = true;
-                Err(Error::WatchCancelled { reason })
+                Err(Error::from_cancel_reason(reason))
             }
             Some(Some(Ok(other))) => {
                 // E.g. compacted at creation: hand it over as the first event.

@@ -188,7 +188,7 @@ impl WatchGroup {
     }
 
     /// [`WatchGroup::add`] with the wire request built.
-    fn add_request(&self, request: WatchCreateRequest) -> Result<WatcherId> {
+    pub(crate) fn add_request(&self, request: WatchCreateRequest) -> Result<WatcherId> {
         if self.client.is_closed() {
             return Err(Error::Closed);
         }

@@ -246,7 +246,7 @@ impl Election {
             .or_else([TxnOp::get(self.key.clone(), GetOptions::new())]);
         let resp = client.txn(txn).await?;
         let revision = if resp.succeeded {
-            resp.header.as_ref().map_or(0, |h| h.revision)
+            resp.revision()
         } else {
             let kv = first_kv(&resp, 0).ok_or_else(|| {
                 Error::Client(ClientError::InvalidArgument(
@@ -266,7 +266,10 @@ impl Election {
             Either::Left((r, _)) => r?,
             Either::Right(_) => return Err(self.session.expired()),
         }
-        if !still_owned(&self.session, &self.key, revision).await? {
+        if still_owned(&self.session, &self.key, revision)
+            .await?
+            .is_none()
+        {
             return Err(self.session.expired());
         }
         if let Some(claim) = cleanup.disarm() {
@@ -558,7 +561,7 @@ impl ObserveState {
                             let as_of = if revision > 0 {
                                 revision
                             } else {
-                                resp.header.as_ref().map_or(0, |h| h.revision)
+                                resp.revision()
                             };
                             match resp.kvs.into_iter().next() {
                                 Some(kv) => {
@@ -643,7 +646,7 @@ impl ObserveState {
                             self.phase = Phase::Resolve(0);
                         }
                         Some(Ok(WatchEvent::Cancelled { reason })) => {
-                            let e = ClientError::WatchCancelled { reason };
+                            let e = ClientError::from_cancel_reason(reason);
                             if let Some(item) = self.retry(&e, from - 1).await {
                                 return Some(item);
                             }
@@ -702,7 +705,7 @@ impl ObserveState {
                             self.phase = Phase::Resolve(0);
                         }
                         Some(Ok(WatchEvent::Cancelled { reason })) => {
-                            let e = ClientError::WatchCancelled { reason };
+                            let e = ClientError::from_cancel_reason(reason);
                             if let Some(item) = self.retry(&e, from - 1).await {
                                 return Some(item);
                             }

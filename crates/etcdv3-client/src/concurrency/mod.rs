@@ -42,6 +42,7 @@ use crate::api::{
 };
 use crate::Client;
 use etcdv3_core::stream::{Retry, RetryConfig};
+use etcdv3_proto::etcdserverpb::ResponseHeader;
 use futures_util::StreamExt;
 
 /// What a recipe call can fail with.
@@ -53,7 +54,7 @@ use futures_util::StreamExt;
 /// match Mutex::new(&session, "locks/a").try_lock().await {
 ///     Ok(guard) => guard.unlock().await?,
 ///     Err(Error::Locked) => println!("held elsewhere"),
-///     Err(Error::SessionExpired { lease }) => println!("lease {lease:x} ended"),
+///     Err(Error::SessionExpired { lease }) => println!("lease {lease:016x} ended"),
 ///     Err(e) => return Err(e),
 /// }
 /// # Ok(()) }
@@ -71,7 +72,7 @@ pub enum Error {
     /// The session ended (its lease expired or was revoked, its local
     /// deadline passed unrenewed so it may have expired, or the session was
     /// closed) before or while the call waited.
-    #[error("the session's lease {lease:x} ended")]
+    #[error("the session's lease {lease:016x} ended")]
     SessionExpired {
         /// The session's lease id.
         lease: i64,
@@ -154,7 +155,7 @@ async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crat
         let Some(kv) = resp.kvs.first() else {
             return Ok(());
         };
-        let revision = resp.header.as_ref().map_or(0, |h| h.revision);
+        let revision = resp.revision();
         match wait_delete(client, &kv.key, revision).await {
             Ok(()) => backoff.reset(),
             Err(e) if e.is_closed() => return Err(e),
@@ -167,18 +168,26 @@ async fn wait_deletes(client: &Client, prefix: &[u8], max_revision: i64) -> crat
 }
 
 /// Whether `key` still exists as the incarnation created at `revision`
-/// (checked after a wait: the session may have ended meanwhile). Transient
-/// read failures are retried while the session lives.
-async fn still_owned(session: &Session, key: &[u8], revision: i64) -> Result<bool> {
+/// (checked after a wait: the session may have ended meanwhile): `Some`
+/// with the header of the read that saw it. Transient read failures are
+/// retried while the session lives.
+async fn still_owned(
+    session: &Session,
+    key: &[u8],
+    revision: i64,
+) -> Result<Option<Option<ResponseHeader>>> {
     let client = session.client();
     let mut backoff = Backoff::recipe(client);
     loop {
         match client.get(key.to_vec(), GetOptions::new()).await {
-            Ok(resp) => return Ok(resp.kvs.first().map(|kv| kv.create_revision) == Some(revision)),
+            Ok(resp) => {
+                let owned = resp.kvs.first().map(|kv| kv.create_revision) == Some(revision);
+                return Ok(owned.then_some(resp.header));
+            }
             Err(e) if e.is_closed() => return Err(e.into()),
             Err(e) => {
                 if session.ended().is_some() {
-                    return Ok(false);
+                    return Ok(None);
                 }
                 tracing::debug!(error = %e, "checking a recipe key failed; retrying");
                 backoff.wait(client).await;
@@ -202,7 +211,7 @@ async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> crate::Resul
         match event? {
             WatchEvent::Events { .. } | WatchEvent::Compacted { .. } => return Ok(()),
             WatchEvent::Cancelled { reason } => {
-                return Err(crate::Error::WatchCancelled { reason })
+                return Err(crate::Error::from_cancel_reason(reason))
             }
             WatchEvent::Created { .. } | WatchEvent::Progress { .. } => {}
         }
@@ -304,5 +313,21 @@ impl Drop for Cleanup {
             }
             drop(claim);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lease_ids_print_as_etcdctl_prints_them_in_every_error() {
+        let id = 0x094d_77aa_9e38_260f;
+        let hex = "lease 094d77aa9e38260f";
+        for text in [
+            crate::Error::LeaseExpired { id }.to_string(),
+            crate::Error::LeaseNotRenewed { id }.to_string(),
+            super::Error::SessionExpired { lease: id }.to_string(),
+        ] {
+            assert!(text.contains(hex), "{text}");
+        }
     }
 }

@@ -14,6 +14,7 @@ use crate::api::{
     response_op::Response, Compare, CompareOp, GetOptions, KeyValue, PutOptions, SortOrder,
     SortTarget, Txn, TxnOp, TxnResponse,
 };
+use etcdv3_proto::etcdserverpb::ResponseHeader;
 
 /// A distributed lock on a session; see the module docs of
 /// [`concurrency`](super) for an example.
@@ -111,7 +112,7 @@ impl Mutex {
         let claim = self.session.claim(&self.key).await;
         let client = self.session.client();
         let mut cleanup = Cleanup::new(client, &self.key, claim);
-        let (revision, owner) = self.acquire().await?;
+        let (revision, owner, mut header) = self.acquire().await?;
         cleanup.revision = Some(revision);
         if !owner {
             let wait = std::pin::pin!(wait_deletes(client, &self.prefix, revision - 1));
@@ -121,11 +122,12 @@ impl Mutex {
             }
             // The session may have ended while we waited (our key is gone
             // then, and a later contender may hold the lock).
-            if !still_owned(&self.session, &self.key, revision).await? {
-                return Err(self.session.expired());
+            match still_owned(&self.session, &self.key, revision).await? {
+                Some(seen) => header = seen,
+                None => return Err(self.session.expired()),
             }
         }
-        Ok(self.guard(revision, cleanup))
+        Ok(self.guard(revision, cleanup, header))
     }
 
     /// Acquire the lock if no other contender holds it; fails at once with
@@ -149,7 +151,7 @@ impl Mutex {
         let claim = self.session.try_claim(&self.key).ok_or(Error::Locked)?;
         let client = self.session.client();
         let mut cleanup = Cleanup::new(client, &self.key, claim);
-        let (revision, owner) = self.acquire().await?;
+        let (revision, owner, header) = self.acquire().await?;
         cleanup.revision = Some(revision);
         if !owner {
             remove_key(client, &self.key, Some(revision)).await?;
@@ -158,21 +160,22 @@ impl Mutex {
             }
             return Err(Error::Locked);
         }
-        Ok(self.guard(revision, cleanup))
+        Ok(self.guard(revision, cleanup, header))
     }
 
-    fn guard(&self, revision: i64, cleanup: Cleanup) -> MutexGuard {
+    fn guard(&self, revision: i64, cleanup: Cleanup, header: Option<ResponseHeader>) -> MutexGuard {
         MutexGuard {
             session: self.session.clone(),
             key: self.key.clone(),
             revision,
+            header,
             claim: cleanup.disarm(),
         }
     }
 
     /// Put our key (or find it), and read the holder: returns our key's
-    /// create revision and whether we hold the lock.
-    async fn acquire(&self) -> Result<(i64, bool)> {
+    /// create revision, whether we hold the lock, and the answer's header.
+    async fn acquire(&self) -> Result<(i64, bool, Option<ResponseHeader>)> {
         let client = self.session.client();
         let owner = TxnOp::get(
             self.prefix.clone(),
@@ -198,14 +201,15 @@ impl Mutex {
             .or_else([TxnOp::get(self.key.clone(), GetOptions::new()), owner]);
         let resp = client.txn(txn).await?;
         let revision = if resp.succeeded {
-            resp.header.as_ref().map_or(0, |h| h.revision)
+            resp.revision()
         } else {
             first_kv(&resp, 0)
                 .map(|kv| kv.create_revision)
                 .ok_or_else(|| unexpected("the lock key vanished inside a transaction"))?
         };
         let holder = first_kv(&resp, 1).map(|kv| kv.create_revision);
-        Ok((revision, holder.is_none() || holder == Some(revision)))
+        let owner = holder.is_none() || holder == Some(revision);
+        Ok((revision, owner, resp.header))
     }
 }
 
@@ -247,6 +251,7 @@ pub struct MutexGuard {
     session: Session,
     key: Vec<u8>,
     revision: i64,
+    header: Option<ResponseHeader>,
     claim: Option<KeyClaim>,
 }
 
@@ -291,6 +296,24 @@ impl MutexGuard {
     /// ```
     pub fn revision(&self) -> i64 {
         self.revision
+    }
+
+    /// The header of the answer that made this guard the holder (Go's
+    /// `Mutex.Header()`): the transaction that created the lock key when
+    /// the lock was free, else the read that confirmed it after the wait.
+    /// Its revision is the store's revision when the lock was acquired.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::{Mutex, Session, SessionOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
+    /// let session = Session::new(&client, SessionOptions::new()).await?;
+    /// let guard = Mutex::new(&session, "locks/a").lock().await?;
+    /// let acquired_at = guard.header().map_or(0, |h| h.revision);
+    /// assert!(acquired_at >= guard.revision());
+    /// # Ok(()) }
+    /// ```
+    pub fn header(&self) -> Option<&ResponseHeader> {
+        self.header.as_ref()
     }
 
     /// A condition that holds while this guard's ownership lasts: use it in

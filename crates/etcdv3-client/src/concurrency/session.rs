@@ -169,7 +169,7 @@ pub enum SessionEnd {
 ///
 /// async fn demo(client: &etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 ///     let session = Session::new(client, SessionOptions::new().with_ttl(5)).await?;
-///     println!("lease {:x}", session.lease_id());
+///     println!("lease {:016x}", session.lease_id());
 ///     // Elsewhere: learn that the lease is lost.
 ///     let end: SessionEnd = session.done().await;
 ///     println!("session ended: {end:?}");
@@ -526,9 +526,11 @@ async fn keep(
         // answers, for as long as that can still help.
         let window = etcdv3_core::lease::revoke_window(ttl);
         match client.lease_revoke_within(lease, window).await {
-            Ok(_) => tracing::debug!(lease, "revoked a session's lease past its deadline"),
+            Ok(_) => {
+                tracing::debug!(lease = %format_args!("{lease:016x}"), "revoked a session's lease past its deadline")
+            }
             Err(e) => {
-                tracing::debug!(lease, error = %e, "revoking a session's lease past its deadline failed; it expires")
+                tracing::debug!(lease = %format_args!("{lease:016x}"), error = %e, "revoking a session's lease past its deadline failed; it expires")
             }
         }
     }
@@ -545,7 +547,7 @@ impl Drop for Inner {
         let lease = self.lease;
         self.client.spawn(async move {
             if let Err(e) = client.lease_revoke(lease).await {
-                tracing::debug!(lease, error = %e, "revoking a dropped session's lease failed; it will expire");
+                tracing::debug!(lease = %format_args!("{lease:016x}"), error = %e, "revoking a dropped session's lease failed; it will expire");
             }
         });
     }

@@ -10,7 +10,15 @@
 //! The closure is synchronous and must be free of side effects: it runs
 //! once per attempt, and also again whenever it reads a key not fetched
 //! yet (`tx.get(..)?` stops it with an [`Abort`] that tells [`run`] which
-//! key to fetch; the next run finds the value).
+//! key to fetch; the next run finds the value). So a body that reads two
+//! keys runs three times for one commit without conflict: name the keys
+//! it reads up front with [`StmOptions::with_prefetch`] (Go's
+//! `WithPrefetch`) and it runs once.
+//!
+//! Errors: [`run`] fails with [`StmError`] only, which wraps the client's
+//! [`Error`](crate::Error) (`StmError::Client`) or the body's own error
+//! (`StmError::Aborted`); the recipes' [`concurrency::Error`](super::Error)
+//! does not occur here.
 //!
 //! ```no_run
 //! use etcdv3_client::concurrency::stm::{self, Isolation};
@@ -202,7 +210,8 @@ struct Read {
 
 #[derive(Debug, Clone)]
 enum Write {
-    Put(Vec<u8>),
+    /// A value, and the lease to attach it to (0: none).
+    Put(Vec<u8>, i64),
     Delete,
 }
 
@@ -263,7 +272,7 @@ impl Tx {
         let key = key.as_ref();
         if let Some(w) = self.writes.get(key) {
             return Ok(match w {
-                Write::Put(v) => Some(v.clone()),
+                Write::Put(v, _) => Some(v.clone()),
                 Write::Delete => None,
             });
         }
@@ -307,7 +316,33 @@ impl Tx {
     /// # }
     /// ```
     pub fn put(&mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
-        self.writes.insert(key.into(), Write::Put(value.into()));
+        self.writes.insert(key.into(), Write::Put(value.into(), 0));
+    }
+
+    /// Write `value` to `key` at commit, attached to `lease` (Go's
+    /// `stm.Put(key, val, v3.WithLease(id))`): the key goes when the lease
+    /// ends.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Isolation};
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> Result<(), stm::StmError> {
+    /// stm::run(&client, Isolation::default(), |tx| {
+    ///     if tx.get("leader")?.is_none() {
+    ///         tx.put_with_lease("leader", "me", lease);
+    ///     }
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub fn put_with_lease(
+        &mut self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+        lease: i64,
+    ) {
+        self.writes
+            .insert(key.into(), Write::Put(value.into(), lease));
     }
 
     /// Delete `key` at commit.
@@ -387,7 +422,13 @@ impl Tx {
     /// next run starts from those values.
     async fn commit(&mut self, client: &Client) -> crate::Result<bool> {
         let writes = self.writes.iter().map(|(k, w)| match w {
-            Write::Put(v) => TxnOp::put(k.clone(), v.clone(), PutOptions::new()),
+            Write::Put(v, lease) => {
+                let opts = match *lease {
+                    0 => PutOptions::new(),
+                    lease => PutOptions::new().with_lease(lease),
+                };
+                TxnOp::put(k.clone(), v.clone(), opts)
+            }
             Write::Delete => TxnOp::delete(k.clone(), DeleteOptions::new()),
         });
         let keys: Vec<Vec<u8>> = self.reads.keys().cloned().collect();
@@ -442,11 +483,107 @@ impl Tx {
 /// println!("counter is now {next}");
 /// # Ok(()) }
 /// ```
-pub async fn run<T, F>(client: &Client, isolation: Isolation, mut body: F) -> Result<T, StmError>
+pub async fn run<T, F>(client: &Client, isolation: Isolation, body: F) -> Result<T, StmError>
 where
     F: FnMut(&mut Tx) -> Result<T, Abort>,
 {
-    let mut tx = Tx::new(isolation);
+    run_with(client, StmOptions::new().with_isolation(isolation), body).await
+}
+
+/// Options of [`run_with`]: the isolation level and the keys to read
+/// before the body first runs.
+///
+/// ```
+/// use etcdv3_client::concurrency::stm::{Isolation, StmOptions};
+/// let opts = StmOptions::new()
+///     .with_isolation(Isolation::Serializable)
+///     .with_prefetch(["accounts/a", "accounts/b"]);
+/// assert_ne!(opts, StmOptions::new());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StmOptions {
+    isolation: Isolation,
+    prefetch: Vec<Vec<u8>>,
+}
+
+impl StmOptions {
+    /// The default isolation ([`Isolation::SerializableSnapshot`]), no
+    /// prefetch.
+    ///
+    /// ```
+    /// use etcdv3_client::concurrency::stm::StmOptions;
+    /// assert_eq!(StmOptions::new(), StmOptions::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The isolation level.
+    ///
+    /// ```
+    /// use etcdv3_client::concurrency::stm::{Isolation, StmOptions};
+    /// let opts = StmOptions::new().with_isolation(Isolation::RepeatableReads);
+    /// assert_ne!(opts, StmOptions::new());
+    /// ```
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Read these keys before the body first runs (Go's `WithPrefetch`):
+    /// a body that reads only them runs once per attempt instead of once
+    /// more per key.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, StmOptions};
+    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// let opts = StmOptions::new().with_prefetch(["accounts/a", "accounts/b"]);
+    /// stm::run_with(&client, opts, |tx| {
+    ///     let (a, b) = (tx.get("accounts/a")?, tx.get("accounts/b")?); // no round trip
+    ///     tx.put("accounts/a", b.unwrap_or_default());
+    ///     tx.put("accounts/b", a.unwrap_or_default());
+    ///     Ok(())
+    /// })
+    /// .await
+    /// # }
+    /// ```
+    pub fn with_prefetch<I, K>(mut self, keys: I) -> Self
+    where
+        I: IntoIterator<Item = K>,
+        K: Into<Vec<u8>>,
+    {
+        self.prefetch.extend(keys.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// [`run`] with [`StmOptions`] (isolation, prefetch).
+///
+/// ```no_run
+/// use etcdv3_client::concurrency::stm::{self, Isolation, StmOptions};
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// let opts = StmOptions::new().with_isolation(Isolation::Serializable).with_prefetch(["counter"]);
+/// stm::run_with(&client, opts, |tx| {
+///     let n: i64 = tx.get("counter")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
+///     tx.put("counter", (n + 1).to_string());
+///     Ok(())
+/// })
+/// .await
+/// # }
+/// ```
+pub async fn run_with<T, F>(
+    client: &Client,
+    options: StmOptions,
+    mut body: F,
+) -> Result<T, StmError>
+where
+    F: FnMut(&mut Tx) -> Result<T, Abort>,
+{
+    let mut tx = Tx::new(options.isolation);
+    if !options.prefetch.is_empty() {
+        tx.missing.extend(options.prefetch);
+        tx.fetch(client).await?;
+    }
     loop {
         tx.writes.clear();
         tx.missing.clear();

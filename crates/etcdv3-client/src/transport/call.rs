@@ -112,7 +112,7 @@ where
                     })),
                 })
             }
-            Some(Step::Done(Err(e), _)) => return Poll::Ready(Err(Error::from(e))),
+            Some(Step::Done(Err(e), _)) => return Poll::Ready(Err(shared.call_error(e))),
             Some(Step::Send {
                 attempt,
                 conn,
@@ -308,7 +308,18 @@ pub(crate) async fn authenticate(shared: Arc<Shared>) {
                 Ok(body) => {
                     let timeout = shared.options.request_timeout;
                     match unary(&shared, AUTH_AUTHENTICATE, body, timeout).await {
-                        Err(e) => Err(e.to_string()),
+                        Err(e) => match e.status() {
+                            // Refused by the server: the calls waiting for
+                            // the token get its status and etcd kind.
+                            Some(status) => {
+                                let (cause, status) = (e.to_string(), status.clone());
+                                shared.with_state(|st, now| {
+                                    st.core.handle_auth_refused(now, cause, status)
+                                });
+                                return;
+                            }
+                            None => Err(e.to_string()),
+                        },
                         Ok(msg) => {
                             match etcdv3_core::codec::decode_message::<AuthenticateResponse>(msg) {
                                 Err(e) => Err(e.to_string()),

@@ -73,14 +73,26 @@ type H2Conn = h2::client::Connection<BoxIo, Bytes>;
 struct Failed {
     message: String,
     permanent: bool,
+    /// rustls' error behind a permanent TLS failure, kept for the calls'
+    /// `Error::Tls::source`.
+    #[cfg(feature = "tls")]
+    tls: Option<crate::error::TlsCause>,
+}
+
+impl Failed {
+    fn new(message: String, permanent: bool) -> Failed {
+        Failed {
+            message,
+            permanent,
+            #[cfg(feature = "tls")]
+            tls: None,
+        }
+    }
 }
 
 impl From<String> for Failed {
     fn from(message: String) -> Self {
-        Failed {
-            message,
-            permanent: false,
-        }
+        Failed::new(message, false)
     }
 }
 
@@ -90,6 +102,7 @@ impl From<super::tls::ConnectFailure> for Failed {
         Failed {
             message: f.message,
             permanent: f.permanent,
+            tls: f.source,
         }
     }
 }
@@ -100,14 +113,8 @@ impl From<super::tls::ConnectFailure> for Failed {
 /// in `rejected`, since h2 keeps only the text of IO errors.
 fn h2_failure(target: &Endpoint, message: String, rejected: &Option<Rejection>) -> Failed {
     match rejected.as_ref().and_then(|r| r.get()) {
-        Some(tls) => Failed {
-            message: format!("{target}: TLS: {tls}"),
-            permanent: true,
-        },
-        None => Failed {
-            message,
-            permanent: false,
-        },
+        Some(tls) => Failed::new(format!("{target}: TLS: {tls}"), true),
+        None => Failed::new(message, false),
     }
 }
 
@@ -126,17 +133,79 @@ impl Rejection {
     }
 }
 
-async fn establish(
-    shared: &Arc<Shared>,
-    target: &Endpoint,
-) -> Result<(h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong), Failed> {
+type Established = (h2::client::SendRequest<Bytes>, H2Conn, h2::PingPong);
+
+/// A transport connection to `target` (TCP or unix socket), before TLS.
+async fn open(shared: &Arc<Shared>, target: &Endpoint) -> Result<BoxIo, Failed> {
     let connecting = match target.unix_path() {
         Some(path) => shared.runtime.connect_unix(path),
         None => shared.runtime.connect(target.host(), target.port()),
     };
-    let io = connecting
+    Ok(connecting
         .await
-        .map_err(|e| format!("connect to {target}: {e}"))?;
+        .map_err(|e| format!("connect to {target}: {e}"))?)
+}
+
+async fn establish(shared: &Arc<Shared>, target: &Endpoint) -> Result<Established, Failed> {
+    let io = open(shared, target).await?;
+    match set_up(shared, target, io).await {
+        Err(failed) if !failed.permanent => {
+            Err(scheme_mismatch(shared, target).await.unwrap_or(failed))
+        }
+        other => other,
+    }
+}
+
+/// After a connection was accepted but TLS or HTTP/2 failed on it: whether
+/// the member speaks the other scheme (a plaintext member behind an
+/// `https://` endpoint answers an HTTP/2 handshake; a TLS member behind an
+/// `http://` one answers a TLS handshake), which no retry will fix. A
+/// member that merely closed (restarting, a proxy without a backend)
+/// answers neither, and the failure stays a plain connect failure.
+async fn scheme_mismatch(shared: &Arc<Shared>, target: &Endpoint) -> Option<Failed> {
+    let io = open(shared, target).await.ok()?;
+    let (use_scheme, speaks) = if target.is_tls() {
+        drop(set_up_h2(shared, target, io, None).await.ok()?);
+        (
+            if target.unix_path().is_some() {
+                "unix://"
+            } else {
+                "http://"
+            },
+            "plaintext HTTP/2, not TLS",
+        )
+    } else if speaks_tls(io).await {
+        (
+            if target.unix_path().is_some() {
+                "unixs://"
+            } else {
+                "https://"
+            },
+            "TLS",
+        )
+    } else {
+        return None;
+    };
+    Some(Failed::new(
+        format!(
+            "{}the member speaks {speaks}: write the endpoint as {use_scheme}",
+            crate::error::SCHEME_MISMATCH
+        ),
+        true,
+    ))
+}
+
+#[cfg(feature = "tls")]
+use super::tls::speaks_tls;
+
+/// Without TLS the client cannot tell a TLS member.
+#[cfg(not(feature = "tls"))]
+async fn speaks_tls(_io: BoxIo) -> bool {
+    false
+}
+
+/// TLS (for a TLS endpoint), the HTTP/2 handshake and a first PING on `io`.
+async fn set_up(shared: &Arc<Shared>, target: &Endpoint, io: BoxIo) -> Result<Established, Failed> {
     #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
     let mut rejected: Option<Rejection> = None;
     let io: BoxIo = if target.is_tls() {
@@ -158,6 +227,16 @@ async fn establish(
     } else {
         io
     };
+    set_up_h2(shared, target, io, rejected).await
+}
+
+/// The HTTP/2 handshake and a first PING on `io`.
+async fn set_up_h2(
+    shared: &Arc<Shared>,
+    target: &Endpoint,
+    io: BoxIo,
+    rejected: Option<Rejection>,
+) -> Result<Established, Failed> {
     let opts = &shared.options;
     let mut builder = h2::client::Builder::new();
     builder
@@ -221,6 +300,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl
             shared.with_state(|st, now| {
                 st.conn_gone(conn);
                 if e.permanent {
+                    #[cfg(feature = "tls")]
+                    if let Some(tls) = &e.tls {
+                        st.tls_causes.insert(target.to_string(), tls.clone());
+                    }
                     st.core.handle_connect_rejected(now, conn, &e.message);
                 } else {
                     st.core.handle_connect_failed(now, conn, &e.message);

@@ -92,6 +92,10 @@ pub(crate) struct State {
     wake: Vec<Waker>,
     /// Tasks to spawn once the lock is released (see the module docs).
     spawn: Vec<crate::runtime::BoxFuture<'static, ()>>,
+    /// rustls' error of the last TLS rejection of each endpoint (as the
+    /// core names it), for the calls' `Error::Tls::source`.
+    #[cfg(feature = "tls")]
+    pub(crate) tls_causes: std::collections::HashMap<String, crate::error::TlsCause>,
 }
 
 /// State shared by the client handles and its background tasks.
@@ -110,6 +114,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The client's error for a call's failure: a TLS rejection carries
+    /// rustls' error as its `source()` when the handshake reported one.
+    pub(crate) fn call_error(&self, e: CallError) -> Error {
+        #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
+        let mut err = Error::from(e);
+        #[cfg(feature = "tls")]
+        if let Error::Tls {
+            endpoint, source, ..
+        } = &mut err
+        {
+            *source = self.lock().tls_causes.get(endpoint.as_str()).cloned();
+        }
+        err
+    }
+
     pub(crate) fn new(
         runtime: Arc<dyn Runtime>,
         endpoints: Vec<Endpoint>,
@@ -167,6 +186,8 @@ impl Shared {
                 closed: false,
                 wake: Vec::new(),
                 spawn: Vec::new(),
+                #[cfg(feature = "tls")]
+                tls_causes: std::collections::HashMap::new(),
             }),
             #[cfg(feature = "tls")]
             tls,

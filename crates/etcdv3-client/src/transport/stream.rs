@@ -157,7 +157,7 @@ where
         (call, _, Finished::Message(..)) => {
             let err = shared.finish_stream(call);
             Err(match err {
-                Some(Err(e)) => Error::from(e),
+                Some(Err(e)) => shared.call_error(e),
                 _ => Error::Closed,
             })
         }
@@ -305,7 +305,7 @@ where
         // closed), in which case that earlier result is the one returned.
         Poll::Ready(match self.report(outcome) {
             Some(Some(Ok(()))) => Ok(None),
-            Some(Some(Err(e))) => Err(Error::from(e)),
+            Some(Some(Err(e))) => Err(self.shared.call_error(e)),
             _ => fallback.map_or(Ok(None), Err),
         })
     }

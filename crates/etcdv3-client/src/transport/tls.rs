@@ -184,12 +184,16 @@ impl Connector {
         let server_name = ServerName::try_from(name.clone()).map_err(|e| ConnectFailure {
             message: format!("invalid TLS server name {name}: {e}"),
             permanent: true,
+            source: None,
         })?;
         let tls = self.connector.connect(server_name, io).await.map_err(|e| {
-            let permanent = permanent_tls_failure(&e).is_some();
+            let source = permanent_tls_failure(&e)
+                .cloned()
+                .map(crate::error::TlsCause::new);
             ConnectFailure {
                 message: format!("TLS handshake with {name}: {e}"),
-                permanent,
+                permanent: source.is_some(),
+                source,
             }
         })?;
         let seen = Rejection::default();
@@ -198,6 +202,35 @@ impl Connector {
             seen: seen.clone(),
         };
         Ok((Box::new(io), seen))
+    }
+}
+
+/// Whether the peer on `io` answers a TLS ClientHello as a TLS server (the
+/// handshake completes, or the peer sends a TLS alert): tells an `http://`
+/// endpoint whose member speaks TLS from one that merely closed. Any
+/// certificate is accepted: nothing is sent on this connection.
+pub(crate) async fn speaks_tls(io: BoxIo) -> bool {
+    use tokio_rustls::rustls::Error as E;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let Ok(builder) =
+        ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()
+    else {
+        return false;
+    };
+    let mut config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let Ok(name) = ServerName::try_from("localhost") else {
+        return false;
+    };
+    match TlsConnector::from(Arc::new(config)).connect(name, io).await {
+        Ok(_) => true,
+        Err(e) => e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<E>())
+            .is_some_and(|tls| matches!(tls, E::AlertReceived(_))),
     }
 }
 
@@ -283,6 +316,8 @@ pub(crate) struct ConnectFailure {
     /// Retrying will not help until the configuration changes (reported
     /// to the core as a rejection).
     pub(crate) permanent: bool,
+    /// rustls' error for a permanent failure.
+    pub(crate) source: Option<crate::error::TlsCause>,
 }
 
 /// The rustls error inside `e`, when it is one that retrying will not fix:

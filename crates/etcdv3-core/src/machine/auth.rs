@@ -17,6 +17,7 @@ use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
 
 use super::calls::CallState;
 use super::{Action, CallError, CallId, Core};
+use crate::error::EtcdErrorKind;
 use crate::status::Status;
 
 /// Token state.
@@ -39,6 +40,24 @@ impl Core {
     /// place, or `Err` with why. Calls waiting for the token go out, or
     /// fail with [`CallError::Auth`].
     pub fn handle_auth_result(&mut self, now: Instant, result: Result<(), String>) {
+        self.auth_finished(now, result.map_err(|cause| (cause, None)));
+    }
+
+    /// The server refused the adapter's `Authenticate` with `status` (a
+    /// wrong password, an unknown user; `cause` says it in the adapter's
+    /// words): calls waiting for the token fail with [`CallError::Auth`]
+    /// carrying the status and its etcd kind.
+    pub fn handle_auth_refused(&mut self, now: Instant, cause: String, status: Status) {
+        let kind = crate::error::classify(&status);
+        self.auth_finished(now, Err((cause, Some((status, kind)))));
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn auth_finished(
+        &mut self,
+        now: Instant,
+        result: Result<(), (String, Option<(Status, EtcdErrorKind)>)>,
+    ) {
         self.observe(now);
         self.auth.authenticating = false;
         if result.is_ok() {
@@ -61,7 +80,8 @@ impl Core {
                         },
                         None => CallError::Auth {
                             method,
-                            cause: e.clone(),
+                            cause: e.0.clone(),
+                            refusal: e.1.clone(),
                         },
                     };
                     self.complete(id, Err(err));

@@ -110,6 +110,10 @@ pub(super) struct Call {
     /// when the retry was decided, or the last attempt never reached a
     /// member (never sent, refused).
     pub(super) resend_paid: bool,
+    /// The client closed the connection the current attempt (a mutation)
+    /// is on, and why: the attempt's loss is reported with this reason
+    /// rather than the transport's ("broken pipe").
+    pub(super) closed_by_client: Option<String>,
 }
 
 /// Calls that concern one member (its status, its database, its hash, its
@@ -262,6 +266,7 @@ impl Core {
                 retry_at: None,
                 slow_at: None,
                 resend_paid: false,
+                closed_by_client: None,
             },
         );
         if let Some(d) = deadline {
@@ -391,6 +396,10 @@ impl Core {
         };
         let method = c.method;
         let bound = c.bound.is_some();
+        let closed_by_client = self
+            .calls
+            .get_mut(&id)
+            .and_then(|c| c.closed_by_client.take());
         self.release_attempt(now, id, conn, endpoint, streaming);
         // Headers or data from the server (an answer, a status) prove it
         // alive and reset etcd's ping strikes; a refusal (RST_STREAM,
@@ -479,6 +488,7 @@ impl Core {
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.last_status = None;
                 }
+                let e = closed_by_client.unwrap_or(e);
                 let repeat = if bound {
                     is_targeted_read(method)
                 } else {

@@ -477,6 +477,10 @@ impl Core {
             HealthReason::ConnectionLost(e) => {
                 format!("connection to {} lost: {e}", self.slots[ep.0].endpoint)
             }
+            HealthReason::PingTimeout => format!(
+                "the client closed a silent connection to {}: a liveness ping went unanswered for {:?}",
+                self.slots[ep.0].endpoint, self.config.ping_timeout
+            ),
             other => format!("{}: {other:?}", self.slots[ep.0].endpoint),
         };
         let mut orphans: Vec<Orphan> = self
@@ -487,11 +491,15 @@ impl Core {
         // Repeatable attempts and streams on it end now; mutations wait for
         // the adapter's per-attempt report (or their deadline).
         for id in self.calls_on(conn) {
-            let Some(c) = self.calls.get(&id) else {
+            let Some(c) = self.calls.get_mut(&id) else {
                 continue;
             };
             if c.method.is_repeatable() || matches!(c.state, CallState::Streaming { .. }) {
                 orphans.push(Orphan::OnConn(id, why.clone()));
+            } else if close {
+                // Its loss, which the adapter reports next, is the client's
+                // doing: say so rather than the transport's "broken pipe".
+                c.closed_by_client = Some(why.clone());
             }
         }
         orphans

@@ -163,7 +163,8 @@ pub enum CallError {
         method: &'static str,
         /// The endpoint that answered.
         endpoint: String,
-        /// The status the server sent.
+        /// The status the server sent (also the error's `source()`).
+        #[source]
         status: Status,
         /// Its etcd classification.
         kind: EtcdErrorKind,
@@ -205,6 +206,10 @@ pub enum CallError {
         method: &'static str,
         /// Why.
         cause: String,
+        /// The server's refusal, when it refused the credentials (a wrong
+        /// password, an unknown user: [`EtcdErrorKind::AuthFailed`]); `None`
+        /// when no answer came ([`crate::machine::Core::handle_auth_result`]).
+        refusal: Option<(Status, EtcdErrorKind)>,
     },
     /// Every endpoint the call may use rejected the client for a reason
     /// retrying will not fix (the adapter said so with
@@ -233,7 +238,9 @@ pub enum CallError {
         endpoint: String,
         /// How the last attempt failed.
         cause: String,
-        /// The server's status, when the last attempt failed with one.
+        /// The server's status, when the last attempt failed with one
+        /// (also the error's `source()`).
+        #[source]
         status: Option<Status>,
     },
     /// The call must run on one endpoint
