@@ -18,6 +18,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod lease;
 pub mod machine;
+pub mod pager;
 pub mod rng;
 pub mod status;
 pub mod stream;
