@@ -52,6 +52,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod namespace;
+pub mod paged;
 pub mod readable;
 pub(crate) mod stream_task;
 pub mod txn;
@@ -78,6 +79,7 @@ pub use lease::{
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
 pub use namespace::{KvNamespace, NamespaceWatcher};
+pub use paged::{Page, PageError, Paged, PagedKvs, PagedOptions, PagerPosition};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
 pub use watch::{
