@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod balancer;
 pub mod budget;
+pub mod cache;
 pub mod codec;
 pub mod endpoint;
 pub mod error;

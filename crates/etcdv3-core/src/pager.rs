@@ -331,6 +331,24 @@ impl Pager {
         }
     }
 
+    /// Whether every page was read.
+    pub fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Whether the last page failed too often ([`PagerAction::Failed`]).
+    pub fn is_failed(&self) -> bool {
+        self.state == State::Failed
+    }
+
+    /// Why the pager stopped for good, if it did.
+    pub fn stopped(&self) -> Option<PagerStop> {
+        match self.state {
+            State::Stopped(s) => Some(s),
+            _ => None,
+        }
+    }
+
     /// The snapshot's revision (0 until the first page arrived).
     pub fn revision(&self) -> i64 {
         self.revision
