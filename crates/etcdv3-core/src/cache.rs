@@ -20,14 +20,20 @@
 //!   [`CacheConfig::retry_delay`]; the view stays valid. (Across member
 //!   failover the watch layer itself resumes; the cache sees nothing.)
 //! - **Fresh revision on an idle range.** Events move the revision to their
-//!   `mod_revision`. On a range nobody writes, progress notifications move
-//!   it: the cache asks for one every [`CacheConfig::progress_interval`],
-//!   and at once while a reader waits for a revision above the view's
-//!   ([`PrefixCache::want_revision`]). Before etcd 3.5.8 a progress answer
-//!   can overtake events still in flight on the stream, so a progress
-//!   revision is taken only once a LATER progress answer has arrived (one
-//!   more round trip): every event the server had queued before the first
-//!   answer has then been delivered.
+//!   `mod_revision`. On a range nobody writes, the revision is moved by a
+//!   *check*: one small read at the latest revision `P` of the range's keys
+//!   modified after the view's revision `V` (`min_mod_revision = V + 1`,
+//!   `limit 1`, keys only) that also reports how many keys the range holds
+//!   at `P`. None modified and as many keys as the view holds means the
+//!   range did not change in `(V, P]`: the view is the range at `P`. The
+//!   cache checks every [`CacheConfig::progress_interval`] while idle, when
+//!   a progress notification reports a newer revision, and at once (then
+//!   every [`CacheConfig::progress_retry`]) while a reader waits for a
+//!   revision above the view's ([`PrefixCache::want_revision`]). Progress
+//!   notifications alone cannot move it: etcd 3.5.1 answers a progress
+//!   request with the store's revision while a watcher that is catching up
+//!   has not been sent the events below it (the real-cluster test found
+//!   events skipped that way).
 //! - **Bounded change stream.** Every change applied to the view is kept in
 //!   a ring of at most [`CacheConfig::max_change_bytes`]; a reader that
 //!   falls further behind gets [`ChangeRead::Lagged`] (re-read the view)
@@ -98,8 +104,14 @@ pub enum CacheAction {
         /// The first revision to watch.
         start_revision: i64,
     },
-    /// Ask the watcher for a progress notification.
-    RequestProgress,
+    /// Read the range's keys modified after `since`, at the latest
+    /// revision, keys only, `limit 1` (`min_mod_revision = since + 1`);
+    /// feed the answer to [`PrefixCache::handle_check`] (or
+    /// [`PrefixCache::handle_check_failed`]).
+    Check {
+        /// The view's revision when the check was asked.
+        since: i64,
+    },
 }
 
 /// One change of the view.
@@ -185,8 +197,6 @@ pub struct PrefixCache {
     revision: i64,
     ready: bool,
     phase: Phase,
-    /// A progress answer waiting for a later one to be trusted.
-    unconfirmed: Option<i64>,
     wanted: i64,
     progress_at: Option<Instant>,
     progress_in_flight: bool,
@@ -212,7 +222,6 @@ impl PrefixCache {
                 staged: BTreeMap::new(),
                 retry_at: None,
             },
-            unconfirmed: None,
             wanted: 0,
             progress_at: None,
             progress_in_flight: false,
@@ -250,7 +259,6 @@ impl PrefixCache {
                 }
                 self.phase = Phase::Watching;
                 self.progress_in_flight = false;
-                self.unconfirmed = None;
                 self.progress_at = Some(now + self.cfg.progress_interval);
                 Some(CacheAction::Watch {
                     start_revision: self.revision + 1,
@@ -258,10 +266,12 @@ impl PrefixCache {
             }
             Phase::Watching => {
                 let due = self.progress_at.is_some_and(|at| now >= at);
-                if due {
+                if due && !self.progress_in_flight {
                     self.progress_in_flight = true;
-                    self.progress_at = Some(now + self.progress_wait());
-                    return Some(CacheAction::RequestProgress);
+                    self.progress_at = None;
+                    return Some(CacheAction::Check {
+                        since: self.revision,
+                    });
                 }
                 None
             }
@@ -281,7 +291,7 @@ impl PrefixCache {
     }
 
     fn progress_wait(&self) -> Duration {
-        if self.wanted > self.revision || self.unconfirmed.is_some() {
+        if self.wanted > self.revision {
             self.cfg.progress_retry
         } else {
             self.cfg.progress_interval
@@ -353,21 +363,47 @@ impl PrefixCache {
                 }
             }
             WatchEvent::Progress { revision } => {
-                self.progress_in_flight = false;
-                if let Some(earlier) = self.unconfirmed.take() {
-                    self.revision = self.revision.max(earlier);
+                // A hint only (see the module docs): check soon.
+                if *revision > self.revision && !self.progress_in_flight {
+                    let soon = now + self.cfg.progress_retry;
+                    self.progress_at = Some(self.progress_at.map_or(soon, |at| at.min(soon)));
                 }
-                if *revision > self.revision {
-                    self.unconfirmed = Some(*revision);
-                }
-                let ask_again = self.unconfirmed.is_some() && self.wanted > self.revision;
-                self.progress_at = Some(if ask_again {
-                    now
-                } else {
-                    now + self.progress_wait()
-                });
             }
             WatchEvent::Compacted { .. } | WatchEvent::Cancelled { .. } => self.start_list(),
+        }
+    }
+
+    /// The answer to [`CacheAction::Check`]: `header_revision` is the
+    /// read's revision, `modified` whether it returned a key, `count` the
+    /// range's number of keys at that revision.
+    pub fn handle_check(
+        &mut self,
+        now: Instant,
+        since: i64,
+        header_revision: i64,
+        modified: bool,
+        count: i64,
+    ) {
+        if !matches!(self.phase, Phase::Watching) || !self.progress_in_flight {
+            return;
+        }
+        self.progress_in_flight = false;
+        let unchanged = !modified && usize::try_from(count).ok() == Some(self.view.len());
+        // Events applied meanwhile make the answer about an older view.
+        if unchanged && since == self.revision {
+            self.revision = self.revision.max(header_revision);
+        }
+        self.progress_at = Some(now + self.progress_wait());
+    }
+
+    /// The check's read failed: try again later.
+    pub fn handle_check_failed(&mut self, now: Instant) {
+        if !self.progress_in_flight {
+            return;
+        }
+        self.progress_in_flight = false;
+        if matches!(self.phase, Phase::Watching) {
+            self.progress_at = Some(now + self.cfg.retry_delay.max(self.progress_wait()));
         }
     }
 
@@ -400,7 +436,6 @@ impl PrefixCache {
 
     fn start_list(&mut self) {
         self.relists += 1;
-        self.unconfirmed = None;
         self.progress_in_flight = false;
         self.phase = Phase::Listing {
             pager: Pager::new(self.key.clone(), self.range_end.clone(), 0, self.cfg.pager),
@@ -658,25 +693,36 @@ mod tests {
     }
 
     #[test]
-    fn a_progress_revision_counts_once_a_later_answer_arrived() {
+    fn an_idle_view_moves_on_a_check_not_on_a_progress_notification() {
         let now = Instant::now();
         let mut c = cache(1 << 20);
         list(&mut c, now, &[kv("p/a", "1", 2)], 5);
         assert_eq!(c.revision(), 10);
         assert_eq!(c.poll_action(now), None);
-        c.want_revision(now, 20);
-        assert_eq!(c.poll_action(now), Some(CacheAction::RequestProgress));
+        // A progress notification says 20: events up to 20 may still be in
+        // flight (etcd 3.5.1), so it only asks for a check.
         c.handle_watch_event(now, &WatchEvent::Progress { revision: 20 });
-        // Not yet: an event up to 20 may still be in flight.
         assert_eq!(c.revision(), 10);
-        assert_eq!(c.poll_action(now), Some(CacheAction::RequestProgress));
+        c.want_revision(now, 20);
+        assert_eq!(c.poll_action(now), Some(CacheAction::Check { since: 10 }));
+        assert_eq!(c.poll_action(now), None, "one check at a time");
+        // The range changed in (10, 20]: not moved; checked again later.
+        c.handle_check(now, 10, 20, true, 1);
+        assert_eq!(c.revision(), 10);
+        let again = now + PROGRESS_RETRY;
+        assert_eq!(c.poll_timeout(), Some(again));
         c.handle_watch_event(now, &events(vec![put("p/z", "1", 19)]));
-        c.handle_watch_event(now, &WatchEvent::Progress { revision: 21 });
-        assert_eq!(c.revision(), 20);
-        assert!(c.get(b"p/z").is_some());
-        // Idle: the next request only after the interval.
-        assert_eq!(c.poll_action(now), None);
-        assert!(c.poll_timeout().is_some_and(|t| t > now));
+        assert_eq!(c.poll_action(again), Some(CacheAction::Check { since: 19 }));
+        // An answer about an older view counts for nothing.
+        c.handle_check(again, 10, 21, false, 2);
+        assert_eq!(c.revision(), 19);
+        assert_eq!(c.poll_action(again + PROGRESS_RETRY), Some(CacheAction::Check { since: 19 }));
+        // Nothing modified after 19 and two keys, as the view: at 21.
+        c.handle_check(again, 19, 21, false, 2);
+        assert_eq!(c.revision(), 21);
+        // Idle: the next check only after the interval.
+        assert_eq!(c.poll_action(again), None);
+        assert_eq!(c.poll_timeout(), Some(again + PROGRESS_INTERVAL));
     }
 
     #[test]

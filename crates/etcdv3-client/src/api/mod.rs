@@ -45,6 +45,7 @@ macro_rules! key_range_setters {
 }
 
 pub mod auth;
+pub mod cache;
 pub mod cluster;
 pub mod election;
 pub mod kv;
@@ -60,6 +61,7 @@ pub mod watch;
 pub mod watch_group;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
+pub use cache::{Cache, CacheChanges, CacheEvent, CacheOptions, CacheRead};
 pub use cluster::{Member, MemberListOptions};
 pub use election::{
     CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse,

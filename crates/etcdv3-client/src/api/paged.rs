@@ -219,7 +219,7 @@ impl From<PageError> for Error {
 }
 
 /// Which of the pager's failure classes `e` is.
-fn classify(e: &Error) -> PageFailure {
+pub(crate) fn classify(e: &Error) -> PageFailure {
     if e.etcd_kind() == Some(&EtcdErrorKind::Compacted) {
         return PageFailure::Compacted;
     }
