@@ -227,6 +227,14 @@ async fn wait_for_revision_on_an_idle_prefix<R: TestRuntime>() {
     assert_eq!(b.value.map(|kv| kv.value), Some(b"2".to_vec()));
     assert!(b.revision >= inside);
     equals_server(&c, &cache, "idle/", "idle").await;
+    // One delete of the prefix: two events at one revision, both applied.
+    let gone = c
+        .delete("idle/", DeleteOptions::new().with_prefix())
+        .await
+        .unwrap();
+    assert_eq!(gone.deleted, 2);
+    caught_up::<R>(&cache, gone.header.unwrap().revision, "delete").await;
+    assert!(cache.list().value.is_empty(), "{:?}", cache.list());
 }
 
 /// A change reader that does not read while 2,000 changes of 1 KiB are

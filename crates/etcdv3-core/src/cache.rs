@@ -343,9 +343,12 @@ impl PrefixCache {
         match event {
             WatchEvent::Created { .. } => {}
             WatchEvent::Events { events, .. } => {
+                // A response holds every event of its revisions (a txn or
+                // a range delete makes several at one revision).
+                let base = self.revision;
                 for e in events {
                     let Some(kv) = e.kv.as_ref() else { continue };
-                    if kv.mod_revision <= self.revision {
+                    if kv.mod_revision <= base {
                         continue;
                     }
                     self.revision = kv.mod_revision;
@@ -645,6 +648,16 @@ mod tests {
         let ChangeRead::Changes(ch, next) = c.changes_since(cursor) else { panic!() };
         assert_eq!(ch.len(), 2);
         assert_eq!(c.changes_since(next), ChangeRead::Changes(vec![], next));
+    }
+
+    #[test]
+    fn every_event_of_one_revision_is_applied() {
+        let now = Instant::now();
+        let mut c = cache(1 << 20);
+        list(&mut c, now, &[kv("p/a", "1", 2), kv("p/b", "1", 3)], 5);
+        c.handle_watch_event(now, &events(vec![del("p/a", 11), del("p/b", 11)]));
+        assert!(c.is_empty(), "a range delete removes every key");
+        assert_eq!(c.revision(), 11);
     }
 
     #[test]
