@@ -44,9 +44,7 @@ async fn equals_server(c: &Client, cache: &Cache, prefix: &str, what: &str) -> i
     let want = c
         .get(
             prefix,
-            GetOptions::new()
-                .with_prefix()
-                .with_revision(view.revision),
+            GetOptions::new().with_prefix().with_revision(view.revision),
         )
         .await
         .unwrap_or_else(|e| panic!("{what}: get at {}: {e}", view.revision));
@@ -247,7 +245,9 @@ async fn a_slow_change_reader_lags_with_bounded_memory<R: TestRuntime>() {
     let cache = open::<R>(
         &c,
         "s/",
-        CacheOptions::new().with_prefix().with_max_change_bytes(BOUND),
+        CacheOptions::new()
+            .with_prefix()
+            .with_max_change_bytes(BOUND),
     )
     .await;
     let mut changes = cache.changes();

@@ -49,8 +49,8 @@ fn churn<R: TestRuntime>(
 /// times (each member in turn) while writers move the revision: every
 /// page is at the first page's revision and together they equal the range
 /// read at that revision in one request.
-async fn paged_read_is_one_snapshot_across_member_kills_run<R: TestRuntime>(
-) -> Result<(), String> {
+async fn paged_read_is_one_snapshot_across_member_kills_run<R: TestRuntime>() -> Result<(), String>
+{
     let cluster = Arc::new(start::<R>(3).await);
     let c = connect::<R>(&cluster).await;
     for i in 0..400 {
@@ -80,7 +80,10 @@ async fn paged_read_is_one_snapshot_across_member_kills_run<R: TestRuntime>(
             .await
             .unwrap_or_else(|e| panic!("get at {rev}: {e}"));
         assert_eq!(got.len(), 400);
-        assert!(got == want.kvs, "round {round}: the pages differ from the range at {rev}");
+        assert!(
+            got == want.kvs,
+            "round {round}: the pages differ from the range at {rev}"
+        );
         assert!(got.iter().all(|kv| kv.mod_revision <= rev));
         let cl = cluster.clone();
         R::spawn_blocking(move || cl.restart(round)).await.unwrap();
@@ -115,7 +118,10 @@ async fn compaction_mid_read_ends_with_compacted<R: TestRuntime>() {
         }
         other => panic!("expected Compacted, got {other:?}"),
     }
-    assert!(pages.next().await.is_none(), "the stream ends after Compacted");
+    assert!(
+        pages.next().await.is_none(),
+        "the stream ends after Compacted"
+    );
 }
 
 /// Values of 8 KiB, 200 keys (1.6 MB) under a receive limit of 256 KiB: a
@@ -145,7 +151,10 @@ async fn pages_stay_under_the_receive_limit<R: TestRuntime>() {
                 .with_timeout(Duration::from_secs(2)),
         )
         .await;
-    assert!(whole.is_err(), "the whole prefix fits the limit: the test proves nothing");
+    assert!(
+        whole.is_err(),
+        "the whole prefix fits the limit: the test proves nothing"
+    );
     for opts in [
         PagedOptions::new().with_page_bytes(100 << 20),
         PagedOptions::new().with_page_count(10_000),
@@ -161,9 +170,14 @@ async fn pages_stay_under_the_receive_limit<R: TestRuntime>() {
         assert_eq!(keys, 200, "{opts:?}");
     }
     // The key-value stream, resumed from a position on another stream.
-    let mut pages = c.get_paged("big/", PagedOptions::new().with_prefix().with_page_count(50));
+    let mut pages = c.get_paged(
+        "big/",
+        PagedOptions::new().with_prefix().with_page_count(50),
+    );
     let first = page::<R>(&mut pages).await.expect("a first page");
-    let mut rest = c.get_paged_from(pages.position(), PagedOptions::new()).into_kvs();
+    let mut rest = c
+        .get_paged_from(pages.position(), PagedOptions::new())
+        .into_kvs();
     let mut n = first.kvs.len();
     while let Some(kv) = rest.next().await {
         assert!(kv.unwrap().mod_revision <= first.revision);

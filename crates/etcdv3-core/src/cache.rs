@@ -181,7 +181,9 @@ enum Phase {
         retry_at: Option<Instant>,
     },
     /// The watch is to be opened (at `at`, or now).
-    OpenWatch { at: Option<Instant> },
+    OpenWatch {
+        at: Option<Instant>,
+    },
     /// A watch is open (or being opened).
     Watching,
     Stopped(CacheStop),
@@ -638,14 +640,21 @@ mod tests {
         let now = Instant::now();
         let mut c = cache(1 << 20);
         assert!(!c.is_ready());
-        let start = list(&mut c, now, &[kv("p/a", "1", 2), kv("p/b", "1", 3), kv("p/c", "1", 4)], 10);
+        let start = list(
+            &mut c,
+            now,
+            &[kv("p/a", "1", 2), kv("p/b", "1", 3), kv("p/c", "1", 4)],
+            10,
+        );
         // The first page's header revision (rev + 5 in `list`) is the snapshot's.
         assert_eq!((start, c.revision(), c.len()), (16, 15, 3));
         let cursor = c.change_cursor();
         c.handle_watch_event(now, &events(vec![put("p/d", "1", 16), del("p/a", 17)]));
         assert_eq!(c.revision(), 17);
         assert!(c.get(b"p/a").is_none() && c.get(b"p/d").is_some());
-        let ChangeRead::Changes(ch, next) = c.changes_since(cursor) else { panic!() };
+        let ChangeRead::Changes(ch, next) = c.changes_since(cursor) else {
+            panic!()
+        };
         assert_eq!(ch.len(), 2);
         assert_eq!(c.changes_since(next), ChangeRead::Changes(vec![], next));
     }
@@ -666,18 +675,28 @@ mod tests {
         let mut c = cache(1 << 20);
         list(&mut c, now, &[kv("p/a", "1", 2), kv("p/b", "1", 3)], 5);
         let cursor = c.change_cursor();
-        c.handle_watch_event(now, &WatchEvent::Compacted { compact_revision: 30 });
+        c.handle_watch_event(
+            now,
+            &WatchEvent::Compacted {
+                compact_revision: 30,
+            },
+        );
         // The old view is still served while listing.
         assert_eq!((c.revision(), c.len()), (10, 2));
         let start = list(&mut c, now, &[kv("p/b", "2", 31), kv("p/c", "1", 32)], 35);
         assert_eq!((start, c.revision(), c.relists()), (41, 40, 1));
-        let ChangeRead::Changes(ch, _) = c.changes_since(cursor) else { panic!() };
+        let ChangeRead::Changes(ch, _) = c.changes_since(cursor) else {
+            panic!()
+        };
         assert_eq!(
             ch,
             vec![
                 CacheChange::Put(kv("p/b", "2", 31)),
                 CacheChange::Put(kv("p/c", "1", 32)),
-                CacheChange::Delete { key: b"p/a".to_vec(), revision: 40 },
+                CacheChange::Delete {
+                    key: b"p/a".to_vec(),
+                    revision: 40
+                },
                 CacheChange::Relisted { revision: 40 },
             ]
         );
@@ -687,20 +706,32 @@ mod tests {
     fn a_compacted_list_starts_again_and_a_failed_watch_resumes() {
         let now = Instant::now();
         let mut c = cache(1 << 20);
-        let Some(CacheAction::Fetch(_)) = c.poll_action(now) else { panic!() };
+        let Some(CacheAction::Fetch(_)) = c.poll_action(now) else {
+            panic!()
+        };
         c.handle_page(9, &[kv("p/a", "1", 2), kv("p/b", "1", 3)], true);
-        let Some(CacheAction::Fetch(req)) = c.poll_action(now) else { panic!() };
+        let Some(CacheAction::Fetch(req)) = c.poll_action(now) else {
+            panic!()
+        };
         assert_eq!(req.revision, 9);
         c.handle_page_failure(now, PageFailure::Compacted);
-        let Some(CacheAction::Fetch(req)) = c.poll_action(now) else { panic!() };
+        let Some(CacheAction::Fetch(req)) = c.poll_action(now) else {
+            panic!()
+        };
         assert_eq!((req.revision, req.key), (0, b"p/".to_vec()));
         c.handle_page(12, &[kv("p/a", "1", 2)], false);
-        assert_eq!(c.poll_action(now), Some(CacheAction::Watch { start_revision: 13 }));
+        assert_eq!(
+            c.poll_action(now),
+            Some(CacheAction::Watch { start_revision: 13 })
+        );
         c.handle_watch_failed(now, false);
         assert_eq!(c.poll_action(now), None);
         let later = now + RETRY_DELAY;
         assert_eq!(c.poll_timeout(), Some(later));
-        assert_eq!(c.poll_action(later), Some(CacheAction::Watch { start_revision: 13 }));
+        assert_eq!(
+            c.poll_action(later),
+            Some(CacheAction::Watch { start_revision: 13 })
+        );
         c.handle_watch_failed(later, true);
         assert_eq!(c.stopped(), Some(CacheStop::WatchFailed));
     }
@@ -729,7 +760,10 @@ mod tests {
         // An answer about an older view counts for nothing.
         c.handle_check(again, 10, 21, false, 2);
         assert_eq!(c.revision(), 19);
-        assert_eq!(c.poll_action(again + PROGRESS_RETRY), Some(CacheAction::Check { since: 19 }));
+        assert_eq!(
+            c.poll_action(again + PROGRESS_RETRY),
+            Some(CacheAction::Check { since: 19 })
+        );
         // Nothing modified after 19 and two keys, as the view: at 21.
         c.handle_check(again, 19, 21, false, 2);
         assert_eq!(c.revision(), 21);

@@ -397,12 +397,20 @@ mod tests {
 
     #[test]
     fn later_pages_read_at_the_first_pages_revision() {
-        let mut p = Pager::new(b"a".into(), b"z".into(), 0, PagerConfig::new(PageSize::Count(2), 1 << 20));
+        let mut p = Pager::new(
+            b"a".into(),
+            b"z".into(),
+            0,
+            PagerConfig::new(PageSize::Count(2), 1 << 20),
+        );
         assert_eq!(fetch(&mut p).revision, 0);
         assert_eq!(p.poll_action(), PagerAction::Wait);
         p.handle_page(10, &[kv("a", 1), kv("b", 1)], true);
         let r = fetch(&mut p);
-        assert_eq!((r.key.as_slice(), r.revision, r.limit), (&b"b\0"[..], 10, 2));
+        assert_eq!(
+            (r.key.as_slice(), r.revision, r.limit),
+            (&b"b\0"[..], 10, 2)
+        );
         p.handle_page(12, &[kv("c", 1), kv("d", 1)], true);
         assert_eq!(fetch(&mut p).revision, 10);
         p.handle_page(15, &[], false);
@@ -412,14 +420,27 @@ mod tests {
 
     #[test]
     fn byte_pages_fit_the_budget_and_the_receive_limit() {
-        let mut p = Pager::new(b"a".into(), b"z".into(), 0, PagerConfig::new(PageSize::Bytes(10_000), 1 << 20));
+        let mut p = Pager::new(
+            b"a".into(),
+            b"z".into(),
+            0,
+            PagerConfig::new(PageSize::Bytes(10_000), 1 << 20),
+        );
         assert_eq!(fetch(&mut p).limit, i64::from(FIRST_PAGE_COUNT));
         p.handle_page(3, &[kv("a", 990)], true);
         let limit = fetch(&mut p).limit;
         let largest = p.largest_kv() as i64;
-        assert!(limit * largest <= 10_000 && (limit + 1) * largest > 10_000, "{limit} x {largest}");
+        assert!(
+            limit * largest <= 10_000 && (limit + 1) * largest > 10_000,
+            "{limit} x {largest}"
+        );
         // A count page still stays under half the receive limit.
-        let mut p = Pager::new(b"a".into(), b"z".into(), 0, PagerConfig::new(PageSize::Count(5000), 100_000));
+        let mut p = Pager::new(
+            b"a".into(),
+            b"z".into(),
+            0,
+            PagerConfig::new(PageSize::Count(5000), 100_000),
+        );
         fetch(&mut p);
         p.handle_page(3, &[kv("a", 10_000)], true);
         let limit = fetch(&mut p).limit;
@@ -428,7 +449,12 @@ mod tests {
 
     #[test]
     fn too_large_halves_then_stops_at_one() {
-        let mut p = Pager::new(b"a".into(), b"z".into(), 5, PagerConfig::new(PageSize::Count(4), 1 << 20));
+        let mut p = Pager::new(
+            b"a".into(),
+            b"z".into(),
+            5,
+            PagerConfig::new(PageSize::Count(4), 1 << 20),
+        );
         assert_eq!(fetch(&mut p).limit, 4);
         p.handle_failure(PageFailure::TooLarge);
         assert_eq!(fetch(&mut p).limit, 2);
@@ -440,7 +466,12 @@ mod tests {
 
     #[test]
     fn transient_failures_retry_the_same_page_then_fail_and_resume() {
-        let mut p = Pager::new(b"a".into(), b"z".into(), 0, PagerConfig::new(PageSize::Count(1), 1 << 20));
+        let mut p = Pager::new(
+            b"a".into(),
+            b"z".into(),
+            0,
+            PagerConfig::new(PageSize::Count(1), 1 << 20),
+        );
         fetch(&mut p);
         p.handle_page(8, &[kv("a", 1)], true);
         let want = fetch(&mut p);
@@ -459,7 +490,12 @@ mod tests {
 
     #[test]
     fn compaction_of_the_snapshot_stops_with_its_revision() {
-        let mut p = Pager::new(b"a".into(), b"z".into(), 0, PagerConfig::new(PageSize::Count(1), 1 << 20));
+        let mut p = Pager::new(
+            b"a".into(),
+            b"z".into(),
+            0,
+            PagerConfig::new(PageSize::Count(1), 1 << 20),
+        );
         fetch(&mut p);
         p.handle_page(8, &[kv("a", 1)], true);
         fetch(&mut p);

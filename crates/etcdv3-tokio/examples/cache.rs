@@ -52,7 +52,8 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
     let b = cache.get("example/cache/b");
     println!(
         "b = {:?} at revision {}",
-        b.value.map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
+        b.value
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned()),
         b.revision
     );
 

@@ -14,7 +14,11 @@ async fn main() -> Result<(), etcdv3_tokio::Error> {
 
     for i in 0..250 {
         client
-            .put(format!("example/paged/{i:04}"), "x".repeat(100), PutOptions::new())
+            .put(
+                format!("example/paged/{i:04}"),
+                "x".repeat(100),
+                PutOptions::new(),
+            )
             .await?;
     }
 

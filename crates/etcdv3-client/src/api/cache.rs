@@ -169,6 +169,7 @@ pub struct CacheRead<T> {
 ///         CacheEvent::Delete { key, .. } => println!("{key:?} deleted"),
 ///         CacheEvent::Relisted { revision } => println!("listed again at {revision}"),
 ///         CacheEvent::Lagged { revision } => println!("fell behind: re-read the view at {revision}"),
+///         _ => {}
 ///     }
 /// }
 /// # Ok(()) }
@@ -253,6 +254,15 @@ impl Drop for Handle {
 /// A consistent local cache of a range (see the [module docs](crate::api::cache)).
 /// Cloning it shares the cache; the background task ends when the last
 /// clone is dropped or the client is closed.
+///
+/// ```no_run
+/// use etcdv3_client::api::CacheOptions;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let cache = client.cache("svc/", CacheOptions::new().with_prefix()).await?;
+/// let shared = cache.clone();
+/// assert_eq!(shared.revision(), cache.revision());
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Cache {
     handle: Arc<Handle>,
@@ -440,6 +450,18 @@ impl Cache {
 }
 
 /// The stream of [`Cache::changes`].
+///
+/// ```no_run
+/// use etcdv3_client::api::CacheOptions;
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+/// let cache = client.cache("svc/", CacheOptions::new().with_prefix()).await?;
+/// let mut changes = cache.changes();
+/// while let Some(change) = changes.next().await {
+///     println!("{:?}", change?);
+/// }
+/// # Ok(()) }
+/// ```
 #[must_use = "streams do nothing unless polled"]
 #[derive(Debug)]
 pub struct CacheChanges {
@@ -468,7 +490,8 @@ impl Stream for CacheChanges {
             }
             ChangeRead::Changes(changes, next) => {
                 this.cursor = next;
-                this.pending.extend(changes.into_iter().map(CacheEvent::from));
+                this.pending
+                    .extend(changes.into_iter().map(CacheEvent::from));
             }
         }
         if let Some(e) = this.pending.pop_front() {
@@ -550,7 +573,9 @@ impl Pump {
                     Ok(resp) => {
                         let rev = resp.header.as_ref().map_or(0, |h| h.revision);
                         let modified = !resp.kvs.is_empty();
-                        inner.core.handle_check(now, since, rev, modified, resp.count);
+                        inner
+                            .core
+                            .handle_check(now, since, rev, modified, resp.count);
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "cache: revision check failed");
@@ -650,14 +675,22 @@ impl Future for Pump {
             if inner.dropped {
                 return Poll::Ready(());
             }
-            let before = (inner.core.revision(), inner.core.change_cursor(), inner.core.is_ready());
+            let before = (
+                inner.core.revision(),
+                inner.core.change_cursor(),
+                inner.core.is_ready(),
+            );
             let progressed = this.step(cx, &mut inner);
             if let Some(stop) = inner.core.stopped() {
                 let e = this.last_error.take().unwrap_or(Error::Closed);
                 tracing::debug!(?stop, error = %e, "cache stopped");
                 inner.error = Some(e);
             }
-            let after = (inner.core.revision(), inner.core.change_cursor(), inner.core.is_ready());
+            let after = (
+                inner.core.revision(),
+                inner.core.change_cursor(),
+                inner.core.is_ready(),
+            );
             if before != after || inner.error.is_some() {
                 for w in inner.waiters.drain(..) {
                     w.wake();

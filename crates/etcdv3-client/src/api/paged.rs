@@ -245,6 +245,17 @@ pub(crate) fn classify(e: &Error) -> PageFailure {
 
 /// A paginated read: a [`Stream`] of [`Page`]s (see the module docs).
 /// [`Paged::into_kvs`] streams the key-values one by one instead.
+///
+/// ```no_run
+/// use etcdv3_client::api::PagedOptions;
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), etcdv3_client::api::PageError> {
+/// let mut pages = client.get_paged("logs/", PagedOptions::new().with_prefix().with_page_count(500));
+/// while let Some(page) = pages.next().await {
+///     println!("{} keys", page?.kvs.len());
+/// }
+/// # Ok(()) }
+/// ```
 #[must_use = "a Paged read does nothing until polled"]
 pub struct Paged {
     client: Client,
@@ -389,6 +400,17 @@ impl Stream for Paged {
 }
 
 /// The key-values of a [`Paged`] read one by one ([`Paged::into_kvs`]).
+///
+/// ```no_run
+/// use etcdv3_client::api::PagedOptions;
+/// use futures_util::StreamExt;
+/// # async fn demo(client: etcdv3_client::Client) -> Result<(), etcdv3_client::api::PageError> {
+/// let mut kvs = client.get_paged("logs/", PagedOptions::new().with_prefix()).into_kvs();
+/// while let Some(kv) = kvs.next().await {
+///     println!("{:?}", kv?.key);
+/// }
+/// # Ok(()) }
+/// ```
 #[must_use = "a PagedKvs read does nothing until polled"]
 #[derive(Debug)]
 pub struct PagedKvs {
