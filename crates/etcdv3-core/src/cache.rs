@@ -55,7 +55,7 @@ use crate::watch::WatchEvent;
 /// Default [`CacheConfig::max_change_bytes`]: 4 MiB.
 pub const MAX_CHANGE_BYTES: usize = 4 << 20;
 /// Default [`CacheConfig::progress_interval`].
-pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(10);
 /// Default [`CacheConfig::progress_retry`].
 pub const PROGRESS_RETRY: Duration = Duration::from_millis(200);
 /// Default [`CacheConfig::retry_delay`].

@@ -119,9 +119,11 @@ impl CacheOptions {
         self
     }
 
-    /// Check this often that an idle range did not change (default 5 s), so
-    /// [`Cache::revision`] follows the store's: one read of the range's
-    /// keys modified since the view's revision (`limit 1`, keys only).
+    /// Check this often that an idle range did not change (default 10 s),
+    /// so [`Cache::revision`] follows the store's: one read of the range's
+    /// keys modified since the view's revision (`limit 1`, keys only). The
+    /// answer is small, but etcd reads the whole range to filter it: on a
+    /// very large range, check less often.
     ///
     /// ```
     /// use etcdv3_client::api::CacheOptions;
