@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod balancer;
 pub mod budget;
+pub mod cache;
 pub mod codec;
 pub mod endpoint;
 pub mod error;
@@ -18,6 +19,7 @@ pub mod fuzzing;
 pub mod health;
 pub mod lease;
 pub mod machine;
+pub mod pager;
 pub mod rng;
 pub mod status;
 pub mod stream;

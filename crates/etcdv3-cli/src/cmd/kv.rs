@@ -67,6 +67,11 @@ pub struct GetArgs {
     /// Only keys created at or before this revision.
     #[arg(long, default_value_t = 0)]
     pub max_create_rev: i64,
+    /// Read the range in pages of this many keys, all at one revision, and
+    /// print each page as it arrives (simple output; not in etcdctl). 0: one
+    /// request, as etcdctl.
+    #[arg(long, default_value_t = 0)]
+    pub page_size: u32,
 }
 
 /// `put [options] <key> <value>` (value from stdin when omitted).
@@ -252,6 +257,9 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
         WriteOut::Fields,
         WriteOut::Protobuf,
     ])?;
+    if a.page_size > 0 {
+        return get_paged(ctx, a).await;
+    }
     let (key, opts) = get_request(&p, &a)?;
     let client = ctx.connect().await?;
     let resp = client.get(key, opts).await?;
@@ -270,6 +278,49 @@ pub async fn get(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
             Ok(())
         }
     }
+}
+
+/// `get --page-size N`: the range page by page at one revision
+/// ([`etcdv3_client::Client::get_paged`]), printed as it arrives.
+async fn get_paged(ctx: &Ctx, a: GetArgs) -> Result<(), CliError> {
+    use etcdv3_client::api::PagedOptions;
+    use futures_core::Stream;
+    let p = ctx.printer;
+    p.require(&[WriteOut::Simple])?;
+    if a.limit != 0 || !a.sort_by.is_empty() || !a.order.is_empty() || a.count_only {
+        return Err(CliError::BadArgs(
+            "--page-size reads the whole range in key order: no --limit, --sort-by, --order or --count-only".into(),
+        ));
+    }
+    // Checks the key arguments and flags as a plain get would.
+    get_request(&p, &a)?;
+    let (key, end) = key_and_end(&a.keys[..a.keys.len().min(2)], "get")?;
+    let mut o = PagedOptions::new()
+        .with_page_count(a.page_size)
+        .with_revision(a.rev);
+    if a.prefix {
+        o = o.with_prefix();
+    } else if a.from_key {
+        o = o.with_from_key();
+    } else if let Some(end) = end {
+        o = o.with_range_end(end);
+    }
+    if a.keys_only {
+        o = o.with_keys_only();
+    }
+    let client = ctx.connect().await?;
+    let mut pages = client.get_paged(key, o);
+    while let Some(page) =
+        std::future::poll_fn(|cx| Stream::poll_next(std::pin::Pin::new(&mut pages), cx)).await
+    {
+        let page = page.map_err(etcdv3_client::Error::from)?;
+        let mut out = Vec::new();
+        for kv in &page.kvs {
+            p.kv(&mut out, kv, a.print_value_only);
+        }
+        write_stdout(&out);
+    }
+    Ok(())
 }
 
 /// etcdctl's `-w fields` for a range response: the header, the key-values,

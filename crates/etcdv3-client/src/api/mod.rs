@@ -45,6 +45,7 @@ macro_rules! key_range_setters {
 }
 
 pub mod auth;
+pub mod cache;
 pub mod cluster;
 pub mod election;
 pub mod kv;
@@ -52,6 +53,7 @@ pub mod lease;
 pub mod lock;
 pub mod maintenance;
 pub mod namespace;
+pub mod paged;
 pub mod readable;
 pub(crate) mod stream_task;
 pub mod txn;
@@ -59,6 +61,7 @@ pub mod watch;
 pub mod watch_group;
 
 pub use auth::{Permission, PermissionType, UserAddOptions};
+pub use cache::{Cache, CacheChanges, CacheEvent, CacheOptions, CacheRead};
 pub use cluster::{Member, MemberAddOptions, MemberListOptions};
 pub use election::{
     CampaignResponse, LeaderKey, LeaderResponse, LeaderStream, ProclaimResponse, ResignResponse,
@@ -79,6 +82,7 @@ pub use lease::{
 pub use lock::{LockGuard, LockOptions, LockResponse, UnlockResponse};
 pub use maintenance::{AlarmMember, AlarmType, Snapshot};
 pub use namespace::{KvNamespace, NamespaceWatchGroup, NamespaceWatcher};
+pub use paged::{Page, PageError, Paged, PagedKvs, PagedOptions, PagerPosition};
 pub use readable::{EventExt, KeyValueExt, TxnOpResponse, TxnResponseExt};
 pub use txn::{response_op, Compare, CompareOp, ResponseOp, Txn, TxnOp, TxnResponse};
 pub use watch::{
