@@ -50,13 +50,7 @@ struct Out {
 
 impl Tool {
     fn run(&self, args: &[&str]) -> Out {
-        let out = Command::new(&self.bin)
-            .arg("--endpoints")
-            .arg(&self.endpoint)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = self.command(args).stdin(Stdio::null()).output().unwrap();
         Out {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
@@ -67,10 +61,8 @@ impl Tool {
     /// Run with `input` on stdin.
     fn with_stdin(&self, args: &[&str], input: &str) -> Out {
         use std::io::Write;
-        let mut child = Command::new(&self.bin)
-            .arg("--endpoints")
-            .arg(&self.endpoint)
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -120,10 +112,8 @@ impl Tool {
     /// [`Tool::lines_of`] with `input` written to stdin, which stays open.
     fn lines_with_stdin(&self, args: &[&str], input: Option<&str>, lines: usize) -> Vec<String> {
         use std::io::Write;
-        let mut child = Command::new(&self.bin)
-            .arg("--endpoints")
-            .arg(&self.endpoint)
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdin(if input.is_some() {
                 Stdio::piped()
             } else {
@@ -1131,10 +1121,8 @@ impl Tool {
     /// otherwise).
     fn raw(&self, args: &[OsString], input: Option<&[u8]>) -> Raw {
         use std::io::Write;
-        let mut child = Command::new(&self.bin)
-            .arg("--endpoints")
-            .arg(&self.endpoint)
-            .args(args)
+        let mut child = self
+            .command(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -1148,6 +1136,13 @@ impl Tool {
         let out = child.wait_with_output().unwrap();
         let code = out.status.code();
         raw_of(out, code)
+    }
+
+    /// The tool against the test's endpoint with `args`.
+    fn command<A: AsRef<OsStr>>(&self, args: &[A]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--endpoints").arg(&self.endpoint).args(args);
+        c
     }
 
     fn args(&self, args: &[&str]) -> Raw {
@@ -1198,10 +1193,8 @@ fn strs(args: &[&str]) -> Vec<OsString> {
 /// it is killed.
 fn raw_lines(tool: &Tool, args: &[OsString], lines: usize) -> Vec<u8> {
     use std::io::Read;
-    let mut child = Command::new(&tool.bin)
-        .arg("--endpoints")
-        .arg(&tool.endpoint)
-        .args(args)
+    let mut child = tool
+        .command(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1226,6 +1219,16 @@ fn raw_lines(tool: &Tool, args: &[OsString], lines: usize) -> Vec<u8> {
     }
     let _ = child.kill();
     let _ = child.wait();
+    // Exactly `lines` lines: the last chunk read may carry more, and where
+    // a tool's writes are cut into chunks differs between the tools.
+    if let Some((end, _)) = got
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b'\n')
+        .nth(lines.saturating_sub(1))
+    {
+        got.truncate(end + 1);
+    }
     got
 }
 
@@ -1906,10 +1909,8 @@ fn protobuf_output_matches_etcdctl() {
 fn scripted(tool: &Tool, args: &[&str], env: &[(&str, &str)], steps: &[(&str, Duration)]) -> Raw {
     use std::io::Write;
     use std::os::unix::process::{CommandExt, ExitStatusExt};
-    let mut child = Command::new(&tool.bin)
-        .arg("--endpoints")
-        .arg(&tool.endpoint)
-        .args(args)
+    let mut child = tool
+        .command(args)
         .envs(env.iter().copied())
         .process_group(0)
         .stdin(Stdio::piped())
@@ -1953,10 +1954,8 @@ fn raw_of(out: std::process::Output, code: Option<i32>) -> Raw {
 
 /// A run of `args` with `env` (stdin empty) to its end.
 fn with_env(tool: &Tool, args: &[&str], env: &[(&str, &str)]) -> Raw {
-    let out = Command::new(&tool.bin)
-        .arg("--endpoints")
-        .arg(&tool.endpoint)
-        .args(args)
+    let out = tool
+        .command(args)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()

@@ -45,6 +45,9 @@ pub struct MirrorArgs {
     pub dest_insecure_transport: bool,
     /// Destination username[:password] for authentication (prompt if
     /// password is not supplied).
+    // The doc comment is etcdctl's help text, byte for byte: its brackets
+    // are not a link.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, default_value = "")]
     pub dest_user: String,
     /// Destination password for authentication (if this option is used,
