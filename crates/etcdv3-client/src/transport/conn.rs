@@ -148,12 +148,36 @@ async fn open(shared: &Arc<Shared>, target: &Endpoint) -> Result<BoxIo, Failed> 
 
 async fn establish(shared: &Arc<Shared>, target: &Endpoint) -> Result<Established, Failed> {
     let io = open(shared, target).await?;
+    let key = target.to_string();
     match set_up(shared, target, io).await {
         Err(failed) if !failed.permanent => {
-            Err(scheme_mismatch(shared, target).await.unwrap_or(failed))
+            // One check per endpoint until it connects again: during an
+            // outage the check's own connection must not double the
+            // attempts the core spaces out.
+            if lock_checked(shared).contains(&key) {
+                return Err(failed);
+            }
+            match scheme_mismatch(shared, target).await {
+                Some(mismatch) => Err(mismatch),
+                None => {
+                    lock_checked(shared).insert(key);
+                    Err(failed)
+                }
+            }
+        }
+        Ok(established) => {
+            lock_checked(shared).remove(&key);
+            Ok(established)
         }
         other => other,
     }
+}
+
+fn lock_checked(shared: &Shared) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+    shared
+        .scheme_checked
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// After a connection was accepted but TLS or HTTP/2 failed on it: whether

@@ -111,6 +111,12 @@ pub(crate) struct Shared {
     /// The credentials token refreshes use (from the options, replaced by
     /// `Client::update_user`).
     pub(crate) user: Mutex<Option<(String, String)>>,
+    /// Endpoints whose failed handshake was already checked for a scheme
+    /// mismatch and found not to be one (`conn::scheme_mismatch`): not
+    /// checked again until a connection to them succeeds, so a member that
+    /// keeps failing (an outage) costs one connection attempt per failure,
+    /// not two.
+    pub(crate) scheme_checked: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Shared {
@@ -174,6 +180,7 @@ impl Shared {
         let user = Mutex::new(options.user.clone());
         let shared = Arc::new(Shared {
             user,
+            scheme_checked: Mutex::new(std::collections::HashSet::new()),
             runtime,
             tasks,
             options,
