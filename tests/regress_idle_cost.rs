@@ -12,20 +12,7 @@ use etcdv3_client::api::{PutOptions, WatchEvent, WatchOptions};
 use etcdv3_client::ClientOptions;
 use etcdv3_integration::cluster;
 use etcdv3_integration::runtime::{exclusive, TestRuntime, Tokio};
-use etcdv3_testkit::{metric_sum, Cluster};
 use futures_util::StreamExt;
-
-/// RPCs started on each member so far, all methods.
-fn rpcs(cluster: &Cluster) -> Vec<f64> {
-    (0..cluster.size())
-        .map(|i| {
-            let text = cluster
-                .metrics(i)
-                .unwrap_or_else(|e| panic!("metrics of m{i}: {e}"));
-            metric_sum(&text, "grpc_server_started_total", &[])
-        })
-        .collect()
-}
 
 async fn an_idle_watch_starts_no_rpc<R: TestRuntime>() {
     let cluster = cluster::start::<R>(3).await;
@@ -39,9 +26,9 @@ async fn an_idle_watch_starts_no_rpc<R: TestRuntime>() {
     // Let what the start brought settle (the watch create, a probe round
     // while the first calls were in flight).
     R::sleep(Duration::from_secs(1)).await;
-    let before = rpcs(&cluster);
+    let before = cluster::rpcs_started(&cluster, None);
     R::sleep(Duration::from_secs(10)).await;
-    let after = rpcs(&cluster);
+    let after = cluster::rpcs_started(&cluster, None);
     let started: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let total: f64 = started.iter().sum();
     eprintln!(

@@ -16,7 +16,6 @@ use etcdv3_client::api::{GetOptions, PutOptions, Txn, TxnOp};
 use etcdv3_client::ClientOptions;
 use etcdv3_integration::cluster;
 use etcdv3_integration::runtime::{exclusive, TestRuntime, Tokio};
-use etcdv3_testkit::{metric_sum, Cluster};
 
 /// Keys under the prefix.
 const KEYS: usize = 1200;
@@ -28,22 +27,6 @@ const BATCH: usize = 100;
 const RATE: u64 = 2 * 1024 * 1024;
 /// Deadline of the prefix get.
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// `Range` calls each member has started so far.
-fn range_calls(cluster: &Cluster) -> Vec<f64> {
-    (0..cluster.size())
-        .map(|i| {
-            let text = cluster
-                .metrics(i)
-                .unwrap_or_else(|e| panic!("metrics of m{i}: {e}"));
-            metric_sum(
-                &text,
-                "grpc_server_started_total",
-                &[("grpc_method", "Range")],
-            )
-        })
-        .collect()
-}
 
 async fn a_large_read_on_a_slow_link_is_not_cut_off<R: TestRuntime>() {
     let cluster = cluster::start::<R>(3).await;
@@ -72,7 +55,7 @@ async fn a_large_read_on_a_slow_link_is_not_cut_off<R: TestRuntime>() {
             .limit_client_bandwidth(i, Some(RATE))
             .expect("limit bandwidth");
     }
-    let before = range_calls(&cluster);
+    let before = cluster::rpcs_started(&cluster, Some("Range"));
     let t = Instant::now();
     let got = client
         .get(
@@ -81,7 +64,7 @@ async fn a_large_read_on_a_slow_link_is_not_cut_off<R: TestRuntime>() {
         )
         .await;
     let took = t.elapsed();
-    let after = range_calls(&cluster);
+    let after = cluster::rpcs_started(&cluster, Some("Range"));
     let ranges: f64 = after.iter().zip(&before).map(|(a, b)| a - b).sum();
     eprintln!(
         "[slow-link] prefix get of {} MB at {} MiB/s: {} after {} ms, {ranges} Range call(s) started",

@@ -17,7 +17,6 @@ use etcdv3_client::api::{GetOptions, PutOptions, Txn, TxnOp};
 use etcdv3_client::ClientOptions;
 use etcdv3_integration::cluster;
 use etcdv3_integration::runtime::{exclusive, TestRuntime, Tokio};
-use etcdv3_testkit::{metric_sum, Cluster};
 
 /// Keys under the prefix.
 const KEYS: usize = 3000;
@@ -31,22 +30,6 @@ const READERS: usize = 8;
 const READ_TIMEOUT: Duration = Duration::from_secs(40);
 /// Range calls allowed beyond one per reader.
 const SLACK: f64 = 1.0;
-
-/// `Range` calls each member has started so far.
-fn range_calls(cluster: &Cluster) -> Vec<f64> {
-    (0..cluster.size())
-        .map(|i| {
-            let text = cluster
-                .metrics(i)
-                .unwrap_or_else(|e| panic!("metrics of m{i}: {e}"));
-            metric_sum(
-                &text,
-                "grpc_server_started_total",
-                &[("grpc_method", "Range")],
-            )
-        })
-        .collect()
-}
 
 async fn slow_reads_on_healthy_members_are_not_retried<R: TestRuntime>() {
     let cluster = cluster::start::<R>(3).await;
@@ -94,7 +77,7 @@ async fn slow_reads_on_healthy_members_are_not_retried<R: TestRuntime>() {
         one.elapsed().as_millis()
     );
 
-    let before = range_calls(&cluster);
+    let before = cluster::rpcs_started(&cluster, Some("Range"));
     let started = Instant::now();
     let readers: Vec<_> = (0..READERS)
         .map(|_| {
@@ -116,7 +99,7 @@ async fn slow_reads_on_healthy_members_are_not_retried<R: TestRuntime>() {
         results.push(r.await);
     }
     let took = started.elapsed();
-    let after = range_calls(&cluster);
+    let after = cluster::rpcs_started(&cluster, Some("Range"));
     let per_member: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let ranges: f64 = per_member.iter().sum();
     for (i, (t, r)) in results.iter().enumerate() {

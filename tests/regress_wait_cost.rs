@@ -14,24 +14,11 @@ use std::time::{Duration, Instant};
 use etcdv3_client::ClientOptions;
 use etcdv3_integration::cluster;
 use etcdv3_integration::runtime::{exclusive, TestRuntime, Tokio};
-use etcdv3_testkit::{metric_sum, Cluster};
 
 /// What the waiting may cost.
 const MAX_RPCS: f64 = 2.0;
 /// How long the cost is counted.
 const WINDOW: Duration = Duration::from_secs(30);
-
-/// RPCs started on each member so far, all methods.
-fn rpcs(cluster: &Cluster) -> Vec<f64> {
-    (0..cluster.size())
-        .map(|i| {
-            let text = cluster
-                .metrics(i)
-                .unwrap_or_else(|e| panic!("metrics of m{i}: {e}"));
-            metric_sum(&text, "grpc_server_started_total", &[])
-        })
-        .collect()
-}
 
 async fn a_lock_holder_and_a_waiter_cost_no_rpc<R: TestRuntime>() {
     let cluster = cluster::start::<R>(3).await;
@@ -54,9 +41,9 @@ async fn a_lock_holder_and_a_waiter_cost_no_rpc<R: TestRuntime>() {
     // Lock, a probe round while its first calls were in flight).
     R::sleep(Duration::from_secs(2)).await;
     assert!(!waiting.is_finished(), "the waiter got a held lock");
-    let before = rpcs(&cluster);
+    let before = cluster::rpcs_started(&cluster, None);
     R::sleep(WINDOW).await;
-    let after = rpcs(&cluster);
+    let after = cluster::rpcs_started(&cluster, None);
     let started: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
     let total: f64 = started.iter().sum();
     eprintln!(

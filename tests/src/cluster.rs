@@ -128,3 +128,18 @@ where
     }
     panic!("etcd diverged on every run: {diverged:?}");
 }
+
+/// RPCs each member of `cluster` has started so far (etcd's
+/// `grpc_server_started_total`), of `method` only (e.g. `"Range"`) or of
+/// every method.
+pub fn rpcs_started(cluster: &Cluster, method: Option<&str>) -> Vec<f64> {
+    let labels: Vec<(&str, &str)> = method.map(|m| ("grpc_method", m)).into_iter().collect();
+    (0..cluster.size())
+        .map(|i| {
+            let text = cluster
+                .metrics(i)
+                .unwrap_or_else(|e| panic!("metrics of m{i}: {e}"));
+            etcdv3_testkit::metric_sum(&text, "grpc_server_started_total", &labels)
+        })
+        .collect()
+}
