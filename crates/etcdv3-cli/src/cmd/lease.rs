@@ -161,12 +161,7 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                 return Ok(());
             }
             if fields {
-                print!(
-                    "{}\"ID\" : {}\n\"TTL\" : {}\n",
-                    fields_header(r.header.as_ref()),
-                    r.id,
-                    r.ttl
-                );
+                print_id_ttl_fields(r.header.as_ref(), r.id, r.ttl);
                 return Ok(());
             }
             println!("lease {:016x} granted with TTL({}s)", r.id, r.ttl);
@@ -284,12 +279,7 @@ pub async fn run(ctx: &Ctx, command: LeaseCommand) -> Result<(), CliError> {
                     return Ok(());
                 }
                 if fields {
-                    print!(
-                        "{}\"ID\" : {}\n\"TTL\" : {}\n",
-                        fields_header(r.header.as_ref()),
-                        r.id,
-                        r.ttl
-                    );
+                    print_id_ttl_fields(r.header.as_ref(), r.id, r.ttl);
                     return Ok(());
                 }
                 println!("lease {id:016x} keepalived with TTL({})", r.ttl);
@@ -375,6 +365,12 @@ async fn keep_alive_json(client: &etcdv3_tokio::Client, id: i64) -> Result<(), C
             _ = tokio::signal::ctrl_c() => return Err(CliError::Interrupted),
         }
     }
+}
+
+/// `-w fields` of a grant or a keep-alive answer: the header, then `ID`
+/// and `TTL`, as etcdctl prints them.
+fn print_id_ttl_fields(header: Option<&etcdv3_tokio::api::ResponseHeader>, id: i64, ttl: i64) {
+    print!("{}\"ID\" : {id}\n\"TTL\" : {ttl}\n", fields_header(header));
 }
 
 #[cfg(test)]
