@@ -290,6 +290,12 @@ impl Sim {
                     self.core.handle_probe_result(now, conn, Ok(status));
                 }
             }
+            Action::CheckLeader { conn, .. } => {
+                println!("{t}   action leader check on {conn:?}");
+                if self.member_on(conn).mode != Mode::Silent {
+                    self.core.handle_leader_check(now, conn, Ok(()));
+                }
+            }
             Action::Authenticate => self.core.handle_auth_result(now, Err("no user".into())),
             Action::Complete { call, result } => {
                 println!("{t}   action complete {call:?}: {result:?}");

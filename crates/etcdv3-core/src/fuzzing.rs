@@ -617,7 +617,10 @@ impl Seen {
                     }
                     self.inflight.retain(|(c, _, _)| *c != call);
                 }
-                Action::Ping { .. } | Action::Probe { .. } | Action::Authenticate => {}
+                Action::Ping { .. }
+                | Action::Probe { .. }
+                | Action::CheckLeader { .. }
+                | Action::Authenticate => {}
             }
         }
     }

@@ -1713,6 +1713,7 @@ impl Driver {
                 }
                 Action::Ping { conn } => self.pinged.push(conn),
                 Action::Probe { conn, .. } => self.probed.push(conn),
+                Action::CheckLeader { .. } => {}
                 Action::Authenticate => self.auth_pending = true,
                 Action::Complete { call, .. } => {
                     prop_assert!(self.completed.insert(call), "completed twice");

@@ -64,6 +64,70 @@ impl Fault {
     }
 }
 
+/// How long the cluster itself takes to elect a leader other than the one
+/// a fault hit: the yardstick of a client's leader-fault gap (no client can
+/// write before the members have a new leader, whose election takes a
+/// randomized 1-2 election timeouts).
+///
+/// [`ElectionClock::start`] reads the leader's term, then a thread asks the
+/// other members for their status every 10 ms (directly, not through the
+/// fault proxies) until one names a leader at a newer term or another
+/// leader; [`ElectionClock::finish`] returns how long after `from` that
+/// was, or `None` if no member did within `limit` (no election: the fault
+/// left the leader in place, e.g. only the client's link was cut).
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use std::time::{Duration, Instant};
+/// # use etcdv3_testkit::{Cluster, fault::ElectionClock};
+/// # fn main() -> Result<(), etcdv3_testkit::TestkitError> {
+/// let cluster = Arc::new(Cluster::start(3)?);
+/// let leader = cluster.wait_for_leader(Duration::from_secs(10))?;
+/// let from = Instant::now();
+/// let clock = ElectionClock::start(cluster.clone(), leader, from, Duration::from_secs(4))?;
+/// cluster.kill(leader)?;
+/// let took = clock.finish();
+/// # Ok(()) }
+/// ```
+pub struct ElectionClock {
+    handle: std::thread::JoinHandle<Option<Duration>>,
+}
+
+impl ElectionClock {
+    /// Starts watching for the election that replaces member `leader`.
+    pub fn start(
+        cluster: std::sync::Arc<Cluster>,
+        leader: usize,
+        from: Instant,
+        limit: Duration,
+    ) -> Result<ElectionClock, TestkitError> {
+        let old = cluster.member_status(leader)?;
+        let others: Vec<usize> = (0..cluster.size()).filter(|&i| i != leader).collect();
+        let handle = std::thread::spawn(move || {
+            while from.elapsed() < limit {
+                for &i in &others {
+                    if let Ok(st) = cluster.member_status(i) {
+                        if st.leader != 0
+                            && (st.raft_term > old.raft_term || st.leader != old.member_id)
+                        {
+                            return Some(from.elapsed());
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            None
+        });
+        Ok(ElectionClock { handle })
+    }
+
+    /// Waits for the watch to end: the time from `from` to the first
+    /// member naming a new leader, or `None`.
+    pub fn finish(self) -> Option<Duration> {
+        self.handle.join().ok().flatten()
+    }
+}
+
 /// Injects `fault` on member `target` (ignored by a rolling restart), holds
 /// it for `hold`, then undoes it. Blocks; returns when the cluster is whole
 /// again (restarted members healthy), except after a removal.

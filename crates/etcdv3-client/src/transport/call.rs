@@ -289,6 +289,37 @@ pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
     shared.with_state(|st, now| st.core.handle_probe_result(now, conn, result));
 }
 
+/// Ask a member whether it reaches a leader (`Action::CheckLeader`): a
+/// linearizable count-only read of one key, with the probe timeout; the
+/// core judges the answer.
+pub(crate) async fn check_leader(shared: Arc<Shared>, conn: ConnId, target: Target) {
+    let timeout = shared.options.core.probe_timeout;
+    let result = match attempt::request(
+        &target,
+        etcdv3_proto::method::KV_RANGE,
+        Some(timeout),
+        false,
+    ) {
+        Ok(req) => {
+            let out = attempt::unary(
+                target,
+                req,
+                shared.leader_check.clone(),
+                shared.options.max_recv_message_size,
+                || {},
+            )
+            .await;
+            match out.outcome {
+                Outcome::Success(_) => Ok(()),
+                Outcome::Status(s) => Err(s),
+                other => Err(Status::new(Code::Unavailable, format!("{other:?}"))),
+            }
+        }
+        Err(e) => Err(Status::new(Code::Internal, e)),
+    };
+    shared.with_state(|st, now| st.core.handle_leader_check(now, conn, result));
+}
+
 /// Fetch a fresh token with the configured user and password.
 pub(crate) async fn authenticate(shared: Arc<Shared>) {
     let user = shared

@@ -108,6 +108,9 @@ pub(crate) struct Shared {
     #[cfg(feature = "tls")]
     tls: Option<tls::Connector>,
     status_probe: Bytes,
+    /// The request of a leader check (`Action::CheckLeader`): a
+    /// linearizable range of the key `"\0"`, count only.
+    leader_check: Bytes,
     /// The credentials token refreshes use (from the options, replaced by
     /// `Client::update_user`).
     pub(crate) user: Mutex<Option<(String, String)>>,
@@ -170,6 +173,19 @@ impl Shared {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
             source,
         })?;
+        let leader_check = etcdv3_core::codec::encode(
+            &etcdv3_proto::etcdserverpb::RangeRequest {
+                key: vec![0],
+                limit: 1,
+                count_only: true,
+                ..Default::default()
+            },
+            etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
+        )
+        .map_err(|source| Error::Frame {
+            method: etcdv3_proto::method::KV_RANGE.path,
+            source,
+        })?;
         let tasks = tasks::Tasks::new(
             seed.rotate_left(17) ^ 0x5354_5245_414d,
             etcdv3_core::stream::StreamConfig {
@@ -199,6 +215,7 @@ impl Shared {
             #[cfg(feature = "tls")]
             tls,
             status_probe,
+            leader_check,
         });
         let timer = shared.clone();
         shared
@@ -318,6 +335,23 @@ impl Shared {
                         st.spawn.push(Box::pin(
                             async move { call::probe(shared, conn, target).await },
                         ));
+                    }
+                }
+                Action::CheckLeader { conn, .. } => {
+                    let target = st.conns.get(&conn).and_then(|c| {
+                        c.sender.clone().map(|sender| Target {
+                            sender,
+                            scheme: c.scheme.clone(),
+                            authority: c.authority.clone(),
+                            token: st.token.clone(),
+                            call: None,
+                        })
+                    });
+                    if let Some(target) = target {
+                        let shared = self.clone();
+                        st.spawn.push(Box::pin(async move {
+                            call::check_leader(shared, conn, target).await
+                        }));
                     }
                 }
                 Action::Authenticate => {

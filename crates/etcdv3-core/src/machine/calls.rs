@@ -718,11 +718,21 @@ impl Core {
                     if sent_at + stall <= now);
                 if slow {
                     // Judge a slow mutation by the cluster's state: probe
-                    // now, and again while it stays stuck.
-                    let at = now + stall;
+                    // now, and again while it stays stuck; once it is stuck
+                    // for two stall timeouts (an election may be under way:
+                    // a leader cut off from its peers answers nothing
+                    // until it steps down), at the election cadence, so
+                    // the news of a new leader ends it at once.
+                    let stuck = matches!(c.state, CallState::InFlight { sent_at, .. }
+                        if sent_at + stall * 2 <= now);
+                    let fast = self.config.election_probe_interval;
+                    let at = now + if stuck { fast } else { stall };
                     c.slow_at = Some(at);
                     self.timers.set(at, CallTimer::SlowCheck(id));
                     self.cluster.urgent_probe = true;
+                    if stuck {
+                        self.cluster.fast_probes_until = Some(now + fast * 2);
+                    }
                 }
             }
         }

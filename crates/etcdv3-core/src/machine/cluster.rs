@@ -30,6 +30,41 @@ pub(super) struct ClusterView {
     /// after an idle spell): a newer term seen next says nothing about when
     /// the election happened, before the send or during it.
     pub(super) term_seen_at: Option<Instant>,
+    /// The leader was seen to go: mutations wait for the next one.
+    pub(super) election: Option<ElectionWait>,
+    /// The mutations held by [`ClusterView::election`].
+    pub(super) held: Vec<CallId>,
+    /// Connections with an [`Action::CheckLeader`] unanswered.
+    pub(super) checking: Vec<ConnId>,
+    /// A mutation has been stuck for two stall timeouts: urgent probe
+    /// rounds run at the election cadence until then.
+    pub(super) fast_probes_until: Option<Instant>,
+}
+
+/// A leader the client saw go, and how long mutations wait for the next.
+///
+/// When the leader reports that it lost its leadership (an isolated leader
+/// steps down once it misses a quorum for an election timeout), or the
+/// member closes the client's connection (killed, stopped, removed), the
+/// followers go on forwarding proposals to it until their own election
+/// timeout runs out and they elect another. A mutation sent to a follower
+/// meanwhile is forwarded to a leader that cannot take it: it hangs until
+/// the client learns of the election and ends it "outcome unknown" (a
+/// second unknown put per leader fault, and a longer gap). So mutations
+/// wait instead, probes ask every member every
+/// [`super::Config::election_probe_interval`], and the wait ends when a
+/// member names a leader at a newer term (or another leader), when the old
+/// leader answers as leader again, when another member answers a
+/// linearizable read ([`Action::CheckLeader`], sent when the connection to
+/// the leader broke or went silent: only the client's link to a live
+/// leader was cut), or at `until` ([`super::Config::election_wait`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ElectionWait {
+    /// The member id of the leader that went, and its term.
+    pub(super) deposed: u64,
+    pub(super) term: u64,
+    /// Held mutations go out by then, election or not.
+    pub(super) until: Instant,
 }
 
 /// Half the age at which the client's knowledge of the cluster's term is
@@ -84,6 +119,15 @@ impl Core {
                 } else {
                     self.health_suspect(ep, HealthReason::NoLeader);
                 }
+                let over = self.cluster.election.is_some_and(|w| {
+                    st.leader != 0
+                        && (st.raft_term > w.term
+                            || st.leader != w.deposed
+                            || st.member_id == w.deposed)
+                });
+                if over {
+                    self.end_election_wait(now);
+                }
             }
             Err(status) => {
                 self.rearm(now, conn);
@@ -112,12 +156,28 @@ impl Core {
     fn probes_wanted(&self) -> bool {
         self.config.probe_when_idle
             || self.cluster.urgent_probe
+            || self.cluster.election.is_some()
             || self.conns.values().any(|c| c.attempts > c.waits)
             || self
                 .cluster
                 .watchful_until
                 .zip(self.last_now)
                 .is_some_and(|(until, now)| now < until)
+    }
+
+    /// The spacing of urgent probe rounds: fast while an election is
+    /// awaited or a mutation is stuck, else half the stall timeout.
+    fn urgent_spacing(&self) -> std::time::Duration {
+        let stuck = self
+            .cluster
+            .fast_probes_until
+            .zip(self.last_now)
+            .is_some_and(|(until, now)| now < until);
+        if self.cluster.election.is_some() || stuck {
+            self.config.election_probe_interval
+        } else {
+            self.config.stall_timeout / 2
+        }
     }
 
     /// When the next probe round is due, if probes are on, wanted and a
@@ -133,11 +193,8 @@ impl Core {
             (Some(p), Some(n)) => Some(p.max(n)),
             (p, n) => p.or(n),
         };
-        let urgent = if self.cluster.urgent_probe {
-            let earliest = self
-                .cluster
-                .last_round
-                .map(|t| t + self.config.stall_timeout / 2);
+        let urgent = if self.cluster.urgent_probe || self.cluster.election.is_some() {
+            let earliest = self.cluster.last_round.map(|t| t + self.urgent_spacing());
             match (earliest, self.last_now) {
                 (Some(e), Some(n)) => Some(e.max(n)),
                 (e, n) => e.or(n),
@@ -153,14 +210,18 @@ impl Core {
         let Some(interval) = self.config.probe_interval else {
             return;
         };
+        if self.election_hold(now).is_none() && self.cluster.election.is_some() {
+            self.end_election_wait(now);
+        }
         if !self.probes_wanted() {
             return;
         }
-        let urgent = self.cluster.urgent_probe
-            && self
-                .cluster
-                .last_round
-                .is_none_or(|t| now >= t + self.config.stall_timeout / 2);
+        if self.cluster.election.is_some() {
+            self.reconnect_for_election(now);
+        }
+        let spacing = self.urgent_spacing();
+        let urgent = (self.cluster.urgent_probe || self.cluster.election.is_some())
+            && self.cluster.last_round.is_none_or(|t| now >= t + spacing);
         if matches!(self.cluster.next_probe, Some(at) if at > now) && !urgent {
             return;
         }
@@ -206,6 +267,10 @@ impl Core {
         match before {
             Some(prev) if prev != 0 && st.leader == 0 => {
                 self.fail_stuck_mutations(now, Some(ep), None, "the member lost its leader");
+                if self.cluster.leader.is_some_and(|(l, _)| l == st.member_id) {
+                    // The leader itself stepped down: an election follows.
+                    self.await_election(now);
+                }
             }
             // Only a change at a term newer than the one known when a
             // mutation went out can have lost it, and an old view of this
@@ -260,6 +325,113 @@ impl Core {
                 .is_some_and(|(_, term)| st.raft_term >= term)
             {
                 self.cluster.term_seen_at = Some(now);
+            }
+        }
+    }
+
+    /// The leader was seen to go: hold mutations until the next one is
+    /// known (see [`ElectionWait`]).
+    pub(super) fn await_election(&mut self, now: Instant) {
+        let Some((deposed, term)) = self.cluster.leader else {
+            return;
+        };
+        if self.cluster.election.is_some_and(|w| w.deposed == deposed) {
+            return;
+        }
+        self.cluster.election = Some(ElectionWait {
+            deposed,
+            term,
+            until: now + self.config.election_wait,
+        });
+        self.cluster.urgent_probe = true;
+    }
+
+    /// Ask every other connected member whether it reaches a leader
+    /// ([`Action::CheckLeader`]), once per connection at a time.
+    pub(super) fn check_leader_elsewhere(&mut self) {
+        let Some(w) = self.cluster.election else {
+            return;
+        };
+        let mut ready: Vec<(ConnId, EndpointId)> = self
+            .conns
+            .iter()
+            .filter(|(id, k)| k.state == ConnState::Ready && !self.cluster.checking.contains(id))
+            .filter(|(_, k)| self.slots[k.endpoint.0].health.member_id() != Some(w.deposed))
+            .map(|(id, k)| (*id, k.endpoint))
+            .collect();
+        ready.sort();
+        for (conn, endpoint) in ready {
+            self.cluster.checking.push(conn);
+            self.actions
+                .push_back(Action::CheckLeader { endpoint, conn });
+        }
+    }
+
+    /// A leader check ([`Action::CheckLeader`]) ended: `Ok` when the member
+    /// answered the read, else the status it failed with. An answer, or a
+    /// refusal etcd makes only after the read index (permission denied, an
+    /// invalid token), proves the member reaches a live leader: mutations
+    /// waiting for an election go out.
+    pub fn handle_leader_check(&mut self, now: Instant, conn: ConnId, result: Result<(), Status>) {
+        self.observe(now);
+        let Some(i) = self.cluster.checking.iter().position(|c| *c == conn) else {
+            return;
+        };
+        self.cluster.checking.swap_remove(i);
+        let reached = match &result {
+            Ok(()) => true,
+            Err(s) => matches!(
+                s.code,
+                Code::PermissionDenied | Code::Unauthenticated | Code::InvalidArgument
+            ),
+        };
+        if reached && self.cluster.election.is_some() {
+            self.end_election_wait(now);
+        }
+    }
+
+    /// Until when a mutation dispatched at `now` is held for an election,
+    /// if one is awaited.
+    /// Only while some connection is up: with none, no probe can tell of
+    /// the election, and the call's own connection attempt is the news.
+    pub(super) fn election_hold(&self, now: Instant) -> Option<Instant> {
+        let until = self.cluster.election.map(|w| w.until)?;
+        let ready = self.conns.values().any(|c| c.state == ConnState::Ready);
+        (now < until && ready).then_some(until)
+    }
+
+    /// The election is over (or the wait is): the held mutations go out.
+    fn end_election_wait(&mut self, now: Instant) {
+        self.cluster.election = None;
+        self.cluster.checking.clear();
+        for id in std::mem::take(&mut self.cluster.held) {
+            if matches!(
+                self.calls.get(&id).map(|c| c.state),
+                Some(CallState::Queued { .. })
+            ) {
+                self.queue_now(now, id);
+            }
+        }
+    }
+
+    /// While an election is awaited, members without a connection are
+    /// reconnected at their connection spacing once their down backoff ran
+    /// out, so the old leader can say
+    /// it still leads and the new one can be probed.
+    fn reconnect_for_election(&mut self, now: Instant) {
+        let recheck = self.config.rejection_recheck;
+        for i in self.slots.ids() {
+            let s = &self.slots[i];
+            // A member still in its down backoff (tier 4) waits it out.
+            if s.removed
+                || s.conn.is_some()
+                || s.is_rejected(now, recheck)
+                || s.health.tier(now) > 3
+            {
+                continue;
+            }
+            if self.may_connect(now, EndpointId(i)) {
+                self.open_conn(now, EndpointId(i));
             }
         }
     }

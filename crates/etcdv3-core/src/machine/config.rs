@@ -100,6 +100,20 @@ pub struct Config {
     /// bound keeps one bogus revision, or a cluster restored from an older
     /// snapshot, from failing serializable reads.
     pub stale_read_retries: u32,
+    /// How long mutations wait for the cluster's next leader once the
+    /// leader is seen to go (it reports that it lost its leadership, or its
+    /// connection breaks). Followers keep forwarding to the old leader
+    /// until they elect a new one, and a mutation forwarded there is lost
+    /// (it would end "outcome unknown"), so mutations are held meanwhile
+    /// and go to the new leader as soon as a probe names it (or to the old
+    /// one, if it answers as leader again). Past this, they go out
+    /// anyway. Probes run every [`Config::election_probe_interval`] while
+    /// they wait. See `machine/cluster.rs`.
+    pub election_wait: Duration,
+    /// Probe spacing while mutations wait for an election
+    /// ([`Config::election_wait`]): how late the client learns of the new
+    /// leader, at most.
+    pub election_probe_interval: Duration,
 }
 
 /// The minimum interval between keepalive pings etcd's server tolerates.
@@ -147,6 +161,12 @@ impl Default for Config {
             rejection_recheck: Duration::from_secs(30),
             retry_budget: Some(RetryBudgetConfig::default()),
             stale_read_retries: 3,
+            // etcd's randomized election timeout is 1-2x its
+            // `--election-timeout` (1 s by default), counted from the last
+            // heartbeat, which is at most a moment before the leader is
+            // seen to go.
+            election_wait: Duration::from_secs(3),
+            election_probe_interval: Duration::from_millis(100),
         }
     }
 }

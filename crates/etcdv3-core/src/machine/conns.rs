@@ -469,6 +469,18 @@ impl Core {
             // once; an election (a higher term) ends them as outcome
             // unknown, a leader still in place lets them finish.
             self.cluster.urgent_probe = true;
+            // The connection broke or went silent: if the member is gone
+            // (killed, paused, removed), the followers forward to it until
+            // they elect another leader, so mutations wait for that
+            // election; if only the link broke, a follower's linearizable
+            // read proves the leader alive and ends the wait at once.
+            if matches!(
+                reason,
+                HealthReason::ConnectionLost(_) | HealthReason::PingTimeout
+            ) {
+                self.await_election(now);
+                self.check_leader_elsewhere();
+            }
         }
         let why = match &reason {
             HealthReason::ConnectFailed(e) => {

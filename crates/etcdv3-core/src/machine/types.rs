@@ -69,6 +69,22 @@ pub enum Action {
         /// Connection to use.
         conn: ConnId,
     },
+    /// Ask the member whether it reaches a leader: send it a linearizable
+    /// `KV/Range` of the single key `"\0"`, count only (`limit` 1), with
+    /// the probe timeout, and report how it ended with
+    /// [`crate::machine::Core::handle_leader_check`]. A member answers a
+    /// linearizable read only once the leader confirmed its read index,
+    /// so any answer (even a permission refusal, checked after that)
+    /// proves the leader alive and reachable from it. Sent when the
+    /// client lost its own connection to the leader, to tell a leader that
+    /// is gone (mutations wait for the election) from a link that broke
+    /// alone (they go through the followers at once).
+    CheckLeader {
+        /// The endpoint asked.
+        endpoint: EndpointId,
+        /// Connection to use.
+        conn: ConnId,
+    },
     /// Obtain a fresh auth token (`Auth/Authenticate`) and report it with
     /// [`crate::machine::Core::handle_auth_result`].
     Authenticate,

@@ -285,6 +285,10 @@ enum Ev {
     Pong(ConnId),
     ProbeArrive(ConnId),
     ProbeReply(ConnId, MemberStatus),
+    /// A leader check (a linearizable read) reaches the member.
+    CheckArrive(ConnId),
+    /// Its answer: whether the member reached a leader.
+    CheckReply(ConnId, bool),
     ClientCloseArrive(ConnId),
     Broken(ConnId, &'static str),
     GoawayArrive(ConnId, u32),
@@ -1284,6 +1288,16 @@ impl World {
                     }
                 }
             }
+            Action::CheckLeader { conn, .. } => {
+                self.log(|| format!("CheckLeader {conn:?}"));
+                if let Some(c) = self.conns.get(&conn) {
+                    if c.st == ConnSt::Open {
+                        let m = c.member;
+                        let d = self.lat(m);
+                        self.send_to_server(conn, d, Ev::CheckArrive(conn));
+                    }
+                }
+            }
             Action::Authenticate => {
                 self.log(|| "Authenticate".into());
                 if self.auth_pending {
@@ -1754,6 +1768,37 @@ impl World {
                     self.log(|| format!("probe {conn:?}: {st:?}"));
                     self.client_term = self.client_term.max(st.raft_term);
                     self.core.handle_probe_result(now, conn, Ok(st));
+                }
+            }
+            Ev::CheckArrive(conn) => {
+                let Some(c) = self.conns.get(&conn) else {
+                    return;
+                };
+                let m = c.member;
+                if !c.server_alive
+                    || !self.cluster.members[m].serving()
+                    || self.has(m, FaultKind::Mute)
+                {
+                    return;
+                }
+                // A linearizable read: answered once the leader confirmed
+                // the read index; "no leader" at once; else it waits (for
+                // the probe timeout, in the client: no answer here).
+                match self.cluster.read(m, false) {
+                    Answer::Ok { .. } => self.send_to_client(conn, Ev::CheckReply(conn, true)),
+                    Answer::NoLeader => self.send_to_client(conn, Ev::CheckReply(conn, false)),
+                    _ => {}
+                }
+            }
+            Ev::CheckReply(conn, reached) => {
+                if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
+                    self.log(|| format!("leader check {conn:?}: reached {reached}"));
+                    let result = if reached {
+                        Ok(())
+                    } else {
+                        Err(Status::new(Code::Unavailable, "etcdserver: no leader"))
+                    };
+                    self.core.handle_leader_check(now, conn, result);
                 }
             }
             Ev::ClientCloseArrive(conn) => {

@@ -1,0 +1,494 @@
+//! Mutations wait out an election once the leader is seen to go, instead of
+//! going to a follower that still forwards to the old leader (where they
+//! would be lost and end "outcome unknown": the second unknown put of a
+//! leader fault, issue 17 §9). See `ElectionWait` in `machine/cluster.rs`.
+
+use std::time::{Duration, Instant};
+
+use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::machine::{
+    Action, CallError, CallId, Config, ConnId, Core, EndpointId, MemberStatus, Outcome,
+};
+use etcdv3_proto::method::{KV_PUT, KV_RANGE};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn eps(n: usize) -> Vec<Endpoint> {
+    (1..=n)
+        .map(|i| Endpoint::parse(&format!("127.0.0.{i}:2379")).unwrap())
+        .collect()
+}
+
+fn drain(core: &mut Core) -> Vec<Action> {
+    std::iter::from_fn(|| core.poll_action()).collect()
+}
+
+fn sends(actions: &[Action]) -> Vec<(CallId, u32, ConnId)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                call,
+                attempt,
+                conn,
+            } => Some((*call, *attempt, *conn)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn completes(actions: &[Action]) -> Vec<(CallId, Result<(), CallError>)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Complete { call, result } => Some((*call, result.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn probes(actions: &[Action]) -> Vec<(EndpointId, ConnId)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Probe { endpoint, conn } => Some((*endpoint, *conn)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A 3-member client (default configuration: adaptive policy, probes on)
+/// connected to every member, whose probes said member 1 (endpoint 0)
+/// leads at term 5. Returns the core, the time, and the connection of each
+/// endpoint.
+fn connected(t0: Instant) -> (Core, Instant, Vec<ConnId>) {
+    let mut core = Core::new(Config::default(), eps(3), 7);
+    let mut conns = Vec::new();
+    let now = t0;
+    for i in 0..3 {
+        let call = core.start_call_on(now, KV_RANGE, Some(now + ms(5_000)), EndpointId(i));
+        let mut actions = drain(&mut core);
+        for a in actions.clone() {
+            if let Action::Connect { conn, .. } = a {
+                conns.push(conn);
+                core.handle_connected(now, conn);
+                actions.extend(drain(&mut core));
+            }
+        }
+        let sent = sends(&actions);
+        assert_eq!(sent.len(), 1);
+        core.handle_outcome(now, call, sent[0].1, Outcome::Success(None));
+        drain(&mut core);
+    }
+    assert_eq!(conns.len(), 3, "every endpoint connected");
+    let mut now = now;
+    // A put in flight makes probes wanted; answer the first round.
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let sent = sends(&drain(&mut core));
+    now = answer_probes(&mut core, now, &[(1, 5), (1, 5), (1, 5)]);
+    for (c, attempt, _) in sent {
+        core.handle_outcome(now, c, attempt, Outcome::Success(None));
+    }
+    assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == put));
+    (core, now, conns)
+}
+
+/// Step time by 10 ms until a probe round goes out (at most `limit`), then
+/// answer each probe of endpoint `i` with `views[i]` = (leader, term).
+/// Returns the time of the answers.
+fn answer_probes(core: &mut Core, mut now: Instant, views: &[(u64, u64)]) -> Instant {
+    for _ in 0..1_000 {
+        let p = probes(&drain(core));
+        if !p.is_empty() {
+            for (ep, conn) in p {
+                let (leader, raft_term) = views[ep.0];
+                let st = MemberStatus {
+                    member_id: ep.0 as u64 + 1,
+                    leader,
+                    raft_term,
+                    revision: 10,
+                };
+                core.handle_probe_result(now, conn, Ok(st));
+            }
+            return now;
+        }
+        now += ms(10);
+        core.handle_timeout(now);
+    }
+    panic!("no probe round within 10 s");
+}
+
+/// Step time by 10 ms for `span`, answering probes with `views`; returns
+/// the sends seen and the time reached.
+fn run_for(
+    core: &mut Core,
+    mut now: Instant,
+    span: Duration,
+    views: &[(u64, u64)],
+) -> (Vec<(CallId, u32, ConnId)>, Instant) {
+    let end = now + span;
+    let mut seen = Vec::new();
+    while now < end {
+        now += ms(10);
+        core.handle_timeout(now);
+        let actions = drain(core);
+        seen.extend(sends(&actions));
+        for (ep, conn) in probes(&actions) {
+            let (leader, raft_term) = views[ep.0];
+            let st = MemberStatus {
+                member_id: ep.0 as u64 + 1,
+                leader,
+                raft_term,
+                revision: 10,
+            };
+            core.handle_probe_result(now, conn, Ok(st));
+            seen.extend(sends(&drain(core)));
+        }
+    }
+    (seen, now)
+}
+
+#[test]
+fn a_put_after_the_leader_stepped_down_waits_for_the_new_leader() {
+    let (mut core, now, conns) = connected(Instant::now());
+    // A put goes to the leader (endpoint 0); a slow answer wants probes.
+    let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let s = sends(&drain(&mut core));
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].2, conns[0], "a mutation goes to the leader");
+    // The leader, cut off from its peers, steps down; the followers still
+    // follow it (their election timeout has not run out).
+    let now = answer_probes(&mut core, now, &[(0, 5), (1, 5), (1, 5)]);
+    let done = completes(&drain(&mut core));
+    assert!(
+        matches!(done[..], [(c, Err(CallError::OutcomeUnknown { .. }))] if c == first),
+        "{done:?}"
+    );
+    // The next put is not sent to a follower that forwards to the old
+    // leader (before: sent at once to endpoint 1 or 2).
+    let second = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let (seen, now) = run_for(&mut core, now, ms(800), &[(0, 5), (1, 5), (1, 5)]);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != second),
+        "sent while the followers still follow the old leader: {seen:?}"
+    );
+    // Endpoint 1 wins the election at term 6: the put goes to it within
+    // one fast probe round.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(0, 5), (2, 6), (2, 6)]);
+    let to: Vec<ConnId> = seen
+        .iter()
+        .filter(|(c, _, _)| *c == second)
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(to, vec![conns[1]], "the put goes to the new leader at once");
+}
+
+#[test]
+fn the_wait_for_an_election_is_bounded() {
+    let (mut core, now, _) = connected(Instant::now());
+    let first = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
+    drain(&mut core);
+    let now = answer_probes(&mut core, now, &[(0, 5), (1, 5), (1, 5)]);
+    let _ = first;
+    drain(&mut core);
+    let second = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
+    let wait = Config::default().election_wait;
+    let views = [(0, 5), (1, 5), (1, 5)];
+    let (seen, now) = run_for(&mut core, now, wait - ms(50), &views);
+    assert!(seen.iter().all(|(c, _, _)| *c != second), "{seen:?}");
+    // No election ever comes: the put goes out at the end of the wait.
+    let (seen, _) = run_for(&mut core, now, ms(100), &views);
+    assert!(
+        seen.iter().any(|(c, _, _)| *c == second),
+        "the put went out once the wait ended: {seen:?}"
+    );
+}
+
+#[test]
+fn a_leader_whose_connection_broke_alone_takes_the_waiting_put_once_it_answers() {
+    let (mut core, now, conns) = connected(Instant::now());
+    // The leader's connection breaks (the member closed it); the client
+    // cannot tell yet whether the member is gone.
+    core.handle_connection_closed(now, conns[0], "connection reset by peer");
+    drain(&mut core);
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let start = now;
+    let mut now = now;
+    let mut reconnected = None;
+    let mut sent_to = None;
+    for _ in 0..200 {
+        now += ms(10);
+        core.handle_timeout(now);
+        let actions = drain(&mut core);
+        for a in &actions {
+            if let Action::Connect { conn, endpoint, .. } = a {
+                if endpoint.0 == 0 {
+                    reconnected = Some(*conn);
+                    core.handle_connected(now, *conn);
+                }
+            }
+        }
+        let mut actions = actions;
+        actions.extend(drain(&mut core));
+        for (c, _, conn) in sends(&actions) {
+            if c == put {
+                sent_to = Some(conn);
+            }
+        }
+        for (ep, conn) in probes(&actions) {
+            // Still the leader, at the same term, and the followers agree.
+            let st = MemberStatus {
+                member_id: ep.0 as u64 + 1,
+                leader: 1,
+                raft_term: 5,
+                revision: 10,
+            };
+            core.handle_probe_result(now, conn, Ok(st));
+            for (c, _, conn) in sends(&drain(&mut core)) {
+                if c == put {
+                    sent_to = Some(conn);
+                }
+            }
+        }
+        if sent_to.is_some() {
+            break;
+        }
+    }
+    let reconnected = reconnected.expect("the old leader is reconnected while the put waits");
+    assert_eq!(
+        sent_to,
+        Some(reconnected),
+        "the put goes to the leader that answered"
+    );
+    assert!(
+        now.duration_since(start) < ms(1_000),
+        "released within a second, not at the end of the wait: {:?}",
+        now.duration_since(start)
+    );
+}
+
+#[test]
+fn a_put_stuck_on_a_leader_cut_off_from_its_peers_ends_soon_after_the_election() {
+    let (mut core, now, conns) = connected(Instant::now());
+    let put = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
+    let s = sends(&drain(&mut core));
+    assert_eq!(s[0].2, conns[0], "the put goes to the leader");
+    // The leader, cut off from its peers, keeps answering probes as leader
+    // (it has not noticed yet) and never answers the put.
+    let isolated = [(1, 5), (1, 5), (1, 5)];
+    let (_, now) = run_for(&mut core, now, ms(1_200), &isolated);
+    assert_eq!(core.calls_in_progress(), 1, "the put is still in flight");
+    // The followers elect endpoint 1 at term 6.
+    let elected_at = now;
+    let after = [(1, 5), (2, 6), (2, 6)];
+    let mut now = now;
+    let mut ended = None;
+    while now < elected_at + ms(1_000) {
+        now += ms(10);
+        core.handle_timeout(now);
+        let actions = drain(&mut core);
+        let mut done = completes(&actions);
+        for (ep, conn) in probes(&actions) {
+            let (leader, raft_term) = after[ep.0];
+            let st = MemberStatus {
+                member_id: ep.0 as u64 + 1,
+                leader,
+                raft_term,
+                revision: 10,
+            };
+            core.handle_probe_result(now, conn, Ok(st));
+            done.extend(completes(&drain(&mut core)));
+        }
+        if let Some((_, r)) = done.into_iter().find(|(c, _)| *c == put) {
+            ended = Some((now, r));
+            break;
+        }
+    }
+    let (at, result) = ended.expect("the stuck put ends once the election is known");
+    assert!(
+        matches!(result, Err(CallError::OutcomeUnknown { .. })),
+        "{result:?}"
+    );
+    // Probes run at the election cadence (100 ms) once the put is stuck
+    // for two stall timeouts; before, every stall timeout (500 ms).
+    assert!(
+        at.duration_since(elected_at) <= ms(150),
+        "ended {:?} after the election",
+        at.duration_since(elected_at)
+    );
+}
+
+/// What [`drive`] saw.
+#[derive(Default, Debug)]
+struct Seen {
+    sends: Vec<(CallId, u32, ConnId)>,
+    done: Vec<(CallId, Result<(), CallError>)>,
+    checks: Vec<(EndpointId, ConnId)>,
+}
+
+/// Step time by 10 ms for `span`: probes of endpoint `i` are answered with
+/// `probe(i)` (none: silent), leader checks with `check(i)` (none: no
+/// answer yet), pings never (the members in these tests answer no ping:
+/// the leader is silent, the others' connections are idle anyway).
+fn drive(
+    core: &mut Core,
+    mut now: Instant,
+    span: Duration,
+    in_flight: &[(CallId, u32, ConnId)],
+    probe: impl Fn(usize) -> Option<(u64, u64)>,
+    check: impl Fn(usize) -> Option<bool>,
+) -> (Seen, Instant) {
+    let end = now + span;
+    let mut seen = Seen::default();
+    while now < end {
+        now += ms(10);
+        core.handle_timeout(now);
+        let mut queue = drain(core);
+        while !queue.is_empty() {
+            let mut next = Vec::new();
+            for a in queue {
+                match a {
+                    Action::Send {
+                        call,
+                        attempt,
+                        conn,
+                    } => seen.sends.push((call, attempt, conn)),
+                    Action::Complete { call, result } => seen.done.push((call, result)),
+                    Action::Probe { endpoint, conn } => {
+                        if let Some((leader, raft_term)) = probe(endpoint.0) {
+                            let st = MemberStatus {
+                                member_id: endpoint.0 as u64 + 1,
+                                leader,
+                                raft_term,
+                                revision: 10,
+                            };
+                            core.handle_probe_result(now, conn, Ok(st));
+                        }
+                    }
+                    Action::CheckLeader { endpoint, conn } => {
+                        seen.checks.push((endpoint, conn));
+                        if let Some(reached) = check(endpoint.0) {
+                            let r = if reached {
+                                Ok(())
+                            } else {
+                                Err(etcdv3_core::status::Status::new(
+                                    etcdv3_core::status::Code::Unavailable,
+                                    "etcdserver: leader changed",
+                                ))
+                            };
+                            core.handle_leader_check(now, conn, r);
+                        }
+                    }
+                    Action::Ping { conn } if conn.0 != 1 => core.handle_pong(now, conn),
+                    Action::Close { conn } => {
+                        // The adapter reports the attempts on a closed
+                        // connection as lost.
+                        let lost: Vec<(CallId, u32)> = seen
+                            .sends
+                            .iter()
+                            .filter(|s| s.2 == conn)
+                            .map(|s| (s.0, s.1))
+                            .chain(in_flight.iter().filter(|s| s.2 == conn).map(|s| (s.0, s.1)))
+                            .collect();
+                        for (call, attempt) in lost {
+                            core.handle_outcome(now, call, attempt, Outcome::Lost("closed".into()));
+                        }
+                    }
+                    _ => {}
+                }
+                next.extend(drain(core));
+            }
+            queue = next;
+        }
+    }
+    (seen, now)
+}
+
+/// The leader (endpoint 0) goes silent with a put in flight; the client
+/// closes the silent connection. Returns the core, the time it was closed
+/// (the put ended "outcome unknown"), and the connections.
+fn leader_goes_silent() -> (Core, Instant, Vec<ConnId>, Vec<(EndpointId, ConnId)>) {
+    let (mut core, now, conns) = connected(Instant::now());
+    assert_eq!(conns[0].0, 1, "drive() treats conn 1 as the leader's");
+    let put = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
+    let s = sends(&drain(&mut core));
+    assert_eq!(s[0].2, conns[0]);
+    let views = |i: usize| (i != 0).then_some((1, 5));
+    let mut now = now;
+    let mut checks = Vec::new();
+    for _ in 0..300 {
+        let (seen, t) = drive(&mut core, now, ms(10), &s, views, |_| None);
+        now = t;
+        checks.extend(seen.checks);
+        let ended = seen
+            .done
+            .iter()
+            .any(|(c, r)| *c == put && matches!(r, Err(CallError::OutcomeUnknown { .. })));
+        if ended {
+            return (core, now, conns, checks);
+        }
+    }
+    panic!("the put on the silent leader never ended");
+}
+
+#[test]
+fn a_leader_cut_from_the_client_alone_is_proved_alive_by_a_follower_read() {
+    let (mut core, now, conns, checks) = leader_goes_silent();
+    assert_eq!(
+        checks.iter().map(|c| c.0 .0).collect::<Vec<_>>(),
+        vec![1, 2],
+        "each follower is asked, not the silent leader"
+    );
+    // The next put waits while the checks are out...
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let views = |i: usize| (i != 0).then_some((1, 5));
+    let (seen, now) = drive(&mut core, now, ms(50), &[], views, |_| None);
+    assert!(seen.sends.iter().all(|s| s.0 != put), "{seen:?}");
+    // ...until a follower's linearizable read answers: only the client's
+    // link to the leader was cut, the leader lives, the put goes through a
+    // follower at once.
+    core.handle_leader_check(now, checks[0].1, Ok(()));
+    let mut seen = Seen::default();
+    seen.sends.extend(sends(&drain(&mut core)));
+    let to: Vec<ConnId> = seen
+        .sends
+        .iter()
+        .filter(|s| s.0 == put)
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(to.len(), 1, "{seen:?}");
+    assert!(to[0] == conns[1] || to[0] == conns[2], "{to:?}");
+}
+
+#[test]
+fn a_paused_leader_makes_the_next_put_wait_for_the_election() {
+    let (mut core, now, conns, _) = leader_goes_silent();
+    // The leader is paused: the followers' reads wait (no answer), they
+    // still follow it for a while.
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let old = |i: usize| (i != 0).then_some((1, 5));
+    let (seen, now) = drive(&mut core, now, ms(600), &[], old, |_| None);
+    assert!(
+        seen.sends.iter().all(|s| s.0 != put),
+        "the put was forwarded toward the paused leader: {seen:?}"
+    );
+    assert!(
+        seen.checks.iter().all(|e| e.0 .0 != 0),
+        "no check on the silent leader"
+    );
+    // Endpoint 2 wins the election at term 6.
+    let new = |i: usize| (i != 0).then_some((3, 6));
+    let (seen, _) = drive(&mut core, now, ms(150), &[], new, |_| None);
+    // To the new leader, or to a member that follows it (the first probe
+    // answer of the new term ends the wait).
+    let to: Vec<ConnId> = seen
+        .sends
+        .iter()
+        .filter(|s| s.0 == put)
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(to.len(), 1, "the put goes out once: {seen:?}");
+    assert_ne!(to[0], conns[0], "not to the paused leader");
+}
