@@ -328,6 +328,7 @@ impl Client {
                     attempts: 1,
                     last_error: "no keep-alive answer in time".into(),
                     may_have_applied: true,
+                    source: None,
                 },
             ))
         })?;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcdv3_core::endpoint::{Endpoint, Scheme};
-use etcdv3_core::machine::{Action, CallError, CallId, ConnId, Core, Event, IdMap};
+use etcdv3_core::machine::{Action, CallError, CallId, Cause, ConnId, Core, Event, IdMap};
 use http::HeaderValue;
 
 use crate::error::{Error, Result};
@@ -96,6 +96,15 @@ pub(crate) struct State {
     /// core names it), for the calls' `Error::Tls::source`.
     #[cfg(feature = "tls")]
     pub(crate) tls_causes: std::collections::HashMap<String, crate::error::TlsCause>,
+    /// The last connection failure of each endpoint (as the core names
+    /// it): the text reported to the core and the error behind it, for the
+    /// `source()` of the call errors whose text names it (see
+    /// [`attach_cause`]). One entry per endpoint, replaced by the next
+    /// failure.
+    pub(crate) conn_causes: std::collections::HashMap<String, (String, Cause)>,
+    /// The last failed token request: the text reported to the core and
+    /// the error behind it.
+    pub(crate) auth_cause: Option<(String, Cause)>,
 }
 
 /// State shared by the client handles and its background tasks.
@@ -121,8 +130,21 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The client's error for a call's failure: a TLS rejection carries
-    /// rustls' error as its `source()` when the handshake reported one.
+    /// rustls' error as its `source()` when the handshake reported one; a
+    /// failure whose text names a transport error carries that error
+    /// (see [`attach_cause`]).
     pub(crate) fn call_error(&self, e: CallError) -> Error {
+        self.call_error_with(e, None)
+    }
+
+    /// [`Shared::call_error`], given the call's last failed attempt.
+    pub(crate) fn call_error_with(
+        &self,
+        mut e: CallError,
+        attempt: Option<&(String, Cause)>,
+    ) -> Error {
+        let st = self.lock();
+        attach_cause(&st, &mut e, attempt);
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut err = Error::from(e);
         #[cfg(feature = "tls")]
@@ -130,7 +152,7 @@ impl Shared {
             endpoint, source, ..
         } = &mut err
         {
-            *source = self.lock().tls_causes.get(endpoint.as_str()).cloned();
+            *source = st.tls_causes.get(endpoint.as_str()).cloned();
         }
         err
     }
@@ -195,6 +217,8 @@ impl Shared {
                 spawn: Vec::new(),
                 #[cfg(feature = "tls")]
                 tls_causes: std::collections::HashMap::new(),
+                conn_causes: std::collections::HashMap::new(),
+                auth_cause: None,
             }),
             #[cfg(feature = "tls")]
             tls,
@@ -519,6 +543,63 @@ impl State {
 
     fn conn_gone(&mut self, conn: ConnId) {
         self.conns.remove(&conn);
+    }
+}
+
+/// Fill the empty `source()` slot of `e` with the transport error its text
+/// names. The core reports failures as text built around what the client
+/// told it (`connect to X failed: <what the client reported>`, or the
+/// attempt's report verbatim), so the error behind the text is the
+/// recorded one whose report ends the text: the call's own last attempt
+/// first, then the last token request, then each endpoint's last
+/// connection failure. A text built by the core alone (a silent
+/// connection the client closed, a deadline with no failure) matches none
+/// and keeps no source, rather than a stale or unrelated one.
+fn attach_cause(st: &State, e: &mut CallError, attempt: Option<&(String, Cause)>) {
+    let (text, slot) = match e {
+        CallError::OutcomeUnknown { cause, source, .. }
+        | CallError::RetryBudgetSpent { cause, source, .. }
+        | CallError::Auth { cause, source, .. } => (cause.as_str(), source),
+        CallError::DeadlineExceeded {
+            last_error, source, ..
+        } => (last_error.as_str(), source),
+        _ => return,
+    };
+    if slot.is_some() {
+        return;
+    }
+    let names = |(reported, _): &&(String, Cause)| {
+        !reported.is_empty() && text.ends_with(reported.as_str())
+    };
+    *slot = attempt
+        .filter(names)
+        .or_else(|| st.auth_cause.as_ref().filter(names))
+        .or_else(|| st.conn_causes.values().find(names))
+        .map(|(_, cause)| cause.clone());
+}
+
+/// The error behind an h2 failure: the `std::io::Error` when h2 failed on
+/// IO (h2's own error does not chain to it), else h2's error.
+pub(crate) fn h2_cause(e: h2::Error) -> Cause {
+    if e.is_io() {
+        let text = e.to_string();
+        Cause::new(e.into_io().unwrap_or_else(|| std::io::Error::other(text)))
+    } else {
+        Cause::new(e)
+    }
+}
+
+/// The typed error a client [`Error`] carries in its `source()` slot (the
+/// call error's [`Cause`]), to pass on to an error built from it.
+pub(crate) fn cause_of(e: &Error) -> Option<Cause> {
+    match e {
+        Error::Call(
+            CallError::OutcomeUnknown { source, .. }
+            | CallError::RetryBudgetSpent { source, .. }
+            | CallError::Auth { source, .. }
+            | CallError::DeadlineExceeded { source, .. },
+        ) => source.clone(),
+        _ => None,
     }
 }
 
