@@ -207,12 +207,26 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        self.unary(
-            LEASE_REVOKE,
-            &LeaseRevokeRequest { id },
-            CallOptions::default(),
-        )
-        .await
+        self.lease_revoke_with(id, CallOptions::default()).await
+    }
+
+    /// [`Client::lease_revoke`] with per-call options (e.g. a timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(1));
+    /// client.lease_revoke_with(lease, opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lease_revoke_with(
+        &self,
+        id: i64,
+        options: CallOptions,
+    ) -> Result<LeaseRevokeResponse> {
+        self.unary(LEASE_REVOKE, &LeaseRevokeRequest { id }, options)
+            .await
     }
 
     /// [`Client::lease_revoke`], trying for at most `timeout`.
@@ -221,12 +235,8 @@ impl Client {
         id: i64,
         timeout: Duration,
     ) -> Result<LeaseRevokeResponse> {
-        self.unary(
-            LEASE_REVOKE,
-            &LeaseRevokeRequest { id },
-            CallOptions::new().with_timeout(timeout),
-        )
-        .await
+        self.lease_revoke_with(id, CallOptions::new().with_timeout(timeout))
+            .await
     }
 
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
@@ -274,7 +284,21 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
-        self.unary(LEASE_LEASES, &LeaseLeasesRequest {}, CallOptions::default())
+        self.lease_leases_with(CallOptions::default()).await
+    }
+
+    /// [`Client::lease_leases`] with per-call options.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(2));
+    /// println!("{} leases", client.lease_leases_with(opts).await?.leases.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn lease_leases_with(&self, options: CallOptions) -> Result<LeaseLeasesResponse> {
+        self.unary(LEASE_LEASES, &LeaseLeasesRequest {}, options)
             .await
     }
 

@@ -143,12 +143,32 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn unlock(&self, key: impl Into<Vec<u8>>) -> Result<UnlockResponse> {
+        self.unlock_with(key, CallOptions::default()).await
+    }
+
+    /// [`Client::unlock`] with per-call options (e.g. a timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LockOptions;
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lock = client.lock("jobs/nightly", LockOptions::new()).await?;
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(2));
+    /// client.unlock_with(lock.key, opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn unlock_with(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: CallOptions,
+    ) -> Result<UnlockResponse> {
         let key = key.into();
         if key.is_empty() {
             return Err(Error::InvalidArgument("key must not be empty".into()));
         }
         let key = prefixed(self.namespace(), key);
-        self.unary(LOCK_UNLOCK, &UnlockRequest { key }, CallOptions::default())
+        self.unary(LOCK_UNLOCK, &UnlockRequest { key }, options)
             .await
     }
 
