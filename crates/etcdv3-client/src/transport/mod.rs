@@ -144,7 +144,11 @@ impl Shared {
         attempt: Option<&(String, Cause)>,
     ) -> Error {
         let st = self.lock();
-        attach_cause(&st, &mut e, attempt);
+        let reports = attempt
+            .into_iter()
+            .chain(&st.auth_cause)
+            .chain(st.conn_causes.values());
+        attach_cause(&mut e, reports);
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut err = Error::from(e);
         #[cfg(feature = "tls")]
@@ -549,13 +553,13 @@ impl State {
 /// Fill the empty `source()` slot of `e` with the transport error its text
 /// names. The core reports failures as text built around what the client
 /// told it (`connect to X failed: <what the client reported>`, or the
-/// attempt's report verbatim), so the error behind the text is the
-/// recorded one whose report ends the text: the call's own last attempt
-/// first, then the last token request, then each endpoint's last
-/// connection failure. A text built by the core alone (a silent
+/// attempt's report verbatim), so the error behind the text is the first
+/// of `reports` (a report to the core and the error behind it) that ends
+/// the text: the caller passes the call's own last attempt first, then the
+/// last token request, then each endpoint's last connection failure. A text built by the core alone (a silent
 /// connection the client closed, a deadline with no failure) matches none
 /// and keeps no source, rather than a stale or unrelated one.
-fn attach_cause(st: &State, e: &mut CallError, attempt: Option<&(String, Cause)>) {
+fn attach_cause<'a>(e: &mut CallError, reports: impl IntoIterator<Item = &'a (String, Cause)>) {
     let (text, slot) = match e {
         CallError::OutcomeUnknown { cause, source, .. }
         | CallError::RetryBudgetSpent { cause, source, .. }
@@ -568,13 +572,9 @@ fn attach_cause(st: &State, e: &mut CallError, attempt: Option<&(String, Cause)>
     if slot.is_some() {
         return;
     }
-    let names = |(reported, _): &&(String, Cause)| {
-        !reported.is_empty() && text.ends_with(reported.as_str())
-    };
-    *slot = attempt
-        .filter(names)
-        .or_else(|| st.auth_cause.as_ref().filter(names))
-        .or_else(|| st.conn_causes.values().find(names))
+    *slot = reports
+        .into_iter()
+        .find(|(reported, _)| !reported.is_empty() && text.ends_with(reported.as_str()))
         .map(|(_, cause)| cause.clone());
 }
 
@@ -787,6 +787,77 @@ fn clock_seed() -> u64 {
 mod tests {
     use super::Coalescing;
     use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    #[test]
+    fn a_call_error_carries_the_error_its_text_names_and_no_other() {
+        use super::{attach_cause, Cause};
+        use etcdv3_core::machine::CallError;
+        use std::io::{Error as IoError, ErrorKind};
+        let refused = "connect to http://127.0.0.1:1: Connection refused (os error 111)";
+        let reset = "stream error received: connection reset";
+        let reports = [
+            (
+                reset.to_string(),
+                Cause::new(IoError::from(ErrorKind::ConnectionReset)),
+            ),
+            (
+                refused.to_string(),
+                Cause::new(IoError::from(ErrorKind::ConnectionRefused)),
+            ),
+        ];
+        let kind = |e: &CallError| {
+            std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<IoError>())
+                .map(IoError::kind)
+        };
+        // The core's decorated text ends with the client's report.
+        let mut late = CallError::DeadlineExceeded {
+            method: "/etcdserverpb.KV/Range",
+            attempts: 0,
+            last_error: format!("connect to http://127.0.0.1:1 failed: {refused}"),
+            may_have_applied: false,
+            source: None,
+        };
+        attach_cause(&mut late, &reports);
+        assert_eq!(kind(&late), Some(ErrorKind::ConnectionRefused));
+        let mut lost = CallError::OutcomeUnknown {
+            method: "/etcdserverpb.KV/Put",
+            endpoint: "http://127.0.0.1:1".into(),
+            cause: reset.into(),
+            source: None,
+        };
+        attach_cause(&mut lost, &reports);
+        assert_eq!(kind(&lost), Some(ErrorKind::ConnectionReset));
+        // A text the core wrote alone (the client closed a silent
+        // connection) names none of them: no source, not the "broken pipe".
+        let mut closed = CallError::OutcomeUnknown {
+            method: "/etcdserverpb.KV/Put",
+            endpoint: "http://127.0.0.1:1".into(),
+            cause: "the client closed a silent connection to http://127.0.0.1:1".into(),
+            source: None,
+        };
+        attach_cause(&mut closed, &reports);
+        assert_eq!(
+            std::error::Error::source(&closed).map(|s| s.to_string()),
+            None
+        );
+        // A source already there (a refusal's status) is kept.
+        let status = etcdv3_core::status::Status::new(
+            etcdv3_core::status::Code::ResourceExhausted,
+            "etcdserver: too many requests",
+        );
+        let mut spent = CallError::RetryBudgetSpent {
+            method: "/etcdserverpb.KV/Range",
+            endpoint: "http://127.0.0.1:1".into(),
+            cause: reset.into(),
+            status: Some(status.clone()),
+            source: Some(Cause::new(status.clone())),
+        };
+        attach_cause(&mut spent, &reports);
+        let kept = std::error::Error::source(&spent)
+            .and_then(|s| s.downcast_ref::<etcdv3_core::status::Status>());
+        assert_eq!(kept, Some(&status));
+    }
 
     #[test]
     fn coalescing_io_passes_bytes_both_ways_and_reports_no_vectored_writes() {
