@@ -213,10 +213,11 @@ impl std::fmt::Display for Cause {
 }
 
 /// Two causes are equal when they are the same error (clones of one
-/// `Cause`): errors have no equality of their own.
+/// `Cause`) or say the same thing (errors have no equality of their own:
+/// two refusals with one status, built apart, compare equal).
 impl PartialEq for Cause {
     fn eq(&self, other: &Cause) -> bool {
-        std::sync::Arc::ptr_eq(&self.0, &other.0)
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
     }
 }
 
