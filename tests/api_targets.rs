@@ -286,6 +286,8 @@ async fn option_less_methods_take_call_options_through_with_variants<R: TestRunt
     );
     let unlock = client.unlock_with(lock.key.clone(), nowhere());
     unknown("unlock", unlock.await.map(drop));
+    let renew = client.keep_alive_once_with(lease, nowhere());
+    unknown("keep_alive_once", renew.await.map(drop));
 
     // And with options that can be met, they do their work.
     let here = || {
@@ -298,6 +300,8 @@ async fn option_less_methods_take_call_options_through_with_variants<R: TestRunt
     assert!(client.hash_kv_with(0, here()).await.unwrap().hash != 0);
     let leases = client.lease_leases_with(here()).await.unwrap().leases;
     assert!(leases.iter().any(|l| l.id == lease), "{leases:?}");
+    let renewed = client.keep_alive_once_with(lease, here()).await.unwrap();
+    assert!(renewed.ttl > 0, "{renewed:?}");
     client.lease_revoke_with(lease, here()).await.unwrap();
     let leases = client.lease_leases().await.unwrap().leases;
     assert!(!leases.iter().any(|l| l.id == lease), "{leases:?}");
