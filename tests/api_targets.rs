@@ -288,6 +288,12 @@ async fn option_less_methods_take_call_options_through_with_variants<R: TestRunt
     unknown("unlock", unlock.await.map(drop));
     let renew = client.keep_alive_once_with(lease, nowhere());
     unknown("keep_alive_once", renew.await.map(drop));
+    // The plain method follows the handle's options, like every call.
+    let scoped = client.with_call_options(nowhere());
+    unknown(
+        "scoped keep_alive_once",
+        scoped.keep_alive_once(lease).await.map(drop),
+    );
 
     // And with options that can be met, they do their work.
     let here = || {

@@ -302,7 +302,8 @@ impl Client {
             .await
     }
 
-    /// Renew lease `id` once, on a short-lived keep-alive stream. Fails with
+    /// Renew lease `id` once, on a short-lived keep-alive stream (within the
+    /// handle's call options, like every call). Fails with
     /// [`Error::LeaseExpired`] when the lease no longer exists.
     ///
     /// ```no_run
@@ -312,9 +313,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        self.keep_alive_once_at(id, None)
-            .await
-            .map(|(resp, _)| resp)
+        self.keep_alive_once_with(id, CallOptions::default()).await
     }
 
     /// [`Client::keep_alive_once`] with per-call options (a timeout, the
