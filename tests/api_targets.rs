@@ -242,7 +242,82 @@ async fn handles_outlive_the_client_value<R: TestRuntime>() {
     drop(keeper);
 }
 
+async fn option_less_methods_take_call_options_through_with_variants<R: TestRuntime>() {
+    use etcdv3_client::api::{AlarmType, LockOptions};
+    let cluster = cluster::start::<R>(1).await;
+    let client = cluster::connect::<R>(&cluster).await;
+    let id = cluster.member(0).id();
+    let lease = client
+        .lease_grant(30, LeaseGrantOptions::new())
+        .await
+        .unwrap()
+        .id;
+    let lock = client.lock("with/lock", LockOptions::new()).await.unwrap();
+
+    // The options reach every call: a target that is none of the
+    // client's endpoints fails each one before anything is sent.
+    let nowhere = || CallOptions::new().with_target(Target::Endpoint("http://127.0.0.1:1".into()));
+    let unknown = |what: &str, r: Result<(), Error>| {
+        assert!(
+            matches!(r, Err(Error::UnknownTarget { .. })),
+            "{what}: {r:?}"
+        );
+    };
+    unknown("status", client.status_with(nowhere()).await.map(drop));
+    unknown("hash", client.hash_with(nowhere()).await.map(drop));
+    unknown("hash_kv", client.hash_kv_with(0, nowhere()).await.map(drop));
+    unknown(
+        "alarm_list",
+        client.alarm_list_with(nowhere()).await.map(drop),
+    );
+    let disarm = client.alarm_disarm_with(id, AlarmType::Nospace, nowhere());
+    unknown("alarm_disarm", disarm.await.map(drop));
+    unknown(
+        "move_leader",
+        client.move_leader_with(id, nowhere()).await.map(drop),
+    );
+    unknown(
+        "lease_leases",
+        client.lease_leases_with(nowhere()).await.map(drop),
+    );
+    unknown(
+        "lease_revoke",
+        client.lease_revoke_with(lease, nowhere()).await.map(drop),
+    );
+    let unlock = client.unlock_with(lock.key.clone(), nowhere());
+    unknown("unlock", unlock.await.map(drop));
+    let renew = client.keep_alive_once_with(lease, nowhere());
+    unknown("keep_alive_once", renew.await.map(drop));
+    // The plain method follows the handle's options, like every call.
+    let scoped = client.with_call_options(nowhere());
+    unknown(
+        "scoped keep_alive_once",
+        scoped.keep_alive_once(lease).await.map(drop),
+    );
+
+    // And with options that can be met, they do their work.
+    let here = || {
+        CallOptions::new()
+            .with_target(Target::Member(id))
+            .with_timeout(Duration::from_secs(10))
+    };
+    let status = client.status_with(here()).await.unwrap();
+    assert_eq!(status.header.unwrap().member_id, id);
+    assert!(client.hash_kv_with(0, here()).await.unwrap().hash != 0);
+    let leases = client.lease_leases_with(here()).await.unwrap().leases;
+    assert!(leases.iter().any(|l| l.id == lease), "{leases:?}");
+    let renewed = client.keep_alive_once_with(lease, here()).await.unwrap();
+    assert!(renewed.ttl > 0, "{renewed:?}");
+    client.lease_revoke_with(lease, here()).await.unwrap();
+    let leases = client.lease_leases().await.unwrap().leases;
+    assert!(!leases.iter().any(|l| l.id == lease), "{leases:?}");
+    client.unlock_with(lock.key.clone(), here()).await.unwrap();
+    let held = client.get(lock.key, GetOptions::new()).await.unwrap().count;
+    assert_eq!(held, 0);
+}
+
 etcdv3_integration::runtime_tests!(
+    option_less_methods_take_call_options_through_with_variants,
     member_targeted_maintenance_runs_on_the_named_member,
     call_options_scope_every_method,
     handles_outlive_the_client_value,

@@ -98,6 +98,89 @@ async fn only_bad_endpoints_end_in_a_typed_error_by_the_deadline<R: TestRuntime>
     assert!(matches!(err, Error::Call(_)), "{err}");
 }
 
+/// The errors `e`'s `source()` chain holds, `e` first.
+fn chain(e: &Error) -> Vec<&(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .collect()
+}
+
+/// The first `std::io::Error` down `e`'s `source()` chain.
+fn io_cause(e: &Error) -> Option<&std::io::Error> {
+    chain(e)
+        .into_iter()
+        .find_map(|s| s.downcast_ref::<std::io::Error>())
+}
+
+async fn transport_failures_chain_to_their_io_and_h2_errors<R: TestRuntime>() {
+    let options = || ClientOptions::default().with_timeout(Duration::from_millis(1500));
+
+    // A port nobody listens on: the deadline's last error is the refused
+    // connect, and the refusal itself is down the chain.
+    let client = R::connect([refused_endpoint()], options())
+        .await
+        .expect("client");
+    let err = client
+        .get("k", GetOptions::new())
+        .await
+        .expect_err("refused");
+    assert!(err.is_deadline_exceeded(), "{err}");
+    assert!(err.to_string().contains("deadline exceeded"), "{err}");
+    assert_eq!(
+        io_cause(&err).map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{err}: {:?}",
+        chain(&err)
+    );
+
+    // A peer that does not speak HTTP/2: h2's error of the failed
+    // handshake.
+    let client = R::connect([not_http2_server()], options())
+        .await
+        .expect("client");
+    let err = client
+        .get("k", GetOptions::new())
+        .await
+        .expect_err("not HTTP/2");
+    let h2 = chain(&err)
+        .into_iter()
+        .find_map(|s| s.downcast_ref::<h2::Error>());
+    assert!(h2.is_some(), "{err}: {:?}", chain(&err));
+
+    // A member killed under a connected client: the reconnects are
+    // refused, and a read, then a mutation, fail with that refusal as
+    // their cause (the mutation was never sent: it certainly did not
+    // apply).
+    let cluster = Cluster::start(1).expect("cluster");
+    let client = R::connect([cluster.member(0).direct_client_url()], options())
+        .await
+        .expect("client");
+    client.put("k", "v", PutOptions::new()).await.expect("put");
+    cluster.kill(0).expect("kill");
+    let err = client
+        .get("k", GetOptions::new())
+        .await
+        .expect_err("member killed");
+    assert_eq!(
+        io_cause(&err).map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{err}: {:?}",
+        chain(&err)
+    );
+    let err = client
+        .put("k", "w", PutOptions::new())
+        .await
+        .expect_err("member killed");
+    assert!(!err.may_have_applied(), "{err}");
+    assert_eq!(
+        io_cause(&err).map(std::io::Error::kind),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{err}: {:?}",
+        chain(&err)
+    );
+}
+
 async fn invalid_endpoints_are_rejected_with_the_input_named<R: TestRuntime>() {
     for bad in [
         "",
@@ -126,4 +209,5 @@ etcdv3_integration::runtime_tests!(
     bad_endpoints_fail_over_without_hanging,
     only_bad_endpoints_end_in_a_typed_error_by_the_deadline,
     invalid_endpoints_are_rejected_with_the_input_named,
+    transport_failures_chain_to_their_io_and_h2_errors,
 );

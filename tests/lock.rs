@@ -154,7 +154,114 @@ async fn election_campaign_leader_observe_proclaim_resign<R: TestRuntime>() {
     assert_eq!(a.leader("elect").await.unwrap().kv.unwrap().value, b"b");
 }
 
+async fn server_lock_and_election_run_inside_a_namespace<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let raw = connect::<R>(&cluster).await;
+    let a = raw.with_namespace("ns-a/");
+    let b = raw.with_namespace("ns-b/");
+    let la = a.lease_grant(10, LeaseGrantOptions::new()).await.unwrap();
+    let lb = b.lease_grant(10, LeaseGrantOptions::new()).await.unwrap();
+    let _ka = a.lease_keep_alive(la.id).await.unwrap();
+    let _kb = b.lease_keep_alive(lb.id).await.unwrap();
+
+    // Two namespaces hold the lock of one name at once (the second would
+    // wait for the first if the names met on the server).
+    let wait = Duration::from_secs(5);
+    let opts = |lease| LockOptions::new().with_lease(lease).with_timeout(wait);
+    let lock_a = a.lock("job", opts(la.id)).await.unwrap();
+    let lock_b = b.lock("job", opts(lb.id)).await.unwrap();
+    assert!(lock_a.key.starts_with(b"job/"), "{:?}", lock_a.key);
+    assert!(lock_b.key.starts_with(b"job/"), "{:?}", lock_b.key);
+    // The raw client sees the prefixed key; the namespaced one reads it
+    // back by its own name.
+    let on_server = [b"ns-a/".as_slice(), &lock_a.key].concat();
+    let raw_view = raw
+        .get(b"ns-a/job/".to_vec(), GetOptions::new().with_prefix())
+        .await
+        .unwrap();
+    assert_eq!(
+        raw_view
+            .kvs
+            .iter()
+            .map(|kv| kv.key.clone())
+            .collect::<Vec<_>>(),
+        [on_server]
+    );
+    assert_eq!(
+        a.get(lock_a.key.clone(), GetOptions::new())
+            .await
+            .unwrap()
+            .count,
+        1
+    );
+    // Unlock takes the key as the namespaced client gave it.
+    a.unlock(lock_a.key.clone()).await.unwrap();
+    assert_eq!(
+        raw.get(b"ns-a/job/".to_vec(), GetOptions::new().with_prefix())
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    b.unlock(lock_b.key.clone()).await.unwrap();
+    // A guard from lock_with_lease works the same way.
+    let guard = a.lock_with_lease("job", 10).await.unwrap();
+    assert!(guard.key().starts_with(b"job/"), "{:?}", guard.key());
+    guard.unlock().await.unwrap();
+
+    // Elections: both namespaces lead "elect" at once.
+    let bounded = |c: &etcdv3_client::Client| {
+        c.with_call_options(etcdv3_client::CallOptions::new().with_timeout(wait))
+    };
+    let won_a = bounded(&a).campaign("elect", "a", la.id).await.unwrap();
+    let won_b = bounded(&b).campaign("elect", "b", lb.id).await.unwrap();
+    let leader_a = won_a.leader.clone().unwrap();
+    assert_eq!(leader_a.name, b"elect");
+    assert!(leader_a.key.starts_with(b"elect/"), "{:?}", leader_a.key);
+    assert!(won_b.leader.unwrap().key.starts_with(b"elect/"));
+    let kv = a.leader("elect").await.unwrap().kv.unwrap();
+    assert_eq!(
+        (kv.key.as_slice(), kv.value.as_slice()),
+        (leader_a.key.as_slice(), b"a".as_slice())
+    );
+    let raw_kv = raw.leader("ns-a/elect").await.unwrap().kv.unwrap();
+    assert_eq!(raw_kv.key, [b"ns-a/".as_slice(), &leader_a.key].concat());
+    let mut observe = a.observe("elect").await.unwrap();
+    let first = R::timeout(wait, observe.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.kv.unwrap().key, leader_a.key);
+    // Proclaim and resign take the leader key as the namespace gave it.
+    a.proclaim(leader_a.clone(), "a2").await.unwrap();
+    let next = R::timeout(wait, observe.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let kv = next.kv.unwrap();
+    assert_eq!((kv.key, kv.value), (leader_a.key.clone(), b"a2".to_vec()));
+    assert_eq!(
+        raw.leader("ns-a/elect").await.unwrap().kv.unwrap().value,
+        b"a2"
+    );
+    a.resign(leader_a).await.unwrap();
+    assert_eq!(
+        raw.get(b"ns-a/elect/".to_vec(), GetOptions::new().with_prefix())
+            .await
+            .unwrap()
+            .count,
+        0
+    );
+    assert_eq!(
+        raw.leader("ns-b/elect").await.unwrap().kv.unwrap().value,
+        b"b"
+    );
+}
+
 etcdv3_integration::runtime_tests!(
+    server_lock_and_election_run_inside_a_namespace,
     lock_is_mutually_exclusive_between_clients,
     plain_lock_waits_for_unlock_and_leased_lock_for_expiry,
     dropped_lock_guard_releases_the_lock,

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use etcdv3_client::api::{GetOptions, PutOptions};
-use etcdv3_client::concurrency::stm::{self, Abort, Isolation, StmError};
+use etcdv3_client::concurrency::stm::{self, Abort, Isolation};
+use etcdv3_client::concurrency::{self as recipes, Mutex, Session, SessionOptions};
 use etcdv3_client::Client;
 use etcdv3_integration::cluster::{connect, start};
 use etcdv3_integration::runtime::TestRuntime;
@@ -29,7 +30,7 @@ const LEVELS: [Isolation; 3] = [
 ];
 
 /// One increment of `counter`, logged under `log/<new value>` with `op`.
-async fn increment(c: &Client, iso: Isolation, name: &str, op: &str) -> Result<i64, StmError> {
+async fn increment(c: &Client, iso: Isolation, name: &str, op: &str) -> recipes::Result<i64> {
     let counter = format!("{name}/counter");
     let log = format!("{name}/log/");
     stm::run(c, iso, |tx| {
@@ -77,21 +78,21 @@ async fn stm_semantics<R: TestRuntime>() {
     assert_eq!(get("s/b").await, b"8");
 
     // An error of the body aborts: nothing is written.
-    let r: Result<(), StmError> = stm::run(&c, Isolation::Serializable, |tx| {
+    let r: recipes::Result<()> = stm::run(&c, Isolation::Serializable, |tx| {
         tx.put("s/a", "0");
         let _ = tx.get("s/b")?;
         Err(Abort::msg("no"))
     })
     .await;
-    assert!(matches!(r, Err(StmError::Aborted(_))), "{r:?}");
+    assert!(matches!(r, Err(recipes::Error::Aborted(_))), "{r:?}");
     assert_eq!(get("s/a").await, b"7");
-    let r: Result<i64, StmError> = stm::run(&c, Isolation::Serializable, |tx| {
+    let r: recipes::Result<i64> = stm::run(&c, Isolation::Serializable, |tx| {
         let v: i64 = String::from_utf8_lossy(&tx.get("s/a")?.unwrap_or_default()).parse()?;
         let _bad: i64 = "x".parse()?;
         Ok(v)
     })
     .await;
-    assert!(matches!(r, Err(StmError::Aborted(_))), "{r:?}");
+    assert!(matches!(r, Err(recipes::Error::Aborted(_))), "{r:?}");
 
     // Concurrent increments on each conflict-checked level: none lost.
     for iso in LEVELS {
@@ -334,5 +335,55 @@ async fn stm_prefetch_runs_once_and_puts_with_a_lease<R: TestRuntime>() {
     assert_eq!(sum.kvs[0].lease, lease.id, "the write carries the lease");
 }
 
-etcdv3_integration::runtime_tests!(stm_semantics, stm_prefetch_runs_once_and_puts_with_a_lease);
+/// A transaction under a lock next to plain client calls: one error type,
+/// `?` on each (the recipes', the client's, the transaction's).
+async fn guarded_transfer(c: &Client, amount: i64) -> recipes::Result<i64> {
+    let session = Session::new(c, SessionOptions::new().with_ttl(10)).await?;
+    let guard = Mutex::new(&session, "one/lock").lock().await?;
+    let before = c.get("one/a", GetOptions::new()).await?.kvs.len();
+    let moved = stm::run(c, Isolation::Serializable, |tx| {
+        let a = parse(tx.get("one/a")?);
+        if a < amount {
+            return Err(Abort::msg("insufficient funds"));
+        }
+        let b = parse(tx.get("one/b")?);
+        tx.put("one/a", (a - amount).to_string());
+        tx.put("one/b", (b + amount).to_string());
+        Ok(amount)
+    })
+    .await?;
+    guard.unlock().await?;
+    session.close().await?;
+    assert_eq!(before, 1);
+    Ok(moved)
+}
+
+async fn stm_recipes_and_client_share_one_error_type<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    c.put("one/a", "10", PutOptions::new()).await.unwrap();
+    assert_eq!(guarded_transfer(&c, 7).await.unwrap(), 7);
+    // The body's refusal, the same type as a recipe's or a client's error.
+    let err = guarded_transfer(&c, 7).await.unwrap_err();
+    assert!(
+        matches!(&err, recipes::Error::Aborted(why) if why.to_string() == "insufficient funds"),
+        "{err:?}"
+    );
+    assert!(!err.may_have_applied());
+    let a = c.get("one/a", GetOptions::new()).await.unwrap();
+    assert_eq!(a.kvs[0].value, b"3");
+    // A closed client fails the same function with the client's error.
+    c.close();
+    let err = guarded_transfer(&c, 1).await.unwrap_err();
+    assert!(
+        matches!(err, recipes::Error::Client(ref e) if e.is_closed()),
+        "{err:?}"
+    );
+}
+
+etcdv3_integration::runtime_tests!(
+    stm_semantics,
+    stm_prefetch_runs_once_and_puts_with_a_lease,
+    stm_recipes_and_client_share_one_error_type,
+);
 etcdv3_integration::runtime_tests!(exclusive: stm_counters_linearizable_under_member_faults);

@@ -537,9 +537,14 @@ impl Client {
     /// way back, with [`KvNamespace`](crate::api::KvNamespace)'s rules, and
     /// `lease_time_to_live` lists only the lease's keys inside. Everything
     /// built on those runs inside the namespace too: [`Session`],
-    /// [`Mutex`], [`Election`] and [`stm`]. A namespace inside a namespace
-    /// appends its prefix. Not covered: the server's `Lock` and `Election`
-    /// services (their names are not prefixed) and watch groups (use
+    /// [`Mutex`], [`Election`] and [`stm`]. The server's `Lock` and
+    /// `Election` services too: [`lock`](Client::lock),
+    /// [`campaign`](Client::campaign), [`leader`](Client::leader) and
+    /// [`observe`](Client::observe) prefix the name, `unlock`, `proclaim`
+    /// and `resign` the key they are given, and the keys in their answers
+    /// (the lock key, the leader key, the leader's key-value) come back
+    /// without the prefix. A namespace inside a namespace appends its
+    /// prefix. Not covered: watch groups (use
     /// [`KvNamespace::watch_group`](crate::api::KvNamespace::watch_group)).
     ///
     /// [`Session`]: crate::concurrency::Session
@@ -555,6 +560,10 @@ impl Client {
     /// // Stored under "tenants/acme/locks/jobs/...".
     /// let guard = Mutex::new(&session, "locks/jobs").lock().await?;
     /// assert!(guard.key().starts_with(b"locks/jobs/"));
+    /// // The server's lock service: "tenants/acme/nightly/<lease>" on the
+    /// // server, "nightly/<lease>" here.
+    /// let lock = tenant.lock_with_lease("nightly", 10).await?;
+    /// assert!(lock.key().starts_with(b"nightly/"));
     /// # Ok(()) }
     /// ```
     pub fn with_namespace(&self, prefix: impl AsRef<[u8]>) -> Client {

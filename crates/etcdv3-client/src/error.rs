@@ -9,6 +9,29 @@ use etcdv3_core::status::{Code, Status};
 /// Everything that can go wrong in a client call. Every variant says what
 /// failed; server errors name the endpoint and the method.
 ///
+/// Causes chain through [`std::error::Error::source`]: a server refusal to
+/// its [`Status`], a TLS failure to rustls' error (`TlsCause`), and a
+/// failure whose text names a transport error (a refused connect, a
+/// connection reset, a peer that does not speak HTTP/2: the
+/// [`CallError`]'s `last_error` or `cause`) to that `std::io::Error` or
+/// `h2::Error` (through the [`Cause`](crate::Cause) slot the client
+/// fills; h2's IO errors are handed over as the `std::io::Error` itself).
+///
+/// ```no_run
+/// use etcdv3_client::api::GetOptions;
+/// # async fn demo(client: etcdv3_client::Client) {
+/// if let Err(e) = client.get("k", GetOptions::new()).await {
+///     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+///     while let Some(c) = cause {
+///         if let Some(io) = c.downcast_ref::<std::io::Error>() {
+///             println!("IO error: {:?}", io.kind());
+///         }
+///         cause = c.source();
+///     }
+/// }
+/// # }
+/// ```
+///
 /// ```no_run
 /// use etcdv3_client::{Error, EtcdErrorKind};
 /// use etcdv3_client::api::GetOptions;
@@ -329,6 +352,7 @@ impl Error {
     ///     attempts: 3,
     ///     last_error: "none".into(),
     ///     may_have_applied: false,
+    ///     source: None,
     /// });
     /// assert!(late.is_deadline_exceeded());
     /// assert!(!Error::Closed.is_deadline_exceeded());

@@ -40,7 +40,7 @@ pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 /// [`Error::Call`] holds a [`CallError`]; a server error's gRPC [`Status`]
 /// and [`Code`], and its etcd classification ([`EtcdErrorKind`]).
 pub use etcdv3_core::error::EtcdErrorKind;
-pub use etcdv3_core::machine::CallError;
+pub use etcdv3_core::machine::{CallError, Cause};
 pub use etcdv3_core::status::{Code, Status};
 
 pub use etcdv3_core as core;

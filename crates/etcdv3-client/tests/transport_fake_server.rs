@@ -78,6 +78,8 @@ enum Script {
     GoawayBelow,
     /// GOAWAY with last-stream-id = the request, then close the socket.
     GoawayAtThenClose,
+    /// Close the socket, no GOAWAY (a member that died).
+    Close,
     /// Never answer.
     Silent,
     /// Answer OK.
@@ -114,6 +116,10 @@ fn raw_server(scripts: Vec<Script>) -> (String, Arc<AtomicUsize>) {
                                 Script::GoawayBelow => goaway(&mut s, id.saturating_sub(2)),
                                 Script::GoawayAtThenClose => {
                                     goaway(&mut s, id);
+                                    let _ = s.shutdown(Shutdown::Both);
+                                    return;
+                                }
+                                Script::Close => {
                                     let _ = s.shutdown(Shutdown::Both);
                                     return;
                                 }
@@ -169,6 +175,26 @@ async fn put_below_goaway_last_stream_id_then_connection_lost_is_unknown() {
     let e = c.put("k", "v", PutOptions::new()).await.unwrap_err();
     assert!(e.is_outcome_unknown(), "{e}");
     assert!(e.may_have_applied(), "{e}");
+}
+
+#[tokio::test]
+async fn put_lost_with_its_connection_chains_to_the_io_error() {
+    // The member went away with the put in flight: outcome unknown, and
+    // the transport's error is down the source() chain, typed.
+    let (url, requests) = raw_server(vec![Script::Close, Script::Ok]);
+    let c = client(&url, opts());
+    let e = c.put("k", "v", PutOptions::new()).await.unwrap_err();
+    assert!(e.is_outcome_unknown(), "{e}");
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "sent once");
+    let io = std::iter::successors(Some(&e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .find_map(|s| s.downcast_ref::<std::io::Error>());
+    let Some(io) = io else {
+        panic!("no io::Error under {e}");
+    };
+    // The error's text names the cause it carries.
+    assert!(e.to_string().contains(&io.to_string()), "{e} / {io}");
 }
 
 #[tokio::test]

@@ -6,6 +6,11 @@
 //! [`resign`](Client::resign) (or when its lease expires). Anyone can read
 //! the current [`leader`](Client::leader) or [`observe`](Client::observe)
 //! every change.
+//!
+//! On a namespaced client ([`Client::with_namespace`]) the election name
+//! is prefixed on the way out and the keys in the answers (the
+//! [`LeaderKey`]'s name and key, the leader's key-value) come back without
+//! the prefix; `proclaim` and `resign` prefix the leader key again.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -17,6 +22,7 @@ use etcdv3_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest
 use futures_core::Stream;
 
 use crate::api::lock::WAIT_UNBOUNDED;
+use crate::api::namespace::{prefix_leader, prefixed, strip_leader, strip_leader_kv};
 use crate::client::{CallOptions, KeepOpen, ServerStream};
 use crate::error::{Error, Result};
 use crate::Client;
@@ -61,8 +67,9 @@ impl Client {
     ) -> Result<CampaignResponse> {
         let name = name.into();
         check_name(&name)?;
+        let ns = self.namespace();
         let req = CampaignRequest {
-            name,
+            name: prefixed(ns, name),
             lease,
             value: value.into(),
         };
@@ -70,7 +77,11 @@ impl Client {
         // options bound it.
         let timeout = self.call_options().timeout.unwrap_or(WAIT_UNBOUNDED);
         let opts = CallOptions::new().with_timeout(timeout);
-        self.unary(ELECTION_CAMPAIGN, &req, opts).await
+        let mut resp: CampaignResponse = self.unary(ELECTION_CAMPAIGN, &req, opts).await?;
+        if let Some(leader) = &mut resp.leader {
+            strip_leader(ns, leader);
+        }
+        Ok(resp)
     }
 
     /// As the leader identified by `leader`, announce a new `value`.
@@ -83,9 +94,10 @@ impl Client {
     /// ```
     pub async fn proclaim(
         &self,
-        leader: LeaderKey,
+        mut leader: LeaderKey,
         value: impl Into<Vec<u8>>,
     ) -> Result<ProclaimResponse> {
+        prefix_leader(self.namespace(), &mut leader);
         let req = ProclaimRequest {
             leader: Some(leader),
             value: value.into(),
@@ -108,12 +120,17 @@ impl Client {
     pub async fn leader(&self, name: impl Into<Vec<u8>>) -> Result<LeaderResponse> {
         let name = name.into();
         check_name(&name)?;
-        self.unary(
-            ELECTION_LEADER,
-            &LeaderRequest { name },
-            CallOptions::default(),
-        )
-        .await
+        let ns = self.namespace();
+        let name = prefixed(ns, name);
+        let mut resp: LeaderResponse = self
+            .unary(
+                ELECTION_LEADER,
+                &LeaderRequest { name },
+                CallOptions::default(),
+            )
+            .await?;
+        strip_leader_kv(ns, &mut resp);
+        Ok(resp)
     }
 
     /// Every leader of election `name` from now on (the current one first,
@@ -131,6 +148,7 @@ impl Client {
     pub async fn observe(&self, name: impl Into<Vec<u8>>) -> Result<LeaderStream> {
         let name = name.into();
         check_name(&name)?;
+        let name = prefixed(self.namespace(), name);
         let inner = self
             .server_stream(
                 ELECTION_OBSERVE,
@@ -140,6 +158,7 @@ impl Client {
             .await?;
         Ok(LeaderStream {
             inner,
+            namespace: self.namespace().to_vec(),
             _keep: self.keep_open(),
         })
     }
@@ -152,7 +171,8 @@ impl Client {
     /// client.resign(me).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn resign(&self, leader: LeaderKey) -> Result<ResignResponse> {
+    pub async fn resign(&self, mut leader: LeaderKey) -> Result<ResignResponse> {
+        prefix_leader(self.namespace(), &mut leader);
         let req = ResignRequest {
             leader: Some(leader),
         };
@@ -175,6 +195,9 @@ impl Client {
 /// ```
 pub struct LeaderStream {
     inner: ServerStream<LeaderResponse>,
+    /// The namespace of the client that observes: stripped from the
+    /// leaders' keys.
+    namespace: Vec<u8>,
     /// Keeps the client open while this handle lives.
     _keep: KeepOpen,
 }
@@ -189,6 +212,14 @@ impl Stream for LeaderStream {
     type Item = Result<LeaderResponse>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        Pin::new(&mut self.get_mut().inner).poll_next(cx)
+        let this = self.get_mut();
+        Pin::new(&mut this.inner).poll_next(cx).map(|item| {
+            item.map(|r| {
+                r.map(|mut resp| {
+                    strip_leader_kv(&this.namespace, &mut resp);
+                    resp
+                })
+            })
+        })
     }
 }

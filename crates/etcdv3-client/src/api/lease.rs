@@ -207,12 +207,26 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn lease_revoke(&self, id: i64) -> Result<LeaseRevokeResponse> {
-        self.unary(
-            LEASE_REVOKE,
-            &LeaseRevokeRequest { id },
-            CallOptions::default(),
-        )
-        .await
+        self.lease_revoke_with(id, CallOptions::default()).await
+    }
+
+    /// [`Client::lease_revoke`] with per-call options (e.g. a timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(1));
+    /// client.lease_revoke_with(lease, opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn lease_revoke_with(
+        &self,
+        id: i64,
+        options: CallOptions,
+    ) -> Result<LeaseRevokeResponse> {
+        self.unary(LEASE_REVOKE, &LeaseRevokeRequest { id }, options)
+            .await
     }
 
     /// [`Client::lease_revoke`], trying for at most `timeout`.
@@ -221,12 +235,8 @@ impl Client {
         id: i64,
         timeout: Duration,
     ) -> Result<LeaseRevokeResponse> {
-        self.unary(
-            LEASE_REVOKE,
-            &LeaseRevokeRequest { id },
-            CallOptions::new().with_timeout(timeout),
-        )
-        .await
+        self.lease_revoke_with(id, CallOptions::new().with_timeout(timeout))
+            .await
     }
 
     /// The remaining and granted TTL of lease `id` (`ttl == -1` when it
@@ -274,11 +284,26 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn lease_leases(&self) -> Result<LeaseLeasesResponse> {
-        self.unary(LEASE_LEASES, &LeaseLeasesRequest {}, CallOptions::default())
+        self.lease_leases_with(CallOptions::default()).await
+    }
+
+    /// [`Client::lease_leases`] with per-call options.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(2));
+    /// println!("{} leases", client.lease_leases_with(opts).await?.leases.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn lease_leases_with(&self, options: CallOptions) -> Result<LeaseLeasesResponse> {
+        self.unary(LEASE_LEASES, &LeaseLeasesRequest {}, options)
             .await
     }
 
-    /// Renew lease `id` once, on a short-lived keep-alive stream. Fails with
+    /// Renew lease `id` once, on a short-lived keep-alive stream (within the
+    /// handle's call options, like every call). Fails with
     /// [`Error::LeaseExpired`] when the lease no longer exists.
     ///
     /// ```no_run
@@ -288,17 +313,63 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        self.keep_alive_once_at(id).await.map(|(resp, _)| resp)
+        self.keep_alive_once_with(id, CallOptions::default()).await
+    }
+
+    /// [`Client::keep_alive_once`] with per-call options (a timeout, the
+    /// member to renew through), merged with the handle's like every call's.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_millis(500));
+    /// let renewed = client.keep_alive_once_with(lease, opts).await?;
+    /// assert!(renewed.ttl > 0);
+    /// # Ok(()) }
+    /// ```
+    pub async fn keep_alive_once_with(
+        &self,
+        id: i64,
+        options: CallOptions,
+    ) -> Result<LeaseKeepAliveResponse> {
+        self.keep_alive_once_at(id, Some(options))
+            .await
+            .map(|(resp, _)| resp)
     }
 
     /// [`Client::keep_alive_once`], and the instant the renewal was sent:
-    /// the server restarted the lease's TTL no earlier than that.
-    async fn keep_alive_once_at(&self, id: i64) -> Result<(LeaseKeepAliveResponse, Instant)> {
-        let deadline = self.now() + self.shared.options.request_timeout;
-        let mut sleep = self.runtime().sleep_until(deadline);
+    /// the server restarted the lease's TTL no earlier than that. Without
+    /// `options` (a keeper's first renewal), the client's request timeout
+    /// on any member, whatever the handle's options.
+    async fn keep_alive_once_at(
+        &self,
+        id: i64,
+        options: Option<CallOptions>,
+    ) -> Result<(LeaseKeepAliveResponse, Instant)> {
+        let started = self.now();
+        let mut timeout = self.shared.options.request_timeout;
+        let mut require_leader = self.shared.options.require_leader;
+        let mut bound = None;
+        if let Some(options) = options {
+            let options = self.effective(options);
+            timeout = options.timeout.unwrap_or(timeout);
+            require_leader = options.require_leader.unwrap_or(require_leader);
+            bound = self
+                .resolve_target(options.target.as_ref(), timeout)
+                .await?;
+        }
+        let mut sleep = self.runtime().sleep_until(started + timeout);
         let call = async {
-            let mut stream = self
-                .open_bidi::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(LEASE_KEEP_ALIVE)
+            let mut stream =
+                crate::transport::stream::open_on::<LeaseKeepAliveRequest, LeaseKeepAliveResponse>(
+                    &self.shared,
+                    LEASE_KEEP_ALIVE,
+                    None,
+                    None,
+                    require_leader,
+                    bound,
+                )
                 .await?;
             let sent_at = self.now();
             stream.send(&LeaseKeepAliveRequest { id })?;
@@ -328,6 +399,7 @@ impl Client {
                     attempts: 1,
                     last_error: "no keep-alive answer in time".into(),
                     may_have_applied: true,
+                    source: None,
                 },
             ))
         })?;
@@ -363,7 +435,7 @@ impl Client {
     /// (the recipes' holders: they never resume ownership) and its stream
     /// ends after that item.
     pub(crate) async fn keep_lease(&self, id: i64, until_lapse: bool) -> Result<LeaseKeeper> {
-        let (first, renewed_at) = self.keep_alive_once_at(id).await?;
+        let (first, renewed_at) = self.keep_alive_once_at(id, None).await?;
         let token = self.shared.tasks.ids.next_keeper();
         let slot = Arc::new(Slot::new(
             first.ttl,

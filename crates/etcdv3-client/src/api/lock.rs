@@ -7,6 +7,11 @@
 //! a lease the lock is held until [`Client::unlock`]**, even if the holder
 //! dies. [`Client::lock_with_lease`] grants a lease, keeps it alive and
 //! returns a [`LockGuard`]: the safe default.
+//!
+//! On a namespaced client ([`Client::with_namespace`]) the lock name is
+//! prefixed on the way out, the key the server answers comes back without
+//! the prefix, and [`Client::unlock`] prefixes it again: two namespaces
+//! hold locks of the same name independently.
 
 use std::time::Duration;
 
@@ -14,6 +19,7 @@ use etcdv3_proto::method::{LOCK_LOCK, LOCK_UNLOCK};
 use etcdv3_proto::v3lockpb::{LockRequest, UnlockRequest};
 
 use crate::api::lease::{LeaseGrantOptions, LeaseKeeper};
+use crate::api::namespace::{prefixed, strip_key};
 use crate::client::CallOptions;
 use crate::error::{Error, Result};
 use crate::Client;
@@ -112,8 +118,9 @@ impl Client {
         if name.is_empty() {
             return Err(Error::InvalidArgument("lock name must not be empty".into()));
         }
+        let ns = self.namespace();
         let req = LockRequest {
-            name,
+            name: prefixed(ns, name),
             lease: options.lease,
         };
         let timeout = options
@@ -121,7 +128,9 @@ impl Client {
             .or(self.call_options().timeout)
             .unwrap_or(WAIT_UNBOUNDED);
         let opts = CallOptions::new().with_timeout(timeout);
-        self.unary(LOCK_LOCK, &req, opts).await
+        let mut resp: LockResponse = self.unary(LOCK_LOCK, &req, opts).await?;
+        strip_key(ns, &mut resp.key);
+        Ok(resp)
     }
 
     /// Release the lock owned through `key` (from [`LockResponse::key`]).
@@ -134,11 +143,32 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn unlock(&self, key: impl Into<Vec<u8>>) -> Result<UnlockResponse> {
+        self.unlock_with(key, CallOptions::default()).await
+    }
+
+    /// [`Client::unlock`] with per-call options (e.g. a timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::LockOptions;
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let lock = client.lock("jobs/nightly", LockOptions::new()).await?;
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(2));
+    /// client.unlock_with(lock.key, opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn unlock_with(
+        &self,
+        key: impl Into<Vec<u8>>,
+        options: CallOptions,
+    ) -> Result<UnlockResponse> {
         let key = key.into();
         if key.is_empty() {
             return Err(Error::InvalidArgument("key must not be empty".into()));
         }
-        self.unary(LOCK_UNLOCK, &UnlockRequest { key }, CallOptions::default())
+        let key = prefixed(self.namespace(), key);
+        self.unary(LOCK_UNLOCK, &UnlockRequest { key }, options)
             .await
     }
 

@@ -130,12 +130,26 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn status(&self) -> Result<StatusResponse> {
-        self.unary(
-            method::MAINTENANCE_STATUS,
-            &pb::StatusRequest {},
-            CallOptions::default(),
-        )
-        .await
+        self.status_with(CallOptions::default()).await
+    }
+
+    /// [`Client::status`] with per-call options (e.g. the member to ask,
+    /// a timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{CallOptions, Target};
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, member: u64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new()
+    ///     .with_target(Target::Member(member))
+    ///     .with_timeout(Duration::from_secs(2));
+    /// let st = client.status_with(opts).await?;
+    /// println!("member {member:x}: raft index {}", st.raft_index);
+    /// # Ok(()) }
+    /// ```
+    pub async fn status_with(&self, options: CallOptions) -> Result<StatusResponse> {
+        self.unary(method::MAINTENANCE_STATUS, &pb::StatusRequest {}, options)
+            .await
     }
 
     /// The alarms raised in the cluster (e.g. `NOSPACE` when the quota is
@@ -150,13 +164,26 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn alarm_list(&self) -> Result<AlarmResponse> {
+        self.alarm_list_with(CallOptions::default()).await
+    }
+
+    /// [`Client::alarm_list`] with per-call options.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(2));
+    /// println!("{} alarms", client.alarm_list_with(opts).await?.alarms.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn alarm_list_with(&self, options: CallOptions) -> Result<AlarmResponse> {
         let req = pb::AlarmRequest {
             action: AlarmAction::Get as i32,
             member_id: 0,
             alarm: AlarmType::None as i32,
         };
-        self.unary(method::MAINTENANCE_ALARM, &req, CallOptions::default())
-            .await
+        self.unary(method::MAINTENANCE_ALARM, &req, options).await
     }
 
     /// Clear the alarm `alarm` raised by member `member_id`. The response
@@ -169,13 +196,33 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn alarm_disarm(&self, member_id: u64, alarm: AlarmType) -> Result<AlarmResponse> {
+        self.alarm_disarm_with(member_id, alarm, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::alarm_disarm`] with per-call options.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::AlarmType;
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, member_id: u64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(2));
+    /// client.alarm_disarm_with(member_id, AlarmType::Nospace, opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn alarm_disarm_with(
+        &self,
+        member_id: u64,
+        alarm: AlarmType,
+        options: CallOptions,
+    ) -> Result<AlarmResponse> {
         let req = pb::AlarmRequest {
             action: AlarmAction::Deactivate as i32,
             member_id,
             alarm: alarm as i32,
         };
-        self.unary(method::MAINTENANCE_ALARM, &req, CallOptions::default())
-            .await
+        self.unary(method::MAINTENANCE_ALARM, &req, options).await
     }
 
     /// Clear every raised alarm (list, then disarm each). The response lists
@@ -247,12 +294,21 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn hash(&self) -> Result<HashResponse> {
-        self.unary(
-            method::MAINTENANCE_HASH,
-            &pb::HashRequest {},
-            CallOptions::default(),
-        )
-        .await
+        self.hash_with(CallOptions::default()).await
+    }
+
+    /// [`Client::hash`] with per-call options (e.g. the member to ask).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{CallOptions, Target};
+    /// # async fn demo(client: etcdv3_client::Client, member: u64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_target(Target::Member(member));
+    /// println!("backend hash {:x}", client.hash_with(opts).await?.hash);
+    /// # Ok(()) }
+    /// ```
+    pub async fn hash_with(&self, options: CallOptions) -> Result<HashResponse> {
+        self.unary(method::MAINTENANCE_HASH, &pb::HashRequest {}, options)
+            .await
     }
 
     /// The hash of some member's key-value history up to `revision` (0: the
@@ -271,9 +327,25 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn hash_kv(&self, revision: i64) -> Result<HashKvResponse> {
+        self.hash_kv_with(revision, CallOptions::default()).await
+    }
+
+    /// [`Client::hash_kv`] with per-call options (e.g. the member to ask).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::{CallOptions, Target};
+    /// # async fn demo(client: etcdv3_client::Client, member: u64, rev: i64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_target(Target::Member(member));
+    /// println!("history hash {:x}", client.hash_kv_with(rev, opts).await?.hash);
+    /// # Ok(()) }
+    /// ```
+    pub async fn hash_kv_with(
+        &self,
+        revision: i64,
+        options: CallOptions,
+    ) -> Result<HashKvResponse> {
         let req = pb::HashKvRequest { revision };
-        self.unary(method::MAINTENANCE_HASH_KV, &req, CallOptions::default())
-            .await
+        self.unary(method::MAINTENANCE_HASH_KV, &req, options).await
     }
 
     /// Stream a snapshot of some member's backend database.
@@ -340,12 +412,27 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn move_leader(&self, target_id: u64) -> Result<MoveLeaderResponse> {
+        self.move_leader_with(target_id, CallOptions::default())
+            .await
+    }
+
+    /// [`Client::move_leader`] with per-call options (e.g. a timeout).
+    ///
+    /// ```no_run
+    /// use etcdv3_client::CallOptions;
+    /// use std::time::Duration;
+    /// # async fn demo(client: etcdv3_client::Client, member: u64) -> etcdv3_client::Result<()> {
+    /// let opts = CallOptions::new().with_timeout(Duration::from_secs(10));
+    /// client.move_leader_with(member, opts).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn move_leader_with(
+        &self,
+        target_id: u64,
+        options: CallOptions,
+    ) -> Result<MoveLeaderResponse> {
         let req = pb::MoveLeaderRequest { target_id };
-        self.unary(
-            method::MAINTENANCE_MOVE_LEADER,
-            &req,
-            CallOptions::default(),
-        )
-        .await
+        self.unary(method::MAINTENANCE_MOVE_LEADER, &req, options)
+            .await
     }
 }

@@ -35,6 +35,7 @@ use futures_core::Stream;
 use etcdv3_proto::etcdserverpb::{self as pb, request_op, response_op};
 use etcdv3_proto::method;
 use etcdv3_proto::mvccpb::KeyValue;
+use etcdv3_proto::v3electionpb::{LeaderKey, LeaderResponse};
 
 use super::kv::{
     call_options, prefix_range_end, DeleteOptions, DeleteRangeResponse, GetOptions, PutOptions,
@@ -550,6 +551,37 @@ pub(crate) fn prefix_txn(prefix: &[u8], req: &mut pb::TxnRequest) {
     }
     prefix_ops(prefix, &mut req.success);
     prefix_ops(prefix, &mut req.failure);
+}
+
+/// `prefix + name`: a lock or election name inside the namespace (the
+/// server's Lock and Election services keep their keys under the name).
+pub(crate) fn prefixed(prefix: &[u8], mut name: Vec<u8>) -> Vec<u8> {
+    if !prefix.is_empty() {
+        prefix_key(prefix, &mut name);
+    }
+    name
+}
+
+/// A leader key the namespace handed out, as the server knows it.
+pub(crate) fn prefix_leader(prefix: &[u8], leader: &mut LeaderKey) {
+    if !prefix.is_empty() {
+        prefix_key(prefix, &mut leader.name);
+        prefix_key(prefix, &mut leader.key);
+    }
+}
+
+/// A leader key from the server, relative to the namespace.
+pub(crate) fn strip_leader(prefix: &[u8], leader: &mut LeaderKey) {
+    strip_key(prefix, &mut leader.name);
+    strip_key(prefix, &mut leader.key);
+}
+
+/// An election's leader (`Leader`, `Observe` answers), relative to the
+/// namespace.
+pub(crate) fn strip_leader_kv(prefix: &[u8], resp: &mut LeaderResponse) {
+    if let Some(kv) = &mut resp.kv {
+        strip_kv(prefix, kv);
+    }
 }
 
 pub(crate) fn strip_key(prefix: &[u8], key: &mut Vec<u8>) {

@@ -664,6 +664,7 @@ impl Client {
                     attempts: 1,
                     last_error: "the server did not create the watcher in time".into(),
                     may_have_applied: false,
+                    source: None,
                 },
             )),
         }

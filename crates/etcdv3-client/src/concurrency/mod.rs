@@ -84,6 +84,23 @@ pub enum Error {
     /// [`Election::leader`]: nobody leads the election.
     #[error("the election has no leader")]
     NoLeader,
+    /// [`stm::run`]: the transaction body returned an error of its own
+    /// (an [`stm::Abort`] from [`stm::Abort::msg`] or from `?` on any
+    /// error); nothing was committed.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::concurrency::stm::{self, Abort, Isolation};
+    /// use etcdv3_client::concurrency::Error;
+    /// # async fn demo(client: etcdv3_client::Client) {
+    /// let r = stm::run(&client, Isolation::default(), |_tx| -> Result<(), Abort> {
+    ///     Err(Abort::msg("out of stock"))
+    /// })
+    /// .await;
+    /// assert!(matches!(r, Err(Error::Aborted(why)) if why.to_string() == "out of stock"));
+    /// # }
+    /// ```
+    #[error("the transaction body failed: {0}")]
+    Aborted(std::sync::Arc<dyn std::error::Error + Send + Sync>),
 }
 
 impl Error {

@@ -15,15 +15,37 @@
 //! it reads up front with [`StmOptions::with_prefetch`] (Go's
 //! `WithPrefetch`) and it runs once.
 //!
-//! Errors: [`run`] fails with [`StmError`] only, which wraps the client's
-//! [`Error`](crate::Error) (`StmError::Client`) or the body's own error
-//! (`StmError::Aborted`); the recipes' [`concurrency::Error`](super::Error)
-//! does not occur here.
+//! Errors: [`run`] fails with the recipes' one error type,
+//! [`concurrency::Error`](super::Error): a failed read or commit is
+//! [`Error::Client`](super::Error::Client) (the client's
+//! [`Error`](crate::Error)), the body's own error
+//! [`Error::Aborted`](super::Error::Aborted). A function that runs a
+//! transaction under a lock, next to plain client calls, returns
+//! [`concurrency::Result`](super::Result) and uses `?` on all of them:
+//!
+//! ```no_run
+//! use etcdv3_client::api::{GetOptions, LeaseGrantOptions};
+//! use etcdv3_client::concurrency::stm::{self, Isolation};
+//! use etcdv3_client::concurrency::{Mutex, Result, Session, SessionOptions};
+//!
+//! async fn settle(client: &etcdv3_client::Client) -> Result<i64> {
+//!     let session = Session::new(client, SessionOptions::new()).await?; // recipe
+//!     let guard = Mutex::new(&session, "locks/ledger").lock().await?; // recipe
+//!     let seen = client.get("ledger/total", GetOptions::new()).await?.count; // client
+//!     stm::run(client, Isolation::Serializable, |tx| {
+//!         tx.put("ledger/total", seen.to_string());
+//!         Ok(())
+//!     })
+//!     .await?; // transaction
+//!     guard.unlock().await?;
+//!     Ok(seen)
+//! }
+//! ```
 //!
 //! ```no_run
 //! use etcdv3_client::concurrency::stm::{self, Isolation};
 //!
-//! async fn transfer(client: &etcdv3_client::Client) -> Result<(), stm::StmError> {
+//! async fn transfer(client: &etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 //!     stm::run(client, Isolation::Serializable, |tx| {
 //!         let parse = |v: Option<Vec<u8>>| -> i64 {
 //!             v.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0)
@@ -51,7 +73,7 @@ use crate::Client;
 ///
 /// ```no_run
 /// use etcdv3_client::concurrency::stm::{self, Isolation};
-/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 /// assert_eq!(Isolation::default(), Isolation::SerializableSnapshot);
 /// // Read-committed: no conflict check, fine for blind writes.
 /// stm::run(&client, Isolation::ReadCommitted, |tx| {
@@ -90,64 +112,12 @@ impl Isolation {
     }
 }
 
-/// Why [`run`] failed.
-///
-/// ```no_run
-/// use etcdv3_client::concurrency::stm::{self, Abort, Isolation, StmError};
-/// # async fn demo(client: etcdv3_client::Client) {
-/// let result = stm::run(&client, Isolation::Serializable, |tx| {
-///     if tx.get("config/frozen")?.is_some() {
-///         return Err(Abort::msg("configuration is frozen"));
-///     }
-///     tx.put("config/x", "1");
-///     Ok(())
-/// })
-/// .await;
-/// match result {
-///     Ok(()) => {}
-///     Err(StmError::Aborted(why)) => println!("not applied: {why}"),
-///     Err(e) => println!("failed (maybe applied: {}): {e}", e.may_have_applied()),
-/// }
-/// # }
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum StmError {
-    /// A read or the commit failed. If the commit failed with
-    /// [`may_have_applied`](crate::Error::may_have_applied), the
-    /// transaction may have been applied: it was not run again.
-    #[error(transparent)]
-    Client(#[from] crate::Error),
-    /// The closure returned an error of its own.
-    #[error("the transaction body failed: {0}")]
-    Aborted(Box<dyn std::error::Error + Send + Sync>),
-}
-
-impl StmError {
-    /// Whether the transaction may have been applied although [`run`]
-    /// failed (the commit's outcome is unknown).
-    ///
-    /// ```no_run
-    /// use etcdv3_client::concurrency::stm::{self, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client) {
-    /// if let Err(e) = stm::run(&client, Isolation::default(), |tx| Ok(tx.put("k", "v"))).await {
-    ///     if e.may_have_applied() {
-    ///         println!("the commit's outcome is unknown: read k back");
-    ///     }
-    /// }
-    /// # }
-    /// ```
-    pub fn may_have_applied(&self) -> bool {
-        matches!(self, StmError::Client(e) if e.may_have_applied())
-    }
-}
-
 /// Stops a transaction body: a read that needs a round trip (handled by
 /// [`run`]), or an error of the caller's (`?` on any error converts it).
 ///
 /// ```no_run
 /// use etcdv3_client::concurrency::stm::{self, Isolation};
-/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 /// stm::run(&client, Isolation::default(), |tx| {
 ///     // `?` on a read that needs a fetch, or on any error (converted to Abort).
 ///     let n: i64 = String::from_utf8(tx.get("counter")?.unwrap_or_default())?.parse().unwrap_or(0);
@@ -181,11 +151,11 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Abort {
 
 impl Abort {
     /// Stop the transaction with a message: [`run`] returns
-    /// [`StmError::Aborted`] and commits nothing.
+    /// [`Error::Aborted`](super::Error::Aborted) and commits nothing.
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, Abort, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
     /// stm::run(&client, Isolation::default(), |tx| {
     ///     let stock: i64 = tx.get("stock")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
     ///     if stock == 0 {
@@ -226,7 +196,7 @@ enum Write {
 ///     tx.put("b", a);
 ///     Ok(())
 /// }
-/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 /// stm::run(&client, Isolation::Serializable, swap).await
 /// # }
 /// ```
@@ -258,7 +228,7 @@ impl Tx {
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
     /// let value = stm::run(&client, Isolation::default(), |tx| {
     ///     tx.put("k", "mine");
     ///     // Reads see the transaction's own writes.
@@ -284,7 +254,7 @@ impl Tx {
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
     /// let rev = stm::run(&client, Isolation::default(), |tx| tx.rev("k")).await?;
     /// println!("k last modified at revision {rev} (0: absent)");
     /// # Ok(()) }
@@ -307,7 +277,7 @@ impl Tx {
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
     /// stm::run(&client, Isolation::default(), |tx| {
     ///     tx.put("greeting", "hello");
     ///     Ok(())
@@ -325,7 +295,7 @@ impl Tx {
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client, lease: i64) -> etcdv3_client::concurrency::Result<()> {
     /// stm::run(&client, Isolation::default(), |tx| {
     ///     if tx.get("leader")?.is_none() {
     ///         tx.put_with_lease("leader", "me", lease);
@@ -349,7 +319,7 @@ impl Tx {
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, Isolation};
-    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
     /// stm::run(&client, Isolation::default(), |tx| {
     ///     if tx.get("job/done")?.is_some() {
     ///         tx.delete("job/claim");
@@ -467,12 +437,13 @@ impl Tx {
 /// The body may run many times (see the [module docs](self)); it must not
 /// have side effects besides its `tx` calls. Fails when a read or the
 /// commit fails (no retry then: a commit with an unknown outcome is not run
-/// again, [`StmError::may_have_applied`] says so) or when the body returns
-/// an error of its own.
+/// again, [`Error::may_have_applied`](super::Error::may_have_applied) says
+/// so) or when the body returns an error of its own
+/// ([`Error::Aborted`](super::Error::Aborted)).
 ///
 /// ```no_run
 /// use etcdv3_client::concurrency::stm::{self, Isolation};
-/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 /// // A linearizable counter: concurrent runs never lose an increment.
 /// let next = stm::run(&client, Isolation::SerializableSnapshot, |tx| {
 ///     let n: i64 = tx.get("counter")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
@@ -483,7 +454,7 @@ impl Tx {
 /// println!("counter is now {next}");
 /// # Ok(()) }
 /// ```
-pub async fn run<T, F>(client: &Client, isolation: Isolation, body: F) -> Result<T, StmError>
+pub async fn run<T, F>(client: &Client, isolation: Isolation, body: F) -> super::Result<T>
 where
     F: FnMut(&mut Tx) -> Result<T, Abort>,
 {
@@ -536,7 +507,7 @@ impl StmOptions {
     ///
     /// ```no_run
     /// use etcdv3_client::concurrency::stm::{self, StmOptions};
-    /// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
     /// let opts = StmOptions::new().with_prefetch(["accounts/a", "accounts/b"]);
     /// stm::run_with(&client, opts, |tx| {
     ///     let (a, b) = (tx.get("accounts/a")?, tx.get("accounts/b")?); // no round trip
@@ -561,7 +532,7 @@ impl StmOptions {
 ///
 /// ```no_run
 /// use etcdv3_client::concurrency::stm::{self, Isolation, StmOptions};
-/// # async fn demo(client: etcdv3_client::Client) -> Result<(), stm::StmError> {
+/// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::concurrency::Result<()> {
 /// let opts = StmOptions::new().with_isolation(Isolation::Serializable).with_prefetch(["counter"]);
 /// stm::run_with(&client, opts, |tx| {
 ///     let n: i64 = tx.get("counter")?.and_then(|v| String::from_utf8(v).ok()?.parse().ok()).unwrap_or(0);
@@ -571,11 +542,7 @@ impl StmOptions {
 /// .await
 /// # }
 /// ```
-pub async fn run_with<T, F>(
-    client: &Client,
-    options: StmOptions,
-    mut body: F,
-) -> Result<T, StmError>
+pub async fn run_with<T, F>(client: &Client, options: StmOptions, mut body: F) -> super::Result<T>
 where
     F: FnMut(&mut Tx) -> Result<T, Abort>,
 {
@@ -591,7 +558,7 @@ where
         if !tx.missing.is_empty() {
             // Even if the body swallowed the `Abort`: it ran without a value.
             if let Err(Abort(AbortKind::User(e))) = out {
-                return Err(StmError::Aborted(e));
+                return Err(super::Error::Aborted(e.into()));
             }
             tx.fetch(client).await?;
             continue;
@@ -602,7 +569,7 @@ where
                     return Ok(value);
                 }
             }
-            Err(Abort(AbortKind::User(e))) => return Err(StmError::Aborted(e)),
+            Err(Abort(AbortKind::User(e))) => return Err(super::Error::Aborted(e.into())),
             // A fetch abort with nothing missing cannot happen; run again.
             Err(Abort(AbortKind::Fetch)) => {}
         }

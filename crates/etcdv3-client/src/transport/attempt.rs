@@ -26,6 +26,9 @@ pub(crate) struct AttemptOutput {
     /// The connection takes no new streams: the server sent GOAWAY, or its
     /// stream ids are used up. The core drains it and opens another.
     pub(crate) goaway: bool,
+    /// The error behind a failure's text (an `std::io::Error`, an
+    /// `h2::Error`), for the `source()` of the call's error.
+    pub(crate) cause: Option<etcdv3_core::machine::Cause>,
 }
 
 impl AttemptOutput {
@@ -40,11 +43,21 @@ impl AttemptOutput {
         Self::failed(o, g)
     }
 
+    /// The attempt failed with an h2 error, kept as the failure's cause.
+    pub(crate) fn from_h2(e: h2::Error, sent: bool) -> Self {
+        let (o, g) = classify_h2(&e, sent);
+        AttemptOutput {
+            cause: Some(super::h2_cause(e)),
+            ..Self::failed(o, g)
+        }
+    }
+
     pub(crate) fn failed(outcome: Outcome, goaway: bool) -> Self {
         AttemptOutput {
             outcome,
             message: None,
             goaway,
+            cause: None,
         }
     }
 }
@@ -165,19 +178,18 @@ pub(crate) async fn unary(
 ) -> AttemptOutput {
     let mut sender = match target.sender.ready().await {
         Ok(s) => s,
-        Err(e) => return AttemptOutput::failed_h2(&e, false),
+        Err(e) => return AttemptOutput::from_h2(e, false),
     };
     let (response, mut send) = match sender.send_request(req, false) {
         Ok(x) => x,
-        Err(e) => return AttemptOutput::failed_h2(&e, false),
+        Err(e) => return AttemptOutput::from_h2(e, false),
     };
     if let Err(e) = send.send_data(body, true) {
-        let (o, g) = classify_h2(&e, true);
-        return AttemptOutput::failed(o, g);
+        return AttemptOutput::from_h2(e, true);
     }
     let response = match response.await {
         Ok(r) => r,
-        Err(e) => return AttemptOutput::failed_h2(&e, true),
+        Err(e) => return AttemptOutput::from_h2(e, true),
     };
     let (parts, mut recv) = response.into_parts();
     if let Some(st) = Status::from_headers(&parts.headers) {
@@ -198,7 +210,7 @@ pub(crate) async fn unary(
     while let Some(chunk) = recv.data().await {
         let chunk = match chunk {
             Ok(c) => c,
-            Err(e) => return AttemptOutput::failed_h2(&e, true),
+            Err(e) => return AttemptOutput::from_h2(e, true),
         };
         let _ = recv.flow_control().release_capacity(chunk.len());
         decoder.push(chunk);
@@ -224,7 +236,7 @@ pub(crate) async fn unary(
     }
     let trailers = match recv.trailers().await {
         Ok(t) => t,
-        Err(e) => return AttemptOutput::failed_h2(&e, true),
+        Err(e) => return AttemptOutput::from_h2(e, true),
     };
     if let Err(e) = decoder.finish() {
         return AttemptOutput::failed(Outcome::Lost(format!("malformed response: {e}")), false);
@@ -238,6 +250,7 @@ pub(crate) async fn unary(
             outcome: Outcome::Success(response_meta(&m)),
             message: Some(m),
             goaway: false,
+            cause: None,
         },
         None => AttemptOutput::failed(
             Outcome::Lost("OK status without a response message".into()),

@@ -86,6 +86,8 @@ where
     };
     let mut current: Option<(u32, ConnId, Pin<Box<Fut>>)> = None;
     let mut answer: Option<Bytes> = None;
+    // The last failed attempt's report and the error behind it.
+    let mut last_cause: Option<(String, etcdv3_core::machine::Cause)> = None;
     let result = std::future::poll_fn(|cx| loop {
         let step = {
             let mut st = shared.lock();
@@ -112,7 +114,9 @@ where
                     })),
                 })
             }
-            Some(Step::Done(Err(e), _)) => return Poll::Ready(Err(shared.call_error(e))),
+            Some(Step::Done(Err(e), _)) => {
+                return Poll::Ready(Err(shared.call_error_with(e, last_cause.as_ref())))
+            }
             Some(Step::Send {
                 attempt,
                 conn,
@@ -140,6 +144,13 @@ where
             Attempted::Report(out) => {
                 if out.message.is_some() {
                     answer = out.message;
+                }
+                if let (
+                    Some(cause),
+                    Outcome::NotSent(text) | Outcome::Refused(text) | Outcome::Lost(text),
+                ) = (out.cause, &out.outcome)
+                {
+                    last_cause = Some((text.clone(), cause));
                 }
                 shared.with_state(|st, now| {
                     if out.goaway {
@@ -349,7 +360,15 @@ pub(crate) async fn authenticate(shared: Arc<Shared>) {
                                 });
                                 return;
                             }
-                            None => Err(e.to_string()),
+                            None => {
+                                let cause = e.to_string();
+                                if let Some(source) = super::cause_of(&e) {
+                                    shared.with_state(|st, _| {
+                                        st.auth_cause = Some((cause.clone(), source))
+                                    });
+                                }
+                                Err(cause)
+                            }
                         },
                         Ok(msg) => {
                             match etcdv3_core::codec::decode_message::<AuthenticateResponse>(msg) {

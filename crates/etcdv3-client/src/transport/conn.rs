@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::machine::ConnId;
+use etcdv3_core::machine::{Cause, ConnId};
 
 use super::Shared;
 use crate::runtime::BoxIo;
@@ -77,6 +77,10 @@ struct Failed {
     /// `Error::Tls::source`.
     #[cfg(feature = "tls")]
     tls: Option<crate::error::TlsCause>,
+    /// The error behind `message` (the `std::io::Error` of a refused
+    /// connect, h2's error of a failed handshake), for the `source()` of
+    /// the call errors that name it.
+    cause: Option<Cause>,
 }
 
 impl Failed {
@@ -86,6 +90,14 @@ impl Failed {
             permanent,
             #[cfg(feature = "tls")]
             tls: None,
+            cause: None,
+        }
+    }
+
+    fn because(self, cause: Cause) -> Failed {
+        Failed {
+            cause: Some(cause),
+            ..self
         }
     }
 }
@@ -103,6 +115,7 @@ impl From<super::tls::ConnectFailure> for Failed {
             message: f.message,
             permanent: f.permanent,
             tls: f.source,
+            cause: f.cause,
         }
     }
 }
@@ -141,9 +154,9 @@ async fn open(shared: &Arc<Shared>, target: &Endpoint) -> Result<BoxIo, Failed> 
         Some(path) => shared.runtime.connect_unix(path),
         None => shared.runtime.connect(target.host(), target.port()),
     };
-    Ok(connecting
+    connecting
         .await
-        .map_err(|e| format!("connect to {target}: {e}"))?)
+        .map_err(|e| Failed::from(format!("connect to {target}: {e}")).because(Cause::new(e)))
 }
 
 async fn establish(shared: &Arc<Shared>, target: &Endpoint) -> Result<Established, Failed> {
@@ -279,6 +292,7 @@ async fn set_up_h2(
             format!("HTTP/2 handshake with {target}: {e}"),
             &rejected,
         )
+        .because(super::h2_cause(e))
     })?;
     let mut pp = conn
         .ping_pong()
@@ -292,12 +306,12 @@ async fn set_up_h2(
         if let Poll::Ready(r) = Pin::new(&mut conn).poll(cx) {
             return Poll::Ready(Err(match r {
                 Ok(()) => format!("{target}: connection closed during handshake").into(),
-                Err(e) => h2_failure(target, format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"), &rejected),
+                Err(e) => h2_failure(target, format!("{target}: connection failed before HTTP/2 was confirmed (not an HTTP/2 server, or TLS rejected): {e}"), &rejected).because(super::h2_cause(e)),
             }));
         }
         match pp.poll_pong(cx) {
             Poll::Ready(Ok(_)) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(e)) => Poll::Ready(Err(h2_failure(target, format!("{target}: {e}"), &rejected))),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(h2_failure(target, format!("{target}: {e}"), &rejected).because(super::h2_cause(e)))),
             Poll::Pending => Poll::Pending,
         }
     })
@@ -323,6 +337,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl
         Some(Err(e)) => {
             shared.with_state(|st, now| {
                 st.conn_gone(conn);
+                if let Some(cause) = e.cause {
+                    st.conn_causes
+                        .insert(target.to_string(), (e.message.clone(), cause));
+                }
                 if e.permanent {
                     #[cfg(feature = "tls")]
                     if let Some(tls) = &e.tls {
@@ -358,7 +376,10 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl
         if ping && !pinging {
             match pp.send_ping(h2::Ping::opaque()) {
                 Ok(()) => pinging = true,
-                Err(e) => return Poll::Ready(Some(format!("ping failed: {e}"))),
+                Err(e) => {
+                    let reason = format!("ping failed: {e}");
+                    return Poll::Ready(Some((reason, Some(super::h2_cause(e)))));
+                }
             }
         }
         if pinging {
@@ -367,21 +388,28 @@ pub(crate) async fn run(shared: Arc<Shared>, conn: ConnId, target: Endpoint, ctl
                     pinging = false;
                     shared.with_state(|st, now| st.core.handle_pong(now, conn));
                 }
-                Poll::Ready(Err(e)) => return Poll::Ready(Some(format!("ping failed: {e}"))),
+                Poll::Ready(Err(e)) => {
+                    let reason = format!("ping failed: {e}");
+                    return Poll::Ready(Some((reason, Some(super::h2_cause(e)))));
+                }
                 Poll::Pending => {}
             }
         }
         match Pin::new(&mut h2conn).poll(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Some("closed by the server".to_string())),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(e.to_string())),
+            Poll::Ready(Ok(())) => Poll::Ready(Some(("closed by the server".to_string(), None))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some((e.to_string(), Some(super::h2_cause(e))))),
             Poll::Pending => Poll::Pending,
         }
     })
     .await;
-    if let Some(reason) = ended {
+    if let Some((reason, cause)) = ended {
         tracing::debug!(endpoint = %target, conn = conn.0, %reason, "connection ended");
         shared.with_state(|st, now| {
             st.conn_gone(conn);
+            if let Some(cause) = cause {
+                st.conn_causes
+                    .insert(target.to_string(), (reason.clone(), cause));
+            }
             st.core.handle_connection_closed(now, conn, &reason);
         });
     }

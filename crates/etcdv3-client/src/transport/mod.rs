@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use etcdv3_core::endpoint::{Endpoint, Scheme};
-use etcdv3_core::machine::{Action, CallError, CallId, ConnId, Core, Event, IdMap};
+use etcdv3_core::machine::{Action, CallError, CallId, Cause, ConnId, Core, Event, IdMap};
 use http::HeaderValue;
 
 use crate::error::{Error, Result};
@@ -96,6 +96,15 @@ pub(crate) struct State {
     /// core names it), for the calls' `Error::Tls::source`.
     #[cfg(feature = "tls")]
     pub(crate) tls_causes: std::collections::HashMap<String, crate::error::TlsCause>,
+    /// The last connection failure of each endpoint (as the core names
+    /// it): the text reported to the core and the error behind it, for the
+    /// `source()` of the call errors whose text names it (see
+    /// [`attach_cause`]). One entry per endpoint, replaced by the next
+    /// failure.
+    pub(crate) conn_causes: std::collections::HashMap<String, (String, Cause)>,
+    /// The last failed token request: the text reported to the core and
+    /// the error behind it.
+    pub(crate) auth_cause: Option<(String, Cause)>,
 }
 
 /// State shared by the client handles and its background tasks.
@@ -124,8 +133,25 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The client's error for a call's failure: a TLS rejection carries
-    /// rustls' error as its `source()` when the handshake reported one.
+    /// rustls' error as its `source()` when the handshake reported one; a
+    /// failure whose text names a transport error carries that error
+    /// (see [`attach_cause`]).
     pub(crate) fn call_error(&self, e: CallError) -> Error {
+        self.call_error_with(e, None)
+    }
+
+    /// [`Shared::call_error`], given the call's last failed attempt.
+    pub(crate) fn call_error_with(
+        &self,
+        mut e: CallError,
+        attempt: Option<&(String, Cause)>,
+    ) -> Error {
+        let st = self.lock();
+        let reports = attempt
+            .into_iter()
+            .chain(&st.auth_cause)
+            .chain(st.conn_causes.values());
+        attach_cause(&mut e, reports);
         #[cfg_attr(not(feature = "tls"), allow(unused_mut))]
         let mut err = Error::from(e);
         #[cfg(feature = "tls")]
@@ -133,7 +159,7 @@ impl Shared {
             endpoint, source, ..
         } = &mut err
         {
-            *source = self.lock().tls_causes.get(endpoint.as_str()).cloned();
+            *source = st.tls_causes.get(endpoint.as_str()).cloned();
         }
         err
     }
@@ -211,6 +237,8 @@ impl Shared {
                 spawn: Vec::new(),
                 #[cfg(feature = "tls")]
                 tls_causes: std::collections::HashMap::new(),
+                conn_causes: std::collections::HashMap::new(),
+                auth_cause: None,
             }),
             #[cfg(feature = "tls")]
             tls,
@@ -556,6 +584,59 @@ impl State {
     }
 }
 
+/// Fill the empty `source()` slot of `e` with the transport error its text
+/// names. The core reports failures as text built around what the client
+/// told it (`connect to X failed: <what the client reported>`, or the
+/// attempt's report verbatim), so the error behind the text is the first
+/// of `reports` (a report to the core and the error behind it) that ends
+/// the text: the caller passes the call's own last attempt first, then the
+/// last token request, then each endpoint's last connection failure. A text built by the core alone (a silent
+/// connection the client closed, a deadline with no failure) matches none
+/// and keeps no source, rather than a stale or unrelated one.
+fn attach_cause<'a>(e: &mut CallError, reports: impl IntoIterator<Item = &'a (String, Cause)>) {
+    let (text, slot) = match e {
+        CallError::OutcomeUnknown { cause, source, .. }
+        | CallError::RetryBudgetSpent { cause, source, .. }
+        | CallError::Auth { cause, source, .. } => (cause.as_str(), source),
+        CallError::DeadlineExceeded {
+            last_error, source, ..
+        } => (last_error.as_str(), source),
+        _ => return,
+    };
+    if slot.is_some() {
+        return;
+    }
+    *slot = reports
+        .into_iter()
+        .find(|(reported, _)| !reported.is_empty() && text.ends_with(reported.as_str()))
+        .map(|(_, cause)| cause.clone());
+}
+
+/// The error behind an h2 failure: the `std::io::Error` when h2 failed on
+/// IO (h2's own error does not chain to it), else h2's error.
+pub(crate) fn h2_cause(e: h2::Error) -> Cause {
+    if e.is_io() {
+        let text = e.to_string();
+        Cause::new(e.into_io().unwrap_or_else(|| std::io::Error::other(text)))
+    } else {
+        Cause::new(e)
+    }
+}
+
+/// The typed error a client [`Error`] carries in its `source()` slot (the
+/// call error's [`Cause`]), to pass on to an error built from it.
+pub(crate) fn cause_of(e: &Error) -> Option<Cause> {
+    match e {
+        Error::Call(
+            CallError::OutcomeUnknown { source, .. }
+            | CallError::RetryBudgetSpent { source, .. }
+            | CallError::Auth { source, .. }
+            | CallError::DeadlineExceeded { source, .. },
+        ) => source.clone(),
+        _ => None,
+    }
+}
+
 /// The connection's IO as h2 sees it: the same stream, reporting no
 /// vectored writes. h2 copies a DATA frame into its write buffer only when
 /// it is smaller than a threshold (256 bytes with vectored IO, 1 KiB
@@ -740,6 +821,77 @@ fn clock_seed() -> u64 {
 mod tests {
     use super::Coalescing;
     use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+    #[test]
+    fn a_call_error_carries_the_error_its_text_names_and_no_other() {
+        use super::{attach_cause, Cause};
+        use etcdv3_core::machine::CallError;
+        use std::io::{Error as IoError, ErrorKind};
+        let refused = "connect to http://127.0.0.1:1: Connection refused (os error 111)";
+        let reset = "stream error received: connection reset";
+        let reports = [
+            (
+                reset.to_string(),
+                Cause::new(IoError::from(ErrorKind::ConnectionReset)),
+            ),
+            (
+                refused.to_string(),
+                Cause::new(IoError::from(ErrorKind::ConnectionRefused)),
+            ),
+        ];
+        let kind = |e: &CallError| {
+            std::error::Error::source(e)
+                .and_then(|s| s.downcast_ref::<IoError>())
+                .map(IoError::kind)
+        };
+        // The core's decorated text ends with the client's report.
+        let mut late = CallError::DeadlineExceeded {
+            method: "/etcdserverpb.KV/Range",
+            attempts: 0,
+            last_error: format!("connect to http://127.0.0.1:1 failed: {refused}"),
+            may_have_applied: false,
+            source: None,
+        };
+        attach_cause(&mut late, &reports);
+        assert_eq!(kind(&late), Some(ErrorKind::ConnectionRefused));
+        let mut lost = CallError::OutcomeUnknown {
+            method: "/etcdserverpb.KV/Put",
+            endpoint: "http://127.0.0.1:1".into(),
+            cause: reset.into(),
+            source: None,
+        };
+        attach_cause(&mut lost, &reports);
+        assert_eq!(kind(&lost), Some(ErrorKind::ConnectionReset));
+        // A text the core wrote alone (the client closed a silent
+        // connection) names none of them: no source, not the "broken pipe".
+        let mut closed = CallError::OutcomeUnknown {
+            method: "/etcdserverpb.KV/Put",
+            endpoint: "http://127.0.0.1:1".into(),
+            cause: "the client closed a silent connection to http://127.0.0.1:1".into(),
+            source: None,
+        };
+        attach_cause(&mut closed, &reports);
+        assert_eq!(
+            std::error::Error::source(&closed).map(|s| s.to_string()),
+            None
+        );
+        // A source already there (a refusal's status) is kept.
+        let status = etcdv3_core::status::Status::new(
+            etcdv3_core::status::Code::ResourceExhausted,
+            "etcdserver: too many requests",
+        );
+        let mut spent = CallError::RetryBudgetSpent {
+            method: "/etcdserverpb.KV/Range",
+            endpoint: "http://127.0.0.1:1".into(),
+            cause: reset.into(),
+            status: Some(status.clone()),
+            source: Some(Cause::new(status.clone())),
+        };
+        attach_cause(&mut spent, &reports);
+        let kept = std::error::Error::source(&spent)
+            .and_then(|s| s.downcast_ref::<etcdv3_core::status::Status>());
+        assert_eq!(kept, Some(&status));
+    }
 
     #[test]
     fn coalescing_io_passes_bytes_both_ways_and_reports_no_vectored_writes() {

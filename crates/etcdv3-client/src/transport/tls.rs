@@ -185,6 +185,7 @@ impl Connector {
             message: format!("invalid TLS server name {name}: {e}"),
             permanent: true,
             source: None,
+            cause: None,
         })?;
         let tls = self.connector.connect(server_name, io).await.map_err(|e| {
             let source = permanent_tls_failure(&e)
@@ -194,6 +195,7 @@ impl Connector {
                 message: format!("TLS handshake with {name}: {e}"),
                 permanent: source.is_some(),
                 source,
+                cause: Some(etcdv3_core::machine::Cause::new(e)),
             }
         })?;
         let seen = Rejection::default();
@@ -318,6 +320,9 @@ pub(crate) struct ConnectFailure {
     pub(crate) permanent: bool,
     /// rustls' error for a permanent failure.
     pub(crate) source: Option<crate::error::TlsCause>,
+    /// The IO error the handshake failed with (rustls' error, when there is
+    /// one, is its `source()`).
+    pub(crate) cause: Option<etcdv3_core::machine::Cause>,
 }
 
 /// The rustls error inside `e`, when it is one that retrying will not fix:

@@ -16,7 +16,7 @@ use std::time::Instant;
 use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
 
 use super::calls::CallState;
-use super::{Action, CallError, CallId, Core};
+use super::{Action, CallError, CallId, Cause, Core};
 use crate::error::EtcdErrorKind;
 use crate::status::Status;
 
@@ -82,6 +82,7 @@ impl Core {
                             method,
                             cause: e.0.clone(),
                             refusal: e.1.clone(),
+                            source: e.1.as_ref().map(|(status, _)| Cause::new(status.clone())),
                         },
                     };
                     self.complete(id, Err(err));

@@ -25,7 +25,7 @@ use etcdv3_proto::method::{self, Method};
 use super::auth::is_auth_refresh;
 use super::fence::Verdict;
 use super::timers::CallTimer;
-use super::{CallError, CallId, ConnId, Core, EndpointId, Event, Outcome, ReadKind};
+use super::{CallError, CallId, Cause, ConnId, Core, EndpointId, Event, Outcome, ReadKind};
 use crate::backoff::Backoff;
 use crate::error::{classify, EtcdErrorKind, RetryScope};
 use crate::health::HealthReason;
@@ -569,6 +569,7 @@ impl Core {
                 method,
                 endpoint,
                 cause,
+                source: None,
             }),
         );
     }
@@ -664,6 +665,7 @@ impl Core {
         };
         let method = c.method.path;
         let status = c.last_status.as_ref().map(|(_, s)| s.clone());
+        let source = status.clone().map(Cause::new);
         let endpoint = from
             .and_then(|ep| self.slots.get(ep.0))
             .map_or_else(|| "none".to_string(), |s| s.endpoint.to_string());
@@ -676,6 +678,7 @@ impl Core {
                 endpoint,
                 cause,
                 status,
+                source,
             }),
         );
     }
@@ -839,6 +842,7 @@ impl Core {
             attempts: c.attempt,
             last_error: c.last_error.clone().unwrap_or_else(|| "none".to_string()),
             may_have_applied: in_flight_mutation,
+            source: None,
         };
         self.complete(id, Err(err));
     }

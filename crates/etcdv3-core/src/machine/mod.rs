@@ -60,7 +60,7 @@ mod types;
 pub use calls::{is_member_targeted, wants_leader};
 pub use config::{Config, MIN_PING_INTERVAL};
 pub use types::{
-    Action, CallError, CallId, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
+    Action, CallError, CallId, Cause, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
     MemberStatus, Outcome, ReadKind, ResponseMeta,
 };
 

@@ -168,8 +168,79 @@ pub struct MemberStatus {
     pub revision: i64,
 }
 
+/// The error behind a [`CallError`]'s text, as the adapter saw it (an
+/// `std::io::Error`, an `h2::Error`, a TLS library's error) or the server's
+/// [`Status`]: the call error's `source()`.
+///
+/// The core is sans-IO and never sees a transport error, only the text the
+/// adapter reports, so it leaves this slot empty for transport failures;
+/// the adapter fills it before handing the error out (the client attaches
+/// the error whose text the call error names). It dereferences to the
+/// error itself, and on purpose does not implement `Error`: the call
+/// error's `source()` is the cause itself, so `downcast_ref` on it finds
+/// the `std::io::Error` directly.
+///
+/// ```
+/// use etcdv3_core::machine::{CallError, Cause};
+/// let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+/// let e = CallError::DeadlineExceeded {
+///     method: "/etcdserverpb.KV/Range",
+///     attempts: 0,
+///     last_error: format!("connect to http://127.0.0.1:1 failed: {refused}"),
+///     may_have_applied: false,
+///     source: Some(Cause::new(refused)),
+/// };
+/// let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>());
+/// assert_eq!(io.map(|e| e.kind()), Some(std::io::ErrorKind::ConnectionRefused));
+/// ```
+#[derive(Clone)]
+pub struct Cause(std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>);
+
+impl Cause {
+    /// Wraps `error`.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Cause {
+        Cause(std::sync::Arc::new(error))
+    }
+
+    /// The error.
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = dyn std::error::Error + Send + Sync + 'static;
+
+    fn deref(&self) -> &Self::Target {
+        &*self.0
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Two causes are equal when they are the same error (clones of one
+/// `Cause`) or say the same thing (errors have no equality of their own:
+/// two refusals with one status, built apart, compare equal).
+impl PartialEq for Cause {
+    fn eq(&self, other: &Cause) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
 /// Why a call failed. Every variant names the method; the ones tied to a
-/// server name the endpoint.
+/// server name the endpoint. The variants whose text names a failure carry
+/// its error as their `source()` when the adapter filled the slot
+/// ([`Cause`]).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CallError {
     /// The server answered with an error that is final for this call.
@@ -195,6 +266,10 @@ pub enum CallError {
         endpoint: String,
         /// What broke.
         cause: String,
+        /// The error `cause` names (an `std::io::Error`, an `h2::Error`),
+        /// when the adapter attached it: the error's `source()`.
+        #[source]
+        source: Option<Cause>,
     },
     /// The deadline passed before the call succeeded.
     #[error("{method}: deadline exceeded after {attempts} attempt(s); last error: {last_error}")]
@@ -208,6 +283,11 @@ pub enum CallError {
         /// Whether a mutation attempt was in flight when time ran out, so it
         /// may have been applied.
         may_have_applied: bool,
+        /// The error `last_error` names (e.g. the `std::io::Error` of a
+        /// refused connect), when the adapter attached it: the error's
+        /// `source()`.
+        #[source]
+        source: Option<Cause>,
     },
     /// The client has no endpoint to send to.
     #[error("{method}: no endpoints configured")]
@@ -226,6 +306,10 @@ pub enum CallError {
         /// password, an unknown user: [`EtcdErrorKind::AuthFailed`]); `None`
         /// when no answer came ([`crate::machine::Core::handle_auth_result`]).
         refusal: Option<(Status, EtcdErrorKind)>,
+        /// The error's `source()`: the refusal's status, or the error
+        /// `cause` names when no answer came and the adapter attached it.
+        #[source]
+        source: Option<Cause>,
     },
     /// Every endpoint the call may use rejected the client for a reason
     /// retrying will not fix (the adapter said so with
@@ -254,10 +338,13 @@ pub enum CallError {
         endpoint: String,
         /// How the last attempt failed.
         cause: String,
-        /// The server's status, when the last attempt failed with one
-        /// (also the error's `source()`).
-        #[source]
+        /// The server's status, when the last attempt failed with one.
         status: Option<Status>,
+        /// The error's `source()`: the status, or the error `cause` names
+        /// (an `std::io::Error`, an `h2::Error`) when the adapter attached
+        /// it.
+        #[source]
+        source: Option<Cause>,
     },
     /// The call must run on one endpoint
     /// ([`crate::machine::Core::start_call_on`]) that is not one of the
