@@ -22,7 +22,7 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcdv3_core::endpoint::{Endpoint, Scheme};
+use etcdv3_core::endpoints::endpoint::{Endpoint, Scheme};
 use etcdv3_core::machine::{Action, CallError, CallId, ConnId, Core, Event, IdMap};
 use http::HeaderValue;
 
@@ -162,9 +162,9 @@ impl Shared {
         // With credentials, every call (streams included) waits for a token.
         config.authenticate |= options.user.is_some();
         let core = Core::new(config, endpoints, seed);
-        let status_probe = etcdv3_core::codec::encode(
+        let status_probe = etcdv3_core::wire::codec::encode(
             &etcdv3_proto::etcdserverpb::StatusRequest {},
-            etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
+            etcdv3_core::wire::codec::DEFAULT_MAX_ENCODE_SIZE,
         )
         .map_err(|source| Error::Frame {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
@@ -172,7 +172,7 @@ impl Shared {
         })?;
         let tasks = tasks::Tasks::new(
             seed.rotate_left(17) ^ 0x5354_5245_414d,
-            etcdv3_core::stream::StreamConfig {
+            etcdv3_core::streams::StreamConfig {
                 backoff: options.core.stream_backoff.clone(),
                 ..Default::default()
             },

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::backoff::BackoffConfig;
-use crate::balancer::Policy;
-use crate::budget::RetryBudgetConfig;
+use crate::endpoints::balancer::Policy;
+use crate::util::backoff::BackoffConfig;
+use crate::util::budget::RetryBudgetConfig;
 
 /// Configuration of [`crate::machine::Core`]. `Default` gives the settings
 /// the project measures and recommends.
@@ -87,7 +87,7 @@ pub struct Config {
     /// reached a member (after a lost connection, a silent member, a lost
     /// leader, a retryable server error, a stale read) are allowed up to a
     /// fraction of first attempts plus a floor, over a sliding window (see
-    /// [`crate::budget`]). A call whose retry finds the budget spent ends
+    /// [`crate::util::budget`]). A call whose retry finds the budget spent ends
     /// with [`crate::machine::CallError::RetryBudgetSpent`]. Re-sends of
     /// requests that never reached a member (never sent, `REFUSED_STREAM`)
     /// and the one re-send after a refused auth token are free. `None`:

@@ -29,15 +29,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::error::auth_refusal;
-use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
-use etcdv3_core::rng::Rng;
-use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
-use etcdv3_core::stream::{
+use etcdv3_core::streams::lease::{LeaseEvent, LeaseKeeper};
+use etcdv3_core::streams::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::streams::{
     CloseReason, FailCause, StreamAction, StreamConfig, StreamDriver, StreamEnd, Verdict,
 };
-use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::util::rng::Rng;
+use etcdv3_core::wire::error::auth_refusal;
+use etcdv3_core::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
     WatchRequest, WatchResponse,

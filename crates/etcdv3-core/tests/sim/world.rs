@@ -7,15 +7,15 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::balancer::Policy;
-use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::error::classify;
+use etcdv3_core::endpoints::balancer::Policy;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, EndpointId, Event, MemberStatus, Outcome,
     ReadKind, ResponseMeta, MIN_PING_INTERVAL,
 };
-use etcdv3_core::rng::Rng;
-use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_core::util::rng::Rng;
+use etcdv3_core::wire::error::classify;
+use etcdv3_core::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_proto::method::{ELECTION_CAMPAIGN, KV_PUT, KV_RANGE, KV_TXN, LOCK_LOCK};
 
 use crate::cluster::{Answer, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
@@ -1053,7 +1053,7 @@ impl World {
                     self.log(|| format!("fence reset: {seen} -> {answered}"));
                 }
                 Event::HealthChanged { state, .. }
-                    if state != etcdv3_core::health::HealthState::Up =>
+                    if state != etcdv3_core::endpoints::health::HealthState::Up =>
                 {
                     self.trouble_at = Some(self.now);
                 }
@@ -1099,7 +1099,7 @@ impl World {
             .core
             .endpoint_states()
             .iter()
-            .all(|s| s.health == etcdv3_core::health::HealthState::Up);
+            .all(|s| s.health == etcdv3_core::endpoints::health::HealthState::Up);
         if !faulty && !elected && !troubled && !recent_other && all_up {
             self.violation(format!(
                 "status probe while only {waits} waiting Lock/Campaign call(s) were in flight on live members"
