@@ -1385,8 +1385,11 @@ impl World {
             .max();
         let held_back = healed.map_or(Duration::ZERO, |t| t - now);
         let d = self.lat(m) + extra + held_back;
+        let now = self.now;
         let c = self.conns.get_mut(&conn).expect("conn");
-        let t = (self.now + d).max(c.last_to_client);
+        let t = (now + d)
+            .max(c.last_to_client)
+            .max(c.behind_slow_answer(now));
         c.last_to_client = t;
         self.at(t, ev);
     }
