@@ -103,7 +103,7 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             core: CoreConfig::default(),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: etcdv3_core::machine::DEFAULT_REQUEST_TIMEOUT,
             user: None,
             tls: None,
             max_send_message_size: etcdv3_core::wire::codec::DEFAULT_MAX_ENCODE_SIZE,

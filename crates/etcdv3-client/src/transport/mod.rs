@@ -19,7 +19,7 @@ mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use etcdv3_core::endpoints::endpoint::{Endpoint, Scheme};
@@ -575,32 +575,31 @@ impl tokio::io::AsyncWrite for Coalescing {
 /// an input moved that deadline earlier.
 async fn timer_task(shared: Arc<Shared>) {
     loop {
-        let deadline = shared.with_state(|st, now| {
+        let open = shared.with_state(|st, now| {
             if st.closed {
-                return None;
+                return false;
             }
             st.core.handle_timeout(now);
             st.timer.deadline = None;
-            Some(now)
+            true
         });
-        let Some(now) = deadline else {
+        if !open {
             return;
-        };
+        }
         // with_state drove the core and may have recorded the next deadline.
+        // With none, sleep until an input sets one (`drive` notifies: no
+        // deadline recorded counts as later than any).
         let next = {
             let mut st = shared.lock();
-            let next = st
-                .core
-                .poll_timeout()
-                .unwrap_or(now + Duration::from_secs(3600));
-            st.timer.deadline = Some(next);
+            let next = st.core.poll_timeout();
+            st.timer.deadline = next;
             // `drive` saw no deadline recorded and flagged a notification for
             // this very `next`; clear it here, or the loop never sleeps (and
             // never yields to other tasks on a single-threaded executor).
             st.timer.notified = false;
             next
         };
-        let mut sleep = shared.runtime.sleep_until(next);
+        let mut sleep = next.map(|at| shared.runtime.sleep_until(at));
         std::future::poll_fn(|cx| {
             {
                 let mut st = shared.lock();
@@ -609,7 +608,10 @@ async fn timer_task(shared: Arc<Shared>) {
                 }
                 st.timer.waker = Some(cx.waker().clone());
             }
-            sleep.as_mut().poll(cx)
+            match sleep.as_mut() {
+                Some(s) => s.as_mut().poll(cx),
+                None => Poll::Pending,
+            }
         })
         .await;
     }

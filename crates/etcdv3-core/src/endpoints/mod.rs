@@ -7,9 +7,11 @@
 //!   with a backoff).
 //! - [`balancer`]: the balancer policies that pick an endpoint among the
 //!   usable ones.
+//! - [`srv`]: the timing of DNS SRV discovery.
 //!
 //! Built on [`crate::util`]; used by [`crate::machine`].
 
 pub mod balancer;
 pub mod endpoint;
 pub mod health;
+pub mod srv;

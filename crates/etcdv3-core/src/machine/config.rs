@@ -105,6 +105,18 @@ pub struct Config {
 /// The minimum interval between keepalive pings etcd's server tolerates.
 pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The deadline of a call whose caller gives none: the client's default
+/// request timeout (`ClientOptions::request_timeout`). Calls carry their
+/// own deadline into the core; this is only the default the client starts
+/// from.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call that waits for its turn (`Lock`, `Campaign`) may wait
+/// when its caller gives no timeout: in practice, until it succeeds (a
+/// year). Such a call costs the cluster nothing while it waits on a live
+/// member (see `machine/liveness.rs`).
+pub const UNBOUNDED_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
+
 impl Default for Config {
     fn default() -> Self {
         Config {

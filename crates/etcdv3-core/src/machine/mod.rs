@@ -58,7 +58,7 @@ mod timers;
 mod types;
 
 pub use calls::{is_member_targeted, wants_leader};
-pub use config::{Config, MIN_PING_INTERVAL};
+pub use config::{Config, DEFAULT_REQUEST_TIMEOUT, MIN_PING_INTERVAL, UNBOUNDED_WAIT};
 pub use types::{
     Action, CallError, CallId, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
     MemberStatus, Outcome, ReadKind, ResponseMeta,
