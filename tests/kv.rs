@@ -9,8 +9,8 @@ use etcdv3_client::api::{
     response_op, AlarmType, CompactOptions, Compare, CompareOp, DeleteOptions, GetOptions,
     MemberListOptions, Permission, PutOptions, SortOrder, SortTarget, Txn, TxnOp, UserAddOptions,
 };
-use etcdv3_client::core::codec::FrameError;
-use etcdv3_client::core::error::EtcdErrorKind;
+use etcdv3_client::core::wire::codec::FrameError;
+use etcdv3_client::core::wire::error::EtcdErrorKind;
 use etcdv3_client::{CallOptions, Client, ClientOptions, Error};
 use etcdv3_integration::cluster::start;
 use etcdv3_integration::runtime::TestRuntime;
@@ -625,7 +625,7 @@ async fn auth_management_and_enable<R: TestRuntime>() {
         let err = client.auth_status().await.unwrap_err();
         assert_eq!(
             err.code(),
-            Some(etcdv3_client::core::status::Code::Unimplemented),
+            Some(etcdv3_client::core::wire::status::Code::Unimplemented),
             "{err}"
         );
     }

@@ -5,9 +5,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcdv3_core::codec;
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{EndpointId, ReadKind};
+use etcdv3_core::wire::codec;
 use etcdv3_proto::method::Method;
 
 use crate::error::{Error, Result};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 
 use crate::client::Client;
 use crate::error::{Error, Result};

@@ -16,7 +16,8 @@
 //! [`Client::connect`]: crate::Client::connect
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::Duration;
+
+use etcdv3_core::endpoints::srv::SRV_QUERY_TIMEOUT;
 
 use crate::error::{Error, Result};
 use crate::options::SrvDiscovery;
@@ -26,9 +27,6 @@ use crate::runtime::Runtime;
 /// DNS record type SRV and class IN.
 const TYPE_SRV: u16 = 33;
 const CLASS_IN: u16 = 1;
-/// How long one nameserver gets to answer one question (glibc's and Go's
-/// default `timeout:5` would make a dead nameserver cost 10 s per name).
-const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// Where `/etc/resolv.conf` names no nameserver: the local one (Go's and
 /// glibc's default).
 const DEFAULT_NAMESERVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 53);
@@ -131,7 +129,7 @@ async fn lookup_srv(
     for (i, server) in servers.iter().enumerate() {
         let id = (std::process::id() as u16) ^ (name.len() as u16) ^ (i as u16).rotate_left(8);
         let query = encode_query(id, name).map_err(|e| format!("lookup {name}: {e}"))?;
-        let deadline = runtime.now() + QUERY_TIMEOUT;
+        let deadline = runtime.now() + SRV_QUERY_TIMEOUT;
         let exchange = runtime.udp_exchange(*server, query);
         let answer = futures_util::future::select(exchange, runtime.sleep_until(deadline)).await;
         let bytes = match answer {

@@ -1,10 +1,10 @@
 //! The client's error type.
 
-use etcdv3_core::codec::FrameError;
-use etcdv3_core::endpoint::EndpointError;
-use etcdv3_core::error::EtcdErrorKind;
+use etcdv3_core::endpoints::endpoint::EndpointError;
 use etcdv3_core::machine::CallError;
-use etcdv3_core::status::{Code, Status};
+use etcdv3_core::wire::codec::FrameError;
+use etcdv3_core::wire::error::EtcdErrorKind;
+use etcdv3_core::wire::status::{Code, Status};
 
 /// Everything that can go wrong in a client call. Every variant says what
 /// failed; server errors name the endpoint and the method.
@@ -215,7 +215,7 @@ impl Error {
         let reason = reason.into();
         match parse_go_status(&reason) {
             Some(status) => {
-                let kind = etcdv3_core::error::classify(&status);
+                let kind = etcdv3_core::wire::error::classify(&status);
                 Error::WatchRefused { status, kind }
             }
             None => Error::WatchCancelled { reason },
@@ -516,7 +516,7 @@ mod tests {
             method: "/etcdserverpb.Lease/LeaseRevoke",
             endpoint: "http://127.0.0.1:2379".into(),
             status: status.clone(),
-            kind: etcdv3_core::error::classify(&status),
+            kind: etcdv3_core::wire::error::classify(&status),
         });
         let source = e.source().and_then(|s| s.downcast_ref::<Status>());
         assert_eq!(source, Some(&status), "{e}");

@@ -36,12 +36,13 @@ pub use error::{Error, Result};
 pub use options::{ClientOptions, CoreConfig, Policy, SrvDiscovery, StaleRead, Target, TlsOptions};
 pub use runtime::{BoxFuture, BoxIo, Io, Runtime};
 
+pub use etcdv3_core::machine::CallError;
 /// What a caller matches an [`Error`] on, without naming `etcdv3_core`:
 /// [`Error::Call`] holds a [`CallError`]; a server error's gRPC [`Status`]
 /// and [`Code`], and its etcd classification ([`EtcdErrorKind`]).
-pub use etcdv3_core::error::EtcdErrorKind;
-pub use etcdv3_core::machine::{CallError, Cause};
-pub use etcdv3_core::status::{Code, Status};
+pub use etcdv3_core::machine::Cause;
+pub use etcdv3_core::wire::error::EtcdErrorKind;
+pub use etcdv3_core::wire::status::{Code, Status};
 
 pub use etcdv3_core as core;
 pub use etcdv3_proto as proto;

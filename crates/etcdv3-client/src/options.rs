@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use etcdv3_core::balancer::Policy;
+pub use etcdv3_core::endpoints::balancer::Policy;
 pub use etcdv3_core::machine::Config as CoreConfig;
 
 /// How a [`crate::Client`] behaves. `Default` gives the recommended settings.
@@ -103,11 +103,11 @@ impl Default for ClientOptions {
     fn default() -> Self {
         ClientOptions {
             core: CoreConfig::default(),
-            request_timeout: Duration::from_secs(10),
+            request_timeout: etcdv3_core::machine::DEFAULT_REQUEST_TIMEOUT,
             user: None,
             tls: None,
-            max_send_message_size: etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
-            max_recv_message_size: etcdv3_core::codec::DEFAULT_MAX_DECODE_SIZE,
+            max_send_message_size: etcdv3_core::wire::codec::DEFAULT_MAX_ENCODE_SIZE,
+            max_recv_message_size: etcdv3_core::wire::codec::DEFAULT_MAX_DECODE_SIZE,
             require_leader: true,
             seed: None,
             auto_sync_interval: None,

@@ -20,8 +20,8 @@
 
 use std::time::Duration;
 
-use etcdv3_core::endpoint::{Endpoint, EndpointError};
-use etcdv3_core::health::HealthState;
+use etcdv3_core::endpoints::endpoint::{Endpoint, EndpointError};
+use etcdv3_core::endpoints::health::HealthState;
 use etcdv3_core::machine::EndpointState;
 use etcdv3_proto::etcdserverpb::{MemberListRequest, MemberListResponse};
 use etcdv3_proto::method::CLUSTER_MEMBER_LIST;
@@ -135,12 +135,12 @@ async fn member_list(client: &Client) -> Result<MemberListResponse> {
         method: method.path,
         source,
     };
-    let body =
-        etcdv3_core::codec::encode(&req, shared.options.max_send_message_size).map_err(frame)?;
+    let body = etcdv3_core::wire::codec::encode(&req, shared.options.max_send_message_size)
+        .map_err(frame)?;
     let timeout = shared.options.request_timeout;
     let msg =
         crate::transport::call::unary_with_leader(shared, method, body, timeout, true).await?;
-    etcdv3_core::codec::decode_message(msg).map_err(frame)
+    etcdv3_core::wire::codec::decode_message(msg).map_err(frame)
 }
 
 /// One sync: fetch the member list and update the endpoint set

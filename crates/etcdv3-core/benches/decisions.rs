@@ -8,13 +8,13 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcdv3_core::balancer::{Balancer, Candidate, Policy};
-use etcdv3_core::codec::{self, Decoder};
-use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::error::classify;
+use etcdv3_core::endpoints::balancer::{Balancer, Candidate, Policy};
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{Action, Config, Core, Outcome};
-use etcdv3_core::rng::Rng;
-use etcdv3_core::status::{Code, Status};
+use etcdv3_core::util::rng::Rng;
+use etcdv3_core::wire::codec::{self, Decoder};
+use etcdv3_core::wire::error::classify;
+use etcdv3_core::wire::status::{Code, Status};
 use etcdv3_proto::etcdserverpb::PutRequest;
 use etcdv3_proto::method::KV_RANGE;
 

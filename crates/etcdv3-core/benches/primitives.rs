@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use etcdv3_core::codec::{self, Decoder};
-use etcdv3_core::error::classify;
-use etcdv3_core::status::{Code, Status};
+use etcdv3_core::wire::codec::{self, Decoder};
+use etcdv3_core::wire::error::classify;
+use etcdv3_core::wire::status::{Code, Status};
 use etcdv3_proto::etcdserverpb::PutRequest;
 use http::{HeaderMap, HeaderValue};
 

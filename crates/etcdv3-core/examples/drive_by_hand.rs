@@ -20,11 +20,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use etcdv3_core::codec::{self, Decoder};
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, Core, MemberStatus, Outcome, ResponseMeta,
 };
+use etcdv3_core::wire::codec::{self, Decoder};
 use etcdv3_proto::etcdserverpb::{
     PutRequest, PutResponse, RangeRequest, RangeResponse, ResponseHeader,
 };

@@ -8,10 +8,10 @@
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 
-use crate::codec::{Decoder, FrameError};
-use crate::endpoint::Endpoint;
-use crate::error::classify;
-use crate::status::{
+use crate::endpoints::endpoint::Endpoint;
+use crate::wire::codec::{Decoder, FrameError};
+use crate::wire::error::classify;
+use crate::wire::status::{
     encode_grpc_timeout, parse_grpc_timeout, percent_decode, percent_decode_bytes, percent_encode,
     response_status, Status,
 };
@@ -98,7 +98,7 @@ pub fn fuzz_decoder(data: &[u8]) {
             match decoder.next_message() {
                 Ok(Some(m)) => {
                     assert!(m.len() <= max, "message of {} bytes > max {max}", m.len());
-                    consumed += crate::codec::HEADER_LEN + m.len();
+                    consumed += crate::wire::codec::HEADER_LEN + m.len();
                     messages.push(m);
                 }
                 Ok(None) => break,
@@ -145,7 +145,7 @@ fn header_value(bytes: &[u8]) -> Option<HeaderValue> {
 ///
 /// Splits the input into a few header values (grpc-status, grpc-message, in
 /// headers and in trailers), an HTTP status and an HTTP/2 reason code, then
-/// runs every parser in [`crate::status`], [`classify`] and
+/// runs every parser in [`crate::wire::status`], [`classify`] and
 /// [`Endpoint::parse`] over them. Checks the precedence rules, that
 /// percent-encoding round-trips, and that timeouts re-encode consistently.
 pub fn fuzz_status(data: &[u8]) {
@@ -171,8 +171,8 @@ pub fn fuzz_status(data: &[u8]) {
     let mut headers = HeaderMap::new();
     let mut trailers = HeaderMap::new();
     let names = [
-        HeaderName::from_static(crate::status::GRPC_STATUS),
-        HeaderName::from_static(crate::status::GRPC_MESSAGE),
+        HeaderName::from_static(crate::wire::status::GRPC_STATUS),
+        HeaderName::from_static(crate::wire::status::GRPC_MESSAGE),
     ];
     for (i, field) in fields.iter().enumerate() {
         let Some(value) = header_value(field) else {
@@ -204,7 +204,7 @@ pub fn fuzz_status(data: &[u8]) {
     } else if http != StatusCode::OK {
         assert_eq!(Some(&status), Status::from_http_status(http).as_ref());
     } else {
-        assert_eq!(status.code, crate::status::Code::Unknown);
+        assert_eq!(status.code, crate::wire::status::Code::Unknown);
     }
     let _ = status.to_string();
     let kind = classify(&status);
@@ -269,7 +269,7 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
     use std::time::Duration;
 
     use crate::machine::{Config, Core, MemberStatus, Outcome, ResponseMeta};
-    use crate::status::Code;
+    use crate::wire::status::Code;
     use etcdv3_proto::method::{KV_PUT, KV_RANGE, KV_TXN, LEASE_KEEP_ALIVE, WATCH_WATCH};
 
     let mut input = Input { data };
@@ -352,7 +352,7 @@ pub fn fuzz_machine(start: std::time::Instant, data: &[u8]) {
                 };
                 let processed = match &outcome {
                     Outcome::Lost(_) => true,
-                    Outcome::Status(s) => crate::error::classify(s).may_have_applied(),
+                    Outcome::Status(s) => crate::wire::error::classify(s).may_have_applied(),
                     _ => false,
                 };
                 if mutation {

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use etcdv3_core::backoff::{Backoff, BackoffConfig};
-use etcdv3_core::rng::Rng;
+use etcdv3_core::util::backoff::{Backoff, BackoffConfig};
+use etcdv3_core::util::rng::Rng;
 use proptest::prelude::*;
 
 #[test]

@@ -1,4 +1,4 @@
-//! The retry budget (`etcdv3_core::budget`, `Config::retry_budget`): unit
+//! The retry budget (`etcdv3_core::util::budget`, `Config::retry_budget`): unit
 //! tests through the core, and properties of the budget alone (against a
 //! reference model) and of the core (re-sends never exceed the budget, and
 //! a call ends for want of budget only when it is spent).
@@ -6,10 +6,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use etcdv3_core::budget::{RetryBudget, RetryBudgetConfig};
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{Action, CallError, CallId, Config, Core, Event, Outcome};
-use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_core::util::budget::{RetryBudget, RetryBudgetConfig};
+use etcdv3_core::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_proto::method::{Method, KV_PUT, KV_RANGE};
 use proptest::prelude::*;
 

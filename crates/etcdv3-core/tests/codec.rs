@@ -1,7 +1,7 @@
 //! Tests of the gRPC framing codec.
 
 use bytes::{Bytes, BytesMut};
-use etcdv3_core::codec::{
+use etcdv3_core::wire::codec::{
     decode_message, encode, encode_into, Decoder, FrameError, DEFAULT_MAX_DECODE_SIZE, HEADER_LEN,
 };
 use proptest::prelude::*;

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, EndpointId, MemberStatus, Outcome,
 };
@@ -373,8 +373,8 @@ fn drive(
                             let r = if reached {
                                 Ok(())
                             } else {
-                                Err(etcdv3_core::status::Status::new(
-                                    etcdv3_core::status::Code::Unavailable,
+                                Err(etcdv3_core::wire::status::Status::new(
+                                    etcdv3_core::wire::status::Code::Unavailable,
                                     "etcdserver: leader changed",
                                 ))
                             };

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use etcdv3_core::endpoint::{Endpoint, EndpointErrorReason, Scheme};
+use etcdv3_core::endpoints::endpoint::{Endpoint, EndpointErrorReason, Scheme};
 use proptest::prelude::*;
 
 #[test]

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{Action, CallError, Config, Core, EndpointId, Outcome};
 use etcdv3_proto::method::{KV_RANGE, MAINTENANCE_STATUS};
 

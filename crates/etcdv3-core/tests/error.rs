@@ -2,8 +2,8 @@
 
 use std::collections::HashSet;
 
-use etcdv3_core::error::{classify, classify_code_only, EtcdErrorKind, RetryScope};
-use etcdv3_core::status::{Code, Status};
+use etcdv3_core::wire::error::{classify, classify_code_only, EtcdErrorKind, RetryScope};
+use etcdv3_core::wire::status::{Code, Status};
 use proptest::prelude::*;
 
 /// Every message in etcd's `api/v3rpc/rpctypes/error.go` (across releases),

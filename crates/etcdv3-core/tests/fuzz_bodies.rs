@@ -4,7 +4,7 @@
 //! crate's dev-dependency on itself turns on for its tests.
 
 use etcdv3_core::fuzzing::{fuzz_decoder, fuzz_status};
-use etcdv3_core::rng::Rng;
+use etcdv3_core::util::rng::Rng;
 
 fn random_bytes(rng: &mut Rng, max_len: u64) -> Vec<u8> {
     let len = rng.gen_range(0..max_len + 1) as usize;

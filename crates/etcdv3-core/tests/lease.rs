@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
+use etcdv3_core::streams::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_proto::etcdserverpb::LeaseKeepAliveResponse;
 
 fn resp(id: i64, ttl: i64) -> LeaseKeepAliveResponse {
@@ -326,7 +326,7 @@ fn answers_to_requests_of_a_lost_stream_do_not_renew() {
 /// overflow `Instant + Duration` and panic; it is scheduled as `MAX_TTL`.
 #[test]
 fn huge_ttl_is_clamped_not_a_panic() {
-    use etcdv3_core::lease::MAX_TTL;
+    use etcdv3_core::streams::lease::MAX_TTL;
     let t0 = Instant::now();
     let mut k = LeaseKeeper::new();
     k.keep(t0, 1, i64::MAX);

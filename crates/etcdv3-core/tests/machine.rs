@@ -5,16 +5,16 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::balancer::{Balancer, Candidate, Policy};
-use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::error::EtcdErrorKind;
-use etcdv3_core::health::HealthState;
+use etcdv3_core::endpoints::balancer::{Balancer, Candidate, Policy};
+use etcdv3_core::endpoints::endpoint::Endpoint;
+use etcdv3_core::endpoints::health::HealthState;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, EndpointId, Event, MemberStatus, Outcome,
     ReadKind, ResponseMeta, MIN_PING_INTERVAL,
 };
-use etcdv3_core::rng::Rng;
-use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_core::util::rng::Rng;
+use etcdv3_core::wire::error::EtcdErrorKind;
+use etcdv3_core::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_proto::method::{Method, KV_PUT, KV_RANGE, WATCH_WATCH};
 use proptest::prelude::*;
 
@@ -1609,7 +1609,7 @@ fn outcome_of(kind: u8) -> Outcome {
 fn provably_not_processed(o: &Outcome) -> bool {
     match o {
         Outcome::NotSent(_) | Outcome::Refused(_) => true,
-        Outcome::Status(s) => !etcdv3_core::error::classify(s).may_have_applied(),
+        Outcome::Status(s) => !etcdv3_core::wire::error::classify(s).may_have_applied(),
         _ => false,
     }
 }

@@ -3,10 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::health::HealthState;
+use etcdv3_core::endpoints::endpoint::Endpoint;
+use etcdv3_core::endpoints::health::HealthState;
 use etcdv3_core::machine::{Action, CallError, CallId, Config, ConnId, Core, Outcome};
-use etcdv3_core::status::{Code, Status};
+use etcdv3_core::wire::status::{Code, Status};
 use etcdv3_proto::method::{AUTH_AUTHENTICATE, KV_PUT, KV_RANGE, LEASE_KEEP_ALIVE, WATCH_WATCH};
 
 fn ms(n: u64) -> Duration {
@@ -447,7 +447,7 @@ fn after_a_full_outage_a_returning_member_is_used_at_once() {
 /// and ends the stream, and the reopened one goes elsewhere.
 #[test]
 fn unanswered_keepalives_move_the_stream_to_another_member() {
-    use etcdv3_core::lease::LeaseKeeper;
+    use etcdv3_core::streams::lease::LeaseKeeper;
     let t0 = Instant::now();
     let mut keeper = LeaseKeeper::new();
     keeper.keep(t0, 7, 6);

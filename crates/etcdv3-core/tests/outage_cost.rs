@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{Action, CallId, Config, ConnId, Core, EndpointId};
 use etcdv3_proto::method::{KV_PUT, KV_RANGE};
 

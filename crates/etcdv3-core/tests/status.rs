@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use etcdv3_core::status::{
+use etcdv3_core::wire::status::{
     encode_grpc_timeout, parse_grpc_timeout, percent_decode, percent_encode, response_status, Code,
     Status,
 };

@@ -3,8 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::backoff::BackoffConfig;
-use etcdv3_core::stream::{StreamConfig, StreamState, StreamSupervisor};
+use etcdv3_core::streams::{StreamConfig, StreamState, StreamSupervisor};
+use etcdv3_core::util::backoff::BackoffConfig;
 
 fn config() -> StreamConfig {
     StreamConfig {
@@ -266,7 +266,7 @@ fn the_reopen_rate_is_bounded_by_the_backoff() {
 // The watch hub's part of the stream's authentication: a watcher refused
 // for its (expired) token is created again once on a new stream.
 mod watch_auth {
-    use etcdv3_core::watch::{WatchEvent, WatchHub, WatcherId};
+    use etcdv3_core::streams::watch::{WatchEvent, WatchHub, WatcherId};
     use etcdv3_proto::etcdserverpb::{
         watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse,
     };

@@ -4,14 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::backoff::BackoffConfig;
-use etcdv3_core::error::{auth_refusal, auth_refusal_of_reason, AuthRefusal};
 use etcdv3_core::machine::Outcome;
-use etcdv3_core::status::{Code, Status};
-use etcdv3_core::stream::{
+use etcdv3_core::streams::{
     CloseReason, FailCause, Retry, RetryConfig, StreamAction, StreamConfig, StreamDriver,
     StreamEnd, Verdict,
 };
+use etcdv3_core::util::backoff::BackoffConfig;
+use etcdv3_core::wire::error::{auth_refusal, auth_refusal_of_reason, AuthRefusal};
+use etcdv3_core::wire::status::{Code, Status};
 
 fn config() -> StreamConfig {
     StreamConfig {
@@ -142,8 +142,8 @@ fn a_member_without_leader_is_demoted_and_the_stream_replaced_after_a_backoff() 
         Some(Outcome::Status(s)) => {
             assert_eq!(s.code, Code::Unavailable);
             assert_eq!(
-                etcdv3_core::error::classify(&s),
-                etcdv3_core::error::EtcdErrorKind::NoLeader
+                etcdv3_core::wire::error::classify(&s),
+                etcdv3_core::wire::error::EtcdErrorKind::NoLeader
             );
         }
         other => panic!("a no-leader close must tell the core a status: {other:?}"),

@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::health::HealthState;
+use etcdv3_core::endpoints::endpoint::Endpoint;
+use etcdv3_core::endpoints::health::HealthState;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, Event, MemberStatus, Outcome,
     MIN_PING_INTERVAL,

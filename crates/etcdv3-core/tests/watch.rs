@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
-use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::streams::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, ResponseHeader, WatchCreateRequest, WatchResponse,
 };
@@ -1270,7 +1270,7 @@ fn revision_at_i64_max_does_not_wrap_the_resume_point() {
 /// is asked to cancel it, and nothing more is buffered or delivered for it.
 #[test]
 fn fragment_reassembly_is_capped_and_ends_the_watcher() {
-    use etcdv3_core::watch::FRAGMENTS_TOO_LARGE;
+    use etcdv3_core::streams::watch::FRAGMENTS_TOO_LARGE;
     use prost::Message;
     let one = ev("a", 11).encoded_len();
     let mut hub = WatchHub::with_max_fragment_bytes(one * 3);
@@ -1323,13 +1323,13 @@ fn fragment_reassembly_is_capped_and_ends_the_watcher() {
 fn default_fragment_limit_is_the_default_max_receive_size() {
     assert_eq!(
         WatchHub::new().max_fragment_bytes(),
-        etcdv3_core::codec::DEFAULT_MAX_DECODE_SIZE
+        etcdv3_core::wire::codec::DEFAULT_MAX_DECODE_SIZE
     );
 }
 
 #[test]
 fn creates_in_flight_are_bounded_and_later_requests_wait_their_turn() {
-    use etcdv3_core::watch::MAX_CREATES_IN_FLIGHT;
+    use etcdv3_core::streams::watch::MAX_CREATES_IN_FLIGHT;
     let mut hub = WatchHub::new();
     let n = MAX_CREATES_IN_FLIGHT + 5;
     let ids: Vec<WatcherId> = (0..n)

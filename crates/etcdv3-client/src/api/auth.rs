@@ -197,9 +197,9 @@ fn name(what: &str, value: impl Into<String>) -> Result<String> {
 
 impl Client {
     /// Enable authentication. Fails with
-    /// [`EtcdErrorKind::RootUserNotExist`](etcdv3_core::error::EtcdErrorKind::RootUserNotExist)
+    /// [`EtcdErrorKind::RootUserNotExist`](etcdv3_core::wire::error::EtcdErrorKind::RootUserNotExist)
     /// unless a `root` user exists (and
-    /// [`RootRoleNotExist`](etcdv3_core::error::EtcdErrorKind::RootRoleNotExist)
+    /// [`RootRoleNotExist`](etcdv3_core::wire::error::EtcdErrorKind::RootRoleNotExist)
     /// unless it holds the `root` role).
     ///
     /// ```no_run

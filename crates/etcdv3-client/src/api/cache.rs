@@ -19,7 +19,7 @@
 //! [`CacheEvent::Lagged`] instead of growing memory.
 //!
 //! The decisions are the core's [`PrefixCache`]
-//! (`etcdv3_core::cache`); this module only runs its requests on a
+//! (`etcdv3_core::streams::cache`); this module only runs its requests on a
 //! background task.
 //!
 //! [`WatchEvent::Compacted`]: crate::api::WatchEvent::Compacted
@@ -42,10 +42,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::cache::{
+use etcdv3_core::streams::cache::{
     CacheAction, CacheChange, CacheConfig, ChangeRead, PrefixCache, MAX_CHANGE_BYTES,
 };
-use etcdv3_core::pager::{PageSize, PagerConfig, DEFAULT_PAGE_BYTES};
+use etcdv3_core::streams::pager::{PageSize, PagerConfig, DEFAULT_PAGE_BYTES};
 use futures_core::Stream;
 
 use crate::api::kv::{GetOptions, KeyRange, KeyValue, RangeResponse};

@@ -15,13 +15,13 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use etcdv3_core::machine::UNBOUNDED_WAIT;
 use etcdv3_proto::method::{
     ELECTION_CAMPAIGN, ELECTION_LEADER, ELECTION_OBSERVE, ELECTION_PROCLAIM, ELECTION_RESIGN,
 };
 use etcdv3_proto::v3electionpb::{CampaignRequest, LeaderRequest, ProclaimRequest, ResignRequest};
 use futures_core::Stream;
 
-use crate::api::lock::WAIT_UNBOUNDED;
 use crate::api::namespace::{prefix_leader, prefixed, strip_leader, strip_leader_kv};
 use crate::client::{CallOptions, KeepOpen, ServerStream};
 use crate::error::{Error, Result};
@@ -75,7 +75,7 @@ impl Client {
         };
         // A campaign waits for as long as it takes unless the handle's
         // options bound it.
-        let timeout = self.call_options().timeout.unwrap_or(WAIT_UNBOUNDED);
+        let timeout = self.call_options().timeout.unwrap_or(UNBOUNDED_WAIT);
         let opts = CallOptions::new().with_timeout(timeout);
         let mut resp: CampaignResponse = self.unary(ELECTION_CAMPAIGN, &req, opts).await?;
         if let Some(leader) = &mut resp.leader {

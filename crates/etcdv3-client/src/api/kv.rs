@@ -222,9 +222,9 @@ impl GetOptions {
     }
 
     /// Read at this revision (0: the latest). Fails with
-    /// [`EtcdErrorKind::Compacted`](etcdv3_core::error::EtcdErrorKind::Compacted)
+    /// [`EtcdErrorKind::Compacted`](etcdv3_core::wire::error::EtcdErrorKind::Compacted)
     /// when the revision was compacted and
-    /// [`EtcdErrorKind::FutureRev`](etcdv3_core::error::EtcdErrorKind::FutureRev)
+    /// [`EtcdErrorKind::FutureRev`](etcdv3_core::wire::error::EtcdErrorKind::FutureRev)
     /// when it does not exist yet.
     ///
     /// ```no_run
@@ -775,7 +775,7 @@ impl Client {
 
     /// Discard the history of every key before `revision`. Reads at older
     /// revisions then fail with
-    /// [`EtcdErrorKind::Compacted`](etcdv3_core::error::EtcdErrorKind::Compacted).
+    /// [`EtcdErrorKind::Compacted`](etcdv3_core::wire::error::EtcdErrorKind::Compacted).
     ///
     /// ```no_run
     /// use etcdv3_client::api::{CompactOptions, GetOptions};

@@ -4,7 +4,7 @@
 //! lives, the lease is renewed at a third of its TTL through ONE
 //! `LeaseKeepAlive` stream per client, owned by the client's stream task
 //! for keepalives (see `stream_task`), which runs the sans-IO
-//! [`etcdv3_core::lease::LeaseKeeper`]. If the stream fails, a new one is
+//! [`etcdv3_core::streams::lease::LeaseKeeper`]. If the stream fails, a new one is
 //! opened when the core's stream supervisor says (on another endpoint if
 //! need be) and every lease is renewed at once. Dropping the handle stops the renewals: the lease then
 //! expires by itself after its TTL (call [`Client::lease_revoke`] to end it
@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::lease::{LeaseEvent, LeaseKeeper as CoreKeeper};
+use etcdv3_core::streams::lease::{LeaseEvent, LeaseKeeper as CoreKeeper};
 use etcdv3_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseKeepAliveRequest, LeaseLeasesRequest, LeaseRevokeRequest,
     LeaseTimeToLiveRequest,
@@ -439,7 +439,7 @@ impl Client {
         let token = self.shared.tasks.ids.next_keeper();
         let slot = Arc::new(Slot::new(
             first.ttl,
-            etcdv3_core::lease::valid_until(renewed_at, first.ttl),
+            etcdv3_core::streams::lease::valid_until(renewed_at, first.ttl),
         ));
         let cmd = || Cmd::Keep {
             id,

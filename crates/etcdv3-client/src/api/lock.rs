@@ -15,6 +15,7 @@
 
 use std::time::Duration;
 
+use etcdv3_core::machine::UNBOUNDED_WAIT;
 use etcdv3_proto::method::{LOCK_LOCK, LOCK_UNLOCK};
 use etcdv3_proto::v3lockpb::{LockRequest, UnlockRequest};
 
@@ -25,10 +26,6 @@ use crate::error::{Error, Result};
 use crate::Client;
 
 pub use etcdv3_proto::v3lockpb::{LockResponse, UnlockResponse};
-
-/// How long a call that waits for its turn (lock, campaign) may wait when
-/// no timeout is given: in practice, until it succeeds.
-pub(crate) const WAIT_UNBOUNDED: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Options of [`Client::lock`].
 ///
@@ -126,7 +123,7 @@ impl Client {
         let timeout = options
             .timeout
             .or(self.call_options().timeout)
-            .unwrap_or(WAIT_UNBOUNDED);
+            .unwrap_or(UNBOUNDED_WAIT);
         let opts = CallOptions::new().with_timeout(timeout);
         let mut resp: LockResponse = self.unary(LOCK_LOCK, &req, opts).await?;
         strip_key(ns, &mut resp.key);

@@ -398,7 +398,7 @@ impl Client {
 
     /// Transfer leadership to the member `target_id`. Only the leader can
     /// do this; a member that is not the leader refuses with
-    /// [`EtcdErrorKind::NotLeader`](etcdv3_core::error::EtcdErrorKind::NotLeader),
+    /// [`EtcdErrorKind::NotLeader`](etcdv3_core::wire::error::EtcdErrorKind::NotLeader),
     /// and the call is then tried on another endpoint.
     ///
     /// ```no_run

@@ -35,14 +35,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use etcdv3_core::error::EtcdErrorKind;
-use etcdv3_core::pager::{
+use etcdv3_core::streams::pager::{
     PageFailure, PageRequest, PageSize, Pager, PagerAction, PagerConfig, PagerStop,
     DEFAULT_PAGE_BYTES,
 };
+use etcdv3_core::wire::error::EtcdErrorKind;
 use futures_core::Stream;
 
-pub use etcdv3_core::pager::PagerPosition;
+pub use etcdv3_core::streams::pager::PagerPosition;
 
 use crate::api::kv::{GetOptions, KeyRange, KeyValue, RangeResponse};
 use crate::error::Error;

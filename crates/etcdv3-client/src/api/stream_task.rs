@@ -1,6 +1,6 @@
 //! The one background task that owns a long-lived stream (watch, lease
 //! keepalive) of a client: a pump around the core's
-//! `etcdv3_core::stream::StreamDriver`.
+//! `etcdv3_core::streams::StreamDriver`.
 //!
 //! What differs per kind of stream — the sans-IO state (the core's
 //! `WatchHub` or `LeaseKeeper`), what to send, what to deliver to users —
@@ -17,7 +17,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use etcdv3_core::stream::{CloseReason, FailCause, StreamAction, StreamDriver, StreamEnd};
+use etcdv3_core::streams::{CloseReason, FailCause, StreamAction, StreamDriver, StreamEnd};
 use etcdv3_proto::method::Method;
 use futures_channel::mpsc;
 use futures_core::Stream;
@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::runtime::BoxFuture;
 use crate::transport::stream::BidiCall;
 
-pub(crate) use etcdv3_core::stream::Verdict;
+pub(crate) use etcdv3_core::streams::Verdict;
 
 /// The per-kind part of a stream task.
 pub(crate) trait StreamOwner: Send + 'static {

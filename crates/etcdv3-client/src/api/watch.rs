@@ -21,7 +21,7 @@
 //! consumer still gets every revision exactly once and in order, only
 //! later. If that revision was compacted meanwhile, the watcher ends with
 //! [`WatchEvent::Compacted`] after the events it was handed. The decision is
-//! the core's (`etcdv3_core::watch`, "Slow consumers").
+//! the core's (`etcdv3_core::streams::watch`, "Slow consumers").
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -30,7 +30,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::watch::{delivery_cost, QueueId, WatchHub, WatcherIdBuildHasher};
+use etcdv3_core::streams::watch::{delivery_cost, QueueId, WatchHub, WatcherIdBuildHasher};
 use etcdv3_proto::etcdserverpb::{
     watch_create_request::FilterType, WatchCreateRequest, WatchRequest, WatchResponse,
 };
@@ -45,7 +45,7 @@ use crate::client::KeepOpen;
 use crate::error::{Error, Result};
 use crate::Client;
 
-pub use etcdv3_core::watch::{WatchEvent, WatcherId, MAX_BUFFERED_BYTES};
+pub use etcdv3_core::streams::watch::{WatchEvent, WatcherId, MAX_BUFFERED_BYTES};
 pub use etcdv3_proto::mvccpb::{event::EventType, Event};
 
 /// Options of [`Client::watch`].

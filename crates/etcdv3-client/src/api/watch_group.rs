@@ -27,7 +27,7 @@ use crate::api::watch::{
 use crate::client::KeepOpen;
 use crate::error::{Error, Result};
 use crate::Client;
-use etcdv3_core::watch::QueueId;
+use etcdv3_core::streams::watch::QueueId;
 
 /// One item of a [`WatchGroup`]: which watcher, and what happened to it.
 ///

@@ -582,7 +582,7 @@ impl ObserveState {
                         }
                         Err(e)
                             if e.etcd_kind()
-                                == Some(&crate::core::error::EtcdErrorKind::Compacted) =>
+                                == Some(&crate::core::wire::error::EtcdErrorKind::Compacted) =>
                         {
                             tracing::warn!("election observer: revision {revision} was compacted; continuing from the latest");
                             self.phase = Phase::Resolve(0);

@@ -41,7 +41,7 @@ use crate::api::{
     WatchOptions,
 };
 use crate::Client;
-use etcdv3_core::stream::{Retry, RetryConfig};
+use etcdv3_core::streams::{Retry, RetryConfig};
 use etcdv3_proto::etcdserverpb::ResponseHeader;
 use futures_util::StreamExt;
 
@@ -237,7 +237,7 @@ async fn wait_delete(client: &Client, key: &[u8], revision: i64) -> crate::Resul
 }
 
 /// A recipe's retry loop. Its timing is the core's
-/// ([`etcdv3_core::stream::Retry`]): this only sleeps until the instant the
+/// ([`etcdv3_core::streams::Retry`]): this only sleeps until the instant the
 /// core gives.
 #[derive(Debug)]
 struct Backoff {

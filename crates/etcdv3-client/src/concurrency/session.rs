@@ -524,7 +524,7 @@ async fn keep(
         // Those waiting for what the session held need not wait for the
         // server to expire the lease: revoke it as soon as a member
         // answers, for as long as that can still help.
-        let window = etcdv3_core::lease::revoke_window(ttl);
+        let window = etcdv3_core::streams::lease::revoke_window(ttl);
         match client.lease_revoke_within(lease, window).await {
             Ok(_) => {
                 tracing::debug!(lease = %format_args!("{lease:016x}"), "revoked a session's lease past its deadline")

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcdv3_core::codec::Decoder;
 use etcdv3_core::machine::{Outcome, ResponseMeta};
-use etcdv3_core::status::{response_status, Code, GrpcTimeout, Status};
+use etcdv3_core::wire::codec::Decoder;
+use etcdv3_core::wire::status::{response_status, Code, GrpcTimeout, Status};
 use etcdv3_proto::method::Method;
 use http::header::{HeaderName, CONTENT_TYPE, TE, USER_AGENT};
 use http::{HeaderValue, Request};
@@ -420,7 +420,7 @@ mod tests {
 
     #[test]
     fn grpc_timeout_values_match_the_core_encoding() {
-        use etcdv3_core::status::encode_grpc_timeout;
+        use etcdv3_core::wire::status::encode_grpc_timeout;
         let mut cases: Vec<Duration> = vec![
             Duration::ZERO,
             Duration::from_nanos(1),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use etcdv3_core::machine::{CallId, ConnId, EndpointId, MemberStatus, Outcome, ReadKind};
-use etcdv3_core::status::{Code, Status};
+use etcdv3_core::wire::status::{Code, Status};
 use etcdv3_proto::etcdserverpb::{AuthenticateRequest, AuthenticateResponse, StatusResponse};
 use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
 use http::HeaderValue;
@@ -278,7 +278,7 @@ pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
             .await;
             match (out.outcome, out.message) {
                 (Outcome::Success(_), Some(m)) => {
-                    match etcdv3_core::codec::decode_message::<StatusResponse>(m) {
+                    match etcdv3_core::wire::codec::decode_message::<StatusResponse>(m) {
                         Ok(r) => {
                             let h = r.header.unwrap_or_default();
                             Ok(MemberStatus {
@@ -345,7 +345,7 @@ pub(crate) async fn authenticate(shared: Arc<Shared>) {
             // meanwhile carry it (the Authenticate request itself carries
             // none, see `Shared::drive`).
             let req = AuthenticateRequest { name, password };
-            match etcdv3_core::codec::encode(&req, shared.options.max_send_message_size) {
+            match etcdv3_core::wire::codec::encode(&req, shared.options.max_send_message_size) {
                 Err(e) => Err(e.to_string()),
                 Ok(body) => {
                     let timeout = shared.options.request_timeout;
@@ -371,7 +371,9 @@ pub(crate) async fn authenticate(shared: Arc<Shared>) {
                             }
                         },
                         Ok(msg) => {
-                            match etcdv3_core::codec::decode_message::<AuthenticateResponse>(msg) {
+                            match etcdv3_core::wire::codec::decode_message::<AuthenticateResponse>(
+                                msg,
+                            ) {
                                 Err(e) => Err(e.to_string()),
                                 Ok(r) => match HeaderValue::from_str(&r.token) {
                                     Ok(v) => {

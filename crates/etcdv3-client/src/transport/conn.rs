@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use etcdv3_core::endpoint::Endpoint;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{Cause, ConnId};
 
 use super::Shared;

@@ -19,10 +19,10 @@ mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
-use etcdv3_core::endpoint::{Endpoint, Scheme};
+use etcdv3_core::endpoints::endpoint::{Endpoint, Scheme};
 use etcdv3_core::machine::{Action, CallError, CallId, Cause, ConnId, Core, Event, IdMap};
 use http::HeaderValue;
 
@@ -191,22 +191,22 @@ impl Shared {
         // With credentials, every call (streams included) waits for a token.
         config.authenticate |= options.user.is_some();
         let core = Core::new(config, endpoints, seed);
-        let status_probe = etcdv3_core::codec::encode(
+        let status_probe = etcdv3_core::wire::codec::encode(
             &etcdv3_proto::etcdserverpb::StatusRequest {},
-            etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
+            etcdv3_core::wire::codec::DEFAULT_MAX_ENCODE_SIZE,
         )
         .map_err(|source| Error::Frame {
             method: etcdv3_proto::method::MAINTENANCE_STATUS.path,
             source,
         })?;
-        let leader_check = etcdv3_core::codec::encode(
+        let leader_check = etcdv3_core::wire::codec::encode(
             &etcdv3_proto::etcdserverpb::RangeRequest {
                 key: vec![0],
                 limit: 1,
                 count_only: true,
                 ..Default::default()
             },
-            etcdv3_core::codec::DEFAULT_MAX_ENCODE_SIZE,
+            etcdv3_core::wire::codec::DEFAULT_MAX_ENCODE_SIZE,
         )
         .map_err(|source| Error::Frame {
             method: etcdv3_proto::method::KV_RANGE.path,
@@ -214,7 +214,7 @@ impl Shared {
         })?;
         let tasks = tasks::Tasks::new(
             seed.rotate_left(17) ^ 0x5354_5245_414d,
-            etcdv3_core::stream::StreamConfig {
+            etcdv3_core::streams::StreamConfig {
                 backoff: options.core.stream_backoff.clone(),
                 ..Default::default()
             },
@@ -690,32 +690,31 @@ impl tokio::io::AsyncWrite for Coalescing {
 /// an input moved that deadline earlier.
 async fn timer_task(shared: Arc<Shared>) {
     loop {
-        let deadline = shared.with_state(|st, now| {
+        let open = shared.with_state(|st, now| {
             if st.closed {
-                return None;
+                return false;
             }
             st.core.handle_timeout(now);
             st.timer.deadline = None;
-            Some(now)
+            true
         });
-        let Some(now) = deadline else {
+        if !open {
             return;
-        };
+        }
         // with_state drove the core and may have recorded the next deadline.
+        // With none, sleep until an input sets one (`drive` notifies: no
+        // deadline recorded counts as later than any).
         let next = {
             let mut st = shared.lock();
-            let next = st
-                .core
-                .poll_timeout()
-                .unwrap_or(now + Duration::from_secs(3600));
-            st.timer.deadline = Some(next);
+            let next = st.core.poll_timeout();
+            st.timer.deadline = next;
             // `drive` saw no deadline recorded and flagged a notification for
             // this very `next`; clear it here, or the loop never sleeps (and
             // never yields to other tasks on a single-threaded executor).
             st.timer.notified = false;
             next
         };
-        let mut sleep = shared.runtime.sleep_until(next);
+        let mut sleep = next.map(|at| shared.runtime.sleep_until(at));
         std::future::poll_fn(|cx| {
             {
                 let mut st = shared.lock();
@@ -724,7 +723,10 @@ async fn timer_task(shared: Arc<Shared>) {
                 }
                 st.timer.waker = Some(cx.waker().clone());
             }
-            sleep.as_mut().poll(cx)
+            match sleep.as_mut() {
+                Some(s) => s.as_mut().poll(cx),
+                None => Poll::Pending,
+            }
         })
         .await;
     }
@@ -876,8 +878,8 @@ mod tests {
             None
         );
         // A source already there (a refusal's status) is kept.
-        let status = etcdv3_core::status::Status::new(
-            etcdv3_core::status::Code::ResourceExhausted,
+        let status = etcdv3_core::wire::status::Status::new(
+            etcdv3_core::wire::status::Code::ResourceExhausted,
             "etcdserver: too many requests",
         );
         let mut spent = CallError::RetryBudgetSpent {
@@ -889,7 +891,7 @@ mod tests {
         };
         attach_cause(&mut spent, &reports);
         let kept = std::error::Error::source(&spent)
-            .and_then(|s| s.downcast_ref::<etcdv3_core::status::Status>());
+            .and_then(|s| s.downcast_ref::<etcdv3_core::wire::status::Status>());
         assert_eq!(kept, Some(&status));
     }
 

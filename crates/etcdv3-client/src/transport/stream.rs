@@ -8,9 +8,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use etcdv3_core::codec::{self, Decoder};
 use etcdv3_core::machine::{CallId, EndpointId, Outcome};
-use etcdv3_core::status::{response_status, Code, Status};
+use etcdv3_core::wire::codec::{self, Decoder};
+use etcdv3_core::wire::status::{response_status, Code, Status};
 use etcdv3_proto::method::Method;
 
 use super::attempt::{self, classify_h2, AttemptOutput};
@@ -273,8 +273,7 @@ where
         }
         self.reported = true;
         let (call, attempt) = (self.call, self.attempt);
-        let auth =
-            matches!(&outcome, Outcome::Status(s) if etcdv3_core::error::auth_refusal(s).is_some());
+        let auth = matches!(&outcome, Outcome::Status(s) if etcdv3_core::wire::error::auth_refusal(s).is_some());
         let retry = self.shared.with_state(|st, now| {
             // Told while the call still exists: the core compares the token
             // the stream was opened with to the current one.
@@ -293,7 +292,7 @@ where
             Outcome::Status(status) => Some(Error::Call(etcdv3_core::machine::CallError::Status {
                 method: self.method.path,
                 endpoint: self.endpoint.clone(),
-                kind: etcdv3_core::error::classify(status),
+                kind: etcdv3_core::wire::error::classify(status),
                 status: status.clone(),
             })),
             Outcome::NotSent(e) | Outcome::Refused(e) | Outcome::Lost(e) => {

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use etcdv3_core::stream::StreamConfig;
-use etcdv3_core::watch::WatcherId;
+use etcdv3_core::streams::watch::WatcherId;
+use etcdv3_core::streams::StreamConfig;
 
 /// The inboxes of a client's stream tasks, one per kind of stream, on the
 /// client's shared state.

@@ -17,8 +17,8 @@ use etcdv3_proto::method::{Method, AUTH_AUTHENTICATE};
 
 use super::calls::CallState;
 use super::{Action, CallError, CallId, Cause, Core};
-use crate::error::EtcdErrorKind;
-use crate::status::Status;
+use crate::wire::error::EtcdErrorKind;
+use crate::wire::status::Status;
 
 /// Token state.
 #[derive(Debug, Default)]
@@ -48,7 +48,7 @@ impl Core {
     /// words): calls waiting for the token fail with [`CallError::Auth`]
     /// carrying the status and its etcd kind.
     pub fn handle_auth_refused(&mut self, now: Instant, cause: String, status: Status) {
-        let kind = crate::error::classify(&status);
+        let kind = crate::wire::error::classify(&status);
         self.auth_finished(now, Err((cause, Some((status, kind)))));
     }
 
@@ -173,5 +173,5 @@ impl Core {
 /// Whether the error means the auth token must be refreshed (a unary
 /// call's "permission denied" is the user's, final).
 pub(super) fn is_auth_refresh(status: &Status) -> bool {
-    crate::error::auth_refusal(status) == Some(crate::error::AuthRefusal::Token)
+    crate::wire::error::auth_refusal(status) == Some(crate::wire::error::AuthRefusal::Token)
 }

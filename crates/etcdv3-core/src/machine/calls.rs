@@ -26,10 +26,10 @@ use super::auth::is_auth_refresh;
 use super::fence::Verdict;
 use super::timers::CallTimer;
 use super::{CallError, CallId, Cause, ConnId, Core, EndpointId, Event, Outcome, ReadKind};
-use crate::backoff::Backoff;
-use crate::error::{classify, EtcdErrorKind, RetryScope};
-use crate::health::HealthReason;
-use crate::status::Status;
+use crate::endpoints::health::HealthReason;
+use crate::util::backoff::Backoff;
+use crate::wire::error::{classify, EtcdErrorKind, RetryScope};
+use crate::wire::status::Status;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum CallState {

@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::calls::{may_get_stuck, CallState};
 use super::conns::ConnState;
 use super::{Action, CallId, ConnId, Core, EndpointId, MemberStatus};
-use crate::health::HealthReason;
-use crate::status::{Code, Status};
+use crate::endpoints::health::HealthReason;
+use crate::wire::status::{Code, Status};
 
 /// What the probes found.
 #[derive(Debug, Default)]

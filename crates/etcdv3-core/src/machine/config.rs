@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use crate::backoff::BackoffConfig;
-use crate::balancer::Policy;
-use crate::budget::RetryBudgetConfig;
+use crate::endpoints::balancer::Policy;
+use crate::util::backoff::BackoffConfig;
+use crate::util::budget::RetryBudgetConfig;
 
 /// Configuration of [`crate::machine::Core`]. `Default` gives the settings
 /// the project measures and recommends.
@@ -87,7 +87,7 @@ pub struct Config {
     /// reached a member (after a lost connection, a silent member, a lost
     /// leader, a retryable server error, a stale read) are allowed up to a
     /// fraction of first attempts plus a floor, over a sliding window (see
-    /// [`crate::budget`]). A call whose retry finds the budget spent ends
+    /// [`crate::util::budget`]). A call whose retry finds the budget spent ends
     /// with [`crate::machine::CallError::RetryBudgetSpent`]. Re-sends of
     /// requests that never reached a member (never sent, `REFUSED_STREAM`)
     /// and the one re-send after a refused auth token are free. `None`:
@@ -118,6 +118,18 @@ pub struct Config {
 
 /// The minimum interval between keepalive pings etcd's server tolerates.
 pub const MIN_PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The deadline of a call whose caller gives none: the client's default
+/// request timeout (`ClientOptions::request_timeout`). Calls carry their
+/// own deadline into the core; this is only the default the client starts
+/// from.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a call that waits for its turn (`Lock`, `Campaign`) may wait
+/// when its caller gives no timeout: in practice, until it succeeds (a
+/// year). Such a call costs the cluster nothing while it waits on a live
+/// member (see `machine/liveness.rs`).
+pub const UNBOUNDED_WAIT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 impl Default for Config {
     fn default() -> Self {

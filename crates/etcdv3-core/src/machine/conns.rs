@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::calls::CallState;
 use super::liveness::ConnTimers;
 use super::{Action, CallId, ConnId, Core, EndpointId, Event};
-use crate::endpoint::Endpoint;
-use crate::health::HealthReason;
+use crate::endpoints::endpoint::Endpoint;
+use crate::endpoints::health::HealthReason;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ConnState {

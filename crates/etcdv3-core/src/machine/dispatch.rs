@@ -8,7 +8,7 @@ use super::calls::{
 use super::conns::ConnState;
 use super::timers::CallTimer;
 use super::{Action, CallError, CallId, ConnId, Core, EndpointId};
-use crate::balancer::{Candidate, Policy};
+use crate::endpoints::balancer::{Candidate, Policy};
 
 impl Core {
     /// Pick an endpoint for the call and send it, or connect first.

@@ -26,8 +26,8 @@ use std::time::{Duration, Instant};
 use super::calls::CallState;
 use super::conns::{Conn, ConnState, Orphan};
 use super::{Action, CallId, ConnId, Core, MIN_PING_INTERVAL};
-use crate::health::HealthReason;
-use crate::status::{Code, Status};
+use crate::endpoints::health::HealthReason;
+use crate::wire::status::{Code, Status};
 
 /// Added to [`MIN_PING_INTERVAL`] between two pings that must not count as
 /// a strike: the server measures the interval between arrivals, and a ping

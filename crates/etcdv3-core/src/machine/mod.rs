@@ -29,7 +29,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use etcdv3_core::endpoint::Endpoint;
+//! use etcdv3_core::endpoints::endpoint::Endpoint;
 //! use etcdv3_core::machine::{Action, Config, Core, Outcome};
 //! use etcdv3_proto::method::KV_RANGE;
 //!
@@ -58,7 +58,7 @@ mod timers;
 mod types;
 
 pub use calls::{is_member_targeted, wants_leader};
-pub use config::{Config, MIN_PING_INTERVAL};
+pub use config::{Config, DEFAULT_REQUEST_TIMEOUT, MIN_PING_INTERVAL, UNBOUNDED_WAIT};
 pub use types::{
     Action, CallError, CallId, Cause, ConnId, EndpointId, EndpointState, Event, IdHasher, IdMap,
     MemberStatus, Outcome, ReadKind, ResponseMeta,
@@ -69,11 +69,11 @@ use std::time::{Duration, Instant};
 
 use etcdv3_proto::method::Method;
 
-use crate::balancer::Balancer;
-use crate::endpoint::Endpoint;
-use crate::health::{EndpointHealth, HealthReason, HealthState};
-use crate::rng::Rng;
-use crate::status::Status;
+use crate::endpoints::balancer::Balancer;
+use crate::endpoints::endpoint::Endpoint;
+use crate::endpoints::health::{EndpointHealth, HealthReason, HealthState};
+use crate::util::rng::Rng;
+use crate::wire::status::Status;
 
 use calls::Call;
 use conns::Conn;
@@ -97,7 +97,7 @@ struct Slot {
     connect_at: Option<Instant>,
     /// Spacing of connection attempts after failed ones; reset when one
     /// succeeds.
-    connect_backoff: crate::backoff::Backoff,
+    connect_backoff: crate::util::backoff::Backoff,
     /// Every member is down and calls wait: reconnect at `connect_at`
     /// (and again after each failed attempt) until a member answers or no
     /// call waits any more.
@@ -217,7 +217,7 @@ pub struct Core {
     cluster: cluster::ClusterView,
     fence: fence::Fence,
     /// Re-sends allowed (`Config::retry_budget`); `None`: unlimited.
-    budget: Option<crate::budget::RetryBudget>,
+    budget: Option<crate::util::budget::RetryBudget>,
 }
 
 impl Core {
@@ -229,7 +229,7 @@ impl Core {
             budget: config
                 .retry_budget
                 .clone()
-                .map(crate::budget::RetryBudget::new),
+                .map(crate::util::budget::RetryBudget::new),
             config,
             rng: Rng::new(seed),
             slots: SlotTable::default(),
@@ -436,7 +436,9 @@ impl Core {
             viewed_at: None,
             rejected: None,
             connect_at: None,
-            connect_backoff: crate::backoff::Backoff::new(self.config.connect_backoff.clone()),
+            connect_backoff: crate::util::backoff::Backoff::new(
+                self.config.connect_backoff.clone(),
+            ),
             reconnect: false,
         });
     }
@@ -541,7 +543,7 @@ impl Core {
     }
 
     fn status_error(&self, method: Method, ep: EndpointId, status: Status) -> CallError {
-        let kind = crate::error::classify(&status);
+        let kind = crate::wire::error::classify(&status);
         CallError::Status {
             method: method.path,
             endpoint: self.slots[ep.0].endpoint.to_string(),

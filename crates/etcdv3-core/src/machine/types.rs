@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use crate::endpoint::Endpoint;
-use crate::error::EtcdErrorKind;
-use crate::health::{HealthReason, HealthState};
-use crate::status::Status;
+use crate::endpoints::endpoint::Endpoint;
+use crate::endpoints::health::{HealthReason, HealthState};
+use crate::wire::error::EtcdErrorKind;
+use crate::wire::status::Status;
 
 /// Identifies one user call (unary or stream) for its whole life, across
 /// retries.

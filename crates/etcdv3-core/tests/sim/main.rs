@@ -11,8 +11,10 @@
 //! requests, applied-but-timed-out, token expiry, member removal, slow but
 //! healthy members, members that answer pings but no request, a restore of
 //! the whole cluster from an older snapshot (the history goes back by
-//! thousands of revisions), a response header with a huge revision, and
-//! watch consumers that stall (take nothing for seconds).
+//! thousands of revisions), a response header with a huge revision, slow
+//! links (a member's large read answers take seconds to arrive, and what it
+//! sends meanwhile, PONGs included, waits behind them longer than the ping
+//! timeout), and watch consumers that stall (take nothing for seconds).
 //!
 //! Every run checks liveness (completion by the deadline, success while a
 //! healthy member is reachable), safety (mutations applied at most once and
@@ -26,7 +28,9 @@
 //! at most the hub's buffer limit (plus one response), leases never believed
 //! alive past the server's expiry, no holder told it owns a lease past the
 //! server's expiry of it (`streams.rs`), no slow healthy call aborted or
-//! re-sent, stream reopen rate, no timer that stays due, at most 10
+//! re-sent, no answer cut off or re-sent while its bytes arrive from a live
+//! member over a slow link (the adapter reports each chunk with
+//! `Core::handle_call_progress`, as the client does), stream reopen rate, no timer that stays due, at most 10
 //! connection attempts per endpoint in any second (however many calls wait
 //! out an outage), no status probe caused by Lock/Campaign calls waiting on
 //! live members, and (one seed in eight) no call,
@@ -100,6 +104,7 @@ struct Totals {
     fence_resets: u64,
     stale_marked: u64,
     watch_pauses: u64,
+    slow_link_answers: u64,
 }
 
 impl Totals {
@@ -126,6 +131,7 @@ impl Totals {
         self.fence_resets += u64::from(r.fence_resets);
         self.stale_marked += u64::from(r.stale_marked);
         self.watch_pauses += u64::from(r.watch_pauses);
+        self.slow_link_answers += u64::from(r.slow_link_answers);
     }
 
     fn add(&mut self, o: &Totals) {
@@ -151,6 +157,7 @@ impl Totals {
         self.fence_resets += o.fence_resets;
         self.stale_marked += o.stale_marked;
         self.watch_pauses += o.watch_pauses;
+        self.slow_link_answers += o.slow_link_answers;
     }
 
     /// The workload and the faults really reached the core: each fault
@@ -205,6 +212,12 @@ impl Totals {
             "watchers paused by a slow consumer",
             self.watch_pauses,
             WATCH_PAUSES_PER_100,
+        );
+        // About 22 per 100 seeds.
+        need(
+            "large answers whole over a slow link",
+            self.slow_link_answers,
+            7,
         );
         bad
     }
@@ -336,6 +349,30 @@ fn simulation_stale_serving_members() {
         check_seed(*seed, &opts);
     }
 }
+
+/// The slow-link invariant can fail: an adapter that reports only whole
+/// answers (never `Core::handle_call_progress`) has large answers cut off
+/// while their bytes arrive from a live member over a slow link (the PONG
+/// waits behind them longer than the ping timeout).
+#[test]
+fn simulation_slow_link_answers_need_call_progress() {
+    let opts = Opts {
+        no_call_progress: true,
+        ..Opts::default()
+    };
+    let failures = run_many(&opts, 0, SLOW_LINK_PROBE_SEEDS);
+    let cut = failures
+        .iter()
+        .filter(|(_, v)| v.iter().any(|l| l.contains("slow-link answer")))
+        .count();
+    assert!(
+        cut >= 15,
+        "only {cut} of {SLOW_LINK_PROBE_SEEDS} seeds cut a slow-link answer off without call progress: the invariant cannot fail"
+    );
+}
+
+/// Seeds run without call progress.
+const SLOW_LINK_PROBE_SEEDS: u64 = 300;
 
 #[test]
 fn simulation_is_deterministic() {

@@ -29,15 +29,15 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::error::auth_refusal;
-use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
 use etcdv3_core::machine::{CallError, CallId, ConnId, Outcome};
-use etcdv3_core::rng::Rng;
-use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
-use etcdv3_core::stream::{
+use etcdv3_core::streams::lease::{LeaseEvent, LeaseKeeper};
+use etcdv3_core::streams::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::streams::{
     CloseReason, FailCause, StreamAction, StreamConfig, StreamDriver, StreamEnd, Verdict,
 };
-use etcdv3_core::watch::{delivery_cost, QueueId, WatchEvent, WatchHub, WatcherId};
+use etcdv3_core::util::rng::Rng;
+use etcdv3_core::wire::error::auth_refusal;
+use etcdv3_core::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_proto::etcdserverpb::{
     watch_request::RequestUnion, LeaseKeepAliveResponse, ResponseHeader, WatchCreateRequest,
     WatchRequest, WatchResponse,
@@ -1385,8 +1385,11 @@ impl World {
             .max();
         let held_back = healed.map_or(Duration::ZERO, |t| t - now);
         let d = self.lat(m) + extra + held_back;
+        let now = self.now;
         let c = self.conns.get_mut(&conn).expect("conn");
-        let t = (self.now + d).max(c.last_to_client);
+        let t = (now + d)
+            .max(c.last_to_client)
+            .max(c.behind_slow_answer(now));
         c.last_to_client = t;
         self.at(t, ev);
     }

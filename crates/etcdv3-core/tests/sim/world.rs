@@ -7,15 +7,15 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use etcdv3_core::balancer::Policy;
-use etcdv3_core::endpoint::Endpoint;
-use etcdv3_core::error::classify;
+use etcdv3_core::endpoints::balancer::Policy;
+use etcdv3_core::endpoints::endpoint::Endpoint;
 use etcdv3_core::machine::{
     Action, CallError, CallId, Config, ConnId, Core, EndpointId, Event, MemberStatus, Outcome,
     ReadKind, ResponseMeta, MIN_PING_INTERVAL,
 };
-use etcdv3_core::rng::Rng;
-use etcdv3_core::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use etcdv3_core::util::rng::Rng;
+use etcdv3_core::wire::error::classify;
+use etcdv3_core::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 use etcdv3_proto::method::{ELECTION_CAMPAIGN, KV_PUT, KV_RANGE, KV_TXN, LOCK_LOCK};
 
 use crate::cluster::{Answer, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
@@ -39,6 +39,20 @@ struct SlowRun {
     known_term: u64,
 }
 
+/// A large answer arriving over a slow link ([`FaultKind::SlowLink`]).
+#[derive(Debug, Clone, Copy)]
+struct SlowAnswer {
+    conn: ConnId,
+    attempt: u32,
+    /// When its last byte arrives.
+    end: Instant,
+    /// When the member answered, and the cluster's term then.
+    started: Instant,
+    term: u64,
+    /// Bytes of it reached the client (the core could know it arrives).
+    flowing: bool,
+}
+
 /// Knobs of a run that are not drawn from the seed.
 #[derive(Debug, Clone, Default)]
 pub struct Opts {
@@ -51,6 +65,11 @@ pub struct Opts {
     /// Do not check "no slow healthy call aborted" (to look at the other
     /// invariants on a core that still aborts slow calls).
     pub allow_slow_abort: bool,
+    /// The adapter does not tell the core about parts of an answer
+    /// (`Core::handle_call_progress`), as a client that only reports whole
+    /// answers would: slow-link answers are then cut off (this shows the
+    /// invariant can fail).
+    pub no_call_progress: bool,
 }
 
 /// What a run found.
@@ -93,6 +112,9 @@ pub struct Report {
     /// Streams the core's stream driver closed on its owner's verdict:
     /// member without a leader, requests unanswered.
     pub stream_closes: [u32; 2],
+    /// Large answers that arrived whole over a slow link (each checked not
+    /// cut off nor re-sent while its bytes arrived).
+    pub slow_link_answers: u32,
     /// Watchers paused because their slow consumer held the buffer limit
     /// (each checked bounded, then resumed without loss).
     pub watch_pauses: u32,
@@ -149,11 +171,17 @@ pub enum FaultKind {
     /// The member's next answer carries a response header with a huge
     /// revision (a bug, a hostile member).
     HugeRevision,
+    /// The member's link to the client is slow (low bandwidth): a read
+    /// answered meanwhile is large and its bytes arrive over seconds, and
+    /// whatever the member sends on that connection meanwhile (PONGs,
+    /// probe answers, other answers) waits behind what fills the socket
+    /// buffers, longer than the ping timeout.
+    SlowLink,
 }
 
 impl FaultKind {
     /// Every kind, in counter order.
-    pub const ALL: [FaultKind; 16] = [
+    pub const ALL: [FaultKind; 17] = [
         FaultKind::Crash,
         FaultKind::Hang,
         FaultKind::Reset,
@@ -170,6 +198,7 @@ impl FaultKind {
         FaultKind::Mute,
         FaultKind::Restore,
         FaultKind::HugeRevision,
+        FaultKind::SlowLink,
     ];
 
     fn idx(self) -> usize {
@@ -300,6 +329,15 @@ enum Ev {
     /// The snapshot a later restore goes back to is taken; other clients
     /// then write thousands of revisions.
     Snapshot,
+    /// Bytes of a large answer on a slow link reach the client; at `end`
+    /// the last of them (the answer is whole).
+    Chunk {
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        end: Instant,
+        outcome: Box<Outcome>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -334,6 +372,10 @@ struct SimConn {
     held_open: u32,
     /// Client-side ping times (for the spacing statistics).
     pings: Vec<Instant>,
+    /// A large answer crosses a slow link until then: what else the server
+    /// sends meanwhile waits `queued` behind it (socket buffers).
+    slow_until: Instant,
+    queued: Duration,
 }
 
 #[derive(Debug)]
@@ -406,6 +448,8 @@ pub struct World {
     lag: Vec<Duration>,
     /// Attempts running slowly on a healthy member.
     slow_runs: HashMap<CallId, SlowRun>,
+    /// Answers arriving over a slow link.
+    slow_answers: HashMap<CallId, SlowAnswer>,
     /// The highest raft term the client was told of (probe results and
     /// response headers handed to the core).
     client_term: u64,
@@ -452,6 +496,29 @@ pub struct World {
 /// The most connection attempts to one endpoint in any second
 /// (`Config::connect_backoff`: 100-180 ms apart after a failure).
 const MAX_CONNECTS_PER_SECOND: usize = 10;
+
+/// How long a large answer takes to cross a slow link
+/// ([`FaultKind::SlowLink`]).
+const SLOW_LINK_TRANSFER: std::ops::Range<Duration> =
+    Duration::from_millis(1500)..Duration::from_millis(5000);
+
+/// How long what a member sends meanwhile waits behind such an answer (the
+/// socket buffers): longer than the ping timeout.
+const SLOW_LINK_QUEUE: std::ops::Range<Duration> =
+    Duration::from_millis(1000)..Duration::from_millis(2500);
+
+impl SimConn {
+    /// The earliest instant something the server sends now reaches the
+    /// client: behind a slow-link answer, what fills the socket buffers
+    /// drains first.
+    fn behind_slow_answer(&self, now: Instant) -> Instant {
+        if self.slow_until > now {
+            now + self.queued.min(self.slow_until - now)
+        } else {
+            now
+        }
+    }
+}
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -529,6 +596,7 @@ impl World {
             report: Report::default(),
             lag,
             slow_runs: HashMap::new(),
+            slow_answers: HashMap::new(),
             client_term: 0,
             hits: HashMap::new(),
             owners: HashMap::new(),
@@ -633,6 +701,7 @@ impl World {
             FaultKind::Remove,
             FaultKind::Slow,
             FaultKind::Mute,
+            FaultKind::SlowLink,
         ];
         if self.auth {
             kinds.push(FaultKind::TokenExpiry);
@@ -693,6 +762,8 @@ impl World {
                 FaultKind::Partition | FaultKind::Hang | FaultKind::Mute => {
                     ELECTION_TIMEOUT + ms(500)
                 }
+                // The last large answer drains after the fault.
+                FaultKind::SlowLink => SLOW_LINK_TRANSFER.end + SLOW_LINK_QUEUE.end,
                 _ => ms(100),
             };
             if f.kind == FaultKind::Restore {
@@ -1057,7 +1128,7 @@ impl World {
                     self.log(|| format!("fence reset: {seen} -> {answered}"));
                 }
                 Event::HealthChanged { state, .. }
-                    if state != etcdv3_core::health::HealthState::Up =>
+                    if state != etcdv3_core::endpoints::health::HealthState::Up =>
                 {
                     self.trouble_at = Some(self.now);
                 }
@@ -1103,7 +1174,7 @@ impl World {
             .core
             .endpoint_states()
             .iter()
-            .all(|s| s.health == etcdv3_core::health::HealthState::Up);
+            .all(|s| s.health == etcdv3_core::endpoints::health::HealthState::Up);
         if !faulty && !elected && !troubled && !recent_other && all_up {
             self.violation(format!(
                 "status probe while only {waits} waiting Lock/Campaign call(s) were in flight on live members"
@@ -1171,6 +1242,8 @@ impl World {
                         reset_strikes: false,
                         held_open: 0,
                         pings: Vec::new(),
+                        slow_until: now,
+                        queued: Duration::ZERO,
                     },
                 );
                 let d = self.lat(member);
@@ -1187,6 +1260,16 @@ impl World {
                 on.sort();
                 for call in on {
                     self.check_slow_abort(call, "its connection was closed");
+                }
+                let mut on: Vec<CallId> = self
+                    .slow_answers
+                    .iter()
+                    .filter(|(_, a)| a.conn == conn)
+                    .map(|(c, _)| *c)
+                    .collect();
+                on.sort();
+                for call in on {
+                    self.check_slow_answer_cut(call, "its connection was closed");
                 }
                 let Some(c) = self.conns.get_mut(&conn) else {
                     return;
@@ -1212,6 +1295,7 @@ impl World {
                 self.core_in_flight.insert(call, (attempt, waits));
                 if attempt > 1 {
                     self.check_slow_abort(call, "it was sent again");
+                    self.check_slow_answer_cut(call, "it was sent again");
                 }
                 self.mark_hits_at_send(call, conn);
                 if self.owners.contains_key(&call) {
@@ -1314,9 +1398,11 @@ impl World {
                 if let Err(e) = &result {
                     if now < self.call_deadline(call) {
                         self.check_slow_abort(call, &format!("it failed: {e}"));
+                        self.check_slow_answer_cut(call, &format!("it failed: {e}"));
                     }
                 }
                 self.slow_runs.remove(&call);
+                self.slow_answers.remove(&call);
                 if let Some(kind) = self.owners.remove(&call) {
                     self.stream_completed(kind, call, result);
                     return;
@@ -1423,8 +1509,11 @@ impl World {
             None => self.now,
         };
         let d = self.lat(m);
+        let now = self.now;
         let c = self.conns.get_mut(&conn).expect("conn");
-        let t = (from + d).max(c.last_to_client);
+        let t = (from + d)
+            .max(c.last_to_client)
+            .max(c.behind_slow_answer(now));
         c.last_to_client = t;
         self.at(t, ev);
     }
@@ -1600,6 +1689,15 @@ impl World {
                 if matches!(outcome, Outcome::Success(_) | Outcome::Status(_)) {
                     self.conns.get_mut(&conn).expect("conn").reset_strikes = true;
                 }
+                let large = self.by_id.get(&call).is_some_and(|&i| {
+                    matches!(self.calls[i].kind, CallKind::Read | CallKind::SlowRead)
+                });
+                if large && self.has(m, FaultKind::SlowLink) {
+                    if let Outcome::Success(_) = outcome {
+                        self.start_slow_answer(conn, call, attempt, outcome);
+                        return;
+                    }
+                }
                 self.send_to_client(
                     conn,
                     Ev::Reply {
@@ -1647,6 +1745,7 @@ impl World {
                 self.calls[idx].cancelled = true;
                 self.report.cancelled += 1;
                 self.slow_runs.remove(&call);
+                self.slow_answers.remove(&call);
                 self.left_flight(call, None);
                 self.core.cancel_call(now, call);
                 self.drop_held(call);
@@ -1695,6 +1794,13 @@ impl World {
             Ev::OwnerStart(streams::OwnerKind::Watch) if self.restore.is_some() => {}
             Ev::OwnerStart(kind) => self.owner_start(kind),
             Ev::Snapshot => self.take_snapshot(),
+            Ev::Chunk {
+                conn,
+                call,
+                attempt,
+                end,
+                outcome,
+            } => self.slow_chunk(conn, call, attempt, end, *outcome),
             Ev::ConsumerWake => self.consumer_wake(),
             Ev::OwnersStop => self.owners_stop(),
             Ev::PingArrive(conn) => {
@@ -1909,6 +2015,12 @@ impl World {
             // stream open on the server); processed on resume.
             if !self.cluster.members[m].hung {
                 self.conns.get_mut(&conn).expect("conn").held_open += 1;
+                // Sent before the member went mute, arrived after: waiting
+                // for it until the deadline is as correct as for a call
+                // sent to it while mute.
+                if let Some(&idx) = self.by_id.get(&call) {
+                    self.calls[idx].excused = true;
+                }
             }
             self.backlog.push((m, conn, call, attempt, stream, token));
             return;
@@ -2066,7 +2178,10 @@ impl World {
         for k in kinds {
             self.hit(call, k);
         }
-        if self.has(m, FaultKind::Mute) || self.has(m, FaultKind::Slow) {
+        if self.has(m, FaultKind::Mute)
+            || self.has(m, FaultKind::Slow)
+            || self.has(m, FaultKind::SlowLink)
+        {
             if let Some(&idx) = self.by_id.get(&call) {
                 self.calls[idx].excused = true;
             }
@@ -2108,11 +2223,16 @@ impl World {
                 && f.at <= now
                 && now <= f.at + f.dur + ping_timeout + ms(100)
         });
+        // A PONG waits behind a slow link's data (`FaultKind::SlowLink`):
+        // only the bytes of a live call's answer tell the core the member is
+        // alive meanwhile, and a slow call may have none.
+        let slow_link_lately = now < c.slow_until + ping_timeout + ms(100);
         c.server_alive
             && self.cluster.members[m].available()
             && !self.blackholed(m)
             && !blackholed_lately
             && !lossy
+            && !slow_link_lately
             && !self.has(m, FaultKind::Hang)
     }
 
@@ -2168,6 +2288,240 @@ impl World {
             ));
         }
         self.slow_runs.remove(&call);
+    }
+
+    /// Member `m`'s read answer crosses its slow link: the first bytes
+    /// arrive after the latency, then a chunk every 50-300 ms for 1.5-5 s,
+    /// and what the member sends on `conn` meanwhile waits behind them.
+    fn start_slow_answer(&mut self, conn: ConnId, call: CallId, attempt: u32, outcome: Outcome) {
+        let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
+            return;
+        };
+        let transfer = ms(self.rng.gen_range(
+            SLOW_LINK_TRANSFER.start.as_millis() as u64..SLOW_LINK_TRANSFER.end.as_millis() as u64,
+        ));
+        let queued = ms(self.rng.gen_range(
+            SLOW_LINK_QUEUE.start.as_millis() as u64..SLOW_LINK_QUEUE.end.as_millis() as u64,
+        ));
+        let d = self.lat(m);
+        let now = self.now;
+        let c = self.conns.get_mut(&conn).expect("conn");
+        // Its frames interleave with those of answers already crossing the
+        // link (HTTP/2 streams): behind the socket buffers, not behind them.
+        let first = c.behind_slow_answer(now) + d;
+        let end = first + transfer;
+        c.slow_until = c.slow_until.max(end);
+        c.queued = queued;
+        self.hit(call, FaultKind::SlowLink);
+        self.log(|| {
+            format!(
+                "m{} answers {call:?} attempt {attempt} over a slow link: +{:?}..+{:?}",
+                m + 1,
+                first - now,
+                end - now
+            )
+        });
+        self.slow_answers.insert(
+            call,
+            SlowAnswer {
+                conn,
+                attempt,
+                end,
+                started: now,
+                term: self.cluster.term,
+                flowing: false,
+            },
+        );
+        let outcome = Box::new(outcome);
+        self.at(
+            first,
+            Ev::Chunk {
+                conn,
+                call,
+                attempt,
+                end,
+                outcome,
+            },
+        );
+    }
+
+    /// Bytes of a slow-link answer arrive: the adapter tells the core
+    /// (`handle_call_progress`, as the client does for each DATA frame of
+    /// an incomplete answer); the last ones complete the answer.
+    fn slow_chunk(
+        &mut self,
+        conn: ConnId,
+        call: CallId,
+        attempt: u32,
+        end: Instant,
+        outcome: Outcome,
+    ) {
+        let now = self.now;
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let m = c.member;
+        let member = &self.cluster.members[m];
+        if !c.server_alive || !member.up {
+            // The sender is gone: the rest never comes.
+            if self
+                .slow_answers
+                .get(&call)
+                .is_some_and(|a| a.attempt == attempt)
+            {
+                self.slow_answers.remove(&call);
+            }
+            return;
+        }
+        // A stopped process or a blackholed link holds the rest back.
+        let resume = if member.hung {
+            Some(now + ms(10))
+        } else {
+            self.blackhole_end(m)
+        };
+        if let Some(at) = resume {
+            let end = end + (at - now);
+            if let Some(a) = self.slow_answers.get_mut(&call) {
+                if a.attempt == attempt {
+                    a.end = end;
+                }
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.slow_until = c.slow_until.max(end);
+            }
+            let outcome = Box::new(outcome);
+            self.at(
+                at,
+                Ev::Chunk {
+                    conn,
+                    call,
+                    attempt,
+                    end,
+                    outcome,
+                },
+            );
+            return;
+        }
+        if now >= end {
+            if self
+                .slow_answers
+                .get(&call)
+                .is_some_and(|a| a.attempt == attempt)
+            {
+                self.slow_answers.remove(&call);
+                if self.current(call, conn, attempt) {
+                    self.report.slow_link_answers += 1;
+                }
+            }
+            self.handle(Ev::Reply {
+                conn,
+                call,
+                attempt,
+                outcome,
+            });
+            return;
+        }
+        if !self.current(call, conn, attempt) {
+            // The client reset the stream: the server stops sending, what
+            // is in the socket buffers still drains.
+            if self
+                .slow_answers
+                .get(&call)
+                .is_some_and(|a| a.attempt == attempt)
+            {
+                self.slow_answers.remove(&call);
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.slow_until = c.slow_until.min(now + c.queued);
+            }
+            return;
+        }
+        if let Some(a) = self.slow_answers.get_mut(&call) {
+            a.flowing |= a.attempt == attempt;
+        }
+        if !self.opts.no_call_progress {
+            self.core.handle_call_progress(now, call);
+        }
+        let next = (now + ms(self.rng.gen_range(50..300))).min(end);
+        let outcome = Box::new(outcome);
+        self.at(
+            next,
+            Ev::Chunk {
+                conn,
+                call,
+                attempt,
+                end,
+                outcome,
+            },
+        );
+    }
+
+    /// No answer cut off while it arrives: `call` is being re-sent, failed
+    /// or its connection closed (`what`) while the bytes of its answer
+    /// still arrive from a member that is up, over a link that is slow but
+    /// neither blackholed nor lossy, before its deadline.
+    fn check_slow_answer_cut(&mut self, call: CallId, what: &str) {
+        let Some(&SlowAnswer {
+            conn,
+            attempt,
+            end,
+            started,
+            term,
+            flowing,
+        }) = self.slow_answers.get(&call)
+        else {
+            return;
+        };
+        self.slow_answers.remove(&call);
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let m = c.member;
+        let now = self.now;
+        // Loss on the link stalls what follows (TCP retransmits); so does a
+        // blackhole, for a ping timeout after it ends.
+        let ping_timeout = self.core.config().ping_timeout;
+        let stalled = self.faults.iter().any(|f| {
+            f.member == m
+                && matches!(f.kind, FaultKind::Degrade | FaultKind::Blackhole)
+                && f.at <= now
+                && now <= f.at + f.dur + ping_timeout + ms(1600)
+        });
+        let arriving = c.server_alive && self.cluster.members[m].serving() && now < end;
+        // What the member sends besides the answer arrives late: a status
+        // probe answered before an election may reach the client after it
+        // and make the member look stale (its old term), and the client
+        // learns of an election from probes up to a probe interval and a
+        // half later. Re-sending a read then is the core's right call.
+        let same_leader = self.cluster.term == term
+            && self.cluster.leader.is_some()
+            && self.cluster.leaderless_since.is_none()
+            && !self.elections.iter().any(|&e| e + ms(3000) > started);
+        // Nor is it wrong when the member lost its leader meanwhile (cut off
+        // from its peers): what the client hears of that comes late too.
+        let cut_off = self.faults.iter().any(|f| {
+            f.member == m
+                && f.kind == FaultKind::Partition
+                && f.at <= now
+                && f.at + f.dur + SLOW_LINK_QUEUE.end + ms(1500) >= started
+        });
+        if flowing
+            && arriving
+            && !stalled
+            && same_leader
+            && !cut_off
+            && now < self.call_deadline(call)
+        {
+            let name = self
+                .by_id
+                .get(&call)
+                .map_or(format!("{call:?}"), |i| format!("#{i}"));
+            self.violation(format!(
+                "slow-link answer of {name} cut off: {what} while the bytes of attempt {attempt} still arrive from m{} (until +{:?})",
+                m + 1,
+                end - now
+            ));
+        }
     }
 
     /// The adapter drops what it holds for `call` (user cancel).
@@ -2300,6 +2654,7 @@ impl World {
             | FaultKind::TooMany
             | FaultKind::TimeoutApplied
             | FaultKind::Slow
+            | FaultKind::SlowLink
             | FaultKind::Mute => {}
         }
     }

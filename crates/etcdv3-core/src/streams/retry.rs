@@ -9,7 +9,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use etcdv3_core::stream::{Retry, RetryConfig};
+//! use etcdv3_core::streams::{Retry, RetryConfig};
 //!
 //! let t0 = Instant::now();
 //! let mut retry = Retry::new(RetryConfig::cleanup(), 1);
@@ -25,8 +25,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backoff::{Backoff, BackoffConfig};
-use crate::rng::Rng;
+use crate::util::backoff::{Backoff, BackoffConfig};
+use crate::util::rng::Rng;
 
 /// Tunables of a [`Retry`].
 #[derive(Debug, Clone, PartialEq)]

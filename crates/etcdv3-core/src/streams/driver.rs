@@ -51,7 +51,7 @@
 //!
 //! ```
 //! use std::time::Instant;
-//! use etcdv3_core::stream::{StreamAction, StreamConfig, StreamDriver, StreamEnd, Verdict};
+//! use etcdv3_core::streams::{StreamAction, StreamConfig, StreamDriver, StreamEnd, Verdict};
 //!
 //! let t0 = Instant::now();
 //! let mut d = StreamDriver::new(StreamConfig::default(), 7);
@@ -74,17 +74,17 @@
 //! # let _ = StreamEnd::Failed;
 //! ```
 //!
-//! [`WatchHub`]: crate::watch::WatchHub
-//! [`LeaseKeeper`]: crate::lease::LeaseKeeper
+//! [`WatchHub`]: crate::streams::watch::WatchHub
+//! [`LeaseKeeper`]: crate::streams::lease::LeaseKeeper
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{StreamConfig, StreamSupervisor};
-use crate::lease::LeaseKeeper;
 use crate::machine::Outcome;
-use crate::status::{Code, Status};
-use crate::watch::WatchHub;
+use crate::streams::lease::LeaseKeeper;
+use crate::streams::watch::WatchHub;
+use crate::wire::status::{Code, Status};
 
 /// What the owner of an open stream wants done with it, after its last
 /// input.
@@ -119,7 +119,7 @@ impl Verdict {
     /// The verdict of a keepalive stream, from its keeper: the keeper
     /// decides when unanswered keep-alives put the leases at risk
     /// ([`LeaseKeeper::is_stuck`]). A lease past its local deadline
-    /// ([`LeaseEvent::MayHaveExpired`](crate::lease::LeaseEvent::MayHaveExpired))
+    /// ([`LeaseEvent::MayHaveExpired`](crate::streams::lease::LeaseEvent::MayHaveExpired))
     /// or given up is the keeper's news for its holders, not a verdict on
     /// the stream: the stream stays while it is not stuck (a late answer may
     /// still find the lease alive).
@@ -140,7 +140,7 @@ pub enum StreamEnd {
     /// It broke, the server ended it with an error, or a send on it failed.
     Failed,
     /// The server ended it refusing its token
-    /// ([`crate::error::auth_refusal`]); `fresh_token`:
+    /// ([`crate::wire::error::auth_refusal`]); `fresh_token`:
     /// [`Core::handle_auth_rejected`](crate::machine::Core::handle_auth_rejected)'s
     /// answer (asked while the call still existed): a new stream will carry
     /// a fresh token.

@@ -9,7 +9,7 @@
 //! cryptographically secure (it needs not be).
 //!
 //! ```
-//! use etcdv3_core::rng::Rng;
+//! use etcdv3_core::util::rng::Rng;
 //!
 //! let mut a = Rng::new(42);
 //! let mut b = Rng::new(42);

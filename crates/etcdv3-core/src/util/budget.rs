@@ -30,7 +30,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use etcdv3_core::budget::{RetryBudget, RetryBudgetConfig};
+//! use etcdv3_core::util::budget::{RetryBudget, RetryBudgetConfig};
 //!
 //! let now = Instant::now();
 //! let mut budget = RetryBudget::new(RetryBudgetConfig {

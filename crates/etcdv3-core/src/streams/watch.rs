@@ -59,7 +59,7 @@
 //! delivered revision `i64::MAX` resumes from `i64::MAX`, never from a
 //! negative revision), and the events of a fragmented response are
 //! reassembled up to [`WatchHub::max_fragment_bytes`] (by default
-//! [`DEFAULT_MAX_DECODE_SIZE`](crate::codec::DEFAULT_MAX_DECODE_SIZE), the
+//! [`DEFAULT_MAX_DECODE_SIZE`](crate::wire::codec::DEFAULT_MAX_DECODE_SIZE), the
 //! client's default max receive message size): a watcher whose fragments
 //! grow past it ends with [`WatchEvent::Cancelled`] whose reason starts with
 //! [`FRAGMENTS_TOO_LARGE`], and the hub asks the server to cancel it.
@@ -85,7 +85,7 @@
 //! once more later (the next token expiry).
 //!
 //! ```
-//! use etcdv3_core::watch::{WatchEvent, WatchHub};
+//! use etcdv3_core::streams::watch::{WatchEvent, WatchHub};
 //! use etcdv3_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
 //!
 //! let mut hub = WatchHub::new();
@@ -143,7 +143,7 @@ const ALIAS_BASE: i64 = 1 << 53;
 /// measure ([`WatchHub::handle_consumed`]).
 ///
 /// ```
-/// use etcdv3_core::watch::{delivery_cost, WatchEvent};
+/// use etcdv3_core::streams::watch::{delivery_cost, WatchEvent};
 /// let small = delivery_cost(&WatchEvent::Progress { revision: 3 });
 /// assert!(small > 0 && small < 128);
 /// ```
@@ -171,7 +171,7 @@ impl QueueId {
     /// The queue of watcher `id` alone.
     ///
     /// ```
-    /// use etcdv3_core::watch::{QueueId, WatcherId};
+    /// use etcdv3_core::streams::watch::{QueueId, WatcherId};
     /// let id = WatcherId::new(7).unwrap();
     /// assert_eq!(QueueId::of(id), QueueId::new(7));
     /// ```
@@ -214,7 +214,7 @@ impl WatcherId {
     /// hub); `None` unless `n >= 1`.
     ///
     /// ```
-    /// use etcdv3_core::watch::WatcherId;
+    /// use etcdv3_core::streams::watch::WatcherId;
     /// assert_eq!(WatcherId::new(3).map(WatcherId::get), Some(3));
     /// assert!(WatcherId::new(0).is_none());
     /// ```
@@ -235,7 +235,7 @@ impl WatcherId {
 ///
 /// ```
 /// use std::collections::HashMap;
-/// use etcdv3_core::watch::{WatcherId, WatcherIdBuildHasher};
+/// use etcdv3_core::streams::watch::{WatcherId, WatcherIdBuildHasher};
 /// let mut m: HashMap<WatcherId, &str, WatcherIdBuildHasher> = HashMap::default();
 /// m.insert(WatcherId::new(1).unwrap(), "a");
 /// assert_eq!(m.get(&WatcherId::new(1).unwrap()), Some(&"a"));
@@ -486,7 +486,7 @@ impl Default for WatchHub {
             ops: VecDeque::new(),
             events: VecDeque::new(),
             new_stream: false,
-            max_fragment_bytes: crate::codec::DEFAULT_MAX_DECODE_SIZE,
+            max_fragment_bytes: crate::wire::codec::DEFAULT_MAX_DECODE_SIZE,
             auth_refresh: false,
             buffer_limit: None,
             queues: HashMap::new(),
@@ -531,7 +531,7 @@ fn is_leader_loss(reason: &str) -> bool {
 /// A cancel reason that a fresh token may cure: etcd refuses a watch whose
 /// stream token expired with "permission denied".
 fn is_auth_refusal(reason: &str) -> bool {
-    crate::error::auth_refusal_of_reason(reason).is_some()
+    crate::wire::error::auth_refusal_of_reason(reason).is_some()
 }
 
 impl WatchHub {
@@ -572,7 +572,7 @@ impl WatchHub {
     /// the hub may already have handed out.
     ///
     /// ```
-    /// use etcdv3_core::watch::{WatchHub, WatcherId};
+    /// use etcdv3_core::streams::watch::{WatchHub, WatcherId};
     /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
     ///
     /// let mut hub = WatchHub::new();
@@ -591,7 +591,7 @@ impl WatchHub {
     /// see the [module docs](self#slow-consumers)) instead of its own.
     ///
     /// ```
-    /// use etcdv3_core::watch::{QueueId, WatchHub, WatcherId};
+    /// use etcdv3_core::streams::watch::{QueueId, WatchHub, WatcherId};
     /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
     ///
     /// let mut hub = WatchHub::new();

@@ -17,7 +17,7 @@
 //! [`parse_grpc_timeout`]).
 //!
 //! ```
-//! use etcdv3_core::status::{response_status, Code};
+//! use etcdv3_core::wire::status::{response_status, Code};
 //! use http::{HeaderMap, HeaderValue, StatusCode};
 //!
 //! let mut trailers = HeaderMap::new();
@@ -419,7 +419,7 @@ pub fn encode_grpc_timeout(timeout: Duration) -> String {
 ///
 /// ```
 /// use std::time::Duration;
-/// use etcdv3_core::status::GrpcTimeout;
+/// use etcdv3_core::wire::status::GrpcTimeout;
 ///
 /// assert_eq!(GrpcTimeout::new(Duration::from_millis(500)).as_str(), "500000u");
 /// assert_eq!(GrpcTimeout::new(Duration::MAX).as_bytes(), b"99999999H");

@@ -26,7 +26,7 @@
 //! [`Pager::poll_action`] returns and feeds back what happened.
 //!
 //! ```
-//! use etcdv3_core::pager::{Pager, PagerAction, PagerConfig, PageSize};
+//! use etcdv3_core::streams::pager::{Pager, PagerAction, PagerConfig, PageSize};
 //! use etcdv3_proto::mvccpb::KeyValue;
 //!
 //! let cfg = PagerConfig::new(PageSize::Count(2), 64 << 20);

@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use bytes::Bytes;
-//! use etcdv3_core::codec::{self, Decoder};
+//! use etcdv3_core::wire::codec::{self, Decoder};
 //! use etcdv3_proto::etcdserverpb::RangeRequest;
 //!
 //! let req = RangeRequest { key: b"foo".to_vec(), ..Default::default() };

@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use etcdv3_core::lease::{LeaseEvent, LeaseKeeper};
+//! use etcdv3_core::streams::lease::{LeaseEvent, LeaseKeeper};
 //! use etcdv3_proto::etcdserverpb::LeaseKeepAliveResponse;
 //!
 //! let t0 = Instant::now();

@@ -14,8 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backoff::{Backoff, BackoffConfig};
-use crate::rng::Rng;
+use crate::util::backoff::{Backoff, BackoffConfig};
+use crate::util::rng::Rng;
 
 /// How long a latency sample informs the balancer.
 pub const LATENCY_MAX_AGE: Duration = Duration::from_secs(5);

@@ -24,8 +24,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use etcdv3_core::backoff::{Backoff, BackoffConfig};
-//! use etcdv3_core::rng::Rng;
+//! use etcdv3_core::util::backoff::{Backoff, BackoffConfig};
+//! use etcdv3_core::util::rng::Rng;
 //!
 //! let config = BackoffConfig::default();
 //! let mut backoff = Backoff::new(config.clone());
@@ -41,7 +41,7 @@
 
 use std::time::Duration;
 
-use crate::rng::Rng;
+use crate::util::rng::Rng;
 
 /// Parameters of a [`Backoff`].
 #[derive(Clone, Debug, PartialEq)]

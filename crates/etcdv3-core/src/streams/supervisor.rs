@@ -1,16 +1,4 @@
-//! The sans-IO stream layer: every decision about a long-lived stream
-//! (watch, lease keepalive) and about the recipes' retry loops.
-//!
-//! - [`StreamDriver`] holds every decision about one stream: when it is
-//!   (re)opened, how a stream its owner gives up on is ended, auth retry on
-//!   a stream, TLS failure fan-out (see [`driver`]).
-//!   The client's stream task and the simulation are pumps around it.
-//! - [`StreamSupervisor`] (below) is the driver's reopen timing.
-//! - [`Retry`] times the concurrency recipes' own loops (waiting for
-//!   earlier lock owners, an election observer's reopen, background key
-//!   removal).
-//!
-//! # When a stream is (re)opened
+//! When a long-lived stream is (re)opened: [`StreamSupervisor`], sans-IO.
 //!
 //! [`StreamSupervisor`] is sans-IO, in quinn-proto's shape: the owner of one
 //! long-lived stream tells it what happened (`handle_*(now, ..)`) and asks
@@ -27,7 +15,7 @@
 //!   and a stream the server refused work on
 //!   ([`StreamSupervisor::handle_refused`], e.g. watches cancelled with "no
 //!   leader") are *failures*: the next open waits a jittered exponential
-//!   backoff ([`crate::backoff::Backoff`], seeded).
+//!   backoff ([`crate::util::backoff::Backoff`], seeded).
 //! - A stream that delivered messages and then broke reopens at once — the
 //!   first time. The allowance is spent until a stream has again delivered
 //!   messages and stayed open for [`StreamConfig::stable_after`]; a stream
@@ -38,7 +26,7 @@
 //!
 //! ```
 //! use std::time::{Duration, Instant};
-//! use etcdv3_core::stream::{StreamConfig, StreamSupervisor};
+//! use etcdv3_core::streams::{StreamConfig, StreamSupervisor};
 //!
 //! let t0 = Instant::now();
 //! let mut sup = StreamSupervisor::new(StreamConfig::default(), 7);
@@ -54,14 +42,8 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backoff::{Backoff, BackoffConfig};
-use crate::rng::Rng;
-
-pub mod driver;
-pub mod retry;
-
-pub use driver::{CloseReason, FailCause, StreamAction, StreamDriver, StreamEnd, Verdict};
-pub use retry::{Retry, RetryConfig};
+use crate::util::backoff::{Backoff, BackoffConfig};
+use crate::util::rng::Rng;
 
 /// Tunables of a [`StreamSupervisor`].
 #[derive(Debug, Clone, PartialEq)]

@@ -3,7 +3,7 @@
 //! the socket), as Go's clientv3 accepts them.
 //!
 //! ```
-//! use etcdv3_core::endpoint::{Endpoint, Scheme};
+//! use etcdv3_core::endpoints::endpoint::{Endpoint, Scheme};
 //!
 //! let ep: Endpoint = "https://[::1]:2379/".parse().unwrap();
 //! assert_eq!(ep.scheme(), Scheme::Https);

@@ -111,8 +111,8 @@
 //!   made when an entry is applied, and a rejected entry changes nothing.
 //!
 //! ```
-//! use etcdv3_core::error::{classify, EtcdErrorKind, RetryScope};
-//! use etcdv3_core::status::{Code, Status};
+//! use etcdv3_core::wire::error::{classify, EtcdErrorKind, RetryScope};
+//! use etcdv3_core::wire::status::{Code, Status};
 //!
 //! let kind = classify(&Status::new(Code::Unavailable, "etcdserver: no leader"));
 //! assert_eq!(kind, EtcdErrorKind::NoLeader);
@@ -120,7 +120,7 @@
 //! assert!(!kind.may_have_applied());
 //! ```
 
-use crate::status::{Code, Status, REFUSED_STREAM_MESSAGE};
+use crate::wire::status::{Code, Status, REFUSED_STREAM_MESSAGE};
 
 /// Prefix of every etcd server error message.
 pub const ETCDSERVER_PREFIX: &str = "etcdserver: ";
@@ -492,7 +492,7 @@ pub fn auth_refusal(status: &Status) -> Option<AuthRefusal> {
 
 /// [`auth_refusal`] of a watch's cancel reason (a message without a code).
 pub fn auth_refusal_of_reason(reason: &str) -> Option<AuthRefusal> {
-    auth_refusal(&Status::new(crate::status::Code::Unknown, reason))
+    auth_refusal(&Status::new(crate::wire::status::Code::Unknown, reason))
 }
 
 #[cfg(test)]

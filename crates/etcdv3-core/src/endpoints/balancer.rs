@@ -1,14 +1,14 @@
 //! Balancer policies: which endpoint a call goes to.
 //!
 //! The balancer sees a slice of [`Candidate`]s, one per usable endpoint, each
-//! with its health tier (0 best, see [`crate::health::EndpointHealth::tier`]),
+//! with its health tier (0 best, see [`crate::endpoints::health::EndpointHealth::tier`]),
 //! calls in flight and smoothed latency, and returns the index of the one to
 //! use. Endpoints the call already tried are marked so that a retry goes
 //! elsewhere while somewhere else exists.
 
 use std::time::Duration;
 
-use crate::rng::Rng;
+use crate::util::rng::Rng;
 
 /// Which balancing policy a client uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,8 +73,8 @@ impl Balancer {
     /// (tier 4); the policy decides among the rest.
     ///
     /// ```
-    /// use etcdv3_core::balancer::{Balancer, Candidate, Policy};
-    /// use etcdv3_core::rng::Rng;
+    /// use etcdv3_core::endpoints::balancer::{Balancer, Candidate, Policy};
+    /// use etcdv3_core::util::rng::Rng;
     /// let mut b = Balancer::new(Policy::Adaptive);
     /// let c = |id, tier| Candidate { id, tier, in_flight: 0, latency: None, tried: false };
     /// let picked = b.pick(&[c(0, 4), c(1, 0), c(2, 2)], &mut Rng::new(7));

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant};
 use etcdv3_proto::mvccpb::{event::EventType, KeyValue};
 use prost::Message;
 
-use crate::pager::{PageFailure, PageRequest, Pager, PagerAction, PagerConfig, PagerStop};
-use crate::watch::WatchEvent;
+use crate::streams::pager::{PageFailure, PageRequest, Pager, PagerAction, PagerConfig, PagerStop};
+use crate::streams::watch::WatchEvent;
 
 /// Default [`CacheConfig::max_change_bytes`]: 4 MiB.
 pub const MAX_CHANGE_BYTES: usize = 4 << 20;
@@ -575,7 +575,7 @@ impl PrefixCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pager::PageSize;
+    use crate::streams::pager::PageSize;
     use etcdv3_proto::mvccpb::Event;
 
     fn kv(k: &str, v: &str, rev: i64) -> KeyValue {
