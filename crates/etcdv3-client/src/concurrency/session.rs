@@ -69,7 +69,7 @@ impl SessionOptions {
     /// assert_eq!(SessionOptions::DEFAULT_TTL, 60);
     /// assert_eq!(SessionOptions::new().with_ttl(SessionOptions::DEFAULT_TTL), SessionOptions::new());
     /// ```
-    pub const DEFAULT_TTL: i64 = 60;
+    pub const DEFAULT_TTL: i64 = etcdv3_core::streams::lease::DEFAULT_SESSION_TTL;
 
     /// Default options: a new lease of [`Self::DEFAULT_TTL`] seconds.
     ///

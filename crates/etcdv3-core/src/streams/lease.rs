@@ -160,6 +160,11 @@ pub fn valid_until(sent: Instant, ttl: i64) -> Instant {
     later(sent, ttl_duration(ttl))
 }
 
+/// The TTL (seconds) of a concurrency session's lease when its caller gives
+/// none: 60, as Go's `concurrency.NewSession`. A holder learns of a lost
+/// lease within this long of the last answered renewal.
+pub const DEFAULT_SESSION_TTL: i64 = 60;
+
 /// How long to keep trying to revoke a lease whose holder gave it up at its
 /// local deadline (so that those waiting for what it guarded need not wait
 /// for the server to expire it): one TTL. By then the server has expired

@@ -2217,9 +2217,11 @@ impl World {
         // A ping lost in a blackhole is found unanswered a ping timeout
         // after it went out, which may be just after the blackhole ended.
         let ping_timeout = self.core.config().ping_timeout;
+        // So is one a stopped process could not answer: its PONG leaves
+        // when the process resumes, a latency after that.
         let blackholed_lately = self.faults.iter().any(|f| {
             f.member == m
-                && f.kind == FaultKind::Blackhole
+                && matches!(f.kind, FaultKind::Blackhole | FaultKind::Hang)
                 && f.at <= now
                 && now <= f.at + f.dur + ping_timeout + ms(100)
         });
