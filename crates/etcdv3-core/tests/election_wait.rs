@@ -492,3 +492,97 @@ fn a_paused_leader_makes_the_next_put_wait_for_the_election() {
     assert_eq!(to.len(), 1, "the put goes out once: {seen:?}");
     assert_ne!(to[0], conns[0], "not to the paused leader");
 }
+
+/// Sim seed 2000000 (leader faults): a pinned client, connected to the
+/// leader alone, lost that connection with the leader (killed). The next
+/// put had no connection to wait on, so it opened one to a follower and
+/// was sent the moment it came up (the hold applied only while a
+/// connection was up), to a member still forwarding to the dead leader: a
+/// second outcome-unknown put. It waits for the election like any other.
+#[test]
+fn a_put_that_opened_a_connection_during_an_election_waits_for_it() {
+    let config = Config {
+        policy: etcdv3_core::balancer::Policy::Pinned,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(3), 7);
+    let mut now = Instant::now();
+    let views = [(1, 5), (1, 5), (1, 5)];
+    // One put connects (to the pinned member, the leader) and succeeds
+    // while a probe says who leads.
+    let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut conn0 = None;
+    for a in drain(&mut core) {
+        if let Action::Connect { conn, endpoint, .. } = a {
+            assert_eq!(endpoint, EndpointId(0));
+            conn0 = Some(conn);
+            core.handle_connected(now, conn);
+        }
+    }
+    let conn0 = conn0.expect("a connection");
+    let sent = sends(&drain(&mut core));
+    assert_eq!(sent.len(), 1);
+    now = answer_probes(&mut core, now, &views);
+    core.handle_outcome(now, first, sent[0].1, Outcome::Success(None));
+    assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == first));
+    // A put in flight on the leader when it is killed: outcome unknown.
+    let second = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let sent = sends(&drain(&mut core));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].2, conn0);
+    now += ms(5);
+    core.handle_connection_closed(now, conn0, "connection reset (member crashed)");
+    drain(&mut core);
+    core.handle_outcome(
+        now,
+        second,
+        sent[0].1,
+        Outcome::Lost("connection closed".into()),
+    );
+    let done = completes(&drain(&mut core));
+    assert!(
+        matches!(done[..], [(c, Err(CallError::OutcomeUnknown { .. }))] if c == second),
+        "{done:?}"
+    );
+    // The next put opens a connection to a follower.
+    now += ms(10);
+    let third = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut seen = Vec::new();
+    let mut new_conn = None;
+    for _ in 0..50 {
+        let actions = drain(&mut core);
+        seen.extend(sends(&actions));
+        for a in actions {
+            if let Action::Connect { conn, endpoint, .. } = a {
+                assert_ne!(endpoint, EndpointId(0), "the killed member refuses");
+                if new_conn.is_none() {
+                    new_conn = Some(conn);
+                    core.handle_connected(now, conn);
+                } else {
+                    core.handle_connect_failed(now, conn, "connection refused");
+                }
+            }
+        }
+        if new_conn.is_some() {
+            break;
+        }
+        now += ms(10);
+        core.handle_timeout(now);
+    }
+    assert!(new_conn.is_some(), "no connection opened for the put");
+    seen.extend(sends(&drain(&mut core)));
+    // The followers still follow the dead leader (their election timeout
+    // runs): the put waits (before: sent at once on the new connection).
+    let (more, now) = run_for(&mut core, now, ms(600), &views);
+    seen.extend(more);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != third),
+        "sent while the followers still follow the dead leader: {seen:?}"
+    );
+    // A new leader at term 6: the put goes out within a fast probe round.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(1, 5), (2, 6), (2, 6)]);
+    assert!(
+        seen.iter().any(|(c, _, _)| *c == third),
+        "the put did not go out once the new leader was known: {seen:?}"
+    );
+}

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::calls::{may_get_stuck, CallState};
 use super::conns::ConnState;
+use super::timers::CallTimer;
 use super::{Action, CallId, ConnId, Core, EndpointId, MemberStatus};
 use crate::health::HealthReason;
 use crate::status::{Code, Status};
@@ -398,6 +399,32 @@ impl Core {
         let until = self.cluster.election.map(|w| w.until)?;
         let ready = self.conns.values().any(|c| c.state == ConnState::Ready);
         (now < until && ready).then_some(until)
+    }
+
+    /// The leader was seen to go: a mutation sent to a follower now would
+    /// be forwarded to it and lost; it waits for the next leader (see
+    /// [`ElectionWait`]). Whether call `id` (a mutation not bound to a
+    /// member) is held so.
+    pub(super) fn hold_for_election(&mut self, now: Instant, id: CallId) -> bool {
+        let Some(c) = self.calls.get(&id) else {
+            return false;
+        };
+        if c.bound.is_some() || !may_get_stuck(c.method) {
+            return false;
+        }
+        let Some(until) = self.election_hold(now) else {
+            return false;
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.state = CallState::Queued { at: until };
+            let old = c.retry_at.replace(until);
+            self.timers.stop(old, CallTimer::Retry(id));
+            self.timers.set(until, CallTimer::Retry(id));
+        }
+        if !self.cluster.held.contains(&id) {
+            self.cluster.held.push(id);
+        }
+        true
     }
 
     /// The election is over (or the wait is): the held mutations go out.
