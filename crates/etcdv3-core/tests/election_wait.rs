@@ -586,3 +586,47 @@ fn a_put_that_opened_a_connection_during_an_election_waits_for_it() {
         "the put did not go out once the new leader was known: {seen:?}"
     );
 }
+
+/// Sim seed 2000011 (leader faults): the leader stepped down (a member
+/// rejoined at a higher term) and answered a put "no leader" before any
+/// probe saw it leaderless. That answer already recorded the member as
+/// leaderless, so the next probe saw no change and no election was
+/// awaited: the put was re-sent to the followers (which forward to the old
+/// leader until their election), and a put sent just after the election
+/// was failed "outcome unknown" by the news of it. The leader's own "no
+/// leader" answer starts the wait like a probe finding it so.
+#[test]
+fn a_no_leader_answer_from_the_leader_makes_mutations_wait_for_the_election() {
+    let (mut core, now, conns) = connected(Instant::now());
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let s = sends(&drain(&mut core));
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].2, conns[0], "a mutation goes to the leader");
+    let now = now + ms(5);
+    core.handle_outcome(
+        now,
+        put,
+        s[0].1,
+        Outcome::Status(etcdv3_core::status::Status::new(
+            etcdv3_core::status::Code::Unavailable,
+            "etcdserver: no leader",
+        )),
+    );
+    let mut seen = sends(&drain(&mut core));
+    // The followers still follow the old leader: the put waits (before:
+    // re-sent to a follower at once).
+    let (more, now) = run_for(&mut core, now, ms(600), &[(0, 5), (1, 5), (1, 5)]);
+    seen.extend(more);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != put),
+        "re-sent while the followers still follow the old leader: {seen:?}"
+    );
+    // Endpoint 1 wins the election at term 6: the put goes to it.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(0, 5), (2, 6), (2, 6)]);
+    let to: Vec<ConnId> = seen
+        .iter()
+        .filter(|(c, _, _)| *c == put)
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(to, vec![conns[1]], "the put goes to the new leader at once");
+}

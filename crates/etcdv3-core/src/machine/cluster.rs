@@ -347,6 +347,18 @@ impl Core {
         self.cluster.urgent_probe = true;
     }
 
+    /// Member `ep` answered a call "no leader". When it is the member the
+    /// probes named leader, it stepped down (cut off from its peers, or
+    /// deposed by a member that rejoined at a higher term): an election
+    /// follows, and mutations wait for it as when a probe finds the leader
+    /// so. (The probe that comes next sees no change any more: the answer
+    /// already recorded the member as leaderless.)
+    pub(super) fn refused_for_no_leader(&mut self, now: Instant, ep: EndpointId) {
+        if self.is_leader_endpoint(ep) {
+            self.await_election(now);
+        }
+    }
+
     /// Ask every other connected member whether it reaches a leader
     /// ([`Action::CheckLeader`]), once per connection at a time.
     pub(super) fn check_leader_elsewhere(&mut self) {
