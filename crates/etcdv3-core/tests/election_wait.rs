@@ -630,3 +630,43 @@ fn a_no_leader_answer_from_the_leader_makes_mutations_wait_for_the_election() {
         .collect();
     assert_eq!(to, vec![conns[1]], "the put goes to the new leader at once");
 }
+
+/// Sim seed 2000059 (leader faults): a follower's answer to a leader check
+/// ended the wait while the client still knew only the old term (the
+/// election had come and gone); the puts sent next were answered at the new
+/// term, and the first probe to name it ended the put in flight "outcome
+/// unknown" as if it had been sent before the election.
+#[test]
+fn a_put_sent_after_a_leader_check_ended_the_wait_survives_the_news_of_the_new_term() {
+    let (mut core, now, conns) = connected(Instant::now());
+    // The leader's connection breaks: the wait starts, the followers are
+    // asked whether they reach a leader.
+    core.handle_connection_closed(now, conns[0], "connection reset (member crashed)");
+    let checks: Vec<ConnId> = drain(&mut core)
+        .iter()
+        .filter_map(|a| match a {
+            Action::CheckLeader { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert!(!checks.is_empty(), "no leader check sent");
+    // One answers: a leader (elected meanwhile, at term 6) is alive.
+    let now = now + ms(20);
+    core.handle_leader_check(now, checks[0], Ok(()));
+    drain(&mut core);
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let s = sends(&drain(&mut core));
+    assert!(
+        s.iter().any(|(c, _, _)| *c == put),
+        "the put goes out once a follower answered: {s:?}"
+    );
+    // The next probe round names the new leader at term 6 while the put
+    // is in flight: it was sent under that term, nothing lost it.
+    let now = answer_probes(&mut core, now, &[(0, 5), (2, 6), (2, 6)]);
+    let done = completes(&drain(&mut core));
+    assert!(
+        done.iter().all(|(c, _)| *c != put),
+        "the put sent after the election was ended by the news of it: {done:?}"
+    );
+    let _ = now;
+}

@@ -399,6 +399,14 @@ impl Core {
             ),
         };
         if reached && self.cluster.election.is_some() {
+            // A leader is alive, at a term the client does not know (an
+            // election may have come and gone): mutations sent from now on
+            // go out under the cluster's current term, so the news of that
+            // term, which the next probe round brings, must not end them as
+            // 'outcome unknown' (sim seed 2000059). The term is unknown
+            // until a probe names it.
+            self.cluster.term_seen_at = None;
+            self.cluster.urgent_probe = true;
             self.end_election_wait(now);
         }
     }
