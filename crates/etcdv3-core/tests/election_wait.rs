@@ -670,3 +670,92 @@ fn a_put_sent_after_a_leader_check_ended_the_wait_survives_the_news_of_the_new_t
     );
     let _ = now;
 }
+
+/// Sim seed 2002943 (leader faults): a pinned client's only connection,
+/// to the leader, went silent (the leader paused) and was closed at the
+/// ping timeout; the probe round run in the same instant found no
+/// connection up and ended the wait at once, so the next puts went to a
+/// follower still forwarding to the paused leader. The wait lasts until a
+/// member names the new leader (or it runs out).
+#[test]
+fn the_wait_outlives_the_silent_leader_connection_it_started_on() {
+    let config = Config {
+        policy: etcdv3_core::balancer::Policy::Pinned,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(3), 7);
+    let mut now = Instant::now();
+    let views = [(1, 5), (1, 5), (1, 5)];
+    let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut conn0 = None;
+    for a in drain(&mut core) {
+        if let Action::Connect { conn, endpoint, .. } = a {
+            assert_eq!(endpoint, EndpointId(0));
+            conn0 = Some(conn);
+            core.handle_connected(now, conn);
+        }
+    }
+    let conn0 = conn0.expect("a connection");
+    let sent = sends(&drain(&mut core));
+    now = answer_probes(&mut core, now, &views);
+    core.handle_outcome(now, first, sent[0].1, Outcome::Success(None));
+    drain(&mut core);
+    // A put in flight on the leader when it pauses: nothing answers, not
+    // even pings, until the client closes the silent connection.
+    let second = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
+    drain(&mut core);
+    let mut pending = Vec::new();
+    for _ in 0..300 {
+        now += ms(10);
+        core.handle_timeout(now);
+        let actions = drain(&mut core);
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::Close { conn } if *conn == conn0))
+        {
+            pending = actions;
+            break;
+        }
+    }
+    assert!(!pending.is_empty(), "the silent connection was not closed");
+    let _ = second;
+    // The next put: a connection to a follower comes up.
+    let third = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut seen = Vec::new();
+    let mut new_conn = None;
+    for _ in 0..50 {
+        let mut actions = std::mem::take(&mut pending);
+        actions.extend(drain(&mut core));
+        seen.extend(sends(&actions));
+        for a in actions {
+            if let Action::Connect { conn, endpoint, .. } = a {
+                if endpoint != EndpointId(0) && new_conn.is_none() {
+                    new_conn = Some(conn);
+                    core.handle_connected(now, conn);
+                } else {
+                    core.handle_connect_failed(now, conn, "connect timed out");
+                }
+            }
+        }
+        if new_conn.is_some() {
+            break;
+        }
+        now += ms(10);
+        core.handle_timeout(now);
+    }
+    assert!(new_conn.is_some(), "no connection opened for the put");
+    seen.extend(sends(&drain(&mut core)));
+    // The followers still follow the paused leader: the put waits.
+    let (more, now) = run_for(&mut core, now, ms(500), &views);
+    seen.extend(more);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != third),
+        "sent while the followers still follow the paused leader: {seen:?}"
+    );
+    // A new leader at term 6: the put goes out.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(1, 5), (2, 6), (2, 6)]);
+    assert!(
+        seen.iter().any(|(c, _, _)| *c == third),
+        "the put did not go out once the new leader was known: {seen:?}"
+    );
+}
