@@ -1386,8 +1386,8 @@ impl World {
         let held_back = healed.map_or(Duration::ZERO, |t| t - now);
         let d = self.lat(m) + extra + held_back;
         let c = self.conns.get_mut(&conn).expect("conn");
-        let t = (self.now + d).max(c.last_to_client);
-        c.last_to_client = t;
+        let t = (self.now + d).max(c.last_stream_to_client);
+        c.last_stream_to_client = t;
         self.at(t, ev);
     }
 }

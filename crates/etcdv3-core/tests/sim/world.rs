@@ -355,6 +355,13 @@ struct SimConn {
     /// Per-direction FIFO: no delivery before the previous one.
     last_to_server: Instant,
     last_to_client: Instant,
+    /// The FIFO of the server's stream messages (`send_to_client_after`),
+    /// apart from `last_to_client`: a follower's watch events are produced
+    /// a replication lag late, and HTTP/2 does not hold the answers of
+    /// other streams behind data not produced yet (sim seed 2001696: a
+    /// put's answer waited 300 ms behind a lagging follower's watch
+    /// creation).
+    last_stream_to_client: Instant,
     // Server-side ping policy (grpc-go keepalive enforcement).
     last_ping_at: Option<Instant>,
     strikes: u32,
@@ -1227,6 +1234,7 @@ impl World {
                         server_streams: HashSet::new(),
                         last_to_server: now,
                         last_to_client: now,
+                        last_stream_to_client: now,
                         last_ping_at: None,
                         strikes: 0,
                         reset_strikes: false,
