@@ -45,7 +45,8 @@ pub(super) struct ClusterView {
 /// A leader the client saw go, and how long mutations wait for the next.
 ///
 /// When the leader reports that it lost its leadership (an isolated leader
-/// steps down once it misses a quorum for an election timeout), or the
+/// steps down once it misses a quorum for an election timeout; a probe
+/// finds it leaderless, or it answers a call "no leader"), or the
 /// member closes the client's connection (killed, stopped, removed), the
 /// followers go on forwarding proposals to it until their own election
 /// timeout runs out and they elect another. A mutation sent to a follower
@@ -58,7 +59,9 @@ pub(super) struct ClusterView {
 /// leader answers as leader again, when another member answers a
 /// linearizable read ([`Action::CheckLeader`], sent when the connection to
 /// the leader broke or went silent: only the client's link to a live
-/// leader was cut), or at `until` ([`super::Config::election_wait`]).
+/// leader was cut), or at `until` ([`super::Config::election_wait`]); not
+/// when the last connection goes (it went with the leader): a mutation then
+/// opens one and waits there.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ElectionWait {
     /// The member id of the leader that went, and its term.
@@ -420,7 +423,8 @@ impl Core {
     /// Until when a mutation dispatched at `now` is held for an election,
     /// if one is awaited.
     /// Only while some connection is up: with none, no probe can tell of
-    /// the election, and the call's own connection attempt is the news.
+    /// the election, so the call opens one, and is held there once it is up
+    /// (`handle_connected`, which also sends the member a leader check).
     pub(super) fn election_hold(&self, now: Instant) -> Option<Instant> {
         let until = self.cluster.election.map(|w| w.until)?;
         let ready = self.conns.values().any(|c| c.state == ConnState::Ready);
