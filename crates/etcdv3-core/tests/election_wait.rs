@@ -492,3 +492,270 @@ fn a_paused_leader_makes_the_next_put_wait_for_the_election() {
     assert_eq!(to.len(), 1, "the put goes out once: {seen:?}");
     assert_ne!(to[0], conns[0], "not to the paused leader");
 }
+
+/// Sim seed 2000000 (leader faults): a pinned client, connected to the
+/// leader alone, lost that connection with the leader (killed). The next
+/// put had no connection to wait on, so it opened one to a follower and
+/// was sent the moment it came up (the hold applied only while a
+/// connection was up), to a member still forwarding to the dead leader: a
+/// second outcome-unknown put. It waits for the election like any other.
+#[test]
+fn a_put_that_opened_a_connection_during_an_election_waits_for_it() {
+    let config = Config {
+        policy: etcdv3_core::endpoints::balancer::Policy::Pinned,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(3), 7);
+    let mut now = Instant::now();
+    let views = [(1, 5), (1, 5), (1, 5)];
+    // One put connects (to the pinned member, the leader) and succeeds
+    // while a probe says who leads.
+    let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut conn0 = None;
+    for a in drain(&mut core) {
+        if let Action::Connect { conn, endpoint, .. } = a {
+            assert_eq!(endpoint, EndpointId(0));
+            conn0 = Some(conn);
+            core.handle_connected(now, conn);
+        }
+    }
+    let conn0 = conn0.expect("a connection");
+    let sent = sends(&drain(&mut core));
+    assert_eq!(sent.len(), 1);
+    now = answer_probes(&mut core, now, &views);
+    core.handle_outcome(now, first, sent[0].1, Outcome::Success(None));
+    assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == first));
+    // A put in flight on the leader when it is killed: outcome unknown.
+    let second = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let sent = sends(&drain(&mut core));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].2, conn0);
+    now += ms(5);
+    core.handle_connection_closed(now, conn0, "connection reset (member crashed)");
+    drain(&mut core);
+    core.handle_outcome(
+        now,
+        second,
+        sent[0].1,
+        Outcome::Lost("connection closed".into()),
+    );
+    let done = completes(&drain(&mut core));
+    assert!(
+        matches!(done[..], [(c, Err(CallError::OutcomeUnknown { .. }))] if c == second),
+        "{done:?}"
+    );
+    // The next put opens a connection to a follower.
+    now += ms(10);
+    let third = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut seen = Vec::new();
+    let mut new_conn = None;
+    for _ in 0..50 {
+        let actions = drain(&mut core);
+        seen.extend(sends(&actions));
+        for a in actions {
+            if let Action::Connect { conn, endpoint, .. } = a {
+                assert_ne!(endpoint, EndpointId(0), "the killed member refuses");
+                if new_conn.is_none() {
+                    new_conn = Some(conn);
+                    core.handle_connected(now, conn);
+                } else {
+                    core.handle_connect_failed(now, conn, "connection refused");
+                }
+            }
+        }
+        if new_conn.is_some() {
+            break;
+        }
+        now += ms(10);
+        core.handle_timeout(now);
+    }
+    assert!(new_conn.is_some(), "no connection opened for the put");
+    seen.extend(sends(&drain(&mut core)));
+    // The followers still follow the dead leader (their election timeout
+    // runs): the put waits (before: sent at once on the new connection).
+    let (more, now) = run_for(&mut core, now, ms(600), &views);
+    seen.extend(more);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != third),
+        "sent while the followers still follow the dead leader: {seen:?}"
+    );
+    // A new leader at term 6: the put goes out within a fast probe round.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(1, 5), (2, 6), (2, 6)]);
+    assert!(
+        seen.iter().any(|(c, _, _)| *c == third),
+        "the put did not go out once the new leader was known: {seen:?}"
+    );
+}
+
+/// Sim seed 2000011 (leader faults): the leader stepped down (a member
+/// rejoined at a higher term) and answered a put "no leader" before any
+/// probe saw it leaderless. That answer already recorded the member as
+/// leaderless, so the next probe saw no change and no election was
+/// awaited: the put was re-sent to the followers (which forward to the old
+/// leader until their election), and a put sent just after the election
+/// was failed "outcome unknown" by the news of it. The leader's own "no
+/// leader" answer starts the wait like a probe finding it so.
+#[test]
+fn a_no_leader_answer_from_the_leader_makes_mutations_wait_for_the_election() {
+    let (mut core, now, conns) = connected(Instant::now());
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let s = sends(&drain(&mut core));
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].2, conns[0], "a mutation goes to the leader");
+    let now = now + ms(5);
+    core.handle_outcome(
+        now,
+        put,
+        s[0].1,
+        Outcome::Status(etcdv3_core::wire::status::Status::new(
+            etcdv3_core::wire::status::Code::Unavailable,
+            "etcdserver: no leader",
+        )),
+    );
+    let mut seen = sends(&drain(&mut core));
+    // The followers still follow the old leader: the put waits (before:
+    // re-sent to a follower at once).
+    let (more, now) = run_for(&mut core, now, ms(600), &[(0, 5), (1, 5), (1, 5)]);
+    seen.extend(more);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != put),
+        "re-sent while the followers still follow the old leader: {seen:?}"
+    );
+    // Endpoint 1 wins the election at term 6: the put goes to it.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(0, 5), (2, 6), (2, 6)]);
+    let to: Vec<ConnId> = seen
+        .iter()
+        .filter(|(c, _, _)| *c == put)
+        .map(|s| s.2)
+        .collect();
+    assert_eq!(to, vec![conns[1]], "the put goes to the new leader at once");
+}
+
+/// Sim seed 2000059 (leader faults): a follower's answer to a leader check
+/// ended the wait while the client still knew only the old term (the
+/// election had come and gone); the puts sent next were answered at the new
+/// term, and the first probe to name it ended the put in flight "outcome
+/// unknown" as if it had been sent before the election.
+#[test]
+fn a_put_sent_after_a_leader_check_ended_the_wait_survives_the_news_of_the_new_term() {
+    let (mut core, now, conns) = connected(Instant::now());
+    // The leader's connection breaks: the wait starts, the followers are
+    // asked whether they reach a leader.
+    core.handle_connection_closed(now, conns[0], "connection reset (member crashed)");
+    let checks: Vec<ConnId> = drain(&mut core)
+        .iter()
+        .filter_map(|a| match a {
+            Action::CheckLeader { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect();
+    assert!(!checks.is_empty(), "no leader check sent");
+    // One answers: a leader (elected meanwhile, at term 6) is alive.
+    let now = now + ms(20);
+    core.handle_leader_check(now, checks[0], Ok(()));
+    drain(&mut core);
+    let put = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let s = sends(&drain(&mut core));
+    assert!(
+        s.iter().any(|(c, _, _)| *c == put),
+        "the put goes out once a follower answered: {s:?}"
+    );
+    // The next probe round names the new leader at term 6 while the put
+    // is in flight: it was sent under that term, nothing lost it.
+    let now = answer_probes(&mut core, now, &[(0, 5), (2, 6), (2, 6)]);
+    let done = completes(&drain(&mut core));
+    assert!(
+        done.iter().all(|(c, _)| *c != put),
+        "the put sent after the election was ended by the news of it: {done:?}"
+    );
+    let _ = now;
+}
+
+/// Sim seed 2002943 (leader faults): a pinned client's only connection,
+/// to the leader, went silent (the leader paused) and was closed at the
+/// ping timeout; the probe round run in the same instant found no
+/// connection up and ended the wait at once, so the next puts went to a
+/// follower still forwarding to the paused leader. The wait lasts until a
+/// member names the new leader (or it runs out).
+#[test]
+fn the_wait_outlives_the_silent_leader_connection_it_started_on() {
+    let config = Config {
+        policy: etcdv3_core::endpoints::balancer::Policy::Pinned,
+        ..Config::default()
+    };
+    let mut core = Core::new(config, eps(3), 7);
+    let mut now = Instant::now();
+    let views = [(1, 5), (1, 5), (1, 5)];
+    let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut conn0 = None;
+    for a in drain(&mut core) {
+        if let Action::Connect { conn, endpoint, .. } = a {
+            assert_eq!(endpoint, EndpointId(0));
+            conn0 = Some(conn);
+            core.handle_connected(now, conn);
+        }
+    }
+    let conn0 = conn0.expect("a connection");
+    let sent = sends(&drain(&mut core));
+    now = answer_probes(&mut core, now, &views);
+    core.handle_outcome(now, first, sent[0].1, Outcome::Success(None));
+    drain(&mut core);
+    // A put in flight on the leader when it pauses: nothing answers, not
+    // even pings, until the client closes the silent connection.
+    let second = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
+    drain(&mut core);
+    let mut pending = Vec::new();
+    for _ in 0..300 {
+        now += ms(10);
+        core.handle_timeout(now);
+        let actions = drain(&mut core);
+        if actions
+            .iter()
+            .any(|a| matches!(a, Action::Close { conn } if *conn == conn0))
+        {
+            pending = actions;
+            break;
+        }
+    }
+    assert!(!pending.is_empty(), "the silent connection was not closed");
+    let _ = second;
+    // The next put: a connection to a follower comes up.
+    let third = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
+    let mut seen = Vec::new();
+    let mut new_conn = None;
+    for _ in 0..50 {
+        let mut actions = std::mem::take(&mut pending);
+        actions.extend(drain(&mut core));
+        seen.extend(sends(&actions));
+        for a in actions {
+            if let Action::Connect { conn, endpoint, .. } = a {
+                if endpoint != EndpointId(0) && new_conn.is_none() {
+                    new_conn = Some(conn);
+                    core.handle_connected(now, conn);
+                } else {
+                    core.handle_connect_failed(now, conn, "connect timed out");
+                }
+            }
+        }
+        if new_conn.is_some() {
+            break;
+        }
+        now += ms(10);
+        core.handle_timeout(now);
+    }
+    assert!(new_conn.is_some(), "no connection opened for the put");
+    seen.extend(sends(&drain(&mut core)));
+    // The followers still follow the paused leader: the put waits.
+    let (more, now) = run_for(&mut core, now, ms(500), &views);
+    seen.extend(more);
+    assert!(
+        seen.iter().all(|(c, _, _)| *c != third),
+        "sent while the followers still follow the paused leader: {seen:?}"
+    );
+    // A new leader at term 6: the put goes out.
+    let (seen, _) = run_for(&mut core, now, ms(150), &[(1, 5), (2, 6), (2, 6)]);
+    assert!(
+        seen.iter().any(|(c, _, _)| *c == third),
+        "the put did not go out once the new leader was known: {seen:?}"
+    );
+}

@@ -417,6 +417,7 @@ impl Core {
                         // so the reopened stream goes elsewhere.
                         self.slots[endpoint.0].health.on_no_leader();
                         self.health_suspect(endpoint, HealthReason::NoLeader);
+                        self.refused_for_no_leader(now, endpoint);
                     }
                     Err(self.status_error(method, endpoint, status))
                 }
@@ -525,6 +526,7 @@ impl Core {
         if kind == EtcdErrorKind::NoLeader {
             self.slots[ep.0].health.on_no_leader();
             self.health_suspect(ep, HealthReason::NoLeader);
+            self.refused_for_no_leader(now, ep);
             // A member without a leader refuses before doing any work (the
             // `hasleader` check): re-sending it costs the cluster nothing, and
             // during an election every call in flight gets this answer, so

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use super::calls::{may_get_stuck, CallState};
 use super::conns::ConnState;
+use super::timers::CallTimer;
 use super::{Action, CallId, ConnId, Core, EndpointId, MemberStatus};
 use crate::endpoints::health::HealthReason;
 use crate::wire::status::{Code, Status};
@@ -44,7 +45,8 @@ pub(super) struct ClusterView {
 /// A leader the client saw go, and how long mutations wait for the next.
 ///
 /// When the leader reports that it lost its leadership (an isolated leader
-/// steps down once it misses a quorum for an election timeout), or the
+/// steps down once it misses a quorum for an election timeout; a probe
+/// finds it leaderless, or it answers a call "no leader"), or the
 /// member closes the client's connection (killed, stopped, removed), the
 /// followers go on forwarding proposals to it until their own election
 /// timeout runs out and they elect another. A mutation sent to a follower
@@ -57,7 +59,9 @@ pub(super) struct ClusterView {
 /// leader answers as leader again, when another member answers a
 /// linearizable read ([`Action::CheckLeader`], sent when the connection to
 /// the leader broke or went silent: only the client's link to a live
-/// leader was cut), or at `until` ([`super::Config::election_wait`]).
+/// leader was cut), or at `until` ([`super::Config::election_wait`]); not
+/// when the last connection goes (it went with the leader): a mutation then
+/// opens one and waits there.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct ElectionWait {
     /// The member id of the leader that went, and its term.
@@ -210,7 +214,13 @@ impl Core {
         let Some(interval) = self.config.probe_interval else {
             return;
         };
-        if self.election_hold(now).is_none() && self.cluster.election.is_some() {
+        // The wait ends when it ran out, not when no connection is up (the
+        // leader's was the only one and went with it): a mutation then
+        // opens a connection, and is held there once it is up (sim seed
+        // 2002943: the wait ended at the ping timeout that closed the
+        // leader's connection, and the next puts went to a follower still
+        // forwarding to the paused leader).
+        if self.cluster.election.is_some_and(|w| now >= w.until) {
             self.end_election_wait(now);
         }
         if !self.probes_wanted() {
@@ -346,6 +356,18 @@ impl Core {
         self.cluster.urgent_probe = true;
     }
 
+    /// Member `ep` answered a call "no leader". When it is the member the
+    /// probes named leader, it stepped down (cut off from its peers, or
+    /// deposed by a member that rejoined at a higher term): an election
+    /// follows, and mutations wait for it as when a probe finds the leader
+    /// so. (The probe that comes next sees no change any more: the answer
+    /// already recorded the member as leaderless.)
+    pub(super) fn refused_for_no_leader(&mut self, now: Instant, ep: EndpointId) {
+        if self.is_leader_endpoint(ep) {
+            self.await_election(now);
+        }
+    }
+
     /// Ask every other connected member whether it reaches a leader
     /// ([`Action::CheckLeader`]), once per connection at a time.
     pub(super) fn check_leader_elsewhere(&mut self) {
@@ -386,6 +408,14 @@ impl Core {
             ),
         };
         if reached && self.cluster.election.is_some() {
+            // A leader is alive, at a term the client does not know (an
+            // election may have come and gone): mutations sent from now on
+            // go out under the cluster's current term, so the news of that
+            // term, which the next probe round brings, must not end them as
+            // 'outcome unknown' (sim seed 2000059). The term is unknown
+            // until a probe names it.
+            self.cluster.term_seen_at = None;
+            self.cluster.urgent_probe = true;
             self.end_election_wait(now);
         }
     }
@@ -393,11 +423,38 @@ impl Core {
     /// Until when a mutation dispatched at `now` is held for an election,
     /// if one is awaited.
     /// Only while some connection is up: with none, no probe can tell of
-    /// the election, and the call's own connection attempt is the news.
+    /// the election, so the call opens one, and is held there once it is up
+    /// (`handle_connected`, which also sends the member a leader check).
     pub(super) fn election_hold(&self, now: Instant) -> Option<Instant> {
         let until = self.cluster.election.map(|w| w.until)?;
         let ready = self.conns.values().any(|c| c.state == ConnState::Ready);
         (now < until && ready).then_some(until)
+    }
+
+    /// The leader was seen to go: a mutation sent to a follower now would
+    /// be forwarded to it and lost; it waits for the next leader (see
+    /// [`ElectionWait`]). Whether call `id` (a mutation not bound to a
+    /// member) is held so.
+    pub(super) fn hold_for_election(&mut self, now: Instant, id: CallId) -> bool {
+        let Some(c) = self.calls.get(&id) else {
+            return false;
+        };
+        if c.bound.is_some() || !may_get_stuck(c.method) {
+            return false;
+        }
+        let Some(until) = self.election_hold(now) else {
+            return false;
+        };
+        if let Some(c) = self.calls.get_mut(&id) {
+            c.state = CallState::Queued { at: until };
+            let old = c.retry_at.replace(until);
+            self.timers.stop(old, CallTimer::Retry(id));
+            self.timers.set(until, CallTimer::Retry(id));
+        }
+        if !self.cluster.held.contains(&id) {
+            self.cluster.held.push(id);
+        }
+        true
     }
 
     /// The election is over (or the wait is): the held mutations go out.

@@ -120,11 +120,20 @@ impl Core {
         if self.slots[ep.0].removed {
             self.close_conn(conn);
         }
+        // An election is awaited (the leader was seen to go while this
+        // connection was being opened, e.g. it was the only one and went
+        // with the leader): the member may still follow the old leader, so
+        // mutations waiting for the connection are held like any other
+        // (`ElectionWait`), and the member is asked whether it reaches a
+        // leader (only the client's link to it may have broken).
+        if self.cluster.election.is_some() {
+            self.check_leader_elsewhere();
+        }
         let waiting: Vec<CallId> = self.calls_where(|s| s == CallState::Connecting { conn });
         for id in waiting {
             if self.slots[ep.0].removed {
                 self.queue_now(now, id);
-            } else {
+            } else if !self.hold_for_election(now, id) {
                 self.send(now, id, conn);
             }
         }

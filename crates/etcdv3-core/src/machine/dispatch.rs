@@ -2,9 +2,7 @@
 
 use std::time::Instant;
 
-use super::calls::{
-    is_member_targeted, may_get_stuck, waits_by_design, watched_when_slow, CallState,
-};
+use super::calls::{is_member_targeted, waits_by_design, watched_when_slow, CallState};
 use super::conns::ConnState;
 use super::timers::CallTimer;
 use super::{Action, CallError, CallId, ConnId, Core, EndpointId};
@@ -32,23 +30,12 @@ impl Core {
             self.await_token(id);
             return;
         }
-        // The leader was seen to go: a mutation sent to a follower now
-        // would be forwarded to it and lost; it waits for the next leader
-        // (`cluster.rs`, `ElectionWait`).
-        if call.bound.is_none() && may_get_stuck(call.method) {
-            if let Some(until) = self.election_hold(now) {
-                if let Some(c) = self.calls.get_mut(&id) {
-                    c.state = CallState::Queued { at: until };
-                    let old = c.retry_at.replace(until);
-                    self.timers.stop(old, CallTimer::Retry(id));
-                    self.timers.set(until, CallTimer::Retry(id));
-                }
-                if !self.cluster.held.contains(&id) {
-                    self.cluster.held.push(id);
-                }
-                return;
-            }
+        if self.hold_for_election(now, id) {
+            return;
         }
+        let Some(call) = self.calls.get(&id) else {
+            return;
+        };
         let recheck = self.config.rejection_recheck;
         let candidates: Vec<Candidate> = self
             .slots

@@ -172,7 +172,7 @@ impl Cluster {
             if self.members[i].rejoin_at.is_some_and(|t| t <= now) {
                 self.members[i].rejoin_at = None;
                 log.push(format!("m{} rejoined", i + 1));
-                self.rejoin(i);
+                self.rejoin(i, now);
                 self.topology_changed(now);
             }
             let m = &mut self.members[i];
@@ -225,9 +225,10 @@ impl Cluster {
         log
     }
 
-    /// Member `i` is back with the majority: it follows the current leader
-    /// (catching up its state), or waits for the next election.
-    pub fn rejoin(&mut self, i: usize) {
+    /// Member `i` is back with the majority at `now`: it follows the
+    /// current leader (catching up its state), or waits for the next
+    /// election.
+    pub fn rejoin(&mut self, i: usize, now: Instant) {
         let m = &self.members[i];
         if !m.available() {
             return;
@@ -243,8 +244,11 @@ impl Cluster {
                 m.lost_leader_at = None;
             }
             Some(_) => {
-                // A higher term (no pre-vote) disrupts the leader.
+                // A higher term (no pre-vote) disrupts the leader: a
+                // leaderless period like any other (the liveness rule and
+                // the leader-fault invariant count it).
                 self.leader = None;
+                self.leaderless_since = Some(now);
                 for m in self.members.iter_mut().filter(|m| m.available()) {
                     m.leader_view = 0;
                 }

@@ -1388,9 +1388,9 @@ impl World {
         let now = self.now;
         let c = self.conns.get_mut(&conn).expect("conn");
         let t = (now + d)
-            .max(c.last_to_client)
+            .max(c.last_stream_to_client)
             .max(c.behind_slow_answer(now));
-        c.last_to_client = t;
+        c.last_stream_to_client = t;
         self.at(t, ev);
     }
 }

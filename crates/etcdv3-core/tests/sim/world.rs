@@ -23,6 +23,11 @@ use crate::cluster::{Answer, Cluster, ELECTION_TIMEOUT, REQUEST_TIMEOUT};
 #[path = "streams.rs"]
 mod streams;
 
+#[path = "leader.rs"]
+mod leader;
+
+pub use leader::{LEADER_FAULT_SLACK, LEADER_FAULT_UNKNOWNS};
+
 use streams::{LeaseSide, SrvStream, StreamReq, StreamResp, WatchSide};
 
 /// An attempt running slowly on a healthy member.
@@ -70,6 +75,12 @@ pub struct Opts {
     /// answers would: slow-link answers are then cut off (this shows the
     /// invariant can fail).
     pub no_call_progress: bool,
+    /// Leader faults only (see [`World::plan_leader_faults`]), with a
+    /// sequential writer held to the leader-fault invariant.
+    pub leader_faults: bool,
+    /// `Config::election_wait` zero: mutations are not held for an
+    /// election (to show the leader-fault invariant bites without it).
+    pub no_election_wait: bool,
 }
 
 /// What a run found.
@@ -124,6 +135,25 @@ pub struct Report {
     pub fence_resets: u32,
     /// Reads handed over marked stale (`Event::StaleRead`).
     pub stale_marked: u32,
+    /// The leader faults the sequential writer went through (leader-fault
+    /// runs only), each checked by [`World::check_leader_faults`].
+    pub leader_faults: Vec<LeaderFaultStat>,
+}
+
+/// What one leader fault cost the sequential writer.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaderFaultStat {
+    /// Crash, Hang or Partition of the leader; `None` for the cluster's
+    /// own leader change (a member that rejoined at a higher term, without
+    /// pre-vote, deposed the leader).
+    pub kind: Option<FaultKind>,
+    /// From the fault to the cluster's next election, if there was one.
+    pub election: Option<Duration>,
+    /// The writer's longest put gap from the fault on (to the next leader
+    /// fault or the writer's end).
+    pub gap: Duration,
+    /// The writer's puts that ended "outcome unknown" in that window.
+    pub unknowns: u32,
 }
 
 /// The revision of a bogus response header ([`FaultKind::HugeRevision`]).
@@ -363,6 +393,13 @@ struct SimConn {
     /// Per-direction FIFO: no delivery before the previous one.
     last_to_server: Instant,
     last_to_client: Instant,
+    /// The FIFO of the server's stream messages (`send_to_client_after`),
+    /// apart from `last_to_client`: a follower's watch events are produced
+    /// a replication lag late, and HTTP/2 does not hold the answers of
+    /// other streams behind data not produced yet (sim seed 2001696: a
+    /// put's answer waited 300 ms behind a lagging follower's watch
+    /// creation).
+    last_stream_to_client: Instant,
     // Server-side ping policy (grpc-go keepalive enforcement).
     last_ping_at: Option<Instant>,
     strikes: u32,
@@ -404,6 +441,8 @@ struct CallRec {
     epoch: u32,
     /// The core handed the answer over marked stale (`Event::StaleRead`).
     marked_stale: bool,
+    /// A put of the sequential writer (leader-fault runs).
+    writer: bool,
 }
 
 /// A run in progress.
@@ -491,6 +530,13 @@ pub struct World {
     trouble_at: Option<Instant>,
     /// The last time a call that does not wait by design left flight.
     other_left_at: Option<Instant>,
+    /// Faults (indices into `faults`) aimed at whichever member leads when
+    /// they start (leader-fault runs).
+    leader_targets: HashSet<usize>,
+    /// Leader faults as they started: (at, kind, member).
+    leader_fault_log: Vec<(Instant, FaultKind, usize)>,
+    /// The sequential writer starts no put after this (leader-fault runs).
+    writer_end: Option<Instant>,
 }
 
 /// The most connection attempts to one endpoint in any second
@@ -536,11 +582,14 @@ impl World {
             _ => Policy::Pinned,
         };
         let auth = rng.gen_bool(0.3);
-        let config = Config {
+        let mut config = Config {
             policy,
             authenticate: auth,
             ..Config::default()
         };
+        if opts.no_election_wait {
+            config.election_wait = Duration::ZERO;
+        }
         let addrs: Vec<Endpoint> = (1..=n)
             .map(|i| Endpoint::parse(&format!("127.0.0.{i}:2379")).unwrap())
             .collect();
@@ -616,6 +665,9 @@ impl World {
             core_in_flight: HashMap::new(),
             trouble_at: None,
             other_left_at: None,
+            leader_targets: HashSet::new(),
+            leader_fault_log: Vec::new(),
+            writer_end: None,
         };
         w.log(|| {
             format!("seed {seed}: {n} members, {policy:?}, prevote {prevote}, auth {auth}, report_on_close {report_on_close}")
@@ -686,7 +738,11 @@ impl World {
     fn plan(&mut self) {
         let fault_window = ms(self.rng.gen_range(15_000..40_000));
         self.fault_end = self.base + fault_window;
-        let n_faults = self.rng.gen_range(2..14) as usize;
+        let n_faults = if self.opts.leader_faults {
+            0
+        } else {
+            self.rng.gen_range(2..14) as usize
+        };
         let mut kinds = vec![
             FaultKind::Crash,
             FaultKind::Hang,
@@ -727,7 +783,7 @@ impl World {
         // Revision faults: a restore from a snapshot taken earlier, a bogus
         // header with a huge revision.
         let half = fault_window.as_millis() as u64 / 2;
-        if self.rng.gen_bool(0.3) {
+        if !self.opts.leader_faults && self.rng.gen_bool(0.3) {
             let snap = self.base + ms(self.rng.gen_range(500..half));
             let at = snap + ms(self.rng.gen_range(1000..half));
             self.restore = Some((snap, at));
@@ -739,7 +795,7 @@ impl World {
                 member: 0,
             });
         }
-        if self.rng.gen_bool(0.3) {
+        if !self.opts.leader_faults && self.rng.gen_bool(0.3) {
             let at = self.base + ms(self.rng.gen_range(500..fault_window.as_millis() as u64));
             let member = self.rng.gen_range(0..self.n as u64) as usize;
             self.faults.push(Fault {
@@ -749,11 +805,18 @@ impl World {
                 member,
             });
         }
+        if self.opts.leader_faults {
+            self.plan_leader_faults(fault_window);
+        }
         for i in 0..self.faults.len() {
             let f = self.faults[i].clone();
             self.at(f.at, Ev::FaultStart(i));
             if !f.dur.is_zero() {
                 self.at(f.at + f.dur, Ev::FaultEnd(i));
+            }
+            if self.leader_targets.contains(&i) {
+                // Its member is known when it starts (`aim_at_leader`).
+                continue;
             }
             // Liveness bookkeeping: the member is bad from the fault until
             // it had time to recover (a restarted member rejoins later).
@@ -830,6 +893,7 @@ impl World {
                 attempts: 0,
                 epoch: 0,
                 marked_stale: false,
+                writer: false,
             });
             let idx = self.calls.len() - 1;
             self.at(start, Ev::Start(idx));
@@ -843,6 +907,9 @@ impl World {
             .map(|c| c.deadline)
             .max()
             .unwrap_or(self.base);
+        if self.opts.leader_faults {
+            self.plan_writer();
+        }
         self.plan_streams();
     }
 
@@ -1018,6 +1085,7 @@ impl World {
             }
         }
         self.check_liveness();
+        self.check_leader_faults();
         for bits in self.hits.values() {
             for (i, n) in self.report.fault_hits.iter_mut().enumerate() {
                 if bits & (1 << i) != 0 {
@@ -1237,6 +1305,7 @@ impl World {
                         server_streams: HashSet::new(),
                         last_to_server: now,
                         last_to_client: now,
+                        last_stream_to_client: now,
                         last_ping_at: None,
                         strikes: 0,
                         reset_strikes: false,
@@ -1458,6 +1527,9 @@ impl World {
                     }
                 }
                 self.calls[idx].done = Some((now, result));
+                if self.calls[idx].writer {
+                    self.writer_next();
+                }
             }
         }
     }
@@ -2577,6 +2649,9 @@ impl World {
     }
 
     fn fault_start(&mut self, i: usize) {
+        if self.leader_targets.contains(&i) {
+            self.aim_at_leader(i);
+        }
         let f = self.faults[i].clone();
         let m = f.member;
         let now = self.now;
@@ -2736,7 +2811,7 @@ impl World {
             {
                 if f.kind == FaultKind::Hang {
                     self.cluster.members[m].hung = false;
-                    self.cluster.rejoin(m);
+                    self.cluster.rejoin(m, now);
                     self.cluster.topology_changed(now);
                 }
                 if self.cluster.members[m].hung || self.has(m, FaultKind::Mute) {
@@ -2761,7 +2836,7 @@ impl World {
             FaultKind::Partition => {
                 self.cluster.members[m].partitioned = false;
                 self.cluster.members[m].lost_leader_at = None;
-                self.cluster.rejoin(m);
+                self.cluster.rejoin(m, now);
                 self.cluster.topology_changed(now);
             }
             FaultKind::Remove => {
