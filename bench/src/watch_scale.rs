@@ -217,6 +217,64 @@ pub fn parse_stamp(value: &[u8]) -> Option<u64> {
     Some(n)
 }
 
+// ------------------------------------------------------------ decode floor
+
+/// One encoded `WatchResponse` as the members send it in a watch-scale
+/// run: a header, the watch id, and one PUT event of key `ws/k/00042` with
+/// a `value_size`-byte value (and its previous value when `prev_kv`).
+pub fn sample_response(value_size: usize, prev_kv: bool) -> bytes::Bytes {
+    use etcdv3_client::proto::etcdserverpb::{ResponseHeader, WatchResponse};
+    use etcdv3_client::proto::mvccpb::{Event, KeyValue};
+    let kv = |rev: i64| KeyValue {
+        key: key(42, 100),
+        create_revision: 12,
+        mod_revision: rev,
+        version: rev - 11,
+        value: stamp(1_764_400_000_123_456_789, value_size),
+        lease: 0,
+    };
+    let resp = WatchResponse {
+        header: Some(ResponseHeader {
+            cluster_id: 0x6c2b_3c2a_bd12_8f36,
+            member_id: 0x8e9e_05c5_2164_694d,
+            revision: 123_456,
+            raft_term: 2,
+        }),
+        watch_id: 5_042,
+        events: vec![Event {
+            r#type: 0,
+            kv: Some(kv(123_456)),
+            prev_kv: prev_kv.then(|| kv(123_356)),
+        }],
+        ..Default::default()
+    };
+    match etcdv3_client::core::codec::encode(&resp, usize::MAX) {
+        // The frame's 5-byte gRPC header off: the message alone.
+        Ok(frame) => frame.slice(5..),
+        Err(_) => bytes::Bytes::new(),
+    }
+}
+
+/// The protobuf decode floor (issue 18): decode [`sample_response`] `n`
+/// times, as both libraries do once per response (one event each in a
+/// watch-scale run), and return the events decoded (a checksum that keeps
+/// the work from being optimised away). Run it under callgrind at two
+/// `n` and take the difference over the extra decodes: the instructions
+/// of one decode, which no client can go below.
+pub fn decode_floor(n: usize, value_size: usize, prev_kv: bool) -> usize {
+    use etcdv3_client::proto::etcdserverpb::WatchResponse;
+    let body = sample_response(value_size, prev_kv);
+    let mut events = 0;
+    for _ in 0..n {
+        if let Ok(r) =
+            etcdv3_client::core::codec::decode_message::<WatchResponse>(std::hint::black_box(body.clone()))
+        {
+            events += std::hint::black_box(r).events.len();
+        }
+    }
+    events
+}
+
 // ------------------------------------------------------------------ child
 
 /// What the consumers of one child saw (one per consumer task, so that the
@@ -308,6 +366,29 @@ fn self_cpu() -> Duration {
     processes_cpu(&[std::process::id()])
 }
 
+/// The environment variable that runs each child under callgrind
+/// (`valgrind --tool=callgrind --instr-atstart=no`), writing its profile
+/// to the directory it names: the child switches the instrumentation on
+/// for the event phase only (from `GO` until the drain ends), so the
+/// profile's instruction count over the events received is the client's
+/// instructions per event, repeatable whatever the machine's load.
+pub const CALLGRIND_ENV: &str = "WS_CALLGRIND_DIR";
+
+/// Under [`CALLGRIND_ENV`], switch callgrind's instrumentation of this
+/// process on or off (`callgrind_control -i`).
+fn callgrind_instrumentation(on: bool) {
+    if std::env::var_os(CALLGRIND_ENV).is_none() {
+        return;
+    }
+    let r = Command::new("callgrind_control")
+        .args(["-i", if on { "on" } else { "off" }, &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status();
+    if !matches!(r, Ok(s) if s.success()) {
+        eprintln!("callgrind_control -i failed: {r:?}");
+    }
+}
+
 /// The child's entry point (`--ws-child VARIANT WATCHERS KEYS URL,..`):
 /// runs the protocol described in the module doc; the exit code.
 pub fn child_main(argv: &[String]) -> i32 {
@@ -381,6 +462,7 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     if go != "GO" {
         return Err(format!("expected GO, got {go:?}"));
     }
+    callgrind_instrumentation(true);
     let cpu0 = self_cpu();
     let t0 = Instant::now();
     say("STARTED")?;
@@ -403,6 +485,7 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     }
     let window = t0.elapsed();
     let cpu = self_cpu().saturating_sub(cpu0);
+    callgrind_instrumentation(false);
     let rss_end = rss_kib();
     let mut lat: Vec<u32> = Vec::new();
     let (mut events, mut mismatched, mut ended) = (0u64, 0u64, 0u64);
@@ -860,7 +943,20 @@ struct ChildProc {
 impl ChildProc {
     fn spawn(spec: &WatchScaleSpec, variant: Variant) -> Result<ChildProc, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let mut cmd = match std::env::var(CALLGRIND_ENV) {
+            Ok(dir) => {
+                let mut c = Command::new("valgrind");
+                c.args([
+                    "--tool=callgrind".to_string(),
+                    "--instr-atstart=no".to_string(),
+                    format!("--callgrind-out-file={dir}/callgrind.{}.%p", variant.name()),
+                ])
+                .arg(exe);
+                c
+            }
+            Err(_) => Command::new(exe),
+        };
+        let mut child = cmd
             .args([
                 CHILD_FLAG,
                 variant.name(),

@@ -45,6 +45,10 @@
 //! `--only put|range|serializable|mem|overload|watch-scale` (one part only),
 //! `--only-lib etcdv3|etcd-client`.
 //!
+//! Decode floor (`--ws-decode-floor N [VALUE_SIZE] [prev-kv]`): decode one
+//! watch-scale `WatchResponse` N times, the protobuf work both libraries
+//! do per response (see `etcdv3_bench::watch_scale::decode_floor`).
+//!
 //! Watch scale (`--only watch-scale`, `etcdv3_bench::watch_scale`): N
 //! watchers on one client in a fresh child process (`--ws-child`), a paced
 //! writer in this process; memory per watcher, delivery latency, client CPU
@@ -616,6 +620,21 @@ fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(etcdv3_bench::watch_scale::CHILD_FLAG) {
         std::process::exit(etcdv3_bench::watch_scale::child_main(&argv[2..]));
+    }
+    if argv.get(1).map(String::as_str) == Some("--ws-decode-floor") {
+        // `--ws-decode-floor N [VALUE_SIZE] [prev-kv]`: decode one
+        // watch-scale response N times (run under callgrind at two N).
+        let n = argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        let size = argv.get(3).and_then(|s| s.parse().ok()).unwrap_or(256);
+        let prev_kv = argv.get(4).map(String::as_str) == Some("prev-kv");
+        let t = std::time::Instant::now();
+        let events = etcdv3_bench::watch_scale::decode_floor(n, size, prev_kv);
+        println!(
+            "decoded {n} responses ({events} events) in {:.3} s: {:.0} ns per response",
+            t.elapsed().as_secs_f64(),
+            t.elapsed().as_nanos() as f64 / n.max(1) as f64
+        );
+        return;
     }
     if argv.get(1).map(String::as_str) == Some("--mem-child") {
         child_main(&argv[2..]);
