@@ -310,6 +310,10 @@ async fn run<O: StreamOwner>(
                         Poll::Pending => break,
                     }
                 }
+                // The core hears of the batch once (the stream is alive).
+                if let Some(s) = p.stream.as_mut() {
+                    s.report_progress();
+                }
             }
             Input::Msg(end) => {
                 let ended = p.stream.take();
@@ -323,7 +327,8 @@ async fn run<O: StreamOwner>(
                 p.driver.handle_ended(now, how);
                 p.drain(now, end.as_ref().err());
             }
-            Input::Opened(Ok(s)) => {
+            Input::Opened(Ok(mut s)) => {
+                s.batch_progress();
                 p.stream = Some(s);
                 p.driver.handle_opened(now);
                 p.owner.handle_opened(now);
