@@ -388,7 +388,7 @@ async fn dropping_the_group_cancels_on_the_server_and_close_ends_it<R: TestRunti
 async fn an_idle_group_is_woken_by_close<R: TestRuntime>() {
     let cluster = start::<R>(1).await;
     let c = connect::<R>(&cluster).await;
-    let mut empty = c.watch_group();
+    let empty = c.watch_group();
     let mut ended = c.watch_group();
     let id = ended.add("i/0", WatchOptions::new()).unwrap();
     await_created::<R>(&mut ended, &[id]).await;

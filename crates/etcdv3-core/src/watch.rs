@@ -400,10 +400,8 @@ impl Watcher {
         if self.delivered > 0 {
             rev = rev.max(self.delivered);
         }
-        if self.start_revision <= 0 {
-            if self.created_rev != NOT_CREATED {
-                rev = rev.max(self.created_rev);
-            }
+        if self.start_revision <= 0 && self.created_rev != NOT_CREATED {
+            rev = rev.max(self.created_rev);
         }
         rev
     }
@@ -1053,6 +1051,12 @@ impl WatchHub {
             release_if_large(&mut self.events);
         }
         event
+    }
+
+    /// How many items [`poll_delivery`](Self::poll_delivery) has waiting
+    /// (a driver may size its buffers for them at once).
+    pub fn queued(&self) -> usize {
+        self.events.len()
     }
 
     /// The queue watcher `id` is charged to, while the hub tracks it.

@@ -134,6 +134,7 @@ fn close_inbox<O: StreamOwner>(
 /// Messages already received that one loop turn takes at most, so that one
 /// `deliver` hands them over together (one wake-up per batch, not per
 /// message) while commands and timers still get a turn between batches.
+/// (32 instead cost as much CPU per event at 10,000 watchers.)
 const MAX_MESSAGES_PER_TURN: usize = 256;
 
 type OwnedStream<O> = BidiCall<<O as StreamOwner>::Req, <O as StreamOwner>::Resp>;

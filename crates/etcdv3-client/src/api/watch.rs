@@ -852,6 +852,8 @@ impl WatchOwner {
             self.client
                 .note_revision(std::mem::take(&mut self.seen_revision));
         }
+        // One allocation for the pass's items, not a doubling per push.
+        self.batch.expect(self.hub.queued());
         while let Some((id, queue, event)) = self.hub.poll_delivery() {
             let terminal = event.is_terminal();
             let gone = if queue == QueueId::of(id) {
@@ -908,6 +910,11 @@ struct GroupBatch {
 }
 
 impl GroupBatch {
+    /// About `n` items will come in this pass.
+    fn expect(&mut self, n: usize) {
+        self.items.reserve(n);
+    }
+
     fn push(&mut self, g: &Arc<GroupShared>, id: WatcherId, item: Result<WatchEvent>, ends: bool) {
         if !self.group.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, g)) {
             self.flush();
