@@ -1489,7 +1489,7 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
         let p99 = ratio(|r| r.p99.as_secs_f64());
         let _ = writeln!(
             out,
-            "\netcdv3 / etcd-client at its best (one `WatchStream`), medians (target ≤ 0.5×), \
+            "\netcdv3 / etcd-client at its best (one `WatchStream`), medians, \
              etcdv3 with a task per watcher | with one consumer task | one `WatchGroup`: \
              memory per watcher {} | {} | {}, client CPU per event {} | {} | {}, \
              p50 latency {} | {} | {}, p99 latency {} | {} | {}.",

@@ -168,9 +168,10 @@ where
 }
 
 /// Received bytes a batched stream (see [`BidiCall::batch_progress`])
-/// gives back to the flow-control window at the latest: a quarter of h2's
-/// default stream window, so the server never waits for the end of a
-/// batch to send more.
+/// gives back to the flow-control window at the latest, even within a
+/// batch: far below the stream window the client advertises (2 MiB by
+/// default), so the server does not wait for the end of a batch to send
+/// more; the rest goes back when the batch ends.
 const RELEASE_BATCH: usize = 16 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
