@@ -382,7 +382,47 @@ async fn dropping_the_group_cancels_on_the_server_and_close_ends_it<R: TestRunti
     ));
 }
 
+/// A group with nothing live (no watcher added, or its watchers ended)
+/// waiting in `next()` ends when the client closes: the close wakes it
+/// (before issue 18 it slept until something else polled it).
+async fn an_idle_group_is_woken_by_close<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    let empty = c.watch_group();
+    let mut ended = c.watch_group();
+    let id = ended.add("i/0", WatchOptions::new()).unwrap();
+    await_created::<R>(&mut ended, &[id]).await;
+    ended.cancel(id).unwrap();
+    match next_item::<R>(&mut ended).await {
+        (who, WatchEvent::Cancelled { .. }) if who == id => {}
+        other => panic!("expected the cancel, got {other:?}"),
+    }
+    assert_eq!((empty.live(), ended.live()), (0, 0));
+    // Each group waits in its own task, without a timer of its own: only
+    // its waker (the stream task's, or the close's) can poll it again.
+    let waiting = |mut g: WatchGroup| R::spawn(async move { g.next().await.is_none() });
+    let (a, b) = (waiting(empty), waiting(ended));
+    R::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !a.is_finished() && !b.is_finished(),
+        "nothing ends a group before the close"
+    );
+    c.close();
+    let waited = Duration::from_secs(5);
+    assert_eq!(
+        R::timeout(waited, a).await.ok(),
+        Some(true),
+        "the empty group ends at the close"
+    );
+    assert_eq!(
+        R::timeout(waited, b).await.ok(),
+        Some(true),
+        "the group whose watchers ended ends at the close"
+    );
+}
+
 etcdv3_integration::runtime_tests!(
+    an_idle_group_is_woken_by_close,
     many_watchers_get_exactly_their_events_in_order,
     a_cancelled_watcher_stops,
     creation_outcomes_arrive_on_the_stream,

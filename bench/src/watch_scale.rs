@@ -173,6 +173,16 @@ pub struct WatchScaleSpec {
     pub repeat: usize,
     /// The variants to run.
     pub variants: Vec<Variant>,
+    /// Watch streams the watchers are spread over (watcher `w` on stream
+    /// `w % streams`): etcd-client opens that many `WatchStream`s, etcdv3
+    /// that many `WatchGroup`s (all on the client's one gRPC stream); 1 is
+    /// the watch-scale shape. With `keys: 1` and `prev_kv` this is the
+    /// shape of etcd's `tools/benchmark watch-latency` (`--streams`,
+    /// `--watchers-per-stream`, `--put-rate`, `--prevkv`). Variants with a
+    /// `watch` call per watcher ignore it.
+    pub streams: usize,
+    /// Ask for each event's previous key-value (`--prevkv`).
+    pub prev_kv: bool,
     /// The cluster's client URLs.
     pub urls: Vec<String>,
     /// The members' pids (server CPU).
@@ -215,6 +225,64 @@ pub fn parse_stamp(value: &[u8]) -> Option<u64> {
         n = n.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
     Some(n)
+}
+
+// ------------------------------------------------------------ decode floor
+
+/// One encoded `WatchResponse` as the members send it in a watch-scale
+/// run: a header, the watch id, and one PUT event of key `ws/k/00042` with
+/// a `value_size`-byte value (and its previous value when `prev_kv`).
+pub fn sample_response(value_size: usize, prev_kv: bool) -> bytes::Bytes {
+    use etcdv3_client::proto::etcdserverpb::{ResponseHeader, WatchResponse};
+    use etcdv3_client::proto::mvccpb::{Event, KeyValue};
+    let kv = |rev: i64| KeyValue {
+        key: key(42, 100),
+        create_revision: 12,
+        mod_revision: rev,
+        version: rev - 11,
+        value: stamp(1_764_400_000_123_456_789, value_size),
+        lease: 0,
+    };
+    let resp = WatchResponse {
+        header: Some(ResponseHeader {
+            cluster_id: 0x6c2b_3c2a_bd12_8f36,
+            member_id: 0x8e9e_05c5_2164_694d,
+            revision: 123_456,
+            raft_term: 2,
+        }),
+        watch_id: 5_042,
+        events: vec![Event {
+            r#type: 0,
+            kv: Some(kv(123_456)),
+            prev_kv: prev_kv.then(|| kv(123_356)),
+        }],
+        ..Default::default()
+    };
+    match etcdv3_client::core::codec::encode(&resp, usize::MAX) {
+        // The frame's 5-byte gRPC header off: the message alone.
+        Ok(frame) => frame.slice(5..),
+        Err(_) => bytes::Bytes::new(),
+    }
+}
+
+/// The protobuf decode floor (issue 18): decode [`sample_response`] `n`
+/// times, as both libraries do once per response (one event each in a
+/// watch-scale run), and return the events decoded (a checksum that keeps
+/// the work from being optimised away). Run it under callgrind at two
+/// `n` and take the difference over the extra decodes: the instructions
+/// of one decode, which no client can go below.
+pub fn decode_floor(n: usize, value_size: usize, prev_kv: bool) -> usize {
+    use etcdv3_client::proto::etcdserverpb::WatchResponse;
+    let body = sample_response(value_size, prev_kv);
+    let mut events = 0;
+    for _ in 0..n {
+        if let Ok(r) = etcdv3_client::core::codec::decode_message::<WatchResponse>(
+            std::hint::black_box(body.clone()),
+        ) {
+            events += std::hint::black_box(r).events.len();
+        }
+    }
+    events
 }
 
 // ------------------------------------------------------------------ child
@@ -304,8 +372,61 @@ fn say(line: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// This process's user and system CPU (clock ticks, 10 ms each on Linux)
+/// and its voluntary and involuntary context switches, so far.
+fn cpu_split() -> [i64; 4] {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command (in parentheses, which may hold spaces).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<i64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let count = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    [
+        f.get(11).copied().unwrap_or(0),
+        f.get(12).copied().unwrap_or(0),
+        count("voluntary_ctxt_switches:"),
+        count("nonvoluntary_ctxt_switches:"),
+    ]
+}
+
 fn self_cpu() -> Duration {
     processes_cpu(&[std::process::id()])
+}
+
+/// The environment variable that runs each child under callgrind
+/// (`valgrind --tool=callgrind --instr-atstart=no`), writing its profile
+/// to the directory it names: the child switches the instrumentation on
+/// for the event phase only (from `GO` until the drain ends), so the
+/// profile's instruction count over the events received is the client's
+/// instructions per event, repeatable whatever the machine's load.
+pub const CALLGRIND_ENV: &str = "WS_CALLGRIND_DIR";
+
+/// Under [`CALLGRIND_ENV`], switch callgrind's instrumentation of this
+/// process on or off (`callgrind_control -i`).
+fn callgrind_instrumentation(on: bool) {
+    if std::env::var_os(CALLGRIND_ENV).is_none() {
+        return;
+    }
+    let r = Command::new("callgrind_control")
+        .args([
+            "-i",
+            if on { "on" } else { "off" },
+            &std::process::id().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .status();
+    if !matches!(r, Ok(s) if s.success()) {
+        eprintln!("callgrind_control -i failed: {r:?}");
+    }
 }
 
 /// The child's entry point (`--ws-child VARIANT WATCHERS KEYS URL,..`):
@@ -323,11 +444,26 @@ pub fn child_main(argv: &[String]) -> i32 {
         }),
     );
     let (Some(variant), Some(n), Some(keys), Some(urls)) = parsed else {
-        eprintln!("usage: {CHILD_FLAG} VARIANT WATCHERS KEYS URL,..");
+        eprintln!("usage: {CHILD_FLAG} VARIANT WATCHERS KEYS URL,.. [STREAMS] [prev-kv]");
         return 2;
     };
+    let shape = Shape {
+        streams: argv
+            .get(4)
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(1)
+            .max(1),
+        prev_kv: argv.get(5).map(String::as_str) == Some("prev-kv"),
+    };
+    // `WS_CHILD_WORKERS=1` runs the child on one worker thread: what the
+    // hand-over between threads costs (the profile in docs/benchmarks.md).
+    let workers = std::env::var("WS_CHILD_WORKERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(2)
+        .max(1);
     let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .thread_name(CHILD_THREAD)
         .enable_all()
         .build()
@@ -339,7 +475,7 @@ pub fn child_main(argv: &[String]) -> i32 {
         }
     };
     let r = rt.block_on(async move {
-        tokio::spawn(child(variant, n.max(1), keys.max(1), urls))
+        tokio::spawn(child(variant, n.max(1), keys.max(1), shape, urls))
             .await
             .unwrap_or_else(|e| Err(e.to_string()))
     });
@@ -355,7 +491,21 @@ pub fn child_main(argv: &[String]) -> i32 {
     }
 }
 
-async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Result<(), String> {
+/// How the child spreads its watchers ([`WatchScaleSpec::streams`],
+/// [`WatchScaleSpec::prev_kv`]).
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    streams: usize,
+    prev_kv: bool,
+}
+
+async fn child(
+    variant: Variant,
+    n: usize,
+    keys: usize,
+    shape: Shape,
+    urls: Vec<String>,
+) -> Result<(), String> {
     let driver = Driver::connect(variant.lib(), &urls, &ConnectOptions::default()).await?;
     {
         let mut d = driver.clone();
@@ -365,9 +515,9 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     let w = match variant {
         Variant::Etcdv3 => etcdv3_watchers(&driver, n, keys, false).await?,
         Variant::Etcdv3OneTask => etcdv3_watchers(&driver, n, keys, true).await?,
-        Variant::Etcdv3Group => etcdv3_group(&driver, n, keys).await?,
+        Variant::Etcdv3Group => etcdv3_group(&driver, n, keys, shape).await?,
         #[cfg(feature = "etcd-client")]
-        Variant::EtcdClientStream => etcd_client_one_stream(&driver, n, keys).await?,
+        Variant::EtcdClientStream => etcd_client_one_stream(&driver, n, keys, shape).await?,
         #[cfg(feature = "etcd-client")]
         Variant::EtcdClientPerWatch => etcd_client_per_watch(&driver, n, keys).await?,
     };
@@ -381,6 +531,8 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     if go != "GO" {
         return Err(format!("expected GO, got {go:?}"));
     }
+    callgrind_instrumentation(true);
+    let split0 = cpu_split();
     let cpu0 = self_cpu();
     let t0 = Instant::now();
     say("STARTED")?;
@@ -403,6 +555,16 @@ async fn child(variant: Variant, n: usize, keys: usize, urls: Vec<String>) -> Re
     }
     let window = t0.elapsed();
     let cpu = self_cpu().saturating_sub(cpu0);
+    callgrind_instrumentation(false);
+    let split = cpu_split();
+    eprintln!(
+        "watch scale child {}: user {} ms, system {} ms, context switches {} voluntary {} involuntary",
+        variant.name(),
+        (split[0] - split0[0]) * 10,
+        (split[1] - split0[1]) * 10,
+        split[2] - split0[2],
+        split[3] - split0[3]
+    );
     let rss_end = rss_kib();
     let mut lat: Vec<u32> = Vec::new();
     let (mut events, mut mismatched, mut ended) = (0u64, 0u64, 0u64);
@@ -550,62 +712,80 @@ async fn etcdv3_watchers(
 /// `(WatcherId, event)` through the same kind of caller table
 /// (`HashMap<id, watcher>` + the watched keys) as `etcd_client_one_stream`,
 /// built before the "created" memory reading as there.
-async fn etcdv3_group(driver: &Driver, n: usize, keys: usize) -> Result<Watching, String> {
-    use etcdv3_client::api::{WatchEvent, WatchOptions};
+async fn etcdv3_group(
+    driver: &Driver,
+    n: usize,
+    keys: usize,
+    shape: Shape,
+) -> Result<Watching, String> {
+    use etcdv3_client::api::{WatchEvent, WatchGroup, WatchOptions};
     use futures_util::StreamExt;
     use std::collections::HashMap;
     let (c, warm) = etcdv3_warmed(driver).await?;
     let rss_before = rss_kib();
     let t_create = Instant::now();
-    let mut group = c.watch_group();
-    let mut routes: HashMap<i64, usize> = HashMap::with_capacity(n);
-    for w in 0..n {
-        let id = group
-            .add(key(w, keys), WatchOptions::new())
-            .map_err(|e| e.to_string())?;
-        routes.insert(id.get(), w);
+    let mut groups: Vec<WatchGroup> = (0..shape.streams).map(|_| c.watch_group()).collect();
+    let mut routes: Vec<HashMap<i64, usize>> = (0..shape.streams)
+        .map(|_| HashMap::with_capacity(n.div_ceil(shape.streams)))
+        .collect();
+    let mut opts = WatchOptions::new();
+    if shape.prev_kv {
+        opts = opts.with_prev_kv();
     }
-    let watched: Vec<Vec<u8>> = (0..n).map(|w| key(w, keys)).collect();
-    let mut created = 0;
-    while created < n {
-        match group.next().await {
-            Some((_, Ok(WatchEvent::Created { .. }))) => created += 1,
-            Some((id, Ok(e))) if e.is_terminal() => {
-                return Err(format!("watcher {id} ended at creation: {e:?}"))
+    for w in 0..n {
+        let g = w % shape.streams;
+        let id = groups[g]
+            .add(key(w, keys), opts.clone())
+            .map_err(|e| e.to_string())?;
+        routes[g].insert(id.get(), w);
+    }
+    let watched: Arc<Vec<Vec<u8>>> = Arc::new((0..n).map(|w| key(w, keys)).collect());
+    for (g, group) in groups.iter_mut().enumerate() {
+        let mut created = 0;
+        while created < routes[g].len() {
+            match group.next().await {
+                Some((_, Ok(WatchEvent::Created { .. }))) => created += 1,
+                Some((id, Ok(e))) if e.is_terminal() => {
+                    return Err(format!("watcher {id} ended at creation: {e:?}"))
+                }
+                Some((_, Ok(_))) => {}
+                Some((id, Err(e))) => return Err(format!("watcher {id}: {e}")),
+                None => return Err("watch group ended".into()),
             }
-            Some((_, Ok(_))) => {}
-            Some((id, Err(e))) => return Err(format!("watcher {id}: {e}")),
-            None => return Err("watch group ended".into()),
         }
     }
     let create_time = t_create.elapsed();
     settle().await;
     let rss_after = rss_kib();
-    let sink = SharedSink::default();
-    let s2 = sink.clone();
-    tokio::spawn(async move {
-        while let Some((id, ev)) = group.next().await {
-            match ev {
-                Ok(WatchEvent::Events { events, .. }) => {
-                    let now = now_ns();
-                    let mut s = lock(&s2);
-                    let Some(&w) = routes.get(&id.get()) else {
-                        s.mismatched += events.len() as u64;
-                        continue;
-                    };
-                    s.record_events(&watched[w], &events, now);
+    let mut sinks = Vec::with_capacity(shape.streams);
+    for (mut group, routes) in groups.into_iter().zip(routes) {
+        let sink = SharedSink::default();
+        sinks.push(sink.clone());
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            while let Some((id, ev)) = group.next().await {
+                match ev {
+                    Ok(WatchEvent::Events { events, .. }) => {
+                        let now = now_ns();
+                        let mut s = lock(&sink);
+                        let Some(&w) = routes.get(&id.get()) else {
+                            s.mismatched += events.len() as u64;
+                            continue;
+                        };
+                        s.record_events(&watched[w], &events, now);
+                    }
+                    Ok(e) if e.is_terminal() => lock(&sink).end(format!("{e:?}")),
+                    Ok(_) => {}
+                    Err(e) => lock(&sink).end(e.to_string()),
                 }
-                Ok(e) if e.is_terminal() => lock(&s2).end(format!("{e:?}")),
-                Ok(_) => {}
-                Err(e) => lock(&s2).end(e.to_string()),
             }
-        }
-    });
+        });
+    }
     Ok(Watching {
         rss_before,
         rss_after,
         create_time,
-        sinks: vec![sink],
+        sinks,
         _keep: vec![Box::new(warm), Box::new(driver.clone())],
     })
 }
@@ -638,6 +818,7 @@ async fn etcd_client_one_stream(
     driver: &Driver,
     n: usize,
     keys: usize,
+    shape: Shape,
 ) -> Result<Watching, String> {
     let Driver::EtcdClient(c) = driver else {
         return Err("etcd-client variant needs an etcd-client client".into());
@@ -650,76 +831,90 @@ async fn etcd_client_one_stream(
         .map_err(|e| e.to_string())?;
     created_ids(&mut warm, 1).await?;
     settle().await;
+    let prev_kv = shape.prev_kv;
+    let opts = move || prev_kv.then(|| etcd_client::WatchOptions::new().with_prev_key());
     let rss_before = rss_kib();
     let t_create = Instant::now();
-    let s = c
-        .watch(key(0, keys), None)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut tx, mut rx) = s.split();
-    // Send the other creates while reading the "created" answers: with
-    // thousands of watchers, not reading would fill the flow-control window
-    // and then the request channel.
-    let sender = tokio::spawn(async move {
-        for i in 1..n {
-            tx.watch(key(i, keys), None)
-                .await
-                .map_err(|e| e.to_string())?;
-        }
-        Ok::<_, String>(tx)
-    });
-    let ids = created_ids(&mut rx, n).await?;
-    let tx = sender.await.map_err(|e| e.to_string())??;
-    // The caller's routing table: watch id -> watcher (its key and count).
-    let routes: HashMap<i64, usize> = ids.iter().enumerate().map(|(w, id)| (*id, w)).collect();
-    let watched: Vec<Vec<u8>> = (0..n).map(|w| key(w, keys)).collect();
+    // Stream `s` watches watchers s, s + streams, s + 2 * streams, ...
+    let mut streams = Vec::with_capacity(shape.streams);
+    for st in 0..shape.streams.min(n) {
+        let mine: Vec<usize> = (st..n).step_by(shape.streams).collect();
+        let s = c
+            .watch(key(mine[0], keys), opts())
+            .await
+            .map_err(|e| e.to_string())?;
+        let (mut tx, mut rx) = s.split();
+        // Send the other creates while reading the "created" answers: with
+        // thousands of watchers, not reading would fill the flow-control
+        // window and then the request channel.
+        let rest = mine[1..].to_vec();
+        let sender = tokio::spawn(async move {
+            for w in rest {
+                tx.watch(key(w, keys), opts())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(tx)
+        });
+        let ids = created_ids(&mut rx, mine.len()).await?;
+        let tx = sender.await.map_err(|e| e.to_string())??;
+        // The caller's routing table: watch id -> watcher.
+        let routes: HashMap<i64, usize> = ids.iter().copied().zip(mine.iter().copied()).collect();
+        streams.push((tx, rx, routes));
+    }
+    let watched: Arc<Vec<Vec<u8>>> = Arc::new((0..n).map(|w| key(w, keys)).collect());
     let create_time = t_create.elapsed();
     settle().await;
     let rss_after = rss_kib();
-    let sink = SharedSink::default();
-    let s2 = sink.clone();
-    tokio::spawn(async move {
-        let mut per_watcher = vec![0u64; watched.len()];
-        loop {
-            match rx.message().await {
-                Ok(Some(r)) => {
-                    if r.events().is_empty() {
-                        if r.canceled() {
-                            lock(&s2).end(format!("cancelled: {}", r.cancel_reason()));
+    let mut sinks = Vec::with_capacity(streams.len());
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = vec![Box::new(warm)];
+    for (tx, mut rx, routes) in streams {
+        keep.push(Box::new(tx));
+        let sink = SharedSink::default();
+        sinks.push(sink.clone());
+        let watched = watched.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.message().await {
+                    Ok(Some(r)) => {
+                        if r.events().is_empty() {
+                            if r.canceled() {
+                                lock(&sink).end(format!("cancelled: {}", r.cancel_reason()));
+                            }
+                            continue;
                         }
-                        continue;
-                    }
-                    let now = now_ns();
-                    let mut s = lock(&s2);
-                    let Some(&w) = routes.get(&r.watch_id()) else {
-                        s.mismatched += r.events().len() as u64;
-                        continue;
-                    };
-                    per_watcher[w] += r.events().len() as u64;
-                    for e in r.events() {
-                        match e.kv() {
-                            Some(kv) => s.record(&watched[w], kv.key(), kv.value(), now),
-                            None => s.mismatched += 1,
+                        let now = now_ns();
+                        let mut s = lock(&sink);
+                        let Some(&w) = routes.get(&r.watch_id()) else {
+                            s.mismatched += r.events().len() as u64;
+                            continue;
+                        };
+                        for e in r.events() {
+                            match e.kv() {
+                                Some(kv) => s.record(&watched[w], kv.key(), kv.value(), now),
+                                None => s.mismatched += 1,
+                            }
                         }
                     }
-                }
-                Ok(None) => {
-                    lock(&s2).end("watch stream ended".into());
-                    return;
-                }
-                Err(e) => {
-                    lock(&s2).end(e.to_string());
-                    return;
+                    Ok(None) => {
+                        lock(&sink).end("watch stream ended".into());
+                        return;
+                    }
+                    Err(e) => {
+                        lock(&sink).end(e.to_string());
+                        return;
+                    }
                 }
             }
-        }
-    });
+        });
+    }
+    keep.push(Box::new(c));
     Ok(Watching {
         rss_before,
         rss_after,
         create_time,
-        sinks: vec![sink],
-        _keep: vec![Box::new(warm), Box::new(tx), Box::new(c)],
+        sinks,
+        _keep: keep,
     })
 }
 
@@ -860,13 +1055,30 @@ struct ChildProc {
 impl ChildProc {
     fn spawn(spec: &WatchScaleSpec, variant: Variant) -> Result<ChildProc, String> {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut child = Command::new(exe)
+        let mut cmd = match std::env::var(CALLGRIND_ENV) {
+            Ok(dir) => {
+                let mut c = Command::new("valgrind");
+                c.args([
+                    "--tool=callgrind".to_string(),
+                    "--instr-atstart=no".to_string(),
+                    format!("--callgrind-out-file={dir}/callgrind.{}.%p", variant.name()),
+                ])
+                // With `WS_CALLGRIND_CACHE=1`, simulated cache misses too.
+                .args(std::env::var_os("WS_CALLGRIND_CACHE").map(|_| "--cache-sim=yes"))
+                .arg(exe);
+                c
+            }
+            Err(_) => Command::new(exe),
+        };
+        let mut child = cmd
             .args([
                 CHILD_FLAG,
                 variant.name(),
                 &spec.watchers.to_string(),
                 &spec.keys.to_string(),
                 &spec.urls.join(","),
+                &spec.streams.max(1).to_string(),
+                if spec.prev_kv { "prev-kv" } else { "-" },
             ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -1144,13 +1356,22 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
     let _ = writeln!(
         out,
         "\nWatch scale: {} watchers on one client, {} keys (about {} watchers per key), {} writes/s \
-         for {} s, {}-byte values; each variant's watchers in a fresh child process\n",
+         for {} s, {}-byte values{}; each variant's watchers in a fresh child process\n",
         spec.watchers,
         spec.keys,
         spec.watchers / spec.keys.max(1),
         spec.rate,
         spec.secs,
-        spec.value_size.max(STAMP_LEN)
+        spec.value_size.max(STAMP_LEN),
+        match (spec.streams.max(1), spec.prev_kv) {
+            (1, false) => String::new(),
+            (s, p) => format!(
+                ", {s} streams ({} watchers per stream: `WatchStream`s for etcd-client, \
+                 `WatchGroup`s for etcdv3){}",
+                spec.watchers / s,
+                if p { ", prev_kv" } else { "" }
+            ),
+        }
     );
     let _ = writeln!(
         out,
@@ -1268,7 +1489,7 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
         let p99 = ratio(|r| r.p99.as_secs_f64());
         let _ = writeln!(
             out,
-            "\netcdv3 / etcd-client at its best (one `WatchStream`), medians (target ≤ 0.5×), \
+            "\netcdv3 / etcd-client at its best (one `WatchStream`), medians, \
              etcdv3 with a task per watcher | with one consumer task | one `WatchGroup`: \
              memory per watcher {} | {} | {}, client CPU per event {} | {} | {}, \
              p50 latency {} | {} | {}, p99 latency {} | {} | {}.",

@@ -45,6 +45,10 @@
 //! `--only put|range|serializable|mem|overload|watch-scale` (one part only),
 //! `--only-lib etcdv3|etcd-client`.
 //!
+//! Decode floor (`--ws-decode-floor N [VALUE_SIZE] [prev-kv]`): decode one
+//! watch-scale `WatchResponse` N times, the protobuf work both libraries
+//! do per response (see `etcdv3_bench::watch_scale::decode_floor`).
+//!
 //! Watch scale (`--only watch-scale`, `etcdv3_bench::watch_scale`): N
 //! watchers on one client in a fresh child process (`--ws-child`), a paced
 //! writer in this process; memory per watcher, delivery latency, client CPU
@@ -53,6 +57,14 @@
 //! 1000), `--ws-secs N` (default 10), `--ws-variants LIST` (default
 //! `etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch`);
 //! `--repeat N` runs each variant N times, alternating the order.
+//! `--ws-streams S` spreads the watchers over S `WatchStream`s
+//! (etcd-client) or S `WatchGroup`s (etcdv3), `--ws-prev-kv` asks for
+//! previous values: with `--ws-keys 1` that is etcd's own
+//! `tools/benchmark watch-latency` shape (`--streams S
+//! --watchers-per-stream N/S --put-rate R --prevkv`), e.g.
+//! `--only watch-scale --ws-keys 1 --ws-streams 10 --ws-watchers 1000
+//! --ws-rate 100 --ws-secs 10 --value-size 32 --ws-prev-kv
+//! --ws-variants etcdv3-group,etcd-client-stream`.
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -472,6 +484,8 @@ struct Args {
     ws_rate: usize,
     ws_secs: u64,
     ws_variants: Vec<etcdv3_bench::watch_scale::Variant>,
+    ws_streams: usize,
+    ws_prev_kv: bool,
 }
 
 /// A comma-separated list of positive counts (`1,64,256`).
@@ -487,7 +501,7 @@ const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,25
 [--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
 [--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
 [--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N] \
-[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-variants etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch]";
+[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-streams N] [--ws-prev-kv] [--ws-variants etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch]";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {
@@ -513,6 +527,8 @@ fn parse_args() -> Result<Args, String> {
         ws_rate: 1000,
         ws_secs: 10,
         ws_variants: etcdv3_bench::watch_scale::Variant::all(),
+        ws_streams: 1,
+        ws_prev_kv: false,
     };
     let mut args = std::env::args().skip(1);
     fn num(v: Option<String>, name: &str) -> Result<usize, String> {
@@ -555,6 +571,8 @@ fn parse_args() -> Result<Args, String> {
             "--ws-keys" => a.ws_keys = num(args.next(), "--ws-keys")?,
             "--ws-rate" => a.ws_rate = num(args.next(), "--ws-rate")?,
             "--ws-secs" => a.ws_secs = num(args.next(), "--ws-secs")? as u64,
+            "--ws-streams" => a.ws_streams = num(args.next(), "--ws-streams")?,
+            "--ws-prev-kv" => a.ws_prev_kv = true,
             "--ws-variants" => {
                 let v = args.next().unwrap_or_default();
                 a.ws_variants = v
@@ -616,6 +634,21 @@ fn main() {
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(etcdv3_bench::watch_scale::CHILD_FLAG) {
         std::process::exit(etcdv3_bench::watch_scale::child_main(&argv[2..]));
+    }
+    if argv.get(1).map(String::as_str) == Some("--ws-decode-floor") {
+        // `--ws-decode-floor N [VALUE_SIZE] [prev-kv]`: decode one
+        // watch-scale response N times (run under callgrind at two N).
+        let n = argv.get(2).and_then(|s| s.parse().ok()).unwrap_or(100_000);
+        let size = argv.get(3).and_then(|s| s.parse().ok()).unwrap_or(256);
+        let prev_kv = argv.get(4).map(String::as_str) == Some("prev-kv");
+        let t = std::time::Instant::now();
+        let events = etcdv3_bench::watch_scale::decode_floor(n, size, prev_kv);
+        println!(
+            "decoded {n} responses ({events} events) in {:.3} s: {:.0} ns per response",
+            t.elapsed().as_secs_f64(),
+            t.elapsed().as_nanos() as f64 / n.max(1) as f64
+        );
+        return;
     }
     if argv.get(1).map(String::as_str) == Some("--mem-child") {
         child_main(&argv[2..]);
@@ -755,6 +788,8 @@ async fn bench(args: Args, cluster: ClusterInfo) -> Result<String, String> {
                 .collect(),
             urls: cluster.urls.clone(),
             server_pids: cluster.pids.clone(),
+            streams: args.ws_streams,
+            prev_kv: args.ws_prev_kv,
         };
         return etcdv3_bench::watch_scale::run(&spec).await;
     }

@@ -134,6 +134,7 @@ fn close_inbox<O: StreamOwner>(
 /// Messages already received that one loop turn takes at most, so that one
 /// `deliver` hands them over together (one wake-up per batch, not per
 /// message) while commands and timers still get a turn between batches.
+/// (32 instead cost as much CPU per event at 10,000 watchers.)
 const MAX_MESSAGES_PER_TURN: usize = 256;
 
 type OwnedStream<O> = BidiCall<<O as StreamOwner>::Req, <O as StreamOwner>::Resp>;
@@ -310,6 +311,10 @@ async fn run<O: StreamOwner>(
                         Poll::Pending => break,
                     }
                 }
+                // The core hears of the batch once (the stream is alive).
+                if let Some(s) = p.stream.as_mut() {
+                    s.report_progress();
+                }
             }
             Input::Msg(end) => {
                 let ended = p.stream.take();
@@ -323,7 +328,8 @@ async fn run<O: StreamOwner>(
                 p.driver.handle_ended(now, how);
                 p.drain(now, end.as_ref().err());
             }
-            Input::Opened(Ok(s)) => {
+            Input::Opened(Ok(mut s)) => {
+                s.batch_progress();
                 p.stream = Some(s);
                 p.driver.handle_opened(now);
                 p.owner.handle_opened(now);

@@ -216,12 +216,16 @@ impl WatchOptions {
     }
 }
 
-/// Where a watcher's events go.
-enum Sink {
-    /// A [`Watcher`]'s own channel.
-    Single(mpsc::UnboundedSender<Result<WatchEvent>>, Arc<Flow>),
-    /// A [`WatchGroup`](crate::api::WatchGroup)'s shared queue.
-    Group(Arc<GroupShared>),
+/// Where a [`Watcher`]'s events go: its own channel.
+type Sink = (mpsc::UnboundedSender<Result<WatchEvent>>, Arc<Flow>);
+
+/// A [`WatchGroup`](crate::api::WatchGroup) the task delivers to: found by
+/// the hub queue its watchers are charged to (the hub names it with each
+/// item), so the task keeps nothing per grouped watcher.
+struct GroupSink {
+    shared: Arc<GroupShared>,
+    /// Its watchers the hub tracks: the entry goes when the last ends.
+    watchers: usize,
 }
 
 /// What one consumer (a [`Watcher`] or a group) holds and took, shared
@@ -248,14 +252,23 @@ impl Flow {
 
     /// The task handed `item` to the consumer.
     pub(crate) fn handed(&self, item: &Result<WatchEvent>) {
-        self.held.fetch_add(item_cost(item), Ordering::Relaxed);
+        self.handed_cost(item_cost(item));
+    }
+
+    /// The task handed items costing `cost` to the consumer.
+    pub(crate) fn handed_cost(&self, cost: usize) {
+        self.held.fetch_add(cost, Ordering::Relaxed);
     }
 
     /// The consumer took `item`. True when the task must be told (nothing
     /// taken was pending a report: one report covers what is taken until
     /// the task reads it).
     pub(crate) fn took(&self, item: &Result<WatchEvent>) -> bool {
-        let cost = item_cost(item);
+        self.took_cost(item_cost(item))
+    }
+
+    /// The consumer took items costing `cost`; see [`Flow::took`].
+    pub(crate) fn took_cost(&self, cost: usize) -> bool {
         if cost == 0 {
             return false;
         }
@@ -281,7 +294,7 @@ impl Flow {
 
 /// What an item costs its consumer's queue: the hub's measure for events,
 /// nothing for the client's own errors (the hub never counted them).
-fn item_cost(item: &Result<WatchEvent>) -> usize {
+pub(crate) fn item_cost(item: &Result<WatchEvent>) -> usize {
     item.as_ref().map_or(0, delivery_cost)
 }
 
@@ -688,7 +701,10 @@ pub(crate) fn watch_inbox(client: &Client) -> mpsc::UnboundedSender<Cmd> {
 struct WatchOwner {
     client: Client,
     hub: WatchHub,
+    /// The [`Watcher`]s' channels (a watcher charged to its own queue).
     sinks: HashMap<WatcherId, Sink, WatcherIdBuildHasher>,
+    /// The groups, by their hub queue (few entries: one per group).
+    groups: HashMap<QueueId, GroupSink, WatcherIdBuildHasher>,
     /// Events for one group gathered during a `deliver` pass, handed over
     /// with one lock and one wake-up.
     batch: GroupBatch,
@@ -702,6 +718,7 @@ impl WatchOwner {
             client,
             hub: new_hub(),
             sinks: HashMap::default(),
+            groups: HashMap::default(),
             batch: GroupBatch::default(),
             seen_revision: 0,
         }
@@ -752,14 +769,19 @@ impl StreamOwner for WatchOwner {
     }
 
     fn fail(&mut self, err: &Error) {
+        // What the hub yielded already goes first (a watcher whose end is
+        // among it gets that end, not the error).
+        self.deliver_events();
         let mut sinks: Vec<(WatcherId, Sink)> = self.sinks.drain().collect();
         sinks.sort_unstable_by_key(|(id, _)| *id);
-        for (id, s) in sinks {
-            match s {
-                Sink::Single(s, _) => {
-                    let _ = s.unbounded_send(Err(err.clone()));
-                }
-                Sink::Group(g) => self.batch.push(&g, id, Err(err.clone()), true),
+        for (_, (s, _)) in sinks {
+            let _ = s.unbounded_send(Err(err.clone()));
+        }
+        let mut groups: Vec<(QueueId, GroupSink)> = self.groups.drain().collect();
+        groups.sort_unstable_by_key(|(q, _)| std::cmp::Reverse(*q));
+        for (queue, g) in groups {
+            for id in self.hub.ids_in_queue(queue) {
+                self.batch.push(&g.shared, id, Err(err.clone()), true);
             }
         }
         self.batch.flush();
@@ -783,7 +805,7 @@ impl WatchOwner {
                 if reply.send(id).is_err() {
                     self.hub.cancel(id);
                 } else {
-                    self.sinks.insert(id, Sink::Single(sink, flow));
+                    self.sinks.insert(id, (sink, flow));
                 }
             }
             Cmd::Consumed(flow) => self.hub.handle_consumed(flow.queue, flow.report()),
@@ -792,26 +814,30 @@ impl WatchOwner {
                 if group.is_dropped() {
                     return;
                 }
+                let queue = group.flow.queue;
+                let mut added = 0;
                 for (id, request) in adds {
-                    if self.hub.add_to_queue(id, request, group.flow.queue) {
-                        self.sinks.insert(id, Sink::Group(group.clone()));
+                    if self.hub.add_to_queue(id, request, queue) {
+                        added += 1;
                     }
+                }
+                if added > 0 {
+                    self.groups
+                        .entry(queue)
+                        .or_insert_with(|| GroupSink {
+                            shared: group.clone(),
+                            watchers: 0,
+                        })
+                        .watchers += added;
                 }
             }
             Cmd::GroupCancel(group, id) => {
-                if matches!(self.sinks.get(&id), Some(Sink::Group(g)) if Arc::ptr_eq(g, &group)) {
+                if self.hub.queue_of(id) == Some(group.flow.queue) {
                     self.hub.cancel(id);
                 }
             }
             Cmd::GroupDrop(group) => {
-                let mut ids: Vec<WatcherId> = self
-                    .sinks
-                    .iter()
-                    .filter(|(_, s)| matches!(s, Sink::Group(g) if Arc::ptr_eq(g, &group)))
-                    .map(|(id, _)| *id)
-                    .collect();
-                ids.sort_unstable();
-                for id in ids {
+                for id in self.hub.ids_in_queue(group.flow.queue) {
                     self.hub.cancel(id);
                 }
             }
@@ -827,27 +853,46 @@ impl WatchOwner {
             self.client
                 .note_revision(std::mem::take(&mut self.seen_revision));
         }
-        while let Some((id, event)) = self.hub.poll_event() {
+        // One allocation for the pass's items, not a doubling per push.
+        self.batch.expect(self.hub.queued());
+        while let Some((id, queue, event)) = self.hub.poll_delivery() {
             let terminal = event.is_terminal();
-            let gone = match self.sinks.get(&id) {
-                Some(Sink::Single(s, flow)) => {
-                    let item = Ok(event);
-                    flow.handed(&item);
-                    s.unbounded_send(item).is_err()
-                }
-                Some(Sink::Group(g)) => {
-                    if g.is_dropped() {
-                        true
-                    } else {
-                        self.batch.push(g, id, Ok(event), terminal);
-                        false
+            let gone = if queue == QueueId::of(id) {
+                let gone = match self.sinks.get(&id) {
+                    Some((s, flow)) => {
+                        let item = Ok(event);
+                        flow.handed(&item);
+                        s.unbounded_send(item).is_err()
                     }
+                    None => true,
+                };
+                if terminal {
+                    self.sinks.remove(&id);
                 }
-                None => true,
+                gone
+            } else {
+                // A group's watcher: the group is found by its queue in a
+                // table of one entry per group.
+                let gone = match self.groups.get_mut(&queue) {
+                    Some(g) => {
+                        if terminal {
+                            g.watchers = g.watchers.saturating_sub(1);
+                        }
+                        if g.shared.is_dropped() {
+                            true
+                        } else {
+                            self.batch.push(&g.shared, id, Ok(event), terminal);
+                            false
+                        }
+                    }
+                    None => true,
+                };
+                if terminal && self.groups.get(&queue).is_some_and(|g| g.watchers == 0) {
+                    self.groups.remove(&queue);
+                }
+                gone
             };
-            if terminal {
-                self.sinks.remove(&id);
-            } else if gone {
+            if gone && !terminal {
                 self.hub.cancel(id);
             }
         }
@@ -866,6 +911,11 @@ struct GroupBatch {
 }
 
 impl GroupBatch {
+    /// About `n` items will come in this pass.
+    fn expect(&mut self, n: usize) {
+        self.items.reserve(n);
+    }
+
     fn push(&mut self, g: &Arc<GroupShared>, id: WatcherId, item: Result<WatchEvent>, ends: bool) {
         if !self.group.as_ref().is_some_and(|cur| Arc::ptr_eq(cur, g)) {
             self.flush();

@@ -22,7 +22,7 @@ use futures_core::Stream;
 use futures_util::task::AtomicWaker;
 
 use crate::api::watch::{
-    next_watcher_id, watch_inbox, Cmd, Flow, WatchEvent, WatchOptions, WatcherId,
+    item_cost, next_watcher_id, watch_inbox, Cmd, Flow, WatchEvent, WatchOptions, WatcherId,
 };
 use crate::client::KeepOpen;
 use crate::error::{Error, Result};
@@ -58,7 +58,7 @@ const SEND_ATTEMPTS: usize = 3;
 ///
 /// When the client is closed, every watcher still live yields
 /// `(id, Err(Error::Closed))` and the stream then ends (a group with no
-/// live watcher is not woken by the close: it ends at its next poll).
+/// live watcher ends at once: the close wakes it).
 /// Dropping the group
 /// cancels all its watchers on the server. Items wait in the group until it
 /// is polled, at most [`MAX_BUFFERED_BYTES`](crate::api::MAX_BUFFERED_BYTES)
@@ -89,6 +89,11 @@ pub struct WatchGroup {
     shared: Arc<GroupShared>,
     /// Items taken from the shared queue in one lock, handed out one by one.
     local: VecDeque<GroupItem>,
+    /// Cost of the items of `local` handed out and not reported to the
+    /// flow yet: reported once `local` is empty (one report per batch, not
+    /// two atomic updates per item). Until then the hub counts them as
+    /// held, which only ever delays resuming a paused watcher.
+    taken: usize,
     ended: bool,
 }
 
@@ -103,7 +108,8 @@ impl std::fmt::Debug for WatchGroup {
 /// What a group and the client's watch stream task share.
 pub(crate) struct GroupShared {
     queue: Mutex<GroupQueue>,
-    waker: AtomicWaker,
+    /// Woken by the stream task (items) and by the client's close.
+    waker: Arc<AtomicWaker>,
     /// The group handle was dropped: its watchers are being cancelled and
     /// nothing more is delivered.
     dropped: AtomicBool,
@@ -145,9 +151,8 @@ impl GroupShared {
         if items.is_empty() {
             return;
         }
-        for (_, item) in &items {
-            self.flow.handed(item);
-        }
+        self.flow
+            .handed_cost(items.iter().map(|(_, item)| item_cost(item)).sum());
         {
             let mut q = self.lock();
             if q.items.is_empty() {
@@ -324,7 +329,10 @@ impl Stream for WatchGroup {
         let mut registered = false;
         loop {
             if let Some(item) = this.local.pop_front() {
-                if this.shared.flow.took(&item.1) {
+                this.taken += item_cost(&item.1);
+                if this.local.is_empty()
+                    && this.shared.flow.took_cost(std::mem::take(&mut this.taken))
+                {
                     // The hub may wait for this to resume a paused watcher.
                     let _ = this.send(Cmd::Consumed(this.shared.flow.clone()));
                 }
@@ -397,6 +405,10 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn watch_group(&self) -> WatchGroup {
+        let waker = Arc::new(AtomicWaker::new());
+        // A group with no live watcher gets no item when the client
+        // closes: the close itself wakes it, so it ends then.
+        self.shared.wake_on_close(&waker);
         WatchGroup {
             _keep: self.keep_open(),
             client: self.background(),
@@ -406,11 +418,12 @@ impl Client {
                     adds: Vec::new(),
                     live: 0,
                 }),
-                waker: AtomicWaker::new(),
+                waker: waker.clone(),
                 dropped: AtomicBool::new(false),
                 flow: Arc::new(Flow::new(next_group_queue())),
             }),
             local: VecDeque::new(),
+            taken: 0,
             ended: false,
         }
     }

@@ -17,7 +17,7 @@ pub(crate) mod tasks;
 #[cfg(feature = "tls")]
 mod tls;
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
@@ -129,6 +129,10 @@ pub(crate) struct Shared {
     /// keeps failing (an outage) costs one connection attempt per failure,
     /// not two.
     pub(crate) scheme_checked: Mutex<std::collections::HashSet<String>>,
+    /// Wakers of handles that must notice [`Shared::close`] although
+    /// nothing else would wake them (a `WatchGroup` with no live watcher
+    /// gets no item to say so); see [`Shared::wake_on_close`].
+    close_wakers: Mutex<Vec<Weak<futures_util::task::AtomicWaker>>>,
 }
 
 impl Shared {
@@ -223,6 +227,7 @@ impl Shared {
         let shared = Arc::new(Shared {
             user,
             scheme_checked: Mutex::new(std::collections::HashSet::new()),
+            close_wakers: Mutex::new(Vec::new()),
             runtime,
             tasks,
             options,
@@ -531,8 +536,28 @@ impl Shared {
         self.lock().closed
     }
 
+    /// Wake `waker` when the client closes (a handle made after the close
+    /// checks `is_closed` itself). Held
+    /// weakly: a handle that goes away needs no unregistering, and its
+    /// entry is dropped at the next registration.
+    pub(crate) fn wake_on_close(&self, waker: &Arc<futures_util::task::AtomicWaker>) {
+        let mut list = self.close_wakers.lock().unwrap_or_else(|p| p.into_inner());
+        list.retain(|w| w.strong_count() > 0);
+        list.push(Arc::downgrade(waker));
+    }
+
     /// Close everything: connections, timer, pending calls.
     pub(crate) fn close(&self) {
+        self.close_state();
+        // After `closed` is set: a handle woken here sees it.
+        let wakers =
+            std::mem::take(&mut *self.close_wakers.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in wakers.iter().filter_map(Weak::upgrade) {
+            w.wake();
+        }
+    }
+
+    fn close_state(&self) {
         let wake = {
             let mut st = self.lock();
             if st.closed {

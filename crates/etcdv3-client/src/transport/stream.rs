@@ -150,6 +150,9 @@ where
             state: RecvState::Data,
             reported: false,
             auth_retry: None,
+            batched: false,
+            unreported: false,
+            unreleased: 0,
             _types: PhantomData,
         }),
         // `open_attempt` never reports a success: a unary answer here is
@@ -163,6 +166,13 @@ where
         }
     }
 }
+
+/// Received bytes a batched stream (see [`BidiCall::batch_progress`])
+/// gives back to the flow-control window at the latest, even within a
+/// batch: far below the stream window the client advertises (2 MiB by
+/// default), so the server does not wait for the end of a batch to send
+/// more; the rest goes back when the batch ends.
+const RELEASE_BATCH: usize = 16 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RecvState {
@@ -190,6 +200,14 @@ pub(crate) struct BidiCall<Q, A> {
     state: RecvState,
     reported: bool,
     auth_retry: Option<bool>,
+    /// Messages are reported to the core by [`BidiCall::report_progress`]
+    /// (once per batch), not one by one (see [`BidiCall::batch_progress`]).
+    batched: bool,
+    /// A message arrived and the core has not heard of it yet.
+    unreported: bool,
+    /// Bytes received and not yet given back to the h2 flow-control window
+    /// (batched like the progress report: each release takes h2's lock).
+    unreleased: usize,
     _types: PhantomData<fn(Q) -> A>,
 }
 
@@ -204,6 +222,36 @@ where
     /// final (no credentials); `None` for other ends.
     pub(crate) fn auth_retry(&self) -> Option<bool> {
         self.auth_retry
+    }
+
+    /// From now on, messages received are reported to the core (the
+    /// stream is alive, its requests answered) by
+    /// [`report_progress`](Self::report_progress), which the owner calls
+    /// after each batch it takes: one core lock per batch instead of one
+    /// per message (10,000 watchers make hundreds of messages per turn).
+    pub(crate) fn batch_progress(&mut self) {
+        self.batched = true;
+    }
+
+    /// Tell the core that messages arrived since the last report (see
+    /// [`batch_progress`](Self::batch_progress)), and give what they
+    /// occupied back to the flow-control window.
+    pub(crate) fn report_progress(&mut self) {
+        self.release();
+        if std::mem::take(&mut self.unreported) {
+            let call = self.call;
+            self.shared
+                .with_state(|st, now| st.core.handle_stream_progress(now, call));
+        }
+    }
+
+    /// Give the bytes received since the last release back to the
+    /// stream's flow-control window.
+    fn release(&mut self) {
+        let n = std::mem::take(&mut self.unreleased);
+        if let (true, Ok(recv)) = (n > 0, &mut self.recv) {
+            let _ = recv.flow_control().release_capacity(n);
+        }
     }
 
     /// The core's id of the call.
@@ -286,6 +334,8 @@ where
     }
 
     fn ended(&mut self, outcome: Outcome) -> Poll<Result<Option<A>>> {
+        // What arrived before the end is heard of first.
+        self.report_progress();
         self.state = RecvState::Ended;
         let fallback = match &outcome {
             Outcome::Success(_) => None,
@@ -345,9 +395,10 @@ where
         loop {
             match self.decoder.next_message() {
                 Ok(Some(m)) => {
-                    let call = self.call;
-                    self.shared
-                        .with_state(|st, now| st.core.handle_stream_progress(now, call));
+                    self.unreported = true;
+                    if !self.batched {
+                        self.report_progress();
+                    }
                     return Poll::Ready(codec::decode_message::<A>(m).map(Some).map_err(
                         |source| Error::Frame {
                             method: self.method.path,
@@ -363,8 +414,12 @@ where
                 RecvState::Data => match recv.poll_data(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(Some(Ok(chunk))) => {
-                        let _ = recv.flow_control().release_capacity(chunk.len());
+                        self.unreleased += chunk.len();
                         self.decoder.push(chunk);
+                        if !self.batched || self.unreleased >= RELEASE_BATCH {
+                            let n = std::mem::take(&mut self.unreleased);
+                            let _ = recv.flow_control().release_capacity(n);
+                        }
                     }
                     Poll::Ready(Some(Err(e))) => {
                         let (o, _) = classify_h2(&e, true);

@@ -339,14 +339,15 @@ enum State {
 /// authentication refusal) lives in side tables of the hub.
 #[derive(Debug)]
 struct Watcher {
-    key: Box<[u8]>,
-    range_end: Box<[u8]>,
+    /// The key and the range end.
+    span: KeySpan,
     /// The start revision the user asked for (0: from now).
     start_revision: i64,
     /// Last revision delivered (0: none).
     delivered: i64,
-    /// Header revision of the first creation when watching from "now".
-    created_rev: Option<i64>,
+    /// Header revision of the first creation when watching from "now"
+    /// ([`NOT_CREATED`] before it: an `Option` would cost 8 more bytes).
+    created_rev: i64,
     state: State,
     prev_kv: bool,
     progress_notify: bool,
@@ -363,11 +364,10 @@ impl Watcher {
     /// are kept apart by the hub.
     fn new(request: WatchCreateRequest, queue: QueueId) -> Watcher {
         Watcher {
-            key: request.key.into_boxed_slice(),
-            range_end: request.range_end.into_boxed_slice(),
+            span: KeySpan::new(&request.key, &request.range_end),
             start_revision: request.start_revision,
             delivered: 0,
-            created_rev: None,
+            created_rev: NOT_CREATED,
             state: State::Pending { queued: true },
             prev_kv: request.prev_kv,
             progress_notify: request.progress_notify,
@@ -382,8 +382,8 @@ impl Watcher {
     /// id `server_id`, from its resume point, with `filters`.
     fn create_request(&self, server_id: i64, filters: Vec<i32>) -> WatchCreateRequest {
         WatchCreateRequest {
-            key: self.key.to_vec(),
-            range_end: self.range_end.to_vec(),
+            key: self.span.key().to_vec(),
+            range_end: self.span.range_end().to_vec(),
             start_revision: self.resume_revision(),
             progress_notify: self.progress_notify,
             filters,
@@ -400,10 +400,8 @@ impl Watcher {
         if self.delivered > 0 {
             rev = rev.max(self.delivered);
         }
-        if self.start_revision <= 0 {
-            if let Some(c) = self.created_rev {
-                rev = rev.max(c);
-            }
+        if self.start_revision <= 0 && self.created_rev != NOT_CREATED {
+            rev = rev.max(self.created_rev);
         }
         rev
     }
@@ -413,6 +411,84 @@ impl Watcher {
     /// bug 12).
     fn resume_revision(&self) -> i64 {
         self.covered().saturating_add(1)
+    }
+}
+
+/// `Watcher::created_rev` before the first creation.
+const NOT_CREATED: i64 = i64::MIN;
+
+/// Bytes of key and range end together that a [`KeySpan`] keeps inline.
+const INLINE_SPAN: usize = 21;
+
+/// A watcher's key and range end in 24 bytes: inline when they are short
+/// together (no allocation: at 10,000 watchers of 10-byte keys the key's
+/// own allocation cost a fifth of the record's memory), else one boxed
+/// slice holding both.
+#[derive(Debug)]
+enum KeySpan {
+    Inline {
+        /// Key, then range end, then unused bytes.
+        buf: [u8; INLINE_SPAN],
+        key_len: u8,
+        end_len: u8,
+    },
+    Heap {
+        /// Key, then range end.
+        buf: Box<[u8]>,
+        /// Length of the key (a key longer than `u32::MAX` bytes cannot be
+        /// sent: the gRPC message size limits it far below).
+        key_len: u32,
+    },
+}
+
+impl KeySpan {
+    fn new(key: &[u8], range_end: &[u8]) -> KeySpan {
+        let total = key.len().saturating_add(range_end.len());
+        match (u8::try_from(key.len()), u8::try_from(range_end.len())) {
+            (Ok(key_len), Ok(end_len)) if total <= INLINE_SPAN => {
+                let mut buf = [0; INLINE_SPAN];
+                buf[..key.len()].copy_from_slice(key);
+                buf[key.len()..total].copy_from_slice(range_end);
+                KeySpan::Inline {
+                    buf,
+                    key_len,
+                    end_len,
+                }
+            }
+            _ => KeySpan::Heap {
+                buf: [key, range_end].concat().into_boxed_slice(),
+                key_len: u32::try_from(key.len()).unwrap_or(u32::MAX),
+            },
+        }
+    }
+
+    fn key(&self) -> &[u8] {
+        match self {
+            KeySpan::Inline { buf, key_len, .. } => &buf[..usize::from(*key_len)],
+            KeySpan::Heap { buf, key_len } => {
+                &buf[..usize::try_from(*key_len)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len())]
+            }
+        }
+    }
+
+    fn range_end(&self) -> &[u8] {
+        match self {
+            KeySpan::Inline {
+                buf,
+                key_len,
+                end_len,
+            } => {
+                let start = usize::from(*key_len);
+                &buf[start..start + usize::from(*end_len)]
+            }
+            KeySpan::Heap { buf, key_len } => {
+                &buf[usize::try_from(*key_len)
+                    .unwrap_or(usize::MAX)
+                    .min(buf.len())..]
+            }
+        }
     }
 }
 
@@ -452,12 +528,14 @@ pub struct WatchHub {
     /// waiting for a fresh token: the refusal's reason.
     auth_refused: IdMap<String>,
     /// Server watch id -> watcher, for the current stream, where the server
-    /// did not keep the hub's id (see [`Self::route`]).
+    /// did not keep the hub's id (see `WatchHub::handle_response`).
     by_server: HashMap<i64, WatcherId>,
     /// Creates sent and not answered yet, in order.
     creating: VecDeque<WatcherId>,
     ops: VecDeque<Op>,
-    events: VecDeque<(WatcherId, WatchEvent)>,
+    /// What [`WatchHub::poll_delivery`] yields: each item with the queue
+    /// its watcher is charged to (the consumer it goes to).
+    events: VecDeque<(WatcherId, QueueId, WatchEvent)>,
     new_stream: bool,
     max_fragment_bytes: usize,
     /// A watcher was refused for authentication and waits for a new token.
@@ -465,7 +543,9 @@ pub struct WatchHub {
     /// What a consumer may hold (`None`: no accounting).
     buffer_limit: Option<usize>,
     /// Per consumer queue, while a limit is set and the queue has watchers.
-    queues: HashMap<QueueId, Queue>,
+    /// Looked up twice per response (is it full, charge it): hashed like
+    /// watcher ids (queue ids are the client's too).
+    queues: HashMap<QueueId, Queue, WatcherIdBuildHasher>,
     /// Watchers paused on the current stream and re-created since: the
     /// server watch id their next create uses (see `ALIAS_BASE`).
     aliases: IdMap<i64>,
@@ -489,7 +569,7 @@ impl Default for WatchHub {
             max_fragment_bytes: crate::wire::codec::DEFAULT_MAX_DECODE_SIZE,
             auth_refresh: false,
             buffer_limit: None,
-            queues: HashMap::new(),
+            queues: HashMap::default(),
             aliases: IdMap::default(),
             next_alias: ALIAS_BASE,
         }
@@ -509,7 +589,7 @@ fn release_if_large<T>(queue: &mut VecDeque<T>) {
 
 /// Route server watch id `server_id` to watcher `id` (created under it) in
 /// `by_server`. The usual case, the server keeping the hub's id, needs no
-/// entry (see `WatchHub::route`): no table lookup per event and no memory
+/// entry (see `WatchHub::handle_response`): no table lookup per event and no memory
 /// per watcher.
 fn add_route(by_server: &mut HashMap<i64, WatcherId>, server_id: i64, id: WatcherId) {
     if server_id == id.0 {
@@ -517,6 +597,44 @@ fn add_route(by_server: &mut HashMap<i64, WatcherId>, server_id: i64, id: Watche
     } else {
         by_server.insert(server_id, id);
     }
+}
+
+/// Charge `event` to `queue` (with a buffer `limit`): the hub's fields
+/// taken apart, so the hot path of `handle_response` can charge while it
+/// holds a watcher's record.
+fn charge(
+    queues: &mut HashMap<QueueId, Queue, WatcherIdBuildHasher>,
+    limit: Option<usize>,
+    queue: QueueId,
+    event: &WatchEvent,
+) {
+    if limit.is_some() {
+        if let Some(q) = queues.get_mut(&queue) {
+            q.held = q.held.saturating_add(delivery_cost(event));
+        }
+    }
+}
+
+/// Whether the consumer of `queue` holds the `limit` already: the next
+/// response for one of its watchers pauses it. A consumer that holds
+/// nothing always gets the next response, whatever the limit (a limit
+/// below one response must not stop a watcher for good).
+fn queue_full(
+    queues: &HashMap<QueueId, Queue, WatcherIdBuildHasher>,
+    limit: Option<usize>,
+    queue: QueueId,
+) -> bool {
+    match limit {
+        Some(limit) => queues
+            .get(&queue)
+            .is_some_and(|q| q.held > 0 && q.held >= limit),
+        None => false,
+    }
+}
+
+/// An event's revision (0 without a key-value).
+fn revision_of(e: &Event) -> i64 {
+    e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
 fn header_revision(resp: &WatchResponse) -> i64 {
@@ -711,26 +829,8 @@ impl WatchHub {
 
     /// Queue `event` for watcher `id` (charged to `queue`).
     fn push_event(&mut self, id: WatcherId, queue: QueueId, event: WatchEvent) {
-        if self.buffer_limit.is_some() {
-            if let Some(q) = self.queues.get_mut(&queue) {
-                q.held = q.held.saturating_add(delivery_cost(&event));
-            }
-        }
-        self.events.push_back((id, event));
-    }
-
-    /// Whether the consumer of `queue` holds the limit already: the next
-    /// response for one of its watchers pauses it. A consumer that holds
-    /// nothing always gets the next response, whatever the limit (a limit
-    /// below one response must not stop a watcher for good).
-    fn is_full(&self, queue: QueueId) -> bool {
-        match self.buffer_limit {
-            Some(limit) => self
-                .queues
-                .get(&queue)
-                .is_some_and(|q| q.held > 0 && q.held >= limit),
-            None => false,
-        }
+        charge(&mut self.queues, self.buffer_limit, queue, &event);
+        self.events.push_back((id, queue, event));
     }
 
     /// Pause active watcher `id`: its server watch is cancelled (what
@@ -925,11 +1025,70 @@ impl WatchHub {
 
     /// The next event for a watcher.
     pub fn poll_event(&mut self) -> Option<(WatcherId, WatchEvent)> {
+        self.poll_delivery().map(|(id, _, event)| (id, event))
+    }
+
+    /// [`poll_event`](Self::poll_event) with the queue the watcher is
+    /// charged to ([`add_to_queue`](Self::add_to_queue)): a driver that
+    /// names a consumer by its queue (a group of watchers consumed in one
+    /// place) finds where the item goes without a table of its own per
+    /// watcher.
+    ///
+    /// ```
+    /// use etcdv3_core::watch::{QueueId, WatchEvent, WatchHub, WatcherId};
+    /// use etcdv3_proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
+    ///
+    /// let mut hub = WatchHub::new();
+    /// let (id, group) = (WatcherId::new(1).unwrap(), QueueId::new(-1));
+    /// hub.add_to_queue(id, WatchCreateRequest { key: b"k".to_vec(), ..Default::default() }, group);
+    /// hub.poll_transmit();
+    /// hub.handle_response(WatchResponse { watch_id: 1, created: true, ..Default::default() });
+    /// assert_eq!(hub.poll_delivery(), Some((id, group, WatchEvent::Created { revision: 0 })));
+    /// ```
+    pub fn poll_delivery(&mut self) -> Option<(WatcherId, QueueId, WatchEvent)> {
         let event = self.events.pop_front();
         if event.is_none() {
             release_if_large(&mut self.events);
         }
         event
+    }
+
+    /// How many items [`poll_delivery`](Self::poll_delivery) has waiting
+    /// (a driver may size its buffers for them at once).
+    pub fn queued(&self) -> usize {
+        self.events.len()
+    }
+
+    /// The queue watcher `id` is charged to, while the hub tracks it.
+    pub fn queue_of(&self, id: WatcherId) -> Option<QueueId> {
+        self.watchers.get(&id).map(|w| w.queue)
+    }
+
+    /// The watchers charged to `queue` that the hub still tracks, in id
+    /// order (e.g. to cancel a whole group).
+    ///
+    /// ```
+    /// use etcdv3_core::watch::{QueueId, WatchHub, WatcherId};
+    /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
+    ///
+    /// let mut hub = WatchHub::new();
+    /// let group = QueueId::new(-1);
+    /// for n in [3, 1] {
+    ///     let req = WatchCreateRequest { key: b"k".to_vec(), ..Default::default() };
+    ///     hub.add_to_queue(WatcherId::new(n).unwrap(), req, group);
+    /// }
+    /// let ids: Vec<i64> = hub.ids_in_queue(group).into_iter().map(WatcherId::get).collect();
+    /// assert_eq!(ids, [1, 3]);
+    /// ```
+    pub fn ids_in_queue(&self, queue: QueueId) -> Vec<WatcherId> {
+        let mut ids: Vec<WatcherId> = self
+            .watchers
+            .iter()
+            .filter(|(_, w)| w.queue == queue)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
     }
 
     fn finish(&mut self, id: WatcherId, event: WatchEvent) {
@@ -981,27 +1140,6 @@ impl WatchHub {
         }
     }
 
-    /// The watcher created on the current stream under server watch id
-    /// `server_id`: an explicit route, or else the watcher whose own id it
-    /// is (etcd 3.4+ keeps the id the hub sends), if it was created under
-    /// it.
-    fn route(&self, server_id: i64) -> Option<WatcherId> {
-        if !self.by_server.is_empty() {
-            if let Some(&id) = self.by_server.get(&server_id) {
-                return Some(id);
-            }
-        }
-        let id = WatcherId(server_id);
-        match self.watchers.get(&id)?.state {
-            State::Active { server_id: s } | State::Cancelling { server_id: s }
-                if s == server_id =>
-            {
-                Some(id)
-            }
-            _ => None,
-        }
-    }
-
     /// Every watcher's id, in order.
     fn ids(&self) -> Vec<WatcherId> {
         let mut ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
@@ -1034,12 +1172,26 @@ impl WatchHub {
             }
             return;
         }
-        let Some(id) = self.route(resp.watch_id) else {
-            return;
+        // The watcher created on the current stream under this server
+        // watch id: an explicit route, or else the watcher whose own id it
+        // is (etcd 3.4+ keeps the id the hub sends), if it was created
+        // under it. One probe of the watcher table for the usual response:
+        // the record found here is used to the end.
+        let routed = if self.by_server.is_empty() {
+            None
+        } else {
+            self.by_server.get(&resp.watch_id).copied()
         };
+        let id = routed.unwrap_or(WatcherId(resp.watch_id));
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
+        if routed.is_none()
+            && !matches!(w.state, State::Active { server_id: s } | State::Cancelling { server_id: s }
+                if s == resp.watch_id)
+        {
+            return;
+        }
         if resp.canceled || resp.compact_revision > 0 {
             self.handle_cancel(id, resp);
             return;
@@ -1049,17 +1201,43 @@ impl WatchHub {
             return;
         }
         let queue = w.queue;
-        if self.is_full(queue) {
+        if queue_full(&self.queues, self.buffer_limit, queue) {
             // The consumer is behind: this response and what follows are
             // dropped; the watcher resumes after the last revision queued.
             self.pause(id);
             return;
         }
-        let pending = self
-            .fragments
-            .get(&id)
-            .filter(|f| !f.events.is_empty())
-            .map(|f| f.bytes);
+        let pending = if self.fragments.is_empty() {
+            None
+        } else {
+            self.fragments
+                .get(&id)
+                .filter(|f| !f.events.is_empty())
+                .map(|f| f.bytes)
+        };
+        if !resp.fragment && pending.is_none() && !resp.events.is_empty() {
+            // The common case: the response's own events, not copied.
+            let mut events = resp.events;
+            let floor = w.covered();
+            if events.iter().any(|e| revision_of(e) <= floor) {
+                events.retain(|e| revision_of(e) > floor);
+            }
+            let Some(last) = events
+                .iter()
+                .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+                .max()
+            else {
+                return;
+            };
+            w.delivered = last;
+            let event = WatchEvent::Events {
+                events,
+                revision: rev,
+            };
+            charge(&mut self.queues, self.buffer_limit, queue, &event);
+            self.events.push_back((id, queue, event));
+            return;
+        }
         let mut events = if resp.fragment || pending.is_some() {
             // Fix (issue 10, bug 12): reassembly is bounded; a watcher whose
             // fragments outgrow the limit ends instead of growing without
@@ -1106,7 +1284,7 @@ impl WatchHub {
             return;
         }
         let floor = w.covered();
-        events.retain(|e| e.kv.as_ref().map(|kv| kv.mod_revision).unwrap_or(0) > floor);
+        events.retain(|e| revision_of(e) > floor);
         let Some(last) = events
             .iter()
             .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
@@ -1175,8 +1353,8 @@ impl WatchHub {
             server_id: resp.watch_id,
         };
         w.auth_retried = false;
-        if w.start_revision <= 0 && w.created_rev.is_none() && w.delivered == 0 {
-            w.created_rev = Some(rev);
+        if w.start_revision <= 0 && w.created_rev == NOT_CREATED && w.delivered == 0 {
+            w.created_rev = rev;
         }
         if !w.announced {
             w.announced = true;
@@ -1259,5 +1437,44 @@ impl WatchHub {
         if progress {
             self.ops.push_back(Op::Progress);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_spans_round_trip() {
+        let long = vec![b'k'; 40];
+        let cases: [(&[u8], &[u8]); 6] = [
+            (b"k", b""),
+            (b"ws/k/00042", b""),
+            (b"app/", b"app0"),
+            (b"\0", b"\0"),
+            (&long, b""),
+            (b"0123456789", b"01234567890"),
+        ];
+        for (key, end) in cases {
+            let s = KeySpan::new(key, end);
+            assert_eq!((s.key(), s.range_end()), (key, end));
+        }
+        assert!(matches!(
+            KeySpan::new(b"ws/k/00042", b""),
+            KeySpan::Inline { .. }
+        ));
+        assert!(matches!(KeySpan::new(&long, b""), KeySpan::Heap { .. }));
+    }
+
+    /// The record is what 10,000 watchers cost (docs/benchmarks.md,
+    /// "Grouped watch"): it must not grow by accident.
+    #[test]
+    fn watcher_record_stays_compact() {
+        assert_eq!(std::mem::size_of::<KeySpan>(), 24);
+        assert!(
+            std::mem::size_of::<Watcher>() <= 80,
+            "{}",
+            std::mem::size_of::<Watcher>()
+        );
     }
 }
