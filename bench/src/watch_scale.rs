@@ -258,7 +258,7 @@ pub fn sample_response(value_size: usize, prev_kv: bool) -> bytes::Bytes {
         }],
         ..Default::default()
     };
-    match etcdv3_client::core::codec::encode(&resp, usize::MAX) {
+    match etcdv3_client::core::wire::codec::encode(&resp, usize::MAX) {
         // The frame's 5-byte gRPC header off: the message alone.
         Ok(frame) => frame.slice(5..),
         Err(_) => bytes::Bytes::new(),
@@ -276,7 +276,7 @@ pub fn decode_floor(n: usize, value_size: usize, prev_kv: bool) -> usize {
     let body = sample_response(value_size, prev_kv);
     let mut events = 0;
     for _ in 0..n {
-        if let Ok(r) = etcdv3_client::core::codec::decode_message::<WatchResponse>(
+        if let Ok(r) = etcdv3_client::core::wire::codec::decode_message::<WatchResponse>(
             std::hint::black_box(body.clone()),
         ) {
             events += std::hint::black_box(r).events.len();

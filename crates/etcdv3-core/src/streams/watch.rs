@@ -1035,7 +1035,7 @@ impl WatchHub {
     /// watcher.
     ///
     /// ```
-    /// use etcdv3_core::watch::{QueueId, WatchEvent, WatchHub, WatcherId};
+    /// use etcdv3_core::streams::watch::{QueueId, WatchEvent, WatchHub, WatcherId};
     /// use etcdv3_proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
     ///
     /// let mut hub = WatchHub::new();
@@ -1068,7 +1068,7 @@ impl WatchHub {
     /// order (e.g. to cancel a whole group).
     ///
     /// ```
-    /// use etcdv3_core::watch::{QueueId, WatchHub, WatcherId};
+    /// use etcdv3_core::streams::watch::{QueueId, WatchHub, WatcherId};
     /// use etcdv3_proto::etcdserverpb::WatchCreateRequest;
     ///
     /// let mut hub = WatchHub::new();
