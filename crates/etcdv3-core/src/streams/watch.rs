@@ -564,8 +564,9 @@ impl WatcherTable {
         }
         if let Some(i) = self.slot(id) {
             if let Some(slot) = self.slots.get_mut(i) {
-                *slot = Some(w);
-                self.in_slots += 1;
+                if slot.replace(w).is_none() {
+                    self.in_slots += 1;
+                }
             }
             return;
         }
