@@ -333,49 +333,109 @@ enum State {
     Paused,
 }
 
+/// A [`State`] stored apart: its variant (with the variant's flag) in one
+/// byte and its server watch id next to it, so that the record has no
+/// enum padding (see [`Watcher`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    PendingQueued,
+    Creating,
+    CreatingCancel,
+    Active,
+    Cancelling,
+    Paused,
+}
+
 /// One watcher, kept compact (10,000 of them on one client is a use the
 /// benchmarks measure): what re-creating it needs, not a whole
-/// `WatchCreateRequest`; rare state (fragments being reassembled, an
-/// authentication refusal) lives in side tables of the hub.
+/// `WatchCreateRequest`, in 64 bytes (one cache line's worth; the state's
+/// variant and the flags share the record's last word); rare state
+/// (fragments being reassembled, an authentication refusal, filters) lives
+/// in side tables of the hub.
 #[derive(Debug)]
 struct Watcher {
     /// The key and the range end.
     span: KeySpan,
-    /// The start revision the user asked for (0: from now).
-    start_revision: i64,
+    /// With `from_now` false: the start revision the user asked for
+    /// (`> 0`). With `from_now` true (the user asked for 0 or less, "from
+    /// now"): the header revision of the first creation, [`NOT_CREATED`]
+    /// before it (one field for both: an `Option` or a second field would
+    /// cost 8 more bytes).
+    start: i64,
     /// Last revision delivered (0: none).
     delivered: i64,
-    /// Header revision of the first creation when watching from "now"
-    /// ([`NOT_CREATED`] before it: an `Option` would cost 8 more bytes).
-    created_rev: i64,
-    state: State,
+    /// The server watch id of [`Phase::Active`] and [`Phase::Cancelling`].
+    server_id: i64,
+    /// The queue its items are charged to.
+    queue: QueueId,
+    phase: Phase,
+    from_now: bool,
     prev_kv: bool,
     progress_notify: bool,
     fragment: bool,
     announced: bool,
     /// Already re-created once after an authentication refusal.
     auth_retried: bool,
-    /// The queue its items are charged to.
-    queue: QueueId,
 }
 
 impl Watcher {
     /// The watcher for `request`; its filters (raw values, normally none)
     /// are kept apart by the hub.
     fn new(request: WatchCreateRequest, queue: QueueId) -> Watcher {
+        let from_now = request.start_revision <= 0;
         Watcher {
             span: KeySpan::new(&request.key, &request.range_end),
-            start_revision: request.start_revision,
+            start: if from_now {
+                NOT_CREATED
+            } else {
+                request.start_revision
+            },
             delivered: 0,
-            created_rev: NOT_CREATED,
-            state: State::Pending { queued: true },
+            server_id: 0,
+            queue,
+            phase: Phase::PendingQueued,
+            from_now,
             prev_kv: request.prev_kv,
             progress_notify: request.progress_notify,
             fragment: request.fragment,
             announced: false,
             auth_retried: false,
-            queue,
         }
+    }
+
+    fn state(&self) -> State {
+        match self.phase {
+            Phase::Pending => State::Pending { queued: false },
+            Phase::PendingQueued => State::Pending { queued: true },
+            Phase::Creating => State::Creating { cancel: false },
+            Phase::CreatingCancel => State::Creating { cancel: true },
+            Phase::Active => State::Active {
+                server_id: self.server_id,
+            },
+            Phase::Cancelling => State::Cancelling {
+                server_id: self.server_id,
+            },
+            Phase::Paused => State::Paused,
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        self.phase = match state {
+            State::Pending { queued: false } => Phase::Pending,
+            State::Pending { queued: true } => Phase::PendingQueued,
+            State::Creating { cancel: false } => Phase::Creating,
+            State::Creating { cancel: true } => Phase::CreatingCancel,
+            State::Active { server_id } => {
+                self.server_id = server_id;
+                Phase::Active
+            }
+            State::Cancelling { server_id } => {
+                self.server_id = server_id;
+                Phase::Cancelling
+            }
+            State::Paused => Phase::Paused,
+        };
     }
 
     /// The create request that (re)creates this watcher under server watch
@@ -396,12 +456,12 @@ impl Watcher {
     /// The highest revision this watcher already covers: events at or below
     /// it are not delivered (again).
     fn covered(&self) -> i64 {
-        let mut rev = self.start_revision.max(0) - 1;
+        let mut rev = if self.from_now { -1 } else { self.start - 1 };
         if self.delivered > 0 {
             rev = rev.max(self.delivered);
         }
-        if self.start_revision <= 0 && self.created_rev != NOT_CREATED {
-            rev = rev.max(self.created_rev);
+        if self.from_now && self.start != NOT_CREATED {
+            rev = rev.max(self.start);
         }
         rev
     }
@@ -414,7 +474,184 @@ impl Watcher {
     }
 }
 
-/// `Watcher::created_rev` before the first creation.
+/// How far past its live records the [`WatcherTable`]'s window may reach
+/// (empty slots at most twice the records plus this).
+const SLAB_SLACK: usize = 64;
+
+/// The hub's watchers by id: a slab (a window of slots indexed by `id -
+/// base`) for the ids the hub and the client hand out — one by one,
+/// increasing, never reused, so the live ones are dense — and a hash map
+/// (the *spill*) for the rest. An event's watcher is one indexed load, not
+/// a hash probe (no control bytes, one cache miss instead of two at
+/// 10,000 watchers).
+///
+/// Ids from outside ([`WatchHub::add_with_id`]) may be anything `>= 1`:
+/// an id that would leave the window more than half empty goes to the
+/// spill, and a window that outgrows its records (a long-lived watcher at
+/// the front, thousands of short-lived ones after it) hands its oldest
+/// records over to the spill, so memory stays proportional to the live
+/// watchers whatever the ids. A lookup falls back to the spill (when it
+/// holds anything) for an id whose slot is empty or outside the window:
+/// every lookup is checked, none panics.
+#[derive(Debug, Default)]
+struct WatcherTable {
+    /// The id of `slots[0]`.
+    base: i64,
+    slots: VecDeque<Option<Watcher>>,
+    /// Records in `slots`.
+    in_slots: usize,
+    spill: IdMap<Watcher>,
+}
+
+impl WatcherTable {
+    /// `id`'s position in the window, if inside it.
+    fn slot(&self, id: WatcherId) -> Option<usize> {
+        let offset = i128::from(id.0) - i128::from(self.base);
+        usize::try_from(offset)
+            .ok()
+            .filter(|&i| i < self.slots.len())
+    }
+
+    fn get(&self, id: &WatcherId) -> Option<&Watcher> {
+        match self
+            .slot(*id)
+            .and_then(|i| self.slots.get(i))
+            .and_then(Option::as_ref)
+        {
+            Some(w) => Some(w),
+            None if self.spill.is_empty() => None,
+            None => self.spill.get(id),
+        }
+    }
+
+    fn get_mut(&mut self, id: &WatcherId) -> Option<&mut Watcher> {
+        let slot = self.slot(*id);
+        match slot
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(Option::as_mut)
+        {
+            Some(w) => Some(w),
+            None if self.spill.is_empty() => None,
+            None => self.spill.get_mut(id),
+        }
+    }
+
+    fn contains_key(&self, id: &WatcherId) -> bool {
+        self.get(id).is_some()
+    }
+
+    fn len(&self) -> usize {
+        self.in_slots + self.spill.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Most empty slots the window may hold with `records` records.
+    fn max_window(records: usize) -> usize {
+        records.saturating_mul(2).saturating_add(SLAB_SLACK)
+    }
+
+    /// Track `w` under `id`, which must not be tracked yet.
+    fn insert(&mut self, id: WatcherId, w: Watcher) {
+        if self.in_slots == 0 {
+            self.slots.clear();
+            self.base = id.0;
+            self.slots.push_back(Some(w));
+            self.in_slots = 1;
+            return;
+        }
+        if let Some(i) = self.slot(id) {
+            if let Some(slot) = self.slots.get_mut(i) {
+                if slot.replace(w).is_none() {
+                    self.in_slots += 1;
+                }
+            }
+            return;
+        }
+        let records = self.in_slots + 1;
+        let offset = i128::from(id.0) - i128::from(self.base);
+        let len = self.slots.len() as i128;
+        if offset >= len && offset - len <= (records + SLAB_SLACK) as i128 {
+            // Past the end, near it: the usual case (the next id).
+            while (self.slots.len() as i128) < offset {
+                self.slots.push_back(None);
+            }
+            self.slots.push_back(Some(w));
+            self.in_slots = records;
+            // A window grown far past its records hands the oldest over.
+            while self.slots.len() > Self::max_window(self.in_slots) {
+                if let Some(Some(old)) = self.slots.pop_front() {
+                    self.spill.insert(WatcherId(self.base), old);
+                    self.in_slots -= 1;
+                }
+                self.base += 1;
+            }
+            self.trim();
+        } else if offset < 0
+            && -offset <= SLAB_SLACK as i128
+            && self.slots.len() as i128 - offset <= Self::max_window(records) as i128
+        {
+            // Just before the window (ids handed out, added out of order).
+            for _ in 1..-offset {
+                self.slots.push_front(None);
+            }
+            self.slots.push_front(Some(w));
+            self.base = id.0;
+            self.in_slots = records;
+        } else {
+            self.spill.insert(id, w);
+        }
+    }
+
+    fn remove(&mut self, id: &WatcherId) -> Option<Watcher> {
+        if let Some(w) = self
+            .slot(*id)
+            .and_then(|i| self.slots.get_mut(i))
+            .and_then(Option::take)
+        {
+            self.in_slots -= 1;
+            self.trim();
+            return Some(w);
+        }
+        if self.spill.is_empty() {
+            None
+        } else {
+            self.spill.remove(id)
+        }
+    }
+
+    /// Drop the empty slots at both ends (and the capacity of a window
+    /// that shrank to a quarter or less).
+    fn trim(&mut self) {
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.base = self.base.saturating_add(1);
+        }
+        while let Some(None) = self.slots.back() {
+            self.slots.pop_back();
+        }
+        if self.slots.capacity() > KEEP_QUEUE_CAPACITY
+            && self.slots.capacity() / 4 > self.slots.len()
+        {
+            self.slots.shrink_to(self.slots.len() * 2);
+        }
+    }
+
+    /// Every record with its id: the window's in id order, then the
+    /// spill's in no order.
+    fn iter(&self) -> impl Iterator<Item = (WatcherId, &Watcher)> + '_ {
+        let base = self.base;
+        self.slots
+            .iter()
+            .zip(0i64..)
+            .filter_map(move |(w, i)| w.as_ref().map(|w| (WatcherId(base + i), w)))
+            .chain(self.spill.iter().map(|(id, w)| (*id, w)))
+    }
+}
+
+/// `Watcher::start` of a watcher from now before its first creation.
 const NOT_CREATED: i64 = i64::MIN;
 
 /// Bytes of key and range end together that a [`KeySpan`] keeps inline.
@@ -514,11 +751,12 @@ enum Op {
 #[derive(Debug)]
 pub struct WatchHub {
     next_id: i64,
-    /// Hashed: an event's watcher is found in one probe at 10,000 watchers
-    /// (a B-tree walk over 10,000 inline watchers missed the cache on every
-    /// response). Iterated only on rare paths, always in id order
-    /// ([`Self::ids`]) so that replays stay deterministic.
-    watchers: IdMap<Watcher>,
+    /// A slab by id (see [`WatcherTable`]): an event's watcher is one
+    /// indexed load at 10,000 watchers (a B-tree walk, then a hash probe,
+    /// missed the cache twice per response). Iterated only on rare paths,
+    /// always in id order ([`Self::ids`]) so that replays stay
+    /// deterministic.
+    watchers: WatcherTable,
     /// Fragments received so far, per watcher with a fragmented response
     /// under way.
     fragments: IdMap<Fragments>,
@@ -557,7 +795,7 @@ impl Default for WatchHub {
     fn default() -> Self {
         WatchHub {
             next_id: 0,
-            watchers: IdMap::default(),
+            watchers: WatcherTable::default(),
             fragments: IdMap::default(),
             filters: IdMap::default(),
             auth_refused: IdMap::default(),
@@ -760,8 +998,8 @@ impl WatchHub {
             for q in std::mem::take(&mut self.queues).into_values() {
                 for id in q.paused {
                     if let Some(w) = self.watchers.get_mut(&id) {
-                        if w.state == State::Paused {
-                            w.state = State::Pending { queued: true };
+                        if w.state() == State::Paused {
+                            w.set_state(State::Pending { queued: true });
                             self.ops.push_back(Op::Create(id));
                         }
                     }
@@ -770,7 +1008,7 @@ impl WatchHub {
             return;
         }
         if self.queues.is_empty() {
-            for w in self.watchers.values() {
+            for (_, w) in self.watchers.iter() {
                 self.queues.entry(w.queue).or_default().watchers += 1;
             }
         }
@@ -801,10 +1039,10 @@ impl WatchHub {
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            if w.state != State::Paused {
+            if w.state() != State::Paused {
                 continue;
             }
-            w.state = State::Pending { queued: true };
+            w.set_state(State::Pending { queued: true });
             // Not the id the cancelled server watch had on this stream.
             self.aliases.insert(id, self.next_alias);
             self.next_alias = self.next_alias.saturating_add(1);
@@ -824,7 +1062,7 @@ impl WatchHub {
     pub fn is_paused(&self, id: WatcherId) -> bool {
         self.watchers
             .get(&id)
-            .is_some_and(|w| w.state == State::Paused)
+            .is_some_and(|w| w.state() == State::Paused)
     }
 
     /// Queue `event` for watcher `id` (charged to `queue`).
@@ -839,13 +1077,13 @@ impl WatchHub {
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
-        let State::Active { server_id } = w.state else {
+        let State::Active { server_id } = w.state() else {
             return;
         };
         if self.by_server.get(&server_id) == Some(&id) {
             self.by_server.remove(&server_id);
         }
-        w.state = State::Paused;
+        w.set_state(State::Paused);
         let queue = w.queue;
         self.fragments.remove(&id);
         self.ops.push_back(Op::CancelServer(server_id));
@@ -862,16 +1100,16 @@ impl WatchHub {
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
-        match w.state {
+        match w.state() {
             State::Pending { .. } | State::Paused => self.finish(
                 id,
                 WatchEvent::Cancelled {
                     reason: String::new(),
                 },
             ),
-            State::Creating { .. } => w.state = State::Creating { cancel: true },
+            State::Creating { .. } => w.set_state(State::Creating { cancel: true }),
             State::Active { server_id } => {
-                w.state = State::Cancelling { server_id };
+                w.set_state(State::Cancelling { server_id });
                 self.fragments.remove(&id);
                 self.ops.push_back(Op::Cancel(id));
             }
@@ -949,13 +1187,13 @@ impl WatchHub {
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
-        if let State::Active { server_id } = w.state {
+        if let State::Active { server_id } = w.state() {
             if self.by_server.get(&server_id) == Some(&id) {
                 self.by_server.remove(&server_id);
             }
         }
         self.fragments.remove(&id);
-        w.state = State::Pending { queued: false };
+        w.set_state(State::Pending { queued: false });
         w.auth_retried = true;
         self.auth_refused.insert(id, reason);
         self.auth_refresh = true;
@@ -973,7 +1211,7 @@ impl WatchHub {
                 let sendable = self
                     .watchers
                     .get(&id)
-                    .is_some_and(|w| w.state == (State::Pending { queued: true }));
+                    .is_some_and(|w| w.state() == (State::Pending { queued: true }));
                 if sendable && self.creating.len() >= MAX_CREATES_IN_FLIGHT {
                     return None;
                 }
@@ -987,10 +1225,10 @@ impl WatchHub {
                     let Some(w) = self.watchers.get_mut(&id) else {
                         continue;
                     };
-                    if w.state != (State::Pending { queued: true }) {
+                    if w.state() != (State::Pending { queued: true }) {
                         continue;
                     }
-                    w.state = State::Creating { cancel: false };
+                    w.set_state(State::Creating { cancel: false });
                     self.fragments.remove(&id);
                     let filters = self.filters.get(&id).map_or_else(Vec::new, |f| f.to_vec());
                     let server_id = self.aliases.get(&id).copied().unwrap_or(id.0);
@@ -1002,7 +1240,7 @@ impl WatchHub {
                     let Some(w) = self.watchers.get(&id) else {
                         continue;
                     };
-                    let State::Cancelling { server_id } = w.state else {
+                    let State::Cancelling { server_id } = w.state() else {
                         continue;
                     };
                     watch_request::RequestUnion::CancelRequest(WatchCancelRequest {
@@ -1085,7 +1323,7 @@ impl WatchHub {
             .watchers
             .iter()
             .filter(|(_, w)| w.queue == queue)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect();
         ids.sort_unstable();
         ids
@@ -1093,7 +1331,7 @@ impl WatchHub {
 
     fn finish(&mut self, id: WatcherId, event: WatchEvent) {
         if let Some(w) = self.watchers.remove(&id) {
-            if let State::Active { server_id } | State::Cancelling { server_id } = w.state {
+            if let State::Active { server_id } | State::Cancelling { server_id } = w.state() {
                 if self.by_server.get(&server_id) == Some(&id) {
                     self.by_server.remove(&server_id);
                 }
@@ -1117,13 +1355,13 @@ impl WatchHub {
     /// server dropped it because of leader loss.
     fn park(&mut self, id: WatcherId) {
         if let Some(w) = self.watchers.get_mut(&id) {
-            if let State::Active { server_id } | State::Cancelling { server_id } = w.state {
+            if let State::Active { server_id } | State::Cancelling { server_id } = w.state() {
                 if self.by_server.get(&server_id) == Some(&id) {
                     self.by_server.remove(&server_id);
                 }
             }
             self.fragments.remove(&id);
-            match w.state {
+            match w.state() {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(
                         id,
@@ -1133,7 +1371,7 @@ impl WatchHub {
                     );
                 }
                 _ => {
-                    w.state = State::Pending { queued: false };
+                    w.set_state(State::Pending { queued: false });
                     self.new_stream = true;
                 }
             }
@@ -1142,7 +1380,7 @@ impl WatchHub {
 
     /// Every watcher's id, in order.
     fn ids(&self) -> Vec<WatcherId> {
-        let mut ids: Vec<WatcherId> = self.watchers.keys().copied().collect();
+        let mut ids: Vec<WatcherId> = self.watchers.iter().map(|(id, _)| id).collect();
         ids.sort_unstable();
         ids
     }
@@ -1164,7 +1402,7 @@ impl WatchHub {
                 if let Some(w) = self
                     .watchers
                     .get(&id)
-                    .filter(|w| matches!(w.state, State::Active { .. }))
+                    .filter(|w| matches!(w.state(), State::Active { .. }))
                 {
                     let queue = w.queue;
                     self.push_event(id, queue, WatchEvent::Progress { revision: rev });
@@ -1187,7 +1425,7 @@ impl WatchHub {
             return;
         };
         if routed.is_none()
-            && !matches!(w.state, State::Active { server_id: s } | State::Cancelling { server_id: s }
+            && !matches!(w.state(), State::Active { server_id: s } | State::Cancelling { server_id: s }
                 if s == resp.watch_id)
         {
             return;
@@ -1196,7 +1434,7 @@ impl WatchHub {
             self.handle_cancel(id, resp);
             return;
         }
-        if !matches!(w.state, State::Active { .. }) {
+        if !matches!(w.state(), State::Active { .. }) {
             // Being cancelled: nothing more is delivered.
             return;
         }
@@ -1306,7 +1544,7 @@ impl WatchHub {
     /// End watcher `id` (active on the server) whose fragmented response
     /// grew too large, and ask the server to cancel it.
     fn drop_too_large(&mut self, id: WatcherId, reason: String) {
-        if let Some(State::Active { server_id }) = self.watchers.get(&id).map(|w| w.state) {
+        if let Some(State::Active { server_id }) = self.watchers.get(&id).map(|w| w.state()) {
             self.ops.push_back(Op::CancelServer(server_id));
         }
         self.finish(id, WatchEvent::Cancelled { reason });
@@ -1322,7 +1560,7 @@ impl WatchHub {
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
-        let cancel_requested = matches!(w.state, State::Creating { cancel: true });
+        let cancel_requested = matches!(w.state(), State::Creating { cancel: true });
         if resp.canceled || resp.compact_revision > 0 {
             if cancel_requested {
                 // The user's cancel is what the watcher ends with.
@@ -1335,26 +1573,26 @@ impl WatchHub {
                 return;
             }
             // Creation refused (or immediately compacted).
-            w.state = State::Active {
+            w.set_state(State::Active {
                 server_id: resp.watch_id,
-            };
+            });
             self.handle_cancel(id, resp);
             return;
         }
         add_route(&mut self.by_server, resp.watch_id, id);
         if cancel_requested {
-            w.state = State::Cancelling {
+            w.set_state(State::Cancelling {
                 server_id: resp.watch_id,
-            };
+            });
             self.ops.push_back(Op::Cancel(id));
             return;
         }
-        w.state = State::Active {
+        w.set_state(State::Active {
             server_id: resp.watch_id,
-        };
+        });
         w.auth_retried = false;
-        if w.start_revision <= 0 && w.created_rev == NOT_CREATED && w.delivered == 0 {
-            w.created_rev = rev;
+        if w.from_now && w.start == NOT_CREATED && w.delivered == 0 {
+            w.start = rev;
         }
         if !w.announced {
             w.announced = true;
@@ -1368,7 +1606,7 @@ impl WatchHub {
             return;
         };
         let user_cancel = matches!(
-            w.state,
+            w.state(),
             State::Cancelling { .. } | State::Creating { cancel: true }
         );
         if resp.compact_revision > 0 && !user_cancel {
@@ -1417,7 +1655,7 @@ impl WatchHub {
             let Some(w) = self.watchers.get_mut(&id) else {
                 continue;
             };
-            match w.state {
+            match w.state() {
                 State::Cancelling { .. } | State::Creating { cancel: true } => {
                     self.finish(
                         id,
@@ -1429,7 +1667,7 @@ impl WatchHub {
                 // Waits for its consumer, not for a stream.
                 State::Paused => {}
                 _ => {
-                    w.state = State::Pending { queued: true };
+                    w.set_state(State::Pending { queued: true });
                     self.ops.push_back(Op::Create(id));
                 }
             }
@@ -1467,14 +1705,108 @@ mod tests {
     }
 
     /// The record is what 10,000 watchers cost (docs/benchmarks.md,
-    /// "Grouped watch"): it must not grow by accident.
+    /// "Grouped watch"): it must not grow by accident, and a slab slot
+    /// (`Option`) costs no more than the record.
     #[test]
     fn watcher_record_stays_compact() {
         assert_eq!(std::mem::size_of::<KeySpan>(), 24);
         assert!(
-            std::mem::size_of::<Watcher>() <= 80,
+            std::mem::size_of::<Watcher>() <= 64,
             "{}",
             std::mem::size_of::<Watcher>()
         );
+        assert_eq!(
+            std::mem::size_of::<Option<Watcher>>(),
+            std::mem::size_of::<Watcher>()
+        );
+    }
+
+    fn record(n: u8) -> Watcher {
+        let req = WatchCreateRequest {
+            key: vec![n],
+            ..Default::default()
+        };
+        Watcher::new(req, QueueId::new(0))
+    }
+
+    /// Checks `table` against `model` (id -> key byte): every tracked id
+    /// found, untracked ids around them not, `len` and `iter` agree, and
+    /// the window holds no more than its bound of empty slots.
+    fn check(table: &WatcherTable, model: &std::collections::BTreeMap<i64, u8>) {
+        assert_eq!(table.len(), model.len());
+        for (&id, &key) in model {
+            let w = table.get(&WatcherId(id)).expect("tracked id found");
+            assert_eq!(w.span.key(), [key]);
+        }
+        for probe in [1, 2, 63, 64, 65, 1000, i64::MAX - 1, i64::MAX] {
+            assert_eq!(
+                table.get(&WatcherId(probe)).is_some(),
+                model.contains_key(&probe),
+                "{probe}"
+            );
+        }
+        let mut seen: Vec<i64> = table.iter().map(|(id, _)| id.0).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, model.keys().copied().collect::<Vec<_>>());
+        assert!(table.slots.len() <= WatcherTable::max_window(table.in_slots) + 1);
+        assert!(table.slots.front().is_none_or(Option::is_some));
+        assert!(table.slots.back().is_none_or(Option::is_some));
+    }
+
+    /// The slab keeps every record whatever the ids: dense and increasing
+    /// (the usual case), out of order, far apart (ids from outside, up to
+    /// `i64::MAX`), a long-lived watcher ahead of thousands of short-lived
+    /// ones; unknown ids are not found (no panic), and memory stays
+    /// proportional to the records.
+    #[test]
+    fn watcher_table_keeps_every_record() {
+        let mut table = WatcherTable::default();
+        let mut model = std::collections::BTreeMap::new();
+        let add =
+            |table: &mut WatcherTable, model: &mut std::collections::BTreeMap<i64, u8>, id: i64| {
+                let key = (id % 251) as u8;
+                assert!(!table.contains_key(&WatcherId(id)));
+                table.insert(WatcherId(id), record(key));
+                model.insert(id, key);
+            };
+        for id in 1..=300 {
+            add(&mut table, &mut model, id);
+        }
+        assert!(table.spill.is_empty(), "dense ids stay in the slab");
+        check(&table, &model);
+        // Out of order just before the window, and far away.
+        for id in (200..=300).step_by(7) {
+            assert_eq!(
+                table.remove(&WatcherId(id)).map(|w| w.span.key()[0]),
+                model.remove(&id)
+            );
+        }
+        for id in 1..=150 {
+            assert!(table.remove(&WatcherId(id)).is_some());
+            model.remove(&id);
+        }
+        check(&table, &model);
+        for id in [140, 100, i64::MAX, 1 << 40, 2, 1] {
+            add(&mut table, &mut model, id);
+            check(&table, &model);
+        }
+        assert!(table.remove(&WatcherId(99)).is_none());
+        assert!(table.remove(&WatcherId(i64::MAX - 1)).is_none());
+        // A long-lived watcher, then many short-lived ones after it.
+        for id in 301..20_000 {
+            add(&mut table, &mut model, id);
+            if id > 310 {
+                assert!(table.remove(&WatcherId(id - 10)).is_some());
+                model.remove(&(id - 10));
+            }
+        }
+        check(&table, &model);
+        assert!(table.slots.capacity() < 4096, "{}", table.slots.capacity());
+        for id in model.keys().copied().collect::<Vec<_>>() {
+            assert!(table.remove(&WatcherId(id)).is_some());
+        }
+        model.clear();
+        check(&table, &model);
+        assert!(table.is_empty());
     }
 }
