@@ -81,6 +81,11 @@ pub struct Opts {
     /// `Config::election_wait` zero: mutations are not held for an
     /// election (to show the leader-fault invariant bites without it).
     pub no_election_wait: bool,
+    /// The answer to every fifth read is lost between the member and the
+    /// core (as by an adapter that drops it), with nothing else wrong: the
+    /// core, its pings answered, waits for it until the deadline. No
+    /// excuse of the liveness check covers that (to show the check bites).
+    pub lose_answers: bool,
 }
 
 /// What a run found.
@@ -1795,6 +1800,13 @@ impl World {
                 {
                     return;
                 }
+                if self.opts.lose_answers {
+                    if let Some(&idx) = self.by_id.get(&call) {
+                        if self.calls[idx].kind == CallKind::Read && idx % 5 == 0 {
+                            return;
+                        }
+                    }
+                }
                 self.held.remove(&call);
                 if let Outcome::Success(Some(meta)) = &outcome {
                     if let Some(&idx) = self.by_id.get(&call) {
@@ -2089,7 +2101,8 @@ impl World {
                 self.conns.get_mut(&conn).expect("conn").held_open += 1;
                 // Sent before the member went mute, arrived after: waiting
                 // for it until the deadline is as correct as for a call
-                // sent to it while mute.
+                // sent to it while mute (the core cannot tell the two
+                // apart; `regression_seed_1899_read_sent_just_before_its_member_went_mute`).
                 if let Some(&idx) = self.by_id.get(&call) {
                     self.calls[idx].excused = true;
                 }
