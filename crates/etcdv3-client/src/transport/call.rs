@@ -257,46 +257,56 @@ pub(crate) async fn unary_read(
     }
 }
 
+/// One request of the client's own (`method` with the pre-encoded `body`)
+/// on a connection, with the probe timeout: the answer's message, or the
+/// status it failed with.
+async fn side_request(
+    shared: &Shared,
+    target: Target,
+    method: Method,
+    body: Bytes,
+) -> Result<Option<Bytes>, Status> {
+    let timeout = shared.options.core.probe_timeout;
+    let req = attempt::request(&target, method, Some(timeout), false)
+        .map_err(|e| Status::new(Code::Internal, e))?;
+    let out = attempt::unary(
+        target,
+        req,
+        body,
+        shared.options.max_recv_message_size,
+        || {},
+    )
+    .await;
+    match out.outcome {
+        Outcome::Success(_) => Ok(out.message),
+        Outcome::Status(s) => Err(s),
+        other => Err(Status::new(Code::Unavailable, format!("{other:?}"))),
+    }
+}
+
 /// A `Maintenance/Status` probe on one connection for partition detection.
 pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
-    let timeout = shared.options.core.probe_timeout;
-    let req = attempt::request(
-        &target,
+    let body = shared.status_probe.clone();
+    let answer = side_request(
+        &shared,
+        target,
         etcdv3_proto::method::MAINTENANCE_STATUS,
-        Some(timeout),
-        false,
-    );
-    let result = match req {
-        Ok(req) => {
-            let out = attempt::unary(
-                target,
-                req,
-                shared.status_probe.clone(),
-                shared.options.max_recv_message_size,
-                || {},
-            )
-            .await;
-            match (out.outcome, out.message) {
-                (Outcome::Success(_), Some(m)) => {
-                    match etcdv3_core::wire::codec::decode_message::<StatusResponse>(m) {
-                        Ok(r) => {
-                            let h = r.header.unwrap_or_default();
-                            Ok(MemberStatus {
-                                member_id: h.member_id,
-                                leader: r.leader,
-                                raft_term: r.raft_term,
-                                revision: h.revision,
-                            })
-                        }
-                        Err(e) => Err(Status::new(Code::Internal, e.to_string())),
-                    }
-                }
-                (Outcome::Status(s), _) => Err(s),
-                (other, _) => Err(Status::new(Code::Unavailable, format!("{other:?}"))),
-            }
-        }
-        Err(e) => Err(Status::new(Code::Internal, e)),
-    };
+        body,
+    )
+    .await;
+    let result = answer.and_then(|m| {
+        let m =
+            m.ok_or_else(|| Status::new(Code::Internal, "a status answer without a message"))?;
+        let r = etcdv3_core::wire::codec::decode_message::<StatusResponse>(m)
+            .map_err(|e| Status::new(Code::Internal, e.to_string()))?;
+        let h = r.header.unwrap_or_default();
+        Ok(MemberStatus {
+            member_id: h.member_id,
+            leader: r.leader,
+            raft_term: r.raft_term,
+            revision: h.revision,
+        })
+    });
     shared.with_state(|st, now| st.core.handle_probe_result(now, conn, result));
 }
 
@@ -304,30 +314,10 @@ pub(crate) async fn probe(shared: Arc<Shared>, conn: ConnId, target: Target) {
 /// linearizable count-only read of one key, with the probe timeout; the
 /// core judges the answer.
 pub(crate) async fn check_leader(shared: Arc<Shared>, conn: ConnId, target: Target) {
-    let timeout = shared.options.core.probe_timeout;
-    let result = match attempt::request(
-        &target,
-        etcdv3_proto::method::KV_RANGE,
-        Some(timeout),
-        false,
-    ) {
-        Ok(req) => {
-            let out = attempt::unary(
-                target,
-                req,
-                shared.leader_check.clone(),
-                shared.options.max_recv_message_size,
-                || {},
-            )
-            .await;
-            match out.outcome {
-                Outcome::Success(_) => Ok(()),
-                Outcome::Status(s) => Err(s),
-                other => Err(Status::new(Code::Unavailable, format!("{other:?}"))),
-            }
-        }
-        Err(e) => Err(Status::new(Code::Internal, e)),
-    };
+    let body = shared.leader_check.clone();
+    let result = side_request(&shared, target, etcdv3_proto::method::KV_RANGE, body)
+        .await
+        .map(|_| ());
     shared.with_state(|st, now| st.core.handle_leader_check(now, conn, result));
 }
 

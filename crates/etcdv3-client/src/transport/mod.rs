@@ -354,16 +354,7 @@ impl Shared {
                     }
                 }
                 Action::Probe { conn, .. } => {
-                    let target = st.conns.get(&conn).and_then(|c| {
-                        c.sender.clone().map(|sender| Target {
-                            sender,
-                            scheme: c.scheme.clone(),
-                            authority: c.authority.clone(),
-                            token: st.token.clone(),
-                            call: None,
-                        })
-                    });
-                    if let Some(target) = target {
+                    if let Some(target) = st.side_target(conn) {
                         let shared = self.clone();
                         st.spawn.push(Box::pin(
                             async move { call::probe(shared, conn, target).await },
@@ -371,16 +362,7 @@ impl Shared {
                     }
                 }
                 Action::CheckLeader { conn, .. } => {
-                    let target = st.conns.get(&conn).and_then(|c| {
-                        c.sender.clone().map(|sender| Target {
-                            sender,
-                            scheme: c.scheme.clone(),
-                            authority: c.authority.clone(),
-                            token: st.token.clone(),
-                            call: None,
-                        })
-                    });
-                    if let Some(target) = target {
+                    if let Some(target) = st.side_target(conn) {
                         let shared = self.clone();
                         st.spawn.push(Box::pin(async move {
                             call::check_leader(shared, conn, target).await
@@ -591,6 +573,20 @@ impl Shared {
 impl State {
     pub(crate) fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// Where a request of the client's own (a status probe, a leader
+    /// check) goes on `conn`, if it is up: no call of the user's.
+    fn side_target(&self, conn: ConnId) -> Option<Target> {
+        self.conns.get(&conn).and_then(|c| {
+            c.sender.clone().map(|sender| Target {
+                sender,
+                scheme: c.scheme.clone(),
+                authority: c.authority.clone(),
+                token: self.token.clone(),
+                call: None,
+            })
+        })
     }
 
     /// Record that a connection is ready to carry requests.
