@@ -493,23 +493,16 @@ fn a_paused_leader_makes_the_next_put_wait_for_the_election() {
     assert_ne!(to[0], conns[0], "not to the paused leader");
 }
 
-/// Sim seed 2000000 (leader faults): a pinned client, connected to the
-/// leader alone, lost that connection with the leader (killed). The next
-/// put had no connection to wait on, so it opened one to a follower and
-/// was sent the moment it came up (the hold applied only while a
-/// connection was up), to a member still forwarding to the dead leader: a
-/// second outcome-unknown put. It waits for the election like any other.
-#[test]
-fn a_put_that_opened_a_connection_during_an_election_waits_for_it() {
+/// A pinned client whose one connection, to the leader (endpoint 0), has
+/// carried a put while a probe said who leads (`views`): the core, the
+/// time, that connection.
+fn pinned_to_the_leader(views: &[(u64, u64)]) -> (Core, Instant, ConnId) {
     let config = Config {
         policy: etcdv3_core::endpoints::balancer::Policy::Pinned,
         ..Config::default()
     };
     let mut core = Core::new(config, eps(3), 7);
-    let mut now = Instant::now();
-    let views = [(1, 5), (1, 5), (1, 5)];
-    // One put connects (to the pinned member, the leader) and succeeds
-    // while a probe says who leads.
+    let now = Instant::now();
     let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
     let mut conn0 = None;
     for a in drain(&mut core) {
@@ -522,9 +515,22 @@ fn a_put_that_opened_a_connection_during_an_election_waits_for_it() {
     let conn0 = conn0.expect("a connection");
     let sent = sends(&drain(&mut core));
     assert_eq!(sent.len(), 1);
-    now = answer_probes(&mut core, now, &views);
+    let now = answer_probes(&mut core, now, views);
     core.handle_outcome(now, first, sent[0].1, Outcome::Success(None));
     assert!(matches!(completes(&drain(&mut core))[..], [(c, Ok(()))] if c == first));
+    (core, now, conn0)
+}
+
+/// Sim seed 2000000 (leader faults): a pinned client, connected to the
+/// leader alone, lost that connection with the leader (killed). The next
+/// put had no connection to wait on, so it opened one to a follower and
+/// was sent the moment it came up (the hold applied only while a
+/// connection was up), to a member still forwarding to the dead leader: a
+/// second outcome-unknown put. It waits for the election like any other.
+#[test]
+fn a_put_that_opened_a_connection_during_an_election_waits_for_it() {
+    let views = [(1, 5), (1, 5), (1, 5)];
+    let (mut core, mut now, conn0) = pinned_to_the_leader(&views);
     // A put in flight on the leader when it is killed: outcome unknown.
     let second = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
     let sent = sends(&drain(&mut core));
@@ -693,27 +699,8 @@ fn a_put_sent_after_a_leader_check_ended_the_wait_survives_the_news_of_the_new_t
 /// member names the new leader (or it runs out).
 #[test]
 fn the_wait_outlives_the_silent_leader_connection_it_started_on() {
-    let config = Config {
-        policy: etcdv3_core::endpoints::balancer::Policy::Pinned,
-        ..Config::default()
-    };
-    let mut core = Core::new(config, eps(3), 7);
-    let mut now = Instant::now();
     let views = [(1, 5), (1, 5), (1, 5)];
-    let first = core.start_call(now, KV_PUT, Some(now + ms(5_000)));
-    let mut conn0 = None;
-    for a in drain(&mut core) {
-        if let Action::Connect { conn, endpoint, .. } = a {
-            assert_eq!(endpoint, EndpointId(0));
-            conn0 = Some(conn);
-            core.handle_connected(now, conn);
-        }
-    }
-    let conn0 = conn0.expect("a connection");
-    let sent = sends(&drain(&mut core));
-    now = answer_probes(&mut core, now, &views);
-    core.handle_outcome(now, first, sent[0].1, Outcome::Success(None));
-    drain(&mut core);
+    let (mut core, mut now, conn0) = pinned_to_the_leader(&views);
     // A put in flight on the leader when it pauses: nothing answers, not
     // even pings, until the client closes the silent connection.
     let second = core.start_call(now, KV_PUT, Some(now + ms(9_000)));
