@@ -1489,6 +1489,155 @@ fn stall_pings_allow_one_early_ping_until_the_server_answers() {
     assert!(early_after.len() <= 1, "{:?}", early_after);
 }
 
+/// grpc-go's server-side keepalive enforcement with etcd's policy
+/// (`http2_server.go`, `handlePing`; MinTime 5 s, 2 strikes tolerated): a
+/// ping that arrives less than 5 s after the previous one is a strike,
+/// unless the server wrote headers or data since the previous ping (the
+/// write sets `resetPingStrikes`, which the next ping consumes: strikes back
+/// to 0, that ping not checked). The third strike is a GOAWAY.
+#[derive(Default)]
+struct PingPolicy {
+    last_arrival: Option<Instant>,
+    reset: bool,
+    strikes: u32,
+    worst: u32,
+}
+
+impl PingPolicy {
+    fn wrote(&mut self) {
+        self.reset = true;
+    }
+
+    fn ping_arrives(&mut self, now: Instant) {
+        if std::mem::take(&mut self.reset) {
+            self.strikes = 0;
+        } else if self
+            .last_arrival
+            .is_some_and(|p| now < p + MIN_PING_INTERVAL)
+        {
+            self.strikes += 1;
+        }
+        self.last_arrival = Some(now);
+        self.worst = self.worst.max(self.strikes);
+    }
+}
+
+#[test]
+fn data_heard_before_the_pong_does_not_allow_an_early_ping() {
+    // One member, 5 ms each way, except that a segment lost on the way to
+    // the client holds up what the server writes from 0.95 s on (TCP
+    // retransmits; it all arrives in order). Read R0 never gets an answer
+    // (the connection owes bytes: stall checks). R1 is answered at once
+    // (0.65 s): the ping of the check at 1.155 s is surely forgiven. R2
+    // and R3 are answered at 1.0 s and 1.1 s, before that ping reaches
+    // the server (1.16 s), which uses up the reset their writes earned;
+    // they reach the client at 1.8 s and 2.6 s, the ping's PONG behind
+    // them. A core that takes each for a fresh reset pings early after
+    // each (2.3 s, 3.1 s): two strikes, 1 s apart with no write between,
+    // and any bunched-up arrival later is the third (GOAWAY
+    // too_many_pings: every call on the connection lost; the simulation's
+    // seed 11996, stale mode). At most one strike may be risked.
+    #[derive(Debug)]
+    enum Ev {
+        Request(CallId, u32),
+        Ping,
+        Answer(CallId, u32),
+        Outcome(CallId, u32),
+        Pong,
+    }
+    let up = ms(5);
+    let t0 = Instant::now();
+    // When what the server writes at `at` reaches the client (in order).
+    let arrival = |at: Instant, last: Instant| {
+        let d = at - t0;
+        let delay = if d >= ms(950) && d < ms(1050) {
+            ms(800)
+        } else if d >= ms(1050) && d < ms(1300) {
+            ms(1500)
+        } else {
+            ms(5)
+        };
+        (at + delay).max(last)
+    };
+    let mut core = Core::new(cfg(), eps(1), 1);
+    let r0 = core.start_call(t0, KV_RANGE, Some(t0 + secs(60)));
+    let (conn, _) = only_connect(&drain(&mut core));
+    core.handle_connected(t0, conn);
+    // (start, answer written) of R1..R3.
+    let mut starts = vec![(ms(600), ms(650)), (ms(700), ms(1000)), (ms(750), ms(1100))];
+    let mut answer_at: HashMap<CallId, Instant> = HashMap::new();
+    let mut queue: Vec<(Instant, Ev)> = Vec::new();
+    let mut last_down = t0;
+    let mut policy = PingPolicy::default();
+    let mut pings = Vec::new();
+    let mut now = t0;
+    loop {
+        for a in drain(&mut core) {
+            match a {
+                Action::Send { call, attempt, .. } => {
+                    queue.push((now + up, Ev::Request(call, attempt)));
+                }
+                Action::Ping { conn: c } => {
+                    assert_eq!(c, conn);
+                    pings.push(now - t0);
+                    queue.push((now + up, Ev::Ping));
+                }
+                Action::Connect { .. } => panic!("the connection was given up: {pings:?}"),
+                _ => {}
+            }
+        }
+        let next_ev = queue.iter().map(|e| e.0).min();
+        let next_start = starts.first().map(|s| t0 + s.0);
+        let next = [next_ev, core.poll_timeout(), next_start]
+            .into_iter()
+            .flatten()
+            .min()
+            .expect("something to do");
+        if next > t0 + secs(20) {
+            break;
+        }
+        now = next;
+        if next_start == Some(now) {
+            let (_, answer) = starts.remove(0);
+            let call = core.start_call(now, KV_RANGE, Some(now + secs(60)));
+            answer_at.insert(call, t0 + answer);
+            continue;
+        }
+        if next_ev == Some(now) {
+            let i = queue.iter().position(|e| e.0 == now).expect("due");
+            match queue.remove(i).1 {
+                Ev::Request(call, _) if call == r0 => {}
+                Ev::Request(call, attempt) => {
+                    queue.push((answer_at[&call], Ev::Answer(call, attempt)));
+                }
+                Ev::Ping => {
+                    policy.ping_arrives(now);
+                    last_down = arrival(now, last_down);
+                    queue.push((last_down, Ev::Pong));
+                }
+                // Written now (headers, data, trailers): a strike reset.
+                Ev::Answer(call, attempt) => {
+                    policy.wrote();
+                    last_down = arrival(now, last_down);
+                    queue.push((last_down, Ev::Outcome(call, attempt)));
+                }
+                Ev::Outcome(call, attempt) => {
+                    core.handle_outcome(now, call, attempt, Outcome::Success(None));
+                }
+                Ev::Pong => core.handle_pong(now, conn),
+            }
+            continue;
+        }
+        core.handle_timeout(now);
+    }
+    assert!(pings.len() >= 4, "stall checks ping: {pings:?}");
+    assert!(
+        policy.worst <= 1,
+        "{} strikes; pings at {pings:?}",
+        policy.worst
+    );
+}
+
 #[test]
 fn idle_connections_are_closed_even_with_probes() {
     let t0 = Instant::now();

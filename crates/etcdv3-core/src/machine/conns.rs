@@ -47,10 +47,16 @@ pub(super) struct Conn {
     /// Since when the connection has had no work, if it has none now.
     pub(super) idle_since: Option<Instant>,
     pub(super) last_ping: Option<Instant>,
-    /// One ping sooner than [`super::MIN_PING_INTERVAL`] is tolerated by
-    /// etcd's server (it allows two strikes); spent on a liveness check,
-    /// restored when the server sends something.
-    pub(super) early_ping: bool,
+    /// The server surely holds a strike reset for the next ping: it wrote
+    /// something after handling every PING sent (what arrived after the
+    /// last PONG). See [`Core::heard_from`](super::Core).
+    pub(super) reset_certain: bool,
+    /// At most this many of etcd's ping strikes can be counted on the
+    /// connection now (early pings sent without a certain reset since the
+    /// last one sent with it).
+    pub(super) strike_bound: u8,
+    /// PINGs sent whose PONG has not arrived yet.
+    pub(super) pongs_owed: u32,
     /// A liveness ping is out: nothing was heard while something was owed.
     pub(super) checking: bool,
     /// Every deadline of the connection, in one table.
@@ -342,7 +348,9 @@ impl Core {
                 last_heard: now,
                 idle_since: None,
                 last_ping: None,
-                early_ping: true,
+                reset_certain: false,
+                strike_bound: 0,
+                pongs_owed: 0,
                 checking: false,
                 timers,
                 opened_at: now,

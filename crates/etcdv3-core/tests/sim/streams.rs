@@ -503,10 +503,6 @@ impl World {
             return;
         };
         let (call, attempt, m) = (s.call, s.attempt, s.member);
-        if let Some(c) = self.conns.get_mut(&key.0) {
-            // The server sends data: grpc-go resets its ping strikes.
-            c.reset_strikes = true;
-        }
         let lag = if self.cluster.leader == Some(m) {
             Duration::ZERO
         } else {
@@ -1372,25 +1368,40 @@ impl World {
     /// is never lost while its connection lives (TCP retransmits): across a
     /// blackhole it arrives when the link heals.
     fn send_to_client_after(&mut self, conn: ConnId, extra: Duration, ev: Ev) {
-        let Some(m) = self.conns.get(&conn).map(|c| c.member) else {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        let now = self.now;
-        let healed = self
-            .faults
-            .iter()
-            .filter(|f| f.kind == FaultKind::Blackhole && f.member == m)
-            .filter(|f| f.at <= now && now < f.at + f.dur)
-            .map(|f| f.at + f.dur)
-            .max();
-        let held_back = healed.map_or(Duration::ZERO, |t| t - now);
-        let d = self.lat(m) + extra + held_back;
-        let now = self.now;
-        let c = self.conns.get_mut(&conn).expect("conn");
-        let t = (now + d)
-            .max(c.last_stream_to_client)
-            .max(c.behind_slow_answer(now));
-        c.last_stream_to_client = t;
-        self.at(t, ev);
+        // Written in the order produced, `extra` from now at the earliest.
+        let at = (now + extra).max(c.last_stream_written);
+        c.last_stream_written = at;
+        if at > now {
+            self.at(at, Ev::StreamWrite(conn, Box::new(ev)));
+        } else {
+            self.stream_write(conn, ev);
+        }
+    }
+
+    /// The server writes a stream message (produced now) to the
+    /// connection: one FIFO with everything else it writes there (answers,
+    /// PONGs), as on the wire (one TCP connection). Headers or data (a
+    /// message, a status in trailers) reset grpc-go's ping strikes when
+    /// written (`setResetPingStrikes`, the `onWrite` of its header and data
+    /// frames); a refusal (RST_STREAM) does not.
+    pub(super) fn stream_write(&mut self, conn: ConnId, ev: Ev) {
+        let data = matches!(
+            ev,
+            Ev::StreamResp { .. }
+                | Ev::StreamEnd {
+                    outcome: Outcome::Status(_),
+                    ..
+                }
+        );
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if data {
+                c.reset_strikes = true;
+            }
+        }
+        self.send_to_client(conn, ev);
     }
 }

@@ -324,6 +324,13 @@ enum Ev {
     Reopen(streams::OwnerKind),
     /// A stream owner starts (adds its watchers / leases).
     OwnerStart(streams::OwnerKind),
+    /// A stream message produced late (a follower's watch events, a
+    /// replication lag after the leader's) is written to the connection
+    /// now. Until then HTTP/2 does not hold the answers of other streams
+    /// behind it (sim seed 2001696: a put's answer waited 300 ms behind a
+    /// lagging follower's watch creation); from then on it is in the
+    /// connection's one FIFO (a PONG written later arrives later).
+    StreamWrite(ConnId, Box<Ev>),
     /// A slow watch consumer's stall ends: it takes what it holds.
     ConsumerWake,
     /// The workload is over: the owners check, then end their streams.
@@ -395,16 +402,16 @@ struct SimConn {
     server_max_stream: u32,
     goaway_last: Option<u32>,
     server_streams: HashSet<u32>,
-    /// Per-direction FIFO: no delivery before the previous one.
+    /// Per-direction FIFO: no delivery before the previous one (one TCP
+    /// connection: stream messages included, once written).
     last_to_server: Instant,
     last_to_client: Instant,
-    /// The FIFO of the server's stream messages (`send_to_client_after`),
-    /// apart from `last_to_client`: a follower's watch events are produced
-    /// a replication lag late, and HTTP/2 does not hold the answers of
-    /// other streams behind data not produced yet (sim seed 2001696: a
-    /// put's answer waited 300 ms behind a lagging follower's watch
-    /// creation).
-    last_stream_to_client: Instant,
+    /// When the server writes its last stream message produced so far (a
+    /// follower's watch events are produced a replication lag late: they
+    /// go out in order, and HTTP/2 does not hold the answers of other
+    /// streams behind data not written yet: sim seed 2001696, a put's
+    /// answer waited 300 ms behind a lagging follower's watch creation).
+    last_stream_written: Instant,
     // Server-side ping policy (grpc-go keepalive enforcement).
     last_ping_at: Option<Instant>,
     strikes: u32,
@@ -417,6 +424,10 @@ struct SimConn {
     /// A large answer crosses a slow link until then: what else the server
     /// sends meanwhile waits `queued` behind it (socket buffers).
     slow_until: Instant,
+    /// Until when what the server writes now arrives too late for a PONG
+    /// written behind it to beat the client's ping timeout (the FIFO holds
+    /// data delayed by a blackhole, a lossy link, overlapping faults).
+    late_until: Instant,
     queued: Duration,
 }
 
@@ -1310,13 +1321,14 @@ impl World {
                         server_streams: HashSet::new(),
                         last_to_server: now,
                         last_to_client: now,
-                        last_stream_to_client: now,
+                        last_stream_written: now,
                         last_ping_at: None,
                         strikes: 0,
                         reset_strikes: false,
                         held_open: 0,
                         pings: Vec::new(),
                         slow_until: now,
+                        late_until: now,
                         queued: Duration::ZERO,
                     },
                 );
@@ -1587,11 +1599,15 @@ impl World {
         };
         let d = self.lat(m);
         let now = self.now;
+        let ping_timeout = self.core.config().ping_timeout;
         let c = self.conns.get_mut(&conn).expect("conn");
         let t = (from + d)
             .max(c.last_to_client)
             .max(c.behind_slow_answer(now));
         c.last_to_client = t;
+        if t > now + ping_timeout - ms(100) {
+            c.late_until = c.late_until.max(t);
+        }
         self.at(t, ev);
     }
 
@@ -1885,6 +1901,7 @@ impl World {
                 end,
                 outcome,
             } => self.slow_chunk(conn, call, attempt, end, *outcome),
+            Ev::StreamWrite(conn, ev) => self.stream_write(conn, *ev),
             Ev::ConsumerWake => self.consumer_wake(),
             Ev::OwnersStop => self.owners_stop(),
             Ev::PingArrive(conn) => {
@@ -1974,11 +1991,15 @@ impl World {
                 // A linearizable read: answered once the leader confirmed
                 // the read index; "no leader" at once; else it waits (for
                 // the probe timeout, in the client: no answer here).
-                match self.cluster.read(m, false) {
-                    Answer::Ok { .. } => self.send_to_client(conn, Ev::CheckReply(conn, true)),
-                    Answer::NoLeader => self.send_to_client(conn, Ev::CheckReply(conn, false)),
-                    _ => {}
-                }
+                let reply = match self.cluster.read(m, false) {
+                    Answer::Ok { .. } => true,
+                    Answer::NoLeader => false,
+                    _ => return,
+                };
+                // An answer (headers, data or a status): grpc-go resets
+                // the ping strikes when it writes one.
+                self.conns.get_mut(&conn).expect("conn").reset_strikes = true;
+                self.send_to_client(conn, Ev::CheckReply(conn, reply));
             }
             Ev::CheckReply(conn, reached) => {
                 if self.conns.get(&conn).is_some_and(|c| c.st == ConnSt::Open) {
@@ -2314,12 +2335,18 @@ impl World {
         // only the bytes of a live call's answer tell the core the member is
         // alive meanwhile, and a slow call may have none.
         let slow_link_lately = now < c.slow_until + ping_timeout + ms(100);
+        // Whatever held up the link to the client (a blackhole and a lossy
+        // link at once: the delay drawn during the loss counts from the
+        // blackhole's end), a PONG queued behind data that arrives later
+        // than the ping timeout is found late (sim seed 1008287).
+        let late_lately = now < c.late_until + ping_timeout + ms(100);
         c.server_alive
             && self.cluster.members[m].available()
             && !self.blackholed(m)
             && !blackholed_lately
             && !lossy
             && !slow_link_lately
+            && !late_lately
             && !self.has(m, FaultKind::Hang)
     }
 
