@@ -102,7 +102,12 @@ impl Core {
             return;
         };
         c.timers.ping = None;
-        c.pongs_owed = c.pongs_owed.saturating_sub(1);
+        // PINGs are answered in order, and the adapters keep at most one
+        // unanswered (one asked for meanwhile is dropped, see
+        // `Action::Ping`): after a PONG none is owed. Counting down instead
+        // would leave a dropped PING owed for good, and the connection's
+        // early pings uncertain for its whole life.
+        c.pongs_owed = 0;
         c.last_heard = c.last_heard.max(now);
         // The member is alive: calls waiting there for their turn wait
         // quietly from now on.

@@ -56,7 +56,10 @@ pub enum Action {
         conn: ConnId,
     },
     /// Send an HTTP/2 PING on the connection and report the answer with
-    /// [`crate::machine::Core::handle_pong`]. The core times it.
+    /// [`crate::machine::Core::handle_pong`]. The core times it. An adapter
+    /// may keep at most one PING unanswered per connection and drop one
+    /// asked for meanwhile (h2 allows one user PING at a time): the PONG
+    /// of the one out answers both.
     Ping {
         /// Which connection.
         conn: ConnId,
