@@ -854,7 +854,7 @@ impl WatchOwner {
                 .note_revision(std::mem::take(&mut self.seen_revision));
         }
         // One allocation for the pass's items, not a doubling per push.
-        self.batch.expect(self.hub.queued());
+        self.batch.reserve(self.hub.queued());
         while let Some((id, queue, event)) = self.hub.poll_delivery() {
             let terminal = event.is_terminal();
             let gone = if queue == QueueId::of(id) {
@@ -912,7 +912,7 @@ struct GroupBatch {
 
 impl GroupBatch {
     /// About `n` items will come in this pass.
-    fn expect(&mut self, n: usize) {
+    fn reserve(&mut self, n: usize) {
         self.items.reserve(n);
     }
 
