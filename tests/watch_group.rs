@@ -86,12 +86,21 @@ async fn assert_quiet<R: TestRuntime>(g: &mut WatchGroup) {
 
 /// etcd's count of live watchers on each member.
 fn watchers_on(cluster: &Cluster) -> Vec<f64> {
+    gauge_on(cluster, "etcd_debugging_mvcc_watcher_total")
+}
+
+/// etcd's count of open gRPC watch streams on each member.
+fn streams_on(cluster: &Cluster) -> Vec<f64> {
+    gauge_on(cluster, "etcd_debugging_mvcc_watch_stream_total")
+}
+
+fn gauge_on(cluster: &Cluster, name: &str) -> Vec<f64> {
     (0..cluster.size())
         .map(|i| {
             let text = cluster
                 .metrics(i)
                 .unwrap_or_else(|e| panic!("metrics of m{i}: {e}"));
-            metric_sum(&text, "etcd_debugging_mvcc_watcher_total", &[])
+            metric_sum(&text, name, &[])
         })
         .collect()
 }
@@ -290,11 +299,24 @@ async fn creation_outcomes_arrive_on_the_stream<R: TestRuntime>() {
 }
 
 async fn killing_the_streams_member_loses_and_repeats_nothing<R: TestRuntime>() {
+    kill_the_streams_member::<R>(false).await;
+}
+
+/// The same with the group on a gRPC stream of its own.
+async fn an_own_stream_group_loses_and_repeats_nothing_when_its_member_dies<R: TestRuntime>() {
+    kill_the_streams_member::<R>(true).await;
+}
+
+async fn kill_the_streams_member<R: TestRuntime>(own_stream: bool) {
     let cluster = Arc::new(start::<R>(3).await);
     let watching = connect::<R>(&cluster).await;
     let writer = connect::<R>(&cluster).await;
     let base = watchers_on(&cluster);
-    let mut g = watching.watch_group();
+    let mut g = if own_stream {
+        watching.watch_group_on_own_stream()
+    } else {
+        watching.watch_group()
+    };
     let mut ids = Vec::new();
     for w in 0..30 {
         ids.push(g.add(key(w % KEYS), WatchOptions::new()).unwrap());
@@ -421,7 +443,88 @@ async fn an_idle_group_is_woken_by_close<R: TestRuntime>() {
     );
 }
 
+/// Groups made by `watch_group_on_own_stream` each open a gRPC watch
+/// stream of their own (counted by the member), get exactly their own
+/// events and their own progress answers, and their stream ends with
+/// their last watcher; `watch_group` and `Watcher`s share one stream.
+async fn own_stream_groups_have_a_stream_each<R: TestRuntime>() {
+    let cluster = start::<R>(1).await;
+    let c = connect::<R>(&cluster).await;
+    let writer = connect::<R>(&cluster).await;
+    let base = streams_on(&cluster)[0];
+    let mut shared = c.watch_group();
+    let mut a = c.watch_group_on_own_stream();
+    let mut b = c.watch_group_on_own_stream();
+    let mut watcher = c.watch(key(0), WatchOptions::new()).await.unwrap();
+    let mut ids = Vec::new();
+    for g in [&mut shared, &mut a, &mut b] {
+        let mine: Vec<WatcherId> = (0..KEYS)
+            .map(|k| g.add(key(k), WatchOptions::new()).unwrap())
+            .collect();
+        await_created::<R>(g, &mine).await;
+        ids.push(mine);
+    }
+    assert_eq!(
+        streams_on(&cluster)[0],
+        base + 3.0,
+        "one stream shared by the Watcher and `watch_group`, one per own-stream group"
+    );
+
+    let mut revs: Vec<Vec<i64>> = vec![Vec::new(); KEYS];
+    write_round::<R>(&writer, "one", &mut revs).await;
+    for (g, mine) in [&mut shared, &mut a, &mut b].into_iter().zip(&ids) {
+        let want: HashMap<WatcherId, Vec<i64>> = mine
+            .iter()
+            .enumerate()
+            .map(|(k, id)| (*id, revs[k].clone()))
+            .collect();
+        assert_eq!(collect::<R>(g, &want).await, want);
+    }
+    match R::timeout(Duration::from_secs(15), watcher.next()).await {
+        Ok(Some(Ok(WatchEvent::Events { events, .. }))) => {
+            assert_eq!(events[0].kv.as_ref().unwrap().mod_revision, revs[0][0])
+        }
+        other => panic!("the Watcher's event, got {other:?}"),
+    }
+
+    // A progress request goes to the group's own stream only.
+    a.request_progress().unwrap();
+    let mut progressed = HashSet::new();
+    while progressed.len() < KEYS {
+        match R::timeout(Duration::from_secs(15), a.next()).await {
+            Ok(Some((id, Ok(WatchEvent::Progress { .. })))) => {
+                progressed.insert(id);
+            }
+            other => panic!("expected progress on the asking group, got {other:?}"),
+        }
+    }
+    for g in [&mut shared, &mut b] {
+        match R::timeout(Duration::from_millis(500), g.next()).await {
+            Err(_) => {}
+            Ok(other) => panic!("another stream's progress reached this group: {other:?}"),
+        }
+    }
+
+    drop(a);
+    wait_until::<R>(
+        "the dropped group's stream ended",
+        Duration::from_secs(10),
+        || streams_on(&cluster)[0] == base + 2.0,
+    )
+    .await;
+    // The other group's stream still works.
+    write_round::<R>(&writer, "two", &mut revs).await;
+    let want: HashMap<WatcherId, Vec<i64>> = ids[2]
+        .iter()
+        .enumerate()
+        .map(|(k, id)| (*id, vec![revs[k][1]]))
+        .collect();
+    assert_eq!(collect::<R>(&mut b, &want).await, want);
+}
+
 etcdv3_integration::runtime_tests!(
+    own_stream_groups_have_a_stream_each,
+    an_own_stream_group_loses_and_repeats_nothing_when_its_member_dies,
     an_idle_group_is_woken_by_close,
     many_watchers_get_exactly_their_events_in_order,
     a_cancelled_watcher_stops,

@@ -175,7 +175,9 @@ pub struct WatchScaleSpec {
     pub variants: Vec<Variant>,
     /// Watch streams the watchers are spread over (watcher `w` on stream
     /// `w % streams`): etcd-client opens that many `WatchStream`s, etcdv3
-    /// that many `WatchGroup`s (all on the client's one gRPC stream); 1 is
+    /// that many `WatchGroup`s, each on a gRPC stream of its own
+    /// (`Client::watch_group_on_own_stream`; with one stream, the client's
+    /// shared one, `Client::watch_group`); 1 is
     /// the watch-scale shape. With `keys: 1` and `prev_kv` this is the
     /// shape of etcd's `tools/benchmark watch-latency` (`--streams`,
     /// `--watchers-per-stream`, `--put-rate`, `--prevkv`). Variants with a
@@ -724,7 +726,17 @@ async fn etcdv3_group(
     let (c, warm) = etcdv3_warmed(driver).await?;
     let rss_before = rss_kib();
     let t_create = Instant::now();
-    let mut groups: Vec<WatchGroup> = (0..shape.streams).map(|_| c.watch_group()).collect();
+    // One stream: the client's shared one (the watch-scale shape); more: a
+    // gRPC stream per group, as etcd-client's `WatchStream`s.
+    let mut groups: Vec<WatchGroup> = (0..shape.streams)
+        .map(|_| {
+            if shape.streams == 1 {
+                c.watch_group()
+            } else {
+                c.watch_group_on_own_stream()
+            }
+        })
+        .collect();
     let mut routes: Vec<HashMap<i64, usize>> = (0..shape.streams)
         .map(|_| HashMap::with_capacity(n.div_ceil(shape.streams)))
         .collect();
@@ -1367,7 +1379,7 @@ fn render(spec: &WatchScaleSpec, runs: &[WsRun]) -> String {
             (1, false) => String::new(),
             (s, p) => format!(
                 ", {s} streams ({} watchers per stream: `WatchStream`s for etcd-client, \
-                 `WatchGroup`s for etcdv3){}",
+                 `WatchGroup`s on their own streams for etcdv3){}",
                 spec.watchers / s,
                 if p { ", prev_kv" } else { "" }
             ),

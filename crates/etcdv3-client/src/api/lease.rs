@@ -45,6 +45,7 @@ use futures_core::Stream;
 use crate::api::stream_task::{self, StreamOwner, Verdict};
 use crate::client::{CallOptions, KeepOpen};
 use crate::error::{Error, Result};
+use crate::transport::tasks::Lane;
 use crate::Client;
 
 pub use etcdv3_proto::etcdserverpb::{
@@ -454,7 +455,7 @@ impl Client {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            cmds = stream_task::inbox(self, LeaseOwner::default);
+            cmds = stream_task::inbox(self, Lane::SHARED, LeaseOwner::default);
             if cmds.unbounded_send(cmd()).is_ok() {
                 break;
             }

@@ -171,6 +171,25 @@ impl KvNamespace {
         }
     }
 
+    /// [`Client::watch_group_on_own_stream`] inside the namespace: a
+    /// [`KvNamespace::watch_group`] whose watchers have a gRPC stream of
+    /// their own.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// let tenant = client.namespaced("tenants/acme/");
+    /// let group = tenant.watch_group_on_own_stream();
+    /// group.add("jobs/", WatchOptions::new().with_prefix())?; // tenants/acme/jobs/...
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_group_on_own_stream(&self) -> NamespaceWatchGroup {
+        NamespaceWatchGroup {
+            inner: self.client.watch_group_on_own_stream(),
+            prefix: self.prefix.clone(),
+        }
+    }
+
     /// [`Client::lease_time_to_live`] inside the namespace (Go's namespaced
     /// `Lease`): with `keys`, the lease's keys inside the namespace, relative
     /// to it; keys outside it are left out. Other lease calls do not involve

@@ -26,6 +26,7 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::runtime::BoxFuture;
 use crate::transport::stream::BidiCall;
+use crate::transport::tasks::Lane;
 
 pub(crate) use etcdv3_core::streams::Verdict;
 
@@ -80,11 +81,12 @@ pub(crate) trait StreamOwner: Send + 'static {
 /// retry with a new inbox.
 pub(crate) fn inbox<O: StreamOwner>(
     client: &Client,
+    lane: Lane,
     make: impl FnOnce() -> O,
 ) -> mpsc::UnboundedSender<O::Cmd> {
     let tasks = &client.shared.tasks;
     let mut inboxes = tasks.inboxes.lock().unwrap_or_else(|p| p.into_inner());
-    let key = TypeId::of::<O>();
+    let key = (TypeId::of::<O>(), lane);
     if let Some(tx) = inboxes
         .get(&key)
         .and_then(|b| b.downcast_ref::<mpsc::UnboundedSender<O::Cmd>>())
@@ -97,19 +99,22 @@ pub(crate) fn inbox<O: StreamOwner>(
     inboxes.insert(key, Box::new(tx.clone()));
     let seed = tasks.next_seed();
     let driver = StreamDriver::new(tasks.stream_config().clone(), seed);
-    let task = run(client.background(), make(), rx, driver);
+    let task = run(client.background(), lane, make(), rx, driver);
     // Spawned without the inboxes' lock: a runtime may poll the task inline.
     drop(inboxes);
     client.spawn(task);
     tx
 }
 
-/// The task of kind `O` has nothing left to do: close its inbox and take the
-/// commands sent before the close. If there are any, a fresh inbox for the
-/// same task replaces the closed one before the inboxes' lock is released,
-/// so no command is lost and later commands reach this task after these.
+/// The task of kind `O` on `lane` has nothing left to do: close its inbox
+/// and take the commands sent before the close. If there are any, a fresh
+/// inbox for the same task replaces the closed one before the inboxes' lock
+/// is released, so no command is lost and later commands reach this task
+/// after these; if there are none, the closed inbox leaves the table (a
+/// group's own lane is not used again once its task ended).
 fn close_inbox<O: StreamOwner>(
     client: &Client,
+    lane: Lane,
     cmds: &mut mpsc::UnboundedReceiver<O::Cmd>,
 ) -> Vec<O::Cmd> {
     let mut inboxes = client
@@ -123,10 +128,18 @@ fn close_inbox<O: StreamOwner>(
     while let Ok(cmd) = cmds.try_recv() {
         raced.push(cmd);
     }
+    let key = (TypeId::of::<O>(), lane);
     if !raced.is_empty() {
         let (tx, rx) = mpsc::unbounded();
-        inboxes.insert(TypeId::of::<O>(), Box::new(tx));
+        inboxes.insert(key, Box::new(tx));
         *cmds = rx;
+    } else if inboxes
+        .get(&key)
+        .and_then(|b| b.downcast_ref::<mpsc::UnboundedSender<O::Cmd>>())
+        .is_some_and(|tx| tx.is_closed())
+    {
+        // Ours (a newer task's inbox would be open).
+        inboxes.remove(&key);
     }
     raced
 }
@@ -236,6 +249,7 @@ fn end_of<O: StreamOwner>(
 /// every decision; one stream of kind `O` at a time.
 async fn run<O: StreamOwner>(
     client: Client,
+    lane: Lane,
     owner: O,
     mut cmds: mpsc::UnboundedReceiver<O::Cmd>,
     driver: StreamDriver,
@@ -395,7 +409,7 @@ async fn run<O: StreamOwner>(
         }
         p.owner.deliver();
         if p.owner.is_done() {
-            let raced = close_inbox::<O>(&p.client, &mut cmds);
+            let raced = close_inbox::<O>(&p.client, lane, &mut cmds);
             if raced.is_empty() {
                 p.driver.handle_wanted(now, false);
                 if p.drain(now, None) {

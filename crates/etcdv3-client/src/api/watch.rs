@@ -43,6 +43,7 @@ use crate::api::stream_task::{self, StreamOwner, Verdict};
 use crate::api::watch_group::GroupShared;
 use crate::client::KeepOpen;
 use crate::error::{Error, Result};
+use crate::transport::tasks::Lane;
 use crate::Client;
 
 pub use etcdv3_core::streams::watch::{WatchEvent, WatcherId, MAX_BUFFERED_BYTES};
@@ -607,7 +608,7 @@ impl Client {
             if self.is_closed() {
                 return Err(Error::Closed);
             }
-            let cmds = watch_inbox(self);
+            let cmds = watch_inbox(self, Lane::SHARED);
             let (sink, events) = mpsc::unbounded();
             let (reply, id) = oneshot::channel();
             let wid = next_watcher_id(self)?;
@@ -691,9 +692,10 @@ fn new_hub() -> WatchHub {
     hub
 }
 
-/// The inbox of `client`'s watch stream task (started if none runs).
-pub(crate) fn watch_inbox(client: &Client) -> mpsc::UnboundedSender<Cmd> {
-    stream_task::inbox(client, || WatchOwner::new(client.background()))
+/// The inbox of `client`'s watch stream task on `lane` (started if none
+/// runs): each lane's task has its own hub and gRPC stream.
+pub(crate) fn watch_inbox(client: &Client, lane: Lane) -> mpsc::UnboundedSender<Cmd> {
+    stream_task::inbox(client, lane, || WatchOwner::new(client.background()))
 }
 
 /// The per-kind part of the client's watch stream task: the hub and the

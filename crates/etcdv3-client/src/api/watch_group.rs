@@ -10,6 +10,9 @@
 //! task yields for the group is handed over with one lock and one wake-up.
 //! Creation is pipelined: [`WatchGroup::add`] returns the watcher's id at
 //! once and [`WatchEvent::Created`] arrives on the stream later.
+//! [`Client::watch_group_on_own_stream`] gives a group a task, hub and gRPC
+//! stream of its own (a heavy fan-out then does not delay the client's
+//! other watchers, which etcd serves one response at a time per stream).
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -26,6 +29,7 @@ use crate::api::watch::{
 };
 use crate::client::KeepOpen;
 use crate::error::{Error, Result};
+use crate::transport::tasks::Lane;
 use crate::Client;
 use etcdv3_core::streams::watch::QueueId;
 
@@ -86,6 +90,8 @@ pub struct WatchGroup {
     /// Keeps the client open while the group lives.
     _keep: KeepOpen,
     client: Client,
+    /// The stream task its watchers are on.
+    lane: Lane,
     shared: Arc<GroupShared>,
     /// Items taken from the shared queue in one lock, handed out one by one.
     local: VecDeque<GroupItem>,
@@ -253,7 +259,9 @@ impl WatchGroup {
     }
 
     /// Ask the server for a [`WatchEvent::Progress`] notification (sent to
-    /// every watcher of the client, so to each of this group's).
+    /// every watcher on this group's gRPC stream, so to each of this
+    /// group's: with [`Client::watch_group`], also to the client's other
+    /// watchers on the shared stream).
     ///
     /// ```no_run
     /// use etcdv3_client::api::{WatchEvent, WatchOptions};
@@ -312,7 +320,7 @@ impl WatchGroup {
             return Err(Error::Closed);
         }
         for _ in 0..SEND_ATTEMPTS {
-            match watch_inbox(&self.client).unbounded_send(cmd) {
+            match watch_inbox(&self.client, self.lane).unbounded_send(cmd) {
                 Ok(()) => return Ok(()),
                 Err(e) => cmd = e.into_inner(),
             }
@@ -405,6 +413,43 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub fn watch_group(&self) -> WatchGroup {
+        self.new_watch_group(Lane::SHARED)
+    }
+
+    /// A new, empty [`WatchGroup`] whose watchers have a gRPC watch stream
+    /// of their own, on the same connection (like the Go client's
+    /// `clientv3.NewWatcher`): what the server sends them does not queue
+    /// behind the other watchers' events. etcd sends one stream's responses
+    /// one at a time, so a stream that carries a heavy fan-out (one put
+    /// seen by thousands of watchers) delays every other watcher on it;
+    /// give such fan-outs, or groups whose latency matters, a stream each.
+    /// The stream is opened with the group's first watcher and ended when
+    /// its last watcher ends; failover, resume and flow control are those
+    /// of [`Client::watch_group`]. Each such group costs the member one more
+    /// watch stream: do not make one per watcher.
+    ///
+    /// ```no_run
+    /// use etcdv3_client::api::WatchOptions;
+    /// # async fn demo(client: etcdv3_client::Client) -> etcdv3_client::Result<()> {
+    /// // Ten groups of 100 watchers on one hot key: ten gRPC streams, as
+    /// // etcd's `benchmark watch-latency --streams 10` runs them.
+    /// let groups: Vec<_> = (0..10)
+    ///     .map(|_| {
+    ///         let g = client.watch_group_on_own_stream();
+    ///         for _ in 0..100 {
+    ///             g.add("hot", WatchOptions::new().with_prev_kv())?;
+    ///         }
+    ///         Ok(g)
+    ///     })
+    ///     .collect::<etcdv3_client::Result<_>>()?;
+    /// # drop(groups);
+    /// # Ok(()) }
+    /// ```
+    pub fn watch_group_on_own_stream(&self) -> WatchGroup {
+        self.new_watch_group(self.shared.tasks.ids.next_lane())
+    }
+
+    fn new_watch_group(&self, lane: Lane) -> WatchGroup {
         let waker = Arc::new(AtomicWaker::new());
         // A group with no live watcher gets no item when the client
         // closes: the close itself wakes it, so it ends then.
@@ -412,6 +457,7 @@ impl Client {
         WatchGroup {
             _keep: self.keep_open(),
             client: self.background(),
+            lane,
             shared: Arc::new(GroupShared {
                 queue: Mutex::new(GroupQueue {
                     items: VecDeque::new(),

@@ -10,16 +10,30 @@ use std::sync::Mutex;
 use etcdv3_core::streams::watch::WatcherId;
 use etcdv3_core::streams::StreamConfig;
 
-/// The inboxes of a client's stream tasks, one per kind of stream, on the
-/// client's shared state.
+/// The inboxes of a client's stream tasks, one per kind of stream and lane,
+/// on the client's shared state.
 pub(crate) struct Tasks {
-    /// Each kind's inbox (an `mpsc::UnboundedSender` of its commands),
-    /// by the kind's type: `api::stream_task` reads and replaces them.
-    pub(crate) inboxes: Mutex<HashMap<TypeId, Box<dyn Any + Send>>>,
+    /// Each task's inbox (an `mpsc::UnboundedSender` of its commands), by
+    /// the kind's type and the lane (see [`Lane`]): `api::stream_task`
+    /// reads and replaces them.
+    pub(crate) inboxes: Mutex<HashMap<(TypeId, Lane), Box<dyn Any + Send>>>,
     seed: AtomicU64,
     config: StreamConfig,
     /// The client's id counters (per client, not per process).
     pub(crate) ids: Ids,
+}
+
+/// Which task of a kind: every kind has its shared task on
+/// [`Lane::SHARED`] (all `Watcher`s and the groups made by
+/// `Client::watch_group`, all lease keepers); a group made by
+/// `Client::watch_group_on_own_stream` has a lane (so a task, a hub and a
+/// gRPC stream) of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Lane(u64);
+
+impl Lane {
+    /// The kind's shared task.
+    pub(crate) const SHARED: Lane = Lane(0);
 }
 
 /// Id counters of one client: watcher ids (chosen by the client, not by a
@@ -29,6 +43,7 @@ pub(crate) struct Tasks {
 #[derive(Debug)]
 pub(crate) struct Ids {
     watcher: AtomicI64,
+    lane: AtomicU64,
     keeper: AtomicU64,
     waiter: AtomicU64,
 }
@@ -37,6 +52,7 @@ impl Ids {
     fn new() -> Ids {
         Ids {
             watcher: AtomicI64::new(1),
+            lane: AtomicU64::new(1),
             keeper: AtomicU64::new(1),
             waiter: AtomicU64::new(0),
         }
@@ -51,6 +67,11 @@ impl Ids {
             })
             .unwrap_or_else(|n| n);
         WatcherId::new(n)
+    }
+
+    /// A lane no task of this client used yet (never [`Lane::SHARED`]).
+    pub(crate) fn next_lane(&self) -> Lane {
+        Lane(self.lane.fetch_add(1, Ordering::Relaxed).max(1))
     }
 
     /// The next lease keeper token.
