@@ -338,11 +338,15 @@ impl Stream for WatchGroup {
         loop {
             if let Some(item) = this.local.pop_front() {
                 this.taken += item_cost(&item.1);
-                if this.local.is_empty()
-                    && this.shared.flow.took_cost(std::mem::take(&mut this.taken))
-                {
-                    // The hub may wait for this to resume a paused watcher.
-                    let _ = this.send(Cmd::Consumed(this.shared.flow.clone()));
+                if this.local.is_empty() {
+                    // The batch's buffer goes now, not when the next batch
+                    // replaces it (the same one free): an idle group keeps
+                    // no buffer the size of its last batch.
+                    this.local = VecDeque::new();
+                    if this.shared.flow.took_cost(std::mem::take(&mut this.taken)) {
+                        // The hub may wait for this to resume a paused watcher.
+                        let _ = this.send(Cmd::Consumed(this.shared.flow.clone()));
+                    }
                 }
                 return Poll::Ready(Some(item));
             }
