@@ -433,7 +433,9 @@ fn callgrind_instrumentation(on: bool) {
 /// cpu-clock -g` during the event phase only (from `GO` until the drain
 /// ends), writing `perf.VARIANT.PID.data` to the directory it names: the
 /// samples of the event phase, to share out by function (`perf report
-/// --no-children --sort sym -i ...`).
+/// --no-children --sort sym -i ...`). `WS_PERF_CALLGRAPH=dwarf` (any
+/// `--call-graph` mode) records whole call chains instead of `-g`'s frame
+/// pointers, which Rust code does not keep.
 pub const PERF_ENV: &str = "WS_PERF_DIR";
 
 /// Under [`PERF_ENV`], attach `perf record` to this process (`None`
@@ -441,17 +443,10 @@ pub const PERF_ENV: &str = "WS_PERF_DIR";
 fn perf_start(variant: Variant) -> Option<Child> {
     let dir = std::env::var(PERF_ENV).ok()?;
     let pid = std::process::id();
+    let graph = std::env::var("WS_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into());
     let r = Command::new("perf")
-        .args([
-            "record",
-            "-q",
-            "-e",
-            "cpu-clock",
-            "-g",
-            "-p",
-            &pid.to_string(),
-            "-o",
-        ])
+        .args(["record", "-q", "-e", "cpu-clock", "--call-graph", &graph])
+        .args(["-p", &pid.to_string(), "-o"])
         .arg(format!("{dir}/perf.{}.{pid}.data", variant.name()))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
