@@ -352,14 +352,8 @@ enum Phase {
 /// `WatchCreateRequest`, in 64 bytes (one cache line's worth; the state's
 /// variant and the flags share the record's last word); rare state
 /// (fragments being reassembled, an authentication refusal, filters) lives
-/// in side tables of the hub. Aligned to 64 bytes, so that a slab slot
-/// is ONE cache line: with the allocator's 16-byte alignment most slots
-/// straddled two lines, and routing an event (the slot's tag at its start,
-/// the phase at its end) missed twice (`perf annotate` of
-/// `WatchHub::handle_response` at 10,000 watchers: 73% of its samples on
-/// the first load, 18% on the second).
+/// in side tables of the hub.
 #[derive(Debug)]
-#[repr(align(64))]
 struct Watcher {
     /// The key and the range end.
     span: KeySpan,
@@ -1752,8 +1746,6 @@ mod tests {
             std::mem::size_of::<Option<Watcher>>(),
             std::mem::size_of::<Watcher>()
         );
-        // One slot, one cache line (no slot straddles two).
-        assert_eq!(std::mem::align_of::<Option<Watcher>>(), 64);
     }
 
     fn record(n: u8) -> Watcher {
