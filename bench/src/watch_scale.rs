@@ -431,6 +431,51 @@ fn callgrind_instrumentation(on: bool) {
     }
 }
 
+/// The environment variable that profiles each child with `perf record -e
+/// cpu-clock -g` during the event phase only (from `GO` until the drain
+/// ends), writing `perf.VARIANT.PID.data` to the directory it names: the
+/// samples of the event phase, to share out by function (`perf report
+/// --no-children --sort sym -i ...`). `WS_PERF_CALLGRAPH=dwarf` (any
+/// `--call-graph` mode) records whole call chains instead of `-g`'s frame
+/// pointers, which Rust code does not keep.
+pub const PERF_ENV: &str = "WS_PERF_DIR";
+
+/// Under [`PERF_ENV`], attach `perf record` to this process (`None`
+/// otherwise, or if perf could not be started).
+fn perf_start(variant: Variant) -> Option<Child> {
+    let dir = std::env::var(PERF_ENV).ok()?;
+    let pid = std::process::id();
+    let graph = std::env::var("WS_PERF_CALLGRAPH").unwrap_or_else(|_| "fp".into());
+    let r = Command::new("perf")
+        .args(["record", "-q", "-e", "cpu-clock", "--call-graph", &graph])
+        .args(["-p", &pid.to_string(), "-o"])
+        .arg(format!("{dir}/perf.{}.{pid}.data", variant.name()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn();
+    match r {
+        Ok(c) => {
+            // Let it attach before the writer starts.
+            std::thread::sleep(Duration::from_millis(300));
+            Some(c)
+        }
+        Err(e) => {
+            eprintln!("perf record: {e}");
+            None
+        }
+    }
+}
+
+/// Stop the `perf record` of [`perf_start`] (SIGINT, so it writes its
+/// file) and wait for it.
+fn perf_stop(perf: Option<Child>) {
+    let Some(mut perf) = perf else { return };
+    let _ = Command::new("kill")
+        .args(["-INT", &perf.id().to_string()])
+        .status();
+    let _ = perf.wait();
+}
+
 /// The child's entry point (`--ws-child VARIANT WATCHERS KEYS URL,..`):
 /// runs the protocol described in the module doc; the exit code.
 pub fn child_main(argv: &[String]) -> i32 {
@@ -534,6 +579,7 @@ async fn child(
         return Err(format!("expected GO, got {go:?}"));
     }
     callgrind_instrumentation(true);
+    let perf = perf_start(variant);
     let split0 = cpu_split();
     let cpu0 = self_cpu();
     let t0 = Instant::now();
@@ -559,6 +605,7 @@ async fn child(
     let cpu = self_cpu().saturating_sub(cpu0);
     callgrind_instrumentation(false);
     let split = cpu_split();
+    perf_stop(perf);
     eprintln!(
         "watch scale child {}: user {} ms, system {} ms, context switches {} voluntary {} involuntary",
         variant.name(),

@@ -65,6 +65,12 @@
 //! `--only watch-scale --ws-keys 1 --ws-streams 10 --ws-watchers 1000
 //! --ws-rate 100 --ws-secs 10 --value-size 32 --ws-prev-kv
 //! --ws-variants etcdv3-group,etcd-client-stream`.
+//! Profiling the watch-scale children during the event phase only:
+//! `WS_CALLGRIND_DIR=DIR` (each child under callgrind, instructions;
+//! `WS_CALLGRIND_CACHE=1` adds the cache simulation), `WS_PERF_DIR=DIR`
+//! (`perf record -e cpu-clock -g` attached to each child, one
+//! `perf.VARIANT.PID.data` per child; `WS_PERF_CALLGRAPH=dwarf` for whole
+//! call chains).
 #![forbid(unsafe_code)]
 
 use std::collections::BTreeMap;
@@ -501,7 +507,9 @@ const USAGE: &str = "throughput-bench [--members N] [--ops N] [--conc 1,16,64,25
 [--value-size BYTES] [--clients N] [--watchers N] [--only put|range|serializable|mem] [--only-lib LIB] \
 [--fsync on|off] [--serve-cluster] [--endpoints URL,..] [--server-pids PID,..] \
 [--only overload] [--overload-conc 1024,4096] [--overload-slow N] [--overload-secs N] [--overload-timeout-ms N] \
-[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-streams N] [--ws-prev-kv] [--ws-variants etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch]";
+[--only watch-scale] [--ws-watchers N] [--ws-keys N] [--ws-rate N] [--ws-secs N] [--ws-streams N] [--ws-prev-kv] [--ws-variants etcdv3,etcdv3-one-task,etcdv3-group,etcd-client-stream,etcd-client-per-watch]
+[--ws-decode-floor N [VALUE_SIZE] [prev-kv]]
+environment (watch-scale children, event phase only): WS_CALLGRIND_DIR=DIR [WS_CALLGRIND_CACHE=1] (callgrind), WS_PERF_DIR=DIR (perf record -e cpu-clock -g) [WS_PERF_CALLGRAPH=dwarf], WS_CHILD_WORKERS=N (runtime threads, default 2)";
 
 fn parse_args() -> Result<Args, String> {
     let mut a = Args {

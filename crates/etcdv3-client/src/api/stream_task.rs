@@ -51,6 +51,12 @@ pub(crate) trait StreamOwner: Send + 'static {
     fn handle_lost(&mut self, now: Instant);
     /// A response arrived.
     fn handle_message(&mut self, now: Instant, resp: Self::Resp);
+    /// Responses that arrived together, in order (`batch` is left empty).
+    fn handle_messages(&mut self, now: Instant, batch: &mut Vec<Self::Resp>) {
+        for resp in batch.drain(..) {
+            self.handle_message(now, resp);
+        }
+    }
     /// What to do with the stream after the last input.
     fn verdict(&self, _now: Instant) -> Verdict {
         Verdict::Keep
@@ -168,6 +174,9 @@ struct Pump<O: StreamOwner> {
     driver: StreamDriver,
     stream: Option<OwnedStream<O>>,
     opening: Option<BoxFuture<'static, Result<OwnedStream<O>>>>,
+    /// The messages of one turn (empty between turns; kept for its
+    /// capacity).
+    batch: Vec<O::Resp>,
 }
 
 impl<O: StreamOwner> Pump<O> {
@@ -260,6 +269,7 @@ async fn run<O: StreamOwner>(
         driver,
         stream: None,
         opening: None,
+        batch: Vec::new(),
     };
     let mut timer: Option<(Instant, BoxFuture<'static, ()>)> = None;
     let mut cmds_open = true;
@@ -309,7 +319,7 @@ async fn run<O: StreamOwner>(
             Input::Cmd(Some(cmd)) => p.owner.handle_cmd(now, cmd),
             Input::Msg(Ok(Some(resp))) => {
                 p.driver.handle_message(now);
-                p.owner.handle_message(now, resp);
+                p.batch.push(resp);
                 // Take what else already arrived. Polling with a no-op
                 // waker is fine: a `Pending` here is followed by the real
                 // poll at the top of the loop before the task sleeps.
@@ -317,7 +327,7 @@ async fn run<O: StreamOwner>(
                 for _ in 1..MAX_MESSAGES_PER_TURN {
                     let Some(s) = p.stream.as_mut() else { break };
                     match s.poll_message(&mut cx) {
-                        Poll::Ready(Ok(Some(resp))) => p.owner.handle_message(now, resp),
+                        Poll::Ready(Ok(Some(resp))) => p.batch.push(resp),
                         Poll::Ready(end) => {
                             stashed = Some(end);
                             break;
@@ -325,6 +335,9 @@ async fn run<O: StreamOwner>(
                         Poll::Pending => break,
                     }
                 }
+                // The owner sees the turn's messages together (the watch
+                // hub loads their watchers' records in one pass).
+                p.owner.handle_messages(now, &mut p.batch);
                 // The core hears of the batch once (the stream is alive).
                 if let Some(s) = p.stream.as_mut() {
                     s.report_progress();

@@ -754,6 +754,15 @@ impl StreamOwner for WatchOwner {
         self.hub.handle_response(resp);
     }
 
+    fn handle_messages(&mut self, now: Instant, batch: &mut Vec<WatchResponse>) {
+        // The records of the batch's watchers, loaded together (their
+        // cache misses overlap) before the responses are fed one by one.
+        self.hub.prefetch(batch);
+        for resp in batch.drain(..) {
+            self.handle_message(now, resp);
+        }
+    }
+
     fn verdict(&self, _now: Instant) -> Verdict {
         Verdict::of_watch(&self.hub)
     }
