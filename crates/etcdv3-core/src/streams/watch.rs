@@ -1392,17 +1392,23 @@ impl WatchHub {
             if resp.created || resp.events.is_empty() {
                 continue;
             }
-            let routed = if self.by_server.is_empty() {
-                None
-            } else {
-                self.by_server.get(&resp.watch_id).copied()
-            };
-            let id = routed.unwrap_or(WatcherId(resp.watch_id));
+            let (_, id) = self.route(resp.watch_id);
             if let Some(w) = self.watchers.get(&id) {
                 seen ^= w.phase as u8;
             }
         }
         std::hint::black_box(seen);
+    }
+
+    /// The watcher a server watch id names: its explicit route (`Some`),
+    /// or else the watcher whose own id it is.
+    fn route(&self, watch_id: i64) -> (Option<WatcherId>, WatcherId) {
+        let routed = if self.by_server.is_empty() {
+            None
+        } else {
+            self.by_server.get(&watch_id).copied()
+        };
+        (routed, routed.unwrap_or(WatcherId(watch_id)))
     }
 
     /// Every watcher's id, in order.
@@ -1442,12 +1448,7 @@ impl WatchHub {
         // is (etcd 3.4+ keeps the id the hub sends), if it was created
         // under it. One probe of the watcher table for the usual response:
         // the record found here is used to the end.
-        let routed = if self.by_server.is_empty() {
-            None
-        } else {
-            self.by_server.get(&resp.watch_id).copied()
-        };
-        let id = routed.unwrap_or(WatcherId(resp.watch_id));
+        let (routed, id) = self.route(resp.watch_id);
         let Some(w) = self.watchers.get_mut(&id) else {
             return;
         };
