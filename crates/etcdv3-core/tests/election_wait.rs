@@ -176,13 +176,19 @@ fn a_put_after_the_leader_stepped_down_waits_for_the_new_leader() {
     );
     // Endpoint 1 wins the election at term 6: the put goes to it within
     // one fast probe round.
-    let (seen, _) = run_for(&mut core, now, ms(150), &[(0, 5), (2, 6), (2, 6)]);
+    assert_sent_to_new_leader(&mut core, now, second, conns[1]);
+}
+
+/// Endpoint 1 wins the election at term 6 (the others' probes say so):
+/// `call` is sent to it, once, within one fast probe round (150 ms).
+fn assert_sent_to_new_leader(core: &mut Core, now: Instant, call: CallId, leader: ConnId) {
+    let (seen, _) = run_for(core, now, ms(150), &[(0, 5), (2, 6), (2, 6)]);
     let to: Vec<ConnId> = seen
         .iter()
-        .filter(|(c, _, _)| *c == second)
+        .filter(|(c, _, _)| *c == call)
         .map(|s| s.2)
         .collect();
-    assert_eq!(to, vec![conns[1]], "the put goes to the new leader at once");
+    assert_eq!(to, vec![leader], "the put goes to the new leader at once");
 }
 
 #[test]
@@ -642,13 +648,7 @@ fn a_no_leader_answer_from_the_leader_makes_mutations_wait_for_the_election() {
         "re-sent while the followers still follow the old leader: {seen:?}"
     );
     // Endpoint 1 wins the election at term 6: the put goes to it.
-    let (seen, _) = run_for(&mut core, now, ms(150), &[(0, 5), (2, 6), (2, 6)]);
-    let to: Vec<ConnId> = seen
-        .iter()
-        .filter(|(c, _, _)| *c == put)
-        .map(|s| s.2)
-        .collect();
-    assert_eq!(to, vec![conns[1]], "the put goes to the new leader at once");
+    assert_sent_to_new_leader(&mut core, now, put, conns[1]);
 }
 
 /// Sim seed 2000059 (leader faults): a follower's answer to a leader check

@@ -388,6 +388,16 @@ mod tests {
         }
     }
 
+    /// A pager over `[a, z)` at the latest revision, one key per page.
+    fn one_per_page() -> Pager {
+        Pager::new(
+            b"a".into(),
+            b"z".into(),
+            0,
+            PagerConfig::new(PageSize::Count(1), 1 << 20),
+        )
+    }
+
     fn fetch(p: &mut Pager) -> PageRequest {
         match p.poll_action() {
             PagerAction::Fetch(r) => r,
@@ -466,12 +476,7 @@ mod tests {
 
     #[test]
     fn transient_failures_retry_the_same_page_then_fail_and_resume() {
-        let mut p = Pager::new(
-            b"a".into(),
-            b"z".into(),
-            0,
-            PagerConfig::new(PageSize::Count(1), 1 << 20),
-        );
+        let mut p = one_per_page();
         fetch(&mut p);
         p.handle_page(8, &[kv("a", 1)], true);
         let want = fetch(&mut p);
@@ -490,12 +495,7 @@ mod tests {
 
     #[test]
     fn compaction_of_the_snapshot_stops_with_its_revision() {
-        let mut p = Pager::new(
-            b"a".into(),
-            b"z".into(),
-            0,
-            PagerConfig::new(PageSize::Count(1), 1 << 20),
-        );
+        let mut p = one_per_page();
         fetch(&mut p);
         p.handle_page(8, &[kv("a", 1)], true);
         fetch(&mut p);

@@ -875,6 +875,22 @@ fn revision_of(e: &Event) -> i64 {
     e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
 }
 
+/// The events of `events` that `w` has not delivered yet (a resumed watch
+/// may repeat some), with `w`'s delivered revision advanced to the last of
+/// them; `None` when nothing is new.
+fn advance_past(w: &mut Watcher, mut events: Vec<Event>) -> Option<Vec<Event>> {
+    let floor = w.covered();
+    if events.iter().any(|e| revision_of(e) <= floor) {
+        events.retain(|e| revision_of(e) > floor);
+    }
+    let last = events
+        .iter()
+        .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
+        .max()?;
+    w.delivered = last;
+    Some(events)
+}
+
 fn header_revision(resp: &WatchResponse) -> i64 {
     resp.header.as_ref().map(|h| h.revision).unwrap_or(0)
 }
@@ -1483,28 +1499,19 @@ impl WatchHub {
         };
         if !resp.fragment && pending.is_none() && !resp.events.is_empty() {
             // The common case: the response's own events, not copied.
-            let mut events = resp.events;
-            let floor = w.covered();
-            if events.iter().any(|e| revision_of(e) <= floor) {
-                events.retain(|e| revision_of(e) > floor);
+            if let Some(events) = advance_past(w, resp.events) {
+                self.push_event(
+                    id,
+                    queue,
+                    WatchEvent::Events {
+                        events,
+                        revision: rev,
+                    },
+                );
             }
-            let Some(last) = events
-                .iter()
-                .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
-                .max()
-            else {
-                return;
-            };
-            w.delivered = last;
-            let event = WatchEvent::Events {
-                events,
-                revision: rev,
-            };
-            charge(&mut self.queues, self.buffer_limit, queue, &event);
-            self.events.push_back((id, queue, event));
             return;
         }
-        let mut events = if resp.fragment || pending.is_some() {
+        let events = if resp.fragment || pending.is_some() {
             // Fix (issue 10, bug 12): reassembly is bounded; a watcher whose
             // fragments outgrow the limit ends instead of growing without
             // bound. (A whole response was already bounded by the decoder.)
@@ -1549,16 +1556,9 @@ impl WatchHub {
             self.push_event(id, queue, WatchEvent::Progress { revision: rev });
             return;
         }
-        let floor = w.covered();
-        events.retain(|e| revision_of(e) > floor);
-        let Some(last) = events
-            .iter()
-            .filter_map(|e| e.kv.as_ref().map(|kv| kv.mod_revision))
-            .max()
-        else {
+        let Some(events) = advance_past(w, events) else {
             return;
         };
-        w.delivered = last;
         self.push_event(
             id,
             queue,
